@@ -1,0 +1,44 @@
+/**
+ * What the auth path needs from the audit trail: a non-blocking record() call.
+ * src/audit implements it with the SQLite store; tests use an in-memory sink.
+ */
+export type AuditEventType =
+  | 'signal'
+  | 'handshake-succeeded'
+  | 'handshake-failed'
+  | 'entry-written'
+  | 'entry-expired'
+  | 'entry-removed'
+  | 'svid-rotated'
+  | 'reauth'
+  | 'peer-unreachable'
+  | 'gap';
+
+export interface AuditEventInput {
+  type: AuditEventType;
+  /** Defaults to now (ms since epoch). */
+  atMs?: number;
+  outcome?: 'success' | 'failure' | 'info';
+  /** Stable reason code for failures / removals (e.g. svid-untrusted, spiffe-id-mismatch, gc-expired). */
+  reason?: string;
+  localId?: string;
+  remoteId?: string;
+  /** Peer node name. */
+  node?: string;
+  direction?: 'egress' | 'ingress' | 'client' | 'server';
+  /** Free-form structured details (serials, notAfter, tls version, cipher, duration, packet counts). */
+  details?: Record<string, unknown>;
+}
+
+export interface AuditSink {
+  /** Never blocks and never throws; overflow is counted by the implementation. */
+  record(event: AuditEventInput): void;
+}
+
+/** An AuditSink that keeps events in memory (tests, and the fallback when auditing is disabled). */
+export class MemoryAuditSink implements AuditSink {
+  readonly events: AuditEventInput[] = [];
+  record(event: AuditEventInput): void {
+    this.events.push({ atMs: Date.now(), ...event });
+  }
+}

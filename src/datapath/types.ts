@@ -1,0 +1,104 @@
+/**
+ * Domain types of the datapath, shared by src/datapath (which converts them to and from the wire
+ * structs in bpf/meshauth.h) and src/auth (which only sees these).
+ */
+
+/** Auth types carried in policy values, auth keys and signals. Must match bpf/meshauth.h. */
+export const AuthType = {
+  /** SPIFFE X509-SVID mutual TLS between the two node daemons. */
+  SpiffeMtls: 1,
+} as const;
+export type AuthTypeValue = (typeof AuthType)[keyof typeof AuthType];
+
+/** Numeric identity 0 means "unknown / world". Never allocated to a SPIFFE ID. */
+export const IDENTITY_UNKNOWN = 0;
+/** Policy remote id 0 is the wildcard "any remote identity". */
+export const POLICY_ANY_REMOTE = 0;
+/** Node id 0 is the local node. */
+export const LOCAL_NODE_ID = 0;
+
+/** Key of the BPF auth map. remoteNode is a node-local handle of the peer node (never 0). */
+export interface AuthKey {
+  localId: number;
+  remoteId: number;
+  remoteNode: number;
+  authType: number;
+}
+
+/** Value of the BPF auth map, expressed in wall-clock time (the binding converts to boot time). */
+export interface AuthValue {
+  /** Unix epoch milliseconds after which the kernel treats the entry as expired. */
+  expiresAtMs: number;
+}
+
+/** Direction of the packet that caused a signal, relative to the local workload. */
+export type Direction = 'egress' | 'ingress';
+
+/** One auth-required signal read from the ring buffer. */
+export interface AuthSignal {
+  localId: number;
+  remoteId: number;
+  remoteNode: number;
+  authType: number;
+  direction: Direction;
+  /** Kernel CLOCK_BOOTTIME of the drop, nanoseconds. */
+  bootNs: bigint;
+}
+
+/** ipcache: which identity and node an address prefix belongs to. */
+export interface IpcacheEntry {
+  /** "10.0.1.5/32", "fd00::/64", ... */
+  cidr: string;
+  identity: number;
+  /** 0 = this node. */
+  nodeId: number;
+}
+
+/** policy: pair (local identity, remote identity or POLICY_ANY_REMOTE) -> auth type. */
+export interface PolicyKey {
+  localId: number;
+  remoteId: number;
+}
+
+/** Per-verdict packet counters, summed over CPUs. Names must match the reasons in bpf/meshauth.h. */
+export type VerdictName =
+  | 'pass_no_policy'
+  | 'pass_authenticated'
+  | 'pass_unknown_identity'
+  | 'pass_not_ip'
+  | 'drop_auth_missing'
+  | 'drop_auth_expired'
+  | 'drop_not_via_wireguard'
+  | 'signal_sent'
+  | 'signal_throttled'
+  | 'signal_ringbuf_full';
+
+export type VerdictCounters = Record<VerdictName, bigint>;
+
+/** Runtime settings of the datapath, written to its config map. */
+export interface DatapathSettings {
+  /** Minimum time between two signals for the same auth key. Default 250 ms. */
+  signalThrottleMs: number;
+  /**
+   * Strict mode: drop packets whose source is a remote node's pod address but that did not arrive
+   * on the WireGuard interface. 0 = off.
+   */
+  wireguardIfindex: number;
+  strictWireguard: boolean;
+}
+
+/** The auth map as src/auth sees it. Implemented over the pinned BPF map and by in-memory fakes. */
+export interface AuthMap {
+  lookup(key: AuthKey): AuthValue | undefined;
+  update(key: AuthKey, value: AuthValue): void;
+  /** Returns false when the key was not present. */
+  delete(key: AuthKey): boolean;
+  entries(): Iterable<[AuthKey, AuthValue]>;
+}
+
+/** A source of auth-required signals (the ring buffer reader, or a fake). */
+export interface SignalSource {
+  /** Calls `onSignal` for every record until close(); resolves when the reader ends. */
+  run(onSignal: (signal: AuthSignal) => void): Promise<void>;
+  close(): void;
+}
