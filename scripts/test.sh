@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole test suite: set-up, SPIRE build (cached), lint, type check, unit, integration and e2e
+# tests against the real kernel, then a short smoke run of every benchmark.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+bash scripts/build-spire.sh
+export MESHAUTH_SPIRE_BIN="${MESHAUTH_SPIRE_BIN:-$(bash scripts/build-spire.sh --print-bin-dir)}"
+
+echo "[test] lint and type check"
+npx tsc -p tsconfig.json --noEmit
+npx eslint .
+npx madge --circular --extensions ts src >/dev/null
+
+echo "[test] vitest: unit, integration, e2e"
+results=$(mktemp)
+set +e
+npx vitest run --reporter=default --reporter=json --outputFile="$results"
+status=$?
+set -e
+node -e '
+  const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+  console.log(`vitest: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped`);
+' "$results" || true
+rm -f "$results"
+[ "$status" -eq 0 ] || exit "$status"
+
+echo "[test] benchmark smoke run"
+MESHAUTH_BENCH_SMOKE=1 node dist/bench/main.js

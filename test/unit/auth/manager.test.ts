@@ -1,0 +1,238 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { MemoryAuditSink } from '../../../src/audit/sink.js';
+import {
+  AuthCache,
+  AuthGc,
+  AuthManager,
+  type AuthenticateRequest,
+  type AuthenticateResult,
+  type PairResolver,
+} from '../../../src/auth/index.js';
+import { silentLogger } from '../../../src/log.js';
+import { sleep } from '../../../src/sync.js';
+import { ManualSignals, MemoryAuthMap } from '../../helpers/fakes.js';
+
+const WEB = 'spiffe://demo.local/ns/demo/sa/web';
+const DB = 'spiffe://demo.local/ns/demo/sa/db';
+const API = 'spiffe://demo.local/ns/demo/sa/api';
+
+function resolver(): PairResolver & { required: boolean } {
+  const ids = [WEB, DB, API];
+  return {
+    required: true,
+    spiffeIdOf: (n) => ids[n - 1],
+    numericIdFor: (s) => {
+      const i = ids.indexOf(s);
+      if (i < 0) throw new Error(`unknown ${s}`);
+      return i + 1;
+    },
+    nodeNameOf: (n) => (n === 7 ? 'node-b' : undefined),
+    nodeIdOf: (name) => (name === 'node-b' ? 7 : undefined),
+    nodeEndpoint: (name) => (name === 'node-b' ? { address: '192.0.2.2', port: 4250 } : undefined),
+    pairRequired(this: { required: boolean }) {
+      return this.required;
+    },
+  };
+}
+
+class FakeAuthenticator {
+  calls: AuthenticateRequest[] = [];
+  active = 0;
+  maxActive = 0;
+  delayMs = 5;
+  fail: string | undefined;
+  ttlMs = 60_000;
+  async authenticate(req: AuthenticateRequest): Promise<AuthenticateResult> {
+    this.calls.push(req);
+    this.active++;
+    this.maxActive = Math.max(this.maxActive, this.active);
+    try {
+      await sleep(this.delayMs);
+      if (this.fail) throw Object.assign(new Error(`handshake: ${this.fail}`), { reason: this.fail });
+      return { expiresAtMs: Date.now() + this.ttlMs, durationMs: this.delayMs, tlsVersion: 'TLSv1.3' };
+    } finally {
+      this.active--;
+    }
+  }
+}
+
+function setup(opts: Partial<{ maxConcurrent: number; queueSize: number; retryBaseMs: number }> = {}) {
+  const map = new MemoryAuthMap();
+  const cache = new AuthCache(map);
+  const audit = new MemoryAuditSink();
+  const auth = new FakeAuthenticator();
+  const res = resolver();
+  const signals = new ManualSignals();
+  const manager = new AuthManager({
+    cache,
+    resolver: res,
+    authenticator: auth,
+    audit,
+    logger: silentLogger(),
+    options: {
+      maxConcurrent: opts.maxConcurrent ?? 4,
+      queueSize: opts.queueSize ?? 100,
+      retryBaseMs: opts.retryBaseMs ?? 40,
+      retryMaxMs: 200,
+      reauthAt: 0.5,
+    },
+  });
+  manager.start(signals);
+  return { map, cache, audit, auth, res, signals, manager };
+}
+
+let current: ReturnType<typeof setup> | undefined;
+afterEach(async () => {
+  current?.signals.close();
+  await current?.manager.close();
+  current = undefined;
+});
+
+describe('AuthManager', () => {
+  it('turns one signal into one handshake and one kernel entry with the handshake expiry', async () => {
+    const t = (current = setup());
+    t.signals.emit({ localId: 1, remoteId: 2, remoteNode: 7 });
+    await t.manager.idle();
+    expect(t.auth.calls).toEqual([
+      expect.objectContaining({ localId: WEB, remoteId: DB, peerNode: 'node-b', peerAddress: '192.0.2.2', peerPort: 4250 }),
+    ]);
+    const v = t.map.lookup({ localId: 1, remoteId: 2, remoteNode: 7, authType: 1 });
+    expect(v?.expiresAtMs).toBeGreaterThan(Date.now() + 50_000);
+    expect(t.audit.events.map((e) => e.type)).toEqual(['signal', 'handshake-succeeded', 'entry-written']);
+  });
+
+  it('de-duplicates signals for a pair that is already pending or live', async () => {
+    const t = (current = setup());
+    for (let i = 0; i < 20; i++) t.signals.emit({ localId: 1, remoteId: 2, remoteNode: 7 });
+    await t.manager.idle();
+    t.signals.emit({ localId: 1, remoteId: 2, remoteNode: 7 }); // live now
+    await t.manager.idle();
+    expect(t.auth.calls).toHaveLength(1);
+  });
+
+  it('bounds concurrent handshakes and the queue', async () => {
+    const t = (current = setup({ maxConcurrent: 2, queueSize: 3 }));
+    t.auth.delayMs = 20;
+    // 9 distinct pairs: 2 start at once, 3 wait in the queue, 4 are dropped (the next signal retries them).
+    for (const l of [1, 2, 3]) for (const r of [1, 2, 3]) t.signals.emit({ localId: l, remoteId: r, remoteNode: 7 });
+    expect(t.manager.stats()).toMatchObject({ inFlight: 2, queued: 3 });
+    await t.manager.idle();
+    expect(t.auth.maxActive).toBe(2);
+    expect(t.auth.calls).toHaveLength(5);
+    expect(t.map.data.size).toBe(5);
+  });
+
+  it('never writes an entry for a failed handshake, backs off, and retries while signals continue', async () => {
+    const t = (current = setup({ retryBaseMs: 60 }));
+    t.auth.fail = 'svid-untrusted';
+    t.signals.emit({ localId: 1, remoteId: 2, remoteNode: 7 });
+    await t.manager.idle();
+    expect(t.map.data.size).toBe(0);
+    const failed = t.audit.events.find((e) => e.type === 'handshake-failed');
+    expect(failed).toMatchObject({ reason: 'svid-untrusted', localId: WEB, remoteId: DB, node: 'node-b' });
+    // A signal during backoff does not start a handshake.
+    t.signals.emit({ localId: 1, remoteId: 2, remoteNode: 7 });
+    expect(t.manager.stats().queued).toBe(0);
+    expect(t.auth.calls).toHaveLength(1);
+    // The retry timer re-attempts on its own; once the peer is fixed the entry appears.
+    t.auth.fail = undefined;
+    const deadline = Date.now() + 2000;
+    while (t.map.data.size === 0 && Date.now() < deadline) await sleep(10);
+    expect(t.map.data.size).toBe(1);
+    expect(t.auth.calls.length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('treats a handshake result that is already expired as a failure', async () => {
+    const t = (current = setup());
+    t.auth.ttlMs = -1000;
+    t.signals.emit({ localId: 1, remoteId: 2, remoteNode: 7 });
+    await t.manager.idle();
+    expect(t.map.data.size).toBe(0);
+    expect(t.audit.events.some((e) => e.reason === 'entry-already-expired')).toBe(true);
+  });
+
+  it('reports an entry that the kernel refuses as a failure', async () => {
+    const t = (current = setup());
+    t.map.failWrites = true;
+    t.signals.emit({ localId: 1, remoteId: 2, remoteNode: 7 });
+    await t.manager.idle();
+    expect(t.cache.size).toBe(0);
+    expect(t.audit.events.some((e) => e.reason === 'entry-write-failed')).toBe(true);
+  });
+
+  it('writes the reverse entry for the server side of a handshake', () => {
+    const t = (current = setup());
+    const expiresAtMs = Date.now() + 30_000;
+    const key = t.manager.onServerAuthenticated({ localId: DB, remoteId: WEB, peerNode: 'node-b', expiresAtMs });
+    expect(key).toEqual({ localId: 2, remoteId: 1, remoteNode: 7, authType: 1 });
+    expect(t.map.lookup(key)).toEqual({ expiresAtMs });
+    expect(() =>
+      t.manager.onServerAuthenticated({ localId: DB, remoteId: WEB, peerNode: 'node-x', expiresAtMs }),
+    ).toThrow(/unknown node/);
+  });
+
+  it('re-authenticates on local SVID rotation and before expiry', async () => {
+    const t = (current = setup());
+    t.signals.emit({ localId: 1, remoteId: 2, remoteNode: 7 });
+    t.signals.emit({ localId: 3, remoteId: 2, remoteNode: 7 });
+    await t.manager.idle();
+    expect(t.auth.calls).toHaveLength(2);
+    expect(t.manager.onLocalSvidRotated(WEB)).toBe(1);
+    await t.manager.idle();
+    expect(t.auth.calls).toHaveLength(3);
+    expect(t.auth.calls[2]).toMatchObject({ localId: WEB });
+    // Nothing is due before half of the lifetime...
+    expect(t.manager.scheduleExpiryReauth()).toBe(0);
+    // ...but short entries are.
+    t.auth.ttlMs = 40;
+    t.manager.onLocalSvidRotated(API);
+    await t.manager.idle();
+    await sleep(25);
+    t.res.required = false;
+    expect(t.manager.scheduleExpiryReauth()).toBe(0); // no longer required by policy
+    t.res.required = true;
+    expect(t.manager.scheduleExpiryReauth()).toBe(1);
+    await t.manager.idle();
+    expect(t.audit.events.filter((e) => e.type === 'reauth').map((e) => e.details?.['why'])).toEqual([
+      'reauth-rotation',
+      'reauth-rotation',
+      'reauth-expiry',
+    ]);
+  });
+});
+
+describe('AuthCache and AuthGc', () => {
+  it('restores the mirror from the kernel map', () => {
+    const map = new MemoryAuthMap();
+    map.update({ localId: 1, remoteId: 2, remoteNode: 7, authType: 1 }, { expiresAtMs: Date.now() + 1000 });
+    map.update({ localId: 2, remoteId: 1, remoteNode: 7, authType: 1 }, { expiresAtMs: Date.now() - 1000 });
+    const cache = new AuthCache(map);
+    expect(cache.restore()).toBe(2);
+    expect(cache.isLive({ localId: 1, remoteId: 2, remoteNode: 7, authType: 1 })).toBe(true);
+    expect(cache.isLive({ localId: 2, remoteId: 1, remoteNode: 7, authType: 1 })).toBe(false);
+    expect(cache.entries().every((e) => e.origin === 'restored')).toBe(true);
+  });
+
+  it('collects expired and obsolete entries and audits why', () => {
+    const map = new MemoryAuthMap();
+    const cache = new AuthCache(map);
+    const audit = new MemoryAuditSink();
+    cache.set({ localId: 1, remoteId: 2, remoteNode: 7, authType: 1 }, { expiresAtMs: Date.now() - 1 }, 'client');
+    cache.set({ localId: 3, remoteId: 2, remoteNode: 7, authType: 1 }, { expiresAtMs: Date.now() + 9e6 }, 'client');
+    cache.set({ localId: 2, remoteId: 1, remoteNode: 7, authType: 1 }, { expiresAtMs: Date.now() + 9e6 }, 'server');
+    const gc = new AuthGc({
+      cache,
+      audit,
+      logger: silentLogger(),
+      obsolete: (k) => (k.localId === 3 ? 'identity-removed' : undefined),
+      describe: () => ({}),
+    });
+    expect(gc.run()).toEqual({ expired: 1, removed: 1 });
+    expect(map.data.size).toBe(1);
+    expect(audit.events.map((e) => [e.type, e.reason]).sort()).toEqual([
+      ['entry-expired', 'gc-expired'],
+      ['entry-removed', 'identity-removed'],
+    ]);
+    expect(gc.run()).toEqual({ expired: 0, removed: 0 });
+  });
+});
