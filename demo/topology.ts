@@ -73,7 +73,10 @@ export function buildTopology(lab: NetnsLab): Topology {
     const node = NODES.find((n) => n.name === p.node)!;
     const ns = lab.addNamespace(p.name);
     podNs[p.name] = ns;
-    lab.link({ ns, ifname: 'eth0', addr: `${p.ip}/24` }, { ns: nodeNs[node.name]!, ifname: `veth-${p.name}` });
+    lab.link(
+      { ns, ifname: 'eth0', addr: `${p.ip}/24` },
+      { ns: nodeNs[node.name]!, ifname: `veth-${p.name}` },
+    );
     lab.exec(nodeNs[node.name]!, 'ip', ['link', 'set', `veth-${p.name}`, 'master', 'br0']);
     lab.exec(ns, 'ip', ['route', 'add', 'default', 'via', node.bridgeIp]);
   }

@@ -12,7 +12,9 @@ export type AuditEventType =
   | 'svid-rotated'
   | 'reauth'
   | 'peer-unreachable'
-  | 'gap';
+  | 'gap'
+  /** Written by the store itself when retention deleted the oldest rows (records the new chain anchor). */
+  | 'retention';
 
 export interface AuditEventInput {
   type: AuditEventType;

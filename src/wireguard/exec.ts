@@ -32,36 +32,55 @@ export function createExec(opts: ExecOptions = {}): Exec {
     const [cmd, argv] =
       opts.netns === undefined ? [file, [...args]] : ['ip', ['netns', 'exec', opts.netns, file, ...args]];
     return new Promise((resolve, reject) => {
-      execFile(cmd, argv, { encoding: 'utf8', timeout, env, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
-        if (err === null) {
-          resolve({ code: 0, stdout, stderr });
-          return;
-        }
-        const e = err as NodeJS.ErrnoException & { code?: string | number; killed?: boolean };
-        if (typeof e.code === 'string') {
-          // ENOENT and friends: the command could not be started at all
-          reject(
-            new WireguardError('MESHAUTH_ERR_WIREGUARD_COMMAND', `run ${formatCommand(file, args)}: ${e.message}`, {
-              command: [file, ...args],
-              cause: err,
-            }),
-          );
-          return;
-        }
-        resolve({ code: typeof e.code === 'number' ? e.code : null, stdout, stderr });
-      });
+      execFile(
+        cmd,
+        argv,
+        { encoding: 'utf8', timeout, env, maxBuffer: 16 * 1024 * 1024 },
+        (err, stdout, stderr) => {
+          if (err === null) {
+            resolve({ code: 0, stdout, stderr });
+            return;
+          }
+          const e = err as NodeJS.ErrnoException & { code?: string | number; killed?: boolean };
+          if (typeof e.code === 'string') {
+            // ENOENT and friends: the command could not be started at all
+            reject(
+              new WireguardError(
+                'MESHAUTH_ERR_WIREGUARD_COMMAND',
+                `run ${formatCommand(file, args)}: ${e.message}`,
+                {
+                  command: [file, ...args],
+                  cause: err,
+                },
+              ),
+            );
+            return;
+          }
+          resolve({ code: typeof e.code === 'number' ? e.code : null, stdout, stderr });
+        },
+      );
     });
   };
 }
 
 /** Runs a command and returns stdout; any failure becomes a WireguardError naming the command and its output. */
-export async function runChecked(exec: Exec, operation: string, file: string, args: readonly string[]): Promise<string> {
+export async function runChecked(
+  exec: Exec,
+  operation: string,
+  file: string,
+  args: readonly string[],
+): Promise<string> {
   const res = await exec(file, args);
   if (res.code !== 0) throw commandError(operation, file, args, res);
   return res.stdout;
 }
 
-export function commandError(operation: string, file: string, args: readonly string[], res: ExecResult): WireguardError {
+export function commandError(
+  operation: string,
+  file: string,
+  args: readonly string[],
+  res: ExecResult,
+): WireguardError {
   const output = `${res.stderr}${res.stdout}`.trim();
   const status = res.code === null ? 'killed or timed out' : `exit ${res.code}`;
   return new WireguardError(
@@ -72,5 +91,7 @@ export function commandError(operation: string, file: string, args: readonly str
 }
 
 export function formatCommand(file: string, args: readonly string[]): string {
-  return [file, ...args].map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
+  return [file, ...args]
+    .map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`))
+    .join(' ');
 }

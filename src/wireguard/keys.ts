@@ -1,5 +1,15 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
-import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  fsyncSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { WireguardError } from './errors.js';
 
@@ -57,7 +67,10 @@ export function publicKeyFromPrivate(privateKey: string): string {
   });
   const spki = createPublicKey(key).export({ format: 'der', type: 'spki' });
   if (spki.length !== SPKI_X25519_PREFIX.length + WIREGUARD_KEY_BYTES) {
-    throw new WireguardError('MESHAUTH_ERR_WIREGUARD_KEY_INVALID', 'derive WireGuard public key: unexpected SPKI size');
+    throw new WireguardError(
+      'MESHAUTH_ERR_WIREGUARD_KEY_INVALID',
+      'derive WireGuard public key: unexpected SPKI size',
+    );
   }
   return encodeWireguardKey(spki.subarray(SPKI_X25519_PREFIX.length));
 }
@@ -69,6 +82,11 @@ export interface NodeKey {
   readonly publicKey: string;
   /** True when this call generated the key (first start on this node). */
   readonly created: boolean;
+}
+
+/** `<stateDir>/wireguard/public.key`: the public half, for publishing into the inventory. */
+export function publicKeyPath(stateDir: string): string {
+  return join(stateDir, 'wireguard', 'public.key');
 }
 
 /** `<stateDir>/wireguard/private.key` */
@@ -88,15 +106,19 @@ export function loadOrCreateNodeKey(stateDir: string): NodeKey {
   if (!exists(file)) {
     created = writeNewKeyFile(file, generatePrivateKey());
   }
-  const privateKey = readKeyFile(file);
-  return { privateKeyFile: file, publicKey: publicKeyFromPrivate(privateKey), created };
+  const publicKey = publicKeyFromPrivate(readKeyFile(file));
+  writePublicKeyFile(publicKeyPath(stateDir), publicKey);
+  return { privateKeyFile: file, publicKey, created };
 }
 
 /** Reads and checks a private key file (see loadOrCreateNodeKey); returns the base64 key. */
 export function readKeyFile(file: string): string {
   const st = lstatSync(file);
   if (!st.isFile()) {
-    throw new WireguardError('MESHAUTH_ERR_WIREGUARD_KEY_FILE_MODE', `load WireGuard private key ${file}: not a regular file`);
+    throw new WireguardError(
+      'MESHAUTH_ERR_WIREGUARD_KEY_FILE_MODE',
+      `load WireGuard private key ${file}: not a regular file`,
+    );
   }
   if ((st.mode & 0o077) !== 0) {
     throw new WireguardError(
@@ -120,6 +142,18 @@ export function readKeyFile(file: string): string {
     );
   }
   return text;
+}
+
+/** Keeps `public.key` (0644) equal to the derived public key; rewritten atomically when it differs. */
+function writePublicKeyFile(file: string, publicKey: string): void {
+  try {
+    if (readFileSync(file, 'utf8') === `${publicKey}\n`) return;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${publicKey}\n`, { mode: 0o644 });
+  renameSync(tmp, file);
 }
 
 function exists(file: string): boolean {

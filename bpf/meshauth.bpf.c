@@ -1,0 +1,251 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * meshauth datapath: drops packets of identity pairs that policy marks as requiring mutual
+ * authentication until user space has written a live entry for the pair in the auth map, and
+ * signals user space (throttled per pair) through a ring buffer.
+ *
+ * Programs:
+ *   meshauth_tc_egress / meshauth_tc_ingress          tc (clsact), "egress" / "ingress" semantics
+ *   ma_cgrp_egress / ma_cgrp_ingress  cgroup_skb
+ * "egress" semantics: the source address is the local workload, the destination is remote.
+ * "ingress" semantics: the destination is local, the source is remote.
+ *
+ * Only the fixed IPv4/IPv6 headers are read (the addresses), so IPv6 extension headers never need to
+ * be walked. Headers are read with bpf_skb_load_bytes_relative(BPF_HDR_START_NET), which works the
+ * same on Ethernet devices, L3 devices (WireGuard, tun) and cgroup skbs.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "meshauth.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, MA_IPCACHE_MAX);
+	__type(key, struct ma_ipcache_key);
+	__type(value, struct ma_ipcache_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ma_ipcache SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MA_POLICY_MAX);
+	__type(key, struct ma_policy_key);
+	__type(value, struct ma_policy_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ma_policy SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MA_AUTH_MAX);
+	__type(key, struct ma_auth_key);
+	__type(value, struct ma_auth_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ma_auth SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MA_THROTTLE_MAX);
+	__type(key, struct ma_auth_key);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ma_throttle SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, MA_SIGNALS_BYTES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ma_signals SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MA_VERDICT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ma_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ma_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ma_config SEC(".maps");
+
+enum ma_semantics {
+	MA_SEM_EGRESS = 0,
+	MA_SEM_INGRESS = 1,
+};
+
+static __always_inline void count(__u32 verdict)
+{
+	__u64 *c = bpf_map_lookup_elem(&ma_counters, &verdict);
+
+	if (c)
+		*c += 1;
+}
+
+/* Reads source and destination addresses as IPv4-mapped or native IPv6 LPM keys.
+ * Returns 0 on success, -1 when the packet is not IP (or too short to hold the header). */
+static __always_inline int load_addrs(struct __sk_buff *skb, struct ma_ipcache_key *src,
+				      struct ma_ipcache_key *dst)
+{
+	__u8 vers;
+
+	if (bpf_skb_load_bytes_relative(skb, 0, &vers, 1, BPF_HDR_START_NET) < 0)
+		return -1;
+
+	if (skb->protocol == bpf_htons(ETH_P_IP) && (vers >> 4) == 4) {
+		/* saddr at 12, daddr at 16 */
+		__u8 a[8];
+
+		if (bpf_skb_load_bytes_relative(skb, 12, a, 8, BPF_HDR_START_NET) < 0)
+			return -1;
+		src->prefixlen = 128;
+		dst->prefixlen = 128;
+		__builtin_memset(src->addr, 0, 10);
+		__builtin_memset(dst->addr, 0, 10);
+		src->addr[10] = 0xff;
+		src->addr[11] = 0xff;
+		dst->addr[10] = 0xff;
+		dst->addr[11] = 0xff;
+		__builtin_memcpy(&src->addr[12], &a[0], 4);
+		__builtin_memcpy(&dst->addr[12], &a[4], 4);
+		return 0;
+	}
+	if (skb->protocol == bpf_htons(ETH_P_IPV6) && (vers >> 4) == 6) {
+		/* saddr at 8, daddr at 24 */
+		src->prefixlen = 128;
+		dst->prefixlen = 128;
+		if (bpf_skb_load_bytes_relative(skb, 8, src->addr, 16, BPF_HDR_START_NET) < 0)
+			return -1;
+		if (bpf_skb_load_bytes_relative(skb, 24, dst->addr, 16, BPF_HDR_START_NET) < 0)
+			return -1;
+		return 0;
+	}
+	return -1;
+}
+
+/* Returns 1 to pass, 0 to drop. */
+static __always_inline int decide(struct __sk_buff *skb, enum ma_semantics sem, int is_tc)
+{
+	struct ma_ipcache_key src = {}, dst = {};
+	struct ma_ipcache_value *local, *remote;
+	struct ma_policy_value *pol;
+	struct ma_policy_key pk = {};
+	struct ma_auth_key ak = {};
+	struct ma_auth_value *av;
+	struct ma_config *cfg;
+	__u32 zero = 0, verdict;
+	__u64 now, throttle_ns, *last;
+
+	if (load_addrs(skb, &src, &dst) < 0) {
+		count(MA_PASS_NOT_IP);
+		return 1;
+	}
+
+	cfg = bpf_map_lookup_elem(&ma_config, &zero);
+
+	if (sem == MA_SEM_EGRESS) {
+		local = bpf_map_lookup_elem(&ma_ipcache, &src);
+		remote = bpf_map_lookup_elem(&ma_ipcache, &dst);
+	} else {
+		local = bpf_map_lookup_elem(&ma_ipcache, &dst);
+		remote = bpf_map_lookup_elem(&ma_ipcache, &src);
+	}
+
+	/* Strict mode: remote-pod traffic must arrive through the WireGuard interface. */
+	if (is_tc && sem == MA_SEM_INGRESS && cfg && (cfg->flags & MA_FLAG_STRICT_WIREGUARD) && remote &&
+	    remote->node_id != 0 && skb->ingress_ifindex != cfg->wg_ifindex) {
+		count(MA_DROP_NOT_VIA_WIREGUARD);
+		return 0;
+	}
+
+	if (!local || !remote || local->node_id != 0 || local->identity == 0 || remote->identity == 0) {
+		count(MA_PASS_UNKNOWN_IDENTITY);
+		return 1;
+	}
+
+	pk.local_id = local->identity;
+	pk.remote_id = remote->identity;
+	pol = bpf_map_lookup_elem(&ma_policy, &pk);
+	if (!pol) {
+		pk.remote_id = 0;
+		pol = bpf_map_lookup_elem(&ma_policy, &pk);
+	}
+	if (!pol || pol->auth_type == 0) {
+		count(MA_PASS_NO_POLICY);
+		return 1;
+	}
+
+	ak.local_id = local->identity;
+	ak.remote_id = remote->identity;
+	ak.remote_node = remote->node_id;
+	ak.auth_type = pol->auth_type;
+
+	now = bpf_ktime_get_boot_ns();
+	av = bpf_map_lookup_elem(&ma_auth, &ak);
+	if (av && av->expiry_boot_ns > now) {
+		count(MA_PASS_AUTHENTICATED);
+		return 1;
+	}
+	count(av ? MA_DROP_AUTH_EXPIRED : MA_DROP_AUTH_MISSING);
+
+	throttle_ns = cfg && cfg->throttle_ns ? cfg->throttle_ns : MA_DEFAULT_THROTTLE_NS;
+	last = bpf_map_lookup_elem(&ma_throttle, &ak);
+	if (last && now - *last < throttle_ns) {
+		count(MA_SIGNAL_THROTTLED);
+		return 0;
+	}
+	bpf_map_update_elem(&ma_throttle, &ak, &now, BPF_ANY);
+
+	struct ma_signal sig = {
+		.local_id = ak.local_id,
+		.remote_id = ak.remote_id,
+		.remote_node = ak.remote_node,
+		.auth_type = ak.auth_type,
+		.direction = sem == MA_SEM_EGRESS ? MA_DIR_EGRESS : MA_DIR_INGRESS,
+		.boot_ns = now,
+	};
+	if (bpf_ringbuf_output(&ma_signals, &sig, sizeof(sig), 0) < 0) {
+		/* Let the next packet try again instead of waiting out the window. */
+		bpf_map_delete_elem(&ma_throttle, &ak);
+		verdict = MA_SIGNAL_RINGBUF_FULL;
+	} else {
+		verdict = MA_SIGNAL_SENT;
+	}
+	count(verdict);
+	return 0;
+}
+
+/* Pass returns TC_ACT_UNSPEC so that filters of other software at later priorities still run. */
+SEC("tc")
+int meshauth_tc_egress(struct __sk_buff *skb)
+{
+	return decide(skb, MA_SEM_EGRESS, 1) ? TC_ACT_UNSPEC : TC_ACT_SHOT;
+}
+
+SEC("tc")
+int meshauth_tc_ingress(struct __sk_buff *skb)
+{
+	return decide(skb, MA_SEM_INGRESS, 1) ? TC_ACT_UNSPEC : TC_ACT_SHOT;
+}
+
+SEC("cgroup_skb/egress")
+int ma_cgrp_egress(struct __sk_buff *skb)
+{
+	return decide(skb, MA_SEM_EGRESS, 0);
+}
+
+SEC("cgroup_skb/ingress")
+int ma_cgrp_ingress(struct __sk_buff *skb)
+{
+	return decide(skb, MA_SEM_INGRESS, 0);
+}

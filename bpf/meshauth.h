@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Wire structures shared between the meshauth BPF programs and user space.
+ * Every struct here is mirrored byte for byte in src/datapath/wire.ts; padding is explicit so that
+ * both sides agree on the layout without relying on compiler rules.
+ */
+#ifndef MESHAUTH_H
+#define MESHAUTH_H
+
+#include <linux/types.h>
+
+/* Auth types (src/datapath/types.ts AuthType). */
+#define MA_AUTH_SPIFFE_MTLS 1
+
+/* Default signal throttle window when the config map holds 0: 250 ms. */
+#define MA_DEFAULT_THROTTLE_NS (250ULL * 1000 * 1000)
+
+/* ma_config.flags */
+#define MA_FLAG_STRICT_WIREGUARD (1U << 0)
+
+/* Signal directions. */
+#define MA_DIR_EGRESS 0
+#define MA_DIR_INGRESS 1
+
+/* ipcache LPM key; mirrored in src/datapath/wire.ts (20 bytes).
+ * IPv4 addresses are stored as IPv4-mapped IPv6 (::ffff:a.b.c.d) with prefixlen + 96. */
+struct ma_ipcache_key {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+/* ipcache value; mirrored in src/datapath/wire.ts (8 bytes). node_id 0 = this node. */
+struct ma_ipcache_value {
+	__u32 identity;
+	__u32 node_id;
+};
+
+/* policy key; mirrored in src/datapath/wire.ts (8 bytes). remote_id 0 = any remote. */
+struct ma_policy_key {
+	__u32 local_id;
+	__u32 remote_id;
+};
+
+/* policy value; mirrored in src/datapath/wire.ts (4 bytes). */
+struct ma_policy_value {
+	__u8 auth_type;
+	__u8 pad[3];
+};
+
+/* auth map and throttle key; mirrored in src/datapath/wire.ts (16 bytes). */
+struct ma_auth_key {
+	__u32 local_id;
+	__u32 remote_id;
+	__u32 remote_node;
+	__u8 auth_type;
+	__u8 pad[3];
+};
+
+/* auth map value; mirrored in src/datapath/wire.ts (8 bytes). CLOCK_BOOTTIME nanoseconds. */
+struct ma_auth_value {
+	__u64 expiry_boot_ns;
+};
+
+/* ring buffer record; mirrored in src/datapath/wire.ts (24 bytes). */
+struct ma_signal {
+	__u32 local_id;
+	__u32 remote_id;
+	__u32 remote_node;
+	__u8 auth_type;
+	__u8 direction; /* MA_DIR_* */
+	__u8 pad[2];
+	__u64 boot_ns;
+};
+
+/* config (ARRAY of one element); mirrored in src/datapath/wire.ts (16 bytes). */
+struct ma_config {
+	__u64 throttle_ns;
+	__u32 wg_ifindex;
+	__u32 flags; /* MA_FLAG_* */
+};
+
+/* Verdict counter indexes; same order as VerdictName in src/datapath/types.ts (mirrored in
+ * src/datapath/wire.ts VERDICT_NAMES). */
+enum ma_verdict {
+	MA_PASS_NO_POLICY = 0,
+	MA_PASS_AUTHENTICATED = 1,
+	MA_PASS_UNKNOWN_IDENTITY = 2,
+	MA_PASS_NOT_IP = 3,
+	MA_DROP_AUTH_MISSING = 4,
+	MA_DROP_AUTH_EXPIRED = 5,
+	MA_DROP_NOT_VIA_WIREGUARD = 6,
+	MA_SIGNAL_SENT = 7,
+	MA_SIGNAL_THROTTLED = 8,
+	MA_SIGNAL_RINGBUF_FULL = 9,
+	MA_VERDICT_MAX = 10,
+};
+
+/* Map sizes; mirrored in src/datapath/wire.ts. */
+#define MA_IPCACHE_MAX 65536
+#define MA_POLICY_MAX 16384
+#define MA_AUTH_MAX 65536
+#define MA_THROTTLE_MAX 65536
+#define MA_SIGNALS_BYTES (256 * 1024)
+
+#endif /* MESHAUTH_H */

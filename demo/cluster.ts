@@ -1,0 +1,321 @@
+/**
+ * Runs meshauthd on the simulated nodes of demo/topology.ts: writes the dev CA, the shared
+ * inventory and policy and one config per node, starts and stops the daemons, reads their logs
+ * and their pinned BPF maps (through bpftool, independently of our own binding).
+ */
+import { execFile, type ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import { DevCa } from '../src/identity/dev-ca.js';
+import { run } from '../test/helpers/netns.js';
+import { NODES, PODS, TRUST_DOMAIN, type Topology } from './topology.js';
+
+const ROOT = resolve(fileURLToPath(import.meta.url), '../..'); // demo/x.ts -> repo root; dist/demo/x.js -> dist
+export const PACKAGE_ROOT = ROOT.endsWith('/dist') ? resolve(ROOT, '..') : ROOT;
+const DIST = join(PACKAGE_ROOT, 'dist');
+
+export interface PolicyRule {
+  name: string;
+  from: string;
+  to: string;
+}
+
+export interface ClusterOptions {
+  workDir: string;
+  /** A bpffs mount; each node pins its maps in a sub-directory. */
+  bpffs: string;
+  rules: PolicyRule[];
+  maxEntryTtl?: string;
+  /** 0 disables proactive re-authentication before expiry. */
+  reauthAt?: number;
+  signalThrottle?: string;
+  svidTtl?: string;
+  logLevel?: string;
+  extraConfig?: (node: string) => Record<string, unknown>;
+}
+
+export interface LogLine {
+  level: number;
+  event?: string;
+  msg?: string;
+  [k: string]: unknown;
+}
+
+export interface DaemonHandle {
+  node: string;
+  child: ChildProcess;
+  logs: LogLine[];
+  exited: Promise<number | null>;
+}
+
+export const podTool = (): string => join(DIST, 'demo/pod-tool.js');
+
+export class Cluster {
+  readonly daemons = new Map<string, DaemonHandle>();
+  readonly caDir: string;
+
+  constructor(
+    readonly topo: Topology,
+    readonly opts: ClusterOptions,
+  ) {
+    this.caDir = join(opts.workDir, 'ca');
+  }
+
+  pinDir(node: string): string {
+    return join(this.opts.bpffs, node);
+  }
+
+  stateDir(node: string): string {
+    return join(this.opts.workDir, node, 'state');
+  }
+
+  configPath(node: string): string {
+    return join(this.opts.workDir, node, 'config.yaml');
+  }
+
+  apiSocket(node: string): string {
+    return join(this.opts.workDir, node, 'api.sock');
+  }
+
+  /** Writes CA, inventory, policy and per-node configs. */
+  async init(): Promise<void> {
+    mkdirSync(this.opts.workDir, { recursive: true });
+    await DevCa.init({ dir: this.caDir, trustDomain: TRUST_DOMAIN });
+    const inventory = {
+      nodes: NODES.map((n) => ({ name: n.name, address: n.underlayIp, podCIDRs: [n.podCidr] })),
+      workloads: PODS.map((p) => ({
+        name: p.name,
+        spiffeId: p.spiffeId,
+        node: p.node,
+        ips: [p.ip],
+        selectors: ['k8s:ns:demo', `k8s:sa:${p.name}`],
+      })),
+    };
+    writeFileSync(join(this.opts.workDir, 'inventory.yaml'), stringify(inventory));
+    writeFileSync(
+      join(this.opts.workDir, 'policy.yaml'),
+      stringify({ rules: this.opts.rules.map((r) => ({ ...r, auth: 'mutual' })) }),
+    );
+    for (const n of NODES) {
+      mkdirSync(join(this.opts.workDir, n.name), { recursive: true });
+      const config = {
+        node: n.name,
+        stateDir: this.stateDir(n.name),
+        bpf: { pinDir: this.pinDir(n.name), object: join(PACKAGE_ROOT, 'bpf/meshauth.bpf.o') },
+        datapath: {
+          attach: [
+            { type: 'tc', interface: 'eth0', hook: 'egress', semantics: 'egress' },
+            { type: 'tc', interface: 'eth0', hook: 'ingress', semantics: 'ingress' },
+          ],
+          signalThrottle: this.opts.signalThrottle ?? '250ms',
+        },
+        handshake: { listen: n.underlayIp, port: 4250, maxEntryTtl: this.opts.maxEntryTtl ?? '1h' },
+        auth: { reauthAt: this.opts.reauthAt ?? 0.8, gcInterval: '1s' },
+        identity: {
+          source: 'dev-ca',
+          devCa: {
+            trustDomain: TRUST_DOMAIN,
+            caCert: join(this.caDir, 'ca.crt'),
+            caKey: join(this.caDir, 'ca.key'),
+            svidTtl: this.opts.svidTtl ?? '1h',
+          },
+        },
+        inventory: { file: join(this.opts.workDir, 'inventory.yaml') },
+        policy: { file: join(this.opts.workDir, 'policy.yaml') },
+        audit: { path: join(this.stateDir(n.name), 'audit.db') },
+        api: { socket: this.apiSocket(n.name) },
+        metrics: { listen: '' },
+        log: { level: this.opts.logLevel ?? 'info' },
+        ...(this.opts.extraConfig?.(n.name) ?? {}),
+      };
+      writeFileSync(this.configPath(n.name), stringify(config));
+    }
+  }
+
+  /** Starts meshauthd inside the node namespace and waits until it logs that it is ready. */
+  async start(node: string, timeoutMs = 30_000): Promise<DaemonHandle> {
+    const child = this.topo.lab.spawn(this.topo.nodeNs[node]!, 'node', [
+      join(DIST, 'src/cmd/meshauthd.js'),
+      '--config',
+      this.configPath(node),
+    ]);
+    const logs: LogLine[] = [];
+    let buf = '';
+    let stderr = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      let i: number;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        try {
+          logs.push(JSON.parse(line) as LogLine);
+        } catch {
+          logs.push({ level: 30, msg: line });
+        }
+      }
+    });
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
+    const handle: DaemonHandle = { node, child, logs, exited };
+    this.daemons.set(node, handle);
+    const deadline = Date.now() + timeoutMs;
+    while (!logs.some((l) => l.event === 'daemon_ready')) {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        throw new Error(
+          `meshauthd on ${node} exited (${child.exitCode ?? child.signalCode}): ${stderr}\n${summarize(logs)}`,
+        );
+      }
+      if (Date.now() > deadline)
+        throw new Error(`meshauthd on ${node} not ready after ${timeoutMs} ms:\n${summarize(logs)}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return handle;
+  }
+
+  async stop(node: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    const d = this.daemons.get(node);
+    if (!d) return null;
+    d.child.kill(signal);
+    const code = await d.exited;
+    this.daemons.delete(node);
+    return code;
+  }
+
+  logs(node: string, event?: string): LogLine[] {
+    const d = this.daemons.get(node);
+    if (!d) return [];
+    return event ? d.logs.filter((l) => l.event === event) : d.logs;
+  }
+
+  /** Per-verdict counters of a node, summed over CPUs, read with bpftool from the pinned map. */
+  counters(node: string): Record<string, number> {
+    const raw = JSON.parse(
+      run('bpftool', ['-j', 'map', 'dump', 'pinned', join(this.pinDir(node), 'ma_counters')]),
+    ) as Array<{
+      key: number | string[];
+      values?: Array<{ value: number | string[] }>;
+      formatted?: { key: number; values: Array<{ value: number }> };
+    }>;
+    const out: Record<string, number> = {};
+    for (const row of raw) {
+      const f = row.formatted;
+      if (!f) throw new Error('bpftool: map dump without BTF formatting');
+      out[VERDICTS[f.key] ?? `reason_${f.key}`] = f.values.reduce((a, v) => a + Number(v.value), 0);
+    }
+    return out;
+  }
+
+  /** Auth map entries of a node (numeric ids), read with bpftool. */
+  authEntries(
+    node: string,
+  ): Array<{ localId: number; remoteId: number; remoteNode: number; expiryBootNs: bigint }> {
+    const raw = JSON.parse(
+      run('bpftool', ['-j', 'map', 'dump', 'pinned', join(this.pinDir(node), 'ma_auth')]),
+    ) as Array<{
+      formatted?: {
+        key: { local_id: number; remote_id: number; remote_node: number };
+        value: { expiry_boot_ns?: number | string; expiry_ns?: number | string };
+      };
+    }>;
+    return raw.map((r) => {
+      const f = r.formatted;
+      if (!f) throw new Error('bpftool: map dump without BTF formatting');
+      return {
+        localId: f.key.local_id,
+        remoteId: f.key.remote_id,
+        remoteNode: f.key.remote_node,
+        expiryBootNs: BigInt(f.value.expiry_boot_ns ?? f.value.expiry_ns ?? 0),
+      };
+    });
+  }
+
+  serve(pod: string, port: number): ChildProcess {
+    return this.topo.lab.spawn(this.topo.podNs[pod]!, 'node', [
+      podTool(),
+      'serve',
+      '--port',
+      String(port),
+      '--name',
+      pod,
+    ]);
+  }
+
+  /** Runs pod-tool in a pod namespace without blocking the event loop (daemon logs keep flowing). */
+  private podTool(pod: string, args: string[], timeoutMs: number): Promise<string> {
+    return new Promise((resolveOut, reject) => {
+      execFile(
+        'ip',
+        ['netns', 'exec', this.topo.podNs[pod]!, 'node', podTool(), ...args],
+        { timeout: timeoutMs, encoding: 'utf8' },
+        (err, stdout, stderr) =>
+          err
+            ? reject(new Error(`pod-tool ${args[0]} in ${pod}: ${err.message} ${stderr}`))
+            : resolveOut(stdout),
+      );
+    });
+  }
+
+  async connect(
+    from: string,
+    to: string,
+    port: number,
+    timeoutMs = 5000,
+  ): Promise<{ ok: boolean; ms: number; error?: string; reply?: string }> {
+    const out = await this.podTool(
+      from,
+      ['connect', '--host', this.topo.pod(to).ip, '--port', String(port), '--timeout', String(timeoutMs)],
+      timeoutMs + 10_000,
+    );
+    return JSON.parse(out) as { ok: boolean; ms: number; error?: string; reply?: string };
+  }
+
+  async flood(from: string, to: string, ms: number): Promise<number> {
+    const out = await this.podTool(
+      from,
+      ['flood', '--host', this.topo.pod(to).ip, '--port', '9', '--ms', String(ms)],
+      ms + 10_000,
+    );
+    return (JSON.parse(out) as { sent: number }).sent;
+  }
+
+  async stopAll(): Promise<void> {
+    for (const node of [...this.daemons.keys()]) await this.stop(node, 'SIGKILL');
+  }
+}
+
+/** Verdict order of bpf/meshauth.h (same as src/datapath/types.ts). */
+export const VERDICTS = [
+  'pass_no_policy',
+  'pass_authenticated',
+  'pass_unknown_identity',
+  'pass_not_ip',
+  'drop_auth_missing',
+  'drop_auth_expired',
+  'drop_not_via_wireguard',
+  'signal_sent',
+  'signal_throttled',
+  'signal_ringbuf_full',
+];
+
+export function summarize(logs: LogLine[], last = 15): string {
+  return logs
+    .slice(-last)
+    .map((l) => JSON.stringify(l))
+    .join('\n');
+}
+
+/** Mounts a private bpffs instance at dir (removed by the returned function). */
+export function mountBpffs(dir: string): () => void {
+  mkdirSync(dir, { recursive: true });
+  run('mount', ['-t', 'bpf', 'bpf', dir]);
+  return () => {
+    try {
+      run('umount', ['-l', dir]);
+    } catch {
+      /* already gone */
+    }
+  };
+}

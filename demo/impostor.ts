@@ -1,0 +1,64 @@
+/**
+ * A rogue handshake server for the demo and the e2e tests: it listens where a node's meshauthd
+ * would and answers for the node's workloads with a certificate that must NOT be accepted.
+ *
+ *   impostor --kind untrusted-ca|wrong-id --listen <addr> --ca-dir <dev CA dir> --ids <id,id,...>
+ *
+ * untrusted-ca: SVIDs with the right SPIFFE IDs from a freshly made CA of the same trust domain.
+ * wrong-id:     SVIDs from the real CA, but for spiffe://<td>/ns/demo/sa/impostor.
+ * Prints "listening" once ready; logs every client it fooled or not as JSON lines.
+ */
+import { join } from 'node:path';
+import { HandshakeServer } from '../src/auth/handshake/index.js';
+import { DevCa } from '../src/identity/dev-ca.js';
+import type { Svid } from '../src/identity/source.js';
+import { createLogger } from '../src/log.js';
+
+function arg(name: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  const v = i >= 0 ? process.argv[i + 1] : undefined;
+  if (v === undefined) {
+    process.stderr.write(`impostor: missing --${name}\n`);
+    process.exit(2);
+  }
+  return v;
+}
+
+const kind = arg('kind');
+if (kind !== 'untrusted-ca' && kind !== 'wrong-id') {
+  process.stderr.write('impostor: --kind must be untrusted-ca or wrong-id\n');
+  process.exit(2);
+}
+const realCa = await DevCa.load({
+  caCert: join(arg('ca-dir'), 'ca.crt'),
+  caKey: join(arg('ca-dir'), 'ca.key'),
+});
+const ids = arg('ids').split(',');
+const node = arg('node');
+const svids = new Map<string, Svid>();
+if (kind === 'untrusted-ca') {
+  const rogue = await DevCa.create(realCa.trustDomain);
+  for (const id of ids) svids.set(id, await rogue.issue(id));
+} else {
+  const wrong = await realCa.issue(`spiffe://${realCa.trustDomain}/ns/demo/sa/impostor`);
+  for (const id of ids) svids.set(id, wrong);
+}
+const logger = createLogger({ level: 'info', name: 'impostor' });
+const server = new HandshakeServer({
+  identity: { svid: (id) => svids.get(id), bundles: () => realCa.bundles() },
+  nodeName: node,
+  localIdentities: () => ids,
+  nodeForAddress: () => 'any',
+  isWorkloadOnNode: () => true,
+  maxEntryTtlMs: 3_600_000,
+  onAuthenticated: () => undefined,
+  logger,
+});
+await server.listen({
+  host: arg('listen'),
+  port: Number(process.argv.includes('--port') ? arg('port') : '4250'),
+});
+process.stdout.write('listening\n');
+const stop = (): void => void server.close().then(() => process.exit(0));
+process.once('SIGTERM', stop);
+process.once('SIGINT', stop);

@@ -1,0 +1,171 @@
+import * as grpc from '@grpc/grpc-js';
+import { ApiClientError } from './errors.js';
+import type {
+  EntryMsg,
+  EventMsg,
+  FlushEntriesRequestMsg,
+  FollowEventsRequestMsg,
+  QueryEventsRequestMsg,
+  QueryEventsResponseMsg,
+  StatusMsg,
+} from './messages.js';
+import { loadServices } from './proto.js';
+
+export interface ApiClientTls {
+  /** Client X509-SVID chain (PEM) and key (PEM). */
+  certChainPem: Buffer;
+  keyPem: Buffer;
+  /** CA certificates (PEM) the server's certificate must chain to. */
+  caPem: Buffer;
+  /** When set, the server certificate must carry exactly this SPIFFE ID. */
+  serverSpiffeId?: string;
+}
+
+export interface ApiClientOptions {
+  /** Unix socket path (used when address is not given). */
+  socket?: string;
+  /** host:port of a TCP listener (needs tls). */
+  address?: string;
+  tls?: ApiClientTls;
+  /** Deadline for unary calls. Default 10 s. */
+  timeoutMs?: number;
+}
+
+export interface EventPage {
+  events: EventMsg[];
+  nextPageToken: string;
+}
+
+type Unary<Req, Res> = (req: Req, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => void;
+type ServerStream<Req> = (req: Req, opts?: grpc.CallOptions) => grpc.ClientReadableStream<unknown>;
+
+function uriSans(cert: { subjectaltname?: string }): string[] {
+  return (cert.subjectaltname ?? '')
+    .split(', ')
+    .filter((s) => s.startsWith('URI:'))
+    .map((s) => s.slice(4));
+}
+
+/** gRPC client of meshauth.v1.Audit (and health), over the Unix socket or mTLS TCP. */
+export class ApiClient {
+  /** Where the client connects, for messages ("unix socket /run/meshauth/api.sock"). */
+  readonly target: string;
+  private readonly client: grpc.Client;
+  private readonly health: grpc.Client;
+  private readonly timeoutMs: number;
+
+  constructor(opts: ApiClientOptions) {
+    const { audit, health } = loadServices();
+    let address: string;
+    let creds: grpc.ChannelCredentials;
+    if (opts.address) {
+      if (!opts.tls) throw new ApiClientError(`api: connect ${opts.address}: TCP needs a client certificate, key and CA bundle`, grpc.status.INVALID_ARGUMENT);
+      const tls = opts.tls;
+      creds = grpc.credentials.createSsl(tls.caPem, tls.keyPem, tls.certChainPem, {
+        // SVIDs name a SPIFFE ID, not a host: check that instead of the host name.
+        checkServerIdentity: (_host, cert) => {
+          const ids = uriSans(cert);
+          if (!ids.some((u) => u.startsWith('spiffe://'))) return new Error('server certificate has no SPIFFE ID');
+          if (tls.serverSpiffeId && !ids.includes(tls.serverSpiffeId)) {
+            return new Error(`server is ${ids.join(',')}, expected ${tls.serverSpiffeId}`);
+          }
+          return undefined;
+        },
+      });
+      address = opts.address;
+      this.target = `address ${opts.address}`;
+    } else {
+      const socket = opts.socket ?? '/run/meshauth/api.sock';
+      address = `unix://${socket}`;
+      creds = grpc.credentials.createInsecure();
+      this.target = `unix socket ${socket}`;
+    }
+    this.client = new audit(address, creds);
+    this.health = new health(address, creds);
+    this.timeoutMs = opts.timeoutMs ?? 10_000;
+  }
+
+  private unary<Req, Res>(method: string, req: Req): Promise<Res> {
+    const fn = (this.client as unknown as Record<string, Unary<Req, Res>>)[method]!.bind(this.client);
+    return new Promise((resolve, reject) => {
+      fn(req, { deadline: Date.now() + this.timeoutMs }, (err, res) => {
+        if (err) reject(this.wrap(method, err));
+        else resolve(res as Res);
+      });
+    });
+  }
+
+  private stream<Req>(method: string, req: Req, opts?: grpc.CallOptions): grpc.ClientReadableStream<unknown> {
+    const fn = (this.client as unknown as Record<string, ServerStream<Req>>)[method]!.bind(this.client);
+    return fn(req, opts);
+  }
+
+  private wrap(op: string, err: grpc.ServiceError): ApiClientError {
+    return new ApiClientError(`${op}: ${err.details || err.message}`, err.code, { cause: err });
+  }
+
+  /** One page of stored events. */
+  async queryEvents(req: QueryEventsRequestMsg): Promise<EventPage> {
+    const call = this.stream('queryEvents', req, { deadline: Date.now() + this.timeoutMs * 6 });
+    const events: EventMsg[] = [];
+    let nextPageToken = '';
+    try {
+      for await (const m of call as AsyncIterable<QueryEventsResponseMsg>) {
+        if (m.event) events.push(m.event);
+        else if (m.pageEnd) nextPageToken = m.pageEnd.nextPageToken;
+      }
+    } catch (err) {
+      throw this.wrap('QueryEvents', err as grpc.ServiceError);
+    }
+    return { events, nextPageToken };
+  }
+
+  /** Events as they are written (after_seq: replay stored events after it first). Ends when signal aborts. */
+  async *followEvents(req: FollowEventsRequestMsg, signal?: AbortSignal): AsyncGenerator<EventMsg> {
+    const call = this.stream('followEvents', req);
+    const onAbort = () => call.cancel();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      for await (const m of call as AsyncIterable<EventMsg>) yield m;
+    } catch (err) {
+      if ((err as grpc.ServiceError).code === grpc.status.CANCELLED && (signal?.aborted ?? true)) return;
+      throw this.wrap('FollowEvents', err as grpc.ServiceError);
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      call.cancel();
+    }
+  }
+
+  async listEntries(): Promise<EntryMsg[]> {
+    const res = await this.unary<object, { entries: EntryMsg[] }>('listEntries', {});
+    return res.entries;
+  }
+
+  status(): Promise<StatusMsg> {
+    return this.unary<object, StatusMsg>('getStatus', {});
+  }
+
+  async flush(req: FlushEntriesRequestMsg): Promise<number> {
+    const res = await this.unary<FlushEntriesRequestMsg, { removed: number }>('flushEntries', req);
+    return res.removed;
+  }
+
+  /** grpc.health.v1 Check: SERVING / NOT_SERVING. */
+  healthCheck(service = ''): Promise<string> {
+    const fn = (this.health as unknown as Record<string, Unary<{ service: string }, { status: string }>>)['check']!.bind(
+      this.health,
+    );
+    return new Promise((resolve, reject) => {
+      fn({ service }, { deadline: Date.now() + this.timeoutMs }, (err, res) => {
+        if (err) reject(this.wrap('Health.Check', err));
+        else resolve(res!.status);
+      });
+    });
+  }
+
+  /** Idempotent. */
+  close(): void {
+    this.client.close();
+    this.health.close();
+  }
+}

@@ -1,0 +1,19 @@
+import { MeshauthError } from '../errors.js';
+
+/** The API server could not start (socket in use, bad TLS material, bad options). */
+export class ApiServerError extends MeshauthError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('MESHAUTH_ERR_API_SERVER', message, options);
+  }
+}
+
+/** A client call failed; `grpcCode` is the gRPC status code. */
+export class ApiClientError extends MeshauthError {
+  constructor(
+    message: string,
+    readonly grpcCode: number,
+    options?: { cause?: unknown },
+  ) {
+    super('MESHAUTH_ERR_API_CLIENT', message, options);
+  }
+}

@@ -1,0 +1,23 @@
+export type { DaemonView, EntryView, FlushRequest, StatusView } from './daemon-view.js';
+export {
+  DEFAULT_SOCKET_PATH,
+  startApiServer,
+  type ApiServer,
+  type ApiServerOptions,
+  type TcpListenerOptions,
+  type UnixListenerOptions,
+} from './server.js';
+export type { AuditQueueView } from './audit-service.js';
+export { ApiClient, type ApiClientOptions, type ApiClientTls, type EventPage } from './client.js';
+export { ApiClientError, ApiServerError } from './errors.js';
+export { AUDIT_SERVICE, loadApiPackageDefinition, protoDir } from './proto.js';
+export type {
+  EntryMsg,
+  EventFilterMsg,
+  EventMsg,
+  FlushEntriesRequestMsg,
+  FollowEventsRequestMsg,
+  QueryEventsRequestMsg,
+  StatusMsg,
+} from './messages.js';
+export type { BundleMap } from './tcp-auth.js';

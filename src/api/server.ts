@@ -1,0 +1,170 @@
+import * as grpc from '@grpc/grpc-js';
+import { ReflectionService } from '@grpc/reflection';
+import type { AuditStore } from '../audit/index.js';
+import type { Logger } from '../log.js';
+import { auditServiceHandlers, type AuditQueueView } from './audit-service.js';
+import type { DaemonView } from './daemon-view.js';
+import { ApiServerError } from './errors.js';
+import { HealthService } from './health.js';
+import { AUDIT_SERVICE, loadApiPackageDefinition, loadServices } from './proto.js';
+import { authorizeCall, guardHandlers, SpiffeServerCredentials, type BundleMap, type SvidVerifier } from './tcp-auth.js';
+import { prepareSocketPath, restrictSocket } from './unix-socket.js';
+
+export const DEFAULT_SOCKET_PATH = '/run/meshauth/api.sock';
+
+export interface UnixListenerOptions {
+  /** Default /run/meshauth/api.sock. */
+  path?: string;
+  /** File mode of the socket: 0o600 (default) or 0o660 together with `group`. */
+  mode?: number;
+  /** Group owning the socket (name or gid), for mode 0o660. */
+  group?: string | number;
+}
+
+export interface TcpListenerOptions {
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** 0 = any free port (see ApiServer.tcpPort). */
+  port: number;
+  /** The daemon's X509-SVID chain (PEM, leaf first) and key (PEM) presented to clients. */
+  certChainPem: Buffer | string;
+  keyPem: Buffer | string;
+  /** Current trust bundles, read on every call (so rotation needs no restart). */
+  bundles: () => BundleMap;
+  /** Client SPIFFE IDs allowed to call; everyone else gets PERMISSION_DENIED. */
+  allow: readonly string[];
+}
+
+export interface ApiServerOptions {
+  store: AuditStore;
+  daemon: DaemonView;
+  /** The writer feeding the store, for queue depth / drops in GetStatus. */
+  queue?: AuditQueueView;
+  /** Unix socket listener (default on). false = none. */
+  unix?: UnixListenerOptions | false;
+  /** Optional mTLS TCP listener. */
+  tcp?: TcpListenerOptions;
+  logger?: Logger;
+  /** How often follow streams poll for rows written by other processes. Default 250 ms. */
+  followPollMs?: number;
+}
+
+export interface ApiServer {
+  readonly socketPath: string | undefined;
+  readonly tcpPort: number | undefined;
+  readonly health: HealthService;
+  /** Stop accepting calls, end follow streams, remove the socket file. Idempotent. */
+  close(): Promise<void>;
+}
+
+function bind(server: grpc.Server, address: string, creds: grpc.ServerCredentials): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.bindAsync(address, creds, (err, port) => (err ? reject(err) : resolve(port)));
+  });
+}
+
+function shutdown(server: grpc.Server): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, 2000);
+    server.tryShutdown(() => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}
+
+/** Start the gRPC API: meshauth.v1.Audit, grpc.health.v1.Health and server reflection. */
+export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer> {
+  const services = loadServices();
+  const health = new HealthService([AUDIT_SERVICE]);
+  const audit = auditServiceHandlers({
+    store: opts.store,
+    daemon: opts.daemon,
+    ...(opts.queue ? { queue: opts.queue } : {}),
+    ...(opts.logger ? { logger: opts.logger } : {}),
+    ...(opts.followPollMs !== undefined ? { followPollMs: opts.followPollMs } : {}),
+  });
+  const { closeFollowers, ...auditHandlers } = audit;
+  const reflection = new ReflectionService(loadApiPackageDefinition());
+  const servers: grpc.Server[] = [];
+  let socketPath: string | undefined;
+  let tcpPort: number | undefined;
+
+  const newServer = (handlers: grpc.UntypedServiceImplementation): grpc.Server => {
+    const s = new grpc.Server({ 'grpc.max_concurrent_streams': 256 });
+    s.addService(services.audit.service, handlers);
+    s.addService(services.health.service, health.handlers());
+    reflection.addToServer(s);
+    servers.push(s);
+    return s;
+  };
+
+  let closed = false;
+  const close = async (): Promise<void> => {
+    if (closed) return;
+    closed = true;
+    health.setAll('NOT_SERVING');
+    health.close();
+    closeFollowers();
+    await Promise.all(servers.map(shutdown));
+    if (socketPath) {
+      const { rmSync } = await import('node:fs');
+      rmSync(socketPath, { force: true });
+    }
+  };
+
+  try {
+    if (opts.unix !== false) {
+      const u = opts.unix ?? {};
+      const path = u.path ?? DEFAULT_SOCKET_PATH;
+      const mode = u.mode ?? 0o600;
+      if ((mode & 0o007) !== 0) throw new ApiServerError(`api: socket mode ${mode.toString(8)} would let anyone connect`);
+      await prepareSocketPath(path);
+      const server = newServer(auditHandlers);
+      // The socket is created with the process umask; narrow it while binding so it is never
+      // reachable by others before chmod.
+      const oldMask = process.umask(0o177);
+      try {
+        await bind(server, `unix://${path}`, grpc.ServerCredentials.createInsecure());
+      } finally {
+        process.umask(oldMask);
+      }
+      socketPath = path;
+      restrictSocket(path, mode, u.group);
+      opts.logger?.info({ event: 'api_listening', socket: path, mode: mode.toString(8) }, 'API listening on Unix socket');
+    }
+    if (opts.tcp) {
+      const t = opts.tcp;
+      const allow = new Set(t.allow);
+      if (allow.size === 0) throw new ApiServerError('api: TCP listener needs at least one allowed client SPIFFE ID');
+      // Loaded only when a TCP listener is configured.
+      const { verifyX509Svid } = await import('../spiffe/index.js');
+      const verify: SvidVerifier = (chain, bundles) => verifyX509Svid(chain, bundles);
+      const guarded = guardHandlers(auditHandlers, (call) => authorizeCall(call, verify, t.bundles(), allow));
+      const server = newServer(guarded);
+      const host = t.host ?? '127.0.0.1';
+      const hostPart = host.includes(':') ? `[${host}]` : host;
+      tcpPort = await bind(server, `${hostPart}:${t.port}`, new SpiffeServerCredentials(t.certChainPem, t.keyPem));
+      opts.logger?.info({ event: 'api_listening', host, port: tcpPort }, 'API listening on TCP (mTLS)');
+    }
+  } catch (err) {
+    await close();
+    if (err instanceof ApiServerError) throw err;
+    throw new ApiServerError(`api: start: ${(err as Error).message}`, { cause: err });
+  }
+  if (servers.length === 0) throw new ApiServerError('api: start: no listener configured');
+
+  return {
+    get socketPath() {
+      return socketPath;
+    },
+    get tcpPort() {
+      return tcpPort;
+    },
+    health,
+    close,
+  };
+}

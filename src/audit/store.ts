@@ -1,0 +1,553 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { ClosedError } from '../errors.js';
+import { canonicalJson, rowHash, type ChainFields } from './canonical.js';
+import { AuditQueryError, AuditStoreError } from './errors.js';
+import { isAuditOutcome, type AuditOutcome, type StoredAuditEvent } from './event.js';
+import { migrate } from './schema.js';
+import type { AuditEventInput, AuditEventType } from './sink.js';
+
+export interface AuditStoreOptions {
+  /** Database file; its directory is created (0700) when missing. */
+  path: string;
+  /** Open without writing (offline verification, inspection). */
+  readonly?: boolean;
+  /** PRAGMA synchronous: NORMAL (default; WAL keeps committed transactions across process crashes) or FULL. */
+  synchronous?: 'NORMAL' | 'FULL';
+}
+
+/** Filters of a query; all given filters must match. */
+export interface AuditQuery {
+  /** SPIFFE ID matched against local or remote id: exact, or a glob (`*`, `?`, `[...]`) pattern. */
+  identity?: string;
+  node?: string;
+  outcome?: AuditOutcome;
+  reason?: string;
+  types?: readonly AuditEventType[];
+  /** Inclusive lower bound on the event time (ms since epoch). */
+  sinceMs?: number;
+  /** Exclusive upper bound on the event time. */
+  untilMs?: number;
+  /** Only rows with seq greater than this (paging / follow cursor). */
+  afterSeq?: number;
+  /** Only rows with seq less than this (paging backwards). */
+  beforeSeq?: number;
+  /** Default 100, at most 10,000. */
+  limit?: number;
+  /** Highest seq first (default: ascending seq). */
+  newestFirst?: boolean;
+}
+
+export type ChainProblemKind = 'edited' | 'deleted' | 'reordered' | 'broken-link' | 'truncated' | 'anchor';
+
+export interface ChainReport {
+  ok: boolean;
+  /** Rows checked. */
+  checked: number;
+  /** Seq the chain starts after (last row removed by retention; 0 when nothing was removed). */
+  anchorSeq: number;
+  firstSeq: number | null;
+  lastSeq: number | null;
+  problem?: { seq: number; kind: ChainProblemKind; message: string };
+}
+
+export interface RetentionPolicy {
+  /** Delete events older than this. */
+  maxAgeMs?: number;
+  /** Keep at most this many events. */
+  maxRows?: number;
+  /** Keep the used database size under this many bytes (deletes ~10% below the limit). */
+  maxBytes?: number;
+}
+
+export interface RetentionResult {
+  deleted: number;
+  /** New chain anchor (seq of the last deleted row), or the old one when nothing was deleted. */
+  anchorSeq: number;
+}
+
+export interface AuditStoreStats {
+  rows: number;
+  firstSeq: number | null;
+  lastSeq: number;
+  anchorSeq: number;
+  /** Bytes used by live pages. */
+  bytes: number;
+}
+
+interface EventRow {
+  seq: number;
+  ts: number;
+  type: string;
+  outcome: string | null;
+  reason: string | null;
+  local_id: string | null;
+  remote_id: string | null;
+  node: string | null;
+  direction: string | null;
+  details: string | null;
+  prev_hash: Buffer;
+  hash: Buffer;
+}
+
+const MAX_LIMIT = 10_000;
+const GLOB_CHARS = /[*?[]/;
+
+/**
+ * The audit trail on disk: one SQLite file in WAL mode, one row per event, each row hash-chained to
+ * the previous one. Appends happen in one transaction per batch; use AuditWriter for the
+ * non-blocking path. A single process should append (others may read).
+ */
+export class AuditStore {
+  readonly path: string;
+  private readonly db: Database.Database;
+  private closed = false;
+  private readonly listeners = new Set<(events: readonly StoredAuditEvent[]) => void>();
+  private readonly insert: Database.Statement | undefined;
+  private readonly readHead: Database.Statement;
+  private readonly writeHead: Database.Statement | undefined;
+  private readonly appendTx: ((events: readonly AuditEventInput[]) => StoredAuditEvent[]) | undefined;
+
+  private constructor(db: Database.Database, path: string, readonly: boolean) {
+    this.db = db;
+    this.path = path;
+    this.readHead = db.prepare('SELECT seq, hash FROM chain_head WHERE id = 1');
+    if (!readonly) {
+      this.insert = db.prepare(
+        `INSERT INTO events (seq, ts, type, outcome, reason, local_id, remote_id, node, direction, details, prev_hash, hash)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      );
+      this.writeHead = db.prepare('UPDATE chain_head SET seq = ?, hash = ? WHERE id = 1');
+      this.appendTx = db.transaction((events: readonly AuditEventInput[]) => this.appendRows(events)).immediate;
+    }
+  }
+
+  /** Open (creating and migrating when needed) the database at opts.path. */
+  static open(opts: AuditStoreOptions): AuditStore {
+    const readonly = opts.readonly ?? false;
+    let db: Database.Database;
+    try {
+      if (!readonly) mkdirSync(dirname(opts.path), { recursive: true, mode: 0o700 });
+      db = new Database(opts.path, { readonly, fileMustExist: readonly });
+    } catch (err) {
+      throw new AuditStoreError(`audit: open ${opts.path}: ${(err as Error).message}`, { cause: err });
+    }
+    try {
+      db.pragma('busy_timeout = 5000');
+      if (!readonly) {
+        db.pragma('journal_mode = WAL');
+        db.pragma(`synchronous = ${opts.synchronous ?? 'NORMAL'}`);
+        migrate(db, opts.path);
+      }
+      return new AuditStore(db, opts.path, readonly);
+    } catch (err) {
+      db.close();
+      if (err instanceof AuditStoreError || (err as { code?: string }).code === 'MESHAUTH_ERR_AUDIT_SCHEMA') throw err;
+      throw new AuditStoreError(`audit: open ${opts.path}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /** Append events in one transaction; returns them as stored (with seq and hashes). */
+  append(events: readonly AuditEventInput[]): StoredAuditEvent[] {
+    this.assertOpen('append');
+    if (!this.appendTx) throw new AuditStoreError(`audit: append to ${this.path}: store is read-only`);
+    if (events.length === 0) return [];
+    const stored = this.appendTx(events);
+    this.emit(stored);
+    return stored;
+  }
+
+  /** Called after every committed append in this process (follow streams). Returns an unsubscribe function. */
+  onAppend(listener: (events: readonly StoredAuditEvent[]) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private emit(stored: readonly StoredAuditEvent[]): void {
+    for (const l of this.listeners) {
+      try {
+        l(stored);
+      } catch {
+        // a listener's failure is its own business
+      }
+    }
+  }
+
+  private appendRows(events: readonly AuditEventInput[]): StoredAuditEvent[] {
+    const head = this.readHead.get() as { seq: number; hash: Buffer };
+    let seq = head.seq;
+    let prev = head.hash;
+    const out: StoredAuditEvent[] = [];
+    for (const e of events) {
+      seq++;
+      const f: ChainFields = {
+        seq,
+        prevHash: prev,
+        ts: Math.trunc(e.atMs ?? Date.now()),
+        type: e.type,
+        outcome: e.outcome ?? null,
+        reason: e.reason ?? null,
+        localId: e.localId ?? null,
+        remoteId: e.remoteId ?? null,
+        node: e.node ?? null,
+        direction: e.direction ?? null,
+        details: e.details && Object.keys(e.details).length > 0 ? canonicalJson(e.details) : null,
+      };
+      const hash = rowHash(f);
+      this.insert!.run(
+        seq,
+        f.ts,
+        f.type,
+        f.outcome,
+        f.reason,
+        f.localId,
+        f.remoteId,
+        f.node,
+        f.direction,
+        f.details,
+        f.prevHash,
+        hash,
+      );
+      out.push(
+        toEvent({
+          seq,
+          ts: f.ts,
+          type: f.type,
+          outcome: f.outcome,
+          reason: f.reason,
+          local_id: f.localId,
+          remote_id: f.remoteId,
+          node: f.node,
+          direction: f.direction,
+          details: f.details,
+          prev_hash: prev,
+          hash,
+        }),
+      );
+      prev = hash;
+    }
+    this.writeHead!.run(seq, prev);
+    return out;
+  }
+
+  /** Events matching q, ordered by seq. */
+  query(q: AuditQuery = {}): StoredAuditEvent[] {
+    this.assertOpen('query');
+    const { sql, params } = buildQuery(q);
+    try {
+      return (this.db.prepare(sql).all(...params) as EventRow[]).map(toEvent);
+    } catch (err) {
+      throw new AuditStoreError(`audit: query ${this.path}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /** Highest seq ever appended (0 when empty). */
+  lastSeq(): number {
+    this.assertOpen('lastSeq');
+    return (this.readHead.get() as { seq: number }).seq;
+  }
+
+  stats(): AuditStoreStats {
+    this.assertOpen('stats');
+    const r = this.db.prepare('SELECT count(*) AS n, min(seq) AS first FROM events').get() as {
+      n: number;
+      first: number | null;
+    };
+    const anchor = this.db.prepare('SELECT seq FROM chain_anchor WHERE id = 1').get() as { seq: number };
+    return { rows: r.n, firstSeq: r.first, lastSeq: this.lastSeq(), anchorSeq: anchor.seq, bytes: this.usedBytes() };
+  }
+
+  private usedBytes(): number {
+    const pages = this.db.pragma('page_count', { simple: true }) as number;
+    const free = this.db.pragma('freelist_count', { simple: true }) as number;
+    const size = this.db.pragma('page_size', { simple: true }) as number;
+    return (pages - free) * size;
+  }
+
+  /**
+   * Walk the whole chain. Reports the first row that is inconsistent and why:
+   * edited (its hash no longer matches its fields), deleted (a seq is missing), reordered (the row
+   * hashes correctly only under another seq), broken-link (prev_hash is not the previous row's hash:
+   * a neighbour was rewritten with a recomputed hash), truncated (rows after the last one are
+   * missing), anchor (the first row does not continue from the retention anchor).
+   */
+  verifyChain(): ChainReport {
+    this.assertOpen('verifyChain');
+    const anchor = this.db.prepare('SELECT seq, hash FROM chain_anchor WHERE id = 1').get() as {
+      seq: number;
+      hash: Buffer;
+    };
+    const head = this.readHead.get() as { seq: number; hash: Buffer };
+    const report: ChainReport = { ok: true, checked: 0, anchorSeq: anchor.seq, firstSeq: null, lastSeq: null };
+    const fail = (seq: number, kind: ChainProblemKind, message: string): ChainReport => ({
+      ...report,
+      ok: false,
+      problem: { seq, kind, message },
+    });
+
+    let expectSeq = anchor.seq + 1;
+    let prevHash = anchor.hash;
+    let lastRetention: { seq: number; anchorSeq: unknown } | undefined;
+    const rows = this.db.prepare('SELECT * FROM events ORDER BY seq').iterate() as IterableIterator<EventRow>;
+    for (const r of rows) {
+      if (report.firstSeq === null) report.firstSeq = r.seq;
+      if (r.seq !== expectSeq) {
+        const missing = r.seq - 1 === expectSeq ? `seq ${expectSeq} is` : `seqs ${expectSeq}..${r.seq - 1} are`;
+        return fail(
+          expectSeq,
+          'deleted',
+          `audit verify: ${missing} missing (deleted rows)${report.checked === 0 ? ' before the first stored row' : ''}`,
+        );
+      }
+      const fields = toFields(r);
+      const computed = rowHash(fields);
+      if (!computed.equals(r.hash)) {
+        const other = findSeqThatHashes(fields, r.hash);
+        if (other !== undefined) {
+          return fail(r.seq, 'reordered', `audit verify: row at seq ${r.seq} was written as seq ${other} (rows reordered)`);
+        }
+        return fail(r.seq, 'edited', `audit verify: seq ${r.seq}: stored hash does not match its fields (row edited)`);
+      }
+      if (!r.prev_hash.equals(prevHash)) {
+        if (report.checked === 0) {
+          return fail(
+            r.seq,
+            'anchor',
+            `audit verify: seq ${r.seq}: does not continue from the chain anchor (seq ${anchor.seq})`,
+          );
+        }
+        return fail(
+          r.seq,
+          'broken-link',
+          `audit verify: seq ${r.seq}: prev_hash is not the hash of seq ${r.seq - 1} (seq ${r.seq - 1} or ${r.seq} was rewritten)`,
+        );
+      }
+      if (r.type === 'retention') {
+        const d = r.details ? (JSON.parse(r.details) as { anchorSeq?: unknown }) : {};
+        lastRetention = { seq: r.seq, anchorSeq: d.anchorSeq };
+      }
+      prevHash = r.hash;
+      expectSeq = r.seq + 1;
+      report.checked++;
+      report.lastSeq = r.seq;
+    }
+    if (head.seq >= expectSeq) {
+      return fail(
+        expectSeq,
+        'truncated',
+        `audit verify: seqs ${expectSeq}..${head.seq} are missing (rows deleted from the end)`,
+      );
+    }
+    if (!head.hash.equals(prevHash) && head.seq > anchor.seq) {
+      return fail(head.seq, 'edited', `audit verify: seq ${head.seq}: does not match the recorded chain head`);
+    }
+    if (anchor.seq > 0 && (lastRetention === undefined || lastRetention.anchorSeq !== anchor.seq)) {
+      return fail(
+        anchor.seq + 1,
+        'anchor',
+        `audit verify: chain anchor (seq ${anchor.seq}) is not the one recorded by the last retention event`,
+      );
+    }
+    return report;
+  }
+
+  /** Apply a retention policy: delete the oldest rows and move the chain anchor past them. */
+  prune(policy: RetentionPolicy, now = Date.now()): RetentionResult {
+    this.assertOpen('prune');
+    if (!this.appendTx) throw new AuditStoreError(`audit: prune ${this.path}: store is read-only`);
+    let retention: StoredAuditEvent | undefined;
+    const run = this.db.transaction((): RetentionResult => {
+      const anchor = this.db.prepare('SELECT seq FROM chain_anchor WHERE id = 1').get() as { seq: number };
+      const why: string[] = [];
+      let cutoff = 0;
+      const count = () => (this.db.prepare('SELECT count(*) AS n FROM events').get() as { n: number }).n;
+      const seqAtOffset = (offset: number): number =>
+        (this.db.prepare('SELECT seq FROM events ORDER BY seq LIMIT 1 OFFSET ?').get(offset) as { seq: number }).seq;
+      if (policy.maxAgeMs !== undefined) {
+        const r = this.db.prepare('SELECT max(seq) AS s FROM events WHERE ts < ?').get(now - policy.maxAgeMs) as {
+          s: number | null;
+        };
+        if (r.s !== null && r.s > cutoff) {
+          cutoff = r.s;
+          why.push('max-age');
+        }
+      }
+      if (policy.maxRows !== undefined) {
+        const n = count();
+        if (n > policy.maxRows) {
+          const s = seqAtOffset(n - policy.maxRows - 1);
+          if (s > cutoff) cutoff = s;
+          why.push('max-rows');
+        }
+      }
+      if (policy.maxBytes !== undefined) {
+        const used = this.usedBytes();
+        if (used > policy.maxBytes) {
+          const n = count();
+          const drop = Math.min(n, Math.ceil(n * (1 - (policy.maxBytes * 0.9) / used)));
+          if (drop > 0) {
+            const s = seqAtOffset(drop - 1);
+            if (s > cutoff) cutoff = s;
+            why.push('max-bytes');
+          }
+        }
+      }
+      if (cutoff === 0) return { deleted: 0, anchorSeq: anchor.seq };
+      const last = this.db.prepare('SELECT seq, hash FROM events WHERE seq <= ? ORDER BY seq DESC LIMIT 1').get(cutoff) as {
+        seq: number;
+        hash: Buffer;
+      };
+      const del = this.db.prepare('DELETE FROM events WHERE seq <= ?').run(cutoff);
+      this.db.prepare('UPDATE chain_anchor SET seq = ?, hash = ?, at_ms = ? WHERE id = 1').run(last.seq, last.hash, now);
+      [retention] = this.appendRows([
+        {
+          type: 'retention',
+          outcome: 'info',
+          reason: why.join(','),
+          atMs: now,
+          details: { anchorSeq: last.seq, anchorHash: last.hash.toString('hex'), deleted: del.changes },
+        },
+      ]);
+      return { deleted: del.changes, anchorSeq: last.seq };
+    }).immediate;
+    const result = run();
+    if (retention) this.emit([retention]);
+    return result;
+  }
+
+  /** Run a WAL checkpoint (truncating the WAL file). */
+  checkpoint(): void {
+    this.assertOpen('checkpoint');
+    this.db.pragma('wal_checkpoint(TRUNCATE)');
+  }
+
+  /** Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.listeners.clear();
+    this.db.close();
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  private assertOpen(op: string): void {
+    if (this.closed) throw new ClosedError(`audit: ${op}`);
+  }
+}
+
+function findSeqThatHashes(fields: ChainFields, hash: Buffer): number | undefined {
+  // A row moved by a raw UPDATE of seq still hashes correctly under its original seq; look nearby.
+  for (let d = 1; d <= 4096; d++) {
+    for (const s of [fields.seq - d, fields.seq + d]) {
+      if (s <= 0) continue;
+      if (rowHash({ ...fields, seq: s }).equals(hash)) return s;
+    }
+  }
+  return undefined;
+}
+
+function toFields(r: EventRow): ChainFields {
+  return {
+    seq: r.seq,
+    prevHash: r.prev_hash,
+    ts: r.ts,
+    type: r.type,
+    outcome: r.outcome,
+    reason: r.reason,
+    localId: r.local_id,
+    remoteId: r.remote_id,
+    node: r.node,
+    direction: r.direction,
+    details: r.details,
+  };
+}
+
+function toEvent(r: EventRow): StoredAuditEvent {
+  const e: StoredAuditEvent = {
+    seq: r.seq,
+    atMs: r.ts,
+    // Unknown types (written by a newer build) are passed through as they are.
+    type: r.type as AuditEventType,
+    prevHash: r.prev_hash.toString('hex'),
+    hash: r.hash.toString('hex'),
+  };
+  if (r.outcome !== null && isAuditOutcome(r.outcome)) e.outcome = r.outcome;
+  if (r.reason !== null) e.reason = r.reason;
+  if (r.local_id !== null) e.localId = r.local_id;
+  if (r.remote_id !== null) e.remoteId = r.remote_id;
+  if (r.node !== null) e.node = r.node;
+  if (r.direction !== null) e.direction = r.direction as StoredAuditEvent['direction'];
+  if (r.details !== null) {
+    try {
+      e.details = JSON.parse(r.details) as Record<string, unknown>;
+    } catch {
+      e.details = { unparsable: r.details };
+    }
+  }
+  return e;
+}
+
+/** True when the identity filter is a glob pattern rather than an exact SPIFFE ID. */
+export function isIdentityPattern(identity: string): boolean {
+  return GLOB_CHARS.test(identity);
+}
+
+function buildQuery(q: AuditQuery): { sql: string; params: unknown[] } {
+  const where: string[] = [];
+  const params: unknown[] = [];
+  const limit = q.limit ?? 100;
+  if (!Number.isInteger(limit) || limit <= 0 || limit > MAX_LIMIT) {
+    throw new AuditQueryError(`audit: query: limit must be an integer in 1..${MAX_LIMIT}, got ${limit}`);
+  }
+  if (q.identity !== undefined && q.identity !== '') {
+    if (isIdentityPattern(q.identity)) {
+      where.push('(local_id GLOB ? OR remote_id GLOB ?)');
+    } else {
+      where.push('(local_id = ? OR remote_id = ?)');
+    }
+    params.push(q.identity, q.identity);
+  }
+  for (const [col, v] of [
+    ['node', q.node],
+    ['outcome', q.outcome],
+    ['reason', q.reason],
+  ] as const) {
+    if (v !== undefined && v !== '') {
+      where.push(`${col} = ?`);
+      params.push(v);
+    }
+  }
+  if (q.types && q.types.length > 0) {
+    where.push(`type IN (${q.types.map(() => '?').join(',')})`);
+    params.push(...q.types);
+  }
+  if (q.sinceMs !== undefined && q.untilMs !== undefined && q.untilMs <= q.sinceMs) {
+    throw new AuditQueryError(`audit: query: until (${q.untilMs}) must be after since (${q.sinceMs})`);
+  }
+  if (q.sinceMs !== undefined) {
+    where.push('ts >= ?');
+    params.push(q.sinceMs);
+  }
+  if (q.untilMs !== undefined) {
+    where.push('ts < ?');
+    params.push(q.untilMs);
+  }
+  if (q.afterSeq !== undefined) {
+    where.push('seq > ?');
+    params.push(q.afterSeq);
+  }
+  if (q.beforeSeq !== undefined) {
+    where.push('seq < ?');
+    params.push(q.beforeSeq);
+  }
+  const sql =
+    'SELECT * FROM events' +
+    (where.length ? ` WHERE ${where.join(' AND ')}` : '') +
+    ` ORDER BY seq ${q.newestFirst ? 'DESC' : 'ASC'} LIMIT ?`;
+  params.push(limit);
+  return { sql, params };
+}

@@ -1,0 +1,67 @@
+import { MeshauthError } from '../../errors.js';
+
+/**
+ * Stable failure reasons of a handshake (audit, metrics, logs). Certificate verification failures
+ * are `svid-<X509SvidError reason>` (e.g. svid-untrusted, svid-expired).
+ */
+export const HANDSHAKE_REASONS = [
+  'spiffe-id-mismatch',
+  'no-local-svid',
+  'remote-identity-unavailable',
+  'peer-unreachable',
+  'timeout',
+  'protocol-error',
+  'tls-version',
+  'node-mismatch',
+  'workload-not-on-node',
+  'wireguard-key-mismatch',
+  'peer-rejected',
+  'rate-limited',
+  'too-many-connections',
+  'entry-write-failed',
+  /** The caller's AbortSignal fired (e.g. shutdown). */
+  'aborted',
+  /** A callback supplied by the embedding code threw. */
+  'internal-error',
+] as const;
+
+export type HandshakeReason = (typeof HANDSHAKE_REASONS)[number] | `svid-${string}`;
+
+/** Syntax of any reason code, ours or a peer's: lower-case words joined by dashes. */
+export const REASON_CODE_RE = /^[a-z0-9]+(?:-[a-z0-9]+)*$/;
+
+export function isHandshakeReason(s: string): s is HandshakeReason {
+  return (
+    (HANDSHAKE_REASONS as readonly string[]).includes(s) || (s.startsWith('svid-') && REASON_CODE_RE.test(s))
+  );
+}
+
+/** A failed handshake. Never means an entry was written. */
+export class HandshakeError extends MeshauthError {
+  readonly reason: HandshakeReason;
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(
+    reason: HandshakeReason,
+    message: string,
+    options: { cause?: unknown; details?: Record<string, unknown> } = {},
+  ) {
+    super(
+      'MESHAUTH_ERR_HANDSHAKE',
+      message,
+      options.cause === undefined ? undefined : { cause: options.cause },
+    );
+    this.reason = reason;
+    this.details = options.details ?? {};
+  }
+}
+
+/** The handshake frame stream or a message in it is malformed. */
+export function protocolError(message: string, details?: Record<string, unknown>): HandshakeError {
+  return new HandshakeError('protocol-error', message, details ? { details } : {});
+}
+
+/** The message of anything thrown. */
+export function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,91 @@
+import { z } from 'zod';
+import { protocolError, REASON_CODE_RE } from './errors.js';
+
+/** Version of the messages exchanged inside TLS. */
+export const PROTOCOL_VERSION = 1;
+
+/** Longest SPIFFE ID accepted in a message (the SPIFFE spec's URI limit). */
+export const MAX_SPIFFE_ID_LENGTH = 2048;
+
+/** Node names are DNS subdomains (Kubernetes): 1..253 characters. */
+const NODE_NAME_RE = /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$/;
+
+/** A WireGuard public key: base64 of 32 bytes (44 characters, one '=' of padding). */
+const WG_KEY_RE = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
+
+// Printable ASCII only; the SPIFFE module does the full parse where it matters (certificates).
+const SPIFFE_ID_RE = /^spiffe:\/\/[\x21-\x7e]+$/;
+
+const nodeName = z.string().max(253).regex(NODE_NAME_RE, 'not a node name');
+const spiffeId = z.string().max(MAX_SPIFFE_ID_LENGTH).regex(SPIFFE_ID_RE, 'not a SPIFFE ID');
+const wgPublicKey = z.string().regex(WG_KEY_RE, 'not a WireGuard public key');
+const reasonCode = z.string().max(64).regex(REASON_CODE_RE, 'not a reason code');
+const expiresAtMs = z.number().int().min(0).max(8.64e15);
+
+const helloSchema = z.strictObject({
+  v: z.literal(PROTOCOL_VERSION),
+  clientNode: nodeName,
+  serverNode: nodeName,
+  clientId: spiffeId,
+  serverId: spiffeId,
+  wgPublicKey: wgPublicKey.optional(),
+});
+
+const resultSchema = z
+  .strictObject({
+    v: z.literal(PROTOCOL_VERSION),
+    ok: z.boolean(),
+    reason: reasonCode.optional(),
+    expiresAtMs,
+    wgPublicKey: wgPublicKey.optional(),
+  })
+  .refine(
+    (r) =>
+      r.ok ? r.reason === undefined && r.expiresAtMs > 0 : r.reason !== undefined && r.expiresAtMs === 0,
+    {
+      message: 'ok=true needs expiresAtMs > 0 and no reason; ok=false needs a reason and expiresAtMs = 0',
+    },
+  );
+
+/** Client → server, the first and only frame the client sends. */
+export type HelloMessage = z.infer<typeof helloSchema>;
+
+/** Server → client, the only frame the server sends. */
+export type ResultMessage = z.infer<typeof resultSchema>;
+
+function describe(error: z.ZodError): string {
+  const issue = error.issues[0];
+  if (!issue) return 'invalid';
+  const path = issue.path.length > 0 ? issue.path.join('.') : '(message)';
+  return `${path}: ${issue.message}`;
+}
+
+/** Validate a decoded frame as a hello; anything else throws `protocol-error`. */
+export function parseHello(value: unknown): HelloMessage {
+  const r = helloSchema.safeParse(value);
+  if (!r.success) throw protocolError(`parse hello: ${describe(r.error)}`);
+  return r.data;
+}
+
+/** Validate a decoded frame as a result; anything else throws `protocol-error`. */
+export function parseResult(value: unknown): ResultMessage {
+  const r = resultSchema.safeParse(value);
+  if (!r.success) throw protocolError(`parse result: ${describe(r.error)}`);
+  return r.data;
+}
+
+export function helloMessage(fields: Omit<HelloMessage, 'v'>): HelloMessage {
+  return { v: PROTOCOL_VERSION, ...dropUndefined(fields) };
+}
+
+export function okResult(expiresAtMs: number, wgPublicKey: string | undefined): ResultMessage {
+  return { v: PROTOCOL_VERSION, ok: true, expiresAtMs, ...dropUndefined({ wgPublicKey }) };
+}
+
+export function failedResult(reason: string): ResultMessage {
+  return { v: PROTOCOL_VERSION, ok: false, reason, expiresAtMs: 0 };
+}
+
+function dropUndefined<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}

@@ -1,0 +1,369 @@
+import type { Socket } from 'node:net';
+import { TLSSocket, type SecureContext } from 'node:tls';
+import type { Logger } from 'pino';
+import type { Svid } from '../../identity/source.js';
+import {
+  MESHAUTH_ALPN,
+  MESHAUTH_TLS_VERSION,
+  peerChainDer,
+  sendPlaintextAlert,
+  TLS_ALERT,
+} from '../../tls/index.js';
+import { HandshakeError, messageOf, protocolError, type HandshakeReason } from './errors.js';
+import { computeEntryExpiry } from './expiry.js';
+import { encodeFrame, FrameDecoder } from './frame.js';
+import { failedResult, okResult, parseHello, type HelloMessage } from './protocol.js';
+import type { HandshakeFailureEvent, HandshakeIdentity, HandshakeStage, ServerAuthResult } from './types.js';
+import { verifyPeerChain, type VerifiedPeer } from './verify-peer.js';
+
+/** How long a connection may linger after its result was written, waiting for the client to close. */
+const LINGER_MS = 1000;
+
+export interface SelectedIdentity {
+  spiffeId: string;
+  svid: Svid;
+  context: SecureContext;
+}
+
+/** What a connection needs from its server. */
+export interface ConnectionHost {
+  readonly identity: HandshakeIdentity;
+  readonly nodeName: string;
+  readonly anonymousContext: SecureContext;
+  readonly handshakeTimeoutMs: number;
+  readonly maxFrameBytes: number;
+  readonly maxEntryTtlMs: number;
+  readonly logger: Logger;
+  now(): number;
+  /** Map a server name to the identity it asks for; throws HandshakeError when there is none. */
+  selectIdentity(serverName: string): SelectedIdentity;
+  nodeForAddress(remoteAddress: string): string | undefined;
+  isWorkloadOnNode(spiffeId: string, node: string): boolean;
+  wireguardPublicKey(): string | undefined;
+  expectedPeerWireguardKey(node: string): string | undefined;
+  onAuthenticated(r: ServerAuthResult): void | Promise<void>;
+  failed(f: HandshakeFailureEvent): void;
+  succeeded(r: ServerAuthResult): void;
+  released(c: ServerConnection): void;
+}
+
+/**
+ * One accepted TCP connection: TLS 1.3 with SNI-selected identity, client chain verification,
+ * one hello frame in, one result frame out. Every path ends in exactly one `failed` or
+ * `succeeded` report and in the socket being destroyed; nothing thrown escapes an event handler.
+ */
+export class ServerConnection {
+  private readonly tls: TLSSocket;
+  private readonly startedMs: number;
+  private readonly peer: string;
+  private readonly peerAddress: string;
+  private readonly decoder: FrameDecoder;
+  private stage: HandshakeStage = 'tls';
+  private settled = false;
+  private timer: NodeJS.Timeout | undefined;
+  private lingerTimer: NodeJS.Timeout | undefined;
+  private requested: SelectedIdentity | undefined;
+  private verified: VerifiedPeer | undefined;
+  private hello: HelloMessage | undefined;
+
+  constructor(
+    private readonly raw: Socket,
+    private readonly host: ConnectionHost,
+  ) {
+    this.startedMs = host.now();
+    this.peerAddress = raw.remoteAddress ?? 'unknown';
+    this.peer = `${this.peerAddress}:${raw.remotePort ?? 0}`;
+    this.decoder = new FrameDecoder(host.maxFrameBytes);
+    raw.on('error', () => {
+      // Reported through the TLS socket (or its close); a raw socket error must never be unhandled.
+    });
+    raw.setNoDelay(true);
+    raw.once('close', () => this.onRawClose());
+    this.timer = setTimeout(
+      () =>
+        this.fail(
+          new HandshakeError(
+            'timeout',
+            `accept handshake: not completed within ${host.handshakeTimeoutMs} ms`,
+          ),
+        ),
+      host.handshakeTimeoutMs,
+    );
+    this.tls = new TLSSocket(raw, {
+      isServer: true,
+      secureContext: host.anonymousContext,
+      requestCert: true,
+      // The chain is verified against the SPIFFE bundle after the TLS handshake (verifyPeerChain).
+      rejectUnauthorized: false,
+      ALPNProtocols: [MESHAUTH_ALPN],
+      SNICallback: (name, cb) => this.onServerName(name, cb),
+    });
+    this.tls.on('error', (err: Error) => this.onTlsError(err));
+    this.tls.once('secure', () => this.guard(() => this.onSecure()));
+    this.tls.on('close', () => {
+      if (!this.settled && this.stage !== 'entry') {
+        this.fail(protocolError(`accept handshake: connection closed by the peer during ${this.stage}`));
+      }
+    });
+  }
+
+  /** Close immediately (server shutdown). */
+  destroy(): void {
+    if (!this.settled) this.fail(new HandshakeError('aborted', 'accept handshake: server closing'));
+    this.tls.destroy();
+    this.raw.destroy();
+  }
+
+  private guard(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.fail(asHandshakeError(err, 'internal-error'));
+    }
+  }
+
+  private onServerName(name: string, cb: (err: Error | null, ctx?: SecureContext) => void): void {
+    let selected: SelectedIdentity;
+    try {
+      selected = this.host.selectIdentity(name);
+    } catch (err) {
+      const e = asHandshakeError(err, 'internal-error');
+      if (e.reason === 'remote-identity-unavailable')
+        sendPlaintextAlert(this.raw, TLS_ALERT.unrecognizedName);
+      this.fail(e);
+      cb(e);
+      return;
+    }
+    this.requested = selected;
+    cb(null, selected.context);
+  }
+
+  private onTlsError(err: Error): void {
+    if (this.settled) return;
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    const firstLine = err.message.split('\n')[0] ?? err.message;
+    let reason: HandshakeReason = 'protocol-error';
+    if (code === 'ERR_SSL_UNSUPPORTED_PROTOCOL' || code === 'ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION')
+      reason = 'tls-version';
+    this.fail(
+      new HandshakeError(reason, `accept handshake: TLS: ${firstLine}`, { cause: err, details: { code } }),
+    );
+  }
+
+  private onSecure(): void {
+    if (this.settled) return;
+    this.stage = 'verify';
+    const version = this.tls.getProtocol();
+    if (version !== MESHAUTH_TLS_VERSION) {
+      throw new HandshakeError(
+        'tls-version',
+        `accept handshake: negotiated ${String(version)}, need ${MESHAUTH_TLS_VERSION}`,
+      );
+    }
+    if (this.tls.alpnProtocol !== MESHAUTH_ALPN) {
+      throw protocolError(`accept handshake: client did not negotiate ALPN ${MESHAUTH_ALPN}`);
+    }
+    if (this.tls.isSessionReused()) {
+      // A resumed session proves possession of a ticket, not of the certificate's key.
+      throw protocolError('accept handshake: session resumption is not accepted');
+    }
+    if (!this.requested) {
+      throw new HandshakeError(
+        'remote-identity-unavailable',
+        'accept handshake: client sent no meshauth server name',
+      );
+    }
+    this.verified = verifyPeerChain(
+      peerChainDer(this.tls),
+      this.host.identity.bundles(),
+      undefined,
+      new Date(this.host.now()),
+    );
+    this.stage = 'hello';
+    this.tls.on('data', (chunk: Buffer) => this.guard(() => this.onData(chunk)));
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.settled) return;
+    if (this.hello) throw protocolError('accept handshake: data after the hello frame');
+    const frames = this.decoder.push(chunk);
+    if (frames.length === 0) return;
+    if (frames.length > 1) throw protocolError('accept handshake: more than one frame');
+    this.hello = parseHello(frames[0]);
+    this.onHello(this.hello);
+  }
+
+  private onHello(hello: HelloMessage): void {
+    const requested = this.requested!;
+    const verified = this.verified!;
+    const host = this.host;
+    if (hello.serverId !== requested.spiffeId) {
+      throw protocolError(
+        `accept handshake: hello asks for ${hello.serverId} but the server name asked for ${requested.spiffeId}`,
+      );
+    }
+    if (hello.clientId !== verified.spiffeId) {
+      throw new HandshakeError(
+        'spiffe-id-mismatch',
+        `accept handshake: hello claims ${hello.clientId} but the client certificate is ${verified.spiffeId}`,
+      );
+    }
+    if (hello.serverNode !== host.nodeName) {
+      throw new HandshakeError(
+        'node-mismatch',
+        `accept handshake: client addressed node ${hello.serverNode}, this is ${host.nodeName}`,
+      );
+    }
+    const sourceNode = callback(() => host.nodeForAddress(this.peerAddress), 'nodeForAddress');
+    if (sourceNode !== hello.clientNode) {
+      throw new HandshakeError(
+        'node-mismatch',
+        `accept handshake: client claims node ${hello.clientNode} but ${this.peerAddress} belongs to ${sourceNode ?? 'no known node'}`,
+      );
+    }
+    if (!callback(() => host.isWorkloadOnNode(hello.clientId, hello.clientNode), 'isWorkloadOnNode')) {
+      throw new HandshakeError(
+        'workload-not-on-node',
+        `accept handshake: ${hello.clientId} is not a workload of node ${hello.clientNode}`,
+      );
+    }
+    const expectedKey = callback(
+      () => host.expectedPeerWireguardKey(hello.clientNode),
+      'expectedPeerWireguardKey',
+    );
+    if (expectedKey !== undefined && hello.wgPublicKey !== expectedKey) {
+      throw new HandshakeError(
+        'wireguard-key-mismatch',
+        `accept handshake: node ${hello.clientNode} presented WireGuard key ${hello.wgPublicKey ?? '(none)'}, inventory has ${expectedKey}`,
+      );
+    }
+    const nowMs = host.now();
+    const expiry = computeEntryExpiry({
+      chains: [verified.chainDer, requested.svid.chainDer],
+      nowMs,
+      maxEntryTtlMs: host.maxEntryTtlMs,
+    });
+    if (expiry.expiresAtMs <= nowMs) {
+      throw new HandshakeError(
+        'svid-expired',
+        'accept handshake: a presented certificate has already expired',
+      );
+    }
+    const ownKey = callback(() => host.wireguardPublicKey(), 'wireguardPublicKey');
+    const cipher = this.tls.getCipher();
+    const result: ServerAuthResult = {
+      localId: requested.spiffeId,
+      remoteId: verified.spiffeId,
+      peerNode: hello.clientNode,
+      peerAddress: this.peerAddress,
+      expiresAtMs: expiry.expiresAtMs,
+      durationMs: nowMs - this.startedMs,
+      localSerial: requested.svid.leaf.serialNumber,
+      peerSerials: verified.serials,
+      peerNotAfterMs: verified.notAfterMs,
+      tlsVersion: this.tls.getProtocol() ?? MESHAUTH_TLS_VERSION,
+      cipher: cipher.standardName ?? cipher.name,
+    };
+    this.stage = 'entry';
+    void this.writeEntry(result, ownKey);
+  }
+
+  private async writeEntry(result: ServerAuthResult, ownKey: string | undefined): Promise<void> {
+    try {
+      await this.host.onAuthenticated(result);
+    } catch (err) {
+      this.fail(
+        new HandshakeError('entry-write-failed', `accept handshake: write entry: ${messageOf(err)}`, {
+          cause: err,
+        }),
+      );
+      return;
+    }
+    if (this.settled) {
+      // Timed out or shut down while the entry was written: the entry stands (the client was verified).
+      this.host.logger.warn(
+        {
+          event: 'handshake_entry_after_close',
+          peer: this.peer,
+          local_id: result.localId,
+          remote_id: result.remoteId,
+        },
+        'accept handshake: entry written after the connection ended',
+      );
+      return;
+    }
+    this.settled = true;
+    this.clearTimer();
+    this.host.succeeded({ ...result, durationMs: this.host.now() - this.startedMs });
+    this.send(encodeFrame(okResult(result.expiresAtMs, ownKey), this.host.maxFrameBytes));
+  }
+
+  private send(frame: Buffer): void {
+    if (!this.tls.destroyed && this.tls.writable) {
+      this.tls.end(frame);
+      this.lingerTimer = setTimeout(() => this.tls.destroy(), LINGER_MS);
+      this.lingerTimer.unref();
+    } else {
+      this.tls.destroy();
+    }
+  }
+
+  private fail(err: HandshakeError): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.clearTimer();
+    this.host.failed({
+      reason: err.reason,
+      message: err.message,
+      peer: this.peer,
+      peerAddress: this.peerAddress,
+      stage: this.stage,
+      durationMs: this.host.now() - this.startedMs,
+      ...(this.requested ? { localId: this.requested.spiffeId } : {}),
+      ...(this.verified ? { remoteId: this.verified.spiffeId } : {}),
+      ...(this.hello ? { peerNode: this.hello.clientNode } : {}),
+    });
+    // Inside TLS the client learns why; before that there is nobody to tell.
+    if (
+      this.verified !== undefined ||
+      this.stage === 'verify' ||
+      this.stage === 'hello' ||
+      this.stage === 'entry'
+    ) {
+      if (!this.tls.destroyed && this.tls.writable && err.reason !== 'aborted') {
+        this.send(encodeFrame(failedResult(err.reason), this.host.maxFrameBytes));
+        return;
+      }
+    }
+    this.tls.destroy();
+  }
+
+  private clearTimer(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private onRawClose(): void {
+    this.clearTimer();
+    if (this.lingerTimer) clearTimeout(this.lingerTimer);
+    if (!this.settled && this.stage !== 'entry') {
+      this.fail(protocolError(`accept handshake: connection closed by the peer during ${this.stage}`));
+    }
+    this.host.released(this);
+  }
+}
+
+function callback<T>(fn: () => T, name: string): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw new HandshakeError('internal-error', `accept handshake: ${name}: ${messageOf(err)}`, {
+      cause: err,
+    });
+  }
+}
+
+function asHandshakeError(err: unknown, fallback: HandshakeReason): HandshakeError {
+  if (err instanceof HandshakeError) return err;
+  return new HandshakeError(fallback, `accept handshake: ${messageOf(err)}`, { cause: err });
+}

@@ -1,0 +1,57 @@
+import type { IdentitySource } from '../../identity/source.js';
+
+/** What the handshake needs from an identity source. */
+export type HandshakeIdentity = Pick<IdentitySource, 'svid' | 'bundles'>;
+
+/** A client the server authenticated; the daemon writes the reverse auth entry from it. */
+export interface ServerAuthResult {
+  /** Our workload: the identity the client asked for (server name) and that we presented. */
+  localId: string;
+  /** The client's workload (verified SPIFFE ID of its leaf). */
+  remoteId: string;
+  /** The client's node (checked against the TCP source address). */
+  peerNode: string;
+  /** TCP source address of the client. */
+  peerAddress: string;
+  /** min(notAfter of every certificate in both presented chains, now + maxEntryTtl). */
+  expiresAtMs: number;
+  /** Accept to entry write. */
+  durationMs: number;
+  localSerial: string;
+  peerSerials: string[];
+  peerNotAfterMs: number;
+  tlsVersion: string;
+  cipher: string;
+}
+
+export type HandshakeStage = 'accept' | 'tls' | 'verify' | 'hello' | 'entry';
+
+/** A connection the server refused or a handshake that failed on the server side. */
+export interface HandshakeFailureEvent {
+  reason: string;
+  message: string;
+  /** "address:port" of the remote end. */
+  peer: string;
+  peerAddress: string;
+  stage: HandshakeStage;
+  durationMs: number;
+  /** Known once the server name / certificate / hello were read. */
+  localId?: string;
+  remoteId?: string;
+  peerNode?: string;
+}
+
+/** The client half's outcome. */
+export interface HandshakeResult {
+  localId: string;
+  remoteId: string;
+  peerNode: string;
+  /** min(notAfter of every certificate in both presented chains, now + maxEntryTtl, the server's expiry). */
+  expiresAtMs: number;
+  localSerial: string;
+  peerSerials: string[];
+  peerNotAfterMs: number;
+  tlsVersion: string;
+  cipher: string;
+  durationMs: number;
+}

@@ -1,0 +1,67 @@
+import { readFileSync } from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
+import { ApiClient, ApiClientError, DEFAULT_SOCKET_PATH } from '../api/index.js';
+import { CliError } from './errors.js';
+import type { CliIo } from './io.js';
+
+export interface GlobalOptions {
+  socket?: string;
+  address?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsBundle?: string;
+  serverId?: string;
+  timeout?: string;
+}
+
+export function socketPathOf(g: GlobalOptions, io: CliIo): string {
+  return g.socket ?? io.env['MESHAUTH_SOCKET'] ?? DEFAULT_SOCKET_PATH;
+}
+
+function readPem(flag: string, path: string | undefined): Buffer {
+  if (!path) throw new CliError(`--address needs ${flag}`, 2);
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new CliError(`${flag} ${path}: ${(err as Error).message}`, 2);
+  }
+}
+
+export function connect(g: GlobalOptions, io: CliIo): ApiClient {
+  const timeoutMs = g.timeout ? Number(g.timeout) * 1000 : 10_000;
+  if (g.address) {
+    return new ApiClient({
+      address: g.address,
+      timeoutMs,
+      tls: {
+        certChainPem: readPem('--tls-cert', g.tlsCert),
+        keyPem: readPem('--tls-key', g.tlsKey),
+        caPem: readPem('--tls-bundle', g.tlsBundle),
+        ...(g.serverId ? { serverSpiffeId: g.serverId } : {}),
+      },
+    });
+  }
+  return new ApiClient({ socket: socketPathOf(g, io), timeoutMs });
+}
+
+/** Turn an API failure into a message a person can act on. */
+export function explain(err: unknown, client: ApiClient | undefined): CliError {
+  if (err instanceof CliError) return err;
+  if (err instanceof ApiClientError) {
+    const where = client?.target ?? 'the daemon';
+    switch (err.grpcCode) {
+      case grpc.status.UNAVAILABLE:
+      case grpc.status.DEADLINE_EXCEEDED:
+        return new CliError(
+          `cannot reach meshauthd on ${where}: is the daemon running? (use --socket or MESHAUTH_SOCKET to point elsewhere)\n  cause: ${err.message}`,
+        );
+      case grpc.status.PERMISSION_DENIED:
+        return new CliError(`meshauthd on ${where} refused the request: ${err.message}`);
+      case grpc.status.INVALID_ARGUMENT:
+        return new CliError(`invalid request: ${err.message}`, 2);
+      default:
+        return new CliError(err.message);
+    }
+  }
+  return new CliError((err as Error).message ?? String(err));
+}

@@ -1,0 +1,21 @@
+export { ConfigError } from './errors.js';
+export { loadConfig, type LoadConfigOptions, type OverrideValue } from './load.js';
+export { describeOptions, type OptionDescription, type OptionKind } from './options.js';
+export type { AttachPoint, DaemonConfig, HostPort, Hook, IdentitySourceKind, LogLevel } from './types.js';
+export { parseDuration, formatDuration } from './duration.js';
+export { DEFAULTS as CONFIG_DEFAULTS } from './schema.js';
+// Helpers shared by the inventory and policy documents.
+export { readYamlFile, parseYamlText, validateDocument, formatPath, type DocPath } from './yaml-document.js';
+export * as fields from './fields.js';
+export {
+  cidrContains,
+  hostCidr,
+  ipToBigInt,
+  normalizeIp,
+  parseCidr,
+  spiffeIdProblem,
+  trustDomainOf,
+  showValue,
+  type Cidr,
+} from './validate.js';
+export { watchFile, type FileWatch } from './watch-file.js';

@@ -1,0 +1,370 @@
+import { DEFAULTS } from './schema.js';
+
+export type OptionKind = 'string' | 'int' | 'number' | 'duration' | 'bool' | 'list' | 'attach';
+
+/** One option of meshauthd, as `meshauthd --help` prints it. */
+export interface OptionDescription {
+  /** Path in the config file ("handshake.port"); undefined for --config itself. */
+  path: string | undefined;
+  /** "--handshake-port" */
+  flag: string;
+  /** Property name commander gives the flag ("handshakePort"). */
+  attributeName: string;
+  /** "MESHAUTH_HANDSHAKE_PORT" */
+  env: string;
+  kind: OptionKind;
+  /** Placeholder for the value in help text ("<port>"). */
+  valueName: string;
+  /** Default as text; undefined when required or derived. */
+  default: string | undefined;
+  description: string;
+}
+
+interface Spec {
+  path: string;
+  kind: OptionKind;
+  valueName: string;
+  default?: string | number | boolean;
+  description: string;
+}
+
+const SPECS: readonly Spec[] = [
+  {
+    path: 'node',
+    kind: 'string',
+    valueName: '<name>',
+    description: 'Name of this node; must be listed in the inventory (required)',
+  },
+  {
+    path: 'stateDir',
+    kind: 'string',
+    valueName: '<dir>',
+    default: DEFAULTS.stateDir,
+    description: 'Directory for persistent state (id allocations, keys, audit log)',
+  },
+  {
+    path: 'bpf.pinDir',
+    kind: 'string',
+    valueName: '<dir>',
+    default: DEFAULTS.bpfPinDir,
+    description: 'bpffs directory where the datapath maps are pinned',
+  },
+  {
+    path: 'bpf.object',
+    kind: 'string',
+    valueName: '<file>',
+    description: 'Compiled datapath object (default: bpf/meshauth.bpf.o in the package)',
+  },
+  {
+    path: 'datapath.attach',
+    kind: 'attach',
+    valueName: '<spec,...>',
+    description:
+      'Attach points: tc:<iface>:<ingress|egress>[:<semantics>] or cgroup:<path>[:<hook>]; comma-separated or repeated (required)',
+  },
+  {
+    path: 'datapath.signalThrottle',
+    kind: 'duration',
+    valueName: '<duration>',
+    default: DEFAULTS.signalThrottle,
+    description: 'Minimum time between two auth-required signals for one pair',
+  },
+  {
+    path: 'datapath.strictWireguard',
+    kind: 'bool',
+    valueName: '<bool>',
+    default: false,
+    description: 'Drop remote-pod traffic that did not arrive through the WireGuard interface',
+  },
+  {
+    path: 'handshake.listen',
+    kind: 'string',
+    valueName: '<ip>',
+    default: DEFAULTS.handshakeListen,
+    description: 'Address the handshake server listens on',
+  },
+  {
+    path: 'handshake.port',
+    kind: 'int',
+    valueName: '<port>',
+    default: DEFAULTS.handshakePort,
+    description: 'TCP port of the handshake server (and of peers, unless the inventory says otherwise)',
+  },
+  {
+    path: 'handshake.timeout',
+    kind: 'duration',
+    valueName: '<duration>',
+    default: DEFAULTS.handshakeTimeout,
+    description: 'Deadline for one complete handshake',
+  },
+  {
+    path: 'handshake.maxConnections',
+    kind: 'int',
+    valueName: '<n>',
+    default: DEFAULTS.handshakeMaxConnections,
+    description: 'Concurrent handshake connections the server accepts',
+  },
+  {
+    path: 'handshake.perPeerRate',
+    kind: 'number',
+    valueName: '<per-second>',
+    default: DEFAULTS.handshakePerPeerRate,
+    description: 'Handshakes per second accepted from one peer address',
+  },
+  {
+    path: 'handshake.perPeerBurst',
+    kind: 'int',
+    valueName: '<n>',
+    default: DEFAULTS.handshakePerPeerBurst,
+    description: 'Burst of handshakes accepted from one peer address',
+  },
+  {
+    path: 'handshake.maxEntryTtl',
+    kind: 'duration',
+    valueName: '<duration>',
+    default: DEFAULTS.handshakeMaxEntryTtl,
+    description: 'Upper bound of an auth entry lifetime',
+  },
+  {
+    path: 'auth.maxConcurrent',
+    kind: 'int',
+    valueName: '<n>',
+    default: DEFAULTS.authMaxConcurrent,
+    description: 'Handshakes in flight at once (client side)',
+  },
+  {
+    path: 'auth.queueSize',
+    kind: 'int',
+    valueName: '<n>',
+    default: DEFAULTS.authQueueSize,
+    description: 'Pending pairs waiting for a handshake',
+  },
+  {
+    path: 'auth.retryBase',
+    kind: 'duration',
+    valueName: '<duration>',
+    default: DEFAULTS.authRetryBase,
+    description: 'First retry delay after a failed handshake',
+  },
+  {
+    path: 'auth.retryMax',
+    kind: 'duration',
+    valueName: '<duration>',
+    default: DEFAULTS.authRetryMax,
+    description: 'Largest retry delay',
+  },
+  {
+    path: 'auth.reauthAt',
+    kind: 'number',
+    valueName: '<fraction>',
+    default: DEFAULTS.authReauthAt,
+    description: 'Re-authenticate when this fraction of an entry lifetime has passed (0 = only on demand)',
+  },
+  {
+    path: 'auth.gcInterval',
+    kind: 'duration',
+    valueName: '<duration>',
+    default: DEFAULTS.authGcInterval,
+    description: 'Interval of expired-entry garbage collection',
+  },
+  {
+    path: 'identity.source',
+    kind: 'string',
+    valueName: '<source>',
+    default: DEFAULTS.identitySource,
+    description: 'SVID source: dev-ca (development only), spire-delegated, workload-api or files',
+  },
+  {
+    path: 'identity.devCa.trustDomain',
+    kind: 'string',
+    valueName: '<domain>',
+    default: DEFAULTS.devCaTrustDomain,
+    description: 'Trust domain of the development CA',
+  },
+  {
+    path: 'identity.devCa.caCert',
+    kind: 'string',
+    valueName: '<file>',
+    description: 'Development CA certificate (default: <stateDir>/dev-ca/ca.crt, created if missing)',
+  },
+  {
+    path: 'identity.devCa.caKey',
+    kind: 'string',
+    valueName: '<file>',
+    description: 'Development CA private key (default: <stateDir>/dev-ca/ca.key)',
+  },
+  {
+    path: 'identity.devCa.svidTtl',
+    kind: 'duration',
+    valueName: '<duration>',
+    default: DEFAULTS.devCaSvidTtl,
+    description: 'Lifetime of SVIDs issued by the development CA',
+  },
+  {
+    path: 'identity.spire.adminSocket',
+    kind: 'string',
+    valueName: '<file>',
+    default: DEFAULTS.spireAdminSocket,
+    description: 'SPIRE agent admin socket (Delegated Identity API)',
+  },
+  {
+    path: 'identity.spire.maxMessageBytes',
+    kind: 'int',
+    valueName: '<bytes>',
+    default: DEFAULTS.spireMaxMessageBytes,
+    description: 'Largest gRPC message accepted from the SPIRE agent',
+  },
+  {
+    path: 'identity.workloadApi.address',
+    kind: 'string',
+    valueName: '<uri>',
+    default: DEFAULTS.workloadApiAddress,
+    description: 'SPIFFE Workload API endpoint',
+  },
+  {
+    path: 'inventory.file',
+    kind: 'string',
+    valueName: '<file>',
+    description: 'Static inventory of nodes and workloads (required)',
+  },
+  {
+    path: 'policy.file',
+    kind: 'string',
+    valueName: '<file>',
+    description: 'Mutual authentication policy (required)',
+  },
+  {
+    path: 'audit.path',
+    kind: 'string',
+    valueName: '<file>',
+    description: 'Audit database (default: <stateDir>/audit.db)',
+  },
+  {
+    path: 'audit.maxAge',
+    kind: 'duration',
+    valueName: '<duration>',
+    default: DEFAULTS.auditMaxAge,
+    description: 'Audit events older than this are deleted',
+  },
+  {
+    path: 'audit.maxEvents',
+    kind: 'int',
+    valueName: '<n>',
+    default: DEFAULTS.auditMaxEvents,
+    description: 'Audit events kept at most',
+  },
+  {
+    path: 'api.socket',
+    kind: 'string',
+    valueName: '<file>',
+    default: DEFAULTS.apiSocket,
+    description: 'Unix socket of the gRPC API',
+  },
+  {
+    path: 'api.socketMode',
+    kind: 'string',
+    valueName: '<mode>',
+    default: DEFAULTS.apiSocketMode,
+    description: 'File mode of the API socket (octal)',
+  },
+  {
+    path: 'api.tcp.listen',
+    kind: 'string',
+    valueName: '<host:port>',
+    description: 'Optional TCP listener of the API (mTLS; needs api.tcp.allowedIds)',
+  },
+  {
+    path: 'api.tcp.allowedIds',
+    kind: 'list',
+    valueName: '<spiffe-id,...>',
+    description: 'SPIFFE IDs allowed to use the TCP API',
+  },
+  {
+    path: 'metrics.listen',
+    kind: 'string',
+    valueName: '<host:port>',
+    default: DEFAULTS.metricsListen,
+    description: 'Prometheus metrics, /healthz and /readyz ("" disables)',
+  },
+  {
+    path: 'wireguard.enabled',
+    kind: 'bool',
+    valueName: '<bool>',
+    default: false,
+    description: 'Carry pod traffic between nodes over WireGuard',
+  },
+  {
+    path: 'wireguard.interface',
+    kind: 'string',
+    valueName: '<name>',
+    default: DEFAULTS.wireguardInterface,
+    description: 'WireGuard interface name',
+  },
+  {
+    path: 'wireguard.listenPort',
+    kind: 'int',
+    valueName: '<port>',
+    default: DEFAULTS.wireguardListenPort,
+    description: 'WireGuard UDP port',
+  },
+  {
+    path: 'wireguard.address',
+    kind: 'string',
+    valueName: '<cidr>',
+    description: 'Address of the WireGuard interface (required when enabled)',
+  },
+  {
+    path: 'wireguard.privateKeyFile',
+    kind: 'string',
+    valueName: '<file>',
+    description: 'Node WireGuard private key, mode 0600 (default: <stateDir>/wireguard/private.key)',
+  },
+  {
+    path: 'log.level',
+    kind: 'string',
+    valueName: '<level>',
+    default: DEFAULTS.logLevel,
+    description: 'fatal, error, warn, info, debug, trace or silent',
+  },
+];
+
+function kebab(s: string): string {
+  return s.replace(/([a-z0-9])([A-Z])/g, '$1-$2').toLowerCase();
+}
+
+function describe(spec: Spec): OptionDescription {
+  const words = spec.path.split('.').map(kebab).join('-');
+  return {
+    path: spec.path,
+    flag: `--${words}`,
+    attributeName: words.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase()),
+    env: `MESHAUTH_${words.replace(/-/g, '_').toUpperCase()}`,
+    kind: spec.kind,
+    valueName: spec.valueName,
+    default: spec.default === undefined ? undefined : String(spec.default),
+    description: spec.description,
+  };
+}
+
+const CONFIG_OPTION: OptionDescription = {
+  path: undefined,
+  flag: '--config',
+  attributeName: 'config',
+  env: 'MESHAUTH_CONFIG',
+  kind: 'string',
+  valueName: '<file>',
+  default: undefined,
+  description: 'Configuration file (YAML); flags override environment, environment overrides the file',
+};
+
+const DESCRIPTIONS: readonly OptionDescription[] = [CONFIG_OPTION, ...SPECS.map(describe)];
+
+/** Every option of meshauthd: --config first, then one per configuration setting. */
+export function describeOptions(): OptionDescription[] {
+  return DESCRIPTIONS.map((d) => ({ ...d }));
+}
+
+/** Options that map to a configuration path (everything except --config). */
+export function settingOptions(): Array<OptionDescription & { path: string }> {
+  return DESCRIPTIONS.filter((d): d is OptionDescription & { path: string } => d.path !== undefined);
+}

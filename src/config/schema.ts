@@ -1,0 +1,267 @@
+import * as z from 'zod';
+import {
+  boolField,
+  durationField,
+  enumField,
+  fileModeField,
+  hostPortField,
+  intField,
+  interfaceField,
+  ipField,
+  numberField,
+  fractionOrOffField,
+  optionalStringField,
+  spiffeIdField,
+  stringField,
+} from './fields.js';
+import { parseCidr, showValue } from './validate.js';
+
+/** Defaults, shared by the schema and `describeOptions()`. */
+export const DEFAULTS = {
+  stateDir: '/var/lib/meshauth',
+  bpfPinDir: '/sys/fs/bpf/meshauth',
+  signalThrottle: '250ms',
+  handshakeListen: '0.0.0.0',
+  handshakePort: 4250,
+  handshakeTimeout: '5s',
+  handshakeMaxConnections: 256,
+  handshakePerPeerRate: 50,
+  handshakePerPeerBurst: 100,
+  handshakeMaxEntryTtl: '1h',
+  authMaxConcurrent: 16,
+  authQueueSize: 4096,
+  authRetryBase: '200ms',
+  authRetryMax: '30s',
+  authReauthAt: 0.8,
+  authGcInterval: '5s',
+  identitySource: 'dev-ca',
+  devCaTrustDomain: 'demo.local',
+  devCaSvidTtl: '1h',
+  spireAdminSocket: '/run/spire/admin/admin.sock',
+  spireMaxMessageBytes: 4 * 1024 * 1024,
+  workloadApiAddress: 'unix:///run/spire/agent.sock',
+  auditMaxAge: '30d',
+  auditMaxEvents: 10_000_000,
+  apiSocket: '/run/meshauth/api.sock',
+  apiSocketMode: '0600',
+  metricsListen: '127.0.0.1:9090',
+  wireguardInterface: 'meshauth0',
+  wireguardListenPort: 51820,
+  logLevel: 'info',
+} as const;
+
+export const IDENTITY_SOURCES = ['dev-ca', 'spire-delegated', 'workload-api', 'files'] as const;
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+const HOOKS = ['ingress', 'egress'] as const;
+
+/** A missing section is parsed as an empty mapping, so its fields get their defaults. */
+const EMPTY_SECTION = {} as never;
+
+const NODE_NAME_RE = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+
+export const nodeNameField = () =>
+  z
+    .unknown()
+    .optional()
+    .transform((v, ctx): string => {
+      if (v === undefined) {
+        ctx.addIssue({ code: 'custom', message: 'is required' });
+        return z.NEVER;
+      }
+      if (typeof v !== 'string' || !NODE_NAME_RE.test(v)) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `must be a node name of lower-case letters, digits, "-" and "." (got ${showValue(v)})`,
+        });
+        return z.NEVER;
+      }
+      return v;
+    });
+
+const tcAttach = z.strictObject({
+  type: z.literal('tc'),
+  interface: interfaceField(),
+  hook: enumField(HOOKS),
+  /** Defaults to the hook: an uplink's egress sees local sources, its ingress local destinations. */
+  semantics: enumField(HOOKS).optional(),
+});
+
+const cgroupAttach = z.strictObject({
+  type: z.literal('cgroup'),
+  path: stringField(),
+  hook: enumField(HOOKS, 'egress'),
+});
+
+const cidrField = () =>
+  z
+    .unknown()
+    .optional()
+    .transform((v, ctx): string => {
+      const c = typeof v === 'string' ? parseCidr(v) : undefined;
+      if (!c) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `must be an address with a prefix length, like 10.99.0.1/32 (got ${showValue(v)})`,
+        });
+        return z.NEVER;
+      }
+      return v as string;
+    });
+
+export const configSchema = z
+  .strictObject({
+    node: nodeNameField(),
+    stateDir: stringField(DEFAULTS.stateDir),
+    bpf: z
+      .strictObject({
+        pinDir: stringField(DEFAULTS.bpfPinDir),
+        object: optionalStringField(),
+      })
+      .prefault(EMPTY_SECTION),
+    datapath: z
+      .strictObject({
+        attach: z.array(z.discriminatedUnion('type', [tcAttach, cgroupAttach])).min(1),
+        signalThrottle: durationField(DEFAULTS.signalThrottle),
+        strictWireguard: boolField(false),
+      })
+      .prefault(EMPTY_SECTION),
+    handshake: z
+      .strictObject({
+        listen: ipField(DEFAULTS.handshakeListen),
+        port: intField(1, 65535, DEFAULTS.handshakePort),
+        timeout: durationField(DEFAULTS.handshakeTimeout),
+        maxConnections: intField(1, 1_000_000, DEFAULTS.handshakeMaxConnections),
+        perPeerRate: numberField(0, 1_000_000, DEFAULTS.handshakePerPeerRate),
+        perPeerBurst: intField(1, 1_000_000, DEFAULTS.handshakePerPeerBurst),
+        maxEntryTtl: durationField(DEFAULTS.handshakeMaxEntryTtl, { minMs: 1000 }),
+      })
+      .prefault(EMPTY_SECTION),
+    auth: z
+      .strictObject({
+        maxConcurrent: intField(1, 100_000, DEFAULTS.authMaxConcurrent),
+        queueSize: intField(1, 10_000_000, DEFAULTS.authQueueSize),
+        retryBase: durationField(DEFAULTS.authRetryBase),
+        retryMax: durationField(DEFAULTS.authRetryMax),
+        reauthAt: fractionOrOffField(0.99, DEFAULTS.authReauthAt),
+        gcInterval: durationField(DEFAULTS.authGcInterval),
+      })
+      .prefault(EMPTY_SECTION)
+      .superRefine((a, ctx) => {
+        if (a.retryMax < a.retryBase) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['retryMax'],
+            message: `must be at least auth.retryBase (${a.retryBase}ms)`,
+          });
+        }
+      }),
+    identity: z
+      .strictObject({
+        source: enumField(IDENTITY_SOURCES, DEFAULTS.identitySource),
+        devCa: z
+          .strictObject({
+            trustDomain: stringField(DEFAULTS.devCaTrustDomain),
+            caCert: optionalStringField(),
+            caKey: optionalStringField(),
+            svidTtl: durationField(DEFAULTS.devCaSvidTtl, { minMs: 60_000 }),
+          })
+          .prefault(EMPTY_SECTION),
+        spire: z
+          .strictObject({
+            adminSocket: stringField(DEFAULTS.spireAdminSocket),
+            maxMessageBytes: intField(64 * 1024, 256 * 1024 * 1024, DEFAULTS.spireMaxMessageBytes),
+          })
+          .prefault(EMPTY_SECTION),
+        workloadApi: z
+          .strictObject({
+            address: stringField(DEFAULTS.workloadApiAddress),
+          })
+          .prefault(EMPTY_SECTION),
+        files: z
+          .strictObject({
+            bundle: stringField(),
+            svids: z
+              .array(z.strictObject({ spiffeId: spiffeIdField(), cert: stringField(), key: stringField() }))
+              .min(1),
+          })
+          .optional(),
+      })
+      .prefault(EMPTY_SECTION)
+      .superRefine((id, ctx) => {
+        if (id.source === 'files' && !id.files) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['files'],
+            message: 'is required when identity.source is "files"',
+          });
+        }
+        if (!/^[a-z0-9._-]+$/.test(id.devCa.trustDomain)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['devCa', 'trustDomain'],
+            message: `must be a trust domain of a-z 0-9 . - _ (got ${showValue(id.devCa.trustDomain)})`,
+          });
+        }
+        if ((id.devCa.caCert === undefined) !== (id.devCa.caKey === undefined)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['devCa'],
+            message: 'caCert and caKey must be given together',
+          });
+        }
+      }),
+    inventory: z.strictObject({ file: stringField() }),
+    policy: z.strictObject({ file: stringField() }),
+    audit: z
+      .strictObject({
+        path: optionalStringField(),
+        maxAge: durationField(DEFAULTS.auditMaxAge, { minMs: 60_000 }),
+        maxEvents: intField(1000, Number.MAX_SAFE_INTEGER, DEFAULTS.auditMaxEvents),
+      })
+      .prefault(EMPTY_SECTION),
+    api: z
+      .strictObject({
+        socket: stringField(DEFAULTS.apiSocket),
+        socketMode: fileModeField(DEFAULTS.apiSocketMode),
+        tcp: z
+          .strictObject({
+            listen: hostPortField(undefined),
+            allowedIds: z.array(spiffeIdField()).min(1),
+          })
+          .optional(),
+      })
+      .prefault(EMPTY_SECTION),
+    metrics: z
+      .strictObject({ listen: hostPortField(DEFAULTS.metricsListen, { allowEmpty: true }) })
+      .prefault(EMPTY_SECTION),
+    wireguard: z
+      .strictObject({
+        enabled: boolField(false),
+        interface: interfaceField(DEFAULTS.wireguardInterface),
+        listenPort: intField(1, 65535, DEFAULTS.wireguardListenPort),
+        address: cidrField().optional(),
+        privateKeyFile: optionalStringField(),
+      })
+      .prefault(EMPTY_SECTION)
+      .superRefine((wg, ctx) => {
+        if (wg.enabled && wg.address === undefined) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['address'],
+            message: 'is required when wireguard.enabled is true',
+          });
+        }
+      }),
+    log: z.strictObject({ level: enumField(LOG_LEVELS, DEFAULTS.logLevel) }).prefault(EMPTY_SECTION),
+  })
+  .superRefine((c, ctx) => {
+    if (c.datapath.strictWireguard && !c.wireguard.enabled) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['datapath', 'strictWireguard'],
+        message: 'needs wireguard.enabled: true',
+      });
+    }
+  });
+
+export type ParsedConfig = z.output<typeof configSchema>;

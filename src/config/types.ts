@@ -1,0 +1,87 @@
+import type { HostPort } from './fields.js';
+
+export type { HostPort };
+
+export type Hook = 'ingress' | 'egress';
+export type IdentitySourceKind = 'dev-ca' | 'spire-delegated' | 'workload-api' | 'files';
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+/** Where the datapath programs attach. */
+export type AttachPoint =
+  | {
+      type: 'tc';
+      interface: string;
+      hook: Hook;
+      /** "egress": the packet's source is the local workload; "ingress": its destination is. */
+      semantics: Hook;
+    }
+  | {
+      type: 'cgroup';
+      /** Absolute path of a cgroup v2 directory. */
+      path: string;
+      hook: Hook;
+      /** Always equal to the hook for cgroup programs. */
+      semantics: Hook;
+    };
+
+/**
+ * The daemon configuration, fully defaulted. All durations are milliseconds; all paths are
+ * absolute (relative ones in the file resolve against the file's directory, those from flags or
+ * environment against the working directory).
+ */
+export interface DaemonConfig {
+  /** The configuration file this was loaded from (absolute), if any. */
+  file: string | undefined;
+  node: string;
+  stateDir: string;
+  bpf: { pinDir: string; object: string };
+  datapath: { attach: AttachPoint[]; signalThrottleMs: number; strictWireguard: boolean };
+  handshake: {
+    listen: string;
+    port: number;
+    timeoutMs: number;
+    maxConnections: number;
+    /** Handshakes per second accepted from one peer address (token bucket rate). */
+    perPeerRate: number;
+    perPeerBurst: number;
+    maxEntryTtlMs: number;
+  };
+  auth: {
+    maxConcurrent: number;
+    queueSize: number;
+    retryBaseMs: number;
+    retryMaxMs: number;
+    /** Re-authenticate a pair when this fraction of its entry's lifetime has passed (0..1). */
+    reauthAt: number;
+    gcIntervalMs: number;
+  };
+  identity: {
+    source: IdentitySourceKind;
+    /** Embedded development CA (dev only). caCert/caKey default to <stateDir>/dev-ca/ca.{crt,key}. */
+    devCa: { trustDomain: string; caCert: string; caKey: string; svidTtlMs: number };
+    spire: { adminSocket: string; maxMessageBytes: number };
+    workloadApi: { address: string };
+    files: { bundle: string; svids: Array<{ spiffeId: string; cert: string; key: string }> } | undefined;
+  };
+  inventory: { file: string };
+  policy: { file: string };
+  audit: { path: string; maxAgeMs: number; maxEvents: number };
+  api: {
+    socket: string;
+    /** Numeric file mode of the socket (0o600 by default). */
+    socketMode: number;
+    tcp: { listen: HostPort; allowedIds: string[] } | undefined;
+  };
+  /** null when disabled (listen: ""). */
+  metrics: { listen: HostPort | null };
+  wireguard: {
+    enabled: boolean;
+    interface: string;
+    listenPort: number;
+    /** Address of the node's WireGuard interface, CIDR form. */
+    address: string | undefined;
+    /** Defaults to <stateDir>/wireguard/private.key. */
+    privateKeyFile: string;
+  };
+  log: { level: LogLevel };
+}

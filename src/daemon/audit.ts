@@ -1,0 +1,69 @@
+import type { Logger } from 'pino';
+import {
+  AuditStore,
+  AuditWriter,
+  RetentionRunner,
+  SignalAggregator,
+  type AuditEventInput,
+  type AuditSink,
+  type AuditWriterObserver,
+} from '../audit/index.js';
+import type { DaemonConfig } from '../config/index.js';
+
+export interface DaemonAudit {
+  store: AuditStore;
+  writer: AuditWriter;
+  /** The sink the auth path uses: signals are aggregated per pair and window, the rest queued. */
+  sink: AuditSink;
+  /** Late binding of metrics (they start after the audit trail). */
+  setObserver(o: AuditWriterObserver): void;
+  close(): Promise<void>;
+}
+
+export function openAudit(config: DaemonConfig, logger: Logger): DaemonAudit {
+  const log = logger.child({ component: 'audit' });
+  const store = AuditStore.open({ path: config.audit.path });
+  let observer: AuditWriterObserver = {};
+  const writer = new AuditWriter(store, {
+    logger: log,
+    observer: {
+      queueDepth: (d) => observer.queueDepth?.(d),
+      dropped: (n) => observer.dropped?.(n),
+    },
+  });
+  const aggregator = new SignalAggregator(writer, { windowMs: 5_000 });
+  aggregator.start();
+  const retention = new RetentionRunner(store, {
+    maxAgeMs: config.audit.maxAgeMs,
+    maxRows: config.audit.maxEvents,
+    logger: log,
+  });
+  retention.start();
+  const sink: AuditSink = {
+    record(event: AuditEventInput): void {
+      if (event.type === 'signal') {
+        aggregator.observe({
+          localId: event.localId,
+          remoteId: event.remoteId,
+          node: event.node,
+          direction: event.direction,
+        });
+      } else {
+        writer.record(event);
+      }
+    },
+  };
+  log.info({ event: 'audit_opened', path: config.audit.path, last_seq: store.lastSeq() }, 'audit trail opened');
+  return {
+    store,
+    writer,
+    sink,
+    setObserver: (o) => (observer = o),
+    close: async () => {
+      aggregator.close();
+      retention.close();
+      writer.close();
+      store.close();
+    },
+  };
+}

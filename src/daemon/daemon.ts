@@ -1,0 +1,365 @@
+import { mkdirSync } from 'node:fs';
+import type { Logger } from 'pino';
+import { AuthCache, AuthGc, AuthManager, type AuthObserver } from '../auth/index.js';
+import { HandshakeClient, HandshakeServer } from '../auth/handshake/index.js';
+import type { AuditSink } from '../audit/sink.js';
+import type { DaemonConfig } from '../config/index.js';
+import type { AuthKey } from '../datapath/types.js';
+import { openStateAllocators, type IdAllocator } from '../identity/allocator.js';
+import type { IdentityEvent, IdentitySource } from '../identity/source.js';
+import { assertNodeListed, loadInventoryFile, watchInventoryFile, type Inventory } from '../inventory/index.js';
+import { compileNodeState, loadPolicyFile, type NodeState, type Policy } from '../policy/index.js';
+import { createIdentitySource } from './identity.js';
+import { DaemonResolver } from './resolver.js';
+import { openDatapath, type DaemonDatapath } from './datapath.js';
+import { openAudit, type DaemonAudit } from './audit.js';
+import { startOperations, type DaemonOperations } from './operations.js';
+
+/** How long start-up waits for the identity source's first complete state. */
+const IDENTITY_READY_TIMEOUT_MS = 30_000;
+
+/**
+ * meshauthd: wires datapath, identity, handshake, auth manager, audit and API together.
+ * close() stops user space only: BPF maps stay pinned and programs stay attached, so traffic keeps
+ * being enforced with the entries already earned.
+ */
+export class Daemon {
+  private closing: Promise<void> | undefined;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly disposers: Array<() => void | Promise<void>> = [];
+
+  private constructor(
+    readonly config: DaemonConfig,
+    private readonly logger: Logger,
+    private readonly parts: {
+      inventory: { current: Inventory };
+      policy: { current: Policy };
+      allocators: { identities: IdAllocator; nodes: IdAllocator };
+      state: { current: NodeState };
+      datapath: DaemonDatapath;
+      cache: AuthCache;
+      identity: IdentitySource;
+      audit: DaemonAudit;
+      manager: AuthManager;
+      server: HandshakeServer;
+      gc: AuthGc;
+    },
+  ) {}
+
+  static async start(config: DaemonConfig, logger: Logger): Promise<Daemon> {
+    const log = logger.child({ component: 'daemon' });
+    mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
+
+    const inventory = { current: loadInventoryFile(config.inventory.file) };
+    assertNodeListed(inventory.current, config.node, config.file ?? '(flags)');
+    const policy = { current: loadPolicyFile(config.policy.file) };
+    const allocators = openStateAllocators(config.stateDir);
+    const compile = (): NodeState =>
+      compileNodeState({
+        nodeName: config.node,
+        inventory: inventory.current,
+        policy: policy.current,
+        identities: allocators.identities,
+        nodes: allocators.nodes,
+      });
+    const state = { current: compile() };
+    log.info(
+      {
+        event: 'config_loaded',
+        node: config.node,
+        workloads: state.current.localSpiffeIds.length,
+        ipcache: state.current.ipcache.length,
+        policy_entries: state.current.policy.length,
+      },
+      'inventory and policy loaded',
+    );
+
+    const audit = openAudit(config, logger);
+    const datapath = await openDatapath(config, state.current, logger);
+    const cache = new AuthCache(datapath.auth);
+    const restored = cache.restore();
+    log.info({ event: 'entries_restored', count: restored }, `restored ${restored} auth entries from the pinned map`);
+
+    const identity = await createIdentitySource(config, inventory.current, logger);
+    identity.setWanted(state.current.localSpiffeIds);
+    await withTimeout(identity.ready(), IDENTITY_READY_TIMEOUT_MS, `identity source ${identity.kind} not ready`);
+
+    const resolver = new DaemonResolver({
+      identities: allocators.identities,
+      nodes: allocators.nodes,
+      inventory: () => inventory.current,
+      policy: () => policy.current,
+      handshakePort: config.handshake.port,
+    });
+
+    const ops: { current: DaemonOperations | undefined } = { current: undefined };
+    const observer: AuthObserver = {
+      signal: (outcome) => ops.current?.metrics.signalsReceived.inc({ outcome }),
+      handshake: (result, reason, ms) => ops.current?.metrics.recordHandshake(result, reason, ms),
+      entries: (n) => ops.current?.metrics.authEntries.set(n),
+    };
+
+    const client = new HandshakeClient({
+      identity,
+      nodeName: config.node,
+      maxEntryTtlMs: config.handshake.maxEntryTtlMs,
+      timeoutMs: config.handshake.timeoutMs,
+      logger,
+    });
+    const manager = new AuthManager({
+      cache,
+      resolver,
+      authenticator: client,
+      audit: audit.sink,
+      logger: logger.child({ component: 'auth' }),
+      observer,
+      options: {
+        maxConcurrent: config.auth.maxConcurrent,
+        queueSize: config.auth.queueSize,
+        retryBaseMs: config.auth.retryBaseMs,
+        retryMaxMs: config.auth.retryMaxMs,
+        reauthAt: config.auth.reauthAt,
+      },
+    });
+    const server = new HandshakeServer({
+      identity,
+      nodeName: config.node,
+      localIdentities: () => state.current.localSpiffeIds,
+      nodeForAddress: (addr) => inventory.current.nodeForAddress(addr)?.name,
+      isWorkloadOnNode: (id, node) => inventory.current.isWorkloadOnNode(id, node),
+      maxEntryTtlMs: config.handshake.maxEntryTtlMs,
+      limits: {
+        handshakeTimeoutMs: config.handshake.timeoutMs,
+        maxConnections: config.handshake.maxConnections,
+        perPeerRatePerSec: config.handshake.perPeerRate,
+        perPeerBurst: config.handshake.perPeerBurst,
+      },
+      logger,
+      onAuthenticated: (r) => {
+        manager.onServerAuthenticated(r);
+        observer.handshake?.('success', 'ok', r.durationMs);
+        logger.info(
+          {
+            component: 'auth',
+            event: 'server_auth_succeeded',
+            local_id: r.localId,
+            remote_id: r.remoteId,
+            node: r.peerNode,
+            duration_ms: r.durationMs,
+            expires_at: new Date(r.expiresAtMs).toISOString(),
+          },
+          'peer authenticated us for a pair; entry written',
+        );
+      },
+      onFailure: (f) => {
+        observer.handshake?.('failure', f.reason, f.durationMs);
+        audit.sink.record({
+          type: 'handshake-failed',
+          outcome: 'failure',
+          reason: f.reason,
+          localId: f.localId,
+          remoteId: f.remoteId,
+          node: f.peerNode,
+          direction: 'server',
+          details: { message: f.message, peer: f.peer, stage: f.stage, durationMs: f.durationMs },
+        });
+      },
+    });
+    await server.listen({ host: config.handshake.listen, port: config.handshake.port });
+
+    const gc = new AuthGc({
+      cache,
+      audit: audit.sink,
+      logger: logger.child({ component: 'gc' }),
+      describe: (k) => describeKey(resolver, k),
+      obsolete: (k) => obsoleteReason(k, resolver, state.current, inventory.current, policy.current),
+    });
+
+    const daemon = new Daemon(config, logger, {
+      inventory,
+      policy,
+      allocators,
+      state,
+      datapath,
+      cache,
+      identity,
+      audit,
+      manager,
+      server,
+      gc,
+    });
+
+    // Rotation is an event stream.
+    const unsubscribe = identity.subscribe((ev: IdentityEvent) => daemon.onIdentityEvent(ev, audit.sink));
+    daemon.disposers.push(unsubscribe);
+
+    // Inventory reloads recompile the node's maps.
+    const watcher = watchInventoryFile(inventory.current, config.inventory.file, { log: logger });
+    daemon.disposers.push(() => watcher.close());
+    const offChange = inventory.current.onChange(() => daemon.resync());
+    daemon.disposers.push(offChange);
+
+    manager.start(datapath.signals);
+    daemon.every(config.auth.gcIntervalMs, () => {
+      gc.run();
+      if (config.auth.reauthAt > 0) manager.scheduleExpiryReauth();
+    });
+
+    ops.current = await startOperations({
+      config,
+      logger,
+      audit,
+      datapath,
+      cache,
+      resolver,
+      identity,
+      manager,
+      server,
+      inventory: () => inventory.current,
+    });
+    daemon.disposers.push(() => ops.current?.close());
+
+    log.info(
+      {
+        event: 'daemon_ready',
+        node: config.node,
+        handshake: `${config.handshake.listen}:${config.handshake.port}`,
+        identity_source: identity.kind,
+      },
+      'meshauthd ready',
+    );
+    return daemon;
+  }
+
+  /** Recompiles ipcache and policy after an inventory change and updates the wanted identities. */
+  private resync(): void {
+    try {
+      this.parts.state.current = compileNodeState({
+        nodeName: this.config.node,
+        inventory: this.parts.inventory.current,
+        policy: this.parts.policy.current,
+        identities: this.parts.allocators.identities,
+        nodes: this.parts.allocators.nodes,
+      });
+      this.parts.datapath.sync(this.parts.state.current);
+      this.parts.identity.setWanted(this.parts.state.current.localSpiffeIds);
+      this.logger.info({ component: 'daemon', event: 'state_resynced' }, 'inventory changed: maps updated');
+    } catch (err) {
+      this.logger.error({ component: 'daemon', event: 'state_resync_failed', err }, 'inventory change not applied');
+    }
+  }
+
+  private onIdentityEvent(ev: IdentityEvent, audit: AuditSink): void {
+    const log = this.logger.child({ component: 'identity' });
+    switch (ev.type) {
+      case 'svid-updated': {
+        log.info(
+          { event: 'svid_updated', local_id: ev.spiffeId, not_after: ev.svid.notAfter.toISOString() },
+          'SVID issued or renewed',
+        );
+        if (ev.previousNotAfter) {
+          audit.record({
+            type: 'svid-rotated',
+            outcome: 'info',
+            localId: ev.spiffeId,
+            details: {
+              notAfterMs: ev.svid.notAfter.getTime(),
+              previousNotAfterMs: ev.previousNotAfter.getTime(),
+              serial: ev.svid.leaf.serialNumber,
+            },
+          });
+          const n = this.parts.manager.onLocalSvidRotated(ev.spiffeId);
+          log.info({ event: 'reauth_scheduled', local_id: ev.spiffeId, pairs: n }, 're-authenticating after rotation');
+        }
+        return;
+      }
+      case 'svid-removed':
+        log.warn({ event: 'svid_removed', local_id: ev.spiffeId, reason: ev.reason }, 'SVID no longer available');
+        this.parts.gc.run();
+        return;
+      case 'bundles-updated':
+        log.info({ event: 'bundles_updated', trust_domains: [...ev.bundles.keys()] }, 'trust bundles updated');
+        return;
+      case 'source-state':
+        log.info({ event: 'identity_source_state', state: ev.state, detail: ev.detail }, 'identity source state');
+        return;
+    }
+  }
+
+  private every(ms: number, fn: () => void): void {
+    const t = setInterval(() => {
+      try {
+        fn();
+      } catch (err) {
+        this.logger.error({ component: 'daemon', event: 'periodic_task_failed', err }, 'periodic task failed');
+      }
+    }, ms);
+    t.unref();
+    this.timers.push(t);
+  }
+
+  /** Graceful: stop accepting, finish in-flight work, flush audit. Pins and attachments stay. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      const log = this.logger.child({ component: 'daemon' });
+      log.info({ event: 'daemon_stopping' }, 'shutting down (BPF maps stay pinned; enforcement continues)');
+      for (const t of this.timers) clearInterval(t);
+      await this.parts.server.close();
+      // The manager's signal loop ends when its source closes.
+      this.parts.datapath.signals.close();
+      await this.parts.manager.close();
+      for (const d of this.disposers.reverse()) {
+        try {
+          await d();
+        } catch (err) {
+          log.warn({ event: 'shutdown_step_failed', err }, 'shutdown step failed');
+        }
+      }
+      await this.parts.identity.close();
+      this.parts.datapath.close();
+      await this.parts.audit.close();
+      log.info({ event: 'daemon_stopped' }, 'meshauthd stopped');
+    })();
+    return this.closing;
+  }
+}
+
+function describeKey(resolver: DaemonResolver, k: AuthKey): { localId?: string; remoteId?: string; node?: string } {
+  return {
+    localId: resolver.spiffeIdOf(k.localId),
+    remoteId: resolver.spiffeIdOf(k.remoteId),
+    node: resolver.nodeNameOf(k.remoteNode),
+  };
+}
+
+/** Why a live entry must go, or undefined to keep it. */
+function obsoleteReason(
+  k: AuthKey,
+  resolver: DaemonResolver,
+  state: NodeState,
+  inventory: Inventory,
+  policy: Policy,
+): string | undefined {
+  const local = resolver.spiffeIdOf(k.localId);
+  const remote = resolver.spiffeIdOf(k.remoteId);
+  const node = resolver.nodeNameOf(k.remoteNode);
+  if (!local || !remote || !node) return 'unknown-handle';
+  if (!state.localSpiffeIds.includes(local)) return 'identity-removed';
+  if (!inventory.isWorkloadOnNode(remote, node)) return 'workload-moved';
+  if (!policy.requires(local, remote)) return 'policy-removed';
+  return undefined;
+}
+
+async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_, reject) => {
+        t = setTimeout(() => reject(new Error(`${what} after ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    if (t) clearTimeout(t);
+  }
+}

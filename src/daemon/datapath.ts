@@ -1,0 +1,71 @@
+import type { Logger } from 'pino';
+import type { DaemonConfig } from '../config/index.js';
+import { Datapath, ensurePinDir, type RingBufSignalSource } from '../datapath/index.js';
+import type { AuthMap, VerdictCounters } from '../datapath/types.js';
+import type { NodeState } from '../policy/index.js';
+
+/** The datapath as the daemon uses it. */
+export interface DaemonDatapath {
+  datapath: Datapath;
+  auth: AuthMap;
+  signals: RingBufSignalSource;
+  /** Makes ipcache and policy equal to the node state. */
+  sync(state: NodeState): void;
+  counters(): VerdictCounters;
+  /** Closes fds; pins and attachments stay so enforcement continues. */
+  close(): void;
+}
+
+export interface OpenDatapathExtras {
+  /** ifindex of the node's WireGuard interface (0 = none). */
+  wireguardIfindex?: number;
+}
+
+/**
+ * Loads the BPF object (reusing pinned maps), writes settings, ipcache and policy, then attaches the
+ * programs at the configured points. Order matters: maps are filled before any program can see
+ * traffic, so a restart never enforces against an empty ipcache.
+ */
+export async function openDatapath(
+  config: DaemonConfig,
+  state: NodeState,
+  logger: Logger,
+  extras: OpenDatapathExtras = {},
+): Promise<DaemonDatapath> {
+  const log = logger.child({ component: 'datapath' });
+  ensurePinDir(config.bpf.pinDir);
+  const datapath = Datapath.open({
+    objectPath: config.bpf.object,
+    pinDir: config.bpf.pinDir,
+    settings: {
+      signalThrottleMs: config.datapath.signalThrottleMs,
+      wireguardIfindex: extras.wireguardIfindex ?? 0,
+      strictWireguard: config.datapath.strictWireguard,
+    },
+    logger: log,
+  });
+  try {
+    const sync = (s: NodeState): void => {
+      const ip = datapath.syncIpcache(s.ipcache);
+      const pol = datapath.syncPolicy(s.policy.map((p) => ({ ...p.key, authType: p.authType })));
+      log.info({ event: 'maps_synced', ipcache: ip, policy: pol }, 'ipcache and policy maps synced');
+    };
+    sync(state);
+    for (const a of config.datapath.attach) {
+      if (a.type === 'tc') datapath.attachTc(a.interface, a.hook, a.semantics);
+      else datapath.attachCgroup(a.path, a.hook);
+    }
+    const signals = datapath.signals();
+    return {
+      datapath,
+      auth: datapath.auth,
+      signals,
+      sync,
+      counters: () => datapath.counters(),
+      close: () => datapath.close(),
+    };
+  } catch (err) {
+    datapath.close();
+    throw err;
+  }
+}

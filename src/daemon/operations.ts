@@ -1,0 +1,176 @@
+import type { Logger } from 'pino';
+import { startApiServer, type ApiServer, type DaemonView, type EntryView, type FlushRequest, type StatusView } from '../api/index.js';
+import type { AuthCache, AuthManager } from '../auth/index.js';
+import type { HandshakeServer } from '../auth/handshake/index.js';
+import type { DaemonConfig } from '../config/index.js';
+import type { AuthKey } from '../datapath/types.js';
+import type { IdentitySource } from '../identity/source.js';
+import type { Inventory } from '../inventory/index.js';
+import { Metrics, startMetricsServer, type MetricsServer } from '../metrics/index.js';
+import { VERSION } from '../version.js';
+import type { DaemonAudit } from './audit.js';
+import type { DaemonDatapath } from './datapath.js';
+import type { DaemonResolver } from './resolver.js';
+
+export interface OperationsDeps {
+  config: DaemonConfig;
+  logger: Logger;
+  audit: DaemonAudit;
+  datapath: DaemonDatapath;
+  cache: AuthCache;
+  resolver: DaemonResolver;
+  identity: IdentitySource;
+  manager: AuthManager;
+  server: HandshakeServer;
+  inventory: () => Inventory;
+  /** Extra status fields (WireGuard, ...). */
+  extraStatus?: () => Record<string, number>;
+}
+
+export interface DaemonOperations {
+  metrics: Metrics;
+  api: ApiServer;
+  close(): Promise<void>;
+}
+
+/** Builds the read-only view of the daemon that the API serves. */
+export function daemonView(deps: OperationsDeps, startedAtMs: number): DaemonView {
+  const { config, datapath, cache, resolver, identity, manager, audit } = deps;
+  const names = (k: AuthKey): { localId: string; remoteId: string; remoteNode: string } => ({
+    localId: resolver.spiffeIdOf(k.localId) ?? `#${k.localId}`,
+    remoteId: resolver.spiffeIdOf(k.remoteId) ?? `#${k.remoteId}`,
+    remoteNode: resolver.nodeNameOf(k.remoteNode) ?? `#${k.remoteNode}`,
+  });
+  const liveEntries = (): Array<[AuthKey, number]> => {
+    const now = Date.now();
+    const out: Array<[AuthKey, number]> = [];
+    for (const [k, v] of datapath.auth.entries()) if (v.expiresAtMs > now) out.push([k, v.expiresAtMs]);
+    return out;
+  };
+  return {
+    listEntries(): EntryView[] {
+      return liveEntries().map(([k, exp]) => ({
+        ...names(k),
+        localIdentity: k.localId,
+        remoteIdentity: k.remoteId,
+        remoteNodeId: k.remoteNode,
+        authType: k.authType,
+        expiresAtMs: exp,
+      }));
+    },
+    status(): StatusView {
+      const counters: Record<string, number> = {};
+      try {
+        for (const [k, v] of Object.entries(datapath.counters())) counters[`datapath_${k}`] = Number(v);
+      } catch {
+        // Counters unreadable: reported as attached=false below.
+      }
+      const q = manager.stats();
+      counters.auth_queued = q.queued;
+      counters.auth_in_flight = q.inFlight;
+      counters.auth_backoff = q.backoff;
+      counters.audit_queue_depth = audit.writer.queueDepth;
+      counters.audit_dropped = audit.writer.dropped;
+      Object.assign(counters, deps.extraStatus?.() ?? {});
+      const ids = deps.inventory().spiffeIdsOnNode(config.node);
+      return {
+        version: VERSION,
+        node: config.node,
+        startedAtMs,
+        datapath: {
+          attached: 'datapath_pass_no_policy' in counters,
+          mode: config.datapath.attach.map((a) => (a.type === 'tc' ? `tc/${a.interface}/${a.hook}` : `cgroup/${a.hook}`)).join(',') || 'none',
+          detail: `pins ${config.bpf.pinDir}`,
+        },
+        identitySource: { kind: identity.kind, connected: ids.every((id) => identity.svid(id) !== undefined) },
+        identities: ids.map((id) => {
+          const s = identity.svid(id);
+          return s ? { spiffeId: id, notAfterMs: s.notAfter.getTime() } : { spiffeId: id };
+        }),
+        counters,
+        entries: liveEntries().length,
+        versions: { meshauth: VERSION, node: process.version },
+      };
+    },
+    flush(req: FlushRequest): number {
+      let n = 0;
+      for (const [k] of liveEntries()) {
+        const nm = names(k);
+        const match =
+          'all' in req ||
+          (nm.localId === req.localId && nm.remoteId === req.remoteId && (req.node === undefined || nm.remoteNode === req.node));
+        if (!match) continue;
+        const had = cache.delete(k) || datapath.auth.delete(k);
+        if (had) {
+          n++;
+          audit.sink.record({
+            type: 'entry-removed',
+            outcome: 'info',
+            reason: 'flushed',
+            localId: nm.localId,
+            remoteId: nm.remoteId,
+            node: nm.remoteNode,
+          });
+        }
+      }
+      return n;
+    },
+  };
+}
+
+/** Metrics endpoint and the gRPC API. */
+export async function startOperations(deps: OperationsDeps): Promise<DaemonOperations> {
+  const { config, logger } = deps;
+  const metrics = new Metrics();
+  metrics.setVerdictSource(() => deps.datapath.counters());
+  deps.audit.setObserver(metrics.auditObserver());
+  const startedAtMs = Date.now();
+  let metricsServer: MetricsServer | undefined;
+  let api: ApiServer | undefined;
+  try {
+    if (config.metrics.listen) {
+      metricsServer = await startMetricsServer({
+        metrics,
+        host: config.metrics.listen.host,
+        port: config.metrics.listen.port,
+        ready: () => true,
+        logger: logger.child({ component: 'metrics' }),
+      });
+    }
+    let tcp: Parameters<typeof startApiServer>[0]['tcp'];
+    if (config.api.tcp) {
+      const own = config.api.tcp.allowedIds.length > 0 ? deps.identity.svid(deps.inventory().spiffeIdsOnNode(config.node)[0] ?? '') : undefined;
+      if (!own) {
+        throw new Error('api: the TCP listener needs an SVID of a workload on this node to present');
+      }
+      tcp = {
+        host: config.api.tcp.listen.host,
+        port: config.api.tcp.listen.port,
+        certChainPem: own.chainPem,
+        keyPem: own.keyPem,
+        bundles: () => new Map([...deps.identity.bundles()].map(([td, ders]) => [td, [...ders]])),
+        allow: config.api.tcp.allowedIds,
+      };
+    }
+    api = await startApiServer({
+      store: deps.audit.store,
+      daemon: daemonView(deps, startedAtMs),
+      queue: deps.audit.writer,
+      unix: { path: config.api.socket, mode: config.api.socketMode },
+      ...(tcp ? { tcp } : {}),
+      logger: logger.child({ component: 'api' }),
+    });
+  } catch (err) {
+    await metricsServer?.close();
+    throw err;
+  }
+  const apiServer = api;
+  return {
+    metrics,
+    api: apiServer,
+    async close() {
+      await apiServer.close();
+      await metricsServer?.close();
+    },
+  };
+}

@@ -1,0 +1,367 @@
+/**
+ * The datapath facade: loads bpf/meshauth.bpf.o with its maps pinned under a bpffs directory and
+ * exposes the maps as domain operations (ipcache, policy, auth map, settings, counters), the
+ * attachments, and the signal stream. close() keeps pins and attachments: enforcement continues
+ * while the daemon is away.
+ */
+import type { Logger } from '../log.js';
+import { ClosedError } from '../errors.js';
+import { attachCgroupProgram, attachTcProgram, detachCgroupProgram, detachTcProgram, queryTcProgram, type CgroupHookPoint, type TcHookPoint } from './attach.js';
+import { BpfObject } from './bpf-object.js';
+import { removePinFiles } from './bpffs.js';
+import { bootNsToWallMs, wallMsToBootNs, systemClocks, type Clocks } from './clock.js';
+import { BpfMap, numPossibleCpus } from './map.js';
+import { RingBufSignalSource } from './signals.js';
+import { testRun, type TestRunOptions, type TestRunResult } from './test-run.js';
+import type { AuthKey, AuthMap, AuthValue, DatapathSettings, IpcacheEntry, PolicyKey, VerdictCounters } from './types.js';
+import {
+  authKey,
+  authValue,
+  config as configCodec,
+  FLAG_STRICT_WIREGUARD,
+  ipcacheKey,
+  ipcacheValue,
+  MAPS,
+  PROGRAMS,
+  policyKey,
+  policyValue,
+  u32Key,
+  VERDICT_NAMES,
+  type Codec,
+  type WireConfig,
+} from './wire.js';
+import { parseCidr, formatCidr } from './cidr.js';
+
+export type Semantics = 'egress' | 'ingress';
+
+export const DEFAULT_SETTINGS: DatapathSettings = { signalThrottleMs: 250, wireguardIfindex: 0, strictWireguard: false };
+
+export interface DatapathOptions {
+  /** bpf/meshauth.bpf.o */
+  objectPath: string;
+  /** bpffs directory of the pins, e.g. /sys/fs/bpf/meshauth. */
+  pinDir: string;
+  /** Written to the config map when given; otherwise the pinned settings stay as they are. */
+  settings?: DatapathSettings;
+  logger?: Logger;
+  /** Clock source for expiry conversion (tests). */
+  clocks?: Clocks;
+}
+
+export interface PolicyEntry extends PolicyKey {
+  authType: number;
+}
+
+export interface SyncResult {
+  added: number;
+  updated: number;
+  removed: number;
+}
+
+/** Sums a per-CPU u64 value. */
+function perCpuSum(cpus: number): Codec<bigint> {
+  return {
+    size: 8 * cpus,
+    encode(v: bigint): Buffer {
+      const b = Buffer.alloc(8 * cpus);
+      b.writeBigUInt64LE(v, 0);
+      return b;
+    },
+    decode(b: Buffer, o = 0): bigint {
+      let s = 0n;
+      for (let i = 0; i < cpus; i++) s += b.readBigUInt64LE(o + i * 8);
+      return s;
+    },
+  };
+}
+
+/** The kernel auth map with wall-clock expiry (AuthMap of src/datapath/types.ts). */
+export class KernelAuthMap implements AuthMap {
+  constructor(
+    private readonly map: BpfMap<AuthKey, { expiryBootNs: bigint }>,
+    private readonly clocks: Clocks,
+  ) {}
+
+  lookup(key: AuthKey): AuthValue | undefined {
+    const v = this.map.get(key);
+    return v === undefined ? undefined : { expiresAtMs: bootNsToWallMs(v.expiryBootNs, this.clocks) };
+  }
+
+  /** Raw kernel expiry (CLOCK_BOOTTIME ns). */
+  lookupBootNs(key: AuthKey): bigint | undefined {
+    return this.map.get(key)?.expiryBootNs;
+  }
+
+  update(key: AuthKey, value: AuthValue): void {
+    this.map.update(key, { expiryBootNs: wallMsToBootNs(value.expiresAtMs, this.clocks) });
+  }
+
+  /** Writes a raw kernel expiry (CLOCK_BOOTTIME ns). */
+  updateBootNs(key: AuthKey, expiryBootNs: bigint): void {
+    this.map.update(key, { expiryBootNs });
+  }
+
+  delete(key: AuthKey): boolean {
+    return this.map.tryDelete(key);
+  }
+
+  *entries(): Iterable<[AuthKey, AuthValue]> {
+    for (const [k, v] of this.map.entries()) yield [k, { expiresAtMs: bootNsToWallMs(v.expiryBootNs, this.clocks) }];
+  }
+}
+
+export class Datapath {
+  readonly pinDir: string;
+  readonly auth: KernelAuthMap;
+  private obj: BpfObject | undefined;
+  private readonly ipcache: BpfMap<string, { identity: number; nodeId: number }>;
+  private readonly policy: BpfMap<PolicyKey, { authType: number }>;
+  private readonly throttle: BpfMap<AuthKey, bigint>;
+  private readonly countersMap: BpfMap<number, bigint>;
+  private readonly configMap: BpfMap<number, WireConfig>;
+  private readonly authRaw: BpfMap<AuthKey, { expiryBootNs: bigint }>;
+  private readonly sources = new Set<RingBufSignalSource>();
+  private readonly log: Logger | undefined;
+
+  private constructor(obj: BpfObject, opts: DatapathOptions) {
+    this.obj = obj;
+    this.pinDir = opts.pinDir;
+    this.log = opts.logger;
+    this.ipcache = obj.map(MAPS.ipcache.name, ipcacheKey, ipcacheValue);
+    this.policy = obj.map(MAPS.policy.name, policyKey, policyValue);
+    this.authRaw = obj.map(MAPS.auth.name, authKey, authValue);
+    this.throttle = obj.map(MAPS.throttle.name, authKey, {
+      size: 8,
+      encode: (v: bigint) => {
+        const b = Buffer.alloc(8);
+        b.writeBigUInt64LE(v);
+        return b;
+      },
+      decode: (b: Buffer, o = 0) => b.readBigUInt64LE(o),
+    });
+    this.countersMap = obj.map(MAPS.counters.name, u32Key, perCpuSum(numPossibleCpus()));
+    this.configMap = obj.map(MAPS.config.name, u32Key, configCodec);
+    this.auth = new KernelAuthMap(this.authRaw, opts.clocks ?? systemClocks);
+  }
+
+  /** Loads the object, reusing maps pinned in pinDir (creating and pinning the missing ones). */
+  static open(opts: DatapathOptions): Datapath {
+    const obj = BpfObject.load(opts.objectPath, { pinDir: opts.pinDir });
+    try {
+      const dp = new Datapath(obj, opts);
+      if (opts.settings) dp.setSettings(opts.settings);
+      opts.logger?.info({ event: 'datapath_loaded', pin_dir: opts.pinDir, object: opts.objectPath }, 'datapath loaded');
+      return dp;
+    } catch (err) {
+      obj.close();
+      throw err;
+    }
+  }
+
+  /** Removes meshauth's pins from pinDir (uninstall, tests). Attached programs keep running until detached. */
+  static removePins(pinDir: string): void {
+    removePinFiles(pinDir, Object.values(MAPS).map((m) => m.name));
+  }
+
+  private object(op: string): BpfObject {
+    if (!this.obj) throw new ClosedError(`datapath ${op}`);
+    return this.obj;
+  }
+
+  // ---- ipcache ----
+
+  /** Inserts or replaces the prefix → (identity, node) entry. */
+  upsertIpcache(e: IpcacheEntry): void {
+    this.object('upsert ipcache');
+    this.ipcache.update(e.cidr, { identity: e.identity, nodeId: e.nodeId });
+  }
+
+  /** Returns false when the prefix was not present. */
+  deleteIpcache(cidr: string): boolean {
+    this.object('delete ipcache');
+    return this.ipcache.tryDelete(cidr);
+  }
+
+  listIpcache(): IpcacheEntry[] {
+    this.object('list ipcache');
+    return [...this.ipcache.entries()].map(([cidr, v]) => ({ cidr, identity: v.identity, nodeId: v.nodeId }));
+  }
+
+  /** Makes the ipcache equal to `desired` (prefixes compared in canonical form). */
+  syncIpcache(desired: readonly IpcacheEntry[]): SyncResult {
+    this.object('sync ipcache');
+    const want = new Map<string, IpcacheEntry>();
+    for (const e of desired) want.set(formatCidr(parseCidr(e.cidr)), e);
+    const have = new Map(this.listIpcache().map((e) => [e.cidr, e]));
+    const r: SyncResult = { added: 0, updated: 0, removed: 0 };
+    for (const [cidr, e] of want) {
+      const h = have.get(cidr);
+      if (h && h.identity === e.identity && h.nodeId === e.nodeId) continue;
+      this.ipcache.update(cidr, { identity: e.identity, nodeId: e.nodeId });
+      if (h) r.updated++;
+      else r.added++;
+    }
+    for (const cidr of have.keys()) {
+      if (!want.has(cidr) && this.ipcache.tryDelete(cidr)) r.removed++;
+    }
+    return r;
+  }
+
+  // ---- policy ----
+
+  setPolicy(key: PolicyKey, authType: number): void {
+    this.object('set policy');
+    this.policy.update(key, { authType });
+  }
+
+  deletePolicy(key: PolicyKey): boolean {
+    this.object('delete policy');
+    return this.policy.tryDelete(key);
+  }
+
+  listPolicy(): PolicyEntry[] {
+    this.object('list policy');
+    return [...this.policy.entries()].map(([k, v]) => ({ ...k, authType: v.authType }));
+  }
+
+  /** Makes the policy map equal to `desired`. */
+  syncPolicy(desired: readonly PolicyEntry[]): SyncResult {
+    this.object('sync policy');
+    const key = (k: PolicyKey): string => `${k.localId}:${k.remoteId}`;
+    const want = new Map(desired.map((e) => [key(e), e]));
+    const have = new Map(this.listPolicy().map((e) => [key(e), e]));
+    const r: SyncResult = { added: 0, updated: 0, removed: 0 };
+    for (const [k, e] of want) {
+      const h = have.get(k);
+      if (h && h.authType === e.authType) continue;
+      this.policy.update({ localId: e.localId, remoteId: e.remoteId }, { authType: e.authType });
+      if (h) r.updated++;
+      else r.added++;
+    }
+    for (const [k, h] of have) {
+      if (!want.has(k) && this.policy.tryDelete(h)) r.removed++;
+    }
+    return r;
+  }
+
+  // ---- settings, counters, throttle ----
+
+  setSettings(s: DatapathSettings): void {
+    this.object('set settings');
+    if (!(s.signalThrottleMs >= 0) || !Number.isFinite(s.signalThrottleMs)) {
+      throw new RangeError(`set settings: signalThrottleMs must be >= 0, got ${s.signalThrottleMs}`);
+    }
+    // 0 in the map means "kernel default"; a configured 0 ms becomes 1 ns (no throttling).
+    const ns = BigInt(Math.round(s.signalThrottleMs * 1e6));
+    this.configMap.update(0, {
+      throttleNs: ns === 0n ? 1n : ns,
+      wgIfindex: s.wireguardIfindex,
+      flags: s.strictWireguard ? FLAG_STRICT_WIREGUARD : 0,
+    });
+  }
+
+  settings(): DatapathSettings {
+    this.object('read settings');
+    const c = this.configMap.lookup(0);
+    return {
+      signalThrottleMs: c.throttleNs === 0n ? DEFAULT_SETTINGS.signalThrottleMs : Number(c.throttleNs) / 1e6,
+      wireguardIfindex: c.wgIfindex,
+      strictWireguard: (c.flags & FLAG_STRICT_WIREGUARD) !== 0,
+    };
+  }
+
+  /** Per-verdict packet counts summed over CPUs. */
+  counters(): VerdictCounters {
+    this.object('read counters');
+    const out = {} as VerdictCounters;
+    VERDICT_NAMES.forEach((name, i) => (out[name] = this.countersMap.lookup(i)));
+    return out;
+  }
+
+  /** Zeroes all counters. */
+  resetCounters(): void {
+    this.object('reset counters');
+    VERDICT_NAMES.forEach((_n, i) => this.countersMap.update(i, 0n));
+  }
+
+  /** Forgets the last-signal times (the next drop of every pair signals at once). */
+  clearThrottle(): number {
+    this.object('clear throttle');
+    let n = 0;
+    for (const k of this.throttle.keys()) if (this.throttle.tryDelete(k)) n++;
+    return n;
+  }
+
+  // ---- attachments ----
+
+  private tcProgram(semantics: Semantics): string {
+    return semantics === 'egress' ? PROGRAMS.tcEgress : PROGRAMS.tcIngress;
+  }
+
+  /**
+   * Attaches the tc program of `semantics` to the clsact hook `hook` of `ifname` (in `netns` when
+   * given). Replaces a previous meshauth filter on that hook.
+   */
+  attachTc(ifname: string, hook: TcHookPoint, semantics: Semantics, opts: { netns?: string } = {}): void {
+    const fd = this.object('attach tc').programFd(this.tcProgram(semantics));
+    const ifindex = attachTcProgram(fd, { ifname, hook, netns: opts.netns });
+    this.log?.info({ event: 'tc_attached', ifname, ifindex, hook, semantics, netns: opts.netns }, 'tc program attached');
+  }
+
+  /** Removes the meshauth filter from the hook; false when there was none. */
+  detachTc(ifname: string, hook: TcHookPoint, opts: { netns?: string } = {}): boolean {
+    this.object('detach tc');
+    const r = detachTcProgram({ ifname, hook, netns: opts.netns });
+    this.log?.info({ event: 'tc_detached', ifname, hook, found: r }, 'tc program detached');
+    return r;
+  }
+
+  /** Kernel program id of the meshauth filter on the hook, or undefined. */
+  tcProgramId(ifname: string, hook: TcHookPoint, opts: { netns?: string } = {}): number | undefined {
+    this.object('query tc');
+    return queryTcProgram({ ifname, hook, netns: opts.netns });
+  }
+
+  /** Attaches the cgroup_skb program of `hook` (egress hook = egress semantics) to a cgroup v2 dir. */
+  attachCgroup(cgroupPath: string, hook: CgroupHookPoint): void {
+    const fd = this.object('attach cgroup').programFd(hook === 'egress' ? PROGRAMS.cgroupEgress : PROGRAMS.cgroupIngress);
+    attachCgroupProgram(fd, cgroupPath, hook);
+    this.log?.info({ event: 'cgroup_attached', cgroup: cgroupPath, hook }, 'cgroup program attached');
+  }
+
+  /** Detaches this object's cgroup program; false when it was not attached. */
+  detachCgroup(cgroupPath: string, hook: CgroupHookPoint): boolean {
+    const fd = this.object('detach cgroup').programFd(hook === 'egress' ? PROGRAMS.cgroupEgress : PROGRAMS.cgroupIngress);
+    return detachCgroupProgram(fd, cgroupPath, hook);
+  }
+
+  // ---- signals, test runs ----
+
+  /** A new reader of the signal ring buffer (use one at a time). Closed by close() at the latest. */
+  signals(): RingBufSignalSource {
+    const src = new RingBufSignalSource(this.object('open signals').mapInfo(MAPS.signals.name).fd);
+    this.sources.add(src);
+    return src;
+  }
+
+  /** File descriptor of one of the object's programs (PROGRAMS). */
+  programFd(name: string): number {
+    return this.object('program fd').programFd(name);
+  }
+
+  /** BPF_PROG_TEST_RUN of one of the programs. */
+  testRun(program: string, opts: TestRunOptions): TestRunResult {
+    return testRun(this.programFd(program), opts);
+  }
+
+  /** Closes fds and readers. Pins and attachments stay. Idempotent. */
+  close(): void {
+    if (!this.obj) return;
+    for (const s of this.sources) s.close();
+    this.sources.clear();
+    for (const m of [this.ipcache, this.policy, this.authRaw, this.throttle, this.countersMap, this.configMap]) m.close();
+    this.obj.close();
+    this.obj = undefined;
+    this.log?.info({ event: 'datapath_closed' }, 'datapath closed (pins and attachments kept)');
+  }
+}

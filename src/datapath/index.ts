@@ -1,0 +1,26 @@
+/** Public face of the datapath: the BPF object, its maps, attachments and signals. */
+export * from './types.js';
+export { Datapath, KernelAuthMap, DEFAULT_SETTINGS, type DatapathOptions, type PolicyEntry, type Semantics, type SyncResult } from './datapath.js';
+export { BpfObject, type BpfObjectOptions } from './bpf-object.js';
+export { BpfMap, UpdateFlags, numPossibleCpus, type MapInfo } from './map.js';
+export { RingBufReader, type RingBufReaderOptions } from './ringbuf.js';
+export { RingBufSignalSource } from './signals.js';
+export { attachTcProgram, detachTcProgram, queryTcProgram, attachCgroupProgram, detachCgroupProgram, TC_HANDLE, TC_PRIORITY } from './attach.js';
+export type { TcHookPoint, CgroupHookPoint, TcTarget } from './attach.js';
+export { bootNowNs, wallMsToBootNs, bootNsToWallMs, systemClocks, CLOCK_BOOTTIME, type Clocks } from './clock.js';
+export { testRun, type TestRunOptions, type TestRunResult } from './test-run.js';
+export { buildTcpSyn, buildArp, type TcpSynOptions } from './packets.js';
+export { ensurePinDir, isOnBpffs, fsTypeOf, removePinFiles, DEFAULT_BPFFS } from './bpffs.js';
+export { withNetns } from './netns.js';
+export { parseCidr, formatCidr, addressBytes, type LpmPrefix } from './cidr.js';
+export * as wire from './wire.js';
+export {
+  DatapathError,
+  KeyNotExistError,
+  VerifierError,
+  PinMismatchError,
+  SizeMismatchError,
+  BpffsError,
+  DatapathInputError,
+  errnoName,
+} from './errors.js';

@@ -1,0 +1,237 @@
+/**
+ * Codecs for the wire structs of bpf/meshauth.h. Each codec mirrors one C struct byte for byte
+ * (little-endian host order, explicit padding) and asserts its size; a change on either side must
+ * be made on both.
+ */
+import type { AuthKey, Direction, IpcacheEntry, PolicyKey, VerdictName } from './types.js';
+import { formatCidr, parseCidr } from './cidr.js';
+import { DatapathInputError } from './errors.js';
+
+/** Encodes and decodes one fixed-size C struct. */
+export interface Codec<T> {
+  readonly size: number;
+  encode(value: T): Buffer;
+  decode(buf: Buffer, offset?: number): T;
+}
+
+function checked<T>(name: string, size: number, enc: (v: T, b: Buffer) => void, dec: (b: Buffer, o: number) => T): Codec<T> {
+  return {
+    size,
+    encode(value: T): Buffer {
+      const b = Buffer.alloc(size);
+      enc(value, b);
+      return b;
+    },
+    decode(buf: Buffer, offset = 0): T {
+      if (buf.length - offset < size) {
+        throw new DatapathInputError(`decode ${name}`, `need ${size} bytes, have ${buf.length - offset}`);
+      }
+      return dec(buf, offset);
+    },
+  };
+}
+
+function u32(name: string, field: string, v: number): number {
+  if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) {
+    throw new DatapathInputError(`encode ${name}`, `${field} must be a u32, got ${v}`);
+  }
+  return v;
+}
+
+function u8(name: string, field: string, v: number): number {
+  if (!Number.isInteger(v) || v < 0 || v > 0xff) throw new DatapathInputError(`encode ${name}`, `${field} must be a u8, got ${v}`);
+  return v;
+}
+
+/** struct ma_ipcache_key (20 bytes): u32 prefixlen; u8 addr[16]. Encoded from a CIDR string. */
+export const ipcacheKey: Codec<string> = checked<string>(
+  'ma_ipcache_key',
+  20,
+  (cidr, b) => {
+    const p = parseCidr(cidr);
+    b.writeUInt32LE(p.prefixlen, 0);
+    p.addr.copy(b, 4);
+  },
+  (b, o) => formatCidr({ prefixlen: b.readUInt32LE(o), addr: Buffer.from(b.subarray(o + 4, o + 20)) }),
+);
+
+/** struct ma_ipcache_value (8 bytes): u32 identity; u32 node_id. */
+export const ipcacheValue: Codec<Omit<IpcacheEntry, 'cidr'>> = checked(
+  'ma_ipcache_value',
+  8,
+  (v, b) => {
+    b.writeUInt32LE(u32('ma_ipcache_value', 'identity', v.identity), 0);
+    b.writeUInt32LE(u32('ma_ipcache_value', 'nodeId', v.nodeId), 4);
+  },
+  (b, o) => ({ identity: b.readUInt32LE(o), nodeId: b.readUInt32LE(o + 4) }),
+);
+
+/** struct ma_policy_key (8 bytes): u32 local_id; u32 remote_id (0 = any). */
+export const policyKey: Codec<PolicyKey> = checked(
+  'ma_policy_key',
+  8,
+  (v, b) => {
+    b.writeUInt32LE(u32('ma_policy_key', 'localId', v.localId), 0);
+    b.writeUInt32LE(u32('ma_policy_key', 'remoteId', v.remoteId), 4);
+  },
+  (b, o) => ({ localId: b.readUInt32LE(o), remoteId: b.readUInt32LE(o + 4) }),
+);
+
+/** struct ma_policy_value (4 bytes): u8 auth_type; u8 pad[3]. */
+export const policyValue: Codec<{ authType: number }> = checked(
+  'ma_policy_value',
+  4,
+  (v, b) => {
+    b.writeUInt8(u8('ma_policy_value', 'authType', v.authType), 0);
+  },
+  (b, o) => ({ authType: b.readUInt8(o) }),
+);
+
+/** struct ma_auth_key (16 bytes): u32 local_id; u32 remote_id; u32 remote_node; u8 auth_type; u8 pad[3]. */
+export const authKey: Codec<AuthKey> = checked(
+  'ma_auth_key',
+  16,
+  (v, b) => {
+    b.writeUInt32LE(u32('ma_auth_key', 'localId', v.localId), 0);
+    b.writeUInt32LE(u32('ma_auth_key', 'remoteId', v.remoteId), 4);
+    b.writeUInt32LE(u32('ma_auth_key', 'remoteNode', v.remoteNode), 8);
+    b.writeUInt8(u8('ma_auth_key', 'authType', v.authType), 12);
+  },
+  (b, o) => ({
+    localId: b.readUInt32LE(o),
+    remoteId: b.readUInt32LE(o + 4),
+    remoteNode: b.readUInt32LE(o + 8),
+    authType: b.readUInt8(o + 12),
+  }),
+);
+
+/** struct ma_auth_value (8 bytes): u64 expiry_boot_ns (CLOCK_BOOTTIME). */
+export const authValue: Codec<{ expiryBootNs: bigint }> = checked(
+  'ma_auth_value',
+  8,
+  (v, b) => {
+    b.writeBigUInt64LE(v.expiryBootNs < 0n ? 0n : v.expiryBootNs, 0);
+  },
+  (b, o) => ({ expiryBootNs: b.readBigUInt64LE(o) }),
+);
+
+/** ma_throttle value (8 bytes): u64 boot ns of the last signal for the key. */
+export const bootNsValue: Codec<bigint> = checked(
+  'u64',
+  8,
+  (v, b) => {
+    b.writeBigUInt64LE(v, 0);
+  },
+  (b, o) => b.readBigUInt64LE(o),
+);
+
+/** Array-map key (4 bytes): u32 index. */
+export const u32Key: Codec<number> = checked(
+  'u32',
+  4,
+  (v, b) => {
+    b.writeUInt32LE(u32('u32', 'index', v), 0);
+  },
+  (b, o) => b.readUInt32LE(o),
+);
+
+/** Decoded struct ma_signal. */
+export interface WireSignal {
+  localId: number;
+  remoteId: number;
+  remoteNode: number;
+  authType: number;
+  direction: Direction;
+  bootNs: bigint;
+}
+
+/** MA_DIR_* */
+export const DIRECTION_EGRESS = 0;
+export const DIRECTION_INGRESS = 1;
+
+/** struct ma_signal (24 bytes): u32 local_id, remote_id, remote_node; u8 auth_type, direction; u8 pad[2]; u64 boot_ns. */
+export const signal: Codec<WireSignal> = checked(
+  'ma_signal',
+  24,
+  (v, b) => {
+    b.writeUInt32LE(u32('ma_signal', 'localId', v.localId), 0);
+    b.writeUInt32LE(u32('ma_signal', 'remoteId', v.remoteId), 4);
+    b.writeUInt32LE(u32('ma_signal', 'remoteNode', v.remoteNode), 8);
+    b.writeUInt8(u8('ma_signal', 'authType', v.authType), 12);
+    b.writeUInt8(v.direction === 'ingress' ? DIRECTION_INGRESS : DIRECTION_EGRESS, 13);
+    b.writeBigUInt64LE(v.bootNs, 16);
+  },
+  (b, o) => ({
+    localId: b.readUInt32LE(o),
+    remoteId: b.readUInt32LE(o + 4),
+    remoteNode: b.readUInt32LE(o + 8),
+    authType: b.readUInt8(o + 12),
+    direction: b.readUInt8(o + 13) === DIRECTION_INGRESS ? 'ingress' : 'egress',
+    bootNs: b.readBigUInt64LE(o + 16),
+  }),
+);
+
+/** Decoded struct ma_config. */
+export interface WireConfig {
+  throttleNs: bigint;
+  wgIfindex: number;
+  flags: number;
+}
+
+/** ma_config.flags bit 0. */
+export const FLAG_STRICT_WIREGUARD = 1;
+
+/** struct ma_config (16 bytes): u64 throttle_ns; u32 wg_ifindex; u32 flags. */
+export const config: Codec<WireConfig> = checked(
+  'ma_config',
+  16,
+  (v, b) => {
+    b.writeBigUInt64LE(v.throttleNs, 0);
+    b.writeUInt32LE(u32('ma_config', 'wgIfindex', v.wgIfindex), 8);
+    b.writeUInt32LE(u32('ma_config', 'flags', v.flags), 12);
+  },
+  (b, o) => ({ throttleNs: b.readBigUInt64LE(o), wgIfindex: b.readUInt32LE(o + 8), flags: b.readUInt32LE(o + 12) }),
+);
+
+/** enum ma_verdict: counter index of each verdict, in the order of bpf/meshauth.h. */
+export const VERDICT_NAMES: readonly VerdictName[] = [
+  'pass_no_policy',
+  'pass_authenticated',
+  'pass_unknown_identity',
+  'pass_not_ip',
+  'drop_auth_missing',
+  'drop_auth_expired',
+  'drop_not_via_wireguard',
+  'signal_sent',
+  'signal_throttled',
+  'signal_ringbuf_full',
+];
+
+/** Map names and sizes of bpf/meshauth.h. */
+export const MAPS = {
+  ipcache: { name: 'ma_ipcache', maxEntries: 65536 },
+  policy: { name: 'ma_policy', maxEntries: 16384 },
+  auth: { name: 'ma_auth', maxEntries: 65536 },
+  throttle: { name: 'ma_throttle', maxEntries: 65536 },
+  signals: { name: 'ma_signals', bytes: 256 * 1024 },
+  counters: { name: 'ma_counters', maxEntries: VERDICT_NAMES.length },
+  config: { name: 'ma_config', maxEntries: 1 },
+} as const;
+
+/** Program names of bpf/meshauth.bpf.c. */
+export const PROGRAMS = {
+  tcEgress: 'meshauth_tc_egress',
+  tcIngress: 'meshauth_tc_ingress',
+  cgroupEgress: 'ma_cgrp_egress',
+  cgroupIngress: 'ma_cgrp_ingress',
+} as const;
+
+/** BPF_MAP_TYPE_* values used by meshauth. */
+export const MapType = {
+  Hash: 1,
+  Array: 2,
+  PercpuArray: 6,
+  LruHash: 9,
+  LpmTrie: 11,
+  Ringbuf: 27,
+} as const;

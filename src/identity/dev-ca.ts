@@ -1,0 +1,326 @@
+import 'reflect-metadata';
+import { createPrivateKey, KeyObject, webcrypto, X509Certificate } from 'node:crypto';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import * as x509 from '@peculiar/x509';
+import type { Logger } from 'pino';
+import { MeshauthError } from '../errors.js';
+import { parseCertificates, parseSpiffeId, parseTrustDomain, toPem } from '../spiffe/index.js';
+import type { IdentityEvent, IdentitySource, Svid, TrustBundles } from './source.js';
+
+x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+
+const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
+/** Default SVID lifetime of the development CA. */
+export const DEV_CA_DEFAULT_SVID_TTL_MS = 3_600_000;
+/** Lifetime of a newly created development CA certificate. */
+export const DEV_CA_CERT_TTL_MS = 365 * 24 * 3_600_000;
+/** Leaves are back-dated this much so that small clock differences between nodes do not matter. */
+const BACKDATE_MS = 30_000;
+
+export class DevCaError extends MeshauthError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('MESHAUTH_ERR_DEV_CA', message, options);
+  }
+}
+
+function serial(): string {
+  // Positive 128-bit serial.
+  const b = Buffer.from(webcrypto.getRandomValues(new Uint8Array(16)));
+  b[0] = (b[0]! & 0x7f) | 0x01;
+  return b.toString('hex');
+}
+
+async function generateKeys(): Promise<webcrypto.CryptoKeyPair> {
+  return (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+}
+
+/**
+ * The embedded development CA: an ECDSA P-256 self-signed root for one trust domain that issues
+ * X509-SVIDs directly. For demos and tests only; production identities come from SPIRE.
+ */
+export class DevCa {
+  readonly trustDomain: string;
+  readonly caDer: Buffer;
+  readonly caPem: string;
+  private readonly cert: x509.X509Certificate;
+  private readonly signingKey: webcrypto.CryptoKey;
+
+  private constructor(trustDomain: string, cert: x509.X509Certificate, signingKey: webcrypto.CryptoKey) {
+    this.trustDomain = trustDomain;
+    this.cert = cert;
+    this.signingKey = signingKey;
+    this.caDer = Buffer.from(cert.rawData);
+    this.caPem = toPem([this.caDer]);
+  }
+
+  /** Create a new CA in memory. */
+  static async create(trustDomain: string, opts: { ttlMs?: number } = {}): Promise<DevCa> {
+    const td = parseTrustDomain(trustDomain).name;
+    const keys = await generateKeys();
+    const now = Date.now();
+    const cert = await x509.X509CertificateGenerator.createSelfSigned({
+      serialNumber: serial(),
+      name: `O=meshauth development CA,CN=${td}`,
+      notBefore: new Date(now - BACKDATE_MS),
+      notAfter: new Date(now + (opts.ttlMs ?? DEV_CA_CERT_TTL_MS)),
+      keys,
+      signingAlgorithm: ALG,
+      extensions: [
+        new x509.BasicConstraintsExtension(true, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+        new x509.SubjectAlternativeNameExtension([{ type: 'url', value: `spiffe://${td}` }]),
+      ],
+    });
+    return new DevCa(td, cert, keys.privateKey);
+  }
+
+  /**
+   * Load the CA from `dir` (ca.crt, ca.key), creating it there first when both are missing. The
+   * key file is written 0600. A CA for another trust domain is an error.
+   */
+  static async init(opts: { dir: string; trustDomain: string }): Promise<{ ca: DevCa; created: boolean }> {
+    const caCert = join(opts.dir, 'ca.crt');
+    const caKey = join(opts.dir, 'ca.key');
+    const haveCert = existsSync(caCert);
+    const haveKey = existsSync(caKey);
+    if (haveCert !== haveKey) {
+      throw new DevCaError(`dev CA init: ${haveCert ? caKey : caCert} is missing while ${haveCert ? caCert : caKey} exists; remove it or restore the pair`);
+    }
+    if (haveCert) {
+      const ca = await DevCa.load({ caCert, caKey });
+      if (ca.trustDomain !== parseTrustDomain(opts.trustDomain).name) {
+        throw new DevCaError(`dev CA init: ${caCert} is for trust domain "${ca.trustDomain}", not "${opts.trustDomain}"`);
+      }
+      return { ca, created: false };
+    }
+    const ca = await DevCa.create(opts.trustDomain);
+    await ca.save({ caCert, caKey });
+    return { ca, created: true };
+  }
+
+  /** Load a CA certificate and its PKCS#8 key (PEM). */
+  static async load(opts: { caCert: string; caKey: string }): Promise<DevCa> {
+    let certPem: string;
+    let keyPem: string;
+    try {
+      certPem = await readFile(opts.caCert, 'utf8');
+      keyPem = await readFile(opts.caKey, 'utf8');
+    } catch (err) {
+      throw new DevCaError(`dev CA load: ${(err as Error).message}`, { cause: err });
+    }
+    try {
+      const der = parseCertificates(certPem)[0]!;
+      const cert = new x509.X509Certificate(der);
+      const node = new X509Certificate(der);
+      if (!node.ca) throw new Error(`${opts.caCert} is not a CA certificate`);
+      const uri = node.subjectAltName?.match(/URI:spiffe:\/\/([^,/\s]+)/);
+      if (!uri) throw new Error(`${opts.caCert} has no spiffe://<trust-domain> URI SAN`);
+      const td = parseTrustDomain(uri[1]!).name;
+      const keyObj = createPrivateKey(keyPem);
+      if (!node.checkPrivateKey(keyObj)) throw new Error(`${opts.caKey} does not belong to ${opts.caCert}`);
+      const pkcs8 = keyObj.export({ format: 'der', type: 'pkcs8' });
+      const signingKey = await webcrypto.subtle.importKey('pkcs8', pkcs8, ALG, false, ['sign']);
+      return new DevCa(td, cert, signingKey);
+    } catch (err) {
+      if (err instanceof DevCaError) throw err;
+      throw new DevCaError(`dev CA load: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /** Write ca.crt (0644) and ca.key (0600). */
+  async save(paths: { caCert: string; caKey: string }): Promise<void> {
+    const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', this.signingKey).catch(() => {
+      throw new DevCaError('dev CA save: this CA was loaded with a non-exportable key; it is already on disk');
+    }));
+    const keyPem = createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' }).export({ format: 'pem', type: 'pkcs8' }).toString();
+    for (const p of [paths.caCert, paths.caKey]) await mkdir(join(p, '..'), { recursive: true, mode: 0o700 });
+    await writeFile(paths.caKey, keyPem, { mode: 0o600 });
+    await chmod(paths.caKey, 0o600);
+    await writeFile(paths.caCert, this.caPem, { mode: 0o644 });
+  }
+
+  bundles(): TrustBundles {
+    return new Map([[this.trustDomain, [this.caDer]]]);
+  }
+
+  /** Issue an X509-SVID for a SPIFFE ID of this trust domain. */
+  async issue(spiffeId: string, opts: { ttlMs?: number; now?: Date } = {}): Promise<Svid> {
+    const id = parseSpiffeId(spiffeId);
+    if (id.trustDomain.name !== this.trustDomain) {
+      throw new DevCaError(`dev CA issue: ${spiffeId} is not in trust domain "${this.trustDomain}"`);
+    }
+    if (id.isRoot) throw new DevCaError(`dev CA issue: ${spiffeId} has no path`);
+    const ttl = opts.ttlMs ?? DEV_CA_DEFAULT_SVID_TTL_MS;
+    if (!(ttl > 0)) throw new DevCaError(`dev CA issue: TTL must be positive (got ${ttl})`);
+    const now = (opts.now ?? new Date()).getTime();
+    const keys = await generateKeys();
+    const notAfter = Math.min(now + ttl, this.cert.notAfter.getTime());
+    const cert = await x509.X509CertificateGenerator.create({
+      serialNumber: serial(),
+      subject: 'O=meshauth development CA',
+      issuer: this.cert.subject,
+      notBefore: new Date(Math.min(now - BACKDATE_MS, notAfter - 1000)),
+      notAfter: new Date(notAfter),
+      publicKey: keys.publicKey,
+      signingKey: this.signingKey,
+      signingAlgorithm: ALG,
+      extensions: [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        new x509.KeyUsagesExtension(
+          x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment | x509.KeyUsageFlags.keyAgreement,
+          true,
+        ),
+        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
+        new x509.SubjectAlternativeNameExtension([{ type: 'url', value: id.toString() }]),
+        await x509.AuthorityKeyIdentifierExtension.create(this.cert, false),
+      ],
+    });
+    const der = Buffer.from(cert.rawData);
+    const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
+    const key: KeyObject = createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' });
+    const leaf = new X509Certificate(der);
+    return {
+      spiffeId: id.toString(),
+      chainDer: [der],
+      chainPem: toPem([der]),
+      key,
+      keyPem: key.export({ format: 'pem', type: 'pkcs8' }).toString(),
+      leaf,
+      notBefore: new Date(leaf.validFrom),
+      notAfter: new Date(leaf.validTo),
+    };
+  }
+}
+
+export interface DevCaSourceOptions {
+  svidTtlMs?: number;
+  /** Reissue when this fraction of an SVID's lifetime has passed (default 0.5). */
+  renewAt?: number;
+  logger?: Logger;
+}
+
+/** IdentitySource backed by the embedded development CA: issues, renews and drops SVIDs locally. */
+export class DevCaSource implements IdentitySource {
+  readonly kind = 'dev-ca' as const;
+  private readonly ca: DevCa;
+  private readonly ttlMs: number;
+  private readonly renewAt: number;
+  private readonly logger: Logger | undefined;
+  private readonly held = new Map<string, Svid>();
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly pending = new Map<string, Promise<void>>();
+  private readonly listeners = new Set<(e: IdentityEvent) => void>();
+  private wanted = new Set<string>();
+  private closed = false;
+
+  constructor(ca: DevCa, opts: DevCaSourceOptions = {}) {
+    this.ca = ca;
+    this.ttlMs = opts.svidTtlMs ?? DEV_CA_DEFAULT_SVID_TTL_MS;
+    this.renewAt = opts.renewAt ?? 0.5;
+    if (!(this.renewAt > 0 && this.renewAt < 1)) throw new DevCaError(`dev CA source: renewAt must be in (0, 1) (got ${this.renewAt})`);
+    this.logger = opts.logger;
+  }
+
+  setWanted(spiffeIds: readonly string[]): void {
+    if (this.closed) return;
+    const next = new Set(spiffeIds);
+    for (const id of this.wanted) {
+      if (!next.has(id)) this.drop(id, 'workload no longer on this node');
+    }
+    this.wanted = next;
+    for (const id of next) {
+      if (!this.held.has(id) && !this.pending.has(id)) this.issueFor(id);
+    }
+  }
+
+  svid(spiffeId: string): Svid | undefined {
+    const s = this.held.get(spiffeId);
+    return s && s.notAfter.getTime() > Date.now() ? s : undefined;
+  }
+
+  bundles(): TrustBundles {
+    return this.ca.bundles();
+  }
+
+  subscribe(listener: (event: IdentityEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  async ready(): Promise<void> {
+    await Promise.all([...this.pending.values()]);
+    const missing = [...this.wanted].filter((id) => !this.held.has(id));
+    if (missing.length > 0) throw new DevCaError(`dev CA source: could not issue SVIDs for ${missing.join(', ')}`);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const t of this.timers.values()) clearTimeout(t);
+    this.timers.clear();
+    await Promise.allSettled([...this.pending.values()]);
+    this.listeners.clear();
+  }
+
+  private emit(e: IdentityEvent): void {
+    for (const l of this.listeners) {
+      try {
+        l(e);
+      } catch (err) {
+        this.logger?.error({ event: 'identity_listener_failed', err }, 'identity event listener threw');
+      }
+    }
+  }
+
+  private drop(id: string, reason: string): void {
+    const t = this.timers.get(id);
+    if (t) clearTimeout(t);
+    this.timers.delete(id);
+    if (this.held.delete(id)) {
+      this.logger?.info({ event: 'svid_removed', spiffe_id: id, reason }, 'SVID dropped');
+      this.emit({ type: 'svid-removed', spiffeId: id, reason });
+    }
+  }
+
+  private issueFor(id: string): void {
+    const p = this.ca
+      .issue(id, { ttlMs: this.ttlMs })
+      .then((svid) => {
+        if (this.closed || !this.wanted.has(id)) return;
+        const previous = this.held.get(id);
+        this.held.set(id, svid);
+        this.schedule(id, svid);
+        this.logger?.info(
+          { event: 'svid_issued', spiffe_id: id, serial: svid.leaf.serialNumber, not_after: svid.notAfter.toISOString() },
+          previous ? 'SVID renewed by the development CA' : 'SVID issued by the development CA',
+        );
+        this.emit({ type: 'svid-updated', spiffeId: id, svid, ...(previous ? { previousNotAfter: previous.notAfter } : {}) });
+      })
+      .catch((err: unknown) => {
+        this.logger?.error({ event: 'svid_issue_failed', spiffe_id: id, err }, 'development CA could not issue an SVID');
+        if (!this.closed && this.wanted.has(id)) this.retry(id, 5_000);
+      })
+      .finally(() => this.pending.delete(id));
+    this.pending.set(id, p);
+  }
+
+  private retry(id: string, ms: number): void {
+    const t = setTimeout(() => {
+      this.timers.delete(id);
+      if (!this.closed && this.wanted.has(id)) this.issueFor(id);
+    }, ms);
+    t.unref();
+    this.timers.set(id, t);
+  }
+
+  private schedule(id: string, svid: Svid): void {
+    // Measured from issuance, not notBefore (which is back-dated).
+    const now = Date.now();
+    const at = now + (svid.notAfter.getTime() - now) * this.renewAt;
+    const prev = this.timers.get(id);
+    if (prev) clearTimeout(prev);
+    this.retry(id, Math.max(0, at - Date.now()));
+  }
+}

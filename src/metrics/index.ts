@@ -1,0 +1,8 @@
+export { Metrics, type MetricsOptions, type VerdictSource } from './metrics.js';
+export {
+  MetricsServerError,
+  startMetricsServer,
+  type MetricsServer,
+  type MetricsServerOptions,
+  type ReadinessCheck,
+} from './http-server.js';

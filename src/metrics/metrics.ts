@@ -1,0 +1,145 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface MetricsOptions {
+  /** Also export Node process metrics (meshauth_process_*, meshauth_nodejs_*). Default true. */
+  processMetrics?: boolean;
+}
+
+/** Kernel verdict counters by name (cumulative, as read from the per-CPU map). */
+export type VerdictSource = () => Record<string, number | bigint>;
+
+type SignalOutcome = 'queued' | 'pending' | 'live' | 'backoff' | 'queue-full' | 'unresolved';
+
+/**
+ * All meshauth Prometheus metrics in one registry. The daemon creates one and hands it (or the
+ * observers it returns) to the parts that count things.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly handshakes: Counter<'result' | 'reason'>;
+  readonly handshakeDuration: Histogram<'result'>;
+  readonly authEntries: Gauge;
+  readonly signalsReceived: Counter<'outcome'>;
+  readonly datapathVerdicts: Counter<'verdict'>;
+  readonly auditQueueDepth: Gauge;
+  readonly auditEventsDropped: Counter;
+  readonly svidExpiry: Gauge<'spiffe_id'>;
+  private verdictSource: VerdictSource | undefined;
+  private readonly notAfter = new Map<string, number>();
+  private droppedSeen = 0;
+
+  constructor(opts: MetricsOptions = {}) {
+    const registers = [this.registry];
+    this.handshakes = new Counter({
+      name: 'meshauth_handshakes_total',
+      help: 'Authentication handshakes by result (success, failure) and reason code',
+      labelNames: ['result', 'reason'],
+      registers,
+    });
+    this.handshakeDuration = new Histogram({
+      name: 'meshauth_handshake_duration_seconds',
+      help: 'Duration of authentication handshakes, connect to verified result',
+      labelNames: ['result'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    });
+    this.authEntries = new Gauge({ name: 'meshauth_auth_entries', help: 'Live entries in the auth map', registers });
+    this.signalsReceived = new Counter({
+      name: 'meshauth_signals_received_total',
+      help: 'Auth-required signals from the datapath, by what the daemon did with them (queued, pending, live, backoff, queue-full, unresolved)',
+      labelNames: ['outcome'],
+      registers,
+    });
+    const self = this;
+    this.datapathVerdicts = new Counter({
+      name: 'meshauth_datapath_verdicts_total',
+      help: 'Datapath packet verdicts (read from the kernel counters at scrape time)',
+      labelNames: ['verdict'],
+      registers,
+      collect() {
+        const src = self.verdictSource;
+        if (!src) return;
+        let counts: Record<string, number | bigint>;
+        try {
+          counts = src();
+        } catch {
+          return;
+        }
+        this.reset();
+        for (const [verdict, v] of Object.entries(counts)) this.inc({ verdict }, Number(v));
+      },
+    });
+    this.auditQueueDepth = new Gauge({
+      name: 'meshauth_audit_queue_depth',
+      help: 'Audit events waiting to be written',
+      registers,
+    });
+    this.auditEventsDropped = new Counter({
+      name: 'meshauth_audit_events_dropped_total',
+      help: 'Audit events lost because the queue was full or a write failed (each loss is also a gap event)',
+      registers,
+    });
+    this.svidExpiry = new Gauge({
+      name: 'meshauth_svid_expiry_seconds',
+      help: 'Seconds until the X509-SVID held for a SPIFFE ID expires (negative when expired)',
+      labelNames: ['spiffe_id'],
+      registers,
+      collect() {
+        this.reset();
+        const now = Date.now();
+        for (const [id, na] of self.notAfter) this.set({ spiffe_id: id }, (na - now) / 1000);
+      },
+    });
+    if (opts.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'meshauth_' });
+  }
+
+  /** Where meshauth_datapath_verdicts_total reads the kernel counters from. */
+  setVerdictSource(fn: VerdictSource | undefined): void {
+    this.verdictSource = fn;
+  }
+
+  recordHandshake(result: 'success' | 'failure', reason: string, durationMs: number): void {
+    this.handshakes.inc({ result, reason });
+    this.handshakeDuration.observe({ result }, durationMs / 1000);
+  }
+
+  /** Track the expiry of the SVID held for spiffeId (call again on rotation). */
+  setSvidNotAfter(spiffeId: string, notAfterMs: number): void {
+    this.notAfter.set(spiffeId, notAfterMs);
+  }
+
+  removeSvid(spiffeId: string): void {
+    this.notAfter.delete(spiffeId);
+  }
+
+  /** Observer for the auth manager (src/auth AuthObserver). */
+  authObserver(): {
+    signal(outcome: SignalOutcome): void;
+    handshake(result: 'success' | 'failure', reason: string, durationMs: number): void;
+    entries(count: number): void;
+  } {
+    return {
+      signal: (outcome) => this.signalsReceived.inc({ outcome }),
+      handshake: (result, reason, durationMs) => this.recordHandshake(result, reason, durationMs),
+      entries: (count) => this.authEntries.set(count),
+    };
+  }
+
+  /** Observer for the audit writer (AuditWriterObserver). */
+  auditObserver(): { queueDepth(depth: number): void; dropped(total: number): void } {
+    return {
+      queueDepth: (d) => this.auditQueueDepth.set(d),
+      dropped: (total) => {
+        if (total > this.droppedSeen) {
+          this.auditEventsDropped.inc(total - this.droppedSeen);
+          this.droppedSeen = total;
+        }
+      },
+    };
+  }
+
+  /** Exposition text (what /metrics serves). */
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+}

@@ -1,0 +1,117 @@
+import { hostCidr } from '../config/index.js';
+import {
+  AuthType,
+  LOCAL_NODE_ID,
+  POLICY_ANY_REMOTE,
+  type AuthTypeValue,
+  type IpcacheEntry,
+  type PolicyKey,
+} from '../datapath/types.js';
+import type { Inventory } from '../inventory/index.js';
+import type { Policy } from './policy.js';
+
+/** Allocates numeric handles (IdAllocator, or a fake). `idsFor` lets a batch cost one disk write. */
+export interface HandleAllocator {
+  idFor(key: string): number;
+  idsFor?(keys: readonly string[]): number[];
+}
+
+export interface CompileNodeStateInput {
+  /** The node the state is for (its workloads are "local"). */
+  nodeName: string;
+  inventory: Inventory;
+  policy: Policy;
+  /** Handles of SPIFFE IDs. */
+  identities: HandleAllocator;
+  /** Handles of node names (never asked for `nodeName`: the local node is 0). */
+  nodes: HandleAllocator;
+  /**
+   * Also map remote nodes' pod CIDRs to (identity 0, node id), so the datapath knows which node a
+   * pod address not in the inventory lives on. Default false.
+   */
+  includeRemotePodCidrs?: boolean;
+}
+
+export interface PolicyEntry {
+  key: PolicyKey;
+  authType: AuthTypeValue;
+}
+
+export interface NodeState {
+  ipcache: IpcacheEntry[];
+  policy: PolicyEntry[];
+  /** SPIFFE IDs of the workloads on this node, sorted. */
+  localSpiffeIds: string[];
+  /** Every SPIFFE ID in the inventory and its handle. */
+  identities: Map<string, number>;
+  /** Every other node and its handle. */
+  nodeIds: Map<string, number>;
+}
+
+function allocate(alloc: HandleAllocator, keys: string[]): Map<string, number> {
+  const ids = alloc.idsFor ? alloc.idsFor(keys) : keys.map((k) => alloc.idFor(k));
+  return new Map(keys.map((k, i) => [k, ids[i] as number]));
+}
+
+/**
+ * The desired content of this node's ipcache and policy maps.
+ *
+ * ipcache: every workload address as a host route -> (identity, node id; 0 for this node).
+ * policy: for each local identity L and each identity R in the inventory (local ones included),
+ * (L, R) -> SPIFFE mTLS when a rule covers the pair in either direction; a rule whose other side is
+ * "*" gives the single wildcard entry (L, POLICY_ANY_REMOTE) instead. Output is sorted.
+ */
+export function compileNodeState(input: CompileNodeStateInput): NodeState {
+  const { nodeName, inventory, policy } = input;
+  if (!inventory.node(nodeName)) {
+    throw new RangeError(`compile node state: node "${nodeName}" is not in ${inventory.label}`);
+  }
+  const allIds = [...new Set(inventory.workloads().map((w) => w.spiffeId))].sort();
+  const identities = allocate(input.identities, allIds);
+  const otherNodes = inventory
+    .nodes()
+    .map((n) => n.name)
+    .filter((n) => n !== nodeName)
+    .sort();
+  const nodeIds = allocate(input.nodes, otherNodes);
+  const nodeIdOf = (name: string): number =>
+    name === nodeName ? LOCAL_NODE_ID : (nodeIds.get(name) as number);
+
+  const ipcache: IpcacheEntry[] = [];
+  for (const w of inventory.workloads()) {
+    for (const ip of w.ips) {
+      ipcache.push({
+        cidr: hostCidr(ip),
+        identity: identities.get(w.spiffeId) as number,
+        nodeId: nodeIdOf(w.node),
+      });
+    }
+  }
+  if (input.includeRemotePodCidrs) {
+    for (const n of inventory.nodes()) {
+      if (n.name === nodeName) continue;
+      for (const cidr of n.podCIDRs) ipcache.push({ cidr, identity: 0, nodeId: nodeIdOf(n.name) });
+    }
+  }
+  ipcache.sort((a, b) => (a.cidr < b.cidr ? -1 : a.cidr > b.cidr ? 1 : 0));
+
+  const localSpiffeIds = inventory.spiffeIdsOnNode(nodeName);
+  const entries: PolicyEntry[] = [];
+  for (const local of localSpiffeIds) {
+    const localId = identities.get(local) as number;
+    if (policy.requiresWithAnyone(local)) {
+      entries.push({ key: { localId, remoteId: POLICY_ANY_REMOTE }, authType: AuthType.SpiffeMtls });
+      continue; // the wildcard covers every specific remote
+    }
+    for (const remote of allIds) {
+      if (policy.requires(local, remote)) {
+        entries.push({
+          key: { localId, remoteId: identities.get(remote) as number },
+          authType: AuthType.SpiffeMtls,
+        });
+      }
+    }
+  }
+  entries.sort((a, b) => a.key.localId - b.key.localId || a.key.remoteId - b.key.remoteId);
+  return { ipcache, policy: entries, localSpiffeIds, identities, nodeIds };
+}

@@ -1,0 +1,12 @@
+export { Policy, policyRequires } from './policy.js';
+export { PolicyError } from './errors.js';
+export { loadPolicyFile, parsePolicy, parsePolicyDocument } from './load.js';
+export { parseIdPattern, type IdPattern } from './pattern.js';
+export type { PolicyRule, RuleMode } from './types.js';
+export {
+  compileNodeState,
+  type CompileNodeStateInput,
+  type HandleAllocator,
+  type NodeState,
+  type PolicyEntry,
+} from './compile.js';

@@ -1,0 +1,100 @@
+import { BundleError } from './errors.js';
+import { parseCertificate, parseCertificates } from './certificate.js';
+import { parseTrustDomain } from './id.js';
+
+/** A trust bundle's X.509 authorities plus the JWKS metadata, when it came in that form. */
+export interface X509Bundle {
+  trustDomain: string;
+  x509Authorities: Buffer[];
+  sequence?: number;
+  refreshHintSeconds?: number;
+}
+
+function checkAuthorities(ders: Buffer[], trustDomain: string, what: string): Buffer[] {
+  if (ders.length === 0) throw new BundleError(`${what}: bundle for "${trustDomain}" has no X.509 authorities`);
+  ders.forEach((d, i) => {
+    let p;
+    try {
+      p = parseCertificate(d);
+    } catch (err) {
+      throw new BundleError(`${what}: authority ${i} of "${trustDomain}" is not a valid certificate: ${(err as Error).message}`, { cause: err });
+    }
+    if (!p.ext.basicConstraints?.ca) {
+      throw new BundleError(`${what}: authority ${i} of "${trustDomain}" is not a CA certificate`);
+    }
+  });
+  return ders;
+}
+
+/**
+ * Parse a bundle file for `trustDomain`: PEM, concatenated DER, or a SPIFFE JWKS bundle (JSON).
+ * A bundle with zero authorities is rejected.
+ */
+export function parseBundle(data: Buffer | string, trustDomain: string): X509Bundle {
+  const td = parseTrustDomain(trustDomain).name;
+  const text = typeof data === 'string' ? data : data.toString('utf8');
+  if (text.trimStart().startsWith('{')) return { ...parseJwksBundle(text, td) };
+  let ders: Buffer[];
+  try {
+    ders = parseCertificates(data);
+  } catch (err) {
+    throw new BundleError(`parse bundle for "${td}": ${(err as Error).message}`, { cause: err });
+  }
+  return { trustDomain: td, x509Authorities: checkAuthorities(ders, td, 'parse bundle') };
+}
+
+/** Parse a SPIFFE bundle in JWK Set form. Entries with a `use` other than x509-svid are ignored. */
+export function parseJwksBundle(json: string, trustDomain: string): X509Bundle {
+  const what = `parse JWKS bundle for "${trustDomain}"`;
+  let doc: unknown;
+  try {
+    doc = JSON.parse(json);
+  } catch (err) {
+    throw new BundleError(`${what}: not JSON: ${(err as Error).message}`, { cause: err });
+  }
+  if (typeof doc !== 'object' || doc === null || !Array.isArray((doc as { keys?: unknown }).keys)) {
+    throw new BundleError(`${what}: "keys" must be an array`);
+  }
+  const d = doc as { keys: unknown[]; spiffe_sequence?: unknown; spiffe_refresh_hint?: unknown };
+  const ders: Buffer[] = [];
+  d.keys.forEach((k, i) => {
+    if (typeof k !== 'object' || k === null) throw new BundleError(`${what}: keys[${i}] is not an object`);
+    const key = k as { use?: unknown; x5c?: unknown; kid?: unknown };
+    if (key.use !== 'x509-svid') return;
+    if (!Array.isArray(key.x5c) || key.x5c.length !== 1 || typeof key.x5c[0] !== 'string') {
+      throw new BundleError(`${what}: keys[${i}].x5c must hold exactly one certificate`);
+    }
+    if (key.kid !== undefined) throw new BundleError(`${what}: keys[${i}] is an x509-svid entry and must not have "kid"`);
+    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(key.x5c[0])) throw new BundleError(`${what}: keys[${i}].x5c[0] is not standard base64`);
+    ders.push(Buffer.from(key.x5c[0], 'base64'));
+  });
+  const out: X509Bundle = { trustDomain, x509Authorities: checkAuthorities(ders, trustDomain, what) };
+  if (d.spiffe_sequence !== undefined) {
+    if (typeof d.spiffe_sequence !== 'number' || !Number.isInteger(d.spiffe_sequence) || d.spiffe_sequence < 0) {
+      throw new BundleError(`${what}: spiffe_sequence must be a non-negative integer`);
+    }
+    out.sequence = d.spiffe_sequence;
+  }
+  if (d.spiffe_refresh_hint !== undefined) {
+    if (typeof d.spiffe_refresh_hint !== 'number' || !(d.spiffe_refresh_hint >= 0)) {
+      throw new BundleError(`${what}: spiffe_refresh_hint must be a non-negative number`);
+    }
+    out.refreshHintSeconds = d.spiffe_refresh_hint;
+  }
+  return out;
+}
+
+/** Write a bundle in SPIFFE JWKS form (x509-svid entries only). */
+export function formatJwksBundle(bundle: X509Bundle): string {
+  const doc: Record<string, unknown> = {
+    keys: bundle.x509Authorities.map((d) => ({ use: 'x509-svid', kty: keyType(d), x5c: [d.toString('base64')] })),
+  };
+  if (bundle.sequence !== undefined) doc.spiffe_sequence = bundle.sequence;
+  if (bundle.refreshHintSeconds !== undefined) doc.spiffe_refresh_hint = bundle.refreshHintSeconds;
+  return `${JSON.stringify(doc, null, 2)}\n`;
+}
+
+function keyType(der: Buffer): string {
+  const t = parseCertificate(der).x509.publicKey.asymmetricKeyType;
+  return t === 'ec' ? 'EC' : t === 'rsa' ? 'RSA' : 'OKP';
+}

@@ -1,0 +1,136 @@
+import { X509Certificate } from 'node:crypto';
+import { children, DerError, oidString, readTlv, splitDer } from './der.js';
+
+/** KeyUsage bits (RFC 5280 4.2.1.3), as bit positions. */
+export const KeyUsage = {
+  digitalSignature: 0,
+  nonRepudiation: 1,
+  keyEncipherment: 2,
+  dataEncipherment: 3,
+  keyAgreement: 4,
+  keyCertSign: 5,
+  cRLSign: 6,
+  encipherOnly: 7,
+  decipherOnly: 8,
+} as const;
+export type KeyUsageName = keyof typeof KeyUsage;
+
+export const OID_SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
+export const OID_CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
+const OID_SAN = '2.5.29.17';
+const OID_KEY_USAGE = '2.5.29.15';
+const OID_BASIC_CONSTRAINTS = '2.5.29.19';
+const OID_EXT_KEY_USAGE = '2.5.29.37';
+
+/** The extensions an X509-SVID check needs, read straight from the DER. */
+export interface CertExtensions {
+  uriSans: string[];
+  /** undefined when the certificate has no KeyUsage extension. */
+  keyUsage: Set<KeyUsageName> | undefined;
+  /** undefined when there is no BasicConstraints extension. */
+  basicConstraints: { ca: boolean; pathLen: number | undefined } | undefined;
+  /** undefined when there is no ExtendedKeyUsage extension. */
+  extKeyUsage: string[] | undefined;
+}
+
+/** One parsed certificate: node's X509Certificate plus the extensions it does not expose. */
+export interface ParsedCertificate {
+  der: Buffer;
+  x509: X509Certificate;
+  ext: CertExtensions;
+}
+
+/** Parse the extensions of a DER certificate. Throws DerError on malformed DER. */
+export function readExtensions(der: Uint8Array): CertExtensions {
+  const cert = readTlv(der, 0);
+  if (cert.tag !== 0x30) throw new DerError('certificate is not a SEQUENCE');
+  const tbs = children(der, cert)[0];
+  if (!tbs || tbs.tag !== 0x30) throw new DerError('tbsCertificate is not a SEQUENCE');
+  const out: CertExtensions = {
+    uriSans: [],
+    keyUsage: undefined,
+    basicConstraints: undefined,
+    extKeyUsage: undefined,
+  };
+  const extsWrapper = children(der, tbs).find((t) => t.tag === 0xa3);
+  if (!extsWrapper) return out;
+  const exts = children(der, extsWrapper)[0];
+  if (!exts || exts.tag !== 0x30) throw new DerError('extensions are not a SEQUENCE');
+  for (const ext of children(der, exts)) {
+    const parts = children(der, ext);
+    const oid = oidString(der, parts[0]!);
+    const value = parts[parts.length - 1]!;
+    if (value.tag !== 0x04) throw new DerError(`extension ${oid} has no OCTET STRING value`);
+    const inner = readTlv(der, value.start, value.end);
+    switch (oid) {
+      case OID_SAN:
+        for (const name of children(der, inner)) {
+          if (name.tag === 0x86) out.uriSans.push(Buffer.from(der.subarray(name.start, name.end)).toString('latin1'));
+        }
+        break;
+      case OID_KEY_USAGE: {
+        if (inner.tag !== 0x03 || inner.end <= inner.start) throw new DerError('KeyUsage is not a BIT STRING');
+        const set = new Set<KeyUsageName>();
+        const bytes = der.subarray(inner.start + 1, inner.end);
+        for (const [name, bit] of Object.entries(KeyUsage) as Array<[KeyUsageName, number]>) {
+          const byte = bytes[bit >> 3];
+          if (byte !== undefined && byte & (0x80 >> (bit & 7))) set.add(name);
+        }
+        out.keyUsage = set;
+        break;
+      }
+      case OID_BASIC_CONSTRAINTS: {
+        let ca = false;
+        let pathLen: number | undefined;
+        for (const f of children(der, inner)) {
+          if (f.tag === 0x01) ca = der[f.start] !== 0;
+          if (f.tag === 0x02) {
+            pathLen = 0;
+            for (let i = f.start; i < f.end; i++) pathLen = pathLen * 256 + der[i]!;
+          }
+        }
+        out.basicConstraints = { ca, pathLen };
+        break;
+      }
+      case OID_EXT_KEY_USAGE:
+        out.extKeyUsage = children(der, inner).map((t) => oidString(der, t));
+        break;
+      default:
+        break;
+    }
+  }
+  return out;
+}
+
+const PEM_RE = /-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g;
+
+/**
+ * Certificates from PEM text (any number of CERTIFICATE blocks) or concatenated DER. Throws on
+ * input that is neither, or that holds no certificate.
+ */
+export function parseCertificates(data: Buffer | string): Buffer[] {
+  const text = typeof data === 'string' ? data : data.subarray(0, 64).toString('latin1');
+  if (text.includes('-----BEGIN')) {
+    const full = typeof data === 'string' ? data : data.toString('latin1');
+    const out: Buffer[] = [];
+    for (const m of full.matchAll(PEM_RE)) out.push(Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64'));
+    if (out.length === 0) throw new DerError('no CERTIFICATE block in PEM input');
+    return out;
+  }
+  const buf = typeof data === 'string' ? Buffer.from(data, 'latin1') : data;
+  if (buf.length === 0) throw new DerError('empty input');
+  return splitDer(buf);
+}
+
+/** Parse one DER certificate fully. Throws DerError or node's error on malformed input. */
+export function parseCertificate(der: Buffer): ParsedCertificate {
+  const x509 = new X509Certificate(der);
+  return { der, x509, ext: readExtensions(der) };
+}
+
+/** PEM text for DER certificates. */
+export function toPem(ders: readonly Buffer[]): string {
+  return ders
+    .map((d) => `-----BEGIN CERTIFICATE-----\n${d.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '')}\n-----END CERTIFICATE-----\n`)
+    .join('');
+}

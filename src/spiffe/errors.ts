@@ -1,0 +1,46 @@
+import { MeshauthError } from '../errors.js';
+
+/** A string that is not a valid SPIFFE ID or trust domain. */
+export class SpiffeIdError extends MeshauthError {
+  constructor(message: string) {
+    super('MESHAUTH_ERR_SPIFFE_ID', message);
+  }
+}
+
+/** Stable reasons an X509-SVID is rejected; they appear in audit events and metrics. */
+export type X509SvidReason =
+  | 'malformed'
+  | 'empty-chain'
+  | 'no-uri-san'
+  | 'multiple-uri-sans'
+  | 'invalid-spiffe-id'
+  | 'root-path'
+  | 'leaf-is-ca'
+  | 'no-key-usage'
+  | 'no-digital-signature'
+  | 'leaf-key-cert-sign'
+  | 'leaf-crl-sign'
+  | 'bad-eku'
+  | 'no-bundle'
+  | 'untrusted'
+  | 'expired'
+  | 'not-yet-valid'
+  | 'bad-intermediate'
+  | 'key-mismatch';
+
+/** An X509-SVID that failed parsing or verification. `reason` is stable; the message explains. */
+export class X509SvidError extends MeshauthError {
+  readonly reason: X509SvidReason;
+
+  constructor(reason: X509SvidReason, message: string, options?: { cause?: unknown }) {
+    super('MESHAUTH_ERR_X509_SVID', message, options);
+    this.reason = reason;
+  }
+}
+
+/** A trust bundle that cannot be parsed or is unusable. */
+export class BundleError extends MeshauthError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('MESHAUTH_ERR_BUNDLE', message, options);
+  }
+}

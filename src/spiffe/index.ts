@@ -1,0 +1,24 @@
+/** SPIFFE: IDs, trust domains, X509-SVID verification and trust bundles. */
+export { SpiffeIdError, X509SvidError, BundleError, type X509SvidReason } from './errors.js';
+export {
+  SpiffeId,
+  TrustDomain,
+  parseSpiffeId,
+  parseTrustDomain,
+  spiffeIdProblem,
+  trustDomainOf,
+  MAX_SPIFFE_ID_BYTES,
+  MAX_TRUST_DOMAIN_BYTES,
+} from './id.js';
+export {
+  parseCertificates,
+  parseCertificate,
+  readExtensions,
+  toPem,
+  KeyUsage,
+  type KeyUsageName,
+  type CertExtensions,
+  type ParsedCertificate,
+} from './certificate.js';
+export { verifyX509Svid, checkLeaf, keyMatchesLeaf, type VerifiedX509Svid, type VerifyX509SvidOptions } from './x509-svid.js';
+export { parseBundle, parseJwksBundle, formatJwksBundle, type X509Bundle } from './bundle.js';

@@ -1,0 +1,679 @@
+import { connect as netConnect, createServer as createNetServer, type Socket } from 'node:net';
+import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { pino } from 'pino';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  encodeFrame,
+  HandshakeError,
+  SERVER_FAILURE_CHANNEL,
+  type HandshakeFailureEvent,
+  type HandshakeServerStats,
+} from '../../../src/auth/handshake/index.js';
+import type { Svid } from '../../../src/identity/source.js';
+import { MESHAUTH_ALPN, sniForSpiffeId } from '../../../src/tls/index.js';
+import {
+  makeClient,
+  NODE_A,
+  NODE_B,
+  startServer,
+  StaticIdentity,
+  until,
+  type ServerFixture,
+} from './harness.js';
+import { newPki, type TestPki } from './pki.js';
+
+const WEB = 'spiffe://demo.local/ns/a/sa/web';
+const DB = 'spiffe://demo.local/ns/b/sa/db';
+const OTHER = 'spiffe://demo.local/ns/b/sa/other';
+const KEY_A = 'xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=';
+const KEY_B = 'TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=';
+const KEY_X = 'HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=';
+
+let pki: TestPki;
+let rogue: TestPki;
+let web: Svid;
+let db: Svid;
+let other: Svid;
+let dbShort: Svid;
+let rogueWeb: Svid;
+let rogueDb: Svid;
+
+const open: Array<{ close(): unknown }> = [];
+afterEach(async () => {
+  for (const o of open.splice(0)) await o.close();
+});
+
+async function server(...args: Parameters<typeof startServer>): Promise<ServerFixture> {
+  const s = await startServer(...args);
+  open.push(s.server);
+  return s;
+}
+
+async function failure(p: Promise<unknown>): Promise<HandshakeError> {
+  try {
+    await p;
+  } catch (err) {
+    expect(err).toBeInstanceOf(HandshakeError);
+    expect((err as HandshakeError).code).toBe('MESHAUTH_ERR_HANDSHAKE');
+    return err as HandshakeError;
+  }
+  throw new Error('expected the handshake to fail');
+}
+
+function request(port: number, remoteId = DB, localId = WEB) {
+  return { peerNode: NODE_B, peerAddress: '127.0.0.1', peerPort: port, localId, remoteId };
+}
+
+beforeAll(async () => {
+  pki = await newPki('demo.local');
+  rogue = await newPki('demo.local');
+  web = await pki.issue(WEB, { ttlMs: 3_600_000 });
+  db = await pki.issue(DB, { ttlMs: 3_600_000 });
+  other = await pki.issue(OTHER, { ttlMs: 3_600_000 });
+  dbShort = await pki.issue(DB, { ttlMs: 120_000 });
+  rogueWeb = await rogue.issue(WEB, { ttlMs: 3_600_000 });
+  rogueDb = await rogue.issue(DB, { ttlMs: 3_600_000 });
+});
+
+describe('mutual handshake', () => {
+  it('authenticates both sides; both report the same expiry = the earliest notAfter', async () => {
+    const s = await server(new StaticIdentity(pki.bundles).add(dbShort), [DB], {
+      wireguardPublicKey: () => KEY_B,
+      expectedPeerWireguardKey: (n) => (n === NODE_A ? KEY_A : undefined),
+    });
+    const client = makeClient(new StaticIdentity(pki.bundles).add(web), {
+      wireguardPublicKey: () => KEY_A,
+      expectedPeerWireguardKey: (n) => (n === NODE_B ? KEY_B : undefined),
+    });
+    const r = await client.authenticate(request(s.port));
+    await until(() => s.server.stats().succeeded === 1);
+
+    const earliest = Math.min(web.notAfter.getTime(), dbShort.notAfter.getTime());
+    expect(earliest).toBe(dbShort.notAfter.getTime());
+    expect(r.expiresAtMs).toBe(earliest);
+    expect(s.authenticated).toHaveLength(1);
+    const sr = s.authenticated[0]!;
+    expect(sr.expiresAtMs).toBe(r.expiresAtMs);
+    expect(sr).toMatchObject({
+      localId: DB,
+      remoteId: WEB,
+      peerNode: NODE_A,
+      peerAddress: '127.0.0.1',
+      tlsVersion: 'TLSv1.3',
+    });
+    expect(r).toMatchObject({ localId: WEB, remoteId: DB, peerNode: NODE_B, tlsVersion: 'TLSv1.3' });
+    expect(r.cipher).toMatch(/^TLS_/);
+    expect(r.peerSerials.length).toBeGreaterThan(0);
+    expect(sr.peerSerials.length).toBeGreaterThan(0);
+    expect(r.localSerial).toBe(web.leaf.serialNumber);
+    expect(sr.localSerial).toBe(dbShort.leaf.serialNumber);
+    expect(r.peerNotAfterMs).toBe(dbShort.notAfter.getTime());
+    expect(r.durationMs).toBeGreaterThanOrEqual(0);
+    expect(s.failures).toEqual([]);
+    expect(s.server.stats()).toMatchObject({ succeeded: 1, failed: {} });
+  });
+
+  it('caps the expiry at maxEntryTtl, identically on both sides', async () => {
+    const ttl = 5_000;
+    const s = await server(new StaticIdentity(pki.bundles).add(db), [DB], { maxEntryTtlMs: ttl });
+    const client = makeClient(new StaticIdentity(pki.bundles).add(web), { maxEntryTtlMs: ttl });
+    const before = Date.now();
+    const r = await client.authenticate(request(s.port));
+    const after = Date.now();
+    await until(() => s.authenticated.length === 1);
+    expect(s.authenticated[0]!.expiresAtMs).toBe(r.expiresAtMs);
+    expect(r.expiresAtMs).toBeGreaterThanOrEqual(before + ttl);
+    expect(r.expiresAtMs).toBeLessThanOrEqual(after + ttl);
+  });
+
+  it('serves several identities and picks each by server name', async () => {
+    const s = await server(new StaticIdentity(pki.bundles).add(db).add(other), [DB, OTHER]);
+    const client = makeClient(new StaticIdentity(pki.bundles).add(web));
+    const [a, b] = await Promise.all([
+      client.authenticate(request(s.port, DB)),
+      client.authenticate(request(s.port, OTHER)),
+    ]);
+    expect(a.remoteId).toBe(DB);
+    expect(b.remoteId).toBe(OTHER);
+    await until(() => s.authenticated.length === 2);
+    expect(s.authenticated.map((x) => x.localId).sort()).toEqual([DB, OTHER].sort());
+  });
+});
+
+describe('verification failures never write an entry', () => {
+  it('client refuses a server SVID from an untrusted CA (svid-untrusted); the server writes nothing', async () => {
+    const s = await server(new StaticIdentity(pki.bundles).add(rogueDb), [DB]);
+    const client = makeClient(new StaticIdentity(pki.bundles).add(web));
+    const e = await failure(client.authenticate(request(s.port)));
+    expect(e.reason).toBe('svid-untrusted');
+    // The client hung up before its hello (during or right after TLS): the server wrote nothing.
+    const f = await s.nextFailure();
+    expect(f.reason).toBe('protocol-error');
+    expect(['tls', 'hello']).toContain(f.stage);
+    expect(s.authenticated).toEqual([]);
+  });
+
+  it('server refuses a client SVID from an untrusted CA (svid-untrusted) and says so', async () => {
+    const s = await server(new StaticIdentity(pki.bundles).add(db), [DB]);
+    const client = makeClient(new StaticIdentity(pki.bundles).add(rogueWeb));
+    const e = await failure(client.authenticate(request(s.port)));
+    expect(e.reason).toBe('peer-rejected');
+    expect(e.details['peerReason']).toBe('svid-untrusted');
+    const f = await s.nextFailure();
+    expect(f.reason).toBe('svid-untrusted');
+    expect(s.authenticated).toEqual([]);
+    expect(s.server.stats().failed['svid-untrusted']).toBe(1);
+  });
+
+  it('client refuses a valid SVID for another SPIFFE ID (spiffe-id-mismatch)', async () => {
+    // A rogue daemon with a perfectly valid SVID, but not for the identity the client asked for.
+    const tlsServer = createTlsServer({
+      cert: other.chainPem,
+      key: other.keyPem,
+      minVersion: 'TLSv1.3',
+      requestCert: true,
+      rejectUnauthorized: false,
+      ALPNProtocols: [MESHAUTH_ALPN],
+    });
+    let helloBytes = 0;
+    tlsServer.on('secureConnection', (sock) => sock.on('data', (d: Buffer) => (helloBytes += d.length)));
+    await new Promise<void>((r) => tlsServer.listen(0, '127.0.0.1', r));
+    open.push({ close: () => new Promise((r) => tlsServer.close(r)) });
+    const port = (tlsServer.address() as { port: number }).port;
+    const e = await failure(makeClient(new StaticIdentity(pki.bundles).add(web)).authenticate(request(port)));
+    expect(e.reason).toBe('spiffe-id-mismatch');
+    expect(e.message).toContain(OTHER);
+    expect(helloBytes).toBe(0);
+  });
+
+  it('server refuses a hello whose clientId is not the certificate (spiffe-id-mismatch)', async () => {
+    const s = await server(new StaticIdentity(pki.bundles).add(db), [DB]);
+    // The client presents OTHER's valid SVID while claiming to be WEB.
+    const client = makeClient(new StaticIdentity(pki.bundles).add(other, WEB));
+    const e = await failure(client.authenticate(request(s.port)));
+    expect(e.details['peerReason']).toBe('spiffe-id-mismatch');
+    expect((await s.nextFailure()).reason).toBe('spiffe-id-mismatch');
+    expect(s.authenticated).toEqual([]);
+  });
+
+  it('a server without the requested identity fails the TLS handshake (remote-identity-unavailable)', async () => {
+    const identity = new StaticIdentity(pki.bundles).add(db);
+    const s = await server(identity, [DB, OTHER]); // OTHER is a local workload but its SVID is not held
+    const client = makeClient(new StaticIdentity(pki.bundles).add(web));
+    for (const wanted of ['spiffe://demo.local/ns/z/sa/unknown', OTHER]) {
+      const e = await failure(client.authenticate(request(s.port, wanted)));
+      expect(e.reason).toBe('remote-identity-unavailable');
+      const f = await s.nextFailure();
+      expect(f.reason).toBe('remote-identity-unavailable');
+      expect(f.stage).toBe('tls');
+    }
+    expect(s.authenticated).toEqual([]);
+  });
+
+  it('node-mismatch when the source address belongs to another node than the hello says', async () => {
+    const s = await server(new StaticIdentity(pki.bundles).add(db), [DB], { nodeForAddress: () => 'node-z' });
+    const e = await failure(
+      makeClient(new StaticIdentity(pki.bundles).add(web)).authenticate(request(s.port)),
+    );
+    expect(e.details['peerReason']).toBe('node-mismatch');
+    const f = await s.nextFailure();
+    expect(f).toMatchObject({ reason: 'node-mismatch', remoteId: WEB, localId: DB, peerNode: NODE_A });
+    expect(s.authenticated).toEqual([]);
+  });
+
+  it('node-mismatch when the client addressed another node', async () => {
+    const s = await server(new StaticIdentity(pki.bundles).add(db), [DB]);
+    const client = makeClient(new StaticIdentity(pki.bundles).add(web));
+    const e = await failure(client.authenticate({ ...request(s.port), peerNode: 'node-c' }));
+    expect(e.details['peerReason']).toBe('node-mismatch');
+    expect(s.authenticated).toEqual([]);
+  });
+
+  it('workload-not-on-node when the inventory does not place the client workload there', async () => {
+    const s = await server(new StaticIdentity(pki.bundles).add(db), [DB], {
+      isWorkloadOnNode: (id) => id !== WEB,
+    });
+    const e = await failure(
+      makeClient(new StaticIdentity(pki.bundles).add(web)).authenticate(request(s.port)),
+    );
+    expect(e.details['peerReason']).toBe('workload-not-on-node');
+    expect((await s.nextFailure()).reason).toBe('workload-not-on-node');
+    expect(s.authenticated).toEqual([]);
+  });
+
+  it('wireguard-key-mismatch on the server: the client node presents another key than the inventory holds', async () => {
+    const s = await server(new StaticIdentity(pki.bundles).add(db), [DB], {
+      expectedPeerWireguardKey: (n) => (n === NODE_A ? KEY_A : undefined),
+    });
+    for (const sent of [KEY_X, undefined]) {
+      const client = makeClient(new StaticIdentity(pki.bundles).add(web), { wireguardPublicKey: () => sent });
+      const e = await failure(client.authenticate(request(s.port)));
+      expect(e.details['peerReason']).toBe('wireguard-key-mismatch');
+      expect((await s.nextFailure()).reason).toBe('wireguard-key-mismatch');
+    }
+    expect(s.authenticated).toEqual([]);
+  });
+
+  it('wireguard-key-mismatch on the client: the server node presents another key; the client writes nothing', async () => {
+    const s = await server(new StaticIdentity(pki.bundles).add(db), [DB], {
+      wireguardPublicKey: () => KEY_X,
+    });
+    const client = makeClient(new StaticIdentity(pki.bundles).add(web), {
+      expectedPeerWireguardKey: (n) => (n === NODE_B ? KEY_B : undefined),
+    });
+    const e = await failure(client.authenticate(request(s.port)));
+    expect(e.reason).toBe('wireguard-key-mismatch');
+    expect(e.message).toContain(KEY_X);
+  });
+
+  it('entry-write-failed when the server cannot write its entry; the client is told', async () => {
+    const s = await server(new StaticIdentity(pki.bundles).add(db), [DB], {
+      onAuthenticated: async () => {
+        throw new Error('update auth map: E2BIG');
+      },
+    });
+    const e = await failure(
+      makeClient(new StaticIdentity(pki.bundles).add(web)).authenticate(request(s.port)),
+    );
+    expect(e.details['peerReason']).toBe('entry-write-failed');
+    expect((await s.nextFailure()).message).toContain('E2BIG');
+  });
+
+  it('a throwing inventory callback is an internal-error, not a crash', async () => {
+    const s = await server(new StaticIdentity(pki.bundles).add(db), [DB], {
+      isWorkloadOnNode: () => {
+        throw new Error('inventory exploded');
+      },
+      onFailure: () => {
+        throw new Error('metrics exploded too');
+      },
+    });
+    const e = await failure(
+      makeClient(new StaticIdentity(pki.bundles).add(web)).authenticate(request(s.port)),
+    );
+    expect(e.details['peerReason']).toBe('internal-error');
+    expect(s.server.stats().failed['internal-error']).toBe(1);
+  });
+
+  it('client reasons: no-local-svid, peer-unreachable, timeout, aborted', async () => {
+    const client = makeClient(new StaticIdentity(pki.bundles).add(web), { timeoutMs: 300 });
+    expect((await failure(client.authenticate(request(1, DB, OTHER)))).reason).toBe('no-local-svid');
+
+    const closed = createNetServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+    const closedPort = (closed.address() as { port: number }).port;
+    await new Promise((r) => closed.close(r));
+    expect((await failure(client.authenticate(request(closedPort)))).reason).toBe('peer-unreachable');
+
+    const silent: Socket[] = [];
+    const blackhole = createNetServer((sock) => silent.push(sock));
+    await new Promise<void>((r) => blackhole.listen(0, '127.0.0.1', r));
+    open.push({
+      close: () => {
+        for (const x of silent) x.destroy();
+        return new Promise((r) => blackhole.close(r));
+      },
+    });
+    const bhPort = (blackhole.address() as { port: number }).port;
+    const started = Date.now();
+    expect((await failure(client.authenticate(request(bhPort)))).reason).toBe('timeout');
+    expect(Date.now() - started).toBeLessThan(2000);
+
+    const ac = new AbortController();
+    const p = client.authenticate({ ...request(bhPort), signal: ac.signal });
+    ac.abort();
+    expect((await failure(p)).reason).toBe('aborted');
+  });
+});
+
+describe('bad input on the server port', () => {
+  const limits = { handshakeTimeoutMs: 600, perPeerRatePerSec: 1000, perPeerBurst: 1000 };
+
+  /** Opens a TCP connection, runs `act`, and resolves when the server closes it (with what it sent). */
+  function rawConnection(
+    port: number,
+    act: (s: Socket) => void,
+  ): Promise<{ closedAfterMs: number; received: number }> {
+    return new Promise((resolve) => {
+      const started = Date.now();
+      let received = 0;
+      const s = netConnect(port, '127.0.0.1', () => act(s));
+      s.on('data', (d) => (received += d.length));
+      s.on('error', () => {});
+      s.on('close', () => resolve({ closedAfterMs: Date.now() - started, received }));
+    });
+  }
+
+  async function expectCounted(s: ServerFixture, reason: string, n = 1): Promise<HandshakeServerStats> {
+    await until(() => (s.server.stats().failed[reason] ?? 0) >= n, 5000, `${n} × ${reason}`);
+    await until(() => s.server.stats().active === 0, 5000, 'no active connections');
+    return s.server.stats();
+  }
+
+  it('garbage bytes: closed, counted as protocol-error, logged and published', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const logger = pino(
+      { level: 'info' },
+      { write: (l: string) => lines.push(JSON.parse(l) as Record<string, unknown>) },
+    );
+    const published: HandshakeFailureEvent[] = [];
+    const onMessage = (m: unknown): void => void published.push(m as HandshakeFailureEvent);
+    subscribe(SERVER_FAILURE_CHANNEL, onMessage);
+    open.push({ close: () => unsubscribe(SERVER_FAILURE_CHANNEL, onMessage) });
+    const s = await server(new StaticIdentity(pki.bundles).add(db), [DB], { limits, logger });
+    const r = await rawConnection(s.port, (sock) =>
+      sock.write(Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n')),
+    );
+    expect(r.closedAfterMs).toBeLessThan(500);
+    const r2 = await rawConnection(s.port, (sock) => sock.write(Buffer.alloc(4096, 0x16)));
+    expect(r2.closedAfterMs).toBeLessThan(500);
+    const st = await expectCounted(s, 'protocol-error', 2);
+    expect(st.accepted).toBe(2);
+    expect(s.authenticated).toEqual([]);
+    const logged = lines.filter((l) => l['event'] === 'handshake_failed');
+    expect(logged).toHaveLength(2);
+    expect(logged[0]).toMatchObject({
+      component: 'handshake-server',
+      reason: 'protocol-error',
+      stage: 'tls',
+    });
+    expect(String(logged[0]!['peer'])).toMatch(/^127\.0\.0\.1:\d+$/);
+    expect(published.filter((p) => p.reason === 'protocol-error')).toHaveLength(2);
+  });
+
+  it('a client without a certificate is refused (svid-*) after TLS', async () => {
+    const s = await server(new StaticIdentity(pki.bundles).add(db), [DB], { limits });
+    const frames = await new Promise<Buffer>((resolve) => {
+      const chunks: Buffer[] = [];
+      const c = tlsConnect({
+        host: '127.0.0.1',
+        port: s.port,
+        servername: sniForSpiffeId(DB),
+        minVersion: 'TLSv1.3',
+        rejectUnauthorized: false,
+        ALPNProtocols: [MESHAUTH_ALPN],
+      });
+      c.on('data', (d: Buffer) => chunks.push(d));
+      c.on('error', () => {});
+      c.on('close', () => resolve(Buffer.concat(chunks)));
+    });
+    const f = await s.nextFailure();
+    expect(f.reason).toMatch(/^svid-/);
+    expect(f.stage).toBe('verify');
+    expect((JSON.parse(frames.subarray(4).toString()) as { reason: string }).reason).toBe(f.reason);
+    expect(s.authenticated).toEqual([]);
+  });
+
+  it('TLS session resumption is never accepted in place of a certificate handshake', async () => {
+    const s = await server(new StaticIdentity(pki.bundles).add(db), [DB], { limits });
+    const hello = encodeFrame({ v: 1, clientNode: NODE_A, serverNode: NODE_B, clientId: WEB, serverId: DB });
+    const attempt = (session?: Buffer) =>
+      new Promise<{ reused: boolean; session: Buffer | undefined; reply: string }>((resolve) => {
+        let got: Buffer | undefined;
+        let reused = false;
+        let reply = '';
+        const c = tlsConnect({
+          host: '127.0.0.1',
+          port: s.port,
+          servername: sniForSpiffeId(DB),
+          minVersion: 'TLSv1.3',
+          cert: web.chainPem,
+          key: web.keyPem,
+          rejectUnauthorized: false,
+          ALPNProtocols: [MESHAUTH_ALPN],
+          ...(session ? { session } : {}),
+        });
+        c.on('session', (x: Buffer) => (got = x));
+        c.on('secureConnect', () => {
+          reused = c.isSessionReused();
+          c.write(hello);
+        });
+        c.on('data', (d: Buffer) => (reply += d.subarray(4).toString()));
+        c.on('error', () => {});
+        c.on('close', () => resolve({ reused, session: got, reply }));
+      });
+    const first = await attempt();
+    expect(first.reply).toContain('"ok":true');
+    expect(first.session).toBeDefined();
+    const second = await attempt(first.session);
+    expect(second.reused).toBe(false);
+    expect(second.reply).not.toContain('"ok":true');
+    await until(() => s.failures.length === 1);
+    expect(s.failures[0]!.reason).toBe('protocol-error');
+    expect(s.authenticated).toHaveLength(1);
+  });
+
+  it('a client that does not negotiate the meshauth ALPN is refused', async () => {
+    const s = await server(new StaticIdentity(pki.bundles).add(db), [DB], { limits });
+    await new Promise<void>((resolve) => {
+      const c = tlsConnect({
+        host: '127.0.0.1',
+        port: s.port,
+        servername: sniForSpiffeId(DB),
+        minVersion: 'TLSv1.3',
+        cert: web.chainPem,
+        key: web.keyPem,
+        rejectUnauthorized: false,
+      });
+      c.on('secureConnect', () =>
+        c.write(encodeFrame({ v: 1, clientNode: NODE_A, serverNode: NODE_B, clientId: WEB, serverId: DB })),
+      );
+      c.resume();
+      c.on('error', () => {});
+      c.on('close', () => resolve());
+    });
+    const f = await s.nextFailure();
+    expect(f.reason).toBe('protocol-error');
+    expect(f.message).toContain('ALPN');
+    expect(s.authenticated).toEqual([]);
+  });
+
+  it('a TLS 1.2-only client is refused and counted as tls-version', async () => {
+    const s = await server(new StaticIdentity(pki.bundles).add(db), [DB], { limits });
+    const err = await new Promise<Error>((resolve) => {
+      const c = tlsConnect({
+        host: '127.0.0.1',
+        port: s.port,
+        servername: sniForSpiffeId(DB),
+        maxVersion: 'TLSv1.2',
+        cert: web.chainPem,
+        key: web.keyPem,
+        rejectUnauthorized: false,
+      });
+      c.on('secureConnect', () => resolve(new Error('TLS 1.2 handshake unexpectedly succeeded')));
+      c.on('error', resolve);
+    });
+    expect((err as NodeJS.ErrnoException).code).toBe('ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION');
+    await expectCounted(s, 'tls-version');
+  });
+
+  it('slowloris during TLS: bytes trickled, closed at handshakeTimeoutMs (timeout)', async () => {
+    const s = await server(new StaticIdentity(pki.bundles).add(db), [DB], { limits });
+    let timer: NodeJS.Timeout | undefined;
+    const r = await rawConnection(s.port, (sock) => {
+      // A TLS record header announcing a 512-byte handshake message, then one byte every 50 ms.
+      sock.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00]));
+      timer = setInterval(() => sock.writable && sock.write(Buffer.from([0x01])), 50);
+    });
+    clearInterval(timer);
+    expect(r.closedAfterMs).toBeGreaterThanOrEqual(550);
+    expect(r.closedAfterMs).toBeLessThan(2000);
+    await expectCounted(s, 'timeout');
+  });
+
+  /** A TLS connection with a valid client SVID that then misbehaves inside TLS. */
+  function tlsConnection(port: number, act: (write: (b: Buffer) => void) => void) {
+    return new Promise<{ closedAfterMs: number; frames: Buffer }>((resolve, reject) => {
+      let started = 0;
+      const chunks: Buffer[] = [];
+      const c = tlsConnect({
+        host: '127.0.0.1',
+        port,
+        servername: sniForSpiffeId(DB),
+        minVersion: 'TLSv1.3',
+        cert: web.chainPem,
+        key: web.keyPem,
+        rejectUnauthorized: false,
+        ALPNProtocols: [MESHAUTH_ALPN],
+      });
+      c.on('secureConnect', () => {
+        started = Date.now();
+        act((b) => c.write(b));
+      });
+      c.on('data', (d: Buffer) => chunks.push(d));
+      c.on('error', () => {});
+      c.on('close', () =>
+        started
+          ? resolve({ closedAfterMs: Date.now() - started, frames: Buffer.concat(chunks) })
+          : reject(new Error('no TLS')),
+      );
+    });
+  }
+
+  function resultReason(frames: Buffer): unknown {
+    return (JSON.parse(frames.subarray(4).toString()) as { reason?: unknown }).reason;
+  }
+
+  it('slowloris inside TLS: a hello trickled byte by byte is cut at handshakeTimeoutMs', async () => {
+    const s = await server(new StaticIdentity(pki.bundles).add(db), [DB], { limits });
+    const frame = encodeFrame({ v: 1, clientNode: NODE_A, serverNode: NODE_B, clientId: WEB, serverId: DB });
+    let timer: NodeJS.Timeout | undefined;
+    const r = await tlsConnection(s.port, (write) => {
+      let i = 0;
+      timer = setInterval(() => i < frame.length && write(frame.subarray(i, ++i)), 40);
+    });
+    clearInterval(timer);
+    expect(r.closedAfterMs).toBeLessThan(1500);
+    expect(resultReason(r.frames)).toBe('timeout');
+    await expectCounted(s, 'timeout');
+    expect(s.authenticated).toEqual([]);
+  });
+
+  it('an oversized frame is refused from its header alone (protocol-error)', async () => {
+    const s = await server(new StaticIdentity(pki.bundles).add(db), [DB], { limits });
+    const header = Buffer.alloc(4);
+    header.writeUInt32BE(16 * 1024 + 1);
+    const r = await tlsConnection(s.port, (write) => write(header));
+    expect(r.closedAfterMs).toBeLessThan(500);
+    expect(resultReason(r.frames)).toBe('protocol-error');
+    await expectCounted(s, 'protocol-error');
+    expect(s.authenticated).toEqual([]);
+  });
+
+  it('a malformed hello (wrong types) is a protocol-error', async () => {
+    const s = await server(new StaticIdentity(pki.bundles).add(db), [DB], { limits });
+    const r = await tlsConnection(s.port, (write) =>
+      write(encodeFrame({ v: 1, clientNode: 5, serverNode: NODE_B, clientId: WEB, serverId: DB })),
+    );
+    expect(resultReason(r.frames)).toBe('protocol-error');
+    await expectCounted(s, 'protocol-error');
+  });
+
+  it('early close, before and after TLS, is counted', async () => {
+    const s = await server(new StaticIdentity(pki.bundles).add(db), [DB], { limits });
+    await rawConnection(s.port, (sock) => sock.end());
+    await rawConnection(s.port, (sock) => sock.end(Buffer.from([0x16, 0x03, 0x01])));
+    await tlsConnection(s.port, () => {}).catch(() => {}); // the server waits for the hello...
+    await expectCounted(s, 'timeout'); // ...which never comes
+    await expectCounted(s, 'protocol-error', 2);
+  });
+
+  it('per-peer rate limit: beyond the burst, connections are closed at once (rate-limited)', async () => {
+    const s = await server(new StaticIdentity(pki.bundles).add(db), [DB], {
+      limits: { ...limits, perPeerRatePerSec: 0.5, perPeerBurst: 3 },
+    });
+    const client = makeClient(new StaticIdentity(pki.bundles).add(web));
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 6 }, () => client.authenticate(request(s.port))),
+    );
+    const ok = outcomes.filter((o) => o.status === 'fulfilled').length;
+    const refused = outcomes
+      .filter((o) => o.status === 'rejected')
+      .map((o) => (o as PromiseRejectedResult).reason as HandshakeError);
+    expect(ok).toBe(3);
+    expect(refused).toHaveLength(3);
+    for (const e of refused) expect(e.reason).toBe('peer-unreachable');
+    const st = await expectCounted(s, 'rate-limited', 3);
+    expect(st.succeeded).toBe(3);
+  });
+
+  it('maxConnections: further connections are closed at once (too-many-connections)', async () => {
+    const s = await server(new StaticIdentity(pki.bundles).add(db), [DB], {
+      limits: { ...limits, maxConnections: 2, handshakeTimeoutMs: 3000 },
+    });
+    const idle: Socket[] = [];
+    for (let i = 0; i < 2; i++) {
+      idle.push(
+        await new Promise<Socket>((r) => {
+          const x = netConnect(s.port, '127.0.0.1', () => r(x));
+          x.on('error', () => {});
+        }),
+      );
+    }
+    await until(() => s.server.stats().active === 2);
+    const third = await rawConnection(s.port, () => {});
+    expect(third.closedAfterMs).toBeLessThan(500);
+    expect(s.server.stats().failed['too-many-connections']).toBe(1);
+    for (const x of idle) x.destroy();
+    await until(() => s.server.stats().active === 0);
+    // Capacity is back.
+    const r = await makeClient(new StaticIdentity(pki.bundles).add(web)).authenticate(request(s.port));
+    expect(r.remoteId).toBe(DB);
+  });
+
+  it('memory stays bounded over many bad connections and the server still works', async () => {
+    const { setFlagsFromString } = await import('node:v8');
+    const { runInNewContext } = await import('node:vm');
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const s = await server(new StaticIdentity(pki.bundles).add(db), [DB], {
+      limits: { handshakeTimeoutMs: 300, perPeerRatePerSec: 10_000, perPeerBurst: 10_000 },
+    });
+    const oversized = Buffer.alloc(4);
+    oversized.writeUInt32BE(0xffffffff);
+    const round = async (n: number): Promise<void> => {
+      const batch: Promise<unknown>[] = [];
+      for (let i = 0; i < n; i++) {
+        const kind = i % 4;
+        if (kind === 0) batch.push(rawConnection(s.port, (x) => x.write(Buffer.alloc(2048, i & 0xff))));
+        else if (kind === 1) batch.push(rawConnection(s.port, (x) => x.end()));
+        else if (kind === 2)
+          batch.push(
+            rawConnection(s.port, (x) => x.write(Buffer.from([0x16, 0x03, 0x01, 0x40, 0x00, 0x01]))),
+          );
+        else batch.push(tlsConnection(s.port, (w) => w(oversized)).catch(() => {}));
+        if (batch.length >= 50) await Promise.all(batch.splice(0));
+      }
+      await Promise.all(batch);
+      await until(() => s.server.stats().active === 0, 10_000, 'all bad connections closed');
+    };
+    await round(100); // warm-up: lazy allocations, JIT
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    await round(600);
+    gc();
+    const grown = process.memoryUsage().heapUsed - before;
+    const st = s.server.stats();
+    const failed = Object.values(st.failed).reduce((a, b) => a + b, 0);
+    expect(failed).toBe(700);
+    expect(st.accepted).toBe(700);
+    console.log(`heap growth over 600 bad connections: ${(grown / 1024).toFixed(0)} KiB`);
+    expect(grown).toBeLessThan(4 * 1024 * 1024);
+    const r = await makeClient(new StaticIdentity(pki.bundles).add(web)).authenticate(request(s.port));
+    expect(r.remoteId).toBe(DB);
+  }, 120_000);
+
+  it('close() is idempotent and ends open connections', async () => {
+    const s = await server(new StaticIdentity(pki.bundles).add(db), [DB], {
+      limits: { handshakeTimeoutMs: 60_000 },
+    });
+    const pending = rawConnection(s.port, () => {});
+    await until(() => s.server.stats().active === 1);
+    await Promise.all([s.server.close(), s.server.close()]);
+    await s.server.close();
+    const r = await pending;
+    expect(r.closedAfterMs).toBeLessThan(1000);
+    expect(s.server.stats().active).toBe(0);
+  });
+});

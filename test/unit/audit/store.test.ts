@@ -1,0 +1,251 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { AuditStore, SCHEMA_VERSION, type AuditEventInput } from '../../../src/audit/index.js';
+
+let dir: string;
+let path: string;
+let store: AuditStore;
+
+const ev = (i: number, extra: Partial<AuditEventInput> = {}): AuditEventInput => ({
+  type: i % 2 ? 'handshake-succeeded' : 'handshake-failed',
+  outcome: i % 2 ? 'success' : 'failure',
+  reason: i % 2 ? undefined : 'svid-untrusted',
+  localId: `spiffe://a.test/ns/x/sa/w${i % 3}`,
+  remoteId: `spiffe://b.test/ns/y/sa/w${i % 5}`,
+  node: `node-${i % 4}`,
+  direction: 'client',
+  atMs: 1_700_000_000_000 + i * 1000,
+  details: { durationMs: i, serials: ['01', '02'] },
+  ...extra,
+});
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'meshauth-audit-'));
+  path = join(dir, 'sub', 'audit.db');
+  store = AuditStore.open({ path });
+});
+afterEach(() => {
+  store.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function raw(): Database.Database {
+  return new Database(path);
+}
+
+describe('AuditStore', () => {
+  it('creates the schema with a version and WAL mode', () => {
+    const db = raw();
+    expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
+    expect(db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+    expect(db.prepare('SELECT version FROM schema_version').get()).toEqual({ version: SCHEMA_VERSION });
+    const idx = db.prepare(`SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'`).all();
+    expect(idx.map((r) => (r as { name: string }).name).sort()).toEqual(
+      ['events_local_id', 'events_node', 'events_outcome', 'events_reason', 'events_remote_id', 'events_ts', 'events_type'],
+    );
+    db.close();
+  });
+
+  it('refuses a database from a newer schema', () => {
+    store.close();
+    const db = raw();
+    db.prepare('UPDATE schema_version SET version = 99').run();
+    db.close();
+    expect(() => AuditStore.open({ path })).toThrow(/schema version 99 is newer/);
+    store = AuditStore.open({ path, readonly: true });
+  });
+
+  it('appends with consecutive seqs and chained hashes, round-tripping the fields', () => {
+    const a = store.append([ev(1), ev(2)]);
+    const b = store.append([ev(3)]);
+    expect([...a, ...b].map((e) => e.seq)).toEqual([1, 2, 3]);
+    expect(a[0]!.prevHash).toBe('0'.repeat(64));
+    expect(a[1]!.prevHash).toBe(a[0]!.hash);
+    expect(b[0]!.prevHash).toBe(a[1]!.hash);
+    const got = store.query();
+    expect(got).toEqual([...a, ...b]);
+    expect(got[1]).toMatchObject({
+      type: 'handshake-failed',
+      outcome: 'failure',
+      reason: 'svid-untrusted',
+      node: 'node-2',
+      details: { durationMs: 2, serials: ['01', '02'] },
+    });
+    expect(store.lastSeq()).toBe(3);
+    expect(store.verifyChain()).toMatchObject({ ok: true, checked: 3, firstSeq: 1, lastSeq: 3 });
+  });
+
+  it('persists across reopen and continues the chain', () => {
+    store.append([ev(1), ev(2)]);
+    store.close();
+    store = AuditStore.open({ path });
+    const [c] = store.append([ev(3)]);
+    expect(c!.seq).toBe(3);
+    expect(store.verifyChain().ok).toBe(true);
+  });
+
+  it('filters by identity (exact and glob), node, outcome, reason, type, time, and pages by seq', () => {
+    store.append(Array.from({ length: 60 }, (_, i) => ev(i + 1)));
+    const w1 = store.query({ identity: 'spiffe://a.test/ns/x/sa/w1', limit: 1000 });
+    expect(w1.length).toBe(20);
+    expect(w1.every((e) => e.localId === 'spiffe://a.test/ns/x/sa/w1')).toBe(true);
+    const remote = store.query({ identity: 'spiffe://b.test/ns/y/sa/w4', limit: 1000 });
+    expect(remote.length).toBe(12);
+    expect(store.query({ identity: 'spiffe://b.test/*', limit: 1000 }).length).toBe(60);
+    expect(store.query({ identity: 'spiffe://a.test/ns/x/sa/w[12]', limit: 1000 }).length).toBe(40);
+    const combo = store.query({ node: 'node-1', outcome: 'success', limit: 1000 });
+    expect(combo.length).toBe(15);
+    expect(combo.every((e) => e.node === 'node-1' && e.outcome === 'success')).toBe(true);
+    expect(store.query({ reason: 'svid-untrusted', limit: 1000 }).length).toBe(30);
+    expect(store.query({ types: ['handshake-failed'], limit: 1000 }).length).toBe(30);
+    const t0 = 1_700_000_000_000;
+    const range = store.query({ sinceMs: t0 + 10_000, untilMs: t0 + 20_000 });
+    expect(range.map((e) => e.seq)).toEqual([10, 11, 12, 13, 14, 15, 16, 17, 18, 19]);
+    const p1 = store.query({ limit: 25 });
+    const p2 = store.query({ limit: 25, afterSeq: p1.at(-1)!.seq });
+    const p3 = store.query({ limit: 25, afterSeq: p2.at(-1)!.seq });
+    expect([...p1, ...p2, ...p3].map((e) => e.seq)).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
+    expect(store.query({ newestFirst: true, limit: 3 }).map((e) => e.seq)).toEqual([60, 59, 58]);
+    expect(() => store.query({ limit: 0 })).toThrow(/limit must be/);
+    expect(() => store.query({ sinceMs: 5, untilMs: 5 })).toThrow(/until/);
+  });
+
+  it('detects an edited row at its seq', () => {
+    store.append(Array.from({ length: 10 }, (_, i) => ev(i + 1)));
+    store.close();
+    const db = raw();
+    db.prepare(`UPDATE events SET outcome = 'success' WHERE seq = 6`).run();
+    db.close();
+    store = AuditStore.open({ path });
+    expect(store.verifyChain()).toMatchObject({ ok: false, problem: { seq: 6, kind: 'edited' } });
+  });
+
+  it('detects a rewritten row whose hash was recomputed (broken link at the next seq)', async () => {
+    const { rowHash } = await import('../../../src/audit/index.js');
+    store.append(Array.from({ length: 10 }, (_, i) => ev(i + 1)));
+    store.close();
+    const db = raw();
+    const r = db.prepare('SELECT * FROM events WHERE seq = 4').get() as Record<string, unknown>;
+    const h = rowHash({
+      seq: 4,
+      prevHash: r['prev_hash'] as Buffer,
+      ts: r['ts'] as number,
+      type: r['type'] as string,
+      outcome: 'success',
+      reason: null,
+      localId: r['local_id'] as string,
+      remoteId: r['remote_id'] as string,
+      node: r['node'] as string,
+      direction: r['direction'] as string,
+      details: r['details'] as string,
+    });
+    db.prepare(`UPDATE events SET outcome = 'success', reason = NULL, hash = ? WHERE seq = 4`).run(h);
+    db.close();
+    store = AuditStore.open({ path });
+    expect(store.verifyChain()).toMatchObject({ ok: false, problem: { seq: 5, kind: 'broken-link' } });
+  });
+
+  it('detects a deleted row, a deleted tail and a deleted head', () => {
+    store.append(Array.from({ length: 10 }, (_, i) => ev(i + 1)));
+    store.close();
+    let db = raw();
+    db.prepare('DELETE FROM events WHERE seq = 7').run();
+    db.close();
+    store = AuditStore.open({ path });
+    expect(store.verifyChain()).toMatchObject({ ok: false, problem: { seq: 7, kind: 'deleted' } });
+    store.close();
+    db = raw();
+    db.prepare('DELETE FROM events WHERE seq >= 7').run();
+    db.close();
+    store = AuditStore.open({ path });
+    expect(store.verifyChain()).toMatchObject({ ok: false, problem: { seq: 7, kind: 'truncated' } });
+    store.close();
+    db = raw();
+    db.prepare('DELETE FROM events WHERE seq <= 2').run();
+    db.close();
+    store = AuditStore.open({ path });
+    expect(store.verifyChain()).toMatchObject({ ok: false, problem: { seq: 1, kind: 'deleted' } });
+  });
+
+  it('detects reordered rows', () => {
+    store.append(Array.from({ length: 10 }, (_, i) => ev(i + 1)));
+    store.close();
+    const db = raw();
+    db.transaction(() => {
+      db.prepare('UPDATE events SET seq = -1 WHERE seq = 3').run();
+      db.prepare('UPDATE events SET seq = 3 WHERE seq = 5').run();
+      db.prepare('UPDATE events SET seq = 5 WHERE seq = -1').run();
+    })();
+    db.close();
+    store = AuditStore.open({ path });
+    expect(store.verifyChain()).toMatchObject({ ok: false, problem: { seq: 3, kind: 'reordered' } });
+    expect(store.verifyChain().problem!.message).toMatch(/written as seq 5/);
+  });
+
+  it('retention by rows, age and size keeps the remaining chain verifiable', () => {
+    store.append(Array.from({ length: 100 }, (_, i) => ev(i + 1)));
+    const r = store.prune({ maxRows: 40 });
+    expect(r).toEqual({ deleted: 60, anchorSeq: 60 });
+    const st = store.stats();
+    // 40 kept + the retention event itself
+    expect(st.rows).toBe(41);
+    expect(st.firstSeq).toBe(61);
+    const rep = store.verifyChain();
+    expect(rep).toMatchObject({ ok: true, anchorSeq: 60, firstSeq: 61, lastSeq: 101 });
+    const retention = store.query({ types: ['retention'] });
+    expect(retention[0]).toMatchObject({ seq: 101, reason: 'max-rows', details: { anchorSeq: 60, deleted: 60 } });
+
+    const t0 = 1_700_000_000_000;
+    const byAge = store.prune({ maxAgeMs: 10_000 }, t0 + 80_000);
+    expect(byAge.anchorSeq).toBe(69); // ts < t0+70s: events 1..69
+    expect(store.verifyChain().ok).toBe(true);
+
+    store.append(Array.from({ length: 3000 }, (_, i) => ev(i + 1, { details: { pad: 'x'.repeat(200) } })));
+    const before = store.stats().bytes;
+    const bySize = store.prune({ maxBytes: Math.floor(before / 2) });
+    expect(bySize.deleted).toBeGreaterThan(1000);
+    expect(store.verifyChain().ok).toBe(true);
+    // prune everything: the chain is just the retention event
+    store.prune({ maxRows: 0 });
+    const rep2 = store.verifyChain();
+    expect(rep2.ok).toBe(true);
+    expect(rep2.checked).toBe(1);
+  });
+
+  it('detects a forged anchor', () => {
+    store.append(Array.from({ length: 20 }, (_, i) => ev(i + 1)));
+    store.prune({ maxRows: 10 });
+    store.close();
+    const db = raw();
+    // hide 5 more rows by moving the anchor past them
+    const h = (db.prepare('SELECT hash FROM events WHERE seq = 15').get() as { hash: Buffer }).hash;
+    db.prepare('DELETE FROM events WHERE seq <= 15').run();
+    db.prepare('UPDATE chain_anchor SET seq = 15, hash = ?').run(h);
+    db.close();
+    store = AuditStore.open({ path });
+    expect(store.verifyChain()).toMatchObject({ ok: false, problem: { kind: 'anchor', seq: 16 } });
+  });
+
+  it('is read-only when opened so and close() is idempotent', () => {
+    store.append([ev(1)]);
+    const ro = AuditStore.open({ path, readonly: true });
+    expect(ro.query().length).toBe(1);
+    expect(() => ro.append([ev(2)])).toThrow(/read-only/);
+    expect(ro.verifyChain().ok).toBe(true);
+    ro.close();
+    ro.close();
+    expect(() => ro.query()).toThrow(/closed/);
+  });
+
+  it('notifies append listeners', () => {
+    const seen: number[] = [];
+    const off = store.onAppend((evs) => seen.push(...evs.map((e) => e.seq)));
+    store.append([ev(1), ev(2)]);
+    off();
+    store.append([ev(3)]);
+    expect(seen).toEqual([1, 2]);
+  });
+});

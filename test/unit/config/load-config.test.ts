@@ -1,0 +1,430 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ConfigError, describeOptions, loadConfig, parseDuration } from '../../../src/config/index.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'meshauth-config-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const MINIMAL = `node: node-a
+datapath:
+  attach:
+    - { type: tc, interface: eth0, hook: egress }
+inventory: { file: inventory.yaml }
+policy: { file: policy.yaml }
+`;
+
+let n = 0;
+function writeConfig(text: string): string {
+  const sub = join(dir, `c${n++}`);
+  mkdirSync(sub);
+  const file = join(sub, 'config.yaml');
+  writeFileSync(file, text);
+  return file;
+}
+
+function errorOf(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).code).toBe('MESHAUTH_ERR_CONFIG');
+    return err as ConfigError;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('loadConfig: defaults', () => {
+  it('fills every default from a minimal file', () => {
+    const file = writeConfig(MINIMAL);
+    const c = loadConfig({ file });
+    const here = resolve(file, '..');
+    expect(c.file).toBe(file);
+    expect(c.node).toBe('node-a');
+    expect(c.stateDir).toBe('/var/lib/meshauth');
+    expect(c.bpf.pinDir).toBe('/sys/fs/bpf/meshauth');
+    expect(c.bpf.object).toMatch(/\/bpf\/meshauth\.bpf\.o$/);
+    expect(c.datapath).toEqual({
+      attach: [{ type: 'tc', interface: 'eth0', hook: 'egress', semantics: 'egress' }],
+      signalThrottleMs: 250,
+      strictWireguard: false,
+    });
+    expect(c.handshake).toEqual({
+      listen: '0.0.0.0',
+      port: 4250,
+      timeoutMs: 5000,
+      maxConnections: 256,
+      perPeerRate: 50,
+      perPeerBurst: 100,
+      maxEntryTtlMs: 3_600_000,
+    });
+    expect(c.auth).toEqual({
+      maxConcurrent: 16,
+      queueSize: 4096,
+      retryBaseMs: 200,
+      retryMaxMs: 30_000,
+      reauthAt: 0.8,
+      gcIntervalMs: 5000,
+    });
+    expect(c.identity).toEqual({
+      source: 'dev-ca',
+      devCa: {
+        trustDomain: 'demo.local',
+        caCert: '/var/lib/meshauth/dev-ca/ca.crt',
+        caKey: '/var/lib/meshauth/dev-ca/ca.key',
+        svidTtlMs: 3_600_000,
+      },
+      spire: { adminSocket: '/run/spire/admin/admin.sock', maxMessageBytes: 4194304 },
+      workloadApi: { address: 'unix:///run/spire/agent.sock' },
+      files: undefined,
+    });
+    expect(c.inventory.file).toBe(join(here, 'inventory.yaml'));
+    expect(c.policy.file).toBe(join(here, 'policy.yaml'));
+    expect(c.audit).toEqual({
+      path: '/var/lib/meshauth/audit.db',
+      maxAgeMs: 30 * 86_400_000,
+      maxEvents: 10_000_000,
+    });
+    expect(c.api).toEqual({ socket: '/run/meshauth/api.sock', socketMode: 0o600, tcp: undefined });
+    expect(c.metrics.listen).toEqual({ host: '127.0.0.1', port: 9090 });
+    expect(c.wireguard).toEqual({
+      enabled: false,
+      interface: 'meshauth0',
+      listenPort: 51820,
+      address: undefined,
+      privateKeyFile: '/var/lib/meshauth/wireguard/private.key',
+    });
+    expect(c.log.level).toBe('info');
+  });
+
+  it('derives state paths from stateDir', () => {
+    const c = loadConfig({ file: writeConfig(`${MINIMAL}stateDir: /srv/ma\n`) });
+    expect(c.audit.path).toBe('/srv/ma/audit.db');
+    expect(c.identity.devCa.caCert).toBe('/srv/ma/dev-ca/ca.crt');
+    expect(c.wireguard.privateKeyFile).toBe('/srv/ma/wireguard/private.key');
+  });
+
+  it('describeOptions defaults agree with what loadConfig produces', () => {
+    const c = loadConfig({ file: writeConfig(MINIMAL) }) as unknown as Record<string, unknown>;
+    const opts = describeOptions();
+    expect(opts[0]?.flag).toBe('--config');
+    let checked = 0;
+    for (const o of opts) {
+      if (o.path === undefined || o.default === undefined) continue;
+      const parts = o.path.split('.');
+      const leaf = parts.pop() as string;
+      let node = c;
+      for (const p of parts) node = node[p] as Record<string, unknown>;
+      const raw = o.kind === 'duration' ? node[`${leaf}Ms`] : node[leaf];
+      let value: unknown = raw;
+      if (o.path === 'metrics.listen') {
+        const hp = raw as { host: string; port: number };
+        value = `${hp.host}:${hp.port}`;
+      }
+      let expected: unknown = o.default;
+      if (o.kind === 'duration') expected = parseDuration(o.default);
+      else if (o.kind === 'int' || o.kind === 'number') expected = Number(o.default);
+      else if (o.kind === 'bool') expected = o.default === 'true';
+      if (o.path === 'api.socketMode') expected = parseInt(o.default, 8);
+      expect(value, o.path).toEqual(expected);
+      checked++;
+    }
+    expect(checked).toBeGreaterThan(30);
+  });
+
+  it('names flags and environment variables consistently', () => {
+    const port = describeOptions().find((o) => o.path === 'handshake.maxConnections');
+    expect(port).toMatchObject({
+      flag: '--handshake-max-connections',
+      env: 'MESHAUTH_HANDSHAKE_MAX_CONNECTIONS',
+      attributeName: 'handshakeMaxConnections',
+    });
+    const ca = describeOptions().find((o) => o.path === 'identity.devCa.caCert');
+    expect(ca).toMatchObject({ flag: '--identity-dev-ca-ca-cert', env: 'MESHAUTH_IDENTITY_DEV_CA_CA_CERT' });
+    for (const o of describeOptions()) expect(o.description.length).toBeGreaterThan(10);
+  });
+});
+
+describe('loadConfig: bad files', () => {
+  const cases: Array<[string, string, string]> = [
+    [
+      'port not a number',
+      `${MINIMAL}handshake: { port: abc }\n`,
+      'handshake.port: must be an integer between 1 and 65535 (got "abc")',
+    ],
+    [
+      'port out of range',
+      `${MINIMAL}handshake: { port: 70000 }\n`,
+      'handshake.port: must be an integer between 1 and 65535 (got 70000)',
+    ],
+    [
+      'unknown key with hint',
+      `${MINIMAL}handshake: { tmeout: 5s }\n`,
+      'handshake.tmeout: unknown key (did you mean "timeout"?)',
+    ],
+    [
+      'unknown top-level key',
+      `${MINIMAL}inventroy: {}\n`,
+      'inventroy: unknown key (did you mean "inventory"?)',
+    ],
+    [
+      'bad duration',
+      `${MINIMAL}handshake: { timeout: 5 minutes }\n`,
+      'handshake.timeout: must be a duration like "250ms", "5s", "1h", "30d" or a number of milliseconds (got "5 minutes")',
+    ],
+    [
+      'zero duration',
+      `${MINIMAL}auth: { gcInterval: 0s }\n`,
+      'auth.gcInterval: must be at least 1ms (got "0s")',
+    ],
+    [
+      'retryMax below retryBase',
+      `${MINIMAL}auth: { retryBase: 2s, retryMax: 1s }\n`,
+      'auth.retryMax: must be at least auth.retryBase (2000ms)',
+    ],
+    [
+      'bad enum',
+      `${MINIMAL}identity: { source: vault }\n`,
+      'identity.source: must be one of "dev-ca", "spire-delegated", "workload-api", "files" (got "vault")',
+    ],
+    [
+      'files source without files',
+      `${MINIMAL}identity: { source: files }\n`,
+      'identity.files: is required when identity.source is "files"',
+    ],
+    [
+      'bad attach type',
+      MINIMAL.replace('type: tc', 'type: xdp'),
+      'datapath.attach[0].type: must be one of "tc", "cgroup" (got "xdp")',
+    ],
+    [
+      'bad hook',
+      MINIMAL.replace('hook: egress', 'hook: both'),
+      'datapath.attach[0].hook: must be one of "ingress", "egress" (got "both")',
+    ],
+    [
+      'interface name too long',
+      MINIMAL.replace('eth0', 'a-very-long-interface-name'),
+      'datapath.attach[0].interface: is not a valid interface name: must be 1 to 15 characters (got "a-very-long-interface-name")',
+    ],
+    [
+      'empty attach list',
+      MINIMAL.replace(/attach:\n.*\n/, 'attach: []\n'),
+      'datapath.attach: must have at least 1 item(s)',
+    ],
+    ['missing node', MINIMAL.replace('node: node-a\n', ''), 'node: is required'],
+    [
+      'missing inventory',
+      MINIMAL.replace('inventory: { file: inventory.yaml }\n', ''),
+      'inventory: is required',
+    ],
+    [
+      'bad listen address',
+      `${MINIMAL}handshake: { listen: 300.1.1.1 }\n`,
+      'handshake.listen: must be an IPv4 or IPv6 address (got "300.1.1.1")',
+    ],
+    [
+      'numeric socket mode',
+      `${MINIMAL}api: { socketMode: 0600 }\n`,
+      'api.socketMode: must be an octal mode in quotes, like "0600" (got 600)',
+    ],
+    [
+      'tcp api without allow-list',
+      `${MINIMAL}api: { tcp: { listen: "127.0.0.1:4251", allowedIds: [] } }\n`,
+      'api.tcp.allowedIds: must have at least 1 item(s)',
+    ],
+    [
+      'bad allowed id',
+      `${MINIMAL}api: { tcp: { listen: "127.0.0.1:4251", allowedIds: ["spiffe://Demo/x"] } }\n`,
+      'api.tcp.allowedIds[0]: is not a valid SPIFFE ID: has an invalid trust domain "Demo" (allowed: a-z 0-9 . - _) (got "spiffe://Demo/x")',
+    ],
+    [
+      'metrics listen without port',
+      `${MINIMAL}metrics: { listen: localhost }\n`,
+      'metrics.listen: must be "host:port" with a port between 1 and 65535, or "" to disable (got "localhost")',
+    ],
+    [
+      'wireguard enabled without address',
+      `${MINIMAL}wireguard: { enabled: true }\n`,
+      'wireguard.address: is required when wireguard.enabled is true',
+    ],
+    [
+      'strict wireguard without wireguard',
+      MINIMAL.replace('datapath:\n', 'datapath:\n  strictWireguard: true\n'),
+      'datapath.strictWireguard: needs wireguard.enabled: true',
+    ],
+    [
+      'bool as string',
+      MINIMAL.replace('datapath:\n', 'datapath:\n  strictWireguard: "yes"\n'),
+      'datapath.strictWireguard: must be true or false (got "yes")',
+    ],
+    ['section not a mapping', `${MINIMAL}auth: 5\n`, 'auth: must be a mapping (got 5)'],
+    [
+      'bad log level',
+      `${MINIMAL}log: { level: loud }\n`,
+      'log.level: must be one of "fatal", "error", "warn", "info", "debug", "trace", "silent" (got "loud")',
+    ],
+    [
+      'reauthAt out of range',
+      `${MINIMAL}auth: { reauthAt: 1.5 }\n`,
+      'auth.reauthAt: must be 0 (off) or a number greater than 0 and at most 0.99 (got 1.5)',
+    ],
+    [
+      'node name with capitals',
+      MINIMAL.replace('node-a', 'Node_A'),
+      'node: must be a node name of lower-case letters, digits, "-" and "." (got "Node_A")',
+    ],
+  ];
+  it.each(cases)('%s', (_name, text, expected) => {
+    const file = writeConfig(text);
+    const err = errorOf(() => loadConfig({ file }));
+    expect(err.problems).toEqual([`config ${file}: ${expected}`]);
+    expect(err.message).toBe(`config ${file}: ${expected}`);
+  });
+
+  it('reports every problem, one line each', () => {
+    const file = writeConfig(`${MINIMAL}handshake: { port: 0, timeout: x }\nlog: { levle: info }\n`);
+    const err = errorOf(() => loadConfig({ file }));
+    expect(err.problems).toEqual([
+      `config ${file}: handshake.port: must be an integer between 1 and 65535 (got 0)`,
+      `config ${file}: handshake.timeout: must be a duration like "250ms", "5s", "1h", "30d" or a number of milliseconds (got "x")`,
+      `config ${file}: log.levle: unknown key (did you mean "level"?)`,
+    ]);
+    expect(err.message.split('\n')).toHaveLength(3);
+  });
+
+  it('gives line and column of YAML syntax errors', () => {
+    const file = writeConfig('node: node-a\nhandshake:\n\tport: 4250\n');
+    const err = errorOf(() => loadConfig({ file }));
+    expect(err.problems).toEqual([
+      `config ${file}: line 3, column 1: YAML syntax error: Tabs are not allowed as indentation`,
+    ]);
+    const file2 = writeConfig('node: node-a\nlog: { level: "info }\n');
+    expect(errorOf(() => loadConfig({ file: file2 })).message).toMatch(
+      new RegExp(`^config ${file2}: line 3, column 1: YAML syntax error: Missing closing "quote`),
+    );
+  });
+
+  it('rejects duplicate keys with their position', () => {
+    const file = writeConfig(`${MINIMAL}log: { level: info }\nlog: { level: debug }\n`);
+    const err = errorOf(() => loadConfig({ file }));
+    expect(err.message).toMatch(
+      new RegExp(`^config ${file}: line 8, column 1: YAML syntax error: Map keys must be unique$`),
+    );
+  });
+
+  it('rejects a document that is not a mapping', () => {
+    const file = writeConfig('- a\n- b\n');
+    expect(errorOf(() => loadConfig({ file })).message).toBe(
+      `config ${file}: (top level): must be a mapping of settings`,
+    );
+  });
+
+  it('reports a missing file', () => {
+    const file = join(dir, 'nope.yaml');
+    expect(errorOf(() => loadConfig({ file })).message).toBe(`config ${file}: cannot read: file not found`);
+  });
+});
+
+describe('loadConfig: environment and flags', () => {
+  it('environment overrides the file, flags override the environment', () => {
+    const file = writeConfig(`${MINIMAL}handshake: { port: 1000, timeout: 1s }\n`);
+    const c = loadConfig({
+      file,
+      env: { MESHAUTH_HANDSHAKE_PORT: '2000', MESHAUTH_HANDSHAKE_TIMEOUT: '3s', MESHAUTH_LOG_LEVEL: 'debug' },
+      argvOverrides: {
+        handshakePort: '3000',
+        '--auth-max-concurrent': '4',
+        'datapath.strictWireguard': undefined,
+      },
+    });
+    expect(c.handshake.port).toBe(3000);
+    expect(c.handshake.timeoutMs).toBe(3000);
+    expect(c.log.level).toBe('debug');
+    expect(c.auth.maxConcurrent).toBe(4);
+  });
+
+  it('coerces booleans, lists and attach specs', () => {
+    const c = loadConfig({
+      env: {
+        MESHAUTH_NODE: 'node-b',
+        MESHAUTH_INVENTORY_FILE: '/etc/meshauth/inventory.yaml',
+        MESHAUTH_POLICY_FILE: '/etc/meshauth/policy.yaml',
+        MESHAUTH_WIREGUARD_ENABLED: 'true',
+        MESHAUTH_WIREGUARD_ADDRESS: '10.99.0.2/32',
+        MESHAUTH_DATAPATH_STRICT_WIREGUARD: 'yes',
+      },
+      argvOverrides: {
+        datapathAttach: ['tc:eth0:egress', 'tc:veth1:ingress:egress,cgroup:/sys/fs/cgroup/unified/pods'],
+        apiTcpListen: '[::1]:4251',
+        apiTcpAllowedIds: 'spiffe://demo.local/ops/cli, spiffe://demo.local/ops/ui',
+      },
+    });
+    expect(c.file).toBeUndefined();
+    expect(c.wireguard.enabled).toBe(true);
+    expect(c.datapath.strictWireguard).toBe(true);
+    expect(c.datapath.attach).toEqual([
+      { type: 'tc', interface: 'eth0', hook: 'egress', semantics: 'egress' },
+      { type: 'tc', interface: 'veth1', hook: 'ingress', semantics: 'egress' },
+      { type: 'cgroup', path: '/sys/fs/cgroup/unified/pods', hook: 'egress', semantics: 'egress' },
+    ]);
+    expect(c.api.tcp).toEqual({
+      listen: { host: '::1', port: 4251 },
+      allowedIds: ['spiffe://demo.local/ops/cli', 'spiffe://demo.local/ops/ui'],
+    });
+  });
+
+  it('names the environment variable or flag when its value is bad', () => {
+    const file = writeConfig(MINIMAL);
+    expect(errorOf(() => loadConfig({ file, env: { MESHAUTH_HANDSHAKE_PORT: 'abc' } })).message).toBe(
+      'config env MESHAUTH_HANDSHAKE_PORT: handshake.port: must be an integer between 1 and 65535 (got "abc")',
+    );
+    expect(errorOf(() => loadConfig({ file, argvOverrides: { handshakePort: '-1' } })).message).toBe(
+      'config flag --handshake-port: handshake.port: must be an integer between 1 and 65535 (got -1)',
+    );
+    expect(errorOf(() => loadConfig({ file, argvOverrides: { datapathAttach: 'tc:eth0:up' } })).message).toBe(
+      'config flag --datapath-attach: datapath.attach[0].hook: must be one of "ingress", "egress" (got "up")',
+    );
+    expect(errorOf(() => loadConfig({ file, argvOverrides: { handshakePrt: '1' } })).message).toBe(
+      'config flags: unknown option "handshakePrt"',
+    );
+  });
+
+  it('ignores unrelated environment variables', () => {
+    const c = loadConfig({ file: writeConfig(MINIMAL), env: { MESHAUTH_SOMETHING_ELSE: 'x', PATH: '/bin' } });
+    expect(c.node).toBe('node-a');
+  });
+});
+
+describe('loadConfig: paths', () => {
+  it('resolves relative paths in the file against its directory and flag paths against cwd', () => {
+    const file = writeConfig(
+      `${MINIMAL}stateDir: state\nidentity:\n  source: files\n  files:\n    bundle: certs/bundle.pem\n    svids:\n      - { spiffeId: "spiffe://demo.local/ns/demo/sa/web", cert: certs/web.pem, key: /abs/web.key }\n`,
+    );
+    const here = resolve(file, '..');
+    const c = loadConfig({ file, cwd: '/opt/work', argvOverrides: { policyFile: 'p.yaml' } });
+    expect(c.stateDir).toBe(join(here, 'state'));
+    expect(c.audit.path).toBe(join(here, 'state', 'audit.db'));
+    expect(c.inventory.file).toBe(join(here, 'inventory.yaml'));
+    expect(c.policy.file).toBe('/opt/work/p.yaml');
+    expect(c.identity.files).toEqual({
+      bundle: join(here, 'certs/bundle.pem'),
+      svids: [
+        {
+          spiffeId: 'spiffe://demo.local/ns/demo/sa/web',
+          cert: join(here, 'certs/web.pem'),
+          key: '/abs/web.key',
+        },
+      ],
+    });
+  });
+
+  it('loads the example configuration', () => {
+    const c = loadConfig({ file: 'examples/config.yaml' });
+    expect(c.node).toBe('node-a');
+    expect(c.inventory.file).toBe(resolve('examples/inventory.yaml'));
+    expect(c.identity.devCa.caCert).toBe(resolve('examples/dev-ca/ca.crt'));
+    expect(c.datapath.attach).toHaveLength(2);
+  });
+});

@@ -1,0 +1,97 @@
+import { describe, expect, it } from 'vitest';
+import { wire, parseCidr, formatCidr, addressBytes, DatapathInputError } from '../../../src/datapath/index.js';
+
+describe('wire codecs mirror bpf/meshauth.h', () => {
+  it('have the C struct sizes', () => {
+    expect(wire.ipcacheKey.size).toBe(20);
+    expect(wire.ipcacheValue.size).toBe(8);
+    expect(wire.policyKey.size).toBe(8);
+    expect(wire.policyValue.size).toBe(4);
+    expect(wire.authKey.size).toBe(16);
+    expect(wire.authValue.size).toBe(8);
+    expect(wire.signal.size).toBe(24);
+    expect(wire.config.size).toBe(16);
+    expect(wire.VERDICT_NAMES).toHaveLength(10);
+  });
+
+  it('encode to exactly size bytes', () => {
+    expect(wire.authKey.encode({ localId: 1, remoteId: 2, remoteNode: 3, authType: 1 })).toHaveLength(16);
+    expect(wire.ipcacheKey.encode('10.0.0.1/32')).toHaveLength(20);
+    expect(wire.signal.encode({ localId: 1, remoteId: 2, remoteNode: 3, authType: 1, direction: 'ingress', bootNs: 5n })).toHaveLength(24);
+  });
+
+  it('lay out the auth key as u32 u32 u32 u8 pad[3], little-endian', () => {
+    const b = wire.authKey.encode({ localId: 0x01020304, remoteId: 5, remoteNode: 6, authType: 1 });
+    expect(b.toString('hex')).toBe('04030201' + '05000000' + '06000000' + '01000000');
+  });
+
+  it('round-trip every struct', () => {
+    const key = { localId: 4294967295, remoteId: 7, remoteNode: 9, authType: 1 };
+    expect(wire.authKey.decode(wire.authKey.encode(key))).toEqual(key);
+    expect(wire.authValue.decode(wire.authValue.encode({ expiryBootNs: 123456789012345n }))).toEqual({ expiryBootNs: 123456789012345n });
+    expect(wire.policyKey.decode(wire.policyKey.encode({ localId: 3, remoteId: 0 }))).toEqual({ localId: 3, remoteId: 0 });
+    expect(wire.policyValue.decode(wire.policyValue.encode({ authType: 1 }))).toEqual({ authType: 1 });
+    expect(wire.ipcacheValue.decode(wire.ipcacheValue.encode({ identity: 11, nodeId: 2 }))).toEqual({ identity: 11, nodeId: 2 });
+    const sig = { localId: 1, remoteId: 2, remoteNode: 3, authType: 1, direction: 'ingress' as const, bootNs: 99n };
+    expect(wire.signal.decode(wire.signal.encode(sig))).toEqual(sig);
+    const cfg = { throttleNs: 250_000_000n, wgIfindex: 7, flags: wire.FLAG_STRICT_WIREGUARD };
+    expect(wire.config.decode(wire.config.encode(cfg))).toEqual(cfg);
+  });
+
+  it('decode signal direction bytes 0 and 1 and read boot_ns at offset 16', () => {
+    const b = Buffer.alloc(24);
+    b.writeUInt32LE(10, 0);
+    b[13] = 0;
+    b.writeBigUInt64LE(42n, 16);
+    expect(wire.signal.decode(b)).toMatchObject({ localId: 10, direction: 'egress', bootNs: 42n });
+    b[13] = 1;
+    expect(wire.signal.decode(b).direction).toBe('ingress');
+  });
+
+  it('reject out-of-range fields and short buffers', () => {
+    expect(() => wire.authKey.encode({ localId: -1, remoteId: 0, remoteNode: 0, authType: 1 })).toThrow(DatapathInputError);
+    expect(() => wire.authKey.encode({ localId: 1, remoteId: 0, remoteNode: 0, authType: 256 })).toThrow(/u8/);
+    expect(() => wire.ipcacheValue.encode({ identity: 2 ** 32, nodeId: 0 })).toThrow(/u32/);
+    expect(() => wire.signal.decode(Buffer.alloc(23))).toThrow(/need 24 bytes/);
+  });
+});
+
+describe('CIDR to LPM key', () => {
+  it('stores IPv4 as IPv4-mapped IPv6 with prefixlen + 96', () => {
+    const k = wire.ipcacheKey.encode('10.1.2.3/32');
+    expect(k.readUInt32LE(0)).toBe(128);
+    expect(k.subarray(4).toString('hex')).toBe('00000000000000000000ffff0a010203');
+    expect(wire.ipcacheKey.encode('10.1.0.0/16').readUInt32LE(0)).toBe(112);
+  });
+
+  it('treats a bare address as a host prefix', () => {
+    expect(parseCidr('192.168.1.1').prefixlen).toBe(128);
+    expect(parseCidr('fd00::1').prefixlen).toBe(128);
+  });
+
+  it('clears host bits and prints the canonical form', () => {
+    expect(formatCidr(parseCidr('10.1.2.3/24'))).toBe('10.1.2.0/24');
+    expect(formatCidr(parseCidr('fd00:1:2:3::9/64'))).toBe('fd00:1:2:3::/64');
+    expect(formatCidr(parseCidr('fd00::1'))).toBe('fd00::1/128');
+    expect(formatCidr(parseCidr('::/0'))).toBe('::/0');
+    expect(formatCidr(parseCidr('2001:db8:0:0:1:0:0:1/128'))).toBe('2001:db8::1:0:0:1/128');
+  });
+
+  it('round-trips through the key codec', () => {
+    for (const c of ['10.0.0.0/8', '10.1.2.3/32', '0.0.0.0/0', 'fd00::/8', 'fd00:0:0:1::5/128']) {
+      expect(wire.ipcacheKey.decode(wire.ipcacheKey.encode(c))).toBe(formatCidr(parseCidr(c)));
+    }
+  });
+
+  it('parses IPv6 forms including embedded IPv4', () => {
+    expect(addressBytes('::ffff:10.0.0.1').toString('hex')).toBe('00000000000000000000ffff0a000001');
+    expect(addressBytes('fe80::1%eth0').toString('hex')).toBe('fe800000000000000000000000000001');
+  });
+
+  it('rejects malformed input', () => {
+    expect(() => parseCidr('10.0.0.0/33')).toThrow(DatapathInputError);
+    expect(() => parseCidr('fd00::/129')).toThrow(/prefix length/);
+    expect(() => parseCidr('nope/8')).toThrow(/not an IP address/);
+    expect(() => parseCidr('10.0.0.0/x')).toThrow(/prefix length/);
+  });
+});
