@@ -281,6 +281,16 @@ export class Cluster {
     return (JSON.parse(out) as { sent: number }).sent;
   }
 
+  /** Runs the meshauth CLI against a node's API socket; returns stdout. */
+  cli(node: string, args: string[]): string {
+    return run('node', [join(DIST, 'src/cli/main.js'), '--socket', this.apiSocket(node), ...args]);
+  }
+
+  /** Removes every auth entry on every running node (through the API, as an operator would). */
+  flushEntries(): void {
+    for (const node of this.daemons.keys()) this.cli(node, ['flush', '--all']);
+  }
+
   async stopAll(): Promise<void> {
     for (const node of [...this.daemons.keys()]) await this.stop(node, 'SIGKILL');
   }

@@ -102,6 +102,7 @@ export class AuthManager {
   private readonly now: () => number;
   private closed = false;
   private runner: Promise<void> | undefined;
+  private source: SignalSource | undefined;
   private idleWaiters: Array<() => void> = [];
 
   constructor(
@@ -119,8 +120,9 @@ export class AuthManager {
     this.now = deps.now ?? Date.now;
   }
 
-  /** Reads signals until close(). */
+  /** Reads signals until close(), which also closes the source. */
   start(signals: SignalSource): void {
+    this.source = signals;
     this.runner = signals.run((s) => this.handleSignal(s)).catch((err: unknown) => {
       if (!this.closed) this.deps.logger.error({ event: 'signal_reader_failed', err }, 'signal reader stopped');
     });
@@ -246,6 +248,7 @@ export class AuthManager {
     this.pending.clear();
     for (const c of this.inFlight.values()) c.abort(new Error('auth manager closed'));
     for (const s of this.pairs.values()) if (s.retryTimer) clearTimeout(s.retryTimer);
+    this.source?.close();
     await this.runner;
     this.notifyIdle();
   }

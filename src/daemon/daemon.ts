@@ -305,8 +305,6 @@ export class Daemon {
       log.info({ event: 'daemon_stopping' }, 'shutting down (BPF maps stay pinned; enforcement continues)');
       for (const t of this.timers) clearInterval(t);
       await this.parts.server.close();
-      // The manager's signal loop ends when its source closes.
-      this.parts.datapath.signals.close();
       await this.parts.manager.close();
       for (const d of this.disposers.reverse()) {
         try {

@@ -1,0 +1,42 @@
+/**
+ * Runs every benchmark in turn, each in its own process (so CPU pinning and BPF state of one
+ * cannot affect another), and prints their reports.
+ *
+ *   node dist/bench/main.js [name ...]        names: datapath handshake auth-latency first-connection audit wireguard
+ *
+ * MESHAUTH_BENCH_SMOKE=1 makes every benchmark run a tiny round (the CI smoke run).
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ALL = ['datapath', 'handshake', 'auth-latency', 'first-connection', 'audit', 'wireguard'];
+const here = dirname(fileURLToPath(import.meta.url));
+const wanted = process.argv.slice(2);
+for (const w of wanted) {
+  if (!ALL.includes(w)) {
+    console.error(`bench: unknown benchmark "${w}" (known: ${ALL.join(', ')})`);
+    process.exit(2);
+  }
+}
+let failed = 0;
+for (const name of wanted.length ? wanted : ALL) {
+  const script = join(here, `${name}.js`);
+  if (!existsSync(script)) {
+    console.error(`bench: ${name}: ${script} is missing (run the build first)`);
+    failed++;
+    continue;
+  }
+  console.log(`\n=== ${name} ===`);
+  const t0 = Date.now();
+  const r = spawnSync(process.execPath, [script], { stdio: 'inherit', env: process.env });
+  const secs = ((Date.now() - t0) / 1000).toFixed(1);
+  if (r.status !== 0) {
+    console.error(`bench: ${name} failed (exit ${r.status ?? r.signal}) after ${secs} s`);
+    failed++;
+  } else {
+    console.log(`(${name}: ${secs} s)`);
+  }
+}
+process.exit(failed ? 1 : 0);
