@@ -32,6 +32,8 @@ export interface ClusterOptions {
   reauthAt?: number;
   signalThrottle?: string;
   svidTtl?: string;
+  /** Authenticate policy-implied pairs before their first packet. */
+  preauthenticate?: boolean;
   logLevel?: string;
   extraConfig?: (node: string) => Record<string, unknown>;
 }
@@ -112,7 +114,7 @@ export class Cluster {
           signalThrottle: this.opts.signalThrottle ?? '250ms',
         },
         handshake: { listen: n.underlayIp, port: 4250, maxEntryTtl: this.opts.maxEntryTtl ?? '1h' },
-        auth: { reauthAt: this.opts.reauthAt ?? 0.8, gcInterval: '1s' },
+        auth: { reauthAt: this.opts.reauthAt ?? 0.8, gcInterval: '1s', preauthenticate: this.opts.preauthenticate ?? false },
         identity: {
           source: 'dev-ca',
           devCa: {

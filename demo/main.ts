@@ -74,7 +74,7 @@ async function main(): Promise<void> {
     step(2, 'web -> db: a required pair with no auth entry yet');
     let before = cluster.counters('node-a');
     let r = await cluster.connect('web', 'db', 8080, 8000);
-    let after = cluster.counters('node-a');
+    const after = cluster.counters('node-a');
     console.log(`   connect: ${r.ok ? 'ok' : 'FAILED'} in ${r.ms} ms (reply "${r.reply ?? r.error}")`);
     console.log(`   node-a kernel counters: ${delta(before, after)}`);
     console.log('   the first SYN was dropped and signalled; meshauthd ran one mTLS handshake with node-b;');

@@ -75,7 +75,7 @@ export interface AuthManagerOptions {
   retryWindowMs?: number;
 }
 
-export type WorkReason = 'signal' | 'reauth-expiry' | 'reauth-rotation' | 'retry';
+export type WorkReason = 'signal' | 'reauth-expiry' | 'reauth-rotation' | 'retry' | 'preauth';
 
 interface PairState {
   attempts: number;
@@ -223,6 +223,27 @@ export class AuthManager {
       if (!this.deps.resolver.pairRequired(names.localId, names.remoteId, names.node)) continue;
       this.enqueue({ key: e.key, reason: 'reauth-expiry' });
       n++;
+    }
+    return n;
+  }
+
+  /**
+   * Authenticate pairs before their first packet (pairs the policy implies). Live, pending and
+   * backed-off pairs are skipped; returns how many were queued.
+   */
+  preauthenticate(keys: readonly AuthKey[]): number {
+    const now = this.now();
+    let n = 0;
+    for (const key of keys) {
+      if (this.closed) break;
+      if (this.deps.cache.isLive(key)) continue;
+      const id = pairKey(key);
+      if (this.pending.has(id)) continue;
+      const st = this.pairs.get(id);
+      if (st && st.nextAttemptAtMs > now) continue;
+      const before = this.queue.length;
+      this.enqueue({ key, reason: 'preauth' });
+      if (this.queue.length > before || this.pending.has(id)) n++;
     }
     return n;
   }

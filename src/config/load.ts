@@ -161,6 +161,7 @@ function finalize(p: ParsedConfig, file: string | undefined): DaemonConfig {
       retryMaxMs: p.auth.retryMax,
       reauthAt: p.auth.reauthAt,
       gcIntervalMs: p.auth.gcInterval,
+      preauthenticate: p.auth.preauthenticate,
     },
     identity: {
       source: p.identity.source,

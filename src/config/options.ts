@@ -168,6 +168,13 @@ const SPECS: readonly Spec[] = [
     description: 'Interval of expired-entry garbage collection',
   },
   {
+    path: 'auth.preauthenticate',
+    kind: 'bool',
+    valueName: '<bool>',
+    default: false,
+    description: 'Authenticate every pair policy requires with workloads on other nodes at start-up and on inventory change, before their first packet',
+  },
+  {
     path: 'identity.source',
     kind: 'string',
     valueName: '<source>',

@@ -144,6 +144,7 @@ export const configSchema = z
         retryMax: durationField(DEFAULTS.authRetryMax),
         reauthAt: fractionOrOffField(0.99, DEFAULTS.authReauthAt),
         gcInterval: durationField(DEFAULTS.authGcInterval),
+        preauthenticate: boolField(false),
       })
       .prefault(EMPTY_SECTION)
       .superRefine((a, ctx) => {

@@ -54,6 +54,8 @@ export interface DaemonConfig {
     /** Re-authenticate a pair when this fraction of its entry's lifetime has passed (0..1). */
     reauthAt: number;
     gcIntervalMs: number;
+    /** Authenticate policy-implied pairs before their first packet. */
+    preauthenticate: boolean;
   };
   identity: {
     source: IdentitySourceKind;

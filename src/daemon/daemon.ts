@@ -4,7 +4,7 @@ import { AuthCache, AuthGc, AuthManager, type AuthObserver } from '../auth/index
 import { HandshakeClient, HandshakeServer } from '../auth/handshake/index.js';
 import type { AuditSink } from '../audit/sink.js';
 import type { DaemonConfig } from '../config/index.js';
-import type { AuthKey } from '../datapath/types.js';
+import { AuthType, type AuthKey } from '../datapath/types.js';
 import { openStateAllocators, type IdAllocator } from '../identity/allocator.js';
 import type { IdentityEvent, IdentitySource } from '../identity/source.js';
 import { assertNodeListed, loadInventoryFile, watchInventoryFile, type Inventory } from '../inventory/index.js';
@@ -200,6 +200,7 @@ export class Daemon {
     daemon.disposers.push(offChange);
 
     manager.start(datapath.signals);
+    if (config.auth.preauthenticate) daemon.preauthenticate();
     daemon.every(config.auth.gcIntervalMs, () => {
       gc.run();
       if (config.auth.reauthAt > 0) manager.scheduleExpiryReauth();
@@ -231,6 +232,35 @@ export class Daemon {
     return daemon;
   }
 
+  /**
+   * Queues a handshake for every pair the policy requires between a workload here and one on
+   * another node, before any packet. Of the two nodes, the one whose name sorts first initiates
+   * (the other writes its entry as the handshake server), so each pair costs one handshake.
+   */
+  private preauthenticate(): void {
+    const { state, inventory, policy, allocators, manager } = this.parts;
+    const keys: AuthKey[] = [];
+    for (const local of state.current.localSpiffeIds) {
+      for (const w of inventory.current.workloads()) {
+        if (w.node === this.config.node || this.config.node > w.node) continue;
+        if (!policy.current.requires(local, w.spiffeId)) continue;
+        const remoteNode = allocators.nodes.lookup(w.node);
+        if (remoteNode === undefined) continue;
+        keys.push({
+          localId: allocators.identities.idFor(local),
+          remoteId: allocators.identities.idFor(w.spiffeId),
+          remoteNode,
+          authType: AuthType.SpiffeMtls,
+        });
+      }
+    }
+    const n = manager.preauthenticate(keys);
+    this.logger.info(
+      { component: 'auth', event: 'preauth_queued', pairs: keys.length, queued: n },
+      'authenticating policy-implied pairs before their first packet',
+    );
+  }
+
   /** Recompiles ipcache and policy after an inventory change and updates the wanted identities. */
   private resync(): void {
     try {
@@ -244,6 +274,7 @@ export class Daemon {
       this.parts.datapath.sync(this.parts.state.current);
       this.parts.identity.setWanted(this.parts.state.current.localSpiffeIds);
       this.logger.info({ component: 'daemon', event: 'state_resynced' }, 'inventory changed: maps updated');
+      if (this.config.auth.preauthenticate) this.preauthenticate();
     } catch (err) {
       this.logger.error({ component: 'daemon', event: 'state_resync_failed', err }, 'inventory change not applied');
     }

@@ -31,14 +31,18 @@ export function withNetns<T>(netns: string | undefined, fn: () => T): T {
   }
   try {
     if (libc.setns(target, CLONE_NEWNET) < 0) throw new DatapathError(`enter netns ${netns}`, lastErrno());
+    let result: { ok: true; value: ReturnType<typeof fn> } | { ok: false; error: unknown };
     try {
-      return fn();
-    } finally {
-      if (libc.setns(self, CLONE_NEWNET) < 0) {
-        // Staying in the wrong namespace would silently misroute everything that follows.
-        throw new DatapathError(`return from netns ${netns}`, lastErrno());
-      }
+      result = { ok: true, value: fn() };
+    } catch (error) {
+      result = { ok: false, error };
     }
+    if (libc.setns(self, CLONE_NEWNET) < 0) {
+      // Staying in the wrong namespace would silently misroute everything that follows.
+      throw new DatapathError(`return from netns ${netns}`, lastErrno(), undefined, undefined, { cause: result.ok ? undefined : result.error });
+    }
+    if (!result.ok) throw result.error;
+    return result.value;
   } finally {
     libc.close(target);
     libc.close(self);

@@ -124,7 +124,7 @@ export function run(cmd: string, args: string[], opts: { input?: string; timeout
     });
   } catch (err) {
     const e = err as { stderr?: string; stdout?: string; message: string };
-    throw new Error(`${cmd} ${args.join(' ')}: ${(e.stderr || e.stdout || e.message).trim()}`);
+    throw new Error(`${cmd} ${args.join(' ')}: ${(e.stderr || e.stdout || e.message).trim()}`, { cause: err });
   }
 }
 

@@ -101,6 +101,20 @@ describe('AuthManager', () => {
     expect(t.audit.events.map((e) => e.type)).toEqual(['signal', 'handshake-succeeded', 'entry-written']);
   });
 
+  it('pre-authenticates pairs before any signal, skipping live ones', async () => {
+    const t = (current = setup());
+    const k = (remoteId: number) => ({ localId: 1, remoteId, remoteNode: 7, authType: 1 });
+    expect(t.manager.preauthenticate([k(2), k(3)])).toBe(2);
+    await t.manager.idle();
+    expect(t.auth.calls.map((c) => c.remoteId)).toEqual([DB, API]);
+    expect(t.map.data.size).toBe(2);
+    // Both are live now: nothing to do.
+    expect(t.manager.preauthenticate([k(2), k(3)])).toBe(0);
+    await t.manager.idle();
+    expect(t.auth.calls).toHaveLength(2);
+    expect(t.audit.events.filter((e) => e.type === 'signal')).toHaveLength(0);
+  });
+
   it('de-duplicates signals for a pair that is already pending or live', async () => {
     const t = (current = setup());
     for (let i = 0; i < 20; i++) t.signals.emit({ localId: 1, remoteId: 2, remoteNode: 7 });
