@@ -66,6 +66,7 @@ describe('loadConfig: defaults', () => {
       retryMaxMs: 30_000,
       reauthAt: 0.8,
       gcIntervalMs: 5000,
+      preauthenticate: false,
     });
     expect(c.identity).toEqual({
       source: 'dev-ca',
