@@ -8,6 +8,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
+import { VERDICT_NAMES } from '../src/datapath/wire.js';
 import { DevCa } from '../src/identity/dev-ca.js';
 import { run } from '../test/helpers/netns.js';
 import { NODES, PODS, TRUST_DOMAIN, type Topology } from './topology.js';
@@ -205,7 +206,7 @@ export class Cluster {
     for (const row of raw) {
       const f = row.formatted;
       if (!f) throw new Error('bpftool: map dump without BTF formatting');
-      out[VERDICTS[f.key] ?? `reason_${f.key}`] = f.values.reduce((a, v) => a + Number(v.value), 0);
+      out[VERDICT_NAMES[f.key] ?? `verdict_${f.key}`] = f.values.reduce((a, v) => a + Number(v.value), 0);
     }
     return out;
   }
@@ -297,20 +298,6 @@ export class Cluster {
     for (const node of [...this.daemons.keys()]) await this.stop(node, 'SIGKILL');
   }
 }
-
-/** Verdict order of bpf/meshauth.h (same as src/datapath/types.ts). */
-export const VERDICTS = [
-  'pass_no_policy',
-  'pass_authenticated',
-  'pass_unknown_identity',
-  'pass_not_ip',
-  'drop_auth_missing',
-  'drop_auth_expired',
-  'drop_not_via_wireguard',
-  'signal_sent',
-  'signal_throttled',
-  'signal_ringbuf_full',
-];
 
 export function summarize(logs: LogLine[], last = 15): string {
   return logs

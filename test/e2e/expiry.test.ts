@@ -2,29 +2,16 @@
  * Short entry lifetimes: entries expire in the kernel, the next packet re-authenticates; and a
  * daemon stopped with SIGTERM leaves the datapath enforcing with its pinned maps.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cluster, mountBpffs, summarize } from '../../demo/cluster.js';
-import { buildTopology, PODS, type Topology } from '../../demo/topology.js';
-import { NetnsLab } from '../helpers/netns.js';
-
-const id = (name: string): string => PODS.find((p) => p.name === name)!.spiffeId;
+import { summarize, type Cluster } from '../../demo/cluster.js';
+import { idOf as id, startDemoCluster, type DemoCluster } from './setup.js';
 
 describe('entry expiry and graceful shutdown', () => {
-  const lab = new NetnsLab('exp');
-  const workDir = mkdtempSync(join(tmpdir(), 'meshauth-exp-'));
-  let unmount: () => void = () => {};
-  let topo: Topology;
+  let env: DemoCluster | undefined;
   let cluster: Cluster;
 
   beforeAll(async () => {
-    unmount = mountBpffs(join(workDir, 'bpffs'));
-    topo = buildTopology(lab);
-    cluster = new Cluster(topo, {
-      workDir,
-      bpffs: join(workDir, 'bpffs'),
+    env = await startDemoCluster('exp', {
       rules: [
         { name: 'web-to-db', from: id('web'), to: id('db') },
         { name: 'web-to-cache', from: id('web'), to: id('cache') },
@@ -32,19 +19,11 @@ describe('entry expiry and graceful shutdown', () => {
       maxEntryTtl: '3s',
       reauthAt: 0,
     });
-    await cluster.init();
-    await cluster.start('node-a');
-    await cluster.start('node-b');
-    cluster.serve('db', 8080);
-    cluster.serve('cache', 8080);
-    await new Promise((r) => setTimeout(r, 300));
+    cluster = env.cluster;
   });
 
   afterAll(async () => {
-    await cluster?.stopAll();
-    await lab.cleanup();
-    unmount();
-    rmSync(workDir, { recursive: true, force: true });
+    await env?.teardown();
   });
 
   it('expires the entry after the capped lifetime and re-authenticates on the next packet', async () => {

@@ -2,47 +2,29 @@
  * auth.preauthenticate: pairs the policy implies are authenticated at start-up, so the first
  * connection of a required pair loses no packet.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cluster, mountBpffs, summarize } from '../../demo/cluster.js';
-import { buildTopology, PODS } from '../../demo/topology.js';
-import { NetnsLab } from '../helpers/netns.js';
-
-const id = (name: string): string => PODS.find((p) => p.name === name)!.spiffeId;
+import { summarize, type Cluster } from '../../demo/cluster.js';
+import { idOf as id, startDemoCluster, type DemoCluster } from './setup.js';
 
 describe('pre-authentication of policy-implied pairs', () => {
-  const lab = new NetnsLab('pre');
-  const workDir = mkdtempSync(join(tmpdir(), 'meshauth-pre-'));
-  let unmount: () => void = () => {};
+  let env: DemoCluster | undefined;
   let cluster: Cluster;
 
   beforeAll(async () => {
-    unmount = mountBpffs(join(workDir, 'bpffs'));
-    cluster = new Cluster(buildTopology(lab), {
-      workDir,
-      bpffs: join(workDir, 'bpffs'),
+    env = await startDemoCluster('pre', {
       rules: [
         { name: 'web-to-db', from: id('web'), to: id('db') },
         { name: 'api-to-cache', from: id('api'), to: id('cache') },
       ],
       preauthenticate: true,
+      // node-b first: node-a (the lower name) initiates, and its peer must be up.
+      startOrder: ['node-b', 'node-a'],
     });
-    await cluster.init();
-    // node-b first: node-a (the lower name) initiates, and its peer must be up.
-    await cluster.start('node-b');
-    await cluster.start('node-a');
-    cluster.serve('db', 8080);
-    cluster.serve('cache', 8080);
-    await new Promise((r) => setTimeout(r, 300));
+    cluster = env.cluster;
   });
 
   afterAll(async () => {
-    await cluster?.stopAll();
-    await lab.cleanup();
-    unmount();
-    rmSync(workDir, { recursive: true, force: true });
+    await env?.teardown();
   });
 
   it('writes entries for every required pair before any packet, on both nodes, with one handshake each', async () => {

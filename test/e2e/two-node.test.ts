@@ -2,47 +2,28 @@
  * Two nodes in network namespaces, one meshauthd per node, real BPF on the underlay link, real
  * TLS handshakes with the embedded dev CA. Kernel counters and auth maps are read with bpftool.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cluster, mountBpffs, summarize } from '../../demo/cluster.js';
-import { buildTopology, PODS, type Topology } from '../../demo/topology.js';
-import { NetnsLab } from '../helpers/netns.js';
+import { summarize, type Cluster } from '../../demo/cluster.js';
 import { startImpostor } from './impostor.js';
-
-const id = (name: string): string => PODS.find((p) => p.name === name)!.spiffeId;
+import { idOf as id, startDemoCluster, type DemoCluster } from './setup.js';
 
 describe('two nodes, one meshauthd each', () => {
-  const lab = new NetnsLab('e2e');
-  const workDir = mkdtempSync(join(tmpdir(), 'meshauth-e2e-'));
-  let unmount: () => void = () => {};
-  let topo: Topology;
+  let env: DemoCluster | undefined;
   let cluster: Cluster;
 
   beforeAll(async () => {
-    unmount = mountBpffs(join(workDir, 'bpffs'));
-    topo = buildTopology(lab);
-    cluster = new Cluster(topo, {
-      workDir,
-      bpffs: join(workDir, 'bpffs'),
+    env = await startDemoCluster('e2e', {
       rules: [
         { name: 'web-to-db', from: id('web'), to: id('db') },
         { name: 'web-to-cache', from: id('web'), to: id('cache') },
       ],
+      serve: ['db', 'cache', 'web'],
     });
-    await cluster.init();
-    await cluster.start('node-a');
-    await cluster.start('node-b');
-    for (const pod of ['db', 'cache', 'web']) cluster.serve(pod, 8080);
-    await new Promise((r) => setTimeout(r, 300));
+    cluster = env.cluster;
   });
 
   afterAll(async () => {
-    await cluster?.stopAll();
-    await lab.cleanup();
-    unmount();
-    rmSync(workDir, { recursive: true, force: true });
+    await env?.teardown();
   });
 
   it('drops the first SYN of a required pair, authenticates once, writes entries on both nodes, then connects', async () => {
@@ -96,7 +77,7 @@ describe('two nodes, one meshauthd each', () => {
   it('never writes an entry for a peer with an untrusted CA or the wrong SPIFFE ID, and throttles the flood', async () => {
     await cluster.stop('node-b', 'SIGTERM');
     for (const kind of ['untrusted-ca', 'wrong-id'] as const) {
-      const impostor = await startImpostor(topo, cluster, { node: 'node-b', kind });
+      const impostor = await startImpostor(cluster.topo, cluster, { node: 'node-b', kind });
       try {
         const drops0 = cluster.counters('node-a');
         const t0 = Date.now();
@@ -121,9 +102,10 @@ describe('two nodes, one meshauthd each', () => {
       }
     }
     await cluster.start('node-b');
-    // The real daemon is back: the pair authenticates (retry or the next SYN).
-    const r = await cluster.connect('web', 'cache', 8080, 10_000);
+    // The real daemon is back. The pair is in capped exponential backoff after seven failures
+    // (retryMax 30 s), so it authenticates on its next retry; TCP keeps retransmitting meanwhile.
+    const r = await cluster.connect('web', 'cache', 8080, 45_000);
     expect(r, summarize(cluster.logs('node-a'))).toMatchObject({ ok: true, reply: 'ok cache' });
     expect(cluster.authEntries('node-a')).toHaveLength(2);
-  });
+  }, 120_000);
 });
