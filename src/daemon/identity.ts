@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { DaemonConfig } from '../config/index.js';
 import { MeshauthError } from '../errors.js';
 import { DevCa, DevCaSource } from '../identity/dev-ca.js';
+import { FilesSource } from '../identity/files-source.js';
 import type { IdentitySource } from '../identity/source.js';
 import type { Inventory } from '../inventory/index.js';
 
@@ -33,6 +34,10 @@ export async function createIdentitySource(config: DaemonConfig, inventory: Inve
       }
       log.warn({ event: 'dev_ca_in_use', trust_domain: ca.trustDomain }, 'identities come from the embedded development CA (not for production)');
       return new DevCaSource(ca, { svidTtlMs: dc.svidTtlMs, logger: log });
+    }
+    case 'files': {
+      if (!id.files) throw new IdentitySourceError('identity: source "files" needs identity.files (bundle and svids)');
+      return new FilesSource({ bundle: id.files.bundle, svids: id.files.svids, logger: log });
     }
     default:
       void inventory;

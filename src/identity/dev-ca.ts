@@ -160,7 +160,7 @@ export class DevCa {
     const notAfter = Math.min(now + ttl, this.cert.notAfter.getTime());
     const cert = await x509.X509CertificateGenerator.create({
       serialNumber: serial(),
-      subject: 'O=meshauth development CA',
+      subject: 'O=meshauth workload',
       issuer: this.cert.subject,
       notBefore: new Date(Math.min(now - BACKDATE_MS, notAfter - 1000)),
       notAfter: new Date(notAfter),

@@ -11,13 +11,17 @@ export interface X509Bundle {
 }
 
 function checkAuthorities(ders: Buffer[], trustDomain: string, what: string): Buffer[] {
-  if (ders.length === 0) throw new BundleError(`${what}: bundle for "${trustDomain}" has no X.509 authorities`);
+  if (ders.length === 0)
+    throw new BundleError(`${what}: bundle for "${trustDomain}" has no X.509 authorities`);
   ders.forEach((d, i) => {
     let p;
     try {
       p = parseCertificate(d);
     } catch (err) {
-      throw new BundleError(`${what}: authority ${i} of "${trustDomain}" is not a valid certificate: ${(err as Error).message}`, { cause: err });
+      throw new BundleError(
+        `${what}: authority ${i} of "${trustDomain}" is not a valid certificate: ${(err as Error).message}`,
+        { cause: err },
+      );
     }
     if (!p.ext.basicConstraints?.ca) {
       throw new BundleError(`${what}: authority ${i} of "${trustDomain}" is not a CA certificate`);
@@ -45,6 +49,7 @@ export function parseBundle(data: Buffer | string, trustDomain: string): X509Bun
 
 /** Parse a SPIFFE bundle in JWK Set form. Entries with a `use` other than x509-svid are ignored. */
 export function parseJwksBundle(json: string, trustDomain: string): X509Bundle {
+  trustDomain = parseTrustDomain(trustDomain).name;
   const what = `parse JWKS bundle for "${trustDomain}"`;
   let doc: unknown;
   try {
@@ -64,13 +69,22 @@ export function parseJwksBundle(json: string, trustDomain: string): X509Bundle {
     if (!Array.isArray(key.x5c) || key.x5c.length !== 1 || typeof key.x5c[0] !== 'string') {
       throw new BundleError(`${what}: keys[${i}].x5c must hold exactly one certificate`);
     }
-    if (key.kid !== undefined) throw new BundleError(`${what}: keys[${i}] is an x509-svid entry and must not have "kid"`);
-    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(key.x5c[0])) throw new BundleError(`${what}: keys[${i}].x5c[0] is not standard base64`);
-    ders.push(Buffer.from(key.x5c[0], 'base64'));
+    if (key.kid !== undefined)
+      throw new BundleError(`${what}: keys[${i}] is an x509-svid entry and must not have "kid"`);
+    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(key.x5c[0]))
+      throw new BundleError(`${what}: keys[${i}].x5c[0] is not standard base64`);
+    const der = Buffer.from(key.x5c[0], 'base64');
+    const mismatch = keyParamsMismatch(k as Record<string, unknown>, der);
+    if (mismatch) throw new BundleError(`${what}: keys[${i}] ${mismatch}`);
+    ders.push(der);
   });
   const out: X509Bundle = { trustDomain, x509Authorities: checkAuthorities(ders, trustDomain, what) };
   if (d.spiffe_sequence !== undefined) {
-    if (typeof d.spiffe_sequence !== 'number' || !Number.isInteger(d.spiffe_sequence) || d.spiffe_sequence < 0) {
+    if (
+      typeof d.spiffe_sequence !== 'number' ||
+      !Number.isInteger(d.spiffe_sequence) ||
+      d.spiffe_sequence < 0
+    ) {
       throw new BundleError(`${what}: spiffe_sequence must be a non-negative integer`);
     }
     out.sequence = d.spiffe_sequence;
@@ -84,17 +98,64 @@ export function parseJwksBundle(json: string, trustDomain: string): X509Bundle {
   return out;
 }
 
-/** Write a bundle in SPIFFE JWKS form (x509-svid entries only). */
+/**
+ * Write a bundle in SPIFFE JWKS form (x509-svid entries only). Each entry carries the public key
+ * parameters of its certificate (kty, crv/x/y or n/e) as JWK requires, so that other SPIFFE
+ * implementations can read it.
+ */
 export function formatJwksBundle(bundle: X509Bundle): string {
   const doc: Record<string, unknown> = {
-    keys: bundle.x509Authorities.map((d) => ({ use: 'x509-svid', kty: keyType(d), x5c: [d.toString('base64')] })),
+    keys: bundle.x509Authorities.map((d) => ({
+      use: 'x509-svid',
+      ...publicJwk(d),
+      x5c: [d.toString('base64')],
+    })),
   };
   if (bundle.sequence !== undefined) doc.spiffe_sequence = bundle.sequence;
   if (bundle.refreshHintSeconds !== undefined) doc.spiffe_refresh_hint = bundle.refreshHintSeconds;
   return `${JSON.stringify(doc, null, 2)}\n`;
 }
 
-function keyType(der: Buffer): string {
-  const t = parseCertificate(der).x509.publicKey.asymmetricKeyType;
-  return t === 'ec' ? 'EC' : t === 'rsa' ? 'RSA' : 'OKP';
+const KEY_PARAMS = ['kty', 'crv', 'x', 'y', 'n', 'e'] as const;
+
+/** The public key of a certificate as JWK members (kty and its key parameters). */
+function publicJwk(der: Buffer): Record<string, string> {
+  const jwk = parseCertificate(der).x509.publicKey.export({ format: 'jwk' }) as Record<string, unknown>;
+  const out: Record<string, string> = {};
+  for (const k of KEY_PARAMS) if (typeof jwk[k] === 'string') out[k] = jwk[k];
+  return out;
+}
+
+/** Why the key parameters of a JWKS entry contradict its certificate, if they do. */
+function keyParamsMismatch(entry: Record<string, unknown>, der: Buffer): string | undefined {
+  if (!KEY_PARAMS.some((k) => entry[k] !== undefined)) return undefined;
+  let actual: Record<string, string>;
+  try {
+    actual = publicJwk(der);
+  } catch {
+    // Reported as an invalid certificate by the caller.
+    return undefined;
+  }
+  for (const k of KEY_PARAMS) {
+    const given = entry[k];
+    if (given === undefined) continue;
+    const same =
+      k === 'kty' || k === 'crv'
+        ? given === actual[k]
+        : typeof given === 'string' && sameInteger(given, actual[k]);
+    if (!same) return `"${k}" does not match the public key of its x5c certificate`;
+  }
+  return undefined;
+}
+
+/** Two base64url big-endian integers are equal (leading zero bytes do not count). */
+function sameInteger(a: string, b: string | undefined): boolean {
+  if (b === undefined) return false;
+  const strip = (t: string): Buffer => {
+    const buf = Buffer.from(t, 'base64url');
+    let i = 0;
+    while (i < buf.length - 1 && buf[i] === 0) i++;
+    return buf.subarray(i);
+  };
+  return strip(a).equals(strip(b));
 }

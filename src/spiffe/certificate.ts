@@ -58,6 +58,8 @@ export function readExtensions(der: Uint8Array): CertExtensions {
   if (!exts || exts.tag !== 0x30) throw new DerError('extensions are not a SEQUENCE');
   for (const ext of children(der, exts)) {
     const parts = children(der, ext);
+    if (parts.length < 2 || parts.length > 3)
+      throw new DerError('extension is not an OID, optional critical flag and value');
     const oid = oidString(der, parts[0]!);
     const value = parts[parts.length - 1]!;
     if (value.tag !== 0x04) throw new DerError(`extension ${oid} has no OCTET STRING value`);
@@ -65,11 +67,13 @@ export function readExtensions(der: Uint8Array): CertExtensions {
     switch (oid) {
       case OID_SAN:
         for (const name of children(der, inner)) {
-          if (name.tag === 0x86) out.uriSans.push(Buffer.from(der.subarray(name.start, name.end)).toString('latin1'));
+          if (name.tag === 0x86)
+            out.uriSans.push(Buffer.from(der.subarray(name.start, name.end)).toString('latin1'));
         }
         break;
       case OID_KEY_USAGE: {
-        if (inner.tag !== 0x03 || inner.end <= inner.start) throw new DerError('KeyUsage is not a BIT STRING');
+        if (inner.tag !== 0x03 || inner.end <= inner.start)
+          throw new DerError('KeyUsage is not a BIT STRING');
         const set = new Set<KeyUsageName>();
         const bytes = der.subarray(inner.start + 1, inner.end);
         for (const [name, bit] of Object.entries(KeyUsage) as Array<[KeyUsageName, number]>) {
@@ -109,17 +113,23 @@ const PEM_RE = /-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g
  * input that is neither, or that holds no certificate.
  */
 export function parseCertificates(data: Buffer | string): Buffer[] {
-  const text = typeof data === 'string' ? data : data.subarray(0, 64).toString('latin1');
-  if (text.includes('-----BEGIN')) {
-    const full = typeof data === 'string' ? data : data.toString('latin1');
-    const out: Buffer[] = [];
-    for (const m of full.matchAll(PEM_RE)) out.push(Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64'));
-    if (out.length === 0) throw new DerError('no CERTIFICATE block in PEM input');
-    return out;
-  }
   const buf = typeof data === 'string' ? Buffer.from(data, 'latin1') : data;
   if (buf.length === 0) throw new DerError('empty input');
-  return splitDer(buf);
+  // DER always starts with a SEQUENCE; PEM may follow any amount of text (e.g. openssl's
+  // "subject=..." or "Bag Attributes" lines), so look for its marker anywhere.
+  const hasPem = buf.includes('-----BEGIN');
+  if (buf[0] === 0x30 || !hasPem) {
+    try {
+      return splitDer(buf);
+    } catch (err) {
+      if (!hasPem) throw new DerError(`neither PEM nor DER (${(err as Error).message})`);
+    }
+  }
+  const out: Buffer[] = [];
+  for (const m of buf.toString('latin1').matchAll(PEM_RE))
+    out.push(Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64'));
+  if (out.length === 0) throw new DerError('no CERTIFICATE block in PEM input');
+  return out;
 }
 
 /** Parse one DER certificate fully. Throws DerError or node's error on malformed input. */
@@ -131,6 +141,12 @@ export function parseCertificate(der: Buffer): ParsedCertificate {
 /** PEM text for DER certificates. */
 export function toPem(ders: readonly Buffer[]): string {
   return ders
-    .map((d) => `-----BEGIN CERTIFICATE-----\n${d.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '')}\n-----END CERTIFICATE-----\n`)
+    .map(
+      (d) =>
+        `-----BEGIN CERTIFICATE-----\n${d
+          .toString('base64')
+          .replace(/(.{64})/g, '$1\n')
+          .replace(/\n$/, '')}\n-----END CERTIFICATE-----\n`,
+    )
     .join('');
 }

@@ -21,19 +21,29 @@ function isPathChar(c: number): boolean {
   );
 }
 
+const TD_CHARS =
+  'trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores';
+const PATH_CHARS = 'path segment characters are limited to letters, numbers, dots, dashes, and underscores';
+
 function trustDomainProblem(name: string): string | undefined {
   if (name.length === 0) return 'trust domain is missing';
   if (Buffer.byteLength(name) > MAX_TRUST_DOMAIN_BYTES) {
     return `trust domain is longer than ${MAX_TRUST_DOMAIN_BYTES} bytes`;
   }
   for (let i = 0; i < name.length; i++) {
-    const c = name.charCodeAt(i);
-    if (!isTrustDomainChar(c)) {
-      const ch = name[i];
-      if (ch === ':') return 'trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores (a port is not allowed)';
-      if (ch === '@') return 'trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores (userinfo is not allowed)';
-      if (ch === '%') return 'trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores (percent-encoding is not allowed)';
-      return 'trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores';
+    if (isTrustDomainChar(name.charCodeAt(i))) continue;
+    switch (name[i]) {
+      case ':':
+        return `${TD_CHARS} (a port is not allowed)`;
+      case '@':
+        return `${TD_CHARS} (userinfo is not allowed)`;
+      case '%':
+        return `${TD_CHARS} (percent-encoding is not allowed)`;
+      case '?':
+      case '#':
+        return `${TD_CHARS} (a query or fragment is not allowed)`;
+      default:
+        return TD_CHARS;
     }
   }
   return undefined;
@@ -47,12 +57,16 @@ function pathProblem(path: string): string | undefined {
     if (seg === '') return 'path cannot contain empty segments';
     if (seg === '.' || seg === '..') return 'path cannot contain dot segments';
     for (let i = 0; i < seg.length; i++) {
-      if (!isPathChar(seg.charCodeAt(i))) {
-        const ch = seg[i];
-        if (ch === '%') return 'path segment characters are limited to letters, numbers, dots, dashes, and underscores (percent-encoding is not allowed)';
-        if (ch === '?') return 'path segment characters are limited to letters, numbers, dots, dashes, and underscores (a query is not allowed)';
-        if (ch === '#') return 'path segment characters are limited to letters, numbers, dots, dashes, and underscores (a fragment is not allowed)';
-        return 'path segment characters are limited to letters, numbers, dots, dashes, and underscores';
+      if (isPathChar(seg.charCodeAt(i))) continue;
+      switch (seg[i]) {
+        case '%':
+          return `${PATH_CHARS} (percent-encoding is not allowed)`;
+        case '?':
+          return `${PATH_CHARS} (a query is not allowed)`;
+        case '#':
+          return `${PATH_CHARS} (a fragment is not allowed)`;
+        default:
+          return PATH_CHARS;
       }
     }
   }
@@ -135,15 +149,13 @@ export function spiffeIdProblem(text: string): string | undefined {
   if (Buffer.byteLength(text) > MAX_SPIFFE_ID_BYTES) return `is longer than ${MAX_SPIFFE_ID_BYTES} bytes`;
   if (!text.startsWith(SCHEME)) return 'scheme is missing or invalid';
   const rest = text.slice(SCHEME.length);
-  const slash = rest.indexOf('/');
-  const td = slash < 0 ? rest : rest.slice(0, slash);
-  // A query or fragment directly after the trust domain is reported as such.
-  const tdProblem = trustDomainProblem(td.replace(/[?#].*$/, '')) ?? trustDomainProblem(td);
-  if (tdProblem) {
-    if (/[?#]/.test(td)) return `${tdProblem} (a query or fragment is not allowed)`;
-    return tdProblem;
-  }
-  return slash < 0 ? undefined : pathProblem(rest.slice(slash));
+  // The trust domain ends at the path, or at a query or fragment (which are then reported).
+  const end = rest.search(/[/?#]/);
+  const tdProblem = trustDomainProblem(end < 0 ? rest : rest.slice(0, end));
+  if (tdProblem) return tdProblem;
+  if (end < 0) return undefined;
+  if (rest[end] !== '/') return `${TD_CHARS} (a query or fragment is not allowed)`;
+  return pathProblem(rest.slice(end));
 }
 
 /** Parse a SPIFFE ID (`spiffe://<trust-domain>[/<path>]`), or throw a SpiffeIdError saying why not. */
@@ -165,13 +177,18 @@ export function parseTrustDomain(text: string): TrustDomain {
   if (text.startsWith(SCHEME)) {
     const id = parseSpiffeId(text);
     if (!id.isRoot) {
-      throw new SpiffeIdError(`parse trust domain ${JSON.stringify(clip(text))}: a trust domain ID has no path`);
+      throw new SpiffeIdError(
+        `parse trust domain ${JSON.stringify(clip(text))}: a trust domain ID has no path`,
+      );
     }
     return id.trustDomain;
   }
-  if (text.includes('/')) {
-    throw new SpiffeIdError(`parse trust domain ${JSON.stringify(clip(text))}: trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores`);
+  if (/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(text)) {
+    // A URI with another scheme (or `Spiffe://`): say so rather than complain about its characters.
+    throw new SpiffeIdError(`parse trust domain ${JSON.stringify(clip(text))}: scheme is missing or invalid`);
   }
+  if (text.includes('/'))
+    throw new SpiffeIdError(`parse trust domain ${JSON.stringify(clip(text))}: ${TD_CHARS}`);
   const problem = trustDomainProblem(text);
   if (problem) throw new SpiffeIdError(`parse trust domain ${JSON.stringify(clip(text))}: ${problem}`);
   return TrustDomain.fromValidated(text);

@@ -20,5 +20,11 @@ export {
   type CertExtensions,
   type ParsedCertificate,
 } from './certificate.js';
-export { verifyX509Svid, checkLeaf, keyMatchesLeaf, type VerifiedX509Svid, type VerifyX509SvidOptions } from './x509-svid.js';
+export {
+  verifyX509Svid,
+  checkLeaf,
+  keyMatchesLeaf,
+  type VerifiedX509Svid,
+  type VerifyX509SvidOptions,
+} from './x509-svid.js';
 export { parseBundle, parseJwksBundle, formatJwksBundle, type X509Bundle } from './bundle.js';

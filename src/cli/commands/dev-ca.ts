@@ -1,0 +1,161 @@
+import { randomBytes, X509Certificate } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { DevCa } from '../../identity/dev-ca.js';
+import { parseSpiffeId, parseTrustDomain } from '../../spiffe/index.js';
+import { CliError } from '../errors.js';
+import { formatTtl, parseDurationMs, parseOutput } from '../format.js';
+import type { CommandRegistrar } from '../program.js';
+
+/** Write a file atomically (temporary file + rename) with the given mode. */
+async function writeAtomic(path: string, data: string, mode: number): Promise<void> {
+  const tmp = join(dirname(path), `.${randomBytes(6).toString('hex')}.tmp`);
+  try {
+    await writeFile(tmp, data, { mode });
+    await chmod(tmp, mode);
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+function caFiles(dir: string): { caCert: string; caKey: string } {
+  return { caCert: join(dir, 'ca.crt'), caKey: join(dir, 'ca.key') };
+}
+
+/** `meshauth dev-ca init` and `meshauth dev-ca issue`: the embedded development CA on disk. */
+export const registerDevCaCommands: CommandRegistrar = (program: Command) => {
+  const out = (text: string): void => program.configureOutput().writeOut?.(text);
+  const devCa = program
+    .command('dev-ca')
+    .description('Development CA (ECDSA P-256): create it and issue X509-SVIDs from it (not for production)');
+
+  devCa
+    .command('init')
+    .description(
+      'Create the development CA in a directory (ca.crt, ca.key 0600), or reuse the one already there',
+    )
+    .requiredOption('--dir <dir>', 'directory of ca.crt and ca.key')
+    .requiredOption('--trust-domain <td>', 'trust domain of the CA, e.g. demo.local')
+    .option('-o, --output <format>', 'table or json', 'table')
+    .addHelpText(
+      'after',
+      `
+An existing CA for the same trust domain is reused; one for another trust domain is an error.
+Copy the directory to every node that must trust the same SVIDs.
+
+Examples:
+  meshauth dev-ca init --dir /var/lib/meshauth/dev-ca --trust-domain demo.local`,
+    )
+    .action(async (o: { dir: string; trustDomain: string; output: string }) => {
+      const format = parseOutput(o.output);
+      let td: string;
+      try {
+        td = parseTrustDomain(o.trustDomain).name;
+      } catch (err) {
+        throw new CliError(`dev-ca init: --trust-domain: ${(err as Error).message}`, 2);
+      }
+      const dir = resolve(o.dir);
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      const { ca, created } = await DevCa.init({ dir, trustDomain: td });
+      const { caCert, caKey } = caFiles(dir);
+      const info = new X509Certificate(ca.caDer);
+      if (format === 'json') {
+        out(
+          `${JSON.stringify({
+            created,
+            trustDomain: ca.trustDomain,
+            caCert,
+            caKey,
+            serial: info.serialNumber.toUpperCase(),
+            notAfter: new Date(info.validTo).toISOString(),
+            sha256: info.fingerprint256,
+          })}\n`,
+        );
+        return;
+      }
+      out(
+        `${created ? 'created a new' : 'reusing the existing'} development CA for trust domain ${ca.trustDomain}\n` +
+          `  certificate  ${caCert}\n` +
+          `  key          ${caKey} (mode 0600)\n` +
+          `  valid until  ${new Date(info.validTo).toISOString()}\n` +
+          `  sha256       ${info.fingerprint256}\n`,
+      );
+    });
+
+  devCa
+    .command('issue')
+    .description(
+      'Issue an X509-SVID from the development CA in a directory: writes <prefix>.crt and <prefix>.key (0600)',
+    )
+    .requiredOption('--dir <dir>', 'directory of ca.crt and ca.key (see "dev-ca init")')
+    .requiredOption('--spiffe-id <id>', 'SPIFFE ID of the SVID, in the CA trust domain')
+    .requiredOption('--out <prefix>', 'output path prefix: writes <prefix>.crt and <prefix>.key')
+    .option('--ttl <duration>', 'lifetime, e.g. 30m, 1h, 1d', '1h')
+    .option('-o, --output <format>', 'table or json', 'table')
+    .addHelpText(
+      'after',
+      `
+The files are replaced atomically, so a running meshauthd with identity.source "files" picks up
+the new SVID without ever reading a half-written one.
+
+Examples:
+  meshauth dev-ca issue --dir ./dev-ca --spiffe-id spiffe://demo.local/ns/demo/sa/web --out ./web
+  meshauth dev-ca issue --dir ./dev-ca --spiffe-id spiffe://demo.local/ns/demo/sa/db --ttl 10m --out /tmp/db`,
+    )
+    .action(async (o: { dir: string; spiffeId: string; out: string; ttl: string; output: string }) => {
+      const format = parseOutput(o.output);
+      const ttlMs = parseDurationMs(o.ttl);
+      if (ttlMs === undefined || ttlMs < 1000) {
+        throw new CliError(
+          `dev-ca issue: --ttl must be a duration of at least 1s (30m, 1h, 1d), got "${o.ttl}"`,
+          2,
+        );
+      }
+      try {
+        parseSpiffeId(o.spiffeId);
+      } catch (err) {
+        throw new CliError(`dev-ca issue: --spiffe-id: ${(err as Error).message}`, 2);
+      }
+      const dir = resolve(o.dir);
+      const files = caFiles(dir);
+      if (!existsSync(files.caCert) || !existsSync(files.caKey)) {
+        throw new CliError(
+          `dev-ca issue: no development CA in ${dir} (create it with: meshauth dev-ca init --dir ${o.dir} --trust-domain <td>)`,
+        );
+      }
+      const ca = await DevCa.load(files);
+      const svid = await ca.issue(o.spiffeId, { ttlMs });
+      const prefix = resolve(o.out);
+      const crt = `${prefix}.crt`;
+      const key = `${prefix}.key`;
+      await mkdir(dirname(prefix), { recursive: true });
+      // Key first: a watcher that sees the new certificate must find the matching key already there.
+      await writeAtomic(key, svid.keyPem, 0o600);
+      await writeAtomic(crt, svid.chainPem, 0o644);
+      const serial = svid.leaf.serialNumber.toUpperCase();
+      if (format === 'json') {
+        out(
+          `${JSON.stringify({
+            spiffeId: svid.spiffeId,
+            serial,
+            notBefore: svid.notBefore.toISOString(),
+            notAfter: svid.notAfter.toISOString(),
+            cert: crt,
+            key,
+          })}\n`,
+        );
+        return;
+      }
+      out(
+        `issued ${svid.spiffeId}\n` +
+          `  serial       ${serial}\n` +
+          `  valid        ${svid.notBefore.toISOString()} .. ${svid.notAfter.toISOString()} (${formatTtl(ttlMs)})\n` +
+          `  certificate  ${crt}\n` +
+          `  key          ${key} (mode 0600)\n`,
+      );
+    });
+};

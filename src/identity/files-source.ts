@@ -1,0 +1,623 @@
+import { createHash, createPrivateKey, type KeyObject } from 'node:crypto';
+import { watch, type FSWatcher } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import { basename, dirname, resolve } from 'node:path';
+import type { Logger } from 'pino';
+import { MeshauthError } from '../errors.js';
+import {
+  BundleError,
+  X509SvidError,
+  keyMatchesLeaf,
+  parseBundle,
+  parseCertificate,
+  parseCertificates,
+  parseSpiffeId,
+  toPem,
+  verifyX509Svid,
+} from '../spiffe/index.js';
+import type { IdentityEvent, IdentitySource, Svid, TrustBundles } from './source.js';
+
+export class FilesSourceError extends MeshauthError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('MESHAUTH_ERR_FILES_SOURCE', message, options);
+  }
+}
+
+/** One identity held on disk: a certificate chain (leaf first, PEM or DER) and its private key. */
+export interface SvidFiles {
+  spiffeId: string;
+  cert: string;
+  key: string;
+}
+
+export interface FilesSourceOptions {
+  /** Trust bundle file: PEM, concatenated DER or SPIFFE JWKS. */
+  bundle: string;
+  svids: readonly SvidFiles[];
+  /**
+   * Trust domain of bundle authorities that do not name one in a spiffe:// URI SAN (and of a JWKS
+   * bundle). Default: the trust domain of the configured SVIDs, when they all share one.
+   */
+  trustDomain?: string | undefined;
+  /** Stat every file this often, in case fs.watch misses a change (default 2000 ms). */
+  pollIntervalMs?: number | undefined;
+  /** Wait this long after a change notification before reading, to let writers finish (default 50 ms). */
+  debounceMs?: number | undefined;
+  /** Use fs.watch notifications (default true); without them only the periodic stat notices changes. */
+  watch?: boolean | undefined;
+  logger?: Logger | undefined;
+}
+
+/** Why one file set was refused; `reason` is stable (svid-<x509 reason>, spiffe-id-mismatch, ...). */
+interface Problem {
+  reason: string;
+  message: string;
+}
+
+interface Held {
+  svid: Svid;
+  digest: string;
+  expiry: NodeJS.Timeout | undefined;
+}
+
+interface IdentityState {
+  files: SvidFiles;
+  held: Held | undefined;
+  /** Digest of the contents last tried, so an unchanged bad file is not re-reported every poll. */
+  triedDigest: string | undefined;
+  problem: Problem | undefined;
+}
+
+const MAX_TIMER_MS = 2_147_000_000;
+
+function digestOf(...parts: Buffer[]): string {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(createHash('sha256').update(p).digest());
+  return h.digest('hex');
+}
+
+function loadKey(data: Buffer): KeyObject {
+  if (data.includes('-----BEGIN')) return createPrivateKey(data);
+  try {
+    return createPrivateKey({ key: data, format: 'der', type: 'pkcs8' });
+  } catch {
+    return createPrivateKey({ key: data, format: 'der', type: 'sec1' });
+  }
+}
+
+function isMissing(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException).code === 'ENOENT';
+}
+
+/**
+ * IdentitySource over files on disk: a trust bundle file and, per identity, a certificate chain
+ * file and a key file. Files are watched (fs.watch on their directories, plus a periodic stat for
+ * file systems where notifications are unreliable) and re-read on change. A file set is used only
+ * after it verifies as an X509-SVID of the configured SPIFFE ID against the current bundle and the
+ * key matches the leaf; anything else is logged with a reason and ignored, keeping the previous
+ * valid state. Deleting an identity's certificate or key file removes that identity.
+ */
+export class FilesSource implements IdentitySource {
+  readonly kind = 'files' as const;
+  private readonly bundlePath: string;
+  private readonly configured = new Map<string, IdentityState>();
+  private readonly defaultTrustDomain: string | undefined;
+  private readonly pollIntervalMs: number;
+  private readonly debounceMs: number;
+  private readonly logger: Logger | undefined;
+  private readonly listeners = new Set<(e: IdentityEvent) => void>();
+  private readonly watchers = new Map<string, FSWatcher>();
+  private readonly statSeen = new Map<string, string>();
+  private wanted = new Set<string>();
+  private currentBundles: TrustBundles = new Map();
+  private bundleDigest: string | undefined;
+  private bundleTriedDigest: string | undefined;
+  private bundleProblem: Problem | undefined;
+  private connected = false;
+  private running: Promise<void> | undefined;
+  private rerun = false;
+  private debounce: NodeJS.Timeout | undefined;
+  private poller: NodeJS.Timeout | undefined;
+  private polling = false;
+  private closed = false;
+
+  constructor(opts: FilesSourceOptions) {
+    this.bundlePath = resolve(opts.bundle);
+    this.pollIntervalMs = opts.pollIntervalMs ?? 2_000;
+    this.debounceMs = opts.debounceMs ?? 50;
+    this.logger = opts.logger;
+    const domains = new Set<string>();
+    for (const f of opts.svids) {
+      let td: string;
+      try {
+        td = parseSpiffeId(f.spiffeId).trustDomain.name;
+      } catch (err) {
+        throw new FilesSourceError(`files identity source: ${(err as Error).message}`, { cause: err });
+      }
+      if (this.configured.has(f.spiffeId))
+        throw new FilesSourceError(`files identity source: ${f.spiffeId} is configured twice`);
+      domains.add(td);
+      this.configured.set(f.spiffeId, {
+        files: { spiffeId: f.spiffeId, cert: resolve(f.cert), key: resolve(f.key) },
+        held: undefined,
+        triedDigest: undefined,
+        problem: undefined,
+      });
+    }
+    this.defaultTrustDomain = opts.trustDomain ?? (domains.size === 1 ? [...domains][0] : undefined);
+    if (opts.watch !== false) this.watchFiles();
+    this.poller = setInterval(() => void this.poll(), this.pollIntervalMs);
+    this.poller.unref();
+    this.trigger();
+  }
+
+  setWanted(spiffeIds: readonly string[]): void {
+    if (this.closed) return;
+    const next = new Set(spiffeIds);
+    for (const id of this.wanted) {
+      if (!next.has(id)) this.drop(id, 'workload no longer on this node');
+    }
+    for (const id of next) {
+      if (!this.wanted.has(id) && !this.configured.has(id)) {
+        const detail = `no certificate and key files are configured for ${id}`;
+        this.logger?.warn({ event: 'no_identity', local_id: id, reason: 'not-configured' }, detail);
+        this.emit({ type: 'source-state', state: 'no-identity', detail });
+      }
+    }
+    this.wanted = next;
+    this.trigger();
+  }
+
+  svid(spiffeId: string): Svid | undefined {
+    const s = this.configured.get(spiffeId)?.held?.svid;
+    return s && this.wanted.has(spiffeId) && s.notAfter.getTime() > Date.now() ? s : undefined;
+  }
+
+  bundles(): TrustBundles {
+    return this.currentBundles;
+  }
+
+  subscribe(listener: (event: IdentityEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /**
+   * Resolves once the files have been read and the bundle and every wanted identity are usable;
+   * otherwise rejects saying what is wrong with each (the source keeps watching either way).
+   */
+  async ready(): Promise<void> {
+    await this.settle();
+    const problems: string[] = [];
+    if (this.currentBundles.size === 0) {
+      problems.push(`bundle ${this.bundlePath}: ${this.bundleProblem?.message ?? 'not loaded'}`);
+    }
+    for (const id of this.wanted) {
+      const st = this.configured.get(id);
+      if (!st) problems.push(`${id}: no certificate and key files are configured`);
+      else if (!st.held) problems.push(`${id}: ${st.problem?.message ?? 'not loaded'}`);
+    }
+    if (problems.length > 0)
+      throw new FilesSourceError(`files identity source: not ready: ${problems.join('; ')}`);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.poller) clearInterval(this.poller);
+    if (this.debounce) clearTimeout(this.debounce);
+    for (const w of this.watchers.values()) w.close();
+    this.watchers.clear();
+    for (const st of this.configured.values()) if (st.held?.expiry) clearTimeout(st.held.expiry);
+    await this.running?.catch(() => undefined);
+    this.listeners.clear();
+  }
+
+  /** Wait until pending change notifications have been processed. */
+  async settle(): Promise<void> {
+    while (!this.closed && (this.running || this.debounce)) {
+      if (this.debounce) {
+        clearTimeout(this.debounce);
+        this.debounce = undefined;
+        this.trigger();
+      }
+      await this.running;
+    }
+  }
+
+  private allPaths(): string[] {
+    const out = [this.bundlePath];
+    for (const st of this.configured.values()) out.push(st.files.cert, st.files.key);
+    return out;
+  }
+
+  private watchFiles(): void {
+    // Watch directories, not files: writers replace files by rename, which a file watch misses.
+    const byDir = new Map<string, Set<string>>();
+    for (const p of this.allPaths()) {
+      const d = dirname(p);
+      if (!byDir.has(d)) byDir.set(d, new Set());
+      byDir.get(d)!.add(basename(p));
+    }
+    for (const [dir, names] of byDir) {
+      try {
+        const w = watch(dir, { persistent: false }, (_event, filename) => {
+          if (filename === null || names.has(filename.toString())) this.schedule();
+        });
+        w.on('error', (err) => {
+          this.logger?.warn(
+            { event: 'watch_failed', file: dir, err },
+            'cannot watch directory; relying on periodic checks',
+          );
+          w.close();
+          this.watchers.delete(dir);
+        });
+        this.watchers.set(dir, w);
+      } catch (err) {
+        this.logger?.warn(
+          { event: 'watch_failed', file: dir, err },
+          'cannot watch directory; relying on periodic checks',
+        );
+      }
+    }
+  }
+
+  private async poll(): Promise<void> {
+    if (this.closed || this.polling) return;
+    this.polling = true;
+    try {
+      let changed = false;
+      for (const p of this.allPaths()) {
+        let sig: string;
+        try {
+          const s = await stat(p);
+          sig = `${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}`;
+        } catch {
+          sig = 'missing';
+        }
+        if (this.statSeen.get(p) !== sig) changed = true;
+        this.statSeen.set(p, sig);
+      }
+      if (changed) this.schedule();
+    } finally {
+      this.polling = false;
+    }
+  }
+
+  private schedule(): void {
+    if (this.closed || this.debounce) return;
+    this.debounce = setTimeout(() => {
+      this.debounce = undefined;
+      this.trigger();
+    }, this.debounceMs);
+  }
+
+  /** Run a reload now, or once more after the running one. */
+  private trigger(): void {
+    if (this.closed) return;
+    if (this.running) {
+      this.rerun = true;
+      return;
+    }
+    this.running = (async () => {
+      try {
+        do {
+          this.rerun = false;
+          await this.reload();
+        } while (this.rerun && !this.closed);
+      } catch (err) {
+        this.logger?.error({ event: 'reload_failed', err }, 'files identity source: reload failed');
+      } finally {
+        this.running = undefined;
+      }
+    })();
+  }
+
+  private async reload(): Promise<void> {
+    const bundleChanged = await this.reloadBundle();
+    for (const id of this.wanted) {
+      if (this.closed) return;
+      const st = this.configured.get(id);
+      if (st) await this.reloadIdentity(st, bundleChanged);
+    }
+  }
+
+  private async reloadBundle(): Promise<boolean> {
+    let data: Buffer;
+    try {
+      data = await readFile(this.bundlePath);
+    } catch (err) {
+      const problem = {
+        reason: isMissing(err) ? 'bundle-missing' : 'bundle-unreadable',
+        message: (err as Error).message,
+      };
+      if (this.bundleTriedDigest !== problem.reason) {
+        this.bundleTriedDigest = problem.reason;
+        this.bundleProblem = problem;
+        this.logger?.error(
+          { event: 'bundle_rejected', file: this.bundlePath, reason: problem.reason, err },
+          this.currentBundles.size > 0
+            ? 'trust bundle file unreadable; keeping the previous bundle'
+            : 'trust bundle file unreadable',
+        );
+      }
+      return false;
+    }
+    const digest = digestOf(data);
+    if (digest === this.bundleTriedDigest) return false;
+    this.bundleTriedDigest = digest;
+    if (digest === this.bundleDigest) {
+      this.bundleProblem = undefined;
+      return false;
+    }
+    let bundles: TrustBundles;
+    try {
+      bundles = this.parseBundleFile(data);
+    } catch (err) {
+      this.bundleProblem = { reason: 'bundle-invalid', message: (err as Error).message };
+      this.logger?.error(
+        { event: 'bundle_rejected', file: this.bundlePath, reason: 'bundle-invalid', err },
+        this.currentBundles.size > 0
+          ? 'trust bundle file rejected; keeping the previous bundle'
+          : 'trust bundle file rejected',
+      );
+      return false;
+    }
+    this.bundleProblem = undefined;
+    this.bundleDigest = digest;
+    this.currentBundles = bundles;
+    this.logger?.info(
+      {
+        event: 'bundle_loaded',
+        file: this.bundlePath,
+        trust_domains: [...bundles.keys()],
+        authorities: [...bundles.values()].reduce((n, a) => n + a.length, 0),
+      },
+      'trust bundle loaded',
+    );
+    this.emit({ type: 'bundles-updated', bundles });
+    if (!this.connected) {
+      this.connected = true;
+      this.emit({ type: 'source-state', state: 'connected', detail: `trust bundle ${this.bundlePath}` });
+    }
+    return true;
+  }
+
+  /**
+   * Authorities grouped by trust domain: the one named by an authority's spiffe:// URI SAN, else
+   * the default trust domain. Every authority must be a CA certificate; zero authorities is an error.
+   */
+  private parseBundleFile(data: Buffer): TrustBundles {
+    const fallback = this.defaultTrustDomain;
+    const text = data.subarray(0, 64).toString('utf8').trimStart();
+    if (text.startsWith('{') && !fallback) {
+      throw new BundleError(
+        `parse bundle ${this.bundlePath}: a JWKS bundle needs a trust domain, and the configured SVIDs do not share one`,
+      );
+    }
+    // parseBundle checks the format and that every authority is a CA; the trust domain it is
+    // given only labels messages when each authority names its own.
+    const parsed = parseBundle(data, fallback ?? 'unknown');
+    const out = new Map<string, Buffer[]>();
+    parsed.x509Authorities.forEach((der, i) => {
+      const named = parseCertificate(der).ext.uriSans.find((u) => u.startsWith('spiffe://'));
+      let td = fallback;
+      if (named) {
+        const id = parseSpiffeId(named);
+        if (!id.isRoot)
+          throw new BundleError(
+            `parse bundle ${this.bundlePath}: authority ${i} carries the workload SPIFFE ID ${named}`,
+          );
+        td = id.trustDomain.name;
+      }
+      if (!td) {
+        throw new BundleError(
+          `parse bundle ${this.bundlePath}: authority ${i} names no trust domain (no spiffe:// URI SAN), and the configured SVIDs do not share one`,
+        );
+      }
+      if (!out.has(td)) out.set(td, []);
+      out.get(td)!.push(der);
+    });
+    return out;
+  }
+
+  private async reloadIdentity(st: IdentityState, bundleChanged: boolean): Promise<void> {
+    const id = st.files.spiffeId;
+    let certData: Buffer;
+    let keyData: Buffer;
+    try {
+      // One after the other, so that a missing file is always reported the same way.
+      certData = await readFile(st.files.cert);
+      keyData = await readFile(st.files.key);
+    } catch (err) {
+      if (isMissing(err)) {
+        const path = (err as NodeJS.ErrnoException).path ?? st.files.cert;
+        if (st.triedDigest !== 'missing') {
+          this.logger?.warn(
+            { event: 'svid_files_missing', local_id: id, reason: 'files-missing', file: path },
+            'SVID file missing',
+          );
+        }
+        st.triedDigest = 'missing';
+        st.problem = { reason: 'files-missing', message: `${path}: no such file` };
+        this.drop(id, `file removed: ${path}`);
+        return;
+      }
+      this.reject(st, 'unreadable', (err as Error).message, 'unreadable');
+      return;
+    }
+    if (this.closed) return;
+    const digest = digestOf(certData, keyData);
+    if (digest === st.triedDigest && !bundleChanged) return;
+    st.triedDigest = digest;
+    if (st.held && digest === st.held.digest) {
+      // Same files; only the bundle changed. Keep the SVID, but say so if the new bundle no longer vouches for it.
+      try {
+        verifyX509Svid(st.held.svid.chainDer, this.currentBundles);
+        st.problem = undefined;
+      } catch (err) {
+        const reason = `svid-${(err as X509SvidError).reason ?? 'malformed'}`;
+        this.logger?.warn(
+          { event: 'svid_untrusted_by_bundle', local_id: id, reason, err },
+          'the new trust bundle does not vouch for this SVID; still presenting it until its files change',
+        );
+      }
+      return;
+    }
+    if (this.currentBundles.size === 0) {
+      // Retried as soon as a bundle loads.
+      st.triedDigest = undefined;
+      st.problem = {
+        reason: 'no-bundle',
+        message: `cannot verify ${st.files.cert}: no valid trust bundle loaded`,
+      };
+      return;
+    }
+    const result = this.verifyFiles(st.files, certData, keyData);
+    if ('problem' in result) {
+      this.reject(st, result.problem.reason, result.problem.message, digest);
+      return;
+    }
+    const previous = st.held;
+    if (previous?.expiry) clearTimeout(previous.expiry);
+    st.problem = undefined;
+    st.held = { svid: result.svid, digest, expiry: undefined };
+    this.scheduleExpiry(st);
+    const s = result.svid;
+    this.logger?.info(
+      {
+        event: previous ? 'svid_rotated' : 'svid_received',
+        local_id: id,
+        serial: s.leaf.serialNumber,
+        not_after: s.notAfter.toISOString(),
+        file: st.files.cert,
+      },
+      previous ? 'SVID files changed; new SVID loaded' : 'SVID loaded from files',
+    );
+    this.emit({
+      type: 'svid-updated',
+      spiffeId: id,
+      svid: s,
+      ...(previous ? { previousNotAfter: previous.svid.notAfter } : {}),
+    });
+  }
+
+  private verifyFiles(
+    files: SvidFiles,
+    certData: Buffer,
+    keyData: Buffer,
+  ): { svid: Svid } | { problem: Problem } {
+    let ders: Buffer[];
+    try {
+      ders = parseCertificates(certData);
+    } catch (err) {
+      return {
+        problem: {
+          reason: 'svid-malformed',
+          message: `${files.cert}: not a PEM or DER certificate chain: ${(err as Error).message}`,
+        },
+      };
+    }
+    let verified;
+    try {
+      verified = verifyX509Svid(ders, this.currentBundles);
+    } catch (err) {
+      if (!(err instanceof X509SvidError)) throw err;
+      return { problem: { reason: `svid-${err.reason}`, message: `${files.cert}: ${err.message}` } };
+    }
+    if (verified.spiffeId.toString() !== files.spiffeId) {
+      return {
+        problem: {
+          reason: 'spiffe-id-mismatch',
+          message: `${files.cert}: holds an SVID for ${verified.spiffeId}, not ${files.spiffeId}`,
+        },
+      };
+    }
+    let key: KeyObject;
+    try {
+      key = loadKey(keyData);
+    } catch (err) {
+      return {
+        problem: { reason: 'bad-key', message: `${files.key}: not a private key: ${(err as Error).message}` },
+      };
+    }
+    if (!keyMatchesLeaf(key, verified.leaf)) {
+      return {
+        problem: {
+          reason: 'svid-key-mismatch',
+          message: `${files.key}: the key does not belong to the certificate in ${files.cert}`,
+        },
+      };
+    }
+    // The chain the handshake presents: leaf and intermediates, without any bundle authority.
+    const anchors = this.currentBundles.get(verified.spiffeId.trustDomain.name) ?? [];
+    const chainDer = ders.filter((d, i) => i === 0 || !anchors.some((a) => a.equals(d)));
+    return {
+      svid: {
+        spiffeId: files.spiffeId,
+        chainDer,
+        chainPem: toPem(chainDer),
+        key,
+        keyPem: key.export({ format: 'pem', type: 'pkcs8' }).toString(),
+        leaf: verified.leaf,
+        notBefore: verified.notBefore,
+        notAfter: verified.notAfter,
+      },
+    };
+  }
+
+  private reject(st: IdentityState, reason: string, message: string, digest: string): void {
+    st.triedDigest = digest;
+    st.problem = { reason, message };
+    this.logger?.error(
+      { event: 'svid_rejected', local_id: st.files.spiffeId, reason, err: message, file: st.files.cert },
+      st.held ? 'SVID files rejected; keeping the previous SVID' : 'SVID files rejected',
+    );
+  }
+
+  private scheduleExpiry(st: IdentityState): void {
+    const held = st.held;
+    if (!held) return;
+    const left = held.svid.notAfter.getTime() - Date.now();
+    held.expiry = setTimeout(
+      () => {
+        if (st.held !== held) return;
+        if (held.svid.notAfter.getTime() > Date.now()) {
+          this.scheduleExpiry(st);
+          return;
+        }
+        st.triedDigest = held.digest;
+        st.problem = {
+          reason: 'svid-expired',
+          message: `${st.files.cert}: SVID expired at ${held.svid.notAfter.toISOString()}`,
+        };
+        this.drop(st.files.spiffeId, 'expired');
+      },
+      Math.min(Math.max(left + 1, 0), MAX_TIMER_MS),
+    );
+    held.expiry.unref();
+  }
+
+  private drop(id: string, reason: string): void {
+    const st = this.configured.get(id);
+    if (!st?.held) return;
+    if (st.held.expiry) clearTimeout(st.held.expiry);
+    st.held = undefined;
+    if (reason === 'workload no longer on this node') {
+      st.triedDigest = undefined;
+      st.problem = undefined;
+    }
+    this.logger?.info({ event: 'svid_removed', local_id: id, reason }, 'SVID dropped');
+    this.emit({ type: 'svid-removed', spiffeId: id, reason });
+  }
+
+  private emit(e: IdentityEvent): void {
+    for (const l of this.listeners) {
+      try {
+        l(e);
+      } catch (err) {
+        this.logger?.error({ event: 'identity_listener_failed', err }, 'identity event listener threw');
+      }
+    }
+  }
+}

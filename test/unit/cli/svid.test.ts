@@ -1,0 +1,343 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { registerDevCaCommands } from '../../../src/cli/commands/dev-ca.js';
+import { registerSvidCommands } from '../../../src/cli/commands/svid.js';
+import type { CliIo } from '../../../src/cli/io.js';
+import { run } from '../../../src/cli/program.js';
+import { formatJwksBundle } from '../../../src/spiffe/index.js';
+import {
+  EKU,
+  KU,
+  makeIntermediateCa,
+  makeLeaf,
+  makeRootCa,
+  pemOf,
+  type TestCert,
+} from '../../helpers/certs.js';
+
+async function meshauth(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const io: CliIo = { out: (t) => (out += t), err: (t) => (err += t), env: {} };
+  const code = await run(args, io, [registerSvidCommands, registerDevCaCommands]);
+  return { code, out, err };
+}
+
+const WEB = 'spiffe://example.org/ns/demo/sa/web';
+let dir: string;
+let root: TestCert;
+let inter: TestCert;
+let leaf: TestCert;
+const file = (name: string, data: string | Buffer): string => {
+  const p = join(dir, name);
+  writeFileSync(p, data);
+  return p;
+};
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'meshauth-svid-cli-'));
+  root = await makeRootCa('example.org');
+  inter = await makeIntermediateCa(root, 'example.org', { pathLen: 0 });
+  leaf = await makeLeaf(inter, WEB, {
+    dns: ['web.demo.svc'],
+    keyUsage: KU.digitalSignature | KU.keyEncipherment,
+  });
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('meshauth svid inspect', () => {
+  it('prints the SPIFFE ID, trust domain, serials, validity, key usage and EKU as a table', async () => {
+    const r = await meshauth('svid', 'inspect', file('chain.pem', pemOf(leaf, inter)));
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    const lines = r.out.split('\n');
+    expect(lines[0]).toBe(`SPIFFE ID        ${WEB}`);
+    expect(lines[1]).toBe('trust domain     example.org');
+    expect(lines[2]).toBe('X509-SVID rules  ok');
+    expect(lines[3]).toMatch(/^validity {9}\d{4}-.+Z \.\. \d{4}-.+Z \(valid, expires in 59m\d+s\)$/);
+    expect(lines[4]).toBe('chain            2 certificates');
+    expect(lines[5]).toBe(
+      `serials          ${leaf.cert.serialNumber.toUpperCase()}, ${inter.cert.serialNumber.toUpperCase()}`,
+    );
+    expect(r.out).toContain('\ncertificate 0 (leaf)\n');
+    expect(r.out).toContain('\ncertificate 1 (intermediate)\n');
+    expect(r.out).toMatch(/\n {2}key usage {6}digitalSignature, keyEncipherment\n/);
+    expect(r.out).toMatch(/\n {2}ext key usage {2}serverAuth, clientAuth\n/);
+    expect(r.out).toMatch(/\n {2}DNS SANs {7}web\.demo\.svc\n/);
+    expect(r.out).toMatch(/\n {2}CA {13}true \(path length 0\)\n/);
+    expect(r.out).toMatch(/\n {2}key usage {6}keyCertSign, cRLSign\n/);
+    expect(r.out).toMatch(/\n {2}ext key usage {2}\(absent\)\n/);
+    expect(r.out).toMatch(/\n {2}public key {5}EC P-256\n/);
+  });
+
+  it('prints one JSON object with -o json, for PEM and DER alike', async () => {
+    for (const p of [
+      file('chain2.pem', pemOf(leaf, inter, root)),
+      file('chain2.der', Buffer.concat([leaf.der, inter.der, root.der])),
+    ]) {
+      const r = await meshauth('svid', 'inspect', p, '-o', 'json');
+      expect(r.code).toBe(0);
+      expect(r.out.trimEnd().split('\n')).toHaveLength(1);
+      const j = JSON.parse(r.out) as {
+        spiffeId: string;
+        trustDomain: string;
+        svidRules: { ok: boolean };
+        validity: string;
+        serials: string[];
+        certificates: Array<{
+          role: string;
+          keyUsage: string[] | null;
+          extKeyUsage: string[] | null;
+          notAfter: string;
+          uriSans: string[];
+          ca: boolean;
+        }>;
+      };
+      expect(j.spiffeId).toBe(WEB);
+      expect(j.trustDomain).toBe('example.org');
+      expect(j.svidRules).toEqual({ ok: true });
+      expect(j.validity).toBe('valid');
+      expect(j.serials).toEqual([leaf, inter, root].map((c) => c.cert.serialNumber.toUpperCase()));
+      expect(j.certificates.map((c) => c.role)).toEqual(['leaf', 'intermediate', 'root']);
+      expect(j.certificates[0]).toMatchObject({
+        keyUsage: ['digitalSignature', 'keyEncipherment'],
+        extKeyUsage: ['serverAuth', 'clientAuth'],
+        uriSans: [WEB],
+        ca: false,
+        notAfter: leaf.cert.notAfter.toISOString(),
+      });
+      expect(j.certificates[2]!.extKeyUsage).toBeNull();
+    }
+  });
+
+  it('shows which X509-SVID rule a certificate breaks and that it expired, but still exits 0', async () => {
+    const bad = await makeLeaf(root, WEB, {
+      keyUsage: KU.digitalSignature | KU.keyCertSign,
+      eku: [EKU.serverAuth],
+      notBefore: new Date(Date.now() - 7_200_000),
+      notAfter: new Date(Date.now() - 60_000),
+    });
+    const r = await meshauth('svid', 'inspect', file('bad.pem', bad.pem));
+    expect(r.code).toBe(0);
+    expect(r.out).toContain(`SPIFFE ID        ${WEB}\n`);
+    expect(r.out).toContain(
+      'X509-SVID rules  FAILED leaf-key-cert-sign: verify X509-SVID: leaf KeyUsage has keyCertSign\n',
+    );
+    expect(r.out).toMatch(/\(EXPIRED\)\n/);
+    const j = JSON.parse((await meshauth('svid', 'inspect', file('bad.pem', bad.pem), '-o', 'json')).out) as {
+      svidRules: unknown;
+      validity: string;
+    };
+    expect(j.svidRules).toMatchObject({ ok: false, reason: 'leaf-key-cert-sign' });
+    expect(j.validity).toBe('expired');
+  });
+
+  it('fails with exit 1 on a missing file or bytes that are not certificates', async () => {
+    const missing = await meshauth('svid', 'inspect', join(dir, 'nope.pem'));
+    expect(missing.code).toBe(1);
+    expect(missing.err).toBe(`meshauth: svid inspect: ${join(dir, 'nope.pem')}: no such file\n`);
+    const junk = await meshauth('svid', 'inspect', file('junk.pem', 'hello'));
+    expect(junk.code).toBe(1);
+    expect(junk.err).toMatch(/^meshauth: svid inspect: .*junk\.pem: not a PEM or DER certificate chain \(/);
+    const broken = await meshauth(
+      'svid',
+      'inspect',
+      file('broken.pem', '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n'),
+    );
+    expect(broken.code).toBe(1);
+    expect(broken.err).toContain('certificate 0 is malformed');
+    expect(broken.out).toBe('');
+  });
+
+  it('refuses an unknown output format with exit 2', async () => {
+    const r = await meshauth('svid', 'inspect', file('c.pem', leaf.pem), '-o', 'yaml');
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('-o/--output must be table or json, got "yaml"');
+  });
+});
+
+describe('meshauth svid verify', () => {
+  it('exits 0 and summarises a valid chain', async () => {
+    const bundle = file('ca.pem', root.pem);
+    const chain = file('web.pem', pemOf(leaf, inter));
+    const r = await meshauth('svid', 'verify', '--bundle', bundle, chain);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out).toBe(
+      `valid: ${WEB} (trust domain example.org), 2 certificates, leaf serial ${leaf.cert.serialNumber.toUpperCase()}, valid until ${leaf.cert.notAfter.toISOString()}\n`,
+    );
+  });
+
+  it('accepts a JWKS bundle with --trust-domain and checks the key with --key', async () => {
+    const bundle = file(
+      'bundle.json',
+      formatJwksBundle({ trustDomain: 'example.org', x509Authorities: [root.der] }),
+    );
+    const chain = file('web.der', Buffer.concat([leaf.der, inter.der]));
+    const key = file('web.key', leaf.keyPem);
+    const r = await meshauth(
+      'svid',
+      'verify',
+      '--bundle',
+      bundle,
+      '--trust-domain',
+      'example.org',
+      '--key',
+      key,
+      chain,
+      '-o',
+      'json',
+    );
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.out)).toMatchObject({
+      ok: true,
+      spiffeId: WEB,
+      trustDomain: 'example.org',
+      keyChecked: true,
+      serials: [leaf.cert.serialNumber.toUpperCase(), inter.cert.serialNumber.toUpperCase()],
+    });
+  });
+
+  const failures: Array<[what: string, reason: string, setup: () => Promise<{ args: string[] }>]> = [
+    [
+      'untrusted CA',
+      'untrusted',
+      async () => {
+        const other = await makeRootCa('example.org');
+        return { args: ['--bundle', file('other-ca.pem', other.pem), file('w1.pem', pemOf(leaf, inter))] };
+      },
+    ],
+    [
+      'expired leaf',
+      'expired',
+      async () => {
+        const old = await makeLeaf(root, WEB, {
+          notBefore: new Date(Date.now() - 7_200_000),
+          notAfter: new Date(Date.now() - 1000),
+        });
+        return { args: ['--bundle', file('ca1.pem', root.pem), file('old.pem', old.pem)] };
+      },
+    ],
+    [
+      'not yet valid at --at',
+      'not-yet-valid',
+      async () => ({
+        args: [
+          '--bundle',
+          file('ca2.pem', root.pem),
+          '--at',
+          '2000-01-01T00:00:00Z',
+          file('w2.pem', pemOf(leaf, inter)),
+        ],
+      }),
+    ],
+    [
+      'bundle of another trust domain',
+      'no-bundle',
+      async () => ({
+        args: [
+          '--bundle',
+          file('ca3.pem', root.pem),
+          '--trust-domain',
+          'other.org',
+          file('w3.pem', pemOf(leaf, inter)),
+        ],
+      }),
+    ],
+    [
+      'two URI SANs',
+      'multiple-uri-sans',
+      async () => {
+        const two = await makeLeaf(root, WEB, { uris: [WEB, 'spiffe://example.org/x'] });
+        return { args: ['--bundle', file('ca4.pem', root.pem), file('two.pem', two.pem)] };
+      },
+    ],
+    [
+      'wrong key',
+      'key-mismatch',
+      async () => ({
+        args: [
+          '--bundle',
+          file('ca5.pem', root.pem),
+          '--key',
+          file('root.key', root.keyPem),
+          file('w5.pem', pemOf(leaf, inter)),
+        ],
+      }),
+    ],
+    [
+      'malformed chain',
+      'malformed',
+      async () => ({
+        args: ['--bundle', file('ca6.pem', root.pem), file('junk.der', Buffer.from([0x30, 0x05, 1]))],
+      }),
+    ],
+  ];
+
+  it.each(failures)('%s: exit 1 with reason %s', async (_what, reason, setup) => {
+    const { args } = await setup();
+    const r = await meshauth('svid', 'verify', ...args);
+    expect(r.code).toBe(1);
+    expect(r.err).toBe('');
+    expect(r.out).toMatch(new RegExp(`^invalid: ${reason}: verify X509-SVID: .+\\n$`));
+    const j = await meshauth('svid', 'verify', ...args, '-o', 'json');
+    expect(j.code).toBe(1);
+    expect(JSON.parse(j.out)).toMatchObject({ ok: false, reason });
+  });
+
+  it('explains bad bundles, missing files and usage errors', async () => {
+    const chain = file('w6.pem', pemOf(leaf, inter));
+    const leafAsBundle = await meshauth(
+      'svid',
+      'verify',
+      '--bundle',
+      file('leaf-bundle.pem', leaf.pem),
+      chain,
+    );
+    expect(leafAsBundle.code).toBe(1);
+    expect(leafAsBundle.err).toMatch(
+      /^meshauth: svid verify: --bundle .*leaf-bundle\.pem: parse bundle: authority 0 of "example.org" is not a CA certificate\n$/,
+    );
+
+    const noBundle = await meshauth('svid', 'verify', '--bundle', join(dir, 'absent.pem'), chain);
+    expect(noBundle.code).toBe(1);
+    expect(noBundle.err).toContain('absent.pem: no such file');
+
+    const noFlag = await meshauth('svid', 'verify', chain);
+    expect(noFlag.code).toBe(1);
+    expect(noFlag.err).toContain("required option '--bundle <file>' not specified");
+
+    const badTd = await meshauth(
+      'svid',
+      'verify',
+      '--bundle',
+      file('ca7.pem', root.pem),
+      '--trust-domain',
+      'Bad.Org',
+      chain,
+    );
+    expect(badTd.code).toBe(2);
+    expect(badTd.err).toContain('--trust-domain: parse trust domain "Bad.Org"');
+
+    const badAt = await meshauth(
+      'svid',
+      'verify',
+      '--bundle',
+      file('ca8.pem', root.pem),
+      '--at',
+      'yesterday',
+      chain,
+    );
+    expect(badAt.code).toBe(2);
+  });
+
+  it('documents itself in --help', async () => {
+    const r = await meshauth('svid', 'verify', '--help');
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('--bundle <file>');
+    expect(r.out).toContain('--trust-domain <td>');
+    expect(r.out).toContain('Exit status: 0 when the chain is a valid X509-SVID, 1 when it is not');
+  });
+});
