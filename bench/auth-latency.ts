@@ -157,7 +157,7 @@ export async function runAuthLatencyBench(opts: { pairs: number; concurrency: nu
 
     const drop = (i: number): void => {
       const r = dp.testRun(wire.PROGRAMS.tcEgress, { data: buildTcpSyn({ src: LOCAL_IP, dst: remoteIp(i), srcPort: 40000 + (i % 20000) }) });
-      if (r.retval !== 2) throw new Error(`bench: expected a drop (TC_ACT_SHOT) for pair ${i}, got ${r.retval}`);
+      if (r.retval !== 4) throw new Error(`bench: expected a drop (TC_ACT_STOLEN) for pair ${i}, got ${r.retval}`);
     };
     const collect = (from: number, to: number, wallMs: number): LatencyStats => {
       const lat: number[] = [];

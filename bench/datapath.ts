@@ -82,7 +82,7 @@ export async function runDatapathBench(opts: DatapathBenchOptions): Promise<Data
       { name: 'no-policy', description: 'IPv4 pair without policy: pass_no_policy', fd: tcEgress, data: buildTcpSyn({ src: '10.1.0.1', dst: '10.4.0.9' }), expect: -1 },
       { name: 'hit', description: 'IPv4 required pair, live entry: pass_authenticated', fd: tcEgress, data: buildTcpSyn({ src: '10.1.0.1', dst: '10.2.0.7' }), expect: -1 },
       { name: 'hit-ipv6', description: 'IPv6 required pair, live entry: pass_authenticated', fd: tcEgress, data: buildTcpSyn({ src: 'fd00:1::1', dst: 'fd00:2::7' }), expect: -1 },
-      { name: 'miss', description: 'IPv4 required pair, no entry: drop + signal_throttled', fd: tcEgress, data: buildTcpSyn({ src: '10.1.0.1', dst: '10.3.0.5' }), expect: 2 },
+      { name: 'miss', description: 'IPv4 required pair, no entry: drop + signal_throttled', fd: tcEgress, data: buildTcpSyn({ src: '10.1.0.1', dst: '10.3.0.5' }), expect: 4 /* TC_ACT_STOLEN */ },
     ];
     // Warm up (and send the one unthrottled signal of the miss case).
     for (const c of cases) {

@@ -7,6 +7,8 @@
  * Programs:
  *   meshauth_tc_egress / meshauth_tc_ingress          tc (clsact), "egress" / "ingress" semantics
  *   ma_cgrp_egress / ma_cgrp_ingress  cgroup_skb
+ *   ma_sockops                                        cgroup sock_ops: shortens the initial SYN
+ *                                                     RTO of connections that will be dropped
  * "egress" semantics: the source address is the local workload, the destination is remote.
  * "ingress" semantics: the destination is local, the source is remote.
  *
@@ -92,6 +94,19 @@ static __always_inline void count(__u32 verdict)
 		*c += 1;
 }
 
+/* Policy of the pair: the exact pair first, then the wildcard "any remote" (remote_id 0). */
+static __always_inline struct ma_policy_value *lookup_policy(__u32 local_id, __u32 remote_id)
+{
+	struct ma_policy_key pk = { .local_id = local_id, .remote_id = remote_id };
+	struct ma_policy_value *pol = bpf_map_lookup_elem(&ma_policy, &pk);
+
+	if (!pol) {
+		pk.remote_id = 0;
+		pol = bpf_map_lookup_elem(&ma_policy, &pk);
+	}
+	return pol;
+}
+
 /* Reads source and destination addresses as IPv4-mapped or native IPv6 LPM keys.
  * Returns 0 on success, -1 when the packet is not IP (or too short to hold the header). */
 static __always_inline int load_addrs(struct __sk_buff *skb, struct ma_ipcache_key *src,
@@ -139,7 +154,6 @@ static __always_inline int decide(struct __sk_buff *skb, enum ma_semantics sem, 
 	struct ma_ipcache_key src = {}, dst = {};
 	struct ma_ipcache_value *local, *remote;
 	struct ma_policy_value *pol;
-	struct ma_policy_key pk = {};
 	struct ma_auth_key ak = {};
 	struct ma_auth_value *av;
 	struct ma_config *cfg;
@@ -173,13 +187,7 @@ static __always_inline int decide(struct __sk_buff *skb, enum ma_semantics sem, 
 		return 1;
 	}
 
-	pk.local_id = local->identity;
-	pk.remote_id = remote->identity;
-	pol = bpf_map_lookup_elem(&ma_policy, &pk);
-	if (!pol) {
-		pk.remote_id = 0;
-		pol = bpf_map_lookup_elem(&ma_policy, &pk);
-	}
+	pol = lookup_policy(local->identity, remote->identity);
 	if (!pol || pol->auth_type == 0) {
 		count(MA_PASS_NO_POLICY);
 		return 1;
@@ -225,11 +233,20 @@ static __always_inline int decide(struct __sk_buff *skb, enum ma_semantics sem, 
 	return 0;
 }
 
-/* Pass returns TC_ACT_UNSPEC so that filters of other software at later priorities still run. */
+/*
+ * Pass returns TC_ACT_UNSPEC so that filters of other software at later priorities still run.
+ *
+ * The egress-semantics program drops with TC_ACT_STOLEN, not TC_ACT_SHOT: on a tc egress hook of a
+ * device whose sender is a local socket, SHOT makes the transmit report NET_XMIT_DROP, which TCP
+ * treats as local congestion and answers by retrying after 500 ms (TCP_RESOURCE_PROBE_INTERVAL)
+ * instead of its retransmission timeout, defeating the short SYN RTO of ma_sockops. STOLEN frees
+ * the packet and reports success, so the sender sees a loss on the wire. Drops are counted in
+ * ma_counters either way.
+ */
 SEC("tc")
 int meshauth_tc_egress(struct __sk_buff *skb)
 {
-	return decide(skb, MA_SEM_EGRESS, 1) ? TC_ACT_UNSPEC : TC_ACT_SHOT;
+	return decide(skb, MA_SEM_EGRESS, 1) ? TC_ACT_UNSPEC : TC_ACT_STOLEN;
 }
 
 SEC("tc")
@@ -248,4 +265,98 @@ SEC("cgroup_skb/ingress")
 int ma_cgrp_ingress(struct __sk_buff *skb)
 {
 	return decide(skb, MA_SEM_INGRESS, 0);
+}
+
+/*
+ * A cold pair's first SYN is dropped by the programs above until the handshake has written the
+ * auth entry; the kernel would then retransmit it only after the initial SYN RTO (1 s). For an
+ * active open whose pair requires authentication and has no live entry, answer
+ * BPF_SOCK_OPS_TIMEOUT_INIT with a short RTO (ma_config.syn_rto_ms, in jiffies of ma_config.hz) so
+ * that a retransmission follows the handshake closely. Later SYN retransmissions are spaced from
+ * this RTO as usual (linear for the first net.ipv4.tcp_syn_linear_timeouts on kernels that have
+ * it, then exponential), and the kernel derives the SYN give-up time from the same value, so a
+ * connect() to a pair that never gets authenticated fails sooner than with the 1 s default.
+ *
+ * The kernel also asks again (TIMEOUT_INIT) when a SYN retransmission timer fires, to compute the
+ * give-up time; the answer is the same while the pair is unauthenticated, but the counter only
+ * moves for the first ask of a connection (no retransmission yet), so it counts connections.
+ *
+ * Only the local side's view is used: local address -> identity on this node (node 0), remote
+ * address -> identity on another node. Other sockets, other ops and other programs' replies are
+ * left alone; the program always returns 1 (never rejects).
+ */
+static __always_inline void sock_ops_addr(struct ma_ipcache_key *k, __u32 family, __u32 ip4, const __u32 ip6[4])
+{
+	k->prefixlen = 128;
+	if (family == 2 /* AF_INET */) {
+		__builtin_memset(k->addr, 0, 10);
+		k->addr[10] = 0xff;
+		k->addr[11] = 0xff;
+		__builtin_memcpy(&k->addr[12], &ip4, 4);
+	} else {
+		__builtin_memcpy(&k->addr[0], &ip6[0], 4);
+		__builtin_memcpy(&k->addr[4], &ip6[1], 4);
+		__builtin_memcpy(&k->addr[8], &ip6[2], 4);
+		__builtin_memcpy(&k->addr[12], &ip6[3], 4);
+	}
+}
+
+SEC("sockops")
+int ma_sockops(struct bpf_sock_ops *skops)
+{
+	struct ma_ipcache_key lk = {}, rk = {};
+	struct ma_ipcache_value *local, *remote;
+	struct ma_policy_value *pol;
+	struct ma_auth_key ak = {};
+	struct ma_auth_value *av;
+	struct ma_config *cfg;
+	__u32 zero = 0, family, lip6[4] = {}, rip6[4] = {};
+	__u64 ms, hz, jiffies;
+
+	if (skops->op != BPF_SOCK_OPS_TIMEOUT_INIT || !skops->is_fullsock || skops->state != BPF_TCP_SYN_SENT)
+		return 1;
+	family = skops->family;
+	if (family == 10 /* AF_INET6 */) {
+		lip6[0] = skops->local_ip6[0];
+		lip6[1] = skops->local_ip6[1];
+		lip6[2] = skops->local_ip6[2];
+		lip6[3] = skops->local_ip6[3];
+		rip6[0] = skops->remote_ip6[0];
+		rip6[1] = skops->remote_ip6[1];
+		rip6[2] = skops->remote_ip6[2];
+		rip6[3] = skops->remote_ip6[3];
+		sock_ops_addr(&lk, family, 0, lip6);
+		sock_ops_addr(&rk, family, 0, rip6);
+	} else if (family == 2 /* AF_INET */) {
+		sock_ops_addr(&lk, family, skops->local_ip4, lip6);
+		sock_ops_addr(&rk, family, skops->remote_ip4, rip6);
+	} else {
+		return 1;
+	}
+
+	local = bpf_map_lookup_elem(&ma_ipcache, &lk);
+	remote = bpf_map_lookup_elem(&ma_ipcache, &rk);
+	if (!local || !remote || local->node_id != 0 || remote->node_id == 0 || local->identity == 0 ||
+	    remote->identity == 0)
+		return 1;
+	pol = lookup_policy(local->identity, remote->identity);
+	if (!pol || pol->auth_type == 0)
+		return 1;
+
+	ak.local_id = local->identity;
+	ak.remote_id = remote->identity;
+	ak.remote_node = remote->node_id;
+	ak.auth_type = pol->auth_type;
+	av = bpf_map_lookup_elem(&ma_auth, &ak);
+	if (av && av->expiry_boot_ns > bpf_ktime_get_boot_ns())
+		return 1;
+
+	cfg = bpf_map_lookup_elem(&ma_config, &zero);
+	ms = cfg && cfg->syn_rto_ms ? cfg->syn_rto_ms : MA_DEFAULT_SYN_RTO_MS;
+	hz = cfg && cfg->hz ? cfg->hz : MA_DEFAULT_HZ;
+	jiffies = (ms * hz + 999) / 1000;
+	skops->reply = jiffies ? jiffies : 1;
+	if (skops->total_retrans == 0)
+		count(MA_SYN_RTO_SHORTENED);
+	return 1;
 }

@@ -15,6 +15,11 @@
 /* Default signal throttle window when the config map holds 0: 250 ms. */
 #define MA_DEFAULT_THROTTLE_NS (250ULL * 1000 * 1000)
 
+/* Default initial SYN retransmission timeout of unauthenticated pairs when the config map holds 0. */
+#define MA_DEFAULT_SYN_RTO_MS 50
+/* Kernel tick rate assumed when the config map holds 0 (user space writes CONFIG_HZ). */
+#define MA_DEFAULT_HZ 250
+
 /* ma_config.flags */
 #define MA_FLAG_STRICT_WIREGUARD (1U << 0)
 
@@ -72,11 +77,13 @@ struct ma_signal {
 	__u64 boot_ns;
 };
 
-/* config (ARRAY of one element); mirrored in src/datapath/wire.ts (16 bytes). */
+/* config (ARRAY of one element); mirrored in src/datapath/wire.ts (24 bytes). */
 struct ma_config {
 	__u64 throttle_ns;
 	__u32 wg_ifindex;
 	__u32 flags; /* MA_FLAG_* */
+	__u32 syn_rto_ms; /* initial SYN RTO of unauthenticated pairs; 0 = MA_DEFAULT_SYN_RTO_MS */
+	__u32 hz;	  /* kernel CONFIG_HZ (jiffies per second); 0 = MA_DEFAULT_HZ */
 };
 
 /* Verdict counter indexes; same order as VerdictName in src/datapath/types.ts (mirrored in
@@ -92,7 +99,8 @@ enum ma_verdict {
 	MA_SIGNAL_SENT = 7,
 	MA_SIGNAL_THROTTLED = 8,
 	MA_SIGNAL_RINGBUF_FULL = 9,
-	MA_VERDICT_MAX = 10,
+	MA_SYN_RTO_SHORTENED = 10, /* sock_ops: connections, not packets */
+	MA_VERDICT_MAX = 11,
 };
 
 /* Map sizes; mirrored in src/datapath/wire.ts. */

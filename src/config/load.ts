@@ -74,6 +74,7 @@ function parseAttachSpec(spec: string): Obj {
     const m = /^(.*):(ingress|egress)$/.exec(rest);
     return m ? { type, path: m[1], hook: m[2] } : { type, path: rest };
   }
+  if (type === 'sockops') return { type, path: rest };
   return { type };
 }
 
@@ -130,11 +131,11 @@ function resolvePaths(doc: Obj, baseFor: (path: string) => string): void {
 }
 
 function finalize(p: ParsedConfig, file: string | undefined): DaemonConfig {
-  const attach: AttachPoint[] = p.datapath.attach.map((a) =>
-    a.type === 'tc'
-      ? { type: 'tc', interface: a.interface, hook: a.hook, semantics: a.semantics ?? a.hook }
-      : { type: 'cgroup', path: a.path, hook: a.hook, semantics: a.hook },
-  );
+  const attach: AttachPoint[] = p.datapath.attach.map((a): AttachPoint => {
+    if (a.type === 'tc') return { type: 'tc', interface: a.interface, hook: a.hook, semantics: a.semantics ?? a.hook };
+    if (a.type === 'sockops') return { type: 'sockops', path: a.path };
+    return { type: 'cgroup', path: a.path, hook: a.hook, semantics: a.hook };
+  });
   return {
     file,
     node: p.node,
@@ -144,6 +145,7 @@ function finalize(p: ParsedConfig, file: string | undefined): DaemonConfig {
       attach,
       signalThrottleMs: p.datapath.signalThrottle,
       strictWireguard: p.datapath.strictWireguard,
+      synRtoMs: p.datapath.synRto,
     },
     handshake: {
       listen: p.handshake.listen,

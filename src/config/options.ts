@@ -60,7 +60,7 @@ const SPECS: readonly Spec[] = [
     kind: 'attach',
     valueName: '<spec,...>',
     description:
-      'Attach points: tc:<iface>:<ingress|egress>[:<semantics>] or cgroup:<path>[:<hook>]; comma-separated or repeated (required)',
+      'Attach points: tc:<iface>:<ingress|egress>[:<semantics>], cgroup:<path>[:<hook>] or sockops:<cgroup path>; comma-separated or repeated (required)',
   },
   {
     path: 'datapath.signalThrottle',
@@ -68,6 +68,13 @@ const SPECS: readonly Spec[] = [
     valueName: '<duration>',
     default: DEFAULTS.signalThrottle,
     description: 'Minimum time between two auth-required signals for one pair',
+  },
+  {
+    path: 'datapath.synRto',
+    kind: 'duration',
+    valueName: '<duration>',
+    default: DEFAULTS.synRto,
+    description: 'Initial SYN timeout for sockets of unauthenticated pairs in sockops cgroups (1ms..1s)',
   },
   {
     path: 'datapath.strictWireguard',

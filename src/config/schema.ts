@@ -21,6 +21,7 @@ export const DEFAULTS = {
   stateDir: '/var/lib/meshauth',
   bpfPinDir: '/sys/fs/bpf/meshauth',
   signalThrottle: '250ms',
+  synRto: '50ms',
   handshakeListen: '0.0.0.0',
   handshakePort: 4250,
   handshakeTimeout: '5s',
@@ -92,6 +93,12 @@ const cgroupAttach = z.strictObject({
   hook: enumField(HOOKS, 'egress'),
 });
 
+/** cgroup v2 directory whose sockets get a short initial SYN timeout while their pair is unauthenticated. */
+const sockOpsAttach = z.strictObject({
+  type: z.literal('sockops'),
+  path: stringField(),
+});
+
 const cidrField = () =>
   z
     .unknown()
@@ -120,9 +127,12 @@ export const configSchema = z
       .prefault(EMPTY_SECTION),
     datapath: z
       .strictObject({
-        attach: z.array(z.discriminatedUnion('type', [tcAttach, cgroupAttach])).min(1),
+        attach: z.array(z.discriminatedUnion('type', [tcAttach, cgroupAttach, sockOpsAttach])).min(1),
         signalThrottle: durationField(DEFAULTS.signalThrottle),
         strictWireguard: boolField(false),
+        synRto: durationField(DEFAULTS.synRto).refine((ms) => ms >= 1 && ms <= 1000, {
+          message: 'must be between 1ms and 1s',
+        }),
       })
       .prefault(EMPTY_SECTION),
     handshake: z

@@ -22,6 +22,11 @@ export type AttachPoint =
       hook: Hook;
       /** Always equal to the hook for cgroup programs. */
       semantics: Hook;
+    }
+  | {
+      /** sock_ops on a cgroup v2 directory: shortens the first SYN timeout of unauthenticated pairs. */
+      type: 'sockops';
+      path: string;
     };
 
 /**
@@ -35,7 +40,13 @@ export interface DaemonConfig {
   node: string;
   stateDir: string;
   bpf: { pinDir: string; object: string };
-  datapath: { attach: AttachPoint[]; signalThrottleMs: number; strictWireguard: boolean };
+  datapath: {
+    attach: AttachPoint[];
+    signalThrottleMs: number;
+    strictWireguard: boolean;
+    /** Initial SYN retransmission timeout for sockets of unauthenticated pairs (sockops attach points). */
+    synRtoMs: number;
+  };
   handshake: {
     listen: string;
     port: number;

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { DaemonConfig } from '../config/index.js';
-import { Datapath, ensurePinDir, type RingBufSignalSource } from '../datapath/index.js';
+import { Datapath, ensurePinDir, PinMismatchError, type RingBufSignalSource } from '../datapath/index.js';
 import type { AuthMap, VerdictCounters } from '../datapath/types.js';
 import type { NodeState } from '../policy/index.js';
 
@@ -34,16 +34,32 @@ export async function openDatapath(
 ): Promise<DaemonDatapath> {
   const log = logger.child({ component: 'datapath' });
   ensurePinDir(config.bpf.pinDir);
-  const datapath = Datapath.open({
+  const options = {
     objectPath: config.bpf.object,
     pinDir: config.bpf.pinDir,
     settings: {
       signalThrottleMs: config.datapath.signalThrottleMs,
       wireguardIfindex: extras.wireguardIfindex ?? 0,
       strictWireguard: config.datapath.strictWireguard,
+      synRtoMs: config.datapath.synRtoMs,
     },
     logger: log,
-  });
+  };
+  let datapath: Datapath;
+  try {
+    datapath = Datapath.open(options);
+  } catch (err) {
+    if (!(err instanceof PinMismatchError)) throw err;
+    // Pins from an incompatible build (an upgrade changed a map's layout). The attached programs
+    // keep enforcing with the old maps until ours replace them; every pair then re-authenticates.
+    log.warn(
+      { event: 'pins_incompatible', pin_dir: config.bpf.pinDir, err },
+      'pinned maps do not match this build: recreating them (live entries are lost; pairs re-authenticate)',
+    );
+    Datapath.removePins(config.bpf.pinDir);
+    ensurePinDir(config.bpf.pinDir);
+    datapath = Datapath.open(options);
+  }
   try {
     const sync = (s: NodeState): void => {
       const ip = datapath.syncIpcache(s.ipcache);
@@ -53,6 +69,7 @@ export async function openDatapath(
     sync(state);
     for (const a of config.datapath.attach) {
       if (a.type === 'tc') datapath.attachTc(a.interface, a.hook, a.semantics);
+      else if (a.type === 'sockops') datapath.attachSockOps(a.path);
       else datapath.attachCgroup(a.path, a.hook);
     }
     const signals = datapath.signals();

@@ -79,7 +79,10 @@ export function daemonView(deps: OperationsDeps, startedAtMs: number): DaemonVie
         startedAtMs,
         datapath: {
           attached: 'datapath_pass_no_policy' in counters,
-          mode: config.datapath.attach.map((a) => (a.type === 'tc' ? `tc/${a.interface}/${a.hook}` : `cgroup/${a.hook}`)).join(',') || 'none',
+          mode:
+            config.datapath.attach
+              .map((a) => (a.type === 'tc' ? `tc/${a.interface}/${a.hook}` : a.type === 'sockops' ? 'sockops' : `cgroup/${a.hook}`))
+              .join(',') || 'none',
           detail: `pins ${config.bpf.pinDir}`,
         },
         identitySource: { kind: identity.kind, connected: ids.every((id) => identity.svid(id) !== undefined) },

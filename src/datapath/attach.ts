@@ -2,11 +2,14 @@
  * Attaching programs to tc (clsact) hooks and cgroups. Attachments outlive the process by design:
  * tc filters stay on the interface and cgroup attachments stay on the cgroup, so traffic keeps
  * being enforced while the daemon restarts. tc filters use a fixed handle and priority, so a
- * restart replaces the filter instead of adding a second one.
+ * restart replaces the filter instead of adding a second one. The sock_ops program is attached with
+ * BPF_F_ALLOW_MULTI (it only advises the kernel, so it shares the cgroup with other programs,
+ * including another node's meshauth in tests); a restart replaces the program that uses the same
+ * pinned maps instead of adding a second one.
  */
 import { constants } from 'node:os';
 import { DatapathError, DatapathInputError } from './errors.js';
-import { c, lastErrno, lib } from './libbpf.js';
+import { c, lastErrno, lib, withNativeU32Array } from './libbpf.js';
 import { withNetns } from './netns.js';
 
 export type TcHookPoint = 'ingress' | 'egress';
@@ -20,6 +23,18 @@ const BPF_TC_EGRESS = 2;
 const BPF_TC_F_REPLACE = 1;
 const BPF_CGROUP_INET_INGRESS = 0;
 const BPF_CGROUP_INET_EGRESS = 1;
+const BPF_CGROUP_SOCK_OPS = 3;
+const BPF_F_ALLOW_MULTI = 1 << 1;
+const BPF_F_REPLACE = 1 << 2;
+/** sizeof(struct bpf_prog_info) and offsets in it (linux/bpf.h). */
+const PROG_INFO_SIZE = 232;
+const PROG_INFO_ID = 4;
+const PROG_INFO_NR_MAP_IDS = 52;
+const PROG_INFO_MAP_IDS = 56;
+const PROG_INFO_NAME = 64;
+/** sizeof(struct bpf_map_info) and the offset of its id. */
+const MAP_INFO_SIZE = 88;
+const MAP_INFO_ID = 4;
 const O_RDONLY = 0;
 const O_DIRECTORY = 0o200000;
 const O_CLOEXEC = 0o2000000;
@@ -112,5 +127,168 @@ export function detachCgroupProgram(progFd: number, cgroupPath: string, hook: Cg
     if (rc === -constants.errno.ENOENT) return false;
     if (rc < 0) throw new DatapathError(op, -rc);
     return true;
+  });
+}
+
+// ---- object info ----
+
+/** A loaded program as the kernel describes it. */
+export interface ProgramInfo {
+  id: number;
+  /** The kernel keeps the first 15 characters. */
+  name: string;
+  /** Kernel ids of the maps the program uses. */
+  mapIds: number[];
+}
+
+function objectInfo(fd: number, size: number, op: string, prepare?: (info: Buffer) => void): Buffer {
+  const info = Buffer.alloc(size);
+  prepare?.(info);
+  const len = [size];
+  const rc = lib().bpf_obj_get_info_by_fd(fd, info, len);
+  if (rc < 0) throw new DatapathError(op, -rc);
+  return info;
+}
+
+/** Kernel id of a loaded program (by fd). */
+export function programIdOf(progFd: number): number {
+  return objectInfo(progFd, PROG_INFO_SIZE, 'program info').readUInt32LE(PROG_INFO_ID);
+}
+
+/** Kernel id of a map (by fd). */
+export function mapIdOf(mapFd: number): number {
+  return objectInfo(mapFd, MAP_INFO_SIZE, 'map info').readUInt32LE(MAP_INFO_ID);
+}
+
+function programInfoOfFd(fd: number, op: string): ProgramInfo {
+  const first = objectInfo(fd, PROG_INFO_SIZE, op);
+  const nrMaps = first.readUInt32LE(PROG_INFO_NR_MAP_IDS);
+  const { result: info, values: mapIds } = withNativeU32Array(nrMaps, (address) =>
+    objectInfo(fd, PROG_INFO_SIZE, op, (b) => {
+      b.writeUInt32LE(nrMaps, PROG_INFO_NR_MAP_IDS);
+      b.writeBigUInt64LE(address, PROG_INFO_MAP_IDS);
+    }),
+  );
+  const nameBytes = info.subarray(PROG_INFO_NAME, PROG_INFO_NAME + 16);
+  const end = nameBytes.indexOf(0);
+  return {
+    id: info.readUInt32LE(PROG_INFO_ID),
+    name: nameBytes.subarray(0, end < 0 ? 16 : end).toString('latin1'),
+    mapIds: mapIds.slice(0, Math.min(nrMaps, info.readUInt32LE(PROG_INFO_NR_MAP_IDS))),
+  };
+}
+
+/** Kernel description of the program with id `id`, or undefined when it is gone. */
+export function programInfo(id: number): ProgramInfo | undefined {
+  const fd = lib().bpf_prog_get_fd_by_id(id);
+  if (fd === -constants.errno.ENOENT) return undefined;
+  if (fd < 0) throw new DatapathError(`open program ${id}`, -fd);
+  try {
+    return programInfoOfFd(fd, `program info ${id}`);
+  } finally {
+    c().close(fd);
+  }
+}
+
+// ---- sock_ops ----
+
+function queryCgroupPrograms(cgroupFd: number, type: number, op: string): number[] {
+  let cap = 16;
+  for (;;) {
+    const ids = Buffer.alloc(4 * cap);
+    const cnt = [cap];
+    const rc = lib().bpf_prog_query(cgroupFd, type, 0, [0], ids, cnt);
+    if (rc === -constants.errno.ENOSPC) {
+      cap *= 4;
+      continue;
+    }
+    if (rc < 0) throw new DatapathError(op, -rc);
+    return Array.from({ length: cnt[0] ?? 0 }, (_v, i) => ids.readUInt32LE(4 * i));
+  }
+}
+
+/** Programs attached to the cgroup's sock_ops hook (in run order). */
+export function querySockOpsPrograms(cgroupPath: string): ProgramInfo[] {
+  const op = `query sock_ops ${cgroupPath}`;
+  const ids = withCgroupFd(cgroupPath, op, (fd) => queryCgroupPrograms(fd, BPF_CGROUP_SOCK_OPS, op));
+  return ids.map((id) => programInfo(id)).filter((p): p is ProgramInfo => p !== undefined);
+}
+
+/** Result of attachSockOpsProgram. */
+export interface SockOpsAttachResult {
+  /** Kernel id of the attached program. */
+  programId: number;
+  /** Ids of earlier programs of the same owner that it replaced or detached. */
+  replaced: number[];
+}
+
+/**
+ * Attaches progFd to the cgroup's sock_ops hook with BPF_F_ALLOW_MULTI. Programs already attached
+ * there that use the map with kernel id `ownerMapId` (the same pinned maps: a previous run of the
+ * same node) are replaced in place (BPF_F_REPLACE); other programs are left alone.
+ */
+export function attachSockOpsProgram(progFd: number, cgroupPath: string, ownerMapId: number): SockOpsAttachResult {
+  const op = `attach sock_ops ${cgroupPath}`;
+  const programId = programIdOf(progFd);
+  return withCgroupFd(cgroupPath, op, (cgFd) => {
+    const owned = queryCgroupPrograms(cgFd, BPF_CGROUP_SOCK_OPS, op)
+      .map((id) => programInfo(id))
+      .filter((p): p is ProgramInfo => p !== undefined && p.mapIds.includes(ownerMapId))
+      .map((p) => p.id);
+    const stale = owned.filter((id) => id !== programId);
+    if (owned.includes(programId)) {
+      detachByIds(cgFd, stale, op);
+      return { programId, replaced: stale };
+    }
+    const [first, ...rest] = stale;
+    if (first === undefined) {
+      const rc = lib().bpf_prog_attach(progFd, cgFd, BPF_CGROUP_SOCK_OPS, BPF_F_ALLOW_MULTI);
+      if (rc < 0) throw new DatapathError(op, -rc);
+      return { programId, replaced: [] };
+    }
+    const oldFd = lib().bpf_prog_get_fd_by_id(first);
+    if (oldFd < 0) throw new DatapathError(`${op}: open program ${first}`, -oldFd);
+    try {
+      const opts = { sz: 16, flags: BPF_F_ALLOW_MULTI | BPF_F_REPLACE, replace_prog_fd: oldFd };
+      const rc = lib().bpf_prog_attach_opts(progFd, cgFd, BPF_CGROUP_SOCK_OPS, opts);
+      if (rc < 0) throw new DatapathError(`${op}: replace program ${first}`, -rc);
+    } finally {
+      c().close(oldFd);
+    }
+    detachByIds(cgFd, rest, op);
+    return { programId, replaced: stale };
+  });
+}
+
+function detachByIds(cgFd: number, ids: readonly number[], op: string): number {
+  let n = 0;
+  for (const id of ids) {
+    const fd = lib().bpf_prog_get_fd_by_id(id);
+    if (fd === -constants.errno.ENOENT) continue;
+    if (fd < 0) throw new DatapathError(`${op}: open program ${id}`, -fd);
+    try {
+      const rc = lib().bpf_prog_detach2(fd, cgFd, BPF_CGROUP_SOCK_OPS);
+      if (rc === -constants.errno.ENOENT) continue;
+      if (rc < 0) throw new DatapathError(`${op}: detach program ${id}`, -rc);
+      n++;
+    } finally {
+      c().close(fd);
+    }
+  }
+  return n;
+}
+
+/**
+ * Detaches from the cgroup's sock_ops hook every program that uses the map with kernel id
+ * `ownerMapId`. Returns false when there was none.
+ */
+export function detachSockOpsProgram(cgroupPath: string, ownerMapId: number): boolean {
+  const op = `detach sock_ops ${cgroupPath}`;
+  return withCgroupFd(cgroupPath, op, (cgFd) => {
+    const owned = queryCgroupPrograms(cgFd, BPF_CGROUP_SOCK_OPS, op)
+      .map((id) => programInfo(id))
+      .filter((p): p is ProgramInfo => p !== undefined && p.mapIds.includes(ownerMapId))
+      .map((p) => p.id);
+    return detachByIds(cgFd, owned, op) > 0;
   });
 }

@@ -6,9 +6,24 @@
  */
 import type { Logger } from '../log.js';
 import { ClosedError } from '../errors.js';
-import { attachCgroupProgram, attachTcProgram, detachCgroupProgram, detachTcProgram, queryTcProgram, type CgroupHookPoint, type TcHookPoint } from './attach.js';
+import {
+  attachCgroupProgram,
+  attachSockOpsProgram,
+  attachTcProgram,
+  detachCgroupProgram,
+  detachSockOpsProgram,
+  detachTcProgram,
+  mapIdOf,
+  querySockOpsPrograms,
+  queryTcProgram,
+  type CgroupHookPoint,
+  type ProgramInfo,
+  type SockOpsAttachResult,
+  type TcHookPoint,
+} from './attach.js';
 import { BpfObject } from './bpf-object.js';
 import { removePinFiles } from './bpffs.js';
+import { kernelHz } from './kernel-hz.js';
 import { bootNsToWallMs, wallMsToBootNs, systemClocks, type Clocks } from './clock.js';
 import { BpfMap, numPossibleCpus } from './map.js';
 import { RingBufSignalSource } from './signals.js';
@@ -18,6 +33,8 @@ import {
   authKey,
   authValue,
   config as configCodec,
+  DEFAULT_HZ,
+  DEFAULT_SYN_RTO_MS,
   FLAG_STRICT_WIREGUARD,
   ipcacheKey,
   ipcacheValue,
@@ -34,7 +51,16 @@ import { parseCidr, formatCidr } from './cidr.js';
 
 export type Semantics = 'egress' | 'ingress';
 
-export const DEFAULT_SETTINGS: DatapathSettings = { signalThrottleMs: 250, wireguardIfindex: 0, strictWireguard: false };
+export const DEFAULT_SETTINGS: DatapathSettings = {
+  signalThrottleMs: 250,
+  wireguardIfindex: 0,
+  strictWireguard: false,
+  synRtoMs: DEFAULT_SYN_RTO_MS,
+};
+
+/** Bounds of DatapathSettings.synRtoMs (the kernel's own initial SYN RTO is 1000 ms). */
+export const SYN_RTO_MS_MIN = 1;
+export const SYN_RTO_MS_MAX = 1000;
 
 export interface DatapathOptions {
   /** bpf/meshauth.bpf.o */
@@ -246,10 +272,22 @@ export class Datapath {
 
   // ---- settings, counters, throttle ----
 
+  /**
+   * Writes the settings to the config map. synRtoMs defaults to 50 ms; kernelHz to the running
+   * kernel's CONFIG_HZ (see kernel-hz.ts).
+   */
   setSettings(s: DatapathSettings): void {
     this.object('set settings');
     if (!(s.signalThrottleMs >= 0) || !Number.isFinite(s.signalThrottleMs)) {
       throw new RangeError(`set settings: signalThrottleMs must be >= 0, got ${s.signalThrottleMs}`);
+    }
+    const synRtoMs = s.synRtoMs ?? DEFAULT_SYN_RTO_MS;
+    if (!Number.isInteger(synRtoMs) || synRtoMs < SYN_RTO_MS_MIN || synRtoMs > SYN_RTO_MS_MAX) {
+      throw new RangeError(`set settings: synRtoMs must be an integer in ${SYN_RTO_MS_MIN}..${SYN_RTO_MS_MAX}, got ${synRtoMs}`);
+    }
+    const hz = s.kernelHz ?? kernelHz().hz;
+    if (!Number.isInteger(hz) || hz < 24 || hz > 10_000) {
+      throw new RangeError(`set settings: kernelHz must be an integer in 24..10000, got ${hz}`);
     }
     // 0 in the map means "kernel default"; a configured 0 ms becomes 1 ns (no throttling).
     const ns = BigInt(Math.round(s.signalThrottleMs * 1e6));
@@ -257,6 +295,8 @@ export class Datapath {
       throttleNs: ns === 0n ? 1n : ns,
       wgIfindex: s.wireguardIfindex,
       flags: s.strictWireguard ? FLAG_STRICT_WIREGUARD : 0,
+      synRtoMs,
+      hz,
     });
   }
 
@@ -267,6 +307,8 @@ export class Datapath {
       signalThrottleMs: c.throttleNs === 0n ? DEFAULT_SETTINGS.signalThrottleMs : Number(c.throttleNs) / 1e6,
       wireguardIfindex: c.wgIfindex,
       strictWireguard: (c.flags & FLAG_STRICT_WIREGUARD) !== 0,
+      synRtoMs: c.synRtoMs === 0 ? DEFAULT_SYN_RTO_MS : c.synRtoMs,
+      kernelHz: c.hz === 0 ? DEFAULT_HZ : c.hz,
     };
   }
 
@@ -333,6 +375,36 @@ export class Datapath {
   detachCgroup(cgroupPath: string, hook: CgroupHookPoint): boolean {
     const fd = this.object('detach cgroup').programFd(hook === 'egress' ? PROGRAMS.cgroupEgress : PROGRAMS.cgroupIngress);
     return detachCgroupProgram(fd, cgroupPath, hook);
+  }
+
+  /** Kernel id of the pinned config map: what marks a sock_ops program as this node's. */
+  private ownerMapId(op: string): number {
+    return mapIdOf(this.object(op).mapInfo(MAPS.config.name).fd);
+  }
+
+  /**
+   * Attaches the sock_ops program (initial SYN RTO of unauthenticated pairs) to a cgroup v2 dir
+   * with BPF_F_ALLOW_MULTI. A program of an earlier run using the same pinned maps is replaced in
+   * place; other programs (another node's meshauth) stay.
+   */
+  attachSockOps(cgroupPath: string): SockOpsAttachResult {
+    const op = 'attach sock_ops';
+    const r = attachSockOpsProgram(this.object(op).programFd(PROGRAMS.sockOps), cgroupPath, this.ownerMapId(op));
+    this.log?.info({ event: 'sockops_attached', cgroup: cgroupPath, prog_id: r.programId, replaced: r.replaced }, 'sock_ops program attached');
+    return r;
+  }
+
+  /** Detaches this node's sock_ops program(s) from the cgroup; false when there was none. */
+  detachSockOps(cgroupPath: string): boolean {
+    const r = detachSockOpsProgram(cgroupPath, this.ownerMapId('detach sock_ops'));
+    this.log?.info({ event: 'sockops_detached', cgroup: cgroupPath, found: r }, 'sock_ops program detached');
+    return r;
+  }
+
+  /** This node's sock_ops programs attached to the cgroup (normally zero or one). */
+  sockOpsPrograms(cgroupPath: string): ProgramInfo[] {
+    const owner = this.ownerMapId('query sock_ops');
+    return querySockOpsPrograms(cgroupPath).filter((p) => p.mapIds.includes(owner));
   }
 
   // ---- signals, test runs ----

@@ -45,6 +45,12 @@ export interface TestRunOpts {
   batch_size: number;
 }
 
+export interface ProgAttachOpts {
+  sz: number;
+  flags: number;
+  replace_prog_fd: number;
+}
+
 export interface BatchOpts {
   sz: number;
   elem_flags: bigint;
@@ -92,6 +98,10 @@ export interface Libbpf {
   bpf_tc_query: Fn<[hook: TcHook, opts: TcOpts], number>;
   bpf_prog_attach: Fn<[progFd: number, targetFd: number, type: number, flags: number], number>;
   bpf_prog_detach2: Fn<[progFd: number, targetFd: number, type: number], number>;
+  bpf_prog_attach_opts: Fn<[progFd: number, targetFd: number, type: number, opts: ProgAttachOpts], number>;
+  bpf_prog_query: Fn<[targetFd: number, type: number, queryFlags: number, attachFlags: number[], progIds: Buffer, progCnt: number[]], number>;
+  bpf_prog_get_fd_by_id: Fn<[id: number], number>;
+  bpf_obj_get_info_by_fd: Fn<[fd: number, info: Buffer, infoLen: number[]], number>;
   bpf_prog_test_run_opts: Fn<[progFd: number, opts: TestRunOpts], number>;
   ring_buffer__new: Fn<[mapFd: number, cb: unknown, ctx: null, opts: null], Ptr>;
   ring_buffer__consume: Fn<[rb: Ptr], number>;
@@ -168,6 +178,12 @@ export function lib(): Libbpf {
     elem_flags: 'uint64_t',
     flags: 'uint64_t',
   });
+  const progAttachOpts = koffi.struct('bpf_prog_attach_opts', {
+    sz: 'size_t',
+    flags: 'uint32_t',
+    replace_prog_fd: 'int',
+  });
+  if (koffi.sizeof(progAttachOpts) !== 16) throw new Error('libbpf binding: unexpected struct layout on this platform');
   if (koffi.sizeof(tcHook) !== 24 || koffi.sizeof(tcOpts) !== 32 || koffi.sizeof(testRun) !== 80 || koffi.sizeof(batchOpts) !== 24) {
     throw new Error('libbpf binding: unexpected struct layout on this platform');
   }
@@ -228,6 +244,17 @@ export function lib(): Libbpf {
     bpf_tc_query: f('bpf_tc_query', 'int', [koffi.pointer(tcHook), koffi.inout(koffi.pointer(tcOpts))]),
     bpf_prog_attach: f('bpf_prog_attach', 'int', ['int', 'int', 'int', 'uint32_t']),
     bpf_prog_detach2: f('bpf_prog_detach2', 'int', ['int', 'int', 'int']),
+    bpf_prog_attach_opts: f('bpf_prog_attach_opts', 'int', ['int', 'int', 'int', koffi.pointer(progAttachOpts)]),
+    bpf_prog_query: f('bpf_prog_query', 'int', [
+      'int',
+      'int',
+      'uint32_t',
+      koffi.out(koffi.pointer('uint32_t', 1)),
+      'void *',
+      koffi.inout(koffi.pointer('uint32_t', 1)),
+    ]),
+    bpf_prog_get_fd_by_id: f('bpf_prog_get_fd_by_id', 'int', ['uint32_t']),
+    bpf_obj_get_info_by_fd: f('bpf_obj_get_info_by_fd', 'int', ['int', 'void *', koffi.inout(koffi.pointer('uint32_t', 1))]),
     bpf_prog_test_run_opts: f('bpf_prog_test_run_opts', 'int', ['int', koffi.inout(koffi.pointer(testRun))]),
     ring_buffer__new: f('ring_buffer__new', rbPtr, ['int', koffi.pointer(sampleCb), 'void *', 'void *']),
     ring_buffer__consume: f('ring_buffer__consume', 'int', [rbPtr]),
@@ -279,4 +306,19 @@ export function registerCallback(fn: (...args: never[]) => unknown, type: TypeOb
 
 export function unregisterCallback(cb: unknown): void {
   koffi.unregister(cb as bigint);
+}
+
+/**
+ * Calls `fn` with the address of a native u32 array of `n` elements (for kernel structs that carry
+ * a user pointer, such as bpf_prog_info.map_ids) and returns fn's result with the array contents.
+ */
+export function withNativeU32Array<T>(n: number, fn: (address: bigint) => T): { result: T; values: number[] } {
+  const ptr = koffi.alloc('uint32_t', Math.max(n, 1));
+  try {
+    const result = fn(BigInt(koffi.address(ptr) as bigint | number));
+    const values = n === 0 ? [] : Array.from(koffi.decode(ptr, 'uint32_t', n) as ArrayLike<number>);
+    return { result, values };
+  } finally {
+    koffi.free(ptr);
+  }
 }

@@ -71,7 +71,9 @@ export type VerdictName =
   | 'drop_not_via_wireguard'
   | 'signal_sent'
   | 'signal_throttled'
-  | 'signal_ringbuf_full';
+  | 'signal_ringbuf_full'
+  /** sock_ops: connections of unauthenticated pairs whose initial SYN RTO was shortened (not packets). */
+  | 'syn_rto_shortened';
 
 export type VerdictCounters = Record<VerdictName, bigint>;
 
@@ -85,6 +87,17 @@ export interface DatapathSettings {
    */
   wireguardIfindex: number;
   strictWireguard: boolean;
+  /**
+   * Initial SYN retransmission timeout that the sock_ops program gives active opens of pairs that
+   * require authentication and have no live entry (instead of the kernel's 1 s). 1..1000 ms;
+   * default 50 ms.
+   */
+  synRtoMs?: number;
+  /**
+   * Kernel tick rate (CONFIG_HZ) used to convert synRtoMs to jiffies. Default: read from
+   * /boot/config-$(uname -r) or /proc/config.gz, else 250.
+   */
+  kernelHz?: number;
 }
 
 /** The auth map as src/auth sees it. Implemented over the pinned BPF map and by in-memory fakes. */

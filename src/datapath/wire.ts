@@ -176,21 +176,37 @@ export interface WireConfig {
   throttleNs: bigint;
   wgIfindex: number;
   flags: number;
+  /** 0 = kernel default (MA_DEFAULT_SYN_RTO_MS). */
+  synRtoMs: number;
+  /** 0 = kernel default (MA_DEFAULT_HZ). */
+  hz: number;
 }
 
 /** ma_config.flags bit 0. */
 export const FLAG_STRICT_WIREGUARD = 1;
 
-/** struct ma_config (16 bytes): u64 throttle_ns; u32 wg_ifindex; u32 flags. */
+/** Kernel defaults for zero fields of struct ma_config (MA_DEFAULT_SYN_RTO_MS, MA_DEFAULT_HZ). */
+export const DEFAULT_SYN_RTO_MS = 50;
+export const DEFAULT_HZ = 250;
+
+/** struct ma_config (24 bytes): u64 throttle_ns; u32 wg_ifindex; u32 flags; u32 syn_rto_ms; u32 hz. */
 export const config: Codec<WireConfig> = checked(
   'ma_config',
-  16,
+  24,
   (v, b) => {
     b.writeBigUInt64LE(v.throttleNs, 0);
     b.writeUInt32LE(u32('ma_config', 'wgIfindex', v.wgIfindex), 8);
     b.writeUInt32LE(u32('ma_config', 'flags', v.flags), 12);
+    b.writeUInt32LE(u32('ma_config', 'synRtoMs', v.synRtoMs), 16);
+    b.writeUInt32LE(u32('ma_config', 'hz', v.hz), 20);
   },
-  (b, o) => ({ throttleNs: b.readBigUInt64LE(o), wgIfindex: b.readUInt32LE(o + 8), flags: b.readUInt32LE(o + 12) }),
+  (b, o) => ({
+    throttleNs: b.readBigUInt64LE(o),
+    wgIfindex: b.readUInt32LE(o + 8),
+    flags: b.readUInt32LE(o + 12),
+    synRtoMs: b.readUInt32LE(o + 16),
+    hz: b.readUInt32LE(o + 20),
+  }),
 );
 
 /** enum ma_verdict: counter index of each verdict, in the order of bpf/meshauth.h. */
@@ -205,6 +221,7 @@ export const VERDICT_NAMES: readonly VerdictName[] = [
   'signal_sent',
   'signal_throttled',
   'signal_ringbuf_full',
+  'syn_rto_shortened',
 ];
 
 /** Map names and sizes of bpf/meshauth.h. */
@@ -224,6 +241,7 @@ export const PROGRAMS = {
   tcIngress: 'meshauth_tc_ingress',
   cgroupEgress: 'ma_cgrp_egress',
   cgroupIngress: 'ma_cgrp_ingress',
+  sockOps: 'ma_sockops',
 } as const;
 
 /** BPF_MAP_TYPE_* values used by meshauth. */

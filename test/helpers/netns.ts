@@ -1,5 +1,16 @@
 import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, rmdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** Where the cgroup v2 hierarchy is mounted (hybrid systems mount it under /sys/fs/cgroup/unified). */
+export function cgroup2Root(): string {
+  for (const line of readFileSync('/proc/mounts', 'utf8').split('\n')) {
+    const [, mountPoint, type] = line.split(' ');
+    if (type === 'cgroup2' && mountPoint) return mountPoint;
+  }
+  throw new Error('no cgroup2 hierarchy is mounted');
+}
 
 /**
  * Network namespaces for privileged tests. Every namespace and host-side link made through a
@@ -54,9 +65,50 @@ export class NetnsLab {
     return run('ip', ['netns', 'exec', ns, cmd, ...args], opts);
   }
 
+  /**
+   * Creates a cgroup v2 directory `<root>/<tag>-<name>` and returns its path; cleanup() kills what
+   * is left in it and removes it.
+   */
+  addCgroup(name: string): string {
+    const dir = join(cgroup2Root(), `${this.tag}-${name}`);
+    mkdirSync(dir);
+    this.onCleanup(() => {
+      try {
+        for (const pid of readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) {
+          try {
+            process.kill(Number(pid), 'SIGKILL');
+          } catch {
+            /* already gone */
+          }
+        }
+      } catch {
+        /* already gone */
+      }
+      for (let i = 0; i < 50; i++) {
+        try {
+          rmdirSync(dir);
+          return;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+          execFileSync('sleep', ['0.05']);
+        }
+      }
+    });
+    return dir;
+  }
+
+  /** The argv that runs `cmd` in a namespace, optionally from inside a cgroup. */
+  argv(ns: string, cmd: string, args: string[], cgroup?: string): [string, string[]] {
+    if (!cgroup) return ['ip', ['netns', 'exec', ns, cmd, ...args]];
+    // Join the cgroup before `ip netns exec`, which remounts /sys and would hide it.
+    return ['sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, 'ip', 'netns', 'exec', ns, cmd, ...args]];
+  }
+
   /** Starts a long-running process inside a namespace; it is killed by cleanup(). */
-  spawn(ns: string, cmd: string, args: string[], opts: SpawnOptions = {}): ChildProcess {
-    const child = spawn('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: 'pipe', ...opts });
+  spawn(ns: string, cmd: string, args: string[], opts: SpawnOptions & { cgroup?: string } = {}): ChildProcess {
+    const { cgroup, ...spawnOpts } = opts;
+    const [file, argv] = this.argv(ns, cmd, args, cgroup);
+    const child = spawn(file, argv, { stdio: 'pipe', ...spawnOpts });
     this.children.add(child);
     child.once('exit', () => this.children.delete(child));
     return child;

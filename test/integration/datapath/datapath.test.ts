@@ -19,6 +19,7 @@ import {
   bootNowNs,
   buildArp,
   buildTcpSyn,
+  kernelHz,
   wire,
   type AuthSignal,
   type VerdictCounters,
@@ -28,6 +29,8 @@ import { OBJECT_PATH, openDatapath, openFds, randomPinDir } from './helpers.js';
 
 const TC_ACT_UNSPEC = -1;
 const TC_ACT_SHOT = 2;
+/** The egress-semantics tc program drops with STOLEN (see bpf/meshauth.bpf.c). */
+const TC_ACT_STOLEN = 4;
 const CG_ALLOW = 1;
 const CG_DROP = 0;
 
@@ -129,7 +132,7 @@ describe.skipIf(!isPrivileged())('datapath (BPF_PROG_TEST_RUN)', () => {
     // The reader is already waiting on the worker thread when the packet arrives.
     const signals = await collectSignals(dp, 1, async () => {
       await new Promise((r) => setTimeout(r, 50));
-      expect(dp.testRun(wire.PROGRAMS.tcEgress, { data: syn(LOCAL, REMOTE) }).retval).toBe(TC_ACT_SHOT);
+      expect(dp.testRun(wire.PROGRAMS.tcEgress, { data: syn(LOCAL, REMOTE) }).retval).toBe(TC_ACT_STOLEN);
       after = bootNowNs();
     });
     expect(signals).toHaveLength(1);
@@ -165,7 +168,7 @@ describe.skipIf(!isPrivileged())('datapath (BPF_PROG_TEST_RUN)', () => {
     dp.setPolicy({ localId: 10, remoteId: 0 }, AuthType.SpiffeMtls);
     dp.setPolicy({ localId: 10, remoteId: 20 }, 0); // exact exception: no auth for 10 -> 20
     const signals = await collectSignals(dp, 1, () => {
-      expect(dp.testRun(wire.PROGRAMS.tcEgress, { data: syn(LOCAL, REMOTE3) }).retval).toBe(TC_ACT_SHOT);
+      expect(dp.testRun(wire.PROGRAMS.tcEgress, { data: syn(LOCAL, REMOTE3) }).retval).toBe(TC_ACT_STOLEN);
       expect(dp.testRun(wire.PROGRAMS.tcEgress, { data: syn(LOCAL, REMOTE) }).retval).toBe(TC_ACT_UNSPEC);
     });
     expect(signals).toHaveLength(1);
@@ -199,7 +202,7 @@ describe.skipIf(!isPrivileged())('datapath (BPF_PROG_TEST_RUN)', () => {
   it('throttles a flood to one signal per window', () => {
     dp.setPolicy({ localId: 10, remoteId: 20 }, AuthType.SpiffeMtls);
     const r = dp.testRun(wire.PROGRAMS.tcEgress, { data: syn(LOCAL, REMOTE), repeat: 10_000 });
-    expect(r.retval).toBe(TC_ACT_SHOT);
+    expect(r.retval).toBe(TC_ACT_STOLEN);
     const c = dp.counters();
     expect(c.drop_auth_missing).toBe(10_000n);
     expect(c.signal_sent).toBe(1n);
@@ -209,7 +212,7 @@ describe.skipIf(!isPrivileged())('datapath (BPF_PROG_TEST_RUN)', () => {
   it('handles IPv6', async () => {
     dp.setPolicy({ localId: 10, remoteId: 20 }, AuthType.SpiffeMtls);
     const signals = await collectSignals(dp, 1, () => {
-      expect(dp.testRun(wire.PROGRAMS.tcEgress, { data: syn(LOCAL6, REMOTE6) }).retval).toBe(TC_ACT_SHOT);
+      expect(dp.testRun(wire.PROGRAMS.tcEgress, { data: syn(LOCAL6, REMOTE6) }).retval).toBe(TC_ACT_STOLEN);
     });
     expect(signals[0]).toMatchObject({ localId: 10, remoteId: 20, remoteNode: 2 });
     dp.auth.update(KEY_10_20, { expiresAtMs: Date.now() + 60_000 });
@@ -220,7 +223,7 @@ describe.skipIf(!isPrivileged())('datapath (BPF_PROG_TEST_RUN)', () => {
 
   it('strict mode drops remote-pod traffic that did not arrive through the WireGuard interface', () => {
     dp.setSettings({ signalThrottleMs: 250, wireguardIfindex: 77, strictWireguard: true });
-    expect(dp.settings()).toEqual({ signalThrottleMs: 250, wireguardIfindex: 77, strictWireguard: true });
+    expect(dp.settings()).toEqual({ signalThrottleMs: 250, wireguardIfindex: 77, strictWireguard: true, synRtoMs: 50, kernelHz: kernelHz().hz });
     dp.setPolicy({ localId: 10, remoteId: 20 }, AuthType.SpiffeMtls);
     dp.auth.update(KEY_10_20, { expiresAtMs: Date.now() + 60_000 });
     expect(dp.testRun(wire.PROGRAMS.tcIngress, { data: syn(REMOTE, LOCAL), ingressIfindex: 5 }).retval).toBe(TC_ACT_SHOT);
@@ -306,7 +309,7 @@ describe.skipIf(!isPrivileged())('pinned maps', () => {
         expect(b.listIpcache()).toEqual([{ cidr: '10.9.0.0/16', identity: 5, nodeId: 1 }]);
         expect(b.listPolicy()).toEqual([{ localId: 5, remoteId: 0, authType: 1 }]);
         expect(Math.abs(b.auth.lookup(key)!.expiresAtMs - exp)).toBeLessThanOrEqual(2);
-        expect(b.settings()).toEqual({ signalThrottleMs: 100, wireguardIfindex: 3, strictWireguard: true });
+        expect(b.settings()).toEqual({ signalThrottleMs: 100, wireguardIfindex: 3, strictWireguard: true, synRtoMs: 50, kernelHz: kernelHz().hz });
         expect(b.counters().pass_not_ip).toBe(1n);
       } finally {
         b.close();

@@ -49,6 +49,7 @@ describe('loadConfig: defaults', () => {
       attach: [{ type: 'tc', interface: 'eth0', hook: 'egress', semantics: 'egress' }],
       signalThrottleMs: 250,
       strictWireguard: false,
+      synRtoMs: 50,
     });
     expect(c.handshake).toEqual({
       listen: '0.0.0.0',
@@ -197,7 +198,12 @@ describe('loadConfig: bad files', () => {
     [
       'bad attach type',
       MINIMAL.replace('type: tc', 'type: xdp'),
-      'datapath.attach[0].type: must be one of "tc", "cgroup" (got "xdp")',
+      'datapath.attach[0].type: must be one of "tc", "cgroup", "sockops" (got "xdp")',
+    ],
+    [
+      'synRto over one second',
+      MINIMAL.replace('datapath:\n', 'datapath:\n  synRto: 2s\n'),
+      'datapath.synRto: must be between 1ms and 1s',
     ],
     [
       'bad hook',
@@ -427,5 +433,17 @@ describe('loadConfig: paths', () => {
     expect(c.inventory.file).toBe(resolve('examples/inventory.yaml'));
     expect(c.identity.devCa.caCert).toBe(resolve('examples/dev-ca/ca.crt'));
     expect(c.datapath.attach).toHaveLength(2);
+  });
+});
+
+describe('loadConfig: sockops attach points', () => {
+  it('reads a sockops cgroup from the file and from a flag', () => {
+    const file = writeConfig(MINIMAL.replace('hook: egress }', 'hook: egress }\n    - { type: sockops, path: /sys/fs/cgroup/pods }'));
+    expect(loadConfig({ file }).datapath.attach[1]).toEqual({ type: 'sockops', path: '/sys/fs/cgroup/pods' });
+    const viaFlag = loadConfig({ file, argvOverrides: { 'datapath.attach': 'tc:eth0:egress,sockops:/sys/fs/cgroup/x' } });
+    expect(viaFlag.datapath.attach).toEqual([
+      { type: 'tc', interface: 'eth0', hook: 'egress', semantics: 'egress' },
+      { type: 'sockops', path: '/sys/fs/cgroup/x' },
+    ]);
   });
 });

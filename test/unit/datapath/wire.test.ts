@@ -10,8 +10,8 @@ describe('wire codecs mirror bpf/meshauth.h', () => {
     expect(wire.authKey.size).toBe(16);
     expect(wire.authValue.size).toBe(8);
     expect(wire.signal.size).toBe(24);
-    expect(wire.config.size).toBe(16);
-    expect(wire.VERDICT_NAMES).toHaveLength(10);
+    expect(wire.config.size).toBe(24);
+    expect(wire.VERDICT_NAMES).toHaveLength(11);
   });
 
   it('encode to exactly size bytes', () => {
@@ -34,8 +34,19 @@ describe('wire codecs mirror bpf/meshauth.h', () => {
     expect(wire.ipcacheValue.decode(wire.ipcacheValue.encode({ identity: 11, nodeId: 2 }))).toEqual({ identity: 11, nodeId: 2 });
     const sig = { localId: 1, remoteId: 2, remoteNode: 3, authType: 1, direction: 'ingress' as const, bootNs: 99n };
     expect(wire.signal.decode(wire.signal.encode(sig))).toEqual(sig);
-    const cfg = { throttleNs: 250_000_000n, wgIfindex: 7, flags: wire.FLAG_STRICT_WIREGUARD };
+    const cfg = { throttleNs: 250_000_000n, wgIfindex: 7, flags: wire.FLAG_STRICT_WIREGUARD, synRtoMs: 40, hz: 1000 };
     expect(wire.config.decode(wire.config.encode(cfg))).toEqual(cfg);
+  });
+
+  it('lay out ma_config as u64 throttle_ns, u32 wg_ifindex, u32 flags, u32 syn_rto_ms, u32 hz', () => {
+    const b = wire.config.encode({ throttleNs: 1n, wgIfindex: 2, flags: 3, synRtoMs: 50, hz: 250 });
+    expect(b.toString('hex')).toBe('0100000000000000' + '02000000' + '03000000' + '32000000' + 'fa000000');
+  });
+
+  it('keep existing verdict indexes and append syn_rto_shortened last', () => {
+    expect(wire.VERDICT_NAMES.indexOf('signal_ringbuf_full')).toBe(9);
+    expect(wire.VERDICT_NAMES.indexOf('syn_rto_shortened')).toBe(10);
+    expect(wire.MAPS.counters.maxEntries).toBe(11);
   });
 
   it('decode signal direction bytes 0 and 1 and read boot_ns at offset 16', () => {
