@@ -5,6 +5,8 @@ import type { DaemonConfig } from '../config/index.js';
 import { MeshauthError } from '../errors.js';
 import { DevCa, DevCaSource } from '../identity/dev-ca.js';
 import { FilesSource } from '../identity/files-source.js';
+import { createSpireDelegatedSource } from '../identity/spire-delegated.js';
+import { createWorkloadApiSource } from '../identity/workload-api-source.js';
 import type { IdentitySource } from '../identity/source.js';
 import type { Inventory } from '../inventory/index.js';
 
@@ -39,8 +41,15 @@ export async function createIdentitySource(config: DaemonConfig, inventory: Inve
       if (!id.files) throw new IdentitySourceError('identity: source "files" needs identity.files (bundle and svids)');
       return new FilesSource({ bundle: id.files.bundle, svids: id.files.svids, logger: log });
     }
-    default:
-      void inventory;
-      throw new IdentitySourceError(`identity: source "${id.source}" is not available in this build`);
+    case 'spire-delegated':
+      // One subscription per workload of this node, by the selectors the inventory lists for it.
+      return createSpireDelegatedSource({
+        adminSocket: id.spire.adminSocket,
+        maxMessageBytes: id.spire.maxMessageBytes,
+        logger: log,
+        workloads: (spiffeId) => inventory.workloadsWithSpiffeId(spiffeId).find((w) => w.node === config.node)?.selectors,
+      });
+    case 'workload-api':
+      return createWorkloadApiSource({ address: id.workloadApi.address || undefined, logger: log });
   }
 }

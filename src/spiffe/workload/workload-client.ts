@@ -1,0 +1,214 @@
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { ClosedError } from '../../errors.js';
+import type { TrustBundles } from '../../identity/source.js';
+import { resolveWorkloadEndpoint, type WorkloadEndpoint } from './address.js';
+import { channelOptions, DEFAULT_MAX_MESSAGE_BYTES } from './channel.js';
+import { decodeBundleMap, decodeX509SvidResponse, type ReceivedX509Svid } from './decode.js';
+import { WorkloadApiError, type ResponseRejection } from './errors.js';
+import {
+  WORKLOAD_API_HEADER,
+  workloadApiService,
+  type X509BundlesResponseMessage,
+  type X509SvidResponseMessage,
+} from './proto.js';
+import {
+  DEFAULT_RETRY,
+  watchStream,
+  type RetryPolicy,
+  type StreamState,
+  type StreamWatch,
+} from './stream-watch.js';
+
+export interface WorkloadApiClientOptions {
+  /** unix:///path, tcp://ip:port or an absolute socket path; default: SPIFFE_ENDPOINT_SOCKET. */
+  address?: string | undefined;
+  /** gRPC receive limit in bytes (default 4 MiB). */
+  maxMessageBytes?: number | undefined;
+  retry?: RetryPolicy | undefined;
+  logger?: Logger | undefined;
+  /** Environment to read SPIFFE_ENDPOINT_SOCKET from (default process.env). */
+  env?: NodeJS.ProcessEnv | undefined;
+}
+
+/** One state of the caller's X.509 identities, as the Workload API sent it. */
+export interface X509Context {
+  /** SVIDs that passed the leaf checks, in the server's order (the first is the default). */
+  svids: ReceivedX509Svid[];
+  /** The bundles the response carried: each SVID's own trust domain plus the federated ones. */
+  bundles: TrustBundles;
+  /** Parts of the response that were not trusted. */
+  rejected: ResponseRejection[];
+}
+
+export interface X509BundlesUpdate {
+  bundles: TrustBundles;
+  rejected: ResponseRejection[];
+}
+
+/**
+ * Client of the SPIFFE Workload API (FetchX509SVID, FetchX509Bundles) over a Unix socket or tcp.
+ * Every call carries `workload.spiffe.io: true`. Streams reconnect by themselves (see watchStream).
+ */
+export class WorkloadApiClient {
+  readonly endpoint: WorkloadEndpoint;
+  private readonly client: grpc.Client;
+  private readonly retry: RetryPolicy;
+  private readonly logger: Logger | undefined;
+  private readonly watches = new Set<StreamWatch>();
+  private closed = false;
+
+  constructor(opts: WorkloadApiClientOptions = {}) {
+    this.endpoint = resolveWorkloadEndpoint(opts.address, opts.env);
+    this.retry = opts.retry ?? DEFAULT_RETRY;
+    this.logger = opts.logger;
+    const Ctor = workloadApiService();
+    this.client = new Ctor(
+      this.endpoint.grpcTarget,
+      grpc.credentials.createInsecure(),
+      channelOptions(opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES, this.retry),
+    );
+  }
+
+  private metadata(): grpc.Metadata {
+    const md = new grpc.Metadata();
+    md.set(WORKLOAD_API_HEADER, 'true');
+    return md;
+  }
+
+  private open<T>(method: string): grpc.ClientReadableStream<T> {
+    const fn = (
+      this.client as unknown as Record<
+        string,
+        (req: object, md: grpc.Metadata) => grpc.ClientReadableStream<T>
+      >
+    )[method]!;
+    return fn.call(this.client, {}, this.metadata());
+  }
+
+  private track(w: StreamWatch): StreamWatch {
+    this.watches.add(w);
+    return {
+      close: () => {
+        w.close();
+        this.watches.delete(w);
+      },
+      get closed() {
+        return w.closed;
+      },
+    };
+  }
+
+  /** Stream of the caller's X509-SVIDs; each update is the complete state. */
+  watchX509Context(handlers: {
+    onUpdate(ctx: X509Context): void;
+    onState?(s: StreamState): void;
+  }): StreamWatch {
+    if (this.closed) throw new ClosedError('workload API client');
+    return this.track(
+      watchStream<X509SvidResponseMessage>(
+        'workload API FetchX509SVID',
+        () => this.open('FetchX509SVID'),
+        {
+          onMessage: (m) => handlers.onUpdate(decodeX509SvidResponse(m)),
+          ...(handlers.onState ? { onState: handlers.onState } : {}),
+        },
+        { retry: this.retry, logger: this.logger },
+      ),
+    );
+  }
+
+  /** Stream of the X.509 trust bundles; each update is the complete state. */
+  watchX509Bundles(handlers: {
+    onUpdate(update: X509BundlesUpdate): void;
+    onState?(s: StreamState): void;
+  }): StreamWatch {
+    if (this.closed) throw new ClosedError('workload API client');
+    return this.track(
+      watchStream<X509BundlesResponseMessage>(
+        'workload API FetchX509Bundles',
+        () => this.open('FetchX509Bundles'),
+        {
+          onMessage: (m) => handlers.onUpdate(decodeBundleMap(m.bundles)),
+          ...(handlers.onState ? { onState: handlers.onState } : {}),
+        },
+        { retry: this.retry, logger: this.logger },
+      ),
+    );
+  }
+
+  /** The first message of FetchX509SVID (one attempt, no retry). */
+  fetchX509Context(opts: { timeoutMs?: number } = {}): Promise<X509Context> {
+    return this.first<X509SvidResponseMessage, X509Context>(
+      'FetchX509SVID',
+      decodeX509SvidResponse,
+      opts.timeoutMs ?? 10_000,
+    );
+  }
+
+  /** The first message of FetchX509Bundles (one attempt, no retry). */
+  fetchX509Bundles(opts: { timeoutMs?: number } = {}): Promise<X509BundlesUpdate> {
+    return this.first<X509BundlesResponseMessage, X509BundlesUpdate>(
+      'FetchX509Bundles',
+      (m) => decodeBundleMap(m.bundles),
+      opts.timeoutMs ?? 10_000,
+    );
+  }
+
+  private first<M, R>(method: string, decode: (m: M) => R, timeoutMs: number): Promise<R> {
+    if (this.closed) return Promise.reject(new ClosedError('workload API client'));
+    return new Promise<R>((resolve, reject) => {
+      const call = this.open<M>(method);
+      let done = false;
+      const finish = (f: () => void): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(t);
+        call.cancel();
+        f();
+      };
+      const t = setTimeout(
+        () =>
+          finish(() =>
+            reject(
+              new WorkloadApiError(`workload API ${method}: no response within ${timeoutMs} ms`, {
+                grpcCode: grpc.status.DEADLINE_EXCEEDED,
+              }),
+            ),
+          ),
+        timeoutMs,
+      );
+      call.on('data', (m: M) => {
+        finish(() => {
+          try {
+            resolve(decode(m));
+          } catch (err) {
+            reject(err);
+          }
+        });
+      });
+      call.on('error', (err: grpc.ServiceError) => {
+        finish(() =>
+          reject(
+            new WorkloadApiError(
+              `workload API ${method}: ${grpc.status[err.code] ?? err.code}: ${err.details}`,
+              { cause: err, grpcCode: err.code },
+            ),
+          ),
+        );
+      });
+      call.on('end', () =>
+        finish(() => reject(new WorkloadApiError(`workload API ${method}: stream ended without a message`))),
+      );
+    });
+  }
+
+  /** Cancel every stream and close the channel. Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const w of this.watches) w.close();
+    this.watches.clear();
+    this.client.close();
+  }
+}
