@@ -5,7 +5,7 @@
  */
 import { execFile, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { VERDICT_NAMES } from '../src/datapath/wire.js';
@@ -30,6 +30,12 @@ export interface ClusterOptions {
    * first SYN of an unauthenticated pair is retransmitted after synRto instead of 1 s. Default true.
    */
   sockops?: boolean;
+  /**
+   * Pod traffic between nodes through WireGuard (wireguard-go): keys made at init and published in
+   * the inventory, the datapath on the tunnel interface; `strict` also drops remote-pod traffic
+   * that arrives on the underlay.
+   */
+  wireguard?: { strict?: boolean };
   /** A bpffs mount; each node pins its maps in a sub-directory. */
   bpffs: string;
   rules: PolicyRule[];
@@ -60,6 +66,7 @@ export interface DaemonHandle {
 
 export const podTool = (): string => join(DIST, 'demo/pod-tool.js');
 
+
 export class Cluster {
   readonly daemons = new Map<string, DaemonHandle>();
   readonly caDir: string;
@@ -73,6 +80,14 @@ export class Cluster {
     readonly opts: ClusterOptions,
   ) {
     this.caDir = join(opts.workDir, 'ca');
+  }
+
+  /**
+   * The node's WireGuard interface. wireguard-go's control sockets are host-wide (not per network
+   * namespace), so the name carries the lab's random tag.
+   */
+  wgInterface(node: string): string {
+    return `${this.topo.lab.tag}${NODES.findIndex((n) => n.name === node)}`.slice(-15);
   }
 
   pinDir(node: string): string {
@@ -108,8 +123,23 @@ export class Cluster {
         this.daemonCgroups.set(n.name, join(mnt, basename(dir)));
       }
     }
+    const wgKeys = new Map<string, string>();
+    if (this.opts.wireguard) {
+      for (const n of NODES) {
+        const priv = run('wg', ['genkey']).trim();
+        const file = join(this.stateDir(n.name), 'wireguard', 'private.key');
+        mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+        writeFileSync(file, `${priv}\n`, { mode: 0o600 });
+        wgKeys.set(n.name, run('wg', ['pubkey'], { input: `${priv}\n` }).trim());
+      }
+    }
     const inventory = {
-      nodes: NODES.map((n) => ({ name: n.name, address: n.underlayIp, podCIDRs: [n.podCidr] })),
+      nodes: NODES.map((n) => ({
+        name: n.name,
+        address: n.underlayIp,
+        podCIDRs: [n.podCidr],
+        ...(wgKeys.has(n.name) ? { wireguardPublicKey: wgKeys.get(n.name) } : {}),
+      })),
       workloads: PODS.map((p) => ({
         name: p.name,
         spiffeId: p.spiffeId,
@@ -131,14 +161,30 @@ export class Cluster {
         bpf: { pinDir: this.pinDir(n.name), object: join(PACKAGE_ROOT, 'bpf/meshauth.bpf.o') },
         datapath: {
           attach: [
-            { type: 'tc', interface: 'eth0', hook: 'egress', semantics: 'egress' },
-            { type: 'tc', interface: 'eth0', hook: 'ingress', semantics: 'ingress' },
-            ...(this.daemonCgroups.has(n.name) ? [{ type: 'sockops', path: this.daemonCgroups.get(n.name) }] : []),
+            ...(this.opts.wireguard
+              ? [
+                  { type: 'tc', interface: this.wgInterface(n.name), hook: 'egress', semantics: 'egress' },
+                  { type: 'tc', interface: this.wgInterface(n.name), hook: 'ingress', semantics: 'ingress' },
+                  // Pod traffic must come through the tunnel; strict mode drops it on the underlay.
+                  { type: 'tc', interface: 'eth0', hook: 'ingress', semantics: 'ingress' },
+                ]
+              : [
+                  { type: 'tc', interface: 'eth0', hook: 'egress', semantics: 'egress' },
+                  { type: 'tc', interface: 'eth0', hook: 'ingress', semantics: 'ingress' },
+                ]),
+            ...(this.daemonCgroups.has(n.name)
+              ? [{ type: 'sockops', path: this.daemonCgroups.get(n.name) }]
+              : []),
           ],
+          strictWireguard: this.opts.wireguard?.strict ?? false,
           signalThrottle: this.opts.signalThrottle ?? '250ms',
         },
         handshake: { listen: n.underlayIp, port: 4250, maxEntryTtl: this.opts.maxEntryTtl ?? '1h' },
-        auth: { reauthAt: this.opts.reauthAt ?? 0.8, gcInterval: '1s', preauthenticate: this.opts.preauthenticate ?? false },
+        auth: {
+          reauthAt: this.opts.reauthAt ?? 0.8,
+          gcInterval: '1s',
+          preauthenticate: this.opts.preauthenticate ?? false,
+        },
         identity: {
           source: 'dev-ca',
           devCa: {
@@ -148,6 +194,15 @@ export class Cluster {
             svidTtl: this.opts.svidTtl ?? '1h',
           },
         },
+        ...(this.opts.wireguard
+          ? {
+              wireguard: {
+                enabled: true,
+                interface: this.wgInterface(n.name),
+                address: `10.99.0.${NODES.indexOf(n) + 1}/32`,
+              },
+            }
+          : {}),
         inventory: { file: join(this.opts.workDir, 'inventory.yaml') },
         policy: { file: join(this.opts.workDir, 'policy.yaml') },
         audit: { path: join(this.stateDir(n.name), 'audit.db') },
@@ -259,9 +314,14 @@ export class Cluster {
   }
 
   serve(pod: string, port: number): ChildProcess {
-    return this.topo.lab.spawn(this.topo.podNs[pod]!, 'node', [podTool(), 'serve', '--port', String(port), '--name', pod], {
-      cgroup: this.podCgroup(pod),
-    });
+    return this.topo.lab.spawn(
+      this.topo.podNs[pod]!,
+      'node',
+      [podTool(), 'serve', '--port', String(port), '--name', pod],
+      {
+        cgroup: this.podCgroup(pod),
+      },
+    );
   }
 
   /** The cgroup a pod's processes run in (its node's, when sock_ops is on). */
@@ -272,15 +332,16 @@ export class Cluster {
   /** Runs pod-tool in a pod namespace without blocking the event loop (daemon logs keep flowing). */
   private podTool(pod: string, args: string[], timeoutMs: number): Promise<string> {
     return new Promise((resolveOut, reject) => {
-      const [file, argv] = this.topo.lab.argv(this.topo.podNs[pod]!, 'node', [podTool(), ...args], this.podCgroup(pod));
-      execFile(
-        file,
-        argv,
-        { timeout: timeoutMs, encoding: 'utf8' },
-        (err, stdout, stderr) =>
-          err
-            ? reject(new Error(`pod-tool ${args[0]} in ${pod}: ${err.message} ${stderr}`))
-            : resolveOut(stdout),
+      const [file, argv] = this.topo.lab.argv(
+        this.topo.podNs[pod]!,
+        'node',
+        [podTool(), ...args],
+        this.podCgroup(pod),
+      );
+      execFile(file, argv, { timeout: timeoutMs, encoding: 'utf8' }, (err, stdout, stderr) =>
+        err
+          ? reject(new Error(`pod-tool ${args[0]} in ${pod}: ${err.message} ${stderr}`))
+          : resolveOut(stdout),
       );
     });
   }

@@ -84,12 +84,16 @@ async function main(): Promise<void> {
     step(3, 'web -> db again: the entry is live, packets pass at kernel speed');
     before = cluster.counters('node-a');
     r = await cluster.connect('web', 'db', 8080, 8000);
-    console.log(`   connect: ${r.ok ? 'ok' : 'FAILED'} in ${r.ms} ms; counters: ${delta(before, cluster.counters('node-a'))}`);
+    console.log(
+      `   connect: ${r.ok ? 'ok' : 'FAILED'} in ${r.ms} ms; counters: ${delta(before, cluster.counters('node-a'))}`,
+    );
 
     step(4, 'api -> cache: no policy asks for authentication');
     before = cluster.counters('node-a');
     r = await cluster.connect('api', 'cache', 8080, 8000);
-    console.log(`   connect: ${r.ok ? 'ok' : 'FAILED'} in ${r.ms} ms; counters: ${delta(before, cluster.counters('node-a'))}`);
+    console.log(
+      `   connect: ${r.ok ? 'ok' : 'FAILED'} in ${r.ms} ms; counters: ${delta(before, cluster.counters('node-a'))}`,
+    );
 
     step(5, 'An impostor answers for node-b with a certificate from another CA');
     await cluster.stop('node-b', 'SIGTERM');
@@ -97,7 +101,9 @@ async function main(): Promise<void> {
     before = cluster.counters('node-a');
     r = await cluster.connect('web', 'cache', 8080, 2500);
     await new Promise((res) => setTimeout(res, 500));
-    console.log(`   connect web -> cache: ${r.ok ? 'ok (UNEXPECTED)' : `refused (${r.error})`}; counters: ${delta(before, cluster.counters('node-a'))}`);
+    console.log(
+      `   connect web -> cache: ${r.ok ? 'ok (UNEXPECTED)' : `refused (${r.error})`}; counters: ${delta(before, cluster.counters('node-a'))}`,
+    );
     console.log('   node-a audit trail, failures:');
     console.log(indent(cluster.cli('node-a', ['events', '--outcome', 'failure', '-n', '3'])));
     await impostor.stop();
@@ -106,9 +112,13 @@ async function main(): Promise<void> {
     before = cluster.counters('node-b');
     await cluster.start('node-b');
     r = await cluster.connect('web', 'db', 8080, 8000);
-    console.log(`   web -> db: ${r.ok ? 'ok' : 'FAILED'} in ${r.ms} ms; node-b counters: ${delta(before, cluster.counters('node-b'))}`);
+    console.log(
+      `   web -> db: ${r.ok ? 'ok' : 'FAILED'} in ${r.ms} ms; node-b counters: ${delta(before, cluster.counters('node-b'))}`,
+    );
     r = await cluster.connect('web', 'cache', 8080, 8000);
-    console.log(`   web -> cache: ${r.ok ? 'ok' : 'FAILED'} in ${r.ms} ms (authenticated now that node-b answers truthfully)`);
+    console.log(
+      `   web -> cache: ${r.ok ? 'ok' : 'FAILED'} in ${r.ms} ms (authenticated now that node-b answers truthfully)`,
+    );
 
     step(7, 'The audit trail is hash-chained');
     console.log(indent(cluster.cli('node-a', ['events', '-n', '8'])));

@@ -50,7 +50,8 @@ export interface Topology {
   node(name: string): NodeSpec;
 }
 
-export function buildTopology(lab: NetnsLab): Topology {
+/** podRoutes: route each node's pod CIDR over the underlay (off when WireGuard routes it instead). */
+export function buildTopology(lab: NetnsLab, opts: { podRoutes?: boolean } = {}): Topology {
   const nodeNs: Record<string, string> = {};
   const podNs: Record<string, string> = {};
   for (const n of NODES) {
@@ -66,8 +67,10 @@ export function buildTopology(lab: NetnsLab): Topology {
     { ns: nodeNs[a.name]!, ifname: 'eth0', addr: `${a.underlayIp}/24` },
     { ns: nodeNs[b.name]!, ifname: 'eth0', addr: `${b.underlayIp}/24` },
   );
-  lab.exec(nodeNs[a.name]!, 'ip', ['route', 'add', b.podCidr, 'via', b.underlayIp]);
-  lab.exec(nodeNs[b.name]!, 'ip', ['route', 'add', a.podCidr, 'via', a.underlayIp]);
+  if (opts.podRoutes ?? true) {
+    lab.exec(nodeNs[a.name]!, 'ip', ['route', 'add', b.podCidr, 'via', b.underlayIp]);
+    lab.exec(nodeNs[b.name]!, 'ip', ['route', 'add', a.podCidr, 'via', a.underlayIp]);
+  }
 
   for (const p of PODS) {
     const node = NODES.find((n) => n.name === p.node)!;

@@ -53,7 +53,10 @@ export function openAudit(config: DaemonConfig, logger: Logger): DaemonAudit {
       }
     },
   };
-  log.info({ event: 'audit_opened', path: config.audit.path, last_seq: store.lastSeq() }, 'audit trail opened');
+  log.info(
+    { event: 'audit_opened', path: config.audit.path, last_seq: store.lastSeq() },
+    'audit trail opened',
+  );
   return {
     store,
     writer,

@@ -7,13 +7,19 @@ import type { DaemonConfig } from '../config/index.js';
 import { AuthType, type AuthKey } from '../datapath/types.js';
 import { openStateAllocators, type IdAllocator } from '../identity/allocator.js';
 import type { IdentityEvent, IdentitySource } from '../identity/source.js';
-import { assertNodeListed, loadInventoryFile, watchInventoryFile, type Inventory } from '../inventory/index.js';
+import {
+  assertNodeListed,
+  loadInventoryFile,
+  watchInventoryFile,
+  type Inventory,
+} from '../inventory/index.js';
 import { compileNodeState, loadPolicyFile, type NodeState, type Policy } from '../policy/index.js';
 import { createIdentitySource } from './identity.js';
 import { DaemonResolver } from './resolver.js';
 import { openDatapath, type DaemonDatapath } from './datapath.js';
 import { openAudit, type DaemonAudit } from './audit.js';
 import { startOperations, type DaemonOperations } from './operations.js';
+import { startWireguard, type WireguardTunnel } from '../wireguard/index.js';
 
 /** How long start-up waits for the identity source's first complete state. */
 const IDENTITY_READY_TIMEOUT_MS = 30_000;
@@ -43,6 +49,7 @@ export class Daemon {
       manager: AuthManager;
       server: HandshakeServer;
       gc: AuthGc;
+      wg: WireguardTunnel | undefined;
     },
   ) {}
 
@@ -75,14 +82,44 @@ export class Daemon {
     );
 
     const audit = openAudit(config, logger);
-    const datapath = await openDatapath(config, state.current, logger);
+    // WireGuard first: the datapath's strict mode needs the tunnel's ifindex.
+    let wg: WireguardTunnel | undefined;
+    const dpRef: { current: DaemonDatapath | undefined } = { current: undefined };
+    if (config.wireguard.enabled) {
+      wg = await startWireguard({
+        config,
+        inventory: inventory.current,
+        nodeName: config.node,
+        stateDir: config.stateDir,
+        logger: logger.child({ component: 'wireguard' }),
+        onIfindexChange: (ifindex) => {
+          const dp = dpRef.current?.datapath;
+          if (dp) dp.setSettings({ ...dp.settings(), wireguardIfindex: ifindex });
+        },
+      });
+    }
+    const datapath = await openDatapath(config, state.current, logger, {
+      wireguardIfindex: wg?.ifindex ?? 0,
+    });
+    dpRef.current = datapath;
     const cache = new AuthCache(datapath.auth);
     const restored = cache.restore();
-    log.info({ event: 'entries_restored', count: restored }, `restored ${restored} auth entries from the pinned map`);
+    log.info(
+      { event: 'entries_restored', count: restored },
+      `restored ${restored} auth entries from the pinned map`,
+    );
 
     const identity = await createIdentitySource(config, inventory.current, logger);
+    // Logged from the start, so the first SVIDs and source states are visible too.
+    const unsubscribeLog = identity.subscribe((ev) =>
+      logIdentityEvent(logger.child({ component: 'identity' }), ev),
+    );
     identity.setWanted(state.current.localSpiffeIds);
-    await withTimeout(identity.ready(), IDENTITY_READY_TIMEOUT_MS, `identity source ${identity.kind} not ready`);
+    await withTimeout(
+      identity.ready(),
+      IDENTITY_READY_TIMEOUT_MS,
+      `identity source ${identity.kind} not ready`,
+    );
 
     const resolver = new DaemonResolver({
       identities: allocators.identities,
@@ -104,6 +141,12 @@ export class Daemon {
       nodeName: config.node,
       maxEntryTtlMs: config.handshake.maxEntryTtlMs,
       timeoutMs: config.handshake.timeoutMs,
+      ...(wg
+        ? {
+            wireguardPublicKey: () => wg.publicKey,
+            expectedPeerWireguardKey: (node: string) => inventory.current.node(node)?.wireguardPublicKey,
+          }
+        : {}),
       logger,
     });
     const manager = new AuthManager({
@@ -134,6 +177,12 @@ export class Daemon {
         perPeerRatePerSec: config.handshake.perPeerRate,
         perPeerBurst: config.handshake.perPeerBurst,
       },
+      ...(wg
+        ? {
+            wireguardPublicKey: () => wg.publicKey,
+            expectedPeerWireguardKey: (node: string) => inventory.current.node(node)?.wireguardPublicKey,
+          }
+        : {}),
       logger,
       onAuthenticated: (r) => {
         manager.onServerAuthenticated(r);
@@ -187,11 +236,12 @@ export class Daemon {
       manager,
       server,
       gc,
+      wg,
     });
 
     // Rotation is an event stream.
     const unsubscribe = identity.subscribe((ev: IdentityEvent) => daemon.onIdentityEvent(ev, audit.sink));
-    daemon.disposers.push(unsubscribe);
+    daemon.disposers.push(unsubscribe, unsubscribeLog);
 
     // Inventory reloads recompile the node's maps.
     const watcher = watchInventoryFile(inventory.current, config.inventory.file, { log: logger });
@@ -276,7 +326,10 @@ export class Daemon {
       this.logger.info({ component: 'daemon', event: 'state_resynced' }, 'inventory changed: maps updated');
       if (this.config.auth.preauthenticate) this.preauthenticate();
     } catch (err) {
-      this.logger.error({ component: 'daemon', event: 'state_resync_failed', err }, 'inventory change not applied');
+      this.logger.error(
+        { component: 'daemon', event: 'state_resync_failed', err },
+        'inventory change not applied',
+      );
     }
   }
 
@@ -284,10 +337,6 @@ export class Daemon {
     const log = this.logger.child({ component: 'identity' });
     switch (ev.type) {
       case 'svid-updated': {
-        log.info(
-          { event: 'svid_updated', local_id: ev.spiffeId, not_after: ev.svid.notAfter.toISOString() },
-          'SVID issued or renewed',
-        );
         if (ev.previousNotAfter) {
           audit.record({
             type: 'svid-rotated',
@@ -300,19 +349,17 @@ export class Daemon {
             },
           });
           const n = this.parts.manager.onLocalSvidRotated(ev.spiffeId);
-          log.info({ event: 'reauth_scheduled', local_id: ev.spiffeId, pairs: n }, 're-authenticating after rotation');
+          log.info(
+            { event: 'reauth_scheduled', local_id: ev.spiffeId, pairs: n },
+            're-authenticating after rotation',
+          );
         }
         return;
       }
       case 'svid-removed':
-        log.warn({ event: 'svid_removed', local_id: ev.spiffeId, reason: ev.reason }, 'SVID no longer available');
         this.parts.gc.run();
         return;
-      case 'bundles-updated':
-        log.info({ event: 'bundles_updated', trust_domains: [...ev.bundles.keys()] }, 'trust bundles updated');
-        return;
-      case 'source-state':
-        log.info({ event: 'identity_source_state', state: ev.state, detail: ev.detail }, 'identity source state');
+      default:
         return;
     }
   }
@@ -322,7 +369,10 @@ export class Daemon {
       try {
         fn();
       } catch (err) {
-        this.logger.error({ component: 'daemon', event: 'periodic_task_failed', err }, 'periodic task failed');
+        this.logger.error(
+          { component: 'daemon', event: 'periodic_task_failed', err },
+          'periodic task failed',
+        );
       }
     }, ms);
     t.unref();
@@ -346,6 +396,8 @@ export class Daemon {
       }
       await this.parts.identity.close();
       this.parts.datapath.close();
+      // The tunnel stays up: pod traffic keeps flowing while the daemon is away.
+      await this.parts.wg?.close();
       await this.parts.audit.close();
       log.info({ event: 'daemon_stopped' }, 'meshauthd stopped');
     })();
@@ -353,7 +405,10 @@ export class Daemon {
   }
 }
 
-function describeKey(resolver: DaemonResolver, k: AuthKey): { localId?: string; remoteId?: string; node?: string } {
+function describeKey(
+  resolver: DaemonResolver,
+  k: AuthKey,
+): { localId?: string; remoteId?: string; node?: string } {
   return {
     localId: resolver.spiffeIdOf(k.localId),
     remoteId: resolver.spiffeIdOf(k.remoteId),
@@ -390,5 +445,37 @@ async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<
     ]);
   } finally {
     if (t) clearTimeout(t);
+  }
+}
+
+function logIdentityEvent(log: Logger, ev: IdentityEvent): void {
+  switch (ev.type) {
+    case 'svid-updated':
+      log.info(
+        {
+          event: 'svid_updated',
+          local_id: ev.spiffeId,
+          serial: ev.svid.leaf.serialNumber,
+          not_after: ev.svid.notAfter.toISOString(),
+          rotated: ev.previousNotAfter !== undefined,
+        },
+        ev.previousNotAfter ? 'SVID renewed' : 'SVID issued',
+      );
+      return;
+    case 'svid-removed':
+      log.warn(
+        { event: 'svid_removed', local_id: ev.spiffeId, reason: ev.reason },
+        'SVID no longer available',
+      );
+      return;
+    case 'bundles-updated':
+      log.info({ event: 'bundles_updated', trust_domains: [...ev.bundles.keys()] }, 'trust bundles updated');
+      return;
+    case 'source-state':
+      log.info(
+        { event: 'identity_source_state', state: ev.state, detail: ev.detail },
+        'identity source state',
+      );
+      return;
   }
 }

@@ -17,7 +17,11 @@ export class IdentitySourceError extends MeshauthError {
 }
 
 /** The identity source the configuration asks for. */
-export async function createIdentitySource(config: DaemonConfig, inventory: Inventory, logger: Logger): Promise<IdentitySource> {
+export async function createIdentitySource(
+  config: DaemonConfig,
+  inventory: Inventory,
+  logger: Logger,
+): Promise<IdentitySource> {
   const log = logger.child({ component: 'identity' });
   const id = config.identity;
   switch (id.source) {
@@ -27,18 +31,27 @@ export async function createIdentitySource(config: DaemonConfig, inventory: Inve
       if (!existsSync(dc.caCert) && !existsSync(dc.caKey)) {
         // Created on first use; other nodes need the same CA (copy the directory or point caCert/caKey at it).
         ({ ca } = await DevCa.init({ dir: dirname(dc.caCert), trustDomain: dc.trustDomain }));
-        log.warn({ event: 'dev_ca_created', ca_cert: dc.caCert }, 'created a new development CA (not for production)');
+        log.warn(
+          { event: 'dev_ca_created', ca_cert: dc.caCert },
+          'created a new development CA (not for production)',
+        );
       } else {
         ca = await DevCa.load({ caCert: dc.caCert, caKey: dc.caKey });
       }
       if (ca.trustDomain !== dc.trustDomain) {
-        throw new IdentitySourceError(`identity: development CA ${dc.caCert} is for trust domain "${ca.trustDomain}", config says "${dc.trustDomain}"`);
+        throw new IdentitySourceError(
+          `identity: development CA ${dc.caCert} is for trust domain "${ca.trustDomain}", config says "${dc.trustDomain}"`,
+        );
       }
-      log.warn({ event: 'dev_ca_in_use', trust_domain: ca.trustDomain }, 'identities come from the embedded development CA (not for production)');
+      log.warn(
+        { event: 'dev_ca_in_use', trust_domain: ca.trustDomain },
+        'identities come from the embedded development CA (not for production)',
+      );
       return new DevCaSource(ca, { svidTtlMs: dc.svidTtlMs, logger: log });
     }
     case 'files': {
-      if (!id.files) throw new IdentitySourceError('identity: source "files" needs identity.files (bundle and svids)');
+      if (!id.files)
+        throw new IdentitySourceError('identity: source "files" needs identity.files (bundle and svids)');
       return new FilesSource({ bundle: id.files.bundle, svids: id.files.svids, logger: log });
     }
     case 'spire-delegated':
@@ -47,7 +60,8 @@ export async function createIdentitySource(config: DaemonConfig, inventory: Inve
         adminSocket: id.spire.adminSocket,
         maxMessageBytes: id.spire.maxMessageBytes,
         logger: log,
-        workloads: (spiffeId) => inventory.workloadsWithSpiffeId(spiffeId).find((w) => w.node === config.node)?.selectors,
+        workloads: (spiffeId) =>
+          inventory.workloadsWithSpiffeId(spiffeId).find((w) => w.node === config.node)?.selectors,
       });
     case 'workload-api':
       return createWorkloadApiSource({ address: id.workloadApi.address || undefined, logger: log });

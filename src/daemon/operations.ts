@@ -1,5 +1,12 @@
 import type { Logger } from 'pino';
-import { startApiServer, type ApiServer, type DaemonView, type EntryView, type FlushRequest, type StatusView } from '../api/index.js';
+import {
+  startApiServer,
+  type ApiServer,
+  type DaemonView,
+  type EntryView,
+  type FlushRequest,
+  type StatusView,
+} from '../api/index.js';
 import type { AuthCache, AuthManager } from '../auth/index.js';
 import type { HandshakeServer } from '../auth/handshake/index.js';
 import type { DaemonConfig } from '../config/index.js';
@@ -81,11 +88,20 @@ export function daemonView(deps: OperationsDeps, startedAtMs: number): DaemonVie
           attached: 'datapath_pass_no_policy' in counters,
           mode:
             config.datapath.attach
-              .map((a) => (a.type === 'tc' ? `tc/${a.interface}/${a.hook}` : a.type === 'sockops' ? 'sockops' : `cgroup/${a.hook}`))
+              .map((a) =>
+                a.type === 'tc'
+                  ? `tc/${a.interface}/${a.hook}`
+                  : a.type === 'sockops'
+                    ? 'sockops'
+                    : `cgroup/${a.hook}`,
+              )
               .join(',') || 'none',
           detail: `pins ${config.bpf.pinDir}`,
         },
-        identitySource: { kind: identity.kind, connected: ids.every((id) => identity.svid(id) !== undefined) },
+        identitySource: {
+          kind: identity.kind,
+          connected: ids.every((id) => identity.svid(id) !== undefined),
+        },
         identities: ids.map((id) => {
           const s = identity.svid(id);
           return s ? { spiffeId: id, notAfterMs: s.notAfter.getTime() } : { spiffeId: id };
@@ -101,7 +117,9 @@ export function daemonView(deps: OperationsDeps, startedAtMs: number): DaemonVie
         const nm = names(k);
         const match =
           'all' in req ||
-          (nm.localId === req.localId && nm.remoteId === req.remoteId && (req.node === undefined || nm.remoteNode === req.node));
+          (nm.localId === req.localId &&
+            nm.remoteId === req.remoteId &&
+            (req.node === undefined || nm.remoteNode === req.node));
         if (!match) continue;
         const had = cache.delete(k) || datapath.auth.delete(k);
         if (had) {
@@ -142,7 +160,10 @@ export async function startOperations(deps: OperationsDeps): Promise<DaemonOpera
     }
     let tcp: Parameters<typeof startApiServer>[0]['tcp'];
     if (config.api.tcp) {
-      const own = config.api.tcp.allowedIds.length > 0 ? deps.identity.svid(deps.inventory().spiffeIdsOnNode(config.node)[0] ?? '') : undefined;
+      const own =
+        config.api.tcp.allowedIds.length > 0
+          ? deps.identity.svid(deps.inventory().spiffeIdsOnNode(config.node)[0] ?? '')
+          : undefined;
       if (!own) {
         throw new Error('api: the TCP listener needs an SVID of a workload on this node to present');
       }

@@ -3,6 +3,7 @@ import { MeshauthError } from '../errors.js';
 /** Stable codes of WireGuard failures. */
 export type WireguardErrorCode =
   | 'MESHAUTH_ERR_WIREGUARD_COMMAND'
+  | 'MESHAUTH_ERR_WIREGUARD_CONFIG'
   | 'MESHAUTH_ERR_WIREGUARD_KEY_INVALID'
   | 'MESHAUTH_ERR_WIREGUARD_KEY_FILE_MODE'
   | 'MESHAUTH_ERR_WIREGUARD_PEER_INVALID'

@@ -3,14 +3,35 @@
  * interface per node (kernel module or wireguard-go), peers and routes reconciled from the
  * inventory, and state read back from `wg show dump`.
  *
- *   const wg = await WireguardManager.open({ stateDir, interfaceName: 'meshauth0' });
- *   const peers = nodes.flatMap((n) => (n.name === self ? [] : [peerFromNode(n, { port: wg.listenPort })]))
- *     .filter((p) => p !== undefined);
- *   await wg.reconcile(peers);   // again whenever the inventory changes
- *   wg.publicKey;                // published for the inventory, sent in the auth handshake
- *   wg.ifindex;                  // for the datapath's strict mode
- *   await wg.close();            // the tunnel keeps running; the next open() adopts it
+ * The daemon needs one call:
+ *
+ *   const wg = await startWireguard({
+ *     config,                       // DaemonConfig (reads config.wireguard)
+ *     inventory,                    // Inventory: peers = other nodes with wireguardPublicKey
+ *     nodeName: config.node,
+ *     stateDir: config.stateDir,
+ *     logger,
+ *     onIfindexChange: (ifindex) => datapath.setSettings({ ...settings, wireguardIfindex: ifindex }),
+ *   });
+ *   wg.publicKey;                   // sent in the auth handshake, published in the inventory
+ *   wg.ifindex;                     // the datapath's strict mode (DatapathSettings.wireguardIfindex)
+ *   await wg.status();              // interface, peers (handshakes, bytes), inventory key state
+ *   await wg.close();               // stop managing; the tunnel keeps carrying traffic and the
+ *                                   // next startWireguard() adopts it without re-keying
+ *   await wg.close({ teardown: true }); // remove the interface instead
+ *
+ * Peers follow inventory changes by themselves (and a periodic resync brings back an interface
+ * that vanished). WireguardManager is the lower layer for callers that build the peer list
+ * themselves.
  */
+export {
+  startWireguard,
+  type StartWireguardOptions,
+  type WireguardTunnel,
+  type WireguardTunnelStatus,
+  type WireguardInventory,
+  type InventoryKeyState,
+} from './node-tunnel.js';
 export { WireguardError, type WireguardErrorCode } from './errors.js';
 export {
   WIREGUARD_KEY_BYTES,

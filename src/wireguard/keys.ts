@@ -10,7 +10,7 @@ import {
   writeFileSync,
   writeSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { WireguardError } from './errors.js';
 
 /** Length in bytes of every WireGuard key (Curve25519). */
@@ -95,13 +95,16 @@ export function privateKeyPath(stateDir: string): string {
 }
 
 /**
- * Loads the node's private key from `<stateDir>/wireguard/private.key`, generating it (mode 0600)
- * on first use. Refuses a file that is not a regular file, is readable or writable by group or
- * others, is owned by another user, or does not hold exactly one valid key.
+ * Loads the node's private key from `<stateDir>/wireguard/private.key` (or `opts.privateKeyFile`),
+ * generating it (mode 0600, directory 0700 when created) on first use, and keeps
+ * `<stateDir>/wireguard/public.key` equal to its public half. Refuses a file that is not a regular
+ * file, is readable or writable by group or others, is owned by another user, or does not hold
+ * exactly one valid key.
  */
-export function loadOrCreateNodeKey(stateDir: string): NodeKey {
-  const file = privateKeyPath(stateDir);
+export function loadOrCreateNodeKey(stateDir: string, opts: { privateKeyFile?: string } = {}): NodeKey {
+  const file = opts.privateKeyFile ?? privateKeyPath(stateDir);
   mkdirSync(join(stateDir, 'wireguard'), { recursive: true, mode: 0o700 });
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
   let created = false;
   if (!exists(file)) {
     created = writeNewKeyFile(file, generatePrivateKey());

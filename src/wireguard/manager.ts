@@ -32,8 +32,10 @@ export const DEFAULT_LISTEN_PORT = 51820;
 export type WireguardMode = 'kernel' | 'userspace';
 
 export interface WireguardManagerOptions {
-  /** The daemon's state directory; the key lives in `<stateDir>/wireguard/private.key`. */
+  /** The daemon's state directory; the key lives in `<stateDir>/wireguard/private.key` by default. */
   stateDir: string;
+  /** Where the node's private key lives instead (created 0600 there when missing). */
+  privateKeyFile?: string;
   /** Default "meshauth0". With wireguard-go the name must be unique on the host, not only in its namespace. */
   interfaceName?: string;
   /** UDP listen port, default 51820. */
@@ -119,7 +121,10 @@ export class WireguardManager {
     }
     const exec = opts.exec ?? createExec(opts.netns === undefined ? {} : { netns: opts.netns });
     const device = new WireguardDevice(exec, name, { ip: opts.ip ?? 'ip', wg: opts.wg ?? 'wg' });
-    const key = loadOrCreateNodeKey(opts.stateDir);
+    const key = loadOrCreateNodeKey(
+      opts.stateDir,
+      opts.privateKeyFile === undefined ? {} : { privateKeyFile: opts.privateKeyFile },
+    );
     if (key.created) {
       log.info({ event: 'wireguard.key.created', public_key: key.publicKey }, 'generated node WireGuard key');
     }

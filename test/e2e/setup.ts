@@ -36,7 +36,7 @@ export async function startDemoCluster(
   };
   try {
     unmount = mountBpffs(bpffs);
-    cluster = new Cluster(buildTopology(lab), { ...opts, workDir, bpffs });
+    cluster = new Cluster(buildTopology(lab, { podRoutes: !opts.wireguard }), { ...opts, workDir, bpffs });
     await cluster.init();
     for (const node of opts.startOrder ?? ['node-a', 'node-b']) await cluster.start(node);
     for (const pod of opts.serve ?? ['db', 'cache']) cluster.serve(pod, 8080);

@@ -1,11 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { DaemonConfig } from '../../../src/config/types.js';
 import { Datapath, ensurePinDir, type VerdictCounters } from '../../../src/datapath/index.js';
-import { WireguardManager } from '../../../src/wireguard/index.js';
+import { Inventory, type InventoryNode } from '../../../src/inventory/index.js';
+import { privateKeyPath, startWireguard, type WireguardTunnel } from '../../../src/wireguard/index.js';
 import { isPrivileged, type NetnsLab } from '../../helpers/netns.js';
-import { captureUnderlay, echo, peerOf, startEcho, twoNodeLab, type LabNode } from './two-nodes.js';
+import { captureUnderlay, echo, startEcho, twoNodeLab, type LabNode } from './two-nodes.js';
 
 const OBJECT_PATH = fileURLToPath(new URL('../../../bpf/meshauth.bpf.o', import.meta.url));
 const ECHO_PORT = 7778;
@@ -16,7 +18,9 @@ const REMOTE_NODE_ID = 1;
  * Strict mode: on node B the datapath's ingress-semantics tc program sits on the pod-facing veth
  * (tc egress of pod0, where every packet for the pod passes whichever way it came). A packet whose
  * source is node A's pod CIDR but that entered node B through the underlay instead of the
- * WireGuard interface is dropped; the same pods talking through the tunnel pass.
+ * WireGuard interface is dropped; the same pods talking through the tunnel pass. The tunnels are
+ * started the way the daemon starts them (startWireguard from an inventory), and node B's
+ * datapath follows its tunnel's ifindex when the interface has to be recreated.
  */
 describe.skipIf(!isPrivileged() || !existsSync(OBJECT_PATH))(
   'strict mode: remote-pod traffic only through WireGuard',
@@ -24,8 +28,8 @@ describe.skipIf(!isPrivileged() || !existsSync(OBJECT_PATH))(
     let lab: NetnsLab;
     let a: LabNode;
     let b: LabNode;
-    let ma: WireguardManager | undefined;
-    let mb: WireguardManager | undefined;
+    let ta: WireguardTunnel | undefined;
+    let tb: WireguardTunnel | undefined;
     let dp: Datapath | undefined;
     const pinDir = `/sys/fs/bpf/meshauth-wgstrict-${randomBytes(4).toString('hex')}`;
 
@@ -42,27 +46,67 @@ describe.skipIf(!isPrivileged() || !existsSync(OBJECT_PATH))(
         'ul',
       ]);
     };
+    /** The echo, for packets expected to be dropped: a short timeout. */
     const tryEcho = (payload: string): string | Error => {
       try {
-        return echo(lab, a, b, ECHO_PORT, payload);
+        return echo(lab, a, b, ECHO_PORT, payload, 4, 3_000);
       } catch (err) {
         return err as Error;
       }
     };
+    const invNode = (n: LabNode, key: string | undefined): InventoryNode => ({
+      name: n.name,
+      address: n.underlayIp,
+      podCIDRs: [n.podCidr, n.podCidr6],
+      wireguardPublicKey: key,
+      handshakePort: undefined,
+    });
+    const config = (n: LabNode): Pick<DaemonConfig, 'wireguard'> => ({
+      wireguard: {
+        enabled: true,
+        interface: n.wgIf,
+        listenPort: 51820,
+        address: undefined,
+        privateKeyFile: privateKeyPath(n.stateDir),
+      },
+    });
 
     beforeAll(async () => {
       ({ lab, a, b } = twoNodeLab('wgs'));
       await startEcho(lab, b, ECHO_PORT);
-      ma = await WireguardManager.open({ stateDir: a.stateDir, interfaceName: a.wgIf, netns: a.ns });
-      mb = await WireguardManager.open({ stateDir: b.stateDir, interfaceName: b.wgIf, netns: b.ns });
-      await ma.reconcile([peerOf(b, mb.publicKey)]);
-      await mb.reconcile([peerOf(a, ma.publicKey)]);
+      // keys first (as an operator would, from public.key), then the inventory that publishes them
+      const inventory = new Inventory({
+        nodes: [invNode(a, undefined), invNode(b, undefined)],
+        workloads: [],
+      });
+      const start = (n: LabNode, onIfindexChange?: (i: number) => void): Promise<WireguardTunnel> =>
+        startWireguard({
+          config: config(n),
+          inventory,
+          nodeName: n.name,
+          stateDir: n.stateDir,
+          netns: n.ns,
+          resyncIntervalMs: 200,
+          ...(onIfindexChange === undefined ? {} : { onIfindexChange }),
+        });
+      ta = await start(a);
+      tb = await start(b, (ifindex) => {
+        if (dp !== undefined) dp.setSettings({ ...dp.settings(), wireguardIfindex: ifindex });
+      });
+      inventory.replace({ nodes: [invNode(a, ta.publicKey), invNode(b, tb.publicKey)], workloads: [] });
+      await vi.waitFor(
+        async () => {
+          expect((await ta?.status())?.peers).toHaveLength(1);
+          expect((await tb?.status())?.peers).toHaveLength(1);
+        },
+        { timeout: 10_000, interval: 100 },
+      );
 
       ensurePinDir(pinDir);
       dp = Datapath.open({
         objectPath: OBJECT_PATH,
         pinDir,
-        settings: { signalThrottleMs: 250, wireguardIfindex: mb.ifindex, strictWireguard: true },
+        settings: { signalThrottleMs: 250, wireguardIfindex: tb.ifindex, strictWireguard: true },
       });
       // node B's view: A's pod CIDR belongs to a remote node (B's own pod is left unknown: no policy applies)
       dp.upsertIpcache({ cidr: a.podCidr, identity: REMOTE_POD_IDENTITY, nodeId: REMOTE_NODE_ID });
@@ -77,7 +121,7 @@ describe.skipIf(!isPrivileged() || !existsSync(OBJECT_PATH))(
       }
       dp?.close();
       if (existsSync(pinDir)) Datapath.removePins(pinDir);
-      for (const m of [ma, mb]) await m?.destroy().catch(() => undefined);
+      for (const t of [ta, tb]) await t?.close({ teardown: true }).catch(() => undefined);
       await lab.cleanup();
     });
 
@@ -96,9 +140,9 @@ describe.skipIf(!isPrivileged() || !existsSync(OBJECT_PATH))(
     });
 
     it('strict mode drops the spoofed packet and counts it, while tunnel traffic passes', async () => {
-      if (dp === undefined || mb === undefined) throw new Error('not set up');
+      if (dp === undefined || tb === undefined) throw new Error('not set up');
       dp.attachTc('pod0', 'egress', 'ingress', { netns: b.ns });
-      expect(dp.settings()).toMatchObject({ strictWireguard: true, wireguardIfindex: mb.ifindex });
+      expect(dp.settings()).toMatchObject({ strictWireguard: true, wireguardIfindex: tb.ifindex });
 
       const c0 = dp.counters();
       spoofRoute(true);
@@ -124,8 +168,8 @@ describe.skipIf(!isPrivileged() || !existsSync(OBJECT_PATH))(
     });
 
     it('with strict mode off the same program lets the spoofed packet through', () => {
-      if (dp === undefined || mb === undefined) throw new Error('not set up');
-      dp.setSettings({ signalThrottleMs: 250, wireguardIfindex: mb.ifindex, strictWireguard: false });
+      if (dp === undefined || tb === undefined) throw new Error('not set up');
+      dp.setSettings({ signalThrottleMs: 250, wireguardIfindex: tb.ifindex, strictWireguard: false });
       const c0 = dp.counters();
       spoofRoute(true);
       try {
@@ -135,6 +179,36 @@ describe.skipIf(!isPrivileged() || !existsSync(OBJECT_PATH))(
         spoofRoute(false);
       }
       expect(delta(c0, dp.counters(), 'drop_not_via_wireguard')).toBe(0n);
+    });
+
+    it('strict mode follows the tunnel: wireguard-go dies, the interface comes back with a new ifindex, traffic passes', async () => {
+      if (dp === undefined || tb === undefined) throw new Error('not set up');
+      dp.setSettings({ ...dp.settings(), strictWireguard: true });
+      const oldIfindex = tb.ifindex;
+      const pid = (await tb.status()).pid;
+      expect(pid).toBeGreaterThan(0);
+      process.kill(pid as number, 'SIGKILL');
+      // the tunnel's resync recreates the interface and hands the new ifindex to the datapath
+      await vi.waitFor(
+        () => {
+          expect(tb?.ifindex).not.toBe(oldIfindex);
+          expect(dp?.settings().wireguardIfindex).toBe(tb?.ifindex);
+        },
+        { timeout: 15_000, interval: 100 },
+      );
+      const c0 = dp.counters();
+      const payload = `TUNNEL-AGAIN-${randomBytes(4).toString('hex')}`;
+      expect(echo(lab, a, b, ECHO_PORT, payload)).toBe(payload);
+      const c1 = dp.counters();
+      expect(delta(c0, c1, 'drop_not_via_wireguard')).toBe(0n);
+      // and the underlay is still refused
+      spoofRoute(true);
+      try {
+        expect(tryEcho(`SPOOF-AGAIN-${randomBytes(4).toString('hex')}`)).toBeInstanceOf(Error);
+      } finally {
+        spoofRoute(false);
+      }
+      expect(delta(c1, dp.counters(), 'drop_not_via_wireguard')).toBeGreaterThan(0n);
     });
   },
 );

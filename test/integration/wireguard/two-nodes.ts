@@ -104,12 +104,14 @@ for (const host of process.argv.slice(2)) {
 }
 `;
 
+// A first packet that finds no session waits for the WireGuard handshake; when the peer did not
+// know us yet, the retry comes REKEY_TIMEOUT (5 s) later, so allow more than that.
 const ECHO_CLIENT = `
 const net = require('node:net');
-const [host, port, payload] = process.argv.slice(1);
+const [host, port, payload, timeoutMs] = process.argv.slice(1);
 const s = net.connect({ host, port: Number(port) });
 let got = '';
-s.setTimeout(5000, () => { process.stderr.write('timeout'); process.exit(2); });
+s.setTimeout(Number(timeoutMs), () => { process.stderr.write('timeout'); process.exit(2); });
 s.on('connect', () => s.write(payload));
 s.on('data', (d) => { got += d; if (got.length >= payload.length) { process.stdout.write(got); s.end(); } });
 s.on('error', (e) => { process.stderr.write(String(e)); process.exit(1); });
@@ -136,7 +138,10 @@ export async function startEcho(lab: NetnsLab, node: LabNode, port: number): Pro
   });
 }
 
-/** Sends `payload` from `from`'s pod to `to`'s pod echo server and returns what came back. */
+/**
+ * Sends `payload` from `from`'s pod to `to`'s pod echo server and returns what came back; throws
+ * when nothing comes back within `timeoutMs` (default 12 s; see ECHO_CLIENT).
+ */
 export function echo(
   lab: NetnsLab,
   from: LabNode,
@@ -144,11 +149,15 @@ export function echo(
   port: number,
   payload: string,
   family: 4 | 6 = 4,
+  timeoutMs = 12_000,
 ): string {
   const host = family === 4 ? to.podIp : to.podIp6;
-  return lab.exec(from.podNs, process.execPath, ['-e', ECHO_CLIENT, host, String(port), payload], {
-    timeoutMs: 15_000,
-  });
+  return lab.exec(
+    from.podNs,
+    process.execPath,
+    ['-e', ECHO_CLIENT, host, String(port), payload, String(timeoutMs)],
+    { timeoutMs: timeoutMs + 5_000 },
+  );
 }
 
 /** Captures on the node's underlay interface while `fn` runs; returns the raw pcap bytes and its text decode. */
