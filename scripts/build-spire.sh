@@ -55,6 +55,8 @@ if [ "$force" -eq 0 ] && cache_valid; then
 fi
 
 # Tools.
+# A Go release unpacked in the usual place counts even when it is not on PATH.
+[ -x /usr/local/go/bin/go ] && ! command -v go >/dev/null 2>&1 && PATH="/usr/local/go/bin:$PATH"
 command -v go >/dev/null 2>&1 ||
   die "go is not installed (need go >= 1.26.6; apt-get install golang-go or a Go release)"
 command -v gcc >/dev/null 2>&1 || die "gcc is not installed (SPIRE needs cgo; apt-get install gcc)"

@@ -26,6 +26,8 @@ command -v iperf3 >/dev/null || need_pkgs+=(iperf3)
 command -v openssl >/dev/null || need_pkgs+=(openssl)
 command -v make >/dev/null || need_pkgs+=(make)
 command -v gcc >/dev/null || need_pkgs+=(gcc)
+# Go builds SPIRE (scripts/build-spire.sh); an older go fetches the toolchain SPIRE asks for.
+command -v go >/dev/null || [ -x /usr/local/go/bin/go ] || need_pkgs+=(golang-go)
 [ -f /usr/include/linux/bpf.h ] || need_pkgs+=(linux-libc-dev)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   log "apt-get install ${need_pkgs[*]}"
