@@ -301,6 +301,30 @@ static __always_inline void sock_ops_addr(struct ma_ipcache_key *k, __u32 family
 	}
 }
 
+/* Kernel default SYN give-up span: 1 s initial RTO, 6 retries: 1+2+...+64 = 127 s. */
+#define MA_SYN_GIVE_UP_MS 127000
+#define MA_MAX_TCP_SYNCNT 127
+#define MA_SOL_TCP 6
+#define MA_TCP_SYNCNT 7
+
+/* Smallest retry count whose exponential series from rto_ms spans MA_SYN_GIVE_UP_MS (>= 6). */
+static __always_inline int syn_retries_for(__u64 rto_ms)
+{
+	__u64 total = rto_ms, t = rto_ms;
+	int n = 0;
+
+	for (int i = 0; i < 24; i++) {
+		if (total >= MA_SYN_GIVE_UP_MS)
+			break;
+		t = t * 2 > 120000 ? 120000 : t * 2;
+		total += t;
+		n++;
+	}
+	if (n < 6)
+		n = 6;
+	return n > MA_MAX_TCP_SYNCNT ? MA_MAX_TCP_SYNCNT : n;
+}
+
 SEC("sockops")
 int ma_sockops(struct bpf_sock_ops *skops)
 {
@@ -356,7 +380,16 @@ int ma_sockops(struct bpf_sock_ops *skops)
 	hz = cfg && cfg->hz ? cfg->hz : MA_DEFAULT_HZ;
 	jiffies = (ms * hz + 999) / 1000;
 	skops->reply = jiffies ? jiffies : 1;
-	if (skops->total_retrans == 0)
+	if (skops->total_retrans == 0) {
+		/*
+		 * The kernel gives up on a SYN after a number of retransmissions, not a time: with a
+		 * 50 ms start that would be seconds instead of the usual two minutes. Raise the count so
+		 * the exponential series still spans about as long as the default one.
+		 */
+		int retries = syn_retries_for(ms);
+
+		bpf_setsockopt(skops, MA_SOL_TCP, MA_TCP_SYNCNT, &retries, sizeof(retries));
 		count(MA_SYN_RTO_SHORTENED);
+	}
 	return 1;
 }
