@@ -9,7 +9,7 @@
  * 2. Fill the store to --events rows, then run --queries filtered queries (the kinds the CLI sends:
  *    one identity, identity glob, node+outcome, reason, type, last-hour window; newest page of 100,
  *    and a forward page from a time bound) and print p50/p95/p99/max latency per kind and overall.
- * MESHAUTH_BENCH_SMOKE=1 uses 50,000 events and 200 queries.
+ * MESHAUTH_BENCH_SMOKE=1 (or run({ smoke: true })) uses 20,000 events and 160 queries.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,7 +20,14 @@ import { AuditStore, AuditWriter, type AuditEventInput, type AuditQuery } from '
 
 const WORKLOADS = 200;
 const NODES = 20;
-const REASONS = ['svid-expired', 'svid-untrusted', 'spiffe-id-mismatch', 'timeout', 'peer-unreachable', 'node-mismatch'];
+const REASONS = [
+  'svid-expired',
+  'svid-untrusted',
+  'spiffe-id-mismatch',
+  'timeout',
+  'peer-unreachable',
+  'node-mismatch',
+];
 
 function makeEvent(i: number, atMs: number): AuditEventInput {
   const local = `spiffe://bench.local/ns/ns${i % 17}/sa/w${i % WORKLOADS}`;
@@ -46,7 +53,16 @@ function makeEvent(i: number, atMs: number): AuditEventInput {
     };
   }
   if (k < 8) {
-    return { type: 'signal', outcome: 'info', localId: local, remoteId: remote, node, direction: 'egress', atMs, details: { signals: 3, packets: 17 } };
+    return {
+      type: 'signal',
+      outcome: 'info',
+      localId: local,
+      remoteId: remote,
+      node,
+      direction: 'egress',
+      atMs,
+      details: { signals: 3, packets: 17 },
+    };
   }
   if (k === 8) {
     return {
@@ -61,7 +77,15 @@ function makeEvent(i: number, atMs: number): AuditEventInput {
       details: { durationMs: 40 },
     };
   }
-  return { type: 'entry-written', outcome: 'success', localId: local, remoteId: remote, node, atMs, details: { expiresAtMs: atMs + 3_600_000 } };
+  return {
+    type: 'entry-written',
+    outcome: 'success',
+    localId: local,
+    remoteId: remote,
+    node,
+    atMs,
+    details: { expiresAtMs: atMs + 3_600_000 },
+  };
 }
 
 export interface AuditBenchResult {
@@ -75,7 +99,12 @@ function pct(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-async function insertRate(writer: AuditWriter, store: AuditStore, n: number, t0Ms: number): Promise<AuditBenchResult['insert']> {
+async function insertRate(
+  writer: AuditWriter,
+  store: AuditStore,
+  n: number,
+  t0Ms: number,
+): Promise<AuditBenchResult['insert']> {
   const target = store.lastSeq() + n;
   const done = new Promise<number>((resolve) => {
     const off = store.onAppend((evs) => {
@@ -102,7 +131,12 @@ async function insertRate(writer: AuditWriter, store: AuditStore, n: number, t0M
   return { events: n, seconds, perSecond: n / seconds, dropped: writer.dropped };
 }
 
-export async function runAuditBench(opts: { events: number; queries: number; dir?: string; keep?: boolean }): Promise<AuditBenchResult> {
+export async function runAuditBench(opts: {
+  events: number;
+  queries: number;
+  dir?: string;
+  keep?: boolean;
+}): Promise<AuditBenchResult> {
   const dir = mkdtempSync(join(opts.dir ?? tmpdir(), 'meshauth-audit-bench-'));
   const store = AuditStore.open({ path: join(dir, 'audit.db') });
   const writer = new AuditWriter(store, { maxQueue: 200_000, batchSize: 5000 });
@@ -123,11 +157,30 @@ export async function runAuditBench(opts: { events: number; queries: number; dir
 
     const nowMs = t0 + opts.events;
     const kinds: Record<string, (r: number) => AuditQuery> = {
-      'identity, newest 100': (r) => ({ identity: `spiffe://bench.local/ns/ns${r % 17}/sa/w${r % WORKLOADS}`, newestFirst: true }),
-      'identity glob, newest 100': (r) => ({ identity: `spiffe://bench.local/ns/ns${r % 17}/*`, newestFirst: true }),
-      'node+outcome=failure, newest 100': (r) => ({ node: `node-${r % NODES}`, outcome: 'failure', newestFirst: true }),
+      'identity, newest 100': (r) => ({
+        identity: `spiffe://bench.local/ns/ns${r % 17}/sa/w${r % WORKLOADS}`,
+        newestFirst: true,
+      }),
+      'identity glob, newest 100': (r) => ({
+        identity: `spiffe://bench.local/ns/ns${r % 17}/*`,
+        newestFirst: true,
+      }),
+      'node+outcome=failure, newest 100': (r) => ({
+        node: `node-${r % NODES}`,
+        outcome: 'failure',
+        newestFirst: true,
+      }),
       'reason, newest 100': (r) => ({ reason: REASONS[r % REASONS.length]!, newestFirst: true }),
-      'type=handshake-failed since 10m': () => ({ types: ['handshake-failed'], sinceMs: nowMs - 600_000 }),
+      'type=handshake-failed since 10m, newest 100': () => ({
+        types: ['handshake-failed'],
+        sinceMs: nowMs - 600_000,
+        newestFirst: true,
+      }),
+      // what `meshauth events --limit 0` pages through: oldest first from a time bound
+      'type=handshake-failed since 10m, oldest 100': () => ({
+        types: ['handshake-failed'],
+        sinceMs: nowMs - 600_000,
+      }),
       'identity+failure, last hour': (r) => ({
         identity: `spiffe://bench.local/ns/ns${r % 17}/sa/w${r % WORKLOADS}`,
         outcome: 'failure',
@@ -154,10 +207,24 @@ export async function runAuditBench(opts: { events: number; queries: number; dir
       }
       all.push(...lat);
       lat.sort((a, b) => a - b);
-      queries[name] = { n: lat.length, p50: pct(lat, 50), p95: pct(lat, 95), p99: pct(lat, 99), max: lat.at(-1)!, avgRows: rows / lat.length };
+      queries[name] = {
+        n: lat.length,
+        p50: pct(lat, 50),
+        p95: pct(lat, 95),
+        p99: pct(lat, 99),
+        max: lat.at(-1)!,
+        avgRows: rows / lat.length,
+      };
     }
     all.sort((a, b) => a - b);
-    queries['ALL'] = { n: all.length, p50: pct(all, 50), p95: pct(all, 95), p99: pct(all, 99), max: all.at(-1)!, avgRows: 0 };
+    queries['ALL'] = {
+      n: all.length,
+      p50: pct(all, 50),
+      p95: pct(all, 95),
+      p99: pct(all, 99),
+      max: all.at(-1)!,
+      avgRows: 0,
+    };
     return { insert, fill, queries, dbBytes: store.stats().bytes };
   } finally {
     writer.close();
@@ -166,34 +233,67 @@ export async function runAuditBench(opts: { events: number; queries: number; dir
   }
 }
 
-async function main(): Promise<void> {
-  const smoke = process.env['MESHAUTH_BENCH_SMOKE'] === '1';
-  const { values } = parseArgs({
-    options: {
-      events: { type: 'string', default: smoke ? '50000' : '1000000' },
-      queries: { type: 'string', default: smoke ? '200' : '2100' },
-      dir: { type: 'string' },
-      keep: { type: 'boolean', default: false },
-    },
-  });
+const SMOKE = { events: 20_000, queries: 160 };
+const FULL = { events: 1_000_000, queries: 2_400 };
+
+/** Run the benchmark (smoke: a small round for CI), print the report and return the numbers. */
+export async function run(opts: {
+  smoke: boolean;
+  events?: number;
+  queries?: number;
+  dir?: string;
+  keep?: boolean;
+}): Promise<Record<string, unknown>> {
+  const size = opts.smoke ? SMOKE : FULL;
+  const events = opts.events ?? size.events;
   const r = await runAuditBench({
-    events: Number(values.events),
-    queries: Number(values.queries),
-    ...(values.dir ? { dir: values.dir } : {}),
-    keep: values.keep ?? false,
+    events,
+    queries: opts.queries ?? size.queries,
+    ...(opts.dir ? { dir: opts.dir } : {}),
+    keep: opts.keep ?? false,
   });
+  printReport(r, events);
+  return { ...r, storedEvents: events, smoke: opts.smoke };
+}
+
+function printReport(r: AuditBenchResult, events: number): void {
   const f = (n: number) => n.toFixed(2);
-  console.log(`audit insert (AuditWriter, batched transactions, hash chain, 7 indexes):`);
-  console.log(`  ${r.insert.events} events in ${r.insert.seconds.toFixed(2)} s = ${Math.round(r.insert.perSecond)} events/s (dropped ${r.insert.dropped})`);
-  console.log(`fill to ${Number(values.events)} events: ${r.fill.events} more in ${r.fill.seconds.toFixed(1)} s; db ${(r.dbBytes / 1048576).toFixed(0)} MiB`);
-  console.log(`filtered queries over ${Number(values.events)} events (page of 100), ms:`);
+  console.log(`audit insert (AuditWriter, batched transactions, hash chain, indexes):`);
+  console.log(
+    `  ${r.insert.events} events in ${r.insert.seconds.toFixed(2)} s = ${Math.round(r.insert.perSecond)} events/s (dropped ${r.insert.dropped})`,
+  );
+  console.log(
+    `fill to ${events} events: ${r.fill.events} more in ${r.fill.seconds.toFixed(1)} s; db ${(r.dbBytes / 1048576).toFixed(0)} MiB`,
+  );
+  console.log(`filtered queries over ${events} events (page of 100), ms:`);
   const w = Math.max(...Object.keys(r.queries).map((k) => k.length));
-  console.log(`  ${'query'.padEnd(w)}  ${'n'.padStart(5)}  ${'p50'.padStart(7)}  ${'p95'.padStart(7)}  ${'p99'.padStart(7)}  ${'max'.padStart(7)}  rows`);
+  console.log(
+    `  ${'query'.padEnd(w)}  ${'n'.padStart(5)}  ${'p50'.padStart(7)}  ${'p95'.padStart(7)}  ${'p99'.padStart(7)}  ${'max'.padStart(7)}  rows`,
+  );
   for (const [k, q] of Object.entries(r.queries)) {
     console.log(
       `  ${k.padEnd(w)}  ${String(q.n).padStart(5)}  ${f(q.p50).padStart(7)}  ${f(q.p95).padStart(7)}  ${f(q.p99).padStart(7)}  ${f(q.max).padStart(7)}  ${q.avgRows ? q.avgRows.toFixed(0) : ''}`,
     );
   }
+}
+
+async function main(): Promise<void> {
+  const smoke = process.env['MESHAUTH_BENCH_SMOKE'] === '1';
+  const { values } = parseArgs({
+    options: {
+      events: { type: 'string' },
+      queries: { type: 'string' },
+      dir: { type: 'string' },
+      keep: { type: 'boolean', default: false },
+    },
+  });
+  await run({
+    smoke,
+    ...(values.events ? { events: Number(values.events) } : {}),
+    ...(values.queries ? { queries: Number(values.queries) } : {}),
+    ...(values.dir ? { dir: values.dir } : {}),
+    keep: values.keep ?? false,
+  });
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -39,10 +39,13 @@ export interface AuditServiceDeps {
 const FOLLOW_BATCH = 1000;
 
 function grpcError(err: unknown, op: string): Partial<grpc.StatusObject> {
-  if (err instanceof InvalidArgument) return { code: grpc.status.INVALID_ARGUMENT, details: `${op}: ${err.message}` };
+  if (err instanceof InvalidArgument)
+    return { code: grpc.status.INVALID_ARGUMENT, details: `${op}: ${err.message}` };
   const code = (err as { code?: string }).code;
-  if (code === 'MESHAUTH_ERR_AUDIT_QUERY') return { code: grpc.status.INVALID_ARGUMENT, details: (err as Error).message };
-  if (code === 'MESHAUTH_ERR_CLOSED') return { code: grpc.status.UNAVAILABLE, details: `${op}: shutting down` };
+  if (code === 'MESHAUTH_ERR_AUDIT_QUERY')
+    return { code: grpc.status.INVALID_ARGUMENT, details: (err as Error).message };
+  if (code === 'MESHAUTH_ERR_CLOSED')
+    return { code: grpc.status.UNAVAILABLE, details: `${op}: shutting down` };
   return { code: grpc.status.INTERNAL, details: `${op}: ${(err as Error).message ?? String(err)}` };
 }
 
@@ -111,7 +114,8 @@ export function auditServiceHandlers(deps: AuditServiceDeps): grpc.UntypedServic
       try {
         query = filterToQuery(call.request.filter);
         const after = call.request.afterSeq;
-        const hasAfter = call.request._afterSeq === 'afterSeq' || (after !== null && after !== undefined && after !== 0);
+        const hasAfter =
+          call.request._afterSeq === 'afterSeq' || (after !== null && after !== undefined && after !== 0);
         if (hasAfter && (after === null || after === undefined || after < 0)) {
           throw new InvalidArgument('after_seq must be a non-negative seq');
         }
@@ -192,7 +196,10 @@ export function auditServiceHandlers(deps: AuditServiceDeps): grpc.UntypedServic
       }
     },
 
-    FlushEntries: (call: grpc.ServerUnaryCall<FlushEntriesRequestMsg, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+    FlushEntries: (
+      call: grpc.ServerUnaryCall<FlushEntriesRequestMsg, unknown>,
+      cb: grpc.sendUnaryData<unknown>,
+    ) => {
       try {
         const req = flushRequestOf(call.request);
         const removed = daemon.flush(req);

@@ -36,7 +36,11 @@ export interface EventPage {
   nextPageToken: string;
 }
 
-type Unary<Req, Res> = (req: Req, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => void;
+type Unary<Req, Res> = (
+  req: Req,
+  opts: grpc.CallOptions,
+  cb: (err: grpc.ServiceError | null, res?: Res) => void,
+) => void;
 type ServerStream<Req> = (req: Req, opts?: grpc.CallOptions) => grpc.ClientReadableStream<unknown>;
 
 function uriSans(cert: { subjectaltname?: string }): string[] {
@@ -59,13 +63,18 @@ export class ApiClient {
     let address: string;
     let creds: grpc.ChannelCredentials;
     if (opts.address) {
-      if (!opts.tls) throw new ApiClientError(`api: connect ${opts.address}: TCP needs a client certificate, key and CA bundle`, grpc.status.INVALID_ARGUMENT);
+      if (!opts.tls)
+        throw new ApiClientError(
+          `api: connect ${opts.address}: TCP needs a client certificate, key and CA bundle`,
+          grpc.status.INVALID_ARGUMENT,
+        );
       const tls = opts.tls;
       creds = grpc.credentials.createSsl(tls.caPem, tls.keyPem, tls.certChainPem, {
         // SVIDs name a SPIFFE ID, not a host: check that instead of the host name.
         checkServerIdentity: (_host, cert) => {
           const ids = uriSans(cert);
-          if (!ids.some((u) => u.startsWith('spiffe://'))) return new Error('server certificate has no SPIFFE ID');
+          if (!ids.some((u) => u.startsWith('spiffe://')))
+            return new Error('server certificate has no SPIFFE ID');
           if (tls.serverSpiffeId && !ids.includes(tls.serverSpiffeId)) {
             return new Error(`server is ${ids.join(',')}, expected ${tls.serverSpiffeId}`);
           }
@@ -152,9 +161,9 @@ export class ApiClient {
 
   /** grpc.health.v1 Check: SERVING / NOT_SERVING. */
   healthCheck(service = ''): Promise<string> {
-    const fn = (this.health as unknown as Record<string, Unary<{ service: string }, { status: string }>>)['check']!.bind(
-      this.health,
-    );
+    const fn = (this.health as unknown as Record<string, Unary<{ service: string }, { status: string }>>)[
+      'check'
+    ]!.bind(this.health);
     return new Promise((resolve, reject) => {
       fn({ service }, { deadline: Date.now() + this.timeoutMs }, (err, res) => {
         if (err) reject(this.wrap('Health.Check', err));

@@ -38,7 +38,9 @@ export function filterToQuery(f: EventFilterMsg | null | undefined): AuditQuery 
   if (!f) return q;
   if (f.identity) {
     if (!f.identity.startsWith('spiffe://')) {
-      throw new InvalidArgument(`filter.identity must be a SPIFFE ID or pattern starting with spiffe://, got "${f.identity}"`);
+      throw new InvalidArgument(
+        `filter.identity must be a SPIFFE ID or pattern starting with spiffe://, got "${f.identity}"`,
+      );
     }
     q.identity = f.identity;
   }
@@ -53,13 +55,16 @@ export function filterToQuery(f: EventFilterMsg | null | undefined): AuditQuery 
   if (f.types && f.types.length > 0) {
     const bad = f.types.filter((t) => !isAuditEventType(t));
     if (bad.length > 0) {
-      throw new InvalidArgument(`filter.types: unknown type(s) ${bad.join(', ')}; known: ${AUDIT_EVENT_TYPES.join(', ')}`);
+      throw new InvalidArgument(
+        `filter.types: unknown type(s) ${bad.join(', ')}; known: ${AUDIT_EVENT_TYPES.join(', ')}`,
+      );
     }
     q.types = f.types as AuditEventType[];
   }
   const since = Number(f.sinceMs ?? 0);
   const until = Number(f.untilMs ?? 0);
-  if (since < 0 || until < 0) throw new InvalidArgument('filter.since_ms and filter.until_ms must not be negative');
+  if (since < 0 || until < 0)
+    throw new InvalidArgument('filter.since_ms and filter.until_ms must not be negative');
   if (since > 0) q.sinceMs = since;
   if (until > 0) q.untilMs = until;
   if (since > 0 && until > 0 && until <= since) {
@@ -72,7 +77,9 @@ export function pageSizeOf(n: number | undefined): number {
   const size = n ?? 0;
   if (size === 0) return DEFAULT_PAGE_SIZE;
   if (!Number.isInteger(size) || size < 0 || size > MAX_PAGE_SIZE) {
-    throw new InvalidArgument(`page_size must be 1..${MAX_PAGE_SIZE} (0 = ${DEFAULT_PAGE_SIZE}), got ${size}`);
+    throw new InvalidArgument(
+      `page_size must be 1..${MAX_PAGE_SIZE} (0 = ${DEFAULT_PAGE_SIZE}), got ${size}`,
+    );
   }
   return size;
 }
@@ -95,7 +102,8 @@ export function entryToMsg(e: EntryView): EntryMsg {
 
 export function flushRequestOf(r: FlushEntriesRequestMsg): FlushRequest {
   const pair = Boolean(r.localId || r.remoteId || r.node);
-  if (r.all && pair) throw new InvalidArgument('flush: give either all=true or a pair (local_id, remote_id), not both');
+  if (r.all && pair)
+    throw new InvalidArgument('flush: give either all=true or a pair (local_id, remote_id), not both');
   if (r.all) return { all: true };
   if (!r.localId || !r.remoteId) {
     throw new InvalidArgument('flush: give all=true, or both local_id and remote_id of the pair to flush');
@@ -106,7 +114,9 @@ export function flushRequestOf(r: FlushEntriesRequestMsg): FlushRequest {
   ] as const) {
     if (!v.startsWith('spiffe://')) throw new InvalidArgument(`flush: ${k} must be a SPIFFE ID, got "${v}"`);
   }
-  return r.node ? { localId: r.localId, remoteId: r.remoteId, node: r.node } : { localId: r.localId, remoteId: r.remoteId };
+  return r.node
+    ? { localId: r.localId, remoteId: r.remoteId, node: r.node }
+    : { localId: r.localId, remoteId: r.remoteId };
 }
 
 export function statusToMsg(s: StatusView, audit: StatusMsg['audit']): StatusMsg {

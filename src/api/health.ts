@@ -9,7 +9,10 @@ interface CheckRequest {
 /** grpc.health.v1.Health: '' (the whole server) and each registered service name. */
 export class HealthService {
   private readonly statuses = new Map<string, ServingStatus>();
-  private readonly watchers = new Set<{ service: string; call: grpc.ServerWritableStream<CheckRequest, unknown> }>();
+  private readonly watchers = new Set<{
+    service: string;
+    call: grpc.ServerWritableStream<CheckRequest, unknown>;
+  }>();
 
   constructor(services: readonly string[]) {
     this.statuses.set('', 'SERVING');

@@ -4,6 +4,7 @@ export {
   startApiServer,
   type ApiServer,
   type ApiServerOptions,
+  type TcpIdentity,
   type TcpListenerOptions,
   type UnixListenerOptions,
 } from './server.js';

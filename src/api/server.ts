@@ -7,7 +7,14 @@ import type { DaemonView } from './daemon-view.js';
 import { ApiServerError } from './errors.js';
 import { HealthService } from './health.js';
 import { AUDIT_SERVICE, loadApiPackageDefinition, loadServices } from './proto.js';
-import { authorizeCall, guardHandlers, SpiffeServerCredentials, type BundleMap, type SvidVerifier } from './tcp-auth.js';
+import {
+  authorizeCall,
+  guardHandlers,
+  SpiffeServerCredentials,
+  type BundleMap,
+  type SvidVerifier,
+  type TlsMaterial,
+} from './tcp-auth.js';
 import { prepareSocketPath, restrictSocket } from './unix-socket.js';
 
 export const DEFAULT_SOCKET_PATH = '/run/meshauth/api.sock';
@@ -27,12 +34,24 @@ export interface TcpListenerOptions {
   /** 0 = any free port (see ApiServer.tcpPort). */
   port: number;
   /** The daemon's X509-SVID chain (PEM, leaf first) and key (PEM) presented to clients. */
-  certChainPem: Buffer | string;
-  keyPem: Buffer | string;
-  /** Current trust bundles, read on every call (so rotation needs no restart). */
+  certChainPem?: Buffer | string;
+  keyPem?: Buffer | string;
+  /**
+   * The SVID to present, re-read on every TLS refresh (rotation without restart). Takes precedence
+   * over certChainPem / keyPem; undefined keeps the previous one.
+   */
+  svid?: () => TcpIdentity | undefined;
+  /** Current trust bundles: read on every call, and for the TLS CA list on every refresh. */
   bundles: () => BundleMap;
   /** Client SPIFFE IDs allowed to call; everyone else gets PERMISSION_DENIED. */
   allow: readonly string[];
+  /** How often svid() and bundles() are re-read into the TLS context for new connections. Default 30 s. */
+  refreshMs?: number;
+}
+
+export interface TcpIdentity {
+  certChainPem: Buffer | string;
+  keyPem: Buffer | string;
 }
 
 export interface ApiServerOptions {
@@ -53,6 +72,8 @@ export interface ApiServer {
   readonly socketPath: string | undefined;
   readonly tcpPort: number | undefined;
   readonly health: HealthService;
+  /** Re-read the TCP listener's SVID and trust bundles now (call on rotation); no-op without TCP. */
+  refreshTls(): void;
   /** Stop accepting calls, end follow streams, remove the socket file. Idempotent. */
   close(): Promise<void>;
 }
@@ -92,12 +113,22 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   const servers: grpc.Server[] = [];
   let socketPath: string | undefined;
   let tcpPort: number | undefined;
+  let refreshTls = (): void => {};
+  let refreshTimer: NodeJS.Timeout | undefined;
 
-  const newServer = (handlers: grpc.UntypedServiceImplementation): grpc.Server => {
+  /** A server with every service; `guard` wraps each handler (the TCP listener's authorization). */
+  const newServer = (
+    guard?: (h: grpc.UntypedServiceImplementation) => grpc.UntypedServiceImplementation,
+  ): grpc.Server => {
     const s = new grpc.Server({ 'grpc.max_concurrent_streams': 256 });
-    s.addService(services.audit.service, handlers);
-    s.addService(services.health.service, health.handlers());
-    reflection.addToServer(s);
+    const wrap = guard ?? ((h: grpc.UntypedServiceImplementation) => h);
+    s.addService(services.audit.service, wrap(auditHandlers));
+    s.addService(services.health.service, wrap(health.handlers()));
+    // the reflection service registers itself; route it through the same guard
+    reflection.addToServer({
+      addService: (def: grpc.ServiceDefinition, impl: grpc.UntypedServiceImplementation) =>
+        s.addService(def, wrap(impl)),
+    } as unknown as grpc.Server);
     servers.push(s);
     return s;
   };
@@ -106,6 +137,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   const close = async (): Promise<void> => {
     if (closed) return;
     closed = true;
+    if (refreshTimer) clearInterval(refreshTimer);
     health.setAll('NOT_SERVING');
     health.close();
     closeFollowers();
@@ -121,9 +153,10 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       const u = opts.unix ?? {};
       const path = u.path ?? DEFAULT_SOCKET_PATH;
       const mode = u.mode ?? 0o600;
-      if ((mode & 0o007) !== 0) throw new ApiServerError(`api: socket mode ${mode.toString(8)} would let anyone connect`);
+      if ((mode & 0o007) !== 0)
+        throw new ApiServerError(`api: socket mode ${mode.toString(8)} would let anyone connect`);
       await prepareSocketPath(path);
-      const server = newServer(auditHandlers);
+      const server = newServer();
       // The socket is created with the process umask; narrow it while binding so it is never
       // reachable by others before chmod.
       const oldMask = process.umask(0o177);
@@ -134,20 +167,60 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       }
       socketPath = path;
       restrictSocket(path, mode, u.group);
-      opts.logger?.info({ event: 'api_listening', socket: path, mode: mode.toString(8) }, 'API listening on Unix socket');
+      opts.logger?.info(
+        { event: 'api_listening', socket: path, mode: mode.toString(8) },
+        'API listening on Unix socket',
+      );
     }
     if (opts.tcp) {
       const t = opts.tcp;
       const allow = new Set(t.allow);
-      if (allow.size === 0) throw new ApiServerError('api: TCP listener needs at least one allowed client SPIFFE ID');
+      if (allow.size === 0)
+        throw new ApiServerError('api: TCP listener needs at least one allowed client SPIFFE ID');
       // Loaded only when a TCP listener is configured.
-      const { verifyX509Svid } = await import('../spiffe/index.js');
+      const { verifyX509Svid, toPem } = await import('../spiffe/index.js');
       const verify: SvidVerifier = (chain, bundles) => verifyX509Svid(chain, bundles);
-      const guarded = guardHandlers(auditHandlers, (call) => authorizeCall(call, verify, t.bundles(), allow));
-      const server = newServer(guarded);
+      let identity: TcpIdentity | undefined =
+        t.certChainPem !== undefined && t.keyPem !== undefined
+          ? { certChainPem: t.certChainPem, keyPem: t.keyPem }
+          : undefined;
+      const material = (): TlsMaterial => {
+        identity = t.svid?.() ?? identity;
+        if (!identity)
+          throw new ApiServerError(
+            'api: TCP listener has no SVID to present (certChainPem/keyPem or svid())',
+          );
+        const cas = [...t.bundles().values()].flat();
+        if (cas.length === 0)
+          throw new ApiServerError('api: TCP listener has no trust bundle to check clients against');
+        return { ...identity, caPem: toPem(cas) };
+      };
+      const fingerprint = (m: TlsMaterial): string =>
+        `${String(m.certChainPem)}\u0000${String(m.keyPem)}\u0000${String(m.caPem)}`;
+      let current = material();
+      const creds = new SpiffeServerCredentials(current);
+      refreshTls = () => {
+        try {
+          const next = material();
+          if (fingerprint(next) === fingerprint(current)) return;
+          creds.update(next);
+          current = next;
+          opts.logger?.info(
+            { event: 'api_tls_refreshed' },
+            'API TCP listener certificate or trust bundles updated',
+          );
+        } catch (err) {
+          opts.logger?.error({ event: 'api_tls_refresh_failed', err }, 'API TCP listener TLS refresh failed');
+        }
+      };
+      const server = newServer((h) =>
+        guardHandlers(h, (call) => authorizeCall(call, verify, t.bundles(), allow)),
+      );
       const host = t.host ?? '127.0.0.1';
       const hostPart = host.includes(':') ? `[${host}]` : host;
-      tcpPort = await bind(server, `${hostPart}:${t.port}`, new SpiffeServerCredentials(t.certChainPem, t.keyPem));
+      tcpPort = await bind(server, `${hostPart}:${t.port}`, creds);
+      refreshTimer = setInterval(() => refreshTls(), t.refreshMs ?? 30_000);
+      refreshTimer.unref();
       opts.logger?.info({ event: 'api_listening', host, port: tcpPort }, 'API listening on TCP (mTLS)');
     }
   } catch (err) {
@@ -165,6 +238,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       return tcpPort;
     },
     health,
+    refreshTls: () => refreshTls(),
     close,
   };
 }

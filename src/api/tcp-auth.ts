@@ -7,29 +7,49 @@ import type { EventEmitter } from 'node:events';
 export type BundleMap = Map<string, Buffer[]>;
 
 /** SPIFFE X509-SVID verification (src/spiffe verifyX509Svid): throws with `.reason` when invalid. */
-export type SvidVerifier = (chainDer: readonly Buffer[], bundles: BundleMap) => { spiffeId: { toString(): string } };
+export type SvidVerifier = (
+  chainDer: readonly Buffer[],
+  bundles: BundleMap,
+) => { spiffeId: { toString(): string } };
 
 /** The part of a server call that carries the TLS peer. */
 export interface PeerCall {
   getAuthContext(): { sslPeerCertificate?: { raw?: Buffer } | undefined };
 }
 
+/** What the TCP listener presents and trusts: the daemon's X509-SVID and the CA certificates of every trust bundle. */
+export interface TlsMaterial {
+  certChainPem: Buffer | string;
+  keyPem: Buffer | string;
+  /** CA certificates (PEM) client chains must lead to. */
+  caPem: Buffer | string;
+}
+
+function contextOf(m: TlsMaterial): SecureContextOptions {
+  return { cert: m.certChainPem, key: m.keyPem, ca: m.caPem };
+}
+
 /**
- * Server credentials for the TCP listener: TLS 1.3 only, a client certificate is requested and its
- * key possession proven by TLS; the certificate itself is checked per call against the current
- * trust bundles with SPIFFE X509-SVID rules (see authorizeCall), so a refused client learns why
- * through a PERMISSION_DENIED status rather than a bare handshake failure.
+ * Server credentials for the TCP listener: TLS 1.3 only, a client certificate is requested and TLS
+ * checks it against the trust bundles (and proof of key possession). The handshake does not fail
+ * for a missing or untrusted certificate: every call then checks the certificate with SPIFFE
+ * X509-SVID rules and the allow-list (see authorizeCall), so a refused client learns why through a
+ * PERMISSION_DENIED status rather than a bare handshake failure. update() swaps certificate, key
+ * and CAs for new connections (SVID rotation, bundle updates).
  */
 export class SpiffeServerCredentials extends grpc.ServerCredentials {
-  constructor(certChainPem: Buffer | string, keyPem: Buffer | string) {
+  constructor(material: TlsMaterial) {
     const serverOptions: SecureServerOptions = {
       requestCert: true,
       rejectUnauthorized: false,
       minVersion: 'TLSv1.3',
       maxVersion: 'TLSv1.3',
     };
-    const context: SecureContextOptions = { cert: certChainPem, key: keyPem };
-    super(serverOptions, context);
+    super(serverOptions, contextOf(material));
+  }
+
+  update(material: TlsMaterial): void {
+    this.updateSecureContextOptions(contextOf(material));
   }
 
   _equals(other: grpc.ServerCredentials): boolean {
@@ -46,8 +66,11 @@ export function authorizeCall(
   bundles: BundleMap,
   allow: ReadonlySet<string>,
 ): CallAuthorization {
+  // grpc-js only exposes a peer certificate that TLS verified against the configured CAs.
   const cert = call.getAuthContext().sslPeerCertificate;
-  if (!cert?.raw) return { ok: false, message: 'api: no client certificate presented' };
+  if (!cert?.raw) {
+    return { ok: false, message: 'api: no client certificate that chains to a trust bundle was presented' };
+  }
   let spiffeId: string;
   try {
     spiffeId = verify([cert.raw], bundles).spiffeId.toString();

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 /** prev_hash of the very first row of a fresh chain. */
 export const GENESIS_HASH = Buffer.alloc(32);
@@ -57,5 +57,5 @@ export function rowHash(f: ChainFields): Buffer {
     f.direction,
     f.details,
   ]);
-  return createHash('sha256').update(enc).digest();
+  return hash('sha256', enc, 'buffer');
 }

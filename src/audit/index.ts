@@ -22,7 +22,12 @@ export {
   type RetentionPolicy,
   type RetentionResult,
 } from './store.js';
-export { AuditWriter, type AuditWriterObserver, type AuditWriterOptions, type AuditWriterStats } from './writer.js';
+export {
+  AuditWriter,
+  type AuditWriterObserver,
+  type AuditWriterOptions,
+  type AuditWriterStats,
+} from './writer.js';
 export {
   SignalAggregator,
   type SignalAggregatorOptions,

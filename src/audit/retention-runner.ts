@@ -28,7 +28,10 @@ export class RetentionRunner {
     try {
       const r = this.store.prune(this.opts);
       if (r.deleted > 0) {
-        this.opts.logger?.info({ event: 'audit_retention', deleted: r.deleted, anchor_seq: r.anchorSeq }, 'audit rows pruned');
+        this.opts.logger?.info(
+          { event: 'audit_retention', deleted: r.deleted, anchor_seq: r.anchorSeq },
+          'audit rows pruned',
+        );
       }
       return r.deleted;
     } catch (err) {

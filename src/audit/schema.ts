@@ -44,15 +44,28 @@ const MIGRATIONS: readonly string[] = [
     hash  BLOB NOT NULL
   );
   `,
+  // 2: fewer, sharper indexes (every index costs on each insert). Type and outcome alone are too
+  // coarse to help; reason is mostly NULL; failures are looked up by node.
+  `
+  DROP INDEX events_type;
+  DROP INDEX events_outcome;
+  DROP INDEX events_reason;
+  DROP INDEX events_node;
+  CREATE INDEX events_reason ON events(reason) WHERE reason IS NOT NULL;
+  CREATE INDEX events_node ON events(node, outcome);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
 /** Current schema version of an open database (0 = empty). */
 export function schemaVersion(db: Database.Database): number {
-  const has = db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'`).get();
+  const has = db
+    .prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'`)
+    .get();
   if (!has) return 0;
-  const row = db.prepare('SELECT version FROM schema_version WHERE id = 1').get() as { version: number } | undefined;
+  const row = db.prepare('SELECT version FROM schema_version WHERE id = 1').get() as
+    { version: number } | undefined;
   return row?.version ?? 0;
 }
 
@@ -68,12 +81,17 @@ export function migrate(db: Database.Database, path: string): number {
   for (let v = current; v < SCHEMA_VERSION; v++) {
     db.transaction(() => {
       if (v === 0) {
-        db.exec('CREATE TABLE schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)');
+        db.exec(
+          'CREATE TABLE schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)',
+        );
         db.prepare('INSERT INTO schema_version (id, version) VALUES (1, 0)').run();
       }
       db.exec(MIGRATIONS[v]!);
       if (v === 0) {
-        db.prepare('INSERT INTO chain_anchor (id, seq, hash, at_ms) VALUES (1, 0, ?, ?)').run(Buffer.alloc(32), Date.now());
+        db.prepare('INSERT INTO chain_anchor (id, seq, hash, at_ms) VALUES (1, 0, ?, ?)').run(
+          Buffer.alloc(32),
+          Date.now(),
+        );
         db.prepare('INSERT INTO chain_head (id, seq, hash) VALUES (1, 0, ?)').run(Buffer.alloc(32));
       }
       db.prepare('UPDATE schema_version SET version = ? WHERE id = 1').run(v + 1);

@@ -15,6 +15,11 @@ export interface AuditStoreOptions {
   readonly?: boolean;
   /** PRAGMA synchronous: NORMAL (default; WAL keeps committed transactions across process crashes) or FULL. */
   synchronous?: 'NORMAL' | 'FULL';
+  /**
+   * Filtered queries first scan this many rows in seq order without an index (cheap when the filter
+   * matches often), and use the indexes for the rest only when that did not fill the page. Default 20,000.
+   */
+  scanWindow?: number;
 }
 
 /** Filters of a query; all given filters must match. */
@@ -109,9 +114,12 @@ export class AuditStore {
   private readonly writeHead: Database.Statement | undefined;
   private readonly appendTx: ((events: readonly AuditEventInput[]) => StoredAuditEvent[]) | undefined;
 
-  private constructor(db: Database.Database, path: string, readonly: boolean) {
+  private readonly scanWindow: number;
+
+  private constructor(db: Database.Database, path: string, readonly: boolean, scanWindow: number) {
     this.db = db;
     this.path = path;
+    this.scanWindow = scanWindow;
     this.readHead = db.prepare('SELECT seq, hash FROM chain_head WHERE id = 1');
     if (!readonly) {
       this.insert = db.prepare(
@@ -119,7 +127,9 @@ export class AuditStore {
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       );
       this.writeHead = db.prepare('UPDATE chain_head SET seq = ?, hash = ? WHERE id = 1');
-      this.appendTx = db.transaction((events: readonly AuditEventInput[]) => this.appendRows(events)).immediate;
+      this.appendTx = db.transaction((events: readonly AuditEventInput[]) =>
+        this.appendRows(events),
+      ).immediate;
     }
   }
 
@@ -138,12 +148,17 @@ export class AuditStore {
       if (!readonly) {
         db.pragma('journal_mode = WAL');
         db.pragma(`synchronous = ${opts.synchronous ?? 'NORMAL'}`);
+        // Index pages of a busy trail stay hot: a larger page cache and fewer, larger checkpoints
+        // write each hot page once per checkpoint rather than once per transaction.
+        db.pragma('cache_size = -65536');
+        db.pragma('wal_autocheckpoint = 8192');
         migrate(db, opts.path);
       }
-      return new AuditStore(db, opts.path, readonly);
+      return new AuditStore(db, opts.path, readonly, opts.scanWindow ?? 20_000);
     } catch (err) {
       db.close();
-      if (err instanceof AuditStoreError || (err as { code?: string }).code === 'MESHAUTH_ERR_AUDIT_SCHEMA') throw err;
+      if (err instanceof AuditStoreError || (err as { code?: string }).code === 'MESHAUTH_ERR_AUDIT_SCHEMA')
+        throw err;
       throw new AuditStoreError(`audit: open ${opts.path}: ${(err as Error).message}`, { cause: err });
     }
   }
@@ -209,22 +224,18 @@ export class AuditStore {
         f.prevHash,
         hash,
       );
-      out.push(
-        toEvent({
-          seq,
-          ts: f.ts,
-          type: f.type,
-          outcome: f.outcome,
-          reason: f.reason,
-          local_id: f.localId,
-          remote_id: f.remoteId,
-          node: f.node,
-          direction: f.direction,
-          details: f.details,
-          prev_hash: prev,
-          hash,
-        }),
-      );
+      const stored: StoredAuditEvent = { seq, atMs: f.ts, type: e.type, prevHash: '', hash: '' };
+      if (f.outcome !== null) stored.outcome = e.outcome!;
+      if (f.reason !== null) stored.reason = f.reason;
+      if (f.localId !== null) stored.localId = f.localId;
+      if (f.remoteId !== null) stored.remoteId = f.remoteId;
+      if (f.node !== null) stored.node = f.node;
+      if (f.direction !== null) stored.direction = e.direction!;
+      // exactly what a later query returns: the details as stored (canonical JSON parsed back)
+      if (f.details !== null) stored.details = JSON.parse(f.details) as Record<string, unknown>;
+      stored.prevHash = prev.toString('hex');
+      stored.hash = hash.toString('hex');
+      out.push(stored);
       prev = hash;
     }
     this.writeHead!.run(seq, prev);
@@ -234,12 +245,55 @@ export class AuditStore {
   /** Events matching q, ordered by seq. */
   query(q: AuditQuery = {}): StoredAuditEvent[] {
     this.assertOpen('query');
-    const { sql, params } = buildQuery(q);
+    const plan = buildQuery(q);
     try {
-      return (this.db.prepare(sql).all(...params) as EventRow[]).map(toEvent);
+      return this.db
+        .transaction(() => this.runQuery(plan))()
+        .map(toEvent);
     } catch (err) {
       throw new AuditStoreError(`audit: query ${this.path}: ${(err as Error).message}`, { cause: err });
     }
+  }
+
+  /**
+   * Two steps, both in seq order: (1) the first scanWindow rows of the requested seq range, read
+   * without an index, which fills the page at once when the filter matches often; (2) only when
+   * the page is not full, the rest of the range through the indexes (good for rare matches).
+   */
+  private runQuery(plan: QueryPlan): EventRow[] {
+    const { where, params, desc, limit } = plan;
+    const order = desc ? 'DESC' : 'ASC';
+    const direct = (extra: string[], extraParams: unknown[], lim: number, notIndexed = false): EventRow[] => {
+      const all = [...where, ...extra];
+      const sql =
+        `SELECT * FROM events${notIndexed ? ' NOT INDEXED' : ''}` +
+        (all.length ? ` WHERE ${all.join(' AND ')}` : '') +
+        ` ORDER BY seq ${order} LIMIT ?`;
+      return this.db.prepare(sql).all(...params, ...extraParams, lim) as EventRow[];
+    };
+    // no filter beyond the seq range: rowid order is already the best plan
+    if (!plan.filtered) return direct(plan.seqBounds, plan.seqParams, limit);
+    // two subqueries: SQLite answers a lone min() or max() of the rowid from the b-tree ends
+    const ends = this.db
+      .prepare('SELECT (SELECT min(seq) FROM events) AS lo, (SELECT max(seq) FROM events) AS hi')
+      .get() as {
+      lo: number | null;
+      hi: number | null;
+    };
+    if (ends.lo === null || ends.hi === null) return [];
+    const lo = Math.max(ends.lo, plan.afterSeq === undefined ? -Infinity : plan.afterSeq + 1);
+    const hi = Math.min(ends.hi, plan.beforeSeq === undefined ? Infinity : plan.beforeSeq - 1);
+    if (lo > hi) return [];
+    const [wLo, wHi] = desc
+      ? [Math.max(lo, hi - this.scanWindow + 1), hi]
+      : [lo, Math.min(hi, lo + this.scanWindow - 1)];
+    const first = direct(['seq >= ?', 'seq <= ?'], [wLo, wHi], limit, true);
+    if (first.length >= limit || (wLo === lo && wHi === hi)) return first;
+    // `+seq`: the range must not lure the planner into a rowid scan; the filter's index leads here
+    const rest = desc
+      ? direct(['+seq >= ?', '+seq < ?'], [lo, wLo], limit - first.length)
+      : direct(['+seq > ?', '+seq <= ?'], [wHi, hi], limit - first.length);
+    return first.concat(rest);
   }
 
   /** Highest seq ever appended (0 when empty). */
@@ -255,7 +309,13 @@ export class AuditStore {
       first: number | null;
     };
     const anchor = this.db.prepare('SELECT seq FROM chain_anchor WHERE id = 1').get() as { seq: number };
-    return { rows: r.n, firstSeq: r.first, lastSeq: this.lastSeq(), anchorSeq: anchor.seq, bytes: this.usedBytes() };
+    return {
+      rows: r.n,
+      firstSeq: r.first,
+      lastSeq: this.lastSeq(),
+      anchorSeq: anchor.seq,
+      bytes: this.usedBytes(),
+    };
   }
 
   private usedBytes(): number {
@@ -274,12 +334,23 @@ export class AuditStore {
    */
   verifyChain(): ChainReport {
     this.assertOpen('verifyChain');
+    // one read transaction: head, anchor and rows from the same snapshot while a writer appends
+    return this.db.transaction(() => this.verifySnapshot())();
+  }
+
+  private verifySnapshot(): ChainReport {
     const anchor = this.db.prepare('SELECT seq, hash FROM chain_anchor WHERE id = 1').get() as {
       seq: number;
       hash: Buffer;
     };
     const head = this.readHead.get() as { seq: number; hash: Buffer };
-    const report: ChainReport = { ok: true, checked: 0, anchorSeq: anchor.seq, firstSeq: null, lastSeq: null };
+    const report: ChainReport = {
+      ok: true,
+      checked: 0,
+      anchorSeq: anchor.seq,
+      firstSeq: null,
+      lastSeq: null,
+    };
     const fail = (seq: number, kind: ChainProblemKind, message: string): ChainReport => ({
       ...report,
       ok: false,
@@ -293,7 +364,8 @@ export class AuditStore {
     for (const r of rows) {
       if (report.firstSeq === null) report.firstSeq = r.seq;
       if (r.seq !== expectSeq) {
-        const missing = r.seq - 1 === expectSeq ? `seq ${expectSeq} is` : `seqs ${expectSeq}..${r.seq - 1} are`;
+        const missing =
+          r.seq - 1 === expectSeq ? `seq ${expectSeq} is` : `seqs ${expectSeq}..${r.seq - 1} are`;
         return fail(
           expectSeq,
           'deleted',
@@ -305,9 +377,17 @@ export class AuditStore {
       if (!computed.equals(r.hash)) {
         const other = findSeqThatHashes(fields, r.hash);
         if (other !== undefined) {
-          return fail(r.seq, 'reordered', `audit verify: row at seq ${r.seq} was written as seq ${other} (rows reordered)`);
+          return fail(
+            r.seq,
+            'reordered',
+            `audit verify: row at seq ${r.seq} was written as seq ${other} (rows reordered)`,
+          );
         }
-        return fail(r.seq, 'edited', `audit verify: seq ${r.seq}: stored hash does not match its fields (row edited)`);
+        return fail(
+          r.seq,
+          'edited',
+          `audit verify: seq ${r.seq}: stored hash does not match its fields (row edited)`,
+        );
       }
       if (!r.prev_hash.equals(prevHash)) {
         if (report.checked === 0) {
@@ -340,7 +420,11 @@ export class AuditStore {
       );
     }
     if (!head.hash.equals(prevHash) && head.seq > anchor.seq) {
-      return fail(head.seq, 'edited', `audit verify: seq ${head.seq}: does not match the recorded chain head`);
+      return fail(
+        head.seq,
+        'edited',
+        `audit verify: seq ${head.seq}: does not match the recorded chain head`,
+      );
     }
     if (anchor.seq > 0 && (lastRetention === undefined || lastRetention.anchorSeq !== anchor.seq)) {
       return fail(
@@ -363,9 +447,15 @@ export class AuditStore {
       let cutoff = 0;
       const count = () => (this.db.prepare('SELECT count(*) AS n FROM events').get() as { n: number }).n;
       const seqAtOffset = (offset: number): number =>
-        (this.db.prepare('SELECT seq FROM events ORDER BY seq LIMIT 1 OFFSET ?').get(offset) as { seq: number }).seq;
+        (
+          this.db.prepare('SELECT seq FROM events ORDER BY seq LIMIT 1 OFFSET ?').get(offset) as {
+            seq: number;
+          }
+        ).seq;
       if (policy.maxAgeMs !== undefined) {
-        const r = this.db.prepare('SELECT max(seq) AS s FROM events WHERE ts < ?').get(now - policy.maxAgeMs) as {
+        const r = this.db
+          .prepare('SELECT max(seq) AS s FROM events WHERE ts < ?')
+          .get(now - policy.maxAgeMs) as {
           s: number | null;
         };
         if (r.s !== null && r.s > cutoff) {
@@ -394,12 +484,16 @@ export class AuditStore {
         }
       }
       if (cutoff === 0) return { deleted: 0, anchorSeq: anchor.seq };
-      const last = this.db.prepare('SELECT seq, hash FROM events WHERE seq <= ? ORDER BY seq DESC LIMIT 1').get(cutoff) as {
+      const last = this.db
+        .prepare('SELECT seq, hash FROM events WHERE seq <= ? ORDER BY seq DESC LIMIT 1')
+        .get(cutoff) as {
         seq: number;
         hash: Buffer;
       };
       const del = this.db.prepare('DELETE FROM events WHERE seq <= ?').run(cutoff);
-      this.db.prepare('UPDATE chain_anchor SET seq = ?, hash = ?, at_ms = ? WHERE id = 1').run(last.seq, last.hash, now);
+      this.db
+        .prepare('UPDATE chain_anchor SET seq = ?, hash = ?, at_ms = ? WHERE id = 1')
+        .run(last.seq, last.hash, now);
       [retention] = this.appendRows([
         {
           type: 'retention',
@@ -496,7 +590,21 @@ export function isIdentityPattern(identity: string): boolean {
   return GLOB_CHARS.test(identity);
 }
 
-function buildQuery(q: AuditQuery): { sql: string; params: unknown[] } {
+interface QueryPlan {
+  /** Conditions other than the seq range. */
+  where: string[];
+  params: unknown[];
+  /** True when `where` is not empty. */
+  filtered: boolean;
+  seqBounds: string[];
+  seqParams: unknown[];
+  afterSeq: number | undefined;
+  beforeSeq: number | undefined;
+  desc: boolean;
+  limit: number;
+}
+
+function buildQuery(q: AuditQuery): QueryPlan {
   const where: string[] = [];
   const params: unknown[] = [];
   const limit = q.limit ?? 100;
@@ -536,18 +644,33 @@ function buildQuery(q: AuditQuery): { sql: string; params: unknown[] } {
     where.push('ts < ?');
     params.push(q.untilMs);
   }
+  const seqBounds: string[] = [];
+  const seqParams: unknown[] = [];
+  for (const [name, v] of [
+    ['afterSeq', q.afterSeq],
+    ['beforeSeq', q.beforeSeq],
+  ] as const) {
+    if (v !== undefined && !Number.isSafeInteger(v)) {
+      throw new AuditQueryError(`audit: query: ${name} must be an integer, got ${v}`);
+    }
+  }
   if (q.afterSeq !== undefined) {
-    where.push('seq > ?');
-    params.push(q.afterSeq);
+    seqBounds.push('seq > ?');
+    seqParams.push(q.afterSeq);
   }
   if (q.beforeSeq !== undefined) {
-    where.push('seq < ?');
-    params.push(q.beforeSeq);
+    seqBounds.push('seq < ?');
+    seqParams.push(q.beforeSeq);
   }
-  const sql =
-    'SELECT * FROM events' +
-    (where.length ? ` WHERE ${where.join(' AND ')}` : '') +
-    ` ORDER BY seq ${q.newestFirst ? 'DESC' : 'ASC'} LIMIT ?`;
-  params.push(limit);
-  return { sql, params };
+  return {
+    where,
+    params,
+    filtered: where.length > 0,
+    seqBounds,
+    seqParams,
+    afterSeq: q.afterSeq,
+    beforeSeq: q.beforeSeq,
+    desc: q.newestFirst ?? false,
+    limit,
+  };
 }

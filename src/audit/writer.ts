@@ -129,7 +129,10 @@ export class AuditWriter implements AuditSink {
       this.gap = this.gap
         ? { ...this.gap, count: this.gap.count + batch.length, lastAtMs: now }
         : { count: batch.length, firstAtMs: now, lastAtMs: now };
-      this.opts.logger?.error({ event: 'audit_write_failed', err, dropped: batch.length }, 'audit batch write failed');
+      this.opts.logger?.error(
+        { event: 'audit_write_failed', err, dropped: batch.length },
+        'audit batch write failed',
+      );
       this.opts.observer?.dropped?.(this.droppedTotal);
     }
     this.opts.observer?.queueDepth?.(this.queue.length);

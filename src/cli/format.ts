@@ -21,7 +21,14 @@ export function renderRow(cells: readonly string[], widths: readonly number[]): 
   );
 }
 
-const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+const UNITS: Record<string, number> = {
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+  w: 604_800_000,
+};
 
 /** "10m", "1h30m", "2d" → ms. */
 export function parseDurationMs(text: string): number | undefined {
@@ -43,7 +50,10 @@ export function parseTimeArg(flag: string, text: string, now: number): number {
     const t = Date.parse(text);
     if (!Number.isNaN(t)) return t;
   }
-  throw new CliError(`${flag}: "${text}" is neither a duration (10m, 2h, 1d) nor an ISO time (2026-01-02T15:04:05Z)`, 2);
+  throw new CliError(
+    `${flag}: "${text}" is neither a duration (10m, 2h, 1d) nor an ISO time (2026-01-02T15:04:05Z)`,
+    2,
+  );
 }
 
 export function isoTime(ms: number): string {
@@ -60,7 +70,10 @@ export function formatTtl(ms: number): string {
   s -= h * 3600;
   const m = Math.floor(s / 60);
   s -= m * 60;
-  return [d ? `${d}d` : '', h ? `${h}h` : '', m ? `${m}m` : '', `${s}s`].join('').replace(/^(.+?)0s$/, '$1') || '0s';
+  return (
+    [d ? `${d}d` : '', h ? `${h}h` : '', m ? `${m}m` : '', `${s}s`].join('').replace(/^(.+?)0s$/, '$1') ||
+    '0s'
+  );
 }
 
 /** Compact one-line "k=v k=v" of a details object, truncated. */

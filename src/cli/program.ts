@@ -16,10 +16,15 @@ export type CommandRegistrar = (program: Command) => void;
 export function buildProgram(io: CliIo, extra: readonly CommandRegistrar[] = []): Command {
   const program = new Command('meshauth');
   program
-    .description('Inspect and operate meshauthd: audit events, auth entries, status, flush, audit verification')
+    .description(
+      'Inspect and operate meshauthd: audit events, auth entries, status, flush, audit verification',
+    )
     .version(VERSION)
     .option('--socket <path>', 'daemon API Unix socket (env MESHAUTH_SOCKET; default /run/meshauth/api.sock)')
-    .option('--address <host:port>', 'daemon API TCP listener (mTLS; needs --tls-cert, --tls-key, --tls-bundle)')
+    .option(
+      '--address <host:port>',
+      'daemon API TCP listener (mTLS; needs --tls-cert, --tls-key, --tls-bundle)',
+    )
     .option('--tls-cert <file>', 'client X509-SVID certificate chain (PEM)')
     .option('--tls-key <file>', 'client private key (PEM)')
     .option('--tls-bundle <file>', 'CA bundle (PEM) the daemon certificate must chain to')
@@ -50,7 +55,8 @@ Examples:
   // subcommands share the parent's output and exit handling
   for (const c of program.commands) {
     c.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
-    for (const sub of c.commands) sub.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
+    for (const sub of c.commands)
+      sub.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
   }
   return program;
 }
@@ -59,7 +65,11 @@ Examples:
  * Run the CLI with argv (without the node and script entries) and return the exit status.
  * Nothing here calls process.exit.
  */
-export async function run(argv: readonly string[], io: CliIo, extra: readonly CommandRegistrar[] = []): Promise<number> {
+export async function run(
+  argv: readonly string[],
+  io: CliIo,
+  extra: readonly CommandRegistrar[] = [],
+): Promise<number> {
   const program = buildProgram(io, extra);
   try {
     await program.parseAsync([...argv], { from: 'user' });

@@ -146,6 +146,28 @@ export async function startOperations(deps: OperationsDeps): Promise<DaemonOpera
   metrics.setVerdictSource(() => deps.datapath.counters());
   deps.audit.setObserver(metrics.auditObserver());
   const startedAtMs = Date.now();
+  const localIds = (): string[] => deps.inventory().spiffeIdsOnNode(config.node);
+  // SVID time-to-expiry, kept current from the rotation event stream.
+  for (const id of localIds()) {
+    const s = deps.identity.svid(id);
+    if (s) metrics.setSvidNotAfter(id, s.notAfter.getTime());
+  }
+  let refreshTls: () => void = () => {};
+  const unsubscribe = deps.identity.subscribe((ev) => {
+    if (ev.type === 'svid-updated') metrics.setSvidNotAfter(ev.spiffeId, ev.svid.notAfter.getTime());
+    else if (ev.type === 'svid-removed') metrics.removeSvid(ev.spiffeId);
+    if (ev.type !== 'source-state') refreshTls();
+  });
+  /** Ready: the kernel maps answer and every local workload has an SVID (or there are none). */
+  const ready = (): { ready: boolean; reason?: string } => {
+    try {
+      deps.datapath.counters();
+    } catch (err) {
+      return { ready: false, reason: `datapath: ${(err as Error).message}` };
+    }
+    const missing = localIds().filter((id) => !deps.identity.svid(id));
+    return missing.length === 0 ? { ready: true } : { ready: false, reason: `no SVID for ${missing.join(', ')}` };
+  };
   let metricsServer: MetricsServer | undefined;
   let api: ApiServer | undefined;
   try {
@@ -154,24 +176,26 @@ export async function startOperations(deps: OperationsDeps): Promise<DaemonOpera
         metrics,
         host: config.metrics.listen.host,
         port: config.metrics.listen.port,
-        ready: () => true,
+        ready,
         logger: logger.child({ component: 'metrics' }),
       });
     }
     let tcp: Parameters<typeof startApiServer>[0]['tcp'];
     if (config.api.tcp) {
-      const own =
-        config.api.tcp.allowedIds.length > 0
-          ? deps.identity.svid(deps.inventory().spiffeIdsOnNode(config.node)[0] ?? '')
-          : undefined;
-      if (!own) {
-        throw new Error('api: the TCP listener needs an SVID of a workload on this node to present');
-      }
+      // The listener presents the SVID of this node's first workload that has one, re-read on
+      // every rotation (refreshTls below).
+      const own = (): { certChainPem: string; keyPem: string } | undefined => {
+        for (const id of localIds()) {
+          const s = deps.identity.svid(id);
+          if (s) return { certChainPem: s.chainPem, keyPem: s.keyPem };
+        }
+        return undefined;
+      };
+      if (!own()) throw new Error('api: the TCP listener needs an SVID of a workload on this node to present');
       tcp = {
         host: config.api.tcp.listen.host,
         port: config.api.tcp.listen.port,
-        certChainPem: own.chainPem,
-        keyPem: own.keyPem,
+        svid: own,
         bundles: () => new Map([...deps.identity.bundles()].map(([td, ders]) => [td, [...ders]])),
         allow: config.api.tcp.allowedIds,
       };
@@ -185,14 +209,24 @@ export async function startOperations(deps: OperationsDeps): Promise<DaemonOpera
       logger: logger.child({ component: 'api' }),
     });
   } catch (err) {
+    unsubscribe();
     await metricsServer?.close();
     throw err;
   }
   const apiServer = api;
+  refreshTls = () => {
+    if (!config.api.tcp) return;
+    try {
+      apiServer.refreshTls();
+    } catch (err) {
+      logger.warn({ component: 'api', event: 'api_tls_refresh_failed', err }, 'TCP listener kept its previous SVID');
+    }
+  };
   return {
     metrics,
     api: apiServer,
     async close() {
+      unsubscribe();
       await apiServer.close();
       await metricsServer?.close();
     },

@@ -2,13 +2,16 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../log.js';
 import { MeshauthError } from '../errors.js';
+import type { Registry } from 'prom-client';
 import type { Metrics } from './metrics.js';
 
 /** Readiness: true, or false / a reason string when not ready. */
 export type ReadinessCheck = () => boolean | { ready: boolean; reason?: string };
 
 export interface MetricsServerOptions {
-  metrics: Metrics;
+  /** What /metrics serves: a Metrics instance, or any prom-client registry (one of the two is required). */
+  metrics?: Metrics;
+  registry?: Registry;
   /** Default 0.0.0.0. */
   host?: string;
   /** 0 = any free port. */
@@ -32,6 +35,8 @@ export class MetricsServerError extends MeshauthError {
 
 /** HTTP server with /metrics (Prometheus text), /healthz (process alive) and /readyz. */
 export async function startMetricsServer(opts: MetricsServerOptions): Promise<MetricsServer> {
+  const registry = opts.registry ?? opts.metrics?.registry;
+  if (!registry) throw new MetricsServerError('metrics: start: give either metrics or registry');
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -39,9 +44,9 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Me
       return;
     }
     if (path === '/metrics') {
-      opts.metrics.text().then(
+      registry.metrics().then(
         (body) => {
-          res.writeHead(200, { 'content-type': opts.metrics.registry.contentType }).end(body);
+          res.writeHead(200, { 'content-type': registry.contentType }).end(body);
         },
         (err: unknown) => {
           opts.logger?.error({ event: 'metrics_collect_failed', err }, 'metrics collection failed');
@@ -51,7 +56,7 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Me
     } else if (path === '/healthz') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     } else if (path === '/readyz') {
-      let ready = true;
+      let ready: boolean;
       let reason = '';
       try {
         const r = opts.ready?.() ?? true;
@@ -73,7 +78,11 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Me
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err) =>
-      reject(new MetricsServerError(`metrics: listen on ${opts.host ?? '0.0.0.0'}:${opts.port}: ${err.message}`, { cause: err })),
+      reject(
+        new MetricsServerError(`metrics: listen on ${opts.host ?? '0.0.0.0'}:${opts.port}: ${err.message}`, {
+          cause: err,
+        }),
+      ),
     );
     server.listen(opts.port, opts.host ?? '0.0.0.0', () => resolve());
   });

@@ -20,6 +20,7 @@ export class Metrics {
   readonly handshakeDuration: Histogram<'result'>;
   readonly authEntries: Gauge;
   readonly signalsReceived: Counter<'outcome'>;
+  readonly signalsThrottled: Counter<'stage'>;
   readonly datapathVerdicts: Counter<'verdict'>;
   readonly auditQueueDepth: Gauge;
   readonly auditEventsDropped: Counter;
@@ -43,28 +44,48 @@ export class Metrics {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers,
     });
-    this.authEntries = new Gauge({ name: 'meshauth_auth_entries', help: 'Live entries in the auth map', registers });
+    this.authEntries = new Gauge({
+      name: 'meshauth_auth_entries',
+      help: 'Live entries in the auth map',
+      registers,
+    });
     this.signalsReceived = new Counter({
       name: 'meshauth_signals_received_total',
       help: 'Auth-required signals from the datapath, by what the daemon did with them (queued, pending, live, backoff, queue-full, unresolved)',
       labelNames: ['outcome'],
       registers,
     });
-    const self = this;
+    // collect() runs with `this` bound to the metric; these arrows keep the Metrics instance
+    const readVerdicts = (): Record<string, number | bigint> | undefined => {
+      const src = this.verdictSource;
+      if (!src) return undefined;
+      try {
+        return src();
+      } catch {
+        return undefined;
+      }
+    };
+    this.signalsThrottled = new Counter({
+      name: 'meshauth_signals_throttled_total',
+      help: 'Auth-required signals the datapath did not send: stage="kernel" (same pair signalled within the throttle interval), stage="ringbuf_full" (ring buffer full); read from the kernel counters at scrape time',
+      labelNames: ['stage'],
+      registers,
+      collect() {
+        const counts = readVerdicts();
+        if (!counts) return;
+        this.reset();
+        this.inc({ stage: 'kernel' }, Number(counts['signal_throttled'] ?? 0));
+        this.inc({ stage: 'ringbuf_full' }, Number(counts['signal_ringbuf_full'] ?? 0));
+      },
+    });
     this.datapathVerdicts = new Counter({
       name: 'meshauth_datapath_verdicts_total',
       help: 'Datapath packet verdicts (read from the kernel counters at scrape time)',
       labelNames: ['verdict'],
       registers,
       collect() {
-        const src = self.verdictSource;
-        if (!src) return;
-        let counts: Record<string, number | bigint>;
-        try {
-          counts = src();
-        } catch {
-          return;
-        }
+        const counts = readVerdicts();
+        if (!counts) return;
         this.reset();
         for (const [verdict, v] of Object.entries(counts)) this.inc({ verdict }, Number(v));
       },
@@ -79,6 +100,7 @@ export class Metrics {
       help: 'Audit events lost because the queue was full or a write failed (each loss is also a gap event)',
       registers,
     });
+    const notAfter = this.notAfter;
     this.svidExpiry = new Gauge({
       name: 'meshauth_svid_expiry_seconds',
       help: 'Seconds until the X509-SVID held for a SPIFFE ID expires (negative when expired)',
@@ -87,7 +109,7 @@ export class Metrics {
       collect() {
         this.reset();
         const now = Date.now();
-        for (const [id, na] of self.notAfter) this.set({ spiffe_id: id }, (na - now) / 1000);
+        for (const [id, na] of notAfter) this.set({ spiffe_id: id }, (na - now) / 1000);
       },
     });
     if (opts.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'meshauth_' });

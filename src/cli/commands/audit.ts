@@ -19,7 +19,9 @@ export function registerAuditCommands(program: Command, ctx: CliContext): void {
   const audit = program.command('audit').description('Audit trail maintenance');
   audit
     .command('verify')
-    .description('Check the hash chain of the audit trail; reports the first edited, deleted or reordered event')
+    .description(
+      'Check the hash chain of the audit trail; reports the first edited, deleted or reordered event',
+    )
     .option('--db <path>', 'verify this database file directly (works without the daemon)')
     .option('-o, --output <format>', 'table or json', 'table')
     .addHelpText(
@@ -38,7 +40,10 @@ Examples:
         o.db ??
         (await ctx.withClient(async (c) => {
           const p = (await c.status()).audit?.path;
-          if (!p) throw new CliError('audit verify: the daemon did not report its audit database; pass --db <path>');
+          if (!p)
+            throw new CliError(
+              'audit verify: the daemon did not report its audit database; pass --db <path>',
+            );
           return p;
         }));
       const r = verifyFile(path);
@@ -51,7 +56,9 @@ Examples:
           }) in ${path}\n`,
         );
       } else {
-        ctx.io.out(`audit chain BROKEN at seq ${r.problem!.seq} (${r.problem!.kind}): ${r.problem!.message}\n`);
+        ctx.io.out(
+          `audit chain BROKEN at seq ${r.problem!.seq} (${r.problem!.kind}): ${r.problem!.message}\n`,
+        );
         ctx.io.out(`  ${r.checked} events before it verified; file ${path}\n`);
       }
       if (!r.ok) throw new CliError('', 1);

@@ -14,13 +14,20 @@ export function registerEntriesCommand(program: Command, ctx: CliContext): void 
         const entries = await client.listEntries();
         const now = ctx.now();
         if (format === 'json') {
-          for (const e of entries) ctx.io.out(JSON.stringify({ ...e, expires: isoTime(e.expiresAtMs) }) + '\n');
+          for (const e of entries)
+            ctx.io.out(JSON.stringify({ ...e, expires: isoTime(e.expiresAtMs) }) + '\n');
           return;
         }
         ctx.io.out(
           renderTable(
             ['LOCAL', 'REMOTE', 'NODE', 'EXPIRES', 'TTL'],
-            entries.map((e) => [e.localId, e.remoteId, e.remoteNode || '(local)', isoTime(e.expiresAtMs), formatTtl(e.expiresAtMs - now)]),
+            entries.map((e) => [
+              e.localId,
+              e.remoteId,
+              e.remoteNode || '(local)',
+              isoTime(e.expiresAtMs),
+              formatTtl(e.expiresAtMs - now),
+            ]),
           ),
         );
       });

@@ -3,7 +3,15 @@ import type { EventFilterMsg, EventMsg } from '../../api/index.js';
 import { AUDIT_EVENT_TYPES } from '../../audit/index.js';
 import type { CliContext } from '../context.js';
 import { CliError } from '../errors.js';
-import { detailsSummary, isoTime, parseOutput, parseTimeArg, renderRow, renderTable, type OutputFormat } from '../format.js';
+import {
+  detailsSummary,
+  isoTime,
+  parseOutput,
+  parseTimeArg,
+  renderRow,
+  renderTable,
+  type OutputFormat,
+} from '../format.js';
 
 interface EventsOptions {
   follow?: boolean;
@@ -66,7 +74,10 @@ export function registerEventsCommand(program: Command, ctx: CliContext): void {
     .command('events')
     .description('Show audit events (newest last); --follow keeps streaming new ones')
     .option('-f, --follow', 'after the matching events, stream new ones as they are written (Ctrl-C to stop)')
-    .option('--identity <spiffe-id>', 'local or remote SPIFFE ID, exact or a glob pattern (spiffe://td/ns/prod/*)')
+    .option(
+      '--identity <spiffe-id>',
+      'local or remote SPIFFE ID, exact or a glob pattern (spiffe://td/ns/prod/*)',
+    )
     .option('--node <name>', 'peer node name')
     .addOption(new Option('--outcome <outcome>', 'event outcome').choices(['success', 'failure', 'info']))
     .option('--reason <code>', 'reason code (svid-expired, spiffe-id-mismatch, timeout, ...)')
@@ -87,7 +98,8 @@ Examples:
     .action(async (o: EventsOptions) => {
       const format = parseOutput(o.output);
       const limit = Number(o.limit);
-      if (!Number.isInteger(limit) || limit < 0) throw new CliError(`--limit must be a whole number, got "${o.limit}"`, 2);
+      if (!Number.isInteger(limit) || limit < 0)
+        throw new CliError(`--limit must be a whole number, got "${o.limit}"`, 2);
       const filter = filterOf(o, ctx.now());
       await ctx.withClient(async (client) => {
         const printer = new EventPrinter(format, ctx);

@@ -17,7 +17,8 @@ Examples:
   meshauth flush --all`,
     )
     .action(async (o: { pair?: string; node?: string; all?: boolean }) => {
-      if (Boolean(o.pair) === Boolean(o.all)) throw new CliError('flush: give exactly one of --pair <local>,<remote> or --all', 2);
+      if (Boolean(o.pair) === Boolean(o.all))
+        throw new CliError('flush: give exactly one of --pair <local>,<remote> or --all', 2);
       let req: { all: true } | { localId: string; remoteId: string; node?: string };
       if (o.all) {
         if (o.node) throw new CliError('flush: --node goes with --pair, not --all', 2);
@@ -25,7 +26,10 @@ Examples:
       } else {
         const parts = o.pair!.split(',');
         if (parts.length !== 2 || !parts[0] || !parts[1]) {
-          throw new CliError(`flush: --pair must be <local-spiffe-id>,<remote-spiffe-id>, got "${o.pair}"`, 2);
+          throw new CliError(
+            `flush: --pair must be <local-spiffe-id>,<remote-spiffe-id>, got "${o.pair}"`,
+            2,
+          );
         }
         req = { localId: parts[0].trim(), remoteId: parts[1].trim(), ...(o.node ? { node: o.node } : {}) };
       }

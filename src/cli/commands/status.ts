@@ -20,7 +20,10 @@ export function registerStatusCommand(program: Command, ctx: CliContext): void {
           ['node', s.node],
           ['version', s.version],
           ['started', `${isoTime(s.startedAtMs)} (up ${formatTtl(now - s.startedAtMs)})`],
-          ['datapath', `${s.datapathAttached ? 'attached' : 'NOT attached'} (${s.datapathMode})${s.datapathDetail ? ` ${s.datapathDetail}` : ''}`],
+          [
+            'datapath',
+            `${s.datapathAttached ? 'attached' : 'NOT attached'} (${s.datapathMode})${s.datapathDetail ? ` ${s.datapathDetail}` : ''}`,
+          ],
           [
             'identity source',
             `${s.identitySource} ${s.identitySourceConnected ? 'connected' : 'NOT connected'}${s.identitySourceDetail ? ` (${s.identitySourceDetail})` : ''}`,
@@ -30,7 +33,10 @@ export function registerStatusCommand(program: Command, ctx: CliContext): void {
         if (s.audit) {
           rows.push(
             ['audit db', s.audit.path],
-            ['audit events', `${s.audit.rows} stored, last seq ${s.audit.lastSeq}, ${(s.audit.bytes / 1048576).toFixed(1)} MiB`],
+            [
+              'audit events',
+              `${s.audit.rows} stored, last seq ${s.audit.lastSeq}, ${(s.audit.bytes / 1048576).toFixed(1)} MiB`,
+            ],
             ['audit queue', `${s.audit.queueDepth} queued, ${s.audit.dropped} dropped`],
           );
         }
@@ -41,14 +47,23 @@ export function registerStatusCommand(program: Command, ctx: CliContext): void {
           ctx.io.out(
             renderTable(
               ['IDENTITY', 'NOT AFTER', 'EXPIRES IN'],
-              s.identities.map((i) => [i.spiffeId, isoTime(i.notAfterMs), i.notAfterMs ? formatTtl(i.notAfterMs - now) : '-']),
+              s.identities.map((i) => [
+                i.spiffeId,
+                isoTime(i.notAfterMs),
+                i.notAfterMs ? formatTtl(i.notAfterMs - now) : '-',
+              ]),
             ),
           );
         }
         const counters = Object.entries(s.counters).sort(([a], [b]) => a.localeCompare(b));
         if (counters.length > 0) {
           ctx.io.out('\n');
-          ctx.io.out(renderTable(['COUNTER', 'VALUE'], counters.map(([k, v]) => [k, String(v)])));
+          ctx.io.out(
+            renderTable(
+              ['COUNTER', 'VALUE'],
+              counters.map(([k, v]) => [k, String(v)]),
+            ),
+          );
         }
       });
     });

@@ -48,7 +48,9 @@ export class FakeDaemon implements DaemonView {
     this.flushes.push(req);
     const before = this.entries.length;
     this.entries =
-      'all' in req ? [] : this.entries.filter((e) => !(e.localId === req.localId && e.remoteId === req.remoteId));
+      'all' in req
+        ? []
+        : this.entries.filter((e) => !(e.localId === req.localId && e.remoteId === req.remoteId));
     return before - this.entries.length;
   }
 }

@@ -63,7 +63,9 @@ describe('API server on a Unix socket', () => {
     const stalePath = join(dir, 'stale.sock');
     const srv = createServer();
     await new Promise<void>((r) => srv.listen(stalePath, r));
-    await expect(startApiServer({ store, daemon, unix: { path: stalePath } })).rejects.toThrow(/another process/);
+    await expect(startApiServer({ store, daemon, unix: { path: stalePath } })).rejects.toThrow(
+      /another process/,
+    );
     await new Promise<void>((r) => srv.close(() => r()));
     // a process killed while listening leaves its socket file behind
     const child = spawn(
@@ -85,9 +87,9 @@ describe('API server on a Unix socket', () => {
     const filePath = join(dir, 'file.sock');
     writeFileSync(filePath, 'x');
     await expect(startApiServer({ store, daemon, unix: { path: filePath } })).rejects.toThrow(/not a socket/);
-    await expect(startApiServer({ store, daemon, unix: { path: join(dir, 'x.sock'), mode: 0o666 } })).rejects.toThrow(
-      /anyone/,
-    );
+    await expect(
+      startApiServer({ store, daemon, unix: { path: join(dir, 'x.sock'), mode: 0o666 } }),
+    ).rejects.toThrow(/anyone/);
   });
 
   it('answers health checks for the server and the Audit service', async () => {
@@ -98,16 +100,19 @@ describe('API server on a Unix socket', () => {
 
   it('serves reflection', async () => {
     const { loadSync } = await import('@grpc/proto-loader');
-    const def = loadSync(
-      'grpc/reflection/v1/reflection.proto',
-      { includeDirs: [join(import.meta.dirname, '../../../node_modules/@grpc/reflection/build/proto')] },
-    );
+    const def = loadSync('grpc/reflection/v1/reflection.proto', {
+      includeDirs: [join(import.meta.dirname, '../../../node_modules/@grpc/reflection/build/proto')],
+    });
     const pkg = grpc.loadPackageDefinition(def) as unknown as {
       grpc: { reflection: { v1: { ServerReflection: grpc.ServiceClientConstructor } } };
     };
-    const rc = new pkg.grpc.reflection.v1.ServerReflection(`unix://${sock()}`, grpc.credentials.createInsecure());
-    const call = (rc as unknown as { serverReflectionInfo(): grpc.ClientDuplexStream<object, Record<string, unknown>> })
-      .serverReflectionInfo();
+    const rc = new pkg.grpc.reflection.v1.ServerReflection(
+      `unix://${sock()}`,
+      grpc.credentials.createInsecure(),
+    );
+    const call = (
+      rc as unknown as { serverReflectionInfo(): grpc.ClientDuplexStream<object, Record<string, unknown>> }
+    ).serverReflectionInfo();
     const got = new Promise<Record<string, unknown>>((resolve, reject) => {
       call.on('data', resolve);
       call.on('error', reject);
@@ -116,7 +121,9 @@ describe('API server on a Unix socket', () => {
     const res = await got;
     call.end();
     rc.close();
-    const names = ((res['listServicesResponse'] as { service: Array<{ name: string }> }).service ?? []).map((s) => s.name);
+    const names = ((res['listServicesResponse'] as { service: Array<{ name: string }> }).service ?? []).map(
+      (s) => s.name,
+    );
     expect(names).toEqual(expect.arrayContaining(['meshauth.v1.Audit', 'grpc.health.v1.Health']));
   });
 
@@ -124,8 +131,13 @@ describe('API server on a Unix socket', () => {
     const failed = await client.queryEvents({ filter: { outcome: 'failure' }, pageSize: 1000 });
     expect(failed.events.length).toBe(100);
     expect(failed.nextPageToken).toBe('');
-    expect(failed.events.every((e) => e.reason === 'svid-expired' && e.type === 'handshake-failed')).toBe(true);
-    const byId = await client.queryEvents({ filter: { identity: 'spiffe://a.test/ns/x/sa/w1', node: 'node-1' }, pageSize: 1000 });
+    expect(failed.events.every((e) => e.reason === 'svid-expired' && e.type === 'handshake-failed')).toBe(
+      true,
+    );
+    const byId = await client.queryEvents({
+      filter: { identity: 'spiffe://a.test/ns/x/sa/w1', node: 'node-1' },
+      pageSize: 1000,
+    });
     expect(byId.events.length).toBe(75);
     expect(JSON.parse(byId.events[0]!.detailsJson)).toEqual({ i: 1 });
     const glob = await client.queryEvents({ filter: { identity: 'spiffe://a.test/*' }, pageSize: 1000 });
@@ -158,7 +170,9 @@ describe('API server on a Unix socket', () => {
     await expect(client.queryEvents({ filter: { sinceMs: 10, untilMs: 5 } })).rejects.toMatchObject({
       grpcCode: grpc.status.INVALID_ARGUMENT,
     });
-    await expect(client.queryEvents({ pageSize: 20_000 })).rejects.toMatchObject({ grpcCode: grpc.status.INVALID_ARGUMENT });
+    await expect(client.queryEvents({ pageSize: 20_000 })).rejects.toMatchObject({
+      grpcCode: grpc.status.INVALID_ARGUMENT,
+    });
     await expect(client.queryEvents({ pageToken: 'garbage' })).rejects.toMatchObject({
       message: expect.stringMatching(/page_token/),
     });
@@ -170,8 +184,15 @@ describe('API server on a Unix socket', () => {
 
   it('lists entries, reports status (with audit numbers) and flushes', async () => {
     const entries = await client.listEntries();
-    expect(entries.map((e) => e.remoteId)).toEqual(['spiffe://b.test/ns/y/sa/db', 'spiffe://a.test/ns/x/sa/cache']);
-    expect(entries[0]).toMatchObject({ remoteNode: 'node-2', expiresAtMs: 1_900_000_000_000, localIdentity: 1 });
+    expect(entries.map((e) => e.remoteId)).toEqual([
+      'spiffe://b.test/ns/y/sa/db',
+      'spiffe://a.test/ns/x/sa/cache',
+    ]);
+    expect(entries[0]).toMatchObject({
+      remoteNode: 'node-2',
+      expiresAtMs: 1_900_000_000_000,
+      localIdentity: 1,
+    });
     const st = await client.status();
     expect(st).toMatchObject({
       node: 'node-1',
@@ -185,7 +206,10 @@ describe('API server on a Unix socket', () => {
     expect(
       await client.flush({ localId: 'spiffe://a.test/ns/x/sa/web', remoteId: 'spiffe://b.test/ns/y/sa/db' }),
     ).toBe(1);
-    expect(daemon.flushes.at(-1)).toEqual({ localId: 'spiffe://a.test/ns/x/sa/web', remoteId: 'spiffe://b.test/ns/y/sa/db' });
+    expect(daemon.flushes.at(-1)).toEqual({
+      localId: 'spiffe://a.test/ns/x/sa/web',
+      remoteId: 'spiffe://b.test/ns/y/sa/db',
+    });
     expect(await client.flush({ all: true })).toBe(1);
     expect(await client.listEntries()).toEqual([]);
   });
@@ -214,7 +238,8 @@ describe('API server on a Unix socket', () => {
     const first = collect(client.followEvents({ afterSeq: base }, ctl1.signal), 100, ctl1);
     const producer = (async () => {
       for (let round = 0; round < 30; round++) {
-        for (let i = 0; i < 20; i++) writer.record({ type: 'signal', outcome: 'info', details: { round, i } });
+        for (let i = 0; i < 20; i++)
+          writer.record({ type: 'signal', outcome: 'info', details: { round, i } });
         await new Promise((r) => setTimeout(r, 10));
       }
     })();

@@ -14,7 +14,24 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-async function writeUntilKilled(db: string, minCommitted: number): Promise<number> {
+/** Verify the chain from this process while the child keeps appending (a reader's snapshot must be consistent). */
+function verifyWhileWriting(db: string): void {
+  const reader = AuditStore.open({ path: db, readonly: true });
+  try {
+    const before = reader.lastSeq();
+    for (let i = 0; i < 3; i++) {
+      const rep = reader.verifyChain();
+      expect(rep.problem).toBeUndefined();
+      expect(rep.ok).toBe(true);
+    }
+    // the writer really was appending meanwhile
+    expect(reader.lastSeq()).toBeGreaterThan(before);
+  } finally {
+    reader.close();
+  }
+}
+
+async function writeUntilKilled(db: string, minCommitted: number, verifyAt?: number): Promise<number> {
   const child = spawn(
     process.execPath,
     [join(import.meta.dirname, 'fixtures', 'crash-writer.mjs'), pathToFileURL(AUDIT_JS).href, db],
@@ -24,13 +41,25 @@ async function writeUntilKilled(db: string, minCommitted: number): Promise<numbe
   let buf = '';
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, sig) => resolve(sig)));
+  const exited = new Promise<NodeJS.Signals | null>((resolve) =>
+    child.on('exit', (_code, sig) => resolve(sig)),
+  );
   await new Promise<void>((resolve, reject) => {
     child.stdout.on('data', (d: Buffer) => {
       buf += d.toString();
       const lines = buf.split('\n');
       buf = lines.pop()!;
       for (const l of lines) committed = Math.max(committed, Number(l.split(' ')[1]));
+      if (verifyAt !== undefined && committed >= verifyAt) {
+        verifyAt = undefined;
+        try {
+          verifyWhileWriting(db);
+        } catch (err) {
+          child.kill('SIGKILL');
+          reject(err as Error);
+          return;
+        }
+      }
       if (committed >= minCommitted) {
         child.kill('SIGKILL');
         resolve();
@@ -47,7 +76,7 @@ async function writeUntilKilled(db: string, minCommitted: number): Promise<numbe
 describe('audit store under SIGKILL', () => {
   it('keeps every committed event and a verifiable chain, twice in a row', async () => {
     const db = join(dir, 'audit.db');
-    const first = await writeUntilKilled(db, 30_000);
+    const first = await writeUntilKilled(db, 30_000, 10_000);
     let store = AuditStore.open({ path: db });
     expect(store.lastSeq()).toBeGreaterThanOrEqual(first);
     expect(store.verifyChain().ok).toBe(true);

@@ -15,12 +15,17 @@ let built = false;
 export function buildDist(): void {
   if (built) return;
   try {
-    execFileSync('npx', ['tsc', '-p', join(import.meta.dirname, 'tsconfig.dist.json')], { cwd: ROOT, stdio: 'pipe' });
+    execFileSync('npx', ['tsc', '-p', join(import.meta.dirname, 'tsconfig.dist.json')], {
+      cwd: ROOT,
+      stdio: 'pipe',
+    });
   } catch (err) {
     // tsc exits non-zero on type errors but still emits; only missing output is fatal
     if (!existsSync(CLI_JS) || !existsSync(AUDIT_JS)) {
       const out = (err as { stdout?: Buffer }).stdout?.toString() ?? String(err);
-      throw new Error(`build dist for CLI tests failed (run: npx tsc -p tsconfig.build.json):\n${out}`);
+      throw new Error(`build dist for CLI tests failed (run: npx tsc -p tsconfig.build.json):\n${out}`, {
+        cause: err,
+      });
     }
   }
   if (!existsSync(CLI_JS) || !existsSync(AUDIT_JS)) {

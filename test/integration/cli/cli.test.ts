@@ -18,7 +18,10 @@ let sock: string;
 const daemon = new FakeDaemon();
 const NOW = Date.parse('2026-06-01T12:00:00Z');
 
-async function cli(args: string[], signal?: AbortSignal): Promise<{ code: number; out: string; err: string }> {
+async function cli(
+  args: string[],
+  signal?: AbortSignal,
+): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
   const io: CliIo = {
@@ -58,7 +61,13 @@ beforeAll(async () => {
       direction: 'client',
       atMs: NOW - 60_000,
     },
-    { type: 'entry-written', outcome: 'success', localId: 'spiffe://a.test/ns/x/sa/api', node: 'node-2', atMs: NOW - 30_000 },
+    {
+      type: 'entry-written',
+      outcome: 'success',
+      localId: 'spiffe://a.test/ns/x/sa/api',
+      node: 'node-2',
+      atMs: NOW - 30_000,
+    },
   ]);
   server = await startApiServer({ store, daemon, queue: writer, unix: { path: sock }, followPollMs: 50 });
 });
@@ -76,9 +85,11 @@ describe('meshauth CLI (in process, real daemon API)', () => {
     expect(r.code).toBe(0);
     const lines = r.out.trimEnd().split('\n');
     expect(lines).toHaveLength(4);
-    expect(lines[0]).toMatch(/^TIME\s+SEQ\s+TYPE\s+OUTCOME\s+REASON\s+LOCAL\s+REMOTE\s+NODE\s+DIR\s+DETAILS$/);
+    expect(lines[0]).toMatch(
+      /^TIME\s+SEQ\s+TYPE\s+OUTCOME\s+REASON\s+LOCAL\s+REMOTE\s+NODE\s+DIR\s+DETAILS$/,
+    );
     // every column starts at the same offset on every line
-    const col = (l: string) => l.indexOf('spiffe://') ;
+    const col = (l: string) => l.indexOf('spiffe://');
     expect(new Set(lines.slice(1).map(col)).size).toBe(1);
     expect(lines[0]!.indexOf('LOCAL')).toBe(col(lines[1]!));
     expect(lines[2]).toContain('svid-expired');
@@ -88,9 +99,17 @@ describe('meshauth CLI (in process, real daemon API)', () => {
   it('filters and prints one JSON object per line', async () => {
     const r = await cli(['events', '--outcome', 'failure', '--since', '10m', '-o', 'json']);
     expect(r.code).toBe(0);
-    const objs = r.out.trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const objs = r.out
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(objs).toHaveLength(1);
-    expect(objs[0]).toMatchObject({ seq: 2, type: 'handshake-failed', reason: 'svid-expired', node: 'node-3' });
+    expect(objs[0]).toMatchObject({
+      seq: 2,
+      type: 'handshake-failed',
+      reason: 'svid-expired',
+      node: 'node-3',
+    });
     const byId = await cli(['events', '--identity', 'spiffe://b.test/*', '-o', 'json']);
     expect(byId.out.trimEnd().split('\n')).toHaveLength(2);
     const none = await cli(['events', '--node', 'node-9', '-o', 'json']);
@@ -99,7 +118,12 @@ describe('meshauth CLI (in process, real daemon API)', () => {
 
   it('--limit shows the newest N in time order', async () => {
     const r = await cli(['events', '--limit', '2', '-o', 'json']);
-    expect(r.out.trimEnd().split('\n').map((l) => (JSON.parse(l) as { seq: number }).seq)).toEqual([2, 3]);
+    expect(
+      r.out
+        .trimEnd()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as { seq: number }).seq),
+    ).toEqual([2, 3]);
   });
 
   it('rejects bad arguments with usage status 2 and a clear message', async () => {
@@ -125,7 +149,12 @@ describe('meshauth CLI (in process, real daemon API)', () => {
     expect(r.out).toMatch(/^LOCAL\s+REMOTE\s+NODE\s+EXPIRES\s+TTL\n/);
     expect(r.out).toContain('(local)');
     const j = await cli(['entries', '-o', 'json']);
-    expect(j.out.trimEnd().split('\n').map((l) => JSON.parse(l) as { remoteNode: string })[0]!.remoteNode).toBe('node-2');
+    expect(
+      j.out
+        .trimEnd()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { remoteNode: string })[0]!.remoteNode,
+    ).toBe('node-2');
     const s = await cli(['status']);
     expect(s.code).toBe(0);
     expect(s.out).toMatch(/datapath\s+attached \(tc\)/);
@@ -136,7 +165,13 @@ describe('meshauth CLI (in process, real daemon API)', () => {
   });
 
   it('flushes a pair and all', async () => {
-    const r = await cli(['flush', '--pair', 'spiffe://a.test/ns/x/sa/web,spiffe://b.test/ns/y/sa/db', '--node', 'node-2']);
+    const r = await cli([
+      'flush',
+      '--pair',
+      'spiffe://a.test/ns/x/sa/web,spiffe://b.test/ns/y/sa/db',
+      '--node',
+      'node-2',
+    ]);
     expect(r).toMatchObject({ code: 0, out: 'removed 1 entry\n' });
     expect(daemon.flushes.at(-1)).toEqual({
       localId: 'spiffe://a.test/ns/x/sa/web',
@@ -156,11 +191,12 @@ describe('meshauth CLI (in process, real daemon API)', () => {
     ctl.abort();
     const r = await p;
     expect(r.code).toBe(0);
-    expect(r.out.trimEnd().split('\n').map((l) => (JSON.parse(l) as { type: string }).type)).toEqual([
-      'entry-written',
-      'reauth',
-      'peer-unreachable',
-    ]);
+    expect(
+      r.out
+        .trimEnd()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as { type: string }).type),
+    ).toEqual(['entry-written', 'reauth', 'peer-unreachable']);
   });
 
   it('verifies the audit chain through the daemon and offline, and reports tampering', async () => {
@@ -183,7 +219,9 @@ describe('meshauth CLI (in process, real daemon API)', () => {
   it('says which socket it tried when the daemon is not running', async () => {
     const r = await cli(['--socket', join(dir, 'down.sock'), '--timeout', '1', 'status']);
     expect(r.code).toBe(1);
-    expect(r.err).toContain(`cannot reach meshauthd on unix socket ${join(dir, 'down.sock')}: is the daemon running?`);
+    expect(r.err).toContain(
+      `cannot reach meshauthd on unix socket ${join(dir, 'down.sock')}: is the daemon running?`,
+    );
   });
 
   it('has help with examples', async () => {

@@ -3,7 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AuditStore, SCHEMA_VERSION, type AuditEventInput } from '../../../src/audit/index.js';
+import {
+  AuditStore,
+  SCHEMA_VERSION,
+  type AuditEventInput,
+  type AuditQuery,
+  type StoredAuditEvent,
+} from '../../../src/audit/index.js';
 
 let dir: string;
 let path: string;
@@ -42,11 +48,38 @@ describe('AuditStore', () => {
     expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
     expect(db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
     expect(db.prepare('SELECT version FROM schema_version').get()).toEqual({ version: SCHEMA_VERSION });
-    const idx = db.prepare(`SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'`).all();
-    expect(idx.map((r) => (r as { name: string }).name).sort()).toEqual(
-      ['events_local_id', 'events_node', 'events_outcome', 'events_reason', 'events_remote_id', 'events_ts', 'events_type'],
-    );
+    const idx = db
+      .prepare(`SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'`)
+      .all();
+    expect(idx.map((r) => (r as { name: string }).name).sort()).toEqual([
+      'events_local_id',
+      'events_node',
+      'events_reason',
+      'events_remote_id',
+      'events_ts',
+    ]);
     db.close();
+  });
+
+  it('migrates a version 1 database in place', () => {
+    store.append([ev(1), ev(2)]);
+    store.close();
+    const db = raw();
+    db.exec(`DROP INDEX events_reason; DROP INDEX events_node;
+      CREATE INDEX events_type ON events(type); CREATE INDEX events_outcome ON events(outcome);
+      CREATE INDEX events_reason ON events(reason); CREATE INDEX events_node ON events(node);
+      UPDATE schema_version SET version = 1; PRAGMA user_version = 1;`);
+    db.close();
+    store = AuditStore.open({ path });
+    const check = raw();
+    expect(check.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+    const names = check
+      .prepare(`SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'`)
+      .all();
+    expect(names.map((r) => (r as { name: string }).name)).not.toContain('events_type');
+    check.close();
+    expect(store.query({ reason: 'svid-untrusted' }).map((e) => e.seq)).toEqual([2]);
+    expect(store.verifyChain()).toMatchObject({ ok: true, checked: 2 });
   });
 
   it('refuses a database from a newer schema', () => {
@@ -111,6 +144,61 @@ describe('AuditStore', () => {
     expect(store.query({ newestFirst: true, limit: 3 }).map((e) => e.seq)).toEqual([60, 59, 58]);
     expect(() => store.query({ limit: 0 })).toThrow(/limit must be/);
     expect(() => store.query({ sinceMs: 5, untilMs: 5 })).toThrow(/until/);
+  });
+
+  it('returns the same pages whether the scan window or the indexes find the rows', () => {
+    store.close();
+    store = AuditStore.open({ path, scanWindow: 7 });
+    const all = store.append(Array.from({ length: 240 }, (_, i) => ev(i + 1)));
+    const t0 = 1_700_000_000_000;
+    const queries: AuditQuery[] = [
+      { identity: 'spiffe://a.test/ns/x/sa/w1' },
+      { identity: 'spiffe://b.test/ns/y/sa/w[03]', outcome: 'failure' },
+      { node: 'node-3', outcome: 'success' },
+      { reason: 'svid-untrusted', sinceMs: t0 + 50_000, untilMs: t0 + 200_000 },
+      { types: ['handshake-failed'], node: 'node-2' },
+      { node: 'node-none' },
+    ];
+    const matches = (q: AuditQuery, e: StoredAuditEvent): boolean => {
+      if (q.identity !== undefined) {
+        const re = new RegExp(`^${q.identity.replace(/\./g, '\\.').replace(/\*/g, '.*')}$`);
+        if (!re.test(e.localId ?? '') && !re.test(e.remoteId ?? '')) return false;
+      }
+      if (q.node !== undefined && q.node !== e.node) return false;
+      if (q.outcome !== undefined && q.outcome !== e.outcome) return false;
+      if (q.reason !== undefined && q.reason !== e.reason) return false;
+      if (q.types !== undefined && !q.types.includes(e.type)) return false;
+      if (q.sinceMs !== undefined && e.atMs < q.sinceMs) return false;
+      if (q.untilMs !== undefined && e.atMs >= q.untilMs) return false;
+      return true;
+    };
+    for (const q of queries) {
+      const want = all.filter((e) => matches(q, e)).map((e) => e.seq);
+      for (const newestFirst of [false, true]) {
+        for (const limit of [1, 5, 1000]) {
+          const expected = newestFirst ? [...want].reverse().slice(0, limit) : want.slice(0, limit);
+          expect(
+            store.query({ ...q, newestFirst, limit }).map((e) => e.seq),
+            JSON.stringify({ q, newestFirst, limit }),
+          ).toEqual(expected);
+        }
+        // paging with cursors through the whole range
+        const got: number[] = [];
+        let cursor: number | undefined;
+        for (;;) {
+          const page = store.query({
+            ...q,
+            newestFirst,
+            limit: 3,
+            ...(cursor === undefined ? {} : newestFirst ? { beforeSeq: cursor } : { afterSeq: cursor }),
+          });
+          got.push(...page.map((e) => e.seq));
+          if (page.length < 3) break;
+          cursor = page.at(-1)!.seq;
+        }
+        expect(got).toEqual(newestFirst ? [...want].reverse() : want);
+      }
+    }
   });
 
   it('detects an edited row at its seq', () => {
@@ -196,7 +284,11 @@ describe('AuditStore', () => {
     const rep = store.verifyChain();
     expect(rep).toMatchObject({ ok: true, anchorSeq: 60, firstSeq: 61, lastSeq: 101 });
     const retention = store.query({ types: ['retention'] });
-    expect(retention[0]).toMatchObject({ seq: 101, reason: 'max-rows', details: { anchorSeq: 60, deleted: 60 } });
+    expect(retention[0]).toMatchObject({
+      seq: 101,
+      reason: 'max-rows',
+      details: { anchorSeq: 60, deleted: 60 },
+    });
 
     const t0 = 1_700_000_000_000;
     const byAge = store.prune({ maxAgeMs: 10_000 }, t0 + 80_000);

@@ -64,7 +64,11 @@ describe('AuditWriter', () => {
     w.close();
     const all = store.query({ limit: 1000 });
     expect(all.map((e) => e.type)).toEqual([...Array(10).fill('signal'), 'gap', 'reauth']);
-    expect(all[10]).toMatchObject({ outcome: 'failure', reason: 'audit-queue-overflow', details: { dropped: 15 } });
+    expect(all[10]).toMatchObject({
+      outcome: 'failure',
+      reason: 'audit-queue-overflow',
+      details: { dropped: 15 },
+    });
     expect(depths.at(-1)).toBe(0);
     expect(w.stats()).toMatchObject({ dropped: 15, written: 12 });
   });
@@ -102,7 +106,8 @@ describe('SignalAggregator', () => {
     const sink = new MemoryAuditSink();
     let now = 1000;
     const agg = new SignalAggregator(sink, { windowMs: 100, now: () => now });
-    for (let i = 0; i < 50; i++) agg.observe({ localId: 'a', remoteId: 'b', node: 'n2', direction: 'egress' });
+    for (let i = 0; i < 50; i++)
+      agg.observe({ localId: 'a', remoteId: 'b', node: 'n2', direction: 'egress' });
     agg.observe({ localId: 'a', remoteId: 'c', node: 'n3', direction: 'egress', packets: 7 });
     expect(sink.events.length).toBe(0);
     now = 1100;

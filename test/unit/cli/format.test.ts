@@ -1,9 +1,21 @@
 import { describe, expect, it } from 'vitest';
-import { detailsSummary, formatTtl, parseDurationMs, parseTimeArg, renderTable } from '../../../src/cli/format.js';
+import {
+  detailsSummary,
+  formatTtl,
+  parseDurationMs,
+  parseTimeArg,
+  renderTable,
+} from '../../../src/cli/format.js';
 
 describe('cli format helpers', () => {
   it('aligns table columns to the widest cell', () => {
-    const t = renderTable(['A', 'LONGER'], [['xxxx', 'y'], ['z', 'w']]);
+    const t = renderTable(
+      ['A', 'LONGER'],
+      [
+        ['xxxx', 'y'],
+        ['z', 'w'],
+      ],
+    );
     expect(t).toBe('A     LONGER\nxxxx  y\nz     w\n');
   });
 

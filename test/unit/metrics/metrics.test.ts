@@ -17,7 +17,12 @@ describe('Metrics', () => {
     auth.signal('queued');
     auth.signal('backoff');
     auth.entries(7);
-    let verdicts: Record<string, bigint> = { pass: 10n, drop_auth_required: 2n };
+    let verdicts: Record<string, bigint> = {
+      pass: 10n,
+      drop_auth_required: 2n,
+      signal_throttled: 40n,
+      signal_ringbuf_full: 1n,
+    };
     m.setVerdictSource(() => verdicts);
     const audit = m.auditObserver();
     audit.queueDepth(12);
@@ -32,21 +37,35 @@ describe('Metrics', () => {
     expect(t).toMatch(/meshauth_auth_entries 7/);
     expect(t).toMatch(/meshauth_signals_received_total\{outcome="queued"\} 1/);
     expect(t).toMatch(/meshauth_datapath_verdicts_total\{verdict="pass"\} 10/);
+    expect(t).toMatch(/meshauth_signals_throttled_total\{stage="kernel"\} 40/);
+    expect(t).toMatch(/meshauth_signals_throttled_total\{stage="ringbuf_full"\} 1/);
     expect(t).toMatch(/meshauth_audit_queue_depth 12/);
     expect(t).toMatch(/meshauth_audit_events_dropped_total 8/);
-    const exp = /meshauth_svid_expiry_seconds\{spiffe_id="spiffe:\/\/a.test\/ns\/x\/sa\/web"\} ([\d.]+)/.exec(t);
+    const exp = /meshauth_svid_expiry_seconds\{spiffe_id="spiffe:\/\/a.test\/ns\/x\/sa\/web"\} ([\d.]+)/.exec(
+      t,
+    );
     expect(Number(exp![1])).toBeGreaterThan(3590);
     expect(Number(exp![1])).toBeLessThanOrEqual(3600);
     // kernel counters are re-read on every scrape
-    verdicts = { pass: 25n, drop_auth_required: 2n };
-    expect(await m.text()).toMatch(/meshauth_datapath_verdicts_total\{verdict="pass"\} 25/);
+    verdicts = { pass: 25n, drop_auth_required: 2n, signal_throttled: 41n, signal_ringbuf_full: 1n };
+    const t2 = await m.text();
+    expect(t2).toMatch(/meshauth_datapath_verdicts_total\{verdict="pass"\} 25/);
+    expect(t2).toMatch(/meshauth_signals_throttled_total\{stage="kernel"\} 41/);
+    // a failing kernel read leaves the last values rather than breaking the scrape
+    m.setVerdictSource(() => {
+      throw new Error('map gone');
+    });
+    expect(await m.text()).toMatch(/meshauth_handshakes_total/);
     m.removeSvid('spiffe://a.test/ns/x/sa/web');
     expect(await m.text()).not.toMatch(/meshauth_svid_expiry_seconds\{/);
   });
 
   it('serves /metrics, /healthz and /readyz over HTTP', async () => {
     const m = new Metrics();
-    let ready: boolean | { ready: boolean; reason: string } = { ready: false, reason: 'datapath not attached' };
+    let ready: boolean | { ready: boolean; reason: string } = {
+      ready: false,
+      reason: 'datapath not attached',
+    };
     server = await startMetricsServer({ metrics: m, host: '127.0.0.1', port: 0, ready: () => ready });
     const base = `http://127.0.0.1:${server.port}`;
     const metrics = await fetch(`${base}/metrics`);
@@ -66,5 +85,16 @@ describe('Metrics', () => {
     await server.close();
     await server.close();
     await expect(fetch(`${base}/healthz`)).rejects.toThrow();
+  });
+
+  it('serves any prom-client registry', async () => {
+    const { Registry, Counter } = await import('prom-client');
+    const registry = new Registry();
+    new Counter({ name: 'meshauth_test_total', help: 'test', registers: [registry] }).inc(3);
+    server = await startMetricsServer({ registry, host: '127.0.0.1', port: 0, ready: () => true });
+    const body = await (await fetch(`http://127.0.0.1:${server.port}/metrics`)).text();
+    expect(body).toMatch(/meshauth_test_total 3/);
+    expect((await fetch(`http://127.0.0.1:${server.port}/readyz`)).status).toBe(200);
+    await expect(startMetricsServer({ host: '127.0.0.1', port: 0 })).rejects.toThrow(/metrics or registry/);
   });
 });
