@@ -221,7 +221,8 @@ export class Daemon {
       audit: audit.sink,
       logger: logger.child({ component: 'gc' }),
       describe: (k) => describeKey(resolver, k),
-      obsolete: (k) => obsoleteReason(k, resolver, state.current, inventory.current, policy.current),
+      obsolete: (k) =>
+        obsoleteReason(k, resolver, state.current, inventory.current, policy.current, identity),
     });
 
     const daemon = new Daemon(config, logger, {
@@ -423,6 +424,7 @@ function obsoleteReason(
   state: NodeState,
   inventory: Inventory,
   policy: Policy,
+  identity: Pick<IdentitySource, 'svid'>,
 ): string | undefined {
   const local = resolver.spiffeIdOf(k.localId);
   const remote = resolver.spiffeIdOf(k.remoteId);
@@ -431,6 +433,8 @@ function obsoleteReason(
   if (!state.localSpiffeIds.includes(local)) return 'identity-removed';
   if (!inventory.isWorkloadOnNode(remote, node)) return 'workload-moved';
   if (!policy.requires(local, remote)) return 'policy-removed';
+  // The identity source no longer holds an SVID for our side (entry deleted, expired, denied).
+  if (!identity.svid(local)) return 'svid-removed';
   return undefined;
 }
 

@@ -18,6 +18,7 @@ describe.skipIf(!bin)('meshauthd with SVIDs from SPIRE', () => {
   let spire: SpireLab | undefined;
   let env: DemoCluster | undefined;
   let cluster: Cluster;
+  const entryIds = new Map<string, string>();
 
   beforeAll(async () => {
     spire = await SpireLab.start(bin!, {
@@ -36,12 +37,15 @@ describe.skipIf(!bin)('meshauthd with SVIDs from SPIRE', () => {
     }
     // Every demo workload but "api", which stays without a registration entry.
     for (const p of PODS.filter((p) => p.name !== 'api')) {
-      await lab.createEntry({
-        spiffeId: p.spiffeId,
-        selectors: ['k8s:ns:demo', `k8s:sa:${p.name}`],
-        parentId: lab.agent(p.node).nodeId,
-        x509SvidTtlS: SVID_TTL_S,
-      });
+      entryIds.set(
+        p.name,
+        await lab.createEntry({
+          spiffeId: p.spiffeId,
+          selectors: ['k8s:ns:demo', `k8s:sa:${p.name}`],
+          parentId: lab.agent(p.node).nodeId,
+          x509SvidTtlS: SVID_TTL_S,
+        }),
+      );
     }
     env = await startDemoCluster('spire', {
       rules: [
@@ -112,5 +116,20 @@ describe.skipIf(!bin)('meshauthd with SVIDs from SPIRE', () => {
     const r = await cluster.connect('web', 'cache', 8080, 20_000);
     expect(r, summarize(cluster.logs('node-a'))).toMatchObject({ ok: true, reply: 'ok cache' });
     expect(cluster.daemons.get('node-b')!.child.exitCode).toBeNull();
+  }, 60_000);
+
+  it('removes the entries of an identity whose registration entry is deleted', async () => {
+    expect(cluster.authEntries('node-b').length).toBeGreaterThan(0);
+    await spire!.deleteEntry(entryIds.get('db')!);
+    await expect
+      .poll(() => cluster.logs('node-b', 'entry_gc').map((l) => l['reason']), { timeout: 30_000 })
+      .toContain('svid-removed');
+    // node-b keeps only cache's entry; the web<->db pair no longer passes on node-b.
+    const left = JSON.parse(
+      `[${cluster.cli('node-b', ['entries', '-o', 'json']).trim().split('\n').filter(Boolean).join(',')}]`,
+    ) as Array<{
+      localId: string;
+    }>;
+    expect(left.map((e) => e.localId)).not.toContain(id('db'));
   }, 60_000);
 });
