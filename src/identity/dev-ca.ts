@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { MeshauthError } from '../errors.js';
 import { parseCertificates, parseSpiffeId, parseTrustDomain, toPem } from '../spiffe/index.js';
 import type { IdentityEvent, IdentitySource, Svid, TrustBundles } from './source.js';
+import { IdentityEvents } from './events.js';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
@@ -212,7 +213,7 @@ export class DevCaSource implements IdentitySource {
   private readonly held = new Map<string, Svid>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private readonly pending = new Map<string, Promise<void>>();
-  private readonly listeners = new Set<(e: IdentityEvent) => void>();
+  private readonly events: IdentityEvents;
   private wanted = new Set<string>();
   private closed = false;
 
@@ -222,6 +223,7 @@ export class DevCaSource implements IdentitySource {
     this.renewAt = opts.renewAt ?? 0.5;
     if (!(this.renewAt > 0 && this.renewAt < 1)) throw new DevCaError(`dev CA source: renewAt must be in (0, 1) (got ${this.renewAt})`);
     this.logger = opts.logger;
+    this.events = new IdentityEvents(opts.logger);
   }
 
   setWanted(spiffeIds: readonly string[]): void {
@@ -246,8 +248,7 @@ export class DevCaSource implements IdentitySource {
   }
 
   subscribe(listener: (event: IdentityEvent) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    return this.events.subscribe(listener);
   }
 
   async ready(): Promise<void> {
@@ -261,17 +262,11 @@ export class DevCaSource implements IdentitySource {
     for (const t of this.timers.values()) clearTimeout(t);
     this.timers.clear();
     await Promise.allSettled([...this.pending.values()]);
-    this.listeners.clear();
+    this.events.clear();
   }
 
   private emit(e: IdentityEvent): void {
-    for (const l of this.listeners) {
-      try {
-        l(e);
-      } catch (err) {
-        this.logger?.error({ event: 'identity_listener_failed', err }, 'identity event listener threw');
-      }
-    }
+    this.events.emit(e);
   }
 
   private drop(id: string, reason: string): void {

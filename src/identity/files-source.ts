@@ -16,6 +16,7 @@ import {
   verifyX509Svid,
 } from '../spiffe/index.js';
 import type { IdentityEvent, IdentitySource, Svid, TrustBundles } from './source.js';
+import { IdentityEvents } from './events.js';
 
 export class FilesSourceError extends MeshauthError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -105,7 +106,7 @@ export class FilesSource implements IdentitySource {
   private readonly pollIntervalMs: number;
   private readonly debounceMs: number;
   private readonly logger: Logger | undefined;
-  private readonly listeners = new Set<(e: IdentityEvent) => void>();
+  private readonly events: IdentityEvents;
   private readonly watchers = new Map<string, FSWatcher>();
   private readonly statSeen = new Map<string, string>();
   private wanted = new Set<string>();
@@ -126,6 +127,7 @@ export class FilesSource implements IdentitySource {
     this.pollIntervalMs = opts.pollIntervalMs ?? 2_000;
     this.debounceMs = opts.debounceMs ?? 50;
     this.logger = opts.logger;
+    this.events = new IdentityEvents(opts.logger);
     const domains = new Set<string>();
     for (const f of opts.svids) {
       let td: string;
@@ -178,8 +180,7 @@ export class FilesSource implements IdentitySource {
   }
 
   subscribe(listener: (event: IdentityEvent) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    return this.events.subscribe(listener);
   }
 
   /**
@@ -210,7 +211,7 @@ export class FilesSource implements IdentitySource {
     this.watchers.clear();
     for (const st of this.configured.values()) if (st.held?.expiry) clearTimeout(st.held.expiry);
     await this.running?.catch(() => undefined);
-    this.listeners.clear();
+    this.events.clear();
   }
 
   /** Wait until pending change notifications have been processed. */
@@ -612,12 +613,6 @@ export class FilesSource implements IdentitySource {
   }
 
   private emit(e: IdentityEvent): void {
-    for (const l of this.listeners) {
-      try {
-        l(e);
-      } catch (err) {
-        this.logger?.error({ event: 'identity_listener_failed', err }, 'identity event listener threw');
-      }
-    }
+    this.events.emit(e);
   }
 }

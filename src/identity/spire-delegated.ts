@@ -14,6 +14,7 @@ import {
   type X509BundlesUpdate,
 } from '../spiffe/workload/index.js';
 import type { IdentityEvent, IdentitySource, Svid, TrustBundles } from './source.js';
+import { IdentityEvents } from './events.js';
 
 export class SpireDelegatedError extends MeshauthError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -68,7 +69,7 @@ export class SpireDelegatedSource implements IdentitySource {
   private readonly readyTimeoutMs: number;
   private readonly logger: Logger | undefined;
   private readonly wanted = new Map<string, Wanted>();
-  private readonly listeners = new Set<(e: IdentityEvent) => void>();
+  private readonly events: IdentityEvents;
   private readonly bundleWatch: StreamWatch;
   private currentBundles: TrustBundles = new Map();
   private haveBundles = false;
@@ -81,6 +82,7 @@ export class SpireDelegatedSource implements IdentitySource {
     this.workloads = opts.workloads;
     this.readyTimeoutMs = opts.readyTimeoutMs ?? 30_000;
     this.logger = opts.logger;
+    this.events = new IdentityEvents(opts.logger);
     this.client = new DelegatedIdentityClient({
       adminSocket: opts.adminSocket,
       maxMessageBytes: opts.maxMessageBytes,
@@ -168,8 +170,7 @@ export class SpireDelegatedSource implements IdentitySource {
   }
 
   subscribe(listener: (event: IdentityEvent) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    return this.events.subscribe(listener);
   }
 
   /** Resolves once the bundles arrived and every wanted workload has an SVID or a no-identity state. */
@@ -222,7 +223,7 @@ export class SpireDelegatedSource implements IdentitySource {
     this.wanted.clear();
     this.client.close();
     this.wake();
-    this.listeners.clear();
+    this.events.clear();
   }
 
   private settled(): boolean {
@@ -236,13 +237,7 @@ export class SpireDelegatedSource implements IdentitySource {
   }
 
   private emit(e: IdentityEvent): void {
-    for (const l of this.listeners) {
-      try {
-        l(e);
-      } catch (err) {
-        this.logger?.error({ event: 'identity_listener_failed', err }, 'identity event listener threw');
-      }
-    }
+    this.events.emit(e);
   }
 
   private unsubscribe(w: Wanted): void {

@@ -10,6 +10,7 @@ import {
   type X509Context,
 } from '../spiffe/workload/index.js';
 import type { IdentityEvent, IdentitySource, Svid, TrustBundles } from './source.js';
+import { IdentityEvents } from './events.js';
 
 export class WorkloadApiSourceError extends MeshauthError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -40,7 +41,7 @@ export class WorkloadApiSource implements IdentitySource {
   private readonly client: WorkloadApiClient;
   private readonly logger: Logger | undefined;
   private readonly readyTimeoutMs: number;
-  private readonly listeners = new Set<(e: IdentityEvent) => void>();
+  private readonly events: IdentityEvents;
   private readonly svidWatch: StreamWatch;
   private readonly bundleWatch: StreamWatch;
   private held = new Map<string, Svid>();
@@ -57,6 +58,7 @@ export class WorkloadApiSource implements IdentitySource {
 
   constructor(opts: WorkloadApiSourceOptions = {}) {
     this.logger = opts.logger;
+    this.events = new IdentityEvents(opts.logger);
     this.readyTimeoutMs = opts.readyTimeoutMs ?? 30_000;
     this.client = new WorkloadApiClient({
       address: opts.address,
@@ -97,8 +99,7 @@ export class WorkloadApiSource implements IdentitySource {
   }
 
   subscribe(listener: (event: IdentityEvent) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    return this.events.subscribe(listener);
   }
 
   ready(): Promise<void> {
@@ -144,7 +145,7 @@ export class WorkloadApiSource implements IdentitySource {
     this.client.close();
     this.held.clear();
     this.wake();
-    this.listeners.clear();
+    this.events.clear();
   }
 
   private settled(): boolean {
@@ -156,13 +157,7 @@ export class WorkloadApiSource implements IdentitySource {
   }
 
   private emit(e: IdentityEvent): void {
-    for (const l of this.listeners) {
-      try {
-        l(e);
-      } catch (err) {
-        this.logger?.error({ event: 'identity_listener_failed', err }, 'identity event listener threw');
-      }
-    }
+    this.events.emit(e);
   }
 
   private reportMissing(): void {
