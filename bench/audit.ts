@@ -5,7 +5,10 @@
  *
  * 1. Sustained insert rate through AuditWriter: record() of realistic events (handshake results
  *    with serials, TLS details, signal aggregates) as fast as the loop allows, until every event is
- *    committed; events/s = events / (last commit - first record).
+ *    committed; events/s = events / (last commit - first record), with the longest event-loop
+ *    stall meanwhile. Into an empty trail (200,000 events) with the writer thread (as meshauthd
+ *    runs it) and, for comparison, writing in the main thread; then, with the writer thread, the
+ *    last tenth (at most 100,000) of --events once the trail and its indexes are nearly full.
  * 2. Fill the store to --events rows, then run --queries filtered queries (the kinds the CLI sends:
  *    one identity, identity glob, node+outcome, reason, type, last-hour window; newest page of 100,
  *    and a forward page from a time bound) and print p50/p95/p99/max latency per kind and overall.
@@ -15,6 +18,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { AuditStore, AuditWriter, type AuditEventInput, type AuditQuery } from '../src/audit/index.js';
 
@@ -88,8 +92,22 @@ function makeEvent(i: number, atMs: number): AuditEventInput {
   };
 }
 
+type InsertResult = {
+  events: number;
+  seconds: number;
+  perSecond: number;
+  dropped: number;
+  /** Longest event-loop stall seen while the events were recorded and written, ms. */
+  maxLoopLagMs: number;
+};
+
 export interface AuditBenchResult {
-  insert: { events: number; seconds: number; perSecond: number; dropped: number };
+  /** Into an empty trail, AuditWriter writing from its thread (as meshauthd runs it). */
+  insert: InsertResult;
+  /** The same into another empty trail, AuditWriter writing in the main thread. */
+  insertMain: InsertResult;
+  /** Into the filled trail (every index at full size), from the writer thread. */
+  insertFull: InsertResult;
   fill: { events: number; seconds: number };
   queries: Record<string, { n: number; p50: number; p95: number; p99: number; max: number; avgRows: number }>;
   dbBytes: number;
@@ -104,11 +122,13 @@ async function insertRate(
   store: AuditStore,
   n: number,
   t0Ms: number,
-): Promise<AuditBenchResult['insert']> {
+): Promise<InsertResult> {
+  const lag = monitorEventLoopDelay({ resolution: 5 });
+  lag.enable();
   const target = store.lastSeq() + n;
   const done = new Promise<number>((resolve) => {
-    const off = store.onAppend((evs) => {
-      if (evs[evs.length - 1]!.seq >= target) {
+    const off = store.onAppend((seq) => {
+      if (seq >= target) {
         off();
         resolve(performance.now());
       }
@@ -127,8 +147,9 @@ async function insertRate(
     produce();
   });
   const end = await done;
+  lag.disable();
   const seconds = (end - start) / 1000;
-  return { events: n, seconds, perSecond: n / seconds, dropped: writer.dropped };
+  return { events: n, seconds, perSecond: n / seconds, dropped: writer.dropped, maxLoopLagMs: lag.max / 1e6 };
 }
 
 export async function runAuditBench(opts: {
@@ -139,20 +160,32 @@ export async function runAuditBench(opts: {
 }): Promise<AuditBenchResult> {
   const dir = mkdtempSync(join(opts.dir ?? tmpdir(), 'meshauth-audit-bench-'));
   const store = AuditStore.open({ path: join(dir, 'audit.db') });
-  const writer = new AuditWriter(store, { maxQueue: 200_000, batchSize: 5000 });
+  const writer = new AuditWriter(store, { maxQueue: 200_000, thread: true });
   const t0 = Date.now() - opts.events; // one event per ms, ending now
   try {
     const insertN = Math.min(opts.events, 200_000);
+    // the main-thread writer, for comparison, on a trail of its own
+    const mainStore = AuditStore.open({ path: join(dir, 'main.db') });
+    const mainWriter = new AuditWriter(mainStore, { maxQueue: 200_000, batchSize: 5000 });
+    const insertMain = await insertRate(mainWriter, mainStore, insertN, t0);
+    await mainWriter.close();
+    mainStore.close();
+    rmSync(join(dir, 'main.db'), { force: true });
+
+    // the last events go in through the writer again once the trail is nearly full
+    const fullN = Math.min(100_000, Math.max(1, Math.floor(opts.events / 10)));
     const insert = await insertRate(writer, store, insertN, t0);
 
     const fillStart = performance.now();
     const batch: AuditEventInput[] = [];
-    for (let i = insertN; i < opts.events; i++) {
+    for (let i = insertN; i < opts.events - fullN; i++) {
       batch.push(makeEvent(i, t0 + i));
       if (batch.length === 10_000) store.append(batch.splice(0));
     }
     if (batch.length) store.append(batch);
-    const fill = { events: opts.events - insertN, seconds: (performance.now() - fillStart) / 1000 };
+    const fill = { events: opts.events - fullN - insertN, seconds: (performance.now() - fillStart) / 1000 };
+    store.checkpoint();
+    const insertFull = await insertRate(writer, store, fullN, t0 + opts.events - fullN);
     store.checkpoint();
 
     const nowMs = t0 + opts.events;
@@ -225,9 +258,9 @@ export async function runAuditBench(opts: {
       max: all.at(-1)!,
       avgRows: 0,
     };
-    return { insert, fill, queries, dbBytes: store.stats().bytes };
+    return { insert, insertMain, insertFull, fill, queries, dbBytes: store.stats().bytes };
   } finally {
-    writer.close();
+    await writer.close();
     store.close();
     if (!opts.keep) rmSync(dir, { recursive: true, force: true });
   }
@@ -258,12 +291,19 @@ export async function run(opts: {
 
 function printReport(r: AuditBenchResult, events: number): void {
   const f = (n: number) => n.toFixed(2);
+  const line = (what: string, x: InsertResult) =>
+    console.log(
+      `  ${what.padEnd(34)} ${String(x.events).padStart(7)} events in ${x.seconds.toFixed(2)} s = ${String(Math.round(x.perSecond)).padStart(6)} events/s, dropped ${x.dropped}, max event-loop stall ${x.maxLoopLagMs.toFixed(1)} ms`,
+    );
   console.log(`audit insert (AuditWriter, batched transactions, hash chain, indexes):`);
-  console.log(
-    `  ${r.insert.events} events in ${r.insert.seconds.toFixed(2)} s = ${Math.round(r.insert.perSecond)} events/s (dropped ${r.insert.dropped})`,
-  );
+  line('empty trail, writer thread', r.insert);
+  line('empty trail, main thread', r.insertMain);
   console.log(
     `fill to ${events} events: ${r.fill.events} more in ${r.fill.seconds.toFixed(1)} s; db ${(r.dbBytes / 1048576).toFixed(0)} MiB`,
+  );
+  line(`trail at ${events - r.insertFull.events}, writer thread`, r.insertFull);
+  console.log(
+    `  writer thread / main thread (empty trail): ×${(r.insert.perSecond / r.insertMain.perSecond).toFixed(2)} events/s`,
   );
   console.log(`filtered queries over ${events} events (page of 100), ms:`);
   const w = Math.max(...Object.keys(r.queries).map((k) => k.length));

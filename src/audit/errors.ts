@@ -7,7 +7,7 @@ export class AuditStoreError extends MeshauthError {
   }
 }
 
-/** The database was written by a newer meshauth (schema version above what this build knows). */
+/** The schema version is one this build cannot use: newer than it knows, or older on a read-only open. */
 export class AuditSchemaError extends MeshauthError {
   constructor(message: string) {
     super('MESHAUTH_ERR_AUDIT_SCHEMA', message);

@@ -18,6 +18,7 @@ export {
   type AuditStoreOptions,
   type AuditStoreStats,
   type ChainProblemKind,
+  type ChainCheckpoint,
   type ChainReport,
   type RetentionPolicy,
   type RetentionResult,

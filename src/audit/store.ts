@@ -3,9 +3,10 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { ClosedError } from '../errors.js';
 import { canonicalJson, rowHash, type ChainFields } from './canonical.js';
-import { AuditQueryError, AuditStoreError } from './errors.js';
+import { AuditQueryError, AuditSchemaError, AuditStoreError } from './errors.js';
 import { isAuditOutcome, type AuditOutcome, type StoredAuditEvent } from './event.js';
-import { migrate } from './schema.js';
+import { NameTable } from './names.js';
+import { migrate, schemaVersion, SCHEMA_VERSION } from './schema.js';
 import type { AuditEventInput, AuditEventType } from './sink.js';
 
 export interface AuditStoreOptions {
@@ -44,7 +45,15 @@ export interface AuditQuery {
   newestFirst?: boolean;
 }
 
-export type ChainProblemKind = 'edited' | 'deleted' | 'reordered' | 'broken-link' | 'truncated' | 'anchor';
+export type ChainProblemKind =
+  'edited' | 'deleted' | 'reordered' | 'broken-link' | 'truncated' | 'anchor' | 'checkpoint';
+
+/** A (seq, hash) pair taken from an earlier report and kept off the node. */
+export interface ChainCheckpoint {
+  seq: number;
+  /** Hex SHA-256 of that row. */
+  hash: string;
+}
 
 export interface ChainReport {
   ok: boolean;
@@ -54,6 +63,8 @@ export interface ChainReport {
   anchorSeq: number;
   firstSeq: number | null;
   lastSeq: number | null;
+  /** Hash (hex) of the last row: record it with lastSeq elsewhere and pass it back as a checkpoint. */
+  lastHash: string | null;
   problem?: { seq: number; kind: ChainProblemKind; message: string };
 }
 
@@ -81,15 +92,16 @@ export interface AuditStoreStats {
   bytes: number;
 }
 
+/** A row of the events table: SPIFFE IDs and node names as references into `names`. */
 interface EventRow {
   seq: number;
   ts: number;
   type: string;
   outcome: string | null;
   reason: string | null;
-  local_id: string | null;
-  remote_id: string | null;
-  node: string | null;
+  local_ref: number | null;
+  remote_ref: number | null;
+  node_ref: number | null;
   direction: string | null;
   details: string | null;
   prev_hash: Buffer;
@@ -108,11 +120,13 @@ export class AuditStore {
   readonly path: string;
   private readonly db: Database.Database;
   private closed = false;
-  private readonly listeners = new Set<(events: readonly StoredAuditEvent[]) => void>();
+  private readonly listeners = new Set<(lastSeq: number) => void>();
   private readonly insert: Database.Statement | undefined;
   private readonly readHead: Database.Statement;
   private readonly writeHead: Database.Statement | undefined;
-  private readonly appendTx: ((events: readonly AuditEventInput[]) => StoredAuditEvent[]) | undefined;
+  private readonly appendTx:
+    ((events: readonly AuditEventInput[], collect: boolean) => StoredAuditEvent[]) | undefined;
+  private readonly names: NameTable;
 
   private readonly scanWindow: number;
 
@@ -120,15 +134,18 @@ export class AuditStore {
     this.db = db;
     this.path = path;
     this.scanWindow = scanWindow;
-    this.readHead = db.prepare('SELECT seq, hash FROM chain_head WHERE id = 1');
+    this.readHead = db.prepare('SELECT seq, hash, max_ts, lateness_ms FROM chain_head WHERE id = 1');
+    this.names = new NameTable(db, !readonly);
     if (!readonly) {
       this.insert = db.prepare(
-        `INSERT INTO events (seq, ts, type, outcome, reason, local_id, remote_id, node, direction, details, prev_hash, hash)
+        `INSERT INTO events (seq, ts, type, outcome, reason, local_ref, remote_ref, node_ref, direction, details, prev_hash, hash)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       );
-      this.writeHead = db.prepare('UPDATE chain_head SET seq = ?, hash = ? WHERE id = 1');
-      this.appendTx = db.transaction((events: readonly AuditEventInput[]) =>
-        this.appendRows(events),
+      this.writeHead = db.prepare(
+        'UPDATE chain_head SET seq = ?, hash = ?, max_ts = ?, lateness_ms = ? WHERE id = 1',
+      );
+      this.appendTx = db.transaction((events: readonly AuditEventInput[], collect: boolean) =>
+        this.appendRows(events, collect),
       ).immediate;
     }
   }
@@ -153,6 +170,15 @@ export class AuditStore {
         db.pragma('cache_size = -65536');
         db.pragma('wal_autocheckpoint = 8192');
         migrate(db, opts.path);
+      } else {
+        const v = schemaVersion(db);
+        if (v !== SCHEMA_VERSION) {
+          throw new AuditSchemaError(
+            v > SCHEMA_VERSION
+              ? `audit: open ${opts.path}: schema version ${v} is newer than this build supports (${SCHEMA_VERSION})`
+              : `audit: open ${opts.path}: schema version ${v} is older than this build's (${SCHEMA_VERSION}); open it read-write once (start meshauthd) to migrate it`,
+          );
+        }
       }
       return new AuditStore(db, opts.path, readonly, opts.scanWindow ?? 20_000);
     } catch (err) {
@@ -165,34 +191,61 @@ export class AuditStore {
 
   /** Append events in one transaction; returns them as stored (with seq and hashes). */
   append(events: readonly AuditEventInput[]): StoredAuditEvent[] {
+    return this.appendBatch(events, true);
+  }
+
+  /** Append events in one transaction without building their stored form; returns the last seq. */
+  appendQuiet(events: readonly AuditEventInput[]): number {
+    this.appendBatch(events, false);
+    return this.lastSeq();
+  }
+
+  private appendBatch(events: readonly AuditEventInput[], collect: boolean): StoredAuditEvent[] {
     this.assertOpen('append');
     if (!this.appendTx) throw new AuditStoreError(`audit: append to ${this.path}: store is read-only`);
     if (events.length === 0) return [];
-    const stored = this.appendTx(events);
-    this.emit(stored);
+    let stored: StoredAuditEvent[];
+    try {
+      stored = this.appendTx(events, collect);
+    } catch (err) {
+      this.names.rollback();
+      throw err;
+    }
+    this.names.commit();
+    this.notifyAppended();
     return stored;
   }
 
-  /** Called after every committed append in this process (follow streams). Returns an unsubscribe function. */
-  onAppend(listener: (events: readonly StoredAuditEvent[]) => void): () => void {
+  /**
+   * Called after every committed append made through this store, and after every batch another
+   * connection of this process (AuditWriter's thread) reports committed: follow streams wake on
+   * it and read what is new. The argument is the highest committed seq. Returns an unsubscribe function.
+   */
+  onAppend(listener: (lastSeq: number) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
 
-  private emit(stored: readonly StoredAuditEvent[]): void {
+  /** Tell the listeners that rows up to lastSeq are committed (default: the chain head now). */
+  notifyAppended(lastSeq?: number): void {
+    if (this.listeners.size === 0 || this.closed) return;
+    const seq = lastSeq ?? this.lastSeq();
     for (const l of this.listeners) {
       try {
-        l(stored);
+        l(seq);
       } catch {
         // a listener's failure is its own business
       }
     }
   }
 
-  private appendRows(events: readonly AuditEventInput[]): StoredAuditEvent[] {
-    const head = this.readHead.get() as { seq: number; hash: Buffer };
+  private appendRows(events: readonly AuditEventInput[], collect = true): StoredAuditEvent[] {
+    const head = this.readHead.get() as HeadRow;
     let seq = head.seq;
     let prev = head.hash;
+    let maxTs = head.max_ts;
+    let lateness = head.lateness_ms;
+    const ref = (v: string | null): number | null => (v === null ? null : this.names.intern(v));
     const out: StoredAuditEvent[] = [];
     for (const e of events) {
       seq++;
@@ -210,20 +263,26 @@ export class AuditStore {
         details: e.details && Object.keys(e.details).length > 0 ? canonicalJson(e.details) : null,
       };
       const hash = rowHash(f);
+      if (f.ts > maxTs) maxTs = f.ts;
+      else if (maxTs - f.ts > lateness) lateness = maxTs - f.ts;
       this.insert!.run(
         seq,
         f.ts,
         f.type,
         f.outcome,
         f.reason,
-        f.localId,
-        f.remoteId,
-        f.node,
+        ref(f.localId),
+        ref(f.remoteId),
+        ref(f.node),
         f.direction,
         f.details,
         f.prevHash,
         hash,
       );
+      if (!collect) {
+        prev = hash;
+        continue;
+      }
       const stored: StoredAuditEvent = { seq, atMs: f.ts, type: e.type, prevHash: '', hash: '' };
       if (f.outcome !== null) stored.outcome = e.outcome!;
       if (f.reason !== null) stored.reason = f.reason;
@@ -238,18 +297,19 @@ export class AuditStore {
       out.push(stored);
       prev = hash;
     }
-    this.writeHead!.run(seq, prev);
+    this.writeHead!.run(seq, prev, maxTs, lateness);
     return out;
   }
 
   /** Events matching q, ordered by seq. */
   query(q: AuditQuery = {}): StoredAuditEvent[] {
     this.assertOpen('query');
-    const plan = buildQuery(q);
+    const plan = buildQuery(q, (v) => this.names.find(v));
+    if (plan.empty) return [];
     try {
       return this.db
         .transaction(() => this.runQuery(plan))()
-        .map(toEvent);
+        .map((r) => toEvent(r, (id) => this.names.value(id)));
     } catch (err) {
       throw new AuditStoreError(`audit: query ${this.path}: ${(err as Error).message}`, { cause: err });
     }
@@ -281,8 +341,27 @@ export class AuditStore {
       hi: number | null;
     };
     if (ends.lo === null || ends.hi === null) return [];
-    const lo = Math.max(ends.lo, plan.afterSeq === undefined ? -Infinity : plan.afterSeq + 1);
-    const hi = Math.min(ends.hi, plan.beforeSeq === undefined ? Infinity : plan.beforeSeq - 1);
+    let lo = Math.max(ends.lo, plan.afterSeq === undefined ? -Infinity : plan.afterSeq + 1);
+    let hi = Math.min(ends.hi, plan.beforeSeq === undefined ? Infinity : plan.beforeSeq - 1);
+    // Time bounds → seq bounds. Event times are not strictly ordered by seq, but no event's time
+    // lags behind the highest earlier one by more than lateness_ms (kept by every append). So an
+    // event older than since − lateness comes before every event at or after since, and an event
+    // at or after until + lateness comes after every event before until: two seeks on events_ts.
+    if (plan.sinceMs !== undefined || plan.untilMs !== undefined) {
+      const lateness = (this.readHead.get() as HeadRow).lateness_ms;
+      if (plan.sinceMs !== undefined) {
+        const r = this.db
+          .prepare('SELECT seq FROM events WHERE ts < ? ORDER BY ts DESC LIMIT 1')
+          .get(plan.sinceMs - lateness) as { seq: number } | undefined;
+        if (r) lo = Math.max(lo, r.seq + 1);
+      }
+      if (plan.untilMs !== undefined) {
+        const r = this.db
+          .prepare('SELECT seq FROM events WHERE ts >= ? ORDER BY ts ASC LIMIT 1')
+          .get(plan.untilMs + lateness) as { seq: number } | undefined;
+        if (r) hi = Math.min(hi, r.seq - 1);
+      }
+    }
     if (lo > hi) return [];
     const [wLo, wHi] = desc
       ? [Math.max(lo, hi - this.scanWindow + 1), hi]
@@ -330,26 +409,38 @@ export class AuditStore {
    * edited (its hash no longer matches its fields), deleted (a seq is missing), reordered (the row
    * hashes correctly only under another seq), broken-link (prev_hash is not the previous row's hash:
    * a neighbour was rewritten with a recomputed hash), truncated (rows after the last one are
-   * missing), anchor (the first row does not continue from the retention anchor).
+   * missing), anchor (the first row does not continue from the retention anchor), checkpoint (the
+   * row at a checkpoint's seq does not have the hash recorded then: the trail was rewritten from
+   * there on and its hashes recomputed, which the chain alone cannot show).
    */
-  verifyChain(): ChainReport {
+  verifyChain(checkpoints: readonly ChainCheckpoint[] = []): ChainReport {
     this.assertOpen('verifyChain');
+    for (const c of checkpoints) {
+      if (!Number.isSafeInteger(c.seq) || c.seq <= 0 || !/^[0-9a-f]{64}$/.test(c.hash)) {
+        throw new AuditQueryError(
+          `audit verify: checkpoint must be <seq>:<64 hex digits of the hash>, got ${c.seq}:${c.hash}`,
+        );
+      }
+    }
     // one read transaction: head, anchor and rows from the same snapshot while a writer appends
-    return this.db.transaction(() => this.verifySnapshot())();
+    return this.db.transaction(() => this.verifySnapshot(checkpoints))();
   }
 
-  private verifySnapshot(): ChainReport {
+  private verifySnapshot(checkpoints: readonly ChainCheckpoint[]): ChainReport {
+    const want = new Map(checkpoints.map((c) => [c.seq, c.hash]));
     const anchor = this.db.prepare('SELECT seq, hash FROM chain_anchor WHERE id = 1').get() as {
       seq: number;
       hash: Buffer;
     };
-    const head = this.readHead.get() as { seq: number; hash: Buffer };
+    const head = this.readHead.get() as HeadRow;
+    const names = this.names.snapshot();
     const report: ChainReport = {
       ok: true,
       checked: 0,
       anchorSeq: anchor.seq,
       firstSeq: null,
       lastSeq: null,
+      lastHash: null,
     };
     const fail = (seq: number, kind: ChainProblemKind, message: string): ChainReport => ({
       ...report,
@@ -372,7 +463,7 @@ export class AuditStore {
           `audit verify: ${missing} missing (deleted rows)${report.checked === 0 ? ' before the first stored row' : ''}`,
         );
       }
-      const fields = toFields(r);
+      const fields = toFields(r, (id) => names.get(id));
       const computed = rowHash(fields);
       if (!computed.equals(r.hash)) {
         const other = findSeqThatHashes(fields, r.hash);
@@ -411,6 +502,15 @@ export class AuditStore {
       expectSeq = r.seq + 1;
       report.checked++;
       report.lastSeq = r.seq;
+      report.lastHash = r.hash.toString('hex');
+      const expected = want.get(r.seq);
+      if (expected !== undefined && expected !== report.lastHash) {
+        return fail(
+          r.seq,
+          'checkpoint',
+          `audit verify: seq ${r.seq}: hash ${report.lastHash} differs from the checkpoint ${expected} (the trail was rewritten from here on)`,
+        );
+      }
     }
     if (head.seq >= expectSeq) {
       return fail(
@@ -432,6 +532,30 @@ export class AuditStore {
         'anchor',
         `audit verify: chain anchor (seq ${anchor.seq}) is not the one recorded by the last retention event`,
       );
+    }
+    for (const [seq, hash] of want) {
+      if (seq === anchor.seq && anchor.seq > 0) {
+        if (anchor.hash.toString('hex') !== hash) {
+          return fail(
+            seq,
+            'checkpoint',
+            `audit verify: seq ${seq}: the retention anchor's hash differs from the checkpoint`,
+          );
+        }
+      } else if (seq < anchor.seq) {
+        // removed by retention: the chain from the anchor on cannot speak for it; say so, fail closed
+        return fail(
+          seq,
+          'checkpoint',
+          `audit verify: checkpoint seq ${seq} was removed by retention (the trail starts after seq ${anchor.seq}); use a later checkpoint`,
+        );
+      } else if (seq > (report.lastSeq ?? anchor.seq)) {
+        return fail(
+          seq,
+          'checkpoint',
+          `audit verify: checkpoint seq ${seq} is past the last stored row (${report.lastSeq ?? 'none'}): rows were removed from the end`,
+        );
+      }
     }
     return report;
   }
@@ -491,6 +615,8 @@ export class AuditStore {
         hash: Buffer;
       };
       const del = this.db.prepare('DELETE FROM events WHERE seq <= ?').run(cutoff);
+      // `names` keeps every name: another connection (the writer thread) caches name → id, and a
+      // row is a few dozen bytes per identity ever seen
       this.db
         .prepare('UPDATE chain_anchor SET seq = ?, hash = ?, at_ms = ? WHERE id = 1')
         .run(last.seq, last.hash, now);
@@ -506,7 +632,7 @@ export class AuditStore {
       return { deleted: del.changes, anchorSeq: last.seq };
     }).immediate;
     const result = run();
-    if (retention) this.emit([retention]);
+    if (retention) this.notifyAppended(retention.seq);
     return result;
   }
 
@@ -544,7 +670,14 @@ function findSeqThatHashes(fields: ChainFields, hash: Buffer): number | undefine
   return undefined;
 }
 
-function toFields(r: EventRow): ChainFields {
+type NameOf = (id: number) => string | undefined;
+
+function resolve(ref: number | null, nameOf: NameOf): string | null {
+  // a reference to a missing name reads as a value no writer could have hashed
+  return ref === null ? null : (nameOf(ref) ?? `<missing name ${ref}>`);
+}
+
+function toFields(r: EventRow, nameOf: NameOf): ChainFields {
   return {
     seq: r.seq,
     prevHash: r.prev_hash,
@@ -552,15 +685,15 @@ function toFields(r: EventRow): ChainFields {
     type: r.type,
     outcome: r.outcome,
     reason: r.reason,
-    localId: r.local_id,
-    remoteId: r.remote_id,
-    node: r.node,
+    localId: resolve(r.local_ref, nameOf),
+    remoteId: resolve(r.remote_ref, nameOf),
+    node: resolve(r.node_ref, nameOf),
     direction: r.direction,
     details: r.details,
   };
 }
 
-function toEvent(r: EventRow): StoredAuditEvent {
+function toEvent(r: EventRow, nameOf: NameOf): StoredAuditEvent {
   const e: StoredAuditEvent = {
     seq: r.seq,
     atMs: r.ts,
@@ -571,9 +704,12 @@ function toEvent(r: EventRow): StoredAuditEvent {
   };
   if (r.outcome !== null && isAuditOutcome(r.outcome)) e.outcome = r.outcome;
   if (r.reason !== null) e.reason = r.reason;
-  if (r.local_id !== null) e.localId = r.local_id;
-  if (r.remote_id !== null) e.remoteId = r.remote_id;
-  if (r.node !== null) e.node = r.node;
+  const localId = resolve(r.local_ref, nameOf);
+  const remoteId = resolve(r.remote_ref, nameOf);
+  const node = resolve(r.node_ref, nameOf);
+  if (localId !== null) e.localId = localId;
+  if (remoteId !== null) e.remoteId = remoteId;
+  if (node !== null) e.node = node;
   if (r.direction !== null) e.direction = r.direction as StoredAuditEvent['direction'];
   if (r.details !== null) {
     try {
@@ -590,7 +726,18 @@ export function isIdentityPattern(identity: string): boolean {
   return GLOB_CHARS.test(identity);
 }
 
+interface HeadRow {
+  seq: number;
+  hash: Buffer;
+  max_ts: number;
+  lateness_ms: number;
+}
+
 interface QueryPlan {
+  /** True when a named identity or node never occurs in the trail: nothing can match. */
+  empty: boolean;
+  sinceMs: number | undefined;
+  untilMs: number | undefined;
   /** Conditions other than the seq range. */
   where: string[];
   params: unknown[];
@@ -604,23 +751,34 @@ interface QueryPlan {
   limit: number;
 }
 
-function buildQuery(q: AuditQuery): QueryPlan {
+function buildQuery(q: AuditQuery, findName: (value: string) => number | undefined): QueryPlan {
   const where: string[] = [];
   const params: unknown[] = [];
+  let empty = false;
   const limit = q.limit ?? 100;
   if (!Number.isInteger(limit) || limit <= 0 || limit > MAX_LIMIT) {
     throw new AuditQueryError(`audit: query: limit must be an integer in 1..${MAX_LIMIT}, got ${limit}`);
   }
   if (q.identity !== undefined && q.identity !== '') {
     if (isIdentityPattern(q.identity)) {
-      where.push('(local_id GLOB ? OR remote_id GLOB ?)');
+      where.push(
+        '(local_ref IN (SELECT id FROM names WHERE value GLOB ?) OR remote_ref IN (SELECT id FROM names WHERE value GLOB ?))',
+      );
+      params.push(q.identity, q.identity);
     } else {
-      where.push('(local_id = ? OR remote_id = ?)');
+      const id = findName(q.identity);
+      if (id === undefined) empty = true;
+      where.push('(local_ref = ? OR remote_ref = ?)');
+      params.push(id ?? 0, id ?? 0);
     }
-    params.push(q.identity, q.identity);
+  }
+  if (q.node !== undefined && q.node !== '') {
+    const id = findName(q.node);
+    if (id === undefined) empty = true;
+    where.push('node_ref = ?');
+    params.push(id ?? 0);
   }
   for (const [col, v] of [
-    ['node', q.node],
     ['outcome', q.outcome],
     ['reason', q.reason],
   ] as const) {
@@ -663,6 +821,9 @@ function buildQuery(q: AuditQuery): QueryPlan {
     seqParams.push(q.beforeSeq);
   }
   return {
+    empty,
+    sinceMs: q.sinceMs,
+    untilMs: q.untilMs,
     where,
     params,
     filtered: where.length > 0,

@@ -1,13 +1,27 @@
+import { Worker } from 'node:worker_threads';
 import type { Logger } from '../log.js';
 import type { StoredAuditEvent } from './event.js';
 import type { AuditEventInput, AuditSink } from './sink.js';
 import type { AuditStore } from './store.js';
+import type { FromWriterThread, ToWriterThread, WriterThreadData } from './writer-thread.js';
 
 export interface AuditWriterOptions {
   /** Events held in memory at most; beyond that record() drops and counts. Default 10,000. */
   maxQueue?: number;
-  /** Events per transaction at most. Default 2,000. */
+  /**
+   * Events per transaction at most. Default 2,000. With `thread`, events per message to the thread
+   * (which writes messages that arrive together in one transaction of up to 20,000).
+   */
   batchSize?: number;
+  /**
+   * Write from a worker thread with its own connection to the same file, so hashing, SQLite and
+   * WAL checkpoints never hold up the event loop; a few batches are in flight and the next
+   * gathers meanwhile. The store passed in stays the connection for queries and retention, and its
+   * onAppend listeners hear of every batch the thread commits. Default false.
+   */
+  thread?: boolean;
+  /** The compiled writer-thread module (default: writer-thread.js beside this module). */
+  threadScript?: URL;
   /** How long a partial batch may wait before it is written. Default 20 ms. */
   flushIntervalMs?: number;
   logger?: Logger;
@@ -20,8 +34,12 @@ export interface AuditWriterObserver {
   dropped?(n: number): void;
 }
 
+const MAX_BATCHES_IN_FLIGHT = 8;
+
 export interface AuditWriterStats {
   queued: number;
+  /** Sent to the writer thread, not yet committed. */
+  inFlight: number;
   written: number;
   dropped: number;
   writeErrors: number;
@@ -44,6 +62,14 @@ export class AuditWriter implements AuditSink {
   private droppedTotal = 0;
   private writtenTotal = 0;
   private writeErrors = 0;
+  private worker: Worker | undefined;
+  /** Events sent to the thread and not yet reported committed or failed. */
+  private inFlight = 0;
+  /** Batches sent and not yet answered: at most MAX_BATCHES_IN_FLIGHT. */
+  private batchesInFlight = 0;
+  private nextBatchId = 0;
+  private readonly idleWaiters: (() => void)[] = [];
+  private closing: Promise<void> | undefined;
   /** Dropped since the last gap event. */
   private gap: { count: number; firstAtMs: number; lastAtMs: number } | undefined;
 
@@ -54,12 +80,67 @@ export class AuditWriter implements AuditSink {
     this.maxQueue = opts.maxQueue ?? 10_000;
     this.batchSize = opts.batchSize ?? 2_000;
     this.flushIntervalMs = opts.flushIntervalMs ?? 20;
+    if (opts.thread) this.startThread();
+  }
+
+  private startThread(): void {
+    const data: WriterThreadData = { path: this.store.path };
+    const worker = new Worker(this.opts.threadScript ?? new URL('./writer-thread.js', import.meta.url), {
+      workerData: data,
+    });
+    this.worker = worker;
+    worker.on('message', (m: FromWriterThread) => this.onThreadMessage(m));
+    worker.on('error', (err) => {
+      this.opts.logger?.error({ event: 'audit_writer_thread_failed', err }, 'audit writer thread failed');
+    });
+    worker.on('exit', (code) => {
+      if (this.worker !== worker) return;
+      // Unexpected: what it held is lost (counted, marked by a gap); carry on writing in this thread.
+      this.worker = undefined;
+      this.opts.logger?.error(
+        { event: 'audit_writer_thread_exit', code, lost: this.inFlight },
+        'audit writer thread exited; writing in the main thread from now on',
+      );
+      if (this.inFlight > 0) this.lose(this.inFlight);
+      this.inFlight = 0;
+      this.batchesInFlight = 0;
+      this.schedule();
+      this.settleIdle();
+    });
+  }
+
+  private onThreadMessage(m: FromWriterThread): void {
+    switch (m.op) {
+      case 'ready':
+      case 'closed':
+        return;
+      case 'open-failed':
+        this.opts.logger?.error(
+          { event: 'audit_writer_thread_failed', err: { message: m.message } },
+          'audit writer thread could not open the database',
+        );
+        return;
+      case 'appended':
+        this.inFlight -= m.count;
+        this.batchesInFlight--;
+        this.writtenTotal += m.count;
+        this.store.notifyAppended(m.lastSeq);
+        break;
+      case 'failed':
+        this.inFlight -= m.count;
+        this.batchesInFlight--;
+        this.writeFailed(m.count, new Error(m.message));
+        break;
+    }
+    this.opts.observer?.queueDepth?.(this.queue.length);
+    if (this.queue.length > 0 || this.gap) this.sendBatch();
+    this.settleIdle();
   }
 
   record(event: AuditEventInput): void {
     try {
       const now = Date.now();
-      if (this.closed || this.queue.length >= this.maxQueue) {
+      if (this.closed || this.queue.length + this.inFlight >= this.maxQueue) {
         this.droppedTotal++;
         if (this.gap) {
           this.gap.count++;
@@ -107,40 +188,94 @@ export class AuditWriter implements AuditSink {
       clearTimeout(this.timer);
       this.timer = undefined;
     }
+    if (this.worker) {
+      // with the pipeline full, the next reply sends the next batch
+      this.sendBatch();
+      return;
+    }
     this.writeBatch();
     if (this.queue.length > 0) {
       this.immediate = setImmediate(() => this.flushSome());
     }
+    this.settleIdle();
+  }
+
+  private takeBatch(): AuditEventInput[] {
+    const batch = this.queue.length <= this.batchSize ? this.queue : this.queue.slice(0, this.batchSize);
+    this.queue = batch === this.queue ? [] : this.queue.slice(batch.length);
+    return batch;
+  }
+
+  /**
+   * Post batches to the writer thread while fewer than MAX_BATCHES_IN_FLIGHT are unanswered, so
+   * the thread always has the next ones waiting while it commits; beyond that, events gather here.
+   */
+  private sendBatch(): void {
+    while (this.worker && this.batchesInFlight < MAX_BATCHES_IN_FLIGHT && this.queue.length > 0) {
+      this.sendOne();
+    }
+  }
+
+  private sendOne(): void {
+    if (!this.worker || this.batchesInFlight >= MAX_BATCHES_IN_FLIGHT) return;
+    if (this.gap && !this.closed) this.pushGap();
+    if (this.queue.length === 0) return;
+    const events = this.takeBatch();
+    const msg: ToWriterThread = { op: 'append', id: ++this.nextBatchId, events };
+    try {
+      this.worker.postMessage(msg);
+      this.inFlight += events.length;
+      this.batchesInFlight++;
+    } catch (err) {
+      // an event that cannot be cloned (a function in details, say): the batch is lost, counted
+      this.writeFailed(events.length, err);
+    }
+  }
+
+  private lose(n: number): void {
+    this.droppedTotal += n;
+    const now = Date.now();
+    this.gap = this.gap
+      ? { ...this.gap, count: this.gap.count + n, lastAtMs: now }
+      : { count: n, firstAtMs: now, lastAtMs: now };
+    this.opts.observer?.dropped?.(this.droppedTotal);
+  }
+
+  private writeFailed(n: number, err: unknown): void {
+    // The batch is lost: count it as dropped and mark the hole with a gap event when writing works again.
+    this.writeErrors++;
+    this.lose(n);
+    this.opts.logger?.error({ event: 'audit_write_failed', err, dropped: n }, 'audit batch write failed');
+  }
+
+  private settleIdle(): void {
+    if (this.queue.length > 0 || this.inFlight > 0) return;
+    for (const w of this.idleWaiters.splice(0)) w();
   }
 
   /** Write one batch; returns how many events were written. */
   private writeBatch(): number {
     if (this.queue.length === 0) return 0;
-    const batch = this.queue.length <= this.batchSize ? this.queue : this.queue.slice(0, this.batchSize);
-    this.queue = batch === this.queue ? [] : this.queue.slice(batch.length);
+    const batch = this.takeBatch();
     try {
-      this.store.append(batch);
+      this.store.appendQuiet(batch);
       this.writtenTotal += batch.length;
     } catch (err) {
-      // The batch is lost: count it as dropped and mark the hole with a gap event when writing works again.
-      this.writeErrors++;
-      this.droppedTotal += batch.length;
-      const now = Date.now();
-      this.gap = this.gap
-        ? { ...this.gap, count: this.gap.count + batch.length, lastAtMs: now }
-        : { count: batch.length, firstAtMs: now, lastAtMs: now };
-      this.opts.logger?.error(
-        { event: 'audit_write_failed', err, dropped: batch.length },
-        'audit batch write failed',
-      );
-      this.opts.observer?.dropped?.(this.droppedTotal);
+      this.writeFailed(batch.length, err);
     }
     this.opts.observer?.queueDepth?.(this.queue.length);
     return batch.length;
   }
 
-  /** Write everything queued now (synchronously). */
+  /**
+   * Write everything queued now. In this thread: synchronously. With `thread`: starts sending and
+   * returns; await drain() to know it is committed.
+   */
   flush(): void {
+    if (this.worker) {
+      this.sendBatch();
+      return;
+    }
     if (this.gap && !this.closed) this.pushGap();
     while (this.queue.length > 0) {
       const before = this.queue.length;
@@ -149,9 +284,23 @@ export class AuditWriter implements AuditSink {
     }
   }
 
+  /** Resolves once everything recorded so far is committed (or counted as lost). */
+  drain(): Promise<void> {
+    if (!this.worker) {
+      this.flush();
+      return Promise.resolve();
+    }
+    if (this.gap && !this.closed) this.pushGap();
+    if (this.queue.length === 0 && this.inFlight === 0) return Promise.resolve();
+    const done = new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    this.sendBatch();
+    return done;
+  }
+
   stats(): AuditWriterStats {
     return {
       queued: this.queue.length,
+      inFlight: this.inFlight,
       written: this.writtenTotal,
       dropped: this.droppedTotal,
       writeErrors: this.writeErrors,
@@ -159,22 +308,46 @@ export class AuditWriter implements AuditSink {
   }
 
   get queueDepth(): number {
-    return this.queue.length;
+    return this.queue.length + this.inFlight;
   }
 
   get dropped(): number {
     return this.droppedTotal;
   }
 
-  /** Flush what is queued and stop accepting events (later ones are counted as dropped). Idempotent. */
-  close(): void {
-    if (this.closed) return;
+  /**
+   * Write what is queued and stop accepting events (later ones are counted as dropped). In this
+   * thread everything is written before close() returns; with `thread`, await the promise: it
+   * settles once the thread has committed the rest and closed its connection. Idempotent.
+   */
+  close(): Promise<void> {
+    if (this.closing) return this.closing;
     if (this.timer) clearTimeout(this.timer);
     if (this.immediate) clearImmediate(this.immediate);
     this.timer = undefined;
     this.immediate = undefined;
-    this.flush();
-    this.closed = true;
+    if (!this.worker) {
+      this.flush();
+      this.closed = true;
+      this.closing = Promise.resolve();
+      return this.closing;
+    }
+    const worker = this.worker;
+    this.closing = (async () => {
+      await this.drain();
+      this.closed = true;
+      if (this.worker !== worker) {
+        // the thread died meanwhile; what it left was written here
+        this.flush();
+        return;
+      }
+      // the worker variable is cleared first so its exit is not taken for a failure
+      this.worker = undefined;
+      const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+      worker.postMessage({ op: 'close' } satisfies ToWriterThread);
+      await exited;
+    })();
+    return this.closing;
   }
 }
 

@@ -24,7 +24,9 @@ export function openAudit(config: DaemonConfig, logger: Logger): DaemonAudit {
   const log = logger.child({ component: 'audit' });
   const store = AuditStore.open({ path: config.audit.path });
   let observer: AuditWriterObserver = {};
+  // SQLite work happens in a writer thread: the auth path only ever pushes onto a queue
   const writer = new AuditWriter(store, {
+    thread: true,
     logger: log,
     observer: {
       queueDepth: (d) => observer.queueDepth?.(d),
@@ -65,7 +67,7 @@ export function openAudit(config: DaemonConfig, logger: Logger): DaemonAudit {
     close: async () => {
       aggregator.close();
       retention.close();
-      writer.close();
+      await writer.close();
       store.close();
     },
   };

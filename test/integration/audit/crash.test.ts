@@ -31,11 +31,16 @@ function verifyWhileWriting(db: string): void {
   }
 }
 
-async function writeUntilKilled(db: string, minCommitted: number, verifyAt?: number): Promise<number> {
+async function writeUntilKilled(
+  db: string,
+  thread: boolean,
+  minCommitted: number,
+  verifyAt?: number,
+): Promise<number> {
   const child = spawn(
     process.execPath,
     [join(import.meta.dirname, 'fixtures', 'crash-writer.mjs'), pathToFileURL(AUDIT_JS).href, db],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MESHAUTH_AUDIT_THREAD: thread ? '1' : '0' } },
   );
   let committed = 0;
   let buf = '';
@@ -73,10 +78,13 @@ async function writeUntilKilled(db: string, minCommitted: number, verifyAt?: num
   return committed;
 }
 
-describe('audit store under SIGKILL', () => {
+describe.each([
+  ['in the main thread', false],
+  ['from the writer thread', true],
+])('audit store under SIGKILL, writing %s', (_name, thread) => {
   it('keeps every committed event and a verifiable chain, twice in a row', async () => {
-    const db = join(dir, 'audit.db');
-    const first = await writeUntilKilled(db, 30_000, 10_000);
+    const db = join(dir, `audit-${thread ? 'thread' : 'main'}.db`);
+    const first = await writeUntilKilled(db, thread, 30_000, 10_000);
     let store = AuditStore.open({ path: db });
     expect(store.lastSeq()).toBeGreaterThanOrEqual(first);
     expect(store.verifyChain().ok).toBe(true);
@@ -86,7 +94,7 @@ describe('audit store under SIGKILL', () => {
     store.close();
 
     // the next process continues the same chain after the crash
-    const second = await writeUntilKilled(db, first + 20_000);
+    const second = await writeUntilKilled(db, thread, first + 20_000);
     store = AuditStore.open({ path: db });
     expect(store.lastSeq()).toBeGreaterThanOrEqual(second);
     const rep = store.verifyChain();

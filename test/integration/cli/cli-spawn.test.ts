@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApiServer, type ApiServer } from '../../../src/api/index.js';
-import { AuditStore, AuditWriter, type AuditEventInput } from '../../../src/audit/index.js';
+import { AuditStore, AuditWriter, rowHash, type AuditEventInput } from '../../../src/audit/index.js';
 import { FakeDaemon } from '../api/fake-daemon.js';
 import { buildDist, ROOT } from './build-dist.js';
 
@@ -298,7 +298,11 @@ describe('meshauth audit verify (spawned) on a real database file', () => {
 
   it('names the seq of an edited, a deleted and a reordered row', async () => {
     const edited = freshDb('edited.db');
-    tamper(edited, `UPDATE events SET remote_id = 'spiffe://a.test/other' WHERE seq = 7`);
+    tamper(
+      edited,
+      `INSERT INTO names (value) VALUES ('spiffe://a.test/other');
+       UPDATE events SET remote_ref = last_insert_rowid() WHERE seq = 7`,
+    );
     let r = await meshauth(['audit', 'verify', '--db', edited]);
     expect(r.status).toBe(1);
     expect(r.stdout).toMatch(/^audit chain BROKEN at seq 7 \(edited\)/);
@@ -323,6 +327,58 @@ describe('meshauth audit verify (spawned) on a real database file', () => {
     tamper(truncated, 'DELETE FROM events WHERE seq > 15');
     r = await meshauth(['audit', 'verify', '--db', truncated]);
     expect(r.stdout).toMatch(/BROKEN at seq 16 \(truncated\)/);
+  });
+
+  it('prints the head, and a checkpoint catches a tail rewritten with recomputed hashes', async () => {
+    const path = freshDb('rewritten.db');
+    const ok = await meshauth(['audit', 'verify', '--db', path]);
+    expect(ok.status).toBe(0);
+    const head = /head: (20:[0-9a-f]{64})/.exec(ok.stdout)?.[1];
+    expect(head).toBeDefined();
+    const mid = JSON.parse((await meshauth(['audit', 'verify', '--db', path, '-o', 'json'])).stdout) as {
+      lastHash: string;
+    };
+    expect(`20:${mid.lastHash}`).toBe(head);
+    const s = AuditStore.open({ path });
+    const at12 = s.query({ afterSeq: 11, limit: 1 })[0]!;
+    s.close();
+    // rewrite seq 12 on: flip its outcome and recompute every hash after it, head included
+    const db = new Database(path);
+    const rows = db.prepare('SELECT * FROM event_rows WHERE seq >= 12 ORDER BY seq').all() as Record<
+      string,
+      unknown
+    >[];
+    let prev = db.prepare('SELECT hash FROM events WHERE seq = 11').get() as { hash: Buffer };
+    let prevHash = prev.hash;
+    db.prepare(`UPDATE events SET outcome = 'failure' WHERE seq = 12`).run();
+    for (const r of rows) {
+      const h = rowHash({
+        seq: r['seq'] as number,
+        prevHash,
+        ts: r['ts'] as number,
+        type: r['type'] as string,
+        outcome: r['seq'] === 12 ? 'failure' : (r['outcome'] as string | null),
+        reason: r['reason'] as string | null,
+        localId: r['local_id'] as string | null,
+        remoteId: r['remote_id'] as string | null,
+        node: r['node'] as string | null,
+        direction: r['direction'] as string | null,
+        details: r['details'] as string | null,
+      });
+      db.prepare('UPDATE events SET prev_hash = ?, hash = ? WHERE seq = ?').run(prevHash, h, r['seq']);
+      prevHash = h;
+    }
+    db.prepare('UPDATE chain_head SET hash = ? WHERE id = 1').run(prevHash);
+    db.close();
+    expect(at12.outcome).not.toBe('failure');
+    // the chain alone cannot tell
+    expect((await meshauth(['audit', 'verify', '--db', path])).status).toBe(0);
+    const caught = await meshauth(['audit', 'verify', '--db', path, '--checkpoint', head!]);
+    expect(caught.status).toBe(1);
+    expect(caught.stdout).toMatch(/BROKEN at seq 20 \(checkpoint\)/);
+    const bad = await meshauth(['audit', 'verify', '--db', path, '--checkpoint', '20:zz']);
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toMatch(/--checkpoint "20:zz": expected <seq>:<hash>/);
   });
 
   it('stays OK after retention by age and by size', async () => {

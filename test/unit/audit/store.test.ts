@@ -6,6 +6,9 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   AuditStore,
   SCHEMA_VERSION,
+  canonicalJson,
+  migrate,
+  rowHash,
   type AuditEventInput,
   type AuditQuery,
   type StoredAuditEvent,
@@ -52,35 +55,94 @@ describe('AuditStore', () => {
       .prepare(`SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'`)
       .all();
     expect(idx.map((r) => (r as { name: string }).name).sort()).toEqual([
-      'events_local_id',
+      'events_local',
       'events_node',
       'events_reason',
-      'events_remote_id',
+      'events_remote',
       'events_ts',
     ]);
     db.close();
   });
 
-  it('migrates a version 1 database in place', () => {
-    store.append([ev(1), ev(2)]);
+  /** A database at an older schema version holding rows written the way that version wrote them. */
+  function legacyDb(version: number, rows: AuditEventInput[]): void {
     store.close();
-    const db = raw();
-    db.exec(`DROP INDEX events_reason; DROP INDEX events_node;
-      CREATE INDEX events_type ON events(type); CREATE INDEX events_outcome ON events(outcome);
-      CREATE INDEX events_reason ON events(reason); CREATE INDEX events_node ON events(node);
-      UPDATE schema_version SET version = 1; PRAGMA user_version = 1;`);
+    rmSync(path, { force: true });
+    const db = new Database(path);
+    db.pragma('journal_mode = WAL');
+    migrate(db, path, version);
+    const ins = db.prepare(
+      `INSERT INTO events (seq, ts, type, outcome, reason, local_id, remote_id, node, direction, details, prev_hash, hash)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    let prev: Buffer = Buffer.alloc(32);
+    rows.forEach((e, i) => {
+      const f = {
+        seq: i + 1,
+        prevHash: prev,
+        ts: e.atMs!,
+        type: e.type,
+        outcome: e.outcome ?? null,
+        reason: e.reason ?? null,
+        localId: e.localId ?? null,
+        remoteId: e.remoteId ?? null,
+        node: e.node ?? null,
+        direction: e.direction ?? null,
+        details: e.details ? canonicalJson(e.details) : null,
+      };
+      const h = rowHash(f);
+      ins.run(
+        f.seq,
+        f.ts,
+        f.type,
+        f.outcome,
+        f.reason,
+        f.localId,
+        f.remoteId,
+        f.node,
+        f.direction,
+        f.details,
+        prev,
+        h,
+      );
+      prev = h;
+    });
+    db.prepare('UPDATE chain_head SET seq = ?, hash = ? WHERE id = 1').run(rows.length, prev);
     db.close();
-    store = AuditStore.open({ path });
-    const check = raw();
-    expect(check.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
-    const names = check
-      .prepare(`SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'`)
-      .all();
-    expect(names.map((r) => (r as { name: string }).name)).not.toContain('events_type');
-    check.close();
-    expect(store.query({ reason: 'svid-untrusted' }).map((e) => e.seq)).toEqual([2]);
-    expect(store.verifyChain()).toMatchObject({ ok: true, checked: 2 });
-  });
+  }
+
+  for (const version of [1, 2]) {
+    it(`migrates a version ${version} database in place: same events, same chain, names referenced`, () => {
+      // event 5 arrives 4 s late (its time is older than event 4's)
+      const rows = Array.from({ length: 12 }, (_, i) =>
+        ev(i + 1, i === 4 ? { atMs: 1_700_000_000_000 } : {}),
+      );
+      legacyDb(version, rows);
+      const ro = () => AuditStore.open({ path, readonly: true });
+      expect(ro).toThrow(new RegExp(`schema version ${version} is older`));
+      store = AuditStore.open({ path });
+      const check = raw();
+      expect(check.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+      const idx = check
+        .prepare(`SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'`)
+        .all()
+        .map((r) => (r as { name: string }).name);
+      expect(idx).not.toContain('events_type');
+      // 3 local ids + 5 remote ids + 4 nodes, each stored once
+      expect(check.prepare('SELECT count(*) AS n FROM names').get()).toEqual({ n: 12 });
+      expect(check.prepare('SELECT lateness_ms FROM chain_head').get()).toEqual({ lateness_ms: 4000 });
+      check.close();
+      expect(store.verifyChain()).toMatchObject({ ok: true, checked: 12 });
+      const got = store.query({ limit: 100 });
+      expect(got.map((e) => [e.seq, e.localId, e.remoteId, e.node, e.atMs])).toEqual(
+        rows.map((e, i) => [i + 1, e.localId, e.remoteId, e.node, e.atMs]),
+      );
+      expect(store.query({ reason: 'svid-untrusted' }).map((e) => e.seq)).toEqual([2, 4, 6, 8, 10, 12]);
+      // the chain continues across the migration
+      store.append([ev(13)]);
+      expect(store.verifyChain()).toMatchObject({ ok: true, checked: 13 });
+    });
+  }
 
   it('refuses a database from a newer schema', () => {
     store.close();
@@ -88,7 +150,8 @@ describe('AuditStore', () => {
     db.prepare('UPDATE schema_version SET version = 99').run();
     db.close();
     expect(() => AuditStore.open({ path })).toThrow(/schema version 99 is newer/);
-    store = AuditStore.open({ path, readonly: true });
+    expect(() => AuditStore.open({ path, readonly: true })).toThrow(/schema version 99 is newer/);
+    store = AuditStore.open({ path: join(dir, 'other.db') });
   });
 
   it('appends with consecutive seqs and chained hashes, round-tripping the fields', () => {
@@ -201,6 +264,116 @@ describe('AuditStore', () => {
     }
   });
 
+  it('keeps time-bounded queries exact when event times arrive out of order', () => {
+    store.close();
+    store = AuditStore.open({ path, scanWindow: 11 });
+    const t0 = 1_700_000_000_000;
+    // deterministic lateness: most events on time, some up to 30 s late
+    let x = 12345;
+    const rnd = () => (x = (x * 1103515245 + 12345) % 2147483648) / 2147483648;
+    const input = Array.from({ length: 400 }, (_, i) =>
+      ev(i + 1, { atMs: t0 + i * 1000 - (rnd() < 0.2 ? Math.floor(rnd() * 30_000) : 0) }),
+    );
+    store.append(input.slice(0, 200));
+    store.close();
+    store = AuditStore.open({ path, scanWindow: 11 }); // lateness survives a reopen
+    store.append(input.slice(200));
+    const all = store.query({ limit: 10_000 });
+    for (let k = 0; k < 40; k++) {
+      const since = t0 + Math.floor(rnd() * 420_000) - 10_000;
+      const until = since + 1000 + Math.floor(rnd() * 60_000);
+      for (const q of [
+        { sinceMs: since },
+        { untilMs: until },
+        { sinceMs: since, untilMs: until },
+        { sinceMs: since, types: ['handshake-failed' as const] },
+        { sinceMs: since, untilMs: until, node: 'node-1' },
+      ] as AuditQuery[]) {
+        const want = all
+          .filter(
+            (e) =>
+              (q.sinceMs === undefined || e.atMs >= q.sinceMs) &&
+              (q.untilMs === undefined || e.atMs < q.untilMs) &&
+              (q.types === undefined || q.types.includes(e.type)) &&
+              (q.node === undefined || e.node === q.node),
+          )
+          .map((e) => e.seq);
+        for (const newestFirst of [false, true]) {
+          for (const limit of [1, 7, 10_000]) {
+            expect(
+              store.query({ ...q, newestFirst, limit }).map((e) => e.seq),
+              JSON.stringify({ q, newestFirst, limit }),
+            ).toEqual(newestFirst ? [...want].reverse().slice(0, limit) : want.slice(0, limit));
+          }
+        }
+      }
+    }
+  });
+
+  it('stores each name once and forgets names of a failed append', () => {
+    const fresh = 'spiffe://c.test/ns/new/sa/one';
+    const circular: Record<string, unknown> = {};
+    circular['self'] = circular;
+    expect(() =>
+      store.append([ev(1, { localId: fresh, node: 'node-new' }), ev(2, { details: circular })]),
+    ).toThrow();
+    const db = raw();
+    expect(db.prepare('SELECT count(*) AS n FROM names').get()).toEqual({ n: 0 });
+    expect(db.prepare('SELECT count(*) AS n FROM events').get()).toEqual({ n: 0 });
+    db.close();
+    // the same name again is stored for real this time, not taken from a stale cache
+    store.append([ev(3, { localId: fresh, node: 'node-new' }), ev(4, { remoteId: fresh })]);
+    expect(store.query({ identity: fresh }).map((e) => e.seq)).toEqual([1, 2]);
+    expect(store.query({ node: 'node-new' }).map((e) => e.seq)).toEqual([1]);
+    expect(store.query({ identity: 'spiffe://c.test/*' }).map((e) => e.seq)).toEqual([1, 2]);
+    expect(store.query({ identity: 'spiffe://never.test/x' })).toEqual([]);
+    expect(store.query({ node: 'node-never' })).toEqual([]);
+    const check = raw();
+    const n = check.prepare('SELECT count(*) AS n FROM names WHERE value = ?').get(fresh);
+    expect(n).toEqual({ n: 1 });
+    check.close();
+    expect(store.verifyChain()).toMatchObject({ ok: true, checked: 2 });
+  });
+
+  it('names outlive retention with the same ids, so cached references stay true', () => {
+    store.append(Array.from({ length: 10 }, (_, i) => ev(i + 1, { node: `only-${i + 1}` })));
+    const idOf = (v: string) => {
+      const db = raw();
+      const r = db.prepare('SELECT id FROM names WHERE value = ?').get(v) as { id: number } | undefined;
+      db.close();
+      return r?.id;
+    };
+    const before = idOf('only-2');
+    expect(before).toBeDefined();
+    store.prune({ maxRows: 3 });
+    expect(store.query({ node: 'only-9' }).map((e) => e.seq)).toEqual([9]);
+    expect(store.query({ node: 'only-2' })).toEqual([]);
+    // a second connection (as the writer thread holds) appends with its cached ids
+    const other = AuditStore.open({ path });
+    other.append([ev(11, { node: 'only-2' })]);
+    other.close();
+    expect(idOf('only-2')).toBe(before);
+    expect(store.query({ node: 'only-2' }).map((e) => [e.seq, e.node])).toEqual([[12, 'only-2']]);
+    expect(store.verifyChain()).toMatchObject({ ok: true });
+  });
+
+  it('detects an edited name at the first row that refers to it', () => {
+    store.append(Array.from({ length: 10 }, (_, i) => ev(i + 1)));
+    store.close();
+    const db = raw();
+    db.prepare(`UPDATE names SET value = 'node-9' WHERE value = 'node-3'`).run();
+    db.close();
+    store = AuditStore.open({ path });
+    expect(store.verifyChain()).toMatchObject({ ok: false, problem: { seq: 3, kind: 'edited' } });
+    store.close();
+    const db2 = raw();
+    db2.prepare(`DELETE FROM names WHERE value = 'node-2'`).run();
+    db2.close();
+    store = AuditStore.open({ path });
+    expect(store.verifyChain()).toMatchObject({ ok: false, problem: { seq: 2, kind: 'edited' } });
+    expect(store.query({ limit: 3 })[1]!.node).toMatch(/^<missing name \d+>$/);
+  });
+
   it('detects an edited row at its seq', () => {
     store.append(Array.from({ length: 10 }, (_, i) => ev(i + 1)));
     store.close();
@@ -216,7 +389,7 @@ describe('AuditStore', () => {
     store.append(Array.from({ length: 10 }, (_, i) => ev(i + 1)));
     store.close();
     const db = raw();
-    const r = db.prepare('SELECT * FROM events WHERE seq = 4').get() as Record<string, unknown>;
+    const r = db.prepare('SELECT * FROM event_rows WHERE seq = 4').get() as Record<string, unknown>;
     const h = rowHash({
       seq: 4,
       prevHash: r['prev_hash'] as Buffer,
@@ -307,6 +480,38 @@ describe('AuditStore', () => {
     expect(rep2.checked).toBe(1);
   });
 
+  it('checks checkpoints: matching, differing, removed by retention, past the end, malformed', () => {
+    store.append(Array.from({ length: 20 }, (_, i) => ev(i + 1)));
+    const rep = store.verifyChain();
+    expect(rep).toMatchObject({ ok: true, lastSeq: 20 });
+    expect(rep.lastHash).toMatch(/^[0-9a-f]{64}$/);
+    const at10 = store.query({ afterSeq: 9, limit: 1 })[0]!.hash;
+    expect(
+      store.verifyChain([
+        { seq: 10, hash: at10 },
+        { seq: 20, hash: rep.lastHash! },
+      ]).ok,
+    ).toBe(true);
+    expect(store.verifyChain([{ seq: 10, hash: rep.lastHash! }])).toMatchObject({
+      ok: false,
+      problem: { seq: 10, kind: 'checkpoint' },
+    });
+    expect(store.verifyChain([{ seq: 25, hash: at10 }])).toMatchObject({
+      ok: false,
+      problem: { seq: 25, kind: 'checkpoint', message: expect.stringMatching(/past the last stored row/) },
+    });
+    store.prune({ maxRows: 5 }); // anchor at seq 15
+    const at15 = '' + store.verifyChain().anchorSeq;
+    expect(at15).toBe('15');
+    expect(store.verifyChain([{ seq: 10, hash: at10 }])).toMatchObject({
+      ok: false,
+      problem: { kind: 'checkpoint', message: expect.stringMatching(/removed by retention/) },
+    });
+    expect(store.verifyChain([{ seq: 20, hash: rep.lastHash! }]).ok).toBe(true);
+    expect(() => store.verifyChain([{ seq: 0, hash: at10 }])).toThrow(/checkpoint must be/);
+    expect(() => store.verifyChain([{ seq: 3, hash: 'abc' }])).toThrow(/checkpoint must be/);
+  });
+
   it('detects a forged anchor', () => {
     store.append(Array.from({ length: 20 }, (_, i) => ev(i + 1)));
     store.prune({ maxRows: 10 });
@@ -334,10 +539,14 @@ describe('AuditStore', () => {
 
   it('notifies append listeners', () => {
     const seen: number[] = [];
-    const off = store.onAppend((evs) => seen.push(...evs.map((e) => e.seq)));
+    const off = store.onAppend((seq) => seen.push(seq));
     store.append([ev(1), ev(2)]);
+    expect(store.appendQuiet([ev(3), ev(4)])).toBe(4);
+    store.notifyAppended(9);
     off();
-    store.append([ev(3)]);
-    expect(seen).toEqual([1, 2]);
+    store.append([ev(5)]);
+    expect(seen).toEqual([2, 4, 9]);
+    expect(store.query().map((e) => e.seq)).toEqual([1, 2, 3, 4, 5]);
+    expect(store.verifyChain()).toMatchObject({ ok: true, checked: 5 });
   });
 });
