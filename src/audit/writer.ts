@@ -211,8 +211,10 @@ export class AuditWriter implements AuditSink {
    * the thread always has the next ones waiting while it commits; beyond that, events gather here.
    */
   private sendBatch(): void {
-    while (this.worker && this.batchesInFlight < MAX_BATCHES_IN_FLIGHT && this.queue.length > 0) {
-      this.sendOne();
+    // one batch per turn of the loop: each post copies the batch, and copies add up to a stall
+    this.sendOne();
+    if (this.worker && this.batchesInFlight < MAX_BATCHES_IN_FLIGHT && this.queue.length > 0) {
+      this.immediate ??= setImmediate(() => this.flushSome());
     }
   }
 
