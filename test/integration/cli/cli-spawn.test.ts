@@ -348,7 +348,7 @@ describe('meshauth audit verify (spawned) on a real database file', () => {
       string,
       unknown
     >[];
-    let prev = db.prepare('SELECT hash FROM events WHERE seq = 11').get() as { hash: Buffer };
+    const prev = db.prepare('SELECT hash FROM events WHERE seq = 11').get() as { hash: Buffer };
     let prevHash = prev.hash;
     db.prepare(`UPDATE events SET outcome = 'failure' WHERE seq = 12`).run();
     for (const r of rows) {
