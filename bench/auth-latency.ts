@@ -21,7 +21,15 @@ import { AuthCache, AuthManager, type PairResolver } from '../src/auth/index.js'
 import { HandshakeClient } from '../src/auth/handshake/index.js';
 import { MemoryAuditSink } from '../src/audit/sink.js';
 import { packageRoot } from '../src/config/package-root.js';
-import { AuthType, bootNowNs, buildTcpSyn, Datapath, ensurePinDir, POLICY_ANY_REMOTE, wire } from '../src/datapath/index.js';
+import {
+  AuthType,
+  bootNowNs,
+  buildTcpSyn,
+  Datapath,
+  ensurePinDir,
+  POLICY_ANY_REMOTE,
+  wire,
+} from '../src/datapath/index.js';
 import type { AuthKey, AuthMap, AuthValue } from '../src/datapath/types.js';
 import { DevCa } from '../src/identity/dev-ca.js';
 import { silentLogger } from '../src/log.js';
@@ -75,12 +83,28 @@ class StampingMap implements AuthMap {
   }
 }
 
-async function startPeer(caDir: string, ids: string[], workDir: string): Promise<{ child: ChildProcess; port: number }> {
+async function startPeer(
+  caDir: string,
+  ids: string[],
+  workDir: string,
+): Promise<{ child: ChildProcess; port: number }> {
   const idsFile = join(workDir, 'ids.txt');
   writeFileSync(idsFile, ids.join('\n'));
-  const child = spawn(process.execPath, [join(packageRoot(), 'dist/bench/peer-server.js'), '--ca-dir', caDir, '--ids-file', idsFile, '--client-node', 'bench-a'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      join(packageRoot(), 'dist/bench/peer-server.js'),
+      '--ca-dir',
+      caDir,
+      '--ids-file',
+      idsFile,
+      '--client-node',
+      'bench-a',
+    ],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   const port = await new Promise<number>((resolve, reject) => {
     let buf = '';
     child.stdout!.on('data', (d: Buffer) => {
@@ -93,7 +117,10 @@ async function startPeer(caDir: string, ids: string[], workDir: string): Promise
   return { child, port };
 }
 
-export async function runAuthLatencyBench(opts: { pairs: number; concurrency: number }): Promise<AuthLatencyResult> {
+export async function runAuthLatencyBench(opts: {
+  pairs: number;
+  concurrency: number;
+}): Promise<AuthLatencyResult> {
   const workDir = mkdtempSync(join(tmpdir(), 'meshauth-bench-lat-'));
   const pinDir = `/sys/fs/bpf/meshauth-bench-${process.pid}`;
   ensurePinDir(pinDir);
@@ -110,7 +137,8 @@ export async function runAuthLatencyBench(opts: { pairs: number; concurrency: nu
   let manager: AuthManager | undefined;
   try {
     dp.upsertIpcache({ cidr: `${LOCAL_IP}/32`, identity: LOCAL_ID, nodeId: 0 });
-    for (let i = 0; i < total; i++) dp.upsertIpcache({ cidr: `${remoteIp(i)}/32`, identity: 1000 + i, nodeId: PEER_NODE_ID });
+    for (let i = 0; i < total; i++)
+      dp.upsertIpcache({ cidr: `${remoteIp(i)}/32`, identity: 1000 + i, nodeId: PEER_NODE_ID });
     dp.setPolicy({ localId: LOCAL_ID, remoteId: POLICY_ANY_REMOTE }, AuthType.SpiffeMtls);
 
     const localSvid = await ca.issue(localSpiffe);
@@ -143,7 +171,13 @@ export async function runAuthLatencyBench(opts: { pairs: number; concurrency: nu
       },
       audit: new MemoryAuditSink(),
       logger: silentLogger(),
-      options: { maxConcurrent: opts.concurrency, queueSize: 65_536, retryBaseMs: 100, retryMaxMs: 1000, reauthAt: 0 },
+      options: {
+        maxConcurrent: opts.concurrency,
+        queueSize: 65_536,
+        retryBaseMs: 100,
+        retryMaxMs: 1000,
+        reauthAt: 0,
+      },
     });
     const dropStamp = new Map<string, bigint>();
     manager.start({
@@ -156,8 +190,11 @@ export async function runAuthLatencyBench(opts: { pairs: number; concurrency: nu
     });
 
     const drop = (i: number): void => {
-      const r = dp.testRun(wire.PROGRAMS.tcEgress, { data: buildTcpSyn({ src: LOCAL_IP, dst: remoteIp(i), srcPort: 40000 + (i % 20000) }) });
-      if (r.retval !== 4) throw new Error(`bench: expected a drop (TC_ACT_STOLEN) for pair ${i}, got ${r.retval}`);
+      const r = dp.testRun(wire.PROGRAMS.tcEgress, {
+        data: buildTcpSyn({ src: LOCAL_IP, dst: remoteIp(i), srcPort: 40000 + (i % 20000) }),
+      });
+      if (r.retval !== 4)
+        throw new Error(`bench: expected a drop (TC_ACT_STOLEN) for pair ${i}, got ${r.retval}`);
     };
     const collect = (from: number, to: number, wallMs: number): LatencyStats => {
       const lat: number[] = [];
@@ -233,14 +270,21 @@ async function main(): Promise<void> {
     return;
   }
   const f = (x: number): string => x.toFixed(2).padStart(8);
-  console.log(`signal → entry latency (kernel drop stamp → auth map written), ms; concurrency ${r.concurrency}`);
+  console.log(
+    `signal → entry latency (kernel drop stamp → auth map written), ms; concurrency ${r.concurrency}`,
+  );
   console.log('run      pairs       p50      p90      p99      max  handshake-p50  wall-ms');
-  for (const [name, s] of [['paced', r.paced], ['burst', r.burst]] as const) {
+  for (const [name, s] of [
+    ['paced', r.paced],
+    ['burst', r.burst],
+  ] as const) {
     console.log(
       `${name.padEnd(6)} ${String(s.pairs).padStart(7)}  ${f(s.p50Ms)} ${f(s.p90Ms)} ${f(s.p99Ms)} ${f(s.maxMs)}      ${f(s.handshakeP50Ms)}  ${String(s.wallMs).padStart(7)}`,
     );
   }
-  console.log(`pipeline overhead at p50 (paced): ${(r.paced.p50Ms - r.paced.handshakeP50Ms).toFixed(2)} ms over the handshake itself`);
+  console.log(
+    `pipeline overhead at p50 (paced): ${(r.paced.p50Ms - r.paced.handshakeP50Ms).toFixed(2)} ms over the handshake itself`,
+  );
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

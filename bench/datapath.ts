@@ -12,7 +12,16 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { packageRoot } from '../src/config/package-root.js';
-import { AuthType, BpfObject, Datapath, buildArp, buildTcpSyn, ensurePinDir, testRun, wire } from '../src/datapath/index.js';
+import {
+  AuthType,
+  BpfObject,
+  Datapath,
+  buildArp,
+  buildTcpSyn,
+  ensurePinDir,
+  testRun,
+  wire,
+} from '../src/datapath/index.js';
 
 export interface DatapathBenchOptions {
   /** Runs per measurement (kernel-side loop). */
@@ -62,7 +71,11 @@ export async function runDatapathBench(opts: DatapathBenchOptions): Promise<Data
     });
     // A populated ipcache, so that LPM lookups walk a realistic trie.
     for (let i = 0; i < 1000; i++) {
-      dp.upsertIpcache({ cidr: `10.${100 + (i >> 8)}.${i & 255}.0/24`, identity: 1000 + i, nodeId: 1 + (i % 50) });
+      dp.upsertIpcache({
+        cidr: `10.${100 + (i >> 8)}.${i & 255}.0/24`,
+        identity: 1000 + i,
+        nodeId: 1 + (i % 50),
+      });
     }
     dp.upsertIpcache({ cidr: '10.1.0.1/32', identity: 10, nodeId: 0 });
     dp.upsertIpcache({ cidr: '10.2.0.0/24', identity: 20, nodeId: 2 });
@@ -72,27 +85,62 @@ export async function runDatapathBench(opts: DatapathBenchOptions): Promise<Data
     dp.upsertIpcache({ cidr: 'fd00:2::/64', identity: 20, nodeId: 2 });
     dp.setPolicy({ localId: 10, remoteId: 20 }, AuthType.SpiffeMtls);
     dp.setPolicy({ localId: 10, remoteId: 30 }, AuthType.SpiffeMtls);
-    dp.auth.update({ localId: 10, remoteId: 20, remoteNode: 2, authType: 1 }, { expiresAtMs: Date.now() + 3_600_000 });
+    dp.auth.update(
+      { localId: 10, remoteId: 20, remoteNode: 2, authType: 1 },
+      { expiresAtMs: Date.now() + 3_600_000 },
+    );
 
     const tcEgress = dp.programFd(wire.PROGRAMS.tcEgress);
     const emptyFd = empty.programFd('bench_empty');
     const cases: Array<{ name: string; description: string; fd: number; data: Buffer; expect: number }> = [
-      { name: 'empty', description: 'empty tc program (baseline)', fd: emptyFd, data: buildTcpSyn({ src: '10.1.0.1', dst: '10.2.0.7' }), expect: 0 },
+      {
+        name: 'empty',
+        description: 'empty tc program (baseline)',
+        fd: emptyFd,
+        data: buildTcpSyn({ src: '10.1.0.1', dst: '10.2.0.7' }),
+        expect: 0,
+      },
       { name: 'not-ip', description: 'ARP: pass_not_ip', fd: tcEgress, data: buildArp(), expect: -1 },
-      { name: 'no-policy', description: 'IPv4 pair without policy: pass_no_policy', fd: tcEgress, data: buildTcpSyn({ src: '10.1.0.1', dst: '10.4.0.9' }), expect: -1 },
-      { name: 'hit', description: 'IPv4 required pair, live entry: pass_authenticated', fd: tcEgress, data: buildTcpSyn({ src: '10.1.0.1', dst: '10.2.0.7' }), expect: -1 },
-      { name: 'hit-ipv6', description: 'IPv6 required pair, live entry: pass_authenticated', fd: tcEgress, data: buildTcpSyn({ src: 'fd00:1::1', dst: 'fd00:2::7' }), expect: -1 },
-      { name: 'miss', description: 'IPv4 required pair, no entry: drop + signal_throttled', fd: tcEgress, data: buildTcpSyn({ src: '10.1.0.1', dst: '10.3.0.5' }), expect: 4 /* TC_ACT_STOLEN */ },
+      {
+        name: 'no-policy',
+        description: 'IPv4 pair without policy: pass_no_policy',
+        fd: tcEgress,
+        data: buildTcpSyn({ src: '10.1.0.1', dst: '10.4.0.9' }),
+        expect: -1,
+      },
+      {
+        name: 'hit',
+        description: 'IPv4 required pair, live entry: pass_authenticated',
+        fd: tcEgress,
+        data: buildTcpSyn({ src: '10.1.0.1', dst: '10.2.0.7' }),
+        expect: -1,
+      },
+      {
+        name: 'hit-ipv6',
+        description: 'IPv6 required pair, live entry: pass_authenticated',
+        fd: tcEgress,
+        data: buildTcpSyn({ src: 'fd00:1::1', dst: 'fd00:2::7' }),
+        expect: -1,
+      },
+      {
+        name: 'miss',
+        description: 'IPv4 required pair, no entry: drop + signal_throttled',
+        fd: tcEgress,
+        data: buildTcpSyn({ src: '10.1.0.1', dst: '10.3.0.5' }),
+        expect: 4 /* TC_ACT_STOLEN */,
+      },
     ];
     // Warm up (and send the one unthrottled signal of the miss case).
     for (const c of cases) {
       const r = testRun(c.fd, { data: c.data, repeat: 1000 });
-      if (r.retval !== c.expect) throw new Error(`bench ${c.name}: program returned ${r.retval}, expected ${c.expect}`);
+      if (r.retval !== c.expect)
+        throw new Error(`bench ${c.name}: program returned ${r.retval}, expected ${c.expect}`);
     }
     const samples = new Map<string, number[]>(cases.map((c) => [c.name, []]));
     // Interleave cases round by round so drift affects all of them alike.
     for (let round = 0; round < opts.rounds; round++) {
-      for (const c of cases) samples.get(c.name)!.push(testRun(c.fd, { data: c.data, repeat: opts.repeat }).durationNs);
+      for (const c of cases)
+        samples.get(c.name)!.push(testRun(c.fd, { data: c.data, repeat: opts.repeat }).durationNs);
       await new Promise((r) => setImmediate(r));
     }
     const base = median(samples.get('empty')!);
@@ -103,7 +151,14 @@ export async function runDatapathBench(opts: DatapathBenchOptions): Promise<Data
       cases: cases.map((c) => {
         const s = samples.get(c.name)!;
         const m = median(s);
-        return { name: c.name, description: c.description, nsPerPacket: m, ratioVsEmpty: base > 0 ? m / base : NaN, overheadNs: m - base, samples: s };
+        return {
+          name: c.name,
+          description: c.description,
+          nsPerPacket: m,
+          ratioVsEmpty: base > 0 ? m / base : NaN,
+          overheadNs: m - base,
+          samples: s,
+        };
       }),
     };
   } finally {
@@ -130,8 +185,12 @@ async function main(): Promise<void> {
     console.log(JSON.stringify(r));
     return;
   }
-  console.log(`datapath per-packet cost, BPF_PROG_TEST_RUN (tc program, repeat ${r.repeat}, median of ${r.rounds} rounds)`);
-  console.log(`  ${'case'.padEnd(10)} ${'ns/pkt'.padStart(8)} ${'× empty'.padStart(8)} ${'+ns'.padStart(7)}  what`);
+  console.log(
+    `datapath per-packet cost, BPF_PROG_TEST_RUN (tc program, repeat ${r.repeat}, median of ${r.rounds} rounds)`,
+  );
+  console.log(
+    `  ${'case'.padEnd(10)} ${'ns/pkt'.padStart(8)} ${'× empty'.padStart(8)} ${'+ns'.padStart(7)}  what`,
+  );
   for (const c of r.cases) {
     console.log(
       `  ${c.name.padEnd(10)} ${c.nsPerPacket.toFixed(0).padStart(8)} ${c.ratioVsEmpty.toFixed(2).padStart(8)} ${c.overheadNs.toFixed(0).padStart(7)}  ${c.description}`,

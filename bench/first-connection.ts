@@ -50,13 +50,22 @@ export async function runFirstConnectionBench(opts: { rounds: number }): Promise
     cluster.serve('db', 8080);
     cluster.serve('cache', 8080);
     await new Promise((r) => setTimeout(r, 300));
-    const r: FirstConnectionResult = { rounds: opts.rounds, coldMs: [], warmMs: [], uncoveredMs: [], coldMedianMs: 0, warmMedianMs: 0, uncoveredMedianMs: 0 };
+    const r: FirstConnectionResult = {
+      rounds: opts.rounds,
+      coldMs: [],
+      warmMs: [],
+      uncoveredMs: [],
+      coldMedianMs: 0,
+      warmMedianMs: 0,
+      uncoveredMedianMs: 0,
+    };
     for (let i = 0; i < opts.rounds; i++) {
       cluster.flushEntries();
       const cold = await cluster.connect('web', 'db', 8080, 10_000);
       const warm = await cluster.connect('web', 'db', 8080, 10_000);
       const unc = await cluster.connect('web', 'cache', 8080, 10_000);
-      if (!cold.ok || !warm.ok || !unc.ok) throw new Error(`bench: a connection failed: ${JSON.stringify({ cold, warm, unc })}`);
+      if (!cold.ok || !warm.ok || !unc.ok)
+        throw new Error(`bench: a connection failed: ${JSON.stringify({ cold, warm, unc })}`);
       r.coldMs.push(cold.ms);
       r.warmMs.push(warm.ms);
       r.uncoveredMs.push(unc.ms);
@@ -74,7 +83,9 @@ export async function runFirstConnectionBench(opts: { rounds: number }): Promise
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { rounds: { type: 'string' }, json: { type: 'boolean', default: false } } });
+  const { values } = parseArgs({
+    options: { rounds: { type: 'string' }, json: { type: 'boolean', default: false } },
+  });
   const smoke = process.env['MESHAUTH_BENCH_SMOKE'] === '1';
   const r = await runFirstConnectionBench({ rounds: Number(values.rounds ?? (smoke ? 1 : 5)) });
   if (values.json) {
@@ -82,9 +93,15 @@ async function main(): Promise<void> {
     return;
   }
   console.log(`first connection of a cold pair (pod connect + reply, ms; median of ${r.rounds} rounds)`);
-  console.log(`  cold required pair   ${r.coldMedianMs.toFixed(1).padStart(8)}   samples ${r.coldMs.join(', ')}`);
-  console.log(`  warm required pair   ${r.warmMedianMs.toFixed(1).padStart(8)}   samples ${r.warmMs.join(', ')}`);
-  console.log(`  pair without policy  ${r.uncoveredMedianMs.toFixed(1).padStart(8)}   samples ${r.uncoveredMs.join(', ')}`);
+  console.log(
+    `  cold required pair   ${r.coldMedianMs.toFixed(1).padStart(8)}   samples ${r.coldMs.join(', ')}`,
+  );
+  console.log(
+    `  warm required pair   ${r.warmMedianMs.toFixed(1).padStart(8)}   samples ${r.warmMs.join(', ')}`,
+  );
+  console.log(
+    `  pair without policy  ${r.uncoveredMedianMs.toFixed(1).padStart(8)}   samples ${r.uncoveredMs.join(', ')}`,
+  );
   console.log(`  cold / warm          ${(r.coldMedianMs / r.warmMedianMs).toFixed(1).padStart(8)}x`);
 }
 

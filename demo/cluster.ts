@@ -66,7 +66,6 @@ export interface DaemonHandle {
 
 export const podTool = (): string => join(DIST, 'demo/pod-tool.js');
 
-
 export class Cluster {
   readonly daemons = new Map<string, DaemonHandle>();
   readonly caDir: string;

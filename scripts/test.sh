@@ -10,6 +10,7 @@ export MESHAUTH_SPIRE_BIN="${MESHAUTH_SPIRE_BIN:-$(bash scripts/build-spire.sh -
 echo "[test] lint and type check"
 npx tsc -p tsconfig.json --noEmit
 npx eslint .
+npx prettier --check . >/dev/null || { npx prettier --check .; exit 1; }
 npx madge --circular --extensions ts src >/dev/null
 
 echo "[test] vitest: unit, integration, e2e"

@@ -5,7 +5,8 @@ import { packageRoot } from './config/package-root.js';
 /** The package version, read once from package.json. */
 export const VERSION: string = (() => {
   try {
-    return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+    return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string })
+      .version;
   } catch {
     return '0.0.0';
   }

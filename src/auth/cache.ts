@@ -39,7 +39,12 @@ export class AuthCache {
     const now = this.now();
     let n = 0;
     for (const [key, value] of this.map.entries()) {
-      this.mirror.set(pairKey(key), { key, expiresAtMs: value.expiresAtMs, writtenAtMs: now, origin: 'restored' });
+      this.mirror.set(pairKey(key), {
+        key,
+        expiresAtMs: value.expiresAtMs,
+        writtenAtMs: now,
+        origin: 'restored',
+      });
       n++;
     }
     return n;

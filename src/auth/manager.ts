@@ -123,9 +123,12 @@ export class AuthManager {
   /** Reads signals until close(), which also closes the source. */
   start(signals: SignalSource): void {
     this.source = signals;
-    this.runner = signals.run((s) => this.handleSignal(s)).catch((err: unknown) => {
-      if (!this.closed) this.deps.logger.error({ event: 'signal_reader_failed', err }, 'signal reader stopped');
-    });
+    this.runner = signals
+      .run((s) => this.handleSignal(s))
+      .catch((err: unknown) => {
+        if (!this.closed)
+          this.deps.logger.error({ event: 'signal_reader_failed', err }, 'signal reader stopped');
+      });
   }
 
   handleSignal(signal: AuthSignal): void {
@@ -315,7 +318,11 @@ export class AuthManager {
   private async work(item: WorkItem, signal: AbortSignal): Promise<void> {
     const { key } = item;
     const names = this.names(key);
-    const log = this.deps.logger.child({ local_id: names.localId, remote_id: names.remoteId, node: names.node });
+    const log = this.deps.logger.child({
+      local_id: names.localId,
+      remote_id: names.remoteId,
+      node: names.node,
+    });
     if (!names.localId || !names.remoteId || !names.node) {
       log.warn(
         { event: 'auth_unresolved', pair: pairKey(key) },
@@ -344,7 +351,14 @@ export class AuthManager {
       });
       if (this.closed) return;
       if (!(r.expiresAtMs > this.now())) {
-        this.fail(key, names, item.reason, 'entry-already-expired', 'handshake produced an expired entry', r.durationMs);
+        this.fail(
+          key,
+          names,
+          item.reason,
+          'entry-already-expired',
+          'handshake produced an expired entry',
+          r.durationMs,
+        );
         return;
       }
       let entry: CachedEntry;

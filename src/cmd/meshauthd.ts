@@ -27,8 +27,13 @@ function buildProgram(): Command {
     .configureHelp({ sortOptions: false, helpWidth: 110 })
     .allowExcessArguments(false);
   for (const o of describeOptions()) {
-    const flags = o.kind === 'bool' ? `${o.flag} [${o.valueName.replace(/[<>]/g, '')}]` : `${o.flag} ${o.valueName}`;
-    const extra = [o.path ? `file: ${o.path}` : undefined, `env: ${o.env}`, o.default !== undefined ? `default: ${o.default}` : undefined]
+    const flags =
+      o.kind === 'bool' ? `${o.flag} [${o.valueName.replace(/[<>]/g, '')}]` : `${o.flag} ${o.valueName}`;
+    const extra = [
+      o.path ? `file: ${o.path}` : undefined,
+      `env: ${o.env}`,
+      o.default !== undefined ? `default: ${o.default}` : undefined,
+    ]
       .filter(Boolean)
       .join('; ');
     // No commander defaults: a default here would override the config file.
@@ -75,7 +80,10 @@ async function main(argv: string[]): Promise<number> {
     daemon = await Daemon.start(config, logger);
   } catch (err) {
     const e = err as Error & { code?: string };
-    logger.fatal({ event: 'daemon_start_failed', err, code: e.code }, `meshauthd failed to start: ${e.message}`);
+    logger.fatal(
+      { event: 'daemon_start_failed', err, code: e.code },
+      `meshauthd failed to start: ${e.message}`,
+    );
     process.stderr.write(`meshauthd: failed to start: ${e.message}\n`);
     return err instanceof ConfigError ? 2 : 1;
   }
@@ -86,7 +94,10 @@ async function main(argv: string[]): Promise<number> {
       stopping = true;
       logger.info({ event: 'signal_received', signal: sig }, `received ${sig}`);
       const watchdog = setTimeout(() => {
-        logger.error({ event: 'daemon_stop_timeout', timeout_ms: SHUTDOWN_TIMEOUT_MS }, 'shutdown took too long; exiting');
+        logger.error(
+          { event: 'daemon_stop_timeout', timeout_ms: SHUTDOWN_TIMEOUT_MS },
+          'shutdown took too long; exiting',
+        );
         resolve(1);
       }, SHUTDOWN_TIMEOUT_MS);
       watchdog.unref();
@@ -114,7 +125,9 @@ main(process.argv).then(
   },
   (err: unknown) => {
     const e = err as Error;
-    process.stderr.write(`meshauthd: ${e instanceof MeshauthError ? `${e.code}: ` : ''}${e.stack ?? e.message}\n`);
+    process.stderr.write(
+      `meshauthd: ${e instanceof MeshauthError ? `${e.code}: ` : ''}${e.stack ?? e.message}\n`,
+    );
     process.exit(1);
   },
 );

@@ -132,7 +132,8 @@ function resolvePaths(doc: Obj, baseFor: (path: string) => string): void {
 
 function finalize(p: ParsedConfig, file: string | undefined): DaemonConfig {
   const attach: AttachPoint[] = p.datapath.attach.map((a): AttachPoint => {
-    if (a.type === 'tc') return { type: 'tc', interface: a.interface, hook: a.hook, semantics: a.semantics ?? a.hook };
+    if (a.type === 'tc')
+      return { type: 'tc', interface: a.interface, hook: a.hook, semantics: a.semantics ?? a.hook };
     if (a.type === 'sockops') return { type: 'sockops', path: a.path };
     return { type: 'cgroup', path: a.path, hook: a.hook, semantics: a.hook };
   });

@@ -179,7 +179,8 @@ const SPECS: readonly Spec[] = [
     kind: 'bool',
     valueName: '<bool>',
     default: false,
-    description: 'Authenticate every pair policy requires with workloads on other nodes at start-up and on inventory change, before their first packet',
+    description:
+      'Authenticate every pair policy requires with workloads on other nodes at start-up and on inventory change, before their first packet',
   },
   {
     path: 'identity.source',

@@ -166,7 +166,9 @@ export async function startOperations(deps: OperationsDeps): Promise<DaemonOpera
       return { ready: false, reason: `datapath: ${(err as Error).message}` };
     }
     const missing = localIds().filter((id) => !deps.identity.svid(id));
-    return missing.length === 0 ? { ready: true } : { ready: false, reason: `no SVID for ${missing.join(', ')}` };
+    return missing.length === 0
+      ? { ready: true }
+      : { ready: false, reason: `no SVID for ${missing.join(', ')}` };
   };
   let metricsServer: MetricsServer | undefined;
   let api: ApiServer | undefined;
@@ -191,7 +193,8 @@ export async function startOperations(deps: OperationsDeps): Promise<DaemonOpera
         }
         return undefined;
       };
-      if (!own()) throw new Error('api: the TCP listener needs an SVID of a workload on this node to present');
+      if (!own())
+        throw new Error('api: the TCP listener needs an SVID of a workload on this node to present');
       tcp = {
         host: config.api.tcp.listen.host,
         port: config.api.tcp.listen.port,
@@ -219,7 +222,10 @@ export async function startOperations(deps: OperationsDeps): Promise<DaemonOpera
     try {
       apiServer.refreshTls();
     } catch (err) {
-      logger.warn({ component: 'api', event: 'api_tls_refresh_failed', err }, 'TCP listener kept its previous SVID');
+      logger.warn(
+        { component: 'api', event: 'api_tls_refresh_failed', err },
+        'TCP listener kept its previous SVID',
+      );
     }
   };
   return {

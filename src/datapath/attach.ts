@@ -52,7 +52,10 @@ function ifindexOf(ifname: string): number {
   return idx;
 }
 
-function hookOf(ifindex: number, hook: TcHookPoint): { sz: number; ifindex: number; attach_point: number; parent: number } {
+function hookOf(
+  ifindex: number,
+  hook: TcHookPoint,
+): { sz: number; ifindex: number; attach_point: number; parent: number } {
   return { sz: 24, ifindex, attach_point: hook === 'ingress' ? BPF_TC_INGRESS : BPF_TC_EGRESS, parent: 0 };
 }
 
@@ -64,7 +67,14 @@ export function attachTcProgram(progFd: number, t: TcTarget): number {
     const op = `attach tc ${t.hook} ${t.ifname}`;
     const rc = lib().bpf_tc_hook_create(hook);
     if (rc < 0 && rc !== -constants.errno.EEXIST) throw new DatapathError(`${op}: create clsact`, -rc);
-    const opts = { sz: 32, prog_fd: progFd, flags: BPF_TC_F_REPLACE, prog_id: 0, handle: TC_HANDLE, priority: TC_PRIORITY };
+    const opts = {
+      sz: 32,
+      prog_fd: progFd,
+      flags: BPF_TC_F_REPLACE,
+      prog_id: 0,
+      handle: TC_HANDLE,
+      priority: TC_PRIORITY,
+    };
     const rc2 = lib().bpf_tc_attach(hook, opts);
     if (rc2 < 0) throw new DatapathError(op, -rc2);
     return ifindex;
@@ -114,7 +124,12 @@ function withCgroupFd<T>(path: string, op: string, fn: (fd: number) => T): T {
 export function attachCgroupProgram(progFd: number, cgroupPath: string, hook: CgroupHookPoint): void {
   const op = `attach cgroup_skb/${hook} ${cgroupPath}`;
   withCgroupFd(cgroupPath, op, (fd) => {
-    const rc = lib().bpf_prog_attach(progFd, fd, hook === 'ingress' ? BPF_CGROUP_INET_INGRESS : BPF_CGROUP_INET_EGRESS, 0);
+    const rc = lib().bpf_prog_attach(
+      progFd,
+      fd,
+      hook === 'ingress' ? BPF_CGROUP_INET_INGRESS : BPF_CGROUP_INET_EGRESS,
+      0,
+    );
     if (rc < 0) throw new DatapathError(op, -rc);
   });
 }
@@ -123,7 +138,11 @@ export function attachCgroupProgram(progFd: number, cgroupPath: string, hook: Cg
 export function detachCgroupProgram(progFd: number, cgroupPath: string, hook: CgroupHookPoint): boolean {
   const op = `detach cgroup_skb/${hook} ${cgroupPath}`;
   return withCgroupFd(cgroupPath, op, (fd) => {
-    const rc = lib().bpf_prog_detach2(progFd, fd, hook === 'ingress' ? BPF_CGROUP_INET_INGRESS : BPF_CGROUP_INET_EGRESS);
+    const rc = lib().bpf_prog_detach2(
+      progFd,
+      fd,
+      hook === 'ingress' ? BPF_CGROUP_INET_INGRESS : BPF_CGROUP_INET_EGRESS,
+    );
     if (rc === -constants.errno.ENOENT) return false;
     if (rc < 0) throw new DatapathError(op, -rc);
     return true;
@@ -227,7 +246,11 @@ export interface SockOpsAttachResult {
  * there that use the map with kernel id `ownerMapId` (the same pinned maps: a previous run of the
  * same node) are replaced in place (BPF_F_REPLACE); other programs are left alone.
  */
-export function attachSockOpsProgram(progFd: number, cgroupPath: string, ownerMapId: number): SockOpsAttachResult {
+export function attachSockOpsProgram(
+  progFd: number,
+  cgroupPath: string,
+  ownerMapId: number,
+): SockOpsAttachResult {
   const op = `attach sock_ops ${cgroupPath}`;
   const programId = programIdOf(progFd);
   return withCgroupFd(cgroupPath, op, (cgFd) => {

@@ -30,7 +30,8 @@ export class BpfObject {
 
   /** Opens and loads `path`. Throws VerifierError (with the log) or PinMismatchError on failure. */
   static load(path: string, opts: BpfObjectOptions = {}): BpfObject {
-    if (!existsSync(path)) throw new DatapathInputError(`open ${path}`, 'no such file (run npm run build:bpf)');
+    if (!existsSync(path))
+      throw new DatapathInputError(`open ${path}`, 'no such file (run npm run build:bpf)');
     if (opts.pinDir !== undefined) ensurePinDir(opts.pinDir);
     const l = lib();
     const opened = withLibbpfLog(() => {
@@ -59,7 +60,8 @@ export class BpfObject {
         const errno = -loaded.result;
         const log = loaded.log;
         if (/pinned map/i.test(log)) throw new PinMismatchError(`load ${path}`, errno, log);
-        if (/BEGIN PROG LOAD LOG|failed to load program|verifier/i.test(log)) throw new VerifierError(`load ${path}`, errno, log);
+        if (/BEGIN PROG LOAD LOG|failed to load program|verifier/i.test(log))
+          throw new VerifierError(`load ${path}`, errno, log);
         throw new DatapathError(`load ${path}`, errno, log.trim() || undefined);
       }
     } catch (err) {
@@ -115,7 +117,8 @@ export class BpfObject {
     const l = lib();
     const obj = this.handle();
     const out: string[] = [];
-    for (let p = l.bpf_object__next_program(obj, null); p; p = l.bpf_object__next_program(obj, p)) out.push(l.bpf_program__name(p));
+    for (let p = l.bpf_object__next_program(obj, null); p; p = l.bpf_object__next_program(obj, p))
+      out.push(l.bpf_program__name(p));
     return out;
   }
 

@@ -73,7 +73,7 @@ export function formatCidr(p: LpmPrefix): string {
   // Compress the longest run of zero groups (RFC 5952).
   let best = -1;
   let bestLen = 1;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (groups[i] !== '0') {
       i++;
       continue;
@@ -87,6 +87,8 @@ export function formatCidr(p: LpmPrefix): string {
     i = j;
   }
   const text =
-    best < 0 ? groups.join(':') : `${groups.slice(0, best).join(':')}::${groups.slice(best + bestLen).join(':')}`;
+    best < 0
+      ? groups.join(':')
+      : `${groups.slice(0, best).join(':')}::${groups.slice(best + bestLen).join(':')}`;
   return `${text}/${p.prefixlen}`;
 }

@@ -28,7 +28,15 @@ import { bootNsToWallMs, wallMsToBootNs, systemClocks, type Clocks } from './clo
 import { BpfMap, numPossibleCpus } from './map.js';
 import { RingBufSignalSource } from './signals.js';
 import { testRun, type TestRunOptions, type TestRunResult } from './test-run.js';
-import type { AuthKey, AuthMap, AuthValue, DatapathSettings, IpcacheEntry, PolicyKey, VerdictCounters } from './types.js';
+import type {
+  AuthKey,
+  AuthMap,
+  AuthValue,
+  DatapathSettings,
+  IpcacheEntry,
+  PolicyKey,
+  VerdictCounters,
+} from './types.js';
 import {
   authKey,
   authValue,
@@ -132,7 +140,8 @@ export class KernelAuthMap implements AuthMap {
   }
 
   *entries(): Iterable<[AuthKey, AuthValue]> {
-    for (const [k, v] of this.map.entries()) yield [k, { expiresAtMs: bootNsToWallMs(v.expiryBootNs, this.clocks) }];
+    for (const [k, v] of this.map.entries())
+      yield [k, { expiresAtMs: bootNsToWallMs(v.expiryBootNs, this.clocks) }];
   }
 }
 
@@ -176,7 +185,10 @@ export class Datapath {
     try {
       const dp = new Datapath(obj, opts);
       if (opts.settings) dp.setSettings(opts.settings);
-      opts.logger?.info({ event: 'datapath_loaded', pin_dir: opts.pinDir, object: opts.objectPath }, 'datapath loaded');
+      opts.logger?.info(
+        { event: 'datapath_loaded', pin_dir: opts.pinDir, object: opts.objectPath },
+        'datapath loaded',
+      );
       return dp;
     } catch (err) {
       obj.close();
@@ -186,7 +198,10 @@ export class Datapath {
 
   /** Removes meshauth's pins from pinDir (uninstall, tests). Attached programs keep running until detached. */
   static removePins(pinDir: string): void {
-    removePinFiles(pinDir, Object.values(MAPS).map((m) => m.name));
+    removePinFiles(
+      pinDir,
+      Object.values(MAPS).map((m) => m.name),
+    );
   }
 
   private object(op: string): BpfObject {
@@ -283,7 +298,9 @@ export class Datapath {
     }
     const synRtoMs = s.synRtoMs ?? DEFAULT_SYN_RTO_MS;
     if (!Number.isInteger(synRtoMs) || synRtoMs < SYN_RTO_MS_MIN || synRtoMs > SYN_RTO_MS_MAX) {
-      throw new RangeError(`set settings: synRtoMs must be an integer in ${SYN_RTO_MS_MIN}..${SYN_RTO_MS_MAX}, got ${synRtoMs}`);
+      throw new RangeError(
+        `set settings: synRtoMs must be an integer in ${SYN_RTO_MS_MIN}..${SYN_RTO_MS_MAX}, got ${synRtoMs}`,
+      );
     }
     const hz = s.kernelHz ?? kernelHz().hz;
     if (!Number.isInteger(hz) || hz < 24 || hz > 10_000) {
@@ -347,7 +364,10 @@ export class Datapath {
   attachTc(ifname: string, hook: TcHookPoint, semantics: Semantics, opts: { netns?: string } = {}): void {
     const fd = this.object('attach tc').programFd(this.tcProgram(semantics));
     const ifindex = attachTcProgram(fd, { ifname, hook, netns: opts.netns });
-    this.log?.info({ event: 'tc_attached', ifname, ifindex, hook, semantics, netns: opts.netns }, 'tc program attached');
+    this.log?.info(
+      { event: 'tc_attached', ifname, ifindex, hook, semantics, netns: opts.netns },
+      'tc program attached',
+    );
   }
 
   /** Removes the meshauth filter from the hook; false when there was none. */
@@ -366,14 +386,18 @@ export class Datapath {
 
   /** Attaches the cgroup_skb program of `hook` (egress hook = egress semantics) to a cgroup v2 dir. */
   attachCgroup(cgroupPath: string, hook: CgroupHookPoint): void {
-    const fd = this.object('attach cgroup').programFd(hook === 'egress' ? PROGRAMS.cgroupEgress : PROGRAMS.cgroupIngress);
+    const fd = this.object('attach cgroup').programFd(
+      hook === 'egress' ? PROGRAMS.cgroupEgress : PROGRAMS.cgroupIngress,
+    );
     attachCgroupProgram(fd, cgroupPath, hook);
     this.log?.info({ event: 'cgroup_attached', cgroup: cgroupPath, hook }, 'cgroup program attached');
   }
 
   /** Detaches this object's cgroup program; false when it was not attached. */
   detachCgroup(cgroupPath: string, hook: CgroupHookPoint): boolean {
-    const fd = this.object('detach cgroup').programFd(hook === 'egress' ? PROGRAMS.cgroupEgress : PROGRAMS.cgroupIngress);
+    const fd = this.object('detach cgroup').programFd(
+      hook === 'egress' ? PROGRAMS.cgroupEgress : PROGRAMS.cgroupIngress,
+    );
     return detachCgroupProgram(fd, cgroupPath, hook);
   }
 
@@ -389,8 +413,15 @@ export class Datapath {
    */
   attachSockOps(cgroupPath: string): SockOpsAttachResult {
     const op = 'attach sock_ops';
-    const r = attachSockOpsProgram(this.object(op).programFd(PROGRAMS.sockOps), cgroupPath, this.ownerMapId(op));
-    this.log?.info({ event: 'sockops_attached', cgroup: cgroupPath, prog_id: r.programId, replaced: r.replaced }, 'sock_ops program attached');
+    const r = attachSockOpsProgram(
+      this.object(op).programFd(PROGRAMS.sockOps),
+      cgroupPath,
+      this.ownerMapId(op),
+    );
+    this.log?.info(
+      { event: 'sockops_attached', cgroup: cgroupPath, prog_id: r.programId, replaced: r.replaced },
+      'sock_ops program attached',
+    );
     return r;
   }
 
@@ -431,7 +462,15 @@ export class Datapath {
     if (!this.obj) return;
     for (const s of this.sources) s.close();
     this.sources.clear();
-    for (const m of [this.ipcache, this.policy, this.authRaw, this.throttle, this.countersMap, this.configMap]) m.close();
+    for (const m of [
+      this.ipcache,
+      this.policy,
+      this.authRaw,
+      this.throttle,
+      this.countersMap,
+      this.configMap,
+    ])
+      m.close();
     this.obj.close();
     this.obj = undefined;
     this.log?.info({ event: 'datapath_closed' }, 'datapath closed (pins and attachments kept)');

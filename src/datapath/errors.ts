@@ -15,7 +15,13 @@ export class DatapathError extends MeshauthError {
   readonly errno: number;
   readonly op: string;
 
-  constructor(op: string, errno: number, detail?: string, code = 'MESHAUTH_ERR_DATAPATH', options?: { cause?: unknown }) {
+  constructor(
+    op: string,
+    errno: number,
+    detail?: string,
+    code = 'MESHAUTH_ERR_DATAPATH',
+    options?: { cause?: unknown },
+  ) {
     super(code, `${op}: ${detail ?? errnoName(errno)}`, options);
     this.op = op;
     this.errno = errno;
@@ -42,7 +48,12 @@ export class VerifierError extends DatapathError {
 /** A pinned map exists but does not match the object's definition (type, sizes, flags). */
 export class PinMismatchError extends DatapathError {
   constructor(op: string, errno: number, log: string) {
-    super(op, errno, `${errnoName(errno)}: a pinned map does not match the object (remove the pins to recreate)\n${log}`, 'MESHAUTH_ERR_DATAPATH_PIN_MISMATCH');
+    super(
+      op,
+      errno,
+      `${errnoName(errno)}: a pinned map does not match the object (remove the pins to recreate)\n${log}`,
+      'MESHAUTH_ERR_DATAPATH_PIN_MISMATCH',
+    );
   }
 }
 

@@ -1,6 +1,16 @@
 /** Public face of the datapath: the BPF object, its maps, attachments and signals. */
 export * from './types.js';
-export { Datapath, KernelAuthMap, DEFAULT_SETTINGS, SYN_RTO_MS_MIN, SYN_RTO_MS_MAX, type DatapathOptions, type PolicyEntry, type Semantics, type SyncResult } from './datapath.js';
+export {
+  Datapath,
+  KernelAuthMap,
+  DEFAULT_SETTINGS,
+  SYN_RTO_MS_MIN,
+  SYN_RTO_MS_MAX,
+  type DatapathOptions,
+  type PolicyEntry,
+  type Semantics,
+  type SyncResult,
+} from './datapath.js';
 export { BpfObject, type BpfObjectOptions } from './bpf-object.js';
 export { BpfMap, UpdateFlags, numPossibleCpus, type MapInfo } from './map.js';
 export { RingBufReader, type RingBufReaderOptions } from './ringbuf.js';
@@ -21,8 +31,22 @@ export {
   TC_PRIORITY,
 } from './attach.js';
 export type { TcHookPoint, CgroupHookPoint, TcTarget, ProgramInfo, SockOpsAttachResult } from './attach.js';
-export { detectKernelHz, kernelHz, parseConfigHz, FALLBACK_HZ, type KernelHz, type KernelHzSources } from './kernel-hz.js';
-export { bootNowNs, wallMsToBootNs, bootNsToWallMs, systemClocks, CLOCK_BOOTTIME, type Clocks } from './clock.js';
+export {
+  detectKernelHz,
+  kernelHz,
+  parseConfigHz,
+  FALLBACK_HZ,
+  type KernelHz,
+  type KernelHzSources,
+} from './kernel-hz.js';
+export {
+  bootNowNs,
+  wallMsToBootNs,
+  bootNsToWallMs,
+  systemClocks,
+  CLOCK_BOOTTIME,
+  type Clocks,
+} from './clock.js';
 export { testRun, type TestRunOptions, type TestRunResult } from './test-run.js';
 export { buildTcpSyn, buildArp, type TcpSynOptions } from './packets.js';
 export { ensurePinDir, isOnBpffs, fsTypeOf, removePinFiles, DEFAULT_BPFFS } from './bpffs.js';

@@ -13,12 +13,15 @@ const scratch = Buffer.alloc(16 * 1024);
 function install(): void {
   if (installed) return;
   const { vsnprintf } = c();
-  const cb = registerCallback(((level: number, fmt: unknown, ap: unknown): number => {
-    if (level >= LIBBPF_DEBUG || !capture) return 0;
-    const n = vsnprintf(scratch, scratch.length, fmt, ap);
-    if (n > 0) capture.push(scratch.subarray(0, Math.min(n, scratch.length - 1)).toString('utf8'));
-    return 0;
-  }) as (...args: never[]) => unknown, lib().printCallbackType);
+  const cb = registerCallback(
+    ((level: number, fmt: unknown, ap: unknown): number => {
+      if (level >= LIBBPF_DEBUG || !capture) return 0;
+      const n = vsnprintf(scratch, scratch.length, fmt, ap);
+      if (n > 0) capture.push(scratch.subarray(0, Math.min(n, scratch.length - 1)).toString('utf8'));
+      return 0;
+    }) as (...args: never[]) => unknown,
+    lib().printCallbackType,
+  );
   lib().libbpf_set_print(cb);
   installed = true;
 }

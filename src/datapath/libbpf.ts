@@ -85,10 +85,21 @@ export interface Libbpf {
   bpf_map_delete_elem: Fn<[fd: number, key: Buffer], number>;
   bpf_map_get_next_key: Fn<[fd: number, key: Buffer | null, next: Buffer], number>;
   bpf_map_lookup_batch: Fn<
-    [fd: number, inBatch: Buffer | null, outBatch: Buffer, keys: Buffer, values: Buffer, count: number[], opts: BatchOpts],
+    [
+      fd: number,
+      inBatch: Buffer | null,
+      outBatch: Buffer,
+      keys: Buffer,
+      values: Buffer,
+      count: number[],
+      opts: BatchOpts,
+    ],
     number
   >;
-  bpf_map_update_batch: Fn<[fd: number, keys: Buffer, values: Buffer, count: number[], opts: BatchOpts], number>;
+  bpf_map_update_batch: Fn<
+    [fd: number, keys: Buffer, values: Buffer, count: number[], opts: BatchOpts],
+    number
+  >;
   bpf_map_delete_batch: Fn<[fd: number, keys: Buffer, count: number[], opts: BatchOpts], number>;
   bpf_obj_get: Fn<[path: string], number>;
   bpf_tc_hook_create: Fn<[hook: TcHook], number>;
@@ -99,7 +110,17 @@ export interface Libbpf {
   bpf_prog_attach: Fn<[progFd: number, targetFd: number, type: number, flags: number], number>;
   bpf_prog_detach2: Fn<[progFd: number, targetFd: number, type: number], number>;
   bpf_prog_attach_opts: Fn<[progFd: number, targetFd: number, type: number, opts: ProgAttachOpts], number>;
-  bpf_prog_query: Fn<[targetFd: number, type: number, queryFlags: number, attachFlags: number[], progIds: Buffer, progCnt: number[]], number>;
+  bpf_prog_query: Fn<
+    [
+      targetFd: number,
+      type: number,
+      queryFlags: number,
+      attachFlags: number[],
+      progIds: Buffer,
+      progCnt: number[],
+    ],
+    number
+  >;
   bpf_prog_get_fd_by_id: Fn<[id: number], number>;
   bpf_obj_get_info_by_fd: Fn<[fd: number, info: Buffer, infoLen: number[]], number>;
   bpf_prog_test_run_opts: Fn<[progFd: number, opts: TestRunOpts], number>;
@@ -183,14 +204,21 @@ export function lib(): Libbpf {
     flags: 'uint32_t',
     replace_prog_fd: 'int',
   });
-  if (koffi.sizeof(progAttachOpts) !== 16) throw new Error('libbpf binding: unexpected struct layout on this platform');
-  if (koffi.sizeof(tcHook) !== 24 || koffi.sizeof(tcOpts) !== 32 || koffi.sizeof(testRun) !== 80 || koffi.sizeof(batchOpts) !== 24) {
+  if (koffi.sizeof(progAttachOpts) !== 16)
+    throw new Error('libbpf binding: unexpected struct layout on this platform');
+  if (
+    koffi.sizeof(tcHook) !== 24 ||
+    koffi.sizeof(tcOpts) !== 32 ||
+    koffi.sizeof(testRun) !== 80 ||
+    koffi.sizeof(batchOpts) !== 24
+  ) {
     throw new Error('libbpf binding: unexpected struct layout on this platform');
   }
   const sampleCb = koffi.proto('int ring_buffer_sample_fn(void *ctx, void *data, size_t size)');
   const printCb = koffi.proto('int libbpf_print_fn(int level, void *fmt, void *ap)');
 
-  const f = <T>(name: string, result: TypeSpec, args: TypeSpec[]): T => l.func(name, result, args) as unknown as T;
+  const f = <T>(name: string, result: TypeSpec, args: TypeSpec[]): T =>
+    l.func(name, result, args) as unknown as T;
   libbpf = {
     bpf_object__open_file: f('bpf_object__open_file', objPtr, ['str', 'void *']),
     bpf_object__load: f('bpf_object__load', 'int', [objPtr]),
@@ -244,7 +272,12 @@ export function lib(): Libbpf {
     bpf_tc_query: f('bpf_tc_query', 'int', [koffi.pointer(tcHook), koffi.inout(koffi.pointer(tcOpts))]),
     bpf_prog_attach: f('bpf_prog_attach', 'int', ['int', 'int', 'int', 'uint32_t']),
     bpf_prog_detach2: f('bpf_prog_detach2', 'int', ['int', 'int', 'int']),
-    bpf_prog_attach_opts: f('bpf_prog_attach_opts', 'int', ['int', 'int', 'int', koffi.pointer(progAttachOpts)]),
+    bpf_prog_attach_opts: f('bpf_prog_attach_opts', 'int', [
+      'int',
+      'int',
+      'int',
+      koffi.pointer(progAttachOpts),
+    ]),
     bpf_prog_query: f('bpf_prog_query', 'int', [
       'int',
       'int',
@@ -254,7 +287,11 @@ export function lib(): Libbpf {
       koffi.inout(koffi.pointer('uint32_t', 1)),
     ]),
     bpf_prog_get_fd_by_id: f('bpf_prog_get_fd_by_id', 'int', ['uint32_t']),
-    bpf_obj_get_info_by_fd: f('bpf_obj_get_info_by_fd', 'int', ['int', 'void *', koffi.inout(koffi.pointer('uint32_t', 1))]),
+    bpf_obj_get_info_by_fd: f('bpf_obj_get_info_by_fd', 'int', [
+      'int',
+      'void *',
+      koffi.inout(koffi.pointer('uint32_t', 1)),
+    ]),
     bpf_prog_test_run_opts: f('bpf_prog_test_run_opts', 'int', ['int', koffi.inout(koffi.pointer(testRun))]),
     ring_buffer__new: f('ring_buffer__new', rbPtr, ['int', koffi.pointer(sampleCb), 'void *', 'void *']),
     ring_buffer__consume: f('ring_buffer__consume', 'int', [rbPtr]),
@@ -272,7 +309,8 @@ export function c(): Libc {
   if (libc) return libc;
   const l = koffi.load('libc.so.6');
   const timespec = koffi.struct('meshauth_timespec', { tv_sec: 'int64_t', tv_nsec: 'int64_t' });
-  const f = <T>(name: string, result: TypeSpec, args: TypeSpec[]): T => l.func(name, result, args) as unknown as T;
+  const f = <T>(name: string, result: TypeSpec, args: TypeSpec[]): T =>
+    l.func(name, result, args) as unknown as T;
   libc = {
     clock_gettime: f('clock_gettime', 'int', ['int', koffi.out(koffi.pointer(timespec))]),
     if_nametoindex: f('if_nametoindex', 'uint32_t', ['str']),
@@ -312,7 +350,10 @@ export function unregisterCallback(cb: unknown): void {
  * Calls `fn` with the address of a native u32 array of `n` elements (for kernel structs that carry
  * a user pointer, such as bpf_prog_info.map_ids) and returns fn's result with the array contents.
  */
-export function withNativeU32Array<T>(n: number, fn: (address: bigint) => T): { result: T; values: number[] } {
+export function withNativeU32Array<T>(
+  n: number,
+  fn: (address: bigint) => T,
+): { result: T; values: number[] } {
   const ptr = koffi.alloc('uint32_t', Math.max(n, 1));
   try {
     const result = fn(BigInt(koffi.address(ptr) as bigint | number));

@@ -36,7 +36,7 @@ export function numPossibleCpus(): number {
 }
 
 function isPerCpu(type: number): boolean {
-  return type === MapType.PercpuArray || type === 5 /* PERCPU_HASH */ || type === 10 /* LRU_PERCPU_HASH */;
+  return type === MapType.PercpuArray || type === 5 /* PERCPU_HASH */ || type === 10; /* LRU_PERCPU_HASH */
 }
 
 export class BpfMap<K, V> {
@@ -53,8 +53,11 @@ export class BpfMap<K, V> {
     private readonly onClose?: () => void,
   ) {
     this.info = info;
-    this.valueBytes = isPerCpu(info.type) ? Math.ceil(info.valueSize / 8) * 8 * numPossibleCpus() : info.valueSize;
-    if (keyCodec.size !== info.keySize) throw new SizeMismatchError(`open map ${info.name}`, 'key codec', info.keySize, keyCodec.size);
+    this.valueBytes = isPerCpu(info.type)
+      ? Math.ceil(info.valueSize / 8) * 8 * numPossibleCpus()
+      : info.valueSize;
+    if (keyCodec.size !== info.keySize)
+      throw new SizeMismatchError(`open map ${info.name}`, 'key codec', info.keySize, keyCodec.size);
     if (valueCodec.size !== this.valueBytes) {
       throw new SizeMismatchError(`open map ${info.name}`, 'value codec', this.valueBytes, valueCodec.size);
     }
@@ -76,13 +79,15 @@ export class BpfMap<K, V> {
 
   private keyBuf(op: string, key: K): Buffer {
     const b = this.keyCodec.encode(key);
-    if (b.length !== this.info.keySize) throw new SizeMismatchError(`${op} ${this.info.name}`, 'key', this.info.keySize, b.length);
+    if (b.length !== this.info.keySize)
+      throw new SizeMismatchError(`${op} ${this.info.name}`, 'key', this.info.keySize, b.length);
     return b;
   }
 
   private valueBuf(op: string, value: V): Buffer {
     const b = this.valueCodec.encode(value);
-    if (b.length !== this.valueBytes) throw new SizeMismatchError(`${op} ${this.info.name}`, 'value', this.valueBytes, b.length);
+    if (b.length !== this.valueBytes)
+      throw new SizeMismatchError(`${op} ${this.info.name}`, 'value', this.valueBytes, b.length);
     return b;
   }
 
@@ -113,7 +118,12 @@ export class BpfMap<K, V> {
 
   update(key: K, value: V, flags: bigint = UpdateFlags.Any): void {
     this.check('update');
-    const rc = lib().bpf_map_update_elem(this.mapFd, this.keyBuf('update', key), this.valueBuf('update', value), flags);
+    const rc = lib().bpf_map_update_elem(
+      this.mapFd,
+      this.keyBuf('update', key),
+      this.valueBuf('update', value),
+      flags,
+    );
     if (rc < 0) this.fail('update', rc);
   }
 
@@ -148,7 +158,11 @@ export class BpfMap<K, V> {
       out.push(this.keyCodec.decode(next));
       prev = next;
       if (out.length > this.info.maxEntries * 2 + 16) {
-        throw new DatapathError(`iterate ${this.info.name}`, 0, 'iteration did not terminate (map changed underneath)');
+        throw new DatapathError(
+          `iterate ${this.info.name}`,
+          0,
+          'iteration did not terminate (map changed underneath)',
+        );
       }
     }
     return out;
@@ -175,7 +189,8 @@ export class BpfMap<K, V> {
       const outBatch = Buffer.alloc(tokenSize);
       const count = [chunk];
       const rc = lib().bpf_map_lookup_batch(this.mapFd, inBatch, outBatch, keys, values, count, opts);
-      if (rc < 0 && rc !== -constants.errno.ENOENT) throw new DatapathError(`lookup batch ${this.info.name}`, -rc);
+      if (rc < 0 && rc !== -constants.errno.ENOENT)
+        throw new DatapathError(`lookup batch ${this.info.name}`, -rc);
       const n = count[0] ?? 0;
       for (let i = 0; i < n; i++) {
         out.push([
@@ -196,7 +211,11 @@ export class BpfMap<K, V> {
     const keys = Buffer.concat(entries.map(([k]) => this.keyBuf('update batch', k)));
     const values = Buffer.concat(entries.map(([, v]) => this.valueBuf('update batch', v)));
     const count = [entries.length];
-    const rc = lib().bpf_map_update_batch(this.mapFd, keys, values, count, { sz: 24, elem_flags: flags, flags: 0n });
+    const rc = lib().bpf_map_update_batch(this.mapFd, keys, values, count, {
+      sz: 24,
+      elem_flags: flags,
+      flags: 0n,
+    });
     if (rc < 0) throw new DatapathError(`update batch ${this.info.name}`, -rc, undefined, undefined);
     return count[0] ?? 0;
   }

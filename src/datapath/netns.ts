@@ -39,7 +39,9 @@ export function withNetns<T>(netns: string | undefined, fn: () => T): T {
     }
     if (libc.setns(self, CLONE_NEWNET) < 0) {
       // Staying in the wrong namespace would silently misroute everything that follows.
-      throw new DatapathError(`return from netns ${netns}`, lastErrno(), undefined, undefined, { cause: result.ok ? undefined : result.error });
+      throw new DatapathError(`return from netns ${netns}`, lastErrno(), undefined, undefined, {
+        cause: result.ok ? undefined : result.error,
+      });
     }
     if (!result.ok) throw result.error;
     return result.value;

@@ -6,7 +6,15 @@
  */
 import { ClosedError } from '../errors.js';
 import { DatapathError } from './errors.js';
-import { c, copyFromPointer, lastErrno, lib, registerCallback, unregisterCallback, type Ptr } from './libbpf.js';
+import {
+  c,
+  copyFromPointer,
+  lastErrno,
+  lib,
+  registerCallback,
+  unregisterCallback,
+  type Ptr,
+} from './libbpf.js';
 
 const EPOLL_CTL_ADD = 1;
 const EPOLLIN = 1;
@@ -47,15 +55,18 @@ export class RingBufReader {
     this.name = opts.name ?? `ring buffer fd ${mapFd}`;
     this.sliceMs = opts.waitSliceMs ?? 1000;
     const l = lib();
-    this.cb = registerCallback(((_ctx: unknown, data: unknown, size: number | bigint): number => {
-      const n = Number(size);
-      if (n !== this.recordSize) {
-        this.badRecords++;
+    this.cb = registerCallback(
+      ((_ctx: unknown, data: unknown, size: number | bigint): number => {
+        const n = Number(size);
+        if (n !== this.recordSize) {
+          this.badRecords++;
+          return 0;
+        }
+        this.batch.push(copyFromPointer(data, n));
         return 0;
-      }
-      this.batch.push(copyFromPointer(data, n));
-      return 0;
-    }) as (...args: never[]) => unknown, l.sampleCallbackType);
+      }) as (...args: never[]) => unknown,
+      l.sampleCallbackType,
+    );
     const rb = l.ring_buffer__new(mapFd, this.cb, null, null);
     if (!rb) {
       const errno = lastErrno();

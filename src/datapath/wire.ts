@@ -14,7 +14,12 @@ export interface Codec<T> {
   decode(buf: Buffer, offset?: number): T;
 }
 
-function checked<T>(name: string, size: number, enc: (v: T, b: Buffer) => void, dec: (b: Buffer, o: number) => T): Codec<T> {
+function checked<T>(
+  name: string,
+  size: number,
+  enc: (v: T, b: Buffer) => void,
+  dec: (b: Buffer, o: number) => T,
+): Codec<T> {
   return {
     size,
     encode(value: T): Buffer {
@@ -39,7 +44,8 @@ function u32(name: string, field: string, v: number): number {
 }
 
 function u8(name: string, field: string, v: number): number {
-  if (!Number.isInteger(v) || v < 0 || v > 0xff) throw new DatapathInputError(`encode ${name}`, `${field} must be a u8, got ${v}`);
+  if (!Number.isInteger(v) || v < 0 || v > 0xff)
+    throw new DatapathInputError(`encode ${name}`, `${field} must be a u8, got ${v}`);
   return v;
 }
 

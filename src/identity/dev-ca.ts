@@ -88,12 +88,16 @@ export class DevCa {
     const haveCert = existsSync(caCert);
     const haveKey = existsSync(caKey);
     if (haveCert !== haveKey) {
-      throw new DevCaError(`dev CA init: ${haveCert ? caKey : caCert} is missing while ${haveCert ? caCert : caKey} exists; remove it or restore the pair`);
+      throw new DevCaError(
+        `dev CA init: ${haveCert ? caKey : caCert} is missing while ${haveCert ? caCert : caKey} exists; remove it or restore the pair`,
+      );
     }
     if (haveCert) {
       const ca = await DevCa.load({ caCert, caKey });
       if (ca.trustDomain !== parseTrustDomain(opts.trustDomain).name) {
-        throw new DevCaError(`dev CA init: ${caCert} is for trust domain "${ca.trustDomain}", not "${opts.trustDomain}"`);
+        throw new DevCaError(
+          `dev CA init: ${caCert} is for trust domain "${ca.trustDomain}", not "${opts.trustDomain}"`,
+        );
       }
       return { ca, created: false };
     }
@@ -133,10 +137,16 @@ export class DevCa {
 
   /** Write ca.crt (0644) and ca.key (0600). */
   async save(paths: { caCert: string; caKey: string }): Promise<void> {
-    const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', this.signingKey).catch(() => {
-      throw new DevCaError('dev CA save: this CA was loaded with a non-exportable key; it is already on disk');
-    }));
-    const keyPem = createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' }).export({ format: 'pem', type: 'pkcs8' }).toString();
+    const pkcs8 = Buffer.from(
+      await webcrypto.subtle.exportKey('pkcs8', this.signingKey).catch(() => {
+        throw new DevCaError(
+          'dev CA save: this CA was loaded with a non-exportable key; it is already on disk',
+        );
+      }),
+    );
+    const keyPem = createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' })
+      .export({ format: 'pem', type: 'pkcs8' })
+      .toString();
     for (const p of [paths.caCert, paths.caKey]) await mkdir(join(p, '..'), { recursive: true, mode: 0o700 });
     await writeFile(paths.caKey, keyPem, { mode: 0o600 });
     await chmod(paths.caKey, 0o600);
@@ -171,10 +181,15 @@ export class DevCa {
       extensions: [
         new x509.BasicConstraintsExtension(false, undefined, true),
         new x509.KeyUsagesExtension(
-          x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment | x509.KeyUsageFlags.keyAgreement,
+          x509.KeyUsageFlags.digitalSignature |
+            x509.KeyUsageFlags.keyEncipherment |
+            x509.KeyUsageFlags.keyAgreement,
           true,
         ),
-        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
+        new x509.ExtendedKeyUsageExtension([
+          x509.ExtendedKeyUsage.serverAuth,
+          x509.ExtendedKeyUsage.clientAuth,
+        ]),
         new x509.SubjectAlternativeNameExtension([{ type: 'url', value: id.toString() }]),
         await x509.AuthorityKeyIdentifierExtension.create(this.cert, false),
       ],
@@ -221,7 +236,8 @@ export class DevCaSource implements IdentitySource {
     this.ca = ca;
     this.ttlMs = opts.svidTtlMs ?? DEV_CA_DEFAULT_SVID_TTL_MS;
     this.renewAt = opts.renewAt ?? 0.5;
-    if (!(this.renewAt > 0 && this.renewAt < 1)) throw new DevCaError(`dev CA source: renewAt must be in (0, 1) (got ${this.renewAt})`);
+    if (!(this.renewAt > 0 && this.renewAt < 1))
+      throw new DevCaError(`dev CA source: renewAt must be in (0, 1) (got ${this.renewAt})`);
     this.logger = opts.logger;
     this.events = new IdentityEvents(opts.logger);
   }
@@ -254,7 +270,8 @@ export class DevCaSource implements IdentitySource {
   async ready(): Promise<void> {
     await Promise.all([...this.pending.values()]);
     const missing = [...this.wanted].filter((id) => !this.held.has(id));
-    if (missing.length > 0) throw new DevCaError(`dev CA source: could not issue SVIDs for ${missing.join(', ')}`);
+    if (missing.length > 0)
+      throw new DevCaError(`dev CA source: could not issue SVIDs for ${missing.join(', ')}`);
   }
 
   async close(): Promise<void> {
@@ -288,13 +305,26 @@ export class DevCaSource implements IdentitySource {
         this.held.set(id, svid);
         this.schedule(id, svid);
         this.logger?.info(
-          { event: 'svid_issued', spiffe_id: id, serial: svid.leaf.serialNumber, not_after: svid.notAfter.toISOString() },
+          {
+            event: 'svid_issued',
+            spiffe_id: id,
+            serial: svid.leaf.serialNumber,
+            not_after: svid.notAfter.toISOString(),
+          },
           previous ? 'SVID renewed by the development CA' : 'SVID issued by the development CA',
         );
-        this.emit({ type: 'svid-updated', spiffeId: id, svid, ...(previous ? { previousNotAfter: previous.notAfter } : {}) });
+        this.emit({
+          type: 'svid-updated',
+          spiffeId: id,
+          svid,
+          ...(previous ? { previousNotAfter: previous.notAfter } : {}),
+        });
       })
       .catch((err: unknown) => {
-        this.logger?.error({ event: 'svid_issue_failed', spiffe_id: id, err }, 'development CA could not issue an SVID');
+        this.logger?.error(
+          { event: 'svid_issue_failed', spiffe_id: id, err },
+          'development CA could not issue an SVID',
+        );
         if (!this.closed && this.wanted.has(id)) this.retry(id, 5_000);
       })
       .finally(() => this.pending.delete(id));

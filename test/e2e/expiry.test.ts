@@ -30,6 +30,13 @@ describe('entry expiry and graceful shutdown', () => {
     expect(await cluster.connect('web', 'db', 8080, 8000)).toMatchObject({ ok: true });
     expect(cluster.logs('node-a', 'auth_succeeded')).toHaveLength(1);
     await new Promise((r) => setTimeout(r, 3500));
+    // GC (every 1 s here) removes the expired entry and records why; wait for it, so the next
+    // connection cannot re-authenticate first and leave GC nothing expired to find
+    const gcReasons = () => cluster.logs('node-a', 'entry_gc').map((l) => l['reason']);
+    for (let i = 0; i < 30 && !gcReasons().includes('expired'); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(gcReasons()).toContain('expired');
     const before = cluster.counters('node-a');
     const r = await cluster.connect('web', 'db', 8080, 8000);
     expect(r, summarize(cluster.logs('node-a'))).toMatchObject({ ok: true });
@@ -41,8 +48,6 @@ describe('entry expiry and graceful shutdown', () => {
     expect(drops).toBeGreaterThanOrEqual(1);
     expect(after['signal_sent']! - before['signal_sent']!).toBeGreaterThanOrEqual(1);
     expect(cluster.logs('node-a', 'auth_succeeded')).toHaveLength(2);
-    // GC removed the expired entry and recorded why.
-    expect(cluster.logs('node-a', 'entry_gc').map((l) => l['reason'])).toContain('expired');
   });
 
   it('keeps enforcing after SIGTERM: maps stay pinned, programs stay attached', async () => {

@@ -61,7 +61,11 @@ describe('meshauth over WireGuard', () => {
     expect(pcap.includes(Buffer.from('ok db'))).toBe(false);
     const udp = run('tcpdump', ['-n', '-r', capture, 'udp port 51820']);
     expect(udp.split('\n').filter(Boolean).length).toBeGreaterThan(0);
-    const transfer = cluster.topo.lab.exec(nodeNs('node-a'), 'wg', ['show', cluster.wgInterface('node-a'), 'transfer']);
+    const transfer = cluster.topo.lab.exec(nodeNs('node-a'), 'wg', [
+      'show',
+      cluster.wgInterface('node-a'),
+      'transfer',
+    ]);
     expect(Number(transfer.trim().split(/\s+/)[1])).toBeGreaterThan(0);
   });
 

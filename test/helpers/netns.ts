@@ -101,11 +101,19 @@ export class NetnsLab {
   argv(ns: string, cmd: string, args: string[], cgroup?: string): [string, string[]] {
     if (!cgroup) return ['ip', ['netns', 'exec', ns, cmd, ...args]];
     // Join the cgroup before `ip netns exec`, which remounts /sys and would hide it.
-    return ['sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, 'ip', 'netns', 'exec', ns, cmd, ...args]];
+    return [
+      'sh',
+      ['-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, 'ip', 'netns', 'exec', ns, cmd, ...args],
+    ];
   }
 
   /** Starts a long-running process inside a namespace; it is killed by cleanup(). */
-  spawn(ns: string, cmd: string, args: string[], opts: SpawnOptions & { cgroup?: string } = {}): ChildProcess {
+  spawn(
+    ns: string,
+    cmd: string,
+    args: string[],
+    opts: SpawnOptions & { cgroup?: string } = {},
+  ): ChildProcess {
     const { cgroup, ...spawnOpts } = opts;
     const [file, argv] = this.argv(ns, cmd, args, cgroup);
     const child = spawn(file, argv, { stdio: 'pipe', ...spawnOpts });
@@ -176,7 +184,9 @@ export function run(cmd: string, args: string[], opts: { input?: string; timeout
     });
   } catch (err) {
     const e = err as { stderr?: string; stdout?: string; message: string };
-    throw new Error(`${cmd} ${args.join(' ')}: ${(e.stderr || e.stdout || e.message).trim()}`, { cause: err });
+    throw new Error(`${cmd} ${args.join(' ')}: ${(e.stderr || e.stdout || e.message).trim()}`, {
+      cause: err,
+    });
   }
 }
 

@@ -43,10 +43,16 @@ const REMOTE6 = 'fd00:2::42';
 
 const KEY_10_20 = { localId: 10, remoteId: 20, remoteNode: 2, authType: AuthType.SpiffeMtls };
 
-const zero = (): VerdictCounters => Object.fromEntries(wire.VERDICT_NAMES.map((n) => [n, 0n])) as VerdictCounters;
+const zero = (): VerdictCounters =>
+  Object.fromEntries(wire.VERDICT_NAMES.map((n) => [n, 0n])) as VerdictCounters;
 
 /** Collects signals through a SignalSource until `n` arrived (or the timeout). */
-async function collectSignals(dp: Datapath, n: number, during: () => void | Promise<void>, timeoutMs = 2000): Promise<AuthSignal[]> {
+async function collectSignals(
+  dp: Datapath,
+  n: number,
+  during: () => void | Promise<void>,
+  timeoutMs = 2000,
+): Promise<AuthSignal[]> {
   const src = dp.signals();
   const got: AuthSignal[] = [];
   const done = src.run((s) => {
@@ -118,9 +124,14 @@ describe.skipIf(!isPrivileged())('datapath (BPF_PROG_TEST_RUN)', () => {
   });
 
   it('passes a pair that no policy covers, with no signal', async () => {
-    const signals = await collectSignals(dp, 1, () => {
-      expect(dp.testRun(wire.PROGRAMS.tcEgress, { data: syn(LOCAL, REMOTE) }).retval).toBe(TC_ACT_UNSPEC);
-    }, 300);
+    const signals = await collectSignals(
+      dp,
+      1,
+      () => {
+        expect(dp.testRun(wire.PROGRAMS.tcEgress, { data: syn(LOCAL, REMOTE) }).retval).toBe(TC_ACT_UNSPEC);
+      },
+      300,
+    );
     expect(signals).toEqual([]);
     expect(dp.counters()).toEqual({ ...zero(), pass_no_policy: 1n });
   });
@@ -196,7 +207,12 @@ describe.skipIf(!isPrivileged())('datapath (BPF_PROG_TEST_RUN)', () => {
     });
     expect(signals).toHaveLength(2);
     expect(signals[1]!.bootNs - signals[0]!.bootNs).toBeGreaterThanOrEqual(300_000_000n);
-    expect(dp.counters()).toEqual({ ...zero(), drop_auth_missing: 3n, signal_sent: 2n, signal_throttled: 1n });
+    expect(dp.counters()).toEqual({
+      ...zero(),
+      drop_auth_missing: 3n,
+      signal_sent: 2n,
+      signal_throttled: 1n,
+    });
   });
 
   it('throttles a flood to one signal per window', () => {
@@ -218,22 +234,48 @@ describe.skipIf(!isPrivileged())('datapath (BPF_PROG_TEST_RUN)', () => {
     dp.auth.update(KEY_10_20, { expiresAtMs: Date.now() + 60_000 });
     expect(dp.testRun(wire.PROGRAMS.tcEgress, { data: syn(LOCAL6, REMOTE6) }).retval).toBe(TC_ACT_UNSPEC);
     expect(dp.testRun(wire.PROGRAMS.cgroupIngress, { data: syn(REMOTE6, LOCAL6) }).retval).toBe(CG_ALLOW);
-    expect(dp.counters()).toEqual({ ...zero(), drop_auth_missing: 1n, signal_sent: 1n, pass_authenticated: 2n });
+    expect(dp.counters()).toEqual({
+      ...zero(),
+      drop_auth_missing: 1n,
+      signal_sent: 1n,
+      pass_authenticated: 2n,
+    });
   });
 
   it('strict mode drops remote-pod traffic that did not arrive through the WireGuard interface', () => {
     dp.setSettings({ signalThrottleMs: 250, wireguardIfindex: 77, strictWireguard: true });
-    expect(dp.settings()).toEqual({ signalThrottleMs: 250, wireguardIfindex: 77, strictWireguard: true, synRtoMs: 50, kernelHz: kernelHz().hz });
+    expect(dp.settings()).toEqual({
+      signalThrottleMs: 250,
+      wireguardIfindex: 77,
+      strictWireguard: true,
+      synRtoMs: 50,
+      kernelHz: kernelHz().hz,
+    });
     dp.setPolicy({ localId: 10, remoteId: 20 }, AuthType.SpiffeMtls);
     dp.auth.update(KEY_10_20, { expiresAtMs: Date.now() + 60_000 });
-    expect(dp.testRun(wire.PROGRAMS.tcIngress, { data: syn(REMOTE, LOCAL), ingressIfindex: 5 }).retval).toBe(TC_ACT_SHOT);
-    expect(dp.testRun(wire.PROGRAMS.tcIngress, { data: syn(REMOTE, LOCAL), ingressIfindex: 77 }).retval).toBe(TC_ACT_UNSPEC);
+    expect(dp.testRun(wire.PROGRAMS.tcIngress, { data: syn(REMOTE, LOCAL), ingressIfindex: 5 }).retval).toBe(
+      TC_ACT_SHOT,
+    );
+    expect(dp.testRun(wire.PROGRAMS.tcIngress, { data: syn(REMOTE, LOCAL), ingressIfindex: 77 }).retval).toBe(
+      TC_ACT_UNSPEC,
+    );
     // not a remote pod (unknown source): strict mode does not apply
-    expect(dp.testRun(wire.PROGRAMS.tcIngress, { data: syn(UNKNOWN, LOCAL), ingressIfindex: 5 }).retval).toBe(TC_ACT_UNSPEC);
+    expect(dp.testRun(wire.PROGRAMS.tcIngress, { data: syn(UNKNOWN, LOCAL), ingressIfindex: 5 }).retval).toBe(
+      TC_ACT_UNSPEC,
+    );
     // egress semantics and cgroup programs are not subject to strict mode
-    expect(dp.testRun(wire.PROGRAMS.tcEgress, { data: syn(LOCAL, REMOTE), ingressIfindex: 5 }).retval).toBe(TC_ACT_UNSPEC);
-    expect(dp.testRun(wire.PROGRAMS.cgroupIngress, { data: syn(REMOTE, LOCAL), ingressIfindex: 5 }).retval).toBe(CG_ALLOW);
-    expect(dp.counters()).toEqual({ ...zero(), drop_not_via_wireguard: 1n, pass_authenticated: 3n, pass_unknown_identity: 1n });
+    expect(dp.testRun(wire.PROGRAMS.tcEgress, { data: syn(LOCAL, REMOTE), ingressIfindex: 5 }).retval).toBe(
+      TC_ACT_UNSPEC,
+    );
+    expect(
+      dp.testRun(wire.PROGRAMS.cgroupIngress, { data: syn(REMOTE, LOCAL), ingressIfindex: 5 }).retval,
+    ).toBe(CG_ALLOW);
+    expect(dp.counters()).toEqual({
+      ...zero(),
+      drop_not_via_wireguard: 1n,
+      pass_authenticated: 3n,
+      pass_unknown_identity: 1n,
+    });
   });
 
   it('syncs ipcache and policy to a desired state', () => {
@@ -242,15 +284,28 @@ describe.skipIf(!isPrivileged())('datapath (BPF_PROG_TEST_RUN)', () => {
       { localId: 10, remoteId: 0, authType: 1 },
     ]);
     expect(r).toEqual({ added: 2, updated: 0, removed: 0 });
-    expect(dp.syncPolicy([{ localId: 10, remoteId: 0, authType: 1 }])).toEqual({ added: 0, updated: 0, removed: 1 });
+    expect(dp.syncPolicy([{ localId: 10, remoteId: 0, authType: 1 }])).toEqual({
+      added: 0,
+      updated: 0,
+      removed: 1,
+    });
     expect(dp.listPolicy()).toEqual([{ localId: 10, remoteId: 0, authType: 1 }]);
     const before = dp.listIpcache();
     expect(before).toHaveLength(5);
-    const s = dp.syncIpcache([...before.filter((e) => e.cidr !== `${REMOTE3}/32`), { cidr: '10.2.0.99/24', identity: 21, nodeId: 2 }]);
+    const s = dp.syncIpcache([
+      ...before.filter((e) => e.cidr !== `${REMOTE3}/32`),
+      { cidr: '10.2.0.99/24', identity: 21, nodeId: 2 },
+    ]);
     expect(s).toEqual({ added: 0, updated: 1, removed: 1 });
-    expect(dp.listIpcache().find((e) => e.cidr === '10.2.0.0/24')).toEqual({ cidr: '10.2.0.0/24', identity: 21, nodeId: 2 });
+    expect(dp.listIpcache().find((e) => e.cidr === '10.2.0.0/24')).toEqual({
+      cidr: '10.2.0.0/24',
+      identity: 21,
+      nodeId: 2,
+    });
     dp.syncIpcache(before);
-    expect(dp.listIpcache().sort((a, b) => a.cidr.localeCompare(b.cidr))).toEqual(before.sort((a, b) => a.cidr.localeCompare(b.cidr)));
+    expect(dp.listIpcache().sort((a, b) => a.cidr.localeCompare(b.cidr))).toEqual(
+      before.sort((a, b) => a.cidr.localeCompare(b.cidr)),
+    );
   });
 
   it('auth map: lookup of a missing key is undefined, delete reports presence', () => {
@@ -275,7 +330,9 @@ describe.skipIf(!isPrivileged())('datapath (BPF_PROG_TEST_RUN)', () => {
   it('counts and skips ring-buffer records of the wrong size', async () => {
     dp.setPolicy({ localId: 10, remoteId: 20 }, AuthType.SpiffeMtls);
     // A reader that expects 16-byte records sees the kernel's 24-byte records as malformed.
-    const reader = new RingBufReader((dp as unknown as { obj: BpfObject }).obj.mapInfo('ma_signals').fd, { recordSize: 16 });
+    const reader = new RingBufReader((dp as unknown as { obj: BpfObject }).obj.mapInfo('ma_signals').fd, {
+      recordSize: 16,
+    });
     try {
       dp.testRun(wire.PROGRAMS.tcEgress, { data: syn(LOCAL, REMOTE) });
       expect(reader.consumeNow()).toEqual([]);
@@ -309,7 +366,13 @@ describe.skipIf(!isPrivileged())('pinned maps', () => {
         expect(b.listIpcache()).toEqual([{ cidr: '10.9.0.0/16', identity: 5, nodeId: 1 }]);
         expect(b.listPolicy()).toEqual([{ localId: 5, remoteId: 0, authType: 1 }]);
         expect(Math.abs(b.auth.lookup(key)!.expiresAtMs - exp)).toBeLessThanOrEqual(2);
-        expect(b.settings()).toEqual({ signalThrottleMs: 100, wireguardIfindex: 3, strictWireguard: true, synRtoMs: 50, kernelHz: kernelHz().hz });
+        expect(b.settings()).toEqual({
+          signalThrottleMs: 100,
+          wireguardIfindex: 3,
+          strictWireguard: true,
+          synRtoMs: 50,
+          kernelHz: kernelHz().hz,
+        });
         expect(b.counters().pass_not_ip).toBe(1n);
       } finally {
         b.close();
@@ -329,15 +392,26 @@ describe.skipIf(!isPrivileged())('pinned maps', () => {
     try {
       expect(() => obj.map('ma_policy', wire.authKey, wire.policyValue)).toThrow(SizeMismatchError);
       const policy = obj.map('ma_policy', wire.policyKey, wire.policyValue);
-      expect(policy.info).toMatchObject({ name: 'ma_policy', type: wire.MapType.Hash, keySize: 8, valueSize: 4, maxEntries: 16384 });
-      const entries = Array.from({ length: 600 }, (_, i) => [{ localId: i + 1, remoteId: 0 }, { authType: 1 }] as const);
+      expect(policy.info).toMatchObject({
+        name: 'ma_policy',
+        type: wire.MapType.Hash,
+        keySize: 8,
+        valueSize: 4,
+        maxEntries: 16384,
+      });
+      const entries = Array.from(
+        { length: 600 },
+        (_, i) => [{ localId: i + 1, remoteId: 0 }, { authType: 1 }] as const,
+      );
       expect(policy.updateBatch(entries)).toBe(600);
       const read = policy.lookupBatch(128);
       expect(read).toHaveLength(600);
       expect(new Set(read.map(([k]) => k.localId)).size).toBe(600);
       expect(policy.deleteBatch(entries.slice(0, 100).map(([k]) => k))).toBe(100);
       expect(policy.keys()).toHaveLength(500);
-      expect(() => policy.lookup({ localId: 1, remoteId: 0 })).toThrow(expect.objectContaining({ code: 'MESHAUTH_ERR_DATAPATH_KEY_NOT_EXIST' }));
+      expect(() => policy.lookup({ localId: 1, remoteId: 0 })).toThrow(
+        expect.objectContaining({ code: 'MESHAUTH_ERR_DATAPATH_KEY_NOT_EXIST' }),
+      );
       policy.close();
       expect(() => policy.keys()).toThrow(/closed/);
     } finally {
@@ -362,7 +436,17 @@ describe.skipIf(!isPrivileged())('load failures', () => {
         ].join('\n'),
       );
       const obj = join(dir, 'bad.bpf.o');
-      execFileSync('clang', ['-O2', '-g', '-target', 'bpf', '-I/usr/include/x86_64-linux-gnu', '-c', src, '-o', obj]);
+      execFileSync('clang', [
+        '-O2',
+        '-g',
+        '-target',
+        'bpf',
+        '-I/usr/include/x86_64-linux-gnu',
+        '-c',
+        src,
+        '-o',
+        obj,
+      ]);
       const fds = openFds();
       let err: unknown;
       try {

@@ -47,8 +47,14 @@ describe.skipIf(!isPrivileged())('tc programs on a veth between two namespaces',
     fds = openFds();
     client = lab.addNamespace('client');
     server = lab.addNamespace('server');
-    lab.link({ ns: client, ifname: 'eth0', addr: `${CLIENT}/24` }, { ns: server, ifname: 'eth0', addr: `${SERVER}/24` });
-    const srv = lab.spawn(server, 'node', ['-e', `require('net').createServer((c) => c.end()).listen(8080, '${SERVER}', () => console.log('listening'))`]);
+    lab.link(
+      { ns: client, ifname: 'eth0', addr: `${CLIENT}/24` },
+      { ns: server, ifname: 'eth0', addr: `${SERVER}/24` },
+    );
+    const srv = lab.spawn(server, 'node', [
+      '-e',
+      `require('net').createServer((c) => c.end()).listen(8080, '${SERVER}', () => console.log('listening'))`,
+    ]);
     await new Promise<void>((resolve, reject) => {
       srv.stdout?.once('data', () => resolve());
       srv.once('exit', (code) => reject(new Error(`server exited ${code}`)));
@@ -67,7 +73,8 @@ describe.skipIf(!isPrivileged())('tc programs on a veth between two namespaces',
     expect(openFds()).toBe(fds);
   });
 
-  const connect = (ms: number): string => lab.exec(client, 'node', ['-e', CONNECT, SERVER, '8080', String(ms)]).trim();
+  const connect = (ms: number): string =>
+    lab.exec(client, 'node', ['-e', CONNECT, SERVER, '8080', String(ms)]).trim();
 
   it('connects before anything is attached', () => {
     expect(connect(2000)).toBe('ok');
@@ -88,9 +95,18 @@ describe.skipIf(!isPrivileged())('tc programs on a veth between two namespaces',
       await sig.stop();
     }
     expect(sig.signals.length).toBeGreaterThanOrEqual(1);
-    expect(sig.signals[0]).toMatchObject({ localId: 100, remoteId: 200, remoteNode: 5, authType: 1, direction: 'egress' });
+    expect(sig.signals[0]).toMatchObject({
+      localId: 100,
+      remoteId: 200,
+      remoteNode: 5,
+      authType: 1,
+      direction: 'egress',
+    });
 
-    dp.auth.update({ localId: 100, remoteId: 200, remoteNode: 5, authType: 1 }, { expiresAtMs: Date.now() + 60_000 });
+    dp.auth.update(
+      { localId: 100, remoteId: 200, remoteNode: 5, authType: 1 },
+      { expiresAtMs: Date.now() + 60_000 },
+    );
     expect(connect(2000)).toBe('ok');
     expect(dp.counters().pass_authenticated).toBeGreaterThanOrEqual(2n); // SYN + ACK at least
   });
@@ -157,14 +173,28 @@ describe.skipIf(!isPrivileged())('cgroup_skb programs on a cgroup v2 directory',
   /** Runs the connect one-liner as a process inside the cgroup. */
   function connectFromCgroup(ms: number): Promise<string> {
     return new Promise((resolve, reject) => {
-      const child = spawn('sh', ['-c', `echo $$ > ${cgroup}/cgroup.procs && exec node -e "$0" "$@"`, CONNECT, SERVER, String(port), String(ms), CLIENT], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
+      const child = spawn(
+        'sh',
+        [
+          '-c',
+          `echo $$ > ${cgroup}/cgroup.procs && exec node -e "$0" "$@"`,
+          CONNECT,
+          SERVER,
+          String(port),
+          String(ms),
+          CLIENT,
+        ],
+        {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
       let out = '';
       let err = '';
       child.stdout.on('data', (d: Buffer) => (out += d.toString()));
       child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-      child.on('exit', (code) => (code === 0 ? resolve(out.trim()) : reject(new Error(`connect exited ${code}: ${err}`))));
+      child.on('exit', (code) =>
+        code === 0 ? resolve(out.trim()) : reject(new Error(`connect exited ${code}: ${err}`)),
+      );
     });
   }
 
@@ -179,7 +209,10 @@ describe.skipIf(!isPrivileged())('cgroup_skb programs on a cgroup v2 directory',
       await sig.stop();
     }
     expect(sig.signals[0]).toMatchObject({ localId: 100, remoteId: 200, remoteNode: 7, direction: 'egress' });
-    dp.auth.update({ localId: 100, remoteId: 200, remoteNode: 7, authType: 1 }, { expiresAtMs: Date.now() + 60_000 });
+    dp.auth.update(
+      { localId: 100, remoteId: 200, remoteNode: 7, authType: 1 },
+      { expiresAtMs: Date.now() + 60_000 },
+    );
     expect(await connectFromCgroup(2000)).toBe('ok');
     // a process outside the cgroup was never affected
     expect(run('node', ['-e', CONNECT, SERVER, String(port), '2000', CLIENT]).trim()).toBe('ok');

@@ -94,7 +94,13 @@ describe('AuthManager', () => {
     t.signals.emit({ localId: 1, remoteId: 2, remoteNode: 7 });
     await t.manager.idle();
     expect(t.auth.calls).toEqual([
-      expect.objectContaining({ localId: WEB, remoteId: DB, peerNode: 'node-b', peerAddress: '192.0.2.2', peerPort: 4250 }),
+      expect.objectContaining({
+        localId: WEB,
+        remoteId: DB,
+        peerNode: 'node-b',
+        peerAddress: '192.0.2.2',
+        peerPort: 4250,
+      }),
     ]);
     const v = t.map.lookup({ localId: 1, remoteId: 2, remoteNode: 7, authType: 1 });
     expect(v?.expiresAtMs).toBeGreaterThan(Date.now() + 50_000);
@@ -128,7 +134,8 @@ describe('AuthManager', () => {
     const t = (current = setup({ maxConcurrent: 2, queueSize: 3 }));
     t.auth.delayMs = 20;
     // 9 distinct pairs: 2 start at once, 3 wait in the queue, 4 are dropped (the next signal retries them).
-    for (const l of [1, 2, 3]) for (const r of [1, 2, 3]) t.signals.emit({ localId: l, remoteId: r, remoteNode: 7 });
+    for (const l of [1, 2, 3])
+      for (const r of [1, 2, 3]) t.signals.emit({ localId: l, remoteId: r, remoteNode: 7 });
     expect(t.manager.stats()).toMatchObject({ inFlight: 2, queued: 3 });
     await t.manager.idle();
     expect(t.auth.maxActive).toBe(2);
@@ -177,7 +184,12 @@ describe('AuthManager', () => {
   it('writes the reverse entry for the server side of a handshake', () => {
     const t = (current = setup());
     const expiresAtMs = Date.now() + 30_000;
-    const key = t.manager.onServerAuthenticated({ localId: DB, remoteId: WEB, peerNode: 'node-b', expiresAtMs });
+    const key = t.manager.onServerAuthenticated({
+      localId: DB,
+      remoteId: WEB,
+      peerNode: 'node-b',
+      expiresAtMs,
+    });
     expect(key).toEqual({ localId: 2, remoteId: 1, remoteNode: 7, authType: 1 });
     expect(t.map.lookup(key)).toEqual({ expiresAtMs });
     expect(() =>
@@ -231,9 +243,21 @@ describe('AuthCache and AuthGc', () => {
     const map = new MemoryAuthMap();
     const cache = new AuthCache(map);
     const audit = new MemoryAuditSink();
-    cache.set({ localId: 1, remoteId: 2, remoteNode: 7, authType: 1 }, { expiresAtMs: Date.now() - 1 }, 'client');
-    cache.set({ localId: 3, remoteId: 2, remoteNode: 7, authType: 1 }, { expiresAtMs: Date.now() + 9e6 }, 'client');
-    cache.set({ localId: 2, remoteId: 1, remoteNode: 7, authType: 1 }, { expiresAtMs: Date.now() + 9e6 }, 'server');
+    cache.set(
+      { localId: 1, remoteId: 2, remoteNode: 7, authType: 1 },
+      { expiresAtMs: Date.now() - 1 },
+      'client',
+    );
+    cache.set(
+      { localId: 3, remoteId: 2, remoteNode: 7, authType: 1 },
+      { expiresAtMs: Date.now() + 9e6 },
+      'client',
+    );
+    cache.set(
+      { localId: 2, remoteId: 1, remoteNode: 7, authType: 1 },
+      { expiresAtMs: Date.now() + 9e6 },
+      'server',
+    );
     const gc = new AuthGc({
       cache,
       audit,

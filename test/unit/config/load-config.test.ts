@@ -438,9 +438,14 @@ describe('loadConfig: paths', () => {
 
 describe('loadConfig: sockops attach points', () => {
   it('reads a sockops cgroup from the file and from a flag', () => {
-    const file = writeConfig(MINIMAL.replace('hook: egress }', 'hook: egress }\n    - { type: sockops, path: /sys/fs/cgroup/pods }'));
+    const file = writeConfig(
+      MINIMAL.replace('hook: egress }', 'hook: egress }\n    - { type: sockops, path: /sys/fs/cgroup/pods }'),
+    );
     expect(loadConfig({ file }).datapath.attach[1]).toEqual({ type: 'sockops', path: '/sys/fs/cgroup/pods' });
-    const viaFlag = loadConfig({ file, argvOverrides: { 'datapath.attach': 'tc:eth0:egress,sockops:/sys/fs/cgroup/x' } });
+    const viaFlag = loadConfig({
+      file,
+      argvOverrides: { 'datapath.attach': 'tc:eth0:egress,sockops:/sys/fs/cgroup/x' },
+    });
     expect(viaFlag.datapath.attach).toEqual([
       { type: 'tc', interface: 'eth0', hook: 'egress', semantics: 'egress' },
       { type: 'sockops', path: '/sys/fs/cgroup/x' },

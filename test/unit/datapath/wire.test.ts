@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { wire, parseCidr, formatCidr, addressBytes, DatapathInputError } from '../../../src/datapath/index.js';
+import {
+  wire,
+  parseCidr,
+  formatCidr,
+  addressBytes,
+  DatapathInputError,
+} from '../../../src/datapath/index.js';
 
 describe('wire codecs mirror bpf/meshauth.h', () => {
   it('have the C struct sizes', () => {
@@ -17,7 +23,16 @@ describe('wire codecs mirror bpf/meshauth.h', () => {
   it('encode to exactly size bytes', () => {
     expect(wire.authKey.encode({ localId: 1, remoteId: 2, remoteNode: 3, authType: 1 })).toHaveLength(16);
     expect(wire.ipcacheKey.encode('10.0.0.1/32')).toHaveLength(20);
-    expect(wire.signal.encode({ localId: 1, remoteId: 2, remoteNode: 3, authType: 1, direction: 'ingress', bootNs: 5n })).toHaveLength(24);
+    expect(
+      wire.signal.encode({
+        localId: 1,
+        remoteId: 2,
+        remoteNode: 3,
+        authType: 1,
+        direction: 'ingress',
+        bootNs: 5n,
+      }),
+    ).toHaveLength(24);
   });
 
   it('lay out the auth key as u32 u32 u32 u8 pad[3], little-endian', () => {
@@ -28,13 +43,34 @@ describe('wire codecs mirror bpf/meshauth.h', () => {
   it('round-trip every struct', () => {
     const key = { localId: 4294967295, remoteId: 7, remoteNode: 9, authType: 1 };
     expect(wire.authKey.decode(wire.authKey.encode(key))).toEqual(key);
-    expect(wire.authValue.decode(wire.authValue.encode({ expiryBootNs: 123456789012345n }))).toEqual({ expiryBootNs: 123456789012345n });
-    expect(wire.policyKey.decode(wire.policyKey.encode({ localId: 3, remoteId: 0 }))).toEqual({ localId: 3, remoteId: 0 });
+    expect(wire.authValue.decode(wire.authValue.encode({ expiryBootNs: 123456789012345n }))).toEqual({
+      expiryBootNs: 123456789012345n,
+    });
+    expect(wire.policyKey.decode(wire.policyKey.encode({ localId: 3, remoteId: 0 }))).toEqual({
+      localId: 3,
+      remoteId: 0,
+    });
     expect(wire.policyValue.decode(wire.policyValue.encode({ authType: 1 }))).toEqual({ authType: 1 });
-    expect(wire.ipcacheValue.decode(wire.ipcacheValue.encode({ identity: 11, nodeId: 2 }))).toEqual({ identity: 11, nodeId: 2 });
-    const sig = { localId: 1, remoteId: 2, remoteNode: 3, authType: 1, direction: 'ingress' as const, bootNs: 99n };
+    expect(wire.ipcacheValue.decode(wire.ipcacheValue.encode({ identity: 11, nodeId: 2 }))).toEqual({
+      identity: 11,
+      nodeId: 2,
+    });
+    const sig = {
+      localId: 1,
+      remoteId: 2,
+      remoteNode: 3,
+      authType: 1,
+      direction: 'ingress' as const,
+      bootNs: 99n,
+    };
     expect(wire.signal.decode(wire.signal.encode(sig))).toEqual(sig);
-    const cfg = { throttleNs: 250_000_000n, wgIfindex: 7, flags: wire.FLAG_STRICT_WIREGUARD, synRtoMs: 40, hz: 1000 };
+    const cfg = {
+      throttleNs: 250_000_000n,
+      wgIfindex: 7,
+      flags: wire.FLAG_STRICT_WIREGUARD,
+      synRtoMs: 40,
+      hz: 1000,
+    };
     expect(wire.config.decode(wire.config.encode(cfg))).toEqual(cfg);
   });
 
@@ -60,8 +96,12 @@ describe('wire codecs mirror bpf/meshauth.h', () => {
   });
 
   it('reject out-of-range fields and short buffers', () => {
-    expect(() => wire.authKey.encode({ localId: -1, remoteId: 0, remoteNode: 0, authType: 1 })).toThrow(DatapathInputError);
-    expect(() => wire.authKey.encode({ localId: 1, remoteId: 0, remoteNode: 0, authType: 256 })).toThrow(/u8/);
+    expect(() => wire.authKey.encode({ localId: -1, remoteId: 0, remoteNode: 0, authType: 1 })).toThrow(
+      DatapathInputError,
+    );
+    expect(() => wire.authKey.encode({ localId: 1, remoteId: 0, remoteNode: 0, authType: 256 })).toThrow(
+      /u8/,
+    );
     expect(() => wire.ipcacheValue.encode({ identity: 2 ** 32, nodeId: 0 })).toThrow(/u32/);
     expect(() => wire.signal.decode(Buffer.alloc(23))).toThrow(/need 24 bytes/);
   });

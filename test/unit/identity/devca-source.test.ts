@@ -35,11 +35,15 @@ describe('DevCa', () => {
   it('refuses another trust domain, a half-present pair and a key of another CA', async () => {
     const dir = tmp();
     await DevCa.init({ dir, trustDomain: 'demo.local' });
-    await expect(DevCa.init({ dir, trustDomain: 'other.local' })).rejects.toThrow(/is for trust domain "demo.local"/);
+    await expect(DevCa.init({ dir, trustDomain: 'other.local' })).rejects.toThrow(
+      /is for trust domain "demo.local"/,
+    );
     const other = tmp();
     await DevCa.init({ dir: other, trustDomain: 'demo.local' });
     writeFileSync(join(dir, 'ca.key'), readFileSync(join(other, 'ca.key')));
-    await expect(DevCa.load({ caCert: join(dir, 'ca.crt'), caKey: join(dir, 'ca.key') })).rejects.toThrow(/does not belong to/);
+    await expect(DevCa.load({ caCert: join(dir, 'ca.crt'), caKey: join(dir, 'ca.key') })).rejects.toThrow(
+      /does not belong to/,
+    );
     rmSync(join(other, 'ca.key'));
     await expect(DevCa.init({ dir: other, trustDomain: 'demo.local' })).rejects.toBeInstanceOf(DevCaError);
   });
@@ -66,7 +70,9 @@ describe('DevCaSource', () => {
       const firstSerial = src.svid(WEB)!.leaf.serialNumber;
       // Renewal at half the lifetime, well before notAfter.
       await expect.poll(() => src.svid(WEB)?.leaf.serialNumber, { timeout: 3_000 }).not.toBe(firstSerial);
-      const renewed = events.find((e) => e.type === 'svid-updated' && e.spiffeId === WEB && e.previousNotAfter);
+      const renewed = events.find(
+        (e) => e.type === 'svid-updated' && e.spiffeId === WEB && e.previousNotAfter,
+      );
       expect(renewed).toBeDefined();
       src.setWanted([WEB]);
       expect(src.svid(DB)).toBeUndefined();
