@@ -163,7 +163,9 @@ export async function runAuditBench(opts: {
   const writer = new AuditWriter(store, { maxQueue: 200_000, thread: true });
   const t0 = Date.now() - opts.events; // one event per ms, ending now
   try {
-    const insertN = Math.min(opts.events, 200_000);
+    // the last events go in through the writer again once the trail is nearly full
+    const fullN = Math.min(100_000, Math.max(1, Math.floor(opts.events / 10)));
+    const insertN = Math.min(opts.events - fullN, 200_000);
     // the main-thread writer, for comparison, on a trail of its own
     const mainStore = AuditStore.open({ path: join(dir, 'main.db') });
     const mainWriter = new AuditWriter(mainStore, { maxQueue: 200_000, batchSize: 5000 });
@@ -172,8 +174,6 @@ export async function runAuditBench(opts: {
     mainStore.close();
     rmSync(join(dir, 'main.db'), { force: true });
 
-    // the last events go in through the writer again once the trail is nearly full
-    const fullN = Math.min(100_000, Math.max(1, Math.floor(opts.events / 10)));
     const insert = await insertRate(writer, store, insertN, t0);
 
     const fillStart = performance.now();
