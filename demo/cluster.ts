@@ -47,6 +47,8 @@ export interface ClusterOptions {
   /** Authenticate policy-implied pairs before their first packet. */
   preauthenticate?: boolean;
   logLevel?: string;
+  /** The API's optional TCP listener of a node (api.tcp in its config), or undefined for none. */
+  apiTcp?: (node: string) => { listen: string; allowedIds: string[]; identity?: string } | undefined;
   extraConfig?: (node: string) => Record<string, unknown>;
 }
 
@@ -205,7 +207,10 @@ export class Cluster {
         inventory: { file: join(this.opts.workDir, 'inventory.yaml') },
         policy: { file: join(this.opts.workDir, 'policy.yaml') },
         audit: { path: join(this.stateDir(n.name), 'audit.db') },
-        api: { socket: this.apiSocket(n.name) },
+        api: {
+          socket: this.apiSocket(n.name),
+          ...(this.opts.apiTcp?.(n.name) ? { tcp: this.opts.apiTcp(n.name) } : {}),
+        },
         metrics: { listen: '' },
         log: { level: this.opts.logLevel ?? 'info' },
         ...(this.opts.extraConfig?.(n.name) ?? {}),

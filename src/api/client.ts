@@ -50,6 +50,9 @@ function uriSans(cert: { subjectaltname?: string }): string[] {
     .map((s) => s.slice(4));
 }
 
+/** The TLS server name the client sends; the server's identity is checked by SPIFFE ID. */
+const SNI_NAME = 'meshauthd.api';
+
 /** gRPC client of meshauth.v1.Audit (and health), over the Unix socket or mTLS TCP. */
 export class ApiClient {
   /** Where the client connects, for messages ("unix socket /run/meshauth/api.sock"). */
@@ -62,6 +65,7 @@ export class ApiClient {
     const { audit, health } = loadServices();
     let address: string;
     let creds: grpc.ChannelCredentials;
+    let channelOptions: grpc.ChannelOptions = {};
     if (opts.address) {
       if (!opts.tls)
         throw new ApiClientError(
@@ -83,14 +87,17 @@ export class ApiClient {
       });
       address = opts.address;
       this.target = `address ${opts.address}`;
+      // TLS server names must be host names (RFC 6066), and the server is identified by its SPIFFE
+      // ID anyway: send a fixed name rather than the IP address of the target.
+      channelOptions = { 'grpc.ssl_target_name_override': SNI_NAME };
     } else {
       const socket = opts.socket ?? '/run/meshauth/api.sock';
       address = `unix://${socket}`;
       creds = grpc.credentials.createInsecure();
       this.target = `unix socket ${socket}`;
     }
-    this.client = new audit(address, creds);
-    this.health = new health(address, creds);
+    this.client = new audit(address, creds, channelOptions);
+    this.health = new health(address, creds, channelOptions);
     this.timeoutMs = opts.timeoutMs ?? 10_000;
   }
 

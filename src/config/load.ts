@@ -194,6 +194,7 @@ function finalize(p: ParsedConfig, file: string | undefined): DaemonConfig {
         ? {
             listen: p.api.tcp.listen as NonNullable<typeof p.api.tcp.listen>,
             allowedIds: [...p.api.tcp.allowedIds],
+            identity: p.api.tcp.identity,
           }
         : undefined,
     },

@@ -295,6 +295,13 @@ const SPECS: readonly Spec[] = [
     description: 'SPIFFE IDs allowed to use the TCP API',
   },
   {
+    path: 'api.tcp.identity',
+    kind: 'string',
+    valueName: '<spiffe-id>',
+    description:
+      'SPIFFE ID whose SVID the TCP API presents (default: the first workload of this node with an SVID)',
+  },
+  {
     path: 'metrics.listen',
     kind: 'string',
     valueName: '<host:port>',

@@ -238,6 +238,7 @@ export const configSchema = z
           .strictObject({
             listen: hostPortField(undefined),
             allowedIds: z.array(spiffeIdField()).min(1),
+            identity: spiffeIdField().optional(),
           })
           .optional(),
       })

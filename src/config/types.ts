@@ -83,7 +83,11 @@ export interface DaemonConfig {
     socket: string;
     /** Numeric file mode of the socket (0o600 by default). */
     socketMode: number;
-    tcp: { listen: HostPort; allowedIds: string[] } | undefined;
+    /**
+     * identity: the SPIFFE ID whose SVID the listener presents (one the identity source provides);
+     * undefined = the first workload of this node that has an SVID.
+     */
+    tcp: { listen: HostPort; allowedIds: string[]; identity: string | undefined } | undefined;
   };
   /** null when disabled (listen: ""). */
   metrics: { listen: HostPort | null };

@@ -184,17 +184,29 @@ export async function startOperations(deps: OperationsDeps): Promise<DaemonOpera
     }
     let tcp: Parameters<typeof startApiServer>[0]['tcp'];
     if (config.api.tcp) {
-      // The listener presents the SVID of this node's first workload that has one, re-read on
-      // every rotation (refreshTls below).
+      // The listener presents the SVID of api.tcp.identity, or of this node's first workload that
+      // has one; re-read on every rotation (refreshTls below).
+      const wanted = config.api.tcp.identity;
       const own = (): { certChainPem: string; keyPem: string } | undefined => {
-        for (const id of localIds()) {
+        for (const id of wanted === undefined ? localIds() : [wanted]) {
           const s = deps.identity.svid(id);
           if (s) return { certChainPem: s.chainPem, keyPem: s.keyPem };
         }
         return undefined;
       };
-      if (!own())
-        throw new Error('api: the TCP listener needs an SVID of a workload on this node to present');
+      if (!own()) {
+        throw new Error(
+          wanted === undefined
+            ? 'api: the TCP listener needs an SVID of a workload on this node to present (or set api.tcp.identity)'
+            : `api: the TCP listener should present ${wanted} (api.tcp.identity), but the identity source has no SVID for it`,
+        );
+      }
+      if (wanted === undefined) {
+        logger.warn(
+          { event: 'api_tcp_identity_default', component: 'api' },
+          "api.tcp.identity is not set: the TCP listener presents a workload's SVID; set it to this daemon's own SPIFFE ID",
+        );
+      }
       tcp = {
         host: config.api.tcp.listen.host,
         port: config.api.tcp.listen.port,

@@ -366,6 +366,7 @@ describe('loadConfig: environment and flags', () => {
         datapathAttach: ['tc:eth0:egress', 'tc:veth1:ingress:egress,cgroup:/sys/fs/cgroup/unified/pods'],
         apiTcpListen: '[::1]:4251',
         apiTcpAllowedIds: 'spiffe://demo.local/ops/cli, spiffe://demo.local/ops/ui',
+        apiTcpIdentity: 'spiffe://demo.local/meshauthd/node-b',
       },
     });
     expect(c.file).toBeUndefined();
@@ -379,7 +380,21 @@ describe('loadConfig: environment and flags', () => {
     expect(c.api.tcp).toEqual({
       listen: { host: '::1', port: 4251 },
       allowedIds: ['spiffe://demo.local/ops/cli', 'spiffe://demo.local/ops/ui'],
+      identity: 'spiffe://demo.local/meshauthd/node-b',
     });
+    expect(
+      errorOf(() =>
+        loadConfig({
+          env: { MESHAUTH_NODE: 'n', MESHAUTH_INVENTORY_FILE: '/i', MESHAUTH_POLICY_FILE: '/p' },
+          argvOverrides: {
+            datapathAttach: 'tc:eth0:egress',
+            apiTcpListen: '127.0.0.1:4251',
+            apiTcpAllowedIds: 'spiffe://d/x',
+            apiTcpIdentity: 'nope',
+          },
+        }),
+      ).message,
+    ).toMatch(/^config flag --api-tcp-identity: api\.tcp\.identity: is not a valid SPIFFE ID/);
   });
 
   it('names the environment variable or flag when its value is bad', () => {
