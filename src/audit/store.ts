@@ -127,6 +127,11 @@ export class AuditStore {
   private readonly appendTx:
     ((events: readonly AuditEventInput[], collect: boolean) => StoredAuditEvent[]) | undefined;
   private readonly names: NameTable;
+  /** Time bound → seq bound seeks on events_ts (see runQuery). */
+  private readonly lastBefore: Database.Statement;
+  private readonly firstFrom: Database.Statement;
+  /** Seq of the last row the latest append wrote. */
+  private appendedSeq = 0;
 
   private readonly scanWindow: number;
 
@@ -136,6 +141,8 @@ export class AuditStore {
     this.scanWindow = scanWindow;
     this.readHead = db.prepare('SELECT seq, hash, max_ts, lateness_ms FROM chain_head WHERE id = 1');
     this.names = new NameTable(db, !readonly);
+    this.lastBefore = db.prepare('SELECT seq FROM events WHERE ts < ? ORDER BY ts DESC LIMIT 1');
+    this.firstFrom = db.prepare('SELECT seq FROM events WHERE ts >= ? ORDER BY ts ASC LIMIT 1');
     if (!readonly) {
       this.insert = db.prepare(
         `INSERT INTO events (seq, ts, type, outcome, reason, local_ref, remote_ref, node_ref, direction, details, prev_hash, hash)
@@ -200,7 +207,7 @@ export class AuditStore {
   /** Append events in one transaction without building their stored form; returns the last seq. */
   appendQuiet(events: readonly AuditEventInput[]): number {
     this.appendBatch(events, false);
-    return this.lastSeq();
+    return this.appendedSeq;
   }
 
   private appendBatch(events: readonly AuditEventInput[], collect: boolean): StoredAuditEvent[] {
@@ -215,7 +222,7 @@ export class AuditStore {
       throw err;
     }
     this.names.commit();
-    this.notifyAppended();
+    this.notifyAppended(this.appendedSeq);
     return stored;
   }
 
@@ -301,6 +308,7 @@ export class AuditStore {
       prev = hash;
     }
     this.writeHead!.run(seq, prev, maxTs, lateness);
+    this.appendedSeq = seq;
     return out;
   }
 
@@ -353,15 +361,11 @@ export class AuditStore {
     if (plan.sinceMs !== undefined || plan.untilMs !== undefined) {
       const lateness = (this.readHead.get() as HeadRow).lateness_ms;
       if (plan.sinceMs !== undefined) {
-        const r = this.db
-          .prepare('SELECT seq FROM events WHERE ts < ? ORDER BY ts DESC LIMIT 1')
-          .get(plan.sinceMs - lateness) as { seq: number } | undefined;
+        const r = this.lastBefore.get(plan.sinceMs - lateness) as { seq: number } | undefined;
         if (r) lo = Math.max(lo, r.seq + 1);
       }
       if (plan.untilMs !== undefined) {
-        const r = this.db
-          .prepare('SELECT seq FROM events WHERE ts >= ? ORDER BY ts ASC LIMIT 1')
-          .get(plan.untilMs + lateness) as { seq: number } | undefined;
+        const r = this.firstFrom.get(plan.untilMs + lateness) as { seq: number } | undefined;
         if (r) hi = Math.min(hi, r.seq - 1);
       }
     }

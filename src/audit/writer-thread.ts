@@ -9,7 +9,6 @@ import type { AuditEventInput } from './sink.js';
 
 export interface WriterThreadData {
   path: string;
-  synchronous?: 'NORMAL' | 'FULL';
 }
 
 export type ToWriterThread = { op: 'append'; id: number; events: AuditEventInput[] } | { op: 'close' };
@@ -28,10 +27,7 @@ function main(): void {
   const data = workerData as WriterThreadData;
   let store: AuditStore;
   try {
-    store = AuditStore.open({
-      path: data.path,
-      ...(data.synchronous ? { synchronous: data.synchronous } : {}),
-    });
+    store = AuditStore.open({ path: data.path });
   } catch (err) {
     send({ op: 'open-failed', message: (err as Error).message });
     return;
