@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { AuditSink } from '../audit/sink.js';
 import type { AuthKey, AuthSignal, SignalSource } from '../datapath/types.js';
 import { backoffMs } from '../sync.js';
+import { systemClock, type Clock, type TimerHandle } from '../time.js';
 import type { AuthCache, CachedEntry } from './cache.js';
 import { pairKey } from './pair.js';
 
@@ -81,7 +82,7 @@ interface PairState {
   attempts: number;
   nextAttemptAtMs: number;
   lastSignalAtMs: number;
-  retryTimer?: NodeJS.Timeout;
+  retryTimer?: TimerHandle;
 }
 
 interface WorkItem {
@@ -99,7 +100,7 @@ export class AuthManager {
   private readonly pending = new Set<string>();
   private readonly inFlight = new Map<string, AbortController>();
   private readonly pairs = new Map<string, PairState>();
-  private readonly now: () => number;
+  private readonly clock: Clock;
   private closed = false;
   private runner: Promise<void> | undefined;
   private source: SignalSource | undefined;
@@ -114,10 +115,15 @@ export class AuthManager {
       logger: Logger;
       options: AuthManagerOptions;
       observer?: AuthObserver;
-      now?: () => number;
+      /** Wall clock (entry expiry, backoff) and the retry timers; default systemClock. */
+      clock?: Clock;
     },
   ) {
-    this.now = deps.now ?? Date.now;
+    this.clock = deps.clock ?? systemClock;
+  }
+
+  private now(): number {
+    return this.clock.now();
   }
 
   /** Reads signals until close(), which also closes the source. */
@@ -271,7 +277,7 @@ export class AuthManager {
     this.queue.length = 0;
     this.pending.clear();
     for (const c of this.inFlight.values()) c.abort(new Error('auth manager closed'));
-    for (const s of this.pairs.values()) if (s.retryTimer) clearTimeout(s.retryTimer);
+    for (const s of this.pairs.values()) if (s.retryTimer) this.clock.clearTimeout(s.retryTimer);
     this.source?.close();
     await this.runner;
     this.notifyIdle();
@@ -452,19 +458,18 @@ export class AuthManager {
       `auth failed (${reason}): no entry written`,
     );
     // Retry on our own while the pair is still being asked for; otherwise the next signal retries.
-    if (state.retryTimer) clearTimeout(state.retryTimer);
-    state.retryTimer = setTimeout(() => {
+    if (state.retryTimer) this.clock.clearTimeout(state.retryTimer);
+    state.retryTimer = this.clock.setTimeout(() => {
       state.retryTimer = undefined;
       const window = this.deps.options.retryWindowMs ?? 30_000;
       const stillWanted = why !== 'signal' || this.now() - state.lastSignalAtMs <= window;
       if (!this.closed && stillWanted && !this.deps.cache.isLive(key)) this.enqueue({ key, reason: 'retry' });
     }, delay);
-    state.retryTimer.unref();
   }
 
   private clearFailures(id: string): void {
     const s = this.pairs.get(id);
-    if (s?.retryTimer) clearTimeout(s.retryTimer);
+    if (s?.retryTimer) this.clock.clearTimeout(s.retryTimer);
     this.pairs.delete(id);
   }
 

@@ -10,6 +10,7 @@ import {
 } from '../../../src/auth/index.js';
 import { silentLogger } from '../../../src/log.js';
 import { sleep } from '../../../src/sync.js';
+import { ManualClock } from '../../helpers/clock.js';
 import { ManualSignals, MemoryAuthMap } from '../../helpers/fakes.js';
 
 const WEB = 'spiffe://demo.local/ns/demo/sa/web';
@@ -36,6 +37,7 @@ function resolver(): PairResolver & { required: boolean } {
 }
 
 class FakeAuthenticator {
+  constructor(private readonly clock: ManualClock) {}
   calls: AuthenticateRequest[] = [];
   active = 0;
   maxActive = 0;
@@ -49,7 +51,7 @@ class FakeAuthenticator {
     try {
       await sleep(this.delayMs);
       if (this.fail) throw Object.assign(new Error(`handshake: ${this.fail}`), { reason: this.fail });
-      return { expiresAtMs: Date.now() + this.ttlMs, durationMs: this.delayMs, tlsVersion: 'TLSv1.3' };
+      return { expiresAtMs: this.clock.now() + this.ttlMs, durationMs: this.delayMs, tlsVersion: 'TLSv1.3' };
     } finally {
       this.active--;
     }
@@ -57,10 +59,13 @@ class FakeAuthenticator {
 }
 
 function setup(opts: Partial<{ maxConcurrent: number; queueSize: number; retryBaseMs: number }> = {}) {
+  // Manager, cache and handshakes share a clock that moves only when a test advances it (the
+  // handshakes themselves still take a few real milliseconds).
+  const clock = new ManualClock(Date.now());
   const map = new MemoryAuthMap();
-  const cache = new AuthCache(map);
+  const cache = new AuthCache(map, { now: () => clock.now() });
   const audit = new MemoryAuditSink();
-  const auth = new FakeAuthenticator();
+  const auth = new FakeAuthenticator(clock);
   const res = resolver();
   const signals = new ManualSignals();
   const manager = new AuthManager({
@@ -69,6 +74,7 @@ function setup(opts: Partial<{ maxConcurrent: number; queueSize: number; retryBa
     authenticator: auth,
     audit,
     logger: silentLogger(),
+    clock,
     options: {
       maxConcurrent: opts.maxConcurrent ?? 4,
       queueSize: opts.queueSize ?? 100,
@@ -78,7 +84,7 @@ function setup(opts: Partial<{ maxConcurrent: number; queueSize: number; retryBa
     },
   });
   manager.start(signals);
-  return { map, cache, audit, auth, res, signals, manager };
+  return { clock, map, cache, audit, auth, res, signals, manager };
 }
 
 let current: ReturnType<typeof setup> | undefined;
@@ -151,14 +157,19 @@ describe('AuthManager', () => {
     expect(t.map.data.size).toBe(0);
     const failed = t.audit.events.find((e) => e.type === 'handshake-failed');
     expect(failed).toMatchObject({ reason: 'svid-untrusted', localId: WEB, remoteId: DB, node: 'node-b' });
-    // A signal during backoff does not start a handshake.
+    // A signal during backoff does not start a handshake (the clock has not moved: still backing off).
     t.signals.emit({ localId: 1, remoteId: 2, remoteNode: 7 });
     expect(t.manager.stats().queued).toBe(0);
+    expect(t.manager.stats().backoff).toBe(1);
     expect(t.auth.calls).toHaveLength(1);
-    // The retry timer re-attempts on its own; once the peer is fixed the entry appears.
+    // Just before the shortest possible delay (half of retryBaseMs, full jitter) nothing is retried.
     t.auth.fail = undefined;
-    const deadline = Date.now() + 2000;
-    while (t.map.data.size === 0 && Date.now() < deadline) await sleep(10);
+    t.clock.advance(29);
+    expect(t.manager.stats().queued + t.manager.stats().inFlight).toBe(0);
+    expect(t.auth.calls).toHaveLength(1);
+    // The retry timer re-attempts on its own by the longest delay; once the peer is fixed the entry appears.
+    t.clock.advance(31);
+    await t.manager.idle();
     expect(t.map.data.size).toBe(1);
     expect(t.auth.calls.length).toBeGreaterThanOrEqual(2);
   });
@@ -213,7 +224,7 @@ describe('AuthManager', () => {
     t.auth.ttlMs = 40;
     t.manager.onLocalSvidRotated(API);
     await t.manager.idle();
-    await sleep(25);
+    t.clock.advance(25);
     t.res.required = false;
     expect(t.manager.scheduleExpiryReauth()).toBe(0); // no longer required by policy
     t.res.required = true;
