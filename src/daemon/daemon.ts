@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { AuthCache, AuthGc, AuthManager, type AuthObserver } from '../auth/index.js';
+import { AuthCache, AuthGc, AuthManager, AuthReporter, type AuthObserver } from '../auth/index.js';
 import { HandshakeClient, HandshakeServer } from '../auth/handshake/index.js';
 import type { AuditSink } from '../audit/sink.js';
 import type { DaemonConfig } from '../config/index.js';
@@ -135,6 +135,11 @@ export class Daemon {
       handshake: (result, reason, ms) => ops.current?.metrics.recordHandshake(result, reason, ms),
       entries: (n) => ops.current?.metrics.authEntries.set(n),
     };
+    const reporter = new AuthReporter({
+      audit: audit.sink,
+      logger: logger.child({ component: 'auth' }),
+      observer,
+    });
 
     const client = new HandshakeClient({
       identity,
@@ -153,9 +158,8 @@ export class Daemon {
       cache,
       resolver,
       authenticator: client,
-      audit: audit.sink,
+      reporter,
       logger: logger.child({ component: 'auth' }),
-      observer,
       options: {
         maxConcurrent: config.auth.maxConcurrent,
         queueSize: config.auth.queueSize,
@@ -186,33 +190,8 @@ export class Daemon {
       logger,
       onAuthenticated: (r) => {
         manager.onServerAuthenticated(r);
-        observer.handshake?.('success', 'ok', r.durationMs);
-        logger.info(
-          {
-            component: 'auth',
-            event: 'server_auth_succeeded',
-            local_id: r.localId,
-            remote_id: r.remoteId,
-            node: r.peerNode,
-            duration_ms: r.durationMs,
-            expires_at: new Date(r.expiresAtMs).toISOString(),
-          },
-          'peer authenticated us for a pair; entry written',
-        );
       },
-      onFailure: (f) => {
-        observer.handshake?.('failure', f.reason, f.durationMs);
-        audit.sink.record({
-          type: 'handshake-failed',
-          outcome: 'failure',
-          reason: f.reason,
-          localId: f.localId,
-          remoteId: f.remoteId,
-          node: f.peerNode,
-          direction: 'server',
-          details: { message: f.message, peer: f.peer, stage: f.stage, durationMs: f.durationMs },
-        });
-      },
+      onFailure: (f) => reporter.serverFailed(f),
     });
     await server.listen({ host: config.handshake.listen, port: config.handshake.port });
 

@@ -4,6 +4,7 @@ import {
   AuthCache,
   AuthGc,
   AuthManager,
+  AuthReporter,
   type AuthenticateRequest,
   type AuthenticateResult,
   type PairResolver,
@@ -72,7 +73,7 @@ function setup(opts: Partial<{ maxConcurrent: number; queueSize: number; retryBa
     cache,
     resolver: res,
     authenticator: auth,
-    audit,
+    reporter: new AuthReporter({ audit, logger: silentLogger() }),
     logger: silentLogger(),
     clock,
     options: {
