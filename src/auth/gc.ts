@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { AuditSink } from '../audit/sink.js';
 import type { AuthKey } from '../datapath/types.js';
+import type { IdentityEvent } from '../identity/source.js';
 import { systemClock, type Clock } from '../time.js';
 import type { AuthCache } from './cache.js';
 
@@ -22,6 +23,11 @@ export class AuthGc {
       clock?: Pick<Clock, 'now'>;
     },
   ) {}
+
+  /** A workload lost its SVID: its entries go now rather than at the next periodic run. */
+  onIdentityEvent(ev: Pick<IdentityEvent, 'type'>): void {
+    if (ev.type === 'svid-removed') this.run();
+  }
 
   run(): { expired: number; removed: number } {
     const now = (this.deps.clock ?? systemClock).now();

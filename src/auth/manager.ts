@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { AuthKey, AuthSignal, SignalSource } from '../datapath/types.js';
+import type { IdentityEvent } from '../identity/source.js';
 import { backoffMs } from '../sync.js';
 import { systemClock, type Clock, type TimerHandle } from '../time.js';
 import type { AuthCache, CachedEntry } from './cache.js';
@@ -168,6 +169,23 @@ export class AuthManager {
     return key;
   }
 
+  /**
+   * Follows the identity source: a renewed SVID (an update with a previous one) is audited as a
+   * rotation and every pair of that workload re-authenticates with it. Removals are the GC's
+   * (AuthGc.onIdentityEvent); other events change nothing here.
+   */
+  onIdentityEvent(ev: IdentityEvent): void {
+    if (ev.type !== 'svid-updated' || !ev.previousNotAfter) return;
+    const rotated = {
+      spiffeId: ev.spiffeId,
+      notAfterMs: ev.svid.notAfter.getTime(),
+      previousNotAfterMs: ev.previousNotAfter.getTime(),
+      serial: ev.svid.leaf.serialNumber,
+    };
+    // Audited before the re-authentications it causes are queued.
+    this.deps.reporter.svidRotated(rotated, () => this.onLocalSvidRotated(ev.spiffeId));
+  }
+
   /** Our SVID for spiffeId was renewed: re-authenticate every pair it is part of, before expiry. */
   onLocalSvidRotated(spiffeId: string): number {
     let n = 0;
@@ -216,6 +234,7 @@ export class AuthManager {
       this.enqueue({ key, reason: 'preauth' });
       if (this.queue.length > before || this.pending.has(id)) n++;
     }
+    this.deps.reporter.preauthQueued(keys.length, n);
     return n;
   }
 

@@ -246,10 +246,13 @@ export class AuthReporter {
     });
   }
 
-  /** Our SVID for a workload was renewed; `pairs` pairs are queued for re-authentication. */
+  /**
+   * Our SVID for a workload was renewed: audited, then `reauthenticate` queues its pairs (it
+   * returns how many), then logged with that count.
+   */
   svidRotated(
     ev: { spiffeId: string; notAfterMs: number; previousNotAfterMs: number; serial: string },
-    pairs: number,
+    reauthenticate: () => number,
   ): void {
     this.deps.audit.record({
       type: 'svid-rotated',
@@ -261,6 +264,7 @@ export class AuthReporter {
         serial: ev.serial,
       },
     });
+    const pairs = reauthenticate();
     this.deps.logger.info(
       { event: 'reauth_scheduled', local_id: ev.spiffeId, pairs },
       're-authenticating after rotation',

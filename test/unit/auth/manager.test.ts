@@ -9,6 +9,7 @@ import {
   type AuthenticateResult,
   type PairResolver,
 } from '../../../src/auth/index.js';
+import type { Svid } from '../../../src/identity/source.js';
 import { silentLogger } from '../../../src/log.js';
 import { sleep } from '../../../src/sync.js';
 import { ManualClock } from '../../helpers/clock.js';
@@ -239,6 +240,44 @@ describe('AuthManager', () => {
   });
 });
 
+describe('AuthManager identity events', () => {
+  const svidOf = (notAfterMs: number) =>
+    ({ notAfter: new Date(notAfterMs), leaf: { serialNumber: '0a' } }) as unknown as Svid;
+
+  it('audits a rotation and re-authenticates the pairs of that workload only', async () => {
+    const t = (current = setup());
+    t.signals.emit({ localId: 1, remoteId: 2, remoteNode: 7 });
+    t.signals.emit({ localId: 3, remoteId: 2, remoteNode: 7 });
+    await t.manager.idle();
+    t.audit.events.length = 0;
+    // A first SVID (no previous one) and other events change nothing.
+    t.manager.onIdentityEvent({ type: 'svid-updated', spiffeId: WEB, svid: svidOf(2e12) });
+    t.manager.onIdentityEvent({ type: 'svid-removed', spiffeId: WEB, reason: 'gone' });
+    t.manager.onIdentityEvent({ type: 'source-state', state: 'connected', detail: '' });
+    expect(t.manager.stats()).toMatchObject({ queued: 0, inFlight: 0 });
+    expect(t.audit.events).toEqual([]);
+
+    t.manager.onIdentityEvent({
+      type: 'svid-updated',
+      spiffeId: WEB,
+      svid: svidOf(2e12),
+      previousNotAfter: new Date(1e12),
+    });
+    await t.manager.idle();
+    expect(t.audit.events.map((e) => e.type)).toEqual([
+      'svid-rotated',
+      'reauth',
+      'handshake-succeeded',
+      'entry-written',
+    ]);
+    expect(t.audit.events[0]).toMatchObject({
+      localId: WEB,
+      details: { notAfterMs: 2e12, previousNotAfterMs: 1e12, serial: '0a' },
+    });
+    expect(t.auth.calls.map((c) => c.localId)).toEqual([WEB, API, WEB]);
+  });
+});
+
 describe('AuthCache and AuthGc', () => {
   it('restores the mirror from the kernel map', () => {
     const map = new MemoryAuthMap();
@@ -284,5 +323,30 @@ describe('AuthCache and AuthGc', () => {
       ['entry-removed', 'identity-removed'],
     ]);
     expect(gc.run()).toEqual({ expired: 0, removed: 0 });
+  });
+
+  it('runs at once when a workload loses its SVID, not on other identity events', () => {
+    const map = new MemoryAuthMap();
+    const cache = new AuthCache(map);
+    const audit = new MemoryAuditSink();
+    const key = { localId: 1, remoteId: 2, remoteNode: 7, authType: 1 };
+    cache.set(key, { expiresAtMs: Date.now() + 9e6 }, 'client');
+    let svidHeld = true;
+    const gc = new AuthGc({
+      cache,
+      audit,
+      logger: silentLogger(),
+      obsolete: () => (svidHeld ? undefined : 'svid-removed'),
+      describe: () => ({ localId: WEB }),
+    });
+    svidHeld = false;
+    gc.onIdentityEvent({ type: 'source-state' });
+    gc.onIdentityEvent({ type: 'svid-updated' });
+    expect(map.data.size).toBe(1);
+    gc.onIdentityEvent({ type: 'svid-removed' });
+    expect(map.data.size).toBe(0);
+    expect(audit.events).toEqual([
+      expect.objectContaining({ type: 'entry-removed', reason: 'svid-removed', localId: WEB }),
+    ]);
   });
 });
