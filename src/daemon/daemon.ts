@@ -153,17 +153,20 @@ export class Daemon {
       observer,
     });
 
+    // With WireGuard, both handshake halves carry this node's key and check the peer's.
+    const wgTunnel = wg;
+    const wireguardBinding = wgTunnel
+      ? {
+          wireguardPublicKey: () => wgTunnel.publicKey,
+          expectedPeerWireguardKey: (node: string) => inventory.current.node(node)?.wireguardPublicKey,
+        }
+      : {};
     const client = new HandshakeClient({
       identity,
       nodeName: config.node,
       maxEntryTtlMs: config.handshake.maxEntryTtlMs,
       timeoutMs: config.handshake.timeoutMs,
-      ...(wg
-        ? {
-            wireguardPublicKey: () => wg.publicKey,
-            expectedPeerWireguardKey: (node: string) => inventory.current.node(node)?.wireguardPublicKey,
-          }
-        : {}),
+      ...wireguardBinding,
       logger,
     });
     const manager = new AuthManager({
@@ -194,12 +197,7 @@ export class Daemon {
         perPeerRatePerSec: config.handshake.perPeerRate,
         perPeerBurst: config.handshake.perPeerBurst,
       },
-      ...(wg
-        ? {
-            wireguardPublicKey: () => wg.publicKey,
-            expectedPeerWireguardKey: (node: string) => inventory.current.node(node)?.wireguardPublicKey,
-          }
-        : {}),
+      ...wireguardBinding,
       logger,
       onAuthenticated: (r) => {
         manager.onServerAuthenticated(r);
