@@ -261,7 +261,7 @@ export class Daemon {
         log.error({ event: 'periodic_task_failed', err }, 'periodic task failed');
       }
     }, config.auth.gcIntervalMs);
-    closers.push('gc-timer', () => systemClock.clearInterval(gcTimer));
+    closers.push('gc-timer', () => gcTimer.cancel());
 
     ops.current = await startOperations({
       config,

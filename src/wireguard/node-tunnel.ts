@@ -4,7 +4,7 @@ import type { Inventory } from '../inventory/inventory.js';
 import type { InventoryNode } from '../inventory/types.js';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
-import { systemClock, type Clock, type TimerHandle } from '../time.js';
+import { systemClock, type Clock, type Timer } from '../time.js';
 import { WireguardError } from './errors.js';
 import type { Exec } from './exec.js';
 import {
@@ -131,7 +131,7 @@ export async function startWireguard(opts: StartWireguardOptions): Promise<Wireg
 class NodeTunnel implements WireguardTunnel {
   private closed = false;
   private unsubscribe: (() => void) | undefined;
-  private timer: TimerHandle | undefined;
+  private timer: Timer | undefined;
   private readonly clock: Clock;
   private lastIfindex: number;
   private lastKeyState: InventoryKeyState | undefined;
@@ -216,7 +216,7 @@ class NodeTunnel implements WireguardTunnel {
     if (first) {
       this.unsubscribe?.();
       this.unsubscribe = undefined;
-      if (this.timer !== undefined) this.clock.clearInterval(this.timer);
+      this.timer?.cancel();
       this.timer = undefined;
     }
     // teardown is honoured even on a second call (close() then close({teardown: true}))

@@ -11,7 +11,7 @@ import {
   startWireguard,
   type WireguardTunnel,
 } from '../../../src/wireguard/index.js';
-import { ManualClock } from '../../helpers/clock.js';
+import { FakeClock } from '../../helpers/fake-clock.js';
 import { FakeHost, isWrite } from './fake-host.js';
 
 const keyB = publicKeyFromPrivate(generatePrivateKey());
@@ -121,7 +121,7 @@ describe('startWireguard: the tunnel follows the inventory (fake kernel-module h
 
   it('close() leaves the interface running; a new start adopts it without any write or new key', async () => {
     const inv = new Inventory(data([node('a', 1, undefined), node('b', 2, keyB)]));
-    const clock = new ManualClock();
+    const clock = new FakeClock();
     const first = await startWireguard({
       config: config(),
       inventory: inv,
@@ -176,7 +176,7 @@ describe('startWireguard: the tunnel follows the inventory (fake kernel-module h
   it('brings back a vanished interface on the resync timer and reports the new ifindex', async () => {
     const inv = new Inventory(data([node('a', 1, undefined), node('b', 2, keyB)]));
     const seen: number[] = [];
-    const clock = new ManualClock();
+    const clock = new FakeClock();
     tunnel = await startWireguard({
       config: config(),
       inventory: inv,
