@@ -31,7 +31,7 @@ import {
   wire,
 } from '../src/datapath/index.js';
 import type { AuthKey, AuthMap, AuthValue } from '../src/datapath/types.js';
-import { DevCa } from '../src/identity/dev-ca.js';
+import { DevCa } from '../src/identity/index.js';
 import { silentLogger } from '../src/log.js';
 
 const TD = 'bench.local';

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { AuthKey, AuthSignal, SignalSource } from '../datapath/types.js';
 import type { IdentityEvent } from '../identity/source.js';
 import { backoffMs } from '../sync.js';
-import { systemClock, type Clock, type TimerHandle } from '../time.js';
+import { systemClock, type Clock, type Timer } from '../time.js';
 import type { AuthCache, CachedEntry } from './cache.js';
 import { pairKey, pairNames, type PairNames } from './pair.js';
 import type { AuthReporter, SignalOutcome, WorkReason } from './reporter.js';
@@ -74,7 +74,7 @@ interface PairState {
   attempts: number;
   nextAttemptAtMs: number;
   lastSignalAtMs: number;
-  retryTimer?: TimerHandle;
+  retryTimer?: Timer;
 }
 
 interface WorkItem {
@@ -258,7 +258,7 @@ export class AuthManager {
     this.queue.length = 0;
     this.pending.clear();
     for (const c of this.inFlight.values()) c.abort(new Error('auth manager closed'));
-    for (const s of this.pairs.values()) if (s.retryTimer) this.clock.clearTimeout(s.retryTimer);
+    for (const s of this.pairs.values()) if (s.retryTimer) s.retryTimer.cancel();
     this.source?.close();
     await this.runner;
     this.notifyIdle();
@@ -390,7 +390,7 @@ export class AuthManager {
       retryInMs: delay,
     });
     // Retry on our own while the pair is still being asked for; otherwise the next signal retries.
-    if (state.retryTimer) this.clock.clearTimeout(state.retryTimer);
+    if (state.retryTimer) state.retryTimer.cancel();
     state.retryTimer = this.clock.setTimeout(() => {
       state.retryTimer = undefined;
       const window = this.deps.options.retryWindowMs ?? 30_000;
@@ -401,7 +401,7 @@ export class AuthManager {
 
   private clearFailures(id: string): void {
     const s = this.pairs.get(id);
-    if (s?.retryTimer) this.clock.clearTimeout(s.retryTimer);
+    if (s?.retryTimer) s.retryTimer.cancel();
     this.pairs.delete(id);
   }
 

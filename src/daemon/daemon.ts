@@ -3,8 +3,12 @@ import type { Logger } from 'pino';
 import { AuthCache, AuthGc, AuthManager, AuthReporter, type AuthObserver } from '../auth/index.js';
 import { HandshakeClient, HandshakeServer } from '../auth/handshake/index.js';
 import type { DaemonConfig } from '../config/index.js';
-import { openStateAllocators, type IdAllocator } from '../identity/allocator.js';
-import type { IdentityEvent, IdentitySource } from '../identity/source.js';
+import {
+  openStateAllocators,
+  type IdAllocator,
+  type IdentityEvent,
+  type IdentitySource,
+} from '../identity/index.js';
 import {
   assertNodeListed,
   loadInventoryFile,
@@ -114,10 +118,6 @@ export class Daemon {
     );
 
     const identity = await createIdentitySource(config, inventory.current, logger);
-    // Logged from the start, so the first SVIDs and source states are visible too.
-    const unsubscribeLog = identity.subscribe((ev) =>
-      logIdentityEvent(logger.child({ component: 'identity' }), ev),
-    );
     identity.setWanted(state.current.localSpiffeIds);
     await withTimeout(
       identity.ready(),
@@ -229,7 +229,7 @@ export class Daemon {
       manager.onIdentityEvent(ev);
       gc.onIdentityEvent(ev);
     });
-    daemon.disposers.push(unsubscribe, unsubscribeLog);
+    daemon.disposers.push(unsubscribe);
 
     // Inventory reloads recompile the node's maps.
     const watcher = watchInventoryFile(inventory.current, config.inventory.file, { log: logger });
@@ -356,37 +356,5 @@ async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<
     ]);
   } finally {
     if (t) clearTimeout(t);
-  }
-}
-
-function logIdentityEvent(log: Logger, ev: IdentityEvent): void {
-  switch (ev.type) {
-    case 'svid-updated':
-      log.info(
-        {
-          event: 'svid_updated',
-          local_id: ev.spiffeId,
-          serial: ev.svid.leaf.serialNumber,
-          not_after: ev.svid.notAfter.toISOString(),
-          rotated: ev.previousNotAfter !== undefined,
-        },
-        ev.previousNotAfter ? 'SVID renewed' : 'SVID issued',
-      );
-      return;
-    case 'svid-removed':
-      log.warn(
-        { event: 'svid_removed', local_id: ev.spiffeId, reason: ev.reason },
-        'SVID no longer available',
-      );
-      return;
-    case 'bundles-updated':
-      log.info({ event: 'bundles_updated', trust_domains: [...ev.bundles.keys()] }, 'trust bundles updated');
-      return;
-    case 'source-state':
-      log.info(
-        { event: 'identity_source_state', state: ev.state, detail: ev.detail },
-        'identity source state',
-      );
-      return;
   }
 }

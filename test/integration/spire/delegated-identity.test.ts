@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { IdentityEvent } from '../../../src/identity/source.js';
 import {
   createSpireDelegatedSource,
+  createWorkloadApiSource,
+  type IdentityEvent,
   type SpireDelegatedSource,
-} from '../../../src/identity/spire-delegated.js';
-import { createWorkloadApiSource } from '../../../src/identity/workload-api-source.js';
+} from '../../../src/identity/index.js';
 import { keyMatchesLeaf, verifyX509Svid } from '../../../src/spiffe/index.js';
 import { DelegatedIdentityClient, WorkloadApiClient } from '../../../src/spiffe/workload/index.js';
 import { SpireLab, spireBinDir } from '../../helpers/spire.js';
