@@ -5,7 +5,10 @@ import { backoffMs } from '../sync.js';
 import { systemClock, type Clock, type Timer } from '../time.js';
 import type { AuthCache, CachedEntry } from './cache.js';
 import { pairKey, pairNames, type PairNames } from './pair.js';
+import type { AuthenticateRequest } from './handshake/types.js';
 import type { AuthReporter, SignalOutcome, WorkReason } from './reporter.js';
+
+export type { AuthenticateRequest };
 
 /** Resolves node-local numeric handles to names and back (identity + node allocators, inventory). */
 export interface PairResolver {
@@ -18,15 +21,6 @@ export interface PairResolver {
   nodeEndpoint(nodeName: string): { address: string; port: number } | undefined;
   /** Whether policy still asks for this pair (used by re-authentication and GC). */
   pairRequired(localSpiffeId: string, remoteSpiffeId: string, remoteNode: string): boolean;
-}
-
-export interface AuthenticateRequest {
-  peerNode: string;
-  peerAddress: string;
-  peerPort: number;
-  localId: string;
-  remoteId: string;
-  signal?: AbortSignal;
 }
 
 export interface AuthenticateResult {

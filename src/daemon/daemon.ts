@@ -3,31 +3,17 @@ import type { Logger } from 'pino';
 import { AuthCache, AuthGc, AuthManager, AuthReporter, type AuthObserver } from '../auth/index.js';
 import { HandshakeClient, HandshakeServer } from '../auth/handshake/index.js';
 import type { DaemonConfig } from '../config/index.js';
-import {
-  openStateAllocators,
-  type IdAllocator,
-  type IdentityEvent,
-  type IdentitySource,
-} from '../identity/index.js';
-import {
-  assertNodeListed,
-  loadInventoryFile,
-  watchInventoryFile,
-  type Inventory,
-} from '../inventory/index.js';
-import {
-  compileNodeState,
-  loadPolicyFile,
-  preauthPairs,
-  type NodeState,
-  type Policy,
-} from '../policy/index.js';
+import { openStateAllocators, type IdentityEvent } from '../identity/index.js';
+import { assertNodeListed, loadInventoryFile, watchInventoryFile } from '../inventory/index.js';
+import { compileNodeState, loadPolicyFile, preauthPairs, type NodeState } from '../policy/index.js';
 import { createIdentitySource } from './identity.js';
 import { DaemonResolver } from './resolver.js';
 import { openDatapath, type DaemonDatapath } from './datapath.js';
-import { openAudit, type DaemonAudit } from './audit.js';
+import { openAudit } from './audit.js';
 import { startOperations, type DaemonOperations } from './operations.js';
 import { startWireguard, type WireguardTunnel } from '../wireguard/index.js';
+import { systemClock } from '../time.js';
+import { Closers } from './closers.js';
 
 /** How long start-up waits for the identity source's first complete state. */
 const IDENTITY_READY_TIMEOUT_MS = 30_000;
@@ -39,29 +25,37 @@ const IDENTITY_READY_TIMEOUT_MS = 30_000;
  */
 export class Daemon {
   private closing: Promise<void> | undefined;
-  private readonly timers: NodeJS.Timeout[] = [];
-  private readonly disposers: Array<() => void | Promise<void>> = [];
 
   private constructor(
     readonly config: DaemonConfig,
     private readonly logger: Logger,
-    private readonly parts: {
-      inventory: { current: Inventory };
-      policy: { current: Policy };
-      allocators: { identities: IdAllocator; nodes: IdAllocator };
-      state: { current: NodeState };
-      datapath: DaemonDatapath;
-      cache: AuthCache;
-      identity: IdentitySource;
-      audit: DaemonAudit;
-      manager: AuthManager;
-      server: HandshakeServer;
-      gc: AuthGc;
-      wg: WireguardTunnel | undefined;
-    },
+    private readonly closers: Closers,
   ) {}
 
+  /**
+   * Opens and starts everything, in data-flow order. Each step that opens something registers
+   * how to close it; when a later step fails, what was opened is closed again in reverse order
+   * (closer errors are logged, the step's error is thrown) and the daemon leaves nothing running:
+   * no listening socket, no open map or database fd, no watcher or timer. As on a graceful stop,
+   * pinned maps, attached programs and a running WireGuard interface stay.
+   */
   static async start(config: DaemonConfig, logger: Logger): Promise<Daemon> {
+    const log = logger.child({ component: 'daemon' });
+    const closers = new Closers(log);
+    try {
+      await Daemon.open(config, logger, closers);
+    } catch (err) {
+      log.error(
+        { event: 'daemon_start_unwound', err, steps: closers.size },
+        'start failed: closing what was opened',
+      );
+      await closers.closeAll();
+      throw err;
+    }
+    return new Daemon(config, logger, closers);
+  }
+
+  private static async open(config: DaemonConfig, logger: Logger, closers: Closers): Promise<void> {
     const log = logger.child({ component: 'daemon' });
     mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
 
@@ -90,6 +84,7 @@ export class Daemon {
     );
 
     const audit = openAudit(config, logger);
+    closers.push('audit', () => audit.close());
     // WireGuard first: the datapath's strict mode needs the tunnel's ifindex.
     let wg: WireguardTunnel | undefined;
     const dpRef: { current: DaemonDatapath | undefined } = { current: undefined };
@@ -105,10 +100,14 @@ export class Daemon {
           if (dp) dp.setSettings({ ...dp.settings(), wireguardIfindex: ifindex });
         },
       });
+      // The tunnel stays up: pod traffic keeps flowing while the daemon is away.
+      const tunnel = wg;
+      closers.push('wireguard', () => tunnel.close());
     }
     const datapath = await openDatapath(config, state.current, logger, {
       wireguardIfindex: wg?.ifindex ?? 0,
     });
+    closers.push('datapath', () => datapath.close());
     dpRef.current = datapath;
     const cache = new AuthCache(datapath.auth);
     const restored = cache.restore();
@@ -118,6 +117,7 @@ export class Daemon {
     );
 
     const identity = await createIdentitySource(config, inventory.current, logger);
+    closers.push('identity', () => identity.close());
     identity.setWanted(state.current.localSpiffeIds);
     await withTimeout(
       identity.ready(),
@@ -147,17 +147,20 @@ export class Daemon {
       observer,
     });
 
+    // With WireGuard, both handshake halves carry this node's key and check the peer's.
+    const wgTunnel = wg;
+    const wireguardBinding = wgTunnel
+      ? {
+          wireguardPublicKey: () => wgTunnel.publicKey,
+          expectedPeerWireguardKey: (node: string) => inventory.current.node(node)?.wireguardPublicKey,
+        }
+      : {};
     const client = new HandshakeClient({
       identity,
       nodeName: config.node,
       maxEntryTtlMs: config.handshake.maxEntryTtlMs,
       timeoutMs: config.handshake.timeoutMs,
-      ...(wg
-        ? {
-            wireguardPublicKey: () => wg.publicKey,
-            expectedPeerWireguardKey: (node: string) => inventory.current.node(node)?.wireguardPublicKey,
-          }
-        : {}),
+      ...wireguardBinding,
       logger,
     });
     const manager = new AuthManager({
@@ -174,6 +177,7 @@ export class Daemon {
         reauthAt: config.auth.reauthAt,
       },
     });
+    closers.push('auth-manager', () => manager.close());
     const server = new HandshakeServer({
       identity,
       nodeName: config.node,
@@ -187,18 +191,14 @@ export class Daemon {
         perPeerRatePerSec: config.handshake.perPeerRate,
         perPeerBurst: config.handshake.perPeerBurst,
       },
-      ...(wg
-        ? {
-            wireguardPublicKey: () => wg.publicKey,
-            expectedPeerWireguardKey: (node: string) => inventory.current.node(node)?.wireguardPublicKey,
-          }
-        : {}),
+      ...wireguardBinding,
       logger,
       onAuthenticated: (r) => {
         manager.onServerAuthenticated(r);
       },
       onFailure: (f) => reporter.serverFailed(f),
     });
+    closers.push('handshake-server', () => server.close());
     await server.listen({ host: config.handshake.listen, port: config.handshake.port });
 
     const gc = new AuthGc({
@@ -209,40 +209,53 @@ export class Daemon {
       obsolete: (k) => resolver.obsoleteReason(k),
     });
 
-    const daemon = new Daemon(config, logger, {
-      inventory,
-      policy,
-      allocators,
-      state,
-      datapath,
-      cache,
-      identity,
-      audit,
-      manager,
-      server,
-      gc,
-      wg,
-    });
-
     // Rotation and removal are an event stream.
     const unsubscribe = identity.subscribe((ev: IdentityEvent) => {
       manager.onIdentityEvent(ev);
       gc.onIdentityEvent(ev);
     });
-    daemon.disposers.push(unsubscribe);
+    closers.push('identity-events', unsubscribe);
+
+    /** Authenticates the policy-implied pairs this node initiates before their first packet. */
+    const preauthenticate = (): void => {
+      if (!config.auth.preauthenticate) return;
+      manager.preauthenticate(
+        preauthPairs(state.current, {
+          nodeName: config.node,
+          inventory: inventory.current,
+          policy: policy.current,
+        }),
+      );
+    };
+    /** Recompiles ipcache and policy after an inventory change and updates the wanted identities. */
+    const resync = (): void => {
+      try {
+        state.current = compile();
+        datapath.sync(state.current);
+        identity.setWanted(state.current.localSpiffeIds);
+        log.info({ event: 'state_resynced' }, 'inventory changed: maps updated');
+        preauthenticate();
+      } catch (err) {
+        log.error({ event: 'state_resync_failed', err }, 'inventory change not applied');
+      }
+    };
 
     // Inventory reloads recompile the node's maps.
     const watcher = watchInventoryFile(inventory.current, config.inventory.file, { log: logger });
-    daemon.disposers.push(() => watcher.close());
-    const offChange = inventory.current.onChange(() => daemon.resync());
-    daemon.disposers.push(offChange);
+    closers.push('inventory-watch', () => watcher.close());
+    closers.push('inventory-follow', inventory.current.onChange(resync));
 
     manager.start(datapath.signals);
-    if (config.auth.preauthenticate) daemon.preauthenticate();
-    daemon.every(config.auth.gcIntervalMs, () => {
-      gc.run();
-      if (config.auth.reauthAt > 0) manager.scheduleExpiryReauth();
-    });
+    preauthenticate();
+    const gcTimer = systemClock.setInterval(() => {
+      try {
+        gc.run();
+        if (config.auth.reauthAt > 0) manager.scheduleExpiryReauth();
+      } catch (err) {
+        log.error({ event: 'periodic_task_failed', err }, 'periodic task failed');
+      }
+    }, config.auth.gcIntervalMs);
+    closers.push('gc-timer', () => gcTimer.cancel());
 
     ops.current = await startOperations({
       config,
@@ -256,7 +269,8 @@ export class Daemon {
       server,
       inventory: () => inventory.current,
     });
-    daemon.disposers.push(() => ops.current?.close());
+    const operations = ops.current;
+    closers.push('operations', () => operations.close());
 
     log.info(
       {
@@ -267,56 +281,6 @@ export class Daemon {
       },
       'meshauthd ready',
     );
-    return daemon;
-  }
-
-  /** Authenticates the policy-implied pairs this node initiates before their first packet. */
-  private preauthenticate(): void {
-    const { state, inventory, policy, manager } = this.parts;
-    manager.preauthenticate(
-      preauthPairs(state.current, {
-        nodeName: this.config.node,
-        inventory: inventory.current,
-        policy: policy.current,
-      }),
-    );
-  }
-
-  /** Recompiles ipcache and policy after an inventory change and updates the wanted identities. */
-  private resync(): void {
-    try {
-      this.parts.state.current = compileNodeState({
-        nodeName: this.config.node,
-        inventory: this.parts.inventory.current,
-        policy: this.parts.policy.current,
-        identities: this.parts.allocators.identities,
-        nodes: this.parts.allocators.nodes,
-      });
-      this.parts.datapath.sync(this.parts.state.current);
-      this.parts.identity.setWanted(this.parts.state.current.localSpiffeIds);
-      this.logger.info({ component: 'daemon', event: 'state_resynced' }, 'inventory changed: maps updated');
-      if (this.config.auth.preauthenticate) this.preauthenticate();
-    } catch (err) {
-      this.logger.error(
-        { component: 'daemon', event: 'state_resync_failed', err },
-        'inventory change not applied',
-      );
-    }
-  }
-
-  private every(ms: number, fn: () => void): void {
-    const t = setInterval(() => {
-      try {
-        fn();
-      } catch (err) {
-        this.logger.error(
-          { component: 'daemon', event: 'periodic_task_failed', err },
-          'periodic task failed',
-        );
-      }
-    }, ms);
-    t.unref();
-    this.timers.push(t);
   }
 
   /** Graceful: stop accepting, finish in-flight work, flush audit. Pins and attachments stay. */
@@ -324,21 +288,7 @@ export class Daemon {
     this.closing ??= (async () => {
       const log = this.logger.child({ component: 'daemon' });
       log.info({ event: 'daemon_stopping' }, 'shutting down (BPF maps stay pinned; enforcement continues)');
-      for (const t of this.timers) clearInterval(t);
-      await this.parts.server.close();
-      await this.parts.manager.close();
-      for (const d of this.disposers.reverse()) {
-        try {
-          await d();
-        } catch (err) {
-          log.warn({ event: 'shutdown_step_failed', err }, 'shutdown step failed');
-        }
-      }
-      await this.parts.identity.close();
-      this.parts.datapath.close();
-      // The tunnel stays up: pod traffic keeps flowing while the daemon is away.
-      await this.parts.wg?.close();
-      await this.parts.audit.close();
+      await this.closers.closeAll();
       log.info({ event: 'daemon_stopped' }, 'meshauthd stopped');
     })();
     return this.closing;
