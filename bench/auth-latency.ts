@@ -20,7 +20,7 @@ import { parseArgs } from 'node:util';
 import { AuthCache, AuthManager, AuthReporter, type PairResolver } from '../src/auth/index.js';
 import { HandshakeClient } from '../src/auth/handshake/index.js';
 import { MemoryAuditSink } from '../src/audit/sink.js';
-import { packageRoot } from '../src/config/package-root.js';
+import { packageRoot } from '../src/package-root.js';
 import {
   AuthType,
   bootNowNs,

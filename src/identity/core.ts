@@ -1,7 +1,8 @@
 import type { Logger } from 'pino';
 import type { Svid, TrustBundles } from '../spiffe/index.js';
+import type { StreamState, X509BundlesUpdate } from '../spiffe/workload/index.js';
 import { systemClock, type Clock, type Timer } from '../time.js';
-import type { IdentityEvent, IdentitySourceKind } from './source.js';
+import type { IdentityEvent, IdentitySource, IdentitySourceKind } from './source.js';
 
 /** Reason of the svid-removed event for an identity that is no longer wanted on this node. */
 export const REASON_NOT_WANTED = 'workload no longer on this node';
@@ -28,8 +29,8 @@ export interface IdentitySourceCoreOptions {
   readyTimeoutMs?: number | undefined;
   /** The source's readiness, asked on ready() and on every wake(). */
   readiness: () => Readiness;
-  /** The error ready() rejects with after `readyTimeoutMs` of 'pending' (default names the kind). */
-  timeoutError?: ((timeoutMs: number) => Error) | undefined;
+  /** The error ready() rejects with after `readyTimeoutMs` of 'pending' (undefined: one naming the kind). */
+  timeoutError?: ((timeoutMs: number) => Error | undefined) | undefined;
   /** The error ready() rejects with once the source is closed. */
   closedError: () => Error;
   /**
@@ -65,6 +66,8 @@ export class IdentitySourceCore {
   private readonly waiters = new Set<() => void>();
   private wantedIds = new Set<string>();
   private currentBundles: TrustBundles = new Map();
+  private upstreamState: 'connected' | 'disconnected' | 'denied' | undefined;
+  private lastStreamError: string | undefined;
   private isClosed = false;
 
   constructor(opts: IdentitySourceCoreOptions) {
@@ -194,6 +197,63 @@ export class IdentitySourceCore {
     this.emit({ type: 'bundles-updated', bundles });
   }
 
+  /**
+   * Installs the trust bundles of a Workload API or Delegated Identity API update (`from` names
+   * the sender in logs): each rejected entry is logged; an update without any usable bundle keeps
+   * the previous ones. Returns whether the bundles were installed.
+   */
+  acceptBundleUpdate(u: X509BundlesUpdate, from: string): boolean {
+    if (this.isClosed) return false;
+    for (const r of u.rejected) {
+      this.logger?.warn(
+        { event: 'bundle_rejected', reason: r.reason, trust_domain: r.subject, err: r.message },
+        'trust bundle entry rejected',
+      );
+    }
+    if (u.bundles.size === 0) {
+      this.logger?.error(
+        { event: 'bundle_rejected', reason: 'empty-bundle-set' },
+        `${from} sent no usable trust bundle; keeping the previous one`,
+      );
+      return false;
+    }
+    this.setBundles(u.bundles);
+    return true;
+  }
+
+  /**
+   * Reports the state of the connection to the upstream (SPIRE agent, bundle file); only a change
+   * is an event. 'denied' (the upstream refuses this process) is reported as no-identity.
+   */
+  upstream(state: 'connected' | 'disconnected' | 'denied', detail: string, context: LogContext = {}): void {
+    if (this.isClosed || this.upstreamState === state) return;
+    this.upstreamState = state;
+    this.state(state === 'denied' ? 'no-identity' : state, detail, context);
+  }
+
+  /**
+   * Follows the state of one Workload API / Delegated Identity API stream: 'connected' and
+   * 'unavailable' become upstream() reports named `upstream` ("SPIRE agent at unix:///..."), and the
+   * error is kept for lastError. Returns false for the states the source decides on itself,
+   * 'permission-denied' and 'failed' (the stream gave up); true when nothing is left to do.
+   */
+  followStream(stream: string, s: StreamState, upstream: string): boolean {
+    if (this.isClosed) return true;
+    if (s.state === 'connected') {
+      this.upstream('connected', upstream, { stream });
+      return true;
+    }
+    this.lastStreamError = s.error.message;
+    if (s.state !== 'unavailable') return false;
+    this.upstream('disconnected', s.error.message, { stream });
+    return true;
+  }
+
+  /** The last error a followed stream reported, for "not ready" messages. */
+  get lastError(): string | undefined {
+    return this.lastStreamError;
+  }
+
   /** Reports the source's upstream state (emits source-state). */
   state(state: 'connected' | 'disconnected' | 'no-identity', detail: string, context: LogContext = {}): void {
     if (this.isClosed) return;
@@ -285,5 +345,64 @@ export class IdentitySourceCore {
       },
       entry.svid.notAfter.getTime() - this.clock.now() + 1,
     );
+  }
+}
+
+/** What a source gives its base: the core options it decides (the rest comes from its methods). */
+export type IdentitySourceBaseOptions = Pick<
+  IdentitySourceCoreOptions,
+  'logger' | 'clock' | 'readyTimeoutMs' | 'closedError'
+>;
+
+/**
+ * Base of the identity sources: creates the core, with readiness, the ready timeout error and the
+ * expiry hook taken from the subclass, and answers the IdentitySource queries from it. A subclass
+ * fetches and implements setWanted(), close() and readiness().
+ */
+export abstract class IdentitySourceBase implements IdentitySource {
+  abstract readonly kind: IdentitySourceKind;
+  protected readonly core: IdentitySourceCore;
+
+  constructor(kind: IdentitySourceKind, opts: IdentitySourceBaseOptions) {
+    this.core = new IdentitySourceCore({
+      ...opts,
+      kind,
+      readiness: () => this.readiness(),
+      timeoutError: (ms) => this.timeoutError(ms),
+      onExpired: (id, svid) => this.onExpired(id, svid),
+    });
+  }
+
+  abstract setWanted(spiffeIds: readonly string[]): void;
+  abstract close(): Promise<void>;
+  /** See IdentitySourceCoreOptions.readiness. */
+  protected abstract readiness(): Readiness;
+
+  /** The error ready() rejects with after the ready timeout (undefined: the core's, naming the kind). */
+  protected timeoutError(_ms: number): Error | undefined {
+    return undefined;
+  }
+
+  /** Called after a held SVID expired and was removed. */
+  protected onExpired(_spiffeId: string, _svid: Svid): void {}
+
+  svid(spiffeId: string): Svid | undefined {
+    return this.core.svid(spiffeId);
+  }
+
+  bundles(): TrustBundles {
+    return this.core.bundles();
+  }
+
+  subscribe(listener: (event: IdentityEvent) => void): () => void {
+    return this.core.subscribe(listener);
+  }
+
+  ready(): Promise<void> {
+    return this.core.ready();
+  }
+
+  protected get closed(): boolean {
+    return this.core.closed;
   }
 }

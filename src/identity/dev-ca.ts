@@ -14,9 +14,8 @@ import {
   type TrustBundles,
 } from '../spiffe/index.js';
 import type { Clock, Timer } from '../time.js';
-import { IdentitySourceCore, type Readiness } from './core.js';
+import { IdentitySourceBase, type Readiness } from './core.js';
 import { DevCaError } from './errors.js';
-import type { IdentityEvent, IdentitySource } from './source.js';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
@@ -224,18 +223,22 @@ export interface DevCaSourceOptions {
 }
 
 /** IdentitySource backed by the embedded development CA: issues, renews and drops SVIDs locally. */
-export class DevCaSource implements IdentitySource {
+export class DevCaSource extends IdentitySourceBase {
   readonly kind = 'dev-ca' as const;
   private readonly ca: DevCa;
   private readonly ttlMs: number;
   private readonly renewAt: number;
   private readonly retryMs: number;
   private readonly logger: Logger | undefined;
-  private readonly core: IdentitySourceCore;
   private readonly timers = new Map<string, Timer>();
   private readonly pending = new Map<string, Promise<void>>();
 
   constructor(ca: DevCa, opts: DevCaSourceOptions = {}) {
+    super('dev-ca', {
+      logger: opts.logger,
+      clock: opts.clock,
+      closedError: () => new DevCaError('dev CA source ready: closed'),
+    });
     this.ca = ca;
     this.ttlMs = opts.svidTtlMs ?? DEV_CA_DEFAULT_SVID_TTL_MS;
     this.renewAt = opts.renewAt ?? 0.5;
@@ -243,13 +246,6 @@ export class DevCaSource implements IdentitySource {
     if (!(this.renewAt > 0 && this.renewAt < 1))
       throw new DevCaError(`dev CA source: renewAt must be in (0, 1) (got ${this.renewAt})`);
     this.logger = opts.logger;
-    this.core = new IdentitySourceCore({
-      kind: this.kind,
-      logger: opts.logger,
-      clock: opts.clock,
-      readiness: () => this.readiness(),
-      closedError: () => new DevCaError('dev CA source ready: closed'),
-    });
   }
 
   setWanted(spiffeIds: readonly string[]): void {
@@ -261,21 +257,8 @@ export class DevCaSource implements IdentitySource {
     }
   }
 
-  svid(spiffeId: string): Svid | undefined {
-    return this.core.svid(spiffeId);
-  }
-
   bundles(): TrustBundles {
     return this.ca.bundles();
-  }
-
-  subscribe(listener: (event: IdentityEvent) => void): () => void {
-    return this.core.subscribe(listener);
-  }
-
-  /** Resolves once every wanted identity was issued; rejects naming those the CA could not issue. */
-  ready(): Promise<void> {
-    return this.core.ready();
   }
 
   async close(): Promise<void> {
@@ -285,7 +268,7 @@ export class DevCaSource implements IdentitySource {
     await Promise.allSettled([...this.pending.values()]);
   }
 
-  private readiness(): Readiness {
+  protected readiness(): Readiness {
     if (this.pending.size > 0) return 'pending';
     const missing = [...this.core.wanted].filter((id) => !this.core.get(id));
     return missing.length > 0

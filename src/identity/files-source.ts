@@ -17,9 +17,8 @@ import {
   type TrustBundles,
 } from '../spiffe/index.js';
 import type { Clock, Timer } from '../time.js';
-import { IdentitySourceCore, REASON_NOT_WANTED, type Readiness } from './core.js';
+import { IdentitySourceBase, REASON_NOT_WANTED, type Readiness } from './core.js';
 import { FilesSourceError } from './errors.js';
-import type { IdentityEvent, IdentitySource } from './source.js';
 
 /** One identity held on disk: a certificate chain (leaf first, PEM or DER) and its private key. */
 export interface SvidFiles {
@@ -90,7 +89,7 @@ function isMissing(err: unknown): boolean {
  * key matches the leaf; anything else is logged with a reason and ignored, keeping the previous
  * valid state. Deleting an identity's certificate or key file removes that identity.
  */
-export class FilesSource implements IdentitySource {
+export class FilesSource extends IdentitySourceBase {
   readonly kind = 'files' as const;
   private readonly bundlePath: string;
   private readonly configured = new Map<string, IdentityState>();
@@ -98,13 +97,11 @@ export class FilesSource implements IdentitySource {
   private readonly pollIntervalMs: number;
   private readonly debounceMs: number;
   private readonly logger: Logger | undefined;
-  private readonly core: IdentitySourceCore;
   private readonly watchers = new Map<string, FSWatcher>();
   private readonly statSeen = new Map<string, string>();
   private bundleDigest: string | undefined;
   private bundleTriedDigest: string | undefined;
   private bundleProblem: Problem | undefined;
-  private connected = false;
   private running: Promise<void> | undefined;
   private rerun = false;
   private debounce: Timer | undefined;
@@ -112,27 +109,15 @@ export class FilesSource implements IdentitySource {
   private polling: Promise<void> | undefined;
 
   constructor(opts: FilesSourceOptions) {
+    super('files', {
+      logger: opts.logger,
+      clock: opts.clock,
+      closedError: () => new FilesSourceError('files identity source: ready: closed'),
+    });
     this.bundlePath = resolve(opts.bundle);
     this.pollIntervalMs = opts.pollIntervalMs ?? 2_000;
     this.debounceMs = opts.debounceMs ?? 50;
     this.logger = opts.logger;
-    this.core = new IdentitySourceCore({
-      kind: this.kind,
-      logger: opts.logger,
-      clock: opts.clock,
-      readiness: () => this.readiness(),
-      closedError: () => new FilesSourceError('files identity source: ready: closed'),
-      onExpired: (id, svid) => {
-        const st = this.configured.get(id);
-        if (!st) return;
-        st.triedDigest = st.heldDigest;
-        st.heldDigest = undefined;
-        st.problem = {
-          reason: 'svid-expired',
-          message: `${st.files.cert}: SVID expired at ${svid.notAfter.toISOString()}`,
-        };
-      },
-    });
     const domains = new Set<string>();
     for (const f of opts.svids) {
       let td: string;
@@ -157,10 +142,6 @@ export class FilesSource implements IdentitySource {
     this.trigger();
   }
 
-  private get closed(): boolean {
-    return this.core.closed;
-  }
-
   setWanted(spiffeIds: readonly string[]): void {
     if (this.closed) return;
     const next = new Set(spiffeIds);
@@ -179,25 +160,13 @@ export class FilesSource implements IdentitySource {
     this.trigger();
   }
 
-  svid(spiffeId: string): Svid | undefined {
-    return this.core.svid(spiffeId);
-  }
-
-  bundles(): TrustBundles {
-    return this.core.bundles();
-  }
-
-  subscribe(listener: (event: IdentityEvent) => void): () => void {
-    return this.core.subscribe(listener);
-  }
-
   /**
    * Resolves once the files have been read and the bundle and every wanted identity are usable;
    * otherwise rejects saying what is wrong with each (the source keeps watching either way).
    */
-  async ready(): Promise<void> {
+  override async ready(): Promise<void> {
     await this.settle();
-    return this.core.ready();
+    return super.ready();
   }
 
   async close(): Promise<void> {
@@ -228,7 +197,18 @@ export class FilesSource implements IdentitySource {
     }
   }
 
-  private readiness(): Readiness {
+  protected override onExpired(id: string, svid: Svid): void {
+    const st = this.configured.get(id);
+    if (!st) return;
+    st.triedDigest = st.heldDigest;
+    st.heldDigest = undefined;
+    st.problem = {
+      reason: 'svid-expired',
+      message: `${st.files.cert}: SVID expired at ${svid.notAfter.toISOString()}`,
+    };
+  }
+
+  protected readiness(): Readiness {
     if (this.polling || this.running || this.debounce) return 'pending';
     const problems: string[] = [];
     if (this.core.bundles().size === 0) {
@@ -392,10 +372,7 @@ export class FilesSource implements IdentitySource {
       file: this.bundlePath,
       authorities: [...bundles.values()].reduce((n, a) => n + a.length, 0),
     });
-    if (!this.connected) {
-      this.connected = true;
-      this.core.state('connected', `trust bundle ${this.bundlePath}`);
-    }
+    this.core.upstream('connected', `trust bundle ${this.bundlePath}`);
     return true;
   }
 

@@ -5,10 +5,12 @@
  */
 export type { IdentityEvent, IdentitySource, IdentitySourceKind } from './source.js';
 export {
+  IdentitySourceBase,
   IdentitySourceCore,
   DEFAULT_READY_TIMEOUT_MS,
   REASON_EXPIRED,
   REASON_NOT_WANTED,
+  type IdentitySourceBaseOptions,
   type IdentitySourceCoreOptions,
   type LogContext,
   type Readiness,

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { verifyX509Svid, type Svid, type TrustBundles } from '../spiffe/index.js';
+import { verifyX509Svid } from '../spiffe/index.js';
 import {
   DelegatedIdentityClient,
   parseSelector,
@@ -13,9 +13,8 @@ import {
   type X509BundlesUpdate,
 } from '../spiffe/workload/index.js';
 import type { Clock } from '../time.js';
-import { IdentitySourceCore, type Readiness } from './core.js';
+import { IdentitySourceBase, type Readiness } from './core.js';
 import { SpireDelegatedError } from './errors.js';
-import type { IdentityEvent, IdentitySource } from './source.js';
 
 export interface SpireDelegatedSourceOptions {
   /** The SPIRE agent's admin socket (absolute path or unix:///path). */
@@ -56,36 +55,24 @@ interface Wanted {
  * subscription closed and its key dropped. While the agent is unreachable the held SVIDs keep
  * serving until they expire.
  */
-export class SpireDelegatedSource implements IdentitySource {
+export class SpireDelegatedSource extends IdentitySourceBase {
   readonly kind = 'spire-delegated' as const;
   private readonly client: DelegatedIdentityClient;
   private readonly workloads: (spiffeId: string) => readonly string[] | undefined;
   private readonly logger: Logger | undefined;
   private readonly wanted = new Map<string, Wanted>();
-  private readonly core: IdentitySourceCore;
   private readonly bundleWatch: StreamWatch;
   private haveBundles = false;
-  private connection: 'connected' | 'disconnected' | 'denied' | undefined;
-  private lastError: string | undefined;
 
   constructor(opts: SpireDelegatedSourceOptions) {
-    this.workloads = opts.workloads;
-    this.logger = opts.logger;
-    this.core = new IdentitySourceCore({
-      kind: this.kind,
+    super('spire-delegated', {
       logger: opts.logger,
       clock: opts.clock,
       readyTimeoutMs: opts.readyTimeoutMs,
-      readiness: () => this.readiness(),
-      timeoutError: (ms) => this.timeoutError(ms),
       closedError: () => new SpireDelegatedError('SPIRE delegated source ready: closed'),
-      onExpired: (id) => {
-        const w = this.wanted.get(id);
-        if (!w) return;
-        w.unverified = undefined;
-        w.state = 'pending';
-      },
     });
+    this.workloads = opts.workloads;
+    this.logger = opts.logger;
     this.client = new DelegatedIdentityClient({
       adminSocket: opts.adminSocket,
       maxMessageBytes: opts.maxMessageBytes,
@@ -149,14 +136,6 @@ export class SpireDelegatedSource implements IdentitySource {
     this.core.wake();
   }
 
-  svid(spiffeId: string): Svid | undefined {
-    return this.core.svid(spiffeId);
-  }
-
-  bundles(): TrustBundles {
-    return this.core.bundles();
-  }
-
   /** Per-workload state: 'held', 'pending' (no answer yet) or 'no-identity'. */
   state(spiffeId: string): WorkloadState | undefined {
     return this.wanted.get(spiffeId)?.state;
@@ -167,15 +146,6 @@ export class SpireDelegatedSource implements IdentitySource {
     let n = 0;
     for (const w of this.wanted.values()) if (w.watch) n++;
     return n;
-  }
-
-  subscribe(listener: (event: IdentityEvent) => void): () => void {
-    return this.core.subscribe(listener);
-  }
-
-  /** Resolves once the bundles arrived and every wanted workload has an SVID or a no-identity state. */
-  ready(): Promise<void> {
-    return this.core.ready();
   }
 
   async close(): Promise<void> {
@@ -190,17 +160,20 @@ export class SpireDelegatedSource implements IdentitySource {
     this.client.close();
   }
 
-  private get closed(): boolean {
-    return this.core.closed;
+  protected override onExpired(spiffeId: string): void {
+    const w = this.wanted.get(spiffeId);
+    if (!w) return;
+    w.unverified = undefined;
+    w.state = 'pending';
   }
 
-  private readiness(): Readiness {
+  protected readiness(): Readiness {
     if (!this.haveBundles) return 'pending';
     for (const w of this.wanted.values()) if (w.state === 'pending') return 'pending';
     return 'ready';
   }
 
-  private timeoutError(ms: number): Error {
+  protected override timeoutError(ms: number): Error {
     const pending = [...this.wanted.values()].filter((w) => w.state === 'pending').map((w) => w.spiffeId);
     const parts = [
       ...(this.haveBundles ? [] : ['no trust bundle received']),
@@ -208,7 +181,7 @@ export class SpireDelegatedSource implements IdentitySource {
     ];
     return new SpireDelegatedError(
       `SPIRE delegated source ready: ${parts.join('; ')} within ${ms} ms from ${this.client.endpoint.uri}` +
-        (this.lastError ? ` (last error: ${this.lastError})` : ''),
+        (this.core.lastError ? ` (last error: ${this.core.lastError})` : ''),
     );
   }
 
@@ -232,53 +205,22 @@ export class SpireDelegatedSource implements IdentitySource {
   }
 
   private onStreamState(stream: string, s: StreamState): void {
-    if (this.closed) return;
-    if (s.state === 'connected') {
-      if (this.connection !== 'connected') {
-        this.connection = 'connected';
-        this.core.state('connected', `SPIRE agent at ${this.client.endpoint.uri}`, { stream });
-      }
-      return;
-    }
-    this.lastError = s.error.message;
+    if (this.core.followStream(stream, s, `SPIRE agent at ${this.client.endpoint.uri}`)) return;
     if (s.state === 'permission-denied') {
       // Not (or no longer) an authorized delegate. Held SVIDs keep serving until they expire.
-      if (this.connection === 'denied') return;
-      this.connection = 'denied';
-      this.core.state(
-        'no-identity',
+      this.core.upstream(
+        'denied',
         `SPIRE agent refused the Delegated Identity API (is meshauthd's SPIFFE ID in authorized_delegates?): ${s.error.message}`,
         { stream, reason: 'permission-denied' },
       );
-      return;
-    }
-    if (s.state === 'failed') {
-      this.core.state('disconnected', s.error.message, { stream });
-      return;
-    }
-    if (this.connection !== 'disconnected') {
-      this.connection = 'disconnected';
+    } else if (s.state === 'failed') {
       this.core.state('disconnected', s.error.message, { stream });
     }
   }
 
   private onBundles(u: X509BundlesUpdate): void {
-    if (this.closed) return;
-    for (const r of u.rejected) {
-      this.logger?.warn(
-        { event: 'bundle_rejected', reason: r.reason, trust_domain: r.subject, err: r.message },
-        'trust bundle entry rejected',
-      );
-    }
-    if (u.bundles.size === 0) {
-      this.logger?.error(
-        { event: 'bundle_rejected', reason: 'empty-bundle-set' },
-        'SPIRE agent sent no usable trust bundle; keeping the previous one',
-      );
-      return;
-    }
+    if (!this.core.acceptBundleUpdate(u, 'SPIRE agent')) return;
     this.haveBundles = true;
-    this.core.setBundles(u.bundles);
     for (const w of this.wanted.values()) {
       if (w.unverified) this.accept(w, w.unverified);
     }

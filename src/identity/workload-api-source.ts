@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { verifyX509Svid, type Svid, type TrustBundles } from '../spiffe/index.js';
+import { verifyX509Svid, type Svid } from '../spiffe/index.js';
 import {
   WorkloadApiClient,
   type RetryPolicy,
@@ -9,9 +9,8 @@ import {
   type X509Context,
 } from '../spiffe/workload/index.js';
 import type { Clock } from '../time.js';
-import { IdentitySourceCore, type Readiness } from './core.js';
+import { IdentitySourceBase, type Readiness } from './core.js';
 import { WorkloadApiSourceError } from './errors.js';
-import type { IdentityEvent, IdentitySource } from './source.js';
 
 export interface WorkloadApiSourceOptions {
   /** unix:///path, tcp://ip:port or an absolute socket path; default: SPIFFE_ENDPOINT_SOCKET. */
@@ -32,31 +31,25 @@ export interface WorkloadApiSourceOptions {
  * of the stream is held (first one per SPIFFE ID); wanted IDs the stream lacks are reported as
  * 'no-identity'. PermissionDenied drops every SVID, as the Workload API standard asks.
  */
-export class WorkloadApiSource implements IdentitySource {
+export class WorkloadApiSource extends IdentitySourceBase {
   readonly kind = 'workload-api' as const;
   private readonly client: WorkloadApiClient;
   private readonly logger: Logger | undefined;
-  private readonly core: IdentitySourceCore;
   private readonly svidWatch: StreamWatch;
   private readonly bundleWatch: StreamWatch;
   private haveSvids = false;
   private haveBundles = false;
   private denied = false;
-  private connection: 'connected' | 'disconnected' | undefined;
-  private lastError: string | undefined;
   private reportedMissing = '';
 
   constructor(opts: WorkloadApiSourceOptions = {}) {
-    this.logger = opts.logger;
-    this.core = new IdentitySourceCore({
-      kind: this.kind,
+    super('workload-api', {
       logger: opts.logger,
       clock: opts.clock,
       readyTimeoutMs: opts.readyTimeoutMs,
-      readiness: () => this.readiness(),
-      timeoutError: (ms) => this.timeoutError(ms),
       closedError: () => new WorkloadApiSourceError('workload API source ready: closed'),
     });
+    this.logger = opts.logger;
     this.client = new WorkloadApiClient({
       address: opts.address,
       maxMessageBytes: opts.maxMessageBytes,
@@ -82,26 +75,9 @@ export class WorkloadApiSource implements IdentitySource {
     this.core.wake();
   }
 
-  svid(spiffeId: string): Svid | undefined {
-    return this.core.svid(spiffeId);
-  }
-
   /** SPIFFE IDs of the SVIDs currently held (the first is the Workload API's default). */
   spiffeIds(): string[] {
     return this.core.ids();
-  }
-
-  bundles(): TrustBundles {
-    return this.core.bundles();
-  }
-
-  subscribe(listener: (event: IdentityEvent) => void): () => void {
-    return this.core.subscribe(listener);
-  }
-
-  /** Resolves once the SVID stream answered (or refused: PermissionDenied) and a trust bundle arrived. */
-  ready(): Promise<void> {
-    return this.core.ready();
   }
 
   async close(): Promise<void> {
@@ -112,22 +88,18 @@ export class WorkloadApiSource implements IdentitySource {
     this.client.close();
   }
 
-  private get closed(): boolean {
-    return this.core.closed;
-  }
-
-  private readiness(): Readiness {
+  protected readiness(): Readiness {
     return (this.haveSvids || this.denied) && this.haveBundles ? 'ready' : 'pending';
   }
 
-  private timeoutError(ms: number): Error {
+  protected override timeoutError(ms: number): Error {
     const parts = [
       ...(this.haveSvids || this.denied ? [] : ['no SVID response']),
       ...(this.haveBundles ? [] : ['no trust bundle']),
     ];
     return new WorkloadApiSourceError(
       `workload API source ready: ${parts.join('; ')} within ${ms} ms from ${this.client.endpoint.uri}` +
-        (this.lastError ? ` (last error: ${this.lastError})` : ''),
+        (this.core.lastError ? ` (last error: ${this.core.lastError})` : ''),
     );
   }
 
@@ -181,48 +153,21 @@ export class WorkloadApiSource implements IdentitySource {
   }
 
   private onBundles(u: X509BundlesUpdate): void {
-    if (this.closed) return;
-    for (const r of u.rejected) {
-      this.logger?.warn(
-        { event: 'bundle_rejected', reason: r.reason, trust_domain: r.subject, err: r.message },
-        'trust bundle entry rejected',
-      );
-    }
-    if (u.bundles.size === 0) {
-      this.logger?.error(
-        { event: 'bundle_rejected', reason: 'empty-bundle-set' },
-        'Workload API sent no usable trust bundle; keeping the previous one',
-      );
-      return;
-    }
+    if (!this.core.acceptBundleUpdate(u, 'Workload API')) return;
     this.haveBundles = true;
-    this.core.setBundles(u.bundles);
     this.core.wake();
   }
 
   private onStreamState(stream: string, s: StreamState): void {
-    if (this.closed) return;
-    if (s.state === 'connected') {
-      if (this.connection !== 'connected') {
-        this.connection = 'connected';
-        this.core.state('connected', `Workload API at ${this.client.endpoint.uri}`, { stream });
-      }
-      return;
-    }
-    this.lastError = s.error.message;
-    if (s.state === 'permission-denied') {
-      if (stream === 'svids') {
-        // No identity for this process: drop every SVID (the standard's rule) and keep retrying.
-        this.denied = true;
-        this.core.replaceAll(new Map(), 'no-identity');
-        this.reportMissing();
-        this.core.wake();
-      }
-      return;
-    }
-    if (this.connection !== 'disconnected') {
-      this.connection = 'disconnected';
-      this.core.state('disconnected', s.error.message, { stream });
+    if (this.core.followStream(stream, s, `Workload API at ${this.client.endpoint.uri}`)) return;
+    if (s.state === 'failed') {
+      this.core.upstream('disconnected', s.error.message, { stream });
+    } else if (s.state === 'permission-denied' && stream === 'svids') {
+      // No identity for this process: drop every SVID (the standard's rule) and keep retrying.
+      this.denied = true;
+      this.core.replaceAll(new Map(), 'no-identity');
+      this.reportMissing();
+      this.core.wake();
     }
   }
 }

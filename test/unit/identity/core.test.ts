@@ -10,6 +10,7 @@ import {
   type Readiness,
 } from '../../../src/identity/index.js';
 import type { Svid } from '../../../src/spiffe/index.js';
+import { WorkloadApiError } from '../../../src/spiffe/workload/index.js';
 import { MAX_TIMER_MS } from '../../../src/time.js';
 import { FakeClock } from '../../helpers/fake-clock.js';
 
@@ -236,5 +237,45 @@ describe('IdentitySourceCore: ready latch', () => {
     await expect(p).rejects.toThrow('test source ready: closed');
     await expect(core.ready()).rejects.toThrow('test source ready: closed');
     expect(clock.pending).toBe(0);
+  });
+});
+
+describe('IdentitySourceCore: upstream', () => {
+  it('reports only changes of the upstream state, and denied as no-identity', () => {
+    const { core, events } = make();
+    const err = new WorkloadApiError('connection refused');
+    expect(core.followStream('bundles', { state: 'connected' }, 'SPIRE agent at unix:///a')).toBe(true);
+    expect(core.followStream('svids', { state: 'connected' }, 'SPIRE agent at unix:///a')).toBe(true);
+    expect(core.followStream('svids', { state: 'unavailable', error: err, retryInMs: 10 }, 'x')).toBe(true);
+    expect(core.followStream('bundles', { state: 'unavailable', error: err, retryInMs: 10 }, 'x')).toBe(true);
+    expect(core.lastError).toBe('connection refused');
+    const denied = new WorkloadApiError('not a delegate');
+    expect(
+      core.followStream('svids', { state: 'permission-denied', error: denied, retryInMs: 10 }, 'x'),
+    ).toBe(false);
+    expect(core.followStream('svids', { state: 'failed', error: err }, 'x')).toBe(false);
+    core.upstream('denied', 'refused');
+    core.upstream('denied', 'refused');
+    expect(events).toEqual([
+      { type: 'source-state', state: 'connected', detail: 'SPIRE agent at unix:///a' },
+      { type: 'source-state', state: 'disconnected', detail: 'connection refused' },
+      { type: 'source-state', state: 'no-identity', detail: 'refused' },
+    ]);
+  });
+
+  it('installs streamed bundles unless none is usable, logging each rejected entry', () => {
+    const { core, events, lines } = make();
+    const rejected = [
+      { reason: 'empty-bundle' as const, subject: 'spiffe://other.local', message: 'no authorities' },
+    ];
+    expect(core.acceptBundleUpdate({ bundles: new Map(), rejected }, 'SPIRE agent')).toBe(false);
+    expect(events).toEqual([]);
+    expect(lines.map((l) => [l.event, l.reason])).toEqual([
+      ['bundle_rejected', 'empty-bundle'],
+      ['bundle_rejected', 'empty-bundle-set'],
+    ]);
+    expect(core.acceptBundleUpdate({ bundles: ca.bundles(), rejected: [] }, 'SPIRE agent')).toBe(true);
+    expect(core.bundles()).toEqual(ca.bundles());
+    expect(events).toEqual([{ type: 'bundles-updated', bundles: ca.bundles() }]);
   });
 });

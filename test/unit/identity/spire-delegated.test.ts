@@ -12,6 +12,7 @@ import {
 } from '../../../src/identity/index.js';
 import type { Svid } from '../../../src/spiffe/index.js';
 import { serviceDefinitions } from '../../../src/spiffe/workload/index.js';
+import { FakeClock } from '../../helpers/fake-clock.js';
 
 // The Delegated Identity API here is a stand-in server fed by the test, to reach the bad-input
 // paths a real agent never produces. The same client runs against a real SPIRE agent in
@@ -159,7 +160,7 @@ describe('SpireDelegatedSource against a stand-in Delegated Identity server', ()
     agent.bundles = { [`spiffe://${TD}`]: ca.caDer };
   }
 
-  function open(maxMessageBytes?: number, logger?: Logger): SpireDelegatedSource {
+  function open(maxMessageBytes?: number, logger?: Logger, clock?: FakeClock): SpireDelegatedSource {
     source = createSpireDelegatedSource({
       adminSocket: agent.socket,
       workloads: (id) => selectorsOf.get(id),
@@ -167,8 +168,20 @@ describe('SpireDelegatedSource against a stand-in Delegated Identity server', ()
       readyTimeoutMs: 3_000,
       ...(maxMessageBytes ? { maxMessageBytes } : {}),
       logger,
+      clock,
     });
     return source;
+  }
+
+  function capture(): {
+    logger: Logger;
+    lines: Array<{ event?: string; reason?: string; local_id?: string; msg?: string }>;
+  } {
+    const lines: Array<{ event?: string; reason?: string; local_id?: string; msg?: string }> = [];
+    return {
+      logger: pino({ level: 'debug' }, { write: (l: string) => void lines.push(JSON.parse(l)) }),
+      lines,
+    };
   }
 
   it('subscribes once per wanted workload with its selectors and installs verified SVIDs', async () => {
@@ -211,11 +224,8 @@ describe('SpireDelegatedSource against a stand-in Delegated Identity server', ()
     agent.reply = () => ({
       svids: [wire(good, { key: stranger.key.export({ format: 'der', type: 'pkcs8' }) })],
     });
-    const lines: Array<{ event?: string; local_id?: string; msg?: string }> = [];
-    const s = open(
-      undefined,
-      pino({ level: 'debug' }, { write: (l: string) => void lines.push(JSON.parse(l)) }),
-    );
+    const { logger, lines } = capture();
+    const s = open(undefined, logger);
     const rec = record(s);
     s.setWanted([WEB]);
     await s.ready();
@@ -271,9 +281,17 @@ describe('SpireDelegatedSource against a stand-in Delegated Identity server', ()
   it('rejects bundles with zero authorities or a bad trust domain, and is not ready without a usable one', async () => {
     await setup();
     agent.bundles = { [`spiffe://${TD}`]: Buffer.alloc(0), 'spiffe://Bad_TD': ca.caDer };
-    const s = open();
+    const clock = new FakeClock();
+    const { logger, lines } = capture();
+    const s = open(undefined, logger, clock);
     s.setWanted([]);
-    await expect(s.ready()).rejects.toThrow(/no trust bundle received/);
+    const ready = s.ready();
+    // Settle point: the agent's bundle message arrived and was refused as a whole.
+    await expect
+      .poll(() => lines.some((l) => l.event === 'bundle_rejected' && l.reason === 'empty-bundle-set'))
+      .toBe(true);
+    clock.advance(3_000);
+    await expect(ready).rejects.toThrow(/no trust bundle received/);
     expect(s.bundles().size).toBe(0);
   });
 
