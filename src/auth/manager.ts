@@ -252,7 +252,7 @@ export class AuthManager {
     this.queue.length = 0;
     this.pending.clear();
     for (const c of this.inFlight.values()) c.abort(new Error('auth manager closed'));
-    for (const s of this.pairs.values()) s.retryTimer?.cancel();
+    for (const s of this.pairs.values()) if (s.retryTimer) s.retryTimer.cancel();
     this.source?.close();
     await this.runner;
     this.notifyIdle();
@@ -384,7 +384,7 @@ export class AuthManager {
       retryInMs: delay,
     });
     // Retry on our own while the pair is still being asked for; otherwise the next signal retries.
-    state.retryTimer?.cancel();
+    if (state.retryTimer) state.retryTimer.cancel();
     state.retryTimer = this.clock.setTimeout(() => {
       state.retryTimer = undefined;
       const window = this.deps.options.retryWindowMs ?? 30_000;
@@ -395,7 +395,7 @@ export class AuthManager {
 
   private clearFailures(id: string): void {
     const s = this.pairs.get(id);
-    s?.retryTimer?.cancel();
+    if (s?.retryTimer) s.retryTimer.cancel();
     this.pairs.delete(id);
   }
 

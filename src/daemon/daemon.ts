@@ -3,8 +3,7 @@ import type { Logger } from 'pino';
 import { AuthCache, AuthGc, AuthManager, AuthReporter, type AuthObserver } from '../auth/index.js';
 import { HandshakeClient, HandshakeServer } from '../auth/handshake/index.js';
 import type { DaemonConfig } from '../config/index.js';
-import { openStateAllocators } from '../identity/allocator.js';
-import type { IdentityEvent } from '../identity/source.js';
+import { openStateAllocators, type IdentityEvent } from '../identity/index.js';
 import { assertNodeListed, loadInventoryFile, watchInventoryFile } from '../inventory/index.js';
 import { compileNodeState, loadPolicyFile, preauthPairs, type NodeState } from '../policy/index.js';
 import { createIdentitySource } from './identity.js';
@@ -119,11 +118,6 @@ export class Daemon {
 
     const identity = await createIdentitySource(config, inventory.current, logger);
     closers.push('identity', () => identity.close());
-    // Logged from the start, so the first SVIDs and source states are visible too.
-    const unsubscribeLog = identity.subscribe((ev) =>
-      logIdentityEvent(logger.child({ component: 'identity' }), ev),
-    );
-    closers.push('identity-log', unsubscribeLog);
     identity.setWanted(state.current.localSpiffeIds);
     await withTimeout(
       identity.ready(),
@@ -312,37 +306,5 @@ async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<
     ]);
   } finally {
     if (t) clearTimeout(t);
-  }
-}
-
-function logIdentityEvent(log: Logger, ev: IdentityEvent): void {
-  switch (ev.type) {
-    case 'svid-updated':
-      log.info(
-        {
-          event: 'svid_updated',
-          local_id: ev.spiffeId,
-          serial: ev.svid.leaf.serialNumber,
-          not_after: ev.svid.notAfter.toISOString(),
-          rotated: ev.previousNotAfter !== undefined,
-        },
-        ev.previousNotAfter ? 'SVID renewed' : 'SVID issued',
-      );
-      return;
-    case 'svid-removed':
-      log.warn(
-        { event: 'svid_removed', local_id: ev.spiffeId, reason: ev.reason },
-        'SVID no longer available',
-      );
-      return;
-    case 'bundles-updated':
-      log.info({ event: 'bundles_updated', trust_domains: [...ev.bundles.keys()] }, 'trust bundles updated');
-      return;
-    case 'source-state':
-      log.info(
-        { event: 'identity_source_state', state: ev.state, detail: ev.detail },
-        'identity source state',
-      );
-      return;
   }
 }

@@ -9,7 +9,7 @@ import {
   type AuthenticateResult,
   type PairResolver,
 } from '../../../src/auth/index.js';
-import type { Svid } from '../../../src/identity/source.js';
+import type { Svid } from '../../../src/spiffe/index.js';
 import { silentLogger } from '../../../src/log.js';
 import { sleep } from '../../../src/sync.js';
 import { FakeClock } from '../../helpers/fake-clock.js';

@@ -121,7 +121,7 @@ describe('startWireguard: the tunnel follows the inventory (fake kernel-module h
 
   it('close() leaves the interface running; a new start adopts it without any write or new key', async () => {
     const inv = new Inventory(data([node('a', 1, undefined), node('b', 2, keyB)]));
-    const clock = new FakeClock();
+    const clock = new FakeClock(1_700_000_000_000);
     const first = await startWireguard({
       config: config(),
       inventory: inv,
@@ -176,7 +176,7 @@ describe('startWireguard: the tunnel follows the inventory (fake kernel-module h
   it('brings back a vanished interface on the resync timer and reports the new ifindex', async () => {
     const inv = new Inventory(data([node('a', 1, undefined), node('b', 2, keyB)]));
     const seen: number[] = [];
-    const clock = new FakeClock();
+    const clock = new FakeClock(1_700_000_000_000);
     tunnel = await startWireguard({
       config: config(),
       inventory: inv,
