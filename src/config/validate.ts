@@ -1,4 +1,13 @@
-import { isIP } from 'node:net';
+import {
+  formatIp,
+  formatPrefix,
+  hostPrefix,
+  ipToBigInt as bigIntOf,
+  parseIp,
+  parsePrefix,
+  prefixContains,
+  unmapIpv4,
+} from '../net/index.js';
 
 /** Shows a rejected value in an error message: strings quoted, objects as JSON, shortened. */
 export function showValue(value: unknown): string {
@@ -12,19 +21,14 @@ export function showValue(value: unknown): string {
   return s.length > 80 ? `${s.slice(0, 77)}...` : s;
 }
 
-/** Normalizes an IP address (IPv4-mapped IPv6 becomes IPv4); undefined when not an address. */
+/**
+ * Normalizes an IP address: RFC 5952 text for IPv6, and an IPv4-mapped IPv6 address becomes the
+ * IPv4 address (the datapath keys both the same way). Undefined when not an address; zones
+ * ("fe80::1%eth0") are refused, since a node or workload address is not link-local.
+ */
 export function normalizeIp(input: string): string | undefined {
-  const s = input.trim();
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(s);
-  if (mapped && isIP(mapped[1] as string) === 4) return mapped[1];
-  const family = isIP(s);
-  if (family === 4)
-    return s
-      .split('.')
-      .map((o) => String(Number(o)))
-      .join('.');
-  if (family === 6) return ipv6ToString(ipv6ToBigInt(s));
-  return undefined;
+  const ip = parseIp(input.trim());
+  return ip.ok ? formatIp(unmapIpv4(ip.value)) : undefined;
 }
 
 export interface Cidr {
@@ -36,90 +40,44 @@ export interface Cidr {
   prefix: number;
 }
 
-function ipv4ToBigInt(ip: string): bigint {
-  return ip.split('.').reduce((acc, o) => (acc << 8n) | BigInt(Number(o)), 0n);
-}
-
-function ipv6ToBigInt(ip: string): bigint {
-  let s = ip;
-  const v4tail = /(\d+\.\d+\.\d+\.\d+)$/.exec(s);
-  if (v4tail) {
-    const v = ipv4ToBigInt(v4tail[1] as string);
-    s = `${s.slice(0, -(v4tail[1] as string).length)}${(v >> 16n).toString(16)}:${(v & 0xffffn).toString(16)}`;
-  }
-  const [head, tail] = s.includes('::') ? (s.split('::') as [string, string]) : [s, undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail !== undefined && tail !== '' ? tail.split(':') : [];
-  const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
-  return groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n);
-}
-
-function ipv6ToString(v: bigint): string {
-  const groups: number[] = [];
-  for (let i = 7; i >= 0; i--) groups.push(Number((v >> BigInt(i * 16)) & 0xffffn));
-  // Longest run of zero groups (length >= 2) becomes "::".
-  let bestStart = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8;) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen && j - i >= 2) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart < 0) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
-}
-
-/** Integer value and family of an IP address; undefined when not an address. */
+/** Integer value and family of an IP address (IPv4-mapped as IPv4); undefined when not an address. */
 export function ipToBigInt(input: string): { family: 4 | 6; value: bigint } | undefined {
-  const ip = normalizeIp(input);
-  if (ip === undefined) return undefined;
-  return isIP(ip) === 4 ? { family: 4, value: ipv4ToBigInt(ip) } : { family: 6, value: ipv6ToBigInt(ip) };
+  const ip = parseIp(input.trim());
+  if (!ip.ok) return undefined;
+  const addr = unmapIpv4(ip.value);
+  return { family: addr.family, value: bigIntOf(addr) };
 }
 
 /**
  * Parses "addr/prefix". Host bits must be zero ("10.0.1.5/24" is rejected: it is almost always a
- * typo for a host address or for the network).
+ * typo for a host address or for the network). An IPv4-mapped address counts as IPv4.
  */
 export function parseCidr(input: string): Cidr | undefined {
+  // white space around the address (not the length) is tolerated, as in normalizeIp
   const slash = input.indexOf('/');
-  if (slash < 0) return undefined;
-  const addr = ipToBigInt(input.slice(0, slash));
-  const prefixText = input.slice(slash + 1);
-  if (!addr || !/^\d{1,3}$/.test(prefixText)) return undefined;
-  const prefix = Number(prefixText);
-  const bits = addr.family === 4 ? 32 : 128;
-  if (prefix > bits) return undefined;
-  const hostMask = (1n << BigInt(bits - prefix)) - 1n;
-  if ((addr.value & hostMask) !== 0n) return undefined;
-  const addrText =
-    addr.family === 4
-      ? [24n, 16n, 8n, 0n].map((s) => String((addr.value >> s) & 0xffn)).join('.')
-      : ipv6ToString(addr.value);
-  return { text: `${addrText}/${prefix}`, family: addr.family, network: addr.value, prefix };
+  const text = slash < 0 ? input : `${input.slice(0, slash).trim()}${input.slice(slash)}`;
+  const p = parsePrefix(text, { hostBits: 'reject', mapped: 'unmap' });
+  if (!p.ok) return undefined;
+  return {
+    text: formatPrefix(p.value),
+    family: p.value.family,
+    network: bigIntOf(p.value),
+    prefix: p.value.length,
+  };
 }
 
-/** Whether an address lies in a CIDR (same family only). */
+/** Whether an address lies in a CIDR (same family only; IPv4-mapped counts as IPv4). */
 export function cidrContains(cidr: Cidr, ip: string): boolean {
-  const addr = ipToBigInt(ip);
-  if (!addr || addr.family !== cidr.family) return false;
-  const bits = cidr.family === 4 ? 32 : 128;
-  return addr.value >> BigInt(bits - cidr.prefix) === cidr.network >> BigInt(bits - cidr.prefix);
+  const addr = parseIp(ip.trim());
+  const prefix = parsePrefix(cidr.text);
+  return addr.ok && prefix.ok && prefixContains(prefix.value, unmapIpv4(addr.value));
 }
 
 /** The host route of an address: "10.0.1.5/32" or "fd00::5/128". */
 export function hostCidr(ip: string): string {
-  const n = normalizeIp(ip);
-  if (n === undefined) throw new TypeError(`hostCidr: not an IP address: ${ip}`);
-  return isIP(n) === 4 ? `${n}/32` : `${n}/128`;
+  const addr = parseIp(ip.trim());
+  if (!addr.ok) throw new TypeError(`hostCidr: not an IP address: ${ip}`);
+  return formatPrefix(hostPrefix(unmapIpv4(addr.value)));
 }
 
 const TRUST_DOMAIN_RE = /^[a-z0-9._-]+$/;

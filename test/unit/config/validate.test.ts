@@ -16,13 +16,18 @@ describe('addresses', () => {
     ['::', '::'],
     ['::1', '::1'],
     ['1::', '1::'],
+    ['::ffff:a00:1', '10.0.0.1'],
+    [' 10.0.0.1 ', '10.0.0.1'],
   ])('normalizes %s to %s', (input, out) => {
     expect(normalizeIp(input)).toBe(out);
   });
 
-  it.each(['10.0.0', '10.0.0.256', 'fd00::1::2', 'x', '', '10.0.0.1/32'])('rejects %j', (input) => {
-    expect(normalizeIp(input)).toBeUndefined();
-  });
+  it.each(['10.0.0', '10.0.0.256', 'fd00::1::2', 'x', '', '10.0.0.1/32', '010.0.0.1', 'fe80::1%eth0'])(
+    'rejects %j',
+    (input) => {
+      expect(normalizeIp(input)).toBeUndefined();
+    },
+  );
 
   it('parses CIDRs canonically and refuses host bits', () => {
     expect(parseCidr('10.1.0.0/16')?.text).toBe('10.1.0.0/16');
@@ -32,6 +37,9 @@ describe('addresses', () => {
     expect(parseCidr('10.1.0.0/33')).toBeUndefined();
     expect(parseCidr('10.1.0.0')).toBeUndefined();
     expect(parseCidr('10.1.0.0/x')).toBeUndefined();
+    expect(parseCidr('::ffff:10.1.0.0/16')?.text).toBe('10.1.0.0/16');
+    expect(parseCidr('fe80::%eth0/64')).toBeUndefined();
+    expect(parseCidr('fd00::/128')?.text).toBe('fd00::/128');
   });
 
   it('tests membership within one family', () => {
