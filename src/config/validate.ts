@@ -8,6 +8,7 @@ import {
   prefixContains,
   unmapIpv4,
 } from '../net/index.js';
+import { parseSpiffeId, spiffeIdProblem as libraryIdProblem } from '../spiffe/index.js';
 
 /** Shows a rejected value in an error message: strings quoted, objects as JSON, shortened. */
 export function showValue(value: unknown): string {
@@ -80,39 +81,18 @@ export function hostCidr(ip: string): string {
   return formatPrefix(hostPrefix(unmapIpv4(addr.value)));
 }
 
-const TRUST_DOMAIN_RE = /^[a-z0-9._-]+$/;
-const SEGMENT_RE = /^[A-Za-z0-9._-]+$/;
-
 /**
- * Strict SPIFFE ID check (SPIFFE ID spec): "spiffe://" + lower-case trust domain of [a-z0-9._-] +
- * path of segments of [A-Za-z0-9._-] (no empty, "." or ".." segments, no trailing slash), no
- * query, fragment, port or user info, at most 2048 bytes. Returns the reason when invalid.
- * `requirePath` rejects trust-domain-only IDs (workloads always have a path).
+ * The reason a SPIFFE ID is invalid (SPIFFE-ID spec, section 2), as the SPIFFE library words it,
+ * or undefined when it is valid. `requirePath` also rejects trust-domain-only IDs
+ * ("spiffe://example.org"): a workload's ID always has a path.
  */
 export function spiffeIdProblem(input: string, requirePath = true): string | undefined {
-  if (Buffer.byteLength(input) > 2048) return 'is longer than 2048 bytes';
-  if (!input.startsWith('spiffe://')) return 'must start with "spiffe://"';
-  const rest = input.slice('spiffe://'.length);
-  const slash = rest.indexOf('/');
-  const td = slash < 0 ? rest : rest.slice(0, slash);
-  if (td === '') return 'has an empty trust domain';
-  if (!TRUST_DOMAIN_RE.test(td)) return `has an invalid trust domain "${td}" (allowed: a-z 0-9 . - _)`;
-  if (slash < 0)
-    return requirePath ? 'has no path (a workload ID looks like spiffe://<trust-domain>/<path>)' : undefined;
-  const segments = rest.slice(slash + 1).split('/');
-  for (const seg of segments) {
-    if (seg === '') return 'has an empty path segment (or a trailing slash)';
-    if (seg === '.' || seg === '..') return 'has a "." or ".." path segment';
-    if (!SEGMENT_RE.test(seg)) return `has an invalid path segment "${seg}" (allowed: A-Z a-z 0-9 . - _)`;
+  const problem = libraryIdProblem(input);
+  if (problem !== undefined) return problem;
+  if (requirePath && parseSpiffeId(input).isRoot) {
+    return 'has no path (a workload ID looks like spiffe://<trust-domain>/<path>)';
   }
   return undefined;
-}
-
-/** Trust domain of a valid SPIFFE ID. */
-export function trustDomainOf(spiffeId: string): string {
-  const rest = spiffeId.slice('spiffe://'.length);
-  const slash = rest.indexOf('/');
-  return slash < 0 ? rest : rest.slice(0, slash);
 }
 
 /** Linux interface names: 1..15 bytes, no '/', whitespace or ':'. */
