@@ -17,16 +17,20 @@ export class AuthGc {
       obsolete: (key: AuthKey) => string | undefined;
       /** Names for audit events. */
       describe: (key: AuthKey) => { localId?: string; remoteId?: string; node?: string };
-      now?: () => number;
     },
   ) {}
 
+  /**
+   * First makes the mirror equal to the kernel map (cache.reconcile(): entries removed or written
+   * behind the daemon's back), then removes what expired (in the kernel's clock or the wall clock,
+   * whichever says so first) or became obsolete.
+   */
   run(): { expired: number; removed: number } {
-    const now = (this.deps.now ?? Date.now)();
+    this.deps.cache.reconcile();
     let expired = 0;
     let removed = 0;
     for (const e of this.deps.cache.entries()) {
-      const why = e.expiresAtMs <= now ? 'expired' : this.deps.obsolete(e.key);
+      const why = this.deps.cache.isExpired(e) ? 'expired' : this.deps.obsolete(e.key);
       if (!why) continue;
       this.deps.cache.delete(e.key);
       const names = this.deps.describe(e.key);

@@ -1,4 +1,4 @@
-export { AuthCache, type CachedEntry, type EntryOrigin } from './cache.js';
+export { AuthCache, type CachedEntry, type EntryOrigin, type MirrorRepairReason } from './cache.js';
 export {
   AuthManager,
   type AuthManagerOptions,
@@ -6,8 +6,21 @@ export {
   type Authenticator,
   type AuthenticateRequest,
   type AuthenticateResult,
+  type EntryWriteCheck,
+  type PairNames,
   type PairResolver,
   type ServerAuthenticated,
 } from './manager.js';
 export { AuthGc } from './gc.js';
 export { pairKey } from './pair.js';
+export {
+  bundleFingerprints,
+  chainAnchors,
+  removedAuthorities,
+  trustDomainOf,
+  trustLost,
+  type BundleFingerprints,
+  type ChainAnchors,
+  type EntryTrust,
+} from './trust.js';
+export { entryWriteCheck, type EntryWriteCheckDeps } from './write-check.js';

@@ -1,6 +1,13 @@
 import { mkdirSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { AuthCache, AuthGc, AuthManager, type AuthObserver } from '../auth/index.js';
+import {
+  AuthCache,
+  AuthGc,
+  AuthManager,
+  entryWriteCheck,
+  type AuthObserver,
+  type MirrorRepairReason,
+} from '../auth/index.js';
 import { HandshakeClient, HandshakeServer } from '../auth/handshake/index.js';
 import type { AuditSink } from '../audit/sink.js';
 import type { DaemonConfig } from '../config/index.js';
@@ -19,7 +26,13 @@ import { DaemonResolver } from './resolver.js';
 import { openDatapath, type DaemonDatapath } from './datapath.js';
 import { openAudit, type DaemonAudit } from './audit.js';
 import { startOperations, type DaemonOperations } from './operations.js';
-import { startWireguard, type WireguardTunnel } from '../wireguard/index.js';
+import {
+  readKeyFile,
+  startWireguard,
+  wireguardKeyAgreement,
+  type WireguardKeyAgreement,
+  type WireguardTunnel,
+} from '../wireguard/index.js';
 
 /** How long start-up waits for the identity source's first complete state. */
 const IDENTITY_READY_TIMEOUT_MS = 30_000;
@@ -102,7 +115,16 @@ export class Daemon {
       wireguardIfindex: wg?.ifindex ?? 0,
     });
     dpRef.current = datapath;
-    const cache = new AuthCache(datapath.auth);
+    const ops: { current: DaemonOperations | undefined } = { current: undefined };
+    const cache = new AuthCache(datapath.auth, {
+      onRepair: (reason: MirrorRepairReason) => {
+        ops.current?.metrics.mirrorRepairs.inc({ reason });
+        log.warn(
+          { event: 'auth_mirror_repaired', reason },
+          'auth mirror disagreed with the kernel map: repaired from the kernel',
+        );
+      },
+    });
     const restored = cache.restore();
     log.info(
       { event: 'entries_restored', count: restored },
@@ -129,21 +151,25 @@ export class Daemon {
       handshakePort: config.handshake.port,
     });
 
-    const ops: { current: DaemonOperations | undefined } = { current: undefined };
     const observer: AuthObserver = {
+      revoked: (trigger) => ops.current?.metrics.entriesRevoked.inc({ trigger }),
       signal: (outcome) => ops.current?.metrics.signalsReceived.inc({ outcome }),
       handshake: (result, reason, ms) => ops.current?.metrics.recordHandshake(result, reason, ms),
       entries: (n) => ops.current?.metrics.authEntries.set(n),
     };
 
+    // The handshake proves possession of the node's WireGuard private key (wireguard-proof.ts).
+    const wgKey: WireguardKeyAgreement | undefined = wg
+      ? wireguardKeyAgreement(readKeyFile(wg.privateKeyFile))
+      : undefined;
     const client = new HandshakeClient({
       identity,
       nodeName: config.node,
       maxEntryTtlMs: config.handshake.maxEntryTtlMs,
       timeoutMs: config.handshake.timeoutMs,
-      ...(wg
+      ...(wgKey
         ? {
-            wireguardPublicKey: () => wg.publicKey,
+            wireguard: wgKey,
             expectedPeerWireguardKey: (node: string) => inventory.current.node(node)?.wireguardPublicKey,
           }
         : {}),
@@ -156,6 +182,12 @@ export class Daemon {
       audit: audit.sink,
       logger: logger.child({ component: 'auth' }),
       observer,
+      // Trust is re-checked at the moment of every write (client and server side).
+      writeCheck: entryWriteCheck({
+        holdsSvid: (id) => identity.svid(id) !== undefined,
+        isLocalIdentity: (id) => inventory.current.isWorkloadOnNode(id, config.node),
+        isWorkloadOnNode: (id, node) => inventory.current.isWorkloadOnNode(id, node),
+      }),
       options: {
         maxConcurrent: config.auth.maxConcurrent,
         queueSize: config.auth.queueSize,
@@ -177,9 +209,9 @@ export class Daemon {
         perPeerRatePerSec: config.handshake.perPeerRate,
         perPeerBurst: config.handshake.perPeerBurst,
       },
-      ...(wg
+      ...(wgKey
         ? {
-            wireguardPublicKey: () => wg.publicKey,
+            wireguard: wgKey,
             expectedPeerWireguardKey: (node: string) => inventory.current.node(node)?.wireguardPublicKey,
           }
         : {}),
@@ -240,7 +272,8 @@ export class Daemon {
       wg,
     });
 
-    // Rotation is an event stream.
+    // Rotation is an event stream; so are bundle changes, which revoke what relied on a removed authority.
+    manager.noteTrustBundles(identity.bundles());
     const unsubscribe = identity.subscribe((ev: IdentityEvent) => daemon.onIdentityEvent(ev, audit.sink));
     daemon.disposers.push(unsubscribe, unsubscribeLog);
 
@@ -325,6 +358,8 @@ export class Daemon {
       this.parts.datapath.sync(this.parts.state.current);
       this.parts.identity.setWanted(this.parts.state.current.localSpiffeIds);
       this.logger.info({ component: 'daemon', event: 'state_resynced' }, 'inventory changed: maps updated');
+      // Entries of workloads that left (here or on the peer node) go now, not on the next GC tick.
+      this.parts.gc.run();
       if (this.config.auth.preauthenticate) this.preauthenticate();
     } catch (err) {
       this.logger.error(
@@ -360,6 +395,16 @@ export class Daemon {
       case 'svid-removed':
         this.parts.gc.run();
         return;
+      case 'bundles-updated': {
+        const r = this.parts.manager.onTrustBundlesChanged(ev.bundles);
+        if (r.revoked > 0 || r.reauthenticating > 0) {
+          log.warn(
+            { event: 'bundle_revocation', revoked: r.revoked, reauthenticating: r.reauthenticating },
+            'trust bundles changed: entries that relied on a removed authority revoked',
+          );
+        }
+        return;
+      }
       default:
         return;
     }

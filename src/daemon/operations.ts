@@ -158,13 +158,16 @@ export async function startOperations(deps: OperationsDeps): Promise<DaemonOpera
     else if (ev.type === 'svid-removed') metrics.removeSvid(ev.spiffeId);
     if (ev.type !== 'source-state') refreshTls();
   });
-  /** Ready: the kernel maps answer and every local workload has an SVID (or there are none). */
+  /** Ready: the kernel maps answer, the signal reader runs and every local workload has an SVID (or there are none). */
   const ready = (): { ready: boolean; reason?: string } => {
     try {
       deps.datapath.counters();
     } catch (err) {
       return { ready: false, reason: `datapath: ${(err as Error).message}` };
     }
+    // Without a running ring-buffer reader no drop ever turns into a handshake.
+    const reader = deps.datapath.signals.health();
+    if (!reader.ready) return reader;
     const missing = localIds().filter((id) => !deps.identity.svid(id));
     return missing.length === 0
       ? { ready: true }
