@@ -215,6 +215,16 @@ export class HandshakeClient {
         if (frames.length === 0) return;
         if (frames.length > 1) throw protocolError('authenticate: more than one result frame');
         const r = parseResult(frames[0]);
+        const expected = this.opts.expectedPeerWireguardKey?.(p.peerNode);
+        if (expected !== undefined && r.wgPublicKey !== expected && (r.ok || r.wgPublicKey !== undefined)) {
+          // Checked before the server's verdict: a server whose node key is not the inventory's
+          // cannot verify our proof either, and the mismatch is the cause to report.
+          throw new HandshakeError(
+            'wireguard-key-mismatch',
+            `authenticate: node ${p.peerNode} presented WireGuard key ${r.wgPublicKey ?? '(none)'}, inventory has ${expected}`,
+            r.ok ? {} : { details: { peerReason: r.reason } },
+          );
+        }
         if (!r.ok) {
           throw new HandshakeError(
             'peer-rejected',
@@ -222,13 +232,6 @@ export class HandshakeClient {
             {
               details: { peerReason: r.reason },
             },
-          );
-        }
-        const expected = this.opts.expectedPeerWireguardKey?.(p.peerNode);
-        if (expected !== undefined && r.wgPublicKey !== expected) {
-          throw new HandshakeError(
-            'wireguard-key-mismatch',
-            `authenticate: node ${p.peerNode} presented WireGuard key ${r.wgPublicKey ?? '(none)'}, inventory has ${expected}`,
           );
         }
         if (expected !== undefined) {

@@ -96,8 +96,12 @@ export function okResult(
   return { v: PROTOCOL_VERSION, ok: true, expiresAtMs, ...dropUndefined({ wgPublicKey, wgProof }) };
 }
 
-export function failedResult(reason: string): ResultMessage {
-  return { v: PROTOCOL_VERSION, ok: false, reason, expiresAtMs: 0 };
+/**
+ * A refusal. `wgPublicKey` (the server node's key) lets the client tell a server whose key is not
+ * the inventory's (wireguard-key-mismatch) from any other refusal.
+ */
+export function failedResult(reason: string, wgPublicKey?: string | undefined): ResultMessage {
+  return { v: PROTOCOL_VERSION, ok: false, reason, expiresAtMs: 0, ...dropUndefined({ wgPublicKey }) };
 }
 
 function dropUndefined<T extends object>(o: T): T {

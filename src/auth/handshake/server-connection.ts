@@ -385,7 +385,13 @@ export class ServerConnection {
       this.stage === 'entry'
     ) {
       if (!this.tls.destroyed && this.tls.writable && err.reason !== 'aborted') {
-        this.send(encodeFrame(failedResult(err.reason), this.host.maxFrameBytes));
+        let ownKey: string | undefined;
+        try {
+          ownKey = this.host.wireguard()?.publicKey;
+        } catch {
+          ownKey = undefined;
+        }
+        this.send(encodeFrame(failedResult(err.reason, ownKey), this.host.maxFrameBytes));
         return;
       }
     }

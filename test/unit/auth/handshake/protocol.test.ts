@@ -51,6 +51,17 @@ describe('hello', () => {
     expect('wgProof' in okResult(5, WG)).toBe(false);
   });
 
+  it("a refusal may carry the server node's WireGuard key (so the client can report a key mismatch)", () => {
+    expect(parseResult(JSON.parse(JSON.stringify(failedResult('wireguard-key-proof-invalid', WG))))).toEqual({
+      v: 2,
+      ok: false,
+      reason: 'wireguard-key-proof-invalid',
+      expiresAtMs: 0,
+      wgPublicKey: WG,
+    });
+    expect('wgPublicKey' in failedResult('timeout')).toBe(false);
+  });
+
   it('builds what it parses, leaving out an undefined key', () => {
     const built = helloMessage({ ...hello, wgPublicKey: undefined });
     expect('wgPublicKey' in built).toBe(false);
