@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { AuthCache, AuthManager, type PairResolver } from '../src/auth/index.js';
+import { AuthCache, AuthManager, AuthReporter, type PairResolver } from '../src/auth/index.js';
 import { HandshakeClient } from '../src/auth/handshake/index.js';
 import { MemoryAuditSink } from '../src/audit/sink.js';
 import { packageRoot } from '../src/config/package-root.js';
@@ -175,7 +175,7 @@ export async function runAuthLatencyBench(opts: {
           return r;
         },
       },
-      audit: new MemoryAuditSink(),
+      reporter: new AuthReporter({ audit: new MemoryAuditSink(), logger: silentLogger() }),
       logger: silentLogger(),
       options: {
         maxConcurrent: opts.concurrency,

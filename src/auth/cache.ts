@@ -119,9 +119,9 @@ export class AuthCache {
     return e !== undefined && !this.isExpired(e);
   }
 
-  /** True when the kernel's clock or the wall clock says the entry expired. */
-  isExpired(e: CachedEntry): boolean {
-    return e.expiresAtClockMs <= this.map.clockNowMs() || e.expiresAtMs <= this.now();
+  /** True when the kernel's clock or the wall clock (`wallNowMs`, default now) says the entry expired. */
+  isExpired(e: CachedEntry, wallNowMs: number = this.now()): boolean {
+    return e.expiresAtClockMs <= this.map.clockNowMs() || e.expiresAtMs <= wallNowMs;
   }
 
   /**

@@ -1,6 +1,8 @@
 import type { Logger } from 'pino';
 import type { AuditSink } from '../audit/sink.js';
 import type { AuthKey } from '../datapath/types.js';
+import type { IdentityEvent } from '../identity/source.js';
+import { systemClock, type Clock } from '../time.js';
 import type { AuthCache } from './cache.js';
 
 /**
@@ -17,8 +19,15 @@ export class AuthGc {
       obsolete: (key: AuthKey) => string | undefined;
       /** Names for audit events. */
       describe: (key: AuthKey) => { localId?: string; remoteId?: string; node?: string };
+      /** Wall clock for expiry; default systemClock. */
+      clock?: Pick<Clock, 'now'>;
     },
   ) {}
+
+  /** A workload lost its SVID: its entries go now rather than at the next periodic run. */
+  onIdentityEvent(ev: Pick<IdentityEvent, 'type'>): void {
+    if (ev.type === 'svid-removed') this.run();
+  }
 
   /**
    * First makes the mirror equal to the kernel map (cache.reconcile(): entries removed or written
@@ -27,10 +36,11 @@ export class AuthGc {
    */
   run(): { expired: number; removed: number } {
     this.deps.cache.reconcile();
+    const now = (this.deps.clock ?? systemClock).now();
     let expired = 0;
     let removed = 0;
     for (const e of this.deps.cache.entries()) {
-      const why = this.deps.cache.isExpired(e) ? 'expired' : this.deps.obsolete(e.key);
+      const why = this.deps.cache.isExpired(e, now) ? 'expired' : this.deps.obsolete(e.key);
       if (!why) continue;
       this.deps.cache.delete(e.key);
       const names = this.deps.describe(e.key);

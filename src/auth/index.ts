@@ -2,17 +2,25 @@ export { AuthCache, type CachedEntry, type EntryOrigin, type MirrorRepairReason 
 export {
   AuthManager,
   type AuthManagerOptions,
-  type AuthObserver,
   type Authenticator,
   type AuthenticateRequest,
   type AuthenticateResult,
   type EntryWriteCheck,
-  type PairNames,
   type PairResolver,
   type ServerAuthenticated,
 } from './manager.js';
 export { AuthGc } from './gc.js';
-export { pairKey } from './pair.js';
+export { pairKey, pairNames, type PairNames } from './pair.js';
+export {
+  AuthReporter,
+  type AuthObserver,
+  type ClientFailure,
+  type ClientSuccess,
+  type Revocation,
+  type ServerSuccess,
+  type SignalOutcome,
+  type WorkReason,
+} from './reporter.js';
 export {
   bundleFingerprints,
   chainAnchors,

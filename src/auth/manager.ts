@@ -1,10 +1,11 @@
 import type { Logger } from 'pino';
-import type { AuditSink } from '../audit/sink.js';
 import type { AuthKey, AuthSignal, SignalSource } from '../datapath/types.js';
-import type { TrustBundles } from '../identity/source.js';
+import type { IdentityEvent, TrustBundles } from '../identity/source.js';
 import { backoffMs } from '../sync.js';
+import { systemClock, type Clock, type TimerHandle } from '../time.js';
 import type { AuthCache, CachedEntry } from './cache.js';
-import { pairKey } from './pair.js';
+import { pairKey, pairNames, type PairNames } from './pair.js';
+import type { AuthReporter, SignalOutcome, WorkReason } from './reporter.js';
 import {
   bundleFingerprints,
   removedAuthorities,
@@ -69,32 +70,16 @@ export interface ServerAuthenticated {
   trust?: EntryTrust;
 }
 
-/** The names of a pair, as audit events carry them. */
-export interface PairNames {
-  localId?: string;
-  remoteId?: string;
-  node?: string;
-}
-
 /**
  * Re-checks, at the moment an entry is written, that the trust the handshake started from still
  * holds: our SVID is still held, our workload is still on this node, the peer workload still on
- * its node. Returns the refusal reason (a handshake reason code) or undefined to write.
+ * its node. Returns the refusal (a handshake reason code and why) or undefined to write.
  */
 export type EntryWriteCheck = (names: {
   localId: string;
   remoteId: string;
   node: string;
 }) => { reason: string; message: string } | undefined;
-
-/** Optional hooks for metrics. */
-export interface AuthObserver {
-  signal?(outcome: 'queued' | 'pending' | 'live' | 'backoff' | 'queue-full' | 'unresolved'): void;
-  handshake?(result: 'success' | 'failure', reason: string, durationMs: number): void;
-  entries?(count: number): void;
-  /** An entry was revoked because its trust left the bundle. */
-  revoked?(trigger: 'bundle-changed' | 'reauth-failed'): void;
-}
 
 export interface AuthManagerOptions {
   maxConcurrent: number;
@@ -107,14 +92,11 @@ export interface AuthManagerOptions {
   retryWindowMs?: number;
 }
 
-export type WorkReason =
-  'signal' | 'reauth-expiry' | 'reauth-rotation' | 'reauth-bundle' | 'retry' | 'preauth';
-
 interface PairState {
   attempts: number;
   nextAttemptAtMs: number;
   lastSignalAtMs: number;
-  retryTimer?: NodeJS.Timeout;
+  retryTimer?: TimerHandle;
 }
 
 interface WorkItem {
@@ -132,7 +114,7 @@ export class AuthManager {
   private readonly pending = new Set<string>();
   private readonly inFlight = new Map<string, AbortController>();
   private readonly pairs = new Map<string, PairState>();
-  private readonly now: () => number;
+  private readonly clock: Clock;
   private closed = false;
   private runner: Promise<void> | undefined;
   private source: SignalSource | undefined;
@@ -145,16 +127,22 @@ export class AuthManager {
       cache: AuthCache;
       resolver: PairResolver;
       authenticator: Authenticator;
-      audit: AuditSink;
+      /** Audit events, log lines and metrics of every outcome. */
+      reporter: AuthReporter;
+      /** The manager's own operational log (signal reader). */
       logger: Logger;
       options: AuthManagerOptions;
-      observer?: AuthObserver;
+      /** Wall clock (entry expiry, backoff) and the retry timers; default systemClock. */
+      clock?: Clock;
       /** Refuses a write whose trust is gone by now (see EntryWriteCheck). */
       writeCheck?: EntryWriteCheck;
-      now?: () => number;
     },
   ) {
-    this.now = deps.now ?? Date.now;
+    this.clock = deps.clock ?? systemClock;
+  }
+
+  private now(): number {
+    return this.clock.now();
   }
 
   /** Reads signals until close(), which also closes the source. */
@@ -189,12 +177,7 @@ export class AuthManager {
       return this.observe('live');
     }
     if (state && state.nextAttemptAtMs > now) return this.observe('backoff');
-    this.deps.audit.record({
-      type: 'signal',
-      outcome: 'info',
-      ...this.names(key),
-      direction: signal.direction,
-    });
+    this.deps.reporter.signal(this.names(key), signal.direction);
     this.enqueue({ key, reason: 'signal' });
   }
 
@@ -216,33 +199,36 @@ export class AuthManager {
     }
     this.deps.cache.set(key, { expiresAtMs: r.expiresAtMs }, 'server', r.trust);
     this.clearFailures(pairKey(key));
-    this.deps.audit.record({
-      type: 'handshake-succeeded',
-      outcome: 'success',
-      localId: r.localId,
-      remoteId: r.remoteId,
-      node: r.peerNode,
-      direction: 'server',
-      details: {
-        expiresAtMs: r.expiresAtMs,
-        durationMs: r.durationMs,
-        peerSerials: r.peerSerials,
-        localSerial: r.localSerial,
-        tlsVersion: r.tlsVersion,
-        cipher: r.cipher,
-      },
-    });
-    this.deps.audit.record({
-      type: 'entry-written',
-      outcome: 'success',
-      localId: r.localId,
-      remoteId: r.remoteId,
-      node: r.peerNode,
-      direction: 'server',
-      details: { expiresAtMs: r.expiresAtMs },
-    });
-    this.deps.observer?.entries?.(this.deps.cache.size);
+    this.deps.reporter.serverSucceeded(r, this.deps.cache.size);
     return key;
+  }
+
+  /**
+   * Follows the identity source: a renewed SVID (an update with a previous one) is audited as a
+   * rotation and every pair of that workload re-authenticates with it; a trust-bundle change
+   * revokes what relied on a removed authority (onTrustBundlesChanged). Removals are the GC's
+   * (AuthGc.onIdentityEvent); other events change nothing here.
+   */
+  onIdentityEvent(ev: IdentityEvent): void {
+    if (ev.type === 'bundles-updated') {
+      const r = this.onTrustBundlesChanged(ev.bundles);
+      if (r.revoked > 0 || r.reauthenticating > 0) {
+        this.deps.logger.warn(
+          { event: 'bundle_revocation', revoked: r.revoked, reauthenticating: r.reauthenticating },
+          'trust bundles changed: entries that relied on a removed authority revoked',
+        );
+      }
+      return;
+    }
+    if (ev.type !== 'svid-updated' || !ev.previousNotAfter) return;
+    const rotated = {
+      spiffeId: ev.spiffeId,
+      notAfterMs: ev.svid.notAfter.getTime(),
+      previousNotAfterMs: ev.previousNotAfter.getTime(),
+      serial: ev.svid.leaf.serialNumber,
+    };
+    // Audited before the re-authentications it causes are queued.
+    this.deps.reporter.svidRotated(rotated, () => this.onLocalSvidRotated(ev.spiffeId));
   }
 
   /** Our SVID for spiffeId was renewed: re-authenticate every pair it is part of, before expiry. */
@@ -259,11 +245,12 @@ export class AuthManager {
 
   /** Re-authenticate entries that passed `reauthAt` of their lifetime and are still required. */
   scheduleExpiryReauth(): number {
+    const now = this.now();
     let n = 0;
     for (const e of this.deps.cache.entries()) {
       if (e.origin === 'server') continue; // the peer that initiated refreshes it (and so our side)
-      if (this.deps.cache.isExpired(e)) continue; // GC's business; a new signal re-authenticates
-      // Measured in the kernel map's clock, which does not step with the wall clock.
+      if (this.deps.cache.isExpired(e, now)) continue; // GC's business; a new signal re-authenticates
+      // Measured in the kernel map's clock (CLOCK_BOOTTIME), which does not step with the wall clock.
       const due = e.writtenAtClockMs + this.deps.options.reauthAt * (e.expiresAtClockMs - e.writtenAtClockMs);
       if (this.deps.cache.clockNowMs() < due) continue;
       const names = this.names(e.key);
@@ -293,6 +280,7 @@ export class AuthManager {
       this.enqueue({ key, reason: 'preauth' });
       if (this.queue.length > before || this.pending.has(id)) n++;
     }
+    this.deps.reporter.preauthQueued(keys.length, n);
     return n;
   }
 
@@ -338,72 +326,7 @@ export class AuthManager {
         requeued++;
       }
     }
-    if (revoked > 0) this.deps.observer?.entries?.(this.deps.cache.size);
     return { revoked, reauthenticating: requeued };
-  }
-
-  /**
-   * Why a handshake's result must not be written now, or undefined to write it: the write check
-   * (identity, inventory) and the trust bundles as they are at this moment.
-   */
-  private refuseWrite(
-    names: { localId: string; remoteId: string; node: string },
-    trust: EntryTrust | undefined,
-  ): { reason: string; message: string } | undefined {
-    const refused = this.deps.writeCheck?.(names);
-    if (refused) return refused;
-    if (trust && this.bundleFps) {
-      const lost = trustLost(trust, this.bundleFps);
-      if (lost)
-        return { reason: 'bundle-revoked', message: `trust bundle changed during the handshake: ${lost}` };
-    }
-    return undefined;
-  }
-
-  /** A re-authentication failed: if the trust the entry was built on is gone too, delete it now. */
-  private revokeIfTrustLost(key: AuthKey, names: PairNames, failure: string): void {
-    const e = this.deps.cache.get(key);
-    if (!e?.trust || !this.bundleFps) return;
-    const lost = trustLost(e.trust, this.bundleFps);
-    if (lost && this.revoke(key, names, lost, 'reauth-failed', failure))
-      this.deps.observer?.entries?.(this.deps.cache.size);
-  }
-
-  private revoke(
-    key: AuthKey,
-    names: PairNames,
-    why: string,
-    trigger: 'bundle-changed' | 'reauth-failed',
-    failure?: string,
-  ): boolean {
-    const e = this.deps.cache.get(key);
-    const had = this.deps.cache.delete(key);
-    this.deps.audit.record({
-      type: 'entry-removed',
-      outcome: 'info',
-      reason: 'bundle-revoked',
-      ...names,
-      details: {
-        message: why,
-        trigger,
-        ...(failure ? { failure } : {}),
-        origin: e?.origin,
-        anchors: e?.trust?.chains.map((c) => ({ trustDomain: c.trustDomain, anchors: c.anchors })),
-      },
-    });
-    this.deps.logger.warn(
-      {
-        event: 'entry_revoked',
-        reason: 'bundle-revoked',
-        local_id: names.localId,
-        remote_id: names.remoteId,
-        node: names.node,
-        trigger,
-      },
-      `auth entry revoked: ${why}`,
-    );
-    this.deps.observer?.revoked?.(trigger);
-    return had;
   }
 
   /** Queue depth, in-flight handshakes and pairs in backoff. */
@@ -426,7 +349,7 @@ export class AuthManager {
     this.queue.length = 0;
     this.pending.clear();
     for (const c of this.inFlight.values()) c.abort(new Error('auth manager closed'));
-    for (const s of this.pairs.values()) if (s.retryTimer) clearTimeout(s.retryTimer);
+    for (const s of this.pairs.values()) if (s.retryTimer) this.clock.clearTimeout(s.retryTimer);
     this.source?.close();
     await this.runner;
     this.notifyIdle();
@@ -436,11 +359,7 @@ export class AuthManager {
     const id = pairKey(item.key);
     if (this.pending.has(id)) return this.observe('pending');
     if (this.queue.length >= this.deps.options.queueSize) {
-      this.deps.logger.warn(
-        { event: 'auth_queue_full', pair: id, queue: this.queue.length },
-        'auth queue full: dropping request (the next signal retries)',
-      );
-      return this.observe('queue-full');
+      return this.deps.reporter.queueFull(id, this.queue.length);
     }
     this.pending.add(id);
     this.queue.push(item);
@@ -473,17 +392,8 @@ export class AuthManager {
   private async work(item: WorkItem, signal: AbortSignal): Promise<void> {
     const { key } = item;
     const names = this.names(key);
-    const log = this.deps.logger.child({
-      local_id: names.localId,
-      remote_id: names.remoteId,
-      node: names.node,
-    });
     if (!names.localId || !names.remoteId || !names.node) {
-      log.warn(
-        { event: 'auth_unresolved', pair: pairKey(key) },
-        'auth: cannot resolve the pair to SPIFFE IDs and a node; not authenticating',
-      );
-      this.observe('unresolved');
+      this.deps.reporter.unresolved(pairKey(key), names);
       return;
     }
     const endpoint = this.deps.resolver.nodeEndpoint(names.node);
@@ -491,9 +401,7 @@ export class AuthManager {
       this.fail(key, names, item.reason, 'unknown-node', `no address for node ${names.node}`, 0);
       return;
     }
-    if (item.reason !== 'signal') {
-      this.deps.audit.record({ type: 'reauth', outcome: 'info', ...names, details: { why: item.reason } });
-    }
+    if (item.reason !== 'signal') this.deps.reporter.reauth(names, item.reason);
     const started = this.now();
     try {
       const r = await this.deps.authenticator.authenticate({
@@ -532,39 +440,20 @@ export class AuthManager {
         return;
       }
       this.clearFailures(pairKey(key));
-      this.deps.audit.record({
-        type: 'handshake-succeeded',
-        outcome: 'success',
-        ...names,
-        direction: 'client',
-        details: {
+      this.deps.reporter.clientSucceeded(
+        names,
+        {
           why: item.reason,
           expiresAtMs: r.expiresAtMs,
           durationMs: r.durationMs,
+          entryExpiresAtMs: entry.expiresAtMs,
           localSerial: r.localSerial,
           peerSerials: r.peerSerials,
           peerNotAfterMs: r.peerNotAfterMs,
           tlsVersion: r.tlsVersion,
           cipher: r.cipher,
         },
-      });
-      this.deps.audit.record({
-        type: 'entry-written',
-        outcome: 'success',
-        ...names,
-        direction: 'client',
-        details: { expiresAtMs: entry.expiresAtMs },
-      });
-      this.deps.observer?.handshake?.('success', 'ok', r.durationMs);
-      this.deps.observer?.entries?.(this.deps.cache.size);
-      log.info(
-        {
-          event: 'auth_succeeded',
-          why: item.reason,
-          duration_ms: r.durationMs,
-          expires_at: new Date(r.expiresAtMs).toISOString(),
-        },
-        'pair authenticated; entry written',
+        this.deps.cache.size,
       );
     } catch (err) {
       if (this.closed) return;
@@ -577,7 +466,7 @@ export class AuthManager {
 
   private fail(
     key: AuthKey,
-    names: { localId?: string; remoteId?: string; node?: string },
+    names: PairNames,
     why: WorkReason,
     reason: string,
     message: string,
@@ -592,56 +481,87 @@ export class AuthManager {
     if (why === 'signal') state.lastSignalAtMs = Math.max(state.lastSignalAtMs, now);
     this.pairs.set(id, state);
     if (why !== 'signal' && why !== 'preauth') this.revokeIfTrustLost(key, names, reason);
-    const unreachable = reason === 'peer-unreachable' || reason === 'timeout';
-    this.deps.audit.record({
-      type: unreachable ? 'peer-unreachable' : 'handshake-failed',
-      outcome: 'failure',
+    this.deps.reporter.clientFailed(names, {
+      why,
       reason,
-      ...names,
-      direction: 'client',
-      details: { why, message, durationMs, attempt: state.attempts, retryInMs: delay },
+      message,
+      durationMs,
+      attempt: state.attempts,
+      retryInMs: delay,
     });
-    this.deps.observer?.handshake?.('failure', reason, durationMs);
-    this.deps.logger.warn(
-      {
-        event: 'auth_failed',
-        local_id: names.localId,
-        remote_id: names.remoteId,
-        node: names.node,
-        reason,
-        err: message,
-        attempt: state.attempts,
-        retry_in_ms: delay,
-      },
-      `auth failed (${reason}): no entry written`,
-    );
     // Retry on our own while the pair is still being asked for; otherwise the next signal retries.
-    if (state.retryTimer) clearTimeout(state.retryTimer);
-    state.retryTimer = setTimeout(() => {
+    if (state.retryTimer) this.clock.clearTimeout(state.retryTimer);
+    state.retryTimer = this.clock.setTimeout(() => {
       state.retryTimer = undefined;
       const window = this.deps.options.retryWindowMs ?? 30_000;
       const stillWanted = why !== 'signal' || this.now() - state.lastSignalAtMs <= window;
       if (!this.closed && stillWanted && !this.deps.cache.checkLive(key))
         this.enqueue({ key, reason: 'retry' });
     }, delay);
-    state.retryTimer.unref();
+  }
+
+  /**
+   * Why a handshake's result must not be written now, or undefined to write it: the write check
+   * (identity, inventory) and the trust bundles as they are at this moment.
+   */
+  private refuseWrite(
+    names: { localId: string; remoteId: string; node: string },
+    trust: EntryTrust | undefined,
+  ): { reason: string; message: string } | undefined {
+    const refused = this.deps.writeCheck?.(names);
+    if (refused) return refused;
+    if (trust && this.bundleFps) {
+      const lost = trustLost(trust, this.bundleFps);
+      if (lost)
+        return { reason: 'bundle-revoked', message: `trust bundle changed during the handshake: ${lost}` };
+    }
+    return undefined;
+  }
+
+  /** A re-authentication failed: if the trust the entry was built on is gone too, delete it now. */
+  private revokeIfTrustLost(key: AuthKey, names: PairNames, failure: string): void {
+    const e = this.deps.cache.get(key);
+    if (!e?.trust || !this.bundleFps) return;
+    const lost = trustLost(e.trust, this.bundleFps);
+    if (lost) this.revoke(key, names, lost, 'reauth-failed', failure);
+  }
+
+  private revoke(
+    key: AuthKey,
+    names: PairNames,
+    why: string,
+    trigger: 'bundle-changed' | 'reauth-failed',
+    failure?: string,
+  ): boolean {
+    const e = this.deps.cache.get(key);
+    const had = this.deps.cache.delete(key);
+    this.deps.reporter.revoked(
+      names,
+      {
+        message: why,
+        trigger,
+        ...(failure ? { failure } : {}),
+        ...(e ? { origin: e.origin } : {}),
+        ...(e?.trust
+          ? { anchors: e.trust.chains.map((c) => ({ trustDomain: c.trustDomain, anchors: c.anchors })) }
+          : {}),
+      },
+      this.deps.cache.size,
+    );
+    return had;
   }
 
   private clearFailures(id: string): void {
     const s = this.pairs.get(id);
-    if (s?.retryTimer) clearTimeout(s.retryTimer);
+    if (s?.retryTimer) this.clock.clearTimeout(s.retryTimer);
     this.pairs.delete(id);
   }
 
   private names(key: AuthKey): PairNames {
-    return {
-      localId: this.deps.resolver.spiffeIdOf(key.localId),
-      remoteId: this.deps.resolver.spiffeIdOf(key.remoteId),
-      node: this.deps.resolver.nodeNameOf(key.remoteNode),
-    };
+    return pairNames(this.deps.resolver, key);
   }
 
-  private observe(o: Parameters<NonNullable<AuthObserver['signal']>>[0]): void {
-    this.deps.observer?.signal?.(o);
+  private observe(o: SignalOutcome): void {
+    this.deps.reporter.signalOutcome(o);
   }
 }

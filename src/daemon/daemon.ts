@@ -4,14 +4,13 @@ import {
   AuthCache,
   AuthGc,
   AuthManager,
+  AuthReporter,
   entryWriteCheck,
   type AuthObserver,
   type MirrorRepairReason,
 } from '../auth/index.js';
 import { HandshakeClient, HandshakeServer } from '../auth/handshake/index.js';
-import type { AuditSink } from '../audit/sink.js';
 import type { DaemonConfig } from '../config/index.js';
-import { AuthType, type AuthKey } from '../datapath/types.js';
 import { openStateAllocators, type IdAllocator } from '../identity/allocator.js';
 import type { IdentityEvent, IdentitySource } from '../identity/source.js';
 import {
@@ -20,7 +19,13 @@ import {
   watchInventoryFile,
   type Inventory,
 } from '../inventory/index.js';
-import { compileNodeState, loadPolicyFile, type NodeState, type Policy } from '../policy/index.js';
+import {
+  compileNodeState,
+  loadPolicyFile,
+  preauthPairs,
+  type NodeState,
+  type Policy,
+} from '../policy/index.js';
 import { createIdentitySource } from './identity.js';
 import { DaemonResolver } from './resolver.js';
 import { openDatapath, type DaemonDatapath } from './datapath.js';
@@ -149,6 +154,8 @@ export class Daemon {
       inventory: () => inventory.current,
       policy: () => policy.current,
       handshakePort: config.handshake.port,
+      localIdentities: () => state.current.localSpiffeIds,
+      holdsSvid: (id) => identity.svid(id) !== undefined,
     });
 
     const observer: AuthObserver = {
@@ -157,6 +164,11 @@ export class Daemon {
       handshake: (result, reason, ms) => ops.current?.metrics.recordHandshake(result, reason, ms),
       entries: (n) => ops.current?.metrics.authEntries.set(n),
     };
+    const reporter = new AuthReporter({
+      audit: audit.sink,
+      logger: logger.child({ component: 'auth' }),
+      observer,
+    });
 
     // The handshake proves possession of the node's WireGuard private key (wireguard-proof.ts).
     const wgKey: WireguardKeyAgreement | undefined = wg
@@ -179,9 +191,8 @@ export class Daemon {
       cache,
       resolver,
       authenticator: client,
-      audit: audit.sink,
+      reporter,
       logger: logger.child({ component: 'auth' }),
-      observer,
       // Trust is re-checked at the moment of every write (client and server side).
       writeCheck: entryWriteCheck({
         holdsSvid: (id) => identity.svid(id) !== undefined,
@@ -218,33 +229,8 @@ export class Daemon {
       logger,
       onAuthenticated: (r) => {
         manager.onServerAuthenticated(r);
-        observer.handshake?.('success', 'ok', r.durationMs);
-        logger.info(
-          {
-            component: 'auth',
-            event: 'server_auth_succeeded',
-            local_id: r.localId,
-            remote_id: r.remoteId,
-            node: r.peerNode,
-            duration_ms: r.durationMs,
-            expires_at: new Date(r.expiresAtMs).toISOString(),
-          },
-          'peer authenticated us for a pair; entry written',
-        );
       },
-      onFailure: (f) => {
-        observer.handshake?.('failure', f.reason, f.durationMs);
-        audit.sink.record({
-          type: 'handshake-failed',
-          outcome: 'failure',
-          reason: f.reason,
-          localId: f.localId,
-          remoteId: f.remoteId,
-          node: f.peerNode,
-          direction: 'server',
-          details: { message: f.message, peer: f.peer, stage: f.stage, durationMs: f.durationMs },
-        });
-      },
+      onFailure: (f) => reporter.serverFailed(f),
     });
     await server.listen({ host: config.handshake.listen, port: config.handshake.port });
 
@@ -252,9 +238,8 @@ export class Daemon {
       cache,
       audit: audit.sink,
       logger: logger.child({ component: 'gc' }),
-      describe: (k) => describeKey(resolver, k),
-      obsolete: (k) =>
-        obsoleteReason(k, resolver, state.current, inventory.current, policy.current, identity),
+      describe: (k) => resolver.names(k),
+      obsolete: (k) => resolver.obsoleteReason(k),
     });
 
     const daemon = new Daemon(config, logger, {
@@ -272,9 +257,13 @@ export class Daemon {
       wg,
     });
 
-    // Rotation is an event stream; so are bundle changes, which revoke what relied on a removed authority.
+    // Rotation, removal and bundle changes are an event stream; a bundle change revokes what
+    // relied on a removed authority (AuthManager.onTrustBundlesChanged).
     manager.noteTrustBundles(identity.bundles());
-    const unsubscribe = identity.subscribe((ev: IdentityEvent) => daemon.onIdentityEvent(ev, audit.sink));
+    const unsubscribe = identity.subscribe((ev: IdentityEvent) => {
+      manager.onIdentityEvent(ev);
+      gc.onIdentityEvent(ev);
+    });
     daemon.disposers.push(unsubscribe, unsubscribeLog);
 
     // Inventory reloads recompile the node's maps.
@@ -316,32 +305,15 @@ export class Daemon {
     return daemon;
   }
 
-  /**
-   * Queues a handshake for every pair the policy requires between a workload here and one on
-   * another node, before any packet. Of the two nodes, the one whose name sorts first initiates
-   * (the other writes its entry as the handshake server), so each pair costs one handshake.
-   */
+  /** Authenticates the policy-implied pairs this node initiates before their first packet. */
   private preauthenticate(): void {
-    const { state, inventory, policy, allocators, manager } = this.parts;
-    const keys: AuthKey[] = [];
-    for (const local of state.current.localSpiffeIds) {
-      for (const w of inventory.current.workloads()) {
-        if (w.node === this.config.node || this.config.node > w.node) continue;
-        if (!policy.current.requires(local, w.spiffeId)) continue;
-        const remoteNode = allocators.nodes.lookup(w.node);
-        if (remoteNode === undefined) continue;
-        keys.push({
-          localId: allocators.identities.idFor(local),
-          remoteId: allocators.identities.idFor(w.spiffeId),
-          remoteNode,
-          authType: AuthType.SpiffeMtls,
-        });
-      }
-    }
-    const n = manager.preauthenticate(keys);
-    this.logger.info(
-      { component: 'auth', event: 'preauth_queued', pairs: keys.length, queued: n },
-      'authenticating policy-implied pairs before their first packet',
+    const { state, inventory, policy, manager } = this.parts;
+    manager.preauthenticate(
+      preauthPairs(state.current, {
+        nodeName: this.config.node,
+        inventory: inventory.current,
+        policy: policy.current,
+      }),
     );
   }
 
@@ -366,47 +338,6 @@ export class Daemon {
         { component: 'daemon', event: 'state_resync_failed', err },
         'inventory change not applied',
       );
-    }
-  }
-
-  private onIdentityEvent(ev: IdentityEvent, audit: AuditSink): void {
-    const log = this.logger.child({ component: 'identity' });
-    switch (ev.type) {
-      case 'svid-updated': {
-        if (ev.previousNotAfter) {
-          audit.record({
-            type: 'svid-rotated',
-            outcome: 'info',
-            localId: ev.spiffeId,
-            details: {
-              notAfterMs: ev.svid.notAfter.getTime(),
-              previousNotAfterMs: ev.previousNotAfter.getTime(),
-              serial: ev.svid.leaf.serialNumber,
-            },
-          });
-          const n = this.parts.manager.onLocalSvidRotated(ev.spiffeId);
-          log.info(
-            { event: 'reauth_scheduled', local_id: ev.spiffeId, pairs: n },
-            're-authenticating after rotation',
-          );
-        }
-        return;
-      }
-      case 'svid-removed':
-        this.parts.gc.run();
-        return;
-      case 'bundles-updated': {
-        const r = this.parts.manager.onTrustBundlesChanged(ev.bundles);
-        if (r.revoked > 0 || r.reauthenticating > 0) {
-          log.warn(
-            { event: 'bundle_revocation', revoked: r.revoked, reauthenticating: r.reauthenticating },
-            'trust bundles changed: entries that relied on a removed authority revoked',
-          );
-        }
-        return;
-      }
-      default:
-        return;
     }
   }
 
@@ -449,38 +380,6 @@ export class Daemon {
     })();
     return this.closing;
   }
-}
-
-function describeKey(
-  resolver: DaemonResolver,
-  k: AuthKey,
-): { localId?: string; remoteId?: string; node?: string } {
-  return {
-    localId: resolver.spiffeIdOf(k.localId),
-    remoteId: resolver.spiffeIdOf(k.remoteId),
-    node: resolver.nodeNameOf(k.remoteNode),
-  };
-}
-
-/** Why a live entry must go, or undefined to keep it. */
-function obsoleteReason(
-  k: AuthKey,
-  resolver: DaemonResolver,
-  state: NodeState,
-  inventory: Inventory,
-  policy: Policy,
-  identity: Pick<IdentitySource, 'svid'>,
-): string | undefined {
-  const local = resolver.spiffeIdOf(k.localId);
-  const remote = resolver.spiffeIdOf(k.remoteId);
-  const node = resolver.nodeNameOf(k.remoteNode);
-  if (!local || !remote || !node) return 'unknown-handle';
-  if (!state.localSpiffeIds.includes(local)) return 'identity-removed';
-  if (!inventory.isWorkloadOnNode(remote, node)) return 'workload-moved';
-  if (!policy.requires(local, remote)) return 'policy-removed';
-  // The identity source no longer holds an SVID for our side (entry deleted, expired, denied).
-  if (!identity.svid(local)) return 'svid-removed';
-  return undefined;
 }
 
 async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {

@@ -10,8 +10,13 @@ export class MemoryAuthMap implements AuthMap {
   readonly data = new Map<string, [AuthKey, AuthValue]>();
   private readonly clock = new Map<string, number>();
   failWrites = false;
-  kernelNow: () => number = () => Date.now();
-  wallNow: () => number = () => Date.now();
+  kernelNow: () => number;
+  wallNow: () => number;
+  /** `now` drives both clocks (a test's manual clock); default Date.now. */
+  constructor(now: () => number = () => Date.now()) {
+    this.kernelNow = now;
+    this.wallNow = now;
+  }
   private k(key: AuthKey): string {
     return `${key.localId}:${key.remoteId}:${key.remoteNode}:${key.authType}`;
   }

@@ -10,6 +10,7 @@ import {
   AuthCache,
   AuthGc,
   AuthManager,
+  AuthReporter,
   entryWriteCheck,
   type AuthenticateRequest,
   type AuthenticateResult,
@@ -112,9 +113,12 @@ function setup() {
     cache,
     resolver: res,
     authenticator: auth,
-    audit,
+    reporter: new AuthReporter({
+      audit,
+      logger: silentLogger(),
+      observer: { revoked: (t) => revoked.push(t) },
+    }),
     logger: silentLogger(),
-    observer: { revoked: (t) => revoked.push(t) },
     writeCheck: entryWriteCheck({
       holdsSvid: () => world.svid,
       isLocalIdentity: () => world.local,
