@@ -20,7 +20,7 @@ import { parseArgs } from 'node:util';
 import { AuthCache, AuthManager, AuthReporter, type PairResolver } from '../src/auth/index.js';
 import { HandshakeClient } from '../src/auth/handshake/index.js';
 import { MemoryAuditSink } from '../src/audit/sink.js';
-import { packageRoot } from '../src/config/package-root.js';
+import { packageRoot } from '../src/package-root.js';
 import {
   AuthType,
   bootNowNs,
@@ -31,7 +31,7 @@ import {
   wire,
 } from '../src/datapath/index.js';
 import type { AuthKey, AuthMap, AuthValue } from '../src/datapath/types.js';
-import { DevCa } from '../src/identity/dev-ca.js';
+import { DevCa } from '../src/identity/index.js';
 import { silentLogger } from '../src/log.js';
 
 const TD = 'bench.local';

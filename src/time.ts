@@ -1,31 +1,47 @@
 /**
- * The wall clock and timers, behind one interface so that code whose behaviour depends on time
- * takes them injected and tests drive them (vitest fake timers, or a hand-stepped clock) instead
- * of sleeping. Kernel time (CLOCK_BOOTTIME) is a different clock: see src/datapath/clock.ts.
+ * Wall-clock time and timers as an injectable seam. Code whose behaviour depends on time (expiry,
+ * renewal, debounce, polling, ready timeouts) takes a Clock, so that tests drive time with a fake
+ * one instead of sleeping and racing the real clock.
+ *
+ * (The datapath's CLOCK_BOOTTIME conversion, src/datapath/clock.ts, is a different concern: it maps
+ * between two clocks the kernel and user space read; it takes its wall clock from here.)
  */
 
-/** An opaque timer handle, as returned by the clock that created it. */
-export type TimerHandle = unknown;
+/** setTimeout's longest delay (2^31 - 1 ms, about 24.8 days); longer delays fire at once in Node. */
+export const MAX_TIMER_MS = 2_147_483_647;
 
-export interface Clock {
-  /** Wall-clock time, epoch milliseconds (as Date.now()). */
-  now(): number;
-  /** Runs fn once after ms milliseconds. */
-  setTimeout(fn: () => void, ms: number): TimerHandle;
-  clearTimeout(handle: TimerHandle): void;
-  /** Runs fn every ms milliseconds. */
-  setInterval(fn: () => void, ms: number): TimerHandle;
-  clearInterval(handle: TimerHandle): void;
+/** A timer started by a Clock. `cancel()` is idempotent. */
+export interface Timer {
+  cancel(): void;
 }
 
-/**
- * Date.now() and Node's timers, looked up at each call (so vitest's fake timers apply). Timers
- * are unref'd: background work (retries, resyncs, GC) never keeps the process alive by itself.
- */
+export interface Clock {
+  /** Milliseconds since the Unix epoch. */
+  now(): number;
+  /**
+   * Runs `fn` once after `ms` milliseconds (clamped to 0..MAX_TIMER_MS; callers that need longer
+   * re-arm). Timers do not keep the process alive.
+   */
+  setTimeout(fn: () => void, ms: number): Timer;
+  /** Runs `fn` every `ms` milliseconds until cancelled. Does not keep the process alive. */
+  setInterval(fn: () => void, ms: number): Timer;
+}
+
+function clampMs(ms: number): number {
+  return Math.min(Math.max(0, Number.isFinite(ms) ? ms : 0), MAX_TIMER_MS);
+}
+
+/** The real clock: Date.now and Node's timers (unref'd). */
 export const systemClock: Clock = {
   now: () => Date.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms).unref(),
-  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
-  setInterval: (fn, ms) => setInterval(fn, ms).unref(),
-  clearInterval: (handle) => clearInterval(handle as NodeJS.Timeout),
+  setTimeout(fn, ms) {
+    const t = setTimeout(fn, clampMs(ms));
+    t.unref();
+    return { cancel: () => clearTimeout(t) };
+  },
+  setInterval(fn, ms) {
+    const t = setInterval(fn, Math.max(1, clampMs(ms)));
+    t.unref();
+    return { cancel: () => clearInterval(t) };
+  },
 };

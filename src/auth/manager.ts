@@ -1,10 +1,12 @@
 import type { Logger } from 'pino';
 import type { AuthKey, AuthSignal, SignalSource } from '../datapath/types.js';
-import type { IdentityEvent, TrustBundles } from '../identity/source.js';
+import type { IdentityEvent } from '../identity/source.js';
+import type { TrustBundles } from '../spiffe/index.js';
 import { backoffMs } from '../sync.js';
-import { systemClock, type Clock, type TimerHandle } from '../time.js';
+import { systemClock, type Clock, type Timer } from '../time.js';
 import type { AuthCache, CachedEntry } from './cache.js';
 import { pairKey, pairNames, type PairNames } from './pair.js';
+import type { AuthenticateRequest } from './handshake/types.js';
 import type { AuthReporter, SignalOutcome, WorkReason } from './reporter.js';
 import {
   bundleFingerprints,
@@ -14,6 +16,8 @@ import {
   type BundleFingerprints,
   type EntryTrust,
 } from './trust.js';
+
+export type { AuthenticateRequest };
 
 /** Resolves node-local numeric handles to names and back (identity + node allocators, inventory). */
 export interface PairResolver {
@@ -26,15 +30,6 @@ export interface PairResolver {
   nodeEndpoint(nodeName: string): { address: string; port: number } | undefined;
   /** Whether policy still asks for this pair (used by re-authentication and GC). */
   pairRequired(localSpiffeId: string, remoteSpiffeId: string, remoteNode: string): boolean;
-}
-
-export interface AuthenticateRequest {
-  peerNode: string;
-  peerAddress: string;
-  peerPort: number;
-  localId: string;
-  remoteId: string;
-  signal?: AbortSignal;
 }
 
 export interface AuthenticateResult {
@@ -96,7 +91,7 @@ interface PairState {
   attempts: number;
   nextAttemptAtMs: number;
   lastSignalAtMs: number;
-  retryTimer?: TimerHandle;
+  retryTimer?: Timer;
 }
 
 interface WorkItem {
@@ -349,7 +344,7 @@ export class AuthManager {
     this.queue.length = 0;
     this.pending.clear();
     for (const c of this.inFlight.values()) c.abort(new Error('auth manager closed'));
-    for (const s of this.pairs.values()) if (s.retryTimer) this.clock.clearTimeout(s.retryTimer);
+    for (const s of this.pairs.values()) if (s.retryTimer) s.retryTimer.cancel();
     this.source?.close();
     await this.runner;
     this.notifyIdle();
@@ -490,7 +485,7 @@ export class AuthManager {
       retryInMs: delay,
     });
     // Retry on our own while the pair is still being asked for; otherwise the next signal retries.
-    if (state.retryTimer) this.clock.clearTimeout(state.retryTimer);
+    if (state.retryTimer) state.retryTimer.cancel();
     state.retryTimer = this.clock.setTimeout(() => {
       state.retryTimer = undefined;
       const window = this.deps.options.retryWindowMs ?? 30_000;
@@ -553,7 +548,7 @@ export class AuthManager {
 
   private clearFailures(id: string): void {
     const s = this.pairs.get(id);
-    if (s?.retryTimer) this.clock.clearTimeout(s.retryTimer);
+    if (s?.retryTimer) s.retryTimer.cancel();
     this.pairs.delete(id);
   }
 

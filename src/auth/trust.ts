@@ -10,7 +10,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
-import type { TrustBundles } from '../identity/source.js';
+import type { TrustBundles } from '../spiffe/index.js';
 
 /** The authorities one verified chain was anchored to. */
 export interface ChainAnchors {

@@ -11,33 +11,22 @@ import {
 } from '../auth/index.js';
 import { HandshakeClient, HandshakeServer } from '../auth/handshake/index.js';
 import type { DaemonConfig } from '../config/index.js';
-import { openStateAllocators, type IdAllocator } from '../identity/allocator.js';
-import type { IdentityEvent, IdentitySource } from '../identity/source.js';
-import {
-  assertNodeListed,
-  loadInventoryFile,
-  watchInventoryFile,
-  type Inventory,
-} from '../inventory/index.js';
-import {
-  compileNodeState,
-  loadPolicyFile,
-  preauthPairs,
-  type NodeState,
-  type Policy,
-} from '../policy/index.js';
+import { openStateAllocators, type IdentityEvent } from '../identity/index.js';
+import { assertNodeListed, loadInventoryFile, watchInventoryFile } from '../inventory/index.js';
+import { compileNodeState, loadPolicyFile, preauthPairs, type NodeState } from '../policy/index.js';
 import { createIdentitySource } from './identity.js';
 import { DaemonResolver } from './resolver.js';
 import { openDatapath, type DaemonDatapath } from './datapath.js';
-import { openAudit, type DaemonAudit } from './audit.js';
+import { openAudit } from './audit.js';
 import { startOperations, type DaemonOperations } from './operations.js';
 import {
   readKeyFile,
   startWireguard,
   wireguardKeyAgreement,
-  type WireguardKeyAgreement,
   type WireguardTunnel,
 } from '../wireguard/index.js';
+import { systemClock } from '../time.js';
+import { Closers } from './closers.js';
 
 /** How long start-up waits for the identity source's first complete state. */
 const IDENTITY_READY_TIMEOUT_MS = 30_000;
@@ -49,29 +38,37 @@ const IDENTITY_READY_TIMEOUT_MS = 30_000;
  */
 export class Daemon {
   private closing: Promise<void> | undefined;
-  private readonly timers: NodeJS.Timeout[] = [];
-  private readonly disposers: Array<() => void | Promise<void>> = [];
 
   private constructor(
     readonly config: DaemonConfig,
     private readonly logger: Logger,
-    private readonly parts: {
-      inventory: { current: Inventory };
-      policy: { current: Policy };
-      allocators: { identities: IdAllocator; nodes: IdAllocator };
-      state: { current: NodeState };
-      datapath: DaemonDatapath;
-      cache: AuthCache;
-      identity: IdentitySource;
-      audit: DaemonAudit;
-      manager: AuthManager;
-      server: HandshakeServer;
-      gc: AuthGc;
-      wg: WireguardTunnel | undefined;
-    },
+    private readonly closers: Closers,
   ) {}
 
+  /**
+   * Opens and starts everything, in data-flow order. Each step that opens something registers
+   * how to close it; when a later step fails, what was opened is closed again in reverse order
+   * (closer errors are logged, the step's error is thrown) and the daemon leaves nothing running:
+   * no listening socket, no open map or database fd, no watcher or timer. As on a graceful stop,
+   * pinned maps, attached programs and a running WireGuard interface stay.
+   */
   static async start(config: DaemonConfig, logger: Logger): Promise<Daemon> {
+    const log = logger.child({ component: 'daemon' });
+    const closers = new Closers(log);
+    try {
+      await Daemon.open(config, logger, closers);
+    } catch (err) {
+      log.error(
+        { event: 'daemon_start_unwound', err, steps: closers.size },
+        'start failed: closing what was opened',
+      );
+      await closers.closeAll();
+      throw err;
+    }
+    return new Daemon(config, logger, closers);
+  }
+
+  private static async open(config: DaemonConfig, logger: Logger, closers: Closers): Promise<void> {
     const log = logger.child({ component: 'daemon' });
     mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
 
@@ -100,6 +97,7 @@ export class Daemon {
     );
 
     const audit = openAudit(config, logger);
+    closers.push('audit', () => audit.close());
     // WireGuard first: the datapath's strict mode needs the tunnel's ifindex.
     let wg: WireguardTunnel | undefined;
     const dpRef: { current: DaemonDatapath | undefined } = { current: undefined };
@@ -115,10 +113,14 @@ export class Daemon {
           if (dp) dp.setSettings({ ...dp.settings(), wireguardIfindex: ifindex });
         },
       });
+      // The tunnel stays up: pod traffic keeps flowing while the daemon is away.
+      const tunnel = wg;
+      closers.push('wireguard', () => tunnel.close());
     }
     const datapath = await openDatapath(config, state.current, logger, {
       wireguardIfindex: wg?.ifindex ?? 0,
     });
+    closers.push('datapath', () => datapath.close());
     dpRef.current = datapath;
     const ops: { current: DaemonOperations | undefined } = { current: undefined };
     const cache = new AuthCache(datapath.auth, {
@@ -137,10 +139,7 @@ export class Daemon {
     );
 
     const identity = await createIdentitySource(config, inventory.current, logger);
-    // Logged from the start, so the first SVIDs and source states are visible too.
-    const unsubscribeLog = identity.subscribe((ev) =>
-      logIdentityEvent(logger.child({ component: 'identity' }), ev),
-    );
+    closers.push('identity', () => identity.close());
     identity.setWanted(state.current.localSpiffeIds);
     await withTimeout(
       identity.ready(),
@@ -170,21 +169,20 @@ export class Daemon {
       observer,
     });
 
-    // The handshake proves possession of the node's WireGuard private key (wireguard-proof.ts).
-    const wgKey: WireguardKeyAgreement | undefined = wg
-      ? wireguardKeyAgreement(readKeyFile(wg.privateKeyFile))
-      : undefined;
+    // With WireGuard, both handshake halves prove possession of this node's private key and check
+    // the peer's proof against the key the inventory holds for it (wireguard-proof.ts).
+    const wireguardBinding = wg
+      ? {
+          wireguard: wireguardKeyAgreement(readKeyFile(wg.privateKeyFile)),
+          expectedPeerWireguardKey: (node: string) => inventory.current.node(node)?.wireguardPublicKey,
+        }
+      : {};
     const client = new HandshakeClient({
       identity,
       nodeName: config.node,
       maxEntryTtlMs: config.handshake.maxEntryTtlMs,
       timeoutMs: config.handshake.timeoutMs,
-      ...(wgKey
-        ? {
-            wireguard: wgKey,
-            expectedPeerWireguardKey: (node: string) => inventory.current.node(node)?.wireguardPublicKey,
-          }
-        : {}),
+      ...wireguardBinding,
       logger,
     });
     const manager = new AuthManager({
@@ -207,6 +205,7 @@ export class Daemon {
         reauthAt: config.auth.reauthAt,
       },
     });
+    closers.push('auth-manager', () => manager.close());
     const server = new HandshakeServer({
       identity,
       nodeName: config.node,
@@ -220,18 +219,14 @@ export class Daemon {
         perPeerRatePerSec: config.handshake.perPeerRate,
         perPeerBurst: config.handshake.perPeerBurst,
       },
-      ...(wgKey
-        ? {
-            wireguard: wgKey,
-            expectedPeerWireguardKey: (node: string) => inventory.current.node(node)?.wireguardPublicKey,
-          }
-        : {}),
+      ...wireguardBinding,
       logger,
       onAuthenticated: (r) => {
         manager.onServerAuthenticated(r);
       },
       onFailure: (f) => reporter.serverFailed(f),
     });
+    closers.push('handshake-server', () => server.close());
     await server.listen({ host: config.handshake.listen, port: config.handshake.port });
 
     const gc = new AuthGc({
@@ -242,21 +237,6 @@ export class Daemon {
       obsolete: (k) => resolver.obsoleteReason(k),
     });
 
-    const daemon = new Daemon(config, logger, {
-      inventory,
-      policy,
-      allocators,
-      state,
-      datapath,
-      cache,
-      identity,
-      audit,
-      manager,
-      server,
-      gc,
-      wg,
-    });
-
     // Rotation, removal and bundle changes are an event stream; a bundle change revokes what
     // relied on a removed authority (AuthManager.onTrustBundlesChanged).
     manager.noteTrustBundles(identity.bundles());
@@ -264,20 +244,50 @@ export class Daemon {
       manager.onIdentityEvent(ev);
       gc.onIdentityEvent(ev);
     });
-    daemon.disposers.push(unsubscribe, unsubscribeLog);
+    closers.push('identity-events', unsubscribe);
+
+    /** Authenticates the policy-implied pairs this node initiates before their first packet. */
+    const preauthenticate = (): void => {
+      if (!config.auth.preauthenticate) return;
+      manager.preauthenticate(
+        preauthPairs(state.current, {
+          nodeName: config.node,
+          inventory: inventory.current,
+          policy: policy.current,
+        }),
+      );
+    };
+    /** Recompiles ipcache and policy after an inventory change and updates the wanted identities. */
+    const resync = (): void => {
+      try {
+        state.current = compile();
+        datapath.sync(state.current);
+        identity.setWanted(state.current.localSpiffeIds);
+        log.info({ event: 'state_resynced' }, 'inventory changed: maps updated');
+        // Entries of workloads that left (here or on the peer node) go now, not on the next GC tick.
+        gc.run();
+        preauthenticate();
+      } catch (err) {
+        log.error({ event: 'state_resync_failed', err }, 'inventory change not applied');
+      }
+    };
 
     // Inventory reloads recompile the node's maps.
     const watcher = watchInventoryFile(inventory.current, config.inventory.file, { log: logger });
-    daemon.disposers.push(() => watcher.close());
-    const offChange = inventory.current.onChange(() => daemon.resync());
-    daemon.disposers.push(offChange);
+    closers.push('inventory-watch', () => watcher.close());
+    closers.push('inventory-follow', inventory.current.onChange(resync));
 
     manager.start(datapath.signals);
-    if (config.auth.preauthenticate) daemon.preauthenticate();
-    daemon.every(config.auth.gcIntervalMs, () => {
-      gc.run();
-      if (config.auth.reauthAt > 0) manager.scheduleExpiryReauth();
-    });
+    preauthenticate();
+    const gcTimer = systemClock.setInterval(() => {
+      try {
+        gc.run();
+        if (config.auth.reauthAt > 0) manager.scheduleExpiryReauth();
+      } catch (err) {
+        log.error({ event: 'periodic_task_failed', err }, 'periodic task failed');
+      }
+    }, config.auth.gcIntervalMs);
+    closers.push('gc-timer', () => gcTimer.cancel());
 
     ops.current = await startOperations({
       config,
@@ -291,7 +301,8 @@ export class Daemon {
       server,
       inventory: () => inventory.current,
     });
-    daemon.disposers.push(() => ops.current?.close());
+    const operations = ops.current;
+    closers.push('operations', () => operations.close());
 
     log.info(
       {
@@ -302,58 +313,6 @@ export class Daemon {
       },
       'meshauthd ready',
     );
-    return daemon;
-  }
-
-  /** Authenticates the policy-implied pairs this node initiates before their first packet. */
-  private preauthenticate(): void {
-    const { state, inventory, policy, manager } = this.parts;
-    manager.preauthenticate(
-      preauthPairs(state.current, {
-        nodeName: this.config.node,
-        inventory: inventory.current,
-        policy: policy.current,
-      }),
-    );
-  }
-
-  /** Recompiles ipcache and policy after an inventory change and updates the wanted identities. */
-  private resync(): void {
-    try {
-      this.parts.state.current = compileNodeState({
-        nodeName: this.config.node,
-        inventory: this.parts.inventory.current,
-        policy: this.parts.policy.current,
-        identities: this.parts.allocators.identities,
-        nodes: this.parts.allocators.nodes,
-      });
-      this.parts.datapath.sync(this.parts.state.current);
-      this.parts.identity.setWanted(this.parts.state.current.localSpiffeIds);
-      this.logger.info({ component: 'daemon', event: 'state_resynced' }, 'inventory changed: maps updated');
-      // Entries of workloads that left (here or on the peer node) go now, not on the next GC tick.
-      this.parts.gc.run();
-      if (this.config.auth.preauthenticate) this.preauthenticate();
-    } catch (err) {
-      this.logger.error(
-        { component: 'daemon', event: 'state_resync_failed', err },
-        'inventory change not applied',
-      );
-    }
-  }
-
-  private every(ms: number, fn: () => void): void {
-    const t = setInterval(() => {
-      try {
-        fn();
-      } catch (err) {
-        this.logger.error(
-          { component: 'daemon', event: 'periodic_task_failed', err },
-          'periodic task failed',
-        );
-      }
-    }, ms);
-    t.unref();
-    this.timers.push(t);
   }
 
   /** Graceful: stop accepting, finish in-flight work, flush audit. Pins and attachments stay. */
@@ -361,21 +320,7 @@ export class Daemon {
     this.closing ??= (async () => {
       const log = this.logger.child({ component: 'daemon' });
       log.info({ event: 'daemon_stopping' }, 'shutting down (BPF maps stay pinned; enforcement continues)');
-      for (const t of this.timers) clearInterval(t);
-      await this.parts.server.close();
-      await this.parts.manager.close();
-      for (const d of this.disposers.reverse()) {
-        try {
-          await d();
-        } catch (err) {
-          log.warn({ event: 'shutdown_step_failed', err }, 'shutdown step failed');
-        }
-      }
-      await this.parts.identity.close();
-      this.parts.datapath.close();
-      // The tunnel stays up: pod traffic keeps flowing while the daemon is away.
-      await this.parts.wg?.close();
-      await this.parts.audit.close();
+      await this.closers.closeAll();
       log.info({ event: 'daemon_stopped' }, 'meshauthd stopped');
     })();
     return this.closing;
@@ -393,37 +338,5 @@ async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<
     ]);
   } finally {
     if (t) clearTimeout(t);
-  }
-}
-
-function logIdentityEvent(log: Logger, ev: IdentityEvent): void {
-  switch (ev.type) {
-    case 'svid-updated':
-      log.info(
-        {
-          event: 'svid_updated',
-          local_id: ev.spiffeId,
-          serial: ev.svid.leaf.serialNumber,
-          not_after: ev.svid.notAfter.toISOString(),
-          rotated: ev.previousNotAfter !== undefined,
-        },
-        ev.previousNotAfter ? 'SVID renewed' : 'SVID issued',
-      );
-      return;
-    case 'svid-removed':
-      log.warn(
-        { event: 'svid_removed', local_id: ev.spiffeId, reason: ev.reason },
-        'SVID no longer available',
-      );
-      return;
-    case 'bundles-updated':
-      log.info({ event: 'bundles_updated', trust_domains: [...ev.bundles.keys()] }, 'trust bundles updated');
-      return;
-    case 'source-state':
-      log.info(
-        { event: 'identity_source_state', state: ev.state, detail: ev.detail },
-        'identity source state',
-      );
-      return;
   }
 }

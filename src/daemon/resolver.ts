@@ -1,6 +1,6 @@
 import { pairNames, type PairNames, type PairResolver } from '../auth/index.js';
 import type { AuthKey } from '../datapath/types.js';
-import type { IdAllocator } from '../identity/allocator.js';
+import type { IdAllocator } from '../identity/index.js';
 import type { Inventory } from '../inventory/index.js';
 import type { Policy } from '../policy/index.js';
 

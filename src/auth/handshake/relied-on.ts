@@ -1,4 +1,4 @@
-import type { TrustBundles } from '../../identity/source.js';
+import type { TrustBundles } from '../../spiffe/index.js';
 import { chainAnchors, trustDomainOf, type EntryTrust } from '../trust.js';
 import { HandshakeError } from './errors.js';
 import type { VerifiedPeer } from './verify-peer.js';

@@ -28,7 +28,7 @@ import {
   type AuthKey,
   type RingBufSignalSource,
 } from '../../../src/datapath/index.js';
-import type { TrustBundles } from '../../../src/identity/source.js';
+import type { TrustBundles } from '../../../src/spiffe/index.js';
 import { silentLogger } from '../../../src/log.js';
 import { isPrivileged } from '../../helpers/netns.js';
 import { openDatapath, randomPinDir } from '../datapath/helpers.js';

@@ -9,10 +9,10 @@ import {
   type AuthenticateResult,
   type PairResolver,
 } from '../../../src/auth/index.js';
-import type { Svid } from '../../../src/identity/source.js';
+import type { Svid } from '../../../src/spiffe/index.js';
 import { silentLogger } from '../../../src/log.js';
 import { sleep } from '../../../src/sync.js';
-import { ManualClock } from '../../helpers/clock.js';
+import { FakeClock } from '../../helpers/fake-clock.js';
 import { ManualSignals, MemoryAuthMap } from '../../helpers/fakes.js';
 
 const WEB = 'spiffe://demo.local/ns/demo/sa/web';
@@ -39,7 +39,7 @@ function resolver(): PairResolver & { required: boolean } {
 }
 
 class FakeAuthenticator {
-  constructor(private readonly clock: ManualClock) {}
+  constructor(private readonly clock: FakeClock) {}
   calls: AuthenticateRequest[] = [];
   active = 0;
   maxActive = 0;
@@ -63,7 +63,7 @@ class FakeAuthenticator {
 function setup(opts: Partial<{ maxConcurrent: number; queueSize: number; retryBaseMs: number }> = {}) {
   // Manager, cache and handshakes share a clock that moves only when a test advances it (the
   // handshakes themselves still take a few real milliseconds).
-  const clock = new ManualClock(Date.now());
+  const clock = new FakeClock(Date.now());
   const map = new MemoryAuthMap(() => clock.now());
   const cache = new AuthCache(map, { now: () => clock.now() });
   const audit = new MemoryAuditSink();

@@ -19,7 +19,7 @@ import {
   type PairResolver,
 } from '../../../src/auth/index.js';
 import type { AuthKey } from '../../../src/datapath/types.js';
-import type { TrustBundles } from '../../../src/identity/source.js';
+import type { TrustBundles } from '../../../src/spiffe/index.js';
 import { silentLogger } from '../../../src/log.js';
 import { ManualSignals, MemoryAuthMap } from '../../helpers/fakes.js';
 import { newPki, type TestPki } from '../../integration/handshake/pki.js';
