@@ -17,7 +17,10 @@ export interface TestPki {
  * A throwaway CA for one trust domain (ECDSA P-256). With `intermediate`, leaves are issued by an
  * intermediate CA and presented as [leaf, intermediate].
  */
-export async function newPki(trustDomain: string, opts: { intermediate?: boolean } = {}): Promise<TestPki> {
+export async function newPki(
+  trustDomain: string,
+  opts: { intermediate?: boolean; caTtlMs?: number } = {},
+): Promise<TestPki> {
   const caKeys = (await webcrypto.subtle.generateKey(ALG, true, [
     'sign',
     'verify',
@@ -27,7 +30,7 @@ export async function newPki(trustDomain: string, opts: { intermediate?: boolean
     serialNumber: serial(),
     name: `O=test,CN=${trustDomain} root`,
     notBefore: new Date(now - 60_000),
-    notAfter: new Date(now + 24 * 3_600_000),
+    notAfter: new Date(now + (opts.caTtlMs ?? 24 * 3_600_000)),
     keys: caKeys,
     signingAlgorithm: ALG,
     extensions: [
