@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
-import type { AuditSink } from '../audit/sink.js';
-import type { AuthKey } from '../datapath/types.js';
+import type { AuditSink } from '../audit/index.js';
+import type { AuthKey } from '../datapath/index.js';
 import type { AuthCache } from './cache.js';
 
 /**

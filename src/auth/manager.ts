@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
-import type { AuditSink } from '../audit/sink.js';
-import type { AuthKey, AuthSignal, SignalSource } from '../datapath/types.js';
+import type { AuditSink } from '../audit/index.js';
+import type { AuthKey, AuthSignal, SignalSource } from '../datapath/index.js';
 import { backoffMs } from '../sync.js';
 import type { AuthCache, CachedEntry } from './cache.js';
 import { pairKey } from './pair.js';

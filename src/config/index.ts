@@ -18,3 +18,4 @@ export {
   type Cidr,
 } from './validate.js';
 export { watchFile, type FileWatch } from './watch-file.js';
+export { packageRoot } from './package-root.js';

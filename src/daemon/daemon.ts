@@ -2,11 +2,11 @@ import { mkdirSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { AuthCache, AuthGc, AuthManager, type AuthObserver } from '../auth/index.js';
 import { HandshakeClient, HandshakeServer } from '../auth/handshake/index.js';
-import type { AuditSink } from '../audit/sink.js';
+import type { AuditSink } from '../audit/index.js';
 import type { DaemonConfig } from '../config/index.js';
-import { AuthType, type AuthKey } from '../datapath/types.js';
-import { openStateAllocators, type IdAllocator } from '../identity/allocator.js';
-import type { IdentityEvent, IdentitySource } from '../identity/source.js';
+import { AuthType, type AuthKey } from '../datapath/index.js';
+import { openStateAllocators, type IdAllocator } from '../identity/index.js';
+import type { IdentityEvent, IdentitySource } from '../identity/index.js';
 import {
   assertNodeListed,
   loadInventoryFile,

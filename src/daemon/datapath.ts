@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { DaemonConfig } from '../config/index.js';
 import { Datapath, ensurePinDir, PinMismatchError, type RingBufSignalSource } from '../datapath/index.js';
-import type { AuthMap, VerdictCounters } from '../datapath/types.js';
+import type { AuthMap, VerdictCounters } from '../datapath/index.js';
 import type { NodeState } from '../policy/index.js';
 
 /** The datapath as the daemon uses it. */

@@ -1,5 +1,5 @@
 import type { PairResolver } from '../auth/index.js';
-import type { IdAllocator } from '../identity/allocator.js';
+import type { IdAllocator } from '../identity/index.js';
 import type { Inventory } from '../inventory/index.js';
 import type { Policy } from '../policy/index.js';
 

@@ -1,4 +1,4 @@
-import type { IdentitySource } from '../../identity/source.js';
+import type { IdentitySource } from '../../identity/index.js';
 
 /** What the handshake needs from an identity source. */
 export type HandshakeIdentity = Pick<IdentitySource, 'svid' | 'bundles'>;
