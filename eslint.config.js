@@ -4,11 +4,9 @@ import tseslint from 'typescript-eslint';
 /**
  * An import that leaves its folder ("../") and names a file inside another folder other than an
  * index.js: "../audit/store.js" is refused, "../audit/index.js", "../auth/handshake/index.js" and
- * "../errors.js" (a top-level module) are not. One exception until the SPIFFE value types (Svid,
- * TrustBundles) move from identity/source.ts into src/spiffe: the SPIFFE library and tls import
- * them from there, since identity's index.ts imports the SPIFFE library (a cycle otherwise).
+ * "../errors.js" (a top-level module) are not.
  */
-const INTO_ANOTHER_FOLDER = String.raw`^(?:\.\./)+(?!identity/source\.js$)[^./][^/]*/(?!(?:[^/]+/)*index\.js$)`;
+const INTO_ANOTHER_FOLDER = String.raw`^(?:\.\./)+[^./][^/]*/(?!(?:[^/]+/)*index\.js$)`;
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'bin/**', 'src/api/generated/**'] },

@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# shellcheck source=env.sh
+. scripts/env.sh
 bash scripts/build-spire.sh
 # grpcurl drives the API through server reflection in test/integration/api/grpcurl.test.ts.
 export MESHAUTH_GRPCURL="${MESHAUTH_GRPCURL:-$(bash scripts/build-grpcurl.sh)}"

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import descriptor from 'protobufjs/ext/descriptor/index.js';
-import { packageRoot } from '../config/index.js';
+import { packageRoot } from '../package-root.js';
 
 /**
  * Options shared by server and client so both see the same shapes. The message types in

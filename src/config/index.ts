@@ -18,4 +18,3 @@ export {
   type Cidr,
 } from './validate.js';
 export { watchFile, type FileWatch } from './watch-file.js';
-export { packageRoot } from './package-root.js';

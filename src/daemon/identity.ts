@@ -3,11 +3,14 @@ import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import type { DaemonConfig } from '../config/index.js';
 import { MeshauthError } from '../errors.js';
-import { DevCa, DevCaSource } from '../identity/index.js';
-import { FilesSource } from '../identity/index.js';
-import { createSpireDelegatedSource } from '../identity/index.js';
-import { createWorkloadApiSource } from '../identity/index.js';
-import type { IdentitySource } from '../identity/index.js';
+import {
+  DevCa,
+  DevCaSource,
+  FilesSource,
+  createSpireDelegatedSource,
+  createWorkloadApiSource,
+  type IdentitySource,
+} from '../identity/index.js';
 import type { Inventory } from '../inventory/index.js';
 
 export class IdentitySourceError extends MeshauthError {

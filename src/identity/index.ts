@@ -1,30 +1,43 @@
-/** Identity sources (dev CA, SPIRE delegated identity, Workload API, files) and ID allocation. */
-export type { IdentityEvent, IdentitySource, Svid, TrustBundles } from './source.js';
+/**
+ * Identity: where this node's workload SVIDs and the trust bundles come from (embedded development
+ * CA, SPIRE Delegated Identity API, SPIFFE Workload API, files), and the node-local numeric handles
+ * the BPF maps key identities by. The SPIFFE value types (Svid, TrustBundles) live in src/spiffe.
+ */
+export type { IdentityEvent, IdentitySource, IdentitySourceKind } from './source.js';
+export {
+  IdentitySourceBase,
+  IdentitySourceCore,
+  DEFAULT_READY_TIMEOUT_MS,
+  REASON_EXPIRED,
+  REASON_NOT_WANTED,
+  type IdentitySourceBaseOptions,
+  type IdentitySourceCoreOptions,
+  type LogContext,
+  type Readiness,
+} from './core.js';
 export {
   AllocatorError,
-  IdAllocator,
-  openStateAllocators,
-  writeFileAtomic,
-  type IdAllocatorOptions,
-} from './allocator.js';
+  DevCaError,
+  FilesSourceError,
+  SpireDelegatedError,
+  WorkloadApiSourceError,
+} from './errors.js';
 export {
+  DevCa,
+  DevCaSource,
   DEV_CA_CERT_TTL_MS,
   DEV_CA_DEFAULT_SVID_TTL_MS,
-  DevCa,
-  DevCaError,
-  DevCaSource,
   type DevCaSourceOptions,
 } from './dev-ca.js';
-export { FilesSource, FilesSourceError, type FilesSourceOptions, type SvidFiles } from './files-source.js';
+export { FilesSource, type FilesSourceOptions, type SvidFiles } from './files-source.js';
 export {
-  SpireDelegatedError,
   SpireDelegatedSource,
   createSpireDelegatedSource,
   type SpireDelegatedSourceOptions,
 } from './spire-delegated.js';
 export {
   WorkloadApiSource,
-  WorkloadApiSourceError,
   createWorkloadApiSource,
   type WorkloadApiSourceOptions,
 } from './workload-api-source.js';
+export { IdAllocator, openStateAllocators, type IdAllocatorOptions } from './allocator.js';
