@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import type { AuthKey, AuthMap, AuthValue } from '../datapath/types.js';
+import type { AuthKey, AuthMap, AuthValue } from '../datapath/index.js';
 import { pairKey } from './pair.js';
 import type { EntryTrust } from './trust.js';
 

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { AuditSink } from '../audit/sink.js';
+import type { AuditSink } from '../audit/index.js';
 import type { HandshakeFailureEvent } from './handshake/types.js';
 import type { PairNames } from './pair.js';
 

@@ -1,8 +1,12 @@
 import type { Logger } from 'pino';
 import type { DaemonConfig } from '../config/index.js';
-import { Datapath, ensurePinDir, PinMismatchError } from '../datapath/index.js';
-import { SupervisedSignalSource } from '../datapath/signal-supervisor.js';
-import type { AuthMap, VerdictCounters } from '../datapath/types.js';
+import {
+  Datapath,
+  ensurePinDir,
+  PinMismatchError,
+  SupervisedSignalSource,
+} from '../datapath/index.js';
+import type { AuthMap, VerdictCounters } from '../datapath/index.js';
 import type { NodeState } from '../policy/index.js';
 
 /** The datapath as the daemon uses it. */

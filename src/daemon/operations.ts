@@ -10,7 +10,7 @@ import {
 import type { AuthCache, AuthManager } from '../auth/index.js';
 import type { HandshakeServer } from '../auth/handshake/index.js';
 import type { DaemonConfig } from '../config/index.js';
-import type { AuthKey } from '../datapath/types.js';
+import type { AuthKey } from '../datapath/index.js';
 import type { IdentitySource } from '../identity/index.js';
 import type { Inventory } from '../inventory/index.js';
 import { Metrics, startMetricsServer, type MetricsServer } from '../metrics/index.js';

@@ -63,3 +63,9 @@ export {
   DatapathInputError,
   errnoName,
 } from './errors.js';
+export {
+  SupervisedSignalSource,
+  type SignalSupervisorOptions,
+  type SignalReaderEvent,
+  type SupervisorTimers,
+} from './signal-supervisor.js';

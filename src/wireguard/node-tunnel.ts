@@ -1,7 +1,7 @@
-import type { DaemonConfig } from '../config/types.js';
+import type { DaemonConfig } from '../config/index.js';
 import { ClosedError, toError } from '../errors.js';
-import type { Inventory } from '../inventory/inventory.js';
-import type { InventoryNode } from '../inventory/types.js';
+import type { Inventory } from '../inventory/index.js';
+import type { InventoryNode } from '../inventory/index.js';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
 import { systemClock, type Clock, type Timer } from '../time.js';

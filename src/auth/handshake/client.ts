@@ -12,7 +12,7 @@ import {
 } from '../../tls/index.js';
 import { HandshakeError, messageOf, protocolError, type HandshakeReason } from './errors.js';
 import type { EntryTrust } from '../trust.js';
-import type { WireguardKeyAgreement } from '../../wireguard/keys.js';
+import type { WireguardKeyAgreement } from '../../wireguard/index.js';
 import { computeEntryExpiry } from './expiry.js';
 import { encodeFrame, FrameDecoder, MAX_FRAME_BYTES } from './frame.js';
 import { helloMessage, parseResult } from './protocol.js';

@@ -10,7 +10,7 @@ import {
   TLS_ALERT,
 } from '../../tls/index.js';
 import type { EntryTrust } from '../trust.js';
-import type { WireguardKeyAgreement } from '../../wireguard/keys.js';
+import type { WireguardKeyAgreement } from '../../wireguard/index.js';
 import { reliedOnTrust } from './relied-on.js';
 import {
   HandshakeError,

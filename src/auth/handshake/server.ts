@@ -8,7 +8,7 @@ import {
   sniHashFromServerName,
   sniHashOf,
 } from '../../tls/index.js';
-import type { WireguardKeyAgreement } from '../../wireguard/keys.js';
+import type { WireguardKeyAgreement } from '../../wireguard/index.js';
 import { HandshakeError } from './errors.js';
 import { MAX_FRAME_BYTES } from './frame.js';
 import { TokenBucketLimiter } from './rate-limit.js';

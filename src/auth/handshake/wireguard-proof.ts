@@ -15,8 +15,8 @@
  * for the two nodes, never the ones a peer claims.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import type { WireguardKeyAgreement } from '../../wireguard/keys.js';
-import { decodeWireguardKey } from '../../wireguard/keys.js';
+import type { WireguardKeyAgreement } from '../../wireguard/index.js';
+import { decodeWireguardKey } from '../../wireguard/index.js';
 
 /** TLS exporter label (RFC 8446 §7.5; the "EXPORTER-" prefix marks a non-IANA label, RFC 5705 §4). */
 export const WIREGUARD_BINDING_LABEL = 'EXPORTER-meshauth-wireguard-binding';
