@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { AuditSink } from '../audit/sink.js';
 import type { AuthKey } from '../datapath/types.js';
-import type { IdentityEvent } from '../identity/source.js';
+import type { IdentityEvent } from '../identity/index.js';
 import { systemClock, type Clock } from '../time.js';
 import type { AuthCache } from './cache.js';
 

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { AuthKey, AuthSignal, SignalSource } from '../datapath/types.js';
-import type { IdentityEvent } from '../identity/source.js';
+import type { IdentityEvent } from '../identity/index.js';
 import { backoffMs } from '../sync.js';
 import { systemClock, type Clock, type Timer } from '../time.js';
 import type { AuthCache, CachedEntry } from './cache.js';
