@@ -1,3 +1,5 @@
+import 'reflect-metadata';
+import * as x509 from '@peculiar/x509';
 import { connect as netConnect, createServer as createNetServer, type Socket } from 'node:net';
 import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
@@ -26,6 +28,8 @@ import { newPki, type TestPki } from './pki.js';
 const WEB = 'spiffe://demo.local/ns/a/sa/web';
 const DB = 'spiffe://demo.local/ns/b/sa/db';
 const OTHER = 'spiffe://demo.local/ns/b/sa/other';
+/** DER NULL: the value of the unknown extension. */
+const NULL = new Uint8Array([0x05, 0x00]);
 const KEY_A = 'xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=';
 const KEY_B = 'TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=';
 const KEY_X = 'HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=';
@@ -164,6 +168,33 @@ describe('verification failures never write an entry', () => {
     expect(f.reason).toBe('svid-untrusted');
     expect(s.authenticated).toEqual([]);
     expect(s.server.stats().failed['svid-untrusted']).toBe(1);
+  });
+
+  it('server refuses a client SVID with an unknown critical extension (RFC 5280 §4.2) and writes nothing', async () => {
+    const critical = await pki.issue(WEB, {
+      extensions: [new x509.Extension('1.3.6.1.4.1.55555.1', true, NULL)],
+    });
+    const s = await server(new StaticIdentity(pki.bundles).add(db), [DB]);
+    const client = makeClient(new StaticIdentity(pki.bundles).add(critical));
+    const e = await failure(client.authenticate(request(s.port)));
+    expect(e.reason).toBe('peer-rejected');
+    expect(e.details['peerReason']).toBe('svid-unhandled-critical-extension');
+    const f = await s.nextFailure();
+    expect(f.reason).toBe('svid-unhandled-critical-extension');
+    expect(s.authenticated).toEqual([]);
+    expect(s.server.stats().failed['svid-unhandled-critical-extension']).toBe(1);
+  });
+
+  it('client refuses a server SVID with an unknown critical extension; the server writes nothing', async () => {
+    const critical = await pki.issue(DB, {
+      extensions: [new x509.Extension('1.3.6.1.4.1.55555.1', true, NULL)],
+    });
+    const s = await server(new StaticIdentity(pki.bundles).add(critical), [DB]);
+    const client = makeClient(new StaticIdentity(pki.bundles).add(web));
+    const e = await failure(client.authenticate(request(s.port)));
+    expect(e.reason).toBe('svid-unhandled-critical-extension');
+    await s.nextFailure();
+    expect(s.authenticated).toEqual([]);
   });
 
   it('client refuses a valid SVID for another SPIFFE ID (spiffe-id-mismatch)', async () => {
