@@ -28,7 +28,7 @@ describe('CLI writing into a closed pipe', () => {
   });
 
   it('keeps the verdict of svid verify as its exit status', async () => {
-    const dir = join(ROOT, 'test', 'integration', 'cli', 'fixtures', 'critical-extension');
+    const dir = join(ROOT, 'test', 'fixtures', 'critical-extension');
     const bad = await withClosedStdout([
       'svid',
       'verify',
