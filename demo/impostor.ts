@@ -10,6 +10,7 @@
  *               extension marked critical (RFC 5280 §4.2: a validator must refuse them).
  * Prints "listening" once ready; logs every client it fooled or not as JSON lines.
  */
+import 'reflect-metadata';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
 import { HandshakeServer } from '../src/auth/handshake/index.js';
