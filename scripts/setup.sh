@@ -81,4 +81,7 @@ node -e "
 log "building BPF object and TypeScript"
 make -s -C bpf
 npx tsc -p tsconfig.build.json
+# X.509 path validation runs in the OpenSSL node itself carries (src/spiffe/openssl.ts, via koffi).
+node --input-type=module -e "const m = await import('./dist/src/spiffe/openssl.js'); m.opensslVersion();" ||
+  { echo "setup: OpenSSL path validation through koffi is unavailable in this node" >&2; exit 1; }
 log "ready"

@@ -1,11 +1,6 @@
 import type { Logger } from 'pino';
 import type { DaemonConfig } from '../config/index.js';
-import {
-  Datapath,
-  ensurePinDir,
-  PinMismatchError,
-  SupervisedSignalSource,
-} from '../datapath/index.js';
+import { Datapath, ensurePinDir, PinMismatchError, SupervisedSignalSource } from '../datapath/index.js';
 import type { AuthMap, VerdictCounters } from '../datapath/index.js';
 import type { NodeState } from '../policy/index.js';
 

@@ -73,7 +73,9 @@ export type VerdictName =
   | 'signal_throttled'
   | 'signal_ringbuf_full'
   /** sock_ops: connections of unauthenticated pairs whose initial SYN RTO was shortened (not packets). */
-  | 'syn_rto_shortened';
+  | 'syn_rto_shortened'
+  /** Frames that may carry IP in an encapsulation the datapath does not parse (MPLS, PPPoE, 3+ VLAN tags): dropped. */
+  | 'drop_unparsed_encap';
 
 export type VerdictCounters = Record<VerdictName, bigint>;
 

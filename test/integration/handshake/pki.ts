@@ -10,7 +10,8 @@ const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 export interface TestPki {
   trustDomain: string;
   bundles: TrustBundles;
-  issue(spiffeId: string, opts?: { ttlMs?: number }): Promise<Svid>;
+  /** `extensions` are added to the leaf as given (e.g. an unknown critical extension). */
+  issue(spiffeId: string, opts?: { ttlMs?: number; extensions?: x509.Extension[] }): Promise<Svid>;
 }
 
 /**
@@ -95,6 +96,7 @@ export async function newPki(
           ]),
           new x509.SubjectAlternativeNameExtension([{ type: 'url', value: spiffeId }]),
           await x509.AuthorityKeyIdentifierExtension.create(issuer, false),
+          ...(opts.extensions ?? []),
         ],
       });
       const der = Buffer.from(cert.rawData);
