@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/build-spire.sh
 export MESHAUTH_SPIRE_BIN="${MESHAUTH_SPIRE_BIN:-$(bash scripts/build-spire.sh --print-bin-dir)}"
+# The reference CNI plugins the e2e pods are made with (wireguard-go was built by setup.sh).
+bash scripts/build-go-tools.sh cni >/dev/null
+export MESHAUTH_CNI_BIN="${MESHAUTH_CNI_BIN:-$(bash scripts/build-go-tools.sh --print-dir cni)}"
 
 echo "[test] lint and type check"
 npx tsc -p tsconfig.json --noEmit

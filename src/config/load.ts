@@ -205,6 +205,7 @@ function finalize(p: ParsedConfig, file: string | undefined): DaemonConfig {
       listenPort: p.wireguard.listenPort,
       address: p.wireguard.address,
       privateKeyFile: p.wireguard.privateKeyFile ?? join(p.stateDir, 'wireguard', 'private.key'),
+      userspaceBinary: p.wireguard.userspaceBinary,
     },
     log: { level: p.log.level },
   };

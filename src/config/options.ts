@@ -342,6 +342,14 @@ const SPECS: readonly Spec[] = [
     description: 'Node WireGuard private key, mode 0600 (default: <stateDir>/wireguard/private.key)',
   },
   {
+    path: 'wireguard.userspaceBinary',
+    kind: 'string',
+    valueName: '<file>',
+    default: DEFAULTS.wireguardUserspaceBinary,
+    description:
+      'wireguard-go executable, used where the kernel has no WireGuard module (a name is looked up on PATH)',
+  },
+  {
     path: 'log.level',
     kind: 'string',
     valueName: '<level>',

@@ -48,6 +48,7 @@ export const DEFAULTS = {
   metricsListen: '127.0.0.1:9090',
   wireguardInterface: 'meshauth0',
   wireguardListenPort: 51820,
+  wireguardUserspaceBinary: 'wireguard-go',
   logLevel: 'info',
 } as const;
 
@@ -253,6 +254,7 @@ export const configSchema = z
         listenPort: intField(1, 65535, DEFAULTS.wireguardListenPort),
         address: cidrField().optional(),
         privateKeyFile: optionalStringField(),
+        userspaceBinary: stringField(DEFAULTS.wireguardUserspaceBinary),
       })
       .prefault(EMPTY_SECTION)
       .superRefine((wg, ctx) => {

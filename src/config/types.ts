@@ -99,6 +99,8 @@ export interface DaemonConfig {
     address: string | undefined;
     /** Defaults to <stateDir>/wireguard/private.key. */
     privateKeyFile: string;
+    /** wireguard-go executable (path, or a name looked up on PATH); default "wireguard-go". */
+    userspaceBinary: string;
   };
   log: { level: LogLevel };
 }

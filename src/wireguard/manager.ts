@@ -52,6 +52,10 @@ export interface WireguardManagerOptions {
   netns?: string;
   /** Command runner (default: child processes, inside `netns` if set). */
   exec?: Exec;
+  /**
+   * wireguard-go executable: a path, or a name looked up on PATH (default "wireguard-go"). Its file
+   * name is also the process name looked for in /proc (wireguard-go re-executes itself by path).
+   */
   wireguardGo?: string;
   wg?: string;
   ip?: string;
