@@ -33,3 +33,9 @@ rm -f "$results"
 
 echo "[test] benchmark smoke run"
 MESHAUTH_BENCH_SMOKE=1 node dist/bench/main.js
+
+# The container image (mmdebstrap + umoci, several minutes): opt-in.
+if [ "${MESHAUTH_IMAGE_SMOKE:-0}" = 1 ]; then
+  echo "[test] container image build and smoke test"
+  bash scripts/build-image.sh --smoke
+fi
