@@ -1,0 +1,17 @@
+export {
+  MUTUAL_AUTH_POLICY,
+  PolicyObjectError,
+  combinePolicyObjects,
+  policyFromObject,
+  spireShorthandId,
+  validCondition,
+  type CombinedPolicies,
+  type CompiledPolicyObject,
+  type MutualAuthPolicyMode,
+  type MutualAuthPolicyObject,
+  type MutualAuthPolicyPeer,
+  type MutualAuthPolicyRuleSpec,
+  type PolicyCondition,
+  type PolicyObjectOptions,
+  type ShorthandIdFn,
+} from './policy-object.js';
