@@ -265,12 +265,12 @@ describe('examples', () => {
     '%s compiles against the example files',
     (file) => {
       const config = loadConfig({ file });
-      const inv = loadInventoryFile(config.inventory.file);
+      const inv = loadInventoryFile(config.inventory.file as string);
       assertNodeListed(inv, config.node, config.file);
       const state = compileNodeState({
         nodeName: config.node,
         inventory: inv,
-        policy: loadPolicyFile(config.policy.file),
+        policy: loadPolicyFile(config.policy.file as string),
         identities: new MemoryAllocator(),
         nodes: new MemoryAllocator(),
       });
