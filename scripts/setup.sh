@@ -26,6 +26,9 @@ command -v iperf3 >/dev/null || need_pkgs+=(iperf3)
 command -v openssl >/dev/null || need_pkgs+=(openssl)
 command -v make >/dev/null || need_pkgs+=(make)
 command -v gcc >/dev/null || need_pkgs+=(gcc)
+# Native npm addons (better-sqlite3) compile from source with node-gyp: C++ and Python.
+command -v g++ >/dev/null || need_pkgs+=(g++)
+command -v python3 >/dev/null || need_pkgs+=(python3)
 # Go builds SPIRE (scripts/build-spire.sh); an older go fetches the toolchain SPIRE asks for.
 command -v go >/dev/null || [ -x /usr/local/go/bin/go ] || need_pkgs+=(golang-go)
 [ -f /usr/include/linux/bpf.h ] || need_pkgs+=(linux-libc-dev)
@@ -36,25 +39,43 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 fi
 
-# 2. bpffs (pinned maps live there).
+# 2. Node.js 24 LTS: the machine's own when it is new enough, else the pinned release in the cache.
+bash scripts/install-node.sh
+# shellcheck source=env.sh
+. scripts/env.sh
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+[ "$node_major" -ge 24 ] || { echo "setup: node $(node --version) is older than 24" >&2; exit 1; }
+
+# 3. bpffs (pinned maps live there).
 if ! mount | grep -q ' /sys/fs/bpf type bpf'; then
   log "mounting bpffs at /sys/fs/bpf"
   mkdir -p /sys/fs/bpf
   mount -t bpf bpf /sys/fs/bpf
 fi
 
-# 3. npm packages (native ones are built by their install scripts, allowed in package.json).
+# 4. npm packages (native ones are built by their install scripts, allowed in package.json). The
+# stamp also names the runtime's ABI: another Node.js major needs the native addons rebuilt.
 stamp=node_modules/.meshauth-lock-hash
-want=$(sha256sum package-lock.json | cut -d' ' -f1)
+want="$(sha256sum package-lock.json | cut -d' ' -f1) node-abi-$(node -p process.versions.modules)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   log "npm ci"
   npm ci --no-audit --no-fund --loglevel=error
   echo "$want" >"$stamp"
 fi
-node -e "require('better-sqlite3')(':memory:').close(); require('koffi')" ||
-  { echo "setup: native npm packages (better-sqlite3, koffi) did not build" >&2; exit 1; }
+# Every native addon must load in the runtime the project runs on, not just have installed.
+node -e "
+  const db = require('better-sqlite3')(':memory:');
+  db.prepare('select 1').get();
+  db.close();
+  const koffi = require('koffi');
+  if (typeof koffi.load !== 'function') throw new Error('koffi has no load()');
+" || {
+  echo "setup: native npm packages (better-sqlite3, koffi) did not build for node $(node --version)" >&2
+  echo "setup: remove node_modules and run setup again; npm_config_nodedir=${npm_config_nodedir:-unset}" >&2
+  exit 1
+}
 
-# 4. Build: BPF object and TypeScript.
+# 5. Build: BPF object and TypeScript.
 log "building BPF object and TypeScript"
 make -s -C bpf
 npx tsc -p tsconfig.build.json
