@@ -240,6 +240,16 @@ export class Datapath {
     this.ipcache.update(e.cidr, { identity: e.identity, nodeId: e.nodeId });
   }
 
+  /**
+   * What the kernel finds for an address: the longest-prefix match of the LPM trie (so an address
+   * without its own entry returns its pod CIDR's entry). `cidr` in the result is the address asked.
+   */
+  lookupIpcache(address: string): IpcacheEntry | undefined {
+    this.object('lookup ipcache');
+    const v = this.ipcache.get(address);
+    return v ? { cidr: formatCidr(parseCidr(address)), identity: v.identity, nodeId: v.nodeId } : undefined;
+  }
+
   /** Returns false when the prefix was not present. */
   deleteIpcache(cidr: string): boolean {
     this.object('delete ipcache');

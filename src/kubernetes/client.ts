@@ -95,12 +95,14 @@ export class KubernetesClient {
   }
 
   /**
-   * Checks that the credentials are accepted and may read what the inventory needs (one Node read
-   * of this node). Throws KubernetesAccessError on 401/403 or when the server cannot be reached.
+   * Checks that the credentials are accepted and may list what the inventory needs (a list of
+   * Nodes restricted to this node: the ClusterRole grants list and watch, not get), and that
+   * this node exists. Throws KubernetesAccessError on 401/403, for an unknown node, or when the
+   * server cannot be reached.
    */
   async checkAccess(nodeName: string): Promise<void> {
     try {
-      await this.core.readNode({ name: nodeName });
+      await this.ownNode(nodeName);
     } catch (err) {
       const code = statusOf(err);
       const what =
@@ -145,10 +147,17 @@ export class KubernetesClient {
     );
   }
 
-  /** Reads one Node's annotations. */
+  /** This node's Node object, through a list with a field selector (throws a 404-coded error). */
+  private async ownNode(name: string): Promise<NodeObject> {
+    const list = await this.core.listNode({ fieldSelector: `metadata.name=${name}` });
+    const n = list.items[0];
+    if (!n) throw Object.assign(new Error(`Node ${name} not found`), { code: 404 });
+    return n;
+  }
+
+  /** Reads this node's annotations. */
   async nodeAnnotations(name: string): Promise<Record<string, string>> {
-    const n = await this.core.readNode({ name });
-    return n.metadata?.annotations ?? {};
+    return (await this.ownNode(name)).metadata?.annotations ?? {};
   }
 
   /** Status conditions and Events of MutualAuthPolicy objects. */
