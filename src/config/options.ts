@@ -304,7 +304,7 @@ const SPECS: readonly Spec[] = [
     kind: 'bool',
     valueName: '<bool>',
     default: true,
-    description: 'Write Accepted conditions and Events on MutualAuthPolicy objects',
+    description: 'Write the Valid condition and Events on MutualAuthPolicy objects',
   },
   {
     path: 'audit.path',

@@ -91,7 +91,7 @@ export interface DaemonConfig {
     nodeAddressType: string;
     /** Annotate this node's Node object with its WireGuard public key and port. */
     publishWireguardKey: boolean;
-    /** Write Accepted conditions and Events on MutualAuthPolicy objects. */
+    /** Write the Valid condition and Events on MutualAuthPolicy objects. */
     reportPolicyStatus: boolean;
   };
   audit: { path: string; maxAgeMs: number; maxEvents: number };

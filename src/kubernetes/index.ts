@@ -32,7 +32,7 @@ export {
   type PodResult,
 } from './pod.js';
 export {
-  CONDITION_ACCEPTED,
+  CONDITION_VALID,
   KubernetesPolicySource,
   type PolicyCondition,
   type PolicyConverter,

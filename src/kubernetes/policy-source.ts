@@ -54,14 +54,14 @@ export interface KubernetesPolicySourceOptions {
   maxRetryMs?: number;
 }
 
-/** Condition type written on each object. */
-export const CONDITION_ACCEPTED = 'Accepted';
+/** Condition type written on each object (the CRD prints it as the "Valid" column). */
+export const CONDITION_VALID = 'Valid';
 
 /**
  * Policy from MutualAuthPolicy objects. Every valid object contributes all its rules (named
  * "<namespace>/<name>/<rule>"); an invalid object contributes the rules of its last valid version
  * (none if it never had one): a bad edit never half-applies and never drops enforcement that was
- * in force. Each object gets an Accepted condition (True, or False with the problems) and a
+ * in force. Each object gets a Valid condition (True, or False with the problems) and a
  * Warning Event when it is rejected. Objects are applied in name order, so the result does not
  * depend on event order.
  */
@@ -139,10 +139,10 @@ export class KubernetesPolicySource {
         generation: gen,
       });
       this.report(o, {
-        type: CONDITION_ACCEPTED,
+        type: CONDITION_VALID,
         status: 'True',
-        reason: 'Valid',
-        message: `${r.rules.length} rule(s) in force`,
+        reason: 'Accepted',
+        message: `all ${r.rules.length} rule(s) valid and applied`,
       });
     } else {
       const kept = this.objects.get(key);
@@ -155,7 +155,7 @@ export class KubernetesPolicySource {
       this.report(
         o,
         {
-          type: CONDITION_ACCEPTED,
+          type: CONDITION_VALID,
           status: 'False',
           reason: 'InvalidRules',
           message: kept

@@ -66,7 +66,7 @@ describe('KubernetesPolicySource', () => {
     expect(p.pairMode(A, B)).toBe('enforce');
     expect(p.rules.map((r) => r.name)).toEqual(['demo/p1/r0']);
     expect(conditions).toEqual([
-      ['p1', expect.objectContaining({ type: 'Accepted', status: 'True', observedGeneration: 1 })],
+      ['p1', expect.objectContaining({ type: 'Valid', status: 'True', observedGeneration: 1 })],
     ]);
     const seen: Array<string | undefined> = [];
     src.onChange((q) => seen.push(q.pairMode(A, B)));
@@ -111,7 +111,7 @@ describe('KubernetesPolicySource', () => {
     const { informer, src, conditions } = setup();
     const o = obj('p1', 1, 'required', [[A, B]]);
     o.status = {
-      conditions: [{ type: 'Accepted', status: 'True', reason: 'Valid', message: '', observedGeneration: 1 }],
+      conditions: [{ type: 'Valid', status: 'True', reason: 'Accepted', message: '', observedGeneration: 1 }],
     };
     informer.emit('add', o);
     await src.start();
