@@ -59,7 +59,9 @@ export interface ServerAuthenticated {
 
 /** Optional hooks for metrics. */
 export interface AuthObserver {
-  signal?(outcome: 'queued' | 'pending' | 'live' | 'backoff' | 'queue-full' | 'unresolved'): void;
+  signal?(
+    outcome: 'queued' | 'pending' | 'live' | 'backoff' | 'queue-full' | 'unresolved' | 'unresolved-address',
+  ): void;
   handshake?(result: 'success' | 'failure', reason: string, durationMs: number): void;
   entries?(count: number): void;
 }
@@ -133,6 +135,8 @@ export class AuthManager {
 
   handleSignal(signal: AuthSignal): void {
     if (this.closed) return;
+    // A pod address the inventory does not know yet: nothing to authenticate until it does.
+    if (signal.unresolved) return this.observe('unresolved-address');
     const key: AuthKey = {
       localId: signal.localId,
       remoteId: signal.remoteId,
@@ -155,6 +159,8 @@ export class AuthManager {
       outcome: 'info',
       ...this.names(key),
       direction: signal.direction,
+      // Which policy mode applied to the packet: dropped (enforce) or passed (permissive).
+      details: { mode: signal.permissive ? 'permissive' : 'enforce' },
     });
     this.enqueue({ key, reason: 'signal' });
   }

@@ -7,13 +7,9 @@ import type { DaemonConfig } from '../config/index.js';
 import { AuthType, type AuthKey } from '../datapath/types.js';
 import { openStateAllocators, type IdAllocator } from '../identity/allocator.js';
 import type { IdentityEvent, IdentitySource } from '../identity/source.js';
-import {
-  assertNodeListed,
-  loadInventoryFile,
-  watchInventoryFile,
-  type Inventory,
-} from '../inventory/index.js';
-import { compileNodeState, loadPolicyFile, type NodeState, type Policy } from '../policy/index.js';
+import type { Inventory } from '../inventory/index.js';
+import { compileNodeState, type NodeState, type Policy } from '../policy/index.js';
+import { openSources, type DaemonSources } from './sources.js';
 import { createIdentitySource } from './identity.js';
 import { DaemonResolver } from './resolver.js';
 import { openDatapath, type DaemonDatapath } from './datapath.js';
@@ -50,6 +46,7 @@ export class Daemon {
       server: HandshakeServer;
       gc: AuthGc;
       wg: WireguardTunnel | undefined;
+      sources: DaemonSources;
     },
   ) {}
 
@@ -57,9 +54,10 @@ export class Daemon {
     const log = logger.child({ component: 'daemon' });
     mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
 
-    const inventory = { current: loadInventoryFile(config.inventory.file) };
-    assertNodeListed(inventory.current, config.node, config.file ?? '(flags)');
-    const policy = { current: loadPolicyFile(config.policy.file) };
+    // Inventory and policy from files or from the Kubernetes API (informers), same shape either way.
+    const sources = await openSources(config, logger);
+    const inventory = { current: sources.inventory };
+    const policy = sources.policy;
     const allocators = openStateAllocators(config.stateDir);
     const compile = (): NodeState =>
       compileNodeState({
@@ -68,6 +66,7 @@ export class Daemon {
         policy: policy.current,
         identities: allocators.identities,
         nodes: allocators.nodes,
+        unresolvedPodCidrs: sources.unresolvedPodCidrs,
       });
     const state = { current: compile() };
     log.info(
@@ -98,6 +97,7 @@ export class Daemon {
         },
       });
     }
+    if (wg) sources.publishWireguardKey(wg.publicKey, config.wireguard.listenPort);
     const datapath = await openDatapath(config, state.current, logger, {
       wireguardIfindex: wg?.ifindex ?? 0,
     });
@@ -238,17 +238,18 @@ export class Daemon {
       server,
       gc,
       wg,
+      sources,
     });
 
     // Rotation is an event stream.
     const unsubscribe = identity.subscribe((ev: IdentityEvent) => daemon.onIdentityEvent(ev, audit.sink));
     daemon.disposers.push(unsubscribe, unsubscribeLog);
 
-    // Inventory reloads recompile the node's maps.
-    const watcher = watchInventoryFile(inventory.current, config.inventory.file, { log: logger });
-    daemon.disposers.push(() => watcher.close());
+    // Inventory and policy changes recompile the node's maps (written entry by entry).
+    daemon.disposers.push(() => sources.close());
     const offChange = inventory.current.onChange(() => daemon.resync());
     daemon.disposers.push(offChange);
+    daemon.disposers.push(sources.onPolicyChange(() => daemon.resync()));
 
     manager.start(datapath.signals);
     if (config.auth.preauthenticate) daemon.preauthenticate();
@@ -268,6 +269,7 @@ export class Daemon {
       manager,
       server,
       inventory: () => inventory.current,
+      sources,
     });
     daemon.disposers.push(() => ops.current?.close());
 
@@ -321,10 +323,14 @@ export class Daemon {
         policy: this.parts.policy.current,
         identities: this.parts.allocators.identities,
         nodes: this.parts.allocators.nodes,
+        unresolvedPodCidrs: this.parts.sources.unresolvedPodCidrs,
       });
       this.parts.datapath.sync(this.parts.state.current);
       this.parts.identity.setWanted(this.parts.state.current.localSpiffeIds);
-      this.logger.info({ component: 'daemon', event: 'state_resynced' }, 'inventory changed: maps updated');
+      this.logger.debug(
+        { component: 'daemon', event: 'state_resynced' },
+        'inventory or policy changed: maps updated',
+      );
       if (this.config.auth.preauthenticate) this.preauthenticate();
     } catch (err) {
       this.logger.error(
