@@ -20,16 +20,19 @@ export const CHART_CAPABILITIES = {
 export const CHART_DIR = resolve(import.meta.dirname, '../../deploy/helm/meshauth');
 
 /**
- * The helm binary: MESHAUTH_HELM, else the pinned build in the cache, else undefined (tests that
- * need it are skipped; `bash scripts/test.sh` builds it first).
+ * The helm binary: MESHAUTH_HELM, else the pinned build scripts/build-kubernetes.sh leaves in the
+ * cache, else undefined (tests that need it are skipped; `bash scripts/test.sh` builds it first).
  */
 export function helmBinary(): string | undefined {
   const candidates = [
     process.env['MESHAUTH_HELM'],
     join(
-      process.env['MESHAUTH_CACHE_DIR'] ?? join(homedir(), '.cache', 'meshauth'),
-      'helm-v4.3.2',
-      'bin',
+      process.env['MESHAUTH_KUBE_BIN'] ??
+        join(
+          process.env['MESHAUTH_CACHE_DIR'] ?? join(homedir(), '.cache', 'meshauth'),
+          'kubernetes-v1.37.2',
+          'bin',
+        ),
       'helm',
     ),
   ];
