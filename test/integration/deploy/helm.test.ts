@@ -206,12 +206,16 @@ describe.skipIf(!helm)('Helm chart deploy/helm/meshauth', () => {
   });
 
   it.each([
-    ['a wrong type', { handshake: { port: 'fast' } }, /handshake\/port|handshake\.port/],
-    ['an unknown attach mode', { datapath: { attach: 'xdp' } }, /datapath\/attach|datapath\.attach/],
-    ['a missing trust domain', { trustDomain: null }, /trustDomain/],
-    ['an empty trust domain', { trustDomain: '' }, /trustDomain/],
+    ['a wrong type', { handshake: { port: 'fast' } }, /'\/handshake\/port': got string, want integer/],
+    [
+      'an unknown attach mode',
+      { datapath: { attach: 'xdp' } },
+      /'\/datapath\/attach': value must be one of 'cgroup', 'tc'/,
+    ],
+    ['a missing trust domain', { trustDomain: null }, /missing property 'trustDomain'/],
+    ['an empty trust domain', { trustDomain: '' }, /'\/trustDomain'/],
     ['an unknown value', { datapath: { atach: 'tc' } }, /atach/],
-    ['strict without WireGuard', { strict: true }, /wireguard|enabled/],
+    ['strict without WireGuard', { strict: true }, /'\/wireguard\/enabled': value must be true/],
   ])('rejects %s at template time with a message naming the value', async (_what, values, naming) => {
     const r = await withValuesFile(values, (file) =>
       runHelm(bin, ['template', 'meshauth', CHART_DIR, '-f', file]),
