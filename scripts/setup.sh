@@ -59,6 +59,9 @@ stamp=node_modules/.meshauth-lock-hash
 want="$(sha256sum package-lock.json | cut -d' ' -f1) node-abi-$(node -p process.versions.modules)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   log "npm ci"
+  # A native addon that compiles from source must use the headers of the node that runs it.
+  nodedir="$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")"
+  [ -f "$nodedir/include/node/node.h" ] && export npm_config_nodedir="$nodedir"
   npm ci --no-audit --no-fund --loglevel=error
   echo "$want" >"$stamp"
 fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: set-up, SPIRE build (cached), lint, type check, unit, integration and e2e
-# tests against the real kernel, then a short smoke run of every benchmark.
+# The whole test suite: set-up, SPIRE and Kubernetes builds (cached), lint, type check, unit,
+# integration and e2e tests against the real kernel and API server, then a short smoke run of every
+# benchmark.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -8,6 +9,9 @@ bash scripts/setup.sh
 . scripts/env.sh
 bash scripts/build-spire.sh
 export MESHAUTH_SPIRE_BIN="${MESHAUTH_SPIRE_BIN:-$(bash scripts/build-spire.sh --print-bin-dir)}"
+# kube-apiserver, etcd, kubectl and helm for the Kubernetes tests (after SPIRE: one Go build at a time).
+bash scripts/build-kubernetes.sh
+export MESHAUTH_KUBE_BIN="${MESHAUTH_KUBE_BIN:-$(bash scripts/build-kubernetes.sh --print-bin-dir)}"
 
 echo "[test] lint and type check"
 npx tsc -p tsconfig.json --noEmit

@@ -34,8 +34,25 @@ export {
 export {
   CONDITION_VALID,
   KubernetesPolicySource,
-  type PolicyCondition,
   type PolicyConverter,
   type PolicyObject,
   type PolicyReporter,
 } from './policy-source.js';
+export {
+  MUTUAL_AUTH_POLICY,
+  PolicyObjectError,
+  combinePolicyObjects,
+  policyFromObject,
+  spireShorthandId,
+  validCondition,
+  type CombinedPolicies,
+  type CompiledPolicyObject,
+  type MutualAuthPolicyMode,
+  type MutualAuthPolicyObject,
+  type MutualAuthPolicyPeer,
+  type MutualAuthPolicyRuleSpec,
+  type PolicyCondition,
+  type PolicyObjectOptions,
+  type ShorthandIdFn,
+} from './policy-object.js';
+export { mutualAuthPolicyConverter } from './policy-converter.js';
