@@ -13,6 +13,8 @@ import {
   KubernetesMetrics,
   KubernetesPolicySource,
   loadKubeConfig,
+  MUTUAL_AUTH_POLICY,
+  mutualAuthPolicyConverter,
   publishNodeKey,
   type NodeKeyPublication,
   type PolicyConverter,
@@ -49,7 +51,7 @@ export interface DaemonSources {
 }
 
 export interface OpenSourcesOptions {
-  /** Converts MutualAuthPolicy objects (policy.source kubernetes). */
+  /** Converts MutualAuthPolicy objects (policy.source kubernetes). Default: mutualAuthPolicyConverter. */
   policyConverter?: PolicyConverter;
   policyResource?: PolicyResource;
   /** How long start-up waits for the first full list. Default 60 s. */
@@ -83,7 +85,11 @@ export async function openSources(
     if (config.inventory.source === 'kubernetes' || config.policy.source === 'kubernetes') {
       client = new KubernetesClient(
         loadKubeConfig(config.kubernetes.kubeconfig),
-        opts.policyResource ?? { group: 'meshauth.io', version: 'v1alpha1', plural: 'mutualauthpolicies' },
+        opts.policyResource ?? {
+          group: MUTUAL_AUTH_POLICY.group,
+          version: MUTUAL_AUTH_POLICY.version,
+          plural: MUTUAL_AUTH_POLICY.plural,
+        },
       );
       await client.checkAccess(config.node);
       log.info({ event: 'kubernetes_connected', server: client.server }, 'Kubernetes API reachable');
@@ -130,11 +136,11 @@ export async function openSources(
     }
 
     if (config.policy.source === 'kubernetes' && client) {
-      if (!opts.policyConverter)
-        throw new Error('policy.source kubernetes: no MutualAuthPolicy converter in this build');
       const src = new KubernetesPolicySource({
         informer: client.policyInformer(),
-        convert: opts.policyConverter,
+        convert:
+          opts.policyConverter ??
+          mutualAuthPolicyConverter(config.kubernetes.trustDomain, config.kubernetes.spiffeIdTemplate),
         ...(config.kubernetes.reportPolicyStatus
           ? { reporter: client.policyReporter('meshauthd', config.node) }
           : {}),

@@ -18,7 +18,8 @@ import {
 import { MeshauthError } from '../errors.js';
 import type { ResourceInformer } from './informer.js';
 import type { NodeObject, PodObject } from './objects.js';
-import type { PolicyCondition, PolicyObject, PolicyReporter } from './policy-source.js';
+import type { PolicyCondition } from './policy-object.js';
+import type { PolicyObject, PolicyReporter } from './policy-source.js';
 
 /** Kubernetes access failed in a way that stops start-up (bad kubeconfig, rejected credentials). */
 export class KubernetesAccessError extends MeshauthError {

@@ -34,7 +34,6 @@ export {
 export {
   CONDITION_VALID,
   KubernetesPolicySource,
-  type PolicyCondition,
   type PolicyConverter,
   type PolicyObject,
   type PolicyReporter,
@@ -56,3 +55,4 @@ export {
   type PolicyObjectOptions,
   type ShorthandIdFn,
 } from './policy-object.js';
+export { mutualAuthPolicyConverter } from './policy-converter.js';

@@ -8,23 +8,16 @@ import {
   type WatchStatus,
 } from './informer.js';
 import { objectKey, type ObjectMeta } from './objects.js';
+import type { PolicyCondition } from './policy-object.js';
 
 /** A MutualAuthPolicy object as the policy source sees it (spec is the converter's business). */
 export interface PolicyObject {
   metadata?: ObjectMeta;
   spec?: unknown;
-  status?: { conditions?: PolicyCondition[]; observedGeneration?: number };
+  status?: { conditions?: Array<Partial<PolicyCondition>>; observedGeneration?: number };
 }
 
-/** A status condition (metav1.Condition). */
-export interface PolicyCondition {
-  type: string;
-  status: 'True' | 'False' | 'Unknown';
-  reason: string;
-  message: string;
-  observedGeneration?: number;
-  lastTransitionTime?: string;
-}
+type NewCondition = Omit<PolicyCondition, 'lastTransitionTime'>;
 
 /** Converts one object to rules, or says why it cannot (every problem, so none is half-applied). */
 export type PolicyConverter = (
@@ -168,7 +161,7 @@ export class KubernetesPolicySource {
     this.changed();
   }
 
-  private report(o: PolicyObject, c: PolicyCondition, warning?: string): void {
+  private report(o: PolicyObject, c: NewCondition, warning?: string): void {
     const rep = this.opts.reporter;
     if (!rep) return;
     const gen = o.metadata?.generation;

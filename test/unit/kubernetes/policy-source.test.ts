@@ -3,10 +3,10 @@ import pino from 'pino';
 import { parseIdPattern, type IdPattern, type PolicyRule } from '../../../src/policy/index.js';
 import {
   KubernetesPolicySource,
-  type PolicyCondition,
   type PolicyConverter,
   type PolicyObject,
 } from '../../../src/kubernetes/policy-source.js';
+import type { PolicyCondition } from '../../../src/kubernetes/policy-object.js';
 import { FakeInformer, FakeTimers } from './fake-informer.js';
 
 const A = 'spiffe://td/ns/demo/sa/a';
