@@ -17,10 +17,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { AuthCache, AuthManager, type PairResolver } from '../src/auth/index.js';
+import { AuthCache, AuthManager, AuthReporter, type PairResolver } from '../src/auth/index.js';
 import { HandshakeClient } from '../src/auth/handshake/index.js';
 import { MemoryAuditSink } from '../src/audit/sink.js';
-import { packageRoot } from '../src/config/package-root.js';
+import { packageRoot } from '../src/package-root.js';
 import {
   AuthType,
   bootNowNs,
@@ -31,7 +31,7 @@ import {
   wire,
 } from '../src/datapath/index.js';
 import type { AuthKey, AuthMap, AuthValue } from '../src/datapath/types.js';
-import { DevCa } from '../src/identity/dev-ca.js';
+import { DevCa } from '../src/identity/index.js';
 import { silentLogger } from '../src/log.js';
 
 const TD = 'bench.local';
@@ -169,7 +169,7 @@ export async function runAuthLatencyBench(opts: {
           return r;
         },
       },
-      audit: new MemoryAuditSink(),
+      reporter: new AuthReporter({ audit: new MemoryAuditSink(), logger: silentLogger() }),
       logger: silentLogger(),
       options: {
         maxConcurrent: opts.concurrency,

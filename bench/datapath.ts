@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
-import { packageRoot } from '../src/config/package-root.js';
+import { packageRoot } from '../src/package-root.js';
 import {
   AuthType,
   BpfObject,

@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { HandshakeClient, HandshakeServer } from '../src/auth/handshake/index.js';
-import type { Svid, TrustBundles } from '../src/identity/source.js';
+import type { Svid, TrustBundles } from '../src/spiffe/index.js';
 
 const TRUST_DOMAIN = 'bench.local';
 const CLIENT_ID = `spiffe://${TRUST_DOMAIN}/ns/bench/sa/client`;

@@ -8,8 +8,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { HandshakeServer } from '../src/auth/handshake/index.js';
-import { DevCa } from '../src/identity/dev-ca.js';
-import type { Svid } from '../src/identity/source.js';
+import { DevCa } from '../src/identity/index.js';
+import type { Svid } from '../src/spiffe/index.js';
 
 const { values } = parseArgs({
   options: {

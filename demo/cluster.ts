@@ -9,7 +9,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { VERDICT_NAMES } from '../src/datapath/wire.js';
-import { DevCa } from '../src/identity/dev-ca.js';
+import { DevCa } from '../src/identity/index.js';
 import { run } from '../test/helpers/netns.js';
 import { NODES, PODS, TRUST_DOMAIN, type Topology } from './topology.js';
 

@@ -10,8 +10,8 @@
  */
 import { join } from 'node:path';
 import { HandshakeServer } from '../src/auth/handshake/index.js';
-import { DevCa } from '../src/identity/dev-ca.js';
-import type { Svid } from '../src/identity/source.js';
+import { DevCa } from '../src/identity/index.js';
+import type { Svid } from '../src/spiffe/index.js';
 import { createLogger } from '../src/log.js';
 
 function arg(name: string): string {

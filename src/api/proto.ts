@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { packageRoot } from '../config/package-root.js';
+import { packageRoot } from '../package-root.js';
 
 /** Options shared by server and client so both see the same shapes. */
 export const LOADER_OPTIONS: protoLoader.Options = {

@@ -1,6 +1,8 @@
 import type { Logger } from 'pino';
 import type { AuditSink } from '../audit/sink.js';
 import type { AuthKey } from '../datapath/types.js';
+import type { IdentityEvent } from '../identity/source.js';
+import { systemClock, type Clock } from '../time.js';
 import type { AuthCache } from './cache.js';
 
 /**
@@ -17,12 +19,18 @@ export class AuthGc {
       obsolete: (key: AuthKey) => string | undefined;
       /** Names for audit events. */
       describe: (key: AuthKey) => { localId?: string; remoteId?: string; node?: string };
-      now?: () => number;
+      /** Wall clock for expiry; default systemClock. */
+      clock?: Pick<Clock, 'now'>;
     },
   ) {}
 
+  /** A workload lost its SVID: its entries go now rather than at the next periodic run. */
+  onIdentityEvent(ev: Pick<IdentityEvent, 'type'>): void {
+    if (ev.type === 'svid-removed') this.run();
+  }
+
   run(): { expired: number; removed: number } {
-    const now = (this.deps.now ?? Date.now)();
+    const now = (this.deps.clock ?? systemClock).now();
     let expired = 0;
     let removed = 0;
     for (const e of this.deps.cache.entries()) {

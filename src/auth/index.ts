@@ -2,7 +2,6 @@ export { AuthCache, type CachedEntry, type EntryOrigin } from './cache.js';
 export {
   AuthManager,
   type AuthManagerOptions,
-  type AuthObserver,
   type Authenticator,
   type AuthenticateRequest,
   type AuthenticateResult,
@@ -10,4 +9,13 @@ export {
   type ServerAuthenticated,
 } from './manager.js';
 export { AuthGc } from './gc.js';
-export { pairKey } from './pair.js';
+export { pairKey, pairNames, type PairNames } from './pair.js';
+export {
+  AuthReporter,
+  type AuthObserver,
+  type ClientFailure,
+  type ClientSuccess,
+  type ServerSuccess,
+  type SignalOutcome,
+  type WorkReason,
+} from './reporter.js';

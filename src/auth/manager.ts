@@ -1,9 +1,14 @@
 import type { Logger } from 'pino';
-import type { AuditSink } from '../audit/sink.js';
 import type { AuthKey, AuthSignal, SignalSource } from '../datapath/types.js';
+import type { IdentityEvent } from '../identity/source.js';
 import { backoffMs } from '../sync.js';
+import { systemClock, type Clock, type Timer } from '../time.js';
 import type { AuthCache, CachedEntry } from './cache.js';
-import { pairKey } from './pair.js';
+import { pairKey, pairNames, type PairNames } from './pair.js';
+import type { AuthenticateRequest } from './handshake/types.js';
+import type { AuthReporter, SignalOutcome, WorkReason } from './reporter.js';
+
+export type { AuthenticateRequest };
 
 /** Resolves node-local numeric handles to names and back (identity + node allocators, inventory). */
 export interface PairResolver {
@@ -16,15 +21,6 @@ export interface PairResolver {
   nodeEndpoint(nodeName: string): { address: string; port: number } | undefined;
   /** Whether policy still asks for this pair (used by re-authentication and GC). */
   pairRequired(localSpiffeId: string, remoteSpiffeId: string, remoteNode: string): boolean;
-}
-
-export interface AuthenticateRequest {
-  peerNode: string;
-  peerAddress: string;
-  peerPort: number;
-  localId: string;
-  remoteId: string;
-  signal?: AbortSignal;
 }
 
 export interface AuthenticateResult {
@@ -57,13 +53,6 @@ export interface ServerAuthenticated {
   cipher?: string;
 }
 
-/** Optional hooks for metrics. */
-export interface AuthObserver {
-  signal?(outcome: 'queued' | 'pending' | 'live' | 'backoff' | 'queue-full' | 'unresolved'): void;
-  handshake?(result: 'success' | 'failure', reason: string, durationMs: number): void;
-  entries?(count: number): void;
-}
-
 export interface AuthManagerOptions {
   maxConcurrent: number;
   queueSize: number;
@@ -75,13 +64,11 @@ export interface AuthManagerOptions {
   retryWindowMs?: number;
 }
 
-export type WorkReason = 'signal' | 'reauth-expiry' | 'reauth-rotation' | 'retry' | 'preauth';
-
 interface PairState {
   attempts: number;
   nextAttemptAtMs: number;
   lastSignalAtMs: number;
-  retryTimer?: NodeJS.Timeout;
+  retryTimer?: Timer;
 }
 
 interface WorkItem {
@@ -99,7 +86,7 @@ export class AuthManager {
   private readonly pending = new Set<string>();
   private readonly inFlight = new Map<string, AbortController>();
   private readonly pairs = new Map<string, PairState>();
-  private readonly now: () => number;
+  private readonly clock: Clock;
   private closed = false;
   private runner: Promise<void> | undefined;
   private source: SignalSource | undefined;
@@ -110,14 +97,20 @@ export class AuthManager {
       cache: AuthCache;
       resolver: PairResolver;
       authenticator: Authenticator;
-      audit: AuditSink;
+      /** Audit events, log lines and metrics of every outcome. */
+      reporter: AuthReporter;
+      /** The manager's own operational log (signal reader). */
       logger: Logger;
       options: AuthManagerOptions;
-      observer?: AuthObserver;
-      now?: () => number;
+      /** Wall clock (entry expiry, backoff) and the retry timers; default systemClock. */
+      clock?: Clock;
     },
   ) {
-    this.now = deps.now ?? Date.now;
+    this.clock = deps.clock ?? systemClock;
+  }
+
+  private now(): number {
+    return this.clock.now();
   }
 
   /** Reads signals until close(), which also closes the source. */
@@ -150,12 +143,7 @@ export class AuthManager {
       return this.observe('live');
     }
     if (state && state.nextAttemptAtMs > now) return this.observe('backoff');
-    this.deps.audit.record({
-      type: 'signal',
-      outcome: 'info',
-      ...this.names(key),
-      direction: signal.direction,
-    });
+    this.deps.reporter.signal(this.names(key), signal.direction);
     this.enqueue({ key, reason: 'signal' });
   }
 
@@ -171,33 +159,25 @@ export class AuthManager {
     };
     this.deps.cache.set(key, { expiresAtMs: r.expiresAtMs }, 'server');
     this.clearFailures(pairKey(key));
-    this.deps.audit.record({
-      type: 'handshake-succeeded',
-      outcome: 'success',
-      localId: r.localId,
-      remoteId: r.remoteId,
-      node: r.peerNode,
-      direction: 'server',
-      details: {
-        expiresAtMs: r.expiresAtMs,
-        durationMs: r.durationMs,
-        peerSerials: r.peerSerials,
-        localSerial: r.localSerial,
-        tlsVersion: r.tlsVersion,
-        cipher: r.cipher,
-      },
-    });
-    this.deps.audit.record({
-      type: 'entry-written',
-      outcome: 'success',
-      localId: r.localId,
-      remoteId: r.remoteId,
-      node: r.peerNode,
-      direction: 'server',
-      details: { expiresAtMs: r.expiresAtMs },
-    });
-    this.deps.observer?.entries?.(this.deps.cache.size);
+    this.deps.reporter.serverSucceeded(r, this.deps.cache.size);
     return key;
+  }
+
+  /**
+   * Follows the identity source: a renewed SVID (an update with a previous one) is audited as a
+   * rotation and every pair of that workload re-authenticates with it. Removals are the GC's
+   * (AuthGc.onIdentityEvent); other events change nothing here.
+   */
+  onIdentityEvent(ev: IdentityEvent): void {
+    if (ev.type !== 'svid-updated' || !ev.previousNotAfter) return;
+    const rotated = {
+      spiffeId: ev.spiffeId,
+      notAfterMs: ev.svid.notAfter.getTime(),
+      previousNotAfterMs: ev.previousNotAfter.getTime(),
+      serial: ev.svid.leaf.serialNumber,
+    };
+    // Audited before the re-authentications it causes are queued.
+    this.deps.reporter.svidRotated(rotated, () => this.onLocalSvidRotated(ev.spiffeId));
   }
 
   /** Our SVID for spiffeId was renewed: re-authenticate every pair it is part of, before expiry. */
@@ -248,6 +228,7 @@ export class AuthManager {
       this.enqueue({ key, reason: 'preauth' });
       if (this.queue.length > before || this.pending.has(id)) n++;
     }
+    this.deps.reporter.preauthQueued(keys.length, n);
     return n;
   }
 
@@ -271,7 +252,7 @@ export class AuthManager {
     this.queue.length = 0;
     this.pending.clear();
     for (const c of this.inFlight.values()) c.abort(new Error('auth manager closed'));
-    for (const s of this.pairs.values()) if (s.retryTimer) clearTimeout(s.retryTimer);
+    for (const s of this.pairs.values()) if (s.retryTimer) s.retryTimer.cancel();
     this.source?.close();
     await this.runner;
     this.notifyIdle();
@@ -281,11 +262,7 @@ export class AuthManager {
     const id = pairKey(item.key);
     if (this.pending.has(id)) return this.observe('pending');
     if (this.queue.length >= this.deps.options.queueSize) {
-      this.deps.logger.warn(
-        { event: 'auth_queue_full', pair: id, queue: this.queue.length },
-        'auth queue full: dropping request (the next signal retries)',
-      );
-      return this.observe('queue-full');
+      return this.deps.reporter.queueFull(id, this.queue.length);
     }
     this.pending.add(id);
     this.queue.push(item);
@@ -318,17 +295,8 @@ export class AuthManager {
   private async work(item: WorkItem, signal: AbortSignal): Promise<void> {
     const { key } = item;
     const names = this.names(key);
-    const log = this.deps.logger.child({
-      local_id: names.localId,
-      remote_id: names.remoteId,
-      node: names.node,
-    });
     if (!names.localId || !names.remoteId || !names.node) {
-      log.warn(
-        { event: 'auth_unresolved', pair: pairKey(key) },
-        'auth: cannot resolve the pair to SPIFFE IDs and a node; not authenticating',
-      );
-      this.observe('unresolved');
+      this.deps.reporter.unresolved(pairKey(key), names);
       return;
     }
     const endpoint = this.deps.resolver.nodeEndpoint(names.node);
@@ -336,9 +304,7 @@ export class AuthManager {
       this.fail(key, names, item.reason, 'unknown-node', `no address for node ${names.node}`, 0);
       return;
     }
-    if (item.reason !== 'signal') {
-      this.deps.audit.record({ type: 'reauth', outcome: 'info', ...names, details: { why: item.reason } });
-    }
+    if (item.reason !== 'signal') this.deps.reporter.reauth(names, item.reason);
     const started = this.now();
     try {
       const r = await this.deps.authenticator.authenticate({
@@ -369,39 +335,20 @@ export class AuthManager {
         return;
       }
       this.clearFailures(pairKey(key));
-      this.deps.audit.record({
-        type: 'handshake-succeeded',
-        outcome: 'success',
-        ...names,
-        direction: 'client',
-        details: {
+      this.deps.reporter.clientSucceeded(
+        names,
+        {
           why: item.reason,
           expiresAtMs: r.expiresAtMs,
           durationMs: r.durationMs,
+          entryExpiresAtMs: entry.expiresAtMs,
           localSerial: r.localSerial,
           peerSerials: r.peerSerials,
           peerNotAfterMs: r.peerNotAfterMs,
           tlsVersion: r.tlsVersion,
           cipher: r.cipher,
         },
-      });
-      this.deps.audit.record({
-        type: 'entry-written',
-        outcome: 'success',
-        ...names,
-        direction: 'client',
-        details: { expiresAtMs: entry.expiresAtMs },
-      });
-      this.deps.observer?.handshake?.('success', 'ok', r.durationMs);
-      this.deps.observer?.entries?.(this.deps.cache.size);
-      log.info(
-        {
-          event: 'auth_succeeded',
-          why: item.reason,
-          duration_ms: r.durationMs,
-          expires_at: new Date(r.expiresAtMs).toISOString(),
-        },
-        'pair authenticated; entry written',
+        this.deps.cache.size,
       );
     } catch (err) {
       if (this.closed) return;
@@ -414,7 +361,7 @@ export class AuthManager {
 
   private fail(
     key: AuthKey,
-    names: { localId?: string; remoteId?: string; node?: string },
+    names: PairNames,
     why: WorkReason,
     reason: string,
     message: string,
@@ -428,55 +375,35 @@ export class AuthManager {
     state.nextAttemptAtMs = now + delay;
     if (why === 'signal') state.lastSignalAtMs = Math.max(state.lastSignalAtMs, now);
     this.pairs.set(id, state);
-    const unreachable = reason === 'peer-unreachable' || reason === 'timeout';
-    this.deps.audit.record({
-      type: unreachable ? 'peer-unreachable' : 'handshake-failed',
-      outcome: 'failure',
+    this.deps.reporter.clientFailed(names, {
+      why,
       reason,
-      ...names,
-      direction: 'client',
-      details: { why, message, durationMs, attempt: state.attempts, retryInMs: delay },
+      message,
+      durationMs,
+      attempt: state.attempts,
+      retryInMs: delay,
     });
-    this.deps.observer?.handshake?.('failure', reason, durationMs);
-    this.deps.logger.warn(
-      {
-        event: 'auth_failed',
-        local_id: names.localId,
-        remote_id: names.remoteId,
-        node: names.node,
-        reason,
-        err: message,
-        attempt: state.attempts,
-        retry_in_ms: delay,
-      },
-      `auth failed (${reason}): no entry written`,
-    );
     // Retry on our own while the pair is still being asked for; otherwise the next signal retries.
-    if (state.retryTimer) clearTimeout(state.retryTimer);
-    state.retryTimer = setTimeout(() => {
+    if (state.retryTimer) state.retryTimer.cancel();
+    state.retryTimer = this.clock.setTimeout(() => {
       state.retryTimer = undefined;
       const window = this.deps.options.retryWindowMs ?? 30_000;
       const stillWanted = why !== 'signal' || this.now() - state.lastSignalAtMs <= window;
       if (!this.closed && stillWanted && !this.deps.cache.isLive(key)) this.enqueue({ key, reason: 'retry' });
     }, delay);
-    state.retryTimer.unref();
   }
 
   private clearFailures(id: string): void {
     const s = this.pairs.get(id);
-    if (s?.retryTimer) clearTimeout(s.retryTimer);
+    if (s?.retryTimer) s.retryTimer.cancel();
     this.pairs.delete(id);
   }
 
-  private names(key: AuthKey): { localId?: string; remoteId?: string; node?: string } {
-    return {
-      localId: this.deps.resolver.spiffeIdOf(key.localId),
-      remoteId: this.deps.resolver.spiffeIdOf(key.remoteId),
-      node: this.deps.resolver.nodeNameOf(key.remoteNode),
-    };
+  private names(key: AuthKey): PairNames {
+    return pairNames(this.deps.resolver, key);
   }
 
-  private observe(o: Parameters<NonNullable<AuthObserver['signal']>>[0]): void {
-    this.deps.observer?.signal?.(o);
+  private observe(o: SignalOutcome): void {
+    this.deps.reporter.signalOutcome(o);
   }
 }

@@ -1,7 +1,7 @@
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { ConfigError } from './errors.js';
 import { settingOptions, type OptionDescription } from './options.js';
-import { packageRoot } from './package-root.js';
+import { packageRoot } from '../package-root.js';
 import { configSchema, type ParsedConfig } from './schema.js';
 import type { AttachPoint, DaemonConfig } from './types.js';
 import { formatPath, readYamlFile, validateDocument, type DocPath } from './yaml-document.js';

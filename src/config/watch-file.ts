@@ -1,9 +1,21 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
+import { systemClock, type Clock, type Timer } from '../time.js';
 
 export interface FileWatch {
+  /** True while a change was noticed and its debounced `onChange` has not run yet. */
+  readonly pending: boolean;
+  /** Runs a pending debounced `onChange` now (nothing when none is pending). */
+  flush(): void;
   /** Stops watching. Idempotent. */
   close(): void;
+}
+
+export interface WatchFileOptions {
+  /** Quiet time after the last notification before `onChange` runs (default 200 ms). */
+  debounceMs?: number | undefined;
+  /** Time for the debounce (default: the system clock). */
+  clock?: Clock | undefined;
 }
 
 /**
@@ -11,18 +23,20 @@ export interface FileWatch {
  * writers, ConfigMap symlink swaps) or re-created. Watches the directory, so the file may be
  * absent for a while.
  */
-export function watchFile(file: string, onChange: () => void, opts: { debounceMs?: number } = {}): FileWatch {
+export function watchFile(file: string, onChange: () => void, opts: WatchFileOptions = {}): FileWatch {
   const debounceMs = opts.debounceMs ?? 200;
+  const clock = opts.clock ?? systemClock;
   const name = basename(file);
-  let timer: NodeJS.Timeout | undefined;
+  let timer: Timer | undefined;
   let closed = false;
+  const run = (): void => {
+    timer = undefined;
+    if (!closed) onChange();
+  };
   const fire = (): void => {
     if (closed) return;
-    if (timer) clearTimeout(timer);
-    timer = setTimeout(() => {
-      timer = undefined;
-      if (!closed) onChange();
-    }, debounceMs);
+    timer?.cancel();
+    timer = clock.setTimeout(run, debounceMs);
   };
   const watcher: FSWatcher = watch(dirname(file), { persistent: false }, (_event, changed) => {
     // Kubernetes ConfigMaps swap a "..data" symlink: any change in the directory may matter then.
@@ -30,10 +44,19 @@ export function watchFile(file: string, onChange: () => void, opts: { debounceMs
   });
   watcher.on('error', () => undefined);
   return {
+    get pending() {
+      return timer !== undefined;
+    },
+    flush() {
+      if (!timer) return;
+      timer.cancel();
+      run();
+    },
     close() {
       if (closed) return;
       closed = true;
-      if (timer) clearTimeout(timer);
+      timer?.cancel();
+      timer = undefined;
       watcher.close();
     },
   };

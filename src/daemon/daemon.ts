@@ -1,25 +1,19 @@
 import { mkdirSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { AuthCache, AuthGc, AuthManager, type AuthObserver } from '../auth/index.js';
+import { AuthCache, AuthGc, AuthManager, AuthReporter, type AuthObserver } from '../auth/index.js';
 import { HandshakeClient, HandshakeServer } from '../auth/handshake/index.js';
-import type { AuditSink } from '../audit/sink.js';
 import type { DaemonConfig } from '../config/index.js';
-import { AuthType, type AuthKey } from '../datapath/types.js';
-import { openStateAllocators, type IdAllocator } from '../identity/allocator.js';
-import type { IdentityEvent, IdentitySource } from '../identity/source.js';
-import {
-  assertNodeListed,
-  loadInventoryFile,
-  watchInventoryFile,
-  type Inventory,
-} from '../inventory/index.js';
-import { compileNodeState, loadPolicyFile, type NodeState, type Policy } from '../policy/index.js';
+import { openStateAllocators, type IdentityEvent } from '../identity/index.js';
+import { assertNodeListed, loadInventoryFile, watchInventoryFile } from '../inventory/index.js';
+import { compileNodeState, loadPolicyFile, preauthPairs, type NodeState } from '../policy/index.js';
 import { createIdentitySource } from './identity.js';
 import { DaemonResolver } from './resolver.js';
 import { openDatapath, type DaemonDatapath } from './datapath.js';
-import { openAudit, type DaemonAudit } from './audit.js';
+import { openAudit } from './audit.js';
 import { startOperations, type DaemonOperations } from './operations.js';
 import { startWireguard, type WireguardTunnel } from '../wireguard/index.js';
+import { systemClock } from '../time.js';
+import { Closers } from './closers.js';
 
 /** How long start-up waits for the identity source's first complete state. */
 const IDENTITY_READY_TIMEOUT_MS = 30_000;
@@ -31,29 +25,37 @@ const IDENTITY_READY_TIMEOUT_MS = 30_000;
  */
 export class Daemon {
   private closing: Promise<void> | undefined;
-  private readonly timers: NodeJS.Timeout[] = [];
-  private readonly disposers: Array<() => void | Promise<void>> = [];
 
   private constructor(
     readonly config: DaemonConfig,
     private readonly logger: Logger,
-    private readonly parts: {
-      inventory: { current: Inventory };
-      policy: { current: Policy };
-      allocators: { identities: IdAllocator; nodes: IdAllocator };
-      state: { current: NodeState };
-      datapath: DaemonDatapath;
-      cache: AuthCache;
-      identity: IdentitySource;
-      audit: DaemonAudit;
-      manager: AuthManager;
-      server: HandshakeServer;
-      gc: AuthGc;
-      wg: WireguardTunnel | undefined;
-    },
+    private readonly closers: Closers,
   ) {}
 
+  /**
+   * Opens and starts everything, in data-flow order. Each step that opens something registers
+   * how to close it; when a later step fails, what was opened is closed again in reverse order
+   * (closer errors are logged, the step's error is thrown) and the daemon leaves nothing running:
+   * no listening socket, no open map or database fd, no watcher or timer. As on a graceful stop,
+   * pinned maps, attached programs and a running WireGuard interface stay.
+   */
   static async start(config: DaemonConfig, logger: Logger): Promise<Daemon> {
+    const log = logger.child({ component: 'daemon' });
+    const closers = new Closers(log);
+    try {
+      await Daemon.open(config, logger, closers);
+    } catch (err) {
+      log.error(
+        { event: 'daemon_start_unwound', err, steps: closers.size },
+        'start failed: closing what was opened',
+      );
+      await closers.closeAll();
+      throw err;
+    }
+    return new Daemon(config, logger, closers);
+  }
+
+  private static async open(config: DaemonConfig, logger: Logger, closers: Closers): Promise<void> {
     const log = logger.child({ component: 'daemon' });
     mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
 
@@ -82,6 +84,7 @@ export class Daemon {
     );
 
     const audit = openAudit(config, logger);
+    closers.push('audit', () => audit.close());
     // WireGuard first: the datapath's strict mode needs the tunnel's ifindex.
     let wg: WireguardTunnel | undefined;
     const dpRef: { current: DaemonDatapath | undefined } = { current: undefined };
@@ -97,10 +100,14 @@ export class Daemon {
           if (dp) dp.setSettings({ ...dp.settings(), wireguardIfindex: ifindex });
         },
       });
+      // The tunnel stays up: pod traffic keeps flowing while the daemon is away.
+      const tunnel = wg;
+      closers.push('wireguard', () => tunnel.close());
     }
     const datapath = await openDatapath(config, state.current, logger, {
       wireguardIfindex: wg?.ifindex ?? 0,
     });
+    closers.push('datapath', () => datapath.close());
     dpRef.current = datapath;
     const cache = new AuthCache(datapath.auth);
     const restored = cache.restore();
@@ -110,10 +117,7 @@ export class Daemon {
     );
 
     const identity = await createIdentitySource(config, inventory.current, logger);
-    // Logged from the start, so the first SVIDs and source states are visible too.
-    const unsubscribeLog = identity.subscribe((ev) =>
-      logIdentityEvent(logger.child({ component: 'identity' }), ev),
-    );
+    closers.push('identity', () => identity.close());
     identity.setWanted(state.current.localSpiffeIds);
     await withTimeout(
       identity.ready(),
@@ -127,6 +131,8 @@ export class Daemon {
       inventory: () => inventory.current,
       policy: () => policy.current,
       handshakePort: config.handshake.port,
+      localIdentities: () => state.current.localSpiffeIds,
+      holdsSvid: (id) => identity.svid(id) !== undefined,
     });
 
     const ops: { current: DaemonOperations | undefined } = { current: undefined };
@@ -135,27 +141,34 @@ export class Daemon {
       handshake: (result, reason, ms) => ops.current?.metrics.recordHandshake(result, reason, ms),
       entries: (n) => ops.current?.metrics.authEntries.set(n),
     };
+    const reporter = new AuthReporter({
+      audit: audit.sink,
+      logger: logger.child({ component: 'auth' }),
+      observer,
+    });
 
+    // With WireGuard, both handshake halves carry this node's key and check the peer's.
+    const wgTunnel = wg;
+    const wireguardBinding = wgTunnel
+      ? {
+          wireguardPublicKey: () => wgTunnel.publicKey,
+          expectedPeerWireguardKey: (node: string) => inventory.current.node(node)?.wireguardPublicKey,
+        }
+      : {};
     const client = new HandshakeClient({
       identity,
       nodeName: config.node,
       maxEntryTtlMs: config.handshake.maxEntryTtlMs,
       timeoutMs: config.handshake.timeoutMs,
-      ...(wg
-        ? {
-            wireguardPublicKey: () => wg.publicKey,
-            expectedPeerWireguardKey: (node: string) => inventory.current.node(node)?.wireguardPublicKey,
-          }
-        : {}),
+      ...wireguardBinding,
       logger,
     });
     const manager = new AuthManager({
       cache,
       resolver,
       authenticator: client,
-      audit: audit.sink,
+      reporter,
       logger: logger.child({ component: 'auth' }),
-      observer,
       options: {
         maxConcurrent: config.auth.maxConcurrent,
         queueSize: config.auth.queueSize,
@@ -164,6 +177,7 @@ export class Daemon {
         reauthAt: config.auth.reauthAt,
       },
     });
+    closers.push('auth-manager', () => manager.close());
     const server = new HandshakeServer({
       identity,
       nodeName: config.node,
@@ -177,85 +191,71 @@ export class Daemon {
         perPeerRatePerSec: config.handshake.perPeerRate,
         perPeerBurst: config.handshake.perPeerBurst,
       },
-      ...(wg
-        ? {
-            wireguardPublicKey: () => wg.publicKey,
-            expectedPeerWireguardKey: (node: string) => inventory.current.node(node)?.wireguardPublicKey,
-          }
-        : {}),
+      ...wireguardBinding,
       logger,
       onAuthenticated: (r) => {
         manager.onServerAuthenticated(r);
-        observer.handshake?.('success', 'ok', r.durationMs);
-        logger.info(
-          {
-            component: 'auth',
-            event: 'server_auth_succeeded',
-            local_id: r.localId,
-            remote_id: r.remoteId,
-            node: r.peerNode,
-            duration_ms: r.durationMs,
-            expires_at: new Date(r.expiresAtMs).toISOString(),
-          },
-          'peer authenticated us for a pair; entry written',
-        );
       },
-      onFailure: (f) => {
-        observer.handshake?.('failure', f.reason, f.durationMs);
-        audit.sink.record({
-          type: 'handshake-failed',
-          outcome: 'failure',
-          reason: f.reason,
-          localId: f.localId,
-          remoteId: f.remoteId,
-          node: f.peerNode,
-          direction: 'server',
-          details: { message: f.message, peer: f.peer, stage: f.stage, durationMs: f.durationMs },
-        });
-      },
+      onFailure: (f) => reporter.serverFailed(f),
     });
+    closers.push('handshake-server', () => server.close());
     await server.listen({ host: config.handshake.listen, port: config.handshake.port });
 
     const gc = new AuthGc({
       cache,
       audit: audit.sink,
       logger: logger.child({ component: 'gc' }),
-      describe: (k) => describeKey(resolver, k),
-      obsolete: (k) =>
-        obsoleteReason(k, resolver, state.current, inventory.current, policy.current, identity),
+      describe: (k) => resolver.names(k),
+      obsolete: (k) => resolver.obsoleteReason(k),
     });
 
-    const daemon = new Daemon(config, logger, {
-      inventory,
-      policy,
-      allocators,
-      state,
-      datapath,
-      cache,
-      identity,
-      audit,
-      manager,
-      server,
-      gc,
-      wg,
+    // Rotation and removal are an event stream.
+    const unsubscribe = identity.subscribe((ev: IdentityEvent) => {
+      manager.onIdentityEvent(ev);
+      gc.onIdentityEvent(ev);
     });
+    closers.push('identity-events', unsubscribe);
 
-    // Rotation is an event stream.
-    const unsubscribe = identity.subscribe((ev: IdentityEvent) => daemon.onIdentityEvent(ev, audit.sink));
-    daemon.disposers.push(unsubscribe, unsubscribeLog);
+    /** Authenticates the policy-implied pairs this node initiates before their first packet. */
+    const preauthenticate = (): void => {
+      if (!config.auth.preauthenticate) return;
+      manager.preauthenticate(
+        preauthPairs(state.current, {
+          nodeName: config.node,
+          inventory: inventory.current,
+          policy: policy.current,
+        }),
+      );
+    };
+    /** Recompiles ipcache and policy after an inventory change and updates the wanted identities. */
+    const resync = (): void => {
+      try {
+        state.current = compile();
+        datapath.sync(state.current);
+        identity.setWanted(state.current.localSpiffeIds);
+        log.info({ event: 'state_resynced' }, 'inventory changed: maps updated');
+        preauthenticate();
+      } catch (err) {
+        log.error({ event: 'state_resync_failed', err }, 'inventory change not applied');
+      }
+    };
 
     // Inventory reloads recompile the node's maps.
     const watcher = watchInventoryFile(inventory.current, config.inventory.file, { log: logger });
-    daemon.disposers.push(() => watcher.close());
-    const offChange = inventory.current.onChange(() => daemon.resync());
-    daemon.disposers.push(offChange);
+    closers.push('inventory-watch', () => watcher.close());
+    closers.push('inventory-follow', inventory.current.onChange(resync));
 
     manager.start(datapath.signals);
-    if (config.auth.preauthenticate) daemon.preauthenticate();
-    daemon.every(config.auth.gcIntervalMs, () => {
-      gc.run();
-      if (config.auth.reauthAt > 0) manager.scheduleExpiryReauth();
-    });
+    preauthenticate();
+    const gcTimer = systemClock.setInterval(() => {
+      try {
+        gc.run();
+        if (config.auth.reauthAt > 0) manager.scheduleExpiryReauth();
+      } catch (err) {
+        log.error({ event: 'periodic_task_failed', err }, 'periodic task failed');
+      }
+    }, config.auth.gcIntervalMs);
+    closers.push('gc-timer', () => gcTimer.cancel());
 
     ops.current = await startOperations({
       config,
@@ -269,7 +269,8 @@ export class Daemon {
       server,
       inventory: () => inventory.current,
     });
-    daemon.disposers.push(() => ops.current?.close());
+    const operations = ops.current;
+    closers.push('operations', () => operations.close());
 
     log.info(
       {
@@ -280,104 +281,6 @@ export class Daemon {
       },
       'meshauthd ready',
     );
-    return daemon;
-  }
-
-  /**
-   * Queues a handshake for every pair the policy requires between a workload here and one on
-   * another node, before any packet. Of the two nodes, the one whose name sorts first initiates
-   * (the other writes its entry as the handshake server), so each pair costs one handshake.
-   */
-  private preauthenticate(): void {
-    const { state, inventory, policy, allocators, manager } = this.parts;
-    const keys: AuthKey[] = [];
-    for (const local of state.current.localSpiffeIds) {
-      for (const w of inventory.current.workloads()) {
-        if (w.node === this.config.node || this.config.node > w.node) continue;
-        if (!policy.current.requires(local, w.spiffeId)) continue;
-        const remoteNode = allocators.nodes.lookup(w.node);
-        if (remoteNode === undefined) continue;
-        keys.push({
-          localId: allocators.identities.idFor(local),
-          remoteId: allocators.identities.idFor(w.spiffeId),
-          remoteNode,
-          authType: AuthType.SpiffeMtls,
-        });
-      }
-    }
-    const n = manager.preauthenticate(keys);
-    this.logger.info(
-      { component: 'auth', event: 'preauth_queued', pairs: keys.length, queued: n },
-      'authenticating policy-implied pairs before their first packet',
-    );
-  }
-
-  /** Recompiles ipcache and policy after an inventory change and updates the wanted identities. */
-  private resync(): void {
-    try {
-      this.parts.state.current = compileNodeState({
-        nodeName: this.config.node,
-        inventory: this.parts.inventory.current,
-        policy: this.parts.policy.current,
-        identities: this.parts.allocators.identities,
-        nodes: this.parts.allocators.nodes,
-      });
-      this.parts.datapath.sync(this.parts.state.current);
-      this.parts.identity.setWanted(this.parts.state.current.localSpiffeIds);
-      this.logger.info({ component: 'daemon', event: 'state_resynced' }, 'inventory changed: maps updated');
-      if (this.config.auth.preauthenticate) this.preauthenticate();
-    } catch (err) {
-      this.logger.error(
-        { component: 'daemon', event: 'state_resync_failed', err },
-        'inventory change not applied',
-      );
-    }
-  }
-
-  private onIdentityEvent(ev: IdentityEvent, audit: AuditSink): void {
-    const log = this.logger.child({ component: 'identity' });
-    switch (ev.type) {
-      case 'svid-updated': {
-        if (ev.previousNotAfter) {
-          audit.record({
-            type: 'svid-rotated',
-            outcome: 'info',
-            localId: ev.spiffeId,
-            details: {
-              notAfterMs: ev.svid.notAfter.getTime(),
-              previousNotAfterMs: ev.previousNotAfter.getTime(),
-              serial: ev.svid.leaf.serialNumber,
-            },
-          });
-          const n = this.parts.manager.onLocalSvidRotated(ev.spiffeId);
-          log.info(
-            { event: 'reauth_scheduled', local_id: ev.spiffeId, pairs: n },
-            're-authenticating after rotation',
-          );
-        }
-        return;
-      }
-      case 'svid-removed':
-        this.parts.gc.run();
-        return;
-      default:
-        return;
-    }
-  }
-
-  private every(ms: number, fn: () => void): void {
-    const t = setInterval(() => {
-      try {
-        fn();
-      } catch (err) {
-        this.logger.error(
-          { component: 'daemon', event: 'periodic_task_failed', err },
-          'periodic task failed',
-        );
-      }
-    }, ms);
-    t.unref();
-    this.timers.push(t);
   }
 
   /** Graceful: stop accepting, finish in-flight work, flush audit. Pins and attachments stay. */
@@ -385,57 +288,11 @@ export class Daemon {
     this.closing ??= (async () => {
       const log = this.logger.child({ component: 'daemon' });
       log.info({ event: 'daemon_stopping' }, 'shutting down (BPF maps stay pinned; enforcement continues)');
-      for (const t of this.timers) clearInterval(t);
-      await this.parts.server.close();
-      await this.parts.manager.close();
-      for (const d of this.disposers.reverse()) {
-        try {
-          await d();
-        } catch (err) {
-          log.warn({ event: 'shutdown_step_failed', err }, 'shutdown step failed');
-        }
-      }
-      await this.parts.identity.close();
-      this.parts.datapath.close();
-      // The tunnel stays up: pod traffic keeps flowing while the daemon is away.
-      await this.parts.wg?.close();
-      await this.parts.audit.close();
+      await this.closers.closeAll();
       log.info({ event: 'daemon_stopped' }, 'meshauthd stopped');
     })();
     return this.closing;
   }
-}
-
-function describeKey(
-  resolver: DaemonResolver,
-  k: AuthKey,
-): { localId?: string; remoteId?: string; node?: string } {
-  return {
-    localId: resolver.spiffeIdOf(k.localId),
-    remoteId: resolver.spiffeIdOf(k.remoteId),
-    node: resolver.nodeNameOf(k.remoteNode),
-  };
-}
-
-/** Why a live entry must go, or undefined to keep it. */
-function obsoleteReason(
-  k: AuthKey,
-  resolver: DaemonResolver,
-  state: NodeState,
-  inventory: Inventory,
-  policy: Policy,
-  identity: Pick<IdentitySource, 'svid'>,
-): string | undefined {
-  const local = resolver.spiffeIdOf(k.localId);
-  const remote = resolver.spiffeIdOf(k.remoteId);
-  const node = resolver.nodeNameOf(k.remoteNode);
-  if (!local || !remote || !node) return 'unknown-handle';
-  if (!state.localSpiffeIds.includes(local)) return 'identity-removed';
-  if (!inventory.isWorkloadOnNode(remote, node)) return 'workload-moved';
-  if (!policy.requires(local, remote)) return 'policy-removed';
-  // The identity source no longer holds an SVID for our side (entry deleted, expired, denied).
-  if (!identity.svid(local)) return 'svid-removed';
-  return undefined;
 }
 
 async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -449,37 +306,5 @@ async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<
     ]);
   } finally {
     if (t) clearTimeout(t);
-  }
-}
-
-function logIdentityEvent(log: Logger, ev: IdentityEvent): void {
-  switch (ev.type) {
-    case 'svid-updated':
-      log.info(
-        {
-          event: 'svid_updated',
-          local_id: ev.spiffeId,
-          serial: ev.svid.leaf.serialNumber,
-          not_after: ev.svid.notAfter.toISOString(),
-          rotated: ev.previousNotAfter !== undefined,
-        },
-        ev.previousNotAfter ? 'SVID renewed' : 'SVID issued',
-      );
-      return;
-    case 'svid-removed':
-      log.warn(
-        { event: 'svid_removed', local_id: ev.spiffeId, reason: ev.reason },
-        'SVID no longer available',
-      );
-      return;
-    case 'bundles-updated':
-      log.info({ event: 'bundles_updated', trust_domains: [...ev.bundles.keys()] }, 'trust bundles updated');
-      return;
-    case 'source-state':
-      log.info(
-        { event: 'identity_source_state', state: ev.state, detail: ev.detail },
-        'identity source state',
-      );
-      return;
   }
 }

@@ -3,11 +3,14 @@ import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import type { DaemonConfig } from '../config/index.js';
 import { MeshauthError } from '../errors.js';
-import { DevCa, DevCaSource } from '../identity/dev-ca.js';
-import { FilesSource } from '../identity/files-source.js';
-import { createSpireDelegatedSource } from '../identity/spire-delegated.js';
-import { createWorkloadApiSource } from '../identity/workload-api-source.js';
-import type { IdentitySource } from '../identity/source.js';
+import {
+  DevCa,
+  DevCaSource,
+  FilesSource,
+  createSpireDelegatedSource,
+  createWorkloadApiSource,
+  type IdentitySource,
+} from '../identity/index.js';
 import type { Inventory } from '../inventory/index.js';
 
 export class IdentitySourceError extends MeshauthError {

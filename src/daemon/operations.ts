@@ -11,7 +11,7 @@ import type { AuthCache, AuthManager } from '../auth/index.js';
 import type { HandshakeServer } from '../auth/handshake/index.js';
 import type { DaemonConfig } from '../config/index.js';
 import type { AuthKey } from '../datapath/types.js';
-import type { IdentitySource } from '../identity/source.js';
+import type { IdentitySource } from '../identity/index.js';
 import type { Inventory } from '../inventory/index.js';
 import { Metrics, startMetricsServer, type MetricsServer } from '../metrics/index.js';
 import { VERSION } from '../version.js';
@@ -43,11 +43,14 @@ export interface DaemonOperations {
 /** Builds the read-only view of the daemon that the API serves. */
 export function daemonView(deps: OperationsDeps, startedAtMs: number): DaemonView {
   const { config, datapath, cache, resolver, identity, manager, audit } = deps;
-  const names = (k: AuthKey): { localId: string; remoteId: string; remoteNode: string } => ({
-    localId: resolver.spiffeIdOf(k.localId) ?? `#${k.localId}`,
-    remoteId: resolver.spiffeIdOf(k.remoteId) ?? `#${k.remoteId}`,
-    remoteNode: resolver.nodeNameOf(k.remoteNode) ?? `#${k.remoteNode}`,
-  });
+  const names = (k: AuthKey): { localId: string; remoteId: string; remoteNode: string } => {
+    const n = resolver.names(k);
+    return {
+      localId: n.localId ?? `#${k.localId}`,
+      remoteId: n.remoteId ?? `#${k.remoteId}`,
+      remoteNode: n.node ?? `#${k.remoteNode}`,
+    };
+  };
   const liveEntries = (): Array<[AuthKey, number]> => {
     const now = Date.now();
     const out: Array<[AuthKey, number]> = [];

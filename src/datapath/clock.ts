@@ -4,6 +4,7 @@
  */
 import { c } from './libbpf.js';
 import { DatapathError } from './errors.js';
+import { systemClock } from '../time.js';
 
 export const CLOCK_BOOTTIME = 7;
 
@@ -21,7 +22,7 @@ export function bootNowNs(): bigint {
   return BigInt(ts.tv_sec) * 1_000_000_000n + BigInt(ts.tv_nsec);
 }
 
-export const systemClocks: Clocks = { bootNowNs, wallNowMs: () => Date.now() };
+export const systemClocks: Clocks = { bootNowNs, wallNowMs: () => systemClock.now() };
 
 /** Wall-clock epoch ms → boot ns (0 when the instant is before boot: already expired). */
 export function wallMsToBootNs(wallMs: number, clocks: Clocks = systemClocks): bigint {

@@ -9,7 +9,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { MeshauthError } from '../errors.js';
+import { AllocatorError } from './errors.js';
 
 /**
  * Node-local numeric handles for strings (SPIFFE IDs, node names), as the BPF maps key them.
@@ -25,12 +25,6 @@ import { MeshauthError } from '../errors.js';
 
 const FILE_VERSION = 1;
 const U32_MAX = 0xffff_ffff;
-
-export class AllocatorError extends MeshauthError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('MESHAUTH_ERR_ALLOCATOR', message, options);
-  }
-}
 
 export interface IdAllocatorOptions {
   /** JSON file, e.g. <stateDir>/identities.json. Created on first allocation. */

@@ -5,10 +5,17 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
 import type { Logger } from 'pino';
-import { MeshauthError } from '../errors.js';
-import { parseCertificates, parseSpiffeId, parseTrustDomain, toPem } from '../spiffe/index.js';
-import type { IdentityEvent, IdentitySource, Svid, TrustBundles } from './source.js';
-import { IdentityEvents } from './events.js';
+import {
+  parseCertificates,
+  parseSpiffeId,
+  parseTrustDomain,
+  toPem,
+  type Svid,
+  type TrustBundles,
+} from '../spiffe/index.js';
+import type { Clock, Timer } from '../time.js';
+import { IdentitySourceBase, type Readiness } from './core.js';
+import { DevCaError } from './errors.js';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
@@ -19,12 +26,6 @@ export const DEV_CA_DEFAULT_SVID_TTL_MS = 3_600_000;
 export const DEV_CA_CERT_TTL_MS = 365 * 24 * 3_600_000;
 /** Leaves are back-dated this much so that small clock differences between nodes do not matter. */
 const BACKDATE_MS = 30_000;
-
-export class DevCaError extends MeshauthError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('MESHAUTH_ERR_DEV_CA', message, options);
-  }
-}
 
 function serial(): string {
   // Positive 128-bit serial.
@@ -215,137 +216,107 @@ export interface DevCaSourceOptions {
   svidTtlMs?: number;
   /** Reissue when this fraction of an SVID's lifetime has passed (default 0.5). */
   renewAt?: number;
+  /** Wait this long before trying again after a failed issuance (default 5 s). */
+  retryMs?: number;
   logger?: Logger;
+  clock?: Clock;
 }
 
 /** IdentitySource backed by the embedded development CA: issues, renews and drops SVIDs locally. */
-export class DevCaSource implements IdentitySource {
+export class DevCaSource extends IdentitySourceBase {
   readonly kind = 'dev-ca' as const;
   private readonly ca: DevCa;
   private readonly ttlMs: number;
   private readonly renewAt: number;
+  private readonly retryMs: number;
   private readonly logger: Logger | undefined;
-  private readonly held = new Map<string, Svid>();
-  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly timers = new Map<string, Timer>();
   private readonly pending = new Map<string, Promise<void>>();
-  private readonly events: IdentityEvents;
-  private wanted = new Set<string>();
-  private closed = false;
 
   constructor(ca: DevCa, opts: DevCaSourceOptions = {}) {
+    super('dev-ca', {
+      logger: opts.logger,
+      clock: opts.clock,
+      closedError: () => new DevCaError('dev CA source ready: closed'),
+    });
     this.ca = ca;
     this.ttlMs = opts.svidTtlMs ?? DEV_CA_DEFAULT_SVID_TTL_MS;
     this.renewAt = opts.renewAt ?? 0.5;
+    this.retryMs = opts.retryMs ?? 5_000;
     if (!(this.renewAt > 0 && this.renewAt < 1))
       throw new DevCaError(`dev CA source: renewAt must be in (0, 1) (got ${this.renewAt})`);
     this.logger = opts.logger;
-    this.events = new IdentityEvents(opts.logger);
   }
 
   setWanted(spiffeIds: readonly string[]): void {
-    if (this.closed) return;
-    const next = new Set(spiffeIds);
-    for (const id of this.wanted) {
-      if (!next.has(id)) this.drop(id, 'workload no longer on this node');
+    if (this.core.closed) return;
+    const { removed } = this.core.setWanted(spiffeIds);
+    for (const id of removed) this.cancelTimer(id);
+    for (const id of this.core.wanted) {
+      if (!this.core.get(id) && !this.pending.has(id)) this.issueFor(id);
     }
-    this.wanted = next;
-    for (const id of next) {
-      if (!this.held.has(id) && !this.pending.has(id)) this.issueFor(id);
-    }
-  }
-
-  svid(spiffeId: string): Svid | undefined {
-    const s = this.held.get(spiffeId);
-    return s && s.notAfter.getTime() > Date.now() ? s : undefined;
   }
 
   bundles(): TrustBundles {
     return this.ca.bundles();
   }
 
-  subscribe(listener: (event: IdentityEvent) => void): () => void {
-    return this.events.subscribe(listener);
-  }
-
-  async ready(): Promise<void> {
-    await Promise.all([...this.pending.values()]);
-    const missing = [...this.wanted].filter((id) => !this.held.has(id));
-    if (missing.length > 0)
-      throw new DevCaError(`dev CA source: could not issue SVIDs for ${missing.join(', ')}`);
-  }
-
   async close(): Promise<void> {
-    this.closed = true;
-    for (const t of this.timers.values()) clearTimeout(t);
+    for (const t of this.timers.values()) t.cancel();
     this.timers.clear();
+    this.core.close();
     await Promise.allSettled([...this.pending.values()]);
-    this.events.clear();
   }
 
-  private emit(e: IdentityEvent): void {
-    this.events.emit(e);
+  protected readiness(): Readiness {
+    if (this.pending.size > 0) return 'pending';
+    const missing = [...this.core.wanted].filter((id) => !this.core.get(id));
+    return missing.length > 0
+      ? new DevCaError(`dev CA source: could not issue SVIDs for ${missing.join(', ')}`)
+      : 'ready';
   }
 
-  private drop(id: string, reason: string): void {
-    const t = this.timers.get(id);
-    if (t) clearTimeout(t);
+  private cancelTimer(id: string): void {
+    this.timers.get(id)?.cancel();
     this.timers.delete(id);
-    if (this.held.delete(id)) {
-      this.logger?.info({ event: 'svid_removed', spiffe_id: id, reason }, 'SVID dropped');
-      this.emit({ type: 'svid-removed', spiffeId: id, reason });
-    }
   }
 
   private issueFor(id: string): void {
     const p = this.ca
-      .issue(id, { ttlMs: this.ttlMs })
+      .issue(id, { ttlMs: this.ttlMs, now: new Date(this.core.clock.now()) })
       .then((svid) => {
-        if (this.closed || !this.wanted.has(id)) return;
-        const previous = this.held.get(id);
-        this.held.set(id, svid);
-        this.schedule(id, svid);
-        this.logger?.info(
-          {
-            event: 'svid_issued',
-            spiffe_id: id,
-            serial: svid.leaf.serialNumber,
-            not_after: svid.notAfter.toISOString(),
-          },
-          previous ? 'SVID renewed by the development CA' : 'SVID issued by the development CA',
-        );
-        this.emit({
-          type: 'svid-updated',
-          spiffeId: id,
-          svid,
-          ...(previous ? { previousNotAfter: previous.notAfter } : {}),
-        });
+        if (this.core.closed || !this.core.wanted.has(id)) return;
+        this.core.put(svid);
+        this.scheduleRenewal(id, svid);
       })
       .catch((err: unknown) => {
         this.logger?.error(
-          { event: 'svid_issue_failed', spiffe_id: id, err },
+          { event: 'svid_issue_failed', local_id: id, err },
           'development CA could not issue an SVID',
         );
-        if (!this.closed && this.wanted.has(id)) this.retry(id, 5_000);
+        if (!this.core.closed && this.core.wanted.has(id)) this.retry(id, this.retryMs);
       })
-      .finally(() => this.pending.delete(id));
+      .finally(() => {
+        this.pending.delete(id);
+        this.core.wake();
+      });
     this.pending.set(id, p);
   }
 
   private retry(id: string, ms: number): void {
-    const t = setTimeout(() => {
-      this.timers.delete(id);
-      if (!this.closed && this.wanted.has(id)) this.issueFor(id);
-    }, ms);
-    t.unref();
-    this.timers.set(id, t);
+    this.cancelTimer(id);
+    this.timers.set(
+      id,
+      this.core.clock.setTimeout(() => {
+        this.timers.delete(id);
+        if (!this.core.closed && this.core.wanted.has(id)) this.issueFor(id);
+      }, ms),
+    );
   }
 
-  private schedule(id: string, svid: Svid): void {
+  private scheduleRenewal(id: string, svid: Svid): void {
     // Measured from issuance, not notBefore (which is back-dated).
-    const now = Date.now();
-    const at = now + (svid.notAfter.getTime() - now) * this.renewAt;
-    const prev = this.timers.get(id);
-    if (prev) clearTimeout(prev);
-    this.retry(id, Math.max(0, at - Date.now()));
+    const now = this.core.clock.now();
+    this.retry(id, Math.max(0, (svid.notAfter.getTime() - now) * this.renewAt));
   }
 }

@@ -3,7 +3,6 @@ import { watch, type FSWatcher } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { MeshauthError } from '../errors.js';
 import {
   BundleError,
   X509SvidError,
@@ -14,15 +13,12 @@ import {
   parseSpiffeId,
   toPem,
   verifyX509Svid,
+  type Svid,
+  type TrustBundles,
 } from '../spiffe/index.js';
-import type { IdentityEvent, IdentitySource, Svid, TrustBundles } from './source.js';
-import { IdentityEvents } from './events.js';
-
-export class FilesSourceError extends MeshauthError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('MESHAUTH_ERR_FILES_SOURCE', message, options);
-  }
-}
+import type { Clock, Timer } from '../time.js';
+import { IdentitySourceBase, REASON_NOT_WANTED, type Readiness } from './core.js';
+import { FilesSourceError } from './errors.js';
 
 /** One identity held on disk: a certificate chain (leaf first, PEM or DER) and its private key. */
 export interface SvidFiles {
@@ -47,6 +43,8 @@ export interface FilesSourceOptions {
   /** Use fs.watch notifications (default true); without them only the periodic stat notices changes. */
   watch?: boolean | undefined;
   logger?: Logger | undefined;
+  /** Time for polling, debounce and expiry (default: the system clock). */
+  clock?: Clock | undefined;
 }
 
 /** Why one file set was refused; `reason` is stable (svid-<x509 reason>, spiffe-id-mismatch, ...). */
@@ -55,21 +53,14 @@ interface Problem {
   message: string;
 }
 
-interface Held {
-  svid: Svid;
-  digest: string;
-  expiry: NodeJS.Timeout | undefined;
-}
-
 interface IdentityState {
   files: SvidFiles;
-  held: Held | undefined;
+  /** Digest of the files of the SVID held in the core, if one is. */
+  heldDigest: string | undefined;
   /** Digest of the contents last tried, so an unchanged bad file is not re-reported every poll. */
   triedDigest: string | undefined;
   problem: Problem | undefined;
 }
-
-const MAX_TIMER_MS = 2_147_000_000;
 
 function digestOf(...parts: Buffer[]): string {
   const h = createHash('sha256');
@@ -98,7 +89,7 @@ function isMissing(err: unknown): boolean {
  * key matches the leaf; anything else is logged with a reason and ignored, keeping the previous
  * valid state. Deleting an identity's certificate or key file removes that identity.
  */
-export class FilesSource implements IdentitySource {
+export class FilesSource extends IdentitySourceBase {
   readonly kind = 'files' as const;
   private readonly bundlePath: string;
   private readonly configured = new Map<string, IdentityState>();
@@ -106,28 +97,27 @@ export class FilesSource implements IdentitySource {
   private readonly pollIntervalMs: number;
   private readonly debounceMs: number;
   private readonly logger: Logger | undefined;
-  private readonly events: IdentityEvents;
   private readonly watchers = new Map<string, FSWatcher>();
   private readonly statSeen = new Map<string, string>();
-  private wanted = new Set<string>();
-  private currentBundles: TrustBundles = new Map();
   private bundleDigest: string | undefined;
   private bundleTriedDigest: string | undefined;
   private bundleProblem: Problem | undefined;
-  private connected = false;
   private running: Promise<void> | undefined;
   private rerun = false;
-  private debounce: NodeJS.Timeout | undefined;
-  private poller: NodeJS.Timeout | undefined;
-  private polling = false;
-  private closed = false;
+  private debounce: Timer | undefined;
+  private poller: Timer | undefined;
+  private polling: Promise<void> | undefined;
 
   constructor(opts: FilesSourceOptions) {
+    super('files', {
+      logger: opts.logger,
+      clock: opts.clock,
+      closedError: () => new FilesSourceError('files identity source: ready: closed'),
+    });
     this.bundlePath = resolve(opts.bundle);
     this.pollIntervalMs = opts.pollIntervalMs ?? 2_000;
     this.debounceMs = opts.debounceMs ?? 50;
     this.logger = opts.logger;
-    this.events = new IdentityEvents(opts.logger);
     const domains = new Set<string>();
     for (const f of opts.svids) {
       let td: string;
@@ -141,89 +131,97 @@ export class FilesSource implements IdentitySource {
       domains.add(td);
       this.configured.set(f.spiffeId, {
         files: { spiffeId: f.spiffeId, cert: resolve(f.cert), key: resolve(f.key) },
-        held: undefined,
+        heldDigest: undefined,
         triedDigest: undefined,
         problem: undefined,
       });
     }
     this.defaultTrustDomain = opts.trustDomain ?? (domains.size === 1 ? [...domains][0] : undefined);
     if (opts.watch !== false) this.watchFiles();
-    this.poller = setInterval(() => void this.poll(), this.pollIntervalMs);
-    this.poller.unref();
+    this.poller = this.core.clock.setInterval(() => this.poll(), this.pollIntervalMs);
     this.trigger();
   }
 
   setWanted(spiffeIds: readonly string[]): void {
     if (this.closed) return;
     const next = new Set(spiffeIds);
-    for (const id of this.wanted) {
-      if (!next.has(id)) this.drop(id, 'workload no longer on this node');
+    for (const id of this.core.wanted) {
+      if (!next.has(id)) this.drop(id, REASON_NOT_WANTED);
     }
     for (const id of next) {
-      if (!this.wanted.has(id) && !this.configured.has(id)) {
-        const detail = `no certificate and key files are configured for ${id}`;
-        this.logger?.warn({ event: 'no_identity', local_id: id, reason: 'not-configured' }, detail);
-        this.emit({ type: 'source-state', state: 'no-identity', detail });
+      if (!this.core.wanted.has(id) && !this.configured.has(id)) {
+        this.core.state('no-identity', `no certificate and key files are configured for ${id}`, {
+          local_id: id,
+          reason: 'not-configured',
+        });
       }
     }
-    this.wanted = next;
+    this.core.setWanted(spiffeIds);
     this.trigger();
-  }
-
-  svid(spiffeId: string): Svid | undefined {
-    const s = this.configured.get(spiffeId)?.held?.svid;
-    return s && this.wanted.has(spiffeId) && s.notAfter.getTime() > Date.now() ? s : undefined;
-  }
-
-  bundles(): TrustBundles {
-    return this.currentBundles;
-  }
-
-  subscribe(listener: (event: IdentityEvent) => void): () => void {
-    return this.events.subscribe(listener);
   }
 
   /**
    * Resolves once the files have been read and the bundle and every wanted identity are usable;
    * otherwise rejects saying what is wrong with each (the source keeps watching either way).
    */
-  async ready(): Promise<void> {
+  override async ready(): Promise<void> {
     await this.settle();
-    const problems: string[] = [];
-    if (this.currentBundles.size === 0) {
-      problems.push(`bundle ${this.bundlePath}: ${this.bundleProblem?.message ?? 'not loaded'}`);
-    }
-    for (const id of this.wanted) {
-      const st = this.configured.get(id);
-      if (!st) problems.push(`${id}: no certificate and key files are configured`);
-      else if (!st.held) problems.push(`${id}: ${st.problem?.message ?? 'not loaded'}`);
-    }
-    if (problems.length > 0)
-      throw new FilesSourceError(`files identity source: not ready: ${problems.join('; ')}`);
+    return super.ready();
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
-    this.closed = true;
-    if (this.poller) clearInterval(this.poller);
-    if (this.debounce) clearTimeout(this.debounce);
+    this.core.close();
+    this.poller?.cancel();
+    this.debounce?.cancel();
+    this.debounce = undefined;
     for (const w of this.watchers.values()) w.close();
     this.watchers.clear();
-    for (const st of this.configured.values()) if (st.held?.expiry) clearTimeout(st.held.expiry);
+    await this.polling;
     await this.running?.catch(() => undefined);
-    this.events.clear();
   }
 
-  /** Wait until pending change notifications have been processed. */
+  /**
+   * Waits until a running periodic check, pending change notifications and the reloads they cause
+   * have been processed (a debounced change is processed at once).
+   */
   async settle(): Promise<void> {
-    while (!this.closed && (this.running || this.debounce)) {
+    while (!this.closed && (this.polling || this.running || this.debounce)) {
       if (this.debounce) {
-        clearTimeout(this.debounce);
+        this.debounce.cancel();
         this.debounce = undefined;
         this.trigger();
       }
+      await this.polling;
       await this.running;
     }
+  }
+
+  protected override onExpired(id: string, svid: Svid): void {
+    const st = this.configured.get(id);
+    if (!st) return;
+    st.triedDigest = st.heldDigest;
+    st.heldDigest = undefined;
+    st.problem = {
+      reason: 'svid-expired',
+      message: `${st.files.cert}: SVID expired at ${svid.notAfter.toISOString()}`,
+    };
+  }
+
+  protected readiness(): Readiness {
+    if (this.polling || this.running || this.debounce) return 'pending';
+    const problems: string[] = [];
+    if (this.core.bundles().size === 0) {
+      problems.push(`bundle ${this.bundlePath}: ${this.bundleProblem?.message ?? 'not loaded'}`);
+    }
+    for (const id of this.core.wanted) {
+      const st = this.configured.get(id);
+      if (!st) problems.push(`${id}: no certificate and key files are configured`);
+      else if (!this.core.get(id)) problems.push(`${id}: ${st.problem?.message ?? 'not loaded'}`);
+    }
+    return problems.length > 0
+      ? new FilesSourceError(`files identity source: not ready: ${problems.join('; ')}`)
+      : 'ready';
   }
 
   private allPaths(): string[] {
@@ -263,31 +261,34 @@ export class FilesSource implements IdentitySource {
     }
   }
 
-  private async poll(): Promise<void> {
+  private poll(): void {
     if (this.closed || this.polling) return;
-    this.polling = true;
-    try {
-      let changed = false;
-      for (const p of this.allPaths()) {
-        let sig: string;
-        try {
-          const s = await stat(p);
-          sig = `${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}`;
-        } catch {
-          sig = 'missing';
-        }
-        if (this.statSeen.get(p) !== sig) changed = true;
-        this.statSeen.set(p, sig);
+    this.polling = this.checkFiles().finally(() => {
+      this.polling = undefined;
+      this.core.wake();
+    });
+  }
+
+  /** Stats every file; schedules a reload when any changed since the last check. */
+  private async checkFiles(): Promise<void> {
+    let changed = false;
+    for (const p of this.allPaths()) {
+      let sig: string;
+      try {
+        const s = await stat(p);
+        sig = `${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}`;
+      } catch {
+        sig = 'missing';
       }
-      if (changed) this.schedule();
-    } finally {
-      this.polling = false;
+      if (this.statSeen.get(p) !== sig) changed = true;
+      this.statSeen.set(p, sig);
     }
+    if (changed) this.schedule();
   }
 
   private schedule(): void {
     if (this.closed || this.debounce) return;
-    this.debounce = setTimeout(() => {
+    this.debounce = this.core.clock.setTimeout(() => {
       this.debounce = undefined;
       this.trigger();
     }, this.debounceMs);
@@ -310,13 +311,14 @@ export class FilesSource implements IdentitySource {
         this.logger?.error({ event: 'reload_failed', err }, 'files identity source: reload failed');
       } finally {
         this.running = undefined;
+        this.core.wake();
       }
     })();
   }
 
   private async reload(): Promise<void> {
     const bundleChanged = await this.reloadBundle();
-    for (const id of this.wanted) {
+    for (const id of this.core.wanted) {
       if (this.closed) return;
       const st = this.configured.get(id);
       if (st) await this.reloadIdentity(st, bundleChanged);
@@ -337,7 +339,7 @@ export class FilesSource implements IdentitySource {
         this.bundleProblem = problem;
         this.logger?.error(
           { event: 'bundle_rejected', file: this.bundlePath, reason: problem.reason, err },
-          this.currentBundles.size > 0
+          this.core.bundles().size > 0
             ? 'trust bundle file unreadable; keeping the previous bundle'
             : 'trust bundle file unreadable',
         );
@@ -358,7 +360,7 @@ export class FilesSource implements IdentitySource {
       this.bundleProblem = { reason: 'bundle-invalid', message: (err as Error).message };
       this.logger?.error(
         { event: 'bundle_rejected', file: this.bundlePath, reason: 'bundle-invalid', err },
-        this.currentBundles.size > 0
+        this.core.bundles().size > 0
           ? 'trust bundle file rejected; keeping the previous bundle'
           : 'trust bundle file rejected',
       );
@@ -366,21 +368,11 @@ export class FilesSource implements IdentitySource {
     }
     this.bundleProblem = undefined;
     this.bundleDigest = digest;
-    this.currentBundles = bundles;
-    this.logger?.info(
-      {
-        event: 'bundle_loaded',
-        file: this.bundlePath,
-        trust_domains: [...bundles.keys()],
-        authorities: [...bundles.values()].reduce((n, a) => n + a.length, 0),
-      },
-      'trust bundle loaded',
-    );
-    this.emit({ type: 'bundles-updated', bundles });
-    if (!this.connected) {
-      this.connected = true;
-      this.emit({ type: 'source-state', state: 'connected', detail: `trust bundle ${this.bundlePath}` });
-    }
+    this.core.setBundles(bundles, {
+      file: this.bundlePath,
+      authorities: [...bundles.values()].reduce((n, a) => n + a.length, 0),
+    });
+    this.core.upstream('connected', `trust bundle ${this.bundlePath}`);
     return true;
   }
 
@@ -451,10 +443,11 @@ export class FilesSource implements IdentitySource {
     const digest = digestOf(certData, keyData);
     if (digest === st.triedDigest && !bundleChanged) return;
     st.triedDigest = digest;
-    if (st.held && digest === st.held.digest) {
+    const held = this.core.get(id);
+    if (held && digest === st.heldDigest) {
       // Same files; only the bundle changed. Keep the SVID, but say so if the new bundle no longer vouches for it.
       try {
-        verifyX509Svid(st.held.svid.chainDer, this.currentBundles);
+        verifyX509Svid(held.chainDer, this.core.bundles(), { now: new Date(this.core.clock.now()) });
         st.problem = undefined;
       } catch (err) {
         const reason = `svid-${(err as X509SvidError).reason ?? 'malformed'}`;
@@ -465,7 +458,7 @@ export class FilesSource implements IdentitySource {
       }
       return;
     }
-    if (this.currentBundles.size === 0) {
+    if (this.core.bundles().size === 0) {
       // Retried as soon as a bundle loads.
       st.triedDigest = undefined;
       st.problem = {
@@ -479,28 +472,9 @@ export class FilesSource implements IdentitySource {
       this.reject(st, result.problem.reason, result.problem.message, digest);
       return;
     }
-    const previous = st.held;
-    if (previous?.expiry) clearTimeout(previous.expiry);
     st.problem = undefined;
-    st.held = { svid: result.svid, digest, expiry: undefined };
-    this.scheduleExpiry(st);
-    const s = result.svid;
-    this.logger?.info(
-      {
-        event: previous ? 'svid_rotated' : 'svid_received',
-        local_id: id,
-        serial: s.leaf.serialNumber,
-        not_after: s.notAfter.toISOString(),
-        file: st.files.cert,
-      },
-      previous ? 'SVID files changed; new SVID loaded' : 'SVID loaded from files',
-    );
-    this.emit({
-      type: 'svid-updated',
-      spiffeId: id,
-      svid: s,
-      ...(previous ? { previousNotAfter: previous.svid.notAfter } : {}),
-    });
+    st.heldDigest = digest;
+    this.core.put(result.svid, { file: st.files.cert });
   }
 
   private verifyFiles(
@@ -521,7 +495,7 @@ export class FilesSource implements IdentitySource {
     }
     let verified;
     try {
-      verified = verifyX509Svid(ders, this.currentBundles);
+      verified = verifyX509Svid(ders, this.core.bundles(), { now: new Date(this.core.clock.now()) });
     } catch (err) {
       if (!(err instanceof X509SvidError)) throw err;
       return { problem: { reason: `svid-${err.reason}`, message: `${files.cert}: ${err.message}` } };
@@ -551,7 +525,7 @@ export class FilesSource implements IdentitySource {
       };
     }
     // The chain the handshake presents: leaf and intermediates, without any bundle authority.
-    const anchors = this.currentBundles.get(verified.spiffeId.trustDomain.name) ?? [];
+    const anchors = this.core.bundles().get(verified.spiffeId.trustDomain.name) ?? [];
     const chainDer = ders.filter((d, i) => i === 0 || !anchors.some((a) => a.equals(d)));
     return {
       svid: {
@@ -572,47 +546,20 @@ export class FilesSource implements IdentitySource {
     st.problem = { reason, message };
     this.logger?.error(
       { event: 'svid_rejected', local_id: st.files.spiffeId, reason, err: message, file: st.files.cert },
-      st.held ? 'SVID files rejected; keeping the previous SVID' : 'SVID files rejected',
+      this.core.get(st.files.spiffeId)
+        ? 'SVID files rejected; keeping the previous SVID'
+        : 'SVID files rejected',
     );
-  }
-
-  private scheduleExpiry(st: IdentityState): void {
-    const held = st.held;
-    if (!held) return;
-    const left = held.svid.notAfter.getTime() - Date.now();
-    held.expiry = setTimeout(
-      () => {
-        if (st.held !== held) return;
-        if (held.svid.notAfter.getTime() > Date.now()) {
-          this.scheduleExpiry(st);
-          return;
-        }
-        st.triedDigest = held.digest;
-        st.problem = {
-          reason: 'svid-expired',
-          message: `${st.files.cert}: SVID expired at ${held.svid.notAfter.toISOString()}`,
-        };
-        this.drop(st.files.spiffeId, 'expired');
-      },
-      Math.min(Math.max(left + 1, 0), MAX_TIMER_MS),
-    );
-    held.expiry.unref();
   }
 
   private drop(id: string, reason: string): void {
     const st = this.configured.get(id);
-    if (!st?.held) return;
-    if (st.held.expiry) clearTimeout(st.held.expiry);
-    st.held = undefined;
-    if (reason === 'workload no longer on this node') {
+    if (!st || !this.core.get(id)) return;
+    st.heldDigest = undefined;
+    if (reason === REASON_NOT_WANTED) {
       st.triedDigest = undefined;
       st.problem = undefined;
     }
-    this.logger?.info({ event: 'svid_removed', local_id: id, reason }, 'SVID dropped');
-    this.emit({ type: 'svid-removed', spiffeId: id, reason });
-  }
-
-  private emit(e: IdentityEvent): void {
-    this.events.emit(e);
+    this.core.remove(id, reason);
   }
 }

@@ -1,5 +1,4 @@
 import type { Logger } from 'pino';
-import { MeshauthError } from '../errors.js';
 import { verifyX509Svid } from '../spiffe/index.js';
 import {
   DelegatedIdentityClient,
@@ -13,14 +12,9 @@ import {
   type StreamWatch,
   type X509BundlesUpdate,
 } from '../spiffe/workload/index.js';
-import type { IdentityEvent, IdentitySource, Svid, TrustBundles } from './source.js';
-import { IdentityEvents } from './events.js';
-
-export class SpireDelegatedError extends MeshauthError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('MESHAUTH_ERR_SPIRE_DELEGATED', message, options);
-  }
-}
+import type { Clock } from '../time.js';
+import { IdentitySourceBase, type Readiness } from './core.js';
+import { SpireDelegatedError } from './errors.js';
 
 export interface SpireDelegatedSourceOptions {
   /** The SPIRE agent's admin socket (absolute path or unix:///path). */
@@ -37,6 +31,7 @@ export interface SpireDelegatedSourceOptions {
   /** How long ready() waits for the first complete state (default 30 s). */
   readyTimeoutMs?: number | undefined;
   logger?: Logger | undefined;
+  clock?: Clock | undefined;
 }
 
 type WorkloadState = 'pending' | 'held' | 'no-identity';
@@ -47,10 +42,8 @@ interface Wanted {
   selectors: Selector[];
   watch: StreamWatch | undefined;
   state: WorkloadState;
-  svid: Svid | undefined;
   /** Last SVID received but not yet verified (bundles not known yet). */
   unverified: ReceivedX509Svid | undefined;
-  expiryTimer: NodeJS.Timeout | undefined;
   /** Last detail reported for a no-identity state (to report changes only). */
   noIdentityDetail: string | undefined;
 }
@@ -62,27 +55,24 @@ interface Wanted {
  * subscription closed and its key dropped. While the agent is unreachable the held SVIDs keep
  * serving until they expire.
  */
-export class SpireDelegatedSource implements IdentitySource {
+export class SpireDelegatedSource extends IdentitySourceBase {
   readonly kind = 'spire-delegated' as const;
   private readonly client: DelegatedIdentityClient;
   private readonly workloads: (spiffeId: string) => readonly string[] | undefined;
-  private readonly readyTimeoutMs: number;
   private readonly logger: Logger | undefined;
   private readonly wanted = new Map<string, Wanted>();
-  private readonly events: IdentityEvents;
   private readonly bundleWatch: StreamWatch;
-  private currentBundles: TrustBundles = new Map();
   private haveBundles = false;
-  private connection: 'connected' | 'disconnected' | 'denied' | undefined;
-  private lastError: string | undefined;
-  private readonly waiters = new Set<() => void>();
-  private closed = false;
 
   constructor(opts: SpireDelegatedSourceOptions) {
+    super('spire-delegated', {
+      logger: opts.logger,
+      clock: opts.clock,
+      readyTimeoutMs: opts.readyTimeoutMs,
+      closedError: () => new SpireDelegatedError('SPIRE delegated source ready: closed'),
+    });
     this.workloads = opts.workloads;
-    this.readyTimeoutMs = opts.readyTimeoutMs ?? 30_000;
     this.logger = opts.logger;
-    this.events = new IdentityEvents(opts.logger);
     this.client = new DelegatedIdentityClient({
       adminSocket: opts.adminSocket,
       maxMessageBytes: opts.maxMessageBytes,
@@ -97,15 +87,15 @@ export class SpireDelegatedSource implements IdentitySource {
 
   setWanted(spiffeIds: readonly string[]): void {
     if (this.closed) return;
-    const next = new Set(spiffeIds);
-    for (const [id, w] of this.wanted) {
-      if (!next.has(id)) {
-        this.unsubscribe(w);
-        this.wanted.delete(id);
-        this.drop(w, 'workload no longer on this node');
-      }
+    const { removed } = this.core.setWanted(spiffeIds);
+    for (const id of removed) {
+      const w = this.wanted.get(id);
+      if (!w) continue;
+      this.unsubscribe(w);
+      this.wanted.delete(id);
+      w.unverified = undefined;
     }
-    for (const id of next) {
+    for (const id of this.core.wanted) {
       const raw = this.workloads(id);
       let selectors: Selector[] = [];
       let problem: string | undefined;
@@ -123,9 +113,7 @@ export class SpireDelegatedSource implements IdentitySource {
         selectors,
         watch: undefined,
         state: 'pending',
-        svid: undefined,
         unverified: undefined,
-        expiryTimer: undefined,
         noIdentityDetail: undefined,
       };
       this.unsubscribe(entry);
@@ -145,16 +133,7 @@ export class SpireDelegatedSource implements IdentitySource {
         onState: (s) => this.onStreamState(id, s),
       });
     }
-    this.wake();
-  }
-
-  svid(spiffeId: string): Svid | undefined {
-    const s = this.wanted.get(spiffeId)?.svid;
-    return s && s.notAfter.getTime() > Date.now() ? s : undefined;
-  }
-
-  bundles(): TrustBundles {
-    return this.currentBundles;
+    this.core.wake();
   }
 
   /** Per-workload state: 'held', 'pending' (no answer yet) or 'no-identity'. */
@@ -169,75 +148,41 @@ export class SpireDelegatedSource implements IdentitySource {
     return n;
   }
 
-  subscribe(listener: (event: IdentityEvent) => void): () => void {
-    return this.events.subscribe(listener);
-  }
-
-  /** Resolves once the bundles arrived and every wanted workload has an SVID or a no-identity state. */
-  ready(): Promise<void> {
-    if (this.closed) return Promise.reject(new SpireDelegatedError('SPIRE delegated source ready: closed'));
-    if (this.settled()) return Promise.resolve();
-    return new Promise<void>((resolve, reject) => {
-      const check = (): void => {
-        if (this.closed) {
-          done();
-          reject(new SpireDelegatedError('SPIRE delegated source ready: closed'));
-        } else if (this.settled()) {
-          done();
-          resolve();
-        }
-      };
-      const timer = setTimeout(() => {
-        done();
-        const pending = [...this.wanted.values()].filter((w) => w.state === 'pending').map((w) => w.spiffeId);
-        const parts = [
-          ...(this.haveBundles ? [] : ['no trust bundle received']),
-          ...(pending.length > 0 ? [`no answer for ${pending.join(', ')}`] : []),
-        ];
-        reject(
-          new SpireDelegatedError(
-            `SPIRE delegated source ready: ${parts.join('; ')} within ${this.readyTimeoutMs} ms from ${this.client.endpoint.uri}` +
-              (this.lastError ? ` (last error: ${this.lastError})` : ''),
-          ),
-        );
-      }, this.readyTimeoutMs);
-      timer.unref();
-      const done = (): void => {
-        clearTimeout(timer);
-        this.waiters.delete(check);
-      };
-      this.waiters.add(check);
-    });
-  }
-
   async close(): Promise<void> {
     if (this.closed) return;
-    this.closed = true;
+    this.core.close();
     this.bundleWatch.close();
     for (const w of this.wanted.values()) {
       this.unsubscribe(w);
-      if (w.expiryTimer) clearTimeout(w.expiryTimer);
-      w.svid = undefined;
       w.unverified = undefined;
     }
     this.wanted.clear();
     this.client.close();
-    this.wake();
-    this.events.clear();
   }
 
-  private settled(): boolean {
-    if (!this.haveBundles) return false;
-    for (const w of this.wanted.values()) if (w.state === 'pending') return false;
-    return true;
+  protected override onExpired(spiffeId: string): void {
+    const w = this.wanted.get(spiffeId);
+    if (!w) return;
+    w.unverified = undefined;
+    w.state = 'pending';
   }
 
-  private wake(): void {
-    for (const f of [...this.waiters]) f();
+  protected readiness(): Readiness {
+    if (!this.haveBundles) return 'pending';
+    for (const w of this.wanted.values()) if (w.state === 'pending') return 'pending';
+    return 'ready';
   }
 
-  private emit(e: IdentityEvent): void {
-    this.events.emit(e);
+  protected override timeoutError(ms: number): Error {
+    const pending = [...this.wanted.values()].filter((w) => w.state === 'pending').map((w) => w.spiffeId);
+    const parts = [
+      ...(this.haveBundles ? [] : ['no trust bundle received']),
+      ...(pending.length > 0 ? [`no answer for ${pending.join(', ')}`] : []),
+    ];
+    return new SpireDelegatedError(
+      `SPIRE delegated source ready: ${parts.join('; ')} within ${ms} ms from ${this.client.endpoint.uri}` +
+        (this.core.lastError ? ` (last error: ${this.core.lastError})` : ''),
+    );
   }
 
   private unsubscribe(w: Wanted): void {
@@ -246,14 +191,8 @@ export class SpireDelegatedSource implements IdentitySource {
   }
 
   private drop(w: Wanted, reason: string): void {
-    if (w.expiryTimer) clearTimeout(w.expiryTimer);
-    w.expiryTimer = undefined;
     w.unverified = undefined;
-    if (w.svid) {
-      w.svid = undefined;
-      this.logger?.info({ event: 'svid_removed', local_id: w.spiffeId, reason }, 'SVID dropped');
-      this.emit({ type: 'svid-removed', spiffeId: w.spiffeId, reason });
-    }
+    this.core.remove(w.spiffeId, reason);
   }
 
   private noIdentity(w: Wanted, detail: string): void {
@@ -261,82 +200,31 @@ export class SpireDelegatedSource implements IdentitySource {
     w.state = 'no-identity';
     w.noIdentityDetail = detail;
     this.drop(w, 'no-registration-entry');
-    if (changed) {
-      this.logger?.warn(
-        { event: 'no_identity', local_id: w.spiffeId, reason: detail },
-        'no SVID for workload',
-      );
-      this.emit({ type: 'source-state', state: 'no-identity', detail });
-    }
-    this.wake();
+    if (changed) this.core.state('no-identity', detail, { local_id: w.spiffeId });
+    this.core.wake();
   }
 
   private onStreamState(stream: string, s: StreamState): void {
-    if (this.closed) return;
-    if (s.state === 'connected') {
-      if (this.connection !== 'connected') {
-        this.connection = 'connected';
-        this.logger?.info({ event: 'spire_connected', stream }, 'connected to the SPIRE agent');
-        this.emit({
-          type: 'source-state',
-          state: 'connected',
-          detail: `SPIRE agent at ${this.client.endpoint.uri}`,
-        });
-      }
-      return;
-    }
-    this.lastError = s.error.message;
+    if (this.core.followStream(stream, s, `SPIRE agent at ${this.client.endpoint.uri}`)) return;
     if (s.state === 'permission-denied') {
       // Not (or no longer) an authorized delegate. Held SVIDs keep serving until they expire.
-      if (this.connection === 'denied') return;
-      this.connection = 'denied';
-      this.logger?.error(
-        { event: 'spire_permission_denied', stream, reason: s.error.message },
-        'SPIRE agent refused meshauthd: check authorized_delegates',
+      this.core.upstream(
+        'denied',
+        `SPIRE agent refused the Delegated Identity API (is meshauthd's SPIFFE ID in authorized_delegates?): ${s.error.message}`,
+        { stream, reason: 'permission-denied' },
       );
-      this.emit({
-        type: 'source-state',
-        state: 'no-identity',
-        detail: `SPIRE agent refused the Delegated Identity API (is meshauthd's SPIFFE ID in authorized_delegates?): ${s.error.message}`,
-      });
-      return;
-    }
-    if (s.state === 'failed') {
-      this.emit({ type: 'source-state', state: 'disconnected', detail: s.error.message });
-      return;
-    }
-    if (this.connection !== 'disconnected') {
-      this.connection = 'disconnected';
-      this.emit({ type: 'source-state', state: 'disconnected', detail: s.error.message });
+    } else if (s.state === 'failed') {
+      this.core.state('disconnected', s.error.message, { stream });
     }
   }
 
   private onBundles(u: X509BundlesUpdate): void {
-    if (this.closed) return;
-    for (const r of u.rejected) {
-      this.logger?.warn(
-        { event: 'bundle_rejected', reason: r.reason, trust_domain: r.subject, err: r.message },
-        'trust bundle entry rejected',
-      );
-    }
-    if (u.bundles.size === 0) {
-      this.logger?.error(
-        { event: 'bundle_rejected', reason: 'empty-bundle-set' },
-        'SPIRE agent sent no usable trust bundle; keeping the previous one',
-      );
-      return;
-    }
-    this.currentBundles = u.bundles;
+    if (!this.core.acceptBundleUpdate(u, 'SPIRE agent')) return;
     this.haveBundles = true;
-    this.logger?.info(
-      { event: 'bundles_updated', trust_domains: [...u.bundles.keys()] },
-      'trust bundles updated',
-    );
-    this.emit({ type: 'bundles-updated', bundles: u.bundles });
     for (const w of this.wanted.values()) {
       if (w.unverified) this.accept(w, w.unverified);
     }
-    this.wake();
+    this.core.wake();
   }
 
   private onSvids(w: Wanted, u: DelegatedX509Update): void {
@@ -352,7 +240,7 @@ export class SpireDelegatedSource implements IdentitySource {
       const others = u.svids.map((s) => s.spiffeId);
       const sel = w.selectors.map((s) => `${s.type}:${s.value}`).join(', ');
       const rejected = u.rejected.find((r) => r.subject === w.spiffeId);
-      if (rejected && w.svid) {
+      if (rejected && this.core.get(w.spiffeId)) {
         // A bad renewal: keep the still-valid SVID we hold.
         this.logger?.error(
           { event: 'svid_rejected', local_id: w.spiffeId, reason: rejected.reason },
@@ -380,7 +268,7 @@ export class SpireDelegatedSource implements IdentitySource {
   /** Verify against the current bundles and install; a failure keeps the previous SVID. */
   private accept(w: Wanted, r: ReceivedX509Svid): void {
     w.unverified = undefined;
-    const held = w.svid;
+    const held = this.core.get(w.spiffeId);
     if (
       held &&
       held.leaf.serialNumber === r.svid.leaf.serialNumber &&
@@ -390,7 +278,7 @@ export class SpireDelegatedSource implements IdentitySource {
       return;
     }
     try {
-      verifyX509Svid(r.svid.chainDer, this.currentBundles);
+      verifyX509Svid(r.svid.chainDer, this.core.bundles(), { now: new Date(this.core.clock.now()) });
     } catch (err) {
       const reason = (err as { reason?: string }).reason ?? 'malformed';
       this.logger?.error(
@@ -406,46 +294,10 @@ export class SpireDelegatedSource implements IdentitySource {
       }
       return;
     }
-    w.svid = r.svid;
     w.state = 'held';
     w.noIdentityDetail = undefined;
-    this.scheduleExpiry(w, r.svid);
-    this.logger?.info(
-      {
-        event: held ? 'svid_rotated' : 'svid_received',
-        local_id: w.spiffeId,
-        serial: r.svid.leaf.serialNumber,
-        not_after: r.svid.notAfter.toISOString(),
-      },
-      held ? 'SVID rotated by SPIRE' : 'SVID received from SPIRE',
-    );
-    this.emit({
-      type: 'svid-updated',
-      spiffeId: w.spiffeId,
-      svid: r.svid,
-      ...(held ? { previousNotAfter: held.notAfter } : {}),
-    });
-    this.wake();
-  }
-
-  private scheduleExpiry(w: Wanted, svid: Svid): void {
-    if (w.expiryTimer) clearTimeout(w.expiryTimer);
-    // setTimeout caps at ~24.8 days; re-arm for longer lifetimes.
-    const ms = Math.min(svid.notAfter.getTime() - Date.now() + 1, 2 ** 31 - 1);
-    w.expiryTimer = setTimeout(
-      () => {
-        w.expiryTimer = undefined;
-        if (w.svid !== svid) return;
-        if (svid.notAfter.getTime() > Date.now()) {
-          this.scheduleExpiry(w, svid);
-          return;
-        }
-        this.drop(w, 'svid-expired');
-        w.state = 'pending';
-      },
-      Math.max(0, ms),
-    );
-    w.expiryTimer.unref();
+    this.core.put(r.svid);
+    this.core.wake();
   }
 }
 

@@ -1,5 +1,6 @@
 import { watchFile, type FileWatch } from '../config/index.js';
 import type { Logger } from '../log.js';
+import type { Clock } from '../time.js';
 import type { Inventory } from './inventory.js';
 import { readInventoryFile } from './load.js';
 
@@ -16,7 +17,7 @@ export interface InventoryWatcher {
 export function watchInventoryFile(
   inventory: Inventory,
   file: string,
-  opts: { log: Logger; debounceMs?: number },
+  opts: { log: Logger; debounceMs?: number; clock?: Clock },
 ): InventoryWatcher {
   const log = opts.log;
   const reload = (): { ok: true } | { ok: false; error: Error } => {
@@ -38,11 +39,10 @@ export function watchInventoryFile(
       return { ok: false, error };
     }
   };
-  let watch: FileWatch | undefined = watchFile(
-    file,
-    () => void reload(),
-    opts.debounceMs !== undefined ? { debounceMs: opts.debounceMs } : {},
-  );
+  let watch: FileWatch | undefined = watchFile(file, () => void reload(), {
+    debounceMs: opts.debounceMs,
+    clock: opts.clock,
+  });
   return {
     reload,
     close() {

@@ -3,6 +3,7 @@ import {
   AuthType,
   LOCAL_NODE_ID,
   POLICY_ANY_REMOTE,
+  type AuthKey,
   type AuthTypeValue,
   type IpcacheEntry,
   type PolicyKey,
@@ -114,4 +115,32 @@ export function compileNodeState(input: CompileNodeStateInput): NodeState {
   }
   entries.sort((a, b) => a.key.localId - b.key.localId || a.key.remoteId - b.key.remoteId);
   return { ipcache, policy: entries, localSpiffeIds, identities, nodeIds };
+}
+
+/**
+ * The auth pairs this node initiates before any packet (pre-authentication): every (local
+ * workload, workload on another node) pair the policy requires, when this node's name sorts
+ * before the other node's. The other node answers as the handshake server and writes its entry
+ * from that handshake, so each pair costs one handshake. Handles come from `state` (compiled
+ * from the same inventory); a node or identity without a handle there is skipped.
+ */
+export function preauthPairs(
+  state: Pick<NodeState, 'localSpiffeIds' | 'identities' | 'nodeIds'>,
+  input: Pick<CompileNodeStateInput, 'nodeName' | 'inventory' | 'policy'>,
+): AuthKey[] {
+  const { nodeName, inventory, policy } = input;
+  const keys: AuthKey[] = [];
+  for (const local of state.localSpiffeIds) {
+    const localId = state.identities.get(local);
+    if (localId === undefined) continue;
+    for (const w of inventory.workloads()) {
+      if (w.node === nodeName || nodeName > w.node) continue;
+      if (!policy.requires(local, w.spiffeId)) continue;
+      const remoteNode = state.nodeIds.get(w.node);
+      const remoteId = state.identities.get(w.spiffeId);
+      if (remoteNode === undefined || remoteId === undefined) continue;
+      keys.push({ localId, remoteId, remoteNode, authType: AuthType.SpiffeMtls });
+    }
+  }
+  return keys;
 }

@@ -5,6 +5,7 @@ export { parseIdPattern, type IdPattern } from './pattern.js';
 export type { PolicyRule, RuleMode } from './types.js';
 export {
   compileNodeState,
+  preauthPairs,
   type CompileNodeStateInput,
   type HandleAllocator,
   type NodeState,

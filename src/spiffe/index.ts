@@ -1,4 +1,5 @@
 /** SPIFFE: IDs, trust domains, X509-SVID verification and trust bundles. */
+export type { Svid, TrustBundles } from './svid.js';
 export { SpiffeIdError, X509SvidError, BundleError, type X509SvidReason } from './errors.js';
 export {
   SpiffeId,

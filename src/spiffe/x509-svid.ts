@@ -1,5 +1,5 @@
 import type { KeyObject, X509Certificate } from 'node:crypto';
-import type { TrustBundles } from '../identity/source.js';
+import type { TrustBundles } from './svid.js';
 import {
   OID_CLIENT_AUTH,
   OID_SERVER_AUTH,

@@ -1,5 +1,5 @@
 import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
-import type { Svid } from '../identity/source.js';
+import type { Svid } from '../spiffe/index.js';
 
 /** The only protocol version meshauth speaks. */
 export const MESHAUTH_TLS_VERSION = 'TLSv1.3';

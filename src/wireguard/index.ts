@@ -76,6 +76,7 @@ export {
   type ExecOptions,
 } from './exec.js';
 export { WireguardDevice, type LinkInfo } from './device.js';
+export { WireguardInterface, type InterfaceOptions } from './interface.js';
 export {
   DEFAULT_SOCKET_DIR,
   uapiSocketPath,

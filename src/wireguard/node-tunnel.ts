@@ -4,6 +4,7 @@ import type { Inventory } from '../inventory/inventory.js';
 import type { InventoryNode } from '../inventory/types.js';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
+import { systemClock, type Clock, type Timer } from '../time.js';
 import { WireguardError } from './errors.js';
 import type { Exec } from './exec.js';
 import {
@@ -45,6 +46,8 @@ export interface StartWireguardOptions {
   netns?: string;
   /** Command runner for `ip`, `wg` and `wireguard-go` (tests). */
   exec?: Exec;
+  /** Wall clock (lastReconcile, durations) and the resync timer; default systemClock. */
+  clock?: Clock;
 }
 
 /** How this node's own inventory entry relates to the key the tunnel uses. */
@@ -128,7 +131,8 @@ export async function startWireguard(opts: StartWireguardOptions): Promise<Wireg
 class NodeTunnel implements WireguardTunnel {
   private closed = false;
   private unsubscribe: (() => void) | undefined;
-  private timer: NodeJS.Timeout | undefined;
+  private timer: Timer | undefined;
+  private readonly clock: Clock;
   private lastIfindex: number;
   private lastKeyState: InventoryKeyState | undefined;
   private last: { atMs: number; error: string | undefined } | undefined;
@@ -140,6 +144,7 @@ class NodeTunnel implements WireguardTunnel {
     private readonly log: Logger,
   ) {
     this.lastIfindex = manager.ifindex;
+    this.clock = opts.clock ?? systemClock;
   }
 
   get publicKey(): string {
@@ -162,8 +167,7 @@ class NodeTunnel implements WireguardTunnel {
   follow(resyncIntervalMs: number): void {
     this.unsubscribe = this.opts.inventory.onChange(() => this.background('inventory-changed'));
     if (resyncIntervalMs > 0) {
-      this.timer = setInterval(() => this.background('resync'), resyncIntervalMs);
-      this.timer.unref();
+      this.timer = this.clock.setInterval(() => this.background('resync'), resyncIntervalMs);
     }
   }
 
@@ -180,11 +184,11 @@ class NodeTunnel implements WireguardTunnel {
 
   async reconcile(): Promise<ReconcileResult> {
     if (this.closed) throw new ClosedError('reconcile WireGuard tunnel');
-    const started = Date.now();
+    const started = this.clock.now();
     try {
       this.checkOwnKey();
       const res = await this.manager.reconcile(this.wantedPeers());
-      this.last = { atMs: Date.now(), error: undefined };
+      this.last = { atMs: this.clock.now(), error: undefined };
       if (res.changed) {
         this.log.info(
           {
@@ -192,14 +196,14 @@ class NodeTunnel implements WireguardTunnel {
             interface: this.interfaceName,
             peer_changes: res.plan.peers.length,
             route_changes: res.plan.routes.length,
-            duration_ms: Date.now() - started,
+            duration_ms: this.clock.now() - started,
           },
           'WireGuard peers and routes reconciled',
         );
       }
       return res;
     } catch (err) {
-      this.last = { atMs: Date.now(), error: toError(err).message };
+      this.last = { atMs: this.clock.now(), error: toError(err).message };
       throw err;
     } finally {
       this.noticeIfindex();
@@ -212,7 +216,7 @@ class NodeTunnel implements WireguardTunnel {
     if (first) {
       this.unsubscribe?.();
       this.unsubscribe = undefined;
-      if (this.timer !== undefined) clearInterval(this.timer);
+      this.timer?.cancel();
       this.timer = undefined;
     }
     // teardown is honoured even on a second call (close() then close({teardown: true}))

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PACKAGE_ROOT, type Cluster } from '../../demo/cluster.js';
 import { NODES } from '../../demo/topology.js';
-import { DevCa } from '../../src/identity/dev-ca.js';
+import { DevCa } from '../../src/identity/index.js';
 import { idOf as id, startDemoCluster, type DemoCluster } from './setup.js';
 
 const ADMIN = 'spiffe://demo.local/ops/admin';

@@ -15,7 +15,7 @@ import { computeEntryExpiry } from './expiry.js';
 import { encodeFrame, FrameDecoder, MAX_FRAME_BYTES } from './frame.js';
 import { helloMessage, parseResult } from './protocol.js';
 import { clientOutcomeChannel } from './stats.js';
-import type { HandshakeIdentity, HandshakeResult } from './types.js';
+import type { AuthenticateRequest, HandshakeIdentity, HandshakeResult } from './types.js';
 import { verifyPeerChain, type VerifiedPeer } from './verify-peer.js';
 
 export interface HandshakeClientOptions {
@@ -34,17 +34,8 @@ export interface HandshakeClientOptions {
   logger?: Logger;
 }
 
-export interface AuthenticateParams {
-  /** The node whose daemon we dial (the hello's serverNode; the WireGuard key is looked up for it). */
-  peerNode: string;
-  peerAddress: string;
-  peerPort: number;
-  /** Our workload: we present its SVID. */
-  localId: string;
-  /** The workload we ask for: the server must present an SVID for exactly this SPIFFE ID. */
-  remoteId: string;
-  signal?: AbortSignal;
-}
+/** What to authenticate: the pair, and the peer daemon to dial. */
+export type AuthenticateParams = AuthenticateRequest;
 
 /** Lingering after the result before the socket is destroyed regardless of the peer. */
 const CLOSE_GRACE_MS = 1000;

@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import { TLSSocket, type SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
-import type { Svid } from '../../identity/source.js';
+import type { Svid } from '../../spiffe/index.js';
 import {
   MESHAUTH_ALPN,
   MESHAUTH_TLS_VERSION,

@@ -1,4 +1,4 @@
-import type { IdentitySource } from '../../identity/source.js';
+import type { IdentitySource } from '../../identity/index.js';
 
 /** What the handshake needs from an identity source. */
 export type HandshakeIdentity = Pick<IdentitySource, 'svid' | 'bundles'>;
@@ -54,4 +54,17 @@ export interface HandshakeResult {
   tlsVersion: string;
   cipher: string;
   durationMs: number;
+}
+
+/** One handshake to run as the client: our workload, the one we ask for, and the peer daemon to dial. */
+export interface AuthenticateRequest {
+  /** The node whose daemon we dial (the hello's serverNode; the WireGuard key is looked up for it). */
+  peerNode: string;
+  peerAddress: string;
+  peerPort: number;
+  /** Our workload: we present its SVID. */
+  localId: string;
+  /** The workload we ask for: the server must present an SVID for exactly this SPIFFE ID. */
+  remoteId: string;
+  signal?: AbortSignal;
 }

@@ -1,4 +1,4 @@
-import type { TrustBundles } from '../../identity/source.js';
+import type { TrustBundles } from '../../spiffe/index.js';
 import { verifyX509Svid, X509SvidError } from '../../spiffe/index.js';
 import { HandshakeError, messageOf } from './errors.js';
 import { earliestNotAfterMs } from './expiry.js';

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { chmod, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { DevCa } from '../../identity/dev-ca.js';
+import { DevCa } from '../../identity/index.js';
 import { parseSpiffeId, parseTrustDomain } from '../../spiffe/index.js';
 import { CliError } from '../errors.js';
 import { formatTtl, parseDurationMs, parseOutput } from '../format.js';

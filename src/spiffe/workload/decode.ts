@@ -1,5 +1,5 @@
 import { createPrivateKey, type KeyObject } from 'node:crypto';
-import type { Svid, TrustBundles } from '../../identity/source.js';
+import type { Svid, TrustBundles } from '../svid.js';
 import { parseCertificate, parseCertificates, toPem } from '../certificate.js';
 import { parseSpiffeId, parseTrustDomain } from '../id.js';
 import { checkLeaf, keyMatchesLeaf } from '../x509-svid.js';

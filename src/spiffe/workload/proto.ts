@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { packageRoot } from '../../config/package-root.js';
+import { packageRoot } from '../../package-root.js';
 
 /** Shapes as the loader presents them: camelCase fields, int64 as number, bytes as Buffer. */
 const LOADER_OPTIONS: protoLoader.Options = {

@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { ClosedError } from '../../errors.js';
-import type { TrustBundles } from '../../identity/source.js';
+import type { TrustBundles } from '../svid.js';
 import { resolveWorkloadEndpoint, type WorkloadEndpoint } from './address.js';
 import { channelOptions, DEFAULT_MAX_MESSAGE_BYTES } from './channel.js';
 import { decodeBundleMap, decodeX509SvidResponse, type ReceivedX509Svid } from './decode.js';

@@ -5,8 +5,8 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiClient, startApiServer, type ApiServer, type BundleMap } from '../../../src/api/index.js';
 import { AuditStore } from '../../../src/audit/index.js';
-import { DevCa } from '../../../src/identity/dev-ca.js';
-import type { Svid } from '../../../src/identity/source.js';
+import { DevCa } from '../../../src/identity/index.js';
+import type { Svid } from '../../../src/spiffe/index.js';
 import { FakeDaemon } from './fake-daemon.js';
 
 const SERVER_ID = 'spiffe://a.test/meshauthd/node-1';

@@ -10,7 +10,7 @@ import {
   type HandshakeFailureEvent,
   type HandshakeServerStats,
 } from '../../../src/auth/handshake/index.js';
-import type { Svid } from '../../../src/identity/source.js';
+import type { Svid } from '../../../src/spiffe/index.js';
 import { MESHAUTH_ALPN, sniForSpiffeId } from '../../../src/tls/index.js';
 import {
   makeClient,

@@ -1,4 +1,4 @@
-import type { Svid, TrustBundles } from '../../../src/identity/source.js';
+import type { Svid, TrustBundles } from '../../../src/spiffe/index.js';
 import {
   HandshakeClient,
   HandshakeServer,

@@ -1,7 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { connect, createServer, type TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Svid } from '../../../src/identity/source.js';
+import type { Svid } from '../../../src/spiffe/index.js';
 import { peerChainDer } from '../../../src/tls/index.js';
 import { makeClient, NODE_B, startServer, StaticIdentity } from './harness.js';
 import { newPki, type TestPki } from './pki.js';

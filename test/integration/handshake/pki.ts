@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { webcrypto, createPrivateKey, KeyObject, X509Certificate } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
-import type { Svid, TrustBundles } from '../../../src/identity/source.js';
+import type { Svid, TrustBundles } from '../../../src/spiffe/index.js';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 

@@ -156,8 +156,15 @@ describe.skipIf(!isPrivileged())('startWireguard: two nodes from the inventory o
     expect(lab.exec(a.ns, 'ip', ['link', 'show']).includes(a.wgIf)).toBe(false);
     expect(existsSync(`/var/run/wireguard/${a.wgIf}.sock`)).toBe(false);
 
-    // WireGuard handshake timestamps have one-second resolution
-    await new Promise((r) => setTimeout(r, 1100));
+    // WireGuard handshake timestamps have one-second resolution: start again in a later second
+    // than the last handshake, so that a redone handshake shows as a newer timestamp.
+    await vi.waitFor(
+      () => expect(Math.floor(Date.now() / 1000)).toBeGreaterThan(Math.floor(handshakeBefore / 1000)),
+      {
+        timeout: 5_000,
+        interval: 50,
+      },
+    );
     commands.length = 0;
     ta = await start(a);
     expect(ta.publicKey).toBe(key);

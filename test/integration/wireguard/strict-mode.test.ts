@@ -98,6 +98,9 @@ describe.skipIf(!isPrivileged() || !existsSync(OBJECT_PATH))(
         async () => {
           expect((await ta?.status())?.peers).toHaveLength(1);
           expect((await tb?.status())?.peers).toHaveLength(1);
+          // routes are set after the peers, in the same reconcile: wait for its end on both nodes
+          expect(lab.exec(a.ns, 'ip', ['route', 'show', b.podCidr]).trim()).not.toBe('');
+          expect(lab.exec(b.ns, 'ip', ['route', 'show', a.podCidr]).trim()).not.toBe('');
         },
         { timeout: 10_000, interval: 100 },
       );

@@ -4,12 +4,15 @@ import {
   AuthCache,
   AuthGc,
   AuthManager,
+  AuthReporter,
   type AuthenticateRequest,
   type AuthenticateResult,
   type PairResolver,
 } from '../../../src/auth/index.js';
+import type { Svid } from '../../../src/spiffe/index.js';
 import { silentLogger } from '../../../src/log.js';
 import { sleep } from '../../../src/sync.js';
+import { FakeClock } from '../../helpers/fake-clock.js';
 import { ManualSignals, MemoryAuthMap } from '../../helpers/fakes.js';
 
 const WEB = 'spiffe://demo.local/ns/demo/sa/web';
@@ -36,6 +39,7 @@ function resolver(): PairResolver & { required: boolean } {
 }
 
 class FakeAuthenticator {
+  constructor(private readonly clock: FakeClock) {}
   calls: AuthenticateRequest[] = [];
   active = 0;
   maxActive = 0;
@@ -49,7 +53,7 @@ class FakeAuthenticator {
     try {
       await sleep(this.delayMs);
       if (this.fail) throw Object.assign(new Error(`handshake: ${this.fail}`), { reason: this.fail });
-      return { expiresAtMs: Date.now() + this.ttlMs, durationMs: this.delayMs, tlsVersion: 'TLSv1.3' };
+      return { expiresAtMs: this.clock.now() + this.ttlMs, durationMs: this.delayMs, tlsVersion: 'TLSv1.3' };
     } finally {
       this.active--;
     }
@@ -57,18 +61,22 @@ class FakeAuthenticator {
 }
 
 function setup(opts: Partial<{ maxConcurrent: number; queueSize: number; retryBaseMs: number }> = {}) {
+  // Manager, cache and handshakes share a clock that moves only when a test advances it (the
+  // handshakes themselves still take a few real milliseconds).
+  const clock = new FakeClock(Date.now());
   const map = new MemoryAuthMap();
-  const cache = new AuthCache(map);
+  const cache = new AuthCache(map, { now: () => clock.now() });
   const audit = new MemoryAuditSink();
-  const auth = new FakeAuthenticator();
+  const auth = new FakeAuthenticator(clock);
   const res = resolver();
   const signals = new ManualSignals();
   const manager = new AuthManager({
     cache,
     resolver: res,
     authenticator: auth,
-    audit,
+    reporter: new AuthReporter({ audit, logger: silentLogger() }),
     logger: silentLogger(),
+    clock,
     options: {
       maxConcurrent: opts.maxConcurrent ?? 4,
       queueSize: opts.queueSize ?? 100,
@@ -78,7 +86,7 @@ function setup(opts: Partial<{ maxConcurrent: number; queueSize: number; retryBa
     },
   });
   manager.start(signals);
-  return { map, cache, audit, auth, res, signals, manager };
+  return { clock, map, cache, audit, auth, res, signals, manager };
 }
 
 let current: ReturnType<typeof setup> | undefined;
@@ -151,14 +159,19 @@ describe('AuthManager', () => {
     expect(t.map.data.size).toBe(0);
     const failed = t.audit.events.find((e) => e.type === 'handshake-failed');
     expect(failed).toMatchObject({ reason: 'svid-untrusted', localId: WEB, remoteId: DB, node: 'node-b' });
-    // A signal during backoff does not start a handshake.
+    // A signal during backoff does not start a handshake (the clock has not moved: still backing off).
     t.signals.emit({ localId: 1, remoteId: 2, remoteNode: 7 });
     expect(t.manager.stats().queued).toBe(0);
+    expect(t.manager.stats().backoff).toBe(1);
     expect(t.auth.calls).toHaveLength(1);
-    // The retry timer re-attempts on its own; once the peer is fixed the entry appears.
+    // Just before the shortest possible delay (half of retryBaseMs, full jitter) nothing is retried.
     t.auth.fail = undefined;
-    const deadline = Date.now() + 2000;
-    while (t.map.data.size === 0 && Date.now() < deadline) await sleep(10);
+    t.clock.advance(29);
+    expect(t.manager.stats().queued + t.manager.stats().inFlight).toBe(0);
+    expect(t.auth.calls).toHaveLength(1);
+    // The retry timer re-attempts on its own by the longest delay; once the peer is fixed the entry appears.
+    t.clock.advance(31);
+    await t.manager.idle();
     expect(t.map.data.size).toBe(1);
     expect(t.auth.calls.length).toBeGreaterThanOrEqual(2);
   });
@@ -213,7 +226,7 @@ describe('AuthManager', () => {
     t.auth.ttlMs = 40;
     t.manager.onLocalSvidRotated(API);
     await t.manager.idle();
-    await sleep(25);
+    t.clock.advance(25);
     t.res.required = false;
     expect(t.manager.scheduleExpiryReauth()).toBe(0); // no longer required by policy
     t.res.required = true;
@@ -224,6 +237,44 @@ describe('AuthManager', () => {
       'reauth-rotation',
       'reauth-expiry',
     ]);
+  });
+});
+
+describe('AuthManager identity events', () => {
+  const svidOf = (notAfterMs: number) =>
+    ({ notAfter: new Date(notAfterMs), leaf: { serialNumber: '0a' } }) as unknown as Svid;
+
+  it('audits a rotation and re-authenticates the pairs of that workload only', async () => {
+    const t = (current = setup());
+    t.signals.emit({ localId: 1, remoteId: 2, remoteNode: 7 });
+    t.signals.emit({ localId: 3, remoteId: 2, remoteNode: 7 });
+    await t.manager.idle();
+    t.audit.events.length = 0;
+    // A first SVID (no previous one) and other events change nothing.
+    t.manager.onIdentityEvent({ type: 'svid-updated', spiffeId: WEB, svid: svidOf(2e12) });
+    t.manager.onIdentityEvent({ type: 'svid-removed', spiffeId: WEB, reason: 'gone' });
+    t.manager.onIdentityEvent({ type: 'source-state', state: 'connected', detail: '' });
+    expect(t.manager.stats()).toMatchObject({ queued: 0, inFlight: 0 });
+    expect(t.audit.events).toEqual([]);
+
+    t.manager.onIdentityEvent({
+      type: 'svid-updated',
+      spiffeId: WEB,
+      svid: svidOf(2e12),
+      previousNotAfter: new Date(1e12),
+    });
+    await t.manager.idle();
+    expect(t.audit.events.map((e) => e.type)).toEqual([
+      'svid-rotated',
+      'reauth',
+      'handshake-succeeded',
+      'entry-written',
+    ]);
+    expect(t.audit.events[0]).toMatchObject({
+      localId: WEB,
+      details: { notAfterMs: 2e12, previousNotAfterMs: 1e12, serial: '0a' },
+    });
+    expect(t.auth.calls.map((c) => c.localId)).toEqual([WEB, API, WEB]);
   });
 });
 
@@ -272,5 +323,30 @@ describe('AuthCache and AuthGc', () => {
       ['entry-removed', 'identity-removed'],
     ]);
     expect(gc.run()).toEqual({ expired: 0, removed: 0 });
+  });
+
+  it('runs at once when a workload loses its SVID, not on other identity events', () => {
+    const map = new MemoryAuthMap();
+    const cache = new AuthCache(map);
+    const audit = new MemoryAuditSink();
+    const key = { localId: 1, remoteId: 2, remoteNode: 7, authType: 1 };
+    cache.set(key, { expiresAtMs: Date.now() + 9e6 }, 'client');
+    let svidHeld = true;
+    const gc = new AuthGc({
+      cache,
+      audit,
+      logger: silentLogger(),
+      obsolete: () => (svidHeld ? undefined : 'svid-removed'),
+      describe: () => ({ localId: WEB }),
+    });
+    svidHeld = false;
+    gc.onIdentityEvent({ type: 'source-state' });
+    gc.onIdentityEvent({ type: 'svid-updated' });
+    expect(map.data.size).toBe(1);
+    gc.onIdentityEvent({ type: 'svid-removed' });
+    expect(map.data.size).toBe(0);
+    expect(audit.events).toEqual([
+      expect.objectContaining({ type: 'entry-removed', reason: 'svid-removed', localId: WEB }),
+    ]);
   });
 });

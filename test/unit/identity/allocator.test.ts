@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, w
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { AllocatorError, IdAllocator, openStateAllocators } from '../../../src/identity/allocator.js';
+import { AllocatorError, IdAllocator, openStateAllocators } from '../../../src/identity/index.js';
 
 const root = mkdtempSync(join(tmpdir(), 'meshauth-alloc-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

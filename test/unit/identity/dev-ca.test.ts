@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { DEV_CA_DEFAULT_SVID_TTL_MS, DevCa, DevCaError } from '../../../src/identity/dev-ca.js';
+import { DEV_CA_DEFAULT_SVID_TTL_MS, DevCa, DevCaError } from '../../../src/identity/index.js';
 import { keyMatchesLeaf, parseBundle, readExtensions, verifyX509Svid } from '../../../src/spiffe/index.js';
 
 const WEB = 'spiffe://demo.local/ns/demo/sa/web';

@@ -2,9 +2,9 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { DevCa, DevCaError, DevCaSource } from '../../../src/identity/dev-ca.js';
-import type { IdentityEvent } from '../../../src/identity/source.js';
+import { DevCa, DevCaError, DevCaSource, type IdentityEvent } from '../../../src/identity/index.js';
 import { verifyX509Svid } from '../../../src/spiffe/index.js';
+import { FakeClock } from '../../helpers/fake-clock.js';
 
 const WEB = 'spiffe://demo.local/ns/demo/sa/web';
 const DB = 'spiffe://demo.local/ns/demo/sa/db';
@@ -59,7 +59,8 @@ describe('DevCa', () => {
 describe('DevCaSource', () => {
   it('issues wanted identities, renews them before expiry, and drops the ones no longer wanted', async () => {
     const ca = await DevCa.create('demo.local');
-    const src = new DevCaSource(ca, { svidTtlMs: 1_500, renewAt: 0.5 });
+    const clock = new FakeClock();
+    const src = new DevCaSource(ca, { svidTtlMs: 60_000, renewAt: 0.5, clock });
     const events: IdentityEvent[] = [];
     src.subscribe((e) => events.push(e));
     try {
@@ -69,6 +70,7 @@ describe('DevCaSource', () => {
       expect(src.svid(DB)?.spiffeId).toBe(DB);
       const firstSerial = src.svid(WEB)!.leaf.serialNumber;
       // Renewal at half the lifetime, well before notAfter.
+      clock.advance(30_000);
       await expect.poll(() => src.svid(WEB)?.leaf.serialNumber, { timeout: 3_000 }).not.toBe(firstSerial);
       const renewed = events.find(
         (e) => e.type === 'svid-updated' && e.spiffeId === WEB && e.previousNotAfter,

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
@@ -10,10 +10,11 @@ import {
   FilesSource,
   FilesSourceError,
   type FilesSourceOptions,
-} from '../../../src/identity/files-source.js';
-import type { IdentityEvent } from '../../../src/identity/source.js';
+  type IdentityEvent,
+} from '../../../src/identity/index.js';
 import { formatJwksBundle, verifyX509Svid } from '../../../src/spiffe/index.js';
 import { makeIntermediateCa, makeLeaf, makeRootCa, pemOf, type TestCert } from '../../helpers/certs.js';
+import { FakeClock } from '../../helpers/fake-clock.js';
 
 const TD = 'example.org';
 const WEB = 'spiffe://example.org/ns/demo/sa/web';
@@ -23,8 +24,11 @@ interface LogLine {
   event?: string;
   reason?: string;
   local_id?: string;
+  rotated?: boolean;
   msg?: string;
 }
+
+const POLL_MS = 200;
 
 let root: TestCert;
 let otherRoot: TestCert;
@@ -116,7 +120,7 @@ async function setup(
     ],
     logger,
     debounceMs: 20,
-    pollIntervalMs: 200,
+    pollIntervalMs: POLL_MS,
     ...opts.source,
   });
   open.push(source);
@@ -160,7 +164,7 @@ describe('FilesSource: loading', () => {
     expect(s.events.find((e) => e.type === 'source-state')).toMatchObject({ state: 'connected' });
     expect(
       s.lines
-        .filter((l) => l.event === 'svid_received')
+        .filter((l) => l.event === 'svid_updated' && l.rotated === false)
         .map((l) => l.local_id)
         .sort(),
     ).toEqual([DB, WEB]);
@@ -282,7 +286,9 @@ describe('FilesSource: changes on disk', () => {
     expect(ev.svid.leaf.serialNumber).toBe(next.cert.serialNumber.toUpperCase());
     expect(s.source.svid(WEB)!.leaf.serialNumber).toBe(next.cert.serialNumber.toUpperCase());
     expect(removals(s.events, WEB)).toEqual([]);
-    expect(s.lines.some((l) => l.event === 'svid_rotated' && l.local_id === WEB)).toBe(true);
+    expect(s.lines.some((l) => l.event === 'svid_updated' && l.rotated === true && l.local_id === WEB)).toBe(
+      true,
+    );
   });
 
   it('notices files rewritten in place', async () => {
@@ -366,22 +372,30 @@ describe('FilesSource: changes on disk', () => {
   ];
 
   it.each(invalid)('rejects %s (%s), logs why, and keeps the previous SVID', async (_what, reason, write) => {
-    const s = await setup({ wanted: [WEB] });
+    const clock = new FakeClock();
+    const s = await setup({ wanted: [WEB], source: { clock } });
     await s.source.ready();
     const before = s.source.svid(WEB)!;
     await write(s);
-    const line = await waitFor('rejection log', () => s.lines.find((l) => l.event === 'svid_rejected'));
+    // The periodic check notices the new files; settle() runs the reload it schedules.
+    clock.advance(POLL_MS);
+    await s.source.settle();
+    const line = s.lines.find((l) => l.event === 'svid_rejected');
     expect(line).toMatchObject({
       reason,
       local_id: WEB,
       msg: 'SVID files rejected; keeping the previous SVID',
     });
-    await s.source.settle();
     expect(s.source.svid(WEB)).toBe(before);
     expect(updates(s.events, WEB)).toHaveLength(1);
     expect(removals(s.events, WEB)).toEqual([]);
-    // one log line per bad version of the files, not one per poll
-    await new Promise((r) => setTimeout(r, 450));
+    // one log line per bad version of the files, not one per check: each round touches the
+    // certificate file, so every periodic check sees a change and reads the same bad files again
+    for (let i = 1; i <= 3; i++) {
+      utimesSync(s.web.cert, new Date(), new Date(Date.now() + i * 10_000));
+      clock.advance(POLL_MS);
+      await s.source.settle();
+    }
     expect(s.lines.filter((l) => l.event === 'svid_rejected')).toHaveLength(1);
   });
 
@@ -401,14 +415,19 @@ describe('FilesSource: changes on disk', () => {
   });
 
   it('drops an SVID when it expires while held', async () => {
+    const clock = new FakeClock();
     const short = await makeLeaf(root, WEB, {
-      notBefore: new Date(Date.now() - 60_000),
-      notAfter: new Date(Date.now() + 2_500),
+      notBefore: new Date(clock.now() - 60_000),
+      notAfter: new Date(clock.now() + 2_500),
     });
-    const s = await setup({ wanted: [WEB], webLeaf: short });
+    const s = await setup({ wanted: [WEB], webLeaf: short, source: { clock } });
     await s.source.ready();
     expect(s.source.svid(WEB)).toBeDefined();
-    await waitFor('expiry', () => removals(s.events, WEB).length === 1, 6_000);
+    clock.advance(1_000);
+    expect(s.source.svid(WEB)).toBeDefined();
+    expect(removals(s.events, WEB)).toEqual([]);
+    clock.advance(2_500);
+    expect(removals(s.events, WEB)).toHaveLength(1);
     expect(removals(s.events, WEB)[0]!.reason).toBe('expired');
     expect(s.source.svid(WEB)).toBeUndefined();
     await expect(s.source.ready()).rejects.toThrow(/SVID expired at/);
@@ -536,15 +555,19 @@ describe('FilesSource: bundle changes', () => {
 
 describe('FilesSource: lifecycle', () => {
   it('close() is idempotent and stops watching and emitting', async () => {
-    const s = await setup({ wanted: [WEB] });
+    const clock = new FakeClock();
+    const s = await setup({ wanted: [WEB], source: { clock } });
     await s.source.ready();
     await s.source.close();
     await s.source.close();
+    // No timer is left to fire: not the periodic check, a debounce nor the expiry.
+    expect(clock.pending).toBe(0);
     const count = s.events.length;
     const next = await makeLeaf(root, WEB);
     replace(s.web.key, next.keyPem);
     replace(s.web.cert, next.pem);
-    await new Promise((r) => setTimeout(r, 400));
+    clock.advance(10 * POLL_MS);
+    await s.source.settle();
     expect(s.events).toHaveLength(count);
     s.source.setWanted([]);
     expect(s.events).toHaveLength(count);

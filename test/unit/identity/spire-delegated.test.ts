@@ -2,14 +2,17 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import { pino, type Logger } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { DevCa } from '../../../src/identity/dev-ca.js';
-import type { IdentityEvent, Svid } from '../../../src/identity/source.js';
 import {
+  DevCa,
   createSpireDelegatedSource,
+  type IdentityEvent,
   type SpireDelegatedSource,
-} from '../../../src/identity/spire-delegated.js';
+} from '../../../src/identity/index.js';
+import type { Svid } from '../../../src/spiffe/index.js';
 import { serviceDefinitions } from '../../../src/spiffe/workload/index.js';
+import { FakeClock } from '../../helpers/fake-clock.js';
 
 // The Delegated Identity API here is a stand-in server fed by the test, to reach the bad-input
 // paths a real agent never produces. The same client runs against a real SPIRE agent in
@@ -157,15 +160,28 @@ describe('SpireDelegatedSource against a stand-in Delegated Identity server', ()
     agent.bundles = { [`spiffe://${TD}`]: ca.caDer };
   }
 
-  function open(maxMessageBytes?: number): SpireDelegatedSource {
+  function open(maxMessageBytes?: number, logger?: Logger, clock?: FakeClock): SpireDelegatedSource {
     source = createSpireDelegatedSource({
       adminSocket: agent.socket,
       workloads: (id) => selectorsOf.get(id),
       retry: { baseMs: 20, maxMs: 200 },
       readyTimeoutMs: 3_000,
       ...(maxMessageBytes ? { maxMessageBytes } : {}),
+      logger,
+      clock,
     });
     return source;
+  }
+
+  function capture(): {
+    logger: Logger;
+    lines: Array<{ event?: string; reason?: string; local_id?: string; msg?: string }>;
+  } {
+    const lines: Array<{ event?: string; reason?: string; local_id?: string; msg?: string }> = [];
+    return {
+      logger: pino({ level: 'debug' }, { write: (l: string) => void lines.push(JSON.parse(l)) }),
+      lines,
+    };
   }
 
   it('subscribes once per wanted workload with its selectors and installs verified SVIDs', async () => {
@@ -208,7 +224,8 @@ describe('SpireDelegatedSource against a stand-in Delegated Identity server', ()
     agent.reply = () => ({
       svids: [wire(good, { key: stranger.key.export({ format: 'der', type: 'pkcs8' }) })],
     });
-    const s = open();
+    const { logger, lines } = capture();
+    const s = open(undefined, logger);
     const rec = record(s);
     s.setWanted([WEB]);
     await s.ready();
@@ -220,7 +237,12 @@ describe('SpireDelegatedSource against a stand-in Delegated Identity server', ()
     await rec.next((e) => e.type === 'svid-updated');
     const bad = await ca.issue(WEB, { ttlMs: 60_000 });
     agent.push([wire(bad, { chain: [Buffer.from('not a certificate')] })]);
-    await new Promise((r) => setTimeout(r, 200));
+    // Settle point: the source has handled the bad renewal.
+    await expect
+      .poll(() =>
+        lines.some((l) => l.local_id === WEB && l.msg === 'renewed SVID rejected; keeping the previous one'),
+      )
+      .toBe(true);
     expect(s.svid(WEB)?.leaf.serialNumber).toBe(good.leaf.serialNumber);
   });
 
@@ -259,9 +281,17 @@ describe('SpireDelegatedSource against a stand-in Delegated Identity server', ()
   it('rejects bundles with zero authorities or a bad trust domain, and is not ready without a usable one', async () => {
     await setup();
     agent.bundles = { [`spiffe://${TD}`]: Buffer.alloc(0), 'spiffe://Bad_TD': ca.caDer };
-    const s = open();
+    const clock = new FakeClock();
+    const { logger, lines } = capture();
+    const s = open(undefined, logger, clock);
     s.setWanted([]);
-    await expect(s.ready()).rejects.toThrow(/no trust bundle received/);
+    const ready = s.ready();
+    // Settle point: the agent's bundle message arrived and was refused as a whole.
+    await expect
+      .poll(() => lines.some((l) => l.event === 'bundle_rejected' && l.reason === 'empty-bundle-set'))
+      .toBe(true);
+    clock.advance(3_000);
+    await expect(ready).rejects.toThrow(/no trust bundle received/);
     expect(s.bundles().size).toBe(0);
   });
 
@@ -285,8 +315,7 @@ describe('SpireDelegatedSource against a stand-in Delegated Identity server', ()
     );
     expect(denied.type).toBe('source-state');
     // It keeps retrying with backoff.
-    await new Promise((r) => setTimeout(r, 300));
-    expect(agent.requests.length).toBeGreaterThan(1);
+    await expect.poll(() => agent.requests.length, { timeout: 5_000 }).toBeGreaterThan(1);
     expect(s.subscriptions).toBe(1);
   });
 
@@ -314,9 +343,11 @@ describe('SpireDelegatedSource against a stand-in Delegated Identity server', ()
     agent.server.forceShutdown();
     await rec.next((e) => e.type === 'source-state' && e.state === 'disconnected');
     expect(s.svid(WEB)).toBeDefined();
+    // The agent that comes back has renewed the SVID, so the resubscription shows as an event.
+    const renewed = await ca.issue(WEB, { ttlMs: 60_000 });
     const again = new FakeAgent();
     again.bundles = agent.bundles;
-    again.reply = agent.reply;
+    again.reply = () => ({ svids: [wire(renewed)] });
     rmSync(agent.socket, { force: true });
     await again.start(socketDir);
     agent = again;
@@ -325,7 +356,9 @@ describe('SpireDelegatedSource against a stand-in Delegated Identity server', ()
       (e) => e.type === 'source-state' && e.state === 'connected' && rec.events.indexOf(e) >= n,
       5_000,
     );
-    await new Promise((r) => setTimeout(r, 100));
+    await rec.next(
+      (e) => e.type === 'svid-updated' && e.svid.leaf.serialNumber === renewed.leaf.serialNumber,
+    );
     expect(again.requests).toEqual(['k8s:ns:demo,k8s:sa:web']);
   });
 });

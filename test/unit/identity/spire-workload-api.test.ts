@@ -3,9 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DevCa } from '../../../src/identity/dev-ca.js';
-import type { IdentityEvent } from '../../../src/identity/source.js';
-import { createWorkloadApiSource } from '../../../src/identity/workload-api-source.js';
+import { DevCa, createWorkloadApiSource, type IdentityEvent } from '../../../src/identity/index.js';
 import {
   parseWorkloadEndpoint,
   resolveWorkloadEndpoint,
@@ -170,8 +168,7 @@ describe('WorkloadApiClient / WorkloadApiSource against a stand-in Workload API 
       mode = 'denied';
       for (const c of open) c.end();
       open.clear();
-      for (let i = 0; i < 50 && !events.some((e) => e.type === 'svid-removed'); i++)
-        await new Promise((r) => setTimeout(r, 20));
+      await expect.poll(() => events.some((e) => e.type === 'svid-removed'), { timeout: 5_000 }).toBe(true);
       const removed = events.find((e) => e.type === 'svid-removed');
       expect(removed?.type === 'svid-removed' && removed.reason).toBe('no-identity');
       expect(src.svid(ME)).toBeUndefined();

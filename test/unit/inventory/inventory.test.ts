@@ -13,6 +13,7 @@ import {
   type InventoryChange,
 } from '../../../src/inventory/index.js';
 import { silentLogger } from '../../../src/log.js';
+import { FakeClock } from '../../helpers/fake-clock.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'meshauth-inventory-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -204,7 +205,8 @@ describe('inventory reload', () => {
     const inv = loadInventoryFile(file);
     const changes: InventoryChange[] = [];
     inv.onChange((c) => changes.push(c));
-    const watcher = watchInventoryFile(inv, file, { log: silentLogger(), debounceMs: 20 });
+    const clock = new FakeClock();
+    const watcher = watchInventoryFile(inv, file, { log: silentLogger(), debounceMs: 20, clock });
     try {
       // A bad file (workload on a missing node) is refused; lookups keep working.
       writeFileSync(file, GOOD.replace('node: node-b, ips: [10.10.2.10]', 'node: node-c, ips: [10.10.2.10]'));
@@ -218,8 +220,9 @@ describe('inventory reload', () => {
       const tmp = join(dir, 'watched.yaml.tmp');
       writeFileSync(tmp, GOOD.replace('ips: [10.10.2.10]', 'ips: [10.10.2.12]'));
       renameSync(tmp, file);
-      const deadline = Date.now() + 5000;
-      while (changes.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      // Settle point: the watcher noticed a change (its debounce is pending); then the quiet time passes.
+      await expect.poll(() => clock.pending, { timeout: 5_000 }).toBe(1);
+      clock.advance(20);
       expect(changes).toHaveLength(1);
       expect(inv.workloadByIp('10.10.2.10')).toBeUndefined();
       expect(inv.workloadByIp('10.10.2.12')?.name).toBe('api');

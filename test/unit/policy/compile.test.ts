@@ -5,6 +5,7 @@ import { assertNodeListed, loadInventoryFile, parseInventory } from '../../../sr
 import {
   compileNodeState,
   loadPolicyFile,
+  preauthPairs,
   parsePolicy,
   type HandleAllocator,
 } from '../../../src/policy/index.js';
@@ -182,6 +183,40 @@ describe('compileNodeState', () => {
     expect(() => compile('node-z', 'rules: []\n')).toThrow(
       'compile node state: node "node-z" is not in inventory',
     );
+  });
+});
+
+describe('preauthPairs', () => {
+  const POLICY = `rules:
+  - { name: web-api, from: "${WEB}", to: "${API}" }
+  - { name: client-web, from: "${CLIENT}", to: "${WEB}" }
+`;
+  const named = (c: ReturnType<typeof compile>, keys: ReturnType<typeof preauthPairs>) => {
+    const id = new Map([...c.identities.ids].map(([k, v]) => [v, k]));
+    const node = new Map([...c.nodes.ids].map(([k, v]) => [v, k]));
+    return keys.map((k) => {
+      expect(k.authType).toBe(AuthType.SpiffeMtls);
+      return `${id.get(k.localId)} -> ${id.get(k.remoteId)} @${node.get(k.remoteNode)}`;
+    });
+  };
+
+  it('lists the required pairs with workloads on other nodes, from the node whose name sorts first', () => {
+    const a = compile('node-a', POLICY);
+    const input = { nodeName: 'node-a', inventory, policy: parsePolicy(POLICY) };
+    // web<->api crosses nodes; web<->client is local; the web replica on node-b pairs with client.
+    expect(named(a, preauthPairs(a.state, input))).toEqual([
+      `${CLIENT} -> ${WEB} @node-b`,
+      `${WEB} -> ${API} @node-b`,
+    ]);
+    // node-b sorts after node-a: node-a initiates, node-b only answers.
+    const b = compile('node-b', POLICY);
+    expect(preauthPairs(b.state, { ...input, nodeName: 'node-b' })).toEqual([]);
+  });
+
+  it('lists nothing without rules', () => {
+    const none = 'rules: []\n';
+    const a = compile('node-a', none);
+    expect(preauthPairs(a.state, { nodeName: 'node-a', inventory, policy: parsePolicy(none) })).toEqual([]);
   });
 });
 

@@ -1,6 +1,6 @@
 import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { TrustBundles } from '../../../src/identity/source.js';
+import type { TrustBundles } from '../../../src/spiffe/index.js';
 import {
   X509SvidError,
   keyMatchesLeaf,

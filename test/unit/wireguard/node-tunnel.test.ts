@@ -11,10 +11,17 @@ import {
   startWireguard,
   type WireguardTunnel,
 } from '../../../src/wireguard/index.js';
+import { FakeClock } from '../../helpers/fake-clock.js';
 import { FakeHost, isWrite } from './fake-host.js';
 
 const keyB = publicKeyFromPrivate(generatePrivateKey());
 const keyC = publicKeyFromPrivate(generatePrivateKey());
+
+/**
+ * The fake host answers every command with a resolved promise, so a reconcile runs to its end in
+ * microtasks: once a macrotask turn has passed, whatever an event started has finished.
+ */
+const settle = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 const node = (name: string, idx: number, wireguardPublicKey: string | undefined): InventoryNode => ({
   name,
@@ -114,25 +121,38 @@ describe('startWireguard: the tunnel follows the inventory (fake kernel-module h
 
   it('close() leaves the interface running; a new start adopts it without any write or new key', async () => {
     const inv = new Inventory(data([node('a', 1, undefined), node('b', 2, keyB)]));
+    const clock = new FakeClock(1_700_000_000_000);
     const first = await startWireguard({
       config: config(),
       inventory: inv,
       nodeName: 'a',
       stateDir: dir,
       exec: host.exec,
-      resyncIntervalMs: 0,
+      resyncIntervalMs: 30,
+      clock,
     });
     const ifindex = first.ifindex;
+    // While open, an inventory change and the resync timer each run a reconcile by the next turn.
+    host.calls = [];
+    inv.replace(data([node('a', 1, undefined), node('b', 2, keyB)]));
+    await settle();
+    expect(host.calls.length).toBeGreaterThan(0);
+    host.calls = [];
+    clock.advance(30);
+    await settle();
+    expect(host.calls.length).toBeGreaterThan(0);
     await first.close();
     await first.close();
     await expect(first.status()).rejects.toMatchObject({ code: 'MESHAUTH_ERR_CLOSED' });
     expect(host.link).toBeDefined();
     expect([...host.peers.keys()]).toEqual([keyB]);
 
-    // a closed tunnel no longer follows the inventory
+    // a closed tunnel no longer follows the inventory, and its resync timer is gone
     host.calls = [];
     inv.replace(data([node('a', 1, undefined), node('b', 2, keyB), node('c', 3, keyC)]));
-    await new Promise((r) => setTimeout(r, 50));
+    expect(clock.pending).toBe(0);
+    clock.advance(1000);
+    await settle();
     expect(host.calls).toEqual([]);
 
     inv.replace(data([node('a', 1, undefined), node('b', 2, keyB)]));
@@ -156,6 +176,7 @@ describe('startWireguard: the tunnel follows the inventory (fake kernel-module h
   it('brings back a vanished interface on the resync timer and reports the new ifindex', async () => {
     const inv = new Inventory(data([node('a', 1, undefined), node('b', 2, keyB)]));
     const seen: number[] = [];
+    const clock = new FakeClock(1_700_000_000_000);
     tunnel = await startWireguard({
       config: config(),
       inventory: inv,
@@ -164,6 +185,7 @@ describe('startWireguard: the tunnel follows the inventory (fake kernel-module h
       exec: host.exec,
       resyncIntervalMs: 30,
       onIfindexChange: (i) => seen.push(i),
+      clock,
     });
     const before = tunnel.ifindex;
     expect(seen).toEqual([]);
@@ -171,6 +193,11 @@ describe('startWireguard: the tunnel follows the inventory (fake kernel-module h
     host.link = undefined;
     host.peers.clear();
     host.routes.clear();
+    // nothing notices before the resync timer is due
+    clock.advance(29);
+    await settle();
+    expect(seen).toEqual([]);
+    clock.advance(1);
     await vi.waitFor(() => expect(seen).toHaveLength(1));
     expect(seen[0]).not.toBe(before);
     expect(tunnel.ifindex).toBe(seen[0]);

@@ -4,7 +4,7 @@ import {
   computeEntryExpiry,
   earliestNotAfterMs,
 } from '../../../../src/auth/handshake/expiry.js';
-import type { Svid } from '../../../../src/identity/source.js';
+import type { Svid } from '../../../../src/spiffe/index.js';
 import { newPki } from '../../../integration/handshake/pki.js';
 
 let long: Svid;

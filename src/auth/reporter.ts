@@ -1,0 +1,281 @@
+import type { Logger } from 'pino';
+import type { AuditSink } from '../audit/sink.js';
+import type { HandshakeFailureEvent } from './handshake/types.js';
+import type { PairNames } from './pair.js';
+
+/** Optional hooks for metrics. */
+export interface AuthObserver {
+  signal?(outcome: SignalOutcome): void;
+  handshake?(result: 'success' | 'failure', reason: string, durationMs: number): void;
+  entries?(count: number): void;
+}
+
+/** What became of an auth-required signal. */
+export type SignalOutcome = 'queued' | 'pending' | 'live' | 'backoff' | 'queue-full' | 'unresolved';
+
+/** Why the manager started a handshake. */
+export type WorkReason = 'signal' | 'reauth-expiry' | 'reauth-rotation' | 'retry' | 'preauth';
+
+/** A handshake this node initiated and the entry it wrote. */
+export interface ClientSuccess {
+  why: WorkReason;
+  expiresAtMs: number;
+  durationMs: number;
+  /** Expiry of the entry as written. */
+  entryExpiresAtMs: number;
+  localSerial?: string | undefined;
+  peerSerials?: string[] | undefined;
+  peerNotAfterMs?: number | undefined;
+  tlsVersion?: string | undefined;
+  cipher?: string | undefined;
+}
+
+/** A handshake this node initiated that wrote no entry. */
+export interface ClientFailure {
+  why: WorkReason;
+  /** Stable reason code (handshake error reasons, unknown-node, entry-write-failed, ...). */
+  reason: string;
+  message: string;
+  durationMs: number;
+  /** Failures in a row for this pair, this one included. */
+  attempt: number;
+  retryInMs: number;
+}
+
+/** A client this node's handshake server verified, whose reverse entry was written. */
+export interface ServerSuccess {
+  localId: string;
+  remoteId: string;
+  peerNode: string;
+  expiresAtMs: number;
+  durationMs?: number | undefined;
+  peerSerials?: string[] | undefined;
+  localSerial?: string | undefined;
+  tlsVersion?: string | undefined;
+  cipher?: string | undefined;
+}
+
+/**
+ * The one place where auth outcomes become audit events, log lines and metrics, for both sides of
+ * the handshake (the manager as client, the handshake server's results) and for what the manager
+ * decides on the way (signals, re-authentication, pre-authentication, rotation).
+ *
+ * Audit event types and log `event` names are stable (docs/OPERATIONS, the e2e tests read them).
+ * Metrics bind late (the metrics registry starts after the auth path): `observer` is read at each call.
+ */
+export class AuthReporter {
+  constructor(
+    private readonly deps: {
+      audit: AuditSink;
+      /** The auth component's logger. */
+      logger: Logger;
+      observer?: AuthObserver;
+    },
+  ) {}
+
+  /** The audit sink outcome events go to (the GC writes its own removals there too). */
+  get audit(): AuditSink {
+    return this.deps.audit;
+  }
+
+  /** What became of a signal (metrics only). */
+  signalOutcome(outcome: SignalOutcome): void {
+    this.deps.observer?.signal?.(outcome);
+  }
+
+  /** A signal that starts work (aggregated per pair and window by the audit sink). */
+  signal(names: PairNames, direction: 'egress' | 'ingress'): void {
+    this.deps.audit.record({ type: 'signal', outcome: 'info', ...names, direction });
+  }
+
+  queueFull(pair: string, depth: number): void {
+    this.deps.logger.warn(
+      { event: 'auth_queue_full', pair, queue: depth },
+      'auth queue full: dropping request (the next signal retries)',
+    );
+    this.signalOutcome('queue-full');
+  }
+
+  unresolved(pair: string, names: PairNames): void {
+    this.deps.logger.warn(
+      {
+        event: 'auth_unresolved',
+        pair,
+        local_id: names.localId,
+        remote_id: names.remoteId,
+        node: names.node,
+      },
+      'auth: cannot resolve the pair to SPIFFE IDs and a node; not authenticating',
+    );
+    this.signalOutcome('unresolved');
+  }
+
+  /** A handshake that was not asked for by a signal (re-authentication, retry, pre-authentication). */
+  reauth(names: PairNames, why: WorkReason): void {
+    this.deps.audit.record({ type: 'reauth', outcome: 'info', ...names, details: { why } });
+  }
+
+  /** Client side: handshake done and entry written. `entries` is the cache size after the write. */
+  clientSucceeded(names: PairNames, s: ClientSuccess, entries: number): void {
+    this.deps.audit.record({
+      type: 'handshake-succeeded',
+      outcome: 'success',
+      ...names,
+      direction: 'client',
+      details: {
+        why: s.why,
+        expiresAtMs: s.expiresAtMs,
+        durationMs: s.durationMs,
+        localSerial: s.localSerial,
+        peerSerials: s.peerSerials,
+        peerNotAfterMs: s.peerNotAfterMs,
+        tlsVersion: s.tlsVersion,
+        cipher: s.cipher,
+      },
+    });
+    this.deps.audit.record({
+      type: 'entry-written',
+      outcome: 'success',
+      ...names,
+      direction: 'client',
+      details: { expiresAtMs: s.entryExpiresAtMs },
+    });
+    this.deps.observer?.handshake?.('success', 'ok', s.durationMs);
+    this.deps.observer?.entries?.(entries);
+    this.deps.logger.info(
+      {
+        local_id: names.localId,
+        remote_id: names.remoteId,
+        node: names.node,
+        event: 'auth_succeeded',
+        why: s.why,
+        duration_ms: s.durationMs,
+        expires_at: new Date(s.expiresAtMs).toISOString(),
+      },
+      'pair authenticated; entry written',
+    );
+  }
+
+  /** Client side: no entry written (fail closed); the manager retries after `retryInMs`. */
+  clientFailed(names: PairNames, f: ClientFailure): void {
+    const unreachable = f.reason === 'peer-unreachable' || f.reason === 'timeout';
+    this.deps.audit.record({
+      type: unreachable ? 'peer-unreachable' : 'handshake-failed',
+      outcome: 'failure',
+      reason: f.reason,
+      ...names,
+      direction: 'client',
+      details: {
+        why: f.why,
+        message: f.message,
+        durationMs: f.durationMs,
+        attempt: f.attempt,
+        retryInMs: f.retryInMs,
+      },
+    });
+    this.deps.observer?.handshake?.('failure', f.reason, f.durationMs);
+    this.deps.logger.warn(
+      {
+        event: 'auth_failed',
+        local_id: names.localId,
+        remote_id: names.remoteId,
+        node: names.node,
+        reason: f.reason,
+        err: f.message,
+        attempt: f.attempt,
+        retry_in_ms: f.retryInMs,
+      },
+      `auth failed (${f.reason}): no entry written`,
+    );
+  }
+
+  /** Server side: a client was verified and the reverse entry written. `entries` is the cache size after the write. */
+  serverSucceeded(r: ServerSuccess, entries: number): void {
+    this.deps.audit.record({
+      type: 'handshake-succeeded',
+      outcome: 'success',
+      localId: r.localId,
+      remoteId: r.remoteId,
+      node: r.peerNode,
+      direction: 'server',
+      details: {
+        expiresAtMs: r.expiresAtMs,
+        durationMs: r.durationMs,
+        peerSerials: r.peerSerials,
+        localSerial: r.localSerial,
+        tlsVersion: r.tlsVersion,
+        cipher: r.cipher,
+      },
+    });
+    this.deps.audit.record({
+      type: 'entry-written',
+      outcome: 'success',
+      localId: r.localId,
+      remoteId: r.remoteId,
+      node: r.peerNode,
+      direction: 'server',
+      details: { expiresAtMs: r.expiresAtMs },
+    });
+    this.deps.observer?.entries?.(entries);
+    if (r.durationMs !== undefined) this.deps.observer?.handshake?.('success', 'ok', r.durationMs);
+    this.deps.logger.info(
+      {
+        event: 'server_auth_succeeded',
+        local_id: r.localId,
+        remote_id: r.remoteId,
+        node: r.peerNode,
+        duration_ms: r.durationMs,
+        expires_at: new Date(r.expiresAtMs).toISOString(),
+      },
+      'peer authenticated us for a pair; entry written',
+    );
+  }
+
+  /** Server side: a refused connection or failed handshake (the server logs it itself, rate-limited). */
+  serverFailed(f: HandshakeFailureEvent): void {
+    this.deps.observer?.handshake?.('failure', f.reason, f.durationMs);
+    this.deps.audit.record({
+      type: 'handshake-failed',
+      outcome: 'failure',
+      reason: f.reason,
+      localId: f.localId,
+      remoteId: f.remoteId,
+      node: f.peerNode,
+      direction: 'server',
+      details: { message: f.message, peer: f.peer, stage: f.stage, durationMs: f.durationMs },
+    });
+  }
+
+  /**
+   * Our SVID for a workload was renewed: audited, then `reauthenticate` queues its pairs (it
+   * returns how many), then logged with that count.
+   */
+  svidRotated(
+    ev: { spiffeId: string; notAfterMs: number; previousNotAfterMs: number; serial: string },
+    reauthenticate: () => number,
+  ): void {
+    this.deps.audit.record({
+      type: 'svid-rotated',
+      outcome: 'info',
+      localId: ev.spiffeId,
+      details: {
+        notAfterMs: ev.notAfterMs,
+        previousNotAfterMs: ev.previousNotAfterMs,
+        serial: ev.serial,
+      },
+    });
+    const pairs = reauthenticate();
+    this.deps.logger.info(
+      { event: 'reauth_scheduled', local_id: ev.spiffeId, pairs },
+      're-authenticating after rotation',
+    );
+  }
+
+  /** Pairs the policy implies, queued before their first packet. */
+  preauthQueued(pairs: number, queued: number): void {
+    this.deps.logger.info(
+      { event: 'preauth_queued', pairs, queued },
+      'authenticating policy-implied pairs before their first packet',
+    );
+  }
+}

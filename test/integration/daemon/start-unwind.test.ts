@@ -1,0 +1,222 @@
+/**
+ * Daemon.start against the real datapath (BPF maps pinned in bpffs, a cgroup attachment), the
+ * SQLite audit trail with its writer thread, the dev CA and real sockets: when a late step fails,
+ * everything opened before it is closed again (no fd, listening socket, watcher or child process
+ * left) while the pinned maps stay, as they do on a graceful stop.
+ */
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { AuditStore } from '../../../src/audit/index.js';
+import { loadConfig, type DaemonConfig } from '../../../src/config/index.js';
+import { Daemon } from '../../../src/daemon/daemon.js';
+import { Datapath } from '../../../src/datapath/index.js';
+import { DevCa } from '../../../src/identity/dev-ca.js';
+import { silentLogger } from '../../../src/log.js';
+import { NetnsLab } from '../../helpers/netns.js';
+import { OBJECT_PATH, randomPinDir } from '../datapath/helpers.js';
+
+const WEB = 'spiffe://demo.local/ns/demo/sa/web';
+const API = 'spiffe://demo.local/ns/demo/sa/api';
+
+let dir: string;
+let pinDir: string;
+let lab: NetnsLab;
+const blockers: Server[] = [];
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'meshauth-daemon-'));
+  pinDir = randomPinDir();
+  lab = new NetnsLab('du');
+});
+
+afterEach(async () => {
+  for (const b of blockers.splice(0)) await new Promise((r) => b.close(r));
+  await lab.cleanup();
+  Datapath.removePins(pinDir);
+  rmSync(pinDir, { recursive: true, force: true });
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** A TCP port that was free a moment ago. */
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as { port: number }).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+/** Keeps 127.0.0.1:port busy until the test ends. */
+async function occupy(port: number): Promise<void> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(port, '127.0.0.1', r));
+  blockers.push(s);
+}
+
+/** Whether a TCP listener can be opened on 127.0.0.1:port (nobody holds it). */
+async function canListen(port: number): Promise<boolean> {
+  const s = createServer();
+  return new Promise((resolve) => {
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+/** Open fds of this process that point into the test's directory or at BPF objects. */
+function daemonFds(): string[] {
+  const out: string[] = [];
+  for (const fd of readdirSync('/proc/self/fd')) {
+    let target: string;
+    try {
+      target = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      continue; // closed while listing
+    }
+    if (target.startsWith(dir) || target.startsWith(pinDir) || /^anon_inode:bpf/.test(target))
+      out.push(target);
+  }
+  return out.sort();
+}
+
+/** Processes whose parent is this one. */
+function children(): number[] {
+  const out: number[] = [];
+  for (const p of readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === process.pid) out.push(Number(p));
+    } catch {
+      /* exited */
+    }
+  }
+  return out;
+}
+
+/** Handles (servers, watchers, timers) and requests the event loop holds, by kind. */
+function activeResources(): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const r of process.getActiveResourcesInfo()) counts[r] = (counts[r] ?? 0) + 1;
+  return counts;
+}
+
+async function writeConfig(over: { handshakePort: number; metricsPort: number; apiSocket?: string }) {
+  const caDir = join(dir, 'ca');
+  await DevCa.init({ dir: caDir, trustDomain: 'demo.local' });
+  writeFileSync(
+    join(dir, 'inventory.yaml'),
+    stringify({
+      nodes: [
+        { name: 'node-a', address: '127.0.0.1', podCIDRs: ['10.10.1.0/24'] },
+        { name: 'node-b', address: '127.0.0.2', podCIDRs: ['10.10.2.0/24'] },
+      ],
+      workloads: [
+        { spiffeId: WEB, node: 'node-a', ips: ['10.10.1.10'] },
+        { spiffeId: API, node: 'node-b', ips: ['10.10.2.10'] },
+      ],
+    }),
+  );
+  writeFileSync(
+    join(dir, 'policy.yaml'),
+    stringify({ rules: [{ name: 'web-api', from: WEB, to: API, auth: 'mutual' }] }),
+  );
+  const file = join(dir, 'config.yaml');
+  writeFileSync(
+    file,
+    stringify({
+      node: 'node-a',
+      stateDir: join(dir, 'state'),
+      bpf: { pinDir, object: OBJECT_PATH },
+      datapath: { attach: [{ type: 'cgroup', path: lab.addCgroup('pods'), hook: 'egress' }] },
+      handshake: { listen: '127.0.0.1', port: over.handshakePort },
+      auth: { gcInterval: '1s', preauthenticate: true },
+      identity: {
+        source: 'dev-ca',
+        devCa: { trustDomain: 'demo.local', caCert: join(caDir, 'ca.crt'), caKey: join(caDir, 'ca.key') },
+      },
+      inventory: { file: join(dir, 'inventory.yaml') },
+      policy: { file: join(dir, 'policy.yaml') },
+      audit: { path: join(dir, 'state', 'audit.db') },
+      api: { socket: over.apiSocket ?? join(dir, 'run', 'api.sock') },
+      metrics: { listen: `127.0.0.1:${over.metricsPort}` },
+      log: { level: 'silent' },
+    }),
+  );
+  return loadConfig({ file, env: {} });
+}
+
+/** What must hold after a failed start or a stop: nothing of the daemon is left open. */
+async function expectNothingLeft(
+  config: DaemonConfig,
+  before: { resources: Record<string, number>; children: number[] },
+  ports: number[],
+) {
+  expect(daemonFds()).toEqual([]);
+  // Unix socket servers, file watchers and timers; TCP listeners are checked by listening on their ports.
+  const after = activeResources();
+  for (const kind of ['PipeServerWrap', 'FSEventWrap', 'StatWatcher', 'Timeout']) {
+    expect(after[kind] ?? 0, kind).toBeLessThanOrEqual(before.resources[kind] ?? 0);
+  }
+  for (const port of ports) expect(await canListen(port)).toBe(true);
+  expect(children()).toEqual(before.children);
+  // As designed, the maps stay pinned (enforcement continues with what was earned).
+  expect(readdirSync(pinDir).sort()).toEqual(expect.arrayContaining(['ma_auth', 'ma_ipcache', 'ma_policy']));
+  // The audit trail was closed cleanly: it opens again and its hash chain verifies.
+  const store = AuditStore.open({ path: config.audit.path });
+  try {
+    expect(store.verifyChain().ok).toBe(true);
+  } finally {
+    store.close();
+  }
+}
+
+describe('Daemon.start', () => {
+  it('closes everything it opened when the handshake port is taken', async () => {
+    const [handshakePort, metricsPort] = [await freePort(), await freePort()];
+    const config = await writeConfig({ handshakePort, metricsPort });
+    await occupy(handshakePort);
+    const before = { resources: activeResources(), children: children() };
+    await expect(Daemon.start(config, silentLogger())).rejects.toThrow(/handshake server.*EADDRINUSE/);
+    await expectNothingLeft(config, before, [metricsPort]);
+  });
+
+  it('closes everything it opened, the handshake listener included, when the last step (API) fails', async () => {
+    const [handshakePort, metricsPort] = [await freePort(), await freePort()];
+    // The API socket's directory cannot be created: a file is in the way.
+    mkdirSync(join(dir, 'run'));
+    writeFileSync(join(dir, 'run', 'not-a-dir'), '');
+    const config = await writeConfig({
+      handshakePort,
+      metricsPort,
+      apiSocket: join(dir, 'run', 'not-a-dir', 'api.sock'),
+    });
+    const before = { resources: activeResources(), children: children() };
+    await expect(Daemon.start(config, silentLogger())).rejects.toThrow();
+    await expectNothingLeft(config, before, [handshakePort, metricsPort]);
+  });
+
+  it('leaves the same nothing behind after a start and a graceful stop', async () => {
+    const [handshakePort, metricsPort] = [await freePort(), await freePort()];
+    const config = await writeConfig({ handshakePort, metricsPort });
+    const before = { resources: activeResources(), children: children() };
+    const daemon = await Daemon.start(config, silentLogger());
+    expect(await canListen(handshakePort)).toBe(false);
+    expect(await canListen(metricsPort)).toBe(false);
+    expect(daemonFds().length).toBeGreaterThan(0);
+    await daemon.close();
+    await expectNothingLeft(config, before, [handshakePort, metricsPort]);
+  });
+});
