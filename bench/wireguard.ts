@@ -8,6 +8,7 @@
  *
  * Needs root, iperf3 and wireguard-go (or the kernel module).
  */
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -61,6 +62,8 @@ export type PathResult = {
 
 export type WireguardBenchResult = {
   mode: string;
+  /** `wireguard-go --version` of the binary on PATH (userspace mode), e.g. "v0.0.20250522". */
+  wireguardGoVersion: string | undefined;
   seconds: number;
   cpus: number;
   loadAvg1mAtStart: number;
@@ -254,6 +257,10 @@ export async function run(opts: WireguardBenchOptions): Promise<WireguardBenchRe
     await ma.reconcile([peerOf(b, mb.publicKey)]);
     await mb.reconcile([peerOf(a, ma.publicKey)]);
     const mode = ma.mode === 'userspace' ? 'wireguard-go' : 'kernel module';
+    const wireguardGoVersion =
+      ma.mode === 'userspace'
+        ? /wireguard-go (v\S+)/.exec(execFileSync('wireguard-go', ['--version']).toString())?.[1]
+        : undefined;
     const pids: number[] = [];
     if (ma.mode === 'userspace') {
       for (const m of [ma, mb]) {
@@ -268,6 +275,7 @@ export async function run(opts: WireguardBenchOptions): Promise<WireguardBenchRe
     const perGb = (sec: number, bytes: number): number => (bytes === 0 ? 0 : sec / (bytes / 1e9));
     const result: WireguardBenchResult = {
       mode,
+      wireguardGoVersion,
       seconds: o.seconds,
       cpus: Number(readFileSync('/proc/cpuinfo', 'utf8').match(/^processor/gm)?.length ?? 0),
       loadAvg1mAtStart,
@@ -319,6 +327,7 @@ function printTable(r: WireguardBenchResult): void {
     `WireGuard pod-to-pod, same run (iperf3 -t ${r.seconds}, ${r.plain.rttUs.n} × 64 B TCP round trips, ` +
       `${r.plain.connectUs.n} connects; ${r.cpus} CPUs, load ${r.loadAvg1mAtStart.toFixed(2)} at start)`,
   );
+  if (r.wireguardGoVersion !== undefined) console.log(`  wireguard-go ${r.wireguardGoVersion}`);
   console.log(`  ${'path'.padEnd(pathW)}  ${cols.map(([h], i) => h.padStart(widths[i] ?? 0)).join('  ')}`);
   for (const p of rows) {
     console.log(

@@ -1,2 +1,9 @@
 #!/usr/bin/env node
-import '../dist/src/cmd/meshauthd.js';
+if (Number(process.versions.node.split('.')[0]) < 24) {
+  process.stderr.write(
+    `meshauth needs Node.js 24 or newer; this is ${process.version}. ` +
+      'scripts/setup.sh installs it; put it on PATH with ". scripts/env.sh".\n',
+  );
+  process.exit(1);
+}
+await import('../dist/src/cmd/meshauthd.js');

@@ -179,7 +179,11 @@ static __always_inline int load_addrs(struct __sk_buff *skb, struct ma_ipcache_k
 	return -1;
 }
 
-/* Returns 1 to pass, 0 to drop. */
+/*
+ * Returns 1 to pass, 0 to drop. A pair whose policy is permissive passes unauthenticated, counted
+ * as pass_permissive and signalled like a drop, so the handshake runs and operators see what
+ * enforcement would drop.
+ */
 static __always_inline int decide(struct __sk_buff *skb, enum ma_semantics sem, int is_tc)
 {
 	struct ma_ipcache_key src = {}, dst = {};
@@ -190,6 +194,7 @@ static __always_inline int decide(struct __sk_buff *skb, enum ma_semantics sem, 
 	struct ma_config *cfg;
 	__u32 zero = 0, verdict;
 	__u64 now, throttle_ns, *last;
+	int unresolved, pass;
 
 	switch (load_addrs(skb, &src, &dst)) {
 	case 0:
@@ -219,16 +224,22 @@ static __always_inline int decide(struct __sk_buff *skb, enum ma_semantics sem, 
 		return 0;
 	}
 
-	if (!local || !remote || local->node_id != 0 || local->identity == 0 || remote->identity == 0) {
+	/* An unknown local address (identity 0, or a pod of this node not known yet) has no policy. */
+	if (!local || !remote || local->node_id != 0 || local->identity == 0 ||
+	    local->identity == MA_ID_UNRESOLVED || remote->identity == 0) {
 		count(MA_PASS_UNKNOWN_IDENTITY);
 		return 1;
 	}
 
+	/* A remote address inside a pod CIDR without a workload entry looks up (local,
+	 * MA_ID_UNRESOLVED), then the wildcard: a local identity with a rule fails closed. */
 	pol = lookup_policy(local->identity, remote->identity);
 	if (!pol || pol->auth_type == 0) {
 		count(MA_PASS_NO_POLICY);
 		return 1;
 	}
+	unresolved = remote->identity == MA_ID_UNRESOLVED;
+	pass = pol->mode == MA_MODE_PERMISSIVE;
 
 	ak.local_id = local->identity;
 	ak.remote_id = remote->identity;
@@ -236,18 +247,24 @@ static __always_inline int decide(struct __sk_buff *skb, enum ma_semantics sem, 
 	ak.auth_type = pol->auth_type;
 
 	now = bpf_ktime_get_boot_ns();
-	av = bpf_map_lookup_elem(&ma_auth, &ak);
-	if (av && av->expiry_boot_ns > now) {
-		count(MA_PASS_AUTHENTICATED);
-		return 1;
+	if (unresolved) {
+		/* No entry can exist for an address without identity. */
+		count(pass ? MA_PASS_PERMISSIVE : MA_DROP_UNRESOLVED_POD_IP);
+	} else {
+		av = bpf_map_lookup_elem(&ma_auth, &ak);
+		if (av && av->expiry_boot_ns > now) {
+			count(MA_PASS_AUTHENTICATED);
+			return 1;
+		}
+		/* Permissive: the packet passes but is counted, and the handshake is still asked for. */
+		count(pass ? MA_PASS_PERMISSIVE : av ? MA_DROP_AUTH_EXPIRED : MA_DROP_AUTH_MISSING);
 	}
-	count(av ? MA_DROP_AUTH_EXPIRED : MA_DROP_AUTH_MISSING);
 
 	throttle_ns = cfg && cfg->throttle_ns ? cfg->throttle_ns : MA_DEFAULT_THROTTLE_NS;
 	last = bpf_map_lookup_elem(&ma_throttle, &ak);
 	if (last && now - *last < throttle_ns) {
 		count(MA_SIGNAL_THROTTLED);
-		return 0;
+		return pass;
 	}
 	bpf_map_update_elem(&ma_throttle, &ak, &now, BPF_ANY);
 
@@ -257,6 +274,7 @@ static __always_inline int decide(struct __sk_buff *skb, enum ma_semantics sem, 
 		.remote_node = ak.remote_node,
 		.auth_type = ak.auth_type,
 		.direction = sem == MA_SEM_EGRESS ? MA_DIR_EGRESS : MA_DIR_INGRESS,
+		.flags = (pass ? MA_SIG_PERMISSIVE : 0) | (unresolved ? MA_SIG_UNRESOLVED : 0),
 		.boot_ns = now,
 	};
 	if (bpf_ringbuf_output(&ma_signals, &sig, sizeof(sig), 0) < 0) {
@@ -267,7 +285,7 @@ static __always_inline int decide(struct __sk_buff *skb, enum ma_semantics sem, 
 		verdict = MA_SIGNAL_SENT;
 	}
 	count(verdict);
-	return 0;
+	return pass;
 }
 
 /*
@@ -319,7 +337,8 @@ int ma_cgrp_ingress(struct __sk_buff *skb)
  * moves for the first ask of a connection (no retransmission yet), so it counts connections.
  *
  * Only the local side's view is used: local address -> identity on this node (node 0), remote
- * address -> identity on another node. Other sockets, other ops and other programs' replies are
+ * address -> identity on another node (an unresolved pod address of another node counts: its
+ * SYN is dropped until the pod is known and authenticated). Other sockets, other ops and other programs' replies are
  * left alone; the program always returns 1 (never rejects).
  */
 static __always_inline void sock_ops_addr(struct ma_ipcache_key *k, __u32 family, __u32 ip4, const __u32 ip6[4])
@@ -401,7 +420,8 @@ int ma_sockops(struct bpf_sock_ops *skops)
 	    remote->identity == 0)
 		return 1;
 	pol = lookup_policy(local->identity, remote->identity);
-	if (!pol || pol->auth_type == 0)
+	/* Permissive pairs are not dropped: their SYNs need no early retransmission. */
+	if (!pol || pol->auth_type == 0 || pol->mode == MA_MODE_PERMISSIVE)
 		return 1;
 
 	ak.local_id = local->identity;

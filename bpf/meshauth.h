@@ -23,6 +23,23 @@
 /* ma_config.flags */
 #define MA_FLAG_STRICT_WIREGUARD (1U << 0)
 
+/* Policy modes (ma_policy_value.mode). A disabled rule has no policy entry at all. */
+#define MA_MODE_ENFORCE 0
+#define MA_MODE_PERMISSIVE 1
+
+/* ma_signal.flags */
+#define MA_SIG_PERMISSIVE (1U << 0) /* the pair's policy is permissive: the packet passed */
+#define MA_SIG_UNRESOLVED (1U << 1) /* the remote address is in a pod CIDR but has no identity yet */
+
+/*
+ * Reserved identity of ipcache entries that cover a node's pod CIDR: an address inside it with no
+ * more specific (workload) entry belongs to a pod the daemon does not know yet. The policy entry
+ * (local, MA_ID_UNRESOLVED) of a local identity says what happens to its traffic with such
+ * addresses; user space writes one for every local identity that has an enforced or permissive
+ * rule. Never allocated to a SPIFFE ID.
+ */
+#define MA_ID_UNRESOLVED 0xffffffffU
+
 /* Signal directions. */
 #define MA_DIR_EGRESS 0
 #define MA_DIR_INGRESS 1
@@ -49,7 +66,8 @@ struct ma_policy_key {
 /* policy value; mirrored in src/datapath/wire.ts (4 bytes). */
 struct ma_policy_value {
 	__u8 auth_type;
-	__u8 pad[3];
+	__u8 mode; /* MA_MODE_* */
+	__u8 pad[2];
 };
 
 /* auth map and throttle key; mirrored in src/datapath/wire.ts (16 bytes). */
@@ -73,7 +91,8 @@ struct ma_signal {
 	__u32 remote_node;
 	__u8 auth_type;
 	__u8 direction; /* MA_DIR_* */
-	__u8 pad[2];
+	__u8 flags;	/* MA_SIG_* */
+	__u8 pad;
 	__u64 boot_ns;
 };
 
@@ -101,7 +120,9 @@ enum ma_verdict {
 	MA_SIGNAL_RINGBUF_FULL = 9,
 	MA_SYN_RTO_SHORTENED = 10, /* sock_ops: connections, not packets */
 	MA_DROP_UNPARSED_ENCAP = 11, /* MPLS, PPPoE or more than two VLAN tags: may hide IP */
-	MA_VERDICT_MAX = 12,
+	MA_PASS_PERMISSIVE = 12,	   /* unauthenticated pair passed because its policy is permissive */
+	MA_DROP_UNRESOLVED_POD_IP = 13, /* remote address in a pod CIDR with no identity yet */
+	MA_VERDICT_MAX = 14,
 };
 
 /* Map sizes; mirrored in src/datapath/wire.ts. */

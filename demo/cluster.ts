@@ -31,6 +31,11 @@ export interface ClusterOptions {
    */
   sockops?: boolean;
   /**
+   * Where the datapath programs sit: `tc` on the node's uplink (default), or `cgroup`: cgroup-skb
+   * programs on the node's pod cgroup, which need no knowledge of the pods' interfaces (any CNI).
+   */
+  attach?: 'tc' | 'cgroup';
+  /**
    * Pod traffic between nodes through WireGuard (wireguard-go): keys made at init and published in
    * the inventory, the datapath on the tunnel interface; `strict` also drops remote-pod traffic
    * that arrives on the underlay.
@@ -50,6 +55,12 @@ export interface ClusterOptions {
   /** The API's optional TCP listener of a node (api.tcp in its config), or undefined for none. */
   apiTcp?: (node: string) => { listen: string; allowedIds: string[]; identity?: string } | undefined;
   extraConfig?: (node: string) => Record<string, unknown>;
+  /**
+   * Run the daemons as root with only these capabilities ("BPF", "NET_ADMIN", ...), as a
+   * container that drops all and adds these does (setpriv: bounding and inheritable sets).
+   * Default: all of root's.
+   */
+  capabilities?: readonly string[];
 }
 
 export interface LogLine {
@@ -111,7 +122,7 @@ export class Cluster {
   async init(): Promise<void> {
     mkdirSync(this.opts.workDir, { recursive: true });
     await DevCa.init({ dir: this.caDir, trustDomain: TRUST_DOMAIN });
-    if (this.opts.sockops ?? true) {
+    if ((this.opts.sockops ?? true) || this.opts.attach === 'cgroup') {
       // The daemons run under `ip netns exec`, which remounts /sys: they reach the same cgroup
       // hierarchy through a second mount outside /sys. Unmounted last, after the cgroups are gone.
       const mnt = join(this.opts.workDir, 'cgroup2');
@@ -162,18 +173,29 @@ export class Cluster {
         bpf: { pinDir: this.pinDir(n.name), object: join(PACKAGE_ROOT, 'bpf/meshauth.bpf.o') },
         datapath: {
           attach: [
-            ...(this.opts.wireguard
-              ? [
-                  { type: 'tc', interface: this.wgInterface(n.name), hook: 'egress', semantics: 'egress' },
-                  { type: 'tc', interface: this.wgInterface(n.name), hook: 'ingress', semantics: 'ingress' },
-                  // Pod traffic must come through the tunnel; strict mode drops it on the underlay.
-                  { type: 'tc', interface: 'eth0', hook: 'ingress', semantics: 'ingress' },
-                ]
-              : [
-                  { type: 'tc', interface: 'eth0', hook: 'egress', semantics: 'egress' },
-                  { type: 'tc', interface: 'eth0', hook: 'ingress', semantics: 'ingress' },
-                ]),
-            ...(this.daemonCgroups.has(n.name)
+            ...(this.opts.attach === 'cgroup'
+              ? (['egress', 'ingress'] as const).map((hook) => ({
+                  type: 'cgroup',
+                  path: this.daemonCgroups.get(n.name),
+                  hook,
+                }))
+              : this.opts.wireguard
+                ? [
+                    { type: 'tc', interface: this.wgInterface(n.name), hook: 'egress', semantics: 'egress' },
+                    {
+                      type: 'tc',
+                      interface: this.wgInterface(n.name),
+                      hook: 'ingress',
+                      semantics: 'ingress',
+                    },
+                    // Pod traffic must come through the tunnel; strict mode drops it on the underlay.
+                    { type: 'tc', interface: 'eth0', hook: 'ingress', semantics: 'ingress' },
+                  ]
+                : [
+                    { type: 'tc', interface: 'eth0', hook: 'egress', semantics: 'egress' },
+                    { type: 'tc', interface: 'eth0', hook: 'ingress', semantics: 'ingress' },
+                  ]),
+            ...(this.daemonCgroups.has(n.name) && (this.opts.sockops ?? true)
               ? [{ type: 'sockops', path: this.daemonCgroups.get(n.name) }]
               : []),
           ],
@@ -221,11 +243,18 @@ export class Cluster {
 
   /** Starts meshauthd inside the node namespace and waits until it logs that it is ready. */
   async start(node: string, timeoutMs = 30_000): Promise<DaemonHandle> {
-    const child = this.topo.lab.spawn(this.topo.nodeNs[node]!, 'node', [
-      join(DIST, 'src/cmd/meshauthd.js'),
-      '--config',
-      this.configPath(node),
-    ]);
+    const daemon = ['node', join(DIST, 'src/cmd/meshauthd.js'), '--config', this.configPath(node)];
+    const caps = this.opts.capabilities;
+    const [cmd, ...args] = caps
+      ? [
+          'setpriv',
+          '--inh-caps=-all',
+          `--bounding-set=-all${caps.map((c) => `,+${c.toLowerCase()}`).join('')}`,
+          '--',
+          ...daemon,
+        ]
+      : daemon;
+    const child = this.topo.lab.spawn(this.topo.nodeNs[node]!, cmd!, args);
     const logs: LogLine[] = [];
     let buf = '';
     let stderr = '';

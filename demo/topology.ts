@@ -8,7 +8,13 @@
  *
  * Each node namespace routes the other node's pod CIDR over the underlay link; each pod has a
  * default route via its node's bridge. meshauthd runs inside each node namespace.
+ *
+ * With `cni`, the pod interfaces are made by a reference CNI plugin instead (bridge + host-local:
+ * the same picture; ptp + host-local: one veth per pod, routed by the node, no bridge), invoked
+ * through the CNI protocol as a container runtime does.
  */
+import { join } from 'node:path';
+import { cniAdd, cniDel, type CniNetwork, type CniPlugin } from '../test/helpers/cni.js';
 import { NetnsLab } from '../test/helpers/netns.js';
 
 export interface PodSpec {
@@ -50,14 +56,21 @@ export interface Topology {
   node(name: string): NodeSpec;
 }
 
-/** podRoutes: route each node's pod CIDR over the underlay (off when WireGuard routes it instead). */
-export function buildTopology(lab: NetnsLab, opts: { podRoutes?: boolean } = {}): Topology {
+export interface TopologyOptions {
+  /** Route each node's pod CIDR over the underlay (off when WireGuard routes it instead). */
+  podRoutes?: boolean;
+  /** Make the pods' interfaces with this CNI plugin (and host-local) instead of by hand. */
+  cni?: { plugin: CniPlugin; binDir: string; dataDir: string };
+}
+
+export function buildTopology(lab: NetnsLab, opts: TopologyOptions = {}): Topology {
   const nodeNs: Record<string, string> = {};
   const podNs: Record<string, string> = {};
   for (const n of NODES) {
     const ns = lab.addNamespace(n.name);
     nodeNs[n.name] = ns;
     lab.exec(ns, 'sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
+    if (opts.cni) continue;
     lab.exec(ns, 'ip', ['link', 'add', 'br0', 'type', 'bridge']);
     lab.exec(ns, 'ip', ['addr', 'add', `${n.bridgeIp}/24`, 'dev', 'br0']);
     lab.exec(ns, 'ip', ['link', 'set', 'br0', 'up']);
@@ -72,10 +85,32 @@ export function buildTopology(lab: NetnsLab, opts: { podRoutes?: boolean } = {})
     lab.exec(nodeNs[b.name]!, 'ip', ['route', 'add', a.podCidr, 'via', a.underlayIp]);
   }
 
+  const cni = opts.cni;
+  const network = (n: NodeSpec): CniNetwork | undefined =>
+    cni && {
+      binDir: cni.binDir,
+      plugin: cni.plugin,
+      name: `meshauth-${cni.plugin}`,
+      subnet: n.podCidr,
+      gateway: n.bridgeIp,
+      dataDir: join(cni.dataDir, n.name),
+      bridge: 'br0',
+    };
   for (const p of PODS) {
     const node = NODES.find((n) => n.name === p.node)!;
     const ns = lab.addNamespace(p.name);
     podNs[p.name] = ns;
+    const net = network(node);
+    if (net) {
+      // as a runtime does: ADD when the sandbox is created, DEL before it is destroyed
+      const inv = { nodeNs: nodeNs[node.name]!, podNs: ns, containerId: ns, ip: p.ip };
+      const result = cniAdd(net, inv);
+      const got = result.ips?.map((i) => i.address.split('/')[0]);
+      if (got?.[0] !== p.ip)
+        throw new Error(`topology: CNI ADD gave ${p.name} ${got?.join(',')}, not ${p.ip}`);
+      lab.onCleanup(() => cniDel(net, inv));
+      continue;
+    }
     lab.link(
       { ns, ifname: 'eth0', addr: `${p.ip}/24` },
       { ns: nodeNs[node.name]!, ifname: `veth-${p.name}` },

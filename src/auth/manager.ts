@@ -153,6 +153,8 @@ export class AuthManager {
 
   handleSignal(signal: AuthSignal): void {
     if (this.closed) return;
+    // A pod address the inventory does not know yet: nothing to authenticate until it does.
+    if (signal.unresolved) return this.observe('unresolved-address');
     const key: AuthKey = {
       localId: signal.localId,
       remoteId: signal.remoteId,
@@ -172,7 +174,12 @@ export class AuthManager {
       return this.observe('live');
     }
     if (state && state.nextAttemptAtMs > now) return this.observe('backoff');
-    this.deps.reporter.signal(this.names(key), signal.direction);
+    // The audit event says which policy mode applied: dropped (enforce) or passed (permissive).
+    this.deps.reporter.signal(
+      this.names(key),
+      signal.direction,
+      signal.permissive ? 'permissive' : 'enforce',
+    );
     this.enqueue({ key, reason: 'signal' });
   }
 

@@ -13,7 +13,15 @@ export interface AuthObserver {
 }
 
 /** What became of an auth-required signal. */
-export type SignalOutcome = 'queued' | 'pending' | 'live' | 'backoff' | 'queue-full' | 'unresolved';
+export type SignalOutcome =
+  | 'queued'
+  | 'pending'
+  | 'live'
+  | 'backoff'
+  | 'queue-full'
+  | 'unresolved'
+  /** A pod address the inventory does not know yet (nothing to authenticate until it does). */
+  | 'unresolved-address';
 
 /** Why the manager started a handshake. */
 export type WorkReason =
@@ -100,8 +108,12 @@ export class AuthReporter {
   }
 
   /** A signal that starts work (aggregated per pair and window by the audit sink). */
-  signal(names: PairNames, direction: 'egress' | 'ingress'): void {
-    this.deps.audit.record({ type: 'signal', outcome: 'info', ...names, direction });
+  signal(
+    names: PairNames,
+    direction: 'egress' | 'ingress',
+    mode: 'enforce' | 'permissive' = 'enforce',
+  ): void {
+    this.deps.audit.record({ type: 'signal', outcome: 'info', ...names, direction, details: { mode } });
   }
 
   queueFull(pair: string, depth: number): void {

@@ -38,6 +38,7 @@ const PATH_FIELDS = [
   'identity.files.svids.*.key',
   'inventory.file',
   'policy.file',
+  'kubernetes.kubeconfig',
   'audit.path',
   'api.socket',
   'wireguard.privateKeyFile',
@@ -180,8 +181,16 @@ function finalize(p: ParsedConfig, file: string | undefined): DaemonConfig {
         ? { bundle: p.identity.files.bundle, svids: p.identity.files.svids.map((s) => ({ ...s })) }
         : undefined,
     },
-    inventory: { file: p.inventory.file },
-    policy: { file: p.policy.file },
+    inventory: { source: p.inventory.source, file: p.inventory.file },
+    policy: { source: p.policy.source, file: p.policy.file },
+    kubernetes: {
+      kubeconfig: p.kubernetes.kubeconfig,
+      trustDomain: p.kubernetes.trustDomain ?? p.identity.devCa.trustDomain,
+      spiffeIdTemplate: p.kubernetes.spiffeIdTemplate,
+      nodeAddressType: p.kubernetes.nodeAddressType,
+      publishWireguardKey: p.kubernetes.publishWireguardKey,
+      reportPolicyStatus: p.kubernetes.reportPolicyStatus,
+    },
     audit: {
       path: p.audit.path ?? join(p.stateDir, 'audit.db'),
       maxAgeMs: p.audit.maxAge,
@@ -205,6 +214,7 @@ function finalize(p: ParsedConfig, file: string | undefined): DaemonConfig {
       listenPort: p.wireguard.listenPort,
       address: p.wireguard.address,
       privateKeyFile: p.wireguard.privateKeyFile ?? join(p.stateDir, 'wireguard', 'private.key'),
+      userspaceBinary: p.wireguard.userspaceBinary,
     },
     log: { level: p.log.level },
   };

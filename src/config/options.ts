@@ -237,16 +237,74 @@ const SPECS: readonly Spec[] = [
     description: 'SPIFFE Workload API endpoint',
   },
   {
+    path: 'inventory.source',
+    kind: 'string',
+    valueName: '<file|kubernetes>',
+    default: 'file',
+    description:
+      'Where nodes and workloads come from: a static file, or Pods and Nodes watched on the Kubernetes API',
+  },
+  {
     path: 'inventory.file',
     kind: 'string',
     valueName: '<file>',
-    description: 'Static inventory of nodes and workloads (required)',
+    description: 'Static inventory of nodes and workloads (required when inventory.source is file)',
+  },
+  {
+    path: 'policy.source',
+    kind: 'string',
+    valueName: '<file|kubernetes>',
+    default: 'file',
+    description:
+      'Where the policy comes from: a file, or MutualAuthPolicy objects watched on the Kubernetes API',
   },
   {
     path: 'policy.file',
     kind: 'string',
     valueName: '<file>',
-    description: 'Mutual authentication policy (required)',
+    description: 'Mutual authentication policy (required when policy.source is file)',
+  },
+  {
+    path: 'kubernetes.kubeconfig',
+    kind: 'string',
+    valueName: '<file>',
+    description: 'kubeconfig for the Kubernetes API (default: the in-cluster service account)',
+  },
+  {
+    path: 'kubernetes.trustDomain',
+    kind: 'string',
+    valueName: '<domain>',
+    description: 'Trust domain of pod SPIFFE IDs (default: identity.devCa.trustDomain)',
+  },
+  {
+    path: 'kubernetes.spiffeIdTemplate',
+    kind: 'string',
+    valueName: '<template>',
+    default: DEFAULTS.kubernetesSpiffeIdTemplate,
+    description:
+      'SPIFFE ID of a pod; placeholders {trustDomain} {namespace} {serviceAccount} {podName} {nodeName}',
+  },
+  {
+    path: 'kubernetes.nodeAddressType',
+    kind: 'string',
+    valueName: '<type>',
+    default: DEFAULTS.kubernetesNodeAddressType,
+    description: "Node status.addresses type used as the node's handshake address",
+  },
+  {
+    path: 'kubernetes.publishWireguardKey',
+    kind: 'bool',
+    valueName: '<bool>',
+    default: true,
+    description:
+      "Annotate this node's Node object with its WireGuard public key (meshauth.io/wireguard-public-key)",
+  },
+  {
+    path: 'kubernetes.reportPolicyStatus',
+    kind: 'bool',
+    valueName: '<bool>',
+    default: true,
+    description: 'Write the Valid condition and Events on MutualAuthPolicy objects',
   },
   {
     path: 'audit.path',
@@ -340,6 +398,14 @@ const SPECS: readonly Spec[] = [
     kind: 'string',
     valueName: '<file>',
     description: 'Node WireGuard private key, mode 0600 (default: <stateDir>/wireguard/private.key)',
+  },
+  {
+    path: 'wireguard.userspaceBinary',
+    kind: 'string',
+    valueName: '<file>',
+    default: DEFAULTS.wireguardUserspaceBinary,
+    description:
+      'wireguard-go executable, used where the kernel has no WireGuard module (a name is looked up on PATH)',
   },
   {
     path: 'log.level',

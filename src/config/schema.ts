@@ -48,12 +48,32 @@ export const DEFAULTS = {
   metricsListen: '127.0.0.1:9090',
   wireguardInterface: 'meshauth0',
   wireguardListenPort: 51820,
+  wireguardUserspaceBinary: 'wireguard-go',
   logLevel: 'info',
+  kubernetesSpiffeIdTemplate: 'spiffe://{trustDomain}/ns/{namespace}/sa/{serviceAccount}',
+  kubernetesNodeAddressType: 'InternalIP',
 } as const;
+
+export const SOURCES = ['file', 'kubernetes'] as const;
 
 export const IDENTITY_SOURCES = ['dev-ca', 'spire-delegated', 'workload-api', 'files'] as const;
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 const HOOKS = ['ingress', 'egress'] as const;
+
+/** Placeholders of kubernetes.spiffeIdTemplate (src/kubernetes/pod.ts fills them). */
+const TEMPLATE_PLACEHOLDERS: readonly string[] = [
+  'trustDomain',
+  'namespace',
+  'serviceAccount',
+  'podName',
+  'nodeName',
+];
+
+function fileWhenFileSource(v: { source: string; file: string | undefined }, ctx: z.RefinementCtx): void {
+  if (v.source === 'file' && v.file === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['file'], message: 'is required when source is "file"' });
+  }
+}
 
 /** A missing section is parsed as an empty mapping, so its fields get their defaults. */
 const EMPTY_SECTION = {} as never;
@@ -221,8 +241,33 @@ export const configSchema = z
           });
         }
       }),
-    inventory: z.strictObject({ file: stringField() }),
-    policy: z.strictObject({ file: stringField() }),
+    inventory: z
+      .strictObject({ source: enumField(SOURCES, 'file'), file: optionalStringField() })
+      .superRefine(fileWhenFileSource),
+    policy: z
+      .strictObject({ source: enumField(SOURCES, 'file'), file: optionalStringField() })
+      .superRefine(fileWhenFileSource),
+    kubernetes: z
+      .strictObject({
+        kubeconfig: optionalStringField(),
+        trustDomain: optionalStringField(),
+        spiffeIdTemplate: stringField(DEFAULTS.kubernetesSpiffeIdTemplate),
+        nodeAddressType: stringField(DEFAULTS.kubernetesNodeAddressType),
+        publishWireguardKey: boolField(true),
+        reportPolicyStatus: boolField(true),
+      })
+      .prefault(EMPTY_SECTION)
+      .superRefine((k, ctx) => {
+        for (const m of k.spiffeIdTemplate.matchAll(/\{([^}]*)\}/g)) {
+          if (!TEMPLATE_PLACEHOLDERS.includes(m[1] as string)) {
+            ctx.addIssue({
+              code: 'custom',
+              path: ['spiffeIdTemplate'],
+              message: `unknown placeholder {${m[1]}} (known: ${TEMPLATE_PLACEHOLDERS.map((x) => `{${x}}`).join(', ')})`,
+            });
+          }
+        }
+      }),
     audit: z
       .strictObject({
         path: optionalStringField(),
@@ -253,6 +298,7 @@ export const configSchema = z
         listenPort: intField(1, 65535, DEFAULTS.wireguardListenPort),
         address: cidrField().optional(),
         privateKeyFile: optionalStringField(),
+        userspaceBinary: stringField(DEFAULTS.wireguardUserspaceBinary),
       })
       .prefault(EMPTY_SECTION)
       .superRefine((wg, ctx) => {

@@ -76,8 +76,24 @@ export interface DaemonConfig {
     workloadApi: { address: string };
     files: { bundle: string; svids: Array<{ spiffeId: string; cert: string; key: string }> } | undefined;
   };
-  inventory: { file: string };
-  policy: { file: string };
+  /** source "file": `file` is set (and watched); "kubernetes": Pods and Nodes from the API. */
+  inventory: { source: 'file' | 'kubernetes'; file: string | undefined };
+  /** source "file": `file` is set; "kubernetes": MutualAuthPolicy objects from the API. */
+  policy: { source: 'file' | 'kubernetes'; file: string | undefined };
+  kubernetes: {
+    /** undefined = in-cluster service account. */
+    kubeconfig: string | undefined;
+    /** Trust domain of pod SPIFFE IDs; defaults to identity.devCa.trustDomain. */
+    trustDomain: string;
+    /** {trustDomain} {namespace} {serviceAccount} {podName} {nodeName} */
+    spiffeIdTemplate: string;
+    /** Node status.addresses type used as the handshake address. */
+    nodeAddressType: string;
+    /** Annotate this node's Node object with its WireGuard public key and port. */
+    publishWireguardKey: boolean;
+    /** Write the Valid condition and Events on MutualAuthPolicy objects. */
+    reportPolicyStatus: boolean;
+  };
   audit: { path: string; maxAgeMs: number; maxEvents: number };
   api: {
     socket: string;
@@ -99,6 +115,8 @@ export interface DaemonConfig {
     address: string | undefined;
     /** Defaults to <stateDir>/wireguard/private.key. */
     privateKeyFile: string;
+    /** wireguard-go executable (path, or a name looked up on PATH); default "wireguard-go". */
+    userspaceBinary: string;
   };
   log: { level: LogLevel };
 }

@@ -12,8 +12,8 @@ import {
 import { HandshakeClient, HandshakeServer } from '../auth/handshake/index.js';
 import type { DaemonConfig } from '../config/index.js';
 import { openStateAllocators, type IdentityEvent } from '../identity/index.js';
-import { assertNodeListed, loadInventoryFile, watchInventoryFile } from '../inventory/index.js';
-import { compileNodeState, loadPolicyFile, preauthPairs, type NodeState } from '../policy/index.js';
+import { compileNodeState, preauthPairs, type NodeState } from '../policy/index.js';
+import { openSources } from './sources.js';
 import { createIdentitySource } from './identity.js';
 import { DaemonResolver } from './resolver.js';
 import { openDatapath, type DaemonDatapath } from './datapath.js';
@@ -72,9 +72,11 @@ export class Daemon {
     const log = logger.child({ component: 'daemon' });
     mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
 
-    const inventory = { current: loadInventoryFile(config.inventory.file) };
-    assertNodeListed(inventory.current, config.node, config.file ?? '(flags)');
-    const policy = { current: loadPolicyFile(config.policy.file) };
+    // Inventory and policy from files or from the Kubernetes API (informers), same shape either way.
+    const sources = await openSources(config, logger);
+    closers.push('sources', () => sources.close());
+    const inventory = { current: sources.inventory };
+    const policy = sources.policy;
     const allocators = openStateAllocators(config.stateDir);
     const compile = (): NodeState =>
       compileNodeState({
@@ -83,6 +85,7 @@ export class Daemon {
         policy: policy.current,
         identities: allocators.identities,
         nodes: allocators.nodes,
+        unresolvedPodCidrs: sources.unresolvedPodCidrs,
       });
     const state = { current: compile() };
     log.info(
@@ -117,6 +120,7 @@ export class Daemon {
       const tunnel = wg;
       closers.push('wireguard', () => tunnel.close());
     }
+    if (wg) sources.publishWireguardKey(wg.publicKey, config.wireguard.listenPort);
     const datapath = await openDatapath(config, state.current, logger, {
       wireguardIfindex: wg?.ifindex ?? 0,
     });
@@ -263,7 +267,7 @@ export class Daemon {
         state.current = compile();
         datapath.sync(state.current);
         identity.setWanted(state.current.localSpiffeIds);
-        log.info({ event: 'state_resynced' }, 'inventory changed: maps updated');
+        log.debug({ event: 'state_resynced' }, 'inventory or policy changed: maps updated');
         // Entries of workloads that left (here or on the peer node) go now, not on the next GC tick.
         gc.run();
         preauthenticate();
@@ -272,10 +276,9 @@ export class Daemon {
       }
     };
 
-    // Inventory reloads recompile the node's maps.
-    const watcher = watchInventoryFile(inventory.current, config.inventory.file, { log: logger });
-    closers.push('inventory-watch', () => watcher.close());
+    // Inventory and policy changes recompile the node's maps (written entry by entry).
     closers.push('inventory-follow', inventory.current.onChange(resync));
+    closers.push('policy-follow', sources.onPolicyChange(resync));
 
     manager.start(datapath.signals);
     preauthenticate();
@@ -300,6 +303,7 @@ export class Daemon {
       manager,
       server,
       inventory: () => inventory.current,
+      sources,
     });
     const operations = ops.current;
     closers.push('operations', () => operations.close());

@@ -1,6 +1,14 @@
 import type { Logger } from 'pino';
 import type { DaemonConfig } from '../config/index.js';
-import { Datapath, ensurePinDir, PinMismatchError, SupervisedSignalSource } from '../datapath/index.js';
+import {
+  Datapath,
+  diffMaps,
+  ensurePinDir,
+  isEmptyDelta,
+  PinMismatchError,
+  SupervisedSignalSource,
+  type MapsState,
+} from '../datapath/index.js';
 import type { AuthMap, VerdictCounters } from '../datapath/index.js';
 import type { NodeState } from '../policy/index.js';
 
@@ -10,8 +18,13 @@ export interface DaemonDatapath {
   auth: AuthMap;
   /** The ring-buffer reader, restarted with backoff when it stops; `health()` feeds /readyz. */
   signals: SupervisedSignalSource;
-  /** Makes ipcache and policy equal to the node state. */
+  /**
+   * Makes ipcache and policy equal to the node state: the first call (start-up) reconciles the
+   * whole pinned maps, later calls write only the entries that changed since the previous call.
+   */
   sync(state: NodeState): void;
+  /** Whole-map reconciliations so far (1 after start-up; more only after a failed delta). */
+  fullSyncs(): number;
   counters(): VerdictCounters;
   /** Closes fds; pins and attachments stay so enforcement continues. */
   close(): void;
@@ -62,10 +75,33 @@ export async function openDatapath(
     datapath = Datapath.open(options);
   }
   try {
+    const maps = (s: NodeState): MapsState => ({
+      ipcache: s.ipcache,
+      policy: s.policy.map((p) => ({ ...p.key, authType: p.authType, mode: p.mode })),
+    });
+    // What the maps hold since the last successful write; undefined = unknown (reconcile fully).
+    let applied: MapsState | undefined;
+    let fullSyncs = 0;
     const sync = (s: NodeState): void => {
-      const ip = datapath.syncIpcache(s.ipcache);
-      const pol = datapath.syncPolicy(s.policy.map((p) => ({ ...p.key, authType: p.authType })));
-      log.info({ event: 'maps_synced', ipcache: ip, policy: pol }, 'ipcache and policy maps synced');
+      const next = maps(s);
+      if (!applied) {
+        fullSyncs++;
+        const ip = datapath.syncIpcache(next.ipcache);
+        const pol = datapath.syncPolicy(next.policy);
+        applied = next;
+        log.info({ event: 'maps_synced', ipcache: ip, policy: pol }, 'ipcache and policy maps synced');
+        return;
+      }
+      const delta = diffMaps(applied, next);
+      if (isEmptyDelta(delta)) return;
+      try {
+        const r = datapath.applyDelta(delta);
+        applied = next;
+        log.debug({ event: 'maps_updated', ...r }, 'ipcache and policy entries updated');
+      } catch (err) {
+        applied = undefined; // partly written: the next sync reconciles the whole maps
+        throw err;
+      }
     };
     sync(state);
     for (const a of config.datapath.attach) {
@@ -93,6 +129,7 @@ export async function openDatapath(
       auth: datapath.auth,
       signals,
       sync,
+      fullSyncs: () => fullSyncs,
       counters: () => datapath.counters(),
       close: () => datapath.close(),
     };

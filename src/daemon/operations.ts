@@ -18,6 +18,7 @@ import { VERSION } from '../version.js';
 import type { DaemonAudit } from './audit.js';
 import type { DaemonDatapath } from './datapath.js';
 import type { DaemonResolver } from './resolver.js';
+import type { DaemonSources } from './sources.js';
 
 export interface OperationsDeps {
   config: DaemonConfig;
@@ -32,6 +33,8 @@ export interface OperationsDeps {
   inventory: () => Inventory;
   /** Extra status fields (WireGuard, ...). */
   extraStatus?: () => Record<string, number>;
+  /** Inventory and policy sources: readiness (first full sync), status fields, metrics. */
+  sources?: Pick<DaemonSources, 'notReady' | 'status' | 'registerMetrics'>;
 }
 
 export interface DaemonOperations {
@@ -82,6 +85,7 @@ export function daemonView(deps: OperationsDeps, startedAtMs: number): DaemonVie
       counters.audit_queue_depth = audit.writer.queueDepth;
       counters.audit_dropped = audit.writer.dropped;
       Object.assign(counters, deps.extraStatus?.() ?? {});
+      Object.assign(counters, deps.sources?.status() ?? {});
       const ids = deps.inventory().spiffeIdsOnNode(config.node);
       return {
         version: VERSION,
@@ -152,6 +156,7 @@ export function daemonReadiness(
       signals: Pick<DaemonDatapath['signals'], 'health'>;
     };
     identity: Pick<IdentitySource, 'svid'>;
+    sources?: { notReady(): string | undefined };
   },
   localIds: readonly string[],
 ): { ready: boolean; reason?: string } {
@@ -162,6 +167,8 @@ export function daemonReadiness(
   }
   const reader = deps.datapath.signals.health();
   if (!reader.ready) return reader;
+  const sourcesReason = deps.sources?.notReady();
+  if (sourcesReason) return { ready: false, reason: sourcesReason };
   const missing = localIds.filter((id) => !deps.identity.svid(id));
   return missing.length === 0
     ? { ready: true }
@@ -173,6 +180,7 @@ export async function startOperations(deps: OperationsDeps): Promise<DaemonOpera
   const { config, logger } = deps;
   const metrics = new Metrics();
   metrics.setVerdictSource(() => deps.datapath.counters());
+  deps.sources?.registerMetrics(metrics.registry, () => deps.datapath.fullSyncs());
   deps.audit.setObserver(metrics.auditObserver());
   const startedAtMs = Date.now();
   const localIds = (): string[] => deps.inventory().spiffeIdsOnNode(config.node);

@@ -35,6 +35,7 @@ import type {
   DatapathSettings,
   IpcacheEntry,
   PolicyKey,
+  PolicyMode,
   VerdictCounters,
 } from './types.js';
 import {
@@ -84,12 +85,33 @@ export interface DatapathOptions {
 
 export interface PolicyEntry extends PolicyKey {
   authType: number;
+  /** Default "enforce". */
+  mode?: PolicyMode;
 }
 
 export interface SyncResult {
   added: number;
   updated: number;
   removed: number;
+}
+
+/**
+ * A change of the ipcache and policy maps, entry by entry. applyDelta writes policy upserts first,
+ * then ipcache removals, ipcache upserts, and policy removals last, so that no address ever maps
+ * to an identity whose policy entries are not written yet (that would pass as pass_no_policy).
+ * A prefix both removed and upserted is only upserted (replaced in place, no gap).
+ */
+export interface DatapathDelta {
+  ipcacheUpsert?: readonly IpcacheEntry[];
+  /** Prefixes to remove (any textual form). */
+  ipcacheRemove?: readonly string[];
+  policyUpsert?: readonly PolicyEntry[];
+  policyRemove?: readonly PolicyKey[];
+}
+
+export interface DeltaResult {
+  ipcache: SyncResult;
+  policy: SyncResult;
 }
 
 /** Sums a per-CPU u64 value. */
@@ -160,13 +182,14 @@ export class Datapath {
   readonly auth: KernelAuthMap;
   private obj: BpfObject | undefined;
   private readonly ipcache: BpfMap<string, { identity: number; nodeId: number }>;
-  private readonly policy: BpfMap<PolicyKey, { authType: number }>;
+  private readonly policy: BpfMap<PolicyKey, { authType: number; mode: PolicyMode }>;
   private readonly throttle: BpfMap<AuthKey, bigint>;
   private readonly countersMap: BpfMap<number, bigint>;
   private readonly configMap: BpfMap<number, WireConfig>;
   private readonly authRaw: BpfMap<AuthKey, { expiryBootNs: bigint }>;
   private readonly sources = new Set<RingBufSignalSource>();
   private readonly log: Logger | undefined;
+  private fullSyncCount = 0;
 
   private constructor(obj: BpfObject, opts: DatapathOptions) {
     this.obj = obj;
@@ -227,6 +250,16 @@ export class Datapath {
     this.ipcache.update(e.cidr, { identity: e.identity, nodeId: e.nodeId });
   }
 
+  /**
+   * What the kernel finds for an address: the longest-prefix match of the LPM trie (so an address
+   * without its own entry returns its pod CIDR's entry). `cidr` in the result is the address asked.
+   */
+  lookupIpcache(address: string): IpcacheEntry | undefined {
+    this.object('lookup ipcache');
+    const v = this.ipcache.get(address);
+    return v ? { cidr: formatCidr(parseCidr(address)), identity: v.identity, nodeId: v.nodeId } : undefined;
+  }
+
   /** Returns false when the prefix was not present. */
   deleteIpcache(cidr: string): boolean {
     this.object('delete ipcache');
@@ -238,9 +271,18 @@ export class Datapath {
     return [...this.ipcache.entries()].map(([cidr, v]) => ({ cidr, identity: v.identity, nodeId: v.nodeId }));
   }
 
+  /**
+   * Full reconciliations so far (syncIpcache and syncPolicy calls, each of which walks a whole
+   * kernel map). A daemon does them at start-up only; afterwards every change is an applyDelta.
+   */
+  get fullSyncs(): number {
+    return this.fullSyncCount;
+  }
+
   /** Makes the ipcache equal to `desired` (prefixes compared in canonical form). */
   syncIpcache(desired: readonly IpcacheEntry[]): SyncResult {
     this.object('sync ipcache');
+    this.fullSyncCount++;
     const want = new Map<string, IpcacheEntry>();
     for (const e of desired) want.set(formatCidr(parseCidr(e.cidr)), e);
     const have = new Map(this.listIpcache().map((e) => [e.cidr, e]));
@@ -260,9 +302,9 @@ export class Datapath {
 
   // ---- policy ----
 
-  setPolicy(key: PolicyKey, authType: number): void {
+  setPolicy(key: PolicyKey, authType: number, mode: PolicyMode = 'enforce'): void {
     this.object('set policy');
-    this.policy.update(key, { authType });
+    this.policy.update(key, { authType, mode });
   }
 
   deletePolicy(key: PolicyKey): boolean {
@@ -272,25 +314,60 @@ export class Datapath {
 
   listPolicy(): PolicyEntry[] {
     this.object('list policy');
-    return [...this.policy.entries()].map(([k, v]) => ({ ...k, authType: v.authType }));
+    return [...this.policy.entries()].map(([k, v]) => ({ ...k, authType: v.authType, mode: v.mode }));
   }
 
   /** Makes the policy map equal to `desired`. */
   syncPolicy(desired: readonly PolicyEntry[]): SyncResult {
     this.object('sync policy');
+    this.fullSyncCount++;
     const key = (k: PolicyKey): string => `${k.localId}:${k.remoteId}`;
     const want = new Map(desired.map((e) => [key(e), e]));
     const have = new Map(this.listPolicy().map((e) => [key(e), e]));
     const r: SyncResult = { added: 0, updated: 0, removed: 0 };
     for (const [k, e] of want) {
       const h = have.get(k);
-      if (h && h.authType === e.authType) continue;
-      this.policy.update({ localId: e.localId, remoteId: e.remoteId }, { authType: e.authType });
+      const mode = e.mode ?? 'enforce';
+      if (h && h.authType === e.authType && h.mode === mode) continue;
+      this.policy.update({ localId: e.localId, remoteId: e.remoteId }, { authType: e.authType, mode });
       if (h) r.updated++;
       else r.added++;
     }
     for (const [k, h] of have) {
       if (!want.has(k) && this.policy.tryDelete(h)) r.removed++;
+    }
+    return r;
+  }
+
+  /**
+   * Applies a change entry by entry, in the order described at DatapathDelta. Only the listed
+   * entries are touched; no map is walked. `updated` counts upserts (the kernel does not say
+   * whether a key existed), `removed` the removals of keys that were present.
+   */
+  applyDelta(d: DatapathDelta): DeltaResult {
+    this.object('apply delta');
+    const r: DeltaResult = {
+      ipcache: { added: 0, updated: 0, removed: 0 },
+      policy: { added: 0, updated: 0, removed: 0 },
+    };
+    for (const e of d.policyUpsert ?? []) {
+      this.policy.update(
+        { localId: e.localId, remoteId: e.remoteId },
+        { authType: e.authType, mode: e.mode ?? 'enforce' },
+      );
+      r.policy.updated++;
+    }
+    const upserted = new Set((d.ipcacheUpsert ?? []).map((e) => formatCidr(parseCidr(e.cidr))));
+    for (const cidr of d.ipcacheRemove ?? []) {
+      if (upserted.has(formatCidr(parseCidr(cidr)))) continue;
+      if (this.ipcache.tryDelete(cidr)) r.ipcache.removed++;
+    }
+    for (const e of d.ipcacheUpsert ?? []) {
+      this.ipcache.update(e.cidr, { identity: e.identity, nodeId: e.nodeId });
+      r.ipcache.updated++;
+    }
+    for (const k of d.policyRemove ?? []) {
+      if (this.policy.tryDelete({ localId: k.localId, remoteId: k.remoteId })) r.policy.removed++;
     }
     return r;
   }

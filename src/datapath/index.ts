@@ -7,10 +7,13 @@ export {
   SYN_RTO_MS_MIN,
   SYN_RTO_MS_MAX,
   type DatapathOptions,
+  type DatapathDelta,
+  type DeltaResult,
   type PolicyEntry,
   type Semantics,
   type SyncResult,
 } from './datapath.js';
+export { diffMaps, isEmptyDelta, type MapsState } from './delta.js';
 export { BpfObject, type BpfObjectOptions } from './bpf-object.js';
 export { BpfMap, UpdateFlags, numPossibleCpus, type MapInfo } from './map.js';
 export { RingBufReader, type RingBufReaderOptions } from './ringbuf.js';

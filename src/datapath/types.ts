@@ -14,6 +14,12 @@ export type AuthTypeValue = (typeof AuthType)[keyof typeof AuthType];
 export const IDENTITY_UNKNOWN = 0;
 /** Policy remote id 0 is the wildcard "any remote identity". */
 export const POLICY_ANY_REMOTE = 0;
+/**
+ * Reserved identity (MA_ID_UNRESOLVED) of ipcache entries covering a node's pod CIDR: an address
+ * inside it without a workload entry belongs to a pod not known yet. As a policy remote id it
+ * says what happens to a local identity's traffic with such addresses. Never allocated.
+ */
+export const IDENTITY_UNRESOLVED = 0xffffffff;
 /** Node id 0 is the local node. */
 export const LOCAL_NODE_ID = 0;
 
@@ -34,6 +40,13 @@ export interface AuthValue {
 /** Direction of the packet that caused a signal, relative to the local workload. */
 export type Direction = 'egress' | 'ingress';
 
+/**
+ * How the datapath treats an unauthenticated pair (MA_MODE_* of bpf/meshauth.h): "enforce" drops
+ * its packets, "permissive" passes them counted as pass_permissive and still signals. A disabled
+ * rule has no policy entry.
+ */
+export type PolicyMode = 'enforce' | 'permissive';
+
 /** One auth-required signal read from the ring buffer. */
 export interface AuthSignal {
   localId: number;
@@ -41,6 +54,10 @@ export interface AuthSignal {
   remoteNode: number;
   authType: number;
   direction: Direction;
+  /** The pair's policy is permissive: the packet passed unauthenticated. */
+  permissive?: boolean;
+  /** remoteId is IDENTITY_UNRESOLVED: an address in a pod CIDR whose pod is not known yet. */
+  unresolved?: boolean;
   /** Kernel CLOCK_BOOTTIME of the drop, nanoseconds. */
   bootNs: bigint;
 }
@@ -54,7 +71,10 @@ export interface IpcacheEntry {
   nodeId: number;
 }
 
-/** policy: pair (local identity, remote identity or POLICY_ANY_REMOTE) -> auth type. */
+/**
+ * policy: pair (local identity, remote identity, POLICY_ANY_REMOTE or IDENTITY_UNRESOLVED) ->
+ * auth type and mode.
+ */
 export interface PolicyKey {
   localId: number;
   remoteId: number;
@@ -75,7 +95,11 @@ export type VerdictName =
   /** sock_ops: connections of unauthenticated pairs whose initial SYN RTO was shortened (not packets). */
   | 'syn_rto_shortened'
   /** Frames that may carry IP in an encapsulation the datapath does not parse (MPLS, PPPoE, 3+ VLAN tags): dropped. */
-  | 'drop_unparsed_encap';
+  | 'drop_unparsed_encap'
+  /** Packets of unauthenticated pairs passed because the pair's policy is permissive. */
+  | 'pass_permissive'
+  /** Packets dropped because the remote address is in a pod CIDR but not (yet) in the ipcache. */
+  | 'drop_unresolved_pod_ip';
 
 export type VerdictCounters = Record<VerdictName, bigint>;
 

@@ -3,7 +3,7 @@
  * (little-endian host order, explicit padding) and asserts its size; a change on either side must
  * be made on both.
  */
-import type { AuthKey, Direction, IpcacheEntry, PolicyKey, VerdictName } from './types.js';
+import type { AuthKey, Direction, IpcacheEntry, PolicyKey, PolicyMode, VerdictName } from './types.js';
 import { formatCidr, parseCidr } from './cidr.js';
 import { DatapathInputError } from './errors.js';
 
@@ -83,14 +83,22 @@ export const policyKey: Codec<PolicyKey> = checked(
   (b, o) => ({ localId: b.readUInt32LE(o), remoteId: b.readUInt32LE(o + 4) }),
 );
 
-/** struct ma_policy_value (4 bytes): u8 auth_type; u8 pad[3]. */
-export const policyValue: Codec<{ authType: number }> = checked(
+/** MA_MODE_* of ma_policy_value.mode. */
+export const MODE_ENFORCE = 0;
+export const MODE_PERMISSIVE = 1;
+
+/** struct ma_policy_value (4 bytes): u8 auth_type; u8 mode (MA_MODE_*); u8 pad[2]. */
+export const policyValue: Codec<{ authType: number; mode: PolicyMode }> = checked(
   'ma_policy_value',
   4,
   (v, b) => {
     b.writeUInt8(u8('ma_policy_value', 'authType', v.authType), 0);
+    b.writeUInt8(v.mode === 'permissive' ? MODE_PERMISSIVE : MODE_ENFORCE, 1);
   },
-  (b, o) => ({ authType: b.readUInt8(o) }),
+  (b, o) => ({
+    authType: b.readUInt8(o),
+    mode: b.readUInt8(o + 1) === MODE_PERMISSIVE ? 'permissive' : 'enforce',
+  }),
 );
 
 /** struct ma_auth_key (16 bytes): u32 local_id; u32 remote_id; u32 remote_node; u8 auth_type; u8 pad[3]. */
@@ -148,14 +156,25 @@ export interface WireSignal {
   remoteNode: number;
   authType: number;
   direction: Direction;
+  /** MA_SIG_PERMISSIVE: the pair's policy is permissive and the packet passed. */
+  permissive: boolean;
+  /** MA_SIG_UNRESOLVED: the remote address is in a pod CIDR but has no identity yet. */
+  unresolved: boolean;
   bootNs: bigint;
 }
+
+/** ma_signal.flags bits (MA_SIG_*). */
+export const SIGNAL_PERMISSIVE = 1;
+export const SIGNAL_UNRESOLVED = 2;
 
 /** MA_DIR_* */
 export const DIRECTION_EGRESS = 0;
 export const DIRECTION_INGRESS = 1;
 
-/** struct ma_signal (24 bytes): u32 local_id, remote_id, remote_node; u8 auth_type, direction; u8 pad[2]; u64 boot_ns. */
+/**
+ * struct ma_signal (24 bytes): u32 local_id, remote_id, remote_node; u8 auth_type, direction,
+ * flags (MA_SIG_*); u8 pad; u64 boot_ns.
+ */
 export const signal: Codec<WireSignal> = checked(
   'ma_signal',
   24,
@@ -165,6 +184,7 @@ export const signal: Codec<WireSignal> = checked(
     b.writeUInt32LE(u32('ma_signal', 'remoteNode', v.remoteNode), 8);
     b.writeUInt8(u8('ma_signal', 'authType', v.authType), 12);
     b.writeUInt8(v.direction === 'ingress' ? DIRECTION_INGRESS : DIRECTION_EGRESS, 13);
+    b.writeUInt8((v.permissive ? SIGNAL_PERMISSIVE : 0) | (v.unresolved ? SIGNAL_UNRESOLVED : 0), 14);
     b.writeBigUInt64LE(v.bootNs, 16);
   },
   (b, o) => ({
@@ -173,6 +193,8 @@ export const signal: Codec<WireSignal> = checked(
     remoteNode: b.readUInt32LE(o + 8),
     authType: b.readUInt8(o + 12),
     direction: b.readUInt8(o + 13) === DIRECTION_INGRESS ? 'ingress' : 'egress',
+    permissive: (b.readUInt8(o + 14) & SIGNAL_PERMISSIVE) !== 0,
+    unresolved: (b.readUInt8(o + 14) & SIGNAL_UNRESOLVED) !== 0,
     bootNs: b.readBigUInt64LE(o + 16),
   }),
 );
@@ -229,6 +251,8 @@ export const VERDICT_NAMES: readonly VerdictName[] = [
   'signal_ringbuf_full',
   'syn_rto_shortened',
   'drop_unparsed_encap',
+  'pass_permissive',
+  'drop_unresolved_pod_ip',
 ];
 
 /** Map names and sizes of bpf/meshauth.h. */

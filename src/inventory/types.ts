@@ -9,6 +9,8 @@ export interface InventoryNode {
   wireguardPublicKey: string | undefined;
   /** Handshake port of this node's daemon, when it differs from the configured default. */
   handshakePort: number | undefined;
+  /** WireGuard UDP port of the node, when it differs from wireguard.listenPort (Kubernetes annotation). */
+  wireguardPort?: number | undefined;
 }
 
 /** A workload (pod): its SPIFFE ID, node and addresses. */

@@ -8,7 +8,8 @@ export interface MetricsOptions {
 /** Kernel verdict counters by name (cumulative, as read from the per-CPU map). */
 export type VerdictSource = () => Record<string, number | bigint>;
 
-type SignalOutcome = 'queued' | 'pending' | 'live' | 'backoff' | 'queue-full' | 'unresolved';
+type SignalOutcome =
+  'queued' | 'pending' | 'live' | 'backoff' | 'queue-full' | 'unresolved' | 'unresolved-address';
 
 /**
  * All meshauth Prometheus metrics in one registry. The daemon creates one and hands it (or the
@@ -65,7 +66,7 @@ export class Metrics {
     });
     this.signalsReceived = new Counter({
       name: 'meshauth_signals_received_total',
-      help: 'Auth-required signals from the datapath, by what the daemon did with them (queued, pending, live, backoff, queue-full, unresolved)',
+      help: 'Auth-required signals from the datapath, by what the daemon did with them (queued, pending, live, backoff, queue-full, unresolved; unresolved-address: a pod address not known yet)',
       labelNames: ['outcome'],
       registers,
     });

@@ -1,12 +1,14 @@
 import { hostCidr } from '../config/index.js';
 import {
   AuthType,
+  IDENTITY_UNRESOLVED,
   LOCAL_NODE_ID,
   POLICY_ANY_REMOTE,
   type AuthKey,
   type AuthTypeValue,
   type IpcacheEntry,
   type PolicyKey,
+  type PolicyMode,
 } from '../datapath/index.js';
 import type { Inventory } from '../inventory/index.js';
 import type { Policy } from './policy.js';
@@ -31,11 +33,21 @@ export interface CompileNodeStateInput {
    * pod address not in the inventory lives on. Default false.
    */
   includeRemotePodCidrs?: boolean;
+  /**
+   * Fail closed for pods not known yet: map every node's pod CIDRs (this node's included) to
+   * (IDENTITY_UNRESOLVED, node id), and give every local identity named by an enabled rule the
+   * entry (local, IDENTITY_UNRESOLVED) with the strongest mode of its rules, so its traffic with a
+   * pod address that has no workload entry yet is dropped (or counted, when permissive) until the
+   * pod is known. Overrides includeRemotePodCidrs. Default false.
+   */
+  unresolvedPodCidrs?: boolean;
 }
 
 export interface PolicyEntry {
   key: PolicyKey;
   authType: AuthTypeValue;
+  /** How the datapath treats the pair unauthenticated. */
+  mode: PolicyMode;
 }
 
 export interface NodeState {
@@ -88,7 +100,12 @@ export function compileNodeState(input: CompileNodeStateInput): NodeState {
       });
     }
   }
-  if (input.includeRemotePodCidrs) {
+  if (input.unresolvedPodCidrs) {
+    for (const n of inventory.nodes()) {
+      for (const cidr of n.podCIDRs)
+        ipcache.push({ cidr, identity: IDENTITY_UNRESOLVED, nodeId: nodeIdOf(n.name) });
+    }
+  } else if (input.includeRemotePodCidrs) {
     for (const n of inventory.nodes()) {
       if (n.name === nodeName) continue;
       for (const cidr of n.podCIDRs) ipcache.push({ cidr, identity: 0, nodeId: nodeIdOf(n.name) });
@@ -100,15 +117,31 @@ export function compileNodeState(input: CompileNodeStateInput): NodeState {
   const entries: PolicyEntry[] = [];
   for (const local of localSpiffeIds) {
     const localId = identities.get(local) as number;
-    if (policy.requiresWithAnyone(local)) {
-      entries.push({ key: { localId, remoteId: POLICY_ANY_REMOTE }, authType: AuthType.SpiffeMtls });
-      continue; // the wildcard covers every specific remote
+    const anyone = policy.requiresWithAnyone(local);
+    if (anyone) {
+      entries.push({
+        key: { localId, remoteId: POLICY_ANY_REMOTE },
+        authType: AuthType.SpiffeMtls,
+        mode: anyone.mode === 'permissive' ? 'permissive' : 'enforce',
+      });
     }
     for (const remote of allIds) {
-      if (policy.requires(local, remote)) {
+      const mode = policy.pairMode(local, remote);
+      // A required wildcard covers every remote; a permissive one every permissive pair.
+      if (mode === undefined || (anyone && (anyone.mode === 'required' || mode === 'permissive'))) continue;
+      entries.push({
+        key: { localId, remoteId: identities.get(remote) as number },
+        authType: AuthType.SpiffeMtls,
+        mode,
+      });
+    }
+    if (input.unresolvedPodCidrs && anyone?.mode !== 'required') {
+      const mode = policy.modeWithUnknownPeers(local);
+      if (mode) {
         entries.push({
-          key: { localId, remoteId: identities.get(remote) as number },
+          key: { localId, remoteId: IDENTITY_UNRESOLVED },
           authType: AuthType.SpiffeMtls,
+          mode,
         });
       }
     }

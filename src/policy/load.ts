@@ -40,7 +40,7 @@ const policySchema = z
         from: pattern(),
         to: pattern(),
         auth: fields.enumField(['mutual'] as const, 'mutual'),
-        mode: fields.enumField(['required', 'disabled'] as const, 'required'),
+        mode: fields.enumField(['required', 'permissive', 'disabled'] as const, 'required'),
       }),
     ),
   })

@@ -1,6 +1,10 @@
 import type { IdPattern } from './pattern.js';
 
-export type RuleMode = 'required' | 'disabled';
+/**
+ * "required": enforced (unauthenticated packets dropped); "permissive": authenticated, but
+ * unauthenticated packets pass, counted and signalled; "disabled": kept but switched off.
+ */
+export type RuleMode = 'required' | 'permissive' | 'disabled';
 
 /** One policy rule. A rule covers the pair in both directions (the datapath sees both). */
 export interface PolicyRule {
@@ -9,6 +13,6 @@ export interface PolicyRule {
   to: IdPattern;
   /** Only "mutual" (SPIFFE mTLS between the node daemons) exists today. */
   auth: 'mutual';
-  /** "disabled" keeps the rule in the file but switches it off. */
+  /** "disabled" keeps the rule but switches it off; "permissive" authenticates without dropping. */
   mode: RuleMode;
 }

@@ -31,6 +31,10 @@ export interface InterfaceOptions {
   mode?: 'auto' | WireguardMode;
   /** The named network namespace the interface lives in: commands run there and wireguard-go is looked for there. */
   netns?: string;
+  /**
+   * wireguard-go executable: a path, or a name looked up on PATH (default "wireguard-go"). Its file
+   * name is also the process name looked for in /proc (wireguard-go re-executes itself by path).
+   */
   wireguardGo?: string;
 }
 

@@ -19,7 +19,7 @@ import { peerFromNode, type WireguardPeer } from './plan.js';
 export type WireguardInventory = Pick<Inventory, 'nodes' | 'node' | 'onChange'>;
 
 export interface StartWireguardOptions {
-  /** Only `wireguard` is read: interface, listenPort, address, privateKeyFile. */
+  /** Only `wireguard` is read: interface, listenPort, address, privateKeyFile, userspaceBinary. */
   config: Pick<DaemonConfig, 'wireguard'>;
   inventory: WireguardInventory;
   /** This node's name in the inventory. */
@@ -112,6 +112,7 @@ export async function startWireguard(opts: StartWireguardOptions): Promise<Wireg
     interfaceName: wg.interface,
     listenPort: wg.listenPort,
     ...(wg.address === undefined ? {} : { address: wg.address }),
+    ...(wg.userspaceBinary === undefined ? {} : { wireguardGo: wg.userspaceBinary }),
     ...(opts.mtu === undefined ? {} : { mtu: opts.mtu }),
     ...(opts.mode === undefined ? {} : { mode: opts.mode }),
     ...(opts.netns === undefined ? {} : { netns: opts.netns }),

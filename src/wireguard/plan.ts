@@ -50,6 +50,8 @@ export function peerFromNode(
     readonly address: string;
     readonly podCIDRs: readonly string[];
     readonly wireguardPublicKey?: string | undefined;
+    /** Overrides opts.port for this node. */
+    readonly wireguardPort?: number | undefined;
   },
   opts: { readonly port: number; readonly persistentKeepaliveSec?: number },
 ): WireguardPeer | undefined {
@@ -58,7 +60,7 @@ export function peerFromNode(
   return {
     name: node.name,
     publicKey: node.wireguardPublicKey,
-    endpoint: `${host}:${opts.port}`,
+    endpoint: `${host}:${node.wireguardPort ?? opts.port}`,
     allowedIPs: node.podCIDRs,
     ...(opts.persistentKeepaliveSec === undefined
       ? {}

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cluster, mountBpffs, type ClusterOptions } from '../../demo/cluster.js';
-import { buildTopology, PODS } from '../../demo/topology.js';
+import { buildTopology, PODS, type TopologyOptions } from '../../demo/topology.js';
 import { NetnsLab } from '../helpers/netns.js';
 
 /** SPIFFE ID of a demo pod. */
@@ -21,7 +21,12 @@ export interface DemoCluster {
  */
 export async function startDemoCluster(
   prefix: string,
-  opts: Omit<ClusterOptions, 'workDir' | 'bpffs'> & { startOrder?: string[]; serve?: string[] },
+  opts: Omit<ClusterOptions, 'workDir' | 'bpffs'> & {
+    startOrder?: string[];
+    serve?: string[];
+    /** Pod interfaces from a reference CNI plugin instead of the hand-built bridge. */
+    cni?: Omit<NonNullable<TopologyOptions['cni']>, 'dataDir'>;
+  },
 ): Promise<DemoCluster> {
   const lab = new NetnsLab(prefix);
   const workDir = mkdtempSync(join(tmpdir(), `meshauth-${prefix}-`));
@@ -36,7 +41,11 @@ export async function startDemoCluster(
   };
   try {
     unmount = mountBpffs(bpffs);
-    cluster = new Cluster(buildTopology(lab, { podRoutes: !opts.wireguard }), { ...opts, workDir, bpffs });
+    const topo = buildTopology(lab, {
+      podRoutes: !opts.wireguard,
+      ...(opts.cni ? { cni: { ...opts.cni, dataDir: join(workDir, 'cni') } } : {}),
+    });
+    cluster = new Cluster(topo, { ...opts, workDir, bpffs });
     await cluster.init();
     for (const node of opts.startOrder ?? ['node-a', 'node-b']) await cluster.start(node);
     for (const pod of opts.serve ?? ['db', 'cache']) cluster.serve(pod, 8080);

@@ -28,6 +28,8 @@ export interface CertSpec {
   /** URI SANs (e.g. SPIFFE IDs); none when empty or absent. */
   uris?: string[];
   dns?: string[];
+  /** IP address SANs. */
+  ips?: string[];
   /** BasicConstraints cA; the extension is omitted when undefined and `basicConstraints` is false. */
   ca?: boolean;
   /** Set false to leave BasicConstraints out entirely. */
@@ -80,6 +82,7 @@ export async function makeCert(spec: CertSpec = {}): Promise<TestCert> {
   const names: x509.JsonGeneralName[] = [
     ...(spec.uris ?? []).map((value) => ({ type: 'url' as const, value })),
     ...(spec.dns ?? []).map((value) => ({ type: 'dns' as const, value })),
+    ...(spec.ips ?? []).map((value) => ({ type: 'ip' as const, value })),
   ];
   if (names.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(names));
   extensions.push(await x509.SubjectKeyIdentifierExtension.create(keys.publicKey));

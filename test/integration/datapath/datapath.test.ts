@@ -334,7 +334,7 @@ describe.skipIf(!isPrivileged())('datapath (BPF_PROG_TEST_RUN)', () => {
       updated: 0,
       removed: 1,
     });
-    expect(dp.listPolicy()).toEqual([{ localId: 10, remoteId: 0, authType: 1 }]);
+    expect(dp.listPolicy()).toEqual([{ localId: 10, remoteId: 0, authType: 1, mode: 'enforce' }]);
     const before = dp.listIpcache();
     expect(before).toHaveLength(5);
     const s = dp.syncIpcache([
@@ -409,7 +409,7 @@ describe.skipIf(!isPrivileged())('pinned maps', () => {
       const b = openDatapath(pinDir); // no settings: the pinned ones stay
       try {
         expect(b.listIpcache()).toEqual([{ cidr: '10.9.0.0/16', identity: 5, nodeId: 1 }]);
-        expect(b.listPolicy()).toEqual([{ localId: 5, remoteId: 0, authType: 1 }]);
+        expect(b.listPolicy()).toEqual([{ localId: 5, remoteId: 0, authType: 1, mode: 'enforce' }]);
         expect(Math.abs(b.auth.lookup(key)!.expiresAtMs - exp)).toBeLessThanOrEqual(2);
         expect(b.settings()).toEqual({
           signalThrottleMs: 100,
@@ -446,7 +446,11 @@ describe.skipIf(!isPrivileged())('pinned maps', () => {
       });
       const entries = Array.from(
         { length: 600 },
-        (_, i) => [{ localId: i + 1, remoteId: 0 }, { authType: 1 }] as const,
+        (_, i) =>
+          [
+            { localId: i + 1, remoteId: 0 },
+            { authType: 1, mode: 'enforce' },
+          ] as const,
       );
       expect(policy.updateBatch(entries)).toBe(600);
       const read = policy.lookupBatch(128);

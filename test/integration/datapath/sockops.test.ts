@@ -231,7 +231,7 @@ describe.skipIf(!isPrivileged())('sock_ops program: short initial SYN RTO for un
     }
   });
 
-  it('leaves the timeout alone for live entries, pairs without policy, same-node peers and sockets outside the cgroup', async () => {
+  it('leaves the timeout alone for live entries, pairs without policy, permissive pairs, same-node peers and sockets outside the cgroup', async () => {
     dp.attachSockOps(cgroup);
     const before = shortened();
     // live entry
@@ -242,6 +242,13 @@ describe.skipIf(!isPrivileged())('sock_ops program: short initial SYN RTO for un
     dp.auth.delete(KEY);
     // no policy for the pair
     dp.deletePolicy({ localId: 100, remoteId: 200 });
+    try {
+      await connectMs(2000);
+    } finally {
+      dp.setPolicy({ localId: 100, remoteId: 200 }, AuthType.SpiffeMtls);
+    }
+    // a permissive pair: its SYN passes unauthenticated, so there is nothing to retransmit early
+    dp.setPolicy({ localId: 100, remoteId: 200 }, AuthType.SpiffeMtls, 'permissive');
     try {
       await connectMs(2000);
     } finally {

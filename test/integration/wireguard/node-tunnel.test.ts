@@ -47,6 +47,7 @@ describe.skipIf(!isPrivileged())('startWireguard: two nodes from the inventory o
       listenPort: PORT,
       address: `10.99.0.${n.underlayIp.split('.')[3]}/32`,
       privateKeyFile: privateKeyPath(n.stateDir),
+      userspaceBinary: 'wireguard-go',
     },
   });
   const recording = (ns: string): Exec => {

@@ -68,6 +68,7 @@ describe.skipIf(!isPrivileged() || !existsSync(OBJECT_PATH))(
         listenPort: 51820,
         address: undefined,
         privateKeyFile: privateKeyPath(n.stateDir),
+        userspaceBinary: 'wireguard-go',
       },
     });
 

@@ -96,6 +96,7 @@ describe('loadConfig: defaults', () => {
       listenPort: 51820,
       address: undefined,
       privateKeyFile: '/var/lib/meshauth/wireguard/private.key',
+      userspaceBinary: 'wireguard-go',
     });
     expect(c.log.level).toBe('info');
   });

@@ -17,7 +17,7 @@ describe('wire codecs mirror bpf/meshauth.h', () => {
     expect(wire.authValue.size).toBe(8);
     expect(wire.signal.size).toBe(24);
     expect(wire.config.size).toBe(24);
-    expect(wire.VERDICT_NAMES).toHaveLength(12);
+    expect(wire.VERDICT_NAMES).toHaveLength(14);
   });
 
   it('encode to exactly size bytes', () => {
@@ -30,6 +30,8 @@ describe('wire codecs mirror bpf/meshauth.h', () => {
         remoteNode: 3,
         authType: 1,
         direction: 'ingress',
+        permissive: false,
+        unresolved: false,
         bootNs: 5n,
       }),
     ).toHaveLength(24);
@@ -50,7 +52,12 @@ describe('wire codecs mirror bpf/meshauth.h', () => {
       localId: 3,
       remoteId: 0,
     });
-    expect(wire.policyValue.decode(wire.policyValue.encode({ authType: 1 }))).toEqual({ authType: 1 });
+    for (const mode of ['enforce', 'permissive'] as const) {
+      expect(wire.policyValue.decode(wire.policyValue.encode({ authType: 1, mode }))).toEqual({
+        authType: 1,
+        mode,
+      });
+    }
     expect(wire.ipcacheValue.decode(wire.ipcacheValue.encode({ identity: 11, nodeId: 2 }))).toEqual({
       identity: 11,
       nodeId: 2,
@@ -61,6 +68,8 @@ describe('wire codecs mirror bpf/meshauth.h', () => {
       remoteNode: 3,
       authType: 1,
       direction: 'ingress' as const,
+      permissive: true,
+      unresolved: true,
       bootNs: 99n,
     };
     expect(wire.signal.decode(wire.signal.encode(sig))).toEqual(sig);
@@ -79,11 +88,37 @@ describe('wire codecs mirror bpf/meshauth.h', () => {
     expect(b.toString('hex')).toBe('0100000000000000' + '02000000' + '03000000' + '32000000' + 'fa000000');
   });
 
-  it('keep existing verdict indexes and append new verdicts at the end', () => {
+  it('keep existing verdict indexes and append new verdicts last', () => {
     expect(wire.VERDICT_NAMES.indexOf('signal_ringbuf_full')).toBe(9);
     expect(wire.VERDICT_NAMES.indexOf('syn_rto_shortened')).toBe(10);
     expect(wire.VERDICT_NAMES.indexOf('drop_unparsed_encap')).toBe(11);
-    expect(wire.MAPS.counters.maxEntries).toBe(12);
+    expect(wire.VERDICT_NAMES.indexOf('pass_permissive')).toBe(12);
+    expect(wire.VERDICT_NAMES.indexOf('drop_unresolved_pod_ip')).toBe(13);
+    expect(wire.MAPS.counters.maxEntries).toBe(14);
+  });
+
+  it('lay out ma_policy_value as u8 auth_type, u8 mode, u8 pad[2]', () => {
+    expect(wire.policyValue.encode({ authType: 1, mode: 'enforce' }).toString('hex')).toBe('01000000');
+    expect(wire.policyValue.encode({ authType: 1, mode: 'permissive' }).toString('hex')).toBe('01010000');
+  });
+
+  it('read the signal flags byte at offset 14 (MA_SIG_PERMISSIVE 1, MA_SIG_UNRESOLVED 2)', () => {
+    const b = Buffer.alloc(24);
+    b[14] = 1;
+    expect(wire.signal.decode(b)).toMatchObject({ permissive: true, unresolved: false });
+    b[14] = 2;
+    expect(wire.signal.decode(b)).toMatchObject({ permissive: false, unresolved: true });
+    const e = wire.signal.encode({
+      localId: 0,
+      remoteId: 0xffffffff,
+      remoteNode: 0,
+      authType: 1,
+      direction: 'egress',
+      permissive: true,
+      unresolved: true,
+      bootNs: 0n,
+    });
+    expect(e[14]).toBe(3);
   });
 
   it('decode signal direction bytes 0 and 1 and read boot_ns at offset 16', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { AuthType, POLICY_ANY_REMOTE } from '../../../src/datapath/types.js';
+import { AuthType, IDENTITY_UNRESOLVED, POLICY_ANY_REMOTE } from '../../../src/datapath/types.js';
 import { loadConfig } from '../../../src/config/index.js';
 import { assertNodeListed, loadInventoryFile, parseInventory } from '../../../src/inventory/index.js';
 import {
@@ -38,7 +38,11 @@ workloads:
   - { spiffeId: "${PROM}", node: node-b, ips: [10.10.2.20] }
 `);
 
-function compile(nodeName: string, policyText: string, opts: { includeRemotePodCidrs?: boolean } = {}) {
+function compile(
+  nodeName: string,
+  policyText: string,
+  opts: { includeRemotePodCidrs?: boolean; unresolvedPodCidrs?: boolean } = {},
+) {
   const identities = new MemoryAllocator();
   const nodes = new MemoryAllocator();
   const state = compileNodeState({
@@ -159,6 +163,77 @@ describe('compileNodeState', () => {
     expect(state.ipcache.some((e) => e.cidr === '10.10.1.0/24')).toBe(false);
   });
 
+  it('gives each pair the mode of its strongest rule; a required wildcard covers everything', () => {
+    const { state, identities } = compile(
+      'node-a',
+      `rules:
+  - { name: web-api, from: "${WEB}", to: "${API}", mode: permissive }
+  - { name: client-web, from: "${CLIENT}", to: "${WEB}", mode: permissive }
+  - { name: client-web-strict, from: "${CLIENT}", to: "${WEB}" }
+`,
+    );
+    const id = (s: string) => identities.ids.get(s);
+    expect(state.policy).toEqual([
+      { key: { localId: id(CLIENT), remoteId: id(WEB) }, authType: 1, mode: 'enforce' },
+      { key: { localId: id(WEB), remoteId: id(API) }, authType: 1, mode: 'permissive' },
+      { key: { localId: id(WEB), remoteId: id(CLIENT) }, authType: 1, mode: 'enforce' },
+    ]);
+    // A permissive wildcard keeps a specific entry for an enforced pair.
+    const w = compile(
+      'node-a',
+      `rules:
+  - { name: any-web, from: "*", to: "${WEB}", mode: permissive }
+  - { name: client-web, from: "${CLIENT}", to: "${WEB}" }
+`,
+    );
+    const wid = (s: string) => w.identities.ids.get(s);
+    expect(w.state.policy).toEqual([
+      { key: { localId: wid(CLIENT), remoteId: wid(WEB) }, authType: 1, mode: 'enforce' },
+      { key: { localId: wid(WEB), remoteId: POLICY_ANY_REMOTE }, authType: 1, mode: 'permissive' },
+      { key: { localId: wid(WEB), remoteId: wid(CLIENT) }, authType: 1, mode: 'enforce' },
+    ]);
+  });
+
+  it('fails closed for pod addresses not known yet when asked to', () => {
+    const POLICY2 = `rules:
+  - { name: web-api, from: "${WEB}", to: "${API}" }
+  - { name: client-new, from: "${CLIENT}", to: "spiffe://demo.local/ns/demo/sa/not-running-yet", mode: permissive }
+`;
+    const { state, identities, nodes } = compile('node-a', POLICY2, { unresolvedPodCidrs: true });
+    // every node's pod CIDRs, this node's included, as unresolved
+    expect(state.ipcache.filter((e) => e.identity === IDENTITY_UNRESOLVED)).toEqual([
+      { cidr: '10.10.1.0/24', identity: IDENTITY_UNRESOLVED, nodeId: 0 },
+      { cidr: '10.10.2.0/24', identity: IDENTITY_UNRESOLVED, nodeId: nodes.ids.get('node-b') },
+      { cidr: 'fd00:a::/64', identity: IDENTITY_UNRESOLVED, nodeId: 0 },
+    ]);
+    // each local identity named by a rule gets (local, unresolved) with its strongest mode, even
+    // when no current workload matches the rule's other side
+    const unresolved = state.policy.filter((e) => e.key.remoteId === IDENTITY_UNRESOLVED);
+    expect(unresolved).toEqual(
+      [
+        {
+          key: { localId: identities.ids.get(CLIENT), remoteId: IDENTITY_UNRESOLVED },
+          authType: 1,
+          mode: 'permissive',
+        },
+        {
+          key: { localId: identities.ids.get(WEB), remoteId: IDENTITY_UNRESOLVED },
+          authType: 1,
+          mode: 'enforce',
+        },
+      ].sort((a, b) => (a.key.localId as number) - (b.key.localId as number)),
+    );
+    // a required wildcard already covers unresolved addresses
+    const w = compile('node-b', `rules:\n  - { name: prom, from: "${PROM}", to: "*" }\n`, {
+      unresolvedPodCidrs: true,
+    });
+    expect(
+      w.state.policy.filter(
+        (e) => e.key.localId === w.identities.ids.get(PROM) && e.key.remoteId === IDENTITY_UNRESOLVED,
+      ),
+    ).toEqual([]);
+  });
+
   it('uses the batch allocation when available', () => {
     const identities = new MemoryAllocator();
     let batches = 0;
@@ -225,12 +300,12 @@ describe('examples', () => {
     '%s compiles against the example files',
     (file) => {
       const config = loadConfig({ file });
-      const inv = loadInventoryFile(config.inventory.file);
+      const inv = loadInventoryFile(config.inventory.file as string);
       assertNodeListed(inv, config.node, config.file);
       const state = compileNodeState({
         nodeName: config.node,
         inventory: inv,
-        policy: loadPolicyFile(config.policy.file),
+        policy: loadPolicyFile(config.policy.file as string),
         identities: new MemoryAllocator(),
         nodes: new MemoryAllocator(),
       });

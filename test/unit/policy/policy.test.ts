@@ -118,7 +118,7 @@ describe('policy validation', () => {
     [
       'bad mode',
       'rules:\n  - { name: a, from: "*", to: "*", mode: off }\n',
-      ['rules[0].mode: must be one of "required", "disabled" (got "off")'],
+      ['rules[0].mode: must be one of "required", "permissive", "disabled" (got "off")'],
     ],
     [
       'bad pattern',

@@ -129,7 +129,7 @@ export class FakeHost {
       }
     }
     if (file === 'wg') return fail('Unable to access interface: No such device');
-    if (file === 'env' && a.includes('wireguard-go')) {
+    if (file === 'env' && a.some((x) => x.endsWith('wireguard-go'))) {
       this.link = { ifindex: this.nextIfindex++, kind: 'tun', up: false, mtu: 1420 };
       this.port = 40001;
       return ok();

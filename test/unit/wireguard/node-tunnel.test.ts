@@ -43,6 +43,7 @@ describe('startWireguard: the tunnel follows the inventory (fake kernel-module h
       listenPort: 51999,
       address: '10.99.0.1/32',
       privateKeyFile: join(dir, 'wireguard', 'private.key'),
+      userspaceBinary: 'wireguard-go',
       ...over,
     },
   });
@@ -88,6 +89,23 @@ describe('startWireguard: the tunnel follows the inventory (fake kernel-module h
     expect(st.nodesWithoutKey).toEqual(['c']);
     expect(st.peers.map((p) => [p.name, p.publicKey])).toEqual([['b', keyB]]);
     expect(st.lastReconcile?.error).toBeUndefined();
+  });
+
+  it('starts the configured wireguard-go executable where the kernel has no module', async () => {
+    host.kernelModule = false;
+    const binary = '/opt/meshauth/bin/wireguard-go';
+    tunnel = await startWireguard({
+      config: config({ userspaceBinary: binary }),
+      inventory: new Inventory(data([node('a', 1, undefined), node('b', 2, keyB)])),
+      nodeName: 'a',
+      stateDir: dir,
+      exec: host.exec,
+      resyncIntervalMs: 0,
+    });
+    expect(tunnel.mode).toBe('userspace');
+    const starts = host.calls.filter((c) => c[0] === 'env');
+    expect(starts).toEqual([['env', '-u', 'LOG_LEVEL', '-u', 'WG_PROCESS_FOREGROUND', binary, ifname]]);
+    expect([...host.peers.keys()]).toEqual([keyB]);
   });
 
   it('reconciles on every inventory change: new node, changed CIDRs, removed node, own key published', async () => {

@@ -1,0 +1,218 @@
+import type { Logger } from 'pino';
+import { Registry } from 'prom-client';
+import type { DaemonConfig } from '../config/index.js';
+import {
+  assertNodeListed,
+  loadInventoryFile,
+  watchInventoryFile,
+  type Inventory,
+} from '../inventory/index.js';
+import {
+  KubernetesClient,
+  KubernetesInventorySource,
+  KubernetesMetrics,
+  KubernetesPolicySource,
+  loadKubeConfig,
+  MUTUAL_AUTH_POLICY,
+  mutualAuthPolicyConverter,
+  publishNodeKey,
+  type NodeKeyPublication,
+  type PolicyConverter,
+  type PolicyResource,
+  type WatchStatus,
+} from '../kubernetes/index.js';
+import { loadPolicyFile, type Policy } from '../policy/index.js';
+
+/**
+ * Where inventory and policy come from, behind one shape for the daemon: the current values, a
+ * change signal, readiness and status. File sources read (and, for the inventory, watch) the
+ * files; Kubernetes sources watch the API server through informers.
+ */
+export interface DaemonSources {
+  /** Stable object; its content is replaced in place (listen with inventory.onChange). */
+  inventory: Inventory;
+  policy: { current: Policy };
+  /** Called after policy.current changed. Returns the unsubscribe function. */
+  onPolicyChange(cb: () => void): () => void;
+  /**
+   * Whether addresses inside pod CIDRs without a workload entry fail closed (IDENTITY_UNRESOLVED):
+   * true with the Kubernetes inventory, where pods appear all the time.
+   */
+  unresolvedPodCidrs: boolean;
+  /** Publishes this node's WireGuard key on its Node object (Kubernetes inventory only). */
+  publishWireguardKey(publicKey: string, port: number): void;
+  /** Reason the sources are not ready, or undefined. */
+  notReady(): string | undefined;
+  /** Numbers for the status API. */
+  status(): Record<string, number>;
+  /** Registers the sources' metrics (datapath full syncs read through `fullSyncs`). */
+  registerMetrics(registry: Registry, fullSyncs: () => number): void;
+  close(): Promise<void>;
+}
+
+export interface OpenSourcesOptions {
+  /** Converts MutualAuthPolicy objects (policy.source kubernetes). Default: mutualAuthPolicyConverter. */
+  policyConverter?: PolicyConverter;
+  policyResource?: PolicyResource;
+  /** How long start-up waits for the first full list. Default 60 s. */
+  syncTimeoutMs?: number;
+}
+
+export async function openSources(
+  config: DaemonConfig,
+  logger: Logger,
+  opts: OpenSourcesOptions = {},
+): Promise<DaemonSources> {
+  const log = logger.child({ component: 'kubernetes' });
+  const closers: Array<() => void | Promise<void>> = [];
+  const policyListeners = new Set<() => void>();
+  let inventory: Inventory;
+  let policy: { current: Policy };
+  let client: KubernetesClient | undefined;
+  let invSource: KubernetesInventorySource | undefined;
+  let polSource: KubernetesPolicySource | undefined;
+  // Created up front so start-up counts (objects skipped in the first list) are not lost.
+  const ownRegistry = new Registry();
+  let fullSyncs: () => number = () => 0;
+  const watches = (): WatchStatus[] => [
+    ...(invSource?.status() ?? []),
+    ...(polSource ? [polSource.status()] : []),
+  ];
+  const metrics = new KubernetesMetrics(ownRegistry, { watches, fullSyncs: () => fullSyncs() });
+  let publication: NodeKeyPublication | undefined;
+
+  try {
+    if (config.inventory.source === 'kubernetes' || config.policy.source === 'kubernetes') {
+      client = new KubernetesClient(
+        loadKubeConfig(config.kubernetes.kubeconfig),
+        opts.policyResource ?? {
+          group: MUTUAL_AUTH_POLICY.group,
+          version: MUTUAL_AUTH_POLICY.version,
+          plural: MUTUAL_AUTH_POLICY.plural,
+        },
+      );
+      await client.checkAccess(config.node);
+      log.info({ event: 'kubernetes_connected', server: client.server }, 'Kubernetes API reachable');
+    }
+    const withTimeout = async <T>(p: Promise<T>, what: string): Promise<T> => {
+      const ms = opts.syncTimeoutMs ?? 60_000;
+      let t: NodeJS.Timeout | undefined;
+      try {
+        return await Promise.race([
+          p,
+          new Promise<never>((_, rej) => {
+            t = setTimeout(() => rej(new Error(`kubernetes: ${what} not listed after ${ms} ms`)), ms);
+          }),
+        ]);
+      } finally {
+        clearTimeout(t);
+      }
+    };
+
+    if (config.inventory.source === 'kubernetes' && client) {
+      const src = new KubernetesInventorySource({
+        pods: client.podInformer(),
+        nodes: client.nodeInformer(),
+        conversion: {
+          trustDomain: config.kubernetes.trustDomain,
+          spiffeIdTemplate: config.kubernetes.spiffeIdTemplate,
+          addressType: config.kubernetes.nodeAddressType,
+        },
+        logger: log,
+        observer: {
+          skipped: (kind, reason) => metrics.skipped.inc({ kind, reason }),
+          applied: (_events, ms) => metrics.applyDuration.observe(ms / 1000),
+        },
+      });
+      invSource = src;
+      closers.push(() => src.close());
+      inventory = await withTimeout(src.start(), 'pods and nodes');
+      assertNodeListed(inventory, config.node, `Node objects of ${client.server}`);
+    } else {
+      inventory = loadInventoryFile(config.inventory.file as string);
+      assertNodeListed(inventory, config.node, config.file ?? '(flags)');
+      const watcher = watchInventoryFile(inventory, config.inventory.file as string, { log: logger });
+      closers.push(() => watcher.close());
+    }
+
+    if (config.policy.source === 'kubernetes' && client) {
+      const src = new KubernetesPolicySource({
+        informer: client.policyInformer(),
+        convert:
+          opts.policyConverter ??
+          mutualAuthPolicyConverter(config.kubernetes.trustDomain, config.kubernetes.spiffeIdTemplate),
+        ...(config.kubernetes.reportPolicyStatus
+          ? { reporter: client.policyReporter('meshauthd', config.node) }
+          : {}),
+        logger: log,
+        observer: { invalid: () => metrics.invalidPolicies.inc() },
+      });
+      polSource = src;
+      closers.push(() => src.close());
+      policy = { current: await withTimeout(src.start(), 'mutualauthpolicies') };
+      const p = policy;
+      closers.push(
+        src.onChange((next) => {
+          p.current = next;
+          log.info({ event: 'policy_changed', rules: next.rules.length }, 'policy changed');
+          for (const l of [...policyListeners]) l();
+        }),
+      );
+    } else {
+      policy = { current: loadPolicyFile(config.policy.file as string) };
+    }
+  } catch (err) {
+    for (const c of closers.reverse()) await c();
+    throw err;
+  }
+
+  return {
+    inventory,
+    policy,
+    onPolicyChange(cb) {
+      policyListeners.add(cb);
+      return () => policyListeners.delete(cb);
+    },
+    unresolvedPodCidrs: config.inventory.source === 'kubernetes',
+    publishWireguardKey(publicKey, port) {
+      if (!client || config.inventory.source !== 'kubernetes' || !config.kubernetes.publishWireguardKey)
+        return;
+      publication?.close();
+      publication = publishNodeKey({
+        api: client,
+        nodeName: config.node,
+        publicKey,
+        wireguardPort: port,
+        logger: log,
+      });
+    },
+    notReady() {
+      const w = watches().find((x) => x.lastSyncAtMs === 0);
+      return w ? `kubernetes: ${w.resource} not listed yet` : undefined;
+    },
+    status() {
+      const out: Record<string, number> = {};
+      for (const w of watches()) {
+        out[`kubernetes_${w.resource}_synced`] = w.state === 'synced' ? 1 : 0;
+        out[`kubernetes_${w.resource}_last_sync_ms`] = w.lastSyncAtMs;
+        out[`kubernetes_${w.resource}_errors`] = w.errors;
+      }
+      if (invSource) out.kubernetes_excluded_objects = invSource.exclusions().size;
+      return out;
+    },
+    registerMetrics(registry, datapathFullSyncs) {
+      fullSyncs = datapathFullSyncs;
+      const names = new Set(
+        client ? [] : ['meshauth_datapath_full_syncs_total'], // file mode: only the datapath counter
+      );
+      for (const { name } of ownRegistry.getMetricsAsArray()) {
+        const m = ownRegistry.getSingleMetric(name);
+        if (m && (client || names.has(name))) registry.registerMetric(m);
+      }
+    },
+    async close() {
+      publication?.close();
+      for (const c of closers.reverse()) await c();
+    },
+  };
+}

@@ -1,0 +1,244 @@
+/**
+ * The Helm chart (deploy/helm/meshauth) checked with the pinned helm: `helm lint`, `helm template`
+ * over a matrix of values, values.schema.json rejecting bad values with a message naming the value,
+ * and the rendered daemon configuration accepted by meshauthd's own loader.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { loadConfig } from '../../../src/config/index.js';
+import {
+  CHART_CAPABILITIES,
+  CHART_DIR,
+  helmBinary,
+  only,
+  renderChart,
+  runHelm,
+  withValuesFile,
+  type K8sObject,
+} from '../../helpers/helm.js';
+import { DEV_CA_CERT, HELM_VALUE_CASES } from './value-cases.js';
+
+const helm = helmBinary();
+const VALUE_CASES = HELM_VALUE_CASES;
+
+type Container = {
+  name: string;
+  env?: Array<{ name: string; value?: string; valueFrom?: { fieldRef?: { fieldPath: string } } }>;
+  securityContext: {
+    privileged: boolean;
+    capabilities: { drop: string[]; add: string[] };
+    readOnlyRootFilesystem: boolean;
+  };
+  volumeMounts: Array<{ name: string; mountPath: string; readOnly?: boolean }>;
+  readinessProbe?: { httpGet: { path: string } };
+  livenessProbe?: { httpGet: { path: string } };
+};
+type PodSpec = {
+  hostNetwork: boolean;
+  priorityClassName: string;
+  tolerations: unknown[];
+  containers: Container[];
+  volumes: Array<{ name: string; hostPath?: { path: string }; secret?: { secretName: string } }>;
+};
+
+const podSpec = (objs: K8sObject[]): PodSpec =>
+  (only(objs, 'DaemonSet').spec as { template: { spec: PodSpec } }).template.spec;
+const container = (objs: K8sObject[]): Container => podSpec(objs).containers[0] as Container;
+const configText = (objs: K8sObject[]): string =>
+  (only(objs, 'ConfigMap').data as Record<string, string>)['config.yaml'] as string;
+
+/** The container's environment as the kubelet would give it on node `node-a` with IP 10.1.2.3. */
+function containerEnv(c: Container): Record<string, string> {
+  const field: Record<string, string> = { 'spec.nodeName': 'node-a', 'status.hostIP': '10.1.2.3' };
+  const env: Record<string, string> = {};
+  for (const e of c.env ?? []) {
+    const path = e.valueFrom?.fieldRef?.fieldPath;
+    if (path !== undefined) {
+      expect(field[path], `fieldRef ${path}`).toBeDefined();
+      env[e.name] = field[path] as string;
+    } else {
+      // $(VAR) refers to an earlier variable of the same container (Kubernetes expansion)
+      env[e.name] = (e.value ?? '').replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (m, v: string) => env[v] ?? m);
+    }
+  }
+  return env;
+}
+
+/** Loads the rendered ConfigMap's config.yaml with meshauthd's loader and the container's env. */
+function loadRendered(objs: K8sObject[]): ReturnType<typeof loadConfig> {
+  const dir = mkdtempSync(join(tmpdir(), 'meshauth-chart-config-'));
+  try {
+    const file = join(dir, 'config.yaml');
+    writeFileSync(file, configText(objs));
+    return loadConfig({ file, env: containerEnv(container(objs)) });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+describe.skipIf(!helm)('Helm chart deploy/helm/meshauth', () => {
+  const bin = helm as string;
+
+  it('passes helm lint --strict with the defaults and with every case of the matrix', async () => {
+    for (const [name, values] of Object.entries(VALUE_CASES)) {
+      const r = await withValuesFile(values, (file) =>
+        runHelm(bin, ['lint', '--strict', CHART_DIR, '-f', file]),
+      );
+      expect(r.code, `${name}: ${r.stdout}${r.stderr}`).toBe(0);
+      expect(r.stdout).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
+    }
+  });
+
+  it.each(Object.keys(VALUE_CASES))(
+    '%s: renders a DaemonSet with capabilities instead of privileged, and a config meshauthd loads',
+    async (name) => {
+      const values = VALUE_CASES[name] as Record<string, unknown>;
+      const objs = await renderChart(bin, values);
+      const kinds = objs.map((o) => o.kind).sort();
+      expect(kinds).toEqual(
+        expect.arrayContaining([
+          'ClusterRole',
+          'ClusterRoleBinding',
+          'ConfigMap',
+          'CustomResourceDefinition',
+          'DaemonSet',
+          'ServiceAccount',
+        ]),
+      );
+      const pod = podSpec(objs);
+      expect(pod.hostNetwork).toBe(true);
+      expect(pod.priorityClassName).toBe('system-node-critical');
+      expect(pod.tolerations).toEqual([{ operator: 'Exists' }]);
+      const c = container(objs);
+      expect(c.securityContext.privileged).toBe(false);
+      expect(c.securityContext.readOnlyRootFilesystem).toBe(true);
+      expect(c.securityContext.capabilities.drop).toEqual(['ALL']);
+      expect(c.readinessProbe?.httpGet.path).toBe('/readyz');
+      expect(c.livenessProbe?.httpGet.path).toBe('/healthz');
+      const mounts = Object.fromEntries(c.volumeMounts.map((m) => [m.mountPath, m.name]));
+      expect(mounts['/sys/fs/bpf']).toBe('bpffs');
+      expect(mounts['/var/lib/meshauth']).toBe('state');
+      expect(mounts['/run/meshauth']).toBe('run');
+
+      const config = loadRendered(objs);
+      expect(config.node).toBe('node-a');
+      expect(config.bpf.pinDir).toBe('/sys/fs/bpf/meshauth');
+      expect(config.metrics.listen).toEqual({ host: '0.0.0.0', port: 9464 });
+      const caps = c.securityContext.capabilities.add;
+      const sockops = config.datapath.attach.some((a) => a.type === 'sockops');
+      expect(caps).toEqual([...CHART_CAPABILITIES.base, ...(sockops ? CHART_CAPABILITIES.sockops : [])]);
+      // the cgroup v2 hierarchy is mounted exactly when a cgroup or sock_ops attach point uses it
+      const cgroupPaths = config.datapath.attach.flatMap((a) => (a.type === 'tc' ? [] : [a.path]));
+      for (const p of cgroupPaths) expect(p.startsWith('/host/sys/fs/cgroup')).toBe(true);
+      expect(mounts['/host/sys/fs/cgroup'] === 'cgroup').toBe(cgroupPaths.length > 0);
+    },
+  );
+
+  it('renders each case into the daemon settings it names', async () => {
+    const cfg = async (name: string) => loadRendered(await renderChart(bin, VALUE_CASES[name]));
+
+    const defaults = await cfg('defaults');
+    expect(defaults.identity.source).toBe('spire-delegated');
+    expect(defaults.identity.spire.adminSocket).toBe('/run/spire/admin/admin.sock');
+    expect(defaults.datapath.attach).toEqual([
+      { type: 'cgroup', path: '/host/sys/fs/cgroup', hook: 'egress', semantics: 'egress' },
+      { type: 'cgroup', path: '/host/sys/fs/cgroup', hook: 'ingress', semantics: 'ingress' },
+      { type: 'sockops', path: '/host/sys/fs/cgroup' },
+    ]);
+    expect(defaults.wireguard.enabled).toBe(false);
+    expect(defaults.datapath.strictWireguard).toBe(false);
+
+    expect((await cfg('cgroup attach')).datapath.attach[0]).toMatchObject({
+      type: 'cgroup',
+      path: '/host/sys/fs/cgroup/kubepods.slice',
+    });
+    expect((await cfg('tc attach')).datapath.attach).toEqual([
+      { type: 'tc', interface: 'ens5', hook: 'egress', semantics: 'egress' },
+      { type: 'tc', interface: 'ens5', hook: 'ingress', semantics: 'ingress' },
+    ]);
+
+    const strict = await cfg('wireguard strict');
+    expect(strict.wireguard).toMatchObject({ enabled: true, address: '10.1.2.3/32', listenPort: 51820 });
+    expect(strict.datapath.strictWireguard).toBe(true);
+    const strictObjs = await renderChart(bin, VALUE_CASES['wireguard strict']);
+    const strictMounts = container(strictObjs).volumeMounts.map((m) => m.mountPath);
+    expect(strictMounts).toEqual(expect.arrayContaining(['/dev/net/tun', '/var/run/wireguard']));
+
+    const spireObjs = await renderChart(bin, VALUE_CASES['spire delegated']);
+    expect(podSpec(spireObjs).volumes.find((v) => v.name === 'spire-admin')?.hostPath?.path).toBe(
+      '/run/spire/agent-sockets-admin',
+    );
+    expect(only(spireObjs, 'ServiceMonitor').metadata.labels?.['release']).toBe('prometheus');
+    only(spireObjs, 'Service', 'meshauth-metrics');
+
+    const devObjs = await renderChart(bin, VALUE_CASES['dev CA']);
+    const secret = only(devObjs, 'Secret');
+    const data = secret.data as Record<string, string>;
+    expect(Buffer.from(data['ca.crt'] as string, 'base64').toString()).toBe(DEV_CA_CERT);
+    const dev = loadRendered(devObjs);
+    expect(dev.identity.source).toBe('dev-ca');
+    expect(dev.identity.devCa).toMatchObject({
+      trustDomain: 'example.org',
+      caCert: '/etc/meshauth/dev-ca/ca.crt',
+      caKey: '/etc/meshauth/dev-ca/ca.key',
+    });
+    expect(podSpec(devObjs).volumes.find((v) => v.name === 'dev-ca')?.secret?.secretName).toBe(
+      secret.metadata.name,
+    );
+  });
+
+  it('changes the pod template when the configuration changes (rolling update)', async () => {
+    const hash = (objs: K8sObject[]): string =>
+      (only(objs, 'DaemonSet').spec as { template: { metadata: { annotations: Record<string, string> } } })
+        .template.metadata.annotations['meshauth.io/config-hash'] as string;
+    const a = hash(await renderChart(bin, {}));
+    const b = hash(await renderChart(bin, { log: { level: 'debug' } }));
+    expect(a).toMatch(/^[0-9a-f]{16}$/);
+    expect(b).not.toBe(a);
+    const ds = only(await renderChart(bin, {}), 'DaemonSet');
+    expect((ds.spec as { updateStrategy: unknown }).updateStrategy).toEqual({
+      type: 'RollingUpdate',
+      rollingUpdate: { maxUnavailable: 1 },
+    });
+  });
+
+  it.each([
+    ['a wrong type', { handshake: { port: 'fast' } }, /'\/handshake\/port': got string, want integer/],
+    [
+      'an unknown attach mode',
+      { datapath: { attach: 'xdp' } },
+      /'\/datapath\/attach': value must be one of 'cgroup', 'tc'/,
+    ],
+    ['a missing trust domain', { trustDomain: null }, /missing property 'trustDomain'/],
+    ['an empty trust domain', { trustDomain: '' }, /'\/trustDomain'/],
+    ['an unknown value', { datapath: { atach: 'tc' } }, /atach/],
+    ['strict without WireGuard', { strict: true }, /'\/wireguard\/enabled': value must be true/],
+  ])('rejects %s at template time with a message naming the value', async (_what, values, naming) => {
+    const r = await withValuesFile(values, (file) =>
+      runHelm(bin, ['template', 'meshauth', CHART_DIR, '-f', file]),
+    );
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/values don't meet the specifications of the schema/);
+    expect(r.stderr).toMatch(naming);
+  });
+
+  it('documents every value of values.yaml in the chart README', () => {
+    const values = parse(readFileSync(join(CHART_DIR, 'values.yaml'), 'utf8')) as Record<string, unknown>;
+    const readme = readFileSync(join(CHART_DIR, 'README.md'), 'utf8');
+    const leaves = (o: Record<string, unknown>, prefix: string): string[] =>
+      Object.entries(o).flatMap(([k, v]) =>
+        v !== null &&
+        typeof v === 'object' &&
+        !Array.isArray(v) &&
+        Object.keys(v).length > 0 &&
+        !['resources', 'updateStrategy', 'nodeSelector'].includes(k)
+          ? leaves(v as Record<string, unknown>, `${prefix}${k}.`)
+          : [`${prefix}${k}`],
+      );
+    const missing = leaves(values, '').filter((k) => !readme.includes(`| \`${k}\` |`));
+    expect(missing).toEqual([]);
+  });
+});
