@@ -81,6 +81,12 @@ class StampingMap implements AuthMap {
   entries(): Iterable<[AuthKey, AuthValue]> {
     return this.inner.entries();
   }
+  clockNowMs(): number {
+    return this.inner.clockNowMs();
+  }
+  expiryClockMs(key: AuthKey): number | undefined {
+    return this.inner.expiryClockMs(key);
+  }
 }
 
 async function startPeer(

@@ -13,7 +13,9 @@
  * "ingress" semantics: the destination is local, the source is remote.
  *
  * Only the fixed IPv4/IPv6 headers are read (the addresses), so IPv6 extension headers never need to
- * be walked. Headers are read with bpf_skb_load_bytes_relative(BPF_HDR_START_NET), which works the
+ * be walked. IP behind one or two in-band 802.1Q/802.1ad VLAN tags is checked like untagged IP;
+ * deeper tag stacks, MPLS and PPPoE session frames, which may carry IP that is not parsed, are
+ * dropped (drop_unparsed_encap); other non-IP frames (ARP, LLDP, ...) pass (pass_not_ip). Headers are read with bpf_skb_load_bytes_relative(BPF_HDR_START_NET), which works the
  * same on Ethernet devices, L3 devices (WireGuard, tun) and cgroup skbs.
  */
 #include <linux/bpf.h>
@@ -107,21 +109,50 @@ static __always_inline struct ma_policy_value *lookup_policy(__u32 local_id, __u
 	return pol;
 }
 
-/* Reads source and destination addresses as IPv4-mapped or native IPv6 LPM keys.
- * Returns 0 on success, -1 when the packet is not IP (or too short to hold the header). */
+/* Ethertypes of encapsulations that may carry IP but are not parsed: dropped (fail closed). */
+#define MA_ETH_P_MPLS_UC 0x8847
+#define MA_ETH_P_MPLS_MC 0x8848
+#define MA_ETH_P_PPP_SES 0x8864
+/* 802.1Q and 802.1ad tags parsed in front of the IP header (one tag, or QinQ). */
+#define MA_MAX_VLAN_TAGS 2
+
+/* Reads source and destination addresses as IPv4-mapped or native IPv6 LPM keys, behind up to
+ * MA_MAX_VLAN_TAGS in-band 802.1Q/802.1ad tags (a tag the NIC stripped is not in the packet and
+ * skb->protocol is already the inner type).
+ * Returns 0 on success, -1 when the packet is not IP (or too short to hold the header), -2 when it
+ * is an encapsulation that may carry IP but is not parsed: more VLAN tags, MPLS, PPPoE session. */
 static __always_inline int load_addrs(struct __sk_buff *skb, struct ma_ipcache_key *src,
 				      struct ma_ipcache_key *dst)
 {
+	__u16 proto = skb->protocol;
+	__u32 off = 0;
 	__u8 vers;
 
-	if (bpf_skb_load_bytes_relative(skb, 0, &vers, 1, BPF_HDR_START_NET) < 0)
+#pragma unroll
+	for (int i = 0; i < MA_MAX_VLAN_TAGS; i++) {
+		/* TCI (2 bytes), then the ethertype of what follows the tag */
+		__be16 tag[2];
+
+		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
+			break;
+		if (bpf_skb_load_bytes_relative(skb, off, tag, 4, BPF_HDR_START_NET) < 0)
+			return -1;
+		proto = tag[1];
+		off += 4;
+	}
+	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD) ||
+	    proto == bpf_htons(MA_ETH_P_MPLS_UC) || proto == bpf_htons(MA_ETH_P_MPLS_MC) ||
+	    proto == bpf_htons(MA_ETH_P_PPP_SES))
+		return -2;
+
+	if (bpf_skb_load_bytes_relative(skb, off, &vers, 1, BPF_HDR_START_NET) < 0)
 		return -1;
 
-	if (skb->protocol == bpf_htons(ETH_P_IP) && (vers >> 4) == 4) {
+	if (proto == bpf_htons(ETH_P_IP) && (vers >> 4) == 4) {
 		/* saddr at 12, daddr at 16 */
 		__u8 a[8];
 
-		if (bpf_skb_load_bytes_relative(skb, 12, a, 8, BPF_HDR_START_NET) < 0)
+		if (bpf_skb_load_bytes_relative(skb, off + 12, a, 8, BPF_HDR_START_NET) < 0)
 			return -1;
 		src->prefixlen = 128;
 		dst->prefixlen = 128;
@@ -135,13 +166,13 @@ static __always_inline int load_addrs(struct __sk_buff *skb, struct ma_ipcache_k
 		__builtin_memcpy(&dst->addr[12], &a[4], 4);
 		return 0;
 	}
-	if (skb->protocol == bpf_htons(ETH_P_IPV6) && (vers >> 4) == 6) {
+	if (proto == bpf_htons(ETH_P_IPV6) && (vers >> 4) == 6) {
 		/* saddr at 8, daddr at 24 */
 		src->prefixlen = 128;
 		dst->prefixlen = 128;
-		if (bpf_skb_load_bytes_relative(skb, 8, src->addr, 16, BPF_HDR_START_NET) < 0)
+		if (bpf_skb_load_bytes_relative(skb, off + 8, src->addr, 16, BPF_HDR_START_NET) < 0)
 			return -1;
-		if (bpf_skb_load_bytes_relative(skb, 24, dst->addr, 16, BPF_HDR_START_NET) < 0)
+		if (bpf_skb_load_bytes_relative(skb, off + 24, dst->addr, 16, BPF_HDR_START_NET) < 0)
 			return -1;
 		return 0;
 	}
@@ -160,7 +191,13 @@ static __always_inline int decide(struct __sk_buff *skb, enum ma_semantics sem, 
 	__u32 zero = 0, verdict;
 	__u64 now, throttle_ns, *last;
 
-	if (load_addrs(skb, &src, &dst) < 0) {
+	switch (load_addrs(skb, &src, &dst)) {
+	case 0:
+		break;
+	case -2:
+		count(MA_DROP_UNPARSED_ENCAP);
+		return 0;
+	default:
 		count(MA_PASS_NOT_IP);
 		return 1;
 	}

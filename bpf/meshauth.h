@@ -100,7 +100,8 @@ enum ma_verdict {
 	MA_SIGNAL_THROTTLED = 8,
 	MA_SIGNAL_RINGBUF_FULL = 9,
 	MA_SYN_RTO_SHORTENED = 10, /* sock_ops: connections, not packets */
-	MA_VERDICT_MAX = 11,
+	MA_DROP_UNPARSED_ENCAP = 11, /* MPLS, PPPoE or more than two VLAN tags: may hide IP */
+	MA_VERDICT_MAX = 12,
 };
 
 /* Map sizes; mirrored in src/datapath/wire.ts. */

@@ -2,13 +2,17 @@
  * A rogue handshake server for the demo and the e2e tests: it listens where a node's meshauthd
  * would and answers for the node's workloads with a certificate that must NOT be accepted.
  *
- *   impostor --kind untrusted-ca|wrong-id --listen <addr> --ca-dir <dev CA dir> --ids <id,id,...>
+ *   impostor --kind untrusted-ca|wrong-id|critical-extension --listen <addr> --ca-dir <dev CA dir> --ids <id,...>
  *
  * untrusted-ca: SVIDs with the right SPIFFE IDs from a freshly made CA of the same trust domain.
  * wrong-id:     SVIDs from the real CA, but for spiffe://<td>/ns/demo/sa/impostor.
+ * critical-extension: SVIDs from the real CA with the right SPIFFE IDs, carrying an unknown
+ *               extension marked critical (RFC 5280 §4.2: a validator must refuse them).
  * Prints "listening" once ready; logs every client it fooled or not as JSON lines.
  */
+import 'reflect-metadata';
 import { join } from 'node:path';
+import * as x509 from '@peculiar/x509';
 import { HandshakeServer } from '../src/auth/handshake/index.js';
 import { DevCa } from '../src/identity/index.js';
 import type { Svid } from '../src/spiffe/index.js';
@@ -25,8 +29,8 @@ function arg(name: string): string {
 }
 
 const kind = arg('kind');
-if (kind !== 'untrusted-ca' && kind !== 'wrong-id') {
-  process.stderr.write('impostor: --kind must be untrusted-ca or wrong-id\n');
+if (kind !== 'untrusted-ca' && kind !== 'wrong-id' && kind !== 'critical-extension') {
+  process.stderr.write('impostor: --kind must be untrusted-ca, wrong-id or critical-extension\n');
   process.exit(2);
 }
 const realCa = await DevCa.load({
@@ -39,6 +43,9 @@ const svids = new Map<string, Svid>();
 if (kind === 'untrusted-ca') {
   const rogue = await DevCa.create(realCa.trustDomain);
   for (const id of ids) svids.set(id, await rogue.issue(id));
+} else if (kind === 'critical-extension') {
+  const critical = new x509.Extension('1.3.6.1.4.1.55555.1', true, new Uint8Array([0x05, 0x00]));
+  for (const id of ids) svids.set(id, await realCa.issue(id, { extensions: [critical] }));
 } else {
   const wrong = await realCa.issue(`spiffe://${realCa.trustDomain}/ns/demo/sa/impostor`);
   for (const id of ids) svids.set(id, wrong);

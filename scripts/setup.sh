@@ -24,6 +24,8 @@ command -v wireguard-go >/dev/null || need_pkgs+=(wireguard-go)
 command -v tcpdump >/dev/null || need_pkgs+=(tcpdump)
 command -v iperf3 >/dev/null || need_pkgs+=(iperf3)
 command -v openssl >/dev/null || need_pkgs+=(openssl)
+# protoc compiles the API's descriptor set (scripts/gen-proto.sh --check runs in the test command).
+command -v protoc >/dev/null || need_pkgs+=(protobuf-compiler)
 command -v make >/dev/null || need_pkgs+=(make)
 command -v gcc >/dev/null || need_pkgs+=(gcc)
 # Native npm addons (better-sqlite3) compile from source with node-gyp: C++ and Python.
@@ -82,4 +84,7 @@ node -e "
 log "building BPF object and TypeScript"
 make -s -C bpf
 npx tsc -p tsconfig.build.json
+# X.509 path validation runs in the OpenSSL node itself carries (src/spiffe/openssl.ts, via koffi).
+node --input-type=module -e "const m = await import('./dist/src/spiffe/openssl.js'); m.opensslVersion();" ||
+  { echo "setup: OpenSSL path validation through koffi is unavailable in this node" >&2; exit 1; }
 log "ready"

@@ -8,12 +8,15 @@ bash scripts/setup.sh
 # shellcheck source=env.sh
 . scripts/env.sh
 bash scripts/build-spire.sh
+# grpcurl drives the API through server reflection in test/integration/api/grpcurl.test.ts.
+export MESHAUTH_GRPCURL="${MESHAUTH_GRPCURL:-$(bash scripts/build-grpcurl.sh)}"
 export MESHAUTH_SPIRE_BIN="${MESHAUTH_SPIRE_BIN:-$(bash scripts/build-spire.sh --print-bin-dir)}"
 # kube-apiserver, etcd, kubectl and helm for the Kubernetes tests (after SPIRE: one Go build at a time).
 bash scripts/build-kubernetes.sh
 export MESHAUTH_KUBE_BIN="${MESHAUTH_KUBE_BIN:-$(bash scripts/build-kubernetes.sh --print-bin-dir)}"
 
-echo "[test] lint and type check"
+echo "[test] generated files, lint and type check"
+bash scripts/gen-proto.sh --check
 npx tsc -p tsconfig.json --noEmit
 npx eslint .
 npx prettier --check . >/dev/null || { npx prettier --check .; exit 1; }

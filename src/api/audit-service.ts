@@ -14,9 +14,9 @@ import {
 } from './convert.js';
 import type { DaemonView } from './daemon-view.js';
 import type {
-  FlushEntriesRequestMsg,
-  FollowEventsRequestMsg,
-  QueryEventsRequestMsg,
+  FlushEntriesRequestIn,
+  FollowEventsRequestIn,
+  QueryEventsRequestIn,
   QueryEventsResponseMsg,
   StatusMsg,
 } from './messages.js';
@@ -79,7 +79,7 @@ export function auditServiceHandlers(deps: AuditServiceDeps): grpc.UntypedServic
       followers.clear();
     },
 
-    QueryEvents: async (call: grpc.ServerWritableStream<QueryEventsRequestMsg, QueryEventsResponseMsg>) => {
+    QueryEvents: async (call: grpc.ServerWritableStream<QueryEventsRequestIn, QueryEventsResponseMsg>) => {
       let events: StoredAuditEvent[];
       let limit: number;
       try {
@@ -108,7 +108,7 @@ export function auditServiceHandlers(deps: AuditServiceDeps): grpc.UntypedServic
       if (await writeMsg(call, { pageEnd: { nextPageToken: next } })) call.end();
     },
 
-    FollowEvents: async (call: grpc.ServerWritableStream<FollowEventsRequestMsg, unknown>) => {
+    FollowEvents: async (call: grpc.ServerWritableStream<FollowEventsRequestIn, unknown>) => {
       let query;
       let cursor: number;
       try {
@@ -197,7 +197,7 @@ export function auditServiceHandlers(deps: AuditServiceDeps): grpc.UntypedServic
     },
 
     FlushEntries: (
-      call: grpc.ServerUnaryCall<FlushEntriesRequestMsg, unknown>,
+      call: grpc.ServerUnaryCall<FlushEntriesRequestIn, unknown>,
       cb: grpc.sendUnaryData<unknown>,
     ) => {
       try {

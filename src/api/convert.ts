@@ -7,7 +7,7 @@ import {
   type StoredAuditEvent,
 } from '../audit/index.js';
 import type { EntryView, FlushRequest, StatusView } from './daemon-view.js';
-import type { EntryMsg, EventFilterMsg, EventMsg, FlushEntriesRequestMsg, StatusMsg } from './messages.js';
+import type { EntryMsg, EventFilterIn, EventMsg, FlushEntriesRequestIn, StatusMsg } from './messages.js';
 
 /** A request that fails validation; the server answers INVALID_ARGUMENT with this message. */
 export class InvalidArgument extends Error {}
@@ -33,7 +33,7 @@ export function eventToMsg(e: StoredAuditEvent): EventMsg {
 }
 
 /** The filter part of a request as a store query (throws InvalidArgument). */
-export function filterToQuery(f: EventFilterMsg | null | undefined): AuditQuery {
+export function filterToQuery(f: EventFilterIn | null | undefined): AuditQuery {
   const q: AuditQuery = {};
   if (!f) return q;
   if (f.identity) {
@@ -100,7 +100,7 @@ export function entryToMsg(e: EntryView): EntryMsg {
   return { ...e };
 }
 
-export function flushRequestOf(r: FlushEntriesRequestMsg): FlushRequest {
+export function flushRequestOf(r: FlushEntriesRequestIn): FlushRequest {
   const pair = Boolean(r.localId || r.remoteId || r.node);
   if (r.all && pair)
     throw new InvalidArgument('flush: give either all=true or a pair (local_id, remote_id), not both');

@@ -1,89 +1,47 @@
-/** Plain shapes of the proto messages as @grpc/proto-loader presents them (camelCase, longs as numbers). */
+/**
+ * The API's message shapes, generated from proto/meshauth/v1/audit.proto by proto-loader's type
+ * generator (scripts/gen-proto.sh writes ./generated/). Requests are the generator's permissive
+ * input types (every field optional, int64 as number, string or Long); what a peer receives is the
+ * `__Output` type (camelCase, int64 as number, defaults filled in: LOADER_OPTIONS in ./proto.ts).
+ */
+import type { Entry__Output } from './generated/meshauth/v1/Entry.js';
+import type { Event__Output } from './generated/meshauth/v1/Event.js';
+import type { EventFilter, EventFilter__Output } from './generated/meshauth/v1/EventFilter.js';
+import type {
+  FlushEntriesRequest,
+  FlushEntriesRequest__Output,
+} from './generated/meshauth/v1/FlushEntriesRequest.js';
+import type {
+  FollowEventsRequest,
+  FollowEventsRequest__Output,
+} from './generated/meshauth/v1/FollowEventsRequest.js';
+import type {
+  QueryEventsRequest,
+  QueryEventsRequest__Output,
+} from './generated/meshauth/v1/QueryEventsRequest.js';
+import type { QueryEventsResponse__Output } from './generated/meshauth/v1/QueryEventsResponse.js';
+import type { Status__Output } from './generated/meshauth/v1/Status.js';
 
-export interface EventMsg {
-  seq: number;
-  atMs: number;
-  type: string;
-  outcome: string;
-  reason: string;
-  localId: string;
-  remoteId: string;
-  node: string;
-  direction: string;
-  detailsJson: string;
-  prevHash: string;
-  hash: string;
-}
+/** meshauth.v1.Event as received. */
+export type EventMsg = Event__Output;
+/** meshauth.v1.Entry as received. */
+export type EntryMsg = Entry__Output;
+/** meshauth.v1.Status as received. */
+export type StatusMsg = Status__Output;
+/** meshauth.v1.QueryEventsResponse as received (`item` names the field that is set). */
+export type QueryEventsResponseMsg = QueryEventsResponse__Output;
 
-export interface EventFilterMsg {
-  identity?: string;
-  node?: string;
-  outcome?: string;
-  reason?: string;
-  types?: string[];
-  sinceMs?: number;
-  untilMs?: number;
-}
+/** meshauth.v1.EventFilter as a client writes it. */
+export type EventFilterMsg = EventFilter;
+/** meshauth.v1.QueryEventsRequest as a client writes it. */
+export type QueryEventsRequestMsg = QueryEventsRequest;
+/** meshauth.v1.FollowEventsRequest as a client writes it. */
+export type FollowEventsRequestMsg = FollowEventsRequest;
+/** meshauth.v1.FlushEntriesRequest as a client writes it. */
+export type FlushEntriesRequestMsg = FlushEntriesRequest;
 
-export interface QueryEventsRequestMsg {
-  filter?: EventFilterMsg | null;
-  pageSize?: number;
-  pageToken?: string;
-  newestFirst?: boolean;
-}
-
-export interface QueryEventsResponseMsg {
-  event?: EventMsg | null;
-  pageEnd?: { nextPageToken: string } | null;
-  item?: 'event' | 'pageEnd';
-}
-
-export interface FollowEventsRequestMsg {
-  filter?: EventFilterMsg | null;
-  afterSeq?: number | null;
-  /** Set by proto-loader for proto3 optional fields (synthetic oneof). */
-  _afterSeq?: string;
-}
-
-export interface EntryMsg {
-  localId: string;
-  remoteId: string;
-  remoteNode: string;
-  localIdentity: number;
-  remoteIdentity: number;
-  remoteNodeId: number;
-  authType: number;
-  expiresAtMs: number;
-}
-
-export interface StatusMsg {
-  version: string;
-  node: string;
-  startedAtMs: number;
-  datapathAttached: boolean;
-  datapathMode: string;
-  datapathDetail: string;
-  identitySource: string;
-  identitySourceConnected: boolean;
-  identitySourceDetail: string;
-  identities: Array<{ spiffeId: string; notAfterMs: number }>;
-  counters: Record<string, number>;
-  entries: number;
-  audit: {
-    lastSeq: number;
-    rows: number;
-    anchorSeq: number;
-    bytes: number;
-    queueDepth: number;
-    dropped: number;
-    path: string;
-  } | null;
-  versions: Record<string, string>;
-}
-
-export interface FlushEntriesRequestMsg {
-  all?: boolean;
-  localId?: string;
-  remoteId?: string;
-  node?: string;
-}
+/** Requests as the server receives them. */
+export type EventFilterIn = EventFilter__Output;
+export type QueryEventsRequestIn = QueryEventsRequest__Output;
+export type FollowEventsRequestIn = FollowEventsRequest__Output;
+export type FlushEntriesRequestIn = FlushEntriesRequest__Output;

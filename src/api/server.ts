@@ -6,7 +6,7 @@ import { auditServiceHandlers, type AuditQueueView } from './audit-service.js';
 import type { DaemonView } from './daemon-view.js';
 import { ApiServerError } from './errors.js';
 import { HealthService } from './health.js';
-import { AUDIT_SERVICE, loadApiPackageDefinition, loadServices } from './proto.js';
+import { AUDIT_SERVICE, loadServices, reflectionPackageDefinition } from './proto.js';
 import {
   authorizeCall,
   guardHandlers,
@@ -109,7 +109,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     ...(opts.followPollMs !== undefined ? { followPollMs: opts.followPollMs } : {}),
   });
   const { closeFollowers, ...auditHandlers } = audit;
-  const reflection = new ReflectionService(loadApiPackageDefinition());
+  const reflection = new ReflectionService(reflectionPackageDefinition());
   const servers: grpc.Server[] = [];
   let socketPath: string | undefined;
   let tcpPort: number | undefined;

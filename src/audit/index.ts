@@ -11,18 +11,17 @@ export {
 export { AuditQueryError, AuditSchemaError, AuditStoreError } from './errors.js';
 export { canonicalJson, GENESIS_HASH, rowHash, type ChainFields } from './canonical.js';
 export { SCHEMA_VERSION, migrate, schemaVersion } from './schema.js';
+export { AuditStore, type AuditStoreOptions, type AuditStoreStats } from './store.js';
+export { isIdentityPattern, type AuditQuery } from './query.js';
 export {
-  AuditStore,
-  isIdentityPattern,
-  type AuditQuery,
-  type AuditStoreOptions,
-  type AuditStoreStats,
-  type ChainProblemKind,
+  verifyChainRows,
   type ChainCheckpoint,
+  type ChainProblemKind,
   type ChainReport,
-  type RetentionPolicy,
-  type RetentionResult,
-} from './store.js';
+  type ChainSnapshot,
+} from './verify.js';
+export type { EventRow, NameOf } from './rows.js';
+export type { RetentionPolicy, RetentionResult } from './retention.js';
 export {
   AuditWriter,
   type AuditWriterObserver,

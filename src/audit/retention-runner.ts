@@ -1,5 +1,6 @@
 import type { Logger } from '../log.js';
-import type { AuditStore, RetentionPolicy } from './store.js';
+import type { RetentionPolicy } from './retention.js';
+import type { AuditStore } from './store.js';
 
 export interface RetentionRunnerOptions extends RetentionPolicy {
   /** How often the policy is applied. Default 60 s. */

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
-import type { AuditSink } from '../audit/sink.js';
-import type { AuthKey } from '../datapath/types.js';
-import type { IdentityEvent } from '../identity/source.js';
+import type { AuditSink } from '../audit/index.js';
+import type { AuthKey } from '../datapath/index.js';
+import type { IdentityEvent } from '../identity/index.js';
 import { systemClock, type Clock } from '../time.js';
 import type { AuthCache } from './cache.js';
 
@@ -29,12 +29,18 @@ export class AuthGc {
     if (ev.type === 'svid-removed') this.run();
   }
 
+  /**
+   * First makes the mirror equal to the kernel map (cache.reconcile(): entries removed or written
+   * behind the daemon's back), then removes what expired (in the kernel's clock or the wall clock,
+   * whichever says so first) or became obsolete.
+   */
   run(): { expired: number; removed: number } {
+    this.deps.cache.reconcile();
     const now = (this.deps.clock ?? systemClock).now();
     let expired = 0;
     let removed = 0;
     for (const e of this.deps.cache.entries()) {
-      const why = e.expiresAtMs <= now ? 'expired' : this.deps.obsolete(e.key);
+      const why = this.deps.cache.isExpired(e, now) ? 'expired' : this.deps.obsolete(e.key);
       if (!why) continue;
       this.deps.cache.delete(e.key);
       const names = this.deps.describe(e.key);

@@ -1,10 +1,11 @@
-export { AuthCache, type CachedEntry, type EntryOrigin } from './cache.js';
+export { AuthCache, type CachedEntry, type EntryOrigin, type MirrorRepairReason } from './cache.js';
 export {
   AuthManager,
   type AuthManagerOptions,
   type Authenticator,
   type AuthenticateRequest,
   type AuthenticateResult,
+  type EntryWriteCheck,
   type PairResolver,
   type ServerAuthenticated,
 } from './manager.js';
@@ -15,7 +16,19 @@ export {
   type AuthObserver,
   type ClientFailure,
   type ClientSuccess,
+  type Revocation,
   type ServerSuccess,
   type SignalOutcome,
   type WorkReason,
 } from './reporter.js';
+export {
+  bundleFingerprints,
+  chainAnchors,
+  removedAuthorities,
+  trustDomainOf,
+  trustLost,
+  type BundleFingerprints,
+  type ChainAnchors,
+  type EntryTrust,
+} from './trust.js';
+export { entryWriteCheck, type EntryWriteCheckDeps } from './write-check.js';

@@ -1,12 +1,21 @@
 import type { Logger } from 'pino';
-import type { AuthKey, AuthSignal, SignalSource } from '../datapath/types.js';
-import type { IdentityEvent } from '../identity/source.js';
+import type { AuthKey, AuthSignal, SignalSource } from '../datapath/index.js';
+import type { IdentityEvent } from '../identity/index.js';
+import type { TrustBundles } from '../spiffe/index.js';
 import { backoffMs } from '../sync.js';
 import { systemClock, type Clock, type Timer } from '../time.js';
 import type { AuthCache, CachedEntry } from './cache.js';
 import { pairKey, pairNames, type PairNames } from './pair.js';
 import type { AuthenticateRequest } from './handshake/types.js';
 import type { AuthReporter, SignalOutcome, WorkReason } from './reporter.js';
+import {
+  bundleFingerprints,
+  removedAuthorities,
+  trustDomainOf,
+  trustLost,
+  type BundleFingerprints,
+  type EntryTrust,
+} from './trust.js';
 
 export type { AuthenticateRequest };
 
@@ -31,6 +40,8 @@ export interface AuthenticateResult {
   peerNotAfterMs?: number;
   tlsVersion?: string;
   cipher?: string;
+  /** What the decision relied on (trust anchors, chains); entries without it are revoked on any bundle change. */
+  trust?: EntryTrust;
 }
 
 /** The client half of the handshake, as the manager uses it. */
@@ -51,7 +62,19 @@ export interface ServerAuthenticated {
   localSerial?: string;
   tlsVersion?: string;
   cipher?: string;
+  trust?: EntryTrust;
 }
+
+/**
+ * Re-checks, at the moment an entry is written, that the trust the handshake started from still
+ * holds: our SVID is still held, our workload is still on this node, the peer workload still on
+ * its node. Returns the refusal (a handshake reason code and why) or undefined to write.
+ */
+export type EntryWriteCheck = (names: {
+  localId: string;
+  remoteId: string;
+  node: string;
+}) => { reason: string; message: string } | undefined;
 
 export interface AuthManagerOptions {
   maxConcurrent: number;
@@ -91,6 +114,8 @@ export class AuthManager {
   private runner: Promise<void> | undefined;
   private source: SignalSource | undefined;
   private idleWaiters: Array<() => void> = [];
+  /** Authorities of the trust bundles as last seen (onTrustBundlesChanged / noteTrustBundles). */
+  private bundleFps: BundleFingerprints | undefined;
 
   constructor(
     private readonly deps: {
@@ -104,6 +129,8 @@ export class AuthManager {
       options: AuthManagerOptions;
       /** Wall clock (entry expiry, backoff) and the retry timers; default systemClock. */
       clock?: Clock;
+      /** Refuses a write whose trust is gone by now (see EntryWriteCheck). */
+      writeCheck?: EntryWriteCheck;
     },
   ) {
     this.clock = deps.clock ?? systemClock;
@@ -138,7 +165,9 @@ export class AuthManager {
     if (state) state.lastSignalAtMs = now;
 
     if (this.pending.has(id)) return this.observe('pending');
-    if (this.deps.cache.isLive(key)) {
+    // Asked of the kernel map, not the mirror: an entry removed behind our back must not be
+    // answered from memory (the mirror is repaired and the repair counted).
+    if (this.deps.cache.checkLive(key)) {
       // The packet raced the entry write; the next retransmission passes.
       return this.observe('live');
     }
@@ -157,7 +186,13 @@ export class AuthManager {
       remoteNode: nodeId,
       authType: 1,
     };
-    this.deps.cache.set(key, { expiresAtMs: r.expiresAtMs }, 'server');
+    const refused = this.refuseWrite({ localId: r.localId, remoteId: r.remoteId, node: r.peerNode }, r.trust);
+    if (refused) {
+      throw Object.assign(new Error(`auth: write entry refused: ${refused.message}`), {
+        reason: refused.reason,
+      });
+    }
+    this.deps.cache.set(key, { expiresAtMs: r.expiresAtMs }, 'server', r.trust);
     this.clearFailures(pairKey(key));
     this.deps.reporter.serverSucceeded(r, this.deps.cache.size);
     return key;
@@ -165,10 +200,21 @@ export class AuthManager {
 
   /**
    * Follows the identity source: a renewed SVID (an update with a previous one) is audited as a
-   * rotation and every pair of that workload re-authenticates with it. Removals are the GC's
+   * rotation and every pair of that workload re-authenticates with it; a trust-bundle change
+   * revokes what relied on a removed authority (onTrustBundlesChanged). Removals are the GC's
    * (AuthGc.onIdentityEvent); other events change nothing here.
    */
   onIdentityEvent(ev: IdentityEvent): void {
+    if (ev.type === 'bundles-updated') {
+      const r = this.onTrustBundlesChanged(ev.bundles);
+      if (r.revoked > 0 || r.reauthenticating > 0) {
+        this.deps.logger.warn(
+          { event: 'bundle_revocation', revoked: r.revoked, reauthenticating: r.reauthenticating },
+          'trust bundles changed: entries that relied on a removed authority revoked',
+        );
+      }
+      return;
+    }
     if (ev.type !== 'svid-updated' || !ev.previousNotAfter) return;
     const rotated = {
       spiffeId: ev.spiffeId,
@@ -198,9 +244,10 @@ export class AuthManager {
     let n = 0;
     for (const e of this.deps.cache.entries()) {
       if (e.origin === 'server') continue; // the peer that initiated refreshes it (and so our side)
-      if (e.expiresAtMs <= now) continue; // GC's business; a new signal re-authenticates
-      const due = e.writtenAtMs + this.deps.options.reauthAt * (e.expiresAtMs - e.writtenAtMs);
-      if (now < due) continue;
+      if (this.deps.cache.isExpired(e, now)) continue; // GC's business; a new signal re-authenticates
+      // Measured in the kernel map's clock (CLOCK_BOOTTIME), which does not step with the wall clock.
+      const due = e.writtenAtClockMs + this.deps.options.reauthAt * (e.expiresAtClockMs - e.writtenAtClockMs);
+      if (this.deps.cache.clockNowMs() < due) continue;
       const names = this.names(e.key);
       if (!names.localId || !names.remoteId || !names.node) continue;
       if (!this.deps.resolver.pairRequired(names.localId, names.remoteId, names.node)) continue;
@@ -219,7 +266,7 @@ export class AuthManager {
     let n = 0;
     for (const key of keys) {
       if (this.closed) break;
-      if (this.deps.cache.isLive(key)) continue;
+      if (this.deps.cache.checkLive(key)) continue;
       const id = pairKey(key);
       if (this.pending.has(id)) continue;
       const st = this.pairs.get(id);
@@ -230,6 +277,51 @@ export class AuthManager {
     }
     this.deps.reporter.preauthQueued(keys.length, n);
     return n;
+  }
+
+  /** Remembers the current trust bundles without revoking anything (start-up). */
+  noteTrustBundles(bundles: TrustBundles): void {
+    this.bundleFps = bundleFingerprints(bundles);
+  }
+
+  /**
+   * The trust bundles changed: every live entry whose decision relied on an authority that is no
+   * longer in its bundle is deleted at once (audit `entry-removed`, reason `bundle-revoked`) and,
+   * while policy still asks for the pair, re-authenticated under the new bundles. An entry that
+   * does not know what it relied on (restored from the pinned map) is treated the same when any
+   * authority of its trust domains left. Returns how many were revoked and re-queued.
+   */
+  onTrustBundlesChanged(bundles: TrustBundles): { revoked: number; reauthenticating: number } {
+    const before = this.bundleFps;
+    const after = bundleFingerprints(bundles);
+    this.bundleFps = after;
+    const removed = before ? removedAuthorities(before, after) : undefined;
+    let revoked = 0;
+    let requeued = 0;
+    for (const e of this.deps.cache.entries()) {
+      const names = this.names(e.key);
+      let why: string | undefined;
+      if (e.trust) {
+        why = trustLost(e.trust, after);
+      } else {
+        const tds = [names.localId, names.remoteId].filter((x): x is string => !!x).map(trustDomainOf);
+        const gone = tds.find((td) => removed === undefined || removed.has(td) || !after.has(td));
+        if (gone !== undefined)
+          why = `an authority of "${gone}" left its bundle and the entry does not record what it relied on`;
+      }
+      if (!why) continue;
+      if (this.revoke(e.key, names, why, 'bundle-changed')) revoked++;
+      if (
+        names.localId &&
+        names.remoteId &&
+        names.node &&
+        this.deps.resolver.pairRequired(names.localId, names.remoteId, names.node)
+      ) {
+        this.enqueue({ key: e.key, reason: 'reauth-bundle' });
+        requeued++;
+      }
+    }
+    return { revoked, reauthenticating: requeued };
   }
 
   /** Queue depth, in-flight handshakes and pairs in backoff. */
@@ -327,9 +419,17 @@ export class AuthManager {
         );
         return;
       }
+      const refused = this.refuseWrite(
+        { localId: names.localId, remoteId: names.remoteId, node: names.node },
+        r.trust,
+      );
+      if (refused) {
+        this.fail(key, names, item.reason, refused.reason, refused.message, r.durationMs);
+        return;
+      }
       let entry: CachedEntry;
       try {
-        entry = this.deps.cache.set(key, { expiresAtMs: r.expiresAtMs }, 'client');
+        entry = this.deps.cache.set(key, { expiresAtMs: r.expiresAtMs }, 'client', r.trust);
       } catch (err) {
         this.fail(key, names, item.reason, 'entry-write-failed', (err as Error).message, r.durationMs);
         return;
@@ -375,6 +475,7 @@ export class AuthManager {
     state.nextAttemptAtMs = now + delay;
     if (why === 'signal') state.lastSignalAtMs = Math.max(state.lastSignalAtMs, now);
     this.pairs.set(id, state);
+    if (why !== 'signal' && why !== 'preauth') this.revokeIfTrustLost(key, names, reason);
     this.deps.reporter.clientFailed(names, {
       why,
       reason,
@@ -389,8 +490,60 @@ export class AuthManager {
       state.retryTimer = undefined;
       const window = this.deps.options.retryWindowMs ?? 30_000;
       const stillWanted = why !== 'signal' || this.now() - state.lastSignalAtMs <= window;
-      if (!this.closed && stillWanted && !this.deps.cache.isLive(key)) this.enqueue({ key, reason: 'retry' });
+      if (!this.closed && stillWanted && !this.deps.cache.checkLive(key))
+        this.enqueue({ key, reason: 'retry' });
     }, delay);
+  }
+
+  /**
+   * Why a handshake's result must not be written now, or undefined to write it: the write check
+   * (identity, inventory) and the trust bundles as they are at this moment.
+   */
+  private refuseWrite(
+    names: { localId: string; remoteId: string; node: string },
+    trust: EntryTrust | undefined,
+  ): { reason: string; message: string } | undefined {
+    const refused = this.deps.writeCheck?.(names);
+    if (refused) return refused;
+    if (trust && this.bundleFps) {
+      const lost = trustLost(trust, this.bundleFps);
+      if (lost)
+        return { reason: 'bundle-revoked', message: `trust bundle changed during the handshake: ${lost}` };
+    }
+    return undefined;
+  }
+
+  /** A re-authentication failed: if the trust the entry was built on is gone too, delete it now. */
+  private revokeIfTrustLost(key: AuthKey, names: PairNames, failure: string): void {
+    const e = this.deps.cache.get(key);
+    if (!e?.trust || !this.bundleFps) return;
+    const lost = trustLost(e.trust, this.bundleFps);
+    if (lost) this.revoke(key, names, lost, 'reauth-failed', failure);
+  }
+
+  private revoke(
+    key: AuthKey,
+    names: PairNames,
+    why: string,
+    trigger: 'bundle-changed' | 'reauth-failed',
+    failure?: string,
+  ): boolean {
+    const e = this.deps.cache.get(key);
+    const had = this.deps.cache.delete(key);
+    this.deps.reporter.revoked(
+      names,
+      {
+        message: why,
+        trigger,
+        ...(failure ? { failure } : {}),
+        ...(e ? { origin: e.origin } : {}),
+        ...(e?.trust
+          ? { anchors: e.trust.chains.map((c) => ({ trustDomain: c.trustDomain, anchors: c.anchors })) }
+          : {}),
+      },
+      this.deps.cache.size,
+    );
+    return had;
   }
 
   private clearFailures(id: string): void {

@@ -1,4 +1,4 @@
-import type { AuthKey } from '../datapath/types.js';
+import type { AuthKey } from '../datapath/index.js';
 
 /** Stable string form of an auth key, used for maps and logs: "local:remote@node/type". */
 export function pairKey(k: AuthKey): string {

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { AuditSink } from '../audit/sink.js';
+import type { AuditSink } from '../audit/index.js';
 import type { HandshakeFailureEvent } from './handshake/types.js';
 import type { PairNames } from './pair.js';
 
@@ -8,13 +8,29 @@ export interface AuthObserver {
   signal?(outcome: SignalOutcome): void;
   handshake?(result: 'success' | 'failure', reason: string, durationMs: number): void;
   entries?(count: number): void;
+  /** An entry was revoked because an authority it relied on left the trust bundle. */
+  revoked?(trigger: 'bundle-changed' | 'reauth-failed'): void;
 }
 
 /** What became of an auth-required signal. */
 export type SignalOutcome = 'queued' | 'pending' | 'live' | 'backoff' | 'queue-full' | 'unresolved';
 
 /** Why the manager started a handshake. */
-export type WorkReason = 'signal' | 'reauth-expiry' | 'reauth-rotation' | 'retry' | 'preauth';
+export type WorkReason =
+  'signal' | 'reauth-expiry' | 'reauth-rotation' | 'reauth-bundle' | 'retry' | 'preauth';
+
+/** An entry deleted because the trust it was built on is gone (audit reason `bundle-revoked`). */
+export interface Revocation {
+  /** Why the trust is gone (which authority left which bundle). */
+  message: string;
+  /** A bundle change, or a failed re-authentication that found the trust gone. */
+  trigger: 'bundle-changed' | 'reauth-failed';
+  /** The re-authentication's failure reason (trigger reauth-failed). */
+  failure?: string;
+  origin?: string;
+  /** Fingerprints of the authorities the entry relied on, per trust domain. */
+  anchors?: Array<{ trustDomain: string; anchors: string[] }>;
+}
 
 /** A handshake this node initiated and the entry it wrote. */
 export interface ClientSuccess {
@@ -268,6 +284,30 @@ export class AuthReporter {
     this.deps.logger.info(
       { event: 'reauth_scheduled', local_id: ev.spiffeId, pairs },
       're-authenticating after rotation',
+    );
+  }
+
+  /** An entry was deleted because an authority it relied on left the trust bundle. */
+  revoked(names: PairNames, r: Revocation, entries: number): void {
+    this.deps.audit.record({
+      type: 'entry-removed',
+      outcome: 'info',
+      reason: 'bundle-revoked',
+      ...names,
+      details: { ...r },
+    });
+    this.deps.observer?.revoked?.(r.trigger);
+    this.deps.observer?.entries?.(entries);
+    this.deps.logger.warn(
+      {
+        event: 'entry_revoked',
+        reason: 'bundle-revoked',
+        local_id: names.localId,
+        remote_id: names.remoteId,
+        node: names.node,
+        trigger: r.trigger,
+      },
+      `auth entry revoked: ${r.message}`,
     );
   }
 

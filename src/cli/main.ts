@@ -24,7 +24,8 @@ export async function main(): Promise<void> {
   const ctl = new AbortController();
   process.once('SIGINT', () => ctl.abort());
   process.once('SIGTERM', () => ctl.abort());
-  const code = await run(process.argv.slice(2), processIo(ctl.signal), await extraCommands());
+  const io = processIo(ctl.signal, () => ctl.abort());
+  const code = await run(process.argv.slice(2), io, await extraCommands());
   process.exitCode = code;
 }
 

@@ -6,7 +6,7 @@
  */
 import { Command, Option } from 'commander';
 import { ConfigError, describeOptions, loadConfig, type DaemonConfig } from '../config/index.js';
-import { Daemon } from '../daemon/daemon.js';
+import { Daemon } from '../daemon/index.js';
 import { MeshauthError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { VERSION } from '../version.js';

@@ -14,7 +14,6 @@ export {
   normalizeIp,
   parseCidr,
   spiffeIdProblem,
-  trustDomainOf,
   showValue,
   type Cidr,
 } from './validate.js';

@@ -1,6 +1,14 @@
 import { mkdirSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { AuthCache, AuthGc, AuthManager, AuthReporter, type AuthObserver } from '../auth/index.js';
+import {
+  AuthCache,
+  AuthGc,
+  AuthManager,
+  AuthReporter,
+  entryWriteCheck,
+  type AuthObserver,
+  type MirrorRepairReason,
+} from '../auth/index.js';
 import { HandshakeClient, HandshakeServer } from '../auth/handshake/index.js';
 import type { DaemonConfig } from '../config/index.js';
 import { openStateAllocators, type IdentityEvent } from '../identity/index.js';
@@ -11,7 +19,12 @@ import { DaemonResolver } from './resolver.js';
 import { openDatapath, type DaemonDatapath } from './datapath.js';
 import { openAudit } from './audit.js';
 import { startOperations, type DaemonOperations } from './operations.js';
-import { startWireguard, type WireguardTunnel } from '../wireguard/index.js';
+import {
+  readKeyFile,
+  startWireguard,
+  wireguardKeyAgreement,
+  type WireguardTunnel,
+} from '../wireguard/index.js';
 import { systemClock } from '../time.js';
 import { Closers } from './closers.js';
 
@@ -109,7 +122,16 @@ export class Daemon {
     });
     closers.push('datapath', () => datapath.close());
     dpRef.current = datapath;
-    const cache = new AuthCache(datapath.auth);
+    const ops: { current: DaemonOperations | undefined } = { current: undefined };
+    const cache = new AuthCache(datapath.auth, {
+      onRepair: (reason: MirrorRepairReason) => {
+        ops.current?.metrics.mirrorRepairs.inc({ reason });
+        log.warn(
+          { event: 'auth_mirror_repaired', reason },
+          'auth mirror disagreed with the kernel map: repaired from the kernel',
+        );
+      },
+    });
     const restored = cache.restore();
     log.info(
       { event: 'entries_restored', count: restored },
@@ -135,8 +157,8 @@ export class Daemon {
       holdsSvid: (id) => identity.svid(id) !== undefined,
     });
 
-    const ops: { current: DaemonOperations | undefined } = { current: undefined };
     const observer: AuthObserver = {
+      revoked: (trigger) => ops.current?.metrics.entriesRevoked.inc({ trigger }),
       signal: (outcome) => ops.current?.metrics.signalsReceived.inc({ outcome }),
       handshake: (result, reason, ms) => ops.current?.metrics.recordHandshake(result, reason, ms),
       entries: (n) => ops.current?.metrics.authEntries.set(n),
@@ -147,11 +169,11 @@ export class Daemon {
       observer,
     });
 
-    // With WireGuard, both handshake halves carry this node's key and check the peer's.
-    const wgTunnel = wg;
-    const wireguardBinding = wgTunnel
+    // With WireGuard, both handshake halves prove possession of this node's private key and check
+    // the peer's proof against the key the inventory holds for it (wireguard-proof.ts).
+    const wireguardBinding = wg
       ? {
-          wireguardPublicKey: () => wgTunnel.publicKey,
+          wireguard: wireguardKeyAgreement(readKeyFile(wg.privateKeyFile)),
           expectedPeerWireguardKey: (node: string) => inventory.current.node(node)?.wireguardPublicKey,
         }
       : {};
@@ -169,6 +191,12 @@ export class Daemon {
       authenticator: client,
       reporter,
       logger: logger.child({ component: 'auth' }),
+      // Trust is re-checked at the moment of every write (client and server side).
+      writeCheck: entryWriteCheck({
+        holdsSvid: (id) => identity.svid(id) !== undefined,
+        isLocalIdentity: (id) => inventory.current.isWorkloadOnNode(id, config.node),
+        isWorkloadOnNode: (id, node) => inventory.current.isWorkloadOnNode(id, node),
+      }),
       options: {
         maxConcurrent: config.auth.maxConcurrent,
         queueSize: config.auth.queueSize,
@@ -209,7 +237,9 @@ export class Daemon {
       obsolete: (k) => resolver.obsoleteReason(k),
     });
 
-    // Rotation and removal are an event stream.
+    // Rotation, removal and bundle changes are an event stream; a bundle change revokes what
+    // relied on a removed authority (AuthManager.onTrustBundlesChanged).
+    manager.noteTrustBundles(identity.bundles());
     const unsubscribe = identity.subscribe((ev: IdentityEvent) => {
       manager.onIdentityEvent(ev);
       gc.onIdentityEvent(ev);
@@ -234,6 +264,8 @@ export class Daemon {
         datapath.sync(state.current);
         identity.setWanted(state.current.localSpiffeIds);
         log.info({ event: 'state_resynced' }, 'inventory changed: maps updated');
+        // Entries of workloads that left (here or on the peer node) go now, not on the next GC tick.
+        gc.run();
         preauthenticate();
       } catch (err) {
         log.error({ event: 'state_resync_failed', err }, 'inventory change not applied');

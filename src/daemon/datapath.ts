@@ -1,14 +1,15 @@
 import type { Logger } from 'pino';
 import type { DaemonConfig } from '../config/index.js';
-import { Datapath, ensurePinDir, PinMismatchError, type RingBufSignalSource } from '../datapath/index.js';
-import type { AuthMap, VerdictCounters } from '../datapath/types.js';
+import { Datapath, ensurePinDir, PinMismatchError, SupervisedSignalSource } from '../datapath/index.js';
+import type { AuthMap, VerdictCounters } from '../datapath/index.js';
 import type { NodeState } from '../policy/index.js';
 
 /** The datapath as the daemon uses it. */
 export interface DaemonDatapath {
   datapath: Datapath;
   auth: AuthMap;
-  signals: RingBufSignalSource;
+  /** The ring-buffer reader, restarted with backoff when it stops; `health()` feeds /readyz. */
+  signals: SupervisedSignalSource;
   /** Makes ipcache and policy equal to the node state. */
   sync(state: NodeState): void;
   counters(): VerdictCounters;
@@ -72,7 +73,21 @@ export async function openDatapath(
       else if (a.type === 'sockops') datapath.attachSockOps(a.path);
       else datapath.attachCgroup(a.path, a.hook);
     }
-    const signals = datapath.signals();
+    const signals = new SupervisedSignalSource({
+      open: () => datapath.signals(),
+      onStateChange: (e) => {
+        if (e.type === 'restarted') {
+          log.info({ event: 'signal_reader_restarted', restarts: e.restarts }, 'signal reader restarted');
+        } else {
+          log.error(
+            { event: 'signal_reader_stopped', err: e.error, restarts: e.restarts, retry_in_ms: e.retryInMs },
+            e.type === 'open-failed'
+              ? 'signal reader could not be opened: retrying (not ready meanwhile)'
+              : 'signal reader stopped: restarting (not ready meanwhile)',
+          );
+        }
+      },
+    });
     return {
       datapath,
       auth: datapath.auth,

@@ -10,7 +10,7 @@ import {
 import type { AuthCache, AuthManager } from '../auth/index.js';
 import type { HandshakeServer } from '../auth/handshake/index.js';
 import type { DaemonConfig } from '../config/index.js';
-import type { AuthKey } from '../datapath/types.js';
+import type { AuthKey } from '../datapath/index.js';
 import type { IdentitySource } from '../identity/index.js';
 import type { Inventory } from '../inventory/index.js';
 import { Metrics, startMetricsServer, type MetricsServer } from '../metrics/index.js';
@@ -142,6 +142,32 @@ export function daemonView(deps: OperationsDeps, startedAtMs: number): DaemonVie
   };
 }
 
+/**
+ * /readyz: the kernel maps answer, the ring-buffer signal reader runs (without it no drop ever
+ * turns into a handshake) and every local workload has an SVID (or there are none).
+ */
+export function daemonReadiness(
+  deps: {
+    datapath: Pick<DaemonDatapath, 'counters'> & {
+      signals: Pick<DaemonDatapath['signals'], 'health'>;
+    };
+    identity: Pick<IdentitySource, 'svid'>;
+  },
+  localIds: readonly string[],
+): { ready: boolean; reason?: string } {
+  try {
+    deps.datapath.counters();
+  } catch (err) {
+    return { ready: false, reason: `datapath: ${(err as Error).message}` };
+  }
+  const reader = deps.datapath.signals.health();
+  if (!reader.ready) return reader;
+  const missing = localIds.filter((id) => !deps.identity.svid(id));
+  return missing.length === 0
+    ? { ready: true }
+    : { ready: false, reason: `no SVID for ${missing.join(', ')}` };
+}
+
 /** Metrics endpoint and the gRPC API. */
 export async function startOperations(deps: OperationsDeps): Promise<DaemonOperations> {
   const { config, logger } = deps;
@@ -161,18 +187,7 @@ export async function startOperations(deps: OperationsDeps): Promise<DaemonOpera
     else if (ev.type === 'svid-removed') metrics.removeSvid(ev.spiffeId);
     if (ev.type !== 'source-state') refreshTls();
   });
-  /** Ready: the kernel maps answer and every local workload has an SVID (or there are none). */
-  const ready = (): { ready: boolean; reason?: string } => {
-    try {
-      deps.datapath.counters();
-    } catch (err) {
-      return { ready: false, reason: `datapath: ${(err as Error).message}` };
-    }
-    const missing = localIds().filter((id) => !deps.identity.svid(id));
-    return missing.length === 0
-      ? { ready: true }
-      : { ready: false, reason: `no SVID for ${missing.join(', ')}` };
-  };
+  const ready = (): { ready: boolean; reason?: string } => daemonReadiness(deps, localIds());
   let metricsServer: MetricsServer | undefined;
   let api: ApiServer | undefined;
   try {

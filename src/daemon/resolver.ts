@@ -1,5 +1,5 @@
 import { pairNames, type PairNames, type PairResolver } from '../auth/index.js';
-import type { AuthKey } from '../datapath/types.js';
+import type { AuthKey } from '../datapath/index.js';
 import type { IdAllocator } from '../identity/index.js';
 import type { Inventory } from '../inventory/index.js';
 import type { Policy } from '../policy/index.js';

@@ -139,6 +139,16 @@ export class KernelAuthMap implements AuthMap {
     return this.map.tryDelete(key);
   }
 
+  /** CLOCK_BOOTTIME in ms: the clock bpf_ktime_get_boot_ns() reads in the datapath. */
+  clockNowMs(): number {
+    return Number(this.clocks.bootNowNs()) / 1e6;
+  }
+
+  expiryClockMs(key: AuthKey): number | undefined {
+    const v = this.map.get(key);
+    return v === undefined ? undefined : Number(v.expiryBootNs) / 1e6;
+  }
+
   *entries(): Iterable<[AuthKey, AuthValue]> {
     for (const [k, v] of this.map.entries())
       yield [k, { expiresAtMs: bootNsToWallMs(v.expiryBootNs, this.clocks) }];

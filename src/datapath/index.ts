@@ -48,7 +48,7 @@ export {
   type Clocks,
 } from './clock.js';
 export { testRun, type TestRunOptions, type TestRunResult } from './test-run.js';
-export { buildTcpSyn, buildArp, type TcpSynOptions } from './packets.js';
+export { buildTcpSyn, buildMplsTcpSyn, buildArp, type TcpSynOptions } from './packets.js';
 export { ensurePinDir, isOnBpffs, fsTypeOf, removePinFiles, DEFAULT_BPFFS } from './bpffs.js';
 export { withNetns } from './netns.js';
 export { parseCidr, formatCidr, addressBytes, type LpmPrefix } from './cidr.js';
@@ -63,3 +63,9 @@ export {
   DatapathInputError,
   errnoName,
 } from './errors.js';
+export {
+  SupervisedSignalSource,
+  type SignalSupervisorOptions,
+  type SignalReaderEvent,
+  type SupervisorTimers,
+} from './signal-supervisor.js';

@@ -9,6 +9,11 @@ export interface TcpSynOptions {
   dstPort?: number;
   /** Prepend a 14-byte Ethernet header (default true; tc and cgroup_skb test runs need it). */
   ethernet?: boolean;
+  /**
+   * In-band VLAN tags between the Ethernet header and IP, outermost first, by TPID (0x8100 for
+   * 802.1Q, 0x88a8 for 802.1ad); each tag gets VID 100 + its position.
+   */
+  vlanTags?: number[];
 }
 
 const ETH_P_IP = 0x0800;
@@ -68,7 +73,23 @@ export function buildTcpSyn(opts: TcpSynOptions): Buffer {
     addressBytes(opts.src).copy(ip, 8);
     addressBytes(opts.dst).copy(ip, 24);
   }
-  return Buffer.concat(withEth ? [ethernet(proto), ip, tcp] : [ip, tcp]);
+  if (!withEth) return Buffer.concat([ip, tcp]);
+  const tags = opts.vlanTags ?? [];
+  const parts: Buffer[] = [ethernet(tags[0] ?? proto)];
+  tags.forEach((_tpid, i) => {
+    const tag = Buffer.alloc(4);
+    tag.writeUInt16BE(100 + i, 0); // PCP 0, DEI 0, VID
+    tag.writeUInt16BE(tags[i + 1] ?? proto, 2);
+    parts.push(tag);
+  });
+  return Buffer.concat([...parts, ip, tcp]);
+}
+
+/** A TCP SYN (IPv4 or IPv6) behind one MPLS label (bottom of stack), behind an Ethernet header. */
+export function buildMplsTcpSyn(opts: Omit<TcpSynOptions, 'ethernet' | 'vlanTags'>): Buffer {
+  const label = Buffer.alloc(4);
+  label.writeUInt32BE((16 << 12) | (1 << 8) | 64); // label 16, S=1, TTL 64
+  return Buffer.concat([ethernet(0x8847), label, buildTcpSyn({ ...opts, ethernet: false })]);
 }
 
 /** An ARP request behind an Ethernet header (a non-IP packet). */

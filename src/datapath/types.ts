@@ -73,7 +73,9 @@ export type VerdictName =
   | 'signal_throttled'
   | 'signal_ringbuf_full'
   /** sock_ops: connections of unauthenticated pairs whose initial SYN RTO was shortened (not packets). */
-  | 'syn_rto_shortened';
+  | 'syn_rto_shortened'
+  /** Frames that may carry IP in an encapsulation the datapath does not parse (MPLS, PPPoE, 3+ VLAN tags): dropped. */
+  | 'drop_unparsed_encap';
 
 export type VerdictCounters = Record<VerdictName, bigint>;
 
@@ -107,6 +109,14 @@ export interface AuthMap {
   /** Returns false when the key was not present. */
   delete(key: AuthKey): boolean;
   entries(): Iterable<[AuthKey, AuthValue]>;
+  /**
+   * Now, in the clock the datapath compares expiries with, in milliseconds. For the kernel map this
+   * is CLOCK_BOOTTIME (bpf_ktime_get_boot_ns): monotonic, counts suspend, never steps with the
+   * wall clock.
+   */
+  clockNowMs(): number;
+  /** The entry's expiry exactly as the datapath holds it, in clockNowMs() units; undefined when absent. */
+  expiryClockMs(key: AuthKey): number | undefined;
 }
 
 /** A source of auth-required signals (the ring buffer reader, or a fake). */

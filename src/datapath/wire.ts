@@ -228,6 +228,7 @@ export const VERDICT_NAMES: readonly VerdictName[] = [
   'signal_throttled',
   'signal_ringbuf_full',
   'syn_rto_shortened',
+  'drop_unparsed_encap',
 ];
 
 /** Map names and sizes of bpf/meshauth.h. */

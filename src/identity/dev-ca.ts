@@ -159,7 +159,14 @@ export class DevCa {
   }
 
   /** Issue an X509-SVID for a SPIFFE ID of this trust domain. */
-  async issue(spiffeId: string, opts: { ttlMs?: number; now?: Date } = {}): Promise<Svid> {
+  async issue(
+    spiffeId: string,
+    opts: {
+      ttlMs?: number;
+      now?: Date;
+      /** Added to the leaf as given (tests, impostors). */ extensions?: x509.Extension[];
+    } = {},
+  ): Promise<Svid> {
     const id = parseSpiffeId(spiffeId);
     if (id.trustDomain.name !== this.trustDomain) {
       throw new DevCaError(`dev CA issue: ${spiffeId} is not in trust domain "${this.trustDomain}"`);
@@ -193,6 +200,7 @@ export class DevCa {
         ]),
         new x509.SubjectAlternativeNameExtension([{ type: 'url', value: id.toString() }]),
         await x509.AuthorityKeyIdentifierExtension.create(this.cert, false),
+        ...(opts.extensions ?? []),
       ],
     });
     const der = Buffer.from(cert.rawData);

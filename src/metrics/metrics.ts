@@ -25,6 +25,8 @@ export class Metrics {
   readonly auditQueueDepth: Gauge;
   readonly auditEventsDropped: Counter;
   readonly svidExpiry: Gauge<'spiffe_id'>;
+  readonly mirrorRepairs: Counter<'reason'>;
+  readonly entriesRevoked: Counter<'trigger'>;
   private verdictSource: VerdictSource | undefined;
   private readonly notAfter = new Map<string, number>();
   private droppedSeen = 0;
@@ -47,6 +49,18 @@ export class Metrics {
     this.authEntries = new Gauge({
       name: 'meshauth_auth_entries',
       help: 'Live entries in the auth map',
+      registers,
+    });
+    this.mirrorRepairs = new Counter({
+      name: 'meshauth_auth_mirror_repairs_total',
+      help: 'Corrections of the in-memory auth mirror from the kernel auth map, by reason (kernel-missing, kernel-extra, expiry-differs, kernel-expired)',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.entriesRevoked = new Counter({
+      name: 'meshauth_auth_entries_revoked_total',
+      help: 'Auth entries deleted because an authority they relied on left the trust bundle, by trigger (bundle-changed, reauth-failed)',
+      labelNames: ['trigger'],
       registers,
     });
     this.signalsReceived = new Counter({

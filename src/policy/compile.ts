@@ -7,7 +7,7 @@ import {
   type AuthTypeValue,
   type IpcacheEntry,
   type PolicyKey,
-} from '../datapath/types.js';
+} from '../datapath/index.js';
 import type { Inventory } from '../inventory/index.js';
 import type { Policy } from './policy.js';
 

@@ -26,15 +26,35 @@ export type X509SvidReason =
   | 'expired'
   | 'not-yet-valid'
   | 'bad-intermediate'
-  | 'key-mismatch';
+  | 'key-mismatch'
+  // RFC 5280 path validation refusals (reported by OpenSSL, see src/spiffe/openssl.ts):
+  | 'bad-signature'
+  | 'unhandled-critical-extension'
+  | 'invalid-extension'
+  | 'name-constraints'
+  | 'policy'
+  | 'invalid-purpose'
+  | 'weak-crypto'
+  | 'path-validation';
 
 /** An X509-SVID that failed parsing or verification. `reason` is stable; the message explains. */
 export class X509SvidError extends MeshauthError {
   readonly reason: X509SvidReason;
+  /** For path validation refusals: OpenSSL's X509_V_ERR_* number and the depth it was found at. */
+  readonly details: Readonly<{ opensslError?: number; depth?: number }>;
 
-  constructor(reason: X509SvidReason, message: string, options?: { cause?: unknown }) {
-    super('MESHAUTH_ERR_X509_SVID', message, options);
+  constructor(
+    reason: X509SvidReason,
+    message: string,
+    options?: { cause?: unknown; details?: { opensslError?: number; depth?: number } },
+  ) {
+    super(
+      'MESHAUTH_ERR_X509_SVID',
+      message,
+      options?.cause === undefined ? undefined : { cause: options.cause },
+    );
     this.reason = reason;
+    this.details = options?.details ?? {};
   }
 }
 

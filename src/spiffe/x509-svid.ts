@@ -7,8 +7,9 @@ import {
   parseCertificates,
   type ParsedCertificate,
 } from './certificate.js';
-import { X509SvidError } from './errors.js';
+import { X509SvidError, type X509SvidReason } from './errors.js';
 import { parseSpiffeId, type SpiffeId } from './id.js';
+import { validatePath, X509_V, type CertRef, type PathResult } from './openssl.js';
 
 /** An X509-SVID that passed verification. */
 export interface VerifiedX509Svid {
@@ -21,8 +22,12 @@ export interface VerifiedX509Svid {
   /** Validity of the leaf. */
   notBefore: Date;
   notAfter: Date;
-  /** Earliest notAfter over the leaf, the intermediates used and the trust anchor. */
+  /** Earliest notAfter over the validated path: the leaf, the intermediates used and the trust anchor. */
   chainNotAfter: Date;
+  /** The validated path (RFC 5280 §6.1), leaf first, ending with the bundle authority it chains to. */
+  path: X509Certificate[];
+  /** DER of the bundle authority (trust anchor) the path ends at. */
+  anchorDer: Buffer;
 }
 
 export interface VerifyX509SvidOptions {
@@ -48,19 +53,6 @@ function parse(der: Buffer, what: string): ParsedCertificate {
       { cause: err },
     );
   }
-}
-
-function checkValidity(c: ParsedCertificate, what: string, now: Date): void {
-  const nb = new Date(c.x509.validFrom);
-  const na = new Date(c.x509.validTo);
-  if (now < nb) {
-    throw new X509SvidError(
-      'not-yet-valid',
-      `verify X509-SVID: ${what} is not valid before ${nb.toISOString()}`,
-    );
-  }
-  if (now > na)
-    throw new X509SvidError('expired', `verify X509-SVID: ${what} expired at ${na.toISOString()}`);
 }
 
 /** Check the leaf-only rules of the X509-SVID standard and return its SPIFFE ID. */
@@ -108,26 +100,6 @@ export function checkLeaf(leaf: ParsedCertificate): SpiffeId {
   return id;
 }
 
-function isSigningCert(c: ParsedCertificate): boolean {
-  const bc = c.ext.basicConstraints;
-  if (!bc?.ca) return false;
-  return c.ext.keyUsage === undefined || c.ext.keyUsage.has('keyCertSign');
-}
-
-/**
- * True when `parent` signed `child`: the names chain and the signature verifies. Deliberately
- * ignores the parent's KeyUsage and BasicConstraints (OpenSSL's checkIssued refuses a parent
- * without keyCertSign), so that a non-CA signer is reported as such rather than as "untrusted".
- */
-function issued(child: ParsedCertificate, parent: ParsedCertificate): boolean {
-  try {
-    const namesChain = child.x509.issuer === parent.x509.subject || child.x509.checkIssued(parent.x509);
-    return namesChain && child.x509.verify(parent.x509.publicKey);
-  } catch {
-    return false;
-  }
-}
-
 /** A signing certificate that carries a SPIFFE ID must name a trust domain, not a workload. */
 function signerIdProblem(c: ParsedCertificate): string | undefined {
   for (const uri of c.ext.uriSans) {
@@ -138,10 +110,104 @@ function signerIdProblem(c: ParsedCertificate): string | undefined {
   return undefined;
 }
 
+/** OpenSSL refusals about a certificate's fitness as a CA (RFC 5280 §4.2.1.3, §4.2.1.9, §6.1.4). */
+const CA_PROBLEMS: ReadonlySet<number> = new Set([
+  X509_V.INVALID_CA,
+  X509_V.KEYUSAGE_NO_CERTSIGN,
+  X509_V.INVALID_NON_CA,
+  X509_V.CA_CERT_MISSING_KEY_USAGE,
+  X509_V.CA_BCONS_NOT_CRITICAL,
+  X509_V.PATHLEN_WITHOUT_KU_KEY_CERT_SIGN,
+  X509_V.KU_KEY_CERT_SIGN_INVALID_FOR_NON_CA,
+  X509_V.PATHLEN_INVALID_FOR_NON_CA,
+]);
+
+/** OpenSSL codes for "no path to a trust anchor". */
+const NO_PATH: ReadonlySet<number> = new Set([
+  X509_V.UNABLE_TO_GET_ISSUER_CERT,
+  X509_V.UNABLE_TO_GET_ISSUER_CERT_LOCALLY,
+  X509_V.UNABLE_TO_VERIFY_LEAF_SIGNATURE,
+  X509_V.DEPTH_ZERO_SELF_SIGNED_CERT,
+  X509_V.SELF_SIGNED_CERT_IN_CHAIN,
+  X509_V.CERT_UNTRUSTED,
+  X509_V.CERT_REJECTED,
+  X509_V.CERT_CHAIN_TOO_LONG,
+  X509_V.PATH_LOOP,
+]);
+
+/** The stable meshauth reason for an OpenSSL verification error about a certificate of kind `kind`. */
+export function reasonForOpensslError(code: number, kind: CertRef['kind'] | undefined): X509SvidReason {
+  if (code === -1) return 'malformed';
+  if (code === X509_V.CERT_HAS_EXPIRED) return 'expired';
+  if (code === X509_V.CERT_NOT_YET_VALID) return 'not-yet-valid';
+  if (NO_PATH.has(code)) return 'untrusted';
+  // Too many intermediates below a CA: whichever certificate carried the constraint.
+  if (code === X509_V.PATH_LENGTH_EXCEEDED) return 'bad-intermediate';
+  if (CA_PROBLEMS.has(code))
+    return kind === 'anchor' ? 'untrusted' : kind === 'leaf' ? 'invalid-extension' : 'bad-intermediate';
+  switch (code) {
+    case X509_V.UNABLE_TO_DECRYPT_CERT_SIGNATURE:
+    case X509_V.UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY:
+    case X509_V.CERT_SIGNATURE_FAILURE:
+    case X509_V.NO_ISSUER_PUBLIC_KEY:
+    case X509_V.UNSUPPORTED_SIGNATURE_ALGORITHM:
+    case X509_V.SIGNATURE_ALGORITHM_MISMATCH:
+    case X509_V.SIGNATURE_ALGORITHM_INCONSISTENCY:
+      return 'bad-signature';
+    case X509_V.UNHANDLED_CRITICAL_EXTENSION:
+      return 'unhandled-critical-extension';
+    case X509_V.INVALID_EXTENSION:
+    case X509_V.UNSUPPORTED_EXTENSION_FEATURE:
+    case X509_V.PROXY_CERTIFICATES_NOT_ALLOWED:
+    case X509_V.MISSING_AUTHORITY_KEY_IDENTIFIER:
+    case X509_V.MISSING_SUBJECT_KEY_IDENTIFIER:
+    case X509_V.EMPTY_SUBJECT_ALT_NAME:
+    case X509_V.EMPTY_SUBJECT_SAN_NOT_CRITICAL:
+    case X509_V.AUTHORITY_KEY_IDENTIFIER_CRITICAL:
+    case X509_V.SUBJECT_KEY_IDENTIFIER_CRITICAL:
+    case X509_V.EXTENSIONS_REQUIRE_VERSION_3:
+    case X509_V.KEYUSAGE_NO_DIGITAL_SIGNATURE:
+      return 'invalid-extension';
+    case X509_V.ERROR_IN_CERT_NOT_BEFORE_FIELD:
+    case X509_V.ERROR_IN_CERT_NOT_AFTER_FIELD:
+    case X509_V.ISSUER_NAME_EMPTY:
+    case X509_V.SUBJECT_NAME_EMPTY:
+    case X509_V.EC_KEY_EXPLICIT_PARAMS:
+      return 'malformed';
+    case X509_V.PERMITTED_VIOLATION:
+    case X509_V.EXCLUDED_VIOLATION:
+    case X509_V.SUBTREE_MINMAX:
+    case X509_V.UNSUPPORTED_CONSTRAINT_TYPE:
+    case X509_V.UNSUPPORTED_CONSTRAINT_SYNTAX:
+    case X509_V.UNSUPPORTED_NAME_SYNTAX:
+      return 'name-constraints';
+    case X509_V.INVALID_POLICY_EXTENSION:
+    case X509_V.NO_EXPLICIT_POLICY:
+      return 'policy';
+    case X509_V.INVALID_PURPOSE:
+      return 'invalid-purpose';
+    case X509_V.EE_KEY_TOO_SMALL:
+    case X509_V.CA_KEY_TOO_SMALL:
+    case X509_V.CA_MD_TOO_WEAK:
+      return 'weak-crypto';
+    default:
+      return 'path-validation';
+  }
+}
+
 /**
- * Verify an X509-SVID chain (leaf FIRST, then intermediates) against the X.509 authorities of the
- * bundle for the leaf's own trust domain. Fails closed: any problem throws X509SvidError with a
- * stable `reason`.
+ * Verify an X509-SVID chain (leaf FIRST, then intermediates in any order) against the X.509
+ * authorities of the bundle for the leaf's own trust domain (SPIFFE X509-SVID §4, §5).
+ *
+ * In order: the leaf rules of the X509-SVID standard (checkLeaf, stable reasons such as
+ * `multiple-uri-sans`); RFC 5280 §6.1 path validation by OpenSSL on every certificate of the path
+ * (src/spiffe/openssl.ts: strict profile, unknown critical extensions, basic constraints, key
+ * usage, path length, name constraints, policies, signatures, validity at `now`, TLS client and
+ * server purpose); then the signing-certificate rule (a CA certificate that carries a SPIFFE ID has
+ * no path). Fails closed: any problem throws X509SvidError with a stable `reason`; the message
+ * names the certificate and, for OpenSSL refusals, OpenSSL's error number and text.
+ * Validity follows OpenSSL (X509_cmp_time): a certificate is valid from notBefore up to, not
+ * including, its notAfter second.
  */
 export function verifyX509Svid(
   chainInput: readonly Buffer[] | Buffer,
@@ -173,7 +239,6 @@ export function verifyX509Svid(
   const chain = ders.map((d, i) => parse(d, i === 0 ? 'leaf' : `chain certificate ${i}`));
   const leaf = chain[0]!;
   const id = checkLeaf(leaf);
-  checkValidity(leaf, 'leaf', now);
 
   const td = id.trustDomain.name;
   const authorityDers = bundles.get(td);
@@ -182,70 +247,71 @@ export function verifyX509Svid(
   }
   const authorities = authorityDers.map((d, i) => parse(d, `bundle authority ${i} of ${td}`));
 
-  // Walk up from the leaf: prefer a bundle authority, else an unused presented intermediate.
-  let current = leaf;
-  let chainNotAfter = new Date(leaf.x509.validTo);
-  const used = new Set<number>([0]);
-  for (let depth = 0; depth < maxLen; depth++) {
-    const anchor = authorities.find((a) => issued(current, a));
-    if (anchor) {
-      const anchorName = `trust anchor "${anchor.x509.subject.replace(/\n/g, ', ')}"`;
-      if (!isSigningCert(anchor)) {
-        throw new X509SvidError(
-          'untrusted',
-          `verify X509-SVID: ${anchorName} of the "${td}" bundle is not a CA with keyCertSign`,
-        );
-      }
-      checkValidity(anchor, anchorName, now);
-      const anchorPathLen = anchor.ext.basicConstraints?.pathLen;
-      if (anchorPathLen !== undefined && used.size - 1 > anchorPathLen) {
-        throw new X509SvidError(
-          'bad-intermediate',
-          `verify X509-SVID: ${used.size - 1} intermediates exceed the path length constraint ${anchorPathLen} of ${anchorName}`,
-        );
-      }
-      const na = new Date(anchor.x509.validTo);
-      if (na < chainNotAfter) chainNotAfter = na;
-      return {
-        spiffeId: id,
-        leaf: leaf.x509,
-        chain: chain.map((c) => c.x509),
-        serials: chain.map((c) => c.x509.serialNumber.toUpperCase()),
-        notBefore: new Date(leaf.x509.validFrom),
-        notAfter: new Date(leaf.x509.validTo),
-        chainNotAfter,
-      };
-    }
-    const idx = chain.findIndex((c, i) => !used.has(i) && issued(current, c));
-    if (idx < 0) break;
-    const inter = chain[idx]!;
-    if (!isSigningCert(inter)) {
-      throw new X509SvidError(
-        'bad-intermediate',
-        `verify X509-SVID: chain certificate ${idx} signed the chain but is not a CA with keyCertSign`,
-      );
-    }
-    const idProblem = signerIdProblem(inter);
-    if (idProblem)
-      throw new X509SvidError('bad-intermediate', `verify X509-SVID: chain certificate ${idx} ${idProblem}`);
-    checkValidity(inter, `intermediate ${idx}`, now);
-    const pathLen = inter.ext.basicConstraints?.pathLen;
-    // Number of intermediates below this one.
-    if (pathLen !== undefined && used.size - 1 > pathLen) {
-      throw new X509SvidError(
-        'bad-intermediate',
-        `verify X509-SVID: intermediate ${idx} path length constraint ${pathLen} exceeded`,
-      );
-    }
-    const na = new Date(inter.x509.validTo);
-    if (na < chainNotAfter) chainNotAfter = na;
-    used.add(idx);
-    current = inter;
+  let result: PathResult;
+  try {
+    result = validatePath({
+      leaf: leaf.der,
+      untrusted: chain.slice(1).map((c) => c.der),
+      anchors: authorities.map((a) => a.der),
+      atSeconds: Math.floor(now.getTime() / 1000),
+      maxDepth: maxLen,
+    });
+  } catch (err) {
+    throw new X509SvidError('path-validation', `verify X509-SVID: ${(err as Error).message}`, { cause: err });
   }
-  throw new X509SvidError(
-    'untrusted',
-    `verify X509-SVID: ${id} does not chain to an authority of the "${td}" bundle`,
-  );
+  const certOf = (ref: CertRef): ParsedCertificate =>
+    ref.kind === 'leaf' ? leaf : ref.kind === 'untrusted' ? chain[ref.index + 1]! : authorities[ref.index]!;
+  const nameOf = (ref: CertRef | undefined): string => {
+    if (!ref) return 'a certificate of the path';
+    if (ref.kind === 'leaf') return 'leaf';
+    if (ref.kind === 'untrusted') return `intermediate ${ref.index + 1}`;
+    const subject = authorities[ref.index]!.x509.subject.replace(/\n/g, ', ');
+    return `trust anchor "${subject}" of the "${td}" bundle`;
+  };
+
+  if (!result.ok) {
+    const reason = reasonForOpensslError(result.code, result.cert?.kind);
+    const what = nameOf(result.cert);
+    const openssl = `(OpenSSL error ${result.code})`;
+    let message: string;
+    if (reason === 'untrusted' && NO_PATH.has(result.code)) {
+      message = `${id} does not chain to an authority of the "${td}" bundle (OpenSSL error ${result.code}: ${result.text})`;
+    } else if (reason === 'expired' && result.cert) {
+      message = `${what} expired at ${new Date(certOf(result.cert).x509.validTo).toISOString()}`;
+    } else if (reason === 'not-yet-valid' && result.cert) {
+      message = `${what} is not valid before ${new Date(certOf(result.cert).x509.validFrom).toISOString()}`;
+    } else {
+      message = `${what}: ${result.text} ${openssl}`;
+    }
+    throw new X509SvidError(reason, `verify X509-SVID: ${message}`, {
+      details: { opensslError: result.code, depth: result.depth },
+    });
+  }
+
+  // SPIFFE X509-SVID §4.1: a signing certificate carrying a SPIFFE ID names its trust domain only.
+  for (const ref of result.path.slice(1)) {
+    const problem = signerIdProblem(certOf(ref));
+    if (problem) throw new X509SvidError('bad-intermediate', `verify X509-SVID: ${nameOf(ref)} ${problem}`);
+  }
+
+  const path = result.path.map(certOf);
+  let chainNotAfter = new Date(leaf.x509.validTo);
+  for (const c of path) {
+    const na = new Date(c.x509.validTo);
+    if (na < chainNotAfter) chainNotAfter = na;
+  }
+  const anchor = path[path.length - 1]!;
+  return {
+    spiffeId: id,
+    leaf: leaf.x509,
+    chain: chain.map((c) => c.x509),
+    serials: chain.map((c) => c.x509.serialNumber.toUpperCase()),
+    notBefore: new Date(leaf.x509.validFrom),
+    notAfter: new Date(leaf.x509.validTo),
+    chainNotAfter,
+    path: path.map((c) => c.x509),
+    anchorDer: anchor.der,
+  };
 }
 
 /** True when the private key belongs to the leaf of the chain (signs and verifies a probe). */

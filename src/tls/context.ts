@@ -1,5 +1,6 @@
 import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
 import type { Svid } from '../spiffe/index.js';
+import { disableSessionTickets } from './session-tickets.js';
 
 /** The only protocol version meshauth speaks. */
 export const MESHAUTH_TLS_VERSION = 'TLSv1.3';
@@ -17,8 +18,11 @@ export type TlsCredentials = Pick<Svid, 'chainPem' | 'keyPem'>;
  * would also be consulted when node assembles the peer's chain. Peer certificates are not judged
  * by OpenSSL at all (`rejectUnauthorized: false` on the sockets); they are verified afterwards,
  * against the SPIFFE trust bundle of the peer's trust domain, by src/spiffe.
+ * No context issues TLS session tickets (src/tls/session-tickets.ts).
  */
 function baseOptions(): SecureContextOptions {
+  // Before any context exists: OpenSSL applies it to contexts created afterwards.
+  disableSessionTickets();
   return {
     minVersion: MESHAUTH_TLS_VERSION,
     maxVersion: MESHAUTH_TLS_VERSION,

@@ -42,6 +42,8 @@ export {
   publicKeyFromPrivate,
   loadOrCreateNodeKey,
   readKeyFile,
+  wireguardKeyAgreement,
+  type WireguardKeyAgreement,
   privateKeyPath,
   publicKeyPath,
   type NodeKey,

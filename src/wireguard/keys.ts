@@ -1,4 +1,10 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
+import {
+  createPrivateKey,
+  createPublicKey,
+  diffieHellman,
+  generateKeyPairSync,
+  type KeyObject,
+} from 'node:crypto';
 import {
   closeSync,
   fsyncSync,
@@ -73,6 +79,63 @@ export function publicKeyFromPrivate(privateKey: string): string {
     );
   }
   return encodeWireguardKey(spki.subarray(SPKI_X25519_PREFIX.length));
+}
+
+/**
+ * The node's static WireGuard key held for key agreement: proves possession of the private key to
+ * a peer that knows our public key (the handshake's WireGuard binding). The private key stays in
+ * this object (a KeyObject); nothing exports it.
+ */
+export interface WireguardKeyAgreement {
+  /** Base64 public key (what `wg pubkey` prints). */
+  readonly publicKey: string;
+  /**
+   * X25519(our private key, the peer's public key) (RFC 7748 §6.1): 32 bytes that only the holders
+   * of the two private keys can compute. Throws MESHAUTH_ERR_WIREGUARD_KEY_INVALID on a malformed
+   * peer key or a low-order peer key (all-zero result).
+   */
+  sharedSecret(peerPublicKey: string): Buffer;
+}
+
+/** Key agreement over a base64 WireGuard private key (e.g. from readKeyFile()). */
+export function wireguardKeyAgreement(privateKey: string): WireguardKeyAgreement {
+  const raw = decodeWireguardKey(privateKey, 'private key');
+  const key: KeyObject = createPrivateKey({
+    key: Buffer.concat([PKCS8_X25519_PREFIX, raw]),
+    format: 'der',
+    type: 'pkcs8',
+  });
+  raw.fill(0);
+  const publicKey = encodeWireguardKey(
+    createPublicKey(key).export({ format: 'der', type: 'spki' }).subarray(SPKI_X25519_PREFIX.length),
+  );
+  return {
+    publicKey,
+    sharedSecret(peerPublicKey: string): Buffer {
+      const peer = createPublicKey({
+        key: Buffer.concat([SPKI_X25519_PREFIX, decodeWireguardKey(peerPublicKey, 'peer public key')]),
+        format: 'der',
+        type: 'spki',
+      });
+      let secret: Buffer;
+      try {
+        secret = diffieHellman({ privateKey: key, publicKey: peer });
+      } catch (err) {
+        throw new WireguardError(
+          'MESHAUTH_ERR_WIREGUARD_KEY_INVALID',
+          `X25519 with peer key ${peerPublicKey}: ${(err as Error).message}`,
+        );
+      }
+      // RFC 7748 §6.1: a low-order peer point yields all zeros; such a "secret" proves nothing.
+      if (secret.every((b) => b === 0)) {
+        throw new WireguardError(
+          'MESHAUTH_ERR_WIREGUARD_KEY_INVALID',
+          `X25519 with peer key ${peerPublicKey}: low-order point (all-zero shared secret)`,
+        );
+      }
+      return secret;
+    },
+  };
 }
 
 /** The node's key pair as meshauth uses it: the private half stays in its file. */

@@ -115,6 +115,11 @@ export class WireguardManager {
     return this.key.publicKey;
   }
 
+  /** The 0600 file holding the node's private key (read by the handshake's WireGuard binding). */
+  get privateKeyFile(): string {
+    return this.key.privateKeyFile;
+  }
+
   /** Index of the interface in its namespace (the datapath's strict mode needs it). */
   get ifindex(): number {
     return this.iface.ifindex;

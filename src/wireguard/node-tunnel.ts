@@ -1,7 +1,7 @@
-import type { DaemonConfig } from '../config/types.js';
+import type { DaemonConfig } from '../config/index.js';
 import { ClosedError, toError } from '../errors.js';
-import type { Inventory } from '../inventory/inventory.js';
-import type { InventoryNode } from '../inventory/types.js';
+import type { Inventory } from '../inventory/index.js';
+import type { InventoryNode } from '../inventory/index.js';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
 import { systemClock, type Clock, type Timer } from '../time.js';
@@ -66,6 +66,8 @@ export interface WireguardTunnelStatus extends WireguardStatus {
 export interface WireguardTunnel {
   /** Base64 public key of the node (sent in the auth handshake, published in the inventory). */
   readonly publicKey: string;
+  /** The 0600 file holding the node's private key (the handshake proves possession of it). */
+  readonly privateKeyFile: string;
   readonly interfaceName: string;
   readonly mode: WireguardMode;
   /** Current ifindex of the interface (for the datapath's strict mode). */
@@ -149,6 +151,10 @@ class NodeTunnel implements WireguardTunnel {
 
   get publicKey(): string {
     return this.manager.publicKey;
+  }
+
+  get privateKeyFile(): string {
+    return this.manager.privateKeyFile;
   }
 
   get interfaceName(): string {

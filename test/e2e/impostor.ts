@@ -12,7 +12,7 @@ export interface Impostor {
 export async function startImpostor(
   topo: Topology,
   cluster: Cluster,
-  opts: { node: string; kind: 'untrusted-ca' | 'wrong-id' },
+  opts: { node: string; kind: 'untrusted-ca' | 'wrong-id' | 'critical-extension' },
 ): Promise<Impostor> {
   const node = NODES.find((n) => n.name === opts.node)!;
   const ids = PODS.filter((p) => p.node === opts.node).map((p) => p.spiffeId);

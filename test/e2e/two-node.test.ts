@@ -2,8 +2,10 @@
  * Two nodes in network namespaces, one meshauthd per node, real BPF on the underlay link, real
  * TLS handshakes with the embedded dev CA. Kernel counters and auth maps are read with bpftool.
  */
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { summarize, type Cluster } from '../../demo/cluster.js';
+import { AuditStore } from '../../src/audit/index.js';
 import { startImpostor } from './impostor.js';
 import { idOf as id, startDemoCluster, type DemoCluster } from './setup.js';
 
@@ -74,9 +76,14 @@ describe('two nodes, one meshauthd each', () => {
     expect(cluster.logs('node-b', 'entries_restored')[0]).toMatchObject({ count: 1 });
   });
 
-  it('never writes an entry for a peer with an untrusted CA or the wrong SPIFFE ID, and throttles the flood', async () => {
+  it('never writes an entry for a peer with an untrusted CA, the wrong SPIFFE ID or an unknown critical extension, and throttles the flood', async () => {
     await cluster.stop('node-b', 'SIGTERM');
-    for (const kind of ['untrusted-ca', 'wrong-id'] as const) {
+    const reasons = {
+      'untrusted-ca': 'svid-untrusted',
+      'wrong-id': 'spiffe-id-mismatch',
+      'critical-extension': 'svid-unhandled-critical-extension',
+    } as const;
+    for (const kind of ['untrusted-ca', 'wrong-id', 'critical-extension'] as const) {
       const impostor = await startImpostor(cluster.topo, cluster, { node: 'node-b', kind });
       try {
         const drops0 = cluster.counters('node-a');
@@ -92,10 +99,28 @@ describe('two nodes, one meshauthd each', () => {
         const windows = Math.ceil((elapsed + 1500) / 250) + 1;
         expect(drops1['signal_sent']! - drops0['signal_sent']!).toBeLessThanOrEqual(windows);
         expect(drops1['signal_throttled']! - drops0['signal_throttled']!).toBeGreaterThan(50);
-        const want = kind === 'untrusted-ca' ? 'svid-untrusted' : 'spiffe-id-mismatch';
+        const want = reasons[kind];
+        // After the earlier impostors the pair is in capped exponential backoff (retryMax 30 s).
         await expect
-          .poll(() => cluster.logs('node-a', 'auth_failed').map((l) => l['reason']), { timeout: 5000 })
+          .poll(() => cluster.logs('node-a', 'auth_failed').map((l) => l['reason']), { timeout: 35_000 })
           .toContain(want);
+        // The reason is in node-a's audit trail too (written by its audit thread).
+        await expect
+          .poll(
+            () => {
+              const store = AuditStore.open({
+                path: join(cluster.stateDir('node-a'), 'audit.db'),
+                readonly: true,
+              });
+              try {
+                return store.query({ reason: want }).length;
+              } finally {
+                store.close();
+              }
+            },
+            { timeout: 5000 },
+          )
+          .toBeGreaterThan(0);
         expect(cluster.authEntries('node-a').filter((e) => e.remoteNode !== 0)).toHaveLength(1); // only web->db
       } finally {
         await impostor.stop();
@@ -107,5 +132,5 @@ describe('two nodes, one meshauthd each', () => {
     const r = await cluster.connect('web', 'cache', 8080, 45_000);
     expect(r, summarize(cluster.logs('node-a'))).toMatchObject({ ok: true, reply: 'ok cache' });
     expect(cluster.authEntries('node-a')).toHaveLength(2);
-  }, 120_000);
+  }, 180_000);
 });

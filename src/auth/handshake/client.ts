@@ -11,20 +11,30 @@ import {
   tlsAlertOf,
 } from '../../tls/index.js';
 import { HandshakeError, messageOf, protocolError, type HandshakeReason } from './errors.js';
+import type { EntryTrust } from '../trust.js';
+import type { WireguardKeyAgreement } from '../../wireguard/index.js';
 import { computeEntryExpiry } from './expiry.js';
 import { encodeFrame, FrameDecoder, MAX_FRAME_BYTES } from './frame.js';
 import { helloMessage, parseResult } from './protocol.js';
 import { clientOutcomeChannel } from './stats.js';
 import type { AuthenticateRequest, HandshakeIdentity, HandshakeResult } from './types.js';
+import { reliedOnTrust } from './relied-on.js';
 import { verifyPeerChain, type VerifiedPeer } from './verify-peer.js';
+import { bindingKeyingMaterial, verifyWireguardProof, wireguardProof } from './wireguard-proof.js';
 
 export interface HandshakeClientOptions {
   identity: HandshakeIdentity;
   /** This node's name (sent in the hello; the server checks it against our address). */
   nodeName: string;
-  /** This node's WireGuard public key, sent in the hello. */
-  wireguardPublicKey?: () => string | undefined;
-  /** The key the inventory holds for a node; when it returns one, the server's result must carry it. */
+  /**
+   * This node's WireGuard key: its public half is sent in the hello, and the private half proves
+   * possession to the server (wireguard-proof.ts).
+   */
+  wireguard?: WireguardKeyAgreement;
+  /**
+   * The key the inventory holds for a node; when it returns one, the server's result must carry it
+   * and prove possession of its private half.
+   */
   expectedPeerWireguardKey?: (node: string) => string | undefined;
   /** Cap on an entry's lifetime. */
   maxEntryTtlMs: number;
@@ -76,6 +86,8 @@ export class HandshakeClient {
       let tcpConnected = false;
       let secured = false;
       let verified: VerifiedPeer | undefined;
+      let reliedOn: { trust: EntryTrust; anchorsDer: Buffer[] } | undefined;
+      let ekm: Buffer | undefined;
       const decoder = new FrameDecoder(MAX_FRAME_BYTES);
       const onAbort = (): void =>
         finish(new HandshakeError('aborted', 'authenticate: aborted by the caller'));
@@ -159,18 +171,30 @@ export class HandshakeClient {
         }
         if (s.alpnProtocol !== MESHAUTH_ALPN)
           throw protocolError(`authenticate: server did not negotiate ALPN ${MESHAUTH_ALPN}`);
-        verified = verifyPeerChain(
-          peerChainDer(s),
-          this.opts.identity.bundles(),
-          p.remoteId,
-          new Date(this.now()),
-        );
+        const bundles = this.opts.identity.bundles();
+        verified = verifyPeerChain(peerChainDer(s), bundles, p.remoteId, new Date(this.now()));
+        reliedOn = reliedOnTrust(verified, svid.chainDer, p.localId, bundles);
+        const own = this.opts.wireguard;
+        const peerKey = this.opts.expectedPeerWireguardKey?.(p.peerNode);
+        let wgProof: string | undefined;
+        if (own && peerKey !== undefined) {
+          ekm = bindingKeyingMaterial(s);
+          wgProof = wireguardProof(own, peerKey, {
+            role: 'client',
+            ekm,
+            clientNode: this.opts.nodeName,
+            serverNode: p.peerNode,
+            clientPublicKey: own.publicKey,
+            serverPublicKey: peerKey,
+          });
+        }
         const hello = helloMessage({
           clientNode: this.opts.nodeName,
           serverNode: p.peerNode,
           clientId: p.localId,
           serverId: p.remoteId,
-          wgPublicKey: this.opts.wireguardPublicKey?.(),
+          wgPublicKey: own?.publicKey,
+          wgProof,
         });
         s.write(encodeFrame(hello));
         s.on('data', (chunk: Buffer) => guard(() => onData(s, chunk)));
@@ -182,6 +206,16 @@ export class HandshakeClient {
         if (frames.length === 0) return;
         if (frames.length > 1) throw protocolError('authenticate: more than one result frame');
         const r = parseResult(frames[0]);
+        const expected = this.opts.expectedPeerWireguardKey?.(p.peerNode);
+        if (expected !== undefined && r.wgPublicKey !== expected && (r.ok || r.wgPublicKey !== undefined)) {
+          // Checked before the server's verdict: a server whose node key is not the inventory's
+          // cannot verify our proof either, and the mismatch is the cause to report.
+          throw new HandshakeError(
+            'wireguard-key-mismatch',
+            `authenticate: node ${p.peerNode} presented WireGuard key ${r.wgPublicKey ?? '(none)'}, inventory has ${expected}`,
+            r.ok ? {} : { details: { peerReason: r.reason } },
+          );
+        }
         if (!r.ok) {
           throw new HandshakeError(
             'peer-rejected',
@@ -191,17 +225,30 @@ export class HandshakeClient {
             },
           );
         }
-        const expected = this.opts.expectedPeerWireguardKey?.(p.peerNode);
-        if (expected !== undefined && r.wgPublicKey !== expected) {
-          throw new HandshakeError(
-            'wireguard-key-mismatch',
-            `authenticate: node ${p.peerNode} presented WireGuard key ${r.wgPublicKey ?? '(none)'}, inventory has ${expected}`,
-          );
+        if (expected !== undefined) {
+          const own = this.opts.wireguard;
+          const input = {
+            role: 'server' as const,
+            ekm: ekm ?? bindingKeyingMaterial(s),
+            clientNode: this.opts.nodeName,
+            serverNode: p.peerNode,
+            clientPublicKey: own?.publicKey ?? '',
+            serverPublicKey: expected,
+          };
+          if (!own || !verifyWireguardProof(own, expected, input, r.wgProof)) {
+            throw new HandshakeError(
+              'wireguard-key-proof-invalid',
+              own
+                ? `authenticate: node ${p.peerNode} did not prove possession of the WireGuard key ${expected}`
+                : `authenticate: node ${p.peerNode} has WireGuard key ${expected} but this node holds none to verify its proof`,
+            );
+          }
         }
         const peer = verified!;
         const nowMs = this.now();
         const own = computeEntryExpiry({
-          chains: [svid.chainDer, peer.chainDer],
+          // Every certificate the decision relied on: both chains and the authorities anchoring them.
+          chains: [svid.chainDer, peer.chainDer, reliedOn!.anchorsDer],
           nowMs,
           maxEntryTtlMs: this.opts.maxEntryTtlMs,
         });
@@ -219,6 +266,7 @@ export class HandshakeClient {
           tlsVersion: tlsVersionOf(s),
           cipher: cipher.standardName ?? cipher.name,
           durationMs: 0,
+          trust: reliedOn!.trust,
         });
       };
 

@@ -15,6 +15,16 @@ export const HANDSHAKE_REASONS = [
   'node-mismatch',
   'workload-not-on-node',
   'wireguard-key-mismatch',
+  /** The peer did not prove possession of the WireGuard private key of its node (wireguard-proof.ts). */
+  'wireguard-key-proof-invalid',
+  /** At the moment of the entry write our SVID for the pair was gone (removed, expired). */
+  'svid-removed',
+  /** At the moment of the entry write our workload was no longer on this node. */
+  'identity-removed',
+  /** At the moment of the entry write the peer workload was no longer on the peer node. */
+  'workload-moved',
+  /** At the moment of the entry write an authority the decision relied on had left the trust bundle. */
+  'bundle-revoked',
   'peer-rejected',
   'rate-limited',
   'too-many-connections',

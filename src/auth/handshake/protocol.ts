@@ -1,8 +1,11 @@
 import { z } from 'zod';
 import { protocolError, REASON_CODE_RE } from './errors.js';
 
-/** Version of the messages exchanged inside TLS. */
-export const PROTOCOL_VERSION = 1;
+/**
+ * Version of the messages exchanged inside TLS. 2: WireGuard possession proofs (`wgProof`,
+ * wireguard-proof.ts) in hello and result; version 1 peers are refused (protocol-error).
+ */
+export const PROTOCOL_VERSION = 2;
 
 /** Longest SPIFFE ID accepted in a message (the SPIFFE spec's URI limit). */
 export const MAX_SPIFFE_ID_LENGTH = 2048;
@@ -19,6 +22,8 @@ const SPIFFE_ID_RE = /^spiffe:\/\/[\x21-\x7e]+$/;
 const nodeName = z.string().max(253).regex(NODE_NAME_RE, 'not a node name');
 const spiffeId = z.string().max(MAX_SPIFFE_ID_LENGTH).regex(SPIFFE_ID_RE, 'not a SPIFFE ID');
 const wgPublicKey = z.string().regex(WG_KEY_RE, 'not a WireGuard public key');
+/** An HMAC-SHA256 output: base64 of 32 bytes, the same shape as a key. */
+const wgProof = z.string().regex(WG_KEY_RE, 'not a WireGuard binding proof (base64 of 32 bytes)');
 const reasonCode = z.string().max(64).regex(REASON_CODE_RE, 'not a reason code');
 const expiresAtMs = z.number().int().min(0).max(8.64e15);
 
@@ -28,7 +33,10 @@ const helloSchema = z.strictObject({
   serverNode: nodeName,
   clientId: spiffeId,
   serverId: spiffeId,
+  /** The client node's WireGuard public key (diagnostics: the proof is what binds). */
   wgPublicKey: wgPublicKey.optional(),
+  /** Proof of possession of the client node's WireGuard private key (role "client"). */
+  wgProof: wgProof.optional(),
 });
 
 const resultSchema = z
@@ -38,6 +46,8 @@ const resultSchema = z
     reason: reasonCode.optional(),
     expiresAtMs,
     wgPublicKey: wgPublicKey.optional(),
+    /** Proof of possession of the server node's WireGuard private key (role "server"). */
+    wgProof: wgProof.optional(),
   })
   .refine(
     (r) =>
@@ -78,12 +88,20 @@ export function helloMessage(fields: Omit<HelloMessage, 'v'>): HelloMessage {
   return { v: PROTOCOL_VERSION, ...dropUndefined(fields) };
 }
 
-export function okResult(expiresAtMs: number, wgPublicKey: string | undefined): ResultMessage {
-  return { v: PROTOCOL_VERSION, ok: true, expiresAtMs, ...dropUndefined({ wgPublicKey }) };
+export function okResult(
+  expiresAtMs: number,
+  wgPublicKey: string | undefined,
+  wgProof?: string | undefined,
+): ResultMessage {
+  return { v: PROTOCOL_VERSION, ok: true, expiresAtMs, ...dropUndefined({ wgPublicKey, wgProof }) };
 }
 
-export function failedResult(reason: string): ResultMessage {
-  return { v: PROTOCOL_VERSION, ok: false, reason, expiresAtMs: 0 };
+/**
+ * A refusal. `wgPublicKey` (the server node's key) lets the client tell a server whose key is not
+ * the inventory's (wireguard-key-mismatch) from any other refusal.
+ */
+export function failedResult(reason: string, wgPublicKey?: string | undefined): ResultMessage {
+  return { v: PROTOCOL_VERSION, ok: false, reason, expiresAtMs: 0, ...dropUndefined({ wgPublicKey }) };
 }
 
 function dropUndefined<T extends object>(o: T): T {

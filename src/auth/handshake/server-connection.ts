@@ -9,12 +9,22 @@ import {
   sendPlaintextAlert,
   TLS_ALERT,
 } from '../../tls/index.js';
-import { HandshakeError, messageOf, protocolError, type HandshakeReason } from './errors.js';
+import type { EntryTrust } from '../trust.js';
+import type { WireguardKeyAgreement } from '../../wireguard/index.js';
+import { reliedOnTrust } from './relied-on.js';
+import {
+  HandshakeError,
+  isHandshakeReason,
+  messageOf,
+  protocolError,
+  type HandshakeReason,
+} from './errors.js';
 import { computeEntryExpiry } from './expiry.js';
 import { encodeFrame, FrameDecoder } from './frame.js';
 import { failedResult, okResult, parseHello, type HelloMessage } from './protocol.js';
 import type { HandshakeFailureEvent, HandshakeIdentity, HandshakeStage, ServerAuthResult } from './types.js';
 import { verifyPeerChain, type VerifiedPeer } from './verify-peer.js';
+import { bindingKeyingMaterial, verifyWireguardProof, wireguardProof } from './wireguard-proof.js';
 
 /** How long a connection may linger after its result was written, waiting for the client to close. */
 const LINGER_MS = 1000;
@@ -39,7 +49,8 @@ export interface ConnectionHost {
   selectIdentity(serverName: string): SelectedIdentity;
   nodeForAddress(remoteAddress: string): string | undefined;
   isWorkloadOnNode(spiffeId: string, node: string): boolean;
-  wireguardPublicKey(): string | undefined;
+  /** This node's WireGuard key (public half sent, private half proves possession), if any. */
+  wireguard(): WireguardKeyAgreement | undefined;
   expectedPeerWireguardKey(node: string): string | undefined;
   onAuthenticated(r: ServerAuthResult): void | Promise<void>;
   failed(f: HandshakeFailureEvent): void;
@@ -64,6 +75,7 @@ export class ServerConnection {
   private lingerTimer: NodeJS.Timeout | undefined;
   private requested: SelectedIdentity | undefined;
   private verified: VerifiedPeer | undefined;
+  private reliedOn: { trust: EntryTrust; anchorsDer: Buffer[] } | undefined;
   private hello: HelloMessage | undefined;
 
   constructor(
@@ -173,11 +185,13 @@ export class ServerConnection {
         'accept handshake: client sent no meshauth server name',
       );
     }
-    this.verified = verifyPeerChain(
-      peerChainDer(this.tls),
-      this.host.identity.bundles(),
-      undefined,
-      new Date(this.host.now()),
+    const bundles = this.host.identity.bundles();
+    this.verified = verifyPeerChain(peerChainDer(this.tls), bundles, undefined, new Date(this.host.now()));
+    this.reliedOn = reliedOnTrust(
+      this.verified,
+      this.requested.svid.chainDer,
+      this.requested.spiffeId,
+      bundles,
     );
     this.stage = 'hello';
     this.tls.on('data', (chunk: Buffer) => this.guard(() => this.onData(chunk)));
@@ -237,9 +251,35 @@ export class ServerConnection {
         `accept handshake: node ${hello.clientNode} presented WireGuard key ${hello.wgPublicKey ?? '(none)'}, inventory has ${expectedKey}`,
       );
     }
+    const own = callback(() => host.wireguard(), 'wireguard');
+    let serverProof: string | undefined;
+    if (expectedKey !== undefined) {
+      // The client must prove it holds the private half of the key the inventory lists for its node.
+      if (!own) {
+        throw new HandshakeError(
+          'wireguard-key-proof-invalid',
+          `accept handshake: node ${hello.clientNode} has WireGuard key ${expectedKey} but this node holds none to verify its proof`,
+        );
+      }
+      const binding = {
+        ekm: bindingKeyingMaterial(this.tls),
+        clientNode: hello.clientNode,
+        serverNode: host.nodeName,
+        clientPublicKey: expectedKey,
+        serverPublicKey: own.publicKey,
+      };
+      if (!verifyWireguardProof(own, expectedKey, { role: 'client', ...binding }, hello.wgProof)) {
+        throw new HandshakeError(
+          'wireguard-key-proof-invalid',
+          `accept handshake: node ${hello.clientNode} did not prove possession of the WireGuard key ${expectedKey}`,
+        );
+      }
+      serverProof = wireguardProof(own, expectedKey, { role: 'server', ...binding });
+    }
     const nowMs = host.now();
     const expiry = computeEntryExpiry({
-      chains: [verified.chainDer, requested.svid.chainDer],
+      // Every certificate the decision relied on: both chains and the authorities anchoring them.
+      chains: [verified.chainDer, requested.svid.chainDer, this.reliedOn!.anchorsDer],
       nowMs,
       maxEntryTtlMs: host.maxEntryTtlMs,
     });
@@ -249,7 +289,6 @@ export class ServerConnection {
         'accept handshake: a presented certificate has already expired',
       );
     }
-    const ownKey = callback(() => host.wireguardPublicKey(), 'wireguardPublicKey');
     const cipher = this.tls.getCipher();
     const result: ServerAuthResult = {
       localId: requested.spiffeId,
@@ -257,6 +296,7 @@ export class ServerConnection {
       peerNode: hello.clientNode,
       peerAddress: this.peerAddress,
       expiresAtMs: expiry.expiresAtMs,
+      trust: this.reliedOn!.trust,
       durationMs: nowMs - this.startedMs,
       localSerial: requested.svid.leaf.serialNumber,
       peerSerials: verified.serials,
@@ -265,17 +305,31 @@ export class ServerConnection {
       cipher: cipher.standardName ?? cipher.name,
     };
     this.stage = 'entry';
-    void this.writeEntry(result, ownKey);
+    void this.writeEntry(result, { publicKey: own?.publicKey, proof: serverProof });
   }
 
-  private async writeEntry(result: ServerAuthResult, ownKey: string | undefined): Promise<void> {
+  private async writeEntry(
+    result: ServerAuthResult,
+    wg: { publicKey: string | undefined; proof: string | undefined },
+  ): Promise<void> {
     try {
+      // Trust is re-checked at the moment of the write: our SVID may have gone while the client spoke.
+      if (!this.host.identity.svid(result.localId)) {
+        throw new HandshakeError(
+          'svid-removed',
+          `accept handshake: write entry: no SVID held for ${result.localId} any more`,
+        );
+      }
       await this.host.onAuthenticated(result);
     } catch (err) {
+      // A refusal with its own reason (svid-removed, workload-moved, bundle-revoked, ...) keeps it.
+      const reason = (err as { reason?: unknown }).reason;
       this.fail(
-        new HandshakeError('entry-write-failed', `accept handshake: write entry: ${messageOf(err)}`, {
-          cause: err,
-        }),
+        new HandshakeError(
+          typeof reason === 'string' && isHandshakeReason(reason) ? reason : 'entry-write-failed',
+          `accept handshake: write entry: ${messageOf(err)}`,
+          { cause: err },
+        ),
       );
       return;
     }
@@ -295,7 +349,7 @@ export class ServerConnection {
     this.settled = true;
     this.clearTimer();
     this.host.succeeded({ ...result, durationMs: this.host.now() - this.startedMs });
-    this.send(encodeFrame(okResult(result.expiresAtMs, ownKey), this.host.maxFrameBytes));
+    this.send(encodeFrame(okResult(result.expiresAtMs, wg.publicKey, wg.proof), this.host.maxFrameBytes));
   }
 
   private send(frame: Buffer): void {
@@ -331,7 +385,13 @@ export class ServerConnection {
       this.stage === 'entry'
     ) {
       if (!this.tls.destroyed && this.tls.writable && err.reason !== 'aborted') {
-        this.send(encodeFrame(failedResult(err.reason), this.host.maxFrameBytes));
+        let ownKey: string | undefined;
+        try {
+          ownKey = this.host.wireguard()?.publicKey;
+        } catch {
+          ownKey = undefined;
+        }
+        this.send(encodeFrame(failedResult(err.reason, ownKey), this.host.maxFrameBytes));
         return;
       }
     }

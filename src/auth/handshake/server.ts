@@ -8,6 +8,7 @@ import {
   sniHashFromServerName,
   sniHashOf,
 } from '../../tls/index.js';
+import type { WireguardKeyAgreement } from '../../wireguard/index.js';
 import { HandshakeError } from './errors.js';
 import { MAX_FRAME_BYTES } from './frame.js';
 import { TokenBucketLimiter } from './rate-limit.js';
@@ -54,9 +55,15 @@ export interface HandshakeServerOptions {
   nodeForAddress: (remoteAddress: string) => string | undefined;
   /** Whether the inventory places the workload on the node. */
   isWorkloadOnNode: (spiffeId: string, node: string) => boolean;
-  /** This node's WireGuard public key, sent in the result. */
-  wireguardPublicKey?: () => string | undefined;
-  /** The key the inventory holds for a node; when it returns one, the client's hello must carry it. */
+  /**
+   * This node's WireGuard key: its public half is sent in the result, and the private half proves
+   * possession to the client and verifies the client's proof (wireguard-proof.ts).
+   */
+  wireguard?: WireguardKeyAgreement;
+  /**
+   * The key the inventory holds for a node; when it returns one, the client's hello must carry it
+   * and prove possession of its private half.
+   */
   expectedPeerWireguardKey?: (node: string) => string | undefined;
   /** Cap on an entry's lifetime. */
   maxEntryTtlMs: number;
@@ -219,7 +226,7 @@ export class HandshakeServer {
       selectIdentity: (name) => this.selectIdentity(name),
       nodeForAddress: (a) => opts.nodeForAddress(a),
       isWorkloadOnNode: (id, node) => opts.isWorkloadOnNode(id, node),
-      wireguardPublicKey: () => opts.wireguardPublicKey?.(),
+      wireguard: () => opts.wireguard,
       expectedPeerWireguardKey: (node) => opts.expectedPeerWireguardKey?.(node),
       onAuthenticated: (r) => opts.onAuthenticated(r),
       failed: (f) => this.recordFailure(f),

@@ -1,4 +1,5 @@
 import type { IdentitySource } from '../../identity/index.js';
+import type { EntryTrust } from '../trust.js';
 
 /** What the handshake needs from an identity source. */
 export type HandshakeIdentity = Pick<IdentitySource, 'svid' | 'bundles'>;
@@ -13,8 +14,10 @@ export interface ServerAuthResult {
   peerNode: string;
   /** TCP source address of the client. */
   peerAddress: string;
-  /** min(notAfter of every certificate in both presented chains, now + maxEntryTtl). */
+  /** min(notAfter of every certificate in both presented chains and their trust anchors, now + maxEntryTtl). */
   expiresAtMs: number;
+  /** The authorities and chains the decision relied on (revocation on bundle change). */
+  trust: EntryTrust;
   /** Accept to entry write. */
   durationMs: number;
   localSerial: string;
@@ -46,8 +49,13 @@ export interface HandshakeResult {
   localId: string;
   remoteId: string;
   peerNode: string;
-  /** min(notAfter of every certificate in both presented chains, now + maxEntryTtl, the server's expiry). */
+  /**
+   * min(notAfter of every certificate in both presented chains and their trust anchors,
+   * now + maxEntryTtl, the server's expiry).
+   */
   expiresAtMs: number;
+  /** The authorities and chains the decision relied on (revocation on bundle change). */
+  trust: EntryTrust;
   localSerial: string;
   peerSerials: string[];
   peerNotAfterMs: number;

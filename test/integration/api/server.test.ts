@@ -39,7 +39,7 @@ beforeAll(async () => {
 afterAll(async () => {
   client?.close();
   await server?.close();
-  writer?.close();
+  await writer?.close();
   store?.close();
   rmSync(dir, { recursive: true, force: true });
 });

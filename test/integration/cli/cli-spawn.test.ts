@@ -98,7 +98,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await server?.close();
-  writer?.close();
+  await writer?.close();
   store?.close();
   rmSync(dir, { recursive: true, force: true });
 });

@@ -22,7 +22,7 @@ import { AuditStore } from '../../../src/audit/index.js';
 import { loadConfig, type DaemonConfig } from '../../../src/config/index.js';
 import { Daemon } from '../../../src/daemon/daemon.js';
 import { Datapath } from '../../../src/datapath/index.js';
-import { DevCa } from '../../../src/identity/dev-ca.js';
+import { DevCa } from '../../../src/identity/index.js';
 import { silentLogger } from '../../../src/log.js';
 import { NetnsLab } from '../../helpers/netns.js';
 import { OBJECT_PATH, randomPinDir } from '../datapath/helpers.js';

@@ -18,6 +18,7 @@ import {
   SizeMismatchError,
   bootNowNs,
   buildArp,
+  buildMplsTcpSyn,
   buildTcpSyn,
   kernelHz,
   wire,
@@ -223,6 +224,50 @@ describe.skipIf(!isPrivileged())('datapath (BPF_PROG_TEST_RUN)', () => {
     expect(c.drop_auth_missing).toBe(10_000n);
     expect(c.signal_sent).toBe(1n);
     expect(c.signal_throttled).toBe(9_999n);
+  });
+
+  it('checks IP behind one or two in-band VLAN tags (802.1Q, 802.1ad) like untagged IP', () => {
+    dp.setPolicy({ localId: 10, remoteId: 20 }, AuthType.SpiffeMtls);
+    const stacks = [[0x8100], [0x88a8], [0x88a8, 0x8100], [0x8100, 0x8100]];
+    for (const vlanTags of stacks) {
+      const v4 = buildTcpSyn({ src: LOCAL, dst: REMOTE, vlanTags });
+      const v6 = buildTcpSyn({ src: LOCAL6, dst: REMOTE6, vlanTags });
+      expect(dp.testRun(wire.PROGRAMS.tcEgress, { data: v4 }).retval).toBe(TC_ACT_STOLEN);
+      expect(dp.testRun(wire.PROGRAMS.tcEgress, { data: v6 }).retval).toBe(TC_ACT_STOLEN);
+      expect(
+        dp.testRun(wire.PROGRAMS.tcIngress, { data: buildTcpSyn({ src: REMOTE, dst: LOCAL, vlanTags }) })
+          .retval,
+      ).toBe(TC_ACT_SHOT);
+    }
+    const c = dp.counters();
+    expect(c.pass_not_ip).toBe(0n);
+    expect(c.drop_auth_missing).toBe(BigInt(stacks.length * 3));
+    // with a live entry, the tagged packets pass as authenticated
+    dp.auth.update(KEY_10_20, { expiresAtMs: Date.now() + 60_000 });
+    dp.resetCounters();
+    for (const vlanTags of stacks) {
+      const data = buildTcpSyn({ src: LOCAL, dst: REMOTE, vlanTags });
+      expect(dp.testRun(wire.PROGRAMS.tcEgress, { data }).retval).toBe(TC_ACT_UNSPEC);
+    }
+    expect(dp.counters()).toEqual({ ...zero(), pass_authenticated: BigInt(stacks.length) });
+  });
+
+  it('drops encapsulations that may hide IP and are not parsed; other non-IP frames pass', () => {
+    dp.setPolicy({ localId: 10, remoteId: 20 }, AuthType.SpiffeMtls);
+    const threeTags = buildTcpSyn({ src: LOCAL, dst: REMOTE, vlanTags: [0x88a8, 0x8100, 0x8100] });
+    expect(dp.testRun(wire.PROGRAMS.tcEgress, { data: threeTags }).retval).toBe(TC_ACT_STOLEN);
+    expect(dp.testRun(wire.PROGRAMS.tcIngress, { data: threeTags }).retval).toBe(TC_ACT_SHOT);
+    const mpls = buildMplsTcpSyn({ src: LOCAL, dst: REMOTE });
+    expect(dp.testRun(wire.PROGRAMS.tcEgress, { data: mpls }).retval).toBe(TC_ACT_STOLEN);
+    // ARP behind a VLAN tag is still just ARP
+    const arp = buildArp();
+    const taggedArp = Buffer.concat([
+      arp.subarray(0, 12),
+      Buffer.from([0x81, 0x00, 0x00, 0x64, 0x08, 0x06]),
+      arp.subarray(14),
+    ]);
+    expect(dp.testRun(wire.PROGRAMS.tcEgress, { data: taggedArp }).retval).toBe(TC_ACT_UNSPEC);
+    expect(dp.counters()).toEqual({ ...zero(), drop_unparsed_encap: 3n, pass_not_ip: 1n });
   });
 
   it('handles IPv6', async () => {

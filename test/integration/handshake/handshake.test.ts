@@ -1,17 +1,26 @@
+import 'reflect-metadata';
+import * as x509 from '@peculiar/x509';
 import { connect as netConnect, createServer as createNetServer, type Socket } from 'node:net';
 import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
+import { X509Certificate } from 'node:crypto';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { pino } from 'pino';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   encodeFrame,
   HandshakeError,
+  PROTOCOL_VERSION,
   SERVER_FAILURE_CHANNEL,
   type HandshakeFailureEvent,
   type HandshakeServerStats,
 } from '../../../src/auth/handshake/index.js';
 import type { Svid } from '../../../src/spiffe/index.js';
 import { MESHAUTH_ALPN, sniForSpiffeId } from '../../../src/tls/index.js';
+import {
+  generatePrivateKey,
+  wireguardKeyAgreement,
+  type WireguardKeyAgreement,
+} from '../../../src/wireguard/keys.js';
 import {
   makeClient,
   NODE_A,
@@ -26,9 +35,19 @@ import { newPki, type TestPki } from './pki.js';
 const WEB = 'spiffe://demo.local/ns/a/sa/web';
 const DB = 'spiffe://demo.local/ns/b/sa/db';
 const OTHER = 'spiffe://demo.local/ns/b/sa/other';
-const KEY_A = 'xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=';
-const KEY_B = 'TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=';
-const KEY_X = 'HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=';
+// Real WireGuard key pairs: the handshake proves possession of the private halves.
+const wgA = wireguardKeyAgreement(generatePrivateKey());
+const wgB = wireguardKeyAgreement(generatePrivateKey());
+const wgX = wireguardKeyAgreement(generatePrivateKey());
+const KEY_A = wgA.publicKey;
+const KEY_B = wgB.publicKey;
+const KEY_X = wgX.publicKey;
+/** Knows `publicKey` (public) but holds another private key. */
+function impostorKey(publicKey: string, holds: WireguardKeyAgreement): WireguardKeyAgreement {
+  return { publicKey, sharedSecret: (peer) => holds.sharedSecret(peer) };
+}
+/** DER NULL: the value of the unknown extension. */
+const NULL = new Uint8Array([0x05, 0x00]);
 
 let pki: TestPki;
 let rogue: TestPki;
@@ -79,11 +98,11 @@ beforeAll(async () => {
 describe('mutual handshake', () => {
   it('authenticates both sides; both report the same expiry = the earliest notAfter', async () => {
     const s = await server(new StaticIdentity(pki.bundles).add(dbShort), [DB], {
-      wireguardPublicKey: () => KEY_B,
+      wireguard: wgB,
       expectedPeerWireguardKey: (n) => (n === NODE_A ? KEY_A : undefined),
     });
     const client = makeClient(new StaticIdentity(pki.bundles).add(web), {
-      wireguardPublicKey: () => KEY_A,
+      wireguard: wgA,
       expectedPeerWireguardKey: (n) => (n === NODE_B ? KEY_B : undefined),
     });
     const r = await client.authenticate(request(s.port));
@@ -166,6 +185,33 @@ describe('verification failures never write an entry', () => {
     expect(s.server.stats().failed['svid-untrusted']).toBe(1);
   });
 
+  it('server refuses a client SVID with an unknown critical extension (RFC 5280 §4.2) and writes nothing', async () => {
+    const critical = await pki.issue(WEB, {
+      extensions: [new x509.Extension('1.3.6.1.4.1.55555.1', true, NULL)],
+    });
+    const s = await server(new StaticIdentity(pki.bundles).add(db), [DB]);
+    const client = makeClient(new StaticIdentity(pki.bundles).add(critical));
+    const e = await failure(client.authenticate(request(s.port)));
+    expect(e.reason).toBe('peer-rejected');
+    expect(e.details['peerReason']).toBe('svid-unhandled-critical-extension');
+    const f = await s.nextFailure();
+    expect(f.reason).toBe('svid-unhandled-critical-extension');
+    expect(s.authenticated).toEqual([]);
+    expect(s.server.stats().failed['svid-unhandled-critical-extension']).toBe(1);
+  });
+
+  it('client refuses a server SVID with an unknown critical extension; the server writes nothing', async () => {
+    const critical = await pki.issue(DB, {
+      extensions: [new x509.Extension('1.3.6.1.4.1.55555.1', true, NULL)],
+    });
+    const s = await server(new StaticIdentity(pki.bundles).add(critical), [DB]);
+    const client = makeClient(new StaticIdentity(pki.bundles).add(web));
+    const e = await failure(client.authenticate(request(s.port)));
+    expect(e.reason).toBe('svid-unhandled-critical-extension');
+    await s.nextFailure();
+    expect(s.authenticated).toEqual([]);
+  });
+
   it('client refuses a valid SVID for another SPIFFE ID (spiffe-id-mismatch)', async () => {
     // A rogue daemon with a perfectly valid SVID, but not for the identity the client asked for.
     const tlsServer = createTlsServer({
@@ -244,10 +290,14 @@ describe('verification failures never write an entry', () => {
 
   it('wireguard-key-mismatch on the server: the client node presents another key than the inventory holds', async () => {
     const s = await server(new StaticIdentity(pki.bundles).add(db), [DB], {
+      wireguard: wgB,
       expectedPeerWireguardKey: (n) => (n === NODE_A ? KEY_A : undefined),
     });
-    for (const sent of [KEY_X, undefined]) {
-      const client = makeClient(new StaticIdentity(pki.bundles).add(web), { wireguardPublicKey: () => sent });
+    for (const sent of [wgX, undefined]) {
+      const client = makeClient(new StaticIdentity(pki.bundles).add(web), {
+        ...(sent ? { wireguard: sent } : {}),
+        expectedPeerWireguardKey: () => KEY_B,
+      });
       const e = await failure(client.authenticate(request(s.port)));
       expect(e.details['peerReason']).toBe('wireguard-key-mismatch');
       expect((await s.nextFailure()).reason).toBe('wireguard-key-mismatch');
@@ -257,7 +307,7 @@ describe('verification failures never write an entry', () => {
 
   it('wireguard-key-mismatch on the client: the server node presents another key; the client writes nothing', async () => {
     const s = await server(new StaticIdentity(pki.bundles).add(db), [DB], {
-      wireguardPublicKey: () => KEY_X,
+      wireguard: wgX,
     });
     const client = makeClient(new StaticIdentity(pki.bundles).add(web), {
       expectedPeerWireguardKey: (n) => (n === NODE_B ? KEY_B : undefined),
@@ -265,6 +315,121 @@ describe('verification failures never write an entry', () => {
     const e = await failure(client.authenticate(request(s.port)));
     expect(e.reason).toBe('wireguard-key-mismatch');
     expect(e.message).toContain(KEY_X);
+  });
+
+  it("wireguard-key-proof-invalid on the server: a client that knows its node's public key but not the private key", async () => {
+    const s = await server(new StaticIdentity(pki.bundles).add(db), [DB], {
+      wireguard: wgB,
+      expectedPeerWireguardKey: (n) => (n === NODE_A ? KEY_A : undefined),
+    });
+    const client = makeClient(new StaticIdentity(pki.bundles).add(web), {
+      wireguard: impostorKey(KEY_A, wgX),
+      expectedPeerWireguardKey: (n) => (n === NODE_B ? KEY_B : undefined),
+    });
+    const e = await failure(client.authenticate(request(s.port)));
+    expect(e.details['peerReason']).toBe('wireguard-key-proof-invalid');
+    const f = await s.nextFailure();
+    expect(f.reason).toBe('wireguard-key-proof-invalid');
+    expect(f.stage).toBe('hello');
+    expect(s.authenticated).toEqual([]);
+  });
+
+  it("wireguard-key-proof-invalid on the client: a server that presents its node's public key without the private key", async () => {
+    const s = await server(new StaticIdentity(pki.bundles).add(db), [DB], {
+      wireguard: impostorKey(KEY_B, wgX),
+      expectedPeerWireguardKey: (n) => (n === NODE_A ? KEY_A : undefined),
+    });
+    // The impostor server cannot verify the honest client's proof either, so it is told to write
+    // nothing; check the client's own verification with a server that skips checking the client.
+    const lax = await server(new StaticIdentity(pki.bundles).add(db), [DB], {
+      wireguard: impostorKey(KEY_B, wgX),
+    });
+    const client = makeClient(new StaticIdentity(pki.bundles).add(web), {
+      wireguard: wgA,
+      expectedPeerWireguardKey: (n) => (n === NODE_B ? KEY_B : undefined),
+    });
+    expect((await failure(client.authenticate(request(s.port)))).details['peerReason']).toBe(
+      'wireguard-key-proof-invalid',
+    );
+    const e = await failure(client.authenticate(request(lax.port)));
+    expect(e.reason).toBe('wireguard-key-proof-invalid');
+    expect(e.message).toContain(KEY_B);
+    // The honest pair passes with the same client.
+    const honest = await server(new StaticIdentity(pki.bundles).add(db), [DB], {
+      wireguard: wgB,
+      expectedPeerWireguardKey: (n) => (n === NODE_A ? KEY_A : undefined),
+    });
+    await expect(client.authenticate(request(honest.port))).resolves.toMatchObject({ remoteId: DB });
+    expect(honest.authenticated).toHaveLength(1);
+  });
+
+  it('entry expiry includes the trust anchors: a CA that ends first decides it on both sides', async () => {
+    const shortCa = await newPki('demo.local', { caTtlMs: 600_000 });
+    const caNotAfter = Date.parse(new X509Certificate(shortCa.bundles.get('demo.local')![0]!).validTo);
+    const w = await shortCa.issue(WEB, { ttlMs: 3_600_000 });
+    const d = await shortCa.issue(DB, { ttlMs: 3_600_000 });
+    const s = await server(new StaticIdentity(shortCa.bundles).add(d), [DB]);
+    const r = await makeClient(new StaticIdentity(shortCa.bundles).add(w)).authenticate(request(s.port));
+    await until(() => s.authenticated.length === 1);
+    expect(caNotAfter).toBeLessThan(Math.min(w.notAfter.getTime(), d.notAfter.getTime()));
+    expect(r.expiresAtMs).toBe(caNotAfter);
+    expect(s.authenticated[0]!.expiresAtMs).toBe(caNotAfter);
+    // Both record what they relied on: the peer's chain and their own, each with its anchor.
+    const fp = new X509Certificate(shortCa.bundles.get('demo.local')![0]!).fingerprint256;
+    for (const trust of [r.trust, s.authenticated[0]!.trust]) {
+      expect(trust.chains).toHaveLength(2);
+      for (const c of trust.chains) expect(c).toMatchObject({ trustDomain: 'demo.local', anchors: [fp] });
+    }
+  });
+
+  it('svid-removed: the server writes nothing when its SVID went away while the client was mid-handshake', async () => {
+    const identity = new StaticIdentity(pki.bundles).add(db);
+    const s = await server(identity, [DB]);
+    const reply = await new Promise<string>((resolve) => {
+      let out = '';
+      const c = tlsConnect({
+        host: '127.0.0.1',
+        port: s.port,
+        servername: sniForSpiffeId(DB),
+        minVersion: 'TLSv1.3',
+        cert: web.chainPem,
+        key: web.keyPem,
+        rejectUnauthorized: false,
+        ALPNProtocols: [MESHAUTH_ALPN],
+      });
+      c.on('secureConnect', () => {
+        // The handshake is held open here; meanwhile the identity source drops our SVID.
+        identity.svids.delete(DB);
+        c.write(
+          encodeFrame({
+            v: PROTOCOL_VERSION,
+            clientNode: NODE_A,
+            serverNode: NODE_B,
+            clientId: WEB,
+            serverId: DB,
+          }),
+        );
+      });
+      c.on('data', (d: Buffer) => (out += d.subarray(4).toString()));
+      c.on('error', () => {});
+      c.on('close', () => resolve(out));
+    });
+    expect(JSON.parse(reply)).toMatchObject({ ok: false, reason: 'svid-removed' });
+    expect((await s.nextFailure()).reason).toBe('svid-removed');
+    expect(s.authenticated).toEqual([]);
+  });
+
+  it('a refusal of the entry write keeps its reason (e.g. workload-moved) and the client is told', async () => {
+    const s = await server(new StaticIdentity(pki.bundles).add(db), [DB], {
+      onAuthenticated: () => {
+        throw Object.assign(new Error('web left node-a'), { reason: 'workload-moved' });
+      },
+    });
+    const e = await failure(
+      makeClient(new StaticIdentity(pki.bundles).add(web)).authenticate(request(s.port)),
+    );
+    expect(e.details['peerReason']).toBe('workload-moved');
+    expect((await s.nextFailure()).reason).toBe('workload-moved');
   });
 
   it('entry-write-failed when the server cannot write its entry; the client is told', async () => {
@@ -405,10 +570,16 @@ describe('bad input on the server port', () => {
     expect(s.authenticated).toEqual([]);
   });
 
-  it('TLS session resumption is never accepted in place of a certificate handshake', async () => {
+  it('the server issues no TLS session ticket, so there is nothing to resume (RFC 8446 §4.6.1)', async () => {
     const s = await server(new StaticIdentity(pki.bundles).add(db), [DB], { limits });
-    const hello = encodeFrame({ v: 1, clientNode: NODE_A, serverNode: NODE_B, clientId: WEB, serverId: DB });
-    const attempt = (session?: Buffer) =>
+    const hello = encodeFrame({
+      v: PROTOCOL_VERSION,
+      clientNode: NODE_A,
+      serverNode: NODE_B,
+      clientId: WEB,
+      serverId: DB,
+    });
+    const attempt = () =>
       new Promise<{ reused: boolean; session: Buffer | undefined; reply: string }>((resolve) => {
         let got: Buffer | undefined;
         let reused = false;
@@ -422,7 +593,6 @@ describe('bad input on the server port', () => {
           key: web.keyPem,
           rejectUnauthorized: false,
           ALPNProtocols: [MESHAUTH_ALPN],
-          ...(session ? { session } : {}),
         });
         c.on('session', (x: Buffer) => (got = x));
         c.on('secureConnect', () => {
@@ -433,15 +603,17 @@ describe('bad input on the server port', () => {
         c.on('error', () => {});
         c.on('close', () => resolve({ reused, session: got, reply }));
       });
+    // The settle point is the server's own close after its result: tickets go out right after the
+    // handshake, long before that.
     const first = await attempt();
     expect(first.reply).toContain('"ok":true');
-    expect(first.session).toBeDefined();
-    const second = await attempt(first.session);
+    expect(first.session).toBeUndefined();
+    const second = await attempt();
     expect(second.reused).toBe(false);
-    expect(second.reply).not.toContain('"ok":true');
-    await until(() => s.failures.length === 1);
-    expect(s.failures[0]!.reason).toBe('protocol-error');
-    expect(s.authenticated).toHaveLength(1);
+    expect(second.session).toBeUndefined();
+    expect(second.reply).toContain('"ok":true');
+    await until(() => s.authenticated.length === 2);
+    expect(s.failures).toEqual([]);
   });
 
   it('a client that does not negotiate the meshauth ALPN is refused', async () => {
@@ -457,7 +629,15 @@ describe('bad input on the server port', () => {
         rejectUnauthorized: false,
       });
       c.on('secureConnect', () =>
-        c.write(encodeFrame({ v: 1, clientNode: NODE_A, serverNode: NODE_B, clientId: WEB, serverId: DB })),
+        c.write(
+          encodeFrame({
+            v: PROTOCOL_VERSION,
+            clientNode: NODE_A,
+            serverNode: NODE_B,
+            clientId: WEB,
+            serverId: DB,
+          }),
+        ),
       );
       c.resume();
       c.on('error', () => {});
@@ -537,7 +717,13 @@ describe('bad input on the server port', () => {
 
   it('slowloris inside TLS: a hello trickled byte by byte is cut at handshakeTimeoutMs', async () => {
     const s = await server(new StaticIdentity(pki.bundles).add(db), [DB], { limits });
-    const frame = encodeFrame({ v: 1, clientNode: NODE_A, serverNode: NODE_B, clientId: WEB, serverId: DB });
+    const frame = encodeFrame({
+      v: PROTOCOL_VERSION,
+      clientNode: NODE_A,
+      serverNode: NODE_B,
+      clientId: WEB,
+      serverId: DB,
+    });
     let timer: NodeJS.Timeout | undefined;
     const r = await tlsConnection(s.port, (write) => {
       let i = 0;
@@ -564,7 +750,9 @@ describe('bad input on the server port', () => {
   it('a malformed hello (wrong types) is a protocol-error', async () => {
     const s = await server(new StaticIdentity(pki.bundles).add(db), [DB], { limits });
     const r = await tlsConnection(s.port, (write) =>
-      write(encodeFrame({ v: 1, clientNode: 5, serverNode: NODE_B, clientId: WEB, serverId: DB })),
+      write(
+        encodeFrame({ v: PROTOCOL_VERSION, clientNode: 5, serverNode: NODE_B, clientId: WEB, serverId: DB }),
+      ),
     );
     expect(resultReason(r.frames)).toBe('protocol-error');
     await expectCounted(s, 'protocol-error');

@@ -24,8 +24,26 @@ beforeAll(async () => {
   db = await pki.issue(DB, { ttlMs: 20 * 3_600_000 });
 });
 
+/** What code other than peerChainDer may have done to the socket first. */
+type Before = 'nothing' | 'legacy' | 'chain-then-both';
+function touch(s: TLSSocket, before: Before): void {
+  if (before === 'legacy') s.getPeerCertificate(true);
+  if (before === 'chain-then-both') {
+    peerChainDer(s);
+    s.getPeerX509Certificate();
+    s.getPeerCertificate(true);
+    s.getPeerX509Certificate();
+  }
+}
+
 /** A raw TLS 1.3 pair; returns the chains each side extracted from the other. */
-async function exchange(serverPem: string, serverKey: string, clientPem: string, clientKey: string) {
+async function exchange(
+  serverPem: string,
+  serverKey: string,
+  clientPem: string,
+  clientKey: string,
+  before: Before = 'nothing',
+) {
   let serverSaw: Buffer[] = [];
   const server = createServer({
     cert: serverPem,
@@ -37,6 +55,7 @@ async function exchange(serverPem: string, serverKey: string, clientPem: string,
   });
   const seen = new Promise<void>((resolve) =>
     server.on('secureConnection', (s: TLSSocket) => {
+      touch(s, before);
       serverSaw = peerChainDer(s);
       s.end();
       resolve();
@@ -56,6 +75,7 @@ async function exchange(serverPem: string, serverKey: string, clientPem: string,
       minVersion: 'TLSv1.3',
     });
     c.on('secureConnect', () => {
+      touch(c, before);
       const chain = peerChainDer(c);
       c.end();
       resolve(chain);
@@ -73,6 +93,21 @@ describe('peer chain extraction', () => {
     expect(serverSaw.map((c) => c.toString('hex'))).toEqual(web.chainDer.map((c) => c.toString('hex')));
     expect(clientSaw).toHaveLength(2);
   });
+
+  it.each(['legacy', 'chain-then-both'] as const)(
+    'does not depend on the order of peer certificate reads (%s)',
+    async (before) => {
+      const { serverSaw, clientSaw } = await exchange(
+        db.chainPem,
+        db.keyPem,
+        web.chainPem,
+        web.keyPem,
+        before,
+      );
+      expect(clientSaw.map((c) => c.toString('hex'))).toEqual(db.chainDer.map((c) => c.toString('hex')));
+      expect(serverSaw.map((c) => c.toString('hex'))).toEqual(web.chainDer.map((c) => c.toString('hex')));
+    },
+  );
 
   it('includes a presented root once and stops at the self-signed certificate', async () => {
     const root = new X509Certificate(pki.bundles.get('chain.local')![0]!);

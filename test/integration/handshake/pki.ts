@@ -10,14 +10,18 @@ const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 export interface TestPki {
   trustDomain: string;
   bundles: TrustBundles;
-  issue(spiffeId: string, opts?: { ttlMs?: number }): Promise<Svid>;
+  /** `extensions` are added to the leaf as given (e.g. an unknown critical extension). */
+  issue(spiffeId: string, opts?: { ttlMs?: number; extensions?: x509.Extension[] }): Promise<Svid>;
 }
 
 /**
  * A throwaway CA for one trust domain (ECDSA P-256). With `intermediate`, leaves are issued by an
  * intermediate CA and presented as [leaf, intermediate].
  */
-export async function newPki(trustDomain: string, opts: { intermediate?: boolean } = {}): Promise<TestPki> {
+export async function newPki(
+  trustDomain: string,
+  opts: { intermediate?: boolean; caTtlMs?: number } = {},
+): Promise<TestPki> {
   const caKeys = (await webcrypto.subtle.generateKey(ALG, true, [
     'sign',
     'verify',
@@ -27,7 +31,7 @@ export async function newPki(trustDomain: string, opts: { intermediate?: boolean
     serialNumber: serial(),
     name: `O=test,CN=${trustDomain} root`,
     notBefore: new Date(now - 60_000),
-    notAfter: new Date(now + 24 * 3_600_000),
+    notAfter: new Date(now + (opts.caTtlMs ?? 24 * 3_600_000)),
     keys: caKeys,
     signingAlgorithm: ALG,
     extensions: [
@@ -92,6 +96,7 @@ export async function newPki(trustDomain: string, opts: { intermediate?: boolean
           ]),
           new x509.SubjectAlternativeNameExtension([{ type: 'url', value: spiffeId }]),
           await x509.AuthorityKeyIdentifierExtension.create(issuer, false),
+          ...(opts.extensions ?? []),
         ],
       });
       const der = Buffer.from(cert.rawData);

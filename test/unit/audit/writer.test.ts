@@ -34,7 +34,7 @@ describe('AuditWriter', () => {
     const [e] = store.query();
     expect(e).toMatchObject({ type: 'reauth', localId: 'spiffe://a/x' });
     expect(typeof e!.atMs).toBe('number');
-    w.close();
+    void w.close();
   });
 
   it('groups a burst into few transactions', async () => {
@@ -45,7 +45,7 @@ describe('AuditWriter', () => {
     await waitFor(() => store.lastSeq() === 5000);
     expect(appends).toBe(10);
     expect(store.verifyChain().ok).toBe(true);
-    w.close();
+    void w.close();
   });
 
   it('counts overflow and records one gap event once space returns', async () => {
@@ -61,7 +61,7 @@ describe('AuditWriter', () => {
     expect(droppedSeen).toBe(15);
     await waitFor(() => w.queueDepth === 0);
     w.record({ type: 'reauth', outcome: 'info' });
-    w.close();
+    void w.close();
     const all = store.query({ limit: 1000 });
     expect(all.map((e) => e.type)).toEqual([...Array(10).fill('signal'), 'gap', 'reauth']);
     expect(all[10]).toMatchObject({
@@ -78,8 +78,8 @@ describe('AuditWriter', () => {
     w.record({ type: 'signal' });
     w.record({ type: 'signal' });
     w.record({ type: 'signal' });
-    w.close();
-    w.close();
+    void w.close();
+    void w.close();
     expect(store.query().map((e) => e.type)).toEqual(['signal', 'signal', 'gap']);
     w.record({ type: 'signal' });
     expect(w.dropped).toBe(2);
@@ -96,7 +96,7 @@ describe('AuditWriter', () => {
     expect(w.dropped).toBe(1);
     store = AuditStore.open({ path: p });
     // a new writer on the reopened store shows the hole as it would after a restart
-    w.close();
+    void w.close();
     expect(store.lastSeq()).toBe(1);
   });
 });

@@ -64,7 +64,7 @@ function setup(opts: Partial<{ maxConcurrent: number; queueSize: number; retryBa
   // Manager, cache and handshakes share a clock that moves only when a test advances it (the
   // handshakes themselves still take a few real milliseconds).
   const clock = new FakeClock(Date.now());
-  const map = new MemoryAuthMap();
+  const map = new MemoryAuthMap(() => clock.now());
   const cache = new AuthCache(map, { now: () => clock.now() });
   const audit = new MemoryAuditSink();
   const auth = new FakeAuthenticator(clock);

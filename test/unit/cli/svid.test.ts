@@ -268,6 +268,23 @@ describe('meshauth svid verify', () => {
       }),
     ],
     [
+      'leaf with an unknown critical extension (RFC 5280 §4.2)',
+      'unhandled-critical-extension',
+      async () => {
+        const dir = join(import.meta.dirname, '..', '..', 'fixtures', 'critical-extension');
+        return { args: ['--bundle', join(dir, 'ca.pem'), join(dir, 'leaf.pem')] };
+      },
+    ],
+    [
+      'intermediate without keyCertSign',
+      'bad-intermediate',
+      async () => {
+        const weak = await makeIntermediateCa(root, 'example.org', { keyUsage: KU.cRLSign });
+        const l = await makeLeaf(weak, WEB);
+        return { args: ['--bundle', file('ca7.pem', root.pem), file('w7.pem', pemOf(l, weak))] };
+      },
+    ],
+    [
       'malformed chain',
       'malformed',
       async () => ({

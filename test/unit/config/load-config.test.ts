@@ -244,7 +244,7 @@ describe('loadConfig: bad files', () => {
     [
       'bad allowed id',
       `${MINIMAL}api: { tcp: { listen: "127.0.0.1:4251", allowedIds: ["spiffe://Demo/x"] } }\n`,
-      'api.tcp.allowedIds[0]: is not a valid SPIFFE ID: has an invalid trust domain "Demo" (allowed: a-z 0-9 . - _) (got "spiffe://Demo/x")',
+      'api.tcp.allowedIds[0]: is not a valid SPIFFE ID: trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores (got "spiffe://Demo/x")',
     ],
     [
       'metrics listen without port',

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DaemonResolver } from '../../../src/daemon/resolver.js';
-import { IdAllocator } from '../../../src/identity/allocator.js';
+import { IdAllocator } from '../../../src/identity/index.js';
 import { parseInventory, type Inventory } from '../../../src/inventory/index.js';
 import { parsePolicy, type Policy } from '../../../src/policy/index.js';
 

@@ -17,7 +17,7 @@ describe('wire codecs mirror bpf/meshauth.h', () => {
     expect(wire.authValue.size).toBe(8);
     expect(wire.signal.size).toBe(24);
     expect(wire.config.size).toBe(24);
-    expect(wire.VERDICT_NAMES).toHaveLength(11);
+    expect(wire.VERDICT_NAMES).toHaveLength(12);
   });
 
   it('encode to exactly size bytes', () => {
@@ -79,10 +79,11 @@ describe('wire codecs mirror bpf/meshauth.h', () => {
     expect(b.toString('hex')).toBe('0100000000000000' + '02000000' + '03000000' + '32000000' + 'fa000000');
   });
 
-  it('keep existing verdict indexes and append syn_rto_shortened last', () => {
+  it('keep existing verdict indexes and append new verdicts at the end', () => {
     expect(wire.VERDICT_NAMES.indexOf('signal_ringbuf_full')).toBe(9);
     expect(wire.VERDICT_NAMES.indexOf('syn_rto_shortened')).toBe(10);
-    expect(wire.MAPS.counters.maxEntries).toBe(11);
+    expect(wire.VERDICT_NAMES.indexOf('drop_unparsed_encap')).toBe(11);
+    expect(wire.MAPS.counters.maxEntries).toBe(12);
   });
 
   it('decode signal direction bytes 0 and 1 and read boot_ns at offset 16', () => {

@@ -139,7 +139,7 @@ describe('inventory validation', () => {
       'invalid SPIFFE ID',
       `${node()}workloads:\n  - { spiffeId: "spiffe://demo.local/ns//x", node: node-a, ips: [10.10.1.2] }\n`,
       [
-        'workloads[0].spiffeId: is not a valid SPIFFE ID: has an empty path segment (or a trailing slash) (got "spiffe://demo.local/ns//x")',
+        'workloads[0].spiffeId: is not a valid SPIFFE ID: path cannot contain empty segments (got "spiffe://demo.local/ns//x")',
       ],
     ],
     [

@@ -157,9 +157,11 @@ describe('verifyX509Svid: validity', () => {
     const before = new Date(leaf.cert.notBefore.getTime() - 1000);
     expect(reasonOf(() => verifyX509Svid([leaf.der], bundles, { now: after }))).toBe('expired');
     expect(reasonOf(() => verifyX509Svid([leaf.der], bundles, { now: before }))).toBe('not-yet-valid');
-    // the bounds themselves are inside the validity period
-    expect(verifyX509Svid([leaf.der], bundles, { now: leaf.cert.notAfter }).spiffeId.toString()).toBe(WEB);
+    // notBefore is inside the validity period; the notAfter second is not (OpenSSL's X509_cmp_time)
     expect(verifyX509Svid([leaf.der], bundles, { now: leaf.cert.notBefore }).spiffeId.toString()).toBe(WEB);
+    const lastValid = new Date(leaf.cert.notAfter.getTime() - 1000);
+    expect(verifyX509Svid([leaf.der], bundles, { now: lastValid }).spiffeId.toString()).toBe(WEB);
+    expect(reasonOf(() => verifyX509Svid([leaf.der], bundles, { now: leaf.cert.notAfter }))).toBe('expired');
   });
 
   it('rejects an expired intermediate and an expired trust anchor', async () => {
@@ -197,7 +199,8 @@ describe('verifyX509Svid: trust', () => {
     expect(leaf.cert.issuer).toBe(root.cert.subject);
     expect(reasonOf(() => verifyX509Svid([leaf.der], bundles))).toBe('untrusted');
     expect(messageOf(() => verifyX509Svid([leaf.der], bundles))).toBe(
-      `verify X509-SVID: ${WEB} does not chain to an authority of the "${TD}" bundle`,
+      `verify X509-SVID: ${WEB} does not chain to an authority of the "${TD}" bundle` +
+        ' (OpenSSL error 20: unable to get local issuer certificate)',
     );
   });
 
@@ -357,7 +360,7 @@ describe('verifyX509Svid: malformed input', () => {
     const leaf = await makeLeaf(root, WEB);
     const bad = Buffer.from(leaf.der);
     bad[bad.length - 5] ^= 0xff;
-    expect(['untrusted', 'malformed']).toContain(reasonOf(() => verifyX509Svid([bad], bundles)));
+    expect(reasonOf(() => verifyX509Svid([bad], bundles))).toBe('bad-signature');
   });
 
   it('rejects a malformed bundle authority', async () => {

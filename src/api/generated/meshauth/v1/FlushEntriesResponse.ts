@@ -1,0 +1,10 @@
+// Original file: proto/meshauth/v1/audit.proto
+
+
+export interface FlushEntriesResponse {
+  'removed'?: (number);
+}
+
+export interface FlushEntriesResponse__Output {
+  'removed': (number);
+}

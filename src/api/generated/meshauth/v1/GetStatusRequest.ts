@@ -1,0 +1,8 @@
+// Original file: proto/meshauth/v1/audit.proto
+
+
+export interface GetStatusRequest {
+}
+
+export interface GetStatusRequest__Output {
+}
