@@ -207,6 +207,8 @@ export class KubeApiServer {
         `--etcd-servers=${this.etcdUrl}`,
         '--bind-address=127.0.0.1',
         '--advertise-address=127.0.0.1',
+        // No kubernetes Service endpoints for a loopback address (the reconciler refuses it).
+        '--endpoint-reconciler-type=none',
         `--secure-port=${this.port}`,
         `--cert-dir=${join(this.dir, 'apiserver-certs')}`,
         `--tls-cert-file=${join(pki, 'serving.crt')}`,
