@@ -108,7 +108,7 @@ describe('policyFromObject', () => {
       /spec\.rules\[2\]\.from: (set exactly one of spiffeId or namespace|serviceAccount needs namespace)/,
     );
     expect(text).toMatch(/spec\.rules\[3\]\.from: spiffeId .*trust domain/);
-    expect(text).toMatch(/spec\.rules\[3\]\.to: spiffeId .*dot segments/);
+    expect(text).toMatch(/spec\.rules\[3\]\.to: spiffeId .*dot segment/);
     expect(text).toMatch(/spec\.rules\[4\]\.from: namespace "A_B" is not a namespace name/);
     expect(text).toMatch(/spec\.rules\[4\]\.auth: must be one of "mutual"/);
     expect(text).toMatch(/spec\.rules\[4\]\.name: duplicate rule name "ok" \(also rules\[0\]\)/);
