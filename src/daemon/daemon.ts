@@ -200,6 +200,7 @@ export class Daemon {
         holdsSvid: (id) => identity.svid(id) !== undefined,
         isLocalIdentity: (id) => inventory.current.isWorkloadOnNode(id, config.node),
         isWorkloadOnNode: (id, node) => inventory.current.isWorkloadOnNode(id, node),
+        requiresPair: (local, remote) => policy.current.requires(local, remote),
       }),
       options: {
         maxConcurrent: config.auth.maxConcurrent,

@@ -25,6 +25,8 @@ export const HANDSHAKE_REASONS = [
   'workload-moved',
   /** At the moment of the entry write an authority the decision relied on had left the trust bundle. */
   'bundle-revoked',
+  /** At the moment of the entry write no enforce or permissive policy rule covered the pair. */
+  'not-required-by-policy',
   'peer-rejected',
   'rate-limited',
   'too-many-connections',

@@ -102,6 +102,8 @@ describe.skipIf(!isPrivileged())('trust state with real kernel maps and real han
       holdsSvid: () => true,
       isLocalIdentity: () => true,
       isWorkloadOnNode: () => true,
+      // The policy of this test: web and db authenticate each other, nothing else.
+      requiresPair: (local, remote) => [local, remote].sort().join(' ') === [WEB, DB].sort().join(' '),
     });
     const options = {
       maxConcurrent: 2,

@@ -107,7 +107,7 @@ function setup() {
   const auth = new HeldAuthenticator();
   const res = resolver();
   const signals = new ManualSignals();
-  const world = { svid: true, local: true, remoteOnNode: true };
+  const world = { svid: true, local: true, remoteOnNode: true, policy: true };
   const revoked: string[] = [];
   const manager = new AuthManager({
     cache,
@@ -123,6 +123,7 @@ function setup() {
       holdsSvid: () => world.svid,
       isLocalIdentity: () => world.local,
       isWorkloadOnNode: () => world.remoteOnNode,
+      requiresPair: () => world.policy,
     }),
     options: { maxConcurrent: 4, queueSize: 100, retryBaseMs: 60_000, retryMaxMs: 60_000, reauthAt: 0.5 },
   });
@@ -287,6 +288,7 @@ describe('writes re-check trust at the moment they happen', () => {
     ['svid', 'svid-removed'],
     ['local', 'identity-removed'],
     ['remoteOnNode', 'workload-moved'],
+    ['policy', 'not-required-by-policy'],
   ] as const)(
     'client side: %s gone while the handshake is held open → no entry (%s)',
     async (what, reason) => {
@@ -314,5 +316,15 @@ describe('writes re-check trust at the moment they happen', () => {
     t.world.svid = true;
     t.manager.onServerAuthenticated(r);
     expect(t.map.data.size).toBe(1);
+  });
+
+  it('server side: no entry for a pair no enforce or permissive rule covers (not-required-by-policy)', () => {
+    const t = (current = setup());
+    t.world.policy = false;
+    const r = { localId: DB, remoteId: WEB, peerNode: 'node-b', expiresAtMs: Date.now() + 60_000 };
+    expect(() => t.manager.onServerAuthenticated(r)).toThrow(
+      expect.objectContaining({ reason: 'not-required-by-policy' }),
+    );
+    expect(t.map.data.size).toBe(0);
   });
 });
