@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { ApiClient, ApiClientError, DEFAULT_SOCKET_PATH } from '../api/index.js';
 import { CliError } from './errors.js';
@@ -14,8 +15,29 @@ export interface GlobalOptions {
   timeout?: string;
 }
 
+/**
+ * The API socket path, made absolute against the working directory: gRPC reads `unix://api.sock`
+ * as an authority, not a relative path.
+ */
 export function socketPathOf(g: GlobalOptions, io: CliIo): string {
-  return g.socket ?? io.env['MESHAUTH_SOCKET'] ?? DEFAULT_SOCKET_PATH;
+  return resolve(g.socket ?? io.env['MESHAUTH_SOCKET'] ?? DEFAULT_SOCKET_PATH);
+}
+
+/** Longest --timeout accepted, seconds. */
+const MAX_TIMEOUT_S = 3600;
+
+/** --timeout in milliseconds: a number of seconds in (0, 3600]; anything else is a usage error (exit 2). */
+export function timeoutMsOf(g: GlobalOptions): number {
+  if (g.timeout === undefined) return 10_000;
+  const text = g.timeout.trim();
+  const s = /^[0-9]+(\.[0-9]+)?$/.test(text) ? Number(text) : NaN;
+  if (!(s > 0 && s <= MAX_TIMEOUT_S)) {
+    throw new CliError(
+      `--timeout ${JSON.stringify(g.timeout)}: expected a number of seconds greater than 0 and at most ${MAX_TIMEOUT_S}`,
+      2,
+    );
+  }
+  return Math.round(s * 1000);
 }
 
 function readPem(flag: string, path: string | undefined): Buffer {
@@ -28,7 +50,7 @@ function readPem(flag: string, path: string | undefined): Buffer {
 }
 
 export function connect(g: GlobalOptions, io: CliIo): ApiClient {
-  const timeoutMs = g.timeout ? Number(g.timeout) * 1000 : 10_000;
+  const timeoutMs = timeoutMsOf(g);
   if (g.address) {
     return new ApiClient({
       address: g.address,
