@@ -11,6 +11,8 @@ export function checkInventory(data: InventoryData): Array<[string, string]> {
   const nodeIndex = new Map<string, number>();
   const addrIndex = new Map<string, number>();
   const cidrs: Array<{ node: number; cidr: Cidr; j: number }> = [];
+  /** Parsed pod CIDRs by node index (parsed once, not once per workload address). */
+  const nodeCidrs: Cidr[][] = [];
   data.nodes.forEach((n, i) => {
     const dup = nodeIndex.get(n.name);
     if (dup !== undefined)
@@ -20,8 +22,10 @@ export function checkInventory(data: InventoryData): Array<[string, string]> {
     if (dupAddr !== undefined) {
       problems.push([`nodes[${i}].address`, `address ${n.address} is also the address of nodes[${dupAddr}]`]);
     } else addrIndex.set(n.address, i);
+    nodeCidrs[i] = [];
     n.podCIDRs.forEach((text, j) => {
       const cidr = parseCidr(text) as Cidr;
+      nodeCidrs[i]?.push(cidr);
       for (const other of cidrs) {
         if (other.cidr.family !== cidr.family) continue;
         const shorter = other.cidr.prefix <= cidr.prefix ? other.cidr : cidr;
@@ -71,7 +75,7 @@ export function checkInventory(data: InventoryData): Array<[string, string]> {
       if (
         node &&
         node.podCIDRs.length > 0 &&
-        !node.podCIDRs.some((c) => cidrContains(parseCidr(c) as Cidr, ip))
+        !(nodeCidrs[ni as number] as Cidr[]).some((c) => cidrContains(c, ip))
       ) {
         problems.push([
           path,
