@@ -69,10 +69,25 @@ export function parseCidr(input: string): Cidr | undefined {
 
 /** Whether an address lies in a CIDR (same family only; IPv4-mapped counts as IPv4). */
 export function cidrContains(cidr: Cidr, ip: string): boolean {
-  const addr = parseIp(ip.trim());
-  const prefix = parsePrefix(cidr.text);
+  let addr = parsedAddresses.get(ip);
+  if (addr === undefined) {
+    addr = parseIp(ip.trim());
+    if (parsedAddresses.size >= MAX_PARSED_ADDRESSES) parsedAddresses.clear();
+    parsedAddresses.set(ip, addr);
+  }
+  let prefix = parsedCidrs.get(cidr);
+  if (prefix === undefined) parsedCidrs.set(cidr, (prefix = parsePrefix(cidr.text)));
   return addr.ok && prefix.ok && prefixContains(prefix.value, unmapIpv4(addr.value));
 }
+
+/**
+ * Parsed prefix of each Cidr object cidrContains has seen: inventory checks test every pod address
+ * against its node's CIDRs, and re-parsing the same text per address dominated a rebuild.
+ */
+const parsedCidrs = new WeakMap<Cidr, ReturnType<typeof parsePrefix>>();
+/** Same for addresses (bounded: emptied when it outgrows MAX_PARSED_ADDRESSES; never mutated). */
+const parsedAddresses = new Map<string, ReturnType<typeof parseIp>>();
+const MAX_PARSED_ADDRESSES = 1 << 17;
 
 /** The host route of an address: "10.0.1.5/32" or "fd00::5/128". */
 export function hostCidr(ip: string): string {

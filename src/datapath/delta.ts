@@ -13,9 +13,27 @@ export interface MapsState {
   policy: readonly PolicyEntry[];
 }
 
+/**
+ * Canonical text of each prefix text seen, so that diffing two 10,000-entry states does not parse
+ * and format 20,000 prefixes per change. Bounded: emptied when it outgrows MAX_CANONICAL.
+ * Bad input is not cached (parseCidr throws every time, as before).
+ */
+const canonicalPrefixes = new Map<string, string>();
+const MAX_CANONICAL = 1 << 17;
+
+function canonicalPrefix(text: string): string {
+  let c = canonicalPrefixes.get(text);
+  if (c === undefined) {
+    c = formatCidr(parseCidr(text));
+    if (canonicalPrefixes.size >= MAX_CANONICAL) canonicalPrefixes.clear();
+    canonicalPrefixes.set(text, c);
+  }
+  return c;
+}
+
 function ipcacheByPrefix(entries: readonly IpcacheEntry[]): Map<string, IpcacheEntry> {
   const m = new Map<string, IpcacheEntry>();
-  for (const e of entries) m.set(formatCidr(parseCidr(e.cidr)), e);
+  for (const e of entries) m.set(canonicalPrefix(e.cidr), e);
   return m;
 }
 

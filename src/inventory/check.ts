@@ -11,6 +11,8 @@ export function checkInventory(data: InventoryData): Array<[string, string]> {
   const nodeIndex = new Map<string, number>();
   const addrIndex = new Map<string, number>();
   const cidrs: Array<{ node: number; cidr: Cidr; j: number }> = [];
+  /** Parsed pod CIDRs by node index (parsed once, not once per workload address). */
+  const nodeCidrs: Cidr[][] = [];
   data.nodes.forEach((n, i) => {
     const dup = nodeIndex.get(n.name);
     if (dup !== undefined)
@@ -20,8 +22,10 @@ export function checkInventory(data: InventoryData): Array<[string, string]> {
     if (dupAddr !== undefined) {
       problems.push([`nodes[${i}].address`, `address ${n.address} is also the address of nodes[${dupAddr}]`]);
     } else addrIndex.set(n.address, i);
+    nodeCidrs[i] = [];
     n.podCIDRs.forEach((text, j) => {
       const cidr = parseCidr(text) as Cidr;
+      nodeCidrs[i]?.push(cidr);
       for (const other of cidrs) {
         if (other.cidr.family !== cidr.family) continue;
         const shorter = other.cidr.prefix <= cidr.prefix ? other.cidr : cidr;
@@ -42,7 +46,8 @@ export function checkInventory(data: InventoryData): Array<[string, string]> {
   });
 
   const names = new Map<string, number>();
-  const ips = new Map<string, string>();
+  /** Address -> [workload index, address index]; paths are only formatted for problems. */
+  const ips = new Map<string, [number, number]>();
   data.workloads.forEach((w, i) => {
     if (w.name !== undefined) {
       const dup = names.get(w.name);
@@ -62,19 +67,20 @@ export function checkInventory(data: InventoryData): Array<[string, string]> {
     }
     const node = ni === undefined ? undefined : data.nodes[ni];
     w.ips.forEach((ip, j) => {
-      const path = `workloads[${i}].ips[${j}]`;
+      const path = (): string => `workloads[${i}].ips[${j}]`;
       const dup = ips.get(ip);
-      if (dup !== undefined) problems.push([path, `address ${ip} is also used by ${dup}`]);
-      else ips.set(ip, `workloads[${i}].ips[${j}]`);
+      if (dup !== undefined)
+        problems.push([path(), `address ${ip} is also used by workloads[${dup[0]}].ips[${dup[1]}]`]);
+      else ips.set(ip, [i, j]);
       if (addrIndex.has(ip))
-        problems.push([path, `address ${ip} is a node address (nodes[${addrIndex.get(ip)}])`]);
+        problems.push([path(), `address ${ip} is a node address (nodes[${addrIndex.get(ip)}])`]);
       if (
         node &&
         node.podCIDRs.length > 0 &&
-        !node.podCIDRs.some((c) => cidrContains(parseCidr(c) as Cidr, ip))
+        !(nodeCidrs[ni as number] as Cidr[]).some((c) => cidrContains(c, ip))
       ) {
         problems.push([
-          path,
+          path(),
           `address ${ip} is outside the pod CIDRs of node "${node.name}" (${node.podCIDRs.join(', ')})`,
         ]);
       }

@@ -1,4 +1,4 @@
-export { Inventory, type InventoryChange } from './inventory.js';
+export { frozenCopy, Inventory, type InventoryChange } from './inventory.js';
 export { InventoryError } from './errors.js';
 export { loadInventoryFile, parseInventory, parseInventoryDocument, readInventoryFile } from './load.js';
 export { watchInventoryFile, type InventoryWatcher } from './watch.js';

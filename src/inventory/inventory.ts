@@ -18,12 +18,23 @@ interface Indexes {
   idsByNode: Map<string, Set<string>>;
 }
 
-function deepFreeze<T>(v: T): T {
-  if (typeof v === 'object' && v !== null) {
-    for (const x of Object.values(v)) deepFreeze(x);
-    Object.freeze(v);
-  }
-  return v;
+/** Objects frozenCopy made (deeply frozen, so they can be shared instead of copied again). */
+const frozenCopies = new WeakSet<object>();
+
+/**
+ * A deeply frozen copy of plain inventory data (objects, arrays, strings, numbers), sharing the
+ * parts that already are such copies: a source that rebuilds the content on every change (the
+ * Kubernetes informers) passes its unchanged workloads through at no cost, where a full
+ * structuredClone + freeze per change dominated a 10,000-pod rebuild.
+ */
+export function frozenCopy<T>(v: T): T {
+  if (typeof v !== 'object' || v === null || frozenCopies.has(v)) return v;
+  const copy = Array.isArray(v)
+    ? v.map((x: unknown) => frozenCopy(x))
+    : Object.fromEntries(Object.entries(v).map(([k, x]) => [k, frozenCopy(x)]));
+  Object.freeze(copy);
+  frozenCopies.add(copy);
+  return copy as T;
 }
 
 function index(data: InventoryData): Indexes {
@@ -73,7 +84,7 @@ export class Inventory {
   private static validated(data: InventoryData, label: string): InventoryData {
     const problems = checkInventory(data);
     if (problems.length > 0) throw new InventoryError(problems.map(([p, r]) => `${label}: ${p}: ${r}`));
-    return deepFreeze(structuredClone(data));
+    return frozenCopy(data);
   }
 
   /** Current content (frozen). */

@@ -35,6 +35,8 @@ export function buildInventory(
   const outNodes: InventoryNode[] = [];
   const byAddress = new Set<string>();
   const cidrs: Array<{ cidr: Cidr; node: string }> = [];
+  /** Parsed pod CIDRs kept per node (parsed once per rebuild, not once per pod). */
+  const cidrsByNode = new Map<string, Cidr[]>();
   for (const n of [...nodes].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
     if (byAddress.has(n.address)) {
       excluded.push({ kind: 'node', key: n.name, reason: 'duplicate-address', detail: n.address });
@@ -42,6 +44,7 @@ export function buildInventory(
     }
     byAddress.add(n.address);
     const keep: string[] = [];
+    const parsed: Cidr[] = [];
     for (const text of n.podCIDRs) {
       const c = parseCidr(text) as Cidr;
       const clash = cidrs.find(
@@ -61,8 +64,10 @@ export function buildInventory(
       }
       cidrs.push({ cidr: c, node: n.name });
       keep.push(text);
+      parsed.push(c);
     }
     outNodes.push(keep.length === n.podCIDRs.length ? n : { ...n, podCIDRs: keep });
+    cidrsByNode.set(n.name, parsed);
   }
   const nodeByName = new Map(outNodes.map((n) => [n.name, n]));
 
@@ -81,7 +86,7 @@ export function buildInventory(
       excluded.push({ kind: 'pod', key: w.name, reason: 'unknown-node', detail: w.node });
       continue;
     }
-    const nodeCidrs = node.podCIDRs.map((c) => parseCidr(c) as Cidr);
+    const nodeCidrs = cidrsByNode.get(node.name) as Cidr[];
     const bad = w.ips.find(
       (ip) => byAddress.has(ip) || (nodeCidrs.length > 0 && !nodeCidrs.some((c) => cidrContains(c, ip))),
     );

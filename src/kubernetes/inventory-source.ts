@@ -1,5 +1,5 @@
 import type { Logger } from '../log.js';
-import { Inventory, type InventoryNode } from '../inventory/index.js';
+import { frozenCopy, Inventory, type InventoryNode } from '../inventory/index.js';
 import {
   KeptInformer,
   systemTimers,
@@ -129,7 +129,8 @@ export class KubernetesInventorySource {
     const r = podToWorkload(pod, this.opts.conversion);
     this.excluded.delete(`pod/${key}`);
     if (r.ok) {
-      this.pods.set(key, { workload: r.workload, createdAtMs: r.createdAtMs });
+      // Frozen once here, so that each rebuild's Inventory.replace shares it instead of copying it.
+      this.pods.set(key, { workload: frozenCopy(r.workload), createdAtMs: r.createdAtMs });
     } else {
       // Not a workload (any more): finished, terminating, no IP yet, or malformed.
       this.pods.delete(key);
@@ -151,7 +152,7 @@ export class KubernetesInventorySource {
     const r = nodeToInventoryNode(obj, this.opts.conversion);
     this.forgetNode(name);
     if (r.ok) {
-      this.nodes.set(name, r.node);
+      this.nodes.set(name, frozenCopy(r.node));
       for (const p of r.problems) this.exclude('node', `${name}:${p.field}`, p.field, p.reason, true);
     } else {
       // Fail closed for this node only: its pods leave the inventory (their addresses become

@@ -61,6 +61,24 @@ export interface NodeState {
   nodeIds: Map<string, number>;
 }
 
+/**
+ * Host route text of each address seen (hostCidr parses and formats; a compile maps every workload
+ * address, so a change of one pod would otherwise re-format all of them). Bounded: emptied when it
+ * outgrows MAX_HOST_ROUTES. Bad input is not cached (hostCidr throws every time, as before).
+ */
+const hostRoutes = new Map<string, string>();
+const MAX_HOST_ROUTES = 1 << 17;
+
+function hostRoute(ip: string): string {
+  let r = hostRoutes.get(ip);
+  if (r === undefined) {
+    r = hostCidr(ip);
+    if (hostRoutes.size >= MAX_HOST_ROUTES) hostRoutes.clear();
+    hostRoutes.set(ip, r);
+  }
+  return r;
+}
+
 function allocate(alloc: HandleAllocator, keys: string[]): Map<string, number> {
   const ids = alloc.idsFor ? alloc.idsFor(keys) : keys.map((k) => alloc.idFor(k));
   return new Map(keys.map((k, i) => [k, ids[i] as number]));
@@ -94,7 +112,7 @@ export function compileNodeState(input: CompileNodeStateInput): NodeState {
   for (const w of inventory.workloads()) {
     for (const ip of w.ips) {
       ipcache.push({
-        cidr: hostCidr(ip),
+        cidr: hostRoute(ip),
         identity: identities.get(w.spiffeId) as number,
         nodeId: nodeIdOf(w.node),
       });
