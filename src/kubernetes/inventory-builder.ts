@@ -4,7 +4,14 @@ import type { InventoryData, InventoryNode, InventoryWorkload } from '../invento
 /** A workload candidate with what decides conflicts. */
 export interface PodEntry {
   workload: InventoryWorkload & { name: string };
+  /** metadata.creationTimestamp in ms; the API server writes it with one-second resolution. */
   createdAtMs: number;
+  /**
+   * When the source saw the pod take the newest of its addresses, as a counter (larger is later;
+   * 0 when unknown). Informer events of one resource arrive in the API server's write order, so
+   * of two pods created within the same second the one seen taking the address later holds it.
+   */
+  claimedAt: number;
 }
 
 /** Why an object (or one of its fields) did not make it into the inventory. */
@@ -21,8 +28,9 @@ export interface Exclusion {
  * - a node whose address another node (first by name) already has is left out;
  * - a pod CIDR that overlaps one of an earlier node is left out;
  * - a pod on a node that is not (or not validly) in the inventory is left out until it is;
- * - an address claimed by two pods goes to the newest pod (creationTimestamp, then name): the IP
- *   was reused and the old pod's entry is stale; the old pod keeps its other addresses;
+ * - an address claimed by two pods goes to the newest pod (creationTimestamp; within the same
+ *   second, the later claim; then name): the IP was reused and the old pod's entry is stale (its
+ *   deletion or end not seen yet); the old pod keeps its other addresses;
  * - a pod address that is a node address, or outside its node's pod CIDRs, is left out with its
  *   pod (the pod's identity would be pinned to an address it may not own).
  * Output is sorted by name, so equal input gives equal output.
@@ -71,10 +79,13 @@ export function buildInventory(
   }
   const nodeByName = new Map(outNodes.map((n) => [n.name, n]));
 
-  // Newest first, so the first claim of an address wins.
+  // Newest first, so the first claim of an address wins. creationTimestamp has whole seconds, so a
+  // pod that reuses an address within the second its old holder was created is told apart by the
+  // order its claim was seen in, not by its name.
   const sorted = [...pods].sort(
     (a, b) =>
       b.createdAtMs - a.createdAtMs ||
+      b.claimedAt - a.claimedAt ||
       (a.workload.name < b.workload.name ? -1 : a.workload.name > b.workload.name ? 1 : 0),
   );
   const claimed = new Set<string>();

@@ -52,6 +52,8 @@ export class KubernetesInventorySource {
   private pending = 0;
   private flushTimer: unknown;
   private closed = false;
+  /** Counter behind PodEntry.claimedAt: bumped each time a pod is seen taking a new address. */
+  private claims = 0;
   /** Current exclusions by "kind/key" (reported once per change, not on every rebuild). */
   private excluded = new Map<string, string>();
 
@@ -129,8 +131,13 @@ export class KubernetesInventorySource {
     const r = podToWorkload(pod, this.opts.conversion);
     this.excluded.delete(`pod/${key}`);
     if (r.ok) {
+      // A status update that keeps the pod's addresses keeps its claim order: only taking an
+      // address it did not have makes it the latest claimant of that address.
+      const prev = this.pods.get(key);
+      const claimedAt =
+        prev && r.workload.ips.every((ip) => prev.workload.ips.includes(ip)) ? prev.claimedAt : ++this.claims;
       // Frozen once here, so that each rebuild's Inventory.replace shares it instead of copying it.
-      this.pods.set(key, { workload: frozenCopy(r.workload), createdAtMs: r.createdAtMs });
+      this.pods.set(key, { workload: frozenCopy(r.workload), createdAtMs: r.createdAtMs, claimedAt });
     } else {
       // Not a workload (any more): finished, terminating, no IP yet, or malformed.
       this.pods.delete(key);

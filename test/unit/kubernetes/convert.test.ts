@@ -177,8 +177,9 @@ describe('buildInventory', () => {
     wireguardPublicKey: undefined,
     handshakePort: undefined,
   });
-  const w = (name: string, node: string, ips: string[], createdAtMs: number) => ({
+  const w = (name: string, node: string, ips: string[], createdAtMs: number, claimedAt = 0) => ({
     createdAtMs,
+    claimedAt,
     workload: { name, spiffeId: `spiffe://td/ns/x/sa/${name.split('/')[1]}`, node, ips, selectors: [] },
   });
 
@@ -189,6 +190,25 @@ describe('buildInventory', () => {
     );
     expect(data.workloads.map((x) => x.name)).toEqual(['x/new']);
     expect(excluded).toEqual([{ kind: 'pod', key: 'x/old', reason: 'address-reused', detail: '10.1.0.5' }]);
+  });
+
+  it('within the same creation second, gives a reused address to the later claim, not by name', () => {
+    // creationTimestamp has whole seconds: "x/a-old" sorts before "x/reuse" but claimed first
+    const { data, excluded } = buildInventory(
+      [n('a', '192.168.0.1', ['10.1.0.0/24'])],
+      [w('x/reuse', 'a', ['10.1.0.5'], 1000, 2), w('x/a-old', 'a', ['10.1.0.5', '10.1.0.6'], 1000, 1)],
+    );
+    expect(data.workloads.map((x) => [x.name, x.ips])).toEqual([
+      ['x/a-old', ['10.1.0.6']],
+      ['x/reuse', ['10.1.0.5']],
+    ]);
+    expect(excluded).toEqual([{ kind: 'pod', key: 'x/a-old', reason: 'address-reused', detail: '10.1.0.5' }]);
+    // an older creation second still loses, whatever the claim order
+    const older = buildInventory(
+      [n('a', '192.168.0.1', ['10.1.0.0/24'])],
+      [w('x/new', 'a', ['10.1.0.5'], 2000, 1), w('x/old', 'a', ['10.1.0.5'], 1000, 2)],
+    );
+    expect(older.data.workloads.map((x) => x.name)).toEqual(['x/new']);
   });
 
   it('resolves node conflicts and leaves out pods that cannot be placed', () => {

@@ -84,6 +84,35 @@ describe('KubernetesInventorySource', () => {
     expect(inv.workloadByIp('10.1.0.6')).toBeUndefined();
   });
 
+  it('moves a reused IP to the pod seen taking it when both were created in the same second', async () => {
+    const { pods, nodes, timers, src } = setup();
+    nodes.emit('add', node('node-a', '192.168.0.1', '10.1.0.0/24'));
+    // same creationTimestamp (whole seconds); the old pod's name sorts first
+    pods.emit('add', pod('api-1', 'node-a', '10.1.0.5', 'api'));
+    const inv = await src.start();
+    expect(inv.workloadByIp('10.1.0.5')?.name).toBe('demo/api-1');
+    pods.emit('add', { ...pod('reuse', 'node-a', '10.1.0.5', 'other'), status: { phase: 'Pending' } });
+    pods.emit('update', pod('reuse', 'node-a', '10.1.0.5', 'other'));
+    timers.advance(5);
+    expect(inv.workloadByIp('10.1.0.5')).toMatchObject({
+      name: 'demo/reuse',
+      spiffeId: 'spiffe://td/ns/demo/sa/other',
+    });
+    expect(src.exclusions().get('pod/demo/api-1')).toBe('address-reused');
+    // a later status write of the old pod with the same address does not take it back
+    pods.emit('update', {
+      ...pod('api-1', 'node-a', '10.1.0.5', 'api'),
+      status: { phase: 'Running', podIP: '10.1.0.5' },
+    });
+    timers.advance(5);
+    expect(inv.workloadByIp('10.1.0.5')?.name).toBe('demo/reuse');
+    // once the old pod is gone, its exclusion is forgotten
+    pods.emit('delete', pod('api-1', 'node-a', '10.1.0.5', 'api'));
+    timers.advance(5);
+    expect(inv.workloadByIp('10.1.0.5')?.name).toBe('demo/reuse');
+    expect(src.exclusions().has('pod/demo/api-1')).toBe(false);
+  });
+
   it('keeps the inventory while the API server is away, restarts with back-off and applies the difference', async () => {
     const { pods, nodes, timers, src } = setup();
     nodes.emit('add', node('node-a', '192.168.0.1', '10.1.0.0/24'));
