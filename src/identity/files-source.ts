@@ -40,6 +40,14 @@ export interface FilesSourceOptions {
   pollIntervalMs?: number | undefined;
   /** Wait this long after a change notification before reading, to let writers finish (default 50 ms). */
   debounceMs?: number | undefined;
+  /**
+   * How long a certificate and key that do not match may stay so when only one of the two files
+   * changed, before the pair is rejected (default 5000 ms). Two files cannot be replaced in one
+   * step: between the writer's two renames the pair on disk is half old, half new. Such a pair is
+   * taken as a rotation in progress (the other file is expected to follow, see the class comment)
+   * and is neither used nor reported until this long has passed without the other file changing.
+   */
+  pairSettleMs?: number | undefined;
   /** Use fs.watch notifications (default true); without them only the periodic stat notices changes. */
   watch?: boolean | undefined;
   logger?: Logger | undefined;
@@ -60,6 +68,11 @@ interface IdentityState {
   /** Digest of the contents last tried, so an unchanged bad file is not re-reported every poll. */
   triedDigest: string | undefined;
   problem: Problem | undefined;
+  /** Digests of the certificate and key files last read, to tell which of the two changed. */
+  certDigest: string | undefined;
+  keyDigest: string | undefined;
+  /** A mismatched pair with one file changed, waiting for the other file of the rotation. */
+  pairWait: { digest: string; timer: Timer; expired: boolean } | undefined;
 }
 
 function digestOf(...parts: Buffer[]): string {
@@ -88,6 +101,15 @@ function isMissing(err: unknown): boolean {
  * after it verifies as an X509-SVID of the configured SPIFFE ID against the current bundle and the
  * key matches the leaf; anything else is logged with a reason and ignored, keeping the previous
  * valid state. Deleting an identity's certificate or key file removes that identity.
+ *
+ * Writers replace each file atomically (temporary file + rename in the same directory), and
+ * replace both files of an identity on rotation, the key first and then the certificate (as
+ * `meshauth dev-ca issue` does); the other order works too. Two renames are never one atomic step,
+ * so a read can see the new key with the old certificate: a pair whose key does not match its
+ * certificate while only one of the two files changed since the last read is a rotation in
+ * progress. It is held back without a log line (the previous SVID stays in use) until the other
+ * file changes, and rejected (`svid-key-mismatch`) only if the pair is still the same after
+ * `pairSettleMs`.
  */
 export class FilesSource extends IdentitySourceBase {
   readonly kind = 'files' as const;
@@ -96,6 +118,7 @@ export class FilesSource extends IdentitySourceBase {
   private readonly defaultTrustDomain: string | undefined;
   private readonly pollIntervalMs: number;
   private readonly debounceMs: number;
+  private readonly pairSettleMs: number;
   private readonly logger: Logger | undefined;
   private readonly watchers = new Map<string, FSWatcher>();
   private readonly statSeen = new Map<string, string>();
@@ -117,6 +140,7 @@ export class FilesSource extends IdentitySourceBase {
     this.bundlePath = resolve(opts.bundle);
     this.pollIntervalMs = opts.pollIntervalMs ?? 2_000;
     this.debounceMs = opts.debounceMs ?? 50;
+    this.pairSettleMs = opts.pairSettleMs ?? 5_000;
     this.logger = opts.logger;
     const domains = new Set<string>();
     for (const f of opts.svids) {
@@ -134,6 +158,9 @@ export class FilesSource extends IdentitySourceBase {
         heldDigest: undefined,
         triedDigest: undefined,
         problem: undefined,
+        certDigest: undefined,
+        keyDigest: undefined,
+        pairWait: undefined,
       });
     }
     this.defaultTrustDomain = opts.trustDomain ?? (domains.size === 1 ? [...domains][0] : undefined);
@@ -175,6 +202,7 @@ export class FilesSource extends IdentitySourceBase {
     this.poller?.cancel();
     this.debounce?.cancel();
     this.debounce = undefined;
+    for (const st of this.configured.values()) this.endPairWait(st);
     for (const w of this.watchers.values()) w.close();
     this.watchers.clear();
     await this.polling;
@@ -217,6 +245,7 @@ export class FilesSource extends IdentitySourceBase {
     for (const id of this.core.wanted) {
       const st = this.configured.get(id);
       if (!st) problems.push(`${id}: no certificate and key files are configured`);
+      else if (!this.core.get(id) && st.pairWait && !st.pairWait.expired) return 'pending';
       else if (!this.core.get(id)) problems.push(`${id}: ${st.problem?.message ?? 'not loaded'}`);
     }
     return problems.length > 0
@@ -432,6 +461,9 @@ export class FilesSource extends IdentitySourceBase {
           );
         }
         st.triedDigest = 'missing';
+        st.certDigest = undefined;
+        st.keyDigest = undefined;
+        this.endPairWait(st);
         st.problem = { reason: 'files-missing', message: `${path}: no such file` };
         this.drop(id, `file removed: ${path}`);
         return;
@@ -440,9 +472,19 @@ export class FilesSource extends IdentitySourceBase {
       return;
     }
     if (this.closed) return;
+    const certDigest = digestOf(certData);
+    const keyDigest = digestOf(keyData);
+    // Nothing read before, or exactly one of the two files changed since the last read: a pair
+    // that does not match may be a rotation caught between its two renames.
+    const certChanged = certDigest !== st.certDigest;
+    const keyChanged = keyDigest !== st.keyDigest;
+    const maybeHalfRotated = st.certDigest === undefined || certChanged !== keyChanged;
+    st.certDigest = certDigest;
+    st.keyDigest = keyDigest;
     const digest = digestOf(certData, keyData);
     if (digest === st.triedDigest && !bundleChanged) return;
     st.triedDigest = digest;
+    if (st.pairWait && st.pairWait.digest !== digest) this.endPairWait(st);
     const held = this.core.get(id);
     if (held && digest === st.heldDigest) {
       // Same files; only the bundle changed. Keep the SVID, but say so if the new bundle no longer vouches for it.
@@ -468,6 +510,14 @@ export class FilesSource extends IdentitySourceBase {
       return;
     }
     const result = this.verifyFiles(st.files, certData, keyData);
+    if ('problem' in result && result.problem.reason === 'svid-key-mismatch') {
+      if (st.pairWait?.digest === digest && !st.pairWait.expired) return;
+      if (!st.pairWait && maybeHalfRotated) {
+        this.awaitPair(st, digest, result.problem);
+        return;
+      }
+    }
+    this.endPairWait(st);
     if ('problem' in result) {
       this.reject(st, result.problem.reason, result.problem.message, digest);
       return;
@@ -539,6 +589,33 @@ export class FilesSource extends IdentitySourceBase {
         notAfter: verified.notAfter,
       },
     };
+  }
+
+  /**
+   * Holds back a mismatched pair for pairSettleMs, expecting the other file of a rotation; reads
+   * the files again then, and rejects the pair if it is still the same.
+   */
+  private awaitPair(st: IdentityState, digest: string, problem: Problem): void {
+    st.problem = {
+      reason: problem.reason,
+      message: `${problem.message} (waiting up to ${this.pairSettleMs} ms for the rest of a rotation)`,
+    };
+    const timer = this.core.clock.setTimeout(() => {
+      if (st.pairWait?.timer !== timer) return;
+      st.pairWait.expired = true;
+      st.triedDigest = undefined;
+      this.trigger();
+    }, this.pairSettleMs);
+    st.pairWait = { digest, timer, expired: false };
+    this.logger?.debug(
+      { event: 'svid_pair_pending', local_id: st.files.spiffeId, file: st.files.cert },
+      'SVID certificate and key do not match yet; waiting for the rest of the rotation',
+    );
+  }
+
+  private endPairWait(st: IdentityState): void {
+    st.pairWait?.timer.cancel();
+    st.pairWait = undefined;
   }
 
   private reject(st: IdentityState, reason: string, message: string, digest: string): void {

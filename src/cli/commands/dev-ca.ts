@@ -99,8 +99,10 @@ Examples:
     .addHelpText(
       'after',
       `
-The files are replaced atomically, so a running meshauthd with identity.source "files" picks up
-the new SVID without ever reading a half-written one.
+Each file is replaced atomically (temporary file + rename), the key first and then the
+certificate. A running meshauthd with identity.source "files" never uses a half-written file, and
+takes a key that does not match the certificate yet as a rotation in progress: it keeps the
+previous SVID and waits for the certificate instead of rejecting the pair.
 
 Examples:
   meshauth dev-ca issue --dir ./dev-ca --spiffe-id spiffe://demo.local/ns/demo/sa/web --out ./web
@@ -134,6 +136,8 @@ Examples:
       const key = `${prefix}.key`;
       await mkdir(dirname(prefix), { recursive: true });
       // Key first: a watcher that sees the new certificate must find the matching key already there.
+      // A read between the two renames sees the new key with the old certificate; the files
+      // identity source holds such a pair back until the certificate follows (pairSettleMs).
       await writeAtomic(key, svid.keyPem, 0o600);
       await writeAtomic(crt, svid.chainPem, 0o644);
       const serial = svid.leaf.serialNumber.toUpperCase();

@@ -29,6 +29,7 @@ interface LogLine {
 }
 
 const POLL_MS = 200;
+const PAIR_MS = 1_000;
 
 let root: TestCert;
 let otherRoot: TestCert;
@@ -121,6 +122,7 @@ async function setup(
     logger,
     debounceMs: 20,
     pollIntervalMs: POLL_MS,
+    pairSettleMs: PAIR_MS,
     ...opts.source,
   });
   open.push(source);
@@ -377,8 +379,11 @@ describe('FilesSource: changes on disk', () => {
     await s.source.ready();
     const before = s.source.svid(WEB)!;
     await write(s);
-    // The periodic check notices the new files; settle() runs the reload it schedules.
+    // The periodic check notices the new files; settle() runs the reload it schedules. A key
+    // replaced alone is first taken as a rotation in progress, and rejected once PAIR_MS passed.
     clock.advance(POLL_MS);
+    await s.source.settle();
+    clock.advance(PAIR_MS);
     await s.source.settle();
     const line = s.lines.find((l) => l.event === 'svid_rejected');
     expect(line).toMatchObject({
@@ -397,6 +402,74 @@ describe('FilesSource: changes on disk', () => {
       await s.source.settle();
     }
     expect(s.lines.filter((l) => l.event === 'svid_rejected')).toHaveLength(1);
+  });
+
+  it.each([
+    ['key first', 'key', 'cert'],
+    ['certificate first', 'cert', 'key'],
+  ] as const)(
+    'takes a pair read between the two renames of a rotation (%s) as in progress, not as a rejection',
+    async (_what, first, second) => {
+      const clock = new FakeClock();
+      const s = await setup({ wanted: [WEB], source: { clock } });
+      await s.source.ready();
+      const before = s.source.svid(WEB)!;
+      const next = await makeLeaf(root, WEB);
+      const write = { key: () => replace(s.web.key, next.keyPem), cert: () => replace(s.web.cert, next.pem) };
+      write[first]();
+      clock.advance(POLL_MS);
+      await s.source.settle();
+      // half old, half new: the previous SVID stays, nothing is reported
+      expect(s.source.svid(WEB)).toBe(before);
+      expect(s.lines.filter((l) => l.event === 'svid_pair_pending')).toHaveLength(1);
+      clock.advance(PAIR_MS - POLL_MS - 1);
+      await s.source.settle();
+      write[second]();
+      clock.advance(POLL_MS);
+      await s.source.settle();
+      expect(s.source.svid(WEB)!.leaf.serialNumber).toBe(next.cert.serialNumber.toUpperCase());
+      expect(updates(s.events, WEB)).toHaveLength(2);
+      // the wait ended with the rotation: no timer fires a late rejection
+      clock.advance(10 * PAIR_MS);
+      await s.source.settle();
+      expect(s.lines.filter((l) => l.event === 'svid_rejected')).toEqual([]);
+      expect(removals(s.events, WEB)).toEqual([]);
+    },
+  );
+
+  it('waits for the rest of a rotation at start-up: ready() stays pending, then names the mismatch', async () => {
+    const clock = new FakeClock();
+    const other = await makeLeaf(root, WEB);
+    const s = await setup({ wanted: [WEB], source: { clock } });
+    await s.source.ready();
+    await s.source.close();
+    replace(s.web.key, other.keyPem);
+    const { logger, lines } = capturingLogger();
+    const source = new FilesSource({
+      bundle: s.bundle,
+      svids: [{ spiffeId: WEB, ...s.web }],
+      logger,
+      clock,
+      pairSettleMs: PAIR_MS,
+    });
+    open.push(source);
+    source.setWanted([WEB]);
+    let outcome: unknown;
+    const ready = source.ready().then(
+      () => (outcome = 'ready'),
+      (e: unknown) => (outcome = e),
+    );
+    await source.settle();
+    expect(outcome).toBeUndefined();
+    expect(lines.filter((l) => l.event === 'svid_rejected')).toEqual([]);
+    clock.advance(PAIR_MS);
+    await source.settle();
+    await ready;
+    expect(outcome).toBeInstanceOf(FilesSourceError);
+    expect((outcome as Error).message).toContain('the key does not belong to the certificate');
+    expect(lines.filter((l) => l.event === 'svid_rejected').map((l) => l.reason)).toEqual([
+      'svid-key-mismatch',
+    ]);
   });
 
   it('removes an identity whose files are deleted, and loads it again when they come back', async () => {
@@ -445,11 +518,17 @@ describe('FilesSource: with the dev CA command writing the files', () => {
       0,
     );
     const { logger, lines } = capturingLogger();
+    // Time is the test's: the source reads the files whenever the loop below moves the clock, also
+    // between the command's two writes, and never gives up waiting for the second one on its own.
+    const clock = new FakeClock();
     const source = new FilesSource({
       bundle: join(dir, 'ca', 'ca.crt'),
       svids: [{ spiffeId: WEB, cert: `${prefix}.crt`, key: `${prefix}.key` }],
       logger,
+      clock,
       debounceMs: 20,
+      pollIntervalMs: POLL_MS,
+      pairSettleMs: 60_000,
     });
     open.push(source);
     const events: IdentityEvent[] = [];
@@ -458,21 +537,29 @@ describe('FilesSource: with the dev CA command writing the files', () => {
     await source.ready();
     for (let i = 0; i < 3; i++) {
       const serial = source.svid(WEB)!.leaf.serialNumber;
-      expect(
-        await cli(
-          'dev-ca',
-          'issue',
-          '--dir',
-          join(dir, 'ca'),
-          '--spiffe-id',
-          WEB,
-          '--ttl',
-          '30m',
-          '--out',
-          prefix,
-        ),
-      ).toBe(0);
-      await waitFor('rotation', () => source.svid(WEB)!.leaf.serialNumber !== serial);
+      let done = false;
+      const issued = cli(
+        'dev-ca',
+        'issue',
+        '--dir',
+        join(dir, 'ca'),
+        '--spiffe-id',
+        WEB,
+        '--ttl',
+        '30m',
+        '--out',
+        prefix,
+      ).finally(() => (done = true));
+      // Check the files over and over while the command writes them (well inside pairSettleMs).
+      for (let step = 0; !done && step < 100; step++) {
+        clock.advance(POLL_MS);
+        await source.settle();
+        await new Promise((r) => setImmediate(r));
+      }
+      expect(await issued).toBe(0);
+      clock.advance(POLL_MS);
+      await source.settle();
+      expect(source.svid(WEB)!.leaf.serialNumber).not.toBe(serial);
     }
     expect(updates(events, WEB)).toHaveLength(4);
     expect(removals(events, WEB)).toEqual([]);
