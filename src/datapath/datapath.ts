@@ -237,7 +237,7 @@ export class Datapath {
     return Object.values(MAPS).some((m) => existsSync(join(pinDir, m.name)));
   }
 
-    static removePins(pinDir: string): void {
+  static removePins(pinDir: string): void {
     removePinFiles(
       pinDir,
       Object.values(MAPS).map((m) => m.name),

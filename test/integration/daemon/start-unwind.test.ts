@@ -181,7 +181,9 @@ async function expectNothingLeft(
   expect(children()).toEqual(before.children);
   if (pins === 'kept') {
     // As designed, the maps stay pinned (enforcement continues with what was earned).
-    expect(readdirSync(pinDir).sort()).toEqual(expect.arrayContaining(['ma_auth', 'ma_ipcache', 'ma_policy']));
+    expect(readdirSync(pinDir).sort()).toEqual(
+      expect.arrayContaining(['ma_auth', 'ma_ipcache', 'ma_policy']),
+    );
   } else {
     // A first start that attached nothing leaves no maps pinned (and removes the empty directory).
     expect(existsSync(pinDir) ? readdirSync(pinDir) : []).toEqual([]);
@@ -246,7 +248,9 @@ describe('Daemon.start', () => {
     );
     expect(err).toBeInstanceOf(ConfigError);
     expect((err as ConfigError).code).toBe('MESHAUTH_ERR_DATAPATH_INPUT');
-    expect((err as ConfigError).message).toMatch(/^datapath\.attach\[0\] \(tc interface nosuch0\): .*nosuch0/);
+    expect((err as ConfigError).message).toMatch(
+      /^datapath\.attach\[0\] \(tc interface nosuch0\): .*nosuch0/,
+    );
     await expectNothingLeft(config, before, [handshakePort, metricsPort], 'none');
   });
 
