@@ -10,9 +10,23 @@ export interface X509Bundle {
   refreshHintSeconds?: number;
 }
 
+/**
+ * Most X.509 authorities one trust bundle may hold. A bundle keeps the current authority and the
+ * few it rotates through; every authority is parsed and becomes a trust anchor of every
+ * verification, so an unbounded bundle would cost memory and time on each handshake.
+ */
+export const MAX_BUNDLE_AUTHORITIES = 256;
+/** Largest bundle document accepted (bytes), PEM, DER or JWKS. */
+export const MAX_BUNDLE_BYTES = 4 * 1024 * 1024;
+
 function checkAuthorities(ders: Buffer[], trustDomain: string, what: string): Buffer[] {
   if (ders.length === 0)
     throw new BundleError(`${what}: bundle for "${trustDomain}" has no X.509 authorities`);
+  if (ders.length > MAX_BUNDLE_AUTHORITIES) {
+    throw new BundleError(
+      `${what}: bundle for "${trustDomain}" has ${ders.length} X.509 authorities, more than ${MAX_BUNDLE_AUTHORITIES}`,
+    );
+  }
   ders.forEach((d, i) => {
     let p;
     try {
@@ -36,6 +50,10 @@ function checkAuthorities(ders: Buffer[], trustDomain: string, what: string): Bu
  */
 export function parseBundle(data: Buffer | string, trustDomain: string): X509Bundle {
   const td = parseTrustDomain(trustDomain).name;
+  const size = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
+  if (size > MAX_BUNDLE_BYTES) {
+    throw new BundleError(`parse bundle for "${td}": ${size} bytes, more than ${MAX_BUNDLE_BYTES}`);
+  }
   const text = typeof data === 'string' ? data : data.toString('utf8');
   if (text.trimStart().startsWith('{')) return { ...parseJwksBundle(text, td) };
   let ders: Buffer[];
@@ -51,6 +69,9 @@ export function parseBundle(data: Buffer | string, trustDomain: string): X509Bun
 export function parseJwksBundle(json: string, trustDomain: string): X509Bundle {
   trustDomain = parseTrustDomain(trustDomain).name;
   const what = `parse JWKS bundle for "${trustDomain}"`;
+  if (Buffer.byteLength(json) > MAX_BUNDLE_BYTES) {
+    throw new BundleError(`${what}: more than ${MAX_BUNDLE_BYTES} bytes`);
+  }
   let doc: unknown;
   try {
     doc = JSON.parse(json);

@@ -228,6 +228,13 @@ export class ServerConnection {
         `accept handshake: client addressed node ${hello.serverNode}, this is ${host.nodeName}`,
       );
     }
+    if (hello.clientNode === host.nodeName) {
+      // Pairs on one node never cross the wire: their entries are not written through a handshake.
+      throw new HandshakeError(
+        'node-mismatch',
+        `accept handshake: client claims to be this node (${host.nodeName}); same-node pairs are not authenticated over the network`,
+      );
+    }
     const sourceNode = callback(() => host.nodeForAddress(this.peerAddress), 'nodeForAddress');
     if (sourceNode !== hello.clientNode) {
       throw new HandshakeError(

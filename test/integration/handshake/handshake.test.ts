@@ -276,6 +276,18 @@ describe('verification failures never write an entry', () => {
     expect(s.authenticated).toEqual([]);
   });
 
+  it('node-mismatch when the client claims to be the server node itself (a same-node pair)', async () => {
+    // The address and the hello agree, but a pair within one node never needs a network handshake.
+    const s = await server(new StaticIdentity(pki.bundles).add(db), [DB], { nodeForAddress: () => NODE_B });
+    const client = makeClient(new StaticIdentity(pki.bundles).add(web), { nodeName: NODE_B });
+    const e = await failure(client.authenticate(request(s.port)));
+    expect(e.details['peerReason']).toBe('node-mismatch');
+    const f = await s.nextFailure();
+    expect(f).toMatchObject({ reason: 'node-mismatch', remoteId: WEB, localId: DB, peerNode: NODE_B });
+    expect(f.message).toContain('same-node');
+    expect(s.authenticated).toEqual([]);
+  });
+
   it('workload-not-on-node when the inventory does not place the client workload there', async () => {
     const s = await server(new StaticIdentity(pki.bundles).add(db), [DB], {
       isWorkloadOnNode: (id) => id !== WEB,
