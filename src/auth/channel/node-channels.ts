@@ -431,14 +431,14 @@ export class NodeChannels implements Authenticator {
         st.proofs = undefined;
         if (reason !== 'duplicate-channel') this.scheduleReconnect(c.peerNode);
       }
-      this.logger.debug(
+      this.logger.info(
         { event: 'channel_closed', node: c.peerNode, channel: c.id, reason },
         'node channel closed',
       );
       this.notify(c.peerNode);
     });
     proofs.start(this.opts.proofsFor?.(c.peerNode) ?? []);
-    this.logger.debug(
+    this.logger.info(
       { event: 'channel_open', node: c.peerNode, channel: c.id, role: c.role },
       'node channel open',
     );
