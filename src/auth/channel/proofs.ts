@@ -495,7 +495,7 @@ export class ProofExchange {
       const reason = (err as { reason?: unknown }).reason;
       return refuse(typeof reason === 'string' ? reason : 'entry-write-failed', messageOf(err));
     }
-    this.o.channel.send({ t: 'pair-result', seq, ok: true, expiresAtMs });
+    // Success needs no answer (the initiator wrote its entry already); refusals are answered.
   }
 }
 

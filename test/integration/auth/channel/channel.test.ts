@@ -10,6 +10,7 @@ import { HandshakeError } from '../../../../src/auth/handshake/errors.js';
 import { encodeFrame } from '../../../../src/auth/handshake/frame.js';
 import type { Svid } from '../../../../src/spiffe/index.js';
 import { generatePrivateKey, wireguardKeyAgreement } from '../../../../src/wireguard/keys.js';
+import { FakeClock } from '../../../helpers/fake-clock.js';
 import { newPki, type TestPki } from '../../handshake/pki.js';
 import { Cluster, Identities, nodeId, TD, until, type TestNode } from './harness.js';
 
@@ -47,7 +48,12 @@ afterEach(async () => {
 });
 
 async function pair(
-  opts: { aWorkloads?: string[]; bWorkloads?: string[]; b?: Partial<Parameters<Cluster['node']>[0]> } = {},
+  opts: {
+    aWorkloads?: string[];
+    bWorkloads?: string[];
+    a?: Partial<Parameters<Cluster['node']>[0]>;
+    b?: Partial<Parameters<Cluster['node']>[0]>;
+  } = {},
 ): Promise<{ a: TestNode; b: TestNode }> {
   cluster = new Cluster();
   const a = await cluster.node({
@@ -58,6 +64,7 @@ async function pair(
     peerWorkloads: opts.bWorkloads ?? [DB, OTHER],
     wireguard: wgA,
     peerWireguardKey: wgB.publicKey,
+    ...opts.a,
   });
   const b = await cluster.node({
     name: 'node-b',
@@ -420,6 +427,31 @@ describe('node channel over loopback TLS', () => {
       remoteId: DB,
     });
     expect(a.channels.counters.fallbacks).toBe(2);
+  });
+
+  it('closes a channel whose pong misses the deadline and re-dials it with backoff (fake clock)', async () => {
+    const clock = new FakeClock();
+    const { a, b } = await pair({ a: { overrides: { clock } } });
+    const first = await a.channels.ensureChannel('node-b');
+    await until(() => b.channels.channel('node-a')?.id === first.id, 3000, 'node-b side up');
+    // A ping answered in time keeps the channel.
+    clock.advance(15_000);
+    expect(first.awaitingPong).toBe(true);
+    await until(() => !first.awaitingPong, 3000, 'pong');
+    clock.advance(5_000);
+    expect(first.closed).toBe(false);
+    // node-b stops reading: the next ping goes unanswered.
+    b.channels.channel('node-a')!.socket.pause();
+    clock.advance(10_000);
+    expect(first.awaitingPong).toBe(true);
+    clock.advance(5_000);
+    expect(first.closed).toBe(true);
+    expect(first.closeReason).toBe('ping-timeout');
+    expect(a.channels.channel('node-b')).toBeUndefined();
+    // The re-dial is a backoff timer (base 20 ms, at most 200 ms here) on the clock.
+    clock.advance(200);
+    await until(() => !!a.channels.channel('node-b'), 3000, 're-dialled');
+    expect(a.channels.channel('node-b')!.id).not.toBe(first.id);
   });
 
   it('answers a want for an identity the peer does not hold with remote-identity-unavailable', async () => {
