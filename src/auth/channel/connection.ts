@@ -63,7 +63,6 @@ export class ChannelConnection implements AuthenticatorConnection {
   readonly peerTrust: ChainAnchors;
   /** Earliest notAfter of the peer node's chain and its anchors. */
   readonly peerExpiresAtMs: number;
-  private readonly decoder = new FrameDecoder(MAX_FRAME_BYTES);
   private pingTimer: Timer | undefined;
   private pongTimer: Timer | undefined;
   private expiryTimer: Timer | undefined;
@@ -84,6 +83,8 @@ export class ChannelConnection implements AuthenticatorConnection {
     readonly peerSpiffeId: string,
     peer: { trust: ChainAnchors; expiresAtMs: number },
     leftover: unknown[],
+    /** The opening's decoder: it may hold the start of the next frame. */
+    private readonly decoder: FrameDecoder,
     private readonly timers: ChannelTimers,
     private readonly onRefused: (reason: string, message: string) => void,
   ) {
@@ -134,15 +135,39 @@ export class ChannelConnection implements AuthenticatorConnection {
             : new HandshakeError('internal-error', `open channel: ${messageOf(err)}`, { cause: err }),
         );
       };
+      const finish = (c: ChannelConnection): void => {
+        done = true;
+        timer.cancel();
+        socket.removeListener('data', onData);
+        resolve(c);
+      };
       const timer = timers.clock.setTimeout(
         () => fail(new HandshakeError('timeout', `open channel: no hello within ${timers.openTimeoutMs} ms`)),
         timers.openTimeoutMs,
       );
+      /** Client: the server's hello passed; the channel is up once the server's next frame is not a refusal. */
+      let accepted: ((rest: unknown[]) => ChannelConnection) | undefined;
+      const peerRefusal = (value: unknown): HandshakeError | undefined => {
+        const m = parseChannelMessage(value);
+        if (m.t !== 'error') return undefined;
+        return new HandshakeError(
+          'peer-rejected',
+          `open channel: the peer refused the channel: ${m.reason}`,
+          {
+            details: { peerReason: m.reason },
+          },
+        );
+      };
       const onData = (chunk: Buffer): void => {
         if (done) return;
         try {
           const frames = decoder.push(chunk);
           if (frames.length === 0) return;
+          if (accepted) {
+            const refusal = peerRefusal(frames[0]);
+            if (refusal) throw refusal;
+            return finish(accepted(frames));
+          }
           const hello = parseChannelMessage(frames[0]);
           if (hello.t === 'error')
             throw new HandshakeError(
@@ -170,6 +195,11 @@ export class ChannelConnection implements AuthenticatorConnection {
               'node-mismatch',
               `open channel: peer claims this node's own name ${peerNode}`,
             );
+          // The server answers as soon as it knows who the client claims to be, before judging
+          // it: the client can then tell a server whose WireGuard key is not the inventory's
+          // (wireguard-key-mismatch) from a refusal. The proof is bound to this connection and
+          // says nothing the client could use elsewhere.
+          if (role === 'server') sendHello(socket, role, peerNode, check);
           if (role === 'server' && check.nodeForAddress) {
             const addr = socket.remoteAddress ?? '';
             const owner = check.nodeForAddress(addr);
@@ -225,11 +255,7 @@ export class ChannelConnection implements AuthenticatorConnection {
               );
           }
           // The server answers only now: it knows who the client claims to be.
-          if (role === 'server') sendHello(socket, role, peerNode, check);
-          done = true;
-          timer.cancel();
-          socket.removeListener('data', onData);
-          resolve(
+          const build = (rest: unknown[]): ChannelConnection =>
             new ChannelConnection(
               socket,
               role,
@@ -239,11 +265,20 @@ export class ChannelConnection implements AuthenticatorConnection {
                 trust: anchors.anchors,
                 expiresAtMs: Math.min(verified.earliestNotAfterMs, earliestNotAfterMs(anchors.anchorsDer)),
               },
-              frames.slice(1),
+              rest,
+              decoder,
               timers,
               onRefused,
-            ),
-          );
+            );
+          // The server has judged us and answers with its first frame (its authenticator
+          // requests) or a refusal; the client waits for it before using the channel.
+          if (role === 'server') return finish(build(frames.slice(1)));
+          accepted = build;
+          if (frames.length > 1) {
+            const refusal = peerRefusal(frames[1]);
+            if (refusal) throw refusal;
+            finish(build(frames.slice(1)));
+          }
         } catch (err) {
           // Tell the peer why before closing (best effort; the reason is a stable code).
           if (err instanceof HandshakeError && !socket.destroyed)

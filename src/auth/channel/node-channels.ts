@@ -183,7 +183,9 @@ export class NodeChannels implements Authenticator {
     try {
       channel = await this.ensureChannel(req.peerNode);
     } catch (err) {
-      if (err instanceof HandshakeError && err.reason === 'channel-unsupported' && this.opts.fallback)
+      // No channel (the peer does not speak it, holds no node SVID, refused ours, or is down):
+      // the per-pair handshake makes the same checks, so falling back loses no guarantee.
+      if (this.opts.fallback && !(err instanceof HandshakeError && err.reason === 'aborted'))
         return this.fallBack(req);
       throw err;
     }

@@ -343,8 +343,8 @@ describe('node channel over loopback TLS', () => {
   it("refuses a peer whose WireGuard key is not the inventory's, and one that cannot prove its key", async () => {
     const { a } = await pair({ b: { peerWireguardKey: wgX.publicKey } });
     const e = await failure(a.channels.ensureChannel('node-b'));
-    expect(e.reason).toBe('peer-rejected');
-    expect(e.message).toContain('wireguard-key-mismatch');
+    // node-b's proof is computed for the key it expects node-a to have: node-a sees no valid proof.
+    expect(e.reason).toBe('wireguard-key-proof-invalid');
     const b = cluster.nodes[1]!;
     await until(() => audited(b, 'wireguard-key-mismatch'), 3000, 'mismatch audited');
     expect(b.channels.channel('node-a')).toBeUndefined();
@@ -452,6 +452,28 @@ describe('node channel over loopback TLS', () => {
     clock.advance(200);
     await until(() => !!a.channels.channel('node-b'), 3000, 're-dialled');
     expect(a.channels.channel('node-b')!.id).not.toBe(first.id);
+  });
+
+  it('falls back to the per-pair authenticator when the peer refuses the channel (no node SVID there)', async () => {
+    const calls: string[] = [];
+    const fallback = {
+      authenticate: (req: { localId: string; remoteId: string }) => {
+        calls.push(`${req.localId}>${req.remoteId}`);
+        return Promise.resolve({ expiresAtMs: Date.now() + 60_000, durationMs: 1 });
+      },
+    };
+    const { a, b } = await pair({ a: { fallback }, b: { overrides: { nodeSvid: () => undefined } } });
+    const r = await a.channels.authenticate({
+      peerNode: 'node-b',
+      peerAddress: '',
+      peerPort: 0,
+      localId: WEB,
+      remoteId: DB,
+    });
+    expect(r.channel).toBeUndefined();
+    expect(calls).toEqual([`${WEB}>${DB}`]);
+    expect(a.channels.channel('node-b')).toBeUndefined();
+    expect(b.written).toHaveLength(0);
   });
 
   it('answers a want for an identity the peer does not hold with remote-identity-unavailable', async () => {
