@@ -329,6 +329,15 @@ export class ChannelConnection implements AuthenticatorConnection {
     for (const v of early) this.dispatch(v);
   }
 
+  get tlsVersion(): string {
+    return this.socket.getProtocol() ?? MESHAUTH_TLS_VERSION;
+  }
+
+  get cipher(): string {
+    const c = this.socket.getCipher();
+    return c.standardName ?? c.name;
+  }
+
   /** A ping is out and its pong not back yet. */
   get awaitingPong(): boolean {
     return this.pongTimer !== undefined;

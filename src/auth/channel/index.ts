@@ -1,6 +1,12 @@
 export { NodeChannels, type NodeChannelsOptions, type ChannelEvent } from './node-channels.js';
 export { ChannelConnection, type ChannelPeerCheck, type ChannelTimers } from './connection.js';
-export { ProofExchange, type RemoteProof, type ChannelUse, type PairReadiness } from './proofs.js';
+export {
+  ProofExchange,
+  type RemoteProof,
+  type ChannelUse,
+  type PairReadiness,
+  type ProofChannel,
+} from './proofs.js';
 export {
   AuthenticatorError,
   createAuthenticator,

@@ -14,7 +14,6 @@ import {
   type ChainAnchors,
   type EntryTrust,
 } from '../trust.js';
-import type { ChannelConnection } from './connection.js';
 import {
   AuthenticatorError,
   authenticatorRequestContext,
@@ -23,9 +22,23 @@ import {
   encodeRequest,
   REQUEST_CONTEXT_BYTES,
   verifyAuthenticator,
+  type AuthenticatorConnection,
   type AuthenticatorRequest,
+  type TlsRole,
 } from './exported-authenticator.js';
-import { MAX_REQUESTS_PER_FRAME, type ChannelMessage } from './protocol.js';
+import { MAX_REQUESTS_PER_FRAME, type ChannelMessage, type ChannelMessageBody } from './protocol.js';
+
+/** What the proof exchange needs of its channel (ChannelConnection; a fake in unit tests). */
+export interface ProofChannel extends AuthenticatorConnection {
+  /** Channel id, the same on both ends. */
+  readonly id: string;
+  /** Our TLS role on the channel. */
+  readonly role: TlsRole;
+  readonly peerNode: string;
+  readonly tlsVersion: string;
+  readonly cipher: string;
+  send(body: ChannelMessageBody): boolean;
+}
 
 /** A workload identity the peer proved on this channel. */
 export interface RemoteProof {
@@ -72,7 +85,7 @@ export interface ProofEvent {
 }
 
 export interface ProofExchangeOptions {
-  channel: ChannelConnection;
+  channel: ProofChannel;
   identity: { svid(spiffeId: string): Svid | undefined; bundles(): TrustBundles };
   isWorkloadOnNode: (spiffeId: string, node: string) => boolean;
   clock: Clock;
@@ -480,8 +493,8 @@ export class ProofExchange {
         trust: ready.use.trust,
         localSerial: ready.use.localSerial,
         peerSerials: ready.use.remoteSerials,
-        tlsVersion: this.o.channel.socket.getProtocol() ?? undefined,
-        cipher: this.o.channel.socket.getCipher().standardName,
+        tlsVersion: this.o.channel.tlsVersion,
+        cipher: this.o.channel.cipher,
         durationMs: 0,
         channel: {
           id: this.o.channel.id,
