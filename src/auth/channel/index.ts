@@ -2,6 +2,7 @@ export { NodeChannels, type NodeChannelsOptions, type ChannelEvent } from './nod
 export { ChannelConnection, type ChannelPeerCheck, type ChannelTimers } from './connection.js';
 export {
   ProofExchange,
+  REFUSAL_HOLD_MS,
   type RemoteProof,
   type ChannelUse,
   type PairReadiness,

@@ -189,9 +189,14 @@ export class NodeChannels implements Authenticator {
         return this.fallBack(req);
       throw err;
     }
-    const proofs = st.proofs!;
+    let proofs = st.proofs!;
     const deadline = started + (this.opts.timeoutMs ?? 5000);
     for (;;) {
+      if (channel.closed && st.channel && !st.channel.closed && st.proofs) {
+        // Replaced (simultaneous open, reconnect): carry on over the channel in use now.
+        channel = st.channel;
+        proofs = st.proofs;
+      }
       const ready = proofs.pairReady(req.localId, req.remoteId);
       if (ready.ok) {
         const r = this.pairResult(channel, proofs, req, ready.use, started);

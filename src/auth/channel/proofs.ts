@@ -58,6 +58,7 @@ interface LocalProof {
   svid: Svid;
   state: 'queued' | 'sent' | 'accepted' | 'refused';
   reason?: string;
+  refusedAtMs?: number;
   /** Earliest notAfter of our chain and our anchors (computed when sent). */
   expiresAtMs: number;
   anchors?: ChainAnchors;
@@ -97,6 +98,13 @@ export interface ProofExchangeOptions {
   /** Any proof or acceptance changed (wakes pairs waiting on this channel). */
   onChange: () => void;
 }
+
+/**
+ * A refusal (the peer refused our proof, or does not hold an identity we asked for) is final for
+ * pairs this long; after it the proof is sent, or the identity asked for, again: inventories,
+ * placements and SVIDs change, and a channel lives long.
+ */
+export const REFUSAL_HOLD_MS = 5000;
 
 /** Requests the peer sent that we have not used yet, at most this many (more are refused). */
 const MAX_PEER_REQUESTS = 4 * MAX_REQUESTS_PER_FRAME;
@@ -138,7 +146,7 @@ export class ProofExchange {
   private readonly local = new Map<string, LocalProof>();
   private readonly queue: string[] = [];
   private readonly remote = new Map<string, RemoteProof>();
-  private readonly unavailable = new Map<string, string>();
+  private readonly unavailable = new Map<string, { reason: string; atMs: number }>();
   private readonly wanted = new Set<string>();
   private pairSeq = 0;
   /** Authenticators verified and refused on this channel (bench, metrics). */
@@ -173,18 +181,23 @@ export class ProofExchange {
   pairReady(localId: string, remoteId: string): PairReadiness {
     const now = this.o.clock.now();
     const gone = this.unavailable.get(remoteId);
-    if (gone)
+    if (gone && now - gone.atMs < REFUSAL_HOLD_MS)
       return {
         ok: false,
         final: true,
-        reason: gone,
+        reason: gone.reason,
         message: `${this.o.channel.peerNode} does not prove ${remoteId}`,
       };
+    if (gone) {
+      // Workloads move: ask again.
+      this.unavailable.delete(remoteId);
+      this.wanted.delete(remoteId);
+    }
     const svid = this.o.identity.svid(localId);
     if (!svid)
       return { ok: false, final: true, reason: 'no-local-svid', message: `no SVID held for ${localId}` };
     const l = this.local.get(localId);
-    if (l && l.svid === svid && l.state === 'refused')
+    if (l && l.svid === svid && l.state === 'refused' && now - (l.refusedAtMs ?? 0) < REFUSAL_HOLD_MS)
       return {
         ok: false,
         final: true,
@@ -333,6 +346,7 @@ export class ProofExchange {
         this.o.channel.send({ t: 'auth', id, a: a.toString('base64') });
       } catch (err) {
         l.state = 'refused';
+        l.refusedAtMs = this.o.clock.now();
         l.reason = err instanceof AuthenticatorError ? err.reason : 'internal-error';
         this.o.onEvent({
           reason: l.reason,
@@ -347,7 +361,10 @@ export class ProofExchange {
   private onAuthResult(m: Extract<ChannelMessage, { t: 'auth-result' }>): void {
     if (!m.ok && m.serial === '') {
       // The peer holds no such identity (answer to our "want").
-      this.unavailable.set(m.id, m.reason ?? 'remote-identity-unavailable');
+      this.unavailable.set(m.id, {
+        reason: m.reason ?? 'remote-identity-unavailable',
+        atMs: this.o.clock.now(),
+      });
       this.o.onChange();
       return;
     }
@@ -359,6 +376,7 @@ export class ProofExchange {
       if (m.expiresAtMs !== undefined) l.expiresAtMs = Math.min(l.expiresAtMs, m.expiresAtMs);
     } else {
       l.state = 'refused';
+      l.refusedAtMs = this.o.clock.now();
       l.reason = m.reason ?? 'peer-rejected';
       this.o.onEvent({
         reason: 'peer-rejected',

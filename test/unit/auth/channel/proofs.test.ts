@@ -5,6 +5,7 @@ import {
   nodeSpiffeIdFor,
   parseChannelMessage,
   ProofExchange,
+  REFUSAL_HOLD_MS,
   type ChannelMessage,
   type ProofChannel,
 } from '../../../../src/auth/channel/index.js';
@@ -96,7 +97,7 @@ function setUp(opts: { aHolds?: Svid[]; bPlacesOnA?: string[] } = {}) {
       onChange: () => changes[side]++,
     });
   }
-  return { clock, link, ids, written, events, changes, a: link.ends.a!, b: link.ends.b! };
+  return { clock, link, ids, placed, written, events, changes, a: link.ends.a!, b: link.ends.b! };
 }
 
 describe('ProofExchange (fake channel)', () => {
@@ -151,6 +152,15 @@ describe('ProofExchange (fake channel)', () => {
     t.link.pump();
     expect(t.events.b).toContain('workload-not-on-node');
     expect(t.a.pairReady(WEB, DB)).toMatchObject({ ok: false, final: true, reason: 'peer-rejected' });
+    // The refusal holds for REFUSAL_HOLD_MS; then the proof is sent again (the inventory may have
+    // caught up) and accepted.
+    t.placed.b.push(WEB);
+    t.clock.advance(REFUSAL_HOLD_MS);
+    expect(t.a.pairReady(WEB, DB)).toMatchObject({ ok: false, final: false });
+    t.a.request(WEB, DB);
+    t.link.pump();
+    expect(t.a.pairReady(WEB, DB)).toMatchObject({ ok: true });
+    expect(t.link.sent.a.filter((m) => m.t === 'auth')).toHaveLength(2);
   });
 
   it('drops a proof when its SVID is withdrawn, and a proof expires with its certificates', async () => {
@@ -195,6 +205,13 @@ describe('ProofExchange (fake channel)', () => {
       final: true,
       reason: 'remote-identity-unavailable',
     });
+    // Once the workload runs there and holds its SVID, asking again after the hold finds it.
+    const nobody = `spiffe://${TD}/ns/b/sa/nobody`;
+    t.clock.advance(REFUSAL_HOLD_MS);
+    expect(t.a.pairReady(WEB, nobody)).toMatchObject({ ok: false, final: false });
+    const wants = t.link.sent.a.filter((m) => m.t === 'want').length;
+    t.a.request(WEB, nobody);
+    expect(t.link.sent.a.filter((m) => m.t === 'want')).toHaveLength(wants + 1);
   });
 });
 
