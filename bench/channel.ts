@@ -25,6 +25,8 @@ import { execFileSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { NodeChannels } from '../src/auth/channel/index.js';
 import type { ServerAuthenticated } from '../src/auth/manager.js';
 import { entryWriteCheck } from '../src/auth/write-check.js';
@@ -57,6 +59,17 @@ function hasOpenssl(): boolean {
   } catch {
     return false;
   }
+}
+
+setFlagsFromString('--expose-gc');
+const collect = runInNewContext('gc') as () => void;
+
+/** JS heap plus Buffers after a full collection (OpenSSL's native per-connection state is not in it). */
+function memory(): number {
+  collect();
+  collect();
+  const m = process.memoryUsage();
+  return m.heapUsed + m.arrayBuffers;
 }
 
 class Identity {
@@ -110,7 +123,8 @@ async function setUp(n: number) {
       },
       nodeForAddress: () => peer,
       isWorkloadOnNode: (id, node) => node === peer && ids[peer].svids.has(id),
-      proofsFor: () => local[me],
+      // Proofs are asked for by the bench (memory is measured channel first, then proofs).
+      proofsFor: () => [],
       wireguard: wg[me],
       expectedPeerWireguardKey: (node) => (node === peer ? wg[peer].publicKey : undefined),
       onPairRequested: (r) => {
@@ -160,15 +174,23 @@ export async function runChannelBench(o: Opts) {
       };
     });
   try {
-    // Warm-up: channel + every identity's proof, both ways.
+    // Warm-up: channel, then every identity's proof, both ways; memory after each step.
+    const m0 = memory();
     let t0 = performance.now();
     await a.ensureChannel('node-b');
     const pa = () => a.proofs('node-b')!;
     const pb = () => b.proofs('node-a')!;
+    while (!b.proofs('node-a')) await new Promise((r) => setTimeout(r, 1));
+    const channelMs = performance.now() - t0;
+    const m1 = memory();
+    for (let i = 0; i < o.identities; i++) pa().request(local['node-a'][i]!, local['node-b'][i]!);
     while (pa().counters.verified < o.identities || pb().counters.verified < o.identities) {
       await new Promise((r) => setTimeout(r, 1));
     }
     const warmupMs = performance.now() - t0;
+    const m2 = memory();
+    const channelBytes = m1 - m0;
+    const proofBytes = (m2 - m1) / (2 * o.identities);
 
     // All identities² pairs, one after another.
     written['node-a'].clear();
@@ -231,6 +253,9 @@ export async function runChannelBench(o: Opts) {
       identities: o.identities,
       pairs: total,
       warmupMs,
+      channelMs,
+      channelBytes,
+      proofBytes,
       proofs: 2 * o.identities,
       allLocalMs,
       allMs,
@@ -280,7 +305,12 @@ async function main(): Promise<void> {
   console.log(
     `node channel, two nodes in one process on cpu ${r.cpu ?? 'unpinned'} (both ends on that core)`,
   );
-  console.log(`  warm-up: channel + ${r.proofs} identity proofs            ${f(r.warmupMs, 1)} ms`);
+  console.log(
+    `  warm-up: channel + ${r.proofs} identity proofs            ${f(r.warmupMs, 1)} ms (channel ${f(r.channelMs, 1)} ms)`,
+  );
+  console.log(
+    `  memory (JS heap + buffers, both ends): channel ${f(r.channelBytes / 1024, 1)} KiB, per proof (sender + receiver) ${f(r.proofBytes / 1024, 2)} KiB`,
+  );
   console.log(
     `  all ${r.pairs} pairs of ${r.identities} × ${r.identities} identities  ${f(r.allMs, 1)} ms  (local entries ${f(r.allLocalMs, 1)} ms; signatures during pairs: ${r.signaturesDuringPairs})`,
   );
