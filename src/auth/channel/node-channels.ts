@@ -48,6 +48,11 @@ export interface NodeChannelsOptions {
   reconnectMaxMs?: number;
   /** After a peer refused the channel, use the per-pair handshake with it this long before trying again. */
   unsupportedRetryMs?: number;
+  /**
+   * A channel that carried no pair (either way) for this long is closed and not re-dialled; the
+   * next pair opens it again. Default 10 minutes; 0 keeps channels open.
+   */
+  idleTimeoutMs?: number;
   clock?: Clock;
   audit?: AuditSink;
   logger?: Logger;
@@ -74,6 +79,8 @@ interface PeerState {
   unsupportedUntilMs: number;
   /** Someone asked for this peer: keep the channel (reconnect when it drops). */
   wanted: boolean;
+  /** Last pair asked for or received over the channel to this node (clock ms). */
+  lastUsedMs: number;
   waiters: Array<() => void>;
 }
 
@@ -121,6 +128,25 @@ export class NodeChannels implements Authenticator {
       expectedPeerWireguardKey: opts.expectedPeerWireguardKey,
       nodeForAddress: opts.nodeForAddress,
     };
+    const idle = opts.idleTimeoutMs ?? 600_000;
+    if (idle > 0)
+      this.idleSweep = this.clock.setInterval(() => this.closeIdle(idle), Math.max(1000, idle / 4));
+  }
+
+  private readonly idleSweep: Timer | undefined;
+
+  /** Close channels that carried no pair for `idleMs`; they are not re-dialled until needed. */
+  closeIdle(idleMs: number): number {
+    const now = this.clock.now();
+    let n = 0;
+    for (const st of this.peers.values()) {
+      const c = st.channel;
+      if (!c || c.closed || now - st.lastUsedMs < idleMs) continue;
+      st.wanted = false;
+      c.close('idle');
+      n++;
+    }
+    return n;
   }
 
   /** Accept channels on addr; resolves with the bound port (0 = any). */
@@ -156,6 +182,16 @@ export class NodeChannels implements Authenticator {
     return c && !c.closed ? c : undefined;
   }
 
+  /** Whether a channel to a node is open, being dialled, or waiting for a re-dial (tests, metrics). */
+  peerState(node: string): { open: boolean; dialing: boolean; redialScheduled: boolean } {
+    const st = this.peers.get(node);
+    return {
+      open: !!st?.channel && !st.channel.closed,
+      dialing: !!st?.dialing,
+      redialScheduled: !!st?.retryTimer,
+    };
+  }
+
   /** The proof state of the channel to a node (tests, metrics). */
   proofs(node: string): ProofExchange | undefined {
     return this.channel(node) ? this.peers.get(node)?.proofs : undefined;
@@ -166,6 +202,7 @@ export class NodeChannels implements Authenticator {
     if (this.closed) return Promise.reject(new HandshakeError('aborted', 'node channels: closed'));
     const st = this.peer(node);
     st.wanted = true;
+    st.lastUsedMs = this.clock.now();
     if (st.channel && !st.channel.closed) return Promise.resolve(st.channel);
     if (st.dialing) return st.dialing;
     const p = this.dial(node).finally(() => {
@@ -238,6 +275,7 @@ export class NodeChannels implements Authenticator {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.idleSweep?.cancel();
     for (const st of this.peers.values()) {
       st.retryTimer?.cancel();
       st.channel?.close('closed');
@@ -253,7 +291,7 @@ export class NodeChannels implements Authenticator {
   private peer(node: string): PeerState {
     let st = this.peers.get(node);
     if (!st) {
-      st = { attempts: 0, unsupportedUntilMs: 0, wanted: false, waiters: [] };
+      st = { attempts: 0, unsupportedUntilMs: 0, wanted: false, waiters: [], lastUsedMs: this.clock.now() };
       this.peers.set(node, st);
     }
     return st;
@@ -425,6 +463,7 @@ export class NodeChannels implements Authenticator {
       requestPool: MAX_REQUESTS_PER_FRAME / 2,
       onPairRequested: (r) => {
         this.counters.pairsReceived++;
+        st.lastUsedMs = this.clock.now();
         this.opts.onPairRequested(r);
       },
       onEvent: (e: ProofEvent) => this.event({ ...e, peerNode: c.peerNode, channel: c.id }),

@@ -476,6 +476,38 @@ describe('node channel over loopback TLS', () => {
     expect(b.written).toHaveLength(0);
   });
 
+  it('closes an idle channel without re-dialling it, and opens it again for the next pair (fake clock)', async () => {
+    const clock = new FakeClock();
+    const { a } = await pair({
+      a: { overrides: { clock, idleTimeoutMs: 60_000, pingIntervalMs: 3_600_000 } },
+    });
+    await a.channels.authenticate({
+      peerNode: 'node-b',
+      peerAddress: '',
+      peerPort: 0,
+      localId: WEB,
+      remoteId: DB,
+    });
+    const first = a.channels.channel('node-b')!;
+    clock.advance(45_000);
+    expect(first.closed).toBe(false);
+    clock.advance(15_000);
+    expect(first.closeReason).toBe('idle');
+    expect(a.channels.channel('node-b')).toBeUndefined();
+    // Not wanted any more: no re-dial scheduled or started.
+    expect(a.channels.peerState('node-b')).toEqual({ open: false, dialing: false, redialScheduled: false });
+    clock.advance(60_000);
+    expect(a.channels.peerState('node-b')).toEqual({ open: false, dialing: false, redialScheduled: false });
+    const r = await a.channels.authenticate({
+      peerNode: 'node-b',
+      peerAddress: '',
+      peerPort: 0,
+      localId: WEB,
+      remoteId: DB,
+    });
+    expect(r.channel?.id).not.toBe(first.id);
+  });
+
   it('answers a want for an identity the peer does not hold with remote-identity-unavailable', async () => {
     const { a } = await pair();
     const e = await failure(
