@@ -323,10 +323,25 @@ describe.skipIf(!kubeBin || !spireBin || !managerDir)(
       expect(entry).toMatchObject({ localId: id('web'), remoteId: id('db') });
       // The identities came from SPIRE, not from the development CA.
       for (const n of NODES) expect(cluster.logs(n.name, 'dev_ca_in_use')).toHaveLength(0);
-      // The SVIDs meshauthd holds are the ones SPIRE issued for these pods' entries.
+      // Each node holds only the SVIDs of the pods the API places on it.
       const updated = cluster.logs('node-b', 'svid_updated').map((l) => l['local_id']);
       expect(updated).toContain(id('db'));
       expect(updated).not.toContain(id('web'));
     }, 120_000);
+
+    it('a pod deleted through the API loses its entry and its SVID; the other pairs keep working', async () => {
+      const lab = spire!;
+      await kube!.json('DELETE', '/api/v1/namespaces/demo/pods/cache?gracePeriodSeconds=0');
+      await expect
+        .poll(async () => (await lab.entries()).map((e) => e.spiffeId), { timeout: 30_000, interval: 500 })
+        .not.toContain(id('cache'));
+      await expect
+        .poll(() => cluster.logs('node-b', 'svid_removed').map((l) => l['local_id']), { timeout: 30_000 })
+        .toContain(id('cache'));
+      expect(cluster.logs('node-b', 'svid_removed').map((l) => l['local_id'])).not.toContain(id('db'));
+      const r = await cluster.connect('web', 'db', 8080, 10_000);
+      expect(r, summarize(cluster.logs('node-a'))).toMatchObject({ ok: true, reply: 'ok db' });
+      for (const n of NODES) expect(cluster.daemons.get(n.name)!.child.exitCode).toBeNull();
+    }, 90_000);
   },
 );
