@@ -54,6 +54,7 @@ if (!kubeBin || !spireBin || !managerDir) {
 class ApiRelay {
   private readonly sockets = new Set<Socket>();
   private readonly children: ChildProcess[] = [];
+  private closed = false;
   private constructor(
     private readonly server: Server,
     readonly path: string,
@@ -101,7 +102,10 @@ net.createServer((c) => {
     });
   }
 
+  /** Stop the forwarders and the listener; idempotent. */
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     for (const c of this.children) c.kill('SIGKILL');
     for (const s of this.sockets) s.destroy();
     this.server.close();
