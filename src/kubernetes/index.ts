@@ -7,6 +7,7 @@ export {
   type PolicyResource,
 } from './client.js';
 export { KeptInformer, type ResourceInformer, type SyncState, type WatchStatus } from './informer.js';
+export { EventRecorder, type EventApi, type EventRecorderOptions } from './events.js';
 export { buildInventory, type Exclusion, type PodEntry } from './inventory-builder.js';
 export {
   KubernetesInventorySource,

@@ -16,7 +16,7 @@ import { NODES, PODS } from '../../demo/topology.js';
 import { formatCidr, IDENTITY_UNRESOLVED } from '../../src/datapath/index.js';
 import { ANNOTATIONS } from '../../src/kubernetes/index.js';
 import { kubeBinDir } from '../helpers/kube-apiserver.js';
-import { KubeControlPlane } from '../helpers/kube-cluster.js';
+import { KubeControlPlane, POLICIES } from '../helpers/kube-cluster.js';
 import { isPrivileged, run } from '../helpers/netns.js';
 import { startDemoCluster, type DemoCluster } from './setup.js';
 
@@ -221,6 +221,40 @@ describe.skipIf(!bin || !isPrivileged())('two nodes in Kubernetes mode against a
     expect(delta(before, after, 'pass_no_policy')).toBeGreaterThan(0);
     expect(delta(before, after, 'drop_auth_missing')).toBe(0);
     expect(delta(before, after, 'signal_sent')).toBe(0);
+  });
+
+  it('an invalid policy is reported on the object and in one Event per node, and changes nothing', async () => {
+    // Valid for the CRD's schema, not for meshauth ("**" is no SPIFFE ID pattern).
+    await cp.applyPolicy('broken', {
+      mode: 'enforce',
+      rules: [{ name: 'r', from: sa('web'), to: { spiffeId: 'spiffe://demo.local/ns/**' } }],
+    });
+    type Ev = { reportingComponent?: string; reportingInstance?: string; reason?: string; count?: number };
+    const events = async () =>
+      (
+        await cp.kube.json<{ items: Ev[] }>(
+          'GET',
+          '/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Dbroken',
+        )
+      ).items;
+    // Written by the daemons with their own credentials (status and events of the ClusterRole).
+    await until(
+      'an Event from each node',
+      async () => new Set((await events()).map((e) => e.reportingInstance)).size === NODES.length,
+      15_000,
+      logsOf,
+    );
+    const got = await events();
+    expect(got.map((e) => e.reportingInstance).sort()).toEqual(NODES.map((n) => n.name));
+    for (const e of got)
+      expect(e).toMatchObject({ reportingComponent: 'meshauth.io/meshauthd', reason: 'InvalidRules' });
+    type Obj = { status?: { conditions?: Array<{ type: string; status: string }> } };
+    await until('Valid=False on the object', async () => {
+      const obj = await cp.kube.json<Obj>('GET', `${POLICIES}/broken`);
+      return obj.status?.conditions?.find((c) => c.type === 'Valid')?.status === 'False';
+    });
+    expect(policyInForce('none')()).toBe(true);
+    await cp.deletePolicy('broken');
   });
 
   it('deleting a pod removes its ipcache entries on both nodes within a second', async () => {
