@@ -181,7 +181,8 @@ describe.skipIf(!bin || !isPrivileged())('two nodes in Kubernetes mode against a
     expect(r, logsOf()).toMatchObject({ ok: true, reply: 'ok db' });
     const after = { a: counters('node-a'), b: counters('node-b') };
     expect(delta(before.a, after.a, 'drop_auth_missing')).toBeGreaterThanOrEqual(1);
-    expect(delta(before.a, after.a, 'signal_sent')).toBe(1);
+    // (one signal per throttle window while SYNs are dropped; the handshake runs once)
+    expect(delta(before.a, after.a, 'signal_sent')).toBeGreaterThanOrEqual(1);
     expect(delta(before.a, after.a, 'pass_authenticated')).toBeGreaterThan(0);
     expect(cluster.logs('node-a', 'auth_succeeded')).toHaveLength(1);
     expect(cluster.logs('node-b', 'server_auth_succeeded')).toHaveLength(1);

@@ -94,12 +94,11 @@ export interface KubeApiServerOptions {
 
 /**
  * A real etcd and kube-apiserver on loopback (or on `address`, inside `netns`) in a fresh
- * temporary directory: client-certificate
- * authentication (its own CA), service-account tokens (TokenRequest/TokenReview, issuer
- * https://kubernetes.default.svc), RBAC authorization, anonymous requests refused, no admission
- * plugin that needs a controller manager (ServiceAccount is disabled). The API server can be
- * stopped and started again while etcd keeps the data. close() stops both and removes the
- * directory; it is idempotent and never throws.
+ * temporary directory: client-certificate authentication (its own CA), service-account tokens
+ * (TokenRequest/TokenReview, issuer https://kubernetes.default.svc), RBAC authorization,
+ * anonymous requests refused, no admission plugin that needs a controller manager (ServiceAccount
+ * is disabled). The API server can be stopped and started again while etcd keeps the data.
+ * close() stops both and removes the directory; it is idempotent and never throws.
  */
 export class KubeApiServer {
   readonly dir: string;
@@ -144,6 +143,7 @@ export class KubeApiServer {
     try {
       await lab.writePki();
       await lab.startEtcd();
+      // Free here; in a namespace of its own every port is free anyway.
       lab.port = await freePort();
       lab.url = `https://${lab.address}:${lab.port}`;
       lab.admin = await lab.clientUser('meshauth-test-admin', ['system:masters']);
