@@ -105,6 +105,11 @@ describe.skipIf(!bin || !isPrivileged())('two nodes in Kubernetes mode against a
       const id = ipcache(cluster, n.name).get(`${ip}/32`);
       return present ? id !== undefined && id !== IDENTITY_UNRESOLVED : id === undefined;
     });
+  /** The daemon's view of its watches, through its API (meshauth status). */
+  const watchesSynced = (node: string): boolean[] => {
+    const s = JSON.parse(cluster.cli(node, ['status', '-o', 'json'])) as { counters: Record<string, number> };
+    return ['pods', 'nodes', 'mutualauthpolicies'].map((r) => s.counters[`kubernetes_${r}_synced`] === 1);
+  };
   const logsOf = () => NODES.map((n) => `${n.name}:\n${summarize(cluster.logs(n.name))}`).join('\n');
 
   beforeAll(async () => {
@@ -301,6 +306,13 @@ describe.skipIf(!bin || !isPrivileged())('two nodes in Kubernetes mode against a
         logsOf,
       );
 
+      await until(
+        'the status API says the watches are down',
+        () => NODES.every((n) => !watchesSynced(n.name).some(Boolean)),
+        30_000,
+        logsOf,
+      );
+
       // Down: a covered pair never authenticated before is still enforced, from the last known
       // inventory and policy (first SYN dropped, one handshake), ...
       const down0 = counters('node-a');
@@ -327,6 +339,12 @@ describe.skipIf(!bin || !isPrivileged())('two nodes in Kubernetes mode against a
               syncedBefore[i]!,
           ),
         60_000,
+        logsOf,
+      );
+      await until(
+        'the status API says the watches are synced',
+        () => NODES.every((n) => watchesSynced(n.name).every(Boolean)),
+        30_000,
         logsOf,
       );
     } finally {
