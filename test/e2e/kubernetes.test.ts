@@ -368,4 +368,25 @@ describe.skipIf(!bin || !isPrivileged())('two nodes in Kubernetes mode against a
     expect(c, logsOf()).toMatchObject({ ok: true, reply: 'ok cache' });
     expect(cluster.logs('node-a', 'auth_succeeded').length).toBe(hs1 + 1);
   }, 150_000);
+
+  it('a pod created while the nodes cannot reach the API server is picked up when they can again', async () => {
+    // Network loss between the nodes and the control plane (the API server itself stays up): the
+    // daemons' watch connections see nothing, not even a reset.
+    const ports = NODES.map((_, i) => `port${i}`);
+    const setPorts = (state: 'up' | 'down') => {
+      for (const p of ports) cluster.topo.lab.exec(cp.ns, 'ip', ['link', 'set', p, state]);
+    };
+    const ip = '10.90.1.50';
+    setPorts('down');
+    try {
+      await createPod('late', { ip, node: 'node-a', sa: 'late' });
+      // Meanwhile authenticated traffic is untouched.
+      expect((await cluster.connect('web', 'db', 8080, 5000)).ok).toBe(true);
+    } finally {
+      setPorts('up');
+    }
+    await until('the pod created during the loss in both ipcaches', ipcacheHas(ip, true), 60_000, logsOf);
+    await cp.deletePod('demo', 'late');
+    await until('late gone from both ipcaches', ipcacheHas(ip, false), 15_000, logsOf);
+  }, 90_000);
 });
