@@ -75,7 +75,7 @@ describe.skipIf(!bin || !isPrivileged())('two nodes in Kubernetes mode against a
   let env: DemoCluster | undefined;
   let cp: KubeControlPlane;
   let cluster: Cluster;
-  const kubeconfigDir = mkdtempSync(join(tmpdir(), 'meshauth-e2e-kubeconfig-'));
+  let kubeconfigDir = '';
   const kubeconfig = (node: string) => join(kubeconfigDir, `${node}.yaml`);
   const podIp = (name: string) => PODS.find((p) => p.name === name)!.ip;
   const createPod = (name: string, opts: { ip?: string; node?: string; sa?: string } = {}) => {
@@ -113,6 +113,7 @@ describe.skipIf(!bin || !isPrivileged())('two nodes in Kubernetes mode against a
   const logsOf = () => NODES.map((n) => `${n.name}:\n${summarize(cluster.logs(n.name))}`).join('\n');
 
   beforeAll(async () => {
+    kubeconfigDir = mkdtempSync(join(tmpdir(), 'meshauth-e2e-kubeconfig-'));
     const started = await startDemoCluster('k8s', {
       rules: [],
       wireguard: {},
@@ -147,7 +148,7 @@ describe.skipIf(!bin || !isPrivileged())('two nodes in Kubernetes mode against a
 
   afterAll(async () => {
     await env?.teardown();
-    rmSync(kubeconfigDir, { recursive: true, force: true });
+    if (kubeconfigDir) rmSync(kubeconfigDir, { recursive: true, force: true });
   });
 
   it("publishes each node's WireGuard key as its Node annotation, which the peer configures", async () => {
