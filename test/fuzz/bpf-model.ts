@@ -114,7 +114,10 @@ export function loadAddrs(frame: Buffer): Addrs {
   }
   if (proto === 0x86dd && vers === 6) {
     if (!has(off + 8, 16) || !has(off + 24, 16)) return 'not-ip';
-    return { src: Buffer.from(net.subarray(off + 8, off + 24)), dst: Buffer.from(net.subarray(off + 24, off + 40)) };
+    return {
+      src: Buffer.from(net.subarray(off + 8, off + 24)),
+      dst: Buffer.from(net.subarray(off + 24, off + 40)),
+    };
   }
   return 'not-ip';
 }
@@ -134,12 +137,22 @@ export function lpm(ipcache: readonly ModelIpcacheEntry[], addr: Buffer): ModelI
   return best;
 }
 
-export function pairKeyOf(k: { localId: number; remoteId: number; remoteNode: number; authType: number }): string {
+export function pairKeyOf(k: {
+  localId: number;
+  remoteId: number;
+  remoteNode: number;
+  authType: number;
+}): string {
   return `${k.localId}/${k.remoteId}/${k.remoteNode}/${k.authType}`;
 }
 
 /** The verdict of one test run of `program` over `frame` in `state` (whose throttle set it updates). */
-export function predict(program: Program, frame: Buffer, ingressIfindex: number, state: ModelState): ModelVerdict {
+export function predict(
+  program: Program,
+  frame: Buffer,
+  ingressIfindex: number,
+  state: ModelState,
+): ModelVerdict {
   if (testRunRefuses(frame)) return { retval: undefined, counters: [] };
   const isTc = program === 'tcEgress' || program === 'tcIngress';
   const egress = program === 'tcEgress' || program === 'cgroupEgress';
@@ -178,7 +191,12 @@ export function predict(program: Program, frame: Buffer, ingressIfindex: number,
   if (!pol || pol.authType === 0) return { retval: ret(true), counters: ['pass_no_policy'] };
   const unresolved = remote.identity === ID_UNRESOLVED;
   const pass = pol.mode === 'permissive';
-  const key = { localId: local.identity, remoteId: remote.identity, remoteNode: remote.nodeId, authType: pol.authType };
+  const key = {
+    localId: local.identity,
+    remoteId: remote.identity,
+    remoteNode: remote.nodeId,
+    authType: pol.authType,
+  };
   const counters: string[] = [];
   if (unresolved) {
     counters.push(pass ? 'pass_permissive' : 'drop_unresolved_pod_ip');

@@ -35,7 +35,9 @@ const V6_IN_PACKETS = [...V6, '::ffff:10.1.0.1', '::ffff:10.2.0.7'];
 
 const bytes16 = (ip: string): Buffer => {
   const a = ipaddr.parse(ip);
-  return Buffer.from(a.kind() === 'ipv4' ? (a as ipaddr.IPv4).toIPv4MappedAddress().toByteArray() : a.toByteArray());
+  return Buffer.from(
+    a.kind() === 'ipv4' ? (a as ipaddr.IPv4).toIPv4MappedAddress().toByteArray() : a.toByteArray(),
+  );
 };
 
 function masked(addr: Buffer, prefixLen: number): Buffer {
@@ -56,19 +58,28 @@ function cidrText(e: ModelIpcacheEntry): string {
 
 const identity = fc.constantFrom(0, 10, 20, 30, ID_UNRESOLVED, 0x7fffffff);
 const nodeId = fc.constantFrom(0, 2, 3);
-const ipcacheEntry: fc.Arbitrary<ModelIpcacheEntry> = fc.oneof(
-  fc.record({ ip: fc.constantFrom(...V4), len: fc.constantFrom(0, 8, 16, 24, 31, 32) }).map(({ ip, len }) => ({
-    prefixLen: len + 96,
-    addr: masked(bytes16(ip), len + 96),
-  })),
-  fc.record({ ip: fc.constantFrom(...V6), len: fc.constantFrom(0, 16, 64, 127, 128) }).map(({ ip, len }) => ({
-    prefixLen: len,
-    addr: masked(bytes16(ip), len),
-  })),
-).chain((k) => fc.record({ identity, nodeId }).map((v) => ({ ...k, ...v })));
+const ipcacheEntry: fc.Arbitrary<ModelIpcacheEntry> = fc
+  .oneof(
+    fc
+      .record({ ip: fc.constantFrom(...V4), len: fc.constantFrom(0, 8, 16, 24, 31, 32) })
+      .map(({ ip, len }) => ({
+        prefixLen: len + 96,
+        addr: masked(bytes16(ip), len + 96),
+      })),
+    fc
+      .record({ ip: fc.constantFrom(...V6), len: fc.constantFrom(0, 16, 64, 127, 128) })
+      .map(({ ip, len }) => ({
+        prefixLen: len,
+        addr: masked(bytes16(ip), len),
+      })),
+  )
+  .chain((k) => fc.record({ identity, nodeId }).map((v) => ({ ...k, ...v })));
 
 const state = fc.record({
-  ipcache: fc.uniqueArray(ipcacheEntry, { maxLength: 10, selector: (e) => `${e.addr.toString('hex')}/${e.prefixLen}` }),
+  ipcache: fc.uniqueArray(ipcacheEntry, {
+    maxLength: 10,
+    selector: (e) => `${e.addr.toString('hex')}/${e.prefixLen}`,
+  }),
   policy: fc.uniqueArray(
     fc.record({
       localId: fc.constantFrom(10, 20, 30),
@@ -100,12 +111,24 @@ const frame = fc
     tags: fc.array(fc.constantFrom(0x8100, 0x88a8), { maxLength: 3 }),
     ethertype: fc.oneof(
       { weight: 6, arbitrary: fc.constant(undefined) },
-      { weight: 1, arbitrary: fc.constantFrom(0x0800, 0x86dd, 0x8847, 0x8848, 0x8864, 0x0806, 0x05dc, 0x0600, 0x8100) },
+      {
+        weight: 1,
+        arbitrary: fc.constantFrom(0x0800, 0x86dd, 0x8847, 0x8848, 0x8864, 0x0806, 0x05dc, 0x0600, 0x8100),
+      },
       { weight: 1, arbitrary: fc.integer({ min: 0, max: 0xffff }) },
     ),
-    version: fc.oneof({ weight: 8, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 15 }) }),
-    truncate: fc.oneof({ weight: 5, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: fc.nat({ max: 80 }) }),
-    ops: fc.oneof({ weight: 4, arbitrary: fc.constant([]) }, { weight: 1, arbitrary: fc.array(byteOp, { maxLength: 3 }) }),
+    version: fc.oneof(
+      { weight: 8, arbitrary: fc.constant(undefined) },
+      { weight: 1, arbitrary: fc.integer({ min: 0, max: 15 }) },
+    ),
+    truncate: fc.oneof(
+      { weight: 5, arbitrary: fc.constant(undefined) },
+      { weight: 1, arbitrary: fc.nat({ max: 80 }) },
+    ),
+    ops: fc.oneof(
+      { weight: 4, arbitrary: fc.constant([]) },
+      { weight: 1, arbitrary: fc.array(byteOp, { maxLength: 3 }) },
+    ),
   })
   .map((f) => {
     const pool = f.family === 4 ? V4 : V6_IN_PACKETS;
@@ -154,7 +177,9 @@ const PROGRAM_NAMES: Record<Program, string> = {
 };
 
 function moved(before: VerdictCounters, after: VerdictCounters): string[] {
-  return wire.VERDICT_NAMES.flatMap((n) => Array.from({ length: Number(after[n] - before[n]) }, () => n)).sort();
+  return wire.VERDICT_NAMES.flatMap((n) =>
+    Array.from({ length: Number(after[n] - before[n]) }, () => n),
+  ).sort();
 }
 
 describe.skipIf(!isPrivileged())('fuzz: BPF program verdicts against the reference model', () => {
@@ -165,7 +190,11 @@ describe.skipIf(!isPrivileged())('fuzz: BPF program verdicts against the referen
 
   beforeAll(() => {
     pinDir = randomPinDir();
-    dp = openDatapath(pinDir, { signalThrottleMs: 600_000, wireguardIfindex: WG_IFINDEX, strictWireguard: false });
+    dp = openDatapath(pinDir, {
+      signalThrottleMs: 600_000,
+      wireguardIfindex: WG_IFINDEX,
+      strictWireguard: false,
+    });
     ringFd = lib().bpf_obj_get(`${pinDir}/${wire.MAPS.signals.name}`);
     expect(ringFd).toBeGreaterThanOrEqual(0);
     ring = new RingBufReader(ringFd, { recordSize: wire.signal.size, name: 'ma_signals' });
@@ -179,7 +208,11 @@ describe.skipIf(!isPrivileged())('fuzz: BPF program verdicts against the referen
   });
 
   function load(s: Omit<ModelState, 'throttled' | 'wgIfindex'>): ModelState {
-    dp.setSettings({ signalThrottleMs: 600_000, wireguardIfindex: WG_IFINDEX, strictWireguard: s.strictWireguard });
+    dp.setSettings({
+      signalThrottleMs: 600_000,
+      wireguardIfindex: WG_IFINDEX,
+      strictWireguard: s.strictWireguard,
+    });
     dp.syncIpcache(s.ipcache.map((e) => ({ cidr: cidrText(e), identity: e.identity, nodeId: e.nodeId })));
     dp.syncPolicy(s.policy.map((p: ModelPolicy) => ({ ...p })));
     for (const [k] of [...dp.auth.entries()]) dp.auth.delete(k);
@@ -224,7 +257,12 @@ describe.skipIf(!isPrivileged())('fuzz: BPF program verdicts against the referen
     expect(files.length).toBeGreaterThan(0);
     for (const f of files) {
       const doc = JSON.parse(f.data.toString('utf8')) as {
-        state: Omit<ModelState, 'throttled' | 'wgIfindex'> & { ipcache: Array<{ cidr: string; identity: number; nodeId: number }> };
+        state: {
+          ipcache: Array<{ cidr: string; identity: number; nodeId: number }>;
+          policy: ModelPolicy[];
+          auth: ModelAuth[];
+          strictWireguard: boolean;
+        };
         packets: Array<{ program: Program; ifindex: number; frame: string }>;
       };
       const ipcache = doc.state.ipcache.map((e) => {

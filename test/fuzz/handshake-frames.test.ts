@@ -72,30 +72,37 @@ const body = fc.oneof(
 
 /** A stream: frames (some with lying headers), garbage, or a mutated seed. */
 const stream = fc.oneof(
-  fc.array(
-    fc.oneof(
-      { weight: 6, arbitrary: body.map(frameOf) },
-      {
-        weight: 1,
-        arbitrary: fc
-          .constantFrom(0, 1, MAX_FRAME_BYTES, MAX_FRAME_BYTES + 1, 0x7fffffff, 0xffffffff)
-          .map((n) => {
-            const h = Buffer.alloc(4);
-            h.writeUInt32BE(n);
-            return h;
-          }),
-      },
-      { weight: 1, arbitrary: fc.uint8Array({ maxLength: 16 }).map((u) => Buffer.from(u)) },
-    ),
-    { maxLength: 5 },
-  ).map((parts) => Buffer.concat(parts)),
+  fc
+    .array(
+      fc.oneof(
+        { weight: 6, arbitrary: body.map(frameOf) },
+        {
+          weight: 1,
+          arbitrary: fc
+            .constantFrom(0, 1, MAX_FRAME_BYTES, MAX_FRAME_BYTES + 1, 0x7fffffff, 0xffffffff)
+            .map((n) => {
+              const h = Buffer.alloc(4);
+              h.writeUInt32BE(n);
+              return h;
+            }),
+        },
+        { weight: 1, arbitrary: fc.uint8Array({ maxLength: 16 }).map((u) => Buffer.from(u)) },
+      ),
+      { maxLength: 5 },
+    )
+    .map((parts) => Buffer.concat(parts)),
   mutatedBytes(seeds(TARGET)),
 );
 
 /** Cut points of a stream into chunks (1-byte trickles included). */
 const chunking = fc.array(fc.integer({ min: 1, max: 300 }), { minLength: 1, maxLength: 40 });
 
-function feed(dec: FrameDecoder, data: Buffer, cuts: number[], max: number): { values: unknown[]; failed: boolean } {
+function feed(
+  dec: FrameDecoder,
+  data: Buffer,
+  cuts: number[],
+  max: number,
+): { values: unknown[]; failed: boolean } {
   const values: unknown[] = [];
   let p = 0;
   let i = 0;
@@ -111,7 +118,7 @@ function feed(dec: FrameDecoder, data: Buffer, cuts: number[], max: number): { v
       // A failed decoder stays failed.
       try {
         dec.push(Buffer.from([1]));
-        throw new Error('a failed decoder accepted more bytes');
+        throw new Error('a failed decoder accepted more bytes', { cause: err });
       } catch (again) {
         expectProtocolError(again);
       }

@@ -23,7 +23,8 @@ export const CORPUS_DIR = fileURLToPath(new URL('./corpus/', import.meta.url));
 export function budgetMs(ciSeconds: number): number {
   const env = process.env['MESHAUTH_FUZZ_SECONDS'];
   const s = env !== undefined && env !== '' ? Number(env) : ciSeconds;
-  if (!Number.isFinite(s) || s <= 0) throw new Error(`MESHAUTH_FUZZ_SECONDS must be a positive number, got ${env}`);
+  if (!Number.isFinite(s) || s <= 0)
+    throw new Error(`MESHAUTH_FUZZ_SECONDS must be a positive number, got ${env}`);
   return Math.round(s * 1000);
 }
 
@@ -131,7 +132,10 @@ export function seeds(target: string): Buffer[] {
  * Assert that `fn` either returns or throws a MeshauthError whose code is one of `codes`: a
  * TypeError, RangeError or any other untyped error is a finding.
  */
-export function typedOnly<R>(codes: readonly string[], fn: () => R): { ok: true; value: R } | { ok: false; error: MeshauthError } {
+export function typedOnly<R>(
+  codes: readonly string[],
+  fn: () => R,
+): { ok: true; value: R } | { ok: false; error: MeshauthError } {
   try {
     return { ok: true, value: fn() };
   } catch (err) {
@@ -144,13 +148,16 @@ export function assertTyped(err: unknown, codes: readonly string[]): void {
   if (!(err instanceof MeshauthError)) {
     throw new Error(`untyped error: ${(err as Error)?.stack ?? String(err)}`, { cause: err });
   }
-  if (!codes.includes(err.code)) throw new Error(`unexpected error code ${err.code}: ${err.message}`, { cause: err });
+  if (!codes.includes(err.code))
+    throw new Error(`unexpected error code ${err.code}: ${err.message}`, { cause: err });
 }
 
 // ---------------------------------------------------------------------------------------------
 // Mutators
 
-const INTERESTING_BYTES = [0x00, 0x01, 0x7f, 0x80, 0x81, 0x82, 0x84, 0xff, 0x30, 0x31, 0x04, 0x05, 0x06, 0xa0, 0xa3];
+const INTERESTING_BYTES = [
+  0x00, 0x01, 0x7f, 0x80, 0x81, 0x82, 0x84, 0xff, 0x30, 0x31, 0x04, 0x05, 0x06, 0xa0, 0xa3,
+];
 
 export type ByteOp =
   | { op: 'flip'; at: number; bit: number }
@@ -162,7 +169,10 @@ export type ByteOp =
 
 const at = fc.nat({ max: 1 << 20 });
 export const byteOp: fc.Arbitrary<ByteOp> = fc.oneof(
-  { weight: 4, arbitrary: fc.record({ op: fc.constant('flip' as const), at, bit: fc.integer({ min: 0, max: 7 }) }) },
+  {
+    weight: 4,
+    arbitrary: fc.record({ op: fc.constant('flip' as const), at, bit: fc.integer({ min: 0, max: 7 }) }),
+  },
   {
     weight: 3,
     arbitrary: fc.record({
@@ -172,9 +182,22 @@ export const byteOp: fc.Arbitrary<ByteOp> = fc.oneof(
     }),
   },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('truncate' as const), at }) },
-  { weight: 2, arbitrary: fc.record({ op: fc.constant('insert' as const), at, bytes: fc.uint8Array({ minLength: 1, maxLength: 32 }) }) },
-  { weight: 2, arbitrary: fc.record({ op: fc.constant('delete' as const), at, len: fc.integer({ min: 1, max: 64 }) }) },
-  { weight: 1, arbitrary: fc.record({ op: fc.constant('duplicate' as const), at, len: fc.integer({ min: 1, max: 64 }) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      op: fc.constant('insert' as const),
+      at,
+      bytes: fc.uint8Array({ minLength: 1, maxLength: 32 }),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({ op: fc.constant('delete' as const), at, len: fc.integer({ min: 1, max: 64 }) }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({ op: fc.constant('duplicate' as const), at, len: fc.integer({ min: 1, max: 64 }) }),
+  },
 );
 
 /** Apply byte operations; positions wrap around the current length. */
@@ -200,7 +223,11 @@ export function applyOps(input: Buffer, ops: readonly ByteOp[]): Buffer {
         b = Buffer.concat([b.subarray(0, pos), b.subarray(pos + o.len)]);
         break;
       case 'duplicate':
-        b = Buffer.concat([b.subarray(0, pos + o.len), b.subarray(pos, pos + o.len), b.subarray(pos + o.len)]);
+        b = Buffer.concat([
+          b.subarray(0, pos + o.len),
+          b.subarray(pos, pos + o.len),
+          b.subarray(pos + o.len),
+        ]);
         break;
     }
   }
@@ -254,12 +281,42 @@ export type DerOp =
   | { op: 'content'; node: number; bytes: ByteOp[] };
 
 export const derOp: fc.Arbitrary<DerOp> = fc.oneof(
-  fc.record({ op: fc.constant('tag' as const), node: fc.nat(), value: fc.constantFrom(0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x0c, 0x13, 0x16, 0x17, 0x18, 0x30, 0x31, 0x80, 0x81, 0x82, 0x86, 0xa0, 0xa3, 0x1f) }),
+  fc.record({
+    op: fc.constant('tag' as const),
+    node: fc.nat(),
+    value: fc.constantFrom(
+      0x00,
+      0x01,
+      0x02,
+      0x03,
+      0x04,
+      0x05,
+      0x06,
+      0x0c,
+      0x13,
+      0x16,
+      0x17,
+      0x18,
+      0x30,
+      0x31,
+      0x80,
+      0x81,
+      0x82,
+      0x86,
+      0xa0,
+      0xa3,
+      0x1f,
+    ),
+  }),
   fc.record({ op: fc.constant('length' as const), node: fc.nat(), delta: fc.integer({ min: -3, max: 3 }) }),
   fc.record({ op: fc.constant('long-form' as const), node: fc.nat() }),
   fc.record({ op: fc.constant('drop-node' as const), node: fc.nat() }),
   fc.record({ op: fc.constant('dup-node' as const), node: fc.nat() }),
-  fc.record({ op: fc.constant('content' as const), node: fc.nat(), bytes: fc.array(byteOp, { minLength: 1, maxLength: 3 }) }),
+  fc.record({
+    op: fc.constant('content' as const),
+    node: fc.nat(),
+    bytes: fc.array(byteOp, { minLength: 1, maxLength: 3 }),
+  }),
 );
 
 /** Apply one structure-aware operation to a DER value (lengths of enclosing nodes are not fixed up). */

@@ -26,7 +26,9 @@ const structured = fc
   .tuple(
     fc.constantFrom('spiffe://', 'SPIFFE://', 'spiffe:/', 'http://', ''),
     fc.oneof(fc.string({ unit: tdChar, maxLength: 12 }), fc.constant('a'.repeat(256))),
-    fc.array(fc.oneof(fc.string({ unit: segChar, maxLength: 6 }), fc.constantFrom('.', '..', '')), { maxLength: 5 }),
+    fc.array(fc.oneof(fc.string({ unit: segChar, maxLength: 6 }), fc.constantFrom('.', '..', '')), {
+      maxLength: 5,
+    }),
     fc.oneof(fc.constant(''), fc.constant('/'), fc.constant('x'.repeat(2100))),
   )
   .map(([scheme, td, segs, tail]) => scheme + td + segs.map((s) => '/' + s).join('') + tail);
@@ -60,7 +62,11 @@ describe('fuzz: SPIFFE IDs', () => {
     expect(ok.sort()).toEqual(['trust-domain', 'workload']);
   });
 
-  it('parser agrees with the spec grammar on any text', () => {
-    fuzzSync(TARGET, CI_SECONDS, text, check);
-  }, timeoutFor(CI_SECONDS));
+  it(
+    'parser agrees with the spec grammar on any text',
+    () => {
+      fuzzSync(TARGET, CI_SECONDS, text, check);
+    },
+    timeoutFor(CI_SECONDS),
+  );
 });
