@@ -360,6 +360,82 @@ export function mutatedDer(seedList: readonly Buffer[], maxOps = 3): fc.Arbitrar
     .map(([s, ops]) => ops.reduce(applyDerOp, s));
 }
 
+// ---------------------------------------------------------------------------------------------
+// Structural mutation of parsed documents (YAML, JSON, Kubernetes objects)
+
+export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+
+/** Every path into a JSON-like value (objects and arrays included). */
+export function paths(v: unknown, prefix: Array<string | number> = []): Array<Array<string | number>> {
+  const out: Array<Array<string | number>> = [prefix];
+  if (Array.isArray(v)) v.forEach((x, i) => out.push(...paths(x, [...prefix, i])));
+  else if (v && typeof v === 'object')
+    for (const [k, x] of Object.entries(v)) out.push(...paths(x, [...prefix, k]));
+  return out;
+}
+
+export const oddValue: fc.Arbitrary<unknown> = fc.oneof(
+  fc.constantFrom(
+    null,
+    true,
+    0,
+    -1,
+    1.5,
+    2 ** 31,
+    2 ** 53 + 2,
+    1e308,
+    -0,
+    '',
+    ' ',
+    '0',
+    'NaN',
+    '1e9',
+    '-1s',
+    '1h',
+    '999999h',
+  ),
+  fc.constantFrom(
+    '10.0.0.1/33',
+    '::1',
+    'fd00::/129',
+    '256.0.0.1',
+    'spiffe://demo.local',
+    'spiffe://x/y/../z',
+    '*',
+    '**',
+  ),
+  fc.string({ maxLength: 12 }),
+  fc.string({ unit: 'binary', maxLength: 8 }),
+  fc.integer(),
+  fc.array(fc.string({ maxLength: 4 }), { maxLength: 3 }),
+  fc.dictionary(fc.string({ maxLength: 6 }), fc.string({ maxLength: 6 }), { maxKeys: 2 }),
+);
+
+export type DocOp =
+  { op: 'set'; at: number; value: unknown } | { op: 'drop'; at: number } | { op: 'dup'; at: number };
+export const docOp: fc.Arbitrary<DocOp> = fc.oneof(
+  { weight: 4, arbitrary: fc.record({ op: fc.constant('set' as const), at: fc.nat(), value: oddValue }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('drop' as const), at: fc.nat() }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('dup' as const), at: fc.nat() }) },
+);
+
+export function applyDocOp(doc: unknown, o: DocOp): unknown {
+  const copy = structuredClone(doc);
+  const all = paths(copy).filter((p) => p.length > 0);
+  if (all.length === 0) return copy;
+  const p = all[o.at % all.length]!;
+  let parent = copy as Record<string | number, unknown>;
+  for (const k of p.slice(0, -1)) parent = parent[k] as Record<string | number, unknown>;
+  const last = p[p.length - 1]!;
+  if (o.op === 'set') parent[last] = o.value;
+  else if (o.op === 'drop') {
+    if (Array.isArray(parent)) parent.splice(last as number, 1);
+    else delete parent[last];
+  } else if (Array.isArray(parent)) parent.push(structuredClone(parent[last as number]));
+  else parent[`${String(last)}x`] = structuredClone(parent[last]);
+  return copy;
+}
+
 /** Heap in use after a full collection when --expose-gc is on, else as is (MiB). */
 export function heapMiB(): number {
   (globalThis as { gc?: () => void }).gc?.();
