@@ -223,7 +223,7 @@ describe('fuzz: X509-SVID chains', () => {
       expect(r.ok, JSON.stringify({ ...s, result: r })).toBe(follows(s));
     }
 
-    const CI_REISSUE = 5;
+    const CI_REISSUE = 4;
     it(
       'accepted exactly when the leaf follows the X509-SVID standard',
       async () => {

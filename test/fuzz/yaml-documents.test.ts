@@ -33,7 +33,7 @@ import {
   type Json,
 } from './harness.js';
 
-const CI_SECONDS = 3;
+const CI_SECONDS = 2;
 
 /** YAML texts: mutated bytes of the seeds, or a structurally mutated seed document. */
 function yamlInputs(target: string): fc.Arbitrary<string> {
