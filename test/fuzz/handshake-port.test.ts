@@ -85,6 +85,8 @@ function rawConnection(parts: Buffer[], endAfter: boolean): Promise<'closed' | '
       if (endAfter) sock.end();
     });
     const t = setTimeout(() => (sock.destroy(), resolve('hang')), HANG_MS);
+    // Read what the server sends (TLS alerts): a paused socket would never see the server's FIN.
+    sock.on('data', () => {});
     sock.on('error', () => {});
     sock.on('close', () => (clearTimeout(t), resolve('closed')));
   });
@@ -164,15 +166,12 @@ describe('fuzz: the handshake port', () => {
     await s?.server.close();
   });
 
-  it('regression: a TLS record header announcing too much data is closed at once, for each chunking', async () => {
-    // Found by this target: OpenSSL refused the header ("data length too long"), the connection
-    // was counted as failed and released, but Node left the TCP connection open and no deadline
-    // ran any more; a peer could hold every connection slot with 5 bytes each.
-    const data = corpus(TARGET).find((f) => f.name === 'finding-tls-record-too-long')!.data;
+  it('a TLS record header announcing too much data is answered with an alert and closed at once', async () => {
+    const data = corpus(TARGET).find((f) => f.name === 'tls-record-too-long')!.data;
     for (const end of [false, true]) {
       const started = Date.now();
       expect(await rawConnection([data], end)).toBe('closed');
-      expect(Date.now() - started).toBeLessThan(DEADLINE_MS + 1000);
+      expect(Date.now() - started).toBeLessThan(DEADLINE_MS);
     }
     await until(() => s.server.stats().active === 0, 2000, 'no active connections');
   });

@@ -435,9 +435,3 @@ export function applyDocOp(doc: unknown, o: DocOp): unknown {
   else parent[`${String(last)}x`] = structuredClone(parent[last]);
   return copy;
 }
-
-/** Heap in use after a full collection when --expose-gc is on, else as is (MiB). */
-export function heapMiB(): number {
-  (globalThis as { gc?: () => void }).gc?.();
-  return process.memoryUsage().heapUsed / 2 ** 20;
-}

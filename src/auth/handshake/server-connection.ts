@@ -395,18 +395,6 @@ export class ServerConnection {
         return;
       }
     }
-    this.abort();
-  }
-
-  /**
-   * Ends a connection that failed where no result can be written. Node leaves the TCP connection
-   * under a TLS socket open when OpenSSL failed on a record header (e.g. one announcing more than
-   * 2^14 bytes, "data length too long"), whether the TLS or the TCP socket is destroyed: the peer
-   * kept a connection no deadline watched any more, holding a slot with 5 bytes. A reset (RST)
-   * always closes it.
-   */
-  private abort(): void {
-    if (!this.raw.destroyed) this.raw.resetAndDestroy();
     this.tls.destroy();
   }
 
