@@ -25,7 +25,7 @@ import {
 import { applyOps, byteOp, corpus, fc, fuzzSync, timeoutFor } from './harness.js';
 
 const TARGET = 'bpf-verdict';
-const CI_SECONDS = 5;
+const CI_SECONDS = 4;
 const WG_IFINDEX = 7;
 
 const V4 = ['10.1.0.1', '10.1.0.9', '10.2.0.7', '10.2.0.8', '192.0.2.1', '0.0.0.0', '255.255.255.255'];

@@ -20,7 +20,7 @@ import { FakeDaemon } from '../integration/api/fake-daemon.js';
 import { corpus, fc, fuzzAsync, mutatedBytes, timeoutFor } from './harness.js';
 
 const TARGET = 'grpc-api';
-const CI_SECONDS = 5;
+const CI_SECONDS = 4;
 const METHODS = [
   { path: '/meshauth.v1.Audit/QueryEvents', stream: true },
   { path: '/meshauth.v1.Audit/FollowEvents', stream: true },

@@ -16,7 +16,7 @@ import {
 import { fc, fuzzSync, mutatedBytes, seeds, timeoutFor } from './harness.js';
 
 const TARGET = 'handshake-frames';
-const CI_SECONDS = 4;
+const CI_SECONDS = 3;
 
 function expectProtocolError(err: unknown): void {
   expect(err).toBeInstanceOf(HandshakeError);

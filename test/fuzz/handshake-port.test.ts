@@ -31,7 +31,7 @@ import { newPki } from '../integration/handshake/pki.js';
 import { applyOps, byteOp, corpus, fc, fuzzAsync, mutatedBytes, timeoutFor } from './harness.js';
 
 const TARGET = 'handshake-port';
-const CI_SECONDS = 5;
+const CI_SECONDS = 4;
 const WEB = 'spiffe://demo.local/ns/a/sa/web';
 const DB = 'spiffe://demo.local/ns/b/sa/db';
 const DEADLINE_MS = 400;

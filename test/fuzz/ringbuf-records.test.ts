@@ -24,7 +24,7 @@ import { MemoryAuthMap } from '../helpers/fakes.js';
 import { assertTyped, corpus, fc, fuzzAsync, mutatedBytes, seeds, timeoutFor } from './harness.js';
 
 const TARGET = 'ringbuf-records';
-const CI_SECONDS = 4;
+const CI_SECONDS = 3;
 const IDS = [
   'spiffe://demo.local/ns/demo/sa/web',
   'spiffe://demo.local/ns/demo/sa/db',

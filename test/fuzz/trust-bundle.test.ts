@@ -10,7 +10,7 @@ import { formatJwksBundle, parseBundle, parseJwksBundle, type X509Bundle } from 
 import { corpus, fc, fuzzSync, mutatedBytes, mutatedDer, seeds, timeoutFor, typedOnly } from './harness.js';
 
 const TARGET = 'trust-bundle';
-const CI_SECONDS = 4;
+const CI_SECONDS = 3;
 const TD = 'demo.local';
 
 function check(data: Buffer): void {
