@@ -1,7 +1,7 @@
 /**
  * Fuzz target: raw bytes on the handshake port. A real HandshakeServer on 127.0.0.1 gets, per
  * input, one connection carrying either mutated bytes before TLS (a captured ClientHello, HTTP,
- * TLS records, oversized lengths, trickled in random chunks) or, inside a TLS session with a valid
+ * TLS records, oversized lengths, written in random chunks) or, inside a TLS session with a valid
  * client SVID, mutated and random handshake frames. Invariants: the server closes every connection
  * within its handshake deadline (no hang), counts every failure under a known reason, returns to
  * zero active connections, and authenticates only a hello that is valid for the certificate that
@@ -77,7 +77,7 @@ function chunks(data: Buffer, cuts: number[]): Buffer[] {
   return out;
 }
 
-/** Writes the chunks (a few ms apart when `trickle`), then waits for the server to close. */
+/** Writes the chunks (half-closing after them when `endAfter`), then waits for the server to close. */
 function rawConnection(parts: Buffer[], endAfter: boolean): Promise<'closed' | 'hang'> {
   return new Promise((resolve) => {
     const sock = netConnect(s.port, '127.0.0.1', () => {
