@@ -217,25 +217,32 @@ describe('fuzz: the handshake port', () => {
         }),
       );
       let authenticated = 0;
-      await fuzzAsync(TARGET, CI_SECONDS, input, async ({ tls, data, cuts, end }) => {
-        const before = s.authenticated.length;
-        const outcome = tls
-          ? await tlsConnection(chunks(data, cuts), end)
-          : await rawConnection(chunks(data, cuts), end);
-        expect(outcome, `input ${data.toString('hex')}`).not.toBe('hang');
-        if (outcome === 'no-tls') expect(tls).toBe(true);
-        const expected = tls && outcome === 'closed' ? expectedFor(data) : 'never';
-        const ctx = `input ${data.toString('hex')} cuts ${cuts.join(',')}`;
-        if (expected === 'must')
-          await until(() => s.authenticated.length > before, 2000, 'the authenticated report');
-        const got = s.authenticated.length - before;
-        if (expected === 'never') expect(got, ctx).toBe(0);
-        else if (expected === 'must') expect(got, ctx).toBe(1);
-        else expect(got, ctx).toBeLessThanOrEqual(1);
-        authenticated += got;
-        for (const a of s.authenticated.slice(before))
-          expect(a).toMatchObject({ localId: DB, remoteId: WEB, peerNode: NODE_A });
-      });
+      await fuzzAsync(
+        TARGET,
+        CI_SECONDS,
+        input,
+        async ({ tls, data, cuts, end }) => {
+          const before = s.authenticated.length;
+          const outcome = tls
+            ? await tlsConnection(chunks(data, cuts), end)
+            : await rawConnection(chunks(data, cuts), end);
+          expect(outcome, `input ${data.toString('hex')}`).not.toBe('hang');
+          if (outcome === 'no-tls') expect(tls).toBe(true);
+          const expected = tls && outcome === 'closed' ? expectedFor(data) : 'never';
+          const ctx = `input ${data.toString('hex')} cuts ${cuts.join(',')}`;
+          if (expected === 'must')
+            await until(() => s.authenticated.length > before, 2000, 'the authenticated report');
+          const got = s.authenticated.length - before;
+          if (expected === 'never') expect(got, ctx).toBe(0);
+          else if (expected === 'must') expect(got, ctx).toBe(1);
+          else expect(got, ctx).toBeLessThanOrEqual(1);
+          authenticated += got;
+          for (const a of s.authenticated.slice(before))
+            expect(a).toMatchObject({ localId: DB, remoteId: WEB, peerNode: NODE_A });
+        },
+        // A connection that waits out the handshake deadline takes 0.4 s: few inputs per second.
+        10,
+      );
       await until(() => s.server.stats().active === 0, 5000, 'no active connections');
       expect(s.authenticated).toHaveLength(authenticated);
       for (const [reason] of Object.entries(s.server.stats().failed))

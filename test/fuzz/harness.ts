@@ -78,8 +78,13 @@ export function fuzzSync<T>(
   );
   const r = { target, executions, seconds: (performance.now() - started) / 1000, seed: s };
   report(r);
-  expect(executions).toBeGreaterThanOrEqual(minExecutions);
+  expect(executions).toBeGreaterThanOrEqual(minimumFor(minExecutions, ciSeconds));
   return r;
+}
+
+/** The minimum scaled down for a budget shorter than the CI one (never below one execution). */
+function minimumFor(minExecutions: number, ciSeconds: number): number {
+  return Math.max(1, Math.floor(minExecutions * Math.min(1, budgetMs(ciSeconds) / (ciSeconds * 1000))));
 }
 
 /** fuzzSync for checks that await (sockets, servers, kernel calls on a worker). */
@@ -102,7 +107,7 @@ export async function fuzzAsync<T>(
   );
   const r = { target, executions, seconds: (performance.now() - started) / 1000, seed: s };
   report(r);
-  expect(executions).toBeGreaterThanOrEqual(minExecutions);
+  expect(executions).toBeGreaterThanOrEqual(minimumFor(minExecutions, ciSeconds));
   return r;
 }
 
