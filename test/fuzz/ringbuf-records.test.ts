@@ -3,7 +3,8 @@
  * decoded by src/datapath/wire.ts and consumed by the AuthManager. Records are random, mutated
  * seeds, or built from small pools of known and unknown identities, nodes, auth types and flags.
  * Invariants: decoding a short record is a DatapathInputError, a full one decodes to in-range
- * fields and re-encodes to the same bytes (pad byte aside); handleSignal never throws; the queue
+ * fields and re-encodes to the same bytes (apart from the pad byte and unknown direction values and
+ * flag bits, which are not kept); handleSignal never throws; the queue
  * stays within queueSize; no handshake for an unresolved address; every entry written was earned
  * by a successful (verified) handshake for exactly that pair, with the only auth type there is.
  */
