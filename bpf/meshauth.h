@@ -51,7 +51,13 @@ struct ma_ipcache_key {
 	__u8 addr[16];
 };
 
-/* ipcache value; mirrored in src/datapath/wire.ts (8 bytes). node_id 0 = this node. */
+/* Exact-match host key of ma_hosts; mirrored in src/datapath/wire.ts (16 bytes): the address of a
+ * /128 (or IPv4 /32, stored IPv4-mapped) ipcache entry. */
+struct ma_host_key {
+	__u8 addr[16];
+};
+
+/* ipcache value (ma_ipcache and ma_hosts); mirrored in src/datapath/wire.ts (8 bytes). node_id 0 = this node. */
 struct ma_ipcache_value {
 	__u32 identity;
 	__u32 node_id;
@@ -127,6 +133,7 @@ enum ma_verdict {
 
 /* Map sizes; mirrored in src/datapath/wire.ts. */
 #define MA_IPCACHE_MAX 65536
+#define MA_HOSTS_MAX 65536
 #define MA_POLICY_MAX 16384
 #define MA_AUTH_MAX 65536
 #define MA_THROTTLE_MAX 65536
