@@ -15,8 +15,16 @@
 /* Default signal throttle window when the config map holds 0: 250 ms. */
 #define MA_DEFAULT_THROTTLE_NS (250ULL * 1000 * 1000)
 
-/* Default initial SYN retransmission timeout of unauthenticated pairs when the config map holds 0. */
-#define MA_DEFAULT_SYN_RTO_MS 50
+/*
+ * Default initial SYN retransmission timeout of unauthenticated pairs when the config map holds 0
+ * (user space writes datapath.synRto, same default). 8 ms: the first retransmission should follow
+ * the auth entry of a typical cold pair, so that one retransmission suffices (Linux cuts a new
+ * connection's initial congestion window to 1 after more than one SYN retransmission), and no
+ * later, since it is the cold pair's first-connection time. Signal -> entry takes under 5 ms (p99)
+ * over a node channel and about 5 ms (p50) with a per-pair handshake; 8 ms is two jiffies at
+ * CONFIG_HZ=250 (one at 100 rounds up to 10 ms). The reasoning and numbers are in BENCHMARKS.md.
+ */
+#define MA_DEFAULT_SYN_RTO_MS 8
 /* Kernel tick rate assumed when the config map holds 0 (user space writes CONFIG_HZ). */
 #define MA_DEFAULT_HZ 250
 

@@ -454,7 +454,7 @@ export class Datapath {
   // ---- settings, counters, throttle ----
 
   /**
-   * Writes the settings to the config map. synRtoMs defaults to 50 ms; kernelHz to the running
+   * Writes the settings to the config map. synRtoMs defaults to 8 ms (see bpf/meshauth.h); kernelHz to the running
    * kernel's CONFIG_HZ (see kernel-hz.ts).
    */
   setSettings(s: DatapathSettings): void {

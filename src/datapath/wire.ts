@@ -232,7 +232,7 @@ export interface WireConfig {
 export const FLAG_STRICT_WIREGUARD = 1;
 
 /** Kernel defaults for zero fields of struct ma_config (MA_DEFAULT_SYN_RTO_MS, MA_DEFAULT_HZ). */
-export const DEFAULT_SYN_RTO_MS = 50;
+export const DEFAULT_SYN_RTO_MS = 8;
 export const DEFAULT_HZ = 250;
 
 /** struct ma_config (24 bytes): u64 throttle_ns; u32 wg_ifindex; u32 flags; u32 syn_rto_ms; u32 hz. */
