@@ -316,7 +316,9 @@ export class Datapath {
 
   /**
    * Makes ma_hosts equal to the host entries of the LPM trie (open() does this; syncIpcache and
-   * applyDelta keep them equal afterwards).
+   * applyDelta keep them equal afterwards). Like every write here it assumes one writer of the
+   * pinned maps (meshauthd): run concurrently with another process's removal it could put back a
+   * host entry that process had just removed from ma_hosts and is about to remove from the trie.
    */
   reconcileHosts(): SyncResult {
     this.object('reconcile hosts');
