@@ -40,6 +40,23 @@ function checkAuthorities(ders: Buffer[], trustDomain: string, what: string): Bu
     if (!p.ext.basicConstraints?.ca) {
       throw new BundleError(`${what}: authority ${i} of "${trustDomain}" is not a CA certificate`);
     }
+    // OpenSSL, which validates paths, must see a CA too: a certificate with a malformed extension
+    // or a KeyUsage without keyCertSign is no CA to it and could never anchor a path.
+    if (!p.x509.ca) {
+      throw new BundleError(
+        `${what}: authority ${i} of "${trustDomain}" is not a usable CA certificate (OpenSSL rejects its extensions or KeyUsage)`,
+      );
+    }
+    // A certificate can parse while its key does not (e.g. an unknown curve): such an authority
+    // verifies nothing and cannot be written back as JWK, so the bundle is refused here.
+    try {
+      void p.x509.publicKey;
+    } catch (err) {
+      throw new BundleError(
+        `${what}: authority ${i} of "${trustDomain}" has an unusable public key: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
   });
   return ders;
 }
