@@ -8,6 +8,7 @@ import {
   entryWriteCheck,
   type AuthObserver,
   type MirrorRepairReason,
+  removeUnauditedEntries,
 } from '../auth/index.js';
 import { HandshakeClient, HandshakeServer } from '../auth/handshake/index.js';
 import type { DaemonConfig } from '../config/index.js';
@@ -17,7 +18,7 @@ import { openSources } from './sources.js';
 import { createIdentitySource } from './identity.js';
 import { DaemonResolver } from './resolver.js';
 import { openDatapath, type DaemonDatapath } from './datapath.js';
-import { openAudit } from './audit.js';
+import { entryTrail, openAudit } from './audit.js';
 import { startOperations, type DaemonOperations } from './operations.js';
 import {
   readKeyFile,
@@ -160,6 +161,19 @@ export class Daemon {
       localIdentities: () => state.current.localSpiffeIds,
       holdsSvid: (id) => identity.svid(id) !== undefined,
     });
+
+    // Restored entries whose entry-written event a crash lost are removed before any signal is read.
+    const unaudited = removeUnauditedEntries({
+      cache,
+      names: (k) => resolver.names(k),
+      trail: entryTrail(audit.store),
+      audit: audit.sink,
+      logger: log,
+      maxEntryTtlMs: config.handshake.maxEntryTtlMs,
+    });
+    if (unaudited > 0) {
+      log.warn({ event: 'entries_unaudited', count: unaudited }, `removed ${unaudited} unaudited entries`);
+    }
 
     const observer: AuthObserver = {
       revoked: (trigger) => ops.current?.metrics.entriesRevoked.inc({ trigger }),
