@@ -203,6 +203,14 @@ export class Daemon {
       ...wireguardBinding,
       logger,
     });
+    const gc = new AuthGc({
+      cache,
+      audit: audit.sink,
+      logger: logger.child({ component: 'gc' }),
+      describe: (k) => resolver.names(k),
+      obsolete: (k) => resolver.obsoleteReason(k),
+    });
+
     const manager = new AuthManager({
       cache,
       resolver,
@@ -216,6 +224,15 @@ export class Daemon {
         isWorkloadOnNode: (id, node) => inventory.current.isWorkloadOnNode(id, node),
         requiresPair: (local, remote) => policy.current.requires(local, remote),
       }),
+      // GC pressure: a full auth map first drops what expired or became obsolete.
+      onMapFull: () => {
+        const r = gc.run();
+        log.warn(
+          { event: 'auth_map_full', entries: cache.size, freed: r.expired + r.removed },
+          'auth map full: GC pass before retrying the write',
+        );
+        return r.expired + r.removed;
+      },
       options: {
         maxConcurrent: config.auth.maxConcurrent,
         queueSize: config.auth.queueSize,
@@ -247,14 +264,6 @@ export class Daemon {
     });
     closers.push('handshake-server', () => server.close());
     await server.listen({ host: config.handshake.listen, port: config.handshake.port });
-
-    const gc = new AuthGc({
-      cache,
-      audit: audit.sink,
-      logger: logger.child({ component: 'gc' }),
-      describe: (k) => resolver.names(k),
-      obsolete: (k) => resolver.obsoleteReason(k),
-    });
 
     // Rotation, removal and bundle changes are an event stream; a bundle change revokes what
     // relied on a removed authority (AuthManager.onTrustBundlesChanged).

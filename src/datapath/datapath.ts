@@ -81,6 +81,38 @@ export interface DatapathOptions {
   logger?: Logger;
   /** Clock source for expiry conversion (tests). */
   clocks?: Clocks;
+  /** Map sizes other than the object's defaults (MAPS); see MapSizes. */
+  mapSizes?: MapSizes;
+}
+
+/**
+ * Sizes of the maps that grow with the cluster (datapath.maps in the configuration); each
+ * defaults to the size compiled into bpf/meshauth.bpf.o (MAPS). A change against maps pinned with
+ * other sizes makes Datapath.open throw PinMismatchError (the daemon then recreates the pins:
+ * live entries are lost and pairs re-authenticate).
+ */
+export interface MapSizes {
+  /** Auth map entries (authenticated pairs, both directions of each handshake counted once per node). */
+  auth?: number;
+  /** ipcache prefixes (pod addresses and CIDRs). */
+  ipcache?: number;
+  /** Policy entries (identity pairs with a rule). */
+  policy?: number;
+  /** Signal throttle slots (pairs signalled within one throttle window). */
+  throttle?: number;
+  /** Signal ring buffer, bytes: a power of two, at least the page size. */
+  signalRingBytes?: number;
+}
+
+/** MapSizes as BpfObject max_entries by map name. */
+export function mapMaxEntries(s: MapSizes | undefined): Record<string, number> {
+  const out: Record<string, number> = {};
+  if (s?.auth !== undefined) out[MAPS.auth.name] = s.auth;
+  if (s?.ipcache !== undefined) out[MAPS.ipcache.name] = s.ipcache;
+  if (s?.policy !== undefined) out[MAPS.policy.name] = s.policy;
+  if (s?.throttle !== undefined) out[MAPS.throttle.name] = s.throttle;
+  if (s?.signalRingBytes !== undefined) out[MAPS.signals.name] = s.signalRingBytes;
+  return out;
 }
 
 export interface PolicyEntry extends PolicyKey {
@@ -214,7 +246,10 @@ export class Datapath {
 
   /** Loads the object, reusing maps pinned in pinDir (creating and pinning the missing ones). */
   static open(opts: DatapathOptions): Datapath {
-    const obj = BpfObject.load(opts.objectPath, { pinDir: opts.pinDir });
+    const obj = BpfObject.load(opts.objectPath, {
+      pinDir: opts.pinDir,
+      maxEntries: mapMaxEntries(opts.mapSizes),
+    });
     try {
       const dp = new Datapath(obj, opts);
       if (opts.settings) dp.setSettings(opts.settings);

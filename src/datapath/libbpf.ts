@@ -79,6 +79,7 @@ export interface Libbpf {
   bpf_map__key_size: Fn<[map: Ptr], number>;
   bpf_map__value_size: Fn<[map: Ptr], number>;
   bpf_map__max_entries: Fn<[map: Ptr], number>;
+  bpf_map__set_max_entries: Fn<[map: Ptr, maxEntries: number], number>;
   bpf_map__type: Fn<[map: Ptr], number>;
   bpf_map_lookup_elem: Fn<[fd: number, key: Buffer, value: Buffer], number>;
   bpf_map_update_elem: Fn<[fd: number, key: Buffer, value: Buffer, flags: bigint], number>;
@@ -237,6 +238,7 @@ export function lib(): Libbpf {
     bpf_map__key_size: f('bpf_map__key_size', 'uint32_t', [mapPtr]),
     bpf_map__value_size: f('bpf_map__value_size', 'uint32_t', [mapPtr]),
     bpf_map__max_entries: f('bpf_map__max_entries', 'uint32_t', [mapPtr]),
+    bpf_map__set_max_entries: f('bpf_map__set_max_entries', 'int', [mapPtr, 'uint32_t']),
     bpf_map__type: f('bpf_map__type', 'int', [mapPtr]),
     bpf_map_lookup_elem: f('bpf_map_lookup_elem', 'int', ['int', 'void *', 'void *']),
     bpf_map_update_elem: f('bpf_map_update_elem', 'int', ['int', 'void *', 'void *', 'uint64_t']),

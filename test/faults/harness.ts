@@ -46,6 +46,8 @@ export async function startFaultCluster(
   prefix: string,
   opts: Omit<ClusterOptions, 'workDir' | 'bpffs'> & {
     clients?: number;
+    /** Merged into a node's generated configuration (objects key by key, anything else replaced). */
+    configPatch?: (node: string) => Record<string, unknown>;
     startOrder?: string[];
     serve?: string[];
   },
@@ -82,6 +84,12 @@ export async function startFaultCluster(
       }
       writeFileSync(file, stringify(inv));
     }
+    for (const node of ['node-a', 'node-b']) {
+      const patch = opts.configPatch?.(node);
+      if (!patch) continue;
+      const file = cluster.configPath(node);
+      writeFileSync(file, stringify(merge(parse(readFileSync(file, 'utf8')), patch)));
+    }
     for (const node of opts.startOrder ?? ['node-a', 'node-b']) await cluster.start(node);
     for (const pod of opts.serve ?? ['db']) cluster.serve(pod, 8080);
     const traffic = (pod: string, args: string[]): TrafficProcess => {
@@ -114,6 +122,15 @@ export async function startFaultCluster(
     await teardown();
     throw err;
   }
+}
+
+function merge(base: unknown, patch: unknown): unknown {
+  const isObj = (v: unknown): v is Record<string, unknown> =>
+    typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (!isObj(base) || !isObj(patch)) return patch;
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(patch)) out[k] = merge(base[k], v);
+  return out;
 }
 
 function portOpen(cluster: Cluster, pod: string): boolean {
