@@ -183,7 +183,9 @@ function readIds(file: string): Map<number, string> {
 
 /** Every event of a node's audit trail, and whether its hash chain verifies (read-only). */
 export function readAudit(cluster: Cluster, node: string): { events: StoredAuditEvent[]; verified: boolean } {
-  const store = AuditStore.open({ path: join(cluster.stateDir(node), 'audit.db'), readonly: true });
+  // Where the node's configuration puts it (a test may move it to a filesystem of its own).
+  const config = parse(readFileSync(cluster.configPath(node), 'utf8')) as { audit: { path: string } };
+  const store = AuditStore.open({ path: config.audit.path, readonly: true });
   try {
     const events: StoredAuditEvent[] = [];
     let after = 0;
