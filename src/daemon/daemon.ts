@@ -307,6 +307,22 @@ export class Daemon {
     manager.start(datapath.signals);
     preauthenticate();
     const gcTimer = systemClock.setInterval(() => {
+      // Pins removed from bpffs under us are made again from our fds (a restart would otherwise
+      // start from empty maps); a pin that cannot be made is an error, logged every tick.
+      try {
+        const repinned = datapath.datapath.repinMissing();
+        if (repinned.length > 0) {
+          log.warn(
+            { event: 'pins_restored', pin_dir: config.bpf.pinDir, maps: repinned },
+            'pinned maps were removed from bpffs: pinned again',
+          );
+        }
+      } catch (err) {
+        log.error(
+          { event: 'pins_lost', pin_dir: config.bpf.pinDir, err },
+          'pinned maps were removed from bpffs and cannot be pinned again: a restart starts from empty maps',
+        );
+      }
       try {
         gc.run();
         if (config.auth.reauthAt > 0) manager.scheduleExpiryReauth();

@@ -136,6 +136,27 @@ export class BpfObject {
     return out;
   }
 
+  /**
+   * Pins again every map whose pin file is gone (removed from bpffs under a running daemon), from
+   * the fd this object holds: the same map, so a restart finds the live entries where it expects
+   * them. Returns the names re-pinned; throws DatapathError when a pin cannot be made.
+   */
+  repinMissing(): string[] {
+    this.handle();
+    if (this.pinDir === undefined) return [];
+    const l = lib();
+    const out: string[] = [];
+    for (const [name, m] of this.maps) {
+      const path = l.bpf_map__pin_path(m);
+      if (!path || existsSync(path)) continue;
+      ensurePinDir(this.pinDir);
+      const rc = withLibbpfLog(() => l.bpf_obj_pin(l.bpf_map__fd(m), path)).result;
+      if (rc < 0) throw new DatapathError(`re-pin ${name} at ${path}`, -rc);
+      out.push(name);
+    }
+    return out;
+  }
+
   /** Closes the object and its fds. Pins (and attachments) stay. Idempotent. */
   close(): void {
     if (!this.obj) return;

@@ -264,6 +264,14 @@ export class Datapath {
     }
   }
 
+  /**
+   * Re-creates pins removed from bpffs while this datapath holds the maps (BpfObject.repinMissing).
+   * Returns the names of the maps re-pinned (empty when every pin is in place).
+   */
+  repinMissing(): string[] {
+    return this.object('re-pin maps').repinMissing();
+  }
+
   /** Removes meshauth's pins from pinDir (uninstall, tests). Attached programs keep running until detached. */
   static removePins(pinDir: string): void {
     removePinFiles(

@@ -103,6 +103,7 @@ export interface Libbpf {
   >;
   bpf_map_delete_batch: Fn<[fd: number, keys: Buffer, count: number[], opts: BatchOpts], number>;
   bpf_obj_get: Fn<[path: string], number>;
+  bpf_obj_pin: Fn<[fd: number, path: string], number>;
   bpf_tc_hook_create: Fn<[hook: TcHook], number>;
   bpf_tc_hook_destroy: Fn<[hook: TcHook], number>;
   bpf_tc_attach: Fn<[hook: TcHook, opts: TcOpts], number>;
@@ -267,6 +268,7 @@ export function lib(): Libbpf {
       koffi.pointer(batchOpts),
     ]),
     bpf_obj_get: f('bpf_obj_get', 'int', ['str']),
+    bpf_obj_pin: f('bpf_obj_pin', 'int', ['int', 'str']),
     bpf_tc_hook_create: f('bpf_tc_hook_create', 'int', [koffi.pointer(tcHook)]),
     bpf_tc_hook_destroy: f('bpf_tc_hook_destroy', 'int', [koffi.pointer(tcHook)]),
     bpf_tc_attach: f('bpf_tc_attach', 'int', [koffi.pointer(tcHook), koffi.inout(koffi.pointer(tcOpts))]),
