@@ -4,6 +4,8 @@
  * attachments, and the signal stream. close() keeps pins and attachments: enforcement continues
  * while the daemon is away.
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import { ClosedError } from '../errors.js';
 import {
@@ -273,6 +275,11 @@ export class Datapath {
   }
 
   /** Removes meshauth's pins from pinDir (uninstall, tests). Attached programs keep running until detached. */
+  /** Whether pinDir holds any of meshauth's pinned maps (a daemon ran here before). */
+  static hasPins(pinDir: string): boolean {
+    return Object.values(MAPS).some((m) => existsSync(join(pinDir, m.name)));
+  }
+
   static removePins(pinDir: string): void {
     removePinFiles(
       pinDir,
