@@ -77,6 +77,43 @@ const SPECS: readonly Spec[] = [
     description: 'Initial SYN timeout for sockets of unauthenticated pairs in sockops cgroups (1ms..1s)',
   },
   {
+    path: 'datapath.maps.auth',
+    kind: 'int',
+    valueName: '<n>',
+    default: DEFAULTS.mapAuth,
+    description:
+      'Auth map entries (authenticated pairs on this node); when full, handshakes fail with auth-map-full and no entry is written',
+  },
+  {
+    path: 'datapath.maps.ipcache',
+    kind: 'int',
+    valueName: '<n>',
+    default: DEFAULTS.mapIpcache,
+    description: 'ipcache entries (pod addresses and CIDRs of the cluster)',
+  },
+  {
+    path: 'datapath.maps.policy',
+    kind: 'int',
+    valueName: '<n>',
+    default: DEFAULTS.mapPolicy,
+    description: 'Policy map entries (identity pairs with a rule)',
+  },
+  {
+    path: 'datapath.maps.throttle',
+    kind: 'int',
+    valueName: '<n>',
+    default: DEFAULTS.mapThrottle,
+    description: 'Signal throttle slots (pairs signalled within one throttle window)',
+  },
+  {
+    path: 'datapath.maps.signalRingBytes',
+    kind: 'int',
+    valueName: '<bytes>',
+    default: DEFAULTS.mapSignalRingBytes,
+    description:
+      'Signal ring buffer size in bytes (a power of two); signals beyond it are counted as signal_ringbuf_full',
+  },
+  {
     path: 'datapath.strictWireguard',
     kind: 'bool',
     valueName: '<bool>',

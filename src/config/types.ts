@@ -46,6 +46,8 @@ export interface DaemonConfig {
     strictWireguard: boolean;
     /** Initial SYN retransmission timeout for sockets of unauthenticated pairs (sockops attach points). */
     synRtoMs: number;
+    /** Map sizes (entries; the signal ring in bytes), checked by the schema. */
+    maps: { auth: number; ipcache: number; policy: number; throttle: number; signalRingBytes: number };
   };
   handshake: {
     listen: string;

@@ -8,6 +8,8 @@ import {
   type AuditSink,
   type AuditWriterObserver,
 } from '../audit/index.js';
+import type { EntryLifecycleEvent, EntryTrail } from '../auth/index.js';
+import { trailKey } from '../auth/index.js';
 import type { DaemonConfig } from '../config/index.js';
 
 export interface DaemonAudit {
@@ -70,5 +72,25 @@ export function openAudit(config: DaemonConfig, logger: Logger): DaemonAudit {
       await writer.close();
       store.close();
     },
+  };
+}
+
+/** The last lifecycle event of each pair's entry in the trail, from sinceMs on (EntryTrail). */
+export function entryTrail(store: AuditStore): EntryTrail {
+  return (sinceMs) => {
+    const out = new Map<string, EntryLifecycleEvent>();
+    let afterSeq: number | undefined;
+    for (;;) {
+      const page = store.query({
+        types: ['entry-written', 'entry-removed', 'entry-expired'],
+        sinceMs,
+        ...(afterSeq === undefined ? {} : { afterSeq }),
+        limit: 10_000,
+      });
+      if (page.length === 0) break;
+      for (const e of page) out.set(trailKey(e), e.type as EntryLifecycleEvent);
+      afterSeq = page[page.length - 1]!.seq;
+    }
+    return out;
   };
 }
