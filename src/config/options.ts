@@ -327,6 +327,20 @@ const SPECS: readonly Spec[] = [
     description: 'Audit events kept at most',
   },
   {
+    path: 'audit.witnesses',
+    kind: 'list',
+    valueName: '<host:port,...>',
+    description:
+      "TCP APIs of other nodes or meshauth-relay that witness this node's signed audit heads (needs api.tcp.identity)",
+  },
+  {
+    path: 'audit.headInterval',
+    kind: 'duration',
+    valueName: '<duration>',
+    default: '60s',
+    description: 'How often the audit head is signed and handed to the witnesses',
+  },
+  {
     path: 'api.socket',
     kind: 'string',
     valueName: '<file>',

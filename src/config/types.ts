@@ -94,7 +94,17 @@ export interface DaemonConfig {
     /** Write the Valid condition and Events on MutualAuthPolicy objects. */
     reportPolicyStatus: boolean;
   };
-  audit: { path: string; maxAgeMs: number; maxEvents: number };
+  audit: {
+    path: string;
+    maxAgeMs: number;
+    maxEvents: number;
+    /**
+     * TCP APIs (other nodes, meshauth-relay) that witness this node's signed audit heads; empty =
+     * none. Heads are signed with the SVID of api.tcp.identity every headIntervalMs.
+     */
+    witnesses: HostPort[];
+    headIntervalMs: number;
+  };
   api: {
     socket: string;
     /** Numeric file mode of the socket (0o600 by default). */
