@@ -70,3 +70,10 @@ export {
   type SignalObservation,
 } from './signal-aggregator.js';
 export { RetentionRunner, type RetentionRunnerOptions } from './retention-runner.js';
+export {
+  auditLogRecord,
+  exportLogsRequest,
+  OtlpLogExporter,
+  type OtlpExporterOptions,
+  type OtlpExporterStats,
+} from './otlp-export.js';

@@ -197,6 +197,7 @@ function finalize(p: ParsedConfig, file: string | undefined): DaemonConfig {
       maxEvents: p.audit.maxEvents,
       witnesses: p.audit.witnesses.filter((w): w is HostPort => w !== null),
       headIntervalMs: p.audit.headInterval,
+      otlpEndpoint: p.audit.otlpEndpoint,
     },
     api: {
       socket: p.api.socket,

@@ -341,6 +341,13 @@ const SPECS: readonly Spec[] = [
     description: 'How often the audit head is signed and handed to the witnesses',
   },
   {
+    path: 'audit.otlpEndpoint',
+    kind: 'string',
+    valueName: '<url>',
+    description:
+      'Ship committed audit events as OTLP/HTTP JSON logs to this endpoint (http://collector:4318/v1/logs)',
+  },
+  {
     path: 'api.socket',
     kind: 'string',
     valueName: '<file>',

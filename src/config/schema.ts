@@ -275,6 +275,7 @@ export const configSchema = z
         maxEvents: intField(1000, Number.MAX_SAFE_INTEGER, DEFAULTS.auditMaxEvents),
         witnesses: z.array(hostPortField(undefined)).default([]),
         headInterval: durationField('60s', { minMs: 1000 }),
+        otlpEndpoint: optionalStringField(),
       })
       .prefault(EMPTY_SECTION),
     api: z

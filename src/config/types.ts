@@ -104,6 +104,8 @@ export interface DaemonConfig {
      */
     witnesses: HostPort[];
     headIntervalMs: number;
+    /** OTLP/HTTP logs endpoint committed events are shipped to (http(s)://host:4318/v1/logs); undefined = off. */
+    otlpEndpoint: string | undefined;
   };
   api: {
     socket: string;

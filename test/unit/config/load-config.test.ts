@@ -89,6 +89,7 @@ describe('loadConfig: defaults', () => {
       maxEvents: 10_000_000,
       witnesses: [],
       headIntervalMs: 60_000,
+      otlpEndpoint: undefined,
     });
     expect(c.api).toEqual({ socket: '/run/meshauth/api.sock', socketMode: 0o600, tcp: undefined });
     expect(c.metrics.listen).toEqual({ host: '127.0.0.1', port: 9090 });
