@@ -2,7 +2,7 @@
  * Runs every benchmark in turn, each in its own process (so CPU pinning and BPF state of one
  * cannot affect another), and prints their reports.
  *
- *   node dist/bench/main.js [name ...]        names: datapath handshake auth-latency first-connection audit wireguard kubernetes
+ *   node dist/bench/main.js [name ...]        names: datapath handshake auth-latency first-connection audit wireguard kubernetes relay
  *
  * MESHAUTH_BENCH_SMOKE=1 makes every benchmark run a tiny round (the CI smoke run).
  */
@@ -11,7 +11,16 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const ALL = ['datapath', 'handshake', 'auth-latency', 'first-connection', 'audit', 'wireguard', 'kubernetes'];
+const ALL = [
+  'datapath',
+  'handshake',
+  'auth-latency',
+  'first-connection',
+  'audit',
+  'wireguard',
+  'kubernetes',
+  'relay',
+];
 const here = dirname(fileURLToPath(import.meta.url));
 const wanted = process.argv.slice(2);
 for (const w of wanted) {
