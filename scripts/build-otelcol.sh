@@ -14,7 +14,7 @@ cache_root="${MESHAUTH_CACHE_DIR:-${HOME:-/root}/.cache/meshauth}"
 bin_dir="$cache_root/otelcol-$OTELCOL_VERSION/bin"
 bin="$bin_dir/otelcol-meshauth"
 stamp="$bin_dir/.build-stamp"
-want_stamp="otelcol $OTELCOL_VERSION otlpreceiver debugexporter"
+want_stamp="otelcol $OTELCOL_VERSION otlpreceiver debugexporter file-scheme telemetry"
 
 log() { printf '\033[1m[build-otelcol]\033[0m %s\n' "$*" >&2; }
 die() { printf 'build-otelcol: %s\n' "$*" >&2; exit 1; }
@@ -53,10 +53,11 @@ import (
 	"go.opentelemetry.io/collector/otelcol"
 	"go.opentelemetry.io/collector/receiver"
 	"go.opentelemetry.io/collector/receiver/otlpreceiver"
+	"go.opentelemetry.io/collector/service/telemetry/otelconftelemetry"
 )
 
 func factories() (otelcol.Factories, error) {
-	var f otelcol.Factories
+	f := otelcol.Factories{Telemetry: otelconftelemetry.NewFactory()}
 	var err error
 	if f.Receivers, err = otelcol.MakeFactoryMap[receiver.Factory](otlpreceiver.NewFactory()); err != nil {
 		return f, err
@@ -72,7 +73,10 @@ func main() {
 		BuildInfo: component.BuildInfo{Command: "otelcol-meshauth", Description: "OTLP receiver for meshauth tests", Version: "test"},
 		Factories: factories,
 		ConfigProviderSettings: otelcol.ConfigProviderSettings{
-			ResolverSettings: confmap.ResolverSettings{ProviderFactories: []confmap.ProviderFactory{fileprovider.NewFactory()}},
+			ResolverSettings: confmap.ResolverSettings{
+				ProviderFactories: []confmap.ProviderFactory{fileprovider.NewFactory()},
+				DefaultScheme:     "file",
+			},
 		},
 	}
 	if err := otelcol.NewCommand(set).Execute(); err != nil {
