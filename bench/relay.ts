@@ -157,6 +157,32 @@ async function main(): Promise<void> {
       );
     }
     console.log(`  ${'all'.padEnd(24)} p50 ${ms(pct(overall, 50))}  p99 ${ms(pct(overall, 99))}`);
+    // baseline in the same run: the same queries straight to one node's API (mTLS, no relay)
+    const direct = new ApiClient({
+      address: `127.0.0.1:${servers[0]!.tcpPort}`,
+      timeoutMs: 30_000,
+      tls: {
+        certChainPem: Buffer.from(relaySvid.chainPem),
+        keyPem: Buffer.from(relaySvid.keyPem),
+        caPem: Buffer.from(ca.caPem),
+      },
+    });
+    const base: number[] = [];
+    try {
+      await direct.queryEvents({ pageSize: 1 });
+      for (const [, req] of kinds) {
+        for (let i = 0; i < Q; i++) {
+          const s = performance.now();
+          await direct.queryEvents(req);
+          base.push(performance.now() - s);
+        }
+      }
+    } finally {
+      direct.close();
+    }
+    console.log(
+      `  baseline: the same queries to one node directly p50 ${ms(pct(base, 50))}  p99 ${ms(pct(base, 99))}; relay over ${N} nodes / one node: ×${(pct(overall, 50) / pct(base, 50)).toFixed(1)} at p50`,
+    );
 
     // follow latency
     const ctl = new AbortController();
