@@ -85,7 +85,8 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     if (!o.allow?.length) throw new Error('--allow: at least one client SPIFFE ID');
     if (flagNodes.length === 0 && !o.nodesFile) throw new Error('give --node or --nodes-file');
   } catch (err) {
-    if (err instanceof CommanderError) return err.exitCode;
+    // --help and --version exit 0; any other commander error is a usage error
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
     process.stderr.write(`meshauth-relay: ${(err as Error).message}\n`);
     return 2;
   }
