@@ -78,7 +78,8 @@ export function verifyAgainstHeads(
   const stats = store.stats();
   const seqs = [...bySeq.keys()].sort((a, b) => a - b);
   const inRange = seqs.filter((s) => s >= stats.anchorSeq && s > 0);
-  const headsPruned = seqs.length - inRange.length;
+  // a head at seq 0 (an empty trail) says nothing to compare
+  const headsPruned = seqs.filter((s) => s > 0 && s < stats.anchorSeq).length;
   const past = inRange.filter((s) => s > stats.lastSeq);
   const checkable = inRange.filter((s) => s <= stats.lastSeq);
   const chain = store.verifyChain(
