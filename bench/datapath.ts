@@ -4,10 +4,12 @@
  * next to an empty tc program on the same machine in the same run.
  *
  *   npm run build && node dist/bench/datapath.js [--repeat 1000000] [--rounds 5] [--json]
+ *       [--object-dir DIR]   (the BPF objects of another build, e.g. to compare versions)
  *
  * Needs root (loads BPF programs, pins under /sys/fs/bpf). MESHAUTH_BENCH_SMOKE=1 runs a tiny round.
  */
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
@@ -19,6 +21,7 @@ import {
   buildArp,
   buildTcpSyn,
   ensurePinDir,
+  IDENTITY_UNRESOLVED,
   testRun,
   wire,
 } from '../src/datapath/index.js';
@@ -61,6 +64,7 @@ export async function runDatapathBench(opts: DatapathBenchOptions): Promise<Data
   const pinDir = `/sys/fs/bpf/meshauth-bench-${randomBytes(4).toString('hex')}`;
   ensurePinDir(pinDir);
   const empty = BpfObject.load(join(bpfDir, 'bench_empty.bpf.o'));
+  const stageObjects: BpfObject[] = [];
   let dp: Datapath | undefined;
   try {
     dp = Datapath.open({
@@ -69,20 +73,31 @@ export async function runDatapathBench(opts: DatapathBenchOptions): Promise<Data
       // one signal, then every miss is throttled for the whole run
       settings: { signalThrottleMs: 3_600_000, wireguardIfindex: 0, strictWireguard: false },
     });
-    // A populated ipcache, so that LPM lookups walk a realistic trie.
+    // A populated ipcache shaped like a node's: 1,000 pod CIDRs (/24, unresolved pod addresses of
+    // 50 other nodes) and one host entry (/32) per workload address, so that lookups walk a
+    // realistic trie and hash.
     for (let i = 0; i < 1000; i++) {
+      const nodeId = 1 + (i % 50);
       dp.upsertIpcache({
         cidr: `10.${100 + (i >> 8)}.${i & 255}.0/24`,
-        identity: 1000 + i,
-        nodeId: 1 + (i % 50),
+        identity: IDENTITY_UNRESOLVED,
+        nodeId,
       });
+      dp.upsertIpcache({ cidr: `10.${100 + (i >> 8)}.${i & 255}.7/32`, identity: 1000 + i, nodeId });
     }
+    dp.upsertIpcache({ cidr: '10.1.0.0/24', identity: IDENTITY_UNRESOLVED, nodeId: 0 });
     dp.upsertIpcache({ cidr: '10.1.0.1/32', identity: 10, nodeId: 0 });
-    dp.upsertIpcache({ cidr: '10.2.0.0/24', identity: 20, nodeId: 2 });
-    dp.upsertIpcache({ cidr: '10.3.0.0/24', identity: 30, nodeId: 3 });
-    dp.upsertIpcache({ cidr: '10.4.0.0/24', identity: 40, nodeId: 4 });
+    for (const [n, id] of [
+      [2, 20],
+      [3, 30],
+      [4, 40],
+    ] as const) {
+      dp.upsertIpcache({ cidr: `10.${n}.0.0/24`, identity: IDENTITY_UNRESOLVED, nodeId: n });
+      dp.upsertIpcache({ cidr: `10.${n}.0.7/32`, identity: id, nodeId: n });
+    }
     dp.upsertIpcache({ cidr: 'fd00:1::1/128', identity: 10, nodeId: 0 });
-    dp.upsertIpcache({ cidr: 'fd00:2::/64', identity: 20, nodeId: 2 });
+    dp.upsertIpcache({ cidr: 'fd00:2::/64', identity: IDENTITY_UNRESOLVED, nodeId: 2 });
+    dp.upsertIpcache({ cidr: 'fd00:2::7/128', identity: 20, nodeId: 2 });
     dp.setPolicy({ localId: 10, remoteId: 20 }, AuthType.SpiffeMtls);
     dp.setPolicy({ localId: 10, remoteId: 30 }, AuthType.SpiffeMtls);
     dp.auth.update(
@@ -92,6 +107,18 @@ export async function runDatapathBench(opts: DatapathBenchOptions): Promise<Data
 
     const tcEgress = dp.programFd(wire.PROGRAMS.tcEgress);
     const emptyFd = empty.programFd('bench_empty');
+    const hitPacket = buildTcpSyn({ src: '10.1.0.1', dst: '10.2.0.7' });
+    // The same program cut after each stage (bpf/Makefile bench_stage_N.bpf.o, MA_BENCH_STAGE),
+    // sharing the pinned maps: the per-stage cost of the hit packet.
+    // Builds of other versions (--object-dir) without them run the other cases only.
+    const stages = [
+      { n: 1, name: 'hit@parse', description: 'hit packet, stop after parsing the addresses' },
+      { n: 2, name: 'hit@ipcache', description: 'hit packet, stop after the two ipcache lookups' },
+      { n: 3, name: 'hit@policy', description: 'hit packet, stop after the policy lookup' },
+      { n: 4, name: 'hit@auth', description: 'hit packet, stop after the auth lookup (no counter)' },
+    ].filter((st) => existsSync(join(bpfDir, `bench_stage_${st.n}.bpf.o`)));
+    for (const st of stages)
+      stageObjects.push(BpfObject.load(join(bpfDir, `bench_stage_${st.n}.bpf.o`), { pinDir }));
     const cases: Array<{ name: string; description: string; fd: number; data: Buffer; expect: number }> = [
       {
         name: 'empty',
@@ -100,19 +127,34 @@ export async function runDatapathBench(opts: DatapathBenchOptions): Promise<Data
         data: buildTcpSyn({ src: '10.1.0.1', dst: '10.2.0.7' }),
         expect: 0,
       },
+      {
+        name: 'clock',
+        description: "only bpf_ktime_get_boot_ns() (the expiry check's clock)",
+        fd: empty.programFd('bench_clock'),
+        data: hitPacket,
+        expect: 0,
+      },
       { name: 'not-ip', description: 'ARP: pass_not_ip', fd: tcEgress, data: buildArp(), expect: -1 },
+      // every stage passes the hit packet (decide() returns 1: TC_ACT_UNSPEC)
+      ...stages.map((st, i) => ({
+        name: st.name,
+        description: st.description,
+        fd: stageObjects[i]!.programFd(wire.PROGRAMS.tcEgress),
+        data: hitPacket,
+        expect: -1,
+      })),
       {
         name: 'no-policy',
         description: 'IPv4 pair without policy: pass_no_policy',
         fd: tcEgress,
-        data: buildTcpSyn({ src: '10.1.0.1', dst: '10.4.0.9' }),
+        data: buildTcpSyn({ src: '10.1.0.1', dst: '10.4.0.7' }),
         expect: -1,
       },
       {
         name: 'hit',
         description: 'IPv4 required pair, live entry: pass_authenticated',
         fd: tcEgress,
-        data: buildTcpSyn({ src: '10.1.0.1', dst: '10.2.0.7' }),
+        data: hitPacket,
         expect: -1,
       },
       {
@@ -123,10 +165,17 @@ export async function runDatapathBench(opts: DatapathBenchOptions): Promise<Data
         expect: -1,
       },
       {
+        name: 'external',
+        description: 'IPv4 to an address outside the ipcache: pass_unknown_identity',
+        fd: tcEgress,
+        data: buildTcpSyn({ src: '10.1.0.1', dst: '192.0.2.1' }),
+        expect: -1,
+      },
+      {
         name: 'miss',
         description: 'IPv4 required pair, no entry: drop + signal_throttled',
         fd: tcEgress,
-        data: buildTcpSyn({ src: '10.1.0.1', dst: '10.3.0.5' }),
+        data: buildTcpSyn({ src: '10.1.0.1', dst: '10.3.0.7' }),
         expect: 4 /* TC_ACT_STOLEN */,
       },
     ];
@@ -147,7 +196,9 @@ export async function runDatapathBench(opts: DatapathBenchOptions): Promise<Data
     return {
       repeat: opts.repeat,
       rounds: opts.rounds,
-      command: `node dist/bench/datapath.js --repeat ${opts.repeat} --rounds ${opts.rounds}`,
+      command:
+        `node dist/bench/datapath.js --repeat ${opts.repeat} --rounds ${opts.rounds}` +
+        (opts.objectDir === undefined ? '' : ` --object-dir ${opts.objectDir}`),
       cases: cases.map((c) => {
         const s = samples.get(c.name)!;
         const m = median(s);
@@ -162,6 +213,7 @@ export async function runDatapathBench(opts: DatapathBenchOptions): Promise<Data
       }),
     };
   } finally {
+    for (const o of stageObjects) o.close();
     dp?.close();
     empty.close();
     Datapath.removePins(pinDir);
@@ -173,6 +225,7 @@ async function main(): Promise<void> {
     options: {
       repeat: { type: 'string' },
       rounds: { type: 'string' },
+      'object-dir': { type: 'string' },
       json: { type: 'boolean', default: false },
     },
   });
@@ -180,6 +233,7 @@ async function main(): Promise<void> {
   const r = await runDatapathBench({
     repeat: Number(values.repeat ?? (smoke ? 10_000 : 1_000_000)),
     rounds: Number(values.rounds ?? (smoke ? 1 : 5)),
+    objectDir: values['object-dir'],
   });
   if (values.json) {
     console.log(JSON.stringify(r));
@@ -189,14 +243,16 @@ async function main(): Promise<void> {
     `datapath per-packet cost, BPF_PROG_TEST_RUN (tc program, repeat ${r.repeat}, median of ${r.rounds} rounds)`,
   );
   console.log(
-    `  ${'case'.padEnd(10)} ${'ns/pkt'.padStart(8)} ${'× empty'.padStart(8)} ${'+ns'.padStart(7)}  what`,
+    `  ${'case'.padEnd(12)} ${'ns/pkt'.padStart(8)} ${'× empty'.padStart(8)} ${'+ns'.padStart(7)}  what`,
   );
   for (const c of r.cases) {
     console.log(
-      `  ${c.name.padEnd(10)} ${c.nsPerPacket.toFixed(0).padStart(8)} ${c.ratioVsEmpty.toFixed(2).padStart(8)} ${c.overheadNs.toFixed(0).padStart(7)}  ${c.description}`,
+      `  ${c.name.padEnd(12)} ${c.nsPerPacket.toFixed(0).padStart(8)} ${c.ratioVsEmpty.toFixed(2).padStart(8)} ${c.overheadNs.toFixed(0).padStart(7)}  ${c.description}`,
     );
   }
-  console.log('  ipcache holds 1,006 prefixes; miss = drop with the signal throttled (the flood case)');
+  console.log(
+    '  ipcache: 1,005 pod CIDRs + 1,006 host entries; miss = drop with the signal throttled (the flood case)',
+  );
   console.log(`  $ ${r.command}`);
 }
 

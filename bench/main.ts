@@ -2,7 +2,8 @@
  * Runs every benchmark in turn, each in its own process (so CPU pinning and BPF state of one
  * cannot affect another), and prints their reports.
  *
- *   node dist/bench/main.js [name ...]        names: datapath handshake auth-latency first-connection audit wireguard kubernetes relay
+ *   node dist/bench/main.js [name ...]        names: datapath handshake auth-latency first-connection audit wireguard kubernetes
+ *                                                   kubernetes-first-packet relay
  *
  * MESHAUTH_BENCH_SMOKE=1 makes every benchmark run a tiny round (the CI smoke run).
  */
@@ -19,6 +20,7 @@ const ALL = [
   'audit',
   'wireguard',
   'kubernetes',
+  'kubernetes-first-packet',
   'relay',
 ];
 const here = dirname(fileURLToPath(import.meta.url));

@@ -37,6 +37,23 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ma_ipcache SEC(".maps");
 
+/*
+ * The host (/128 and IPv4 /32) entries of ma_ipcache again, in an exact-match hash: a packet's
+ * address is looked up here first and in the LPM trie only when absent. User space writes every
+ * host entry to both maps (trie first, removal from here first), so a hit here is the entry the
+ * trie's longest-prefix match would return and the verdict is the same; the hash saves the walk
+ * of the trie for the common case of a pod address. CIDR entries (pod CIDRs, external ranges)
+ * live only in the trie.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, MA_HOSTS_MAX);
+	__type(key, struct ma_host_key);
+	__type(value, struct ma_ipcache_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ma_hosts SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MA_POLICY_MAX);
@@ -83,6 +100,26 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ma_config SEC(".maps");
 
+/*
+ * Benchmark-only builds (bpf/Makefile: bench_stage_*.bpf.o, never loaded by meshauthd) compile
+ * with MA_BENCH_STAGE=N and return from decide() right after stage N, so that the per-stage cost
+ * of a packet is measured by BPF_PROG_TEST_RUN in one run (bench/datapath.ts):
+ *   1 after parsing the addresses, 2 after the ipcache lookups, 3 after the policy lookup,
+ *   4 after the auth-map lookup (everything except the verdict counter).
+ * The value returned depends on the stage's results so that the compiler keeps the work.
+ */
+#ifdef MA_BENCH_STAGE
+#define MA_BENCH_STOP(stage, live)                                                                 \
+	do {                                                                                       \
+		if (MA_BENCH_STAGE == (stage))                                                     \
+			return (live) ? 1 : 0;                                                     \
+	} while (0)
+#else
+#define MA_BENCH_STOP(stage, live)                                                                 \
+	do {                                                                                       \
+	} while (0)
+#endif
+
 enum ma_semantics {
 	MA_SEM_EGRESS = 0,
 	MA_SEM_INGRESS = 1,
@@ -94,6 +131,15 @@ static __always_inline void count(__u32 verdict)
 
 	if (c)
 		*c += 1;
+}
+
+/* ipcache entry of a full-length (prefixlen 128) key: the exact host entry, else the trie's
+ * longest-prefix match. */
+static __always_inline struct ma_ipcache_value *lookup_ipcache(struct ma_ipcache_key *k)
+{
+	struct ma_ipcache_value *v = bpf_map_lookup_elem(&ma_hosts, k->addr);
+
+	return v ? v : bpf_map_lookup_elem(&ma_ipcache, k);
 }
 
 /* Policy of the pair: the exact pair first, then the wildcard "any remote" (remote_id 0). */
@@ -126,7 +172,6 @@ static __always_inline int load_addrs(struct __sk_buff *skb, struct ma_ipcache_k
 {
 	__u16 proto = skb->protocol;
 	__u32 off = 0;
-	__u8 vers;
 
 #pragma unroll
 	for (int i = 0; i < MA_MAX_VLAN_TAGS; i++) {
@@ -145,14 +190,12 @@ static __always_inline int load_addrs(struct __sk_buff *skb, struct ma_ipcache_k
 	    proto == bpf_htons(MA_ETH_P_PPP_SES))
 		return -2;
 
-	if (bpf_skb_load_bytes_relative(skb, off, &vers, 1, BPF_HDR_START_NET) < 0)
-		return -1;
+	/* One load per header: the fixed header holds the version and both addresses. */
+	if (proto == bpf_htons(ETH_P_IP)) {
+		/* version at 0, saddr at 12, daddr at 16 */
+		__u8 h[20];
 
-	if (proto == bpf_htons(ETH_P_IP) && (vers >> 4) == 4) {
-		/* saddr at 12, daddr at 16 */
-		__u8 a[8];
-
-		if (bpf_skb_load_bytes_relative(skb, off + 12, a, 8, BPF_HDR_START_NET) < 0)
+		if (bpf_skb_load_bytes_relative(skb, off, h, sizeof(h), BPF_HDR_START_NET) < 0 || (h[0] >> 4) != 4)
 			return -1;
 		src->prefixlen = 128;
 		dst->prefixlen = 128;
@@ -162,18 +205,20 @@ static __always_inline int load_addrs(struct __sk_buff *skb, struct ma_ipcache_k
 		src->addr[11] = 0xff;
 		dst->addr[10] = 0xff;
 		dst->addr[11] = 0xff;
-		__builtin_memcpy(&src->addr[12], &a[0], 4);
-		__builtin_memcpy(&dst->addr[12], &a[4], 4);
+		__builtin_memcpy(&src->addr[12], &h[12], 4);
+		__builtin_memcpy(&dst->addr[12], &h[16], 4);
 		return 0;
 	}
-	if (proto == bpf_htons(ETH_P_IPV6) && (vers >> 4) == 6) {
-		/* saddr at 8, daddr at 24 */
+	if (proto == bpf_htons(ETH_P_IPV6)) {
+		/* version at 0, saddr at 8, daddr at 24 */
+		__u8 h[40];
+
+		if (bpf_skb_load_bytes_relative(skb, off, h, sizeof(h), BPF_HDR_START_NET) < 0 || (h[0] >> 4) != 6)
+			return -1;
 		src->prefixlen = 128;
 		dst->prefixlen = 128;
-		if (bpf_skb_load_bytes_relative(skb, off + 8, src->addr, 16, BPF_HDR_START_NET) < 0)
-			return -1;
-		if (bpf_skb_load_bytes_relative(skb, off + 24, dst->addr, 16, BPF_HDR_START_NET) < 0)
-			return -1;
+		__builtin_memcpy(src->addr, &h[8], 16);
+		__builtin_memcpy(dst->addr, &h[24], 16);
 		return 0;
 	}
 	return -1;
@@ -206,16 +251,18 @@ static __always_inline int decide(struct __sk_buff *skb, enum ma_semantics sem, 
 		count(MA_PASS_NOT_IP);
 		return 1;
 	}
+	MA_BENCH_STOP(1, src.addr[15] != dst.addr[15]);
 
 	cfg = bpf_map_lookup_elem(&ma_config, &zero);
 
 	if (sem == MA_SEM_EGRESS) {
-		local = bpf_map_lookup_elem(&ma_ipcache, &src);
-		remote = bpf_map_lookup_elem(&ma_ipcache, &dst);
+		local = lookup_ipcache(&src);
+		remote = lookup_ipcache(&dst);
 	} else {
-		local = bpf_map_lookup_elem(&ma_ipcache, &dst);
-		remote = bpf_map_lookup_elem(&ma_ipcache, &src);
+		local = lookup_ipcache(&dst);
+		remote = lookup_ipcache(&src);
 	}
+	MA_BENCH_STOP(2, local && remote);
 
 	/* Strict mode: remote-pod traffic must arrive through the WireGuard interface. */
 	if (is_tc && sem == MA_SEM_INGRESS && cfg && (cfg->flags & MA_FLAG_STRICT_WIREGUARD) && remote &&
@@ -234,6 +281,7 @@ static __always_inline int decide(struct __sk_buff *skb, enum ma_semantics sem, 
 	/* A remote address inside a pod CIDR without a workload entry looks up (local,
 	 * MA_ID_UNRESOLVED), then the wildcard: a local identity with a rule fails closed. */
 	pol = lookup_policy(local->identity, remote->identity);
+	MA_BENCH_STOP(3, pol);
 	if (!pol || pol->auth_type == 0) {
 		count(MA_PASS_NO_POLICY);
 		return 1;
@@ -252,6 +300,7 @@ static __always_inline int decide(struct __sk_buff *skb, enum ma_semantics sem, 
 		count(pass ? MA_PASS_PERMISSIVE : MA_DROP_UNRESOLVED_POD_IP);
 	} else {
 		av = bpf_map_lookup_elem(&ma_auth, &ak);
+		MA_BENCH_STOP(4, av && av->expiry_boot_ns > now);
 		if (av && av->expiry_boot_ns > now) {
 			count(MA_PASS_AUTHENTICATED);
 			return 1;
@@ -414,8 +463,8 @@ int ma_sockops(struct bpf_sock_ops *skops)
 		return 1;
 	}
 
-	local = bpf_map_lookup_elem(&ma_ipcache, &lk);
-	remote = bpf_map_lookup_elem(&ma_ipcache, &rk);
+	local = lookup_ipcache(&lk);
+	remote = lookup_ipcache(&rk);
 	if (!local || !remote || local->node_id != 0 || remote->node_id == 0 || local->identity == 0 ||
 	    remote->identity == 0)
 		return 1;

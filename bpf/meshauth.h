@@ -15,8 +15,16 @@
 /* Default signal throttle window when the config map holds 0: 250 ms. */
 #define MA_DEFAULT_THROTTLE_NS (250ULL * 1000 * 1000)
 
-/* Default initial SYN retransmission timeout of unauthenticated pairs when the config map holds 0. */
-#define MA_DEFAULT_SYN_RTO_MS 50
+/*
+ * Default initial SYN retransmission timeout of unauthenticated pairs when the config map holds 0
+ * (user space writes datapath.synRto, same default). 8 ms: the first retransmission should follow
+ * the auth entry of a typical cold pair, so that one retransmission suffices (Linux cuts a new
+ * connection's initial congestion window to 1 after more than one SYN retransmission), and no
+ * later, since it is the cold pair's first-connection time. Signal -> entry takes under 5 ms (p99)
+ * over a node channel and about 5 ms (p50) with a per-pair handshake; 8 ms is two jiffies at
+ * CONFIG_HZ=250 (one at 100 rounds up to 10 ms). The reasoning and numbers are in BENCHMARKS.md.
+ */
+#define MA_DEFAULT_SYN_RTO_MS 8
 /* Kernel tick rate assumed when the config map holds 0 (user space writes CONFIG_HZ). */
 #define MA_DEFAULT_HZ 250
 
@@ -51,7 +59,13 @@ struct ma_ipcache_key {
 	__u8 addr[16];
 };
 
-/* ipcache value; mirrored in src/datapath/wire.ts (8 bytes). node_id 0 = this node. */
+/* Exact-match host key of ma_hosts; mirrored in src/datapath/wire.ts (16 bytes): the address of a
+ * /128 (or IPv4 /32, stored IPv4-mapped) ipcache entry. */
+struct ma_host_key {
+	__u8 addr[16];
+};
+
+/* ipcache value (ma_ipcache and ma_hosts); mirrored in src/datapath/wire.ts (8 bytes). node_id 0 = this node. */
 struct ma_ipcache_value {
 	__u32 identity;
 	__u32 node_id;
@@ -127,6 +141,7 @@ enum ma_verdict {
 
 /* Map sizes; mirrored in src/datapath/wire.ts. */
 #define MA_IPCACHE_MAX 65536
+#define MA_HOSTS_MAX 65536
 #define MA_POLICY_MAX 16384
 #define MA_AUTH_MAX 65536
 #define MA_THROTTLE_MAX 65536

@@ -14,6 +14,9 @@ export MESHAUTH_SPIRE_BIN="${MESHAUTH_SPIRE_BIN:-$(bash scripts/build-spire.sh -
 # kube-apiserver, etcd, kubectl and helm for the Kubernetes tests (after SPIRE: one Go build at a time).
 bash scripts/build-kubernetes.sh
 export MESHAUTH_KUBE_BIN="${MESHAUTH_KUBE_BIN:-$(bash scripts/build-kubernetes.sh --print-bin-dir)}"
+# spire-controller-manager and its CRDs for the SPIRE-on-Kubernetes e2e test (one Go build at a time).
+bash scripts/build-spire-controller-manager.sh >/dev/null
+export MESHAUTH_SPIRE_CM_DIR="${MESHAUTH_SPIRE_CM_DIR:-$(bash scripts/build-spire-controller-manager.sh --print-dir)}"
 # The reference CNI plugins the e2e pods are made with (wireguard-go was built by setup.sh).
 bash scripts/build-go-tools.sh cni >/dev/null
 export MESHAUTH_CNI_BIN="${MESHAUTH_CNI_BIN:-$(bash scripts/build-go-tools.sh --print-dir cni)}"

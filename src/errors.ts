@@ -23,3 +23,29 @@ export class ClosedError extends MeshauthError {
 export function toError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
 }
+
+/**
+ * The log form of an error. A MeshauthError is a failure the code foresaw and explained in its
+ * message and code, so it is logged without a stack trace: a copy of the same class and fields whose
+ * `stack` is its one-line summary and whose causes are listed as messages (`causes`). Anything else
+ * is unexpected and returned as it is, so its stack trace is logged.
+ */
+export function errorForLog(err: unknown): unknown {
+  if (!(err instanceof MeshauthError)) return err;
+  const causes: string[] = [];
+  let c: unknown = err.cause;
+  while (c !== undefined && causes.length < 5) {
+    causes.push(c instanceof Error ? c.message : String(c));
+    c = c instanceof Error ? c.cause : undefined;
+  }
+  const brief = Object.create(Object.getPrototypeOf(err) as object) as MeshauthError & { causes?: string[] };
+  Object.assign(brief, err); // own enumerable fields (code, name, ...); not the cause
+  Object.defineProperty(brief, 'message', { value: err.message, writable: true, configurable: true });
+  Object.defineProperty(brief, 'stack', {
+    value: `${err.name}: ${err.message}`,
+    writable: true,
+    configurable: true,
+  });
+  if (causes.length > 0) brief.causes = causes;
+  return brief;
+}

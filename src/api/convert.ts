@@ -6,6 +6,7 @@ import {
   type AuditQuery,
   type StoredAuditEvent,
 } from '../audit/index.js';
+import { spiffeIdProblem } from '../spiffe/index.js';
 import type { EntryView, FlushRequest, StatusView } from './daemon-view.js';
 import type { EntryMsg, EventFilterIn, EventMsg, FlushEntriesRequestIn, StatusMsg } from './messages.js';
 
@@ -113,7 +114,9 @@ export function flushRequestOf(r: FlushEntriesRequestIn): FlushRequest {
     ['local_id', r.localId],
     ['remote_id', r.remoteId],
   ] as const) {
-    if (!v.startsWith('spiffe://')) throw new InvalidArgument(`flush: ${k} must be a SPIFFE ID, got "${v}"`);
+    const problem = spiffeIdProblem(v);
+    if (problem)
+      throw new InvalidArgument(`flush: ${k} must be a SPIFFE ID, got ${JSON.stringify(v)} (${problem})`);
   }
   return r.node
     ? { localId: r.localId, remoteId: r.remoteId, node: r.node }

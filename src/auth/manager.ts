@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { AuthKey, AuthSignal, SignalSource } from '../datapath/index.js';
+import { AuthType } from '../datapath/index.js';
 import type { IdentityEvent } from '../identity/index.js';
 import type { TrustBundles } from '../spiffe/index.js';
 import { backoffMs } from '../sync.js';
@@ -155,6 +156,9 @@ export class AuthManager {
     if (this.closed) return;
     // A pod address the inventory does not know yet: nothing to authenticate until it does.
     if (signal.unresolved) return this.observe('unresolved-address');
+    // SPIFFE mTLS is the only auth type: a record asking for another (corrupt, or from a newer
+    // datapath) cannot be answered by the handshake we run, so it earns no handshake and no entry.
+    if (signal.authType !== AuthType.SpiffeMtls) return this.observe('unresolved');
     const key: AuthKey = {
       localId: signal.localId,
       remoteId: signal.remoteId,

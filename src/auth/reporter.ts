@@ -19,6 +19,7 @@ export type SignalOutcome =
   | 'live'
   | 'backoff'
   | 'queue-full'
+  /** Identity or node numbers without a name, or an auth type other than SPIFFE mTLS. */
   | 'unresolved'
   /** A pod address the inventory does not know yet (nothing to authenticate until it does). */
   | 'unresolved-address';

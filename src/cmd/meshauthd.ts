@@ -7,7 +7,7 @@
 import { Command, Option } from 'commander';
 import { ConfigError, describeOptions, loadConfig, type DaemonConfig } from '../config/index.js';
 import { Daemon } from '../daemon/index.js';
-import { MeshauthError } from '../errors.js';
+import { errorForLog, MeshauthError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { VERSION } from '../version.js';
 
@@ -81,7 +81,7 @@ async function main(argv: string[]): Promise<number> {
   } catch (err) {
     const e = err as Error & { code?: string };
     logger.fatal(
-      { event: 'daemon_start_failed', err, code: e.code },
+      { event: 'daemon_start_failed', err: errorForLog(err), code: e.code },
       `meshauthd failed to start: ${e.message}`,
     );
     process.stderr.write(`meshauthd: failed to start: ${e.message}\n`);

@@ -21,7 +21,7 @@ export const DEFAULTS = {
   stateDir: '/var/lib/meshauth',
   bpfPinDir: '/sys/fs/bpf/meshauth',
   signalThrottle: '250ms',
-  synRto: '50ms',
+  synRto: '8ms',
   handshakeListen: '0.0.0.0',
   handshakePort: 4250,
   handshakeTimeout: '5s',

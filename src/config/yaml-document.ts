@@ -45,7 +45,17 @@ export function parseYamlText(text: string, label: string, code?: string): unkno
     });
     throw new ConfigError(problems, code ? { code } : undefined);
   }
-  const value: unknown = doc.toJS({ maxAliasCount: 100 });
+  let value: unknown;
+  try {
+    value = doc.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    // The yaml library refuses alias expansion beyond maxAliasCount (a "billion laughs" document)
+    // with a plain ReferenceError: report it like any other problem of the file.
+    throw new ConfigError([`${label}: YAML: ${(err as Error).message}`], {
+      cause: err,
+      ...(code ? { code } : {}),
+    });
+  }
   return value === null || value === undefined ? {} : value;
 }
 

@@ -26,6 +26,7 @@ import {
   type WireguardTunnel,
 } from '../wireguard/index.js';
 import { systemClock } from '../time.js';
+import { errorForLog } from '../errors.js';
 import { Closers } from './closers.js';
 
 /** How long start-up waits for the identity source's first complete state. */
@@ -59,7 +60,7 @@ export class Daemon {
       await Daemon.open(config, logger, closers);
     } catch (err) {
       log.error(
-        { event: 'daemon_start_unwound', err, steps: closers.size },
+        { event: 'daemon_start_unwound', err: errorForLog(err), steps: closers.size },
         'start failed: closing what was opened',
       );
       await closers.closeAll();

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { DaemonConfig } from '../config/index.js';
+import { ConfigError, type DaemonConfig } from '../config/index.js';
 import {
   Datapath,
   diffMaps,
@@ -48,6 +48,9 @@ export async function openDatapath(
 ): Promise<DaemonDatapath> {
   const log = logger.child({ component: 'datapath' });
   ensurePinDir(config.bpf.pinDir);
+  // A first start that fails before attaching anything leaves no pins behind; a restart keeps them.
+  const hadPins = Datapath.hasPins(config.bpf.pinDir);
+  let attached = 0;
   const options = {
     objectPath: config.bpf.object,
     pinDir: config.bpf.pinDir,
@@ -104,11 +107,21 @@ export async function openDatapath(
       }
     };
     sync(state);
-    for (const a of config.datapath.attach) {
-      if (a.type === 'tc') datapath.attachTc(a.interface, a.hook, a.semantics);
-      else if (a.type === 'sockops') datapath.attachSockOps(a.path);
-      else datapath.attachCgroup(a.path, a.hook);
-    }
+    config.datapath.attach.forEach((a, i) => {
+      try {
+        if (a.type === 'tc') datapath.attachTc(a.interface, a.hook, a.semantics);
+        else if (a.type === 'sockops') datapath.attachSockOps(a.path);
+        else datapath.attachCgroup(a.path, a.hook);
+      } catch (err) {
+        // Name the setting: the operator fixes the configuration, not the kernel.
+        const where = a.type === 'tc' ? `interface ${a.interface}` : `path ${a.path}`;
+        throw new ConfigError(
+          [`datapath.attach[${i}] (${a.type} ${where}): ${err instanceof Error ? err.message : String(err)}`],
+          { cause: err, code: (err as { code?: string }).code ?? 'MESHAUTH_ERR_DATAPATH' },
+        );
+      }
+      attached++;
+    });
     const signals = new SupervisedSignalSource({
       open: () => datapath.signals(),
       onStateChange: (e) => {
@@ -135,6 +148,13 @@ export async function openDatapath(
     };
   } catch (err) {
     datapath.close();
+    if (!hadPins && attached === 0) {
+      Datapath.removePins(config.bpf.pinDir);
+      log.info(
+        { event: 'pins_removed', pin_dir: config.bpf.pinDir },
+        'start failed before any program was attached: removed the maps this start pinned',
+      );
+    }
     throw err;
   }
 }

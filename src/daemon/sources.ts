@@ -142,7 +142,7 @@ export async function openSources(
           opts.policyConverter ??
           mutualAuthPolicyConverter(config.kubernetes.trustDomain, config.kubernetes.spiffeIdTemplate),
         ...(config.kubernetes.reportPolicyStatus
-          ? { reporter: client.policyReporter('meshauthd', config.node) }
+          ? { reporter: client.policyReporter('meshauth.io/meshauthd', config.node) }
           : {}),
         logger: log,
         observer: { invalid: () => metrics.invalidPolicies.inc() },

@@ -4,6 +4,8 @@
  * attachments, and the signal stream. close() keeps pins and attachments: enforcement continues
  * while the daemon is away.
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import { ClosedError } from '../errors.js';
 import {
@@ -45,6 +47,7 @@ import {
   DEFAULT_HZ,
   DEFAULT_SYN_RTO_MS,
   FLAG_STRICT_WIREGUARD,
+  hostKey,
   ipcacheKey,
   ipcacheValue,
   MAPS,
@@ -182,6 +185,8 @@ export class Datapath {
   readonly auth: KernelAuthMap;
   private obj: BpfObject | undefined;
   private readonly ipcache: BpfMap<string, { identity: number; nodeId: number }>;
+  /** The host entries of `ipcache` again, exact-match (see bpf/meshauth.bpf.c ma_hosts). */
+  private readonly hosts: BpfMap<string, { identity: number; nodeId: number }>;
   private readonly policy: BpfMap<PolicyKey, { authType: number; mode: PolicyMode }>;
   private readonly throttle: BpfMap<AuthKey, bigint>;
   private readonly countersMap: BpfMap<number, bigint>;
@@ -196,6 +201,7 @@ export class Datapath {
     this.pinDir = opts.pinDir;
     this.log = opts.logger;
     this.ipcache = obj.map(MAPS.ipcache.name, ipcacheKey, ipcacheValue);
+    this.hosts = obj.map(MAPS.hosts.name, hostKey, ipcacheValue);
     this.policy = obj.map(MAPS.policy.name, policyKey, policyValue);
     this.authRaw = obj.map(MAPS.auth.name, authKey, authValue);
     this.throttle = obj.map(MAPS.throttle.name, authKey, {
@@ -217,6 +223,12 @@ export class Datapath {
     const obj = BpfObject.load(opts.objectPath, { pinDir: opts.pinDir });
     try {
       const dp = new Datapath(obj, opts);
+      // ma_hosts is created empty on an upgrade (safe: a missing host entry falls back to the trie)
+      // and may be stale after a build without it wrote the trie; either way, derive it afresh.
+      const hosts = dp.reconcileHosts();
+      if (hosts.added + hosts.updated + hosts.removed > 0) {
+        opts.logger?.info({ event: 'hosts_reconciled', hosts }, 'host map rebuilt from the ipcache');
+      }
       if (opts.settings) dp.setSettings(opts.settings);
       opts.logger?.info(
         { event: 'datapath_loaded', pin_dir: opts.pinDir, object: opts.objectPath },
@@ -230,6 +242,11 @@ export class Datapath {
   }
 
   /** Removes meshauth's pins from pinDir (uninstall, tests). Attached programs keep running until detached. */
+  /** Whether pinDir holds any of meshauth's pinned maps (a daemon ran here before). */
+  static hasPins(pinDir: string): boolean {
+    return Object.values(MAPS).some((m) => existsSync(join(pinDir, m.name)));
+  }
+
   static removePins(pinDir: string): void {
     removePinFiles(
       pinDir,
@@ -243,11 +260,31 @@ export class Datapath {
   }
 
   // ---- ipcache ----
+  //
+  // Every host entry (/128, IPv4 /32) lives in two maps: the LPM trie ma_ipcache and the
+  // exact-match hash ma_hosts that the programs try first. Writes go to the trie first and
+  // removals to the hash first, so that at any moment a hash entry is also the trie's entry for
+  // that address (or the previous value of an entry being replaced): the programs' verdicts are
+  // those of the trie alone.
+
+  private static isHost(cidr: string): boolean {
+    return parseCidr(cidr).prefixlen === 128;
+  }
+
+  private writeIpcache(cidr: string, v: { identity: number; nodeId: number }): void {
+    this.ipcache.update(cidr, v);
+    if (Datapath.isHost(cidr)) this.hosts.update(cidr, v);
+  }
+
+  private removeIpcache(cidr: string): boolean {
+    if (Datapath.isHost(cidr)) this.hosts.tryDelete(cidr);
+    return this.ipcache.tryDelete(cidr);
+  }
 
   /** Inserts or replaces the prefix → (identity, node) entry. */
   upsertIpcache(e: IpcacheEntry): void {
     this.object('upsert ipcache');
-    this.ipcache.update(e.cidr, { identity: e.identity, nodeId: e.nodeId });
+    this.writeIpcache(e.cidr, { identity: e.identity, nodeId: e.nodeId });
   }
 
   /**
@@ -263,12 +300,46 @@ export class Datapath {
   /** Returns false when the prefix was not present. */
   deleteIpcache(cidr: string): boolean {
     this.object('delete ipcache');
-    return this.ipcache.tryDelete(cidr);
+    return this.removeIpcache(cidr);
   }
 
   listIpcache(): IpcacheEntry[] {
     this.object('list ipcache');
     return [...this.ipcache.entries()].map(([cidr, v]) => ({ cidr, identity: v.identity, nodeId: v.nodeId }));
+  }
+
+  /** The exact-match host map ma_hosts (canonical "a.b.c.d/32" and "x::y/128" keys). */
+  listHosts(): IpcacheEntry[] {
+    this.object('list hosts');
+    return [...this.hosts.entries()].map(([cidr, v]) => ({ cidr, identity: v.identity, nodeId: v.nodeId }));
+  }
+
+  /**
+   * Makes ma_hosts equal to the host entries of the LPM trie (open() does this; syncIpcache and
+   * applyDelta keep them equal afterwards). Like every write here it assumes one writer of the
+   * pinned maps (meshauthd): run concurrently with another process's removal it could put back a
+   * host entry that process had just removed from ma_hosts and is about to remove from the trie.
+   */
+  reconcileHosts(): SyncResult {
+    this.object('reconcile hosts');
+    const want = new Map(
+      this.listIpcache()
+        .filter((e) => Datapath.isHost(e.cidr))
+        .map((e) => [e.cidr, e]),
+    );
+    const have = new Map(this.listHosts().map((e) => [e.cidr, e]));
+    const r: SyncResult = { added: 0, updated: 0, removed: 0 };
+    for (const cidr of have.keys()) {
+      if (!want.has(cidr) && this.hosts.tryDelete(cidr)) r.removed++;
+    }
+    for (const [cidr, e] of want) {
+      const h = have.get(cidr);
+      if (h && h.identity === e.identity && h.nodeId === e.nodeId) continue;
+      this.hosts.update(cidr, { identity: e.identity, nodeId: e.nodeId });
+      if (h) r.updated++;
+      else r.added++;
+    }
+    return r;
   }
 
   /**
@@ -279,21 +350,31 @@ export class Datapath {
     return this.fullSyncCount;
   }
 
-  /** Makes the ipcache equal to `desired` (prefixes compared in canonical form). */
+  /**
+   * Makes the ipcache equal to `desired` (prefixes compared in canonical form), the host map
+   * included. The counts are those of the LPM trie.
+   */
   syncIpcache(desired: readonly IpcacheEntry[]): SyncResult {
     this.object('sync ipcache');
     this.fullSyncCount++;
     const want = new Map<string, IpcacheEntry>();
     for (const e of desired) want.set(formatCidr(parseCidr(e.cidr)), e);
     const have = new Map(this.listIpcache().map((e) => [e.cidr, e]));
+    const haveHosts = new Map(this.listHosts().map((e) => [e.cidr, e]));
+    const same = (a: IpcacheEntry | undefined, b: IpcacheEntry): boolean =>
+      a !== undefined && a.identity === b.identity && a.nodeId === b.nodeId;
     const r: SyncResult = { added: 0, updated: 0, removed: 0 };
     for (const [cidr, e] of want) {
+      const v = { identity: e.identity, nodeId: e.nodeId };
       const h = have.get(cidr);
-      if (h && h.identity === e.identity && h.nodeId === e.nodeId) continue;
-      this.ipcache.update(cidr, { identity: e.identity, nodeId: e.nodeId });
-      if (h) r.updated++;
-      else r.added++;
+      if (!same(h, e)) {
+        this.ipcache.update(cidr, v);
+        if (h) r.updated++;
+        else r.added++;
+      }
+      if (Datapath.isHost(cidr) && !same(haveHosts.get(cidr), e)) this.hosts.update(cidr, v);
     }
+    for (const cidr of haveHosts.keys()) if (!want.has(cidr)) this.hosts.tryDelete(cidr);
     for (const cidr of have.keys()) {
       if (!want.has(cidr) && this.ipcache.tryDelete(cidr)) r.removed++;
     }
@@ -360,10 +441,10 @@ export class Datapath {
     const upserted = new Set((d.ipcacheUpsert ?? []).map((e) => formatCidr(parseCidr(e.cidr))));
     for (const cidr of d.ipcacheRemove ?? []) {
       if (upserted.has(formatCidr(parseCidr(cidr)))) continue;
-      if (this.ipcache.tryDelete(cidr)) r.ipcache.removed++;
+      if (this.removeIpcache(cidr)) r.ipcache.removed++;
     }
     for (const e of d.ipcacheUpsert ?? []) {
-      this.ipcache.update(e.cidr, { identity: e.identity, nodeId: e.nodeId });
+      this.writeIpcache(e.cidr, { identity: e.identity, nodeId: e.nodeId });
       r.ipcache.updated++;
     }
     for (const k of d.policyRemove ?? []) {
@@ -375,7 +456,7 @@ export class Datapath {
   // ---- settings, counters, throttle ----
 
   /**
-   * Writes the settings to the config map. synRtoMs defaults to 50 ms; kernelHz to the running
+   * Writes the settings to the config map. synRtoMs defaults to 8 ms (see bpf/meshauth.h); kernelHz to the running
    * kernel's CONFIG_HZ (see kernel-hz.ts).
    */
   setSettings(s: DatapathSettings): void {
@@ -551,6 +632,7 @@ export class Datapath {
     this.sources.clear();
     for (const m of [
       this.ipcache,
+      this.hosts,
       this.policy,
       this.authRaw,
       this.throttle,

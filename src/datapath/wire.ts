@@ -61,6 +61,24 @@ export const ipcacheKey: Codec<string> = checked<string>(
   (b, o) => formatCidr({ prefixlen: b.readUInt32LE(o), addr: Buffer.from(b.subarray(o + 4, o + 20)) }),
 );
 
+/**
+ * struct ma_host_key (16 bytes): u8 addr[16], the address of a host entry of the ipcache (IPv4 as
+ * ::ffff:a.b.c.d). Encoded from an address or a full-length prefix ("10.0.1.5", "10.0.1.5/32",
+ * "fd00::5/128"); decoded to the canonical full-length prefix ("10.0.1.5/32"), the form the
+ * ipcache key decodes to.
+ */
+export const hostKey: Codec<string> = checked<string>(
+  'ma_host_key',
+  16,
+  (cidr, b) => {
+    const p = parseCidr(cidr);
+    if (p.prefixlen !== 128)
+      throw new DatapathInputError('encode ma_host_key', `${JSON.stringify(cidr)} is not a host address`);
+    p.addr.copy(b, 0);
+  },
+  (b, o) => formatCidr({ prefixlen: 128, addr: Buffer.from(b.subarray(o, o + 16)) }),
+);
+
 /** struct ma_ipcache_value (8 bytes): u32 identity; u32 node_id. */
 export const ipcacheValue: Codec<Omit<IpcacheEntry, 'cidr'>> = checked(
   'ma_ipcache_value',
@@ -214,7 +232,7 @@ export interface WireConfig {
 export const FLAG_STRICT_WIREGUARD = 1;
 
 /** Kernel defaults for zero fields of struct ma_config (MA_DEFAULT_SYN_RTO_MS, MA_DEFAULT_HZ). */
-export const DEFAULT_SYN_RTO_MS = 50;
+export const DEFAULT_SYN_RTO_MS = 8;
 export const DEFAULT_HZ = 250;
 
 /** struct ma_config (24 bytes): u64 throttle_ns; u32 wg_ifindex; u32 flags; u32 syn_rto_ms; u32 hz. */
@@ -258,6 +276,7 @@ export const VERDICT_NAMES: readonly VerdictName[] = [
 /** Map names and sizes of bpf/meshauth.h. */
 export const MAPS = {
   ipcache: { name: 'ma_ipcache', maxEntries: 65536 },
+  hosts: { name: 'ma_hosts', maxEntries: 65536 },
   policy: { name: 'ma_policy', maxEntries: 16384 },
   auth: { name: 'ma_auth', maxEntries: 65536 },
   throttle: { name: 'ma_throttle', maxEntries: 65536 },

@@ -16,6 +16,7 @@ import {
   type KubernetesObject,
 } from '@kubernetes/client-node';
 import { MeshauthError } from '../errors.js';
+import { EventRecorder } from './events.js';
 import type { ResourceInformer } from './informer.js';
 import type { NodeObject, PodObject } from './objects.js';
 import type { PolicyCondition } from './policy-object.js';
@@ -161,9 +162,27 @@ export class KubernetesClient {
     return (await this.ownNode(name)).metadata?.annotations ?? {};
   }
 
-  /** Status conditions and Events of MutualAuthPolicy objects. */
+  /**
+   * Status conditions and Events of MutualAuthPolicy objects. Events name `component` and the node
+   * as their reporter, and identical ones are aggregated (count, lastTimestamp) by an
+   * EventRecorder (events.ts).
+   */
   policyReporter(component: string, nodeName: string): PolicyReporter {
     const { group, version, plural } = this.policyResource;
+    const recorder = new EventRecorder({
+      component,
+      instance: nodeName,
+      api: {
+        create: async (namespace, body) =>
+          (await this.core.createNamespacedEvent({ namespace, body })).metadata?.name ?? '',
+        patch: async (namespace, name, body) => {
+          await this.core.patchNamespacedEvent(
+            { name, namespace, body },
+            setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+          );
+        },
+      },
+    });
     return {
       setCondition: async (obj: PolicyObject, c: PolicyCondition) => {
         const others = (obj.status?.conditions ?? []).filter((x) => x.type !== c.type);
@@ -183,31 +202,20 @@ export class KubernetesClient {
           );
         else await this.custom.patchClusterCustomObjectStatus({ group, version, plural, name, body }, opts);
       },
-      event: async (obj, type, reason, message) => {
-        const now = new Date();
-        const namespace = obj.metadata?.namespace ?? 'default';
-        await this.core.createNamespacedEvent({
-          namespace,
-          body: {
-            metadata: { generateName: `${obj.metadata?.name ?? 'policy'}.`, namespace },
-            involvedObject: {
-              apiVersion: `${group}/${version}`,
-              kind: 'MutualAuthPolicy',
-              name: obj.metadata?.name ?? '',
-              ...(obj.metadata?.namespace ? { namespace: obj.metadata.namespace } : {}),
-              ...(obj.metadata?.uid ? { uid: obj.metadata.uid } : {}),
-              ...(obj.metadata?.resourceVersion ? { resourceVersion: obj.metadata.resourceVersion } : {}),
-            },
-            type,
-            reason,
-            message: message.slice(0, 1024),
-            source: { component, host: nodeName },
-            firstTimestamp: now,
-            lastTimestamp: now,
-            count: 1,
+      event: (obj, type, reason, message) =>
+        recorder.record(
+          {
+            apiVersion: `${group}/${version}`,
+            kind: 'MutualAuthPolicy',
+            name: obj.metadata?.name ?? '',
+            ...(obj.metadata?.namespace ? { namespace: obj.metadata.namespace } : {}),
+            ...(obj.metadata?.uid ? { uid: obj.metadata.uid } : {}),
           },
-        });
-      },
+          type,
+          reason,
+          'Validate',
+          message,
+        ),
     };
   }
 }

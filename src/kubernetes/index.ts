@@ -6,14 +6,8 @@ export {
   IN_CLUSTER_TOKEN,
   type PolicyResource,
 } from './client.js';
-export {
-  KeptInformer,
-  systemTimers,
-  type ResourceInformer,
-  type SyncState,
-  type Timers,
-  type WatchStatus,
-} from './informer.js';
+export { KeptInformer, type ResourceInformer, type SyncState, type WatchStatus } from './informer.js';
+export { EventRecorder, type EventApi, type EventRecorderOptions } from './events.js';
 export { buildInventory, type Exclusion, type PodEntry } from './inventory-builder.js';
 export {
   KubernetesInventorySource,

@@ -1,3 +1,5 @@
+import type { Clock, Timer } from '../time.js';
+
 /**
  * The informer as meshauth uses it: the subset of @kubernetes/client-node's Informer (list, then
  * watch from the list's resourceVersion, re-list on 410 Gone, add/update/delete from its cache's
@@ -10,23 +12,6 @@ export interface ResourceInformer<T> {
   start(): Promise<void>;
   stop(): Promise<void>;
 }
-
-/** Timers, injected so tests control time. */
-export interface Timers {
-  now(): number;
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
-
-export const systemTimers: Timers = {
-  now: () => Date.now(),
-  setTimeout: (fn, ms) => {
-    const t = setTimeout(fn, ms);
-    t.unref();
-    return t;
-  },
-  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
-};
 
 /** Sync state of one watched resource, as status and metrics show it. */
 export type SyncState = 'syncing' | 'synced' | 'disconnected';
@@ -45,7 +30,8 @@ export interface WatchStatus {
 
 export interface KeepWatchingOptions {
   resource: string;
-  timers: Timers;
+  /** Time of syncs and events, and the restart timers. */
+  clock: Clock;
   /** First restart delay after an error; doubles up to maxRetryMs. Default 500 ms. */
   retryMs?: number;
   maxRetryMs?: number;
@@ -62,7 +48,7 @@ export interface KeepWatchingOptions {
 export class KeptInformer<T> {
   private readonly st: WatchStatus;
   private attempt = 0;
-  private timer: unknown;
+  private timer: Timer | undefined;
   private closed = false;
   private firstSynced = false;
   private erroredSinceStart = false;
@@ -91,7 +77,7 @@ export class KeptInformer<T> {
 
   /** Records that an event was applied (for lastEventAtMs). */
   touched(): void {
-    this.st.lastEventAtMs = this.opts.timers.now();
+    this.st.lastEventAtMs = this.opts.clock.now();
   }
 
   start(): void {
@@ -102,7 +88,7 @@ export class KeptInformer<T> {
       () => {
         if (this.closed || this.erroredSinceStart) return;
         this.st.state = 'synced';
-        this.st.lastSyncAtMs = this.opts.timers.now();
+        this.st.lastSyncAtMs = this.opts.clock.now();
         this.attempt = 0;
         const first = !this.firstSynced;
         this.firstSynced = true;
@@ -124,7 +110,7 @@ export class KeptInformer<T> {
     const delay = Math.min(base * 2 ** this.attempt, this.opts.maxRetryMs ?? 30_000);
     this.attempt++;
     this.opts.onError?.(err, this.attempt, delay);
-    this.timer = this.opts.timers.setTimeout(() => {
+    this.timer = this.opts.clock.setTimeout(() => {
       this.timer = undefined;
       this.start();
     }, delay);
@@ -133,7 +119,7 @@ export class KeptInformer<T> {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.timer !== undefined) this.opts.timers.clearTimeout(this.timer);
+    this.timer?.cancel();
     this.timer = undefined;
     await this.informer.stop();
   }

@@ -1,12 +1,8 @@
 import type { Logger } from '../log.js';
 import { frozenCopy, Inventory, type InventoryNode } from '../inventory/index.js';
-import {
-  KeptInformer,
-  systemTimers,
-  type ResourceInformer,
-  type Timers,
-  type WatchStatus,
-} from './informer.js';
+import { systemClock, type Clock } from '../time.js';
+import { EventBatch } from './batch.js';
+import { KeptInformer, type ResourceInformer, type WatchStatus } from './informer.js';
 import { buildInventory, type PodEntry } from './inventory-builder.js';
 import { nodeToInventoryNode, type NodeConversion } from './node.js';
 import { objectKey, type NodeObject, type PodObject } from './objects.js';
@@ -26,7 +22,8 @@ export interface KubernetesInventorySourceOptions {
   conversion: PodConversion & NodeConversion;
   logger: Logger;
   observer?: InventorySourceObserver;
-  timers?: Timers;
+  /** Default systemClock. */
+  clock?: Clock;
   /** Events arriving within this window are applied together. Default 5 ms. */
   batchMs?: number;
   /** First informer restart delay after an error. Default 500 ms. */
@@ -46,11 +43,10 @@ export class KubernetesInventorySource {
   private readonly nodes = new Map<string, InventoryNode>();
   private readonly podInformer: KeptInformer<PodObject>;
   private readonly nodeInformer: KeptInformer<NodeObject>;
-  private readonly timers: Timers;
   private readonly log: Logger;
+  private readonly batch: EventBatch;
   private inv: Inventory | undefined;
   private pending = 0;
-  private flushTimer: unknown;
   private closed = false;
   /** Counter behind PodEntry.claimedAt: bumped each time a pod is seen taking a new address. */
   private claims = 0;
@@ -58,11 +54,12 @@ export class KubernetesInventorySource {
   private excluded = new Map<string, string>();
 
   constructor(private readonly opts: KubernetesInventorySourceOptions) {
-    this.timers = opts.timers ?? systemTimers;
+    const clock = opts.clock ?? systemClock;
     this.log = opts.logger;
+    this.batch = new EventBatch(clock, opts.batchMs ?? 5, () => this.flushNow());
     const keep = (resource: string) => ({
       resource,
-      timers: this.timers,
+      clock,
       ...(opts.retryMs !== undefined ? { retryMs: opts.retryMs } : {}),
       ...(opts.maxRetryMs !== undefined ? { maxRetryMs: opts.maxRetryMs } : {}),
       onError: (err: unknown, attempt: number, retryInMs: number) =>
@@ -196,20 +193,14 @@ export class KubernetesInventorySource {
 
   private changed(): void {
     this.pending++;
-    if (this.closed || !this.inv || this.flushTimer !== undefined) return;
-    this.flushTimer = this.timers.setTimeout(() => {
-      this.flushTimer = undefined;
-      this.flushNow();
-    }, this.opts.batchMs ?? 5);
+    if (this.closed || !this.inv) return;
+    this.batch.schedule();
   }
 
   /** Applies everything received so far (tests call it to settle; the batch timer calls it too). */
   flushNow(): void {
     if (this.closed) return;
-    if (this.flushTimer !== undefined) {
-      this.timers.clearTimeout(this.flushTimer);
-      this.flushTimer = undefined;
-    }
+    this.batch.cancel();
     const t0 = performance.now();
     const events = this.pending;
     this.pending = 0;
@@ -242,7 +233,7 @@ export class KubernetesInventorySource {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.flushTimer !== undefined) this.timers.clearTimeout(this.flushTimer);
+    this.batch.cancel();
     await Promise.all([this.podInformer.close(), this.nodeInformer.close()]);
   }
 }

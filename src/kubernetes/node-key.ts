@@ -1,5 +1,5 @@
 import type { Logger } from '../log.js';
-import { systemTimers, type Timers } from './informer.js';
+import { systemClock, type Clock, type Timer } from '../time.js';
 import { ANNOTATIONS } from './objects.js';
 
 /** What publishing needs from the API (KubernetesClient fits; tests pass a fake). */
@@ -15,7 +15,8 @@ export interface PublishNodeKeyOptions {
   /** WireGuard UDP port, published when given. */
   wireguardPort?: number;
   logger: Logger;
-  timers?: Timers;
+  /** Retry timers. Default systemClock. */
+  clock?: Clock;
   /** Retry delay after a failed write, doubled up to 30 s. Default 1 s. */
   retryMs?: number;
 }
@@ -34,11 +35,11 @@ export interface NodeKeyPublication {
  * annotation already holding the key is left alone.
  */
 export function publishNodeKey(opts: PublishNodeKeyOptions): NodeKeyPublication {
-  const timers = opts.timers ?? systemTimers;
+  const clock = opts.clock ?? systemClock;
   const want: Record<string, string> = { [ANNOTATIONS.wireguardPublicKey]: opts.publicKey };
   if (opts.wireguardPort !== undefined) want[ANNOTATIONS.wireguardPort] = String(opts.wireguardPort);
   let closed = false;
-  let timer: unknown;
+  let timer: Timer | undefined;
   let attempt = 0;
   let resolve!: () => void;
   const published = new Promise<void>((r) => (resolve = r));
@@ -60,7 +61,7 @@ export function publishNodeKey(opts: PublishNodeKeyOptions): NodeKeyPublication 
         { event: 'wireguard_key_publish_failed', node: opts.nodeName, retry_in_ms: delay, err },
         'could not publish the WireGuard public key on the Node object; retrying',
       );
-      timer = timers.setTimeout(() => void run(), delay);
+      timer = clock.setTimeout(() => void run(), delay);
     }
   };
   void run();
@@ -68,7 +69,7 @@ export function publishNodeKey(opts: PublishNodeKeyOptions): NodeKeyPublication 
     published,
     close() {
       closed = true;
-      if (timer !== undefined) timers.clearTimeout(timer);
+      timer?.cancel();
     },
   };
 }

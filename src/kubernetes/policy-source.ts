@@ -1,12 +1,8 @@
 import type { Logger } from '../log.js';
 import { Policy, type PolicyRule } from '../policy/index.js';
-import {
-  KeptInformer,
-  systemTimers,
-  type ResourceInformer,
-  type Timers,
-  type WatchStatus,
-} from './informer.js';
+import { systemClock, type Clock } from '../time.js';
+import { EventBatch } from './batch.js';
+import { KeptInformer, type ResourceInformer, type WatchStatus } from './informer.js';
 import { objectKey, type ObjectMeta } from './objects.js';
 import type { PolicyCondition } from './policy-object.js';
 
@@ -41,7 +37,9 @@ export interface KubernetesPolicySourceOptions {
   reporter?: PolicyReporter;
   logger: Logger;
   observer?: PolicySourceObserver;
-  timers?: Timers;
+  /** Default systemClock. */
+  clock?: Clock;
+  /** Events arriving within this window are applied together. Default 5 ms. */
   batchMs?: number;
   retryMs?: number;
   maxRetryMs?: number;
@@ -61,18 +59,19 @@ export const CONDITION_VALID = 'Valid';
 export class KubernetesPolicySource {
   private readonly objects = new Map<string, { rules: PolicyRule[]; generation: number | undefined }>();
   private readonly kept: KeptInformer<PolicyObject>;
-  private readonly timers: Timers;
+  private readonly clock: Clock;
+  private readonly batch: EventBatch;
   private current: Policy = new Policy([], 'kubernetes policy');
   private readonly listeners = new Set<(p: Policy) => void>();
-  private flushTimer: unknown;
   private started = false;
   private closed = false;
 
   constructor(private readonly opts: KubernetesPolicySourceOptions) {
-    this.timers = opts.timers ?? systemTimers;
+    this.clock = opts.clock ?? systemClock;
+    this.batch = new EventBatch(this.clock, opts.batchMs ?? 5, () => this.flush());
     this.kept = new KeptInformer(opts.informer, {
       resource: 'mutualauthpolicies',
-      timers: this.timers,
+      clock: this.clock,
       ...(opts.retryMs !== undefined ? { retryMs: opts.retryMs } : {}),
       ...(opts.maxRetryMs !== undefined ? { maxRetryMs: opts.maxRetryMs } : {}),
       onError: (err, attempt, retryInMs) =>
@@ -171,7 +170,7 @@ export class KubernetesPolicySource {
     const cond: PolicyCondition = {
       ...c,
       ...(gen !== undefined ? { observedGeneration: gen } : {}),
-      lastTransitionTime: new Date(this.timers.now()).toISOString().replace(/\.\d{3}Z$/, 'Z'),
+      lastTransitionTime: new Date(this.clock.now()).toISOString().replace(/\.\d{3}Z$/, 'Z'),
     };
     const fail = (what: string) => (err: unknown) =>
       this.opts.logger.warn(
@@ -183,20 +182,14 @@ export class KubernetesPolicySource {
   }
 
   private changed(): void {
-    if (!this.started || this.closed || this.flushTimer !== undefined) return;
-    this.flushTimer = this.timers.setTimeout(() => {
-      this.flushTimer = undefined;
-      this.flush();
-    }, this.opts.batchMs ?? 5);
+    if (!this.started || this.closed) return;
+    this.batch.schedule();
   }
 
   /** Rebuilds the policy from the current objects and tells listeners (tests call it to settle). */
   flush(): void {
     if (this.closed) return;
-    if (this.flushTimer !== undefined) {
-      this.timers.clearTimeout(this.flushTimer);
-      this.flushTimer = undefined;
-    }
+    this.batch.cancel();
     const rules = [...this.objects.entries()]
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
       .flatMap(([, v]) => v.rules);
@@ -207,7 +200,7 @@ export class KubernetesPolicySource {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.flushTimer !== undefined) this.timers.clearTimeout(this.flushTimer);
+    this.batch.cancel();
     await this.kept.close();
   }
 }

@@ -10,9 +10,23 @@ export interface X509Bundle {
   refreshHintSeconds?: number;
 }
 
+/**
+ * Most X.509 authorities one trust bundle may hold. A bundle keeps the current authority and the
+ * few it rotates through; every authority is parsed and becomes a trust anchor of every
+ * verification, so an unbounded bundle would cost memory and time on each handshake.
+ */
+export const MAX_BUNDLE_AUTHORITIES = 256;
+/** Largest bundle document accepted (bytes), PEM, DER or JWKS. */
+export const MAX_BUNDLE_BYTES = 4 * 1024 * 1024;
+
 function checkAuthorities(ders: Buffer[], trustDomain: string, what: string): Buffer[] {
   if (ders.length === 0)
     throw new BundleError(`${what}: bundle for "${trustDomain}" has no X.509 authorities`);
+  if (ders.length > MAX_BUNDLE_AUTHORITIES) {
+    throw new BundleError(
+      `${what}: bundle for "${trustDomain}" has ${ders.length} X.509 authorities, more than ${MAX_BUNDLE_AUTHORITIES}`,
+    );
+  }
   ders.forEach((d, i) => {
     let p;
     try {
@@ -26,6 +40,23 @@ function checkAuthorities(ders: Buffer[], trustDomain: string, what: string): Bu
     if (!p.ext.basicConstraints?.ca) {
       throw new BundleError(`${what}: authority ${i} of "${trustDomain}" is not a CA certificate`);
     }
+    // OpenSSL, which validates paths, must see a CA too: a certificate with a malformed extension
+    // or a KeyUsage without keyCertSign is no CA to it and could never anchor a path.
+    if (!p.x509.ca) {
+      throw new BundleError(
+        `${what}: authority ${i} of "${trustDomain}" is not a usable CA certificate (OpenSSL rejects its extensions or KeyUsage)`,
+      );
+    }
+    // A certificate can parse while its key does not (e.g. an unknown curve): such an authority
+    // verifies nothing and cannot be written back as JWK, so the bundle is refused here.
+    try {
+      void p.x509.publicKey;
+    } catch (err) {
+      throw new BundleError(
+        `${what}: authority ${i} of "${trustDomain}" has an unusable public key: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
   });
   return ders;
 }
@@ -36,6 +67,10 @@ function checkAuthorities(ders: Buffer[], trustDomain: string, what: string): Bu
  */
 export function parseBundle(data: Buffer | string, trustDomain: string): X509Bundle {
   const td = parseTrustDomain(trustDomain).name;
+  const size = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
+  if (size > MAX_BUNDLE_BYTES) {
+    throw new BundleError(`parse bundle for "${td}": ${size} bytes, more than ${MAX_BUNDLE_BYTES}`);
+  }
   const text = typeof data === 'string' ? data : data.toString('utf8');
   if (text.trimStart().startsWith('{')) return { ...parseJwksBundle(text, td) };
   let ders: Buffer[];
@@ -51,6 +86,9 @@ export function parseBundle(data: Buffer | string, trustDomain: string): X509Bun
 export function parseJwksBundle(json: string, trustDomain: string): X509Bundle {
   trustDomain = parseTrustDomain(trustDomain).name;
   const what = `parse JWKS bundle for "${trustDomain}"`;
+  if (Buffer.byteLength(json) > MAX_BUNDLE_BYTES) {
+    throw new BundleError(`${what}: more than ${MAX_BUNDLE_BYTES} bytes`);
+  }
   let doc: unknown;
   try {
     doc = JSON.parse(json);

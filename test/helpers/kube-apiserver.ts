@@ -80,21 +80,33 @@ export interface KubeClientUser {
 export interface KubeApiServerOptions {
   /** Extra kube-apiserver flags, e.g. ["--feature-gates=..."]. */
   extraArgs?: string[];
+  /**
+   * Run etcd and kube-apiserver inside this network namespace (`ip netns exec`), e.g. a
+   * control-plane namespace that node namespaces are linked to. Default: the caller's namespace.
+   */
+  netns?: string;
+  /**
+   * The IPv4 address etcd and kube-apiserver listen on (and the serving certificate names); it
+   * must be reachable from the caller. Default 127.0.0.1.
+   */
+  address?: string;
 }
 
 /**
- * A real etcd and kube-apiserver on loopback in a fresh temporary directory: client-certificate
- * authentication (its own CA), service-account tokens (TokenRequest/TokenReview, issuer
- * https://kubernetes.default.svc), RBAC authorization, anonymous requests refused, no admission
- * plugin that needs a controller manager (ServiceAccount is disabled). The API server can be
- * stopped and started again while etcd keeps the data. close() stops both and removes the
- * directory; it is idempotent and never throws.
+ * A real etcd and kube-apiserver on loopback (or on `address`, inside `netns`) in a fresh
+ * temporary directory: client-certificate authentication (its own CA), service-account tokens
+ * (TokenRequest/TokenReview, issuer https://kubernetes.default.svc), RBAC authorization,
+ * anonymous requests refused, no admission plugin that needs a controller manager (ServiceAccount
+ * is disabled). The API server can be stopped and started again while etcd keeps the data.
+ * close() stops both and removes the directory; it is idempotent and never throws.
  */
 export class KubeApiServer {
   readonly dir: string;
   readonly bin: string;
-  /** https://127.0.0.1:<port> */
+  /** https://<address>:<port> */
   url = '';
+  /** The address both processes listen on. */
+  readonly address: string;
   ca!: TestCert;
   admin!: KubeClientUser;
   private etcd: ChildProcess | undefined;
@@ -111,6 +123,17 @@ export class KubeApiServer {
     this.dir = dir;
     this.bin = bin;
     this.opts = opts;
+    this.address = opts.address ?? '127.0.0.1';
+  }
+
+  /** Spawns one of the binaries, inside the namespace when there is one. */
+  private spawnBin(name: string, args: string[]): ChildProcess {
+    const file = join(this.bin, name);
+    // `ip netns exec` execs the binary in place: the child's pid is the server's.
+    const [cmd, argv] = this.opts.netns
+      ? ['ip', ['netns', 'exec', this.opts.netns, file, ...args]]
+      : [file, args];
+    return spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   }
 
   /** Start etcd and kube-apiserver; resolves once /readyz answers ok. */
@@ -120,8 +143,9 @@ export class KubeApiServer {
     try {
       await lab.writePki();
       await lab.startEtcd();
+      // Free here; in a namespace of its own every port is free anyway.
       lab.port = await freePort();
-      lab.url = `https://127.0.0.1:${lab.port}`;
+      lab.url = `https://${lab.address}:${lab.port}`;
       lab.admin = await lab.clientUser('meshauth-test-admin', ['system:masters']);
       await lab.startApiServer();
     } catch (err) {
@@ -139,7 +163,7 @@ export class KubeApiServer {
       issuer: this.ca,
       subject: 'CN=kube-apiserver',
       dns: ['localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc'],
-      ips: ['127.0.0.1'],
+      ips: [...new Set(['127.0.0.1', this.address])],
     });
     const sa = generateKeyPairSync('rsa', { modulusLength: 2048 });
     await writeFile(join(pki, 'ca.crt'), this.ca.pem);
@@ -154,23 +178,19 @@ export class KubeApiServer {
   private async startEtcd(): Promise<void> {
     const client = await freePort();
     const peer = await freePort();
-    this.etcdUrl = `http://127.0.0.1:${client}`;
-    const peerUrl = `http://127.0.0.1:${peer}`;
-    const p = spawn(
-      join(this.bin, 'etcd'),
-      [
-        '--name=default',
-        `--data-dir=${join(this.dir, 'etcd')}`,
-        `--listen-client-urls=${this.etcdUrl}`,
-        `--advertise-client-urls=${this.etcdUrl}`,
-        `--listen-peer-urls=${peerUrl}`,
-        `--initial-advertise-peer-urls=${peerUrl}`,
-        `--initial-cluster=default=${peerUrl}`,
-        '--unsafe-no-fsync',
-        '--log-level=warn',
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
+    this.etcdUrl = `http://${this.address}:${client}`;
+    const peerUrl = `http://${this.address}:${peer}`;
+    const p = this.spawnBin('etcd', [
+      '--name=default',
+      `--data-dir=${join(this.dir, 'etcd')}`,
+      `--listen-client-urls=${this.etcdUrl}`,
+      `--advertise-client-urls=${this.etcdUrl}`,
+      `--listen-peer-urls=${peerUrl}`,
+      `--initial-advertise-peer-urls=${peerUrl}`,
+      `--initial-cluster=default=${peerUrl}`,
+      '--unsafe-no-fsync',
+      '--log-level=warn',
+    ]);
     const keep = (d: Buffer): void => {
       this.etcdLog = (this.etcdLog + d.toString()).slice(-20_000);
     };
@@ -201,32 +221,28 @@ export class KubeApiServer {
     if (alive(this.apiserver)) return;
     const pki = join(this.dir, 'pki');
     this.apiserverLog = '';
-    const p = spawn(
-      join(this.bin, 'kube-apiserver'),
-      [
-        `--etcd-servers=${this.etcdUrl}`,
-        '--bind-address=127.0.0.1',
-        '--advertise-address=127.0.0.1',
-        // No kubernetes Service endpoints for a loopback address (the reconciler refuses it).
-        '--endpoint-reconciler-type=none',
-        `--secure-port=${this.port}`,
-        `--cert-dir=${join(this.dir, 'apiserver-certs')}`,
-        `--tls-cert-file=${join(pki, 'serving.crt')}`,
-        `--tls-private-key-file=${join(pki, 'serving.key')}`,
-        `--client-ca-file=${join(pki, 'ca.crt')}`,
-        '--anonymous-auth=false',
-        '--authorization-mode=RBAC',
-        '--service-account-issuer=https://kubernetes.default.svc',
-        `--service-account-key-file=${join(pki, 'sa.pub')}`,
-        `--service-account-signing-key-file=${join(pki, 'sa.key')}`,
-        '--service-cluster-ip-range=10.0.0.0/24',
-        '--allow-privileged=true',
-        '--profiling=false',
-        '--disable-admission-plugins=ServiceAccount',
-        ...(this.opts.extraArgs ?? []),
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
+    const p = this.spawnBin('kube-apiserver', [
+      `--etcd-servers=${this.etcdUrl}`,
+      `--bind-address=${this.address}`,
+      `--advertise-address=${this.address}`,
+      // No kubernetes Service endpoints for a loopback address (the reconciler refuses it).
+      '--endpoint-reconciler-type=none',
+      `--secure-port=${this.port}`,
+      `--cert-dir=${join(this.dir, 'apiserver-certs')}`,
+      `--tls-cert-file=${join(pki, 'serving.crt')}`,
+      `--tls-private-key-file=${join(pki, 'serving.key')}`,
+      `--client-ca-file=${join(pki, 'ca.crt')}`,
+      '--anonymous-auth=false',
+      '--authorization-mode=RBAC',
+      '--service-account-issuer=https://kubernetes.default.svc',
+      `--service-account-key-file=${join(pki, 'sa.pub')}`,
+      `--service-account-signing-key-file=${join(pki, 'sa.key')}`,
+      '--service-cluster-ip-range=10.0.0.0/24',
+      '--allow-privileged=true',
+      '--profiling=false',
+      '--disable-admission-plugins=ServiceAccount',
+      ...(this.opts.extraArgs ?? []),
+    ]);
     const keep = (d: Buffer): void => {
       this.apiserverLog = (this.apiserverLog + d.toString()).slice(-40_000);
     };
@@ -358,7 +374,7 @@ current-context: test
     return new Promise((resolve, reject) => {
       const req = request(
         {
-          host: '127.0.0.1',
+          host: this.address,
           port: this.port,
           path,
           method,

@@ -45,8 +45,11 @@ export interface ConnectionHost {
   readonly maxEntryTtlMs: number;
   readonly logger: Logger;
   now(): number;
-  /** Map a server name to the identity it asks for; throws HandshakeError when there is none. */
-  selectIdentity(serverName: string): SelectedIdentity;
+  /**
+   * Map a server name to the identity it asks for; throws (or rejects with) HandshakeError when
+   * there is none. A promise when the identity is a local workload whose SVID is still awaited.
+   */
+  selectIdentity(serverName: string): SelectedIdentity | Promise<SelectedIdentity>;
   nodeForAddress(remoteAddress: string): string | undefined;
   isWorkloadOnNode(spiffeId: string, node: string): boolean;
   /** This node's WireGuard key (public half sent, private half proves possession), if any. */
@@ -135,19 +138,27 @@ export class ServerConnection {
   }
 
   private onServerName(name: string, cb: (err: Error | null, ctx?: SecureContext) => void): void {
-    let selected: SelectedIdentity;
-    try {
-      selected = this.host.selectIdentity(name);
-    } catch (err) {
+    const refuse = (err: unknown): void => {
       const e = asHandshakeError(err, 'internal-error');
-      if (e.reason === 'remote-identity-unavailable')
+      if (e.reason === 'remote-identity-unavailable' && !this.settled)
         sendPlaintextAlert(this.raw, TLS_ALERT.unrecognizedName);
       this.fail(e);
       cb(e);
+    };
+    const accept = (selected: SelectedIdentity): void => {
+      if (this.settled) return; // timed out or closed while the SVID was awaited
+      this.requested = selected;
+      cb(null, selected.context);
+    };
+    let selected: SelectedIdentity | Promise<SelectedIdentity>;
+    try {
+      selected = this.host.selectIdentity(name);
+    } catch (err) {
+      refuse(err);
       return;
     }
-    this.requested = selected;
-    cb(null, selected.context);
+    if (selected instanceof Promise) selected.then(accept, refuse);
+    else accept(selected);
   }
 
   private onTlsError(err: Error): void {
@@ -226,6 +237,13 @@ export class ServerConnection {
       throw new HandshakeError(
         'node-mismatch',
         `accept handshake: client addressed node ${hello.serverNode}, this is ${host.nodeName}`,
+      );
+    }
+    if (hello.clientNode === host.nodeName) {
+      // Pairs on one node never cross the wire: their entries are not written through a handshake.
+      throw new HandshakeError(
+        'node-mismatch',
+        `accept handshake: client claims to be this node (${host.nodeName}); same-node pairs are not authenticated over the network`,
       );
     }
     const sourceNode = callback(() => host.nodeForAddress(this.peerAddress), 'nodeForAddress');

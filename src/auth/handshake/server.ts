@@ -2,6 +2,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import type { SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import { silentLogger } from '../../log.js';
+import { systemClock, type Clock } from '../../time.js';
 import {
   anonymousSecureContext,
   SecureContextCache,
@@ -32,6 +33,12 @@ export interface HandshakeServerLimits {
   perPeerBurst: number;
   /** Largest frame accepted (<= 16 KiB). */
   maxFrameBytes: number;
+  /**
+   * How long a handshake asking for a workload of this node whose SVID is not held yet waits for
+   * the identity source to deliver it (0 = refuse at once). Needs `identity.subscribe`; at most
+   * half of handshakeTimeoutMs.
+   */
+  svidWaitMs: number;
   /** Remote addresses whose buckets are remembered (LRU). */
   maxTrackedPeers: number;
 }
@@ -43,6 +50,7 @@ export const DEFAULT_SERVER_LIMITS: Readonly<HandshakeServerLimits> = Object.fre
   perPeerBurst: 100,
   maxFrameBytes: MAX_FRAME_BYTES,
   maxTrackedPeers: 4096,
+  svidWaitMs: 1000,
 });
 
 export interface HandshakeServerOptions {
@@ -74,6 +82,8 @@ export interface HandshakeServerOptions {
   limits?: Partial<HandshakeServerLimits>;
   logger?: Logger;
   now?: () => number;
+  /** Timers (the SVID wait); default the system clock. */
+  clock?: Clock;
 }
 
 /** Reasons that can come in floods: logged at most once per second each, with a count. */
@@ -87,6 +97,7 @@ export class HandshakeServer {
   private readonly limits: HandshakeServerLimits;
   private readonly logger: Logger;
   private readonly now: () => number;
+  private readonly clock: Clock;
   private readonly contexts = new SecureContextCache();
   private readonly anonymousContext: SecureContext = anonymousSecureContext();
   private readonly limiter: TokenBucketLimiter;
@@ -105,6 +116,7 @@ export class HandshakeServer {
     if (!(opts.maxEntryTtlMs > 0)) throw new RangeError('handshake server: maxEntryTtlMs must be > 0');
     this.logger = (opts.logger ?? silentLogger()).child({ component: 'handshake-server' });
     this.now = opts.now ?? Date.now;
+    this.clock = opts.clock ?? systemClock;
     this.limiter = new TokenBucketLimiter({
       ratePerSec: this.limits.perPeerRatePerSec,
       burst: this.limits.perPeerBurst,
@@ -238,7 +250,7 @@ export class HandshakeServer {
     };
   }
 
-  private selectIdentity(serverName: string): SelectedIdentity {
+  private selectIdentity(serverName: string): SelectedIdentity | Promise<SelectedIdentity> {
     const hash = sniHashFromServerName(serverName);
     if (!hash) {
       throw new HandshakeError(
@@ -249,17 +261,53 @@ export class HandshakeServer {
     for (const id of this.opts.localIdentities()) {
       if (this.hashOf(id) !== hash) continue;
       const svid = this.opts.identity.svid(id);
-      if (!svid) {
-        throw new HandshakeError('remote-identity-unavailable', `accept handshake: no SVID held for ${id}`, {
-          details: { localId: id },
-        });
-      }
+      if (!svid) return this.awaitSvid(id);
       return { spiffeId: id, svid, context: this.contexts.get(svid) };
     }
     throw new HandshakeError(
       'remote-identity-unavailable',
       `accept handshake: no workload on this node has server name ${hash}`,
     );
+  }
+
+  /**
+   * The SVID of a local workload that is not held yet: a pod the inventory already lists whose SVID
+   * the identity source is still fetching (SPIRE issues it moments after the pod appears). Waits up
+   * to svidWaitMs for an identity event that brings it, so the peer's first handshake succeeds
+   * instead of failing and retrying after its backoff.
+   */
+  private awaitSvid(id: string): Promise<SelectedIdentity> {
+    const unavailable = (waited: number): HandshakeError =>
+      new HandshakeError(
+        'remote-identity-unavailable',
+        `accept handshake: no SVID held for ${id}${waited > 0 ? ` (waited ${waited} ms)` : ''}`,
+        { details: { localId: id } },
+      );
+    const waitMs = Math.min(this.limits.svidWaitMs, this.limits.handshakeTimeoutMs / 2);
+    const subscribe = this.opts.identity.subscribe?.bind(this.opts.identity);
+    if (!subscribe || !(waitMs > 0)) return Promise.reject(unavailable(0));
+    return new Promise<SelectedIdentity>((resolve, reject) => {
+      let done = false;
+      const finish = (): void => {
+        done = true;
+        timer.cancel();
+        unsubscribe();
+      };
+      const check = (): void => {
+        if (done) return;
+        const svid = this.opts.identity.svid(id);
+        if (!svid) return;
+        finish();
+        resolve({ spiffeId: id, svid, context: this.contexts.get(svid) });
+      };
+      const timer = this.clock.setTimeout(() => {
+        if (done) return;
+        finish();
+        reject(unavailable(waitMs));
+      }, waitMs);
+      const unsubscribe = subscribe(() => check());
+      check(); // delivered between the first look and the subscription
+    });
   }
 
   private hashOf(spiffeId: string): string {
@@ -337,6 +385,8 @@ function validateLimits(l: HandshakeServerLimits): void {
     if (!(typeof l[k] === 'number' && l[k] > 0))
       throw new RangeError(`handshake server: limits.${k} must be > 0`);
   }
+  if (!(typeof l.svidWaitMs === 'number' && l.svidWaitMs >= 0))
+    throw new RangeError('handshake server: limits.svidWaitMs must be >= 0');
   if (l.maxFrameBytes > MAX_FRAME_BYTES) {
     throw new RangeError(`handshake server: limits.maxFrameBytes must be <= ${MAX_FRAME_BYTES}`);
   }

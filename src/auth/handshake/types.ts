@@ -1,8 +1,13 @@
 import type { IdentitySource } from '../../identity/index.js';
 import type { EntryTrust } from '../trust.js';
 
-/** What the handshake needs from an identity source. */
-export type HandshakeIdentity = Pick<IdentitySource, 'svid' | 'bundles'>;
+/**
+ * What the handshake needs from an identity source. With `subscribe`, the server can wait briefly
+ * for the SVID of a workload the inventory already places on this node (a new pod whose SVID the
+ * identity source has not delivered yet) instead of refusing at once.
+ */
+export type HandshakeIdentity = Pick<IdentitySource, 'svid' | 'bundles'> &
+  Partial<Pick<IdentitySource, 'subscribe'>>;
 
 /** A client the server authenticated; the daemon writes the reverse auth entry from it. */
 export interface ServerAuthResult {

@@ -283,6 +283,8 @@ Exit status: 0 when the chain is a valid X509-SVID, 1 when it is not (or a file 
 read), 2 on usage errors. Failures print the stable reason code (the one audit events use,
 without the "svid-" prefix) and an explanation, e.g.
   invalid: untrusted: verify X509-SVID: ... does not chain to an authority of the "..." bundle
+A bundle that cannot be used (malformed, no CA authority, more than 256 authorities or 4 MiB)
+prints "error: bundle-invalid: ..." (reason "bundle-invalid" with -o json) and exits 1.
 
 Examples:
   meshauth svid verify --bundle ca.crt web.crt
@@ -331,9 +333,15 @@ Examples:
         try {
           authorities = parseBundle(bundleData, td!).x509Authorities;
         } catch (err) {
-          if (err instanceof BundleError)
-            throw new CliError(`svid verify: --bundle ${o.bundle}: ${err.message}`);
-          throw err;
+          if (!(err instanceof BundleError)) throw err;
+          // The chain cannot be shown valid without a usable bundle: exit 1, with its own reason.
+          const message = `--bundle ${o.bundle}: ${err.message}`;
+          out(
+            format === 'json'
+              ? `${JSON.stringify({ ok: false, file: chainFile, reason: 'bundle-invalid', message })}\n`
+              : `error: bundle-invalid: ${message}\n`,
+          );
+          throw new CliError('', 1);
         }
         try {
           const v = verifyX509Svid(chainData, new Map([[td!, authorities]]), { now });

@@ -5,6 +5,7 @@
  * left) while the pinned maps stay, as they do on a graceful stop.
  */
 import {
+  existsSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -19,7 +20,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { AuditStore } from '../../../src/audit/index.js';
-import { loadConfig, type DaemonConfig } from '../../../src/config/index.js';
+import { ConfigError, loadConfig, type DaemonConfig } from '../../../src/config/index.js';
 import { Daemon } from '../../../src/daemon/daemon.js';
 import { Datapath } from '../../../src/datapath/index.js';
 import { DevCa } from '../../../src/identity/index.js';
@@ -113,7 +114,12 @@ function activeResources(): Record<string, number> {
   return counts;
 }
 
-async function writeConfig(over: { handshakePort: number; metricsPort: number; apiSocket?: string }) {
+async function writeConfig(over: {
+  handshakePort: number;
+  metricsPort: number;
+  apiSocket?: string;
+  attach?: Array<Record<string, string>>;
+}) {
   const caDir = join(dir, 'ca');
   await DevCa.init({ dir: caDir, trustDomain: 'demo.local' });
   writeFileSync(
@@ -140,7 +146,7 @@ async function writeConfig(over: { handshakePort: number; metricsPort: number; a
       node: 'node-a',
       stateDir: join(dir, 'state'),
       bpf: { pinDir, object: OBJECT_PATH },
-      datapath: { attach: [{ type: 'cgroup', path: lab.addCgroup('pods'), hook: 'egress' }] },
+      datapath: { attach: over.attach ?? [{ type: 'cgroup', path: lab.addCgroup('pods'), hook: 'egress' }] },
       handshake: { listen: '127.0.0.1', port: over.handshakePort },
       auth: { gcInterval: '1s', preauthenticate: true },
       identity: {
@@ -163,6 +169,7 @@ async function expectNothingLeft(
   config: DaemonConfig,
   before: { resources: Record<string, number>; children: number[] },
   ports: number[],
+  pins: 'kept' | 'none' = 'kept',
 ) {
   expect(daemonFds()).toEqual([]);
   // Unix socket servers, file watchers and timers; TCP listeners are checked by listening on their ports.
@@ -172,8 +179,15 @@ async function expectNothingLeft(
   }
   for (const port of ports) expect(await canListen(port)).toBe(true);
   expect(children()).toEqual(before.children);
-  // As designed, the maps stay pinned (enforcement continues with what was earned).
-  expect(readdirSync(pinDir).sort()).toEqual(expect.arrayContaining(['ma_auth', 'ma_ipcache', 'ma_policy']));
+  if (pins === 'kept') {
+    // As designed, the maps stay pinned (enforcement continues with what was earned).
+    expect(readdirSync(pinDir).sort()).toEqual(
+      expect.arrayContaining(['ma_auth', 'ma_ipcache', 'ma_policy']),
+    );
+  } else {
+    // A first start that attached nothing leaves no maps pinned (and removes the empty directory).
+    expect(existsSync(pinDir) ? readdirSync(pinDir) : []).toEqual([]);
+  }
   // The audit trail was closed cleanly: it opens again and its hash chain verifies.
   const store = AuditStore.open({ path: config.audit.path });
   try {
@@ -218,5 +232,39 @@ describe('Daemon.start', () => {
     expect(daemonFds().length).toBeGreaterThan(0);
     await daemon.close();
     await expectNothingLeft(config, before, [handshakePort, metricsPort]);
+  });
+
+  it('names the attach setting and pins nothing when a first start cannot attach', async () => {
+    const [handshakePort, metricsPort] = [await freePort(), await freePort()];
+    const config = await writeConfig({
+      handshakePort,
+      metricsPort,
+      attach: [{ type: 'tc', interface: 'nosuch0', hook: 'egress' }],
+    });
+    const before = { resources: activeResources(), children: children() };
+    const err = await Daemon.start(config, silentLogger()).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).code).toBe('MESHAUTH_ERR_DATAPATH_INPUT');
+    expect((err as ConfigError).message).toMatch(
+      /^datapath\.attach\[0\] \(tc interface nosuch0\): .*nosuch0/,
+    );
+    await expectNothingLeft(config, before, [handshakePort, metricsPort], 'none');
+  });
+
+  it('keeps the pins of an earlier run when a restart cannot attach', async () => {
+    const [handshakePort, metricsPort] = [await freePort(), await freePort()];
+    const good = await writeConfig({ handshakePort, metricsPort });
+    await (await Daemon.start(good, silentLogger())).close();
+    const config = await writeConfig({
+      handshakePort,
+      metricsPort,
+      attach: [{ type: 'tc', interface: 'nosuch0', hook: 'egress' }],
+    });
+    const before = { resources: activeResources(), children: children() };
+    await expect(Daemon.start(config, silentLogger())).rejects.toThrow(/^datapath\.attach\[0\]/);
+    await expectNothingLeft(config, before, [handshakePort, metricsPort], 'kept');
   });
 });

@@ -293,7 +293,7 @@ describe.skipIf(!isPrivileged())('datapath (BPF_PROG_TEST_RUN)', () => {
       signalThrottleMs: 250,
       wireguardIfindex: 77,
       strictWireguard: true,
-      synRtoMs: 50,
+      synRtoMs: wire.DEFAULT_SYN_RTO_MS,
       kernelHz: kernelHz().hz,
     });
     dp.setPolicy({ localId: 10, remoteId: 20 }, AuthType.SpiffeMtls);
@@ -415,7 +415,7 @@ describe.skipIf(!isPrivileged())('pinned maps', () => {
           signalThrottleMs: 100,
           wireguardIfindex: 3,
           strictWireguard: true,
-          synRtoMs: 50,
+          synRtoMs: wire.DEFAULT_SYN_RTO_MS,
           kernelHz: kernelHz().hz,
         });
         expect(b.counters().pass_not_ip).toBe(1n);

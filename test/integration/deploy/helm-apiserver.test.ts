@@ -87,6 +87,13 @@ describe.skipIf(!helm || !kubeBin)('Helm chart against a real kube-apiserver (se
           'DaemonSet',
         ]),
       );
+      // The own-node admission policy: its CEL expressions are compiled and type-checked by the
+      // API server (admissionregistration.k8s.io/v1), unless the case turns it off.
+      const policy = ['ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding'];
+      const off =
+        (HELM_VALUE_CASES[name] as { rbac?: { ownNodePolicy?: boolean } }).rbac?.ownNodePolicy === false;
+      if (off) expect(checked.filter((k) => policy.includes(k))).toEqual([]);
+      else expect(checked).toEqual(expect.arrayContaining(policy));
     },
     60_000,
   );
@@ -107,6 +114,14 @@ describe.skipIf(!helm || !kubeBin)('Helm chart against a real kube-apiserver (se
     const prio = await dryRun(podOf(noPrio));
     expect(prio.status).toBe(403);
     expect(prio.body).toMatch(/no-such-priority/);
+    // a policy expression that does not compile is refused by the API server's CEL checker
+    const vap = structuredClone(only(objs, 'ValidatingAdmissionPolicy')) as K8sObject & {
+      spec: { validations: Array<{ expression: string }> };
+    };
+    vap.spec.validations[0]!.expression = 'object.metadata.name ==';
+    const cel = await dryRun(vap);
+    expect(cel.status).toBe(422);
+    expect(cel.body).toMatch(/validations\[0\]\.expression/);
   });
 
   it('the example MutualAuthPolicy validates against the chart CRD, a malformed one is refused', async () => {

@@ -16,4 +16,5 @@ export const HELM_VALUE_CASES: Record<string, Record<string, unknown>> = {
     metrics: { serviceMonitor: { enabled: true, labels: { release: 'prometheus' } } },
   },
   'dev CA': { identity: { source: 'dev-ca', devCa: { caCert: DEV_CA_CERT, caKey: DEV_CA_KEY } } },
+  'no own-node admission policy': { rbac: { ownNodePolicy: false } },
 };

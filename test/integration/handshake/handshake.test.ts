@@ -31,6 +31,8 @@ import {
   type ServerFixture,
 } from './harness.js';
 import { newPki, type TestPki } from './pki.js';
+import { FakeClock } from '../../helpers/fake-clock.js';
+import type { IdentityEvent } from '../../../src/identity/index.js';
 
 const WEB = 'spiffe://demo.local/ns/a/sa/web';
 const DB = 'spiffe://demo.local/ns/b/sa/db';
@@ -257,6 +259,59 @@ describe('verification failures never write an entry', () => {
     expect(s.authenticated).toEqual([]);
   });
 
+  describe('a local workload whose SVID is not held yet', () => {
+    /** An identity source whose SVIDs arrive later, announced to subscribers as sources do. */
+    class ArrivingIdentity extends StaticIdentity {
+      private readonly listeners = new Set<(e: IdentityEvent) => void>();
+      subscribe(listener: (e: IdentityEvent) => void): () => void {
+        this.listeners.add(listener);
+        return () => this.listeners.delete(listener);
+      }
+      deliver(svid: Svid): void {
+        this.add(svid);
+        for (const l of [...this.listeners]) l({ type: 'svid-updated', spiffeId: svid.spiffeId, svid });
+      }
+      get subscribers(): number {
+        return this.listeners.size;
+      }
+    }
+
+    it('waits for the identity source and completes the handshake when the SVID arrives', async () => {
+      const clock = new FakeClock();
+      const identity = new ArrivingIdentity(pki.bundles);
+      const s = await server(identity, [DB], { clock });
+      const pending = makeClient(new StaticIdentity(pki.bundles).add(web)).authenticate(request(s.port));
+      await until(() => identity.subscribers === 1, 5000, 'the server to wait for the SVID');
+      expect(clock.pending).toBe(1);
+      identity.deliver(db);
+      const r = await pending;
+      expect(r).toMatchObject({ localId: WEB, remoteId: DB, peerNode: NODE_B });
+      expect(s.authenticated).toHaveLength(1);
+      expect(identity.subscribers).toBe(0);
+      expect(clock.pending).toBe(0);
+    });
+
+    it('refuses with remote-identity-unavailable when the SVID does not come within svidWaitMs', async () => {
+      const clock = new FakeClock();
+      const identity = new ArrivingIdentity(pki.bundles);
+      const s = await server(identity, [DB], { clock, limits: { svidWaitMs: 800 } });
+      const pending = failure(
+        makeClient(new StaticIdentity(pki.bundles).add(web)).authenticate(request(s.port)),
+      );
+      await until(() => identity.subscribers === 1, 5000, 'the server to wait for the SVID');
+      clock.advance(800);
+      const e = await pending;
+      expect(e.reason).toBe('remote-identity-unavailable');
+      const f = await s.nextFailure();
+      expect(f.reason).toBe('remote-identity-unavailable');
+      expect(f.message).toContain('waited 800 ms');
+      expect(identity.subscribers).toBe(0);
+      // Delivered too late: nothing is written for the refused handshake.
+      identity.deliver(db);
+      expect(s.authenticated).toEqual([]);
+    });
+  });
+
   it('node-mismatch when the source address belongs to another node than the hello says', async () => {
     const s = await server(new StaticIdentity(pki.bundles).add(db), [DB], { nodeForAddress: () => 'node-z' });
     const e = await failure(
@@ -273,6 +328,18 @@ describe('verification failures never write an entry', () => {
     const client = makeClient(new StaticIdentity(pki.bundles).add(web));
     const e = await failure(client.authenticate({ ...request(s.port), peerNode: 'node-c' }));
     expect(e.details['peerReason']).toBe('node-mismatch');
+    expect(s.authenticated).toEqual([]);
+  });
+
+  it('node-mismatch when the client claims to be the server node itself (a same-node pair)', async () => {
+    // The address and the hello agree, but a pair within one node never needs a network handshake.
+    const s = await server(new StaticIdentity(pki.bundles).add(db), [DB], { nodeForAddress: () => NODE_B });
+    const client = makeClient(new StaticIdentity(pki.bundles).add(web), { nodeName: NODE_B });
+    const e = await failure(client.authenticate(request(s.port)));
+    expect(e.details['peerReason']).toBe('node-mismatch');
+    const f = await s.nextFailure();
+    expect(f).toMatchObject({ reason: 'node-mismatch', remoteId: WEB, localId: DB, peerNode: NODE_B });
+    expect(f.message).toContain('same-node');
     expect(s.authenticated).toEqual([]);
   });
 

@@ -232,6 +232,36 @@ describe.skipIf(!bin)('Kubernetes sources against a real API server', () => {
     }
   }, 60_000);
 
+  it('aggregates identical policy Events into one object (count) that names its reporter', async () => {
+    const reporter = client.policyReporter('meshauth.io/meshauthd', 'node-a');
+    const obj = { metadata: { name: 'aggregated', uid: 'a1b2' } };
+    await reporter.event(obj, 'Warning', 'InvalidRules', 'rule r: bad pattern');
+    await reporter.event(obj, 'Warning', 'InvalidRules', 'rule r: bad pattern');
+    await reporter.event(obj, 'Warning', 'InvalidRules', 'rule r: another problem');
+    type Ev = {
+      message: string;
+      count: number;
+      action?: string;
+      reportingComponent?: string;
+      reportingInstance?: string;
+      involvedObject: { name: string; kind: string };
+    };
+    const list = await kube.json<{ items: Ev[] }>(
+      'GET',
+      '/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Daggregated',
+    );
+    expect(list.items.map((e) => [e.message, e.count]).sort()).toEqual([
+      ['rule r: another problem', 1],
+      ['rule r: bad pattern', 2],
+    ]);
+    expect(list.items[0]).toMatchObject({
+      action: 'Validate',
+      reportingComponent: 'meshauth.io/meshauthd',
+      reportingInstance: 'node-a',
+      involvedObject: { kind: 'MutualAuthPolicy', name: 'aggregated' },
+    });
+  });
+
   it('stops with a clear error for a missing kubeconfig, rejected credentials or an unknown node', async () => {
     expect(() => loadKubeConfig('/nonexistent/kubeconfig')).toThrow(/does not exist/);
     expect(() => loadKubeConfig(undefined, {})).toThrow(KubernetesAccessError);

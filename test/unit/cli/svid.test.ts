@@ -314,8 +314,36 @@ describe('meshauth svid verify', () => {
       chain,
     );
     expect(leafAsBundle.code).toBe(1);
-    expect(leafAsBundle.err).toMatch(
-      /^meshauth: svid verify: --bundle .*leaf-bundle\.pem: parse bundle: authority 0 of "example.org" is not a CA certificate\n$/,
+    expect(leafAsBundle.err).toBe('');
+    expect(leafAsBundle.out).toMatch(
+      /^error: bundle-invalid: --bundle .*leaf-bundle\.pem: parse bundle: authority 0 of "example.org" is not a CA certificate\n$/,
+    );
+    const leafAsBundleJson = await meshauth(
+      'svid',
+      'verify',
+      '--bundle',
+      file('leaf-bundle.pem', leaf.pem),
+      chain,
+      '-o',
+      'json',
+    );
+    expect(leafAsBundleJson.code).toBe(1);
+    expect(JSON.parse(leafAsBundleJson.out)).toMatchObject({ ok: false, reason: 'bundle-invalid' });
+
+    // More authorities than a bundle may hold: refused before any is used as a trust anchor.
+    const huge = await meshauth(
+      'svid',
+      'verify',
+      '--bundle',
+      file('huge-bundle.pem', Array.from({ length: 257 }, () => root.pem).join('')),
+      chain,
+      '-o',
+      'json',
+    );
+    expect(huge.code).toBe(1);
+    expect(JSON.parse(huge.out)).toMatchObject({ ok: false, reason: 'bundle-invalid' });
+    expect((JSON.parse(huge.out) as { message: string }).message).toContain(
+      '257 X.509 authorities, more than 256',
     );
 
     const noBundle = await meshauth('svid', 'verify', '--bundle', join(dir, 'absent.pem'), chain);

@@ -49,7 +49,7 @@ describe('loadConfig: defaults', () => {
       attach: [{ type: 'tc', interface: 'eth0', hook: 'egress', semantics: 'egress' }],
       signalThrottleMs: 250,
       strictWireguard: false,
-      synRtoMs: 50,
+      synRtoMs: 8,
     });
     expect(c.handshake).toEqual({
       listen: '0.0.0.0',

@@ -84,6 +84,7 @@ describe('BPF object layout against the TypeScript wire codecs', () => {
 
   it.each([
     ['ipcache', wire.MapType.LpmTrie, wire.ipcacheKey.size, wire.ipcacheValue.size],
+    ['hosts', wire.MapType.Hash, wire.hostKey.size, wire.ipcacheValue.size],
     ['policy', wire.MapType.Hash, wire.policyKey.size, wire.policyValue.size],
     ['auth', wire.MapType.Hash, wire.authKey.size, wire.authValue.size],
     ['throttle', wire.MapType.LruHash, wire.authKey.size, wire.bootNsValue.size],
@@ -116,6 +117,7 @@ describe('BPF object layout against the TypeScript wire codecs', () => {
   it('keeps the struct sizes the codecs assume', () => {
     expect(struct('ma_ipcache_key')).toBe(wire.ipcacheKey.size);
     expect(struct('ma_ipcache_value')).toBe(wire.ipcacheValue.size);
+    expect(struct('ma_host_key')).toBe(wire.hostKey.size);
     expect(struct('ma_auth_key')).toBe(wire.authKey.size);
     expect(struct('ma_auth_value')).toBe(wire.authValue.size);
     expect(struct('ma_policy_key')).toBe(wire.policyKey.size);

@@ -11,6 +11,7 @@ describe('wire codecs mirror bpf/meshauth.h', () => {
   it('have the C struct sizes', () => {
     expect(wire.ipcacheKey.size).toBe(20);
     expect(wire.ipcacheValue.size).toBe(8);
+    expect(wire.hostKey.size).toBe(16);
     expect(wire.policyKey.size).toBe(8);
     expect(wire.policyValue.size).toBe(4);
     expect(wire.authKey.size).toBe(16);
@@ -162,6 +163,19 @@ describe('CIDR to LPM key', () => {
     expect(formatCidr(parseCidr('fd00::1'))).toBe('fd00::1/128');
     expect(formatCidr(parseCidr('::/0'))).toBe('::/0');
     expect(formatCidr(parseCidr('2001:db8:0:0:1:0:0:1/128'))).toBe('2001:db8::1:0:0:1/128');
+  });
+
+  it('encodes host keys as the 16 address bytes of the matching full-length LPM key', () => {
+    for (const c of ['10.1.2.3', '10.1.2.3/32', 'fd00:0:0:1::5', 'fd00::5/128', '::ffff:10.0.0.1']) {
+      expect(wire.hostKey.encode(c)).toEqual(wire.ipcacheKey.encode(c).subarray(4));
+      expect(wire.hostKey.decode(wire.hostKey.encode(c))).toBe(formatCidr(parseCidr(c)));
+    }
+    expect(wire.hostKey.decode(wire.hostKey.encode('10.1.2.3'))).toBe('10.1.2.3/32');
+  });
+
+  it('rejects a prefix shorter than a host as a host key', () => {
+    expect(() => wire.hostKey.encode('10.1.2.0/24')).toThrow(DatapathInputError);
+    expect(() => wire.hostKey.encode('fd00::/127')).toThrow(/not a host address/);
   });
 
   it('round-trips through the key codec', () => {

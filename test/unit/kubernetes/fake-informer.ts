@@ -1,4 +1,4 @@
-import type { ResourceInformer, Timers } from '../../../src/kubernetes/informer.js';
+import type { ResourceInformer } from '../../../src/kubernetes/informer.js';
 
 /** In-memory informer: the test drives list results, events and errors. */
 export class FakeInformer<T> implements ResourceInformer<T> {
@@ -44,39 +44,6 @@ export class FakeInformer<T> implements ResourceInformer<T> {
   stop(): Promise<void> {
     this.stops++;
     return Promise.resolve();
-  }
-}
-
-/** Manual clock and timers. */
-export class FakeTimers implements Timers {
-  t = 1_000_000;
-  private seq = 0;
-  private readonly pending = new Map<number, { at: number; fn: () => void }>();
-  now(): number {
-    return this.t;
-  }
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = ++this.seq;
-    this.pending.set(id, { at: this.t + ms, fn });
-    return id;
-  }
-  clearTimeout(h: unknown): void {
-    this.pending.delete(h as number);
-  }
-  /** Advances the clock, running due timers in order. */
-  advance(ms: number): void {
-    const end = this.t + ms;
-    for (;;) {
-      const due = [...this.pending].filter(([, p]) => p.at <= end).sort((a, b) => a[1].at - b[1].at)[0];
-      if (!due) break;
-      this.pending.delete(due[0]);
-      this.t = due[1].at;
-      due[1].fn();
-    }
-    this.t = end;
-  }
-  get scheduled(): number {
-    return this.pending.size;
   }
 }
 

@@ -3,7 +3,8 @@ import pino from 'pino';
 import { KubernetesInventorySource } from '../../../src/kubernetes/inventory-source.js';
 import type { NodeObject, PodObject } from '../../../src/kubernetes/objects.js';
 import { DEFAULT_SPIFFE_ID_TEMPLATE } from '../../../src/kubernetes/pod.js';
-import { FakeInformer, FakeTimers, flushPromises } from './fake-informer.js';
+import { FakeClock } from '../../helpers/fake-clock.js';
+import { FakeInformer, flushPromises } from './fake-informer.js';
 
 const node = (name: string, ip: string, cidr: string): NodeObject => ({
   metadata: { name },
@@ -25,7 +26,7 @@ const pod = (
 function setup() {
   const pods = new FakeInformer<PodObject>();
   const nodes = new FakeInformer<NodeObject>();
-  const timers = new FakeTimers();
+  const clock = new FakeClock(1_000_000);
   const skipped: string[] = [];
   const src = new KubernetesInventorySource({
     pods,
@@ -37,12 +38,12 @@ function setup() {
     },
     logger: pino({ level: 'silent' }),
     observer: { skipped: (kind, reason) => skipped.push(`${kind}:${reason}`) },
-    timers,
+    clock,
     batchMs: 5,
     retryMs: 100,
     maxRetryMs: 400,
   });
-  return { pods, nodes, timers, src, skipped };
+  return { pods, nodes, clock, src, skipped };
 }
 
 describe('KubernetesInventorySource', () => {
@@ -62,7 +63,7 @@ describe('KubernetesInventorySource', () => {
   });
 
   it('applies events in batches; a reused IP moves to the new pod in one replacement', async () => {
-    const { pods, nodes, timers, src } = setup();
+    const { pods, nodes, clock, src } = setup();
     nodes.emit('add', node('node-a', '192.168.0.1', '10.1.0.0/24'));
     pods.emit('add', pod('old', 'node-a', '10.1.0.5', 'old'));
     const inv = await src.start();
@@ -72,20 +73,20 @@ describe('KubernetesInventorySource', () => {
     pods.emit('add', pod('new', 'node-a', '10.1.0.5', 'new', '2026-11-30T11:00:00Z'));
     pods.emit('add', pod('other', 'node-a', '10.1.0.6'));
     expect(changes).toEqual([]);
-    timers.advance(5);
+    clock.advance(5);
     expect(changes).toEqual(['spiffe://td/ns/demo/sa/new']);
     pods.emit('delete', pod('old', 'node-a', '10.1.0.5', 'old'));
-    timers.advance(5);
+    clock.advance(5);
     expect(changes).toEqual(['spiffe://td/ns/demo/sa/new', 'spiffe://td/ns/demo/sa/new']);
     expect(inv.workloads().map((w) => w.name)).toEqual(['demo/new', 'demo/other']);
     // a pod that finishes leaves
     pods.emit('update', { ...pod('other', 'node-a', '10.1.0.6'), status: { phase: 'Succeeded' } });
-    timers.advance(5);
+    clock.advance(5);
     expect(inv.workloadByIp('10.1.0.6')).toBeUndefined();
   });
 
   it('moves a reused IP to the pod seen taking it when both were created in the same second', async () => {
-    const { pods, nodes, timers, src } = setup();
+    const { pods, nodes, clock, src } = setup();
     nodes.emit('add', node('node-a', '192.168.0.1', '10.1.0.0/24'));
     // same creationTimestamp (whole seconds); the old pod's name sorts first
     pods.emit('add', pod('api-1', 'node-a', '10.1.0.5', 'api'));
@@ -93,7 +94,7 @@ describe('KubernetesInventorySource', () => {
     expect(inv.workloadByIp('10.1.0.5')?.name).toBe('demo/api-1');
     pods.emit('add', { ...pod('reuse', 'node-a', '10.1.0.5', 'other'), status: { phase: 'Pending' } });
     pods.emit('update', pod('reuse', 'node-a', '10.1.0.5', 'other'));
-    timers.advance(5);
+    clock.advance(5);
     expect(inv.workloadByIp('10.1.0.5')).toMatchObject({
       name: 'demo/reuse',
       spiffeId: 'spiffe://td/ns/demo/sa/other',
@@ -104,17 +105,17 @@ describe('KubernetesInventorySource', () => {
       ...pod('api-1', 'node-a', '10.1.0.5', 'api'),
       status: { phase: 'Running', podIP: '10.1.0.5' },
     });
-    timers.advance(5);
+    clock.advance(5);
     expect(inv.workloadByIp('10.1.0.5')?.name).toBe('demo/reuse');
     // once the old pod is gone, its exclusion is forgotten
     pods.emit('delete', pod('api-1', 'node-a', '10.1.0.5', 'api'));
-    timers.advance(5);
+    clock.advance(5);
     expect(inv.workloadByIp('10.1.0.5')?.name).toBe('demo/reuse');
     expect(src.exclusions().has('pod/demo/api-1')).toBe(false);
   });
 
   it('keeps the inventory while the API server is away, restarts with back-off and applies the difference', async () => {
-    const { pods, nodes, timers, src } = setup();
+    const { pods, nodes, clock, src } = setup();
     nodes.emit('add', node('node-a', '192.168.0.1', '10.1.0.0/24'));
     pods.emit('add', pod('web-1', 'node-a', '10.1.0.5'));
     const inv = await src.start();
@@ -124,27 +125,27 @@ describe('KubernetesInventorySource', () => {
     pods.emit('error', new Error('socket hang up'));
     expect(src.status()[0]).toMatchObject({ resource: 'pods', state: 'disconnected', errors: 1 });
     expect(inv.workloadByIp('10.1.0.5')).toBeDefined();
-    timers.advance(100); // first restart: fails again
+    clock.advance(100); // first restart: fails again
     await flushPromises();
     expect(pods.starts).toBe(2);
     expect(src.status()[0]?.state).toBe('disconnected');
-    timers.advance(199);
+    clock.advance(199);
     await flushPromises();
     expect(pods.starts).toBe(2);
     pods.nextStart = 'ok';
-    timers.advance(1); // second restart after 200 ms: succeeds
+    clock.advance(1); // second restart after 200 ms: succeeds
     await flushPromises();
     expect(pods.starts).toBe(3);
-    expect(src.status()[0]).toMatchObject({ state: 'synced', lastSyncAtMs: timers.now(), errors: 2 });
+    expect(src.status()[0]).toMatchObject({ state: 'synced', lastSyncAtMs: clock.now(), errors: 2 });
     // the re-list reports what changed meanwhile
     pods.emit('add', pod('web-2', 'node-a', '10.1.0.7'));
-    timers.advance(5);
+    clock.advance(5);
     expect(inv.workloadByIp('10.1.0.7')?.name).toBe('demo/web-2');
     expect(inv.workloadByIp('10.1.0.5')?.name).toBe('demo/web-1');
   });
 
   it('skips bad objects with a reason and keeps everything else', async () => {
-    const { pods, nodes, timers, src, skipped } = setup();
+    const { pods, nodes, clock, src, skipped } = setup();
     nodes.emit('add', node('node-a', '192.168.0.1', '10.1.0.0/24'));
     nodes.emit('add', { metadata: { name: 'node-b' }, status: { addresses: [] } });
     nodes.emit('add', {
@@ -167,7 +168,7 @@ describe('KubernetesInventorySource', () => {
     expect(src.exclusions().get('pod/demo/bad-ip')).toBe('malformed-ip');
     // fixed: it joins, and the exclusion is forgotten
     pods.emit('update', pod('bad-ip', 'node-a', '10.1.0.9'));
-    timers.advance(5);
+    clock.advance(5);
     expect(inv.workloadByIp('10.1.0.9')?.name).toBe('demo/bad-ip');
     expect(src.exclusions().has('pod/demo/bad-ip')).toBe(false);
   });

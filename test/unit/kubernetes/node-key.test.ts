@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import pino from 'pino';
 import { publishNodeKey, type NodeAnnotator } from '../../../src/kubernetes/node-key.js';
-import { FakeTimers, flushPromises } from './fake-informer.js';
+import { FakeClock } from '../../helpers/fake-clock.js';
+import { flushPromises } from './fake-informer.js';
 
 const KEY = Buffer.alloc(32, 3).toString('base64');
 
@@ -26,24 +27,24 @@ describe('publishNodeKey', () => {
   it('patches only its own node, only what differs, and retries with back-off', async () => {
     const api = new FakeNodes();
     api.failNext = 2;
-    const timers = new FakeTimers();
+    const clock = new FakeClock(1_000_000);
     const pub = publishNodeKey({
       api,
       nodeName: 'node-a',
       publicKey: KEY,
       wireguardPort: 51820,
       logger: pino({ level: 'silent' }),
-      timers,
+      clock,
       retryMs: 100,
     });
     await flushPromises();
     expect(api.patches).toEqual([]);
-    timers.advance(100); // second attempt fails too
+    clock.advance(100); // second attempt fails too
     await flushPromises();
-    timers.advance(199);
+    clock.advance(199);
     await flushPromises();
     expect(api.patches).toEqual([]);
-    timers.advance(1);
+    clock.advance(1);
     await pub.published;
     expect(api.patches).toEqual([
       ['node-a', { 'meshauth.io/wireguard-public-key': KEY, 'meshauth.io/wireguard-port': '51820' }],
@@ -55,7 +56,7 @@ describe('publishNodeKey', () => {
       nodeName: 'node-a',
       publicKey: KEY,
       logger: pino({ level: 'silent' }),
-      timers,
+      clock,
     });
     await again.published;
     expect(api.patches).toHaveLength(1);

@@ -7,7 +7,8 @@ import {
   type PolicyObject,
 } from '../../../src/kubernetes/policy-source.js';
 import type { PolicyCondition } from '../../../src/kubernetes/policy-object.js';
-import { FakeInformer, FakeTimers } from './fake-informer.js';
+import { FakeClock } from '../../helpers/fake-clock.js';
+import { FakeInformer } from './fake-informer.js';
 
 const A = 'spiffe://td/ns/demo/sa/a';
 const B = 'spiffe://td/ns/demo/sa/b';
@@ -42,7 +43,7 @@ const obj = (
 
 function setup() {
   const informer = new FakeInformer<PolicyObject>();
-  const timers = new FakeTimers();
+  const clock = new FakeClock(1_000_000);
   const conditions: Array<[string, PolicyCondition]> = [];
   const events: string[] = [];
   const src = new KubernetesPolicySource({
@@ -53,14 +54,14 @@ function setup() {
       event: async (o, type, reason) => void events.push(`${o.metadata?.name}:${type}:${reason}`),
     },
     logger: pino({ level: 'silent' }),
-    timers,
+    clock,
   });
-  return { informer, timers, src, conditions, events };
+  return { informer, clock, src, conditions, events };
 }
 
 describe('KubernetesPolicySource', () => {
   it('merges valid objects, modes flow through, updates and deletes apply', async () => {
-    const { informer, timers, src, conditions } = setup();
+    const { informer, clock, src, conditions } = setup();
     informer.emit('add', obj('p1', 1, 'required', [[A, B]]));
     const p = await src.start();
     expect(p.pairMode(A, B)).toBe('enforce');
@@ -71,18 +72,18 @@ describe('KubernetesPolicySource', () => {
     const seen: Array<string | undefined> = [];
     src.onChange((q) => seen.push(q.pairMode(A, B)));
     informer.emit('update', obj('p1', 2, 'permissive', [[A, B]]));
-    timers.advance(5);
+    clock.advance(5);
     informer.emit('update', obj('p1', 3, 'disabled', [[A, B]]));
-    timers.advance(5);
+    clock.advance(5);
     informer.emit('update', obj('p1', 4, 'required', [[A, B]]));
-    timers.advance(5);
+    clock.advance(5);
     informer.emit('delete', obj('p1', 4, 'required', [[A, B]]));
-    timers.advance(5);
+    clock.advance(5);
     expect(seen).toEqual(['permissive', undefined, 'enforce', undefined]);
   });
 
   it('rejects an invalid object whole, keeps its last valid version, reports condition and Event', async () => {
-    const { informer, timers, src, conditions, events } = setup();
+    const { informer, clock, src, conditions, events } = setup();
     informer.emit('add', obj('p1', 1, 'required', [[A, B]]));
     await src.start();
     informer.emit(
@@ -92,7 +93,7 @@ describe('KubernetesPolicySource', () => {
         ['bad', B],
       ]),
     );
-    timers.advance(5);
+    clock.advance(5);
     expect(src.policy.requiresWithAnyone(A)).toBeUndefined(); // nothing of generation 2 applied
     expect(src.policy.pairMode(A, B)).toBe('enforce'); // generation 1 stays
     expect(conditions.at(-1)).toEqual([
@@ -103,7 +104,7 @@ describe('KubernetesPolicySource', () => {
     expect(events).toEqual(['p1:Warning:InvalidRules']);
     // a new object that never was valid contributes nothing
     informer.emit('add', obj('p2', 1, 'required', [['bad', A]]));
-    timers.advance(5);
+    clock.advance(5);
     expect(src.policy.rules.map((r) => r.name)).toEqual(['demo/p1/r0']);
   });
 
