@@ -364,6 +364,27 @@ const SPECS: readonly Spec[] = [
     description: 'Audit events kept at most',
   },
   {
+    path: 'audit.witnesses',
+    kind: 'list',
+    valueName: '<host:port,...>',
+    description:
+      "TCP APIs of other nodes or meshauth-relay that witness this node's signed audit heads (needs api.tcp.identity)",
+  },
+  {
+    path: 'audit.headInterval',
+    kind: 'duration',
+    valueName: '<duration>',
+    default: '60s',
+    description: 'How often the audit head is signed and handed to the witnesses',
+  },
+  {
+    path: 'audit.otlpEndpoint',
+    kind: 'string',
+    valueName: '<url>',
+    description:
+      'Ship committed audit events as OTLP/HTTP JSON logs to this endpoint (http://collector:4318/v1/logs)',
+  },
+  {
     path: 'api.socket',
     kind: 'string',
     valueName: '<file>',

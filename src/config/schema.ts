@@ -292,6 +292,9 @@ export const configSchema = z
         path: optionalStringField(),
         maxAge: durationField(DEFAULTS.auditMaxAge, { minMs: 60_000 }),
         maxEvents: intField(1000, Number.MAX_SAFE_INTEGER, DEFAULTS.auditMaxEvents),
+        witnesses: z.array(hostPortField(undefined)).default([]),
+        headInterval: durationField('60s', { minMs: 1000 }),
+        otlpEndpoint: optionalStringField(),
       })
       .prefault(EMPTY_SECTION),
     api: z

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import {
   AuditStore,
   AuditWriter,
+  OtlpLogExporter,
   RetentionRunner,
   SignalAggregator,
   type AuditEventInput,
@@ -43,6 +44,17 @@ export function openAudit(config: DaemonConfig, logger: Logger): DaemonAudit {
     logger: log,
   });
   retention.start();
+  let otlp: OtlpLogExporter | undefined;
+  if (config.audit.otlpEndpoint) {
+    // reads committed rows on its own schedule: never in the write path
+    otlp = new OtlpLogExporter({
+      store,
+      endpoint: config.audit.otlpEndpoint,
+      node: config.node,
+      logger: logger.child({ component: 'otlp' }),
+    });
+    otlp.start();
+  }
   const sink: AuditSink = {
     record(event: AuditEventInput): void {
       if (event.type === 'signal') {
@@ -69,6 +81,7 @@ export function openAudit(config: DaemonConfig, logger: Logger): DaemonAudit {
     close: async () => {
       aggregator.close();
       retention.close();
+      otlp?.close();
       await writer.close();
       store.close();
     },

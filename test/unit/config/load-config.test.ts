@@ -88,6 +88,9 @@ describe('loadConfig: defaults', () => {
       path: '/var/lib/meshauth/audit.db',
       maxAgeMs: 30 * 86_400_000,
       maxEvents: 10_000_000,
+      witnesses: [],
+      headIntervalMs: 60_000,
+      otlpEndpoint: undefined,
     });
     expect(c.api).toEqual({ socket: '/run/meshauth/api.sock', socketMode: 0o600, tcp: undefined });
     expect(c.metrics.listen).toEqual({ host: '127.0.0.1', port: 9090 });
