@@ -10,11 +10,13 @@
 set -euo pipefail
 
 OTELCOL_VERSION=v0.165.0
+# The stable (1.x) module released with that collector version.
+FILEPROVIDER_VERSION=v1.71.0
 cache_root="${MESHAUTH_CACHE_DIR:-${HOME:-/root}/.cache/meshauth}"
 bin_dir="$cache_root/otelcol-$OTELCOL_VERSION/bin"
 bin="$bin_dir/otelcol-meshauth"
 stamp="$bin_dir/.build-stamp"
-want_stamp="otelcol $OTELCOL_VERSION otlpreceiver debugexporter file-scheme telemetry"
+want_stamp="otelcol $OTELCOL_VERSION fileprovider $FILEPROVIDER_VERSION otlpreceiver debugexporter file-scheme telemetry"
 
 log() { printf '\033[1m[build-otelcol]\033[0m %s\n' "$*" >&2; }
 die() { printf 'build-otelcol: %s\n' "$*" >&2; exit 1; }
@@ -91,7 +93,7 @@ log "building the collector ($OTELCOL_VERSION) with $(go env GOVERSION); this ta
   go get "go.opentelemetry.io/collector/otelcol@$OTELCOL_VERSION" \
     "go.opentelemetry.io/collector/receiver/otlpreceiver@$OTELCOL_VERSION" \
     "go.opentelemetry.io/collector/exporter/debugexporter@$OTELCOL_VERSION" \
-    go.opentelemetry.io/collector/confmap/provider/fileprovider >&2
+    "go.opentelemetry.io/collector/confmap/provider/fileprovider@$FILEPROVIDER_VERSION" >&2
   go mod tidy >&2
   CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$src/otelcol-meshauth" .
 ) || die "building the collector failed (see the go output above)"

@@ -68,12 +68,18 @@ function seqsSeen(): number[] {
 }
 
 beforeAll(async () => {
-  const r = spawnSync('bash', [join(ROOT, 'scripts/build-otelcol.sh')], {
-    encoding: 'utf8',
-    timeout: 1_500_000,
-  });
-  if (r.status !== 0) throw new Error(`build-otelcol failed:\n${r.stderr}`);
-  bin = r.stdout.trim().split('\n').at(-1)!;
+  // scripts/test.sh builds the collector before the suite and exports its path; a lone run builds it.
+  const built = process.env['MESHAUTH_OTELCOL'];
+  if (built) {
+    bin = built;
+  } else {
+    const r = spawnSync('bash', [join(ROOT, 'scripts/build-otelcol.sh')], {
+      encoding: 'utf8',
+      timeout: 1_500_000,
+    });
+    if (r.status !== 0) throw new Error(`build-otelcol failed:\n${r.stderr}`);
+    bin = r.stdout.trim().split('\n').at(-1)!;
+  }
   dir = mkdtempSync(join(tmpdir(), 'meshauth-otlp-'));
   port = await freePort();
   writeFileSync(
