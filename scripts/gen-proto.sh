@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-API_PROTOS=(meshauth/v1/audit.proto grpc/health/v1/health.proto)
+API_PROTOS=(meshauth/v1/audit.proto meshauth/v1/witness.proto grpc/health/v1/health.proto)
 check=0
 case "${1:-}" in
   --check) check=1 ;;

@@ -17,6 +17,9 @@ export MESHAUTH_KUBE_BIN="${MESHAUTH_KUBE_BIN:-$(bash scripts/build-kubernetes.s
 # spire-controller-manager and its CRDs for the SPIRE-on-Kubernetes e2e test (one Go build at a time).
 bash scripts/build-spire-controller-manager.sh >/dev/null
 export MESHAUTH_SPIRE_CM_DIR="${MESHAUTH_SPIRE_CM_DIR:-$(bash scripts/build-spire-controller-manager.sh --print-dir)}"
+# The OpenTelemetry Collector receives the audit trail's OTLP export in test/integration/audit.
+bash scripts/build-otelcol.sh >/dev/null
+export MESHAUTH_OTELCOL="${MESHAUTH_OTELCOL:-$(bash scripts/build-otelcol.sh --print-bin)}"
 # The reference CNI plugins the e2e pods are made with (wireguard-go was built by setup.sh).
 bash scripts/build-go-tools.sh cni >/dev/null
 export MESHAUTH_CNI_BIN="${MESHAUTH_CNI_BIN:-$(bash scripts/build-go-tools.sh --print-dir cni)}"

@@ -3,6 +3,11 @@ import { ApiClientError } from './errors.js';
 import type {
   EntryMsg,
   EventMsg,
+  ListEntriesResponseMsg,
+  NodeAnswerMsg,
+  SignedHeadMsg,
+  SubmitHeadResponseMsg,
+  WitnessedHeadMsg,
   FlushEntriesRequestMsg,
   FollowEventsRequestMsg,
   QueryEventsRequestMsg,
@@ -34,6 +39,10 @@ export interface ApiClientOptions {
 export interface EventPage {
   events: EventMsg[];
   nextPageToken: string;
+  /** From meshauth-relay: how each node answered (empty from a node). */
+  nodes: NodeAnswerMsg[];
+  /** From meshauth-relay: some node's events are missing. */
+  partial: boolean;
 }
 
 type Unary<Req, Res> = (
@@ -58,11 +67,12 @@ export class ApiClient {
   /** Where the client connects, for messages ("unix socket /run/meshauth/api.sock"). */
   readonly target: string;
   private readonly client: grpc.Client;
+  private readonly witness: grpc.Client;
   private readonly health: grpc.Client;
   private readonly timeoutMs: number;
 
   constructor(opts: ApiClientOptions) {
-    const { audit, health } = loadServices();
+    const { audit, health, witness } = loadServices();
     let address: string;
     let creds: grpc.ChannelCredentials;
     let channelOptions: grpc.ChannelOptions = {};
@@ -98,11 +108,12 @@ export class ApiClient {
     }
     this.client = new audit(address, creds, channelOptions);
     this.health = new health(address, creds, channelOptions);
+    this.witness = new witness(address, creds, channelOptions);
     this.timeoutMs = opts.timeoutMs ?? 10_000;
   }
 
-  private unary<Req, Res>(method: string, req: Req): Promise<Res> {
-    const fn = (this.client as unknown as Record<string, Unary<Req, Res>>)[method]!.bind(this.client);
+  private unary<Req, Res>(method: string, req: Req, on: grpc.Client = this.client): Promise<Res> {
+    const fn = (on as unknown as Record<string, Unary<Req, Res>>)[method]!.bind(on);
     return new Promise((resolve, reject) => {
       fn(req, { deadline: Date.now() + this.timeoutMs }, (err, res) => {
         if (err) reject(this.wrap(method, err));
@@ -125,15 +136,21 @@ export class ApiClient {
     const call = this.stream('queryEvents', req, { deadline: Date.now() + this.timeoutMs * 6 });
     const events: EventMsg[] = [];
     let nextPageToken = '';
+    let nodes: NodeAnswerMsg[] = [];
+    let partial = false;
     try {
       for await (const m of call as AsyncIterable<QueryEventsResponseMsg>) {
         if (m.event) events.push(m.event);
-        else if (m.pageEnd) nextPageToken = m.pageEnd.nextPageToken;
+        else if (m.pageEnd) {
+          nextPageToken = m.pageEnd.nextPageToken;
+          nodes = m.pageEnd.nodes ?? [];
+          partial = Boolean(m.pageEnd.partial);
+        }
       }
     } catch (err) {
       throw this.wrap('QueryEvents', err as grpc.ServiceError);
     }
-    return { events, nextPageToken };
+    return { events, nextPageToken, nodes, partial };
   }
 
   /** Events as they are written (after_seq: replay stored events after it first). Ends when signal aborts. */
@@ -155,6 +172,40 @@ export class ApiClient {
   async listEntries(): Promise<EntryMsg[]> {
     const res = await this.unary<object, { entries: EntryMsg[] }>('listEntries', {});
     return res.entries;
+  }
+
+  /** ListEntries with the relay's per-node answers. */
+  listEntriesResponse(): Promise<ListEntriesResponseMsg> {
+    return this.unary<object, ListEntriesResponseMsg>('listEntries', {});
+  }
+
+  /** meshauth.v1.Witness/SubmitHead: hand this witness a signed head of the caller's trail. */
+  submitHead(head: { note: string; certChain: readonly Buffer[] }): Promise<SubmitHeadResponseMsg> {
+    return this.unary(
+      'submitHead',
+      { head: { note: head.note, certChain: [...head.certChain] } },
+      this.witness,
+    );
+  }
+
+  /** meshauth.v1.Witness/SignHead: the node's audit head signed now (publish: also hand it to its witnesses). */
+  signHead(publish = false): Promise<SignedHeadMsg> {
+    return this.unary('signHead', { publish }, this.witness);
+  }
+
+  /** meshauth.v1.Witness/ListWitnessedHeads: heads this witness recorded for a node, oldest first. */
+  async listWitnessedHeads(spiffeId: string, limit = 0): Promise<WitnessedHeadMsg[]> {
+    const fn = (this.witness as unknown as Record<string, ServerStream<object>>)['listWitnessedHeads']!.bind(
+      this.witness,
+    );
+    const call = fn({ spiffeId, limit }, { deadline: Date.now() + this.timeoutMs * 6 });
+    const out: WitnessedHeadMsg[] = [];
+    try {
+      for await (const m of call as AsyncIterable<WitnessedHeadMsg>) out.push(m);
+    } catch (err) {
+      throw this.wrap('ListWitnessedHeads', err as grpc.ServiceError);
+    }
+    return out;
   }
 
   status(): Promise<StatusMsg> {
@@ -183,5 +234,6 @@ export class ApiClient {
   close(): void {
     this.client.close();
     this.health.close();
+    this.witness.close();
   }
 }

@@ -30,6 +30,7 @@ export function eventToMsg(e: StoredAuditEvent): EventMsg {
     detailsJson: e.details ? JSON.stringify(e.details) : '',
     prevHash: e.prevHash,
     hash: e.hash,
+    origin: '',
   };
 }
 
@@ -98,7 +99,7 @@ export function decodePageToken(token: string | undefined): number | undefined {
 }
 
 export function entryToMsg(e: EntryView): EntryMsg {
-  return { ...e };
+  return { ...e, origin: '' };
 }
 
 export function flushRequestOf(r: FlushEntriesRequestIn): FlushRequest {
@@ -138,5 +139,7 @@ export function statusToMsg(s: StatusView, audit: StatusMsg['audit']): StatusMsg
     entries: s.entries,
     audit,
     versions: s.versions ?? {},
+    nodes: [],
+    partial: false,
   };
 }

@@ -4,6 +4,7 @@ export {
   startApiServer,
   type ApiServer,
   type ApiServerOptions,
+  type AuditHandlers,
   type TcpIdentity,
   type TcpListenerOptions,
   type UnixListenerOptions,
@@ -11,13 +12,21 @@ export {
 export type { AuditQueueView } from './audit-service.js';
 export { ApiClient, type ApiClientOptions, type ApiClientTls, type EventPage } from './client.js';
 export { ApiClientError, ApiServerError } from './errors.js';
-export { AUDIT_SERVICE, loadApiPackageDefinition, protoDir } from './proto.js';
+export { AUDIT_SERVICE, loadApiPackageDefinition, protoDir, WITNESS_SERVICE } from './proto.js';
+export { witnessServiceHandlers, type WitnessView } from './witness-service.js';
+export { peerSpiffeIdOf } from './tcp-auth.js';
 export type {
   EntryMsg,
   EventFilterMsg,
   EventMsg,
   FlushEntriesRequestMsg,
   FollowEventsRequestMsg,
+  ListEntriesResponseMsg,
+  NodeAnswerMsg,
+  PageEndMsg,
+  SignedHeadMsg,
+  SubmitHeadResponseMsg,
+  WitnessedHeadMsg,
   QueryEventsRequestMsg,
   StatusMsg,
 } from './messages.js';

@@ -21,6 +21,12 @@ import type {
 } from './generated/meshauth/v1/QueryEventsRequest.js';
 import type { QueryEventsResponse__Output } from './generated/meshauth/v1/QueryEventsResponse.js';
 import type { Status__Output } from './generated/meshauth/v1/Status.js';
+import type { NodeAnswer__Output } from './generated/meshauth/v1/NodeAnswer.js';
+import type { SignedHead__Output } from './generated/meshauth/v1/SignedHead.js';
+import type { SubmitHeadResponse__Output } from './generated/meshauth/v1/SubmitHeadResponse.js';
+import type { WitnessedHead__Output } from './generated/meshauth/v1/WitnessedHead.js';
+import type { PageEnd__Output } from './generated/meshauth/v1/PageEnd.js';
+import type { ListEntriesResponse__Output } from './generated/meshauth/v1/ListEntriesResponse.js';
 
 /** meshauth.v1.Event as received. */
 export type EventMsg = Event__Output;
@@ -45,3 +51,16 @@ export type EventFilterIn = EventFilter__Output;
 export type QueryEventsRequestIn = QueryEventsRequest__Output;
 export type FollowEventsRequestIn = FollowEventsRequest__Output;
 export type FlushEntriesRequestIn = FlushEntriesRequest__Output;
+
+/** meshauth.v1.NodeAnswer: how one node answered a request fanned out by meshauth-relay. */
+export type NodeAnswerMsg = NodeAnswer__Output;
+/** meshauth.v1.PageEnd as received. */
+export type PageEndMsg = PageEnd__Output;
+/** meshauth.v1.ListEntriesResponse as received. */
+export type ListEntriesResponseMsg = ListEntriesResponse__Output;
+/** meshauth.v1.SignedHead as received. */
+export type SignedHeadMsg = SignedHead__Output;
+/** meshauth.v1.SubmitHeadResponse as received. */
+export type SubmitHeadResponseMsg = SubmitHeadResponse__Output;
+/** meshauth.v1.WitnessedHead as received. */
+export type WitnessedHeadMsg = WitnessedHead__Output;

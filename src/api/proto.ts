@@ -18,6 +18,7 @@ export const LOADER_OPTIONS: protoLoader.Options = {
 };
 
 export const AUDIT_SERVICE = 'meshauth.v1.Audit';
+export const WITNESS_SERVICE = 'meshauth.v1.Witness';
 
 /** Directory holding the .proto files (works from the source tree and from dist/). */
 export function protoDir(): string {
@@ -29,29 +30,37 @@ let cached: protoLoader.PackageDefinition | undefined;
 /** The meshauth API and the gRPC health protocol, loaded at runtime. */
 export function loadApiPackageDefinition(): protoLoader.PackageDefinition {
   if (!cached) {
-    cached = protoLoader.loadSync(['meshauth/v1/audit.proto', 'grpc/health/v1/health.proto'], {
-      ...LOADER_OPTIONS,
-      includeDirs: [protoDir()],
-    });
+    cached = protoLoader.loadSync(
+      ['meshauth/v1/audit.proto', 'meshauth/v1/witness.proto', 'grpc/health/v1/health.proto'],
+      {
+        ...LOADER_OPTIONS,
+        includeDirs: [protoDir()],
+      },
+    );
   }
   return cached;
 }
 
 export interface LoadedServices {
   audit: grpc.ServiceClientConstructor;
+  witness: grpc.ServiceClientConstructor;
   health: grpc.ServiceClientConstructor;
 }
 
 export function loadServices(): LoadedServices {
   const obj = grpc.loadPackageDefinition(loadApiPackageDefinition()) as unknown as {
-    meshauth: { v1: { Audit: grpc.ServiceClientConstructor } };
+    meshauth: { v1: { Audit: grpc.ServiceClientConstructor; Witness: grpc.ServiceClientConstructor } };
     grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } };
   };
-  return { audit: obj.meshauth.v1.Audit, health: obj.grpc.health.v1.Health };
+  return {
+    audit: obj.meshauth.v1.Audit,
+    witness: obj.meshauth.v1.Witness,
+    health: obj.grpc.health.v1.Health,
+  };
 }
 
 /**
- * The API's files (meshauth/v1/audit.proto, grpc/health/v1/health.proto) as protoc compiled them
+ * The API's files (meshauth/v1/audit.proto, meshauth/v1/witness.proto, grpc/health/v1/health.proto) as protoc compiled them
  * (proto/api.binpb, written by scripts/gen-proto.sh), one encoded FileDescriptorProto each.
  *
  * Server reflection serves these rather than the descriptors proto-loader derives through
@@ -70,9 +79,12 @@ export function apiFileDescriptorProtos(): Buffer[] {
  * What @grpc/reflection reads from a package definition: the encoded file descriptors of each
  * entry. Here one entry carries the protoc-compiled files (see apiFileDescriptorProtos).
  */
-export function reflectionPackageDefinition(): protoLoader.PackageDefinition {
+export function reflectionPackageDefinition(withWitness = false): protoLoader.PackageDefinition {
   const files = apiFileDescriptorProtos();
   return {
     [AUDIT_SERVICE]: { format: 'protoc', type: {}, fileDescriptorProtos: files },
+    ...(withWitness
+      ? { [WITNESS_SERVICE]: { format: 'protoc', type: {}, fileDescriptorProtos: files } }
+      : {}),
   } as unknown as protoLoader.PackageDefinition;
 }

@@ -6,7 +6,8 @@ import { auditServiceHandlers, type AuditQueueView } from './audit-service.js';
 import type { DaemonView } from './daemon-view.js';
 import { ApiServerError } from './errors.js';
 import { HealthService } from './health.js';
-import { AUDIT_SERVICE, loadServices, reflectionPackageDefinition } from './proto.js';
+import { AUDIT_SERVICE, loadServices, reflectionPackageDefinition, WITNESS_SERVICE } from './proto.js';
+import { witnessServiceHandlers, type WitnessView } from './witness-service.js';
 import {
   authorizeCall,
   guardHandlers,
@@ -54,9 +55,16 @@ export interface TcpIdentity {
   keyPem: Buffer | string;
 }
 
+/** meshauth.v1.Audit handlers other than the store-backed ones (meshauth-relay serves the cluster's). */
+export type AuditHandlers = grpc.UntypedServiceImplementation & { closeFollowers(): void };
+
 export interface ApiServerOptions {
-  store: AuditStore;
-  daemon: DaemonView;
+  store?: AuditStore;
+  daemon?: DaemonView;
+  /** Serve these meshauth.v1.Audit handlers instead of the ones backed by store and daemon. */
+  auditHandlers?: AuditHandlers;
+  /** Serve meshauth.v1.Witness (witnessed audit heads) with this witness. */
+  witness?: WitnessView;
   /** The writer feeding the store, for queue depth / drops in GetStatus. */
   queue?: AuditQueueView;
   /** Unix socket listener (default on). false = none. */
@@ -100,16 +108,21 @@ function shutdown(server: grpc.Server): Promise<void> {
 /** Start the gRPC API: meshauth.v1.Audit, grpc.health.v1.Health and server reflection. */
 export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer> {
   const services = loadServices();
-  const health = new HealthService([AUDIT_SERVICE]);
-  const audit = auditServiceHandlers({
-    store: opts.store,
-    daemon: opts.daemon,
-    ...(opts.queue ? { queue: opts.queue } : {}),
-    ...(opts.logger ? { logger: opts.logger } : {}),
-    ...(opts.followPollMs !== undefined ? { followPollMs: opts.followPollMs } : {}),
-  });
+  const health = new HealthService(opts.witness ? [AUDIT_SERVICE, WITNESS_SERVICE] : [AUDIT_SERVICE]);
+  let audit: AuditHandlers;
+  if (opts.auditHandlers) audit = opts.auditHandlers;
+  else if (opts.store && opts.daemon)
+    audit = auditServiceHandlers({
+      store: opts.store,
+      daemon: opts.daemon,
+      ...(opts.queue ? { queue: opts.queue } : {}),
+      ...(opts.logger ? { logger: opts.logger } : {}),
+      ...(opts.followPollMs !== undefined ? { followPollMs: opts.followPollMs } : {}),
+    });
+  else throw new ApiServerError('api: start: needs store and daemon, or auditHandlers');
+  const witnessHandlers = opts.witness ? witnessServiceHandlers(opts.witness, opts.logger) : undefined;
   const { closeFollowers, ...auditHandlers } = audit;
-  const reflection = new ReflectionService(reflectionPackageDefinition());
+  const reflection = new ReflectionService(reflectionPackageDefinition(Boolean(opts.witness)));
   const servers: grpc.Server[] = [];
   let socketPath: string | undefined;
   let tcpPort: number | undefined;
@@ -123,6 +136,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     const s = new grpc.Server({ 'grpc.max_concurrent_streams': 256 });
     const wrap = guard ?? ((h: grpc.UntypedServiceImplementation) => h);
     s.addService(services.audit.service, wrap(auditHandlers));
+    if (witnessHandlers) s.addService(services.witness.service, wrap(witnessHandlers));
     s.addService(services.health.service, wrap(health.handlers()));
     // the reflection service registers itself; route it through the same guard
     reflection.addToServer({

@@ -84,6 +84,14 @@ export function authorizeCall(
 
 type AnyHandler = (call: never, callback?: never) => unknown;
 
+/** SPIFFE IDs of calls guardHandlers let through, for handlers that act on who called. */
+const authorizedPeers = new WeakMap<object, string>();
+
+/** The SPIFFE ID the TCP listener authenticated for this call; undefined on the Unix socket. */
+export function peerSpiffeIdOf(call: object): string | undefined {
+  return authorizedPeers.get(call);
+}
+
 /** Wrap every handler of a service so calls from unauthorized clients get PERMISSION_DENIED. */
 export function guardHandlers(
   handlers: grpc.UntypedServiceImplementation,
@@ -101,6 +109,7 @@ export function guardHandlers(
         else call.emit('error', err);
         return;
       }
+      authorizedPeers.set(call, auth.spiffeId);
       return (fn as (c: unknown, cb?: unknown) => unknown)(call, cb);
     }) as unknown as grpc.UntypedHandleCall;
   }

@@ -20,3 +20,28 @@ export class AuditQueryError extends MeshauthError {
     super('MESHAUTH_ERR_AUDIT_QUERY', message);
   }
 }
+
+/**
+ * Stable reasons a signed audit head is refused: malformed (not a checkpoint note of ours),
+ * untrusted-signer (the SVID chain does not verify against the trust bundles), wrong-node (origin,
+ * signer and submitter differ), bad-signature (no valid signature by the signer's key), replayed
+ * (older than a head already witnessed for that node), conflicting-head (same seq as a witnessed
+ * head but another hash: the node forked its trail), not-allowed (the submitter may not submit).
+ */
+export type SignedHeadReason =
+  | 'malformed'
+  | 'untrusted-signer'
+  | 'wrong-node'
+  | 'bad-signature'
+  | 'replayed'
+  | 'conflicting-head'
+  | 'not-allowed';
+
+/** A signed audit head that was not accepted; `reason` is stable. */
+export class SignedHeadError extends MeshauthError {
+  readonly reason: SignedHeadReason;
+  constructor(reason: SignedHeadReason, message: string, options?: { cause?: unknown }) {
+    super('MESHAUTH_ERR_SIGNED_HEAD', message, options);
+    this.reason = reason;
+  }
+}

@@ -12,6 +12,8 @@ export const AUDIT_EVENT_TYPES: readonly AuditEventType[] = [
   'peer-unreachable',
   'gap',
   'retention',
+  'head-witnessed',
+  'head-rejected',
 ];
 
 export const AUDIT_OUTCOMES = ['success', 'failure', 'info'] as const;

@@ -8,7 +8,43 @@ export {
   type AuditOutcome,
   type StoredAuditEvent,
 } from './event.js';
-export { AuditQueryError, AuditSchemaError, AuditStoreError } from './errors.js';
+export {
+  AuditQueryError,
+  AuditSchemaError,
+  AuditStoreError,
+  SignedHeadError,
+  type SignedHeadReason,
+} from './errors.js';
+export {
+  checkpointText,
+  ecdsaKeyId,
+  MAX_NOTE_BYTES,
+  NOTE_SIG_TYPE_ECDSA,
+  openSignedHead,
+  originOf,
+  parseCheckpointText,
+  signHead,
+  splitNote,
+  type AuditHead,
+  type HeadSigningSvid,
+  type OpenSignedHeadOptions,
+  type VerifiedHead,
+} from './signed-head.js';
+export {
+  listWitnessedHeads,
+  Witness,
+  type SignedHeadEnvelope,
+  type SubmitResult,
+  type WitnessedHeadRecord,
+  type WitnessOptions,
+} from './witness.js';
+export {
+  verifyAgainstHeads,
+  type FetchedHead,
+  type WitnessProblemKind,
+  type WitnessReport,
+} from './witness-check.js';
+export { HeadPublisher, type HeadPublisherOptions, type HeadSubmission } from './head-publisher.js';
 export { canonicalJson, GENESIS_HASH, rowHash, type ChainFields } from './canonical.js';
 export { SCHEMA_VERSION, migrate, schemaVersion } from './schema.js';
 export { AuditStore, type AuditStoreOptions, type AuditStoreStats } from './store.js';
@@ -34,3 +70,10 @@ export {
   type SignalObservation,
 } from './signal-aggregator.js';
 export { RetentionRunner, type RetentionRunnerOptions } from './retention-runner.js';
+export {
+  auditLogRecord,
+  exportLogsRequest,
+  OtlpLogExporter,
+  type OtlpExporterOptions,
+  type OtlpExporterStats,
+} from './otlp-export.js';

@@ -14,7 +14,11 @@ export type AuditEventType =
   | 'peer-unreachable'
   | 'gap'
   /** Written by the store itself when retention deleted the oldest rows (records the new chain anchor). */
-  | 'retention';
+  | 'retention'
+  /** A signed audit head of another node this node witnessed (src/audit/witness.ts). */
+  | 'head-witnessed'
+  /** A signed audit head this node refused to witness, with the reason. */
+  | 'head-rejected';
 
 export interface AuditEventInput {
   type: AuditEventType;

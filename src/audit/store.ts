@@ -253,6 +253,13 @@ export class AuditStore {
     }
   }
 
+  /** The chain head now: seq of the last row appended (0 when empty) and its hash (genesis when empty). */
+  head(): { seq: number; hash: Buffer } {
+    this.assertOpen('head');
+    const h = this.readHead.get() as HeadRow;
+    return { seq: h.seq, hash: Buffer.from(h.hash) };
+  }
+
   /** Highest seq ever appended (0 when empty). */
   lastSeq(): number {
     this.assertOpen('lastSeq');

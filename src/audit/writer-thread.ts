@@ -16,7 +16,7 @@ export type ToWriterThread = { op: 'append'; id: number; events: AuditEventInput
 export type FromWriterThread =
   | { op: 'ready'; lastSeq: number }
   | { op: 'appended'; id: number; count: number; lastSeq: number }
-  | { op: 'failed'; id: number; count: number; message: string }
+  | { op: 'failed'; id: number; count: number; message: string; code?: string }
   | { op: 'open-failed'; message: string }
   | { op: 'closed' };
 
@@ -55,7 +55,14 @@ function main(): void {
         for (const g of group) send({ op: 'appended', id: g.id, count: g.events.length, lastSeq });
       } catch (err) {
         for (const g of group) {
-          send({ op: 'failed', id: g.id, count: g.events.length, message: (err as Error).message });
+          const code = (err as { code?: unknown }).code;
+          send({
+            op: 'failed',
+            id: g.id,
+            count: g.events.length,
+            message: (err as Error).message,
+            ...(typeof code === 'string' ? { code } : {}),
+          });
         }
       }
     }

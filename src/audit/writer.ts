@@ -36,6 +36,15 @@ export interface AuditWriterObserver {
 
 const MAX_BATCHES_IN_FLIGHT = 8;
 
+/**
+ * SQLite errors a later write may not meet: the disk full (SQLITE_FULL), I/O errors, the database
+ * busy or locked. A batch that fails with one of them is kept and written again; any other error
+ * loses the batch (counted, and marked by a gap event).
+ */
+const RETRYABLE = /^SQLITE_(FULL|IOERR|BUSY|LOCKED)/;
+const RETRY_MIN_MS = 100;
+const RETRY_MAX_MS = 5_000;
+
 export interface AuditWriterStats {
   queued: number;
   /** Sent to the writer thread, not yet committed. */
@@ -72,6 +81,17 @@ export class AuditWriter implements AuditSink {
   private closing: Promise<void> | undefined;
   /** Dropped since the last gap event. */
   private gap: { count: number; firstAtMs: number; lastAtMs: number } | undefined;
+  /** Events of batches posted to the thread and not answered yet, by batch id. */
+  private readonly posted = new Map<number, AuditEventInput[]>();
+  /** Batches that failed with a retryable error while others were in flight, by batch id. */
+  private readonly retryBatches = new Map<number, AuditEventInput[]>();
+  /** Set while writes fail with a retryable error: nothing is sent until it fires. */
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retryDelayMs = 0;
+  /** Start of the current outage (first retryable failure), for the recovery log line. */
+  private outageSinceMs: number | undefined;
+  /** close() was called: a failing write is not retried any more (its events are counted lost). */
+  private stopping = false;
 
   constructor(
     private readonly store: AuditStore,
@@ -124,13 +144,30 @@ export class AuditWriter implements AuditSink {
         this.inFlight -= m.count;
         this.batchesInFlight--;
         this.writtenTotal += m.count;
+        this.posted.delete(m.id);
         this.store.notifyAppended(m.lastSeq);
+        this.recovered();
         break;
-      case 'failed':
+      case 'failed': {
         this.inFlight -= m.count;
         this.batchesInFlight--;
-        this.writeFailed(m.count, new Error(m.message));
+        const events = this.posted.get(m.id);
+        this.posted.delete(m.id);
+        const err = Object.assign(new Error(m.message), m.code ? { code: m.code } : {});
+        if (events && this.retryable(err)) {
+          this.retryBatches.set(m.id, events);
+          this.noteRetry(err, m.count);
+        } else {
+          this.writeFailed(m.count, err);
+        }
         break;
+      }
+    }
+    // Every answer is in: failed batches go back to the head of the queue, oldest first.
+    if (this.batchesInFlight === 0 && this.retryBatches.size > 0) {
+      const ids = [...this.retryBatches.keys()].sort((a, b) => a - b);
+      this.queue = [...ids.flatMap((id) => this.retryBatches.get(id)!), ...this.queue];
+      this.retryBatches.clear();
     }
     this.opts.observer?.queueDepth?.(this.queue.length);
     if (this.queue.length > 0 || this.gap) this.sendBatch();
@@ -194,7 +231,7 @@ export class AuditWriter implements AuditSink {
       return;
     }
     this.writeBatch();
-    if (this.queue.length > 0) {
+    if (this.queue.length > 0 && !this.retryTimer) {
       this.immediate = setImmediate(() => this.flushSome());
     }
     this.settleIdle();
@@ -220,12 +257,14 @@ export class AuditWriter implements AuditSink {
 
   private sendOne(): void {
     if (!this.worker || this.batchesInFlight >= MAX_BATCHES_IN_FLIGHT) return;
+    if (this.retryTimer || this.retryBatches.size > 0) return; // writes failing: wait for the retry
     if (this.gap && !this.closed) this.pushGap();
     if (this.queue.length === 0) return;
     const events = this.takeBatch();
     const msg: ToWriterThread = { op: 'append', id: ++this.nextBatchId, events };
     try {
       this.worker.postMessage(msg);
+      this.posted.set(msg.id, events);
       this.inFlight += events.length;
       this.batchesInFlight++;
     } catch (err) {
@@ -255,14 +294,63 @@ export class AuditWriter implements AuditSink {
     for (const w of this.idleWaiters.splice(0)) w();
   }
 
+  private retryable(err: unknown): boolean {
+    const code = (err as { code?: unknown }).code;
+    return !this.stopping && typeof code === 'string' && RETRYABLE.test(code);
+  }
+
+  /**
+   * A write failed with a retryable error (the disk full, say): the events are kept and written
+   * again after a backoff (100 ms doubling to 5 s); meanwhile new events queue up to maxQueue, and
+   * beyond it are dropped and counted in the next gap event. Logged once per outage.
+   */
+  private noteRetry(err: unknown, n: number): void {
+    this.writeErrors++;
+    if (this.outageSinceMs === undefined) {
+      this.outageSinceMs = Date.now();
+      this.opts.logger?.error(
+        { event: 'audit_write_failed', err, retrying: n },
+        'audit write failed: events kept in memory and retried',
+      );
+    }
+    this.retryDelayMs = Math.min(RETRY_MAX_MS, Math.max(RETRY_MIN_MS, this.retryDelayMs * 2));
+    if (this.retryTimer) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.flushSome();
+    }, this.retryDelayMs);
+    this.retryTimer.unref();
+  }
+
+  private recovered(): void {
+    if (this.outageSinceMs === undefined) return;
+    this.opts.logger?.warn(
+      {
+        event: 'audit_write_recovered',
+        outage_ms: Date.now() - this.outageSinceMs,
+        failed_writes: this.writeErrors,
+      },
+      'audit writes succeed again',
+    );
+    this.outageSinceMs = undefined;
+    this.retryDelayMs = 0;
+  }
+
   /** Write one batch; returns how many events were written. */
   private writeBatch(): number {
-    if (this.queue.length === 0) return 0;
+    if (this.queue.length === 0 || this.retryTimer) return 0;
     const batch = this.takeBatch();
     try {
       this.store.appendQuiet(batch);
       this.writtenTotal += batch.length;
+      this.recovered();
     } catch (err) {
+      if (this.retryable(err)) {
+        this.queue = [...batch, ...this.queue];
+        this.noteRetry(err, batch.length);
+        this.opts.observer?.queueDepth?.(this.queue.length);
+        return 0;
+      }
       this.writeFailed(batch.length, err);
     }
     this.opts.observer?.queueDepth?.(this.queue.length);
@@ -324,6 +412,9 @@ export class AuditWriter implements AuditSink {
    */
   close(): Promise<void> {
     if (this.closing) return this.closing;
+    this.stopping = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
     if (this.timer) clearTimeout(this.timer);
     if (this.immediate) clearImmediate(this.immediate);
     this.timer = undefined;

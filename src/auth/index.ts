@@ -32,3 +32,4 @@ export {
   type EntryTrust,
 } from './trust.js';
 export { entryWriteCheck, type EntryWriteCheckDeps } from './write-check.js';
+export { removeUnauditedEntries, trailKey, type EntryLifecycleEvent, type EntryTrail } from './unaudited.js';

@@ -1,3 +1,4 @@
+import { constants } from 'node:os';
 import type { Logger } from 'pino';
 import type { AuthKey, AuthSignal, SignalSource } from '../datapath/index.js';
 import { AuthType } from '../datapath/index.js';
@@ -19,6 +20,9 @@ import {
 } from './trust.js';
 
 export type { AuthenticateRequest };
+
+/** What the kernel answers an update of a full hash map. */
+const E2BIG = constants.errno.E2BIG;
 
 /** Resolves node-local numeric handles to names and back (identity + node allocators, inventory). */
 export interface PairResolver {
@@ -136,6 +140,11 @@ export class AuthManager {
       clock?: Clock;
       /** Refuses a write whose trust is gone by now (see EntryWriteCheck). */
       writeCheck?: EntryWriteCheck;
+      /**
+       * The auth map is full: free what can be freed now (a GC pass) before the write is tried once
+       * more. Returns how many entries were freed.
+       */
+      onMapFull?: () => number;
     },
   ) {
     this.clock = deps.clock ?? systemClock;
@@ -207,7 +216,7 @@ export class AuthManager {
         reason: refused.reason,
       });
     }
-    this.deps.cache.set(key, { expiresAtMs: r.expiresAtMs }, 'server', r.trust);
+    this.writeEntry(key, r.expiresAtMs, 'server', r.trust);
     this.clearFailures(pairKey(key));
     this.deps.reporter.serverSucceeded(r, this.deps.cache.size);
     return key;
@@ -444,9 +453,17 @@ export class AuthManager {
       }
       let entry: CachedEntry;
       try {
-        entry = this.deps.cache.set(key, { expiresAtMs: r.expiresAtMs }, 'client', r.trust);
+        entry = this.writeEntry(key, r.expiresAtMs, 'client', r.trust);
       } catch (err) {
-        this.fail(key, names, item.reason, 'entry-write-failed', (err as Error).message, r.durationMs);
+        const reason = (err as { reason?: unknown }).reason;
+        this.fail(
+          key,
+          names,
+          item.reason,
+          reason === 'auth-map-full' ? reason : 'entry-write-failed',
+          (err as Error).message,
+          r.durationMs,
+        );
         return;
       }
       this.clearFailures(pairKey(key));
@@ -509,6 +526,37 @@ export class AuthManager {
       if (!this.closed && stillWanted && !this.deps.cache.checkLive(key))
         this.enqueue({ key, reason: 'retry' });
     }, delay);
+  }
+
+  /**
+   * Writes an earned entry. A full auth map (E2BIG from the kernel) gets one GC pass (onMapFull)
+   * and one more try; still full, it throws with reason `auth-map-full` and nothing is written:
+   * the pair stays unauthenticated (fail closed) and retries with backoff like any failure.
+   */
+  private writeEntry(
+    key: AuthKey,
+    expiresAtMs: number,
+    origin: 'client' | 'server',
+    trust: EntryTrust | undefined,
+  ): CachedEntry {
+    try {
+      return this.deps.cache.set(key, { expiresAtMs }, origin, trust);
+    } catch (err) {
+      if ((err as { errno?: unknown }).errno !== E2BIG) throw err;
+      const freed = this.deps.onMapFull?.() ?? 0;
+      try {
+        return this.deps.cache.set(key, { expiresAtMs }, origin, trust);
+      } catch (again) {
+        if ((again as { errno?: unknown }).errno !== E2BIG) throw again;
+        throw Object.assign(
+          new Error(
+            `auth: write entry: the auth map is full (${this.deps.cache.size} entries; a GC pass freed ${freed})`,
+            { cause: again },
+          ),
+          { reason: 'auth-map-full' },
+        );
+      }
+    }
   }
 
   /**

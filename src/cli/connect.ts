@@ -8,6 +8,7 @@ import type { CliIo } from './io.js';
 export interface GlobalOptions {
   socket?: string;
   address?: string;
+  relay?: string;
   tlsCert?: string;
   tlsKey?: string;
   tlsBundle?: string;
@@ -41,7 +42,7 @@ export function timeoutMsOf(g: GlobalOptions): number {
 }
 
 function readPem(flag: string, path: string | undefined): Buffer {
-  if (!path) throw new CliError(`--address needs ${flag}`, 2);
+  if (!path) throw new CliError(`--address and --relay need ${flag}`, 2);
   try {
     return readFileSync(path);
   } catch (err) {
@@ -51,9 +52,12 @@ function readPem(flag: string, path: string | undefined): Buffer {
 
 export function connect(g: GlobalOptions, io: CliIo): ApiClient {
   const timeoutMs = timeoutMsOf(g);
-  if (g.address) {
+  if (g.address && g.relay)
+    throw new CliError('give --address (one node) or --relay (the cluster), not both', 2);
+  const address = g.address ?? g.relay;
+  if (address) {
     return new ApiClient({
-      address: g.address,
+      address,
       timeoutMs,
       tls: {
         certChainPem: readPem('--tls-cert', g.tlsCert),

@@ -25,6 +25,10 @@ export function buildProgram(io: CliIo, extra: readonly CommandRegistrar[] = [])
       '--address <host:port>',
       'daemon API TCP listener (mTLS; needs --tls-cert, --tls-key, --tls-bundle)',
     )
+    .option(
+      '--relay <host:port>',
+      'meshauth-relay: the same API for the whole cluster (events name their node; mTLS like --address)',
+    )
     .option('--tls-cert <file>', 'client X509-SVID certificate chain (PEM)')
     .option('--tls-key <file>', 'client private key (PEM)')
     .option('--tls-bundle <file>', 'CA bundle (PEM) the daemon certificate must chain to')
@@ -43,7 +47,8 @@ Examples:
   meshauth entries -o json
   meshauth flush --pair spiffe://example.org/ns/a/sa/web,spiffe://example.org/ns/b/sa/db
   meshauth audit verify --db /var/lib/meshauth/audit.db
-  meshauth --address node1:4251 --tls-cert me.pem --tls-key me.key --tls-bundle ca.pem status`,
+  meshauth --address node1:4251 --tls-cert me.pem --tls-key me.key --tls-bundle ca.pem status
+  meshauth --relay relay:4252 --tls-cert me.pem --tls-key me.key --tls-bundle ca.pem events --outcome failure --since 1h`,
     );
   const ctx = makeContext(program, io);
   registerEventsCommand(program, ctx);

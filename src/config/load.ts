@@ -3,7 +3,7 @@ import { ConfigError } from './errors.js';
 import { settingOptions, type OptionDescription } from './options.js';
 import { packageRoot } from '../package-root.js';
 import { configSchema, type ParsedConfig } from './schema.js';
-import type { AttachPoint, DaemonConfig } from './types.js';
+import type { AttachPoint, DaemonConfig, HostPort } from './types.js';
 import { formatPath, readYamlFile, validateDocument, type DocPath } from './yaml-document.js';
 
 /** A value given on the command line: commander gives strings, booleans, or arrays for repeats. */
@@ -148,6 +148,7 @@ function finalize(p: ParsedConfig, file: string | undefined): DaemonConfig {
       signalThrottleMs: p.datapath.signalThrottle,
       strictWireguard: p.datapath.strictWireguard,
       synRtoMs: p.datapath.synRto,
+      maps: { ...p.datapath.maps },
     },
     handshake: {
       listen: p.handshake.listen,
@@ -200,6 +201,9 @@ function finalize(p: ParsedConfig, file: string | undefined): DaemonConfig {
       path: p.audit.path ?? join(p.stateDir, 'audit.db'),
       maxAgeMs: p.audit.maxAge,
       maxEvents: p.audit.maxEvents,
+      witnesses: p.audit.witnesses.filter((w): w is HostPort => w !== null),
+      headIntervalMs: p.audit.headInterval,
+      otlpEndpoint: p.audit.otlpEndpoint,
     },
     api: {
       socket: p.api.socket,

@@ -77,6 +77,43 @@ const SPECS: readonly Spec[] = [
     description: 'Initial SYN timeout for sockets of unauthenticated pairs in sockops cgroups (1ms..1s)',
   },
   {
+    path: 'datapath.maps.auth',
+    kind: 'int',
+    valueName: '<n>',
+    default: DEFAULTS.mapAuth,
+    description:
+      'Auth map entries (authenticated pairs on this node); when full, handshakes fail with auth-map-full and no entry is written',
+  },
+  {
+    path: 'datapath.maps.ipcache',
+    kind: 'int',
+    valueName: '<n>',
+    default: DEFAULTS.mapIpcache,
+    description: 'ipcache entries (pod addresses and CIDRs of the cluster)',
+  },
+  {
+    path: 'datapath.maps.policy',
+    kind: 'int',
+    valueName: '<n>',
+    default: DEFAULTS.mapPolicy,
+    description: 'Policy map entries (identity pairs with a rule)',
+  },
+  {
+    path: 'datapath.maps.throttle',
+    kind: 'int',
+    valueName: '<n>',
+    default: DEFAULTS.mapThrottle,
+    description: 'Signal throttle slots (pairs signalled within one throttle window)',
+  },
+  {
+    path: 'datapath.maps.signalRingBytes',
+    kind: 'int',
+    valueName: '<bytes>',
+    default: DEFAULTS.mapSignalRingBytes,
+    description:
+      'Signal ring buffer size in bytes (a power of two); signals beyond it are counted as signal_ringbuf_full',
+  },
+  {
     path: 'datapath.strictWireguard',
     kind: 'bool',
     valueName: '<bool>',
@@ -348,6 +385,27 @@ const SPECS: readonly Spec[] = [
     valueName: '<n>',
     default: DEFAULTS.auditMaxEvents,
     description: 'Audit events kept at most',
+  },
+  {
+    path: 'audit.witnesses',
+    kind: 'list',
+    valueName: '<host:port,...>',
+    description:
+      "TCP APIs of other nodes or meshauth-relay that witness this node's signed audit heads (needs api.tcp.identity)",
+  },
+  {
+    path: 'audit.headInterval',
+    kind: 'duration',
+    valueName: '<duration>',
+    default: '60s',
+    description: 'How often the audit head is signed and handed to the witnesses',
+  },
+  {
+    path: 'audit.otlpEndpoint',
+    kind: 'string',
+    valueName: '<url>',
+    description:
+      'Ship committed audit events as OTLP/HTTP JSON logs to this endpoint (http://collector:4318/v1/logs)',
   },
   {
     path: 'api.socket',

@@ -29,6 +29,12 @@ export const DEFAULTS = {
   handshakePerPeerRate: 50,
   handshakePerPeerBurst: 100,
   handshakeMaxEntryTtl: '1h',
+  // Map sizes: the defaults compiled into bpf/meshauth.bpf.o (bpf/meshauth.h).
+  mapAuth: 65536,
+  mapIpcache: 65536,
+  mapPolicy: 16384,
+  mapThrottle: 65536,
+  mapSignalRingBytes: 256 * 1024,
   authMaxConcurrent: 16,
   authQueueSize: 4096,
   authRetryBase: '200ms',
@@ -155,6 +161,19 @@ export const configSchema = z
         attach: z.array(z.discriminatedUnion('type', [tcAttach, cgroupAttach, sockOpsAttach])).min(1),
         signalThrottle: durationField(DEFAULTS.signalThrottle),
         strictWireguard: boolField(false),
+        // Upper bounds keep one map's memory under a few hundred MiB (kernel limit: 2^32 - 1).
+        maps: z
+          .strictObject({
+            auth: intField(16, 16_777_216, DEFAULTS.mapAuth),
+            ipcache: intField(16, 16_777_216, DEFAULTS.mapIpcache),
+            policy: intField(16, 16_777_216, DEFAULTS.mapPolicy),
+            throttle: intField(16, 16_777_216, DEFAULTS.mapThrottle),
+            signalRingBytes: intField(4096, 1 << 30, DEFAULTS.mapSignalRingBytes).refine(
+              (n) => (n & (n - 1)) === 0,
+              { message: 'must be a power of two (4096 bytes at least)' },
+            ),
+          })
+          .prefault(EMPTY_SECTION),
         synRto: durationField(DEFAULTS.synRto).refine((ms) => ms >= 1 && ms <= 1000, {
           message: 'must be between 1ms and 1s',
         }),
@@ -288,6 +307,9 @@ export const configSchema = z
         path: optionalStringField(),
         maxAge: durationField(DEFAULTS.auditMaxAge, { minMs: 60_000 }),
         maxEvents: intField(1000, Number.MAX_SAFE_INTEGER, DEFAULTS.auditMaxEvents),
+        witnesses: z.array(hostPortField(undefined)).default([]),
+        headInterval: durationField('60s', { minMs: 1000 }),
+        otlpEndpoint: optionalStringField(),
       })
       .prefault(EMPTY_SECTION),
     api: z

@@ -46,6 +46,8 @@ export interface DaemonConfig {
     strictWireguard: boolean;
     /** Initial SYN retransmission timeout for sockets of unauthenticated pairs (sockops attach points). */
     synRtoMs: number;
+    /** Map sizes (entries; the signal ring in bytes), checked by the schema. */
+    maps: { auth: number; ipcache: number; policy: number; throttle: number; signalRingBytes: number };
   };
   handshake: {
     listen: string;
@@ -102,7 +104,19 @@ export interface DaemonConfig {
     /** Write the Valid condition and Events on MutualAuthPolicy objects. */
     reportPolicyStatus: boolean;
   };
-  audit: { path: string; maxAgeMs: number; maxEvents: number };
+  audit: {
+    path: string;
+    maxAgeMs: number;
+    maxEvents: number;
+    /**
+     * TCP APIs (other nodes, meshauth-relay) that witness this node's signed audit heads; empty =
+     * none. Heads are signed with the SVID of api.tcp.identity every headIntervalMs.
+     */
+    witnesses: HostPort[];
+    headIntervalMs: number;
+    /** OTLP/HTTP logs endpoint committed events are shipped to (http(s)://host:4318/v1/logs); undefined = off. */
+    otlpEndpoint: string | undefined;
+  };
   api: {
     socket: string;
     /** Numeric file mode of the socket (0o600 by default). */

@@ -2,12 +2,15 @@ import type { Logger } from 'pino';
 import {
   AuditStore,
   AuditWriter,
+  OtlpLogExporter,
   RetentionRunner,
   SignalAggregator,
   type AuditEventInput,
   type AuditSink,
   type AuditWriterObserver,
 } from '../audit/index.js';
+import type { EntryLifecycleEvent, EntryTrail } from '../auth/index.js';
+import { trailKey } from '../auth/index.js';
 import type { DaemonConfig } from '../config/index.js';
 
 export interface DaemonAudit {
@@ -41,6 +44,17 @@ export function openAudit(config: DaemonConfig, logger: Logger): DaemonAudit {
     logger: log,
   });
   retention.start();
+  let otlp: OtlpLogExporter | undefined;
+  if (config.audit.otlpEndpoint) {
+    // reads committed rows on its own schedule: never in the write path
+    otlp = new OtlpLogExporter({
+      store,
+      endpoint: config.audit.otlpEndpoint,
+      node: config.node,
+      logger: logger.child({ component: 'otlp' }),
+    });
+    otlp.start();
+  }
   const sink: AuditSink = {
     record(event: AuditEventInput): void {
       if (event.type === 'signal') {
@@ -67,8 +81,29 @@ export function openAudit(config: DaemonConfig, logger: Logger): DaemonAudit {
     close: async () => {
       aggregator.close();
       retention.close();
+      otlp?.close();
       await writer.close();
       store.close();
     },
+  };
+}
+
+/** The last lifecycle event of each pair's entry in the trail, from sinceMs on (EntryTrail). */
+export function entryTrail(store: AuditStore): EntryTrail {
+  return (sinceMs) => {
+    const out = new Map<string, EntryLifecycleEvent>();
+    let afterSeq: number | undefined;
+    for (;;) {
+      const page = store.query({
+        types: ['entry-written', 'entry-removed', 'entry-expired'],
+        sinceMs,
+        ...(afterSeq === undefined ? {} : { afterSeq }),
+        limit: 10_000,
+      });
+      if (page.length === 0) break;
+      for (const e of page) out.set(trailKey(e), e.type as EntryLifecycleEvent);
+      afterSeq = page[page.length - 1]!.seq;
+    }
+    return out;
   };
 }

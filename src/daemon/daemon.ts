@@ -8,6 +8,7 @@ import {
   entryWriteCheck,
   type AuthObserver,
   type MirrorRepairReason,
+  removeUnauditedEntries,
 } from '../auth/index.js';
 import { HandshakeClient, HandshakeServer } from '../auth/handshake/index.js';
 import { NodeChannels, nodeSpiffeIdFor } from '../auth/channel/index.js';
@@ -18,7 +19,7 @@ import { openSources } from './sources.js';
 import { createIdentitySource } from './identity.js';
 import { DaemonResolver } from './resolver.js';
 import { openDatapath, type DaemonDatapath } from './datapath.js';
-import { openAudit } from './audit.js';
+import { entryTrail, openAudit } from './audit.js';
 import { startOperations, type DaemonOperations } from './operations.js';
 import {
   readKeyFile,
@@ -172,6 +173,19 @@ export class Daemon {
       holdsSvid: (id) => identity.svid(id) !== undefined,
     });
 
+    // Restored entries whose entry-written event a crash lost are removed before any signal is read.
+    const unaudited = removeUnauditedEntries({
+      cache,
+      names: (k) => resolver.names(k),
+      trail: entryTrail(audit.store),
+      audit: audit.sink,
+      logger: log,
+      maxEntryTtlMs: config.handshake.maxEntryTtlMs,
+    });
+    if (unaudited > 0) {
+      log.warn({ event: 'entries_unaudited', count: unaudited }, `removed ${unaudited} unaudited entries`);
+    }
+
     const observer: AuthObserver = {
       revoked: (trigger) => ops.current?.metrics.entriesRevoked.inc({ trigger }),
       signal: (outcome) => ops.current?.metrics.signalsReceived.inc({ outcome }),
@@ -232,6 +246,15 @@ export class Daemon {
             logger,
           })
         : undefined;
+
+    const gc = new AuthGc({
+      cache,
+      audit: audit.sink,
+      logger: logger.child({ component: 'gc' }),
+      describe: (k) => resolver.names(k),
+      obsolete: (k) => resolver.obsoleteReason(k),
+    });
+
     const manager = new AuthManager({
       cache,
       resolver,
@@ -245,6 +268,15 @@ export class Daemon {
         isWorkloadOnNode: (id, node) => inventory.current.isWorkloadOnNode(id, node),
         requiresPair: (local, remote) => policy.current.requires(local, remote),
       }),
+      // GC pressure: a full auth map first drops what expired or became obsolete.
+      onMapFull: () => {
+        const r = gc.run();
+        log.warn(
+          { event: 'auth_map_full', entries: cache.size, freed: r.expired + r.removed },
+          'auth map full: GC pass before retrying the write',
+        );
+        return r.expired + r.removed;
+      },
       options: {
         maxConcurrent: config.auth.maxConcurrent,
         queueSize: config.auth.queueSize,
@@ -280,14 +312,6 @@ export class Daemon {
       closers.push('node-channels', () => channels.close());
       await channels.listen({ host: config.handshake.listen, port: config.auth.channel.port });
     }
-
-    const gc = new AuthGc({
-      cache,
-      audit: audit.sink,
-      logger: logger.child({ component: 'gc' }),
-      describe: (k) => resolver.names(k),
-      obsolete: (k) => resolver.obsoleteReason(k),
-    });
 
     // Rotation, removal and bundle changes are an event stream; a bundle change revokes what
     // relied on a removed authority (AuthManager.onTrustBundlesChanged).
@@ -336,6 +360,22 @@ export class Daemon {
     manager.start(datapath.signals);
     preauthenticate();
     const gcTimer = systemClock.setInterval(() => {
+      // Pins removed from bpffs under us are made again from our fds (a restart would otherwise
+      // start from empty maps); a pin that cannot be made is an error, logged every tick.
+      try {
+        const repinned = datapath.datapath.repinMissing();
+        if (repinned.length > 0) {
+          log.warn(
+            { event: 'pins_restored', pin_dir: config.bpf.pinDir, maps: repinned },
+            'pinned maps were removed from bpffs: pinned again',
+          );
+        }
+      } catch (err) {
+        log.error(
+          { event: 'pins_lost', pin_dir: config.bpf.pinDir, err },
+          'pinned maps were removed from bpffs and cannot be pinned again: a restart starts from empty maps',
+        );
+      }
       try {
         gc.run();
         if (config.auth.reauthAt > 0) manager.scheduleExpiryReauth();

@@ -60,6 +60,7 @@ export async function openDatapath(
       strictWireguard: config.datapath.strictWireguard,
       synRtoMs: config.datapath.synRtoMs,
     },
+    mapSizes: config.datapath.maps,
     logger: log,
   };
   let datapath: Datapath;

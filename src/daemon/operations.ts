@@ -19,6 +19,7 @@ import type { DaemonAudit } from './audit.js';
 import type { DaemonDatapath } from './datapath.js';
 import type { DaemonResolver } from './resolver.js';
 import type { DaemonSources } from './sources.js';
+import { daemonWitness, type DaemonWitness } from './witness.js';
 
 export interface OperationsDeps {
   config: DaemonConfig;
@@ -198,6 +199,7 @@ export async function startOperations(deps: OperationsDeps): Promise<DaemonOpera
   const ready = (): { ready: boolean; reason?: string } => daemonReadiness(deps, localIds());
   let metricsServer: MetricsServer | undefined;
   let api: ApiServer | undefined;
+  let witness: DaemonWitness | undefined;
   try {
     if (config.metrics.listen) {
       metricsServer = await startMetricsServer({
@@ -241,7 +243,25 @@ export async function startOperations(deps: OperationsDeps): Promise<DaemonOpera
         allow: config.api.tcp.allowedIds,
       };
     }
+    const bundles = () => new Map([...deps.identity.bundles()].map(([td, ders]) => [td, [...ders]]));
+    const selfId = config.api.tcp?.identity;
+    witness = daemonWitness({
+      config,
+      logger,
+      store: deps.audit.store,
+      sink: deps.audit.sink,
+      bundles,
+      ...(selfId && tcp?.svid
+        ? {
+            self: {
+              spiffeId: selfId,
+              svid: tcp.svid as () => { certChainPem: string; keyPem: string } | undefined,
+            },
+          }
+        : {}),
+    });
     api = await startApiServer({
+      witness: witness.view,
       store: deps.audit.store,
       daemon: daemonView(deps, startedAtMs),
       queue: deps.audit.writer,
@@ -251,10 +271,12 @@ export async function startOperations(deps: OperationsDeps): Promise<DaemonOpera
     });
   } catch (err) {
     unsubscribe();
+    witness?.close();
     await metricsServer?.close();
     throw err;
   }
   const apiServer = api;
+  const witnessing = witness;
   refreshTls = () => {
     if (!config.api.tcp) return;
     try {
@@ -271,6 +293,7 @@ export async function startOperations(deps: OperationsDeps): Promise<DaemonOpera
     api: apiServer,
     async close() {
       unsubscribe();
+      witnessing.close();
       await apiServer.close();
       await metricsServer?.close();
     },

@@ -14,6 +14,11 @@ import type { Codec } from './wire.js';
 export interface BpfObjectOptions {
   /** bpffs directory for the pins; no pinning when omitted (maps live as long as the object). */
   pinDir?: string;
+  /**
+   * max_entries by map name, set before loading (bytes for a ring buffer: a power of two, a
+   * multiple of the page size). A map pinned with another size does not match: PinMismatchError.
+   */
+  maxEntries?: Readonly<Record<string, number>>;
 }
 
 export class BpfObject {
@@ -47,6 +52,11 @@ export class BpfObject {
       for (let m = l.bpf_object__next_map(obj, null); m; m = l.bpf_object__next_map(obj, m)) {
         const name = l.bpf_map__name(m);
         self.maps.set(name, m);
+        const size = opts.maxEntries?.[name];
+        if (size !== undefined) {
+          const rc = l.bpf_map__set_max_entries(m, size);
+          if (rc < 0) throw new DatapathError(`set max_entries ${name} to ${size}`, -rc);
+        }
         if (opts.pinDir !== undefined) {
           const rc = l.bpf_map__set_pin_path(m, `${opts.pinDir}/${name}`);
           if (rc < 0) throw new DatapathError(`set pin path ${name}`, -rc);
@@ -54,6 +64,10 @@ export class BpfObject {
           const rc = l.bpf_map__set_pin_path(m, null as unknown as string);
           if (rc < 0) throw new DatapathError(`clear pin path ${name}`, -rc);
         }
+      }
+      for (const name of Object.keys(opts.maxEntries ?? {})) {
+        if (!self.maps.has(name))
+          throw new DatapathInputError(`set max_entries ${name}`, `no such map in ${path}`);
       }
       const loaded = withLibbpfLog(() => l.bpf_object__load(obj));
       if (loaded.result < 0) {
@@ -119,6 +133,27 @@ export class BpfObject {
     const out: string[] = [];
     for (let p = l.bpf_object__next_program(obj, null); p; p = l.bpf_object__next_program(obj, p))
       out.push(l.bpf_program__name(p));
+    return out;
+  }
+
+  /**
+   * Pins again every map whose pin file is gone (removed from bpffs under a running daemon), from
+   * the fd this object holds: the same map, so a restart finds the live entries where it expects
+   * them. Returns the names re-pinned; throws DatapathError when a pin cannot be made.
+   */
+  repinMissing(): string[] {
+    this.handle();
+    if (this.pinDir === undefined) return [];
+    const l = lib();
+    const out: string[] = [];
+    for (const [name, m] of this.maps) {
+      const path = l.bpf_map__pin_path(m);
+      if (!path || existsSync(path)) continue;
+      ensurePinDir(this.pinDir);
+      const rc = withLibbpfLog(() => l.bpf_obj_pin(l.bpf_map__fd(m), path)).result;
+      if (rc < 0) throw new DatapathError(`re-pin ${name} at ${path}`, -rc);
+      out.push(name);
+    }
     return out;
   }
 

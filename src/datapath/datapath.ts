@@ -84,6 +84,42 @@ export interface DatapathOptions {
   logger?: Logger;
   /** Clock source for expiry conversion (tests). */
   clocks?: Clocks;
+  /** Map sizes other than the object's defaults (MAPS); see MapSizes. */
+  mapSizes?: MapSizes;
+}
+
+/**
+ * Sizes of the maps that grow with the cluster (datapath.maps in the configuration); each
+ * defaults to the size compiled into bpf/meshauth.bpf.o (MAPS). A change against maps pinned with
+ * other sizes makes Datapath.open throw PinMismatchError (the daemon then recreates the pins:
+ * live entries are lost and pairs re-authenticate).
+ */
+export interface MapSizes {
+  /** Auth map entries (authenticated pairs, both directions of each handshake counted once per node). */
+  auth?: number;
+  /** ipcache prefixes (pod addresses and CIDRs); also the size of the exact-match host map. */
+  ipcache?: number;
+  /** Policy entries (identity pairs with a rule). */
+  policy?: number;
+  /** Signal throttle slots (pairs signalled within one throttle window). */
+  throttle?: number;
+  /** Signal ring buffer, bytes: a power of two, at least the page size. */
+  signalRingBytes?: number;
+}
+
+/** MapSizes as BpfObject max_entries by map name. */
+export function mapMaxEntries(s: MapSizes | undefined): Record<string, number> {
+  const out: Record<string, number> = {};
+  if (s?.auth !== undefined) out[MAPS.auth.name] = s.auth;
+  if (s?.ipcache !== undefined) {
+    // ma_hosts holds the host (/32, /128) entries of the ipcache: it needs the same room.
+    out[MAPS.ipcache.name] = s.ipcache;
+    out[MAPS.hosts.name] = s.ipcache;
+  }
+  if (s?.policy !== undefined) out[MAPS.policy.name] = s.policy;
+  if (s?.throttle !== undefined) out[MAPS.throttle.name] = s.throttle;
+  if (s?.signalRingBytes !== undefined) out[MAPS.signals.name] = s.signalRingBytes;
+  return out;
 }
 
 export interface PolicyEntry extends PolicyKey {
@@ -220,7 +256,10 @@ export class Datapath {
 
   /** Loads the object, reusing maps pinned in pinDir (creating and pinning the missing ones). */
   static open(opts: DatapathOptions): Datapath {
-    const obj = BpfObject.load(opts.objectPath, { pinDir: opts.pinDir });
+    const obj = BpfObject.load(opts.objectPath, {
+      pinDir: opts.pinDir,
+      maxEntries: mapMaxEntries(opts.mapSizes),
+    });
     try {
       const dp = new Datapath(obj, opts);
       // ma_hosts is created empty on an upgrade (safe: a missing host entry falls back to the trie)
@@ -239,6 +278,14 @@ export class Datapath {
       obj.close();
       throw err;
     }
+  }
+
+  /**
+   * Re-creates pins removed from bpffs while this datapath holds the maps (BpfObject.repinMissing).
+   * Returns the names of the maps re-pinned (empty when every pin is in place).
+   */
+  repinMissing(): string[] {
+    return this.object('re-pin maps').repinMissing();
   }
 
   /** Removes meshauth's pins from pinDir (uninstall, tests). Attached programs keep running until detached. */

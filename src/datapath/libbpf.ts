@@ -79,6 +79,7 @@ export interface Libbpf {
   bpf_map__key_size: Fn<[map: Ptr], number>;
   bpf_map__value_size: Fn<[map: Ptr], number>;
   bpf_map__max_entries: Fn<[map: Ptr], number>;
+  bpf_map__set_max_entries: Fn<[map: Ptr, maxEntries: number], number>;
   bpf_map__type: Fn<[map: Ptr], number>;
   bpf_map_lookup_elem: Fn<[fd: number, key: Buffer, value: Buffer], number>;
   bpf_map_update_elem: Fn<[fd: number, key: Buffer, value: Buffer, flags: bigint], number>;
@@ -102,6 +103,7 @@ export interface Libbpf {
   >;
   bpf_map_delete_batch: Fn<[fd: number, keys: Buffer, count: number[], opts: BatchOpts], number>;
   bpf_obj_get: Fn<[path: string], number>;
+  bpf_obj_pin: Fn<[fd: number, path: string], number>;
   bpf_tc_hook_create: Fn<[hook: TcHook], number>;
   bpf_tc_hook_destroy: Fn<[hook: TcHook], number>;
   bpf_tc_attach: Fn<[hook: TcHook, opts: TcOpts], number>;
@@ -237,6 +239,7 @@ export function lib(): Libbpf {
     bpf_map__key_size: f('bpf_map__key_size', 'uint32_t', [mapPtr]),
     bpf_map__value_size: f('bpf_map__value_size', 'uint32_t', [mapPtr]),
     bpf_map__max_entries: f('bpf_map__max_entries', 'uint32_t', [mapPtr]),
+    bpf_map__set_max_entries: f('bpf_map__set_max_entries', 'int', [mapPtr, 'uint32_t']),
     bpf_map__type: f('bpf_map__type', 'int', [mapPtr]),
     bpf_map_lookup_elem: f('bpf_map_lookup_elem', 'int', ['int', 'void *', 'void *']),
     bpf_map_update_elem: f('bpf_map_update_elem', 'int', ['int', 'void *', 'void *', 'uint64_t']),
@@ -265,6 +268,7 @@ export function lib(): Libbpf {
       koffi.pointer(batchOpts),
     ]),
     bpf_obj_get: f('bpf_obj_get', 'int', ['str']),
+    bpf_obj_pin: f('bpf_obj_pin', 'int', ['int', 'str']),
     bpf_tc_hook_create: f('bpf_tc_hook_create', 'int', [koffi.pointer(tcHook)]),
     bpf_tc_hook_destroy: f('bpf_tc_hook_destroy', 'int', [koffi.pointer(tcHook)]),
     bpf_tc_attach: f('bpf_tc_attach', 'int', [koffi.pointer(tcHook), koffi.inout(koffi.pointer(tcOpts))]),

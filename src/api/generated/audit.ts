@@ -13,6 +13,8 @@ import type { GetStatusRequest as _meshauth_v1_GetStatusRequest, GetStatusReques
 import type { Identity as _meshauth_v1_Identity, Identity__Output as _meshauth_v1_Identity__Output } from './meshauth/v1/Identity.js';
 import type { ListEntriesRequest as _meshauth_v1_ListEntriesRequest, ListEntriesRequest__Output as _meshauth_v1_ListEntriesRequest__Output } from './meshauth/v1/ListEntriesRequest.js';
 import type { ListEntriesResponse as _meshauth_v1_ListEntriesResponse, ListEntriesResponse__Output as _meshauth_v1_ListEntriesResponse__Output } from './meshauth/v1/ListEntriesResponse.js';
+import type { NodeAnswer as _meshauth_v1_NodeAnswer, NodeAnswer__Output as _meshauth_v1_NodeAnswer__Output } from './meshauth/v1/NodeAnswer.js';
+import type { NodeStatus as _meshauth_v1_NodeStatus, NodeStatus__Output as _meshauth_v1_NodeStatus__Output } from './meshauth/v1/NodeStatus.js';
 import type { PageEnd as _meshauth_v1_PageEnd, PageEnd__Output as _meshauth_v1_PageEnd__Output } from './meshauth/v1/PageEnd.js';
 import type { QueryEventsRequest as _meshauth_v1_QueryEventsRequest, QueryEventsRequest__Output as _meshauth_v1_QueryEventsRequest__Output } from './meshauth/v1/QueryEventsRequest.js';
 import type { QueryEventsResponse as _meshauth_v1_QueryEventsResponse, QueryEventsResponse__Output as _meshauth_v1_QueryEventsResponse__Output } from './meshauth/v1/QueryEventsResponse.js';
@@ -37,6 +39,8 @@ export interface ProtoGrpcType {
       Identity: MessageTypeDefinition<_meshauth_v1_Identity, _meshauth_v1_Identity__Output>
       ListEntriesRequest: MessageTypeDefinition<_meshauth_v1_ListEntriesRequest, _meshauth_v1_ListEntriesRequest__Output>
       ListEntriesResponse: MessageTypeDefinition<_meshauth_v1_ListEntriesResponse, _meshauth_v1_ListEntriesResponse__Output>
+      NodeAnswer: MessageTypeDefinition<_meshauth_v1_NodeAnswer, _meshauth_v1_NodeAnswer__Output>
+      NodeStatus: MessageTypeDefinition<_meshauth_v1_NodeStatus, _meshauth_v1_NodeStatus__Output>
       PageEnd: MessageTypeDefinition<_meshauth_v1_PageEnd, _meshauth_v1_PageEnd__Output>
       QueryEventsRequest: MessageTypeDefinition<_meshauth_v1_QueryEventsRequest, _meshauth_v1_QueryEventsRequest__Output>
       QueryEventsResponse: MessageTypeDefinition<_meshauth_v1_QueryEventsResponse, _meshauth_v1_QueryEventsResponse__Output>

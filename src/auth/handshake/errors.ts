@@ -31,6 +31,8 @@ export const HANDSHAKE_REASONS = [
   'rate-limited',
   'too-many-connections',
   'entry-write-failed',
+  /** The auth map had no free slot for the entry, even after a GC pass: nothing written (fail closed). */
+  'auth-map-full',
   /** The caller's AbortSignal fired (e.g. shutdown). */
   'aborted',
   /** A callback supplied by the embedding code threw. */

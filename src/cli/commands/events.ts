@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import type { EventFilterMsg, EventMsg } from '../../api/index.js';
+import type { EventFilterMsg, EventMsg, NodeAnswerMsg } from '../../api/index.js';
 import { AUDIT_EVENT_TYPES } from '../../audit/index.js';
 import type { CliContext } from '../context.js';
 import { CliError } from '../errors.js';
@@ -27,9 +27,12 @@ interface EventsOptions {
 }
 
 const HEADER = ['TIME', 'SEQ', 'TYPE', 'OUTCOME', 'REASON', 'LOCAL', 'REMOTE', 'NODE', 'DIR', 'DETAILS'];
+/** Through meshauth-relay: the node whose trail holds the event comes first. */
+const RELAY_HEADER = ['ORIGIN', ...HEADER];
 
-function cells(e: EventMsg): string[] {
+function cells(e: EventMsg, relay = false): string[] {
   return [
+    ...(relay ? [e.origin || '-'] : []),
     isoTime(e.atMs),
     String(e.seq),
     e.type,
@@ -54,6 +57,7 @@ export function eventJson(e: EventMsg): string {
   if (e.direction) o['direction'] = e.direction;
   if (e.detailsJson) o['details'] = JSON.parse(e.detailsJson);
   o['hash'] = e.hash;
+  if (e.origin) o['origin'] = e.origin;
   return JSON.stringify(o);
 }
 
@@ -101,17 +105,25 @@ Examples:
       if (!Number.isInteger(limit) || limit < 0)
         throw new CliError(`--limit must be a whole number, got "${o.limit}"`, 2);
       const filter = filterOf(o, ctx.now());
+      const relay = Boolean(ctx.globals().relay);
       await ctx.withClient(async (client) => {
-        const printer = new EventPrinter(format, ctx);
+        const printer = new EventPrinter(format, ctx, relay);
         let head = 0;
-        if (o.follow) head = (await client.status()).audit?.lastSeq ?? 0;
+        if (o.follow && !relay) head = (await client.status()).audit?.lastSeq ?? 0;
+        const missing = new Map<string, NodeAnswerMsg>();
+        const note = (p: { partial: boolean; nodes: NodeAnswerMsg[] }) => {
+          if (p.partial) for (const n of p.nodes) if (!n.ok) missing.set(n.node, n);
+        };
         const initial: EventMsg[] = [];
         if (limit === 0) {
           let token = '';
           for (;;) {
             const p = await client.queryEvents({ filter, pageSize: 1000, pageToken: token });
-            initial.push(...p.events.filter((e) => !o.follow || e.seq <= head));
-            if (!p.nextPageToken || (o.follow && p.events.some((e) => e.seq > head))) break;
+            note(p);
+            initial.push(...p.events.filter((e) => relay || !o.follow || e.seq <= head));
+            if (!p.nextPageToken || (!relay && o.follow && p.events.some((e) => e.seq > head))) break;
+            // through the relay a missing node keeps the token alive: stop once only it is left
+            if (relay && p.events.length === 0) break;
             token = p.nextPageToken;
           }
         } else {
@@ -119,14 +131,31 @@ Examples:
             filter,
             pageSize: limit,
             newestFirst: true,
-            ...(o.follow ? { pageToken: `s${head + 1}` } : {}),
+            ...(o.follow && !relay ? { pageToken: `s${head + 1}` } : {}),
           });
+          note(p);
           initial.push(...p.events.reverse());
         }
         printer.batch(initial);
+        // a relay answer without some node says so, never silently short
+        for (const n of missing.values()) {
+          ctx.io.err(
+            `meshauth: PARTIAL: node ${n.node} is missing from this answer (${n.reason}: ${n.message})\n`,
+          );
+        }
         if (!o.follow) return;
-        const stream = client.followEvents({ filter, afterSeq: head }, ctx.io.signal);
-        for await (const e of stream) printer.one(e);
+        const stream = client.followEvents(relay ? { filter } : { filter, afterSeq: head }, ctx.io.signal);
+        for await (const e of stream) {
+          if (relay && e.seq === 0 && e.type === 'node-unavailable') {
+            ctx.io.err(
+              `meshauth: PARTIAL: node ${e.origin} stopped streaming (${e.reason}); events from it are missing until it is back\n`,
+            );
+          } else if (relay && e.seq === 0 && e.type === 'node-available') {
+            ctx.io.err(
+              `meshauth: node ${e.origin} is streaming again (nothing it wrote meanwhile is missed)\n`,
+            );
+          } else printer.one(e);
+        }
       });
     });
 }
@@ -134,19 +163,24 @@ Examples:
 class EventPrinter {
   private widths: number[] | undefined;
 
+  private readonly header: string[];
+
   constructor(
     private readonly format: OutputFormat,
     private readonly ctx: CliContext,
-  ) {}
+    private readonly relay = false,
+  ) {
+    this.header = relay ? RELAY_HEADER : HEADER;
+  }
 
   batch(events: EventMsg[]): void {
     if (this.format === 'json') {
       for (const e of events) this.ctx.io.out(eventJson(e) + '\n');
       return;
     }
-    const rows = events.map(cells);
-    this.ctx.io.out(renderTable(HEADER, rows));
-    this.widths = HEADER.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+    const rows = events.map((e) => cells(e, this.relay));
+    this.ctx.io.out(renderTable(this.header, rows));
+    this.widths = this.header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   }
 
   one(e: EventMsg): void {
@@ -154,6 +188,6 @@ class EventPrinter {
       this.ctx.io.out(eventJson(e) + '\n');
       return;
     }
-    this.ctx.io.out(renderRow(cells(e), this.widths ?? HEADER.map((h) => h.length)));
+    this.ctx.io.out(renderRow(cells(e, this.relay), this.widths ?? this.header.map((h) => h.length)));
   }
 }

@@ -50,6 +50,7 @@ describe('loadConfig: defaults', () => {
       signalThrottleMs: 250,
       strictWireguard: false,
       synRtoMs: 8,
+      maps: { auth: 65536, ipcache: 65536, policy: 16384, throttle: 65536, signalRingBytes: 262144 },
     });
     expect(c.handshake).toEqual({
       listen: '0.0.0.0',
@@ -89,6 +90,9 @@ describe('loadConfig: defaults', () => {
       path: '/var/lib/meshauth/audit.db',
       maxAgeMs: 30 * 86_400_000,
       maxEvents: 10_000_000,
+      witnesses: [],
+      headIntervalMs: 60_000,
+      otlpEndpoint: undefined,
     });
     expect(c.api).toEqual({ socket: '/run/meshauth/api.sock', socketMode: 0o600, tcp: undefined });
     expect(c.metrics.listen).toEqual({ host: '127.0.0.1', port: 9090 });
@@ -322,6 +326,33 @@ describe('loadConfig: bad files', () => {
       `config ${file}: log.levle: unknown key (did you mean "level"?)`,
     ]);
     expect(err.message.split('\n')).toHaveLength(3);
+  });
+
+  it('checks datapath map sizes: bounds, and a power of two for the signal ring', () => {
+    const ok = loadConfig({
+      file: writeConfig(
+        MINIMAL.replace('datapath:\n', 'datapath:\n  maps: { auth: 1024, signalRingBytes: 8192 }\n'),
+      ),
+    });
+    expect(ok.datapath.maps).toMatchObject({ auth: 1024, signalRingBytes: 8192, policy: 16384 });
+    const err = (() => {
+      try {
+        loadConfig({
+          file: writeConfig(
+            MINIMAL.replace(
+              'datapath:\n',
+              'datapath:\n  maps: { auth: 0, signalRingBytes: 12288, lpm: 5 }\n',
+            ),
+          ),
+        });
+      } catch (e) {
+        return e as Error;
+      }
+      throw new Error('loaded');
+    })();
+    expect(err.message).toMatch(/datapath\.maps\.auth/);
+    expect(err.message).toMatch(/datapath\.maps\.signalRingBytes.*power of two/);
+    expect(err.message).toMatch(/lpm/);
   });
 
   it('gives line and column of YAML syntax errors', () => {

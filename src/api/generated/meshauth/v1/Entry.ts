@@ -11,6 +11,10 @@ export interface Entry {
   'remoteNodeId'?: (number);
   'authType'?: (number);
   'expiresAtMs'?: (number | string | Long);
+  /**
+   * The node holding the entry. Set by meshauth-relay; empty from a node.
+   */
+  'origin'?: (string);
 }
 
 export interface Entry__Output {
@@ -22,4 +26,8 @@ export interface Entry__Output {
   'remoteNodeId': (number);
   'authType': (number);
   'expiresAtMs': (number);
+  /**
+   * The node holding the entry. Set by meshauth-relay; empty from a node.
+   */
+  'origin': (string);
 }

@@ -7,7 +7,9 @@ export interface Event {
   'atMs'?: (number | string | Long);
   /**
    * signal, handshake-succeeded, handshake-failed, entry-written, entry-expired, entry-removed,
-   * svid-rotated, reauth, peer-unreachable, gap, retention
+   * svid-rotated, reauth, peer-unreachable, gap, retention, head-witnessed, head-rejected;
+   * from meshauth-relay during a follow also node-unavailable / node-available (seq 0: a status
+   * change of the origin node's stream, not a stored event)
    */
   'type'?: (string);
   /**
@@ -25,6 +27,10 @@ export interface Event {
   'detailsJson'?: (string);
   'prevHash'?: (string);
   'hash'?: (string);
+  /**
+   * The node whose trail holds the event. Set by meshauth-relay on every event; empty from a node.
+   */
+  'origin'?: (string);
 }
 
 export interface Event__Output {
@@ -32,7 +38,9 @@ export interface Event__Output {
   'atMs': (number);
   /**
    * signal, handshake-succeeded, handshake-failed, entry-written, entry-expired, entry-removed,
-   * svid-rotated, reauth, peer-unreachable, gap, retention
+   * svid-rotated, reauth, peer-unreachable, gap, retention, head-witnessed, head-rejected;
+   * from meshauth-relay during a follow also node-unavailable / node-available (seq 0: a status
+   * change of the origin node's stream, not a stored event)
    */
   'type': (string);
   /**
@@ -50,4 +58,8 @@ export interface Event__Output {
   'detailsJson': (string);
   'prevHash': (string);
   'hash': (string);
+  /**
+   * The node whose trail holds the event. Set by meshauth-relay on every event; empty from a node.
+   */
+  'origin': (string);
 }

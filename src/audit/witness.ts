@@ -1,0 +1,170 @@
+import type { TrustBundles } from '../spiffe/index.js';
+import type { Clock } from '../time.js';
+import { SignedHeadError, type SignedHeadReason } from './errors.js';
+import { openSignedHead, type AuditHead } from './signed-head.js';
+import type { AuditSink } from './sink.js';
+import type { AuditStore } from './store.js';
+
+/** A signed head as carried on the wire: the note and the signer's X509-SVID chain (DER, leaf first). */
+export interface SignedHeadEnvelope {
+  note: string;
+  certChain: readonly Buffer[];
+}
+
+/** A head a witness recorded, as read back from its trail. */
+export interface WitnessedHeadRecord extends SignedHeadEnvelope {
+  /** When the witness accepted it, ms since the epoch. */
+  witnessedAtMs: number;
+  /** Seq of the `head-witnessed` row in the witness's own trail. */
+  witnessSeq: number;
+}
+
+export type SubmitResult =
+  | { accepted: true; duplicate: boolean; head: AuditHead }
+  | { accepted: false; reason: SignedHeadReason; message: string };
+
+export interface WitnessOptions {
+  /** Where accepted heads (`head-witnessed`) and refusals (`head-rejected`) are recorded. */
+  sink: AuditSink;
+  /** Read side of the same trail: the newest head already witnessed per node survives restarts. */
+  store: AuditStore;
+  /** Current trust bundles the signer's X509-SVID must chain to. */
+  bundles: () => TrustBundles;
+  /** This witness's own SPIFFE ID (recorded as local_id), when it has one. */
+  selfId?: string;
+  clock?: Clock;
+}
+
+/**
+ * The witness side of witnessed heads: checks a signed head submitted by a node and records it in
+ * this trail as a `head-witnessed` event (remote_id = the node's SPIFFE ID, node = its name;
+ * details: seq, hash, the note and the signer chain, so anyone can re-check the signature later).
+ *
+ * A head is refused, with a stable reason and never recorded as witnessed, when it is malformed,
+ * its chain does not verify (untrusted-signer), origin / signer / submitter differ (wrong-node),
+ * the signature does not verify (bad-signature), its seq is below the newest head witnessed for
+ * that node (replayed), or it has the seq of a witnessed head with another hash
+ * (conflicting-head: the node signed two different trails). Refusals are recorded as
+ * `head-rejected` failure events with that reason. Only equal seqs can be compared here: the
+ * witness does not hold the rows between two heads, `meshauth audit verify --witnesses` does.
+ */
+export class Witness {
+  private readonly newest = new Map<string, { seq: number; hash: string }>();
+
+  constructor(private readonly opts: WitnessOptions) {}
+
+  /**
+   * Check and record one submission. `submitter` is the SPIFFE ID of the authenticated mTLS peer
+   * (undefined when the call came without one, e.g. the Unix socket: refused as not-allowed).
+   */
+  submit(env: SignedHeadEnvelope, submitter: string | undefined): SubmitResult {
+    const now = this.opts.clock?.now() ?? Date.now();
+    const refuse = (reason: SignedHeadReason, message: string, spiffeId?: string): SubmitResult => {
+      this.opts.sink.record({
+        type: 'head-rejected',
+        outcome: 'failure',
+        reason,
+        atMs: now,
+        ...(this.opts.selfId ? { localId: this.opts.selfId } : {}),
+        ...((spiffeId ?? submitter) ? { remoteId: (spiffeId ?? submitter)! } : {}),
+        details: { message: message.slice(0, 512) },
+      });
+      return { accepted: false, reason, message };
+    };
+    if (submitter === undefined)
+      return refuse('not-allowed', 'witness: heads are only taken from an authenticated node (mTLS)');
+    let verified;
+    try {
+      verified = openSignedHead(env.note, env.certChain, this.opts.bundles(), {
+        now: new Date(now),
+        expectSpiffeId: submitter,
+      });
+    } catch (err) {
+      if (err instanceof SignedHeadError) return refuse(err.reason, err.message);
+      return refuse('malformed', `witness: ${(err as Error).message}`);
+    }
+    const { head, spiffeId } = verified;
+    const hashHex = head.hash.toString('hex');
+    const last = this.newestFor(spiffeId);
+    if (last) {
+      if (head.treeSize < last.seq) {
+        return refuse(
+          'replayed',
+          `witness: head at seq ${head.treeSize} is older than the head already witnessed for ${spiffeId} (seq ${last.seq})`,
+          spiffeId,
+        );
+      }
+      if (head.treeSize === last.seq) {
+        if (last.hash === hashHex) return { accepted: true, duplicate: true, head };
+        return refuse(
+          'conflicting-head',
+          `witness: ${spiffeId} signed seq ${head.treeSize} with hash ${hashHex}, but seq ${last.seq} was witnessed with ${last.hash}`,
+          spiffeId,
+        );
+      }
+    }
+    this.newest.set(spiffeId, { seq: head.treeSize, hash: hashHex });
+    this.opts.sink.record({
+      type: 'head-witnessed',
+      outcome: 'info',
+      atMs: now,
+      ...(this.opts.selfId ? { localId: this.opts.selfId } : {}),
+      remoteId: spiffeId,
+      node: head.node,
+      details: {
+        seq: head.treeSize,
+        hash: hashHex,
+        headAtMs: head.atMs,
+        note: env.note,
+        certChain: env.certChain.map((c) => c.toString('base64')),
+      },
+    });
+    return { accepted: true, duplicate: false, head };
+  }
+
+  /** Heads witnessed for one node (SPIFFE ID), oldest first, as stored in this trail. */
+  list(spiffeId: string, limit = 10_000): WitnessedHeadRecord[] {
+    return listWitnessedHeads(this.opts.store, spiffeId, limit);
+  }
+
+  private newestFor(spiffeId: string): { seq: number; hash: string } | undefined {
+    const cached = this.newest.get(spiffeId);
+    if (cached) return cached;
+    const [row] = this.opts.store.query({
+      types: ['head-witnessed'],
+      identity: spiffeId,
+      newestFirst: true,
+      limit: 1,
+    });
+    if (!row?.details) return undefined;
+    const seq = row.details['seq'];
+    const hash = row.details['hash'];
+    if (typeof seq !== 'number' || typeof hash !== 'string') return undefined;
+    const found = { seq, hash };
+    this.newest.set(spiffeId, found);
+    return found;
+  }
+}
+
+/** `head-witnessed` rows of a trail for one node, oldest first (at most `limit`, the newest ones). */
+export function listWitnessedHeads(
+  store: AuditStore,
+  spiffeId: string,
+  limit = 10_000,
+): WitnessedHeadRecord[] {
+  const rows = store.query({ types: ['head-witnessed'], identity: spiffeId, newestFirst: true, limit });
+  const out: WitnessedHeadRecord[] = [];
+  for (const r of rows.reverse()) {
+    if (r.remoteId !== spiffeId || !r.details) continue;
+    const note = r.details['note'];
+    const chain = r.details['certChain'];
+    if (typeof note !== 'string' || !Array.isArray(chain)) continue;
+    out.push({
+      note,
+      certChain: chain.filter((c): c is string => typeof c === 'string').map((c) => Buffer.from(c, 'base64')),
+      witnessedAtMs: r.atMs,
+      witnessSeq: r.seq,
+    });
+  }
+  return out;
+}

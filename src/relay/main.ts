@@ -1,0 +1,137 @@
+/**
+ * meshauth-relay: the cluster-wide audit API. Serves meshauth.v1.Audit for every node at once and
+ * witnesses the nodes' signed audit heads. Exit codes: 0 clean stop, 1 runtime failure, 2 usage.
+ */
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Command, CommanderError } from 'commander';
+import { createLogger } from '../log.js';
+import { VERSION } from '../version.js';
+import { parseNodeList, staticNodes } from './nodes.js';
+import { startRelay } from './start.js';
+
+function hostPort(v: string): { host: string; port: number } {
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$/.exec(v);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port > 65535) throw new Error(`--listen ${v}: expected host:port`);
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
+}
+
+export function buildRelayProgram(): Command {
+  return new Command('meshauth-relay')
+    .description(
+      'Cluster-wide meshauth audit API: queries fan out to every node and merge by time, follow\n' +
+        'streams all nodes, answers name the node of every event and say when a node is missing.\n' +
+        "Also witnesses the nodes' signed audit heads in its own audit trail.",
+    )
+    .version(VERSION, '-V, --version')
+    .option('--listen <host:port>', 'mTLS TCP listener of the relay API', '0.0.0.0:4252')
+    .option(
+      '--node <name=host:port[=spiffe-id]>',
+      "a node's meshauthd TCP API (repeatable, or comma-separated)",
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
+    .option(
+      '--nodes-file <file>',
+      'node list file, one name=host:port[=spiffe-id] per line; re-read when it changes',
+    )
+    .requiredOption(
+      '--tls-cert <file>',
+      "the relay's X509-SVID chain (PEM); its SPIFFE ID must be on each node's api.tcp.allowedIds",
+    )
+    .requiredOption('--tls-key <file>', 'its private key (PEM)')
+    .requiredOption('--tls-bundle <file>', 'trust bundle CA certificates (PEM)')
+    .option(
+      '--allow <spiffe-id>',
+      'client SPIFFE ID allowed to call the relay (repeatable)',
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
+    .option(
+      '--audit-db <file>',
+      "the relay's own audit trail (witnessed heads)",
+      '/var/lib/meshauth-relay/audit.db',
+    )
+    .option('--node-deadline <seconds>', 'how long one node may take to answer', '5')
+    .option('--log-level <level>', 'trace, debug, info, warn, error', 'info')
+    .allowExcessArguments(false)
+    .exitOverride();
+}
+
+/** Entry point of the `meshauth-relay` binary. */
+export async function main(argv = process.argv.slice(2)): Promise<number> {
+  const program = buildRelayProgram();
+  let o: {
+    listen: string;
+    node?: string[];
+    nodesFile?: string;
+    tlsCert: string;
+    tlsKey: string;
+    tlsBundle: string;
+    allow?: string[];
+    auditDb: string;
+    nodeDeadline: string;
+    logLevel: string;
+  };
+  let listen: { host: string; port: number };
+  let flagNodes;
+  let deadlineMs: number;
+  try {
+    program.parse(argv, { from: 'user' });
+    o = program.opts();
+    listen = hostPort(o.listen);
+    flagNodes = parseNodeList((o.node ?? []).join('\n'));
+    deadlineMs = Math.round(Number(o.nodeDeadline) * 1000);
+    if (!(deadlineMs > 0 && deadlineMs <= 600_000)) throw new Error('--node-deadline: seconds in (0, 600]');
+    if (!o.allow?.length) throw new Error('--allow: at least one client SPIFFE ID');
+    if (flagNodes.length === 0 && !o.nodesFile) throw new Error('give --node or --nodes-file');
+  } catch (err) {
+    // --help and --version exit 0; any other commander error is a usage error
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    process.stderr.write(`meshauth-relay: ${(err as Error).message}\n`);
+    return 2;
+  }
+  const logger = createLogger({ level: o.logLevel as 'info' }).child({ component: 'relay' });
+  const nodes = staticNodes(flagNodes, o.nodesFile, (err) =>
+    logger.warn(
+      { event: 'relay_nodes_file_failed', err },
+      'node list file unreadable; keeping the previous list',
+    ),
+  );
+  let server;
+  try {
+    server = await startRelay({
+      listen,
+      tls: { certFile: o.tlsCert, keyFile: o.tlsKey, bundleFile: o.tlsBundle },
+      allow: o.allow!,
+      nodes,
+      auditPath: o.auditDb,
+      nodeDeadlineMs: deadlineMs,
+      logger,
+    });
+  } catch (err) {
+    logger.error({ event: 'relay_start_failed', err }, 'meshauth-relay could not start');
+    return 1;
+  }
+  logger.info(
+    { event: 'relay_started', port: server.port, local_id: server.spiffeId, nodes: nodes().length },
+    'meshauth-relay serving',
+  );
+  await new Promise<void>((resolve) => {
+    process.once('SIGTERM', resolve);
+    process.once('SIGINT', resolve);
+  });
+  await server.close();
+  return 0;
+}
+
+function invokedDirectly(): boolean {
+  const arg = process.argv[1];
+  if (!arg) return false;
+  try {
+    return realpathSync(arg) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (invokedDirectly()) process.exitCode = await main();

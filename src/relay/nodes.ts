@@ -1,0 +1,53 @@
+import { readFileSync, statSync } from 'node:fs';
+import type { RelayNode } from './node-api.js';
+
+/**
+ * Parse a node list: one node per line or comma-separated item, `name=host:port` or
+ * `name=host:port=spiffe://...` (the SPIFFE ID its API must present); `#` starts a comment.
+ * Throws with the offending item.
+ */
+export function parseNodeList(text: string): RelayNode[] {
+  const out: RelayNode[] = [];
+  const seen = new Set<string>();
+  for (const raw of text.split(/[\n,]/)) {
+    const item = raw.replace(/#.*/, '').trim();
+    if (!item) continue;
+    const m =
+      /^([A-Za-z0-9][A-Za-z0-9._-]{0,252})=((?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5})(?:=(spiffe:\/\/\S+))?$/.exec(
+        item,
+      );
+    if (!m) throw new Error(`node list: "${item}" is not name=host:port[=spiffe://id]`);
+    if (seen.has(m[1]!)) throw new Error(`node list: node ${m[1]} appears twice`);
+    seen.add(m[1]!);
+    out.push({ name: m[1]!, address: m[2]!, ...(m[3] ? { spiffeId: m[3] } : {}) });
+  }
+  return out;
+}
+
+/**
+ * Nodes from flags plus, when given, a file re-read whenever it changes (nodes joining and leaving
+ * are picked up without a restart). A file that cannot be read or parsed keeps the previous list.
+ */
+export function staticNodes(
+  flagNodes: readonly RelayNode[],
+  file?: string,
+  onError?: (err: Error) => void,
+): () => RelayNode[] {
+  let mtime = -1;
+  let fromFile: RelayNode[] = [];
+  return () => {
+    if (file) {
+      try {
+        const m = statSync(file).mtimeMs;
+        if (m !== mtime) {
+          fromFile = parseNodeList(readFileSync(file, 'utf8'));
+          mtime = m;
+        }
+      } catch (err) {
+        onError?.(err as Error);
+      }
+    }
+    const names = new Set(flagNodes.map((n) => n.name));
+    return [...flagNodes, ...fromFile.filter((n) => !names.has(n.name))];
+  };
+}

@@ -1,0 +1,170 @@
+import * as grpc from '@grpc/grpc-js';
+import type {
+  AuditHandlers,
+  EventFilterMsg,
+  FollowEventsRequestMsg,
+  QueryEventsRequestMsg,
+  StatusMsg,
+} from '../api/index.js';
+import type { Logger } from '../log.js';
+import { VERSION } from '../version.js';
+import { RelayTokenError, type Relay } from './relay.js';
+
+/** Largest page the relay asks for (the nodes' own limit, api/convert.ts MAX_PAGE_SIZE). */
+const MAX_PAGE_SIZE = 10_000;
+
+async function write(call: grpc.ServerWritableStream<unknown, unknown>, msg: unknown): Promise<boolean> {
+  if (call.cancelled || call.destroyed) return false;
+  if (call.write(msg)) return true;
+  return new Promise<boolean>((resolve) => {
+    const done = (ok: boolean) => {
+      call.off('drain', onDrain);
+      call.off('cancelled', onCancel);
+      resolve(ok);
+    };
+    const onDrain = () => done(true);
+    const onCancel = () => done(false);
+    call.once('drain', onDrain);
+    call.once('cancelled', onCancel);
+  });
+}
+
+/**
+ * meshauth.v1.Audit served by meshauth-relay for the whole cluster: QueryEvents, FollowEvents,
+ * ListEntries and GetStatus fan out to every node (see Relay); FlushEntries is refused
+ * (FAILED_PRECONDITION): entries are flushed on the node that holds them.
+ */
+export function relayAuditHandlers(relay: Relay, logger?: Logger): AuditHandlers {
+  const followers = new Set<AbortController>();
+  const startedAtMs = Date.now();
+  return {
+    closeFollowers() {
+      for (const f of followers) f.abort();
+      followers.clear();
+    },
+
+    QueryEvents: async (call: grpc.ServerWritableStream<QueryEventsRequestMsg, unknown>) => {
+      const r = call.request;
+      const pageSize = r.pageSize ?? 0;
+      if (!Number.isInteger(pageSize) || pageSize < 0 || pageSize > MAX_PAGE_SIZE) {
+        call.emit('error', {
+          code: grpc.status.INVALID_ARGUMENT,
+          details: `QueryEvents: page_size must be 1..${MAX_PAGE_SIZE} (0 = 100), got ${pageSize}`,
+        });
+        return;
+      }
+      let page;
+      try {
+        page = await relay.queryEvents(r);
+      } catch (err) {
+        const code = err instanceof RelayTokenError ? grpc.status.INVALID_ARGUMENT : grpc.status.INTERNAL;
+        call.emit('error', { code, details: `QueryEvents: ${(err as Error).message}` });
+        return;
+      }
+      // A filter every node refused is the client's mistake: say so rather than answer empty.
+      const refused = page.nodes.filter((n) => n.reason === 'refused');
+      if (
+        page.nodes.length > 0 &&
+        refused.length === page.nodes.length &&
+        /invalid request|must|unknown/i.test(refused[0]!.message)
+      ) {
+        call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: refused[0]!.message });
+        return;
+      }
+      for (const e of page.events) if (!(await write(call, { event: e }))) return;
+      const end = {
+        pageEnd: { nextPageToken: page.nextPageToken, nodes: page.nodes, partial: page.partial },
+      };
+      if (await write(call, end)) {
+        const md = new grpc.Metadata();
+        md.set('meshauth-partial', String(page.partial));
+        call.end(md);
+      }
+    },
+
+    FollowEvents: async (call: grpc.ServerWritableStream<FollowEventsRequestMsg, unknown>) => {
+      const ctl = new AbortController();
+      followers.add(ctl);
+      const stop = () => ctl.abort();
+      call.on('cancelled', stop);
+      call.on('close', stop);
+      try {
+        for await (const e of relay.followEvents(
+          call.request.filter as EventFilterMsg | undefined,
+          ctl.signal,
+        )) {
+          if (!(await write(call, e))) break;
+        }
+      } catch (err) {
+        logger?.error({ event: 'relay_follow_failed', err }, 'relay follow stream failed');
+        if (!call.cancelled)
+          call.emit('error', {
+            code: grpc.status.INTERNAL,
+            details: `FollowEvents: ${(err as Error).message}`,
+          });
+        return;
+      } finally {
+        ctl.abort();
+        followers.delete(ctl);
+      }
+      if (!call.cancelled && !call.destroyed) call.end();
+    },
+
+    ListEntries: (_call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+      relay.listEntries().then(
+        (r) => cb(null, r),
+        (err: Error) => cb({ code: grpc.status.INTERNAL, details: `ListEntries: ${err.message}` }),
+      );
+    },
+
+    GetStatus: (_call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<StatusMsg>) => {
+      relay.statuses().then(
+        (all) => {
+          const counters: Record<string, number> = {};
+          let entries = 0;
+          for (const s of all) {
+            for (const [k, v] of Object.entries(s.status?.counters ?? {}))
+              counters[k] = (counters[k] ?? 0) + Number(v);
+            entries += Number(s.status?.entries ?? 0);
+          }
+          cb(null, {
+            version: VERSION,
+            node: 'meshauth-relay',
+            startedAtMs,
+            datapathAttached: false,
+            datapathMode: 'relay',
+            datapathDetail: '',
+            identitySource: 'relay',
+            identitySourceConnected: all.every((s) => s.answer.ok),
+            identitySourceDetail: '',
+            identities: [],
+            counters,
+            entries,
+            audit: null,
+            versions: {},
+            partial: all.some((s) => !s.answer.ok),
+            nodes: all.map((s) => ({
+              answer: s.answer,
+              version: s.status?.version ?? '',
+              startedAtMs: s.status?.startedAtMs ?? 0,
+              datapathAttached: s.status?.datapathAttached ?? false,
+              identitySource: s.status?.identitySource ?? '',
+              identitySourceConnected: s.status?.identitySourceConnected ?? false,
+              entries: s.status?.entries ?? 0,
+              audit: s.status?.audit ?? null,
+            })),
+          } as unknown as StatusMsg);
+        },
+        (err: Error) => cb({ code: grpc.status.INTERNAL, details: `GetStatus: ${err.message}` }),
+      );
+    },
+
+    FlushEntries: (_call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+      cb({
+        code: grpc.status.FAILED_PRECONDITION,
+        details:
+          'FlushEntries: meshauth-relay does not flush; flush on the node that holds the entry (--address)',
+      });
+    },
+  };
+}

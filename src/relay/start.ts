@@ -1,0 +1,147 @@
+import { readFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { startApiServer, type ApiServer, type ApiClientTls } from '../api/index.js';
+import { AuditStore, AuditWriter, Witness } from '../audit/index.js';
+import type { Logger } from '../log.js';
+import { parseCertificates, parseSpiffeId, toPem, type TrustBundles } from '../spiffe/index.js';
+import type { Clock } from '../time.js';
+import { tcpNodeApi, type NodeApi, type RelayNode } from './node-api.js';
+import { Relay } from './relay.js';
+import { relayAuditHandlers } from './service.js';
+
+export interface RelayTls {
+  /** The relay's X509-SVID chain (PEM, leaf first) and key (PEM): re-read on every refresh. */
+  certFile: string;
+  keyFile: string;
+  /** CA certificates (PEM) of the trust bundle: node and client certificates must chain to them. */
+  bundleFile: string;
+}
+
+export interface StartRelayOptions {
+  /** host and port of the relay's own TCP API (mTLS). Port 0 = any free port. */
+  listen: { host: string; port: number };
+  tls: RelayTls;
+  /** Client SPIFFE IDs allowed to call the relay (operators, and the nodes submitting heads). */
+  allow: readonly string[];
+  /** The nodes now; re-read on every request. */
+  nodes: () => readonly RelayNode[];
+  /** The relay's own audit trail, where the heads it witnesses are recorded. */
+  auditPath: string;
+  nodeDeadlineMs?: number;
+  followRetryMs?: number;
+  /** Connect to a node (default: its mTLS TCP API with the relay's SVID). */
+  connect?: (node: RelayNode) => NodeApi;
+  clock?: Clock;
+  logger?: Logger;
+}
+
+export interface RelayServer {
+  readonly port: number;
+  readonly relay: Relay;
+  readonly spiffeId: string;
+  close(): Promise<void>;
+}
+
+/** The relay's SPIFFE ID and trust bundles from its files. */
+export function readRelayTls(tls: RelayTls): {
+  spiffeId: string;
+  bundles: TrustBundles;
+  client: ApiClientTls;
+} {
+  const certChainPem = readFileSync(tls.certFile);
+  const keyPem = readFileSync(tls.keyFile);
+  const cas = parseCertificates(readFileSync(tls.bundleFile));
+  const [leaf] = parseCertificates(certChainPem);
+  if (!leaf) throw new Error(`meshauth-relay: ${tls.certFile} holds no certificate`);
+  const uri = (new X509Certificate(leaf).subjectAltName ?? '')
+    .split(', ')
+    .find((s) => s.startsWith('URI:spiffe://'));
+  if (!uri) throw new Error(`meshauth-relay: ${tls.certFile} is not an X509-SVID (no SPIFFE ID)`);
+  const spiffeId = uri.slice(4);
+  const td = parseSpiffeId(spiffeId).trustDomain.name;
+  return {
+    spiffeId,
+    bundles: new Map([[td, cas]]),
+    client: { certChainPem, keyPem, caPem: Buffer.from(toPem(cas)) },
+  };
+}
+
+/**
+ * Start meshauth-relay: meshauth.v1.Audit for the whole cluster (see Relay) and meshauth.v1.Witness
+ * (the relay witnesses nodes' signed audit heads in its own trail), on one mTLS TCP listener.
+ */
+export async function startRelay(opts: StartRelayOptions): Promise<RelayServer> {
+  const first = readRelayTls(opts.tls);
+  let current = first;
+  const refresh = () => {
+    try {
+      current = readRelayTls(opts.tls);
+    } catch (err) {
+      opts.logger?.warn({ event: 'relay_tls_reload_failed', err }, 'kept the previous SVID and bundle');
+    }
+    return current;
+  };
+  const relay = new Relay({
+    nodes: opts.nodes,
+    connect:
+      opts.connect ?? ((node) => tcpNodeApi(node, () => refresh().client, opts.nodeDeadlineMs ?? 5_000)),
+    ...(opts.nodeDeadlineMs !== undefined ? { nodeDeadlineMs: opts.nodeDeadlineMs } : {}),
+    ...(opts.followRetryMs !== undefined ? { followRetryMs: opts.followRetryMs } : {}),
+    ...(opts.clock ? { clock: opts.clock } : {}),
+    ...(opts.logger ? { logger: opts.logger } : {}),
+  });
+  const store = AuditStore.open({ path: opts.auditPath });
+  const writer = new AuditWriter(store, opts.logger ? { logger: opts.logger } : {});
+  const witness = new Witness({
+    sink: writer,
+    store,
+    bundles: () => current.bundles,
+    selfId: first.spiffeId,
+    ...(opts.clock ? { clock: opts.clock } : {}),
+  });
+  let api: ApiServer;
+  try {
+    api = await startApiServer({
+      auditHandlers: relayAuditHandlers(relay, opts.logger),
+      witness: {
+        submit: (env, submitter) => {
+          const r = witness.submit(env, submitter);
+          // recorded before the answer: a head the relay acknowledged is on disk
+          writer.flush();
+          return r;
+        },
+        list: (id, limit) => witness.list(id, limit),
+      },
+      unix: false,
+      tcp: {
+        host: opts.listen.host,
+        port: opts.listen.port,
+        svid: () => {
+          const c = refresh().client;
+          return { certChainPem: c.certChainPem, keyPem: c.keyPem };
+        },
+        bundles: () => new Map([...current.bundles].map(([td, d]) => [td, [...d]])),
+        allow: opts.allow,
+      },
+      ...(opts.logger ? { logger: opts.logger } : {}),
+    });
+  } catch (err) {
+    relay.close();
+    await writer.close();
+    store.close();
+    throw err;
+  }
+  let closed: Promise<void> | undefined;
+  return {
+    port: api.tcpPort!,
+    relay,
+    spiffeId: first.spiffeId,
+    close: () =>
+      (closed ??= (async () => {
+        await api.close();
+        relay.close();
+        await writer.close();
+        store.close();
+      })()),
+  };
+}

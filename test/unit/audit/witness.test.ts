@@ -1,0 +1,280 @@
+import { X509Certificate } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  AuditStore,
+  checkpointText,
+  ecdsaKeyId,
+  MemoryAuditSink,
+  openSignedHead,
+  parseCheckpointText,
+  signHead,
+  verifyAgainstHeads,
+  Witness,
+  type AuditEventInput,
+  type FetchedHead,
+  type SignedHeadEnvelope,
+} from '../../../src/audit/index.js';
+import { DevCa } from '../../../src/identity/index.js';
+import type { Svid } from '../../../src/spiffe/index.js';
+
+const NODE_A = 'spiffe://cluster.test/meshauth/node/node-a';
+const NODE_B = 'spiffe://cluster.test/meshauth/node/node-b';
+const T0 = Date.now() + 60_000;
+
+let ca: DevCa;
+let other: DevCa;
+let a: Svid;
+let b: Svid;
+let aForeign: Svid;
+let dir: string;
+
+beforeAll(async () => {
+  ca = await DevCa.create('cluster.test');
+  other = await DevCa.create('cluster.test');
+  a = await ca.issue(NODE_A, { now: new Date(T0), ttlMs: 86_400_000 });
+  b = await ca.issue(NODE_B, { now: new Date(T0), ttlMs: 86_400_000 });
+  aForeign = await other.issue(NODE_A, { now: new Date(T0), ttlMs: 86_400_000 });
+  dir = mkdtempSync(join(tmpdir(), 'meshauth-witness-'));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const bundles = () => new Map([['cluster.test', [ca.caDer]]]);
+const env = (note: string, svid: Svid): SignedHeadEnvelope => ({ note, certChain: svid.chainDer });
+const headOf = (seq: number, hashByte = 1, atMs = T0 + 1000) => ({
+  origin: NODE_A.slice('spiffe://'.length),
+  treeSize: seq,
+  hash: Buffer.alloc(32, hashByte),
+  atMs,
+  node: 'node-a',
+});
+
+describe('signed audit heads (C2SP tlog-checkpoint in a signed note)', () => {
+  it('writes the checkpoint body and one ECDSA signature line named after the origin', () => {
+    const note = signHead(headOf(42), a);
+    const [body, sigLine] = note.split('\n\n');
+    expect(body + '\n').toBe(checkpointText(headOf(42)));
+    expect(body!.split('\n').slice(0, 3)).toEqual([
+      'cluster.test/meshauth/node/node-a',
+      '42',
+      Buffer.alloc(32, 1).toString('base64'),
+    ]);
+    const m = /^\u2014 (\S+) (\S+)\n$/u.exec(sigLine!)!;
+    expect(m[1]).toBe('cluster.test/meshauth/node/node-a');
+    const blob = Buffer.from(m[2]!, 'base64');
+    expect(blob.subarray(0, 4)).toEqual(ecdsaKeyId(new X509Certificate(a.chainDer[0]!).publicKey));
+    expect(parseCheckpointText(body + '\n')).toEqual(headOf(42));
+  });
+
+  it('verifies against the SVID chain and the trust bundle', () => {
+    const v = openSignedHead(signHead(headOf(7), a), a.chainDer, bundles(), { now: new Date(T0 + 2000) });
+    expect(v.spiffeId).toBe(NODE_A);
+    expect(v.head.treeSize).toBe(7);
+  });
+
+  it.each([
+    ['a changed seq', (n: string) => n.replace('\n7\n', '\n8\n'), 'bad-signature'],
+    [
+      'a changed hash',
+      (n: string) =>
+        n.replace(Buffer.alloc(32, 1).toString('base64'), Buffer.alloc(32, 2).toString('base64')),
+      'bad-signature',
+    ],
+    ['no signature', (n: string) => n.split('\n\n')[0] + '\n', 'malformed'],
+    ['a control character', (n: string) => n.replace('node-a\n', 'node-a\u0007\n'), 'malformed'],
+  ])('refuses a note with %s', (_what, edit, reason) => {
+    const note = edit(signHead(headOf(7), a));
+    expect(() => openSignedHead(note, a.chainDer, bundles(), { now: new Date(T0 + 2000) })).toThrow(
+      expect.objectContaining({ reason }),
+    );
+  });
+
+  it('refuses a head signed by another node or a chain outside the bundle', () => {
+    const byB = signHead({ ...headOf(7), origin: NODE_B.slice(9) }, b);
+    expect(() =>
+      openSignedHead(byB, b.chainDer, bundles(), { now: new Date(T0 + 2000), expectSpiffeId: NODE_A }),
+    ).toThrow(expect.objectContaining({ reason: 'wrong-node' }));
+    // B signs a head that claims A's origin
+    const forged = signHead(headOf(7), b);
+    expect(() => openSignedHead(forged, b.chainDer, bundles(), { now: new Date(T0 + 2000) })).toThrow(
+      expect.objectContaining({ reason: 'wrong-node' }),
+    );
+    // ... or presents A's chain with its own signature
+    expect(() => openSignedHead(forged, a.chainDer, bundles(), { now: new Date(T0 + 2000) })).toThrow(
+      expect.objectContaining({ reason: 'bad-signature' }),
+    );
+    const foreign = signHead(headOf(7), aForeign);
+    expect(() => openSignedHead(foreign, aForeign.chainDer, bundles(), { now: new Date(T0 + 2000) })).toThrow(
+      expect.objectContaining({ reason: 'untrusted-signer' }),
+    );
+  });
+});
+
+function openStore(name: string): AuditStore {
+  return AuditStore.open({ path: join(dir, `${name}.db`) });
+}
+
+describe('Witness', () => {
+  it('records accepted heads, refuses replayed, conflicting and forged ones with a reason', () => {
+    const store = openStore('witness-b');
+    const sink = new MemoryAuditSink();
+    const witness = new Witness({ sink, store, bundles, clock: fixedClock(T0 + 5000) });
+    const first = witness.submit(env(signHead(headOf(10), a), a), NODE_A);
+    expect(first).toMatchObject({ accepted: true, duplicate: false });
+    expect(witness.submit(env(signHead(headOf(10), a), a), NODE_A)).toMatchObject({
+      accepted: true,
+      duplicate: true,
+    });
+    expect(witness.submit(env(signHead(headOf(9), a), a), NODE_A)).toMatchObject({
+      accepted: false,
+      reason: 'replayed',
+    });
+    expect(witness.submit(env(signHead(headOf(10, 9), a), a), NODE_A)).toMatchObject({
+      accepted: false,
+      reason: 'conflicting-head',
+    });
+    expect(witness.submit(env(signHead(headOf(11), a), a), NODE_B)).toMatchObject({
+      accepted: false,
+      reason: 'wrong-node',
+    });
+    expect(witness.submit(env(signHead(headOf(11), a), a), undefined)).toMatchObject({
+      accepted: false,
+      reason: 'not-allowed',
+    });
+    const tampered = signHead(headOf(12), a).replace('\n12\n', '\n13\n');
+    expect(witness.submit(env(tampered, a), NODE_A)).toMatchObject({
+      accepted: false,
+      reason: 'bad-signature',
+    });
+    const witnessed = sink.events.filter((e) => e.type === 'head-witnessed');
+    expect(witnessed).toHaveLength(1);
+    expect(witnessed[0]).toMatchObject({ remoteId: NODE_A, node: 'node-a', details: { seq: 10 } });
+    expect(sink.events.filter((e) => e.type === 'head-rejected').map((e) => e.reason)).toEqual([
+      'replayed',
+      'conflicting-head',
+      'wrong-node',
+      'not-allowed',
+      'bad-signature',
+    ]);
+    store.close();
+  });
+
+  it('remembers the newest witnessed head across restarts (replay refused from the stored trail)', () => {
+    const store = openStore('witness-restart');
+    const w1 = new Witness({ sink: sinkOf(store), store, bundles, clock: fixedClock(T0 + 5000) });
+    expect(w1.submit(env(signHead(headOf(20), a), a), NODE_A).accepted).toBe(true);
+    const w2 = new Witness({ sink: sinkOf(store), store, bundles, clock: fixedClock(T0 + 6000) });
+    expect(w2.submit(env(signHead(headOf(19), a), a), NODE_A)).toMatchObject({ reason: 'replayed' });
+    expect(w2.list(NODE_A).map((h) => h.note.split('\n')[1])).toEqual(['20']);
+    store.close();
+  });
+});
+
+function sinkOf(store: AuditStore) {
+  return { record: (e: AuditEventInput) => void store.append([e]) };
+}
+
+function fixedClock(now: number) {
+  return {
+    now: () => now,
+    setTimeout: () => ({ cancel() {} }),
+    setInterval: () => ({ cancel() {} }),
+  };
+}
+
+/** The same event stream a node would write; `variant` changes events from that index on. */
+function events(n: number, variant?: { from: number }): AuditEventInput[] {
+  return Array.from({ length: n }, (_, i) => ({
+    type: 'handshake-succeeded' as const,
+    outcome: 'success' as const,
+    atMs: T0 + i,
+    localId: 'spiffe://cluster.test/ns/a/sa/web',
+    remoteId:
+      variant && i + 1 >= variant.from
+        ? 'spiffe://cluster.test/ns/x/sa/innocent'
+        : 'spiffe://cluster.test/ns/b/sa/db',
+  }));
+}
+
+function headAt(store: AuditStore, seq: number, witness = 'node-b'): FetchedHead {
+  const rows = store.query({ afterSeq: seq - 1, limit: 1 });
+  const note = signHead({ ...headOf(seq), hash: Buffer.from(rows[0]!.hash, 'hex'), atMs: T0 + 10_000 }, a);
+  return { note, certChain: a.chainDer, witness };
+}
+
+describe('verifyAgainstHeads', () => {
+  it('passes an intact trail and reports the first divergent witnessed seq of a rewritten one', () => {
+    const honest = openStore('honest');
+    honest.append(events(100));
+    const heads = [headAt(honest, 30), headAt(honest, 60, 'relay'), headAt(honest, 100)];
+    const ok = verifyAgainstHeads(honest, NODE_A, heads, bundles());
+    expect(ok).toMatchObject({ ok: true, headsMatched: 3, lastMatchedSeq: 100 });
+
+    // root rewrites the trail from seq 41 on with every hash recomputed, and keeps appending
+    const forged = openStore('forged');
+    forged.append(events(120, { from: 41 }));
+    expect(forged.verifyChain().ok).toBe(true);
+    const r = verifyAgainstHeads(forged, NODE_A, heads, bundles());
+    expect(r.ok).toBe(false);
+    expect(r.problem).toMatchObject({ kind: 'rewritten', seq: 60, range: [31, 60] });
+    expect(r.lastMatchedSeq).toBe(30);
+    honest.close();
+    forged.close();
+  });
+
+  it('reports a truncated trail and a forked one', () => {
+    const s = openStore('trunc');
+    s.append(events(50));
+    const long = openStore('long');
+    long.append(events(80));
+    const r = verifyAgainstHeads(s, NODE_A, [headAt(long, 40), headAt(long, 80)], bundles());
+    expect(r.problem).toMatchObject({ kind: 'truncated', seq: 51, range: [51, 80] });
+    const other = openStore('fork-other');
+    other.append(events(80, { from: 70 }));
+    const f = verifyAgainstHeads(
+      long,
+      NODE_A,
+      [headAt(long, 80, 'node-b'), headAt(other, 80, 'node-c')],
+      bundles(),
+    );
+    expect(f.problem).toMatchObject({ kind: 'fork', seq: 80 });
+    for (const x of [s, long, other]) x.close();
+  });
+
+  it('ignores heads a lying witness altered: it cannot frame an honest node', () => {
+    const s = openStore('framed');
+    s.append(events(50));
+    const good = headAt(s, 50, 'node-b');
+    const lie: FetchedHead = {
+      ...good,
+      witness: 'node-c',
+      note: good.note.replace(/\n[A-Za-z0-9+/=]{44}\n/, `\n${Buffer.alloc(32, 7).toString('base64')}\n`),
+    };
+    // ... nor by signing a head itself under the node's name
+    const selfSigned: FetchedHead = {
+      note: signHead({ ...headOf(50, 7), atMs: T0 + 10_000 }, b),
+      certChain: b.chainDer,
+      witness: 'node-c',
+    };
+    const r = verifyAgainstHeads(s, NODE_A, [good, lie, selfSigned], bundles());
+    expect(r.ok).toBe(true);
+    expect(r.refused.map((x) => [x.witness, x.reason])).toEqual([
+      ['node-c', 'bad-signature'],
+      ['node-c', 'wrong-node'],
+    ]);
+    s.close();
+  });
+
+  it('keeps a pruned range provable: heads below the anchor are counted, the anchor hash checked', () => {
+    const s = openStore('pruned');
+    s.append(events(100));
+    const heads = [headAt(s, 20), headAt(s, 50), headAt(s, 90)];
+    s.prune({ maxRows: 50 }, T0 + 100_000);
+    expect(s.stats().anchorSeq).toBe(50);
+    const r = verifyAgainstHeads(s, NODE_A, heads, bundles());
+    expect(r).toMatchObject({ ok: true, headsPruned: 1, headsMatched: 2 });
+    s.close();
+  });
+});

@@ -1,0 +1,117 @@
+import { describe, expect, it } from 'vitest';
+import type { EventMsg, EventPage, QueryEventsRequestMsg } from '../../../src/api/index.js';
+import {
+  Relay,
+  RelayTokenError,
+  parseNodeList,
+  type NodeApi,
+  type RelayNode,
+} from '../../../src/relay/index.js';
+
+const HASH = 'ab'.repeat(32);
+
+function ev(seq: number, atMs: number, extra: Partial<EventMsg> = {}): EventMsg {
+  return {
+    seq,
+    atMs,
+    type: 'handshake-succeeded',
+    outcome: 'success',
+    reason: '',
+    localId: '',
+    remoteId: '',
+    node: '',
+    direction: '',
+    detailsJson: '',
+    prevHash: HASH,
+    hash: HASH,
+    origin: '',
+    ...extra,
+  };
+}
+
+/** A node answering from an in-memory list with the node API's paging (tokens s<seq>). */
+function memoryNode(events: EventMsg[]): NodeApi {
+  return {
+    async queryEvents(req: QueryEventsRequestMsg): Promise<EventPage> {
+      const size = req.pageSize || 100;
+      const cursor = req.pageToken ? Number(req.pageToken.slice(1)) : undefined;
+      let list = req.newestFirst ? [...events].reverse() : events;
+      if (cursor !== undefined)
+        list = list.filter((e) => (req.newestFirst ? e.seq < cursor : e.seq > cursor));
+      const page = list.slice(0, size);
+      const more = list.length > size;
+      return { events: page, nextPageToken: more ? `s${page.at(-1)!.seq}` : '', nodes: [], partial: false };
+    },
+    followEvents: () => (async function* () {})(),
+    listEntries: async () => [],
+    status: async () => ({}) as never,
+    close: () => {},
+  };
+}
+
+function relayOver(apis: Record<string, NodeApi>, deadlineMs = 5_000): Relay {
+  const nodes: RelayNode[] = Object.keys(apis).map((name) => ({ name, address: `${name}:4251` }));
+  return new Relay({ nodes: () => nodes, connect: (n) => apis[n.name]!, nodeDeadlineMs: deadlineMs });
+}
+
+describe('Relay.queryEvents', () => {
+  it('merges nodes by time, names the node on every event, and pages without loss or repeats', async () => {
+    const a = Array.from({ length: 25 }, (_, i) => ev(i + 1, 1000 + i * 3));
+    const b = Array.from({ length: 10 }, (_, i) => ev(i + 1, 1001 + i * 7));
+    const relay = relayOver({ a: memoryNode(a), b: memoryNode(b) });
+    for (const newestFirst of [false, true]) {
+      const seen: string[] = [];
+      const times: number[] = [];
+      let token = '';
+      do {
+        const p = await relay.queryEvents({ pageSize: 4, pageToken: token, newestFirst });
+        expect(p.partial).toBe(false);
+        seen.push(...p.events.map((e) => `${e.origin}${e.seq}`));
+        times.push(...p.events.map((e) => e.atMs));
+        token = p.nextPageToken;
+      } while (token);
+      expect(seen).toHaveLength(35);
+      expect(new Set(seen).size).toBe(35);
+      const sorted = [...times].sort((x, y) => (newestFirst ? y - x : x - y));
+      expect(times).toEqual(sorted);
+    }
+  });
+
+  it('isolates a node that sends malformed events and one that stalls past its deadline', async () => {
+    const good = memoryNode([ev(1, 10), ev(2, 20)]);
+    const malformed = memoryNode([ev(1, 15), ev(2, 16, { hash: 'not-a-hash' })]);
+    const stalled: NodeApi = { ...memoryNode([]), queryEvents: () => new Promise<never>(() => {}) };
+    const relay = relayOver({ good, malformed, stalled }, 200);
+    const p = await relay.queryEvents({ pageSize: 10 });
+    expect(p.events.map((e) => `${e.origin}${e.seq}`)).toEqual(['good1', 'good2']);
+    expect(p.partial).toBe(true);
+    expect(p.nodes.map((n) => [n.node, n.ok, n.reason])).toEqual([
+      ['good', true, ''],
+      ['malformed', false, 'malformed'],
+      ['stalled', false, 'deadline'],
+    ]);
+    expect(p.nodes[1]!.message).toMatch(/seq 2: hash/);
+    // the answer says more may come: the missing nodes are asked again with the next page
+    expect(p.nextPageToken).not.toBe('');
+  });
+
+  it('refuses a page token it did not issue', async () => {
+    const relay = relayOver({ a: memoryNode([]) });
+    await expect(relay.queryEvents({ pageToken: 's12' })).rejects.toBeInstanceOf(RelayTokenError);
+    await expect(relay.queryEvents({ pageToken: 'r1.bm90LWpzb24' })).rejects.toBeInstanceOf(RelayTokenError);
+  });
+});
+
+describe('parseNodeList', () => {
+  it('reads name=host:port[=spiffe-id] items and refuses anything else', () => {
+    expect(
+      parseNodeList('a=10.0.0.1:4251\n# comment\nb=[::1]:4251=spiffe://td/node/b, c=node-c.local:1'),
+    ).toEqual([
+      { name: 'a', address: '10.0.0.1:4251' },
+      { name: 'b', address: '[::1]:4251', spiffeId: 'spiffe://td/node/b' },
+      { name: 'c', address: 'node-c.local:1' },
+    ]);
+    expect(() => parseNodeList('a=host')).toThrow(/name=host:port/);
+    expect(() => parseNodeList('a=h:1\na=h:2')).toThrow(/twice/);
+  });
+});
