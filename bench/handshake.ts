@@ -47,7 +47,7 @@ export interface HandshakeBenchResult {
   pinnedCpu: number | undefined;
 }
 
-interface Pki {
+export interface Pki {
   dir: string;
   caPem: string;
   bundles: TrustBundles;
@@ -61,7 +61,7 @@ function openssl(args: string[], cwd: string): void {
 }
 
 /** CA + two SVIDs (ECDSA P-256) made with the openssl CLI, so both measurements use the very same files. */
-function makePki(): Pki {
+export function makePki(): Pki {
   const dir = mkdtempSync(join(tmpdir(), 'meshauth-bench-'));
   writeFileSync(
     join(dir, 'ca.ext'),
@@ -159,7 +159,7 @@ function identityOf(svid: Svid, bundles: TrustBundles) {
 }
 
 /** meshauth handshakes per second with `concurrency` in flight, client and server in this process. */
-async function measureMeshauth(pki: Pki, seconds: number, concurrency: number): Promise<number> {
+export async function measureMeshauth(pki: Pki, seconds: number, concurrency: number): Promise<number> {
   const server = new HandshakeServer({
     identity: identityOf(pki.server, pki.bundles),
     nodeName: 'node-b',
@@ -210,7 +210,7 @@ async function measureMeshauth(pki: Pki, seconds: number, concurrency: number): 
  * Bare node:tls TLS 1.3 mTLS handshakes per second (same certificates, no SPIFFE verification, no
  * frames): what node itself costs, so the meshauth overhead on top of it is visible.
  */
-async function measureNodeTls(pki: Pki, seconds: number, concurrency: number): Promise<number> {
+export async function measureNodeTls(pki: Pki, seconds: number, concurrency: number): Promise<number> {
   const base = { minVersion: 'TLSv1.3' as const, maxVersion: 'TLSv1.3' as const, ca: [] as string[] };
   const server = createTlsServer({
     ...base,
@@ -276,7 +276,7 @@ function pinned(cpu: number | undefined, cmd: string[]): string[] {
 }
 
 /** OpenSSL TLS 1.3 mTLS handshakes per second: s_server (client cert required) + s_time -new. */
-async function measureOpenssl(
+export async function measureOpenssl(
   pki: Pki,
   seconds: number,
   cpu: number | undefined,
@@ -351,7 +351,7 @@ async function waitForPort(port: number): Promise<void> {
   throw new Error(`bench: openssl s_server did not listen on ${port}`);
 }
 
-function median(xs: number[]): number {
+export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const mid = s.length >> 1;
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;

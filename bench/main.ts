@@ -3,7 +3,7 @@
  * cannot affect another), and prints their reports.
  *
  *   node dist/bench/main.js [name ...]        names: datapath handshake auth-latency first-connection audit wireguard kubernetes
- *                                                   kubernetes-first-packet relay
+ *                                                   kubernetes-first-packet relay channel
  *
  * MESHAUTH_BENCH_SMOKE=1 makes every benchmark run a tiny round (the CI smoke run).
  */
@@ -22,6 +22,7 @@ const ALL = [
   'kubernetes',
   'kubernetes-first-packet',
   'relay',
+  'channel',
 ];
 const here = dirname(fileURLToPath(import.meta.url));
 const wanted = process.argv.slice(2);

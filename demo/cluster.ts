@@ -51,6 +51,8 @@ export interface ClusterOptions {
   svidTtl?: string;
   /** Authenticate policy-implied pairs before their first packet. */
   preauthenticate?: boolean;
+  /** auth.mode of every node, or per node (default per-pair). */
+  authMode?: 'per-pair' | 'channel' | ((node: string) => 'per-pair' | 'channel');
   logLevel?: string;
   /** The API's optional TCP listener of a node (api.tcp in its config), or undefined for none. */
   apiTcp?: (node: string) => { listen: string; allowedIds: string[]; identity?: string } | undefined;
@@ -207,6 +209,12 @@ export class Cluster {
           reauthAt: this.opts.reauthAt ?? 0.8,
           gcInterval: '1s',
           preauthenticate: this.opts.preauthenticate ?? false,
+          ...(this.opts.authMode
+            ? {
+                mode:
+                  typeof this.opts.authMode === 'function' ? this.opts.authMode(n.name) : this.opts.authMode,
+              }
+            : {}),
         },
         identity: {
           source: 'dev-ca',

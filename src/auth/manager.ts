@@ -9,7 +9,7 @@ import { systemClock, type Clock, type Timer } from '../time.js';
 import type { AuthCache, CachedEntry } from './cache.js';
 import { pairKey, pairNames, type PairNames } from './pair.js';
 import type { AuthenticateRequest } from './handshake/types.js';
-import type { AuthReporter, SignalOutcome, WorkReason } from './reporter.js';
+import type { AuthReporter, ChannelProvenance, SignalOutcome, WorkReason } from './reporter.js';
 import {
   bundleFingerprints,
   removedAuthorities,
@@ -47,6 +47,8 @@ export interface AuthenticateResult {
   cipher?: string;
   /** What the decision relied on (trust anchors, chains); entries without it are revoked on any bundle change. */
   trust?: EntryTrust;
+  /** The node channel and proofs used instead of a handshake (auth.mode channel). */
+  channel?: ChannelProvenance;
 }
 
 /** The client half of the handshake, as the manager uses it. */
@@ -68,6 +70,8 @@ export interface ServerAuthenticated {
   tlsVersion?: string;
   cipher?: string;
   trust?: EntryTrust;
+  /** The node channel and proofs used instead of a handshake (auth.mode channel). */
+  channel?: ChannelProvenance;
 }
 
 /**
@@ -475,6 +479,7 @@ export class AuthManager {
           peerNotAfterMs: r.peerNotAfterMs,
           tlsVersion: r.tlsVersion,
           cipher: r.cipher,
+          channel: r.channel,
         },
         this.deps.cache.size,
       );

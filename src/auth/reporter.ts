@@ -41,6 +41,17 @@ export interface Revocation {
   anchors?: Array<{ trustDomain: string; anchors: string[] }>;
 }
 
+/** Which node channel and which identity proofs an entry was written from (auth.mode channel). */
+export interface ChannelProvenance {
+  /** Random id of the node channel. */
+  id: string;
+  peerNode: string;
+  /** Sequence number of the pair message on that channel. */
+  pairSeq: number;
+  localProof: { spiffeId: string; serial: string };
+  remoteProof: { spiffeId: string; serials: string[]; proofId: string };
+}
+
 /** A handshake this node initiated and the entry it wrote. */
 export interface ClientSuccess {
   why: WorkReason;
@@ -53,6 +64,8 @@ export interface ClientSuccess {
   peerNotAfterMs?: number | undefined;
   tlsVersion?: string | undefined;
   cipher?: string | undefined;
+  /** Set when the entry came from node-channel proofs instead of a per-pair handshake. */
+  channel?: ChannelProvenance | undefined;
 }
 
 /** A handshake this node initiated that wrote no entry. */
@@ -78,6 +91,8 @@ export interface ServerSuccess {
   localSerial?: string | undefined;
   tlsVersion?: string | undefined;
   cipher?: string | undefined;
+  /** Set when the entry came from node-channel proofs instead of a per-pair handshake. */
+  channel?: ChannelProvenance | undefined;
 }
 
 /**
@@ -160,6 +175,7 @@ export class AuthReporter {
         peerNotAfterMs: s.peerNotAfterMs,
         tlsVersion: s.tlsVersion,
         cipher: s.cipher,
+        ...(s.channel ? { channel: s.channel } : {}),
       },
     });
     this.deps.audit.record({
@@ -234,6 +250,7 @@ export class AuthReporter {
         localSerial: r.localSerial,
         tlsVersion: r.tlsVersion,
         cipher: r.cipher,
+        ...(r.channel ? { channel: r.channel } : {}),
       },
     });
     this.deps.audit.record({

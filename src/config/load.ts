@@ -167,6 +167,11 @@ function finalize(p: ParsedConfig, file: string | undefined): DaemonConfig {
       reauthAt: p.auth.reauthAt,
       gcIntervalMs: p.auth.gcInterval,
       preauthenticate: p.auth.preauthenticate,
+      mode: p.auth.mode,
+      channel: {
+        port: p.auth.channel.port,
+        nodeId: p.auth.channel.nodeId,
+      },
     },
     identity: {
       source: p.identity.source,

@@ -220,6 +220,29 @@ const SPECS: readonly Spec[] = [
       'Authenticate every pair policy requires with workloads on other nodes at start-up and on inventory change, before their first packet',
   },
   {
+    path: 'auth.mode',
+    kind: 'string',
+    valueName: '<mode>',
+    default: DEFAULTS.authMode,
+    description:
+      'per-pair: one TLS handshake per identity pair; channel: one TLS channel per node pair carrying RFC 9261 identity proofs (falls back to per-pair with nodes that do not speak it)',
+  },
+  {
+    path: 'auth.channel.port',
+    kind: 'int',
+    valueName: '<port>',
+    default: DEFAULTS.authChannelPort,
+    description: 'TCP port of the node-channel listener (auth.mode channel), on handshake.listen',
+  },
+  {
+    path: 'auth.channel.nodeId',
+    kind: 'string',
+    valueName: '<template>',
+    default: DEFAULTS.authChannelNodeId,
+    description:
+      'SPIFFE ID of node daemons; {node} is the node name, {trustDomain} the dev CA trust domain (dev-ca only)',
+  },
+  {
     path: 'identity.source',
     kind: 'string',
     valueName: '<source>',

@@ -41,6 +41,9 @@ export const DEFAULTS = {
   authRetryMax: '30s',
   authReauthAt: 0.8,
   authGcInterval: '5s',
+  authMode: 'per-pair',
+  authChannelPort: 4251,
+  authChannelNodeId: 'spiffe://{trustDomain}/meshauth/node/{node}',
   identitySource: 'dev-ca',
   devCaTrustDomain: 'demo.local',
   devCaSvidTtl: '1h',
@@ -63,6 +66,8 @@ export const DEFAULTS = {
 export const SOURCES = ['file', 'kubernetes'] as const;
 
 export const IDENTITY_SOURCES = ['dev-ca', 'spire-delegated', 'workload-api', 'files'] as const;
+/** auth.mode: one TLS handshake per identity pair, or node channels with RFC 9261 identity proofs. */
+export const AUTH_MODES = ['per-pair', 'channel'] as const;
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 const HOOKS = ['ingress', 'egress'] as const;
 
@@ -194,6 +199,16 @@ export const configSchema = z
         reauthAt: fractionOrOffField(0.99, DEFAULTS.authReauthAt),
         gcInterval: durationField(DEFAULTS.authGcInterval),
         preauthenticate: boolField(false),
+        mode: enumField(AUTH_MODES, DEFAULTS.authMode as (typeof AUTH_MODES)[number]),
+        channel: z
+          .strictObject({
+            port: intField(1, 65535, DEFAULTS.authChannelPort),
+            nodeId: stringField(DEFAULTS.authChannelNodeId).refine(
+              (t) => /^spiffe:\/\/[^/]+\/\S*\{node\}/.test(t) && !/\s/.test(t),
+              { message: 'must be a spiffe:// ID template whose path contains {node}' },
+            ),
+          })
+          .prefault(EMPTY_SECTION),
       })
       .prefault(EMPTY_SECTION)
       .superRefine((a, ctx) => {
@@ -341,6 +356,23 @@ export const configSchema = z
         path: ['datapath', 'strictWireguard'],
         message: 'needs wireguard.enabled: true',
       });
+    }
+    if (c.auth.mode === 'channel') {
+      if (c.auth.channel.port === c.handshake.port) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['auth', 'channel', 'port'],
+          message: `must differ from handshake.port (${c.handshake.port}): both listen`,
+        });
+      }
+      // Only the dev CA names the trust domain itself; other sources need it written out.
+      if (c.identity.source !== 'dev-ca' && c.auth.channel.nodeId.includes('{trustDomain}')) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['auth', 'channel', 'nodeId'],
+          message: `must name the trust domain (not {trustDomain}) with identity.source ${c.identity.source}`,
+        });
+      }
     }
   });
 

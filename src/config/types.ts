@@ -69,6 +69,14 @@ export interface DaemonConfig {
     gcIntervalMs: number;
     /** Authenticate policy-implied pairs before their first packet. */
     preauthenticate: boolean;
+    /** per-pair: one TLS handshake per identity pair; channel: node channels with RFC 9261 proofs. */
+    mode: 'per-pair' | 'channel';
+    channel: {
+      /** Port of the node-channel listener (on handshake.listen); the same on every node. */
+      port: number;
+      /** SPIFFE ID template of node daemons ({node}; {trustDomain} only with the dev CA). */
+      nodeId: string;
+    };
   };
   identity: {
     source: IdentitySourceKind;

@@ -11,6 +11,7 @@ import {
   removeUnauditedEntries,
 } from '../auth/index.js';
 import { HandshakeClient, HandshakeServer } from '../auth/handshake/index.js';
+import { NodeChannels, nodeSpiffeIdFor } from '../auth/channel/index.js';
 import type { DaemonConfig } from '../config/index.js';
 import { openStateAllocators, type IdentityEvent } from '../identity/index.js';
 import { compileNodeState, preauthPairs, type NodeState } from '../policy/index.js';
@@ -146,7 +147,16 @@ export class Daemon {
 
     const identity = await createIdentitySource(config, inventory.current, logger);
     closers.push('identity', () => identity.close());
-    identity.setWanted(state.current.localSpiffeIds);
+    // In channel mode the daemon also holds its own node SVID (auth.channel.nodeId).
+    const nodeSpiffeId = nodeSpiffeIdFor(
+      config.auth.channel.nodeId.replaceAll('{trustDomain}', config.identity.devCa.trustDomain),
+    );
+    const ownNodeId = nodeSpiffeId(config.node);
+    const wantedIdentities = (): string[] =>
+      config.auth.mode === 'channel'
+        ? [...state.current.localSpiffeIds, ownNodeId]
+        : [...state.current.localSpiffeIds];
+    identity.setWanted(wantedIdentities());
     await withTimeout(
       identity.ready(),
       IDENTITY_READY_TIMEOUT_MS,
@@ -204,6 +214,39 @@ export class Daemon {
       ...wireguardBinding,
       logger,
     });
+    // auth.mode channel: pairs are authenticated from identity proofs over one TLS channel per
+    // node pair (src/auth/channel); nodes that do not speak it get the per-pair handshake.
+    const channels =
+      config.auth.mode === 'channel'
+        ? new NodeChannels({
+            nodeName: config.node,
+            nodeSvid: () => identity.svid(ownNodeId),
+            nodeSpiffeId,
+            identity,
+            channelEndpoint: (node) => {
+              const n = inventory.current.node(node);
+              return n ? { address: n.address, port: config.auth.channel.port } : undefined;
+            },
+            nodeForAddress: (addr) => inventory.current.nodeForAddress(addr)?.name,
+            isWorkloadOnNode: (id, node) => inventory.current.isWorkloadOnNode(id, node),
+            proofsFor: (node) => {
+              const theirs = inventory.current.spiffeIdsOnNode(node);
+              return state.current.localSpiffeIds.filter((local) =>
+                theirs.some((remote) => policy.current.requires(local, remote)),
+              );
+            },
+            ...wireguardBinding,
+            onPairRequested: (r) => {
+              manager.onServerAuthenticated(r);
+            },
+            fallback: client,
+            maxEntryTtlMs: config.handshake.maxEntryTtlMs,
+            timeoutMs: config.handshake.timeoutMs,
+            audit: audit.sink,
+            logger,
+          })
+        : undefined;
+
     const gc = new AuthGc({
       cache,
       audit: audit.sink,
@@ -215,7 +258,7 @@ export class Daemon {
     const manager = new AuthManager({
       cache,
       resolver,
-      authenticator: client,
+      authenticator: channels ?? client,
       reporter,
       logger: logger.child({ component: 'auth' }),
       // Trust is re-checked at the moment of every write (client and server side).
@@ -265,6 +308,10 @@ export class Daemon {
     });
     closers.push('handshake-server', () => server.close());
     await server.listen({ host: config.handshake.listen, port: config.handshake.port });
+    if (channels) {
+      closers.push('node-channels', () => channels.close());
+      await channels.listen({ host: config.handshake.listen, port: config.auth.channel.port });
+    }
 
     // Rotation, removal and bundle changes are an event stream; a bundle change revokes what
     // relied on a removed authority (AuthManager.onTrustBundlesChanged).
@@ -272,6 +319,11 @@ export class Daemon {
     const unsubscribe = identity.subscribe((ev: IdentityEvent) => {
       manager.onIdentityEvent(ev);
       gc.onIdentityEvent(ev);
+      if (channels) {
+        if (ev.type === 'bundles-updated') channels.onTrustBundlesChanged(ev.bundles);
+        else if (ev.type === 'svid-updated' || ev.type === 'svid-removed')
+          channels.onLocalSvidChanged(ev.spiffeId);
+      }
     });
     closers.push('identity-events', unsubscribe);
 
@@ -291,7 +343,7 @@ export class Daemon {
       try {
         state.current = compile();
         datapath.sync(state.current);
-        identity.setWanted(state.current.localSpiffeIds);
+        identity.setWanted(wantedIdentities());
         log.debug({ event: 'state_resynced' }, 'inventory or policy changed: maps updated');
         // Entries of workloads that left (here or on the peer node) go now, not on the next GC tick.
         gc.run();

@@ -37,6 +37,20 @@ export const HANDSHAKE_REASONS = [
   'aborted',
   /** A callback supplied by the embedding code threw. */
   'internal-error',
+  // Node channels (src/auth/channel).
+  /** The peer node does not speak the node channel (the per-pair handshake is used instead). */
+  'channel-unsupported',
+  /** The node channel closed (peer gone, ping timeout, node SVID expired) before the work was done. */
+  'channel-closed',
+  /** No valid identity proof for a workload of the pair was held on the channel in time. */
+  'proof-missing',
+  /** An authenticator answered no outstanding request of this channel (replayed, out of order). */
+  'proof-unrequested',
+  'proof-malformed',
+  'proof-context-mismatch',
+  'proof-signature-invalid',
+  'proof-finished-invalid',
+  'proof-unsupported-key',
 ] as const;
 
 export type HandshakeReason = (typeof HANDSHAKE_REASONS)[number] | `svid-${string}`;

@@ -32,9 +32,19 @@ export {
   type HandshakeServerLimits,
   type HandshakeServerOptions,
 } from './server.js';
-export { HANDSHAKE_REASONS, HandshakeError, isHandshakeReason, type HandshakeReason } from './errors.js';
+export {
+  HANDSHAKE_REASONS,
+  HandshakeError,
+  isHandshakeReason,
+  messageOf,
+  protocolError,
+  REASON_CODE_RE,
+  type HandshakeReason,
+} from './errors.js';
+export { verifyPeerChain, type VerifiedPeer } from './verify-peer.js';
 export { FRAME_HEADER_BYTES, FrameDecoder, MAX_FRAME_BYTES, encodeFrame } from './frame.js';
 export {
+  MAX_SPIFFE_ID_LENGTH,
   PROTOCOL_VERSION,
   failedResult,
   helloMessage,
@@ -73,4 +83,5 @@ export type {
   HandshakeResult,
   HandshakeStage,
   ServerAuthResult,
+  AuthenticateRequest,
 } from './types.js';

@@ -69,6 +69,8 @@ describe('loadConfig: defaults', () => {
       reauthAt: 0.8,
       gcIntervalMs: 5000,
       preauthenticate: false,
+      mode: 'per-pair',
+      channel: { port: 4251, nodeId: 'spiffe://{trustDomain}/meshauth/node/{node}' },
     });
     expect(c.identity).toEqual({
       source: 'dev-ca',
@@ -272,6 +274,26 @@ describe('loadConfig: bad files', () => {
       'datapath.strictWireguard: must be true or false (got "yes")',
     ],
     ['section not a mapping', `${MINIMAL}auth: 5\n`, 'auth: must be a mapping (got 5)'],
+    [
+      'bad auth mode',
+      `${MINIMAL}auth: { mode: both }\n`,
+      'auth.mode: must be one of "per-pair", "channel" (got "both")',
+    ],
+    [
+      'channel port equal to the handshake port',
+      `${MINIMAL}auth: { mode: channel, channel: { port: 4250 } }\n`,
+      'auth.channel.port: must differ from handshake.port (4250): both listen',
+    ],
+    [
+      'node id template without {node}',
+      `${MINIMAL}auth: { channel: { nodeId: "spiffe://td/meshauth/node" } }\n`,
+      'auth.channel.nodeId: must be a spiffe:// ID template whose path contains {node}',
+    ],
+    [
+      'node id template with {trustDomain} outside the dev CA',
+      `${MINIMAL}auth: { mode: channel }\nidentity: { source: workload-api }\n`,
+      'auth.channel.nodeId: must name the trust domain (not {trustDomain}) with identity.source workload-api',
+    ],
     [
       'bad log level',
       `${MINIMAL}log: { level: loud }\n`,

@@ -1,0 +1,536 @@
+import { randomBytes } from 'node:crypto';
+import { connect, createServer, type Server, type TLSSocket } from 'node:tls';
+import type { Logger } from 'pino';
+import type { AuditSink } from '../../audit/index.js';
+import { silentLogger } from '../../log.js';
+import type { Svid, TrustBundles } from '../../spiffe/index.js';
+import { backoffMs } from '../../sync.js';
+import { systemClock, type Clock, type Timer } from '../../time.js';
+import { SecureContextCache } from '../../tls/index.js';
+import type { WireguardKeyAgreement } from '../../wireguard/index.js';
+import { HandshakeError, messageOf, type HandshakeReason } from '../handshake/index.js';
+import type { AuthenticateRequest } from '../handshake/index.js';
+import type { AuthenticateResult, Authenticator, ServerAuthenticated } from '../manager.js';
+import { trustLost, bundleFingerprints } from '../trust.js';
+import { ChannelConnection, type ChannelPeerCheck, type ChannelTimers } from './connection.js';
+import { CHANNEL_ALPN, MAX_REQUESTS_PER_FRAME, type ChannelMessage } from './protocol.js';
+import { ProofExchange, type ChannelUse, type ProofEvent } from './proofs.js';
+
+export interface NodeChannelsOptions {
+  nodeName: string;
+  /** This node daemon's own SVID (TLS on every channel); undefined while none is held. */
+  nodeSvid: () => Svid | undefined;
+  /** SPIFFE ID a node daemon's SVID carries (the peer's must match exactly). */
+  nodeSpiffeId: (node: string) => string;
+  /** Workload SVIDs (authenticators) and the trust bundles. */
+  identity: { svid(spiffeId: string): Svid | undefined; bundles(): TrustBundles };
+  /** Where a node's channel listener is; undefined for an unknown node. */
+  channelEndpoint: (node: string) => { address: string; port: number } | undefined;
+  /** Inventory: the node a TCP source address belongs to (inbound channels). */
+  nodeForAddress: (address: string) => string | undefined;
+  /** Inventory: whether a workload runs on a node. */
+  isWorkloadOnNode: (spiffeId: string, node: string) => boolean;
+  /** Local workloads that policy pairs with a workload on `node`: proved as soon as a channel is up. */
+  proofsFor?: (node: string) => readonly string[];
+  wireguard?: WireguardKeyAgreement;
+  expectedPeerWireguardKey?: (node: string) => string | undefined;
+  /** Writes the reverse entry a peer asked for (through the same write check as every entry). Throws a `{reason}` error to refuse. */
+  onPairRequested: (r: ServerAuthenticated) => void;
+  /** When the channel cannot be used (peer does not speak it): the per-pair handshake. */
+  fallback?: Authenticator;
+  maxEntryTtlMs: number;
+  /** Budget for a pair: channel open + proofs. */
+  timeoutMs?: number;
+  openTimeoutMs?: number;
+  pingIntervalMs?: number;
+  pingTimeoutMs?: number;
+  reconnectBaseMs?: number;
+  reconnectMaxMs?: number;
+  /** After a peer refused the channel, use the per-pair handshake with it this long before trying again. */
+  unsupportedRetryMs?: number;
+  /**
+   * A channel that carried no pair (either way) for this long is closed and not re-dialled; the
+   * next pair opens it again. Default 10 minutes; 0 keeps channels open.
+   */
+  idleTimeoutMs?: number;
+  clock?: Clock;
+  audit?: AuditSink;
+  logger?: Logger;
+}
+
+/** A channel failure or refused proof/pair, as audited. */
+export interface ChannelEvent {
+  reason: string;
+  message: string;
+  peerNode?: string | undefined;
+  channel?: string | undefined;
+  localId?: string | undefined;
+  remoteId?: string | undefined;
+  stage: 'open' | 'proof' | 'pair' | 'message';
+}
+
+interface PeerState {
+  channel?: ChannelConnection;
+  proofs?: ProofExchange;
+  dialing?: Promise<ChannelConnection>;
+  attempts: number;
+  retryTimer?: Timer;
+  /** The peer refused the channel protocol: per-pair until this time. */
+  unsupportedUntilMs: number;
+  /** Someone asked for this peer: keep the channel (reconnect when it drops). */
+  wanted: boolean;
+  /** Last pair asked for or received over the channel to this node (clock ms). */
+  lastUsedMs: number;
+  waiters: Array<() => void>;
+}
+
+/**
+ * Node channels: one TLS 1.3 connection per pair of nodes, carrying RFC 9261 identity proofs for
+ * the workloads of both nodes and turning them into pair entries without a handshake per pair.
+ *
+ * Either node may dial. When both do at once, the channel dialled by the node with the lower name
+ * is kept on both sides and the other closed, so both converge on the same connection.
+ * An established channel that drops is re-dialled with exponential backoff while it is wanted.
+ *
+ * `authenticate` implements the manager's Authenticator: when the channel holds a valid proof of the
+ * remote workload and the peer accepted our workload's proof, it resolves at once (no round trip, no
+ * public-key operation) and tells the peer, in one message, to write the reverse entry; the peer
+ * re-checks its own proofs and policy first. A peer that does not speak the channel is served by the
+ * per-pair handshake (`fallback`).
+ */
+export class NodeChannels implements Authenticator {
+  private readonly peers = new Map<string, PeerState>();
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+  private readonly contexts = new SecureContextCache();
+  private server: Server | undefined;
+  private closed = false;
+  private readonly timers: ChannelTimers;
+  private readonly check: ChannelPeerCheck;
+  /** Channels opened (both directions) and pair messages sent (bench, tests). */
+  readonly counters = { opened: 0, pairsSent: 0, pairsReceived: 0, fallbacks: 0 };
+
+  constructor(private readonly opts: NodeChannelsOptions) {
+    if (!(opts.maxEntryTtlMs > 0)) throw new RangeError('node channels: maxEntryTtlMs must be > 0');
+    this.clock = opts.clock ?? systemClock;
+    this.logger = (opts.logger ?? silentLogger()).child({ component: 'node-channel' });
+    this.timers = {
+      clock: this.clock,
+      openTimeoutMs: opts.openTimeoutMs ?? 5000,
+      pingIntervalMs: opts.pingIntervalMs ?? 15_000,
+      pingTimeoutMs: opts.pingTimeoutMs ?? 5000,
+    };
+    this.check = {
+      nodeName: opts.nodeName,
+      nodeSpiffeId: opts.nodeSpiffeId,
+      bundles: () => opts.identity.bundles(),
+      wireguard: opts.wireguard,
+      expectedPeerWireguardKey: opts.expectedPeerWireguardKey,
+      nodeForAddress: opts.nodeForAddress,
+    };
+    const idle = opts.idleTimeoutMs ?? 600_000;
+    if (idle > 0)
+      this.idleSweep = this.clock.setInterval(() => this.closeIdle(idle), Math.max(1000, idle / 4));
+  }
+
+  private readonly idleSweep: Timer | undefined;
+
+  /** Close channels that carried no pair for `idleMs`; they are not re-dialled until needed. */
+  closeIdle(idleMs: number): number {
+    const now = this.clock.now();
+    let n = 0;
+    for (const st of this.peers.values()) {
+      const c = st.channel;
+      if (!c || c.closed || now - st.lastUsedMs < idleMs) continue;
+      st.wanted = false;
+      c.close('idle');
+      n++;
+    }
+    return n;
+  }
+
+  /** Accept channels on addr; resolves with the bound port (0 = any). */
+  listen(addr: { host: string; port: number }): Promise<{ port: number }> {
+    if (this.server) return Promise.reject(new Error('node channels: already listening'));
+    const server = createServer({
+      requestCert: true,
+      // The client's node SVID is verified against the SPIFFE bundle (ChannelConnection.open).
+      rejectUnauthorized: false,
+      ALPNProtocols: [CHANNEL_ALPN],
+      SNICallback: (_name, cb) => {
+        const svid = this.opts.nodeSvid();
+        if (!svid) return cb(new Error('no node SVID held'));
+        cb(null, this.contexts.get(svid));
+      },
+    });
+    server.on('secureConnection', (socket: TLSSocket) => this.accept(socket));
+    server.on('tlsClientError', () => undefined);
+    this.server = server;
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(addr.port, addr.host, () => {
+        server.removeListener('error', reject);
+        const a = server.address();
+        resolve({ port: typeof a === 'object' && a ? a.port : addr.port });
+      });
+    });
+  }
+
+  /** The established channel to a node, if any. */
+  channel(node: string): ChannelConnection | undefined {
+    const c = this.peers.get(node)?.channel;
+    return c && !c.closed ? c : undefined;
+  }
+
+  /** Whether a channel to a node is open, being dialled, or waiting for a re-dial (tests, metrics). */
+  peerState(node: string): { open: boolean; dialing: boolean; redialScheduled: boolean } {
+    const st = this.peers.get(node);
+    return {
+      open: !!st?.channel && !st.channel.closed,
+      dialing: !!st?.dialing,
+      redialScheduled: !!st?.retryTimer,
+    };
+  }
+
+  /** The proof state of the channel to a node (tests, metrics). */
+  proofs(node: string): ProofExchange | undefined {
+    return this.channel(node) ? this.peers.get(node)?.proofs : undefined;
+  }
+
+  /** Open (or reuse) the channel to `node`. Rejects with a HandshakeError reason code. */
+  ensureChannel(node: string): Promise<ChannelConnection> {
+    if (this.closed) return Promise.reject(new HandshakeError('aborted', 'node channels: closed'));
+    const st = this.peer(node);
+    st.wanted = true;
+    st.lastUsedMs = this.clock.now();
+    if (st.channel && !st.channel.closed) return Promise.resolve(st.channel);
+    if (st.dialing) return st.dialing;
+    const p = this.dial(node).finally(() => {
+      if (st.dialing === p) st.dialing = undefined;
+    });
+    st.dialing = p;
+    return p;
+  }
+
+  async authenticate(req: AuthenticateRequest): Promise<AuthenticateResult> {
+    const started = this.clock.now();
+    const st = this.peer(req.peerNode);
+    if (st.unsupportedUntilMs > started && this.opts.fallback) return this.fallBack(req);
+    let channel: ChannelConnection;
+    try {
+      channel = await this.ensureChannel(req.peerNode);
+    } catch (err) {
+      // No channel (the peer does not speak it, holds no node SVID, refused ours, or is down):
+      // the per-pair handshake makes the same checks, so falling back loses no guarantee.
+      if (this.opts.fallback && !(err instanceof HandshakeError && err.reason === 'aborted'))
+        return this.fallBack(req);
+      throw err;
+    }
+    let proofs = st.proofs!;
+    const deadline = started + (this.opts.timeoutMs ?? 5000);
+    for (;;) {
+      if (channel.closed && st.channel && !st.channel.closed && st.proofs) {
+        // Replaced (simultaneous open, reconnect): carry on over the channel in use now.
+        channel = st.channel;
+        proofs = st.proofs;
+      }
+      const ready = proofs.pairReady(req.localId, req.remoteId);
+      if (ready.ok) {
+        const r = this.pairResult(channel, proofs, req, ready.use, started);
+        this.counters.pairsSent++;
+        return r;
+      }
+      if (ready.final) throw new HandshakeError(ready.reason as HandshakeReason, ready.message);
+      proofs.request(req.localId, req.remoteId);
+      const left = deadline - this.clock.now();
+      if (left <= 0 || channel.closed)
+        throw new HandshakeError(
+          channel.closed ? 'channel-closed' : 'proof-missing',
+          `authenticate over channel ${channel.id}: ${ready.message}`,
+        );
+      await this.changed(st, left, req.signal);
+      if (req.signal?.aborted) throw new HandshakeError('aborted', 'authenticate: aborted by the caller');
+    }
+  }
+
+  /** Our SVID for a workload was renewed or removed: prove it again (or withdraw it) on every channel. */
+  onLocalSvidChanged(spiffeId: string): void {
+    for (const st of this.peers.values()) st.proofs?.localSvidChanged(spiffeId);
+  }
+
+  /** The trust bundles changed: proofs and channels whose authorities left are dropped. */
+  onTrustBundlesChanged(bundles: TrustBundles): void {
+    const fps = bundleFingerprints(bundles);
+    for (const st of this.peers.values()) {
+      const c = st.channel;
+      if (!c || c.closed) continue;
+      if (trustLost({ chains: [c.peerTrust] }, fps)) {
+        c.close('bundle-revoked');
+        continue;
+      }
+      st.proofs?.trustBundlesChanged(fps);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.idleSweep?.cancel();
+    for (const st of this.peers.values()) {
+      st.retryTimer?.cancel();
+      st.channel?.close('closed');
+      for (const w of st.waiters.splice(0)) w();
+    }
+    const server = this.server;
+    this.server = undefined;
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  // --- internals ---
+
+  private peer(node: string): PeerState {
+    let st = this.peers.get(node);
+    if (!st) {
+      st = { attempts: 0, unsupportedUntilMs: 0, wanted: false, waiters: [], lastUsedMs: this.clock.now() };
+      this.peers.set(node, st);
+    }
+    return st;
+  }
+
+  private fallBack(req: AuthenticateRequest): Promise<AuthenticateResult> {
+    this.counters.fallbacks++;
+    return this.opts.fallback!.authenticate(req);
+  }
+
+  private pairResult(
+    channel: ChannelConnection,
+    proofs: ProofExchange,
+    req: AuthenticateRequest,
+    use: ChannelUse & { expiresAtMs: number; trust: AuthenticateResult['trust'] },
+    started: number,
+  ): AuthenticateResult {
+    const now = this.clock.now();
+    const seq = proofs.sendPair(req.localId, req.remoteId);
+    return {
+      expiresAtMs: Math.min(use.expiresAtMs, now + this.opts.maxEntryTtlMs),
+      durationMs: now - started,
+      localSerial: use.localSerial,
+      peerSerials: use.remoteSerials,
+      peerNotAfterMs: use.remoteNotAfterMs,
+      tlsVersion: channel.socket.getProtocol() ?? undefined,
+      cipher: channel.socket.getCipher().standardName,
+      ...(use.trust ? { trust: use.trust } : {}),
+      channel: {
+        id: channel.id,
+        peerNode: channel.peerNode,
+        pairSeq: seq,
+        localProof: use.localProof,
+        remoteProof: use.remoteProof,
+      },
+    };
+  }
+
+  private changed(st: PeerState, ms: number, signal: AbortSignal | undefined): Promise<void> {
+    return new Promise((resolve) => {
+      let done = false;
+      const finish = (): void => {
+        if (done) return;
+        done = true;
+        timer.cancel();
+        signal?.removeEventListener('abort', finish);
+        const i = st.waiters.indexOf(finish);
+        if (i >= 0) st.waiters.splice(i, 1);
+        resolve();
+      };
+      const timer = this.clock.setTimeout(finish, ms);
+      signal?.addEventListener('abort', finish, { once: true });
+      st.waiters.push(finish);
+    });
+  }
+
+  private notify(node: string): void {
+    const st = this.peers.get(node);
+    if (!st) return;
+    for (const w of st.waiters.splice(0)) w();
+  }
+
+  private dial(node: string): Promise<ChannelConnection> {
+    const ep = this.opts.channelEndpoint(node);
+    if (!ep)
+      return Promise.reject(
+        new HandshakeError('peer-unreachable', `open channel: no address for node ${node}`),
+      );
+    const svid = this.opts.nodeSvid();
+    if (!svid)
+      return Promise.reject(
+        new HandshakeError('no-local-svid', 'open channel: this node holds no node SVID'),
+      );
+    return new Promise<ChannelConnection>((resolve, reject) => {
+      let secured = false;
+      const socket = connect({
+        host: ep.address,
+        port: ep.port,
+        servername: sniName(node),
+        secureContext: this.contexts.get(svid),
+        // The server's node SVID is verified against the SPIFFE bundle (ChannelConnection.open).
+        rejectUnauthorized: false,
+        ALPNProtocols: [CHANNEL_ALPN],
+      });
+      socket.setNoDelay(true);
+      const timer = this.clock.setTimeout(() => {
+        socket.destroy();
+        reject(
+          new HandshakeError(
+            'timeout',
+            `open channel to ${node}: no TLS within ${this.timers.openTimeoutMs} ms`,
+          ),
+        );
+      }, this.timers.openTimeoutMs);
+      socket.once('error', (err: NodeJS.ErrnoException) => {
+        timer.cancel();
+        if (secured) return;
+        // Nothing listens for channels there (an older node, or channels off): per-pair.
+        const reason = err.code === 'ECONNREFUSED' ? 'channel-unsupported' : 'peer-unreachable';
+        reject(new HandshakeError(reason, `open channel to ${node}: ${err.message.split('\n')[0]}`));
+      });
+      socket.once('secureConnect', () => {
+        secured = true;
+        timer.cancel();
+        ChannelConnection.open(socket, 'client', node, this.check, this.timers, (r, m) =>
+          this.event({ reason: r, message: m, peerNode: node, stage: 'message' }),
+        ).then(
+          (c) => resolve(this.adopt(c)),
+          (err: unknown) => {
+            this.event({ reason: reasonOf(err), message: messageOf(err), peerNode: node, stage: 'open' });
+            reject(err);
+          },
+        );
+      });
+    }).catch((err: unknown) => {
+      const st = this.peer(node);
+      if (err instanceof HandshakeError && err.reason === 'channel-unsupported') {
+        st.unsupportedUntilMs = this.clock.now() + (this.opts.unsupportedRetryMs ?? 60_000);
+      }
+      throw err;
+    });
+  }
+
+  private accept(socket: TLSSocket): void {
+    if (this.closed) return void socket.destroy();
+    ChannelConnection.open(socket, 'server', undefined, this.check, this.timers, (r, m) =>
+      this.event({ reason: r, message: m, stage: 'message' }),
+    ).then(
+      (c) => this.adopt(c),
+      (err: unknown) =>
+        this.event({
+          reason: reasonOf(err),
+          message: `${socket.remoteAddress ?? '?'}: ${messageOf(err)}`,
+          stage: 'open',
+        }),
+    );
+  }
+
+  /**
+   * A verified channel: keep it, unless one to the same node exists and this one is not the
+   * canonical one (dialled by the lower node name), in which case the newcomer is closed.
+   */
+  private adopt(c: ChannelConnection): ChannelConnection {
+    const st = this.peer(c.peerNode);
+    const dialler = c.role === 'client' ? this.opts.nodeName : c.peerNode;
+    const canonical = dialler === [this.opts.nodeName, c.peerNode].sort()[0];
+    const existing = st.channel;
+    if (existing && !existing.closed) {
+      if (!canonical) {
+        c.close('duplicate-channel');
+        return existing;
+      }
+      existing.close('duplicate-channel');
+    }
+    if (this.closed) {
+      c.close('closed');
+      return c;
+    }
+    this.counters.opened++;
+    st.channel = c;
+    st.attempts = 0;
+    st.unsupportedUntilMs = 0;
+    const proofs = new ProofExchange({
+      channel: c,
+      identity: this.opts.identity,
+      isWorkloadOnNode: this.opts.isWorkloadOnNode,
+      clock: this.clock,
+      maxEntryTtlMs: this.opts.maxEntryTtlMs,
+      requestPool: MAX_REQUESTS_PER_FRAME / 2,
+      onPairRequested: (r) => {
+        this.counters.pairsReceived++;
+        st.lastUsedMs = this.clock.now();
+        this.opts.onPairRequested(r);
+      },
+      onEvent: (e: ProofEvent) => this.event({ ...e, peerNode: c.peerNode, channel: c.id }),
+      onChange: () => this.notify(c.peerNode),
+    });
+    st.proofs = proofs;
+    c.start((m: ChannelMessage) => proofs.handle(m));
+    c.onClose((reason) => {
+      if (st.channel === c) {
+        st.channel = undefined;
+        st.proofs = undefined;
+        if (reason !== 'duplicate-channel') this.scheduleReconnect(c.peerNode);
+      }
+      this.logger.info(
+        { event: 'channel_closed', node: c.peerNode, channel: c.id, reason },
+        'node channel closed',
+      );
+      this.notify(c.peerNode);
+    });
+    proofs.start(this.opts.proofsFor?.(c.peerNode) ?? []);
+    this.logger.info(
+      { event: 'channel_open', node: c.peerNode, channel: c.id, role: c.role },
+      'node channel open',
+    );
+    this.notify(c.peerNode);
+    return c;
+  }
+
+  private scheduleReconnect(node: string): void {
+    const st = this.peer(node);
+    if (this.closed || !st.wanted || st.retryTimer) return;
+    const delay = backoffMs(
+      st.attempts++,
+      this.opts.reconnectBaseMs ?? 200,
+      this.opts.reconnectMaxMs ?? 30_000,
+    );
+    st.retryTimer = this.clock.setTimeout(() => {
+      st.retryTimer = undefined;
+      if (this.closed || (st.channel && !st.channel.closed)) return;
+      this.ensureChannel(node).catch(() => this.scheduleReconnect(node));
+    }, delay);
+  }
+
+  private event(e: ChannelEvent): void {
+    this.logger.info(
+      { event: 'channel_refused', reason: e.reason, node: e.peerNode, channel: e.channel, stage: e.stage },
+      e.message,
+    );
+    this.opts.audit?.record({
+      type: 'handshake-failed',
+      outcome: 'failure',
+      reason: e.reason,
+      ...(e.localId ? { localId: e.localId } : {}),
+      ...(e.remoteId ? { remoteId: e.remoteId } : {}),
+      ...(e.peerNode ? { node: e.peerNode } : {}),
+      details: { channel: e.channel, stage: `channel-${e.stage}`, message: e.message },
+    });
+  }
+}
+
+/** SNI for a channel: the peer node's name (a DNS name; the server has one context, its node SVID). */
+function sniName(node: string): string {
+  return /^[A-Za-z0-9.-]+$/.test(node) && !/^[0-9.]+$/.test(node)
+    ? node
+    : `node-${randomBytes(4).toString('hex')}`;
+}
+
+function reasonOf(err: unknown): string {
+  return err instanceof HandshakeError ? err.reason : 'internal-error';
+}

@@ -1,0 +1,524 @@
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import {
+  createAuthenticator,
+  encodeRequest,
+  verifyAuthenticator,
+  type ChannelMessage,
+} from '../../../../src/auth/channel/index.js';
+import { HandshakeError } from '../../../../src/auth/handshake/errors.js';
+import { encodeFrame } from '../../../../src/auth/handshake/frame.js';
+import type { Svid } from '../../../../src/spiffe/index.js';
+import { generatePrivateKey, wireguardKeyAgreement } from '../../../../src/wireguard/keys.js';
+import { FakeClock } from '../../../helpers/fake-clock.js';
+import { newPki, type TestPki } from '../../handshake/pki.js';
+import { Cluster, Identities, nodeId, TD, until, type TestNode } from './harness.js';
+
+const WEB = `spiffe://${TD}/ns/a/sa/web`;
+const API = `spiffe://${TD}/ns/a/sa/api`;
+const DB = `spiffe://${TD}/ns/b/sa/db`;
+const OTHER = `spiffe://${TD}/ns/b/sa/other`;
+const wgA = wireguardKeyAgreement(generatePrivateKey());
+const wgB = wireguardKeyAgreement(generatePrivateKey());
+const wgX = wireguardKeyAgreement(generatePrivateKey());
+
+let pki: TestPki;
+let rogue: TestPki;
+let nodeA: Svid;
+let nodeB: Svid;
+let web: Svid;
+let api: Svid;
+let db: Svid;
+
+beforeAll(async () => {
+  pki = await newPki(TD);
+  rogue = await newPki(TD);
+  [nodeA, nodeB, web, api, db] = await Promise.all([
+    pki.issue(nodeId('node-a')),
+    pki.issue(nodeId('node-b')),
+    pki.issue(WEB),
+    pki.issue(API),
+    pki.issue(DB),
+  ]);
+});
+
+let cluster: Cluster;
+afterEach(async () => {
+  await cluster?.close();
+});
+
+async function pair(
+  opts: {
+    aWorkloads?: string[];
+    bWorkloads?: string[];
+    a?: Partial<Parameters<Cluster['node']>[0]>;
+    b?: Partial<Parameters<Cluster['node']>[0]>;
+  } = {},
+): Promise<{ a: TestNode; b: TestNode }> {
+  cluster = new Cluster();
+  const a = await cluster.node({
+    name: 'node-a',
+    peer: 'node-b',
+    nodeSvid: nodeA,
+    identity: new Identities(pki.bundles).add(web).add(api),
+    peerWorkloads: opts.bWorkloads ?? [DB, OTHER],
+    wireguard: wgA,
+    peerWireguardKey: wgB.publicKey,
+    ...opts.a,
+  });
+  const b = await cluster.node({
+    name: 'node-b',
+    peer: 'node-a',
+    nodeSvid: nodeB,
+    identity: new Identities(pki.bundles).add(db),
+    peerWorkloads: opts.aWorkloads ?? [WEB, API],
+    wireguard: wgB,
+    peerWireguardKey: wgA.publicKey,
+    ...opts.b,
+  });
+  return { a, b };
+}
+
+async function failure(p: Promise<unknown>): Promise<HandshakeError> {
+  try {
+    await p;
+  } catch (err) {
+    expect(err).toBeInstanceOf(HandshakeError);
+    return err as HandshakeError;
+  }
+  throw new Error('expected a failure');
+}
+
+/** Messages node `n` receives on its channel to `peer` from now on. */
+function tap(n: TestNode, peer: string): ChannelMessage[] {
+  const proofs = n.channels.proofs(peer)!;
+  const seen: ChannelMessage[] = [];
+  const handle = proofs.handle.bind(proofs);
+  proofs.handle = (m) => {
+    seen.push(m);
+    handle(m);
+  };
+  return seen;
+}
+
+function audited(n: TestNode, reason: string): boolean {
+  return n.audit.events.some((e) => e.type === 'handshake-failed' && e.reason === reason);
+}
+
+describe('node channel over loopback TLS', () => {
+  it('proves both identities once, then authenticates pairs with one message and no signature', async () => {
+    const { a, b } = await pair();
+    const r = await a.channels.authenticate({
+      peerNode: 'node-b',
+      peerAddress: '127.0.0.1',
+      peerPort: 0,
+      localId: WEB,
+      remoteId: DB,
+    });
+    expect(r.channel?.peerNode).toBe('node-b');
+    expect(r.channel?.localProof).toEqual({ spiffeId: WEB, serial: web.leaf.serialNumber });
+    expect(r.channel?.remoteProof.spiffeId).toBe(DB);
+    expect(r.peerSerials?.[0]).toBe(db.leaf.serialNumber);
+    expect(r.expiresAtMs).toBeLessThanOrEqual(Math.min(web.notAfter.getTime(), db.notAfter.getTime()));
+    expect(r.trust?.chains).toHaveLength(2);
+    expect(r.tlsVersion).toBe('TLSv1.3');
+    await until(() => b.written.length === 1, 3000, 'reverse entry');
+    expect(b.written[0]).toMatchObject({ localId: DB, remoteId: WEB, peerNode: 'node-a' });
+    expect(b.written[0]!.channel?.id).toBe(r.channel?.id);
+
+    const pa = a.channels.proofs('node-b')!;
+    const pb = b.channels.proofs('node-a')!;
+    const signed = pa.counters.signed + pb.counters.signed;
+    const verified = pa.counters.verified + pb.counters.verified;
+    // A second pair with a proved identity: no new authenticator, no new verification.
+    const r2 = await a.channels.authenticate({
+      peerNode: 'node-b',
+      peerAddress: '',
+      peerPort: 0,
+      localId: WEB,
+      remoteId: DB,
+    });
+    expect(r2.channel?.pairSeq).toBe(2);
+    await until(() => b.written.length === 2, 3000, 'second reverse entry');
+    expect(pa.counters.signed + pb.counters.signed).toBe(signed);
+    expect(pa.counters.verified + pb.counters.verified).toBe(verified);
+    expect(a.channels.counters.opened + b.channels.counters.opened).toBe(2);
+  });
+
+  it('uses one channel when both nodes dial at once (the lower node name wins)', async () => {
+    const { a, b } = await pair();
+    const [ca, cb] = await Promise.all([
+      a.channels.ensureChannel('node-b'),
+      b.channels.ensureChannel('node-a'),
+    ]);
+    await until(
+      () => a.channels.channel('node-b')?.id === b.channels.channel('node-a')?.id,
+      3000,
+      'both sides on one channel',
+    );
+    const kept = a.channels.channel('node-b')!;
+    expect(kept.role).toBe('client'); // dialled by node-a, the lower name
+    expect([ca.id, cb.id]).toBeDefined();
+    const r = await a.channels.authenticate({
+      peerNode: 'node-b',
+      peerAddress: '',
+      peerPort: 0,
+      localId: API,
+      remoteId: DB,
+    });
+    expect(r.channel?.id).toBe(kept.id);
+  });
+
+  it('refuses an authenticator for an identity the peer node does not run, and one whose chain names another ID', async () => {
+    // node-b's inventory does not place API on node-a.
+    const { a, b } = await pair({ aWorkloads: [WEB] });
+    const e = await failure(
+      a.channels.authenticate({
+        peerNode: 'node-b',
+        peerAddress: '',
+        peerPort: 0,
+        localId: API,
+        remoteId: DB,
+      }),
+    );
+    expect(e.reason).toBe('peer-rejected');
+    expect(e.message).toContain('workload-not-on-node');
+    expect(audited(b, 'workload-not-on-node')).toBe(true);
+    expect(b.written).toHaveLength(0);
+
+    // node-a claims WEB with the API SVID: the chain's SPIFFE ID decides.
+    a.identity.svids.set(WEB, api);
+    const e2 = await failure(
+      a.channels.authenticate({
+        peerNode: 'node-b',
+        peerAddress: '',
+        peerPort: 0,
+        localId: WEB,
+        remoteId: DB,
+      }),
+    );
+    expect(e2.message).toContain('spiffe-id-mismatch');
+    expect(audited(b, 'spiffe-id-mismatch')).toBe(true);
+    // The channel survives refused proofs.
+    expect(a.channels.channel('node-b')?.closed).toBe(false);
+  });
+
+  it('rejects an authenticator replayed on another channel', async () => {
+    const { a, b } = await pair();
+    await a.channels.ensureChannel('node-b');
+    await until(() => !!b.channels.proofs('node-a'), 3000, 'node-b side up');
+    const seen = tap(b, 'node-a');
+    await a.channels.authenticate({
+      peerNode: 'node-b',
+      peerAddress: '',
+      peerPort: 0,
+      localId: WEB,
+      remoteId: DB,
+    });
+    const auth = seen.find((m) => m.t === 'auth')!;
+    expect(auth).toBeDefined();
+    const first = a.channels.channel('node-b')!;
+    first.close('test');
+    await until(
+      () => !!a.channels.channel('node-b') && a.channels.channel('node-b') !== first,
+      3000,
+      'reconnected',
+    );
+    const second = a.channels.channel('node-b')!;
+    await until(() => b.channels.channel('node-a')?.id === second.id, 3000, 'node-b adopted it');
+    const before = b.audit.events.length;
+    second.socket.write(encodeFrame(auth));
+    await until(
+      () => audited(b, 'proof-unrequested') && b.audit.events.length > before,
+      3000,
+      'replay refused',
+    );
+    expect(b.channels.proofs('node-a')!.remoteProof(WEB)).toBeUndefined();
+    expect(second.closed).toBe(false);
+
+    // Even answering a request of the new channel, an authenticator made over the old one does
+    // not verify: its transcript starts from the old connection's exported keys.
+    const req = encodeRequest('server', randomBytes(16));
+    const old = createAuthenticator({
+      conn: first,
+      creator: 'client',
+      request: req,
+      chainDer: web.chainDer,
+      key: web.key,
+    });
+    const onB = b.channels.channel('node-a')!;
+    expect(() => verifyAuthenticator(onB, 'client', req, old)).toThrow(
+      expect.objectContaining({ reason: 'proof-signature-invalid' }) as Error,
+    );
+    const fresh = createAuthenticator({
+      conn: second,
+      creator: 'client',
+      request: req,
+      chainDer: web.chainDer,
+      key: web.key,
+    });
+    expect(verifyAuthenticator(onB, 'client', req, fresh).leaf.serialNumber).toBe(web.leaf.serialNumber);
+  });
+
+  it('refuses malformed, out-of-order and unknown-version messages and survives them; closes on an oversized frame', async () => {
+    const { a, b } = await pair();
+    const ch = await a.channels.ensureChannel('node-b');
+    await until(() => !!b.channels.proofs('node-a'), 3000, 'node-b side up');
+    ch.socket.write(encodeFrame({ v: 1, t: 'auth', id: WEB, a: 'AAAA' }));
+    ch.socket.write(encodeFrame({ v: 1, t: 'hello', node: 'node-a', peerNode: 'node-b' }));
+    ch.socket.write(encodeFrame({ v: 9, t: 'ping', seq: 1 }));
+    ch.socket.write(encodeFrame({ v: 1, t: 'pair', seq: 1, from: WEB, to: DB }));
+    await until(() => audited(b, 'proof-malformed'), 3000, 'malformed authenticator refused');
+    await until(() => audited(b, 'proof-missing'), 3000, 'pair without proofs refused');
+    expect(b.audit.events.filter((e) => e.reason === 'protocol-error').length).toBeGreaterThanOrEqual(2);
+    expect(b.written).toHaveLength(0); // no entry without the proofs
+    // Still usable.
+    const r = await a.channels.authenticate({
+      peerNode: 'node-b',
+      peerAddress: '',
+      peerPort: 0,
+      localId: WEB,
+      remoteId: DB,
+    });
+    expect(r.channel?.id).toBe(ch.id);
+
+    const header = Buffer.alloc(4);
+    header.writeUInt32BE(1 << 20, 0);
+    ch.socket.write(header);
+    await until(() => ch.closed, 3000, 'channel closed on an oversized frame');
+    expect(audited(b, 'protocol-error')).toBe(true);
+  });
+
+  it('refuses a pair message whose proofs it does not hold, and one the write check refuses', async () => {
+    const { a, b } = await pair();
+    await a.channels.authenticate({
+      peerNode: 'node-b',
+      peerAddress: '',
+      peerPort: 0,
+      localId: WEB,
+      remoteId: DB,
+    });
+    await until(() => b.written.length === 1, 3000, 'first entry');
+    const ch = a.channels.channel('node-b')!;
+    // API never proved itself on this channel.
+    ch.send({ t: 'pair', seq: 99, from: API, to: DB });
+    await until(() => audited(b, 'proof-missing'), 3000, 'refused');
+    b.refuseWrite = 'not-required-by-policy';
+    ch.send({ t: 'pair', seq: 100, from: WEB, to: DB });
+    await until(() => audited(b, 'not-required-by-policy'), 3000, 'write check refused');
+    expect(b.written).toHaveLength(1);
+  });
+
+  it('proves a renewed SVID again, and drops proofs and channels whose authority left the bundle', async () => {
+    const { a, b } = await pair();
+    await a.channels.authenticate({
+      peerNode: 'node-b',
+      peerAddress: '',
+      peerPort: 0,
+      localId: WEB,
+      remoteId: DB,
+    });
+    const renewed = await pki.issue(WEB);
+    a.identity.add(renewed);
+    a.channels.onLocalSvidChanged(WEB);
+    const r = await a.channels.authenticate({
+      peerNode: 'node-b',
+      peerAddress: '',
+      peerPort: 0,
+      localId: WEB,
+      remoteId: DB,
+    });
+    expect(r.channel?.localProof.serial).toBe(renewed.leaf.serialNumber);
+    await until(() => b.written.length === 2, 3000, 'entry from the renewed proof');
+    expect(b.written[1]!.peerSerials?.[0]).toBe(renewed.leaf.serialNumber);
+
+    // Revocation: node-b's bundle now holds only another authority.
+    const ch = b.channels.channel('node-a')!;
+    b.identity.trust = rogue.bundles;
+    b.channels.onTrustBundlesChanged(rogue.bundles);
+    expect(ch.closed).toBe(true);
+    expect(ch.closeReason).toBe('bundle-revoked');
+  });
+
+  it("refuses a peer whose WireGuard key is not the inventory's, and one that cannot prove its key", async () => {
+    const { a } = await pair({ b: { peerWireguardKey: wgX.publicKey } });
+    const e = await failure(a.channels.ensureChannel('node-b'));
+    // node-b's proof is computed for the key it expects node-a to have: node-a sees no valid proof.
+    expect(e.reason).toBe('wireguard-key-proof-invalid');
+    const b = cluster.nodes[1]!;
+    await until(() => audited(b, 'wireguard-key-mismatch'), 3000, 'mismatch audited');
+    expect(b.channels.channel('node-a')).toBeUndefined();
+    await cluster.close();
+
+    // node-a publishes node-b's expected key but holds another private key.
+    const { b: b2 } = await pair({ b: {} });
+    cluster.nodes[0]!.channels['check'].wireguard = {
+      publicKey: wgA.publicKey,
+      sharedSecret: (k) => wgX.sharedSecret(k),
+    };
+    await failure(cluster.nodes[0]!.channels.ensureChannel('node-b'));
+    await until(() => audited(b2, 'wireguard-key-proof-invalid'), 3000, 'proof refusal audited');
+  });
+
+  it("refuses a node SVID that is not the claimed node's, or not from the trust bundle", async () => {
+    cluster = new Cluster();
+    // node-a presents a workload SVID as its node SVID.
+    const a = await cluster.node({
+      name: 'node-a',
+      peer: 'node-b',
+      nodeSvid: web,
+      identity: new Identities(pki.bundles).add(web),
+      peerWorkloads: [DB],
+    });
+    const b = await cluster.node({
+      name: 'node-b',
+      peer: 'node-a',
+      nodeSvid: nodeB,
+      identity: new Identities(pki.bundles).add(db),
+      peerWorkloads: [WEB],
+    });
+    await failure(a.channels.ensureChannel('node-b'));
+    await until(() => audited(b, 'spiffe-id-mismatch'), 3000, 'node id mismatch audited');
+    const impostor = await rogue.issue(nodeId('node-a'));
+    (a.channels as unknown as { opts: { nodeSvid: () => Svid } }).opts.nodeSvid = () => impostor;
+    await failure(a.channels.ensureChannel('node-b'));
+    await until(() => audited(b, 'svid-untrusted'), 3000, 'untrusted node SVID audited');
+    expect(b.written).toHaveLength(0);
+  });
+
+  it('falls back to the per-pair authenticator when the peer does not speak the channel', async () => {
+    cluster = new Cluster();
+    const calls: string[] = [];
+    const a = await cluster.node({
+      name: 'node-a',
+      peer: 'node-b',
+      nodeSvid: nodeA,
+      identity: new Identities(pki.bundles).add(web),
+      peerWorkloads: [DB],
+      fallback: {
+        authenticate: (req) => {
+          calls.push(`${req.localId}>${req.remoteId}`);
+          return Promise.resolve({ expiresAtMs: Date.now() + 60_000, durationMs: 1 });
+        },
+      },
+    });
+    // node-b listens for nothing: take a free port and close it.
+    const { createServer } = await import('node:net');
+    const s = createServer();
+    await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+    const port = (s.address() as { port: number }).port;
+    await new Promise<void>((r) => s.close(() => r()));
+    cluster.ports.set('node-b', port);
+    const r = await a.channels.authenticate({
+      peerNode: 'node-b',
+      peerAddress: '',
+      peerPort: 0,
+      localId: WEB,
+      remoteId: DB,
+    });
+    expect(r.channel).toBeUndefined();
+    expect(calls).toEqual([`${WEB}>${DB}`]);
+    // Remembered: the next pair goes straight to the handshake.
+    await a.channels.authenticate({
+      peerNode: 'node-b',
+      peerAddress: '',
+      peerPort: 0,
+      localId: WEB,
+      remoteId: DB,
+    });
+    expect(a.channels.counters.fallbacks).toBe(2);
+  });
+
+  it('closes a channel whose pong misses the deadline and re-dials it with backoff (fake clock)', async () => {
+    const clock = new FakeClock();
+    const { a, b } = await pair({ a: { overrides: { clock } } });
+    const first = await a.channels.ensureChannel('node-b');
+    await until(() => b.channels.channel('node-a')?.id === first.id, 3000, 'node-b side up');
+    // A ping answered in time keeps the channel.
+    clock.advance(15_000);
+    expect(first.awaitingPong).toBe(true);
+    await until(() => !first.awaitingPong, 3000, 'pong');
+    clock.advance(5_000);
+    expect(first.closed).toBe(false);
+    // node-b stops reading: the next ping goes unanswered.
+    b.channels.channel('node-a')!.socket.pause();
+    clock.advance(10_000);
+    expect(first.awaitingPong).toBe(true);
+    clock.advance(5_000);
+    expect(first.closed).toBe(true);
+    expect(first.closeReason).toBe('ping-timeout');
+    expect(a.channels.channel('node-b')).toBeUndefined();
+    // The re-dial is a backoff timer (base 20 ms, at most 200 ms here) on the clock.
+    clock.advance(200);
+    await until(() => !!a.channels.channel('node-b'), 3000, 're-dialled');
+    expect(a.channels.channel('node-b')!.id).not.toBe(first.id);
+  });
+
+  it('falls back to the per-pair authenticator when the peer refuses the channel (no node SVID there)', async () => {
+    const calls: string[] = [];
+    const fallback = {
+      authenticate: (req: { localId: string; remoteId: string }) => {
+        calls.push(`${req.localId}>${req.remoteId}`);
+        return Promise.resolve({ expiresAtMs: Date.now() + 60_000, durationMs: 1 });
+      },
+    };
+    const { a, b } = await pair({ a: { fallback }, b: { overrides: { nodeSvid: () => undefined } } });
+    const r = await a.channels.authenticate({
+      peerNode: 'node-b',
+      peerAddress: '',
+      peerPort: 0,
+      localId: WEB,
+      remoteId: DB,
+    });
+    expect(r.channel).toBeUndefined();
+    expect(calls).toEqual([`${WEB}>${DB}`]);
+    expect(a.channels.channel('node-b')).toBeUndefined();
+    expect(b.written).toHaveLength(0);
+  });
+
+  it('closes an idle channel without re-dialling it, and opens it again for the next pair (fake clock)', async () => {
+    const clock = new FakeClock();
+    const { a } = await pair({
+      a: { overrides: { clock, idleTimeoutMs: 60_000, pingIntervalMs: 3_600_000 } },
+    });
+    await a.channels.authenticate({
+      peerNode: 'node-b',
+      peerAddress: '',
+      peerPort: 0,
+      localId: WEB,
+      remoteId: DB,
+    });
+    const first = a.channels.channel('node-b')!;
+    clock.advance(45_000);
+    expect(first.closed).toBe(false);
+    clock.advance(15_000);
+    expect(first.closeReason).toBe('idle');
+    expect(a.channels.channel('node-b')).toBeUndefined();
+    // Not wanted any more: no re-dial scheduled or started.
+    expect(a.channels.peerState('node-b')).toEqual({ open: false, dialing: false, redialScheduled: false });
+    clock.advance(60_000);
+    expect(a.channels.peerState('node-b')).toEqual({ open: false, dialing: false, redialScheduled: false });
+    const r = await a.channels.authenticate({
+      peerNode: 'node-b',
+      peerAddress: '',
+      peerPort: 0,
+      localId: WEB,
+      remoteId: DB,
+    });
+    expect(r.channel?.id).not.toBe(first.id);
+  });
+
+  it('answers a want for an identity the peer does not hold with remote-identity-unavailable', async () => {
+    const { a } = await pair();
+    const e = await failure(
+      a.channels.authenticate({
+        peerNode: 'node-b',
+        peerAddress: '',
+        peerPort: 0,
+        localId: WEB,
+        remoteId: OTHER,
+      }),
+    );
+    expect(e.reason).toBe('remote-identity-unavailable');
+  });
+});
