@@ -127,6 +127,10 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     return 2;
   }
   const logger = createLogger({ level: o.logLevel as 'info' }).child({ component: 'relay' });
+  const stopped = new Promise<void>((resolve) => {
+    process.once('SIGTERM', resolve);
+    process.once('SIGINT', resolve);
+  });
   let kubeNodes: KubernetesNodeSource | undefined;
   let nodes: () => readonly RelayNode[];
   if (o.kubernetes) {
@@ -145,6 +149,13 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     }
     const source = kubeNodes;
     nodes = () => source.nodes();
+    // Serve only once the Nodes are listed: an answer from an empty set before the first list
+    // would look complete. The informer retries until the API server answers.
+    const synced = await Promise.race([source.synced.then(() => true), stopped.then(() => false)]);
+    if (!synced) {
+      await source.close();
+      return 0;
+    }
   } else {
     nodes = staticNodes(flagNodes, o.nodesFile, (err) =>
       logger.warn(
@@ -173,10 +184,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     { event: 'relay_started', port: server.port, local_id: server.spiffeId, nodes: nodes().length },
     'meshauth-relay serving',
   );
-  await new Promise<void>((resolve) => {
-    process.once('SIGTERM', resolve);
-    process.once('SIGINT', resolve);
-  });
+  await stopped;
   await server.close();
   await kubeNodes?.close();
   return 0;

@@ -5,10 +5,14 @@
  * listing fans out to exactly the nodes of the set. The chart's relay (no static node list) runs
  * with --kubernetes under a ServiceAccount whose ClusterRole is enough for that and nothing more.
  */
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pino from 'pino';
 import { helmBinary, only, renderChart } from '../../helpers/helm.js';
 import { KubeApiServer, kubeBinDir } from '../../helpers/kube-apiserver.js';
+import { DevCa } from '../../../src/identity/index.js';
 import { KubernetesClient, loadKubeConfig, MUTUAL_AUTH_POLICY } from '../../../src/kubernetes/index.js';
 import { KubernetesNodeSource, Relay, type NodeApi, type RelayNode } from '../../../src/relay/index.js';
 import { systemClock } from '../../../src/time.js';
@@ -16,6 +20,7 @@ import { systemClock } from '../../../src/time.js';
 const bin = kubeBinDir();
 const helm = helmBinary();
 const log = pino({ level: 'silent' });
+const ROOT = join(import.meta.dirname, '..', '..', '..');
 
 async function until(what: string, fn: () => boolean, timeoutMs = 10_000): Promise<void> {
   const t0 = Date.now();
@@ -204,4 +209,61 @@ describe.skipIf(!bin)('relay node set from a real API server', () => {
       expect(r.status, `${method} ${path}`).toBe(403);
     }
   });
+
+  it('meshauth-relay --kubernetes serves once the Nodes are listed, and stops on SIGTERM', async () => {
+    try {
+      execFileSync('npx', ['tsc', '-p', join(import.meta.dirname, 'tsconfig.dist.json')], {
+        cwd: ROOT,
+        stdio: 'pipe',
+      });
+    } catch {
+      // type errors elsewhere do not stop the emit; a missing output does (checked below)
+    }
+    expect(existsSync(join(ROOT, 'dist', 'src', 'relay', 'main.js'))).toBe(true);
+    const ca = await DevCa.create('cluster.test');
+    writeFileSync(join(kube.dir, 'relay-ca.pem'), ca.caPem);
+    const svid = await ca.issue('spiffe://cluster.test/meshauth/relay');
+    writeFileSync(join(kube.dir, 'relay.crt'), svid.chainPem);
+    writeFileSync(join(kube.dir, 'relay.key'), svid.keyPem, { mode: 0o600 });
+    const want = names().length;
+    expect(want).toBeGreaterThan(0);
+    const p = spawn(
+      process.execPath,
+      [
+        join(ROOT, 'bin', 'meshauth-relay.js'),
+        '--listen',
+        '127.0.0.1:0',
+        '--tls-cert',
+        join(kube.dir, 'relay.crt'),
+        '--tls-key',
+        join(kube.dir, 'relay.key'),
+        '--tls-bundle',
+        join(kube.dir, 'relay-ca.pem'),
+        '--allow',
+        'spiffe://cluster.test/ops/admin',
+        '--audit-db',
+        join(kube.dir, 'relay-audit.db'),
+        '--kubernetes',
+        '--kubeconfig',
+        kube.admin.kubeconfigPath,
+        '--api-port',
+        '4251',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    p.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    p.stderr.on('data', (c: Buffer) => (out += c.toString()));
+    const exited = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
+    try {
+      await until('relay_started', () => out.includes('"relay_started"') || p.exitCode !== null, 30_000);
+      const started = out.split('\n').find((l) => l.includes('"relay_started"'));
+      expect(started, out).toBeDefined();
+      // listed before serving: the first answer already covers every Node
+      expect(JSON.parse(started!)).toMatchObject({ nodes: want });
+    } finally {
+      p.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
+  }, 120_000);
 });
