@@ -16,3 +16,4 @@ export {
   type StartRelayOptions,
 } from './start.js';
 export { parseNodeList, staticNodes } from './nodes.js';
+export { checkNodeIdTemplate, KubernetesNodeSource, type KubernetesNodeSourceOptions } from './kube-nodes.js';

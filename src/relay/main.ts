@@ -7,6 +7,10 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { createLogger } from '../log.js';
 import { VERSION } from '../version.js';
+import { KubernetesClient, loadKubeConfig, MUTUAL_AUTH_POLICY } from '../kubernetes/index.js';
+import { systemClock } from '../time.js';
+import { checkNodeIdTemplate, KubernetesNodeSource } from './kube-nodes.js';
+import type { RelayNode } from './node-api.js';
 import { parseNodeList, staticNodes } from './nodes.js';
 import { startRelay } from './start.js';
 
@@ -34,6 +38,21 @@ export function buildRelayProgram(): Command {
     .option(
       '--nodes-file <file>',
       'node list file, one name=host:port[=spiffe-id] per line; re-read when it changes',
+    )
+    .option(
+      '--kubernetes',
+      'find the nodes from the Kubernetes Node objects (watched: nodes joining and leaving are ' +
+        'picked up): each node API at its InternalIP and --api-port. Needs list/watch on nodes',
+    )
+    .option('--kubeconfig <file>', 'kubeconfig for --kubernetes (default: the in-cluster service account)')
+    .option(
+      '--api-port <port>',
+      "meshauthd's TCP API port on every node (port of api.tcp.listen), with --kubernetes",
+    )
+    .option(
+      '--node-id-template <spiffe-id>',
+      "SPIFFE ID a node's API must present, {node} = Node name, with --kubernetes " +
+        '(e.g. spiffe://example.org/meshauth/node/{node}; default: any ID of the trust domain)',
     )
     .requiredOption(
       '--tls-cert <file>',
@@ -64,6 +83,10 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     listen: string;
     node?: string[];
     nodesFile?: string;
+    kubernetes?: boolean;
+    kubeconfig?: string;
+    apiPort?: string;
+    nodeIdTemplate?: string;
     tlsCert: string;
     tlsKey: string;
     tlsBundle: string;
@@ -75,6 +98,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   let listen: { host: string; port: number };
   let flagNodes;
   let deadlineMs: number;
+  let apiPort = 0;
   try {
     program.parse(argv, { from: 'user' });
     o = program.opts();
@@ -83,7 +107,19 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     deadlineMs = Math.round(Number(o.nodeDeadline) * 1000);
     if (!(deadlineMs > 0 && deadlineMs <= 600_000)) throw new Error('--node-deadline: seconds in (0, 600]');
     if (!o.allow?.length) throw new Error('--allow: at least one client SPIFFE ID');
-    if (flagNodes.length === 0 && !o.nodesFile) throw new Error('give --node or --nodes-file');
+    if (o.kubernetes) {
+      if (flagNodes.length > 0 || o.nodesFile)
+        throw new Error('--kubernetes: do not combine with --node or --nodes-file');
+      apiPort = /^[0-9]{1,5}$/.test(o.apiPort ?? '') ? Number(o.apiPort) : NaN;
+      if (!(apiPort >= 1 && apiPort <= 65535))
+        throw new Error('--api-port: a port 1..65535 (with --kubernetes)');
+      if (o.nodeIdTemplate !== undefined) checkNodeIdTemplate(o.nodeIdTemplate);
+    } else {
+      if (o.kubeconfig || o.apiPort || o.nodeIdTemplate)
+        throw new Error('--kubeconfig, --api-port and --node-id-template need --kubernetes');
+      if (flagNodes.length === 0 && !o.nodesFile)
+        throw new Error('give --node, --nodes-file or --kubernetes');
+    }
   } catch (err) {
     // --help and --version exit 0; any other commander error is a usage error
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
@@ -91,12 +127,43 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     return 2;
   }
   const logger = createLogger({ level: o.logLevel as 'info' }).child({ component: 'relay' });
-  const nodes = staticNodes(flagNodes, o.nodesFile, (err) =>
-    logger.warn(
-      { event: 'relay_nodes_file_failed', err },
-      'node list file unreadable; keeping the previous list',
-    ),
-  );
+  const stopped = new Promise<void>((resolve) => {
+    process.once('SIGTERM', resolve);
+    process.once('SIGINT', resolve);
+  });
+  let kubeNodes: KubernetesNodeSource | undefined;
+  let nodes: () => readonly RelayNode[];
+  if (o.kubernetes) {
+    try {
+      const client = new KubernetesClient(loadKubeConfig(o.kubeconfig), MUTUAL_AUTH_POLICY);
+      kubeNodes = new KubernetesNodeSource({
+        informer: client.nodeInformer(),
+        apiPort,
+        ...(o.nodeIdTemplate !== undefined ? { nodeIdTemplate: o.nodeIdTemplate } : {}),
+        clock: systemClock,
+        logger,
+      }).start();
+    } catch (err) {
+      logger.error({ event: 'relay_start_failed', err }, 'meshauth-relay could not reach Kubernetes');
+      return 1;
+    }
+    const source = kubeNodes;
+    nodes = () => source.nodes();
+    // Serve only once the Nodes are listed: an answer from an empty set before the first list
+    // would look complete. The informer retries until the API server answers.
+    const synced = await Promise.race([source.synced.then(() => true), stopped.then(() => false)]);
+    if (!synced) {
+      await source.close();
+      return 0;
+    }
+  } else {
+    nodes = staticNodes(flagNodes, o.nodesFile, (err) =>
+      logger.warn(
+        { event: 'relay_nodes_file_failed', err },
+        'node list file unreadable; keeping the previous list',
+      ),
+    );
+  }
   let server;
   try {
     server = await startRelay({
@@ -110,17 +177,16 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     });
   } catch (err) {
     logger.error({ event: 'relay_start_failed', err }, 'meshauth-relay could not start');
+    await kubeNodes?.close();
     return 1;
   }
   logger.info(
     { event: 'relay_started', port: server.port, local_id: server.spiffeId, nodes: nodes().length },
     'meshauth-relay serving',
   );
-  await new Promise<void>((resolve) => {
-    process.once('SIGTERM', resolve);
-    process.once('SIGINT', resolve);
-  });
+  await stopped;
   await server.close();
+  await kubeNodes?.close();
   return 0;
 }
 

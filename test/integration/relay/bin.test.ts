@@ -88,8 +88,16 @@ describe('meshauth-relay binary', () => {
   it.each([
     [['--allow', ADMIN, '--node', 'a=127.0.0.1:1'], /required option/],
     [['--node', 'a=127.0.0.1:1'], /--allow/],
-    [['--allow', ADMIN], /--node or --nodes-file/],
+    [['--allow', ADMIN], /--node, --nodes-file or --kubernetes/],
     [['--allow', ADMIN, '--node', 'not a node'], /name=host:port/],
+    [['--allow', ADMIN, '--kubernetes'], /--api-port/],
+    [['--allow', ADMIN, '--kubernetes', '--api-port', '70000'], /--api-port/],
+    [['--allow', ADMIN, '--kubernetes', '--api-port', '4251', '--node', 'a=127.0.0.1:1'], /do not combine/],
+    [
+      ['--allow', ADMIN, '--kubernetes', '--api-port', '4251', '--node-id-template', 'spiffe://td/node'],
+      /\{node\}/,
+    ],
+    [['--allow', ADMIN, '--api-port', '4251', '--node', 'a=127.0.0.1:1'], /need --kubernetes/],
   ])('exits 2 on bad usage %j', (args, message) => {
     const withTls = !(message as RegExp).source.includes('required');
     const r = spawnSync(process.execPath, [BIN, ...(withTls ? tls() : []), ...(args as string[])], {

@@ -115,3 +115,12 @@ the WireGuard address come from the pod's environment (downward API).
 -}}
 {{- toYaml (mustMergeOverwrite $config (deepCopy $v.extraConfig)) -}}
 {{- end -}}
+
+{{/* Labels of the relay's objects. */}}
+{{- define "meshauth.relayLabels" -}}
+app.kubernetes.io/name: {{ include "meshauth.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: relay
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
