@@ -90,6 +90,12 @@ describe('meshauth-relay binary', () => {
     [['--node', 'a=127.0.0.1:1'], /--allow/],
     [['--allow', ADMIN], /--node or --nodes-file/],
     [['--allow', ADMIN, '--node', 'not a node'], /name=host:port/],
+    [['--allow', ADMIN, '--node', 'a=127.0.0.1:70000'], /port 70000 is not in 1\.\.65535/],
+    [['--allow', 'ops-admin', '--node', 'a=127.0.0.1:1'], /--allow ops-admin: parse SPIFFE ID/],
+    [
+      ['--allow', ADMIN, '--node', 'a=127.0.0.1:1', '--log-level', 'loud'],
+      /--log-level loud: expected one of/,
+    ],
   ])('exits 2 on bad usage %j', (args, message) => {
     const withTls = !(message as RegExp).source.includes('required');
     const r = spawnSync(process.execPath, [BIN, ...(withTls ? tls() : []), ...(args as string[])], {
@@ -98,6 +104,33 @@ describe('meshauth-relay binary', () => {
     });
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(message as RegExp);
+  });
+
+  it('exits 1 with one line naming the file when its SVID file is missing (no stack trace)', () => {
+    const r = spawnSync(
+      process.execPath,
+      [
+        BIN,
+        '--tls-cert',
+        join(dir, 'missing.crt'),
+        '--tls-key',
+        join(dir, 'relay.key'),
+        '--tls-bundle',
+        join(dir, 'ca.pem'),
+        '--allow',
+        ADMIN,
+        '--node',
+        'a=127.0.0.1:1',
+        '--listen',
+        '127.0.0.1:0',
+        '--audit-db',
+        join(dir, 'unused.db'),
+      ],
+      { encoding: 'utf8', timeout: 30_000 },
+    );
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/^meshauth-relay: could not start: .*missing\.crt/m);
+    expect(r.stderr + r.stdout).not.toMatch(/\n\s+at /);
   });
 
   it('serves its nodes from a node list file and stops on SIGTERM', async () => {
