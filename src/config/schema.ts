@@ -5,6 +5,7 @@ import {
   enumField,
   fileModeField,
   hostPortField,
+  optionalHttpUrlField,
   intField,
   interfaceField,
   ipField,
@@ -292,9 +293,20 @@ export const configSchema = z
         path: optionalStringField(),
         maxAge: durationField(DEFAULTS.auditMaxAge, { minMs: 60_000 }),
         maxEvents: intField(1000, Number.MAX_SAFE_INTEGER, DEFAULTS.auditMaxEvents),
-        witnesses: z.array(hostPortField(undefined)).default([]),
+        witnesses: z
+          .array(hostPortField(undefined))
+          .default([])
+          .superRefine((list, ctx) => {
+            const seen = new Set<string>();
+            list.forEach((w, i) => {
+              const key = w ? `${w.host}:${w.port}` : '';
+              if (seen.has(key))
+                ctx.addIssue({ code: 'custom', path: [i], message: `${key} is listed twice` });
+              seen.add(key);
+            });
+          }),
         headInterval: durationField('60s', { minMs: 1000 }),
-        otlpEndpoint: optionalStringField(),
+        otlpEndpoint: optionalHttpUrlField(),
       })
       .prefault(EMPTY_SECTION),
     api: z

@@ -287,6 +287,21 @@ describe('loadConfig: bad files', () => {
       MINIMAL.replace('node-a', 'Node_A'),
       'node: must be a node name of lower-case letters, digits, "-" and "." (got "Node_A")',
     ],
+    [
+      'OTLP endpoint that is not a URL',
+      `${MINIMAL}audit: { otlpEndpoint: "collector 4318" }\n`,
+      'audit.otlpEndpoint: must be an http:// or https:// URL (got "collector 4318")',
+    ],
+    [
+      'OTLP endpoint of another scheme',
+      `${MINIMAL}audit: { otlpEndpoint: "grpc://collector:4317" }\n`,
+      'audit.otlpEndpoint: must be an http:// or https:// URL (got "grpc://collector:4317")',
+    ],
+    [
+      'witness listed twice',
+      `${MINIMAL}audit: { witnesses: ["10.0.0.2:4251", "10.0.0.2:4251"] }\n`,
+      'audit.witnesses[1]: 10.0.0.2:4251 is listed twice',
+    ],
   ];
   it.each(cases)('%s', (_name, text, expected) => {
     const file = writeConfig(text);
