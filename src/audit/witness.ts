@@ -73,6 +73,11 @@ export class Witness {
     };
     if (submitter === undefined)
       return refuse('not-allowed', 'witness: heads are only taken from an authenticated node (mTLS)');
+    if (this.opts.selfId !== undefined && submitter === this.opts.selfId)
+      return refuse(
+        'not-allowed',
+        `witness: ${submitter} submitted its own audit head; a node cannot witness itself (list other nodes or the relay in audit.witnesses)`,
+      );
     let verified;
     try {
       verified = openSignedHead(env.note, env.certChain, this.opts.bundles(), {
@@ -130,12 +135,11 @@ export class Witness {
   private newestFor(spiffeId: string): { seq: number; hash: string } | undefined {
     const cached = this.newest.get(spiffeId);
     if (cached) return cached;
-    const [row] = this.opts.store.query({
-      types: ['head-witnessed'],
-      identity: spiffeId,
-      newestFirst: true,
-      limit: 1,
-    });
+    // the identity filter also matches local_id: when spiffeId is (or once was) this witness's
+    // own ID, rows of heads it witnessed for other nodes match too; only remote_id = spiffeId counts
+    const row = this.opts.store
+      .query({ types: ['head-witnessed'], identity: spiffeId, newestFirst: true, limit: 1000 })
+      .find((r) => r.remoteId === spiffeId);
     if (!row?.details) return undefined;
     const seq = row.details['seq'];
     const hash = row.details['hash'];
