@@ -26,6 +26,12 @@ export interface RelayOptions {
   nodeDeadlineMs?: number;
   /** Follow: wait before reconnecting to a node whose stream ended or failed. Default 2 s. */
   followRetryMs?: number;
+  /**
+   * Follow: most events held for a client that reads slower than the nodes write. A node's stream
+   * is not read further (gRPC flow control holds the node back) until the client drains the
+   * queue below half of this. Default 10000.
+   */
+  followQueueMax?: number;
   clock?: Clock;
   logger?: Logger;
 }
@@ -302,6 +308,26 @@ export class Relay {
       queue.push(e);
       wake?.();
     };
+    // backpressure: without it a node writing faster than the client reads (or a node streaming
+    // without end) grows the queue until the relay runs out of memory
+    const queueMax = Math.max(2, this.opts.followQueueMax ?? 10_000);
+    let drained: { promise: Promise<void>; resolve: () => void } | undefined;
+    const roomInQueue = async (): Promise<void> => {
+      while (queue.length >= queueMax && !signal.aborted) {
+        if (!drained) {
+          let resolve!: () => void;
+          const promise = new Promise<void>((r) => (resolve = r));
+          drained = { promise, resolve };
+        }
+        await drained.promise;
+      }
+    };
+    const releaseProducers = () => {
+      const d = drained;
+      drained = undefined;
+      d?.resolve();
+    };
+    signal.addEventListener('abort', releaseProducers, { once: true });
     const retryMs = this.opts.followRetryMs ?? 2_000;
     const marker = (node: string, type: string, reason: string, message: string): EventMsg => ({
       seq: 0,
@@ -341,6 +367,7 @@ export class Relay {
             if (p) throw new NodeError('malformed', p);
             after = e.seq;
             push({ ...e, origin: node.name });
+            await roomInQueue();
           }
           if (signal.aborted) return;
           throw new NodeError('unreachable', 'follow stream ended');
@@ -401,10 +428,13 @@ export class Relay {
           wake = undefined;
           continue;
         }
-        yield queue.shift()!;
+        const e = queue.shift()!;
+        if (drained && queue.length <= queueMax / 2) releaseProducers();
+        yield e;
       }
     } finally {
       rescan.cancel();
+      releaseProducers();
       for (const c of running.values()) c.abort();
     }
   }

@@ -102,6 +102,43 @@ describe('Relay.queryEvents', () => {
   });
 });
 
+describe('Relay.followEvents', () => {
+  it('stops reading a node that streams without end while the client does not read (bounded queue)', async () => {
+    const MAX = 20;
+    let produced = 0;
+    let reachedMax!: () => void;
+    const atMax = new Promise<void>((r) => (reachedMax = r));
+    const endless: NodeApi = {
+      ...memoryNode([]),
+      followEvents: () =>
+        (async function* () {
+          for (;;) {
+            produced++;
+            if (produced === MAX) reachedMax();
+            yield ev(produced, produced);
+            await new Promise<void>((r) => setImmediate(r));
+          }
+        })(),
+    };
+    const nodes: RelayNode[] = [{ name: 'endless', address: 'endless:4251' }];
+    const relay = new Relay({ nodes: () => nodes, connect: () => endless, followQueueMax: MAX });
+    const ctl = new AbortController();
+    const follow = relay.followEvents(undefined, ctl.signal);
+    expect((await follow.next()).value).toMatchObject({ seq: 1, origin: 'endless' });
+    await atMax;
+    // settle points: each event the node writes takes one macrotask; 200 of them pass here
+    for (let i = 0; i < 200; i++) await new Promise<void>((r) => setImmediate(r));
+    expect(produced).toBeLessThanOrEqual(MAX + 1);
+    // the client reading drains the queue and the node is read again, in order, without loss
+    const seqs: number[] = [];
+    for (let i = 0; i < 3 * MAX; i++) seqs.push((await follow.next()).value!.seq);
+    expect(seqs).toEqual(Array.from({ length: 3 * MAX }, (_, i) => i + 2));
+    ctl.abort();
+    await follow.return(undefined);
+    relay.close();
+  });
+});
+
 describe('parseNodeList', () => {
   it('reads name=host:port[=spiffe-id] items and refuses anything else', () => {
     expect(
