@@ -92,6 +92,8 @@ function failureOf(err: unknown): NodeError {
   const code = grpcCodeOf(err);
   const msg = (err as Error).message ?? String(err);
   if (code === 4) return new NodeError('deadline', msg);
+  // the API client cuts off a node that streams more events than the page asked for
+  if (code === 11) return new NodeError('malformed', msg);
   if (code === 3 || code === 7 || code === 16) return new NodeError('refused', msg);
   return new NodeError('unreachable', msg);
 }
