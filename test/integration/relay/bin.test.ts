@@ -106,17 +106,30 @@ describe('meshauth-relay binary', () => {
     expect(r.stderr).toMatch(message as RegExp);
   });
 
-  it('exits 1 with one line naming the file when its SVID file is missing (no stack trace)', () => {
+  it.each([
+    ['its SVID file is missing', { cert: 'missing.crt' }, /missing\.crt: unreadable: ENOENT/],
+    ['its certificate file is not PEM', { cert: 'junk' }, /junk: not a PEM certificate chain/],
+    ['its key file is not PEM', { key: 'junk' }, /junk: not a PEM private key/],
+    ['its bundle file is not PEM', { bundle: 'junk' }, /junk: not a PEM certificate bundle/],
+    [
+      'its key belongs to another certificate',
+      { key: 'other.key' },
+      /other\.key: the private key does not belong/,
+    ],
+  ])('exits 1 with one line naming the file when %s (no stack trace)', async (_what, files, message) => {
+    writeFileSync(join(dir, 'junk'), 'relay\n');
+    writeFileSync(join(dir, 'other.key'), (await ca.issue(RELAY)).keyPem, { mode: 0o600 });
+    const f = { cert: 'relay.crt', key: 'relay.key', bundle: 'ca.pem', ...files };
     const r = spawnSync(
       process.execPath,
       [
         BIN,
         '--tls-cert',
-        join(dir, 'missing.crt'),
+        join(dir, f.cert),
         '--tls-key',
-        join(dir, 'relay.key'),
+        join(dir, f.key),
         '--tls-bundle',
-        join(dir, 'ca.pem'),
+        join(dir, f.bundle),
         '--allow',
         ADMIN,
         '--node',
@@ -129,7 +142,8 @@ describe('meshauth-relay binary', () => {
       { encoding: 'utf8', timeout: 30_000 },
     );
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/^meshauth-relay: could not start: .*missing\.crt/m);
+    expect(r.stderr).toMatch(/^meshauth-relay: could not start: /m);
+    expect(r.stderr).toMatch(message);
     expect(r.stderr + r.stdout).not.toMatch(/\n\s+at /);
   });
 
