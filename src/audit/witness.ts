@@ -32,6 +32,13 @@ export interface WitnessOptions {
   bundles: () => TrustBundles;
   /** This witness's own SPIFFE ID (recorded as local_id), when it has one. */
   selfId?: string;
+  /**
+   * Most a head's meshauth-time may differ from this witness's clock, ms. Default 5 min. A head is
+   * checked later (audit verify --witnesses) against the signer's SVID at that time, so the time
+   * must be the time it was witnessed: a head dated into the future would outlive the SVID and
+   * fail to verify, one dated into the past could be signed with a key long since rotated.
+   */
+  maxSkewMs?: number;
   clock?: Clock;
 }
 
@@ -89,6 +96,13 @@ export class Witness {
       return refuse('malformed', `witness: ${(err as Error).message}`);
     }
     const { head, spiffeId } = verified;
+    const skew = this.opts.maxSkewMs ?? 300_000;
+    if (Math.abs(head.atMs - now) > skew)
+      return refuse(
+        'malformed',
+        `witness: head signed at ${new Date(head.atMs).toISOString()}, but the witness time is ${new Date(now).toISOString()} (more than ${skew} ms apart: is the node's clock right?)`,
+        spiffeId,
+      );
     const hashHex = head.hash.toString('hex');
     const last = this.newestFor(spiffeId);
     if (last) {

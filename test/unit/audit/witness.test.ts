@@ -171,6 +171,24 @@ describe('Witness', () => {
     store.close();
   });
 
+  it('refuses a head whose time is more than the allowed skew from the witness clock', () => {
+    const store = openStore('witness-skew');
+    const sink = new MemoryAuditSink();
+    const witness = new Witness({ sink, store, bundles, clock: fixedClock(T0 + 3_600_000) });
+    for (const atMs of [T0 + 3_600_000 - 300_001, T0 + 3_600_000 + 300_001]) {
+      const r = witness.submit(env(signHead(headOf(30, 1, atMs), a), a), NODE_A);
+      expect(r).toMatchObject({ accepted: false, reason: 'malformed' });
+      expect(!r.accepted && r.message).toMatch(/more than 300000 ms apart/);
+    }
+    expect(
+      witness.submit(env(signHead(headOf(30, 1, T0 + 3_600_000 - 300_000), a), a), NODE_A),
+    ).toMatchObject({
+      accepted: true,
+    });
+    expect(sink.events.filter((e) => e.type === 'head-witnessed')).toHaveLength(1);
+    store.close();
+  });
+
   it("refuses a node's own head, and never takes heads it witnessed for others as that node's", () => {
     const store = openStore('witness-self');
     // node B's trail: B (local_id) witnessed node A's head at seq 20
