@@ -183,7 +183,7 @@ export class Relay {
     const desc = Boolean(req.newestFirst);
     const results = await Promise.all(
       nodes.map(async (node) => {
-        const cur = cursors[node.name] ?? { t: '' };
+        const cur = Object.hasOwn(cursors, node.name) ? cursors[node.name]! : { t: '' };
         if (cur.done) return { node, events: [] as EventMsg[], next: cur, ok: true as const };
         try {
           const page = await this.bounded(node, (api) =>
@@ -461,7 +461,9 @@ export function decodeRelayToken(token: string): Record<string, NodeCursor> {
   try {
     const v = JSON.parse(Buffer.from(token.slice(TOKEN_PREFIX.length), 'base64url').toString()) as unknown;
     if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error('not an object');
-    const out: Record<string, NodeCursor> = {};
+    // no prototype: a token (client input) naming "__proto__" or a node named "constructor" is
+    // just another key
+    const out = Object.create(null) as Record<string, NodeCursor>;
     for (const [k, c] of Object.entries(v as Record<string, unknown>)) {
       const t = (c as { t?: unknown }).t;
       if (typeof t !== 'string' || (t !== '' && !/^s\d{1,16}$/.test(t))) throw new Error('bad cursor');

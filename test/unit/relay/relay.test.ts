@@ -3,6 +3,7 @@ import type { EventMsg, EventPage, QueryEventsRequestMsg } from '../../../src/ap
 import {
   Relay,
   RelayTokenError,
+  decodeRelayToken,
   parseNodeList,
   type NodeApi,
   type RelayNode,
@@ -93,6 +94,28 @@ describe('Relay.queryEvents', () => {
     expect(p.nodes[1]!.message).toMatch(/seq 2: hash/);
     // the answer says more may come: the missing nodes are asked again with the next page
     expect(p.nextPageToken).not.toBe('');
+  });
+
+  it('pages a node named like an Object property, and a token naming __proto__ sets no prototype', async () => {
+    const a = Array.from({ length: 5 }, (_, i) => ev(i + 1, 1000 + i));
+    const relay = relayOver({ constructor: memoryNode(a), t: memoryNode(a) });
+    const seen: string[] = [];
+    let token = '';
+    do {
+      const p = await relay.queryEvents({ pageSize: 3, pageToken: token });
+      seen.push(...p.events.map((e) => `${e.origin}${e.seq}`));
+      token = p.nextPageToken;
+    } while (token && seen.length < 100);
+    expect(seen.sort()).toEqual(
+      [...a.map((e) => `constructor${e.seq}`), ...a.map((e) => `t${e.seq}`)].sort(),
+    );
+    const evil = `r1.${Buffer.from('{"__proto__":{"t":"s4"}}').toString('base64url')}`;
+    const cursors = decodeRelayToken(evil);
+    expect(Object.getPrototypeOf(cursors)).toBeNull();
+    expect(Object.keys(cursors)).toEqual(['__proto__']);
+    // node "t" is not steered by the prototype: it starts from its first event
+    const p = await relay.queryEvents({ pageSize: 10, pageToken: evil });
+    expect(p.events.filter((e) => e.origin === 't').map((e) => e.seq)).toEqual([1, 2, 3, 4, 5]);
   });
 
   it('refuses a page token it did not issue', async () => {
