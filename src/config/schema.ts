@@ -354,6 +354,15 @@ export const configSchema = z
         message: 'needs wireguard.enabled: true',
       });
     }
+    // the head is signed with the TCP listener's SVID: without it nothing would be witnessed, and
+    // an operator who listed witnesses would believe the trail is
+    if (c.audit.witnesses.length > 0 && !c.api.tcp?.identity) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['audit', 'witnesses'],
+        message: 'needs api.tcp.identity (the SVID that signs the audit head)',
+      });
+    }
   });
 
 export type ParsedConfig = z.output<typeof configSchema>;

@@ -15,6 +15,10 @@ inventory: { file: inventory.yaml }
 policy: { file: policy.yaml }
 `;
 
+const TCP_IDENTITY = `api:
+  tcp: { listen: "0.0.0.0:4251", allowedIds: ["spiffe://cluster.test/ops/admin"], identity: "spiffe://cluster.test/meshauth/node/node-a" }
+`;
+
 let n = 0;
 function writeConfig(text: string): string {
   const sub = join(dir, `c${n++}`);
@@ -299,8 +303,13 @@ describe('loadConfig: bad files', () => {
     ],
     [
       'witness listed twice',
-      `${MINIMAL}audit: { witnesses: ["10.0.0.2:4251", "10.0.0.2:4251"] }\n`,
+      `${MINIMAL}audit: { witnesses: ["10.0.0.2:4251", "10.0.0.2:4251"] }\n${TCP_IDENTITY}`,
       'audit.witnesses[1]: 10.0.0.2:4251 is listed twice',
+    ],
+    [
+      'witnesses without the identity that signs the head',
+      `${MINIMAL}audit: { witnesses: ["10.0.0.2:4251"] }\n`,
+      'audit.witnesses: needs api.tcp.identity (the SVID that signs the audit head)',
     ],
   ];
   it.each(cases)('%s', (_name, text, expected) => {
