@@ -14,6 +14,7 @@ import type {
   QueryEventsResponseMsg,
   StatusMsg,
 } from './messages.js';
+import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './convert.js';
 import { loadServices } from './proto.js';
 
 export interface ApiClientTls {
@@ -127,6 +128,18 @@ export class ApiClient {
     return fn(req, opts);
   }
 
+  /**
+   * A server that streams more items than asked for (a lying witness, a node gone wrong) is cut
+   * off at `cap`: the answer is never held in memory without bound. Code OUT_OF_RANGE.
+   */
+  private tooMany(op: string, call: { cancel(): void }, cap: number): ApiClientError {
+    call.cancel();
+    return new ApiClientError(
+      `${op}: the server sent more than the ${cap} items asked for`,
+      grpc.status.OUT_OF_RANGE,
+    );
+  }
+
   private wrap(op: string, err: grpc.ServiceError): ApiClientError {
     return new ApiClientError(`${op}: ${err.details || err.message}`, err.code, { cause: err });
   }
@@ -138,16 +151,20 @@ export class ApiClient {
     let nextPageToken = '';
     let nodes: NodeAnswerMsg[] = [];
     let partial = false;
+    const cap = Math.min(req.pageSize || DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
     try {
       for await (const m of call as AsyncIterable<QueryEventsResponseMsg>) {
-        if (m.event) events.push(m.event);
-        else if (m.pageEnd) {
+        if (m.event) {
+          if (events.length === cap) throw this.tooMany('QueryEvents', call, cap);
+          events.push(m.event);
+        } else if (m.pageEnd) {
           nextPageToken = m.pageEnd.nextPageToken;
           nodes = m.pageEnd.nodes ?? [];
           partial = Boolean(m.pageEnd.partial);
         }
       }
     } catch (err) {
+      if (err instanceof ApiClientError) throw err;
       throw this.wrap('QueryEvents', err as grpc.ServiceError);
     }
     return { events, nextPageToken, nodes, partial };
@@ -200,9 +217,14 @@ export class ApiClient {
     );
     const call = fn({ spiffeId, limit }, { deadline: Date.now() + this.timeoutMs * 6 });
     const out: WitnessedHeadMsg[] = [];
+    const cap = limit || 10_000;
     try {
-      for await (const m of call as AsyncIterable<WitnessedHeadMsg>) out.push(m);
+      for await (const m of call as AsyncIterable<WitnessedHeadMsg>) {
+        if (out.length === cap) throw this.tooMany('ListWitnessedHeads', call, cap);
+        out.push(m);
+      }
     } catch (err) {
+      if (err instanceof ApiClientError) throw err;
       throw this.wrap('ListWitnessedHeads', err as grpc.ServiceError);
     }
     return out;

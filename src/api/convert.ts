@@ -14,7 +14,7 @@ import type { EntryMsg, EventFilterIn, EventMsg, FlushEntriesRequestIn, StatusMs
 export class InvalidArgument extends Error {}
 
 export const MAX_PAGE_SIZE = 10_000;
-const DEFAULT_PAGE_SIZE = 100;
+export const DEFAULT_PAGE_SIZE = 100;
 
 export function eventToMsg(e: StoredAuditEvent): EventMsg {
   return {

@@ -32,6 +32,13 @@ export interface WitnessOptions {
   bundles: () => TrustBundles;
   /** This witness's own SPIFFE ID (recorded as local_id), when it has one. */
   selfId?: string;
+  /**
+   * Most a head's meshauth-time may differ from this witness's clock, ms. Default 5 min. A head is
+   * checked later (audit verify --witnesses) against the signer's SVID at that time, so the time
+   * must be the time it was witnessed: a head dated into the future would outlive the SVID and
+   * fail to verify, one dated into the past could be signed with a key long since rotated.
+   */
+  maxSkewMs?: number;
   clock?: Clock;
 }
 
@@ -73,6 +80,11 @@ export class Witness {
     };
     if (submitter === undefined)
       return refuse('not-allowed', 'witness: heads are only taken from an authenticated node (mTLS)');
+    if (this.opts.selfId !== undefined && submitter === this.opts.selfId)
+      return refuse(
+        'not-allowed',
+        `witness: ${submitter} submitted its own audit head; a node cannot witness itself (list other nodes or the relay in audit.witnesses)`,
+      );
     let verified;
     try {
       verified = openSignedHead(env.note, env.certChain, this.opts.bundles(), {
@@ -84,6 +96,13 @@ export class Witness {
       return refuse('malformed', `witness: ${(err as Error).message}`);
     }
     const { head, spiffeId } = verified;
+    const skew = this.opts.maxSkewMs ?? 300_000;
+    if (Math.abs(head.atMs - now) > skew)
+      return refuse(
+        'malformed',
+        `witness: head signed at ${new Date(head.atMs).toISOString()}, but the witness time is ${new Date(now).toISOString()} (more than ${skew} ms apart: is the node's clock right?)`,
+        spiffeId,
+      );
     const hashHex = head.hash.toString('hex');
     const last = this.newestFor(spiffeId);
     if (last) {
@@ -130,12 +149,11 @@ export class Witness {
   private newestFor(spiffeId: string): { seq: number; hash: string } | undefined {
     const cached = this.newest.get(spiffeId);
     if (cached) return cached;
-    const [row] = this.opts.store.query({
-      types: ['head-witnessed'],
-      identity: spiffeId,
-      newestFirst: true,
-      limit: 1,
-    });
+    // the identity filter also matches local_id: when spiffeId is (or once was) this witness's
+    // own ID, rows of heads it witnessed for other nodes match too; only remote_id = spiffeId counts
+    const row = this.opts.store
+      .query({ types: ['head-witnessed'], identity: spiffeId, newestFirst: true, limit: 1000 })
+      .find((r) => r.remoteId === spiffeId);
     if (!row?.details) return undefined;
     const seq = row.details['seq'];
     const hash = row.details['hash'];

@@ -1,7 +1,9 @@
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { ApiClient, ApiClientError, DEFAULT_SOCKET_PATH } from '../api/index.js';
+import { parseCertificates } from '../spiffe/index.js';
 import { CliError } from './errors.js';
 import type { CliIo } from './io.js';
 
@@ -41,13 +43,49 @@ export function timeoutMsOf(g: GlobalOptions): number {
   return Math.round(s * 1000);
 }
 
-function readPem(flag: string, path: string | undefined): Buffer {
-  if (!path) throw new CliError(`--address and --relay need ${flag}`, 2);
+/**
+ * A TLS file of the global options, read and parsed here so that a wrong file is named (gRPC's own
+ * error would only say "PEM routines::no start line"): certificates (--tls-cert, --tls-bundle)
+ * must hold at least one X.509 certificate, --tls-key a private key. Usage error (exit 2).
+ */
+export function readPem(
+  flag: string,
+  path: string | undefined,
+  kind: 'certificates' | 'key',
+  neededBy = '--address and --relay need',
+): Buffer {
+  if (!path) throw new CliError(`${neededBy} ${flag}`, 2);
+  let data: Buffer;
   try {
-    return readFileSync(path);
+    data = readFileSync(path);
   } catch (err) {
     throw new CliError(`${flag} ${path}: ${(err as Error).message}`, 2);
   }
+  try {
+    if (kind === 'key') createPrivateKey(data);
+    else {
+      const certs = parseCertificates(data);
+      if (certs.length === 0) throw new Error('no certificate');
+      for (const der of certs) new X509Certificate(der);
+    }
+  } catch (err) {
+    throw new CliError(
+      `${flag} ${path}: not a PEM ${kind === 'key' ? 'private key' : 'certificate file'} (${(err as Error).message})`,
+      2,
+    );
+  }
+  return data;
+}
+
+const HOST_PORT_RE = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$/;
+
+/** host:port of --address, --relay or --witnesses (port 1..65535); usage error (exit 2) otherwise. */
+export function hostPortOf(flag: string, text: string): string {
+  const m = HOST_PORT_RE.exec(text);
+  const port = m ? Number(m[2]) : 0;
+  if (!m || port < 1 || port > 65535)
+    throw new CliError(`${flag} ${JSON.stringify(text)}: expected host:port with a port in 1..65535`, 2);
+  return text;
 }
 
 export function connect(g: GlobalOptions, io: CliIo): ApiClient {
@@ -57,12 +95,12 @@ export function connect(g: GlobalOptions, io: CliIo): ApiClient {
   const address = g.address ?? g.relay;
   if (address) {
     return new ApiClient({
-      address,
+      address: hostPortOf(g.address ? '--address' : '--relay', address),
       timeoutMs,
       tls: {
-        certChainPem: readPem('--tls-cert', g.tlsCert),
-        keyPem: readPem('--tls-key', g.tlsKey),
-        caPem: readPem('--tls-bundle', g.tlsBundle),
+        certChainPem: readPem('--tls-cert', g.tlsCert, 'certificates'),
+        keyPem: readPem('--tls-key', g.tlsKey, 'key'),
+        caPem: readPem('--tls-bundle', g.tlsBundle, 'certificates'),
         ...(g.serverId ? { serverSpiffeId: g.serverId } : {}),
       },
     });

@@ -103,6 +103,20 @@ export function optionalStringField() {
     });
 }
 
+/** Optional absolute http: or https: URL (WHATWG URL parser), e.g. an OTLP/HTTP endpoint. */
+export function optionalHttpUrlField() {
+  return z
+    .unknown()
+    .optional()
+    .transform((v, ctx): string | undefined => {
+      if (v === undefined) return undefined;
+      const url = typeof v === 'string' && URL.canParse(v) ? new URL(v) : undefined;
+      if (typeof v !== 'string' || !url || (url.protocol !== 'http:' && url.protocol !== 'https:'))
+        return fail(ctx, `must be an http:// or https:// URL (got ${showValue(v)})`);
+      return v;
+    });
+}
+
 export function enumField<const T extends string>(values: readonly T[], def?: T) {
   return z
     .unknown()

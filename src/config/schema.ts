@@ -5,6 +5,7 @@ import {
   enumField,
   fileModeField,
   hostPortField,
+  optionalHttpUrlField,
   intField,
   interfaceField,
   ipField,
@@ -307,9 +308,20 @@ export const configSchema = z
         path: optionalStringField(),
         maxAge: durationField(DEFAULTS.auditMaxAge, { minMs: 60_000 }),
         maxEvents: intField(1000, Number.MAX_SAFE_INTEGER, DEFAULTS.auditMaxEvents),
-        witnesses: z.array(hostPortField(undefined)).default([]),
+        witnesses: z
+          .array(hostPortField(undefined))
+          .default([])
+          .superRefine((list, ctx) => {
+            const seen = new Set<string>();
+            list.forEach((w, i) => {
+              const key = w ? `${w.host}:${w.port}` : '';
+              if (seen.has(key))
+                ctx.addIssue({ code: 'custom', path: [i], message: `${key} is listed twice` });
+              seen.add(key);
+            });
+          }),
         headInterval: durationField('60s', { minMs: 1000 }),
-        otlpEndpoint: optionalStringField(),
+        otlpEndpoint: optionalHttpUrlField(),
       })
       .prefault(EMPTY_SECTION),
     api: z
@@ -373,6 +385,15 @@ export const configSchema = z
           message: `must name the trust domain (not {trustDomain}) with identity.source ${c.identity.source}`,
         });
       }
+    }
+    // The head is signed with the TCP listener's SVID: without it nothing would be witnessed, and
+    // an operator who listed witnesses would believe the trail is witnessed when it is not.
+    if (c.audit.witnesses.length > 0 && !c.api.tcp?.identity) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['audit', 'witnesses'],
+        message: 'needs api.tcp.identity (the SVID that signs the audit head)',
+      });
     }
   });
 

@@ -2,6 +2,7 @@ import { normalizeIp, parseCidr } from '../config/index.js';
 import type { InventoryNode } from '../inventory/index.js';
 import { isWireguardKey } from '../wireguard/index.js';
 import { ANNOTATIONS, type NodeObject } from './objects.js';
+import { notHostAddress } from './pod.js';
 
 export type NodeSkipReason = 'no-address' | 'malformed-address';
 
@@ -19,6 +20,8 @@ export interface NodeConversion {
   /** status.addresses type used as the handshake address. Default "InternalIP". */
   addressType: string;
 }
+
+const NOT_A_STRING = '\u0000not a string';
 
 function port(text: string | undefined): number | undefined | 'bad' {
   if (text === undefined) return undefined;
@@ -39,7 +42,16 @@ export function nodeToInventoryNode(obj: NodeObject, conv: NodeConversion): Node
   if (!a?.address) return { ok: false, reason: 'no-address', detail: `no ${conv.addressType} address` };
   const address = normalizeIp(a.address);
   if (address === undefined) return { ok: false, reason: 'malformed-address', detail: a.address };
-  const ann = obj.metadata?.annotations ?? {};
+  const special = notHostAddress(address);
+  if (special) return { ok: false, reason: 'malformed-address', detail: `${a.address}: ${special}` };
+  // annotation values are strings on the wire; anything else (a fake, a bad client) is replaced by
+  // text no annotation parser below accepts, so it is reported as malformed rather than thrown on
+  const ann = Object.fromEntries(
+    Object.entries(obj.metadata?.annotations ?? {}).map(([k, v]) => [
+      k,
+      typeof v === 'string' ? v : NOT_A_STRING,
+    ]),
+  );
   const problems: NodeFieldProblem[] = [];
 
   const cidrs: string[] = [];

@@ -1,6 +1,18 @@
 import { normalizeIp, spiffeIdProblem } from '../config/index.js';
 import type { InventoryWorkload } from '../inventory/index.js';
+import { hostAddressProblem, parseIp } from '../net/index.js';
 import type { PodObject } from './objects.js';
+
+/**
+ * Why a normalized address cannot be a pod's or node's own address (unspecified, loopback,
+ * multicast, broadcast): such an address in the ipcache would give that identity to traffic that
+ * is not the object's (every host's loopback, any unbound socket). Undefined when it can be.
+ */
+export function notHostAddress(normalized: string): string | undefined {
+  const p = parseIp(normalized);
+  const why = p.ok ? hostAddressProblem(p.value) : 'not an address';
+  return why ? `${why} address` : undefined;
+}
 
 /** Default SPIFFE ID template: the SPIRE convention for Kubernetes workloads. */
 export const DEFAULT_SPIFFE_ID_TEMPLATE = 'spiffe://{trustDomain}/ns/{namespace}/sa/{serviceAccount}';
@@ -54,7 +66,8 @@ function timeMs(t: Date | string | undefined): number {
  * status.podIP when podIPs is absent), node from spec.nodeName, and the SPIRE Kubernetes
  * workload-attestor selectors k8s:ns, k8s:sa, k8s:pod-uid. Host-network, unscheduled, IP-less,
  * finished (Succeeded/Failed) and terminating (deletionTimestamp set) pods are not workloads.
- * A pod with any malformed address is skipped whole: a partial entry could pin the wrong identity.
+ * A pod with any malformed address, or one that cannot be a pod's (unspecified, loopback,
+ * multicast, broadcast), is skipped whole: a partial entry could pin the wrong identity.
  */
 export function podToWorkload(pod: PodObject, conv: PodConversion): PodResult {
   const meta = pod.metadata ?? {};
@@ -72,6 +85,8 @@ export function podToWorkload(pod: PodObject, conv: PodConversion): PodResult {
   for (const ip of raw) {
     const n = normalizeIp(ip);
     if (n === undefined || ip.includes('/')) return { ok: false, reason: 'malformed-ip', detail: ip };
+    const special = notHostAddress(n);
+    if (special) return { ok: false, reason: 'malformed-ip', detail: `${ip}: ${special}` };
     if (!ips.includes(n)) ips.push(n);
   }
   const namespace = meta.namespace ?? 'default';

@@ -2,6 +2,7 @@ export {
   familyBits,
   formatIp,
   formatPrefix,
+  hostAddressProblem,
   hostPrefix,
   ipToBigInt,
   parseIp,

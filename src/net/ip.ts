@@ -211,3 +211,18 @@ export function prefixContains(prefix: IpPrefix, addr: IpAddress): boolean {
 export function ipToBigInt(addr: Pick<IpAddress, 'bytes'>): bigint {
   return addr.bytes.reduce((acc, b) => (acc << 8n) | BigInt(b), 0n);
 }
+
+/**
+ * Why an address cannot be one host's own unicast address (a pod's or a node's): "unspecified"
+ * (0.0.0.0, ::), "loopback" (127.0.0.0/8, ::1), "multicast" (224.0.0.0/4, ff00::/8) or
+ * "broadcast" (255.255.255.255), as ipaddr.js classifies them (RFC 6890 special-purpose
+ * registries); undefined for any other address. IPv4-mapped IPv6 addresses are judged as IPv4.
+ */
+export function hostAddressProblem(
+  addr: IpAddress,
+): 'unspecified' | 'loopback' | 'multicast' | 'broadcast' | undefined {
+  const range = ipaddr.fromByteArray([...unmapIpv4(addr).bytes]).range();
+  return range === 'unspecified' || range === 'loopback' || range === 'multicast' || range === 'broadcast'
+    ? range
+    : undefined;
+}

@@ -1,5 +1,6 @@
 export {
   Relay,
+  decodeRelayToken,
   eventProblem,
   RelayTokenError,
   type NodeFailure,

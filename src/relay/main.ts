@@ -6,6 +6,7 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { createLogger } from '../log.js';
+import { parseSpiffeId } from '../spiffe/index.js';
 import { VERSION } from '../version.js';
 import { KubernetesClient, loadKubeConfig, MUTUAL_AUTH_POLICY } from '../kubernetes/index.js';
 import { systemClock } from '../time.js';
@@ -17,9 +18,11 @@ import { startRelay } from './start.js';
 function hostPort(v: string): { host: string; port: number } {
   const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$/.exec(v);
   const port = m ? Number(m[2]) : NaN;
-  if (!m || port > 65535) throw new Error(`--listen ${v}: expected host:port`);
+  if (!m || port > 65535) throw new Error(`--listen ${v}: expected host:port (port 0..65535)`);
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
 }
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'];
 
 export function buildRelayProgram(): Command {
   return new Command('meshauth-relay')
@@ -107,6 +110,15 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     deadlineMs = Math.round(Number(o.nodeDeadline) * 1000);
     if (!(deadlineMs > 0 && deadlineMs <= 600_000)) throw new Error('--node-deadline: seconds in (0, 600]');
     if (!o.allow?.length) throw new Error('--allow: at least one client SPIFFE ID');
+    for (const id of o.allow) {
+      try {
+        parseSpiffeId(id);
+      } catch (err) {
+        throw new Error(`--allow ${id}: ${(err as Error).message}`, { cause: err });
+      }
+    }
+    if (!LOG_LEVELS.includes(o.logLevel))
+      throw new Error(`--log-level ${o.logLevel}: expected one of ${LOG_LEVELS.join(', ')}`);
     if (o.kubernetes) {
       if (flagNodes.length > 0 || o.nodesFile)
         throw new Error('--kubernetes: do not combine with --node or --nodes-file');
@@ -176,7 +188,14 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
       logger,
     });
   } catch (err) {
-    logger.error({ event: 'relay_start_failed', err }, 'meshauth-relay could not start');
+    // expected start-up failures (a TLS file missing or not an X509-SVID, the port taken, the
+    // audit trail unwritable) are one line naming the cause, without a stack trace
+    const e = err as NodeJS.ErrnoException;
+    logger.error(
+      { event: 'relay_start_failed', err: { message: e.message, ...(e.code ? { code: e.code } : {}) } },
+      'meshauth-relay could not start',
+    );
+    process.stderr.write(`meshauth-relay: could not start: ${e.message}\n`);
     await kubeNodes?.close();
     return 1;
   }

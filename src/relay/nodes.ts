@@ -1,4 +1,5 @@
 import { readFileSync, statSync } from 'node:fs';
+import { parseSpiffeId } from '../spiffe/index.js';
 import type { RelayNode } from './node-api.js';
 
 /**
@@ -17,6 +18,15 @@ export function parseNodeList(text: string): RelayNode[] {
         item,
       );
     if (!m) throw new Error(`node list: "${item}" is not name=host:port[=spiffe://id]`);
+    const port = Number(m[2]!.slice(m[2]!.lastIndexOf(':') + 1));
+    if (port < 1 || port > 65535) throw new Error(`node list: "${item}": port ${port} is not in 1..65535`);
+    if (m[3]) {
+      try {
+        parseSpiffeId(m[3]);
+      } catch (err) {
+        throw new Error(`node list: "${item}": ${(err as Error).message}`, { cause: err });
+      }
+    }
     if (seen.has(m[1]!)) throw new Error(`node list: node ${m[1]} appears twice`);
     seen.add(m[1]!);
     out.push({ name: m[1]!, address: m[2]!, ...(m[3] ? { spiffeId: m[3] } : {}) });

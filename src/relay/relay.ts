@@ -26,6 +26,12 @@ export interface RelayOptions {
   nodeDeadlineMs?: number;
   /** Follow: wait before reconnecting to a node whose stream ended or failed. Default 2 s. */
   followRetryMs?: number;
+  /**
+   * Follow: most events held for a client that reads slower than the nodes write. A node's stream
+   * is not read further (gRPC flow control holds the node back) until the client drains the
+   * queue below half of this. Default 10000.
+   */
+  followQueueMax?: number;
   clock?: Clock;
   logger?: Logger;
 }
@@ -86,6 +92,8 @@ function failureOf(err: unknown): NodeError {
   const code = grpcCodeOf(err);
   const msg = (err as Error).message ?? String(err);
   if (code === 4) return new NodeError('deadline', msg);
+  // the API client cuts off a node that streams more events than the page asked for
+  if (code === 11) return new NodeError('malformed', msg);
   if (code === 3 || code === 7 || code === 16) return new NodeError('refused', msg);
   return new NodeError('unreachable', msg);
 }
@@ -175,7 +183,7 @@ export class Relay {
     const desc = Boolean(req.newestFirst);
     const results = await Promise.all(
       nodes.map(async (node) => {
-        const cur = cursors[node.name] ?? { t: '' };
+        const cur = Object.hasOwn(cursors, node.name) ? cursors[node.name]! : { t: '' };
         if (cur.done) return { node, events: [] as EventMsg[], next: cur, ok: true as const };
         try {
           const page = await this.bounded(node, (api) =>
@@ -302,6 +310,26 @@ export class Relay {
       queue.push(e);
       wake?.();
     };
+    // backpressure: without it a node writing faster than the client reads (or a node streaming
+    // without end) grows the queue until the relay runs out of memory
+    const queueMax = Math.max(2, this.opts.followQueueMax ?? 10_000);
+    let drained: { promise: Promise<void>; resolve: () => void } | undefined;
+    const roomInQueue = async (): Promise<void> => {
+      while (queue.length >= queueMax && !signal.aborted) {
+        if (!drained) {
+          let resolve!: () => void;
+          const promise = new Promise<void>((r) => (resolve = r));
+          drained = { promise, resolve };
+        }
+        await drained.promise;
+      }
+    };
+    const releaseProducers = () => {
+      const d = drained;
+      drained = undefined;
+      d?.resolve();
+    };
+    signal.addEventListener('abort', releaseProducers, { once: true });
     const retryMs = this.opts.followRetryMs ?? 2_000;
     const marker = (node: string, type: string, reason: string, message: string): EventMsg => ({
       seq: 0,
@@ -341,6 +369,7 @@ export class Relay {
             if (p) throw new NodeError('malformed', p);
             after = e.seq;
             push({ ...e, origin: node.name });
+            await roomInQueue();
           }
           if (signal.aborted) return;
           throw new NodeError('unreachable', 'follow stream ended');
@@ -401,10 +430,13 @@ export class Relay {
           wake = undefined;
           continue;
         }
-        yield queue.shift()!;
+        const e = queue.shift()!;
+        if (drained && queue.length <= queueMax / 2) releaseProducers();
+        yield e;
       }
     } finally {
       rescan.cancel();
+      releaseProducers();
       for (const c of running.values()) c.abort();
     }
   }
@@ -429,7 +461,9 @@ export function decodeRelayToken(token: string): Record<string, NodeCursor> {
   try {
     const v = JSON.parse(Buffer.from(token.slice(TOKEN_PREFIX.length), 'base64url').toString()) as unknown;
     if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error('not an object');
-    const out: Record<string, NodeCursor> = {};
+    // no prototype: a token (client input) naming "__proto__" or a node named "constructor" is
+    // just another key
+    const out = Object.create(null) as Record<string, NodeCursor>;
     for (const [k, c] of Object.entries(v as Record<string, unknown>)) {
       const t = (c as { t?: unknown }).t;
       if (typeof t !== 'string' || (t !== '' && !/^s\d{1,16}$/.test(t))) throw new Error('bad cursor');

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { X509Certificate } from 'node:crypto';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { startApiServer, type ApiServer, type ApiClientTls } from '../api/index.js';
 import { AuditStore, AuditWriter, Witness } from '../audit/index.js';
 import type { Logger } from '../log.js';
@@ -48,14 +48,27 @@ export function readRelayTls(tls: RelayTls): {
   bundles: TrustBundles;
   client: ApiClientTls;
 } {
-  const certChainPem = readFileSync(tls.certFile);
-  const keyPem = readFileSync(tls.keyFile);
-  const cas = parseCertificates(readFileSync(tls.bundleFile));
-  const [leaf] = parseCertificates(certChainPem);
+  // each file is named in the error: OpenSSL's own messages ("DECODER routines::unsupported") do not
+  const named = <T>(file: string, what: string, fn: () => T): T => {
+    try {
+      return fn();
+    } catch (err) {
+      throw new Error(`${file}: ${what}: ${(err as Error).message}`, { cause: err });
+    }
+  };
+  const certChainPem = named(tls.certFile, 'unreadable', () => readFileSync(tls.certFile));
+  const keyPem = named(tls.keyFile, 'unreadable', () => readFileSync(tls.keyFile));
+  const cas = named(tls.bundleFile, 'not a PEM certificate bundle', () =>
+    parseCertificates(named(tls.bundleFile, 'unreadable', () => readFileSync(tls.bundleFile))),
+  );
+  if (cas.length === 0) throw new Error(`${tls.bundleFile}: the trust bundle holds no certificate`);
+  const [leaf] = named(tls.certFile, 'not a PEM certificate chain', () => parseCertificates(certChainPem));
   if (!leaf) throw new Error(`meshauth-relay: ${tls.certFile} holds no certificate`);
-  const uri = (new X509Certificate(leaf).subjectAltName ?? '')
-    .split(', ')
-    .find((s) => s.startsWith('URI:spiffe://'));
+  const leafCert = named(tls.certFile, 'not an X.509 certificate', () => new X509Certificate(leaf));
+  const key = named(tls.keyFile, 'not a PEM private key', () => createPrivateKey(keyPem));
+  if (!leafCert.checkPrivateKey(key))
+    throw new Error(`${tls.keyFile}: the private key does not belong to the certificate in ${tls.certFile}`);
+  const uri = (leafCert.subjectAltName ?? '').split(', ').find((s) => s.startsWith('URI:spiffe://'));
   if (!uri) throw new Error(`meshauth-relay: ${tls.certFile} is not an X509-SVID (no SPIFFE ID)`);
   const spiffeId = uri.slice(4);
   const td = parseSpiffeId(spiffeId).trustDomain.name;

@@ -10,7 +10,7 @@ import {
   type WitnessReport,
 } from '../../audit/index.js';
 import { parseCertificates, parseSpiffeId } from '../../spiffe/index.js';
-import { explain, timeoutMsOf } from '../connect.js';
+import { explain, hostPortOf, readPem, timeoutMsOf } from '../connect.js';
 import type { CliContext } from '../context.js';
 import { CliError } from '../errors.js';
 import { parseOutput } from '../format.js';
@@ -41,10 +41,9 @@ function parseTargets(text: string, prev: string[] = []): string[] {
     .split(',')
     .map((t) => t.trim())
     .filter(Boolean);
-  for (const t of out) {
-    if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/.test(t))
-      throw new CliError(`audit verify: --witnesses ${JSON.stringify(t)}: expected host:port`, 2);
-  }
+  if (out.length === 0)
+    throw new CliError(`audit verify: --witnesses ${JSON.stringify(text)}: no host:port`, 2);
+  for (const t of out) hostPortOf('audit verify: --witnesses', t);
   return [...prev, ...out];
 }
 
@@ -60,18 +59,11 @@ async function fetchHeads(
   spiffeId: string,
 ): Promise<WitnessFetch> {
   const g = ctx.globals();
-  const read = (flag: string, path: string | undefined): Buffer => {
-    if (!path) throw new CliError(`audit verify --witnesses needs ${flag}`, 2);
-    try {
-      return readFileSync(path);
-    } catch (err) {
-      throw new CliError(`${flag} ${path}: ${(err as Error).message}`, 2);
-    }
-  };
+  const need = 'audit verify --witnesses needs';
   const tls = {
-    certChainPem: read('--tls-cert', g.tlsCert),
-    keyPem: read('--tls-key', g.tlsKey),
-    caPem: read('--tls-bundle', g.tlsBundle),
+    certChainPem: readPem('--tls-cert', g.tlsCert, 'certificates', need),
+    keyPem: readPem('--tls-key', g.tlsKey, 'key', need),
+    caPem: readPem('--tls-bundle', g.tlsBundle, 'certificates', need),
   };
   const timeoutMs = timeoutMsOf(g);
   const out: WitnessFetch = { heads: [], failed: [] };

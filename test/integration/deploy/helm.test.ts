@@ -23,6 +23,13 @@ import { DEV_CA_CERT, HELM_VALUE_CASES } from './value-cases.js';
 
 const helm = helmBinary();
 const VALUE_CASES = HELM_VALUE_CASES;
+/** relay values an operator enables the relay with; cases change one of them. */
+const RELAY_OK = {
+  enabled: true,
+  tls: { secretName: 'meshauth-relay-svid' },
+  allowedIds: ['spiffe://cluster.local/ops/admin'],
+  nodes: ['node-a=10.0.0.1:4251=spiffe://cluster.local/meshauth/node/node-a'],
+};
 
 type Container = {
   name: string;
@@ -216,6 +223,17 @@ describe.skipIf(!helm)('Helm chart deploy/helm/meshauth', () => {
     ['an empty trust domain', { trustDomain: '' }, /'\/trustDomain'/],
     ['an unknown value', { datapath: { atach: 'tc' } }, /atach/],
     ['strict without WireGuard', { strict: true }, /'\/wireguard\/enabled': value must be true/],
+    [
+      'a relay node with a port above 65535',
+      { relay: { ...RELAY_OK, nodes: ['node-a=10.0.0.1:99999'] } },
+      /'\/relay\/nodes\/0': 'node-a=10.0.0.1:99999' does not match/,
+    ],
+    [
+      'a relay client ID that is not a SPIFFE ID',
+      { relay: { ...RELAY_OK, allowedIds: ['spiffe://'] } },
+      /'\/relay\/allowedIds\/0': 'spiffe:\/\/' does not match/,
+    ],
+    ['two relay replicas', { relay: { ...RELAY_OK, replicas: 2 } }, /'\/relay\/replicas': maximum/],
   ])('rejects %s at template time with a message naming the value', async (_what, values, naming) => {
     const r = await withValuesFile(values, (file) =>
       runHelm(bin, ['template', 'meshauth', CHART_DIR, '-f', file]),
@@ -223,6 +241,47 @@ describe.skipIf(!helm)('Helm chart deploy/helm/meshauth', () => {
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/values don't meet the specifications of the schema/);
     expect(r.stderr).toMatch(naming);
+  });
+
+  it.each([
+    [
+      'no Secret',
+      { ...RELAY_OK, tls: { secretName: '' } },
+      /relay\.tls\.secretName: the relay needs a Secret/,
+    ],
+    ['no client IDs', { ...RELAY_OK, allowedIds: [] }, /relay\.allowedIds: list at least one/],
+  ])('refuses an enabled relay with %s, naming the value', async (_what, relay, naming) => {
+    const r = await withValuesFile({ relay }, (file) =>
+      runHelm(bin, ['template', 'meshauth', CHART_DIR, '-f', file]),
+    );
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(naming);
+  });
+
+  it('renders an enabled relay with its nodes and client IDs as flags', async () => {
+    const docs = await renderChart(bin, { relay: RELAY_OK });
+    const dep = docs.find(
+      (d) => d.kind === 'Deployment' && (d.metadata as { name: string }).name.endsWith('-relay'),
+    ) as { spec: { template: { spec: { containers: { args: string[] }[] } } } } | undefined;
+    expect(dep?.spec.template.spec.containers[0]!.args).toEqual(
+      expect.arrayContaining([
+        '--allow=spiffe://cluster.local/ops/admin',
+        '--node=node-a=10.0.0.1:4251=spiffe://cluster.local/meshauth/node/node-a',
+      ]),
+    );
+  });
+
+  it('renders a relay without nodes as one that finds them from Kubernetes, under its own ServiceAccount', async () => {
+    const docs = await renderChart(bin, { relay: { ...RELAY_OK, nodes: [] } });
+    const dep = docs.find(
+      (d) => d.kind === 'Deployment' && (d.metadata as { name: string }).name.endsWith('-relay'),
+    ) as
+      | { spec: { template: { spec: { serviceAccountName?: string; containers: { args: string[] }[] } } } }
+      | undefined;
+    const args = dep?.spec.template.spec.containers[0]!.args ?? [];
+    expect(args).toEqual(expect.arrayContaining(['--kubernetes']));
+    expect(args.filter((a) => a.startsWith('--node='))).toEqual([]);
+    expect(dep?.spec.template.spec.serviceAccountName).toMatch(/-relay$/);
   });
 
   it('documents every value of values.yaml in the chart README', () => {

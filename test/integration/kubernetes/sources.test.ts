@@ -133,6 +133,23 @@ describe.skipIf(!bin)('Kubernetes sources against a real API server', () => {
     expect(inv.workloadByIp('10.50.2.5')?.spiffeId).toBe('spiffe://cluster.test/ns/demo/sa/other');
   });
 
+  it('leaves out a pod at a loopback address and a node at the unspecified address, naming them; others stay', async () => {
+    await createPod('demo', 'loopback', 'node-a', 'web', ['127.0.0.1']);
+    await until(
+      'loopback pod excluded',
+      () => source.exclusions().get('pod/demo/loopback') === 'malformed-ip',
+    );
+    expect(inv.workloadByIp('127.0.0.1')).toBeUndefined();
+    await createNode('node-z', '0.0.0.0', '10.50.9.0/24');
+    // the node is created before its status is written: first no address, then 0.0.0.0
+    await until('node-z excluded', () => source.exclusions().get('node/node-z') === 'malformed-address');
+    expect(inv.node('node-z')).toBeUndefined();
+    expect(inv.workloadByIp('10.50.1.5')?.name).toBe('demo/web-1');
+    expect(inv.node('node-a')?.address).toBe('192.168.50.1');
+    await deletePod('demo', 'loopback');
+    await kube.json('DELETE', '/api/v1/nodes/node-z');
+  });
+
   it('keeps state while the API server is down and resumes the watch when it returns', async () => {
     await kube.stopApiServer();
     await until('disconnected', () => source.status().some((s) => s.state === 'disconnected'), 60_000);

@@ -98,6 +98,12 @@ describe('meshauth-relay binary', () => {
       /\{node\}/,
     ],
     [['--allow', ADMIN, '--api-port', '4251', '--node', 'a=127.0.0.1:1'], /need --kubernetes/],
+    [['--allow', ADMIN, '--node', 'a=127.0.0.1:70000'], /port 70000 is not in 1\.\.65535/],
+    [['--allow', 'ops-admin', '--node', 'a=127.0.0.1:1'], /--allow ops-admin: parse SPIFFE ID/],
+    [
+      ['--allow', ADMIN, '--node', 'a=127.0.0.1:1', '--log-level', 'loud'],
+      /--log-level loud: expected one of/,
+    ],
   ])('exits 2 on bad usage %j', (args, message) => {
     const withTls = !(message as RegExp).source.includes('required');
     const r = spawnSync(process.execPath, [BIN, ...(withTls ? tls() : []), ...(args as string[])], {
@@ -106,6 +112,47 @@ describe('meshauth-relay binary', () => {
     });
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(message as RegExp);
+  });
+
+  it.each([
+    ['its SVID file is missing', { cert: 'missing.crt' }, /missing\.crt: unreadable: ENOENT/],
+    ['its certificate file is not PEM', { cert: 'junk' }, /junk: not a PEM certificate chain/],
+    ['its key file is not PEM', { key: 'junk' }, /junk: not a PEM private key/],
+    ['its bundle file is not PEM', { bundle: 'junk' }, /junk: not a PEM certificate bundle/],
+    [
+      'its key belongs to another certificate',
+      { key: 'other.key' },
+      /other\.key: the private key does not belong/,
+    ],
+  ])('exits 1 with one line naming the file when %s (no stack trace)', async (_what, files, message) => {
+    writeFileSync(join(dir, 'junk'), 'relay\n');
+    writeFileSync(join(dir, 'other.key'), (await ca.issue(RELAY)).keyPem, { mode: 0o600 });
+    const f = { cert: 'relay.crt', key: 'relay.key', bundle: 'ca.pem', ...files };
+    const r = spawnSync(
+      process.execPath,
+      [
+        BIN,
+        '--tls-cert',
+        join(dir, f.cert),
+        '--tls-key',
+        join(dir, f.key),
+        '--tls-bundle',
+        join(dir, f.bundle),
+        '--allow',
+        ADMIN,
+        '--node',
+        'a=127.0.0.1:1',
+        '--listen',
+        '127.0.0.1:0',
+        '--audit-db',
+        join(dir, 'unused.db'),
+      ],
+      { encoding: 'utf8', timeout: 30_000 },
+    );
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/^meshauth-relay: could not start: /m);
+    expect(r.stderr).toMatch(message);
+    expect(r.stderr + r.stdout).not.toMatch(/\n\s+at /);
   });
 
   it('serves its nodes from a node list file and stops on SIGTERM', async () => {

@@ -170,6 +170,60 @@ describe('Witness', () => {
     expect(w2.list(NODE_A).map((h) => h.note.split('\n')[1])).toEqual(['20']);
     store.close();
   });
+
+  it('refuses a head whose time is more than the allowed skew from the witness clock', () => {
+    const store = openStore('witness-skew');
+    const sink = new MemoryAuditSink();
+    const witness = new Witness({ sink, store, bundles, clock: fixedClock(T0 + 3_600_000) });
+    for (const atMs of [T0 + 3_600_000 - 300_001, T0 + 3_600_000 + 300_001]) {
+      const r = witness.submit(env(signHead(headOf(30, 1, atMs), a), a), NODE_A);
+      expect(r).toMatchObject({ accepted: false, reason: 'malformed' });
+      expect(!r.accepted && r.message).toMatch(/more than 300000 ms apart/);
+    }
+    expect(
+      witness.submit(env(signHead(headOf(30, 1, T0 + 3_600_000 - 300_000), a), a), NODE_A),
+    ).toMatchObject({
+      accepted: true,
+    });
+    expect(sink.events.filter((e) => e.type === 'head-witnessed')).toHaveLength(1);
+    store.close();
+  });
+
+  it("refuses a node's own head, and never takes heads it witnessed for others as that node's", () => {
+    const store = openStore('witness-self');
+    // node B's trail: B (local_id) witnessed node A's head at seq 20
+    const w1 = new Witness({
+      sink: sinkOf(store),
+      store,
+      bundles,
+      selfId: NODE_B,
+      clock: fixedClock(T0 + 5000),
+    });
+    expect(w1.submit(env(signHead(headOf(20), a), a), NODE_A).accepted).toBe(true);
+    const headOfB = (seq: number) => ({
+      ...headOf(seq),
+      origin: NODE_B.slice('spiffe://'.length),
+      node: 'node-b',
+    });
+    // B listing itself as its own witness: refused by name, not as a "replay" of A's seq 20
+    const self = w1.submit(env(signHead(headOfB(5), b), b), NODE_B);
+    expect(self).toMatchObject({ accepted: false, reason: 'not-allowed' });
+    expect(!self.accepted && self.message).toMatch(/its own audit head/);
+    // a witness whose own ID changed (new SVID path) still keys heads by the submitting node only
+    const w2 = new Witness({
+      sink: sinkOf(store),
+      store,
+      bundles,
+      selfId: NODE_A,
+      clock: fixedClock(T0 + 6000),
+    });
+    expect(w2.submit(env(signHead(headOfB(5), b), b), NODE_B)).toMatchObject({
+      accepted: true,
+      duplicate: false,
+    });
+    expect(w2.list(NODE_B).map((h) => h.note.split('\n')[1])).toEqual(['5']);
+    store.close();
+  });
 });
 
 function sinkOf(store: AuditStore) {

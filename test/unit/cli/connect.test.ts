@@ -1,6 +1,9 @@
-import { resolve } from 'node:path';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { socketPathOf, timeoutMsOf } from '../../../src/cli/connect.js';
+import { connect, hostPortOf, socketPathOf, timeoutMsOf } from '../../../src/cli/connect.js';
+import { DevCa } from '../../../src/identity/index.js';
 import type { CliIo } from '../../../src/cli/io.js';
 
 const io = (env: Record<string, string> = {}): CliIo => ({ env }) as unknown as CliIo;
@@ -21,6 +24,56 @@ describe('global connection options', () => {
       expect(() => timeoutMsOf({ timeout: bad }), bad).toThrow(
         expect.objectContaining({ exitCode: 2, message: expect.stringContaining('--timeout') }),
       );
+    }
+  });
+
+  it('refuses an --address or --relay that is not host:port with a port in 1..65535', () => {
+    expect(hostPortOf('--relay', 'relay.meshauth:4252')).toBe('relay.meshauth:4252');
+    expect(hostPortOf('--relay', '[::1]:4252')).toBe('[::1]:4252');
+    for (const bad of ['relay', 'relay:99999', 'relay:0', ':4252', 'a b:1'])
+      expect(() => connect({ relay: bad }, io()), bad).toThrow(
+        expect.objectContaining({
+          exitCode: 2,
+          message: expect.stringMatching(/^--relay .*expected host:port/),
+        }),
+      );
+  });
+
+  it('names the TLS file that is not PEM of the right kind, as a usage error', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'meshauth-cli-tls-'));
+    try {
+      const ca = await DevCa.create('cli.test');
+      const svid = await ca.issue('spiffe://cli.test/ops/admin');
+      const files = {
+        cert: join(dir, 'me.crt'),
+        key: join(dir, 'me.key'),
+        ca: join(dir, 'ca.pem'),
+        junk: join(dir, 'junk'),
+      };
+      writeFileSync(files.cert, svid.chainPem);
+      writeFileSync(files.key, svid.keyPem);
+      writeFileSync(files.ca, ca.caPem);
+      writeFileSync(files.junk, 'node-a\n');
+      const g = { relay: '127.0.0.1:4252', tlsCert: files.cert, tlsKey: files.key, tlsBundle: files.ca };
+      connect(g, io()).close();
+      for (const [flag, field, kind] of [
+        ['--tls-cert', 'tlsCert', 'certificate file'],
+        ['--tls-key', 'tlsKey', 'private key'],
+        ['--tls-bundle', 'tlsBundle', 'certificate file'],
+      ] as const) {
+        expect(() => connect({ ...g, [field]: files.junk }, io()), flag).toThrow(
+          expect.objectContaining({
+            exitCode: 2,
+            message: expect.stringContaining(`${flag} ${files.junk}: not a PEM ${kind}`),
+          }),
+        );
+      }
+      // a key where the certificate belongs
+      expect(() => connect({ ...g, tlsCert: files.key }, io())).toThrow(
+        /--tls-cert .*not a PEM certificate file/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

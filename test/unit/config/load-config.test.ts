@@ -15,6 +15,10 @@ inventory: { file: inventory.yaml }
 policy: { file: policy.yaml }
 `;
 
+const TCP_IDENTITY = `api:
+  tcp: { listen: "0.0.0.0:4251", allowedIds: ["spiffe://cluster.test/ops/admin"], identity: "spiffe://cluster.test/meshauth/node/node-a" }
+`;
+
 let n = 0;
 function writeConfig(text: string): string {
   const sub = join(dir, `c${n++}`);
@@ -308,6 +312,26 @@ describe('loadConfig: bad files', () => {
       'node name with capitals',
       MINIMAL.replace('node-a', 'Node_A'),
       'node: must be a node name of lower-case letters, digits, "-" and "." (got "Node_A")',
+    ],
+    [
+      'OTLP endpoint that is not a URL',
+      `${MINIMAL}audit: { otlpEndpoint: "collector 4318" }\n`,
+      'audit.otlpEndpoint: must be an http:// or https:// URL (got "collector 4318")',
+    ],
+    [
+      'OTLP endpoint of another scheme',
+      `${MINIMAL}audit: { otlpEndpoint: "grpc://collector:4317" }\n`,
+      'audit.otlpEndpoint: must be an http:// or https:// URL (got "grpc://collector:4317")',
+    ],
+    [
+      'witness listed twice',
+      `${MINIMAL}audit: { witnesses: ["10.0.0.2:4251", "10.0.0.2:4251"] }\n${TCP_IDENTITY}`,
+      'audit.witnesses[1]: 10.0.0.2:4251 is listed twice',
+    ],
+    [
+      'witnesses without the identity that signs the head',
+      `${MINIMAL}audit: { witnesses: ["10.0.0.2:4251"] }\n`,
+      'audit.witnesses: needs api.tcp.identity (the SVID that signs the audit head)',
     ],
   ];
   it.each(cases)('%s', (_name, text, expected) => {

@@ -75,6 +75,24 @@ describe('podToWorkload', () => {
     ).toMatchObject({ ok: false, reason: 'invalid-spiffe-id' });
   });
 
+  it('skips a pod claiming an address no pod can have (unspecified, loopback, multicast, broadcast)', () => {
+    for (const [bad, why] of [
+      ['0.0.0.0', 'unspecified'],
+      ['::', 'unspecified'],
+      ['127.0.0.1', 'loopback'],
+      ['::1', 'loopback'],
+      ['::ffff:127.0.0.1', 'loopback'],
+      ['224.0.0.1', 'multicast'],
+      ['ff02::1', 'multicast'],
+      ['255.255.255.255', 'broadcast'],
+    ])
+      expect(podToWorkload(pod({ ips: ['10.1.0.5', bad!] }), conv)).toEqual({
+        ok: false,
+        reason: 'malformed-ip',
+        detail: `${bad}: ${why} address`,
+      });
+  });
+
   it('checks templates for unknown placeholders', () => {
     expect(spiffeIdTemplateProblem(DEFAULT_SPIFFE_ID_TEMPLATE)).toBeUndefined();
     expect(spiffeIdTemplateProblem('spiffe://{trustDomain}/{sa}')).toMatch(/unknown placeholder \{sa\}/);
@@ -131,6 +149,38 @@ describe('nodeToInventoryNode', () => {
     expect(nodeToInventoryNode(node(ann), { addressType: 'InternalIP' })).toMatchObject({
       node: { podCIDRs: ['10.1.0.0/24', 'fd00:1::/64'] },
     });
+  });
+
+  it("skips a node whose address cannot be a node's, and survives non-string annotation values", () => {
+    for (const bad of ['0.0.0.0', '127.0.0.1', '::', 'ff02::1'])
+      expect(
+        nodeToInventoryNode(
+          { metadata: { name: 'x' }, status: { addresses: [{ type: 'InternalIP', address: bad }] } },
+          { addressType: 'InternalIP' },
+        ),
+      ).toMatchObject({ ok: false, reason: 'malformed-address', detail: expect.stringContaining(bad) });
+    const r = nodeToInventoryNode(
+      {
+        metadata: {
+          name: 'x',
+          annotations: {
+            'meshauth.io/wireguard-public-key': 42,
+            'meshauth.io/wireguard-port': 51820,
+            'meshauth.io/pod-cidrs': ['10.1.0.0/24'],
+          } as unknown as Record<string, string>,
+        },
+        status: { addresses: [{ type: 'InternalIP', address: '10.0.0.7' }] },
+      },
+      { addressType: 'InternalIP' },
+    );
+    expect(r.ok).toBe(true);
+    expect(r.ok && r.node).toMatchObject({ address: '10.0.0.7', podCIDRs: [] });
+    expect(r.ok && r.node.wireguardPublicKey).toBeUndefined();
+    expect(r.ok && r.problems.map((p) => p.field).sort()).toEqual([
+      'pod-cidrs',
+      'wireguard-port',
+      'wireguard-public-key',
+    ]);
   });
 
   it('skips a node without an address; leaves out malformed annotations with a reason', () => {

@@ -3,6 +3,7 @@ import type { EventMsg, EventPage, QueryEventsRequestMsg } from '../../../src/ap
 import {
   Relay,
   RelayTokenError,
+  decodeRelayToken,
   parseNodeList,
   type NodeApi,
   type RelayNode,
@@ -95,10 +96,69 @@ describe('Relay.queryEvents', () => {
     expect(p.nextPageToken).not.toBe('');
   });
 
+  it('pages a node named like an Object property, and a token naming __proto__ sets no prototype', async () => {
+    const a = Array.from({ length: 5 }, (_, i) => ev(i + 1, 1000 + i));
+    const relay = relayOver({ constructor: memoryNode(a), t: memoryNode(a) });
+    const seen: string[] = [];
+    let token = '';
+    do {
+      const p = await relay.queryEvents({ pageSize: 3, pageToken: token });
+      seen.push(...p.events.map((e) => `${e.origin}${e.seq}`));
+      token = p.nextPageToken;
+    } while (token && seen.length < 100);
+    expect(seen.sort()).toEqual(
+      [...a.map((e) => `constructor${e.seq}`), ...a.map((e) => `t${e.seq}`)].sort(),
+    );
+    const evil = `r1.${Buffer.from('{"__proto__":{"t":"s4"}}').toString('base64url')}`;
+    const cursors = decodeRelayToken(evil);
+    expect(Object.getPrototypeOf(cursors)).toBeNull();
+    expect(Object.keys(cursors)).toEqual(['__proto__']);
+    // node "t" is not steered by the prototype: it starts from its first event
+    const p = await relay.queryEvents({ pageSize: 10, pageToken: evil });
+    expect(p.events.filter((e) => e.origin === 't').map((e) => e.seq)).toEqual([1, 2, 3, 4, 5]);
+  });
+
   it('refuses a page token it did not issue', async () => {
     const relay = relayOver({ a: memoryNode([]) });
     await expect(relay.queryEvents({ pageToken: 's12' })).rejects.toBeInstanceOf(RelayTokenError);
     await expect(relay.queryEvents({ pageToken: 'r1.bm90LWpzb24' })).rejects.toBeInstanceOf(RelayTokenError);
+  });
+});
+
+describe('Relay.followEvents', () => {
+  it('stops reading a node that streams without end while the client does not read (bounded queue)', async () => {
+    const MAX = 20;
+    let produced = 0;
+    let reachedMax!: () => void;
+    const atMax = new Promise<void>((r) => (reachedMax = r));
+    const endless: NodeApi = {
+      ...memoryNode([]),
+      followEvents: () =>
+        (async function* () {
+          for (;;) {
+            produced++;
+            if (produced === MAX) reachedMax();
+            yield ev(produced, produced);
+            await new Promise<void>((r) => setImmediate(r));
+          }
+        })(),
+    };
+    const nodes: RelayNode[] = [{ name: 'endless', address: 'endless:4251' }];
+    const relay = new Relay({ nodes: () => nodes, connect: () => endless, followQueueMax: MAX });
+    const ctl = new AbortController();
+    const follow = relay.followEvents(undefined, ctl.signal);
+    expect((await follow.next()).value).toMatchObject({ seq: 1, origin: 'endless' });
+    await atMax;
+    // settle points: each event the node writes takes one macrotask; 200 of them pass here
+    for (let i = 0; i < 200; i++) await new Promise<void>((r) => setImmediate(r));
+    expect(produced).toBeLessThanOrEqual(MAX + 1);
+    // the client reading drains the queue and the node is read again, in order, without loss
+    const seqs: number[] = [];
+    for (let i = 0; i < 3 * MAX; i++) seqs.push((await follow.next()).value!.seq);
+    expect(seqs).toEqual(Array.from({ length: 3 * MAX }, (_, i) => i + 2));
+    ctl.abort();
+    await follow.return(undefined);
+    relay.close();
   });
 });
 
@@ -113,5 +173,10 @@ describe('parseNodeList', () => {
     ]);
     expect(() => parseNodeList('a=host')).toThrow(/name=host:port/);
     expect(() => parseNodeList('a=h:1\na=h:2')).toThrow(/twice/);
+    expect(() => parseNodeList('a=h:99999')).toThrow(/port 99999 is not in 1\.\.65535/);
+    expect(() => parseNodeList('a=h:0')).toThrow(/port 0 is not in/);
+    expect(() => parseNodeList('a=h:1=spiffe://UPPER.td/n')).toThrow(
+      /"a=h:1=spiffe:\/\/UPPER.td\/n".*SPIFFE ID/,
+    );
   });
 });
