@@ -50,7 +50,9 @@ describe('two nodes in channel mode', () => {
     expect(r, summarize(cluster.logs('node-a'))).toMatchObject({ ok: true, reply: 'ok db' });
     const after = cluster.counters('node-a');
     expect(after['drop_auth_missing']! - before['drop_auth_missing']!).toBeGreaterThanOrEqual(1);
-    expect(cluster.logs('node-a', 'auth_succeeded')).toHaveLength(1);
+    await expect
+      .poll(() => cluster.logs('node-a', 'auth_succeeded').length, { timeout: 5_000, interval: 50 })
+      .toBe(1);
     await expect.poll(() => cluster.logs('node-b', 'server_auth_succeeded').length).toBe(1);
     expect(cluster.authEntries('node-a')).toHaveLength(1);
     expect(cluster.authEntries('node-b')).toHaveLength(1);

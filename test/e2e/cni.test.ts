@@ -75,8 +75,12 @@ describe.skipIf(!binDir || !isPrivileged()).each<CniPlugin>(['bridge', 'ptp'])(
       // and one handshake for all of them
       expect(after['signal_sent']! - before['signal_sent']!).toBeGreaterThanOrEqual(1);
       expect(after['pass_authenticated']!).toBeGreaterThan(before['pass_authenticated']!);
-      expect(cluster.logs('node-a', 'auth_succeeded')).toHaveLength(1);
-      expect(cluster.logs('node-b', 'server_auth_succeeded')).toHaveLength(1);
+      await expect
+        .poll(() => cluster.logs('node-a', 'auth_succeeded').length, { timeout: 5_000, interval: 50 })
+        .toBe(1);
+      await expect
+        .poll(() => cluster.logs('node-b', 'server_auth_succeeded').length, { timeout: 5_000, interval: 50 })
+        .toBe(1);
       expect(cluster.authEntries('node-a')).toHaveLength(1);
       expect(cluster.authEntries('node-b')).toHaveLength(1);
       // node-b's ingress program saw the pair only once it was authenticated

@@ -190,8 +190,12 @@ describe.skipIf(!bin || !isPrivileged())('two nodes in Kubernetes mode against a
     // (one signal per throttle window while SYNs are dropped; the handshake runs once)
     expect(delta(before.a, after.a, 'signal_sent')).toBeGreaterThanOrEqual(1);
     expect(delta(before.a, after.a, 'pass_authenticated')).toBeGreaterThan(0);
-    expect(cluster.logs('node-a', 'auth_succeeded')).toHaveLength(1);
-    expect(cluster.logs('node-b', 'server_auth_succeeded')).toHaveLength(1);
+    await expect
+      .poll(() => cluster.logs('node-a', 'auth_succeeded').length, { timeout: 5_000, interval: 50 })
+      .toBe(1);
+    await expect
+      .poll(() => cluster.logs('node-b', 'server_auth_succeeded').length, { timeout: 5_000, interval: 50 })
+      .toBe(1);
     expect(cluster.logs('node-b', 'auth_succeeded')).toHaveLength(0);
     expect(cluster.authEntries('node-a')).toHaveLength(1);
     expect(cluster.authEntries('node-b')).toHaveLength(1);

@@ -37,9 +37,13 @@ describe('two nodes, one meshauthd each', () => {
     expect(after['signal_sent']! - before['signal_sent']!).toBe(1);
     expect(after['pass_authenticated']!).toBeGreaterThan(before['pass_authenticated']!);
     // One handshake: node-a was the client, node-b the server.
-    expect(cluster.logs('node-a', 'auth_succeeded')).toHaveLength(1);
+    await expect
+      .poll(() => cluster.logs('node-a', 'auth_succeeded').length, { timeout: 5_000, interval: 50 })
+      .toBe(1);
     expect(cluster.logs('node-b', 'auth_succeeded')).toHaveLength(0);
-    expect(cluster.logs('node-b', 'server_auth_succeeded')).toHaveLength(1);
+    await expect
+      .poll(() => cluster.logs('node-b', 'server_auth_succeeded').length, { timeout: 5_000, interval: 50 })
+      .toBe(1);
     // Entries on both nodes, with the same expiry horizon.
     expect(cluster.authEntries('node-a')).toHaveLength(1);
     expect(cluster.authEntries('node-b')).toHaveLength(1);
@@ -58,7 +62,9 @@ describe('two nodes, one meshauthd each', () => {
     const after = cluster.counters('node-a');
     expect(after['signal_sent']).toBe(before['signal_sent']);
     expect(after['pass_no_policy']!).toBeGreaterThan(before['pass_no_policy']!);
-    expect(cluster.logs('node-a', 'auth_succeeded')).toHaveLength(1);
+    await expect
+      .poll(() => cluster.logs('node-a', 'auth_succeeded').length, { timeout: 5_000, interval: 50 })
+      .toBe(1);
   });
 
   it('keeps live entries working while the peer daemon is killed and restarted', async () => {
