@@ -469,13 +469,23 @@ describe('cluster-wide audit on three nodes with the relay in its own namespace'
     );
     const rebuilt = join(dir, 'node-a-rebuilt.db');
     const s = AuditStore.open({ path: rebuilt });
-    s.append(
-      rows.map((r) =>
+    s.append([
+      ...rows.map((r): AuditEventInput =>
         r.seq === target.seq
           ? { ...asInput(r), type: 'handshake-failed', outcome: 'failure', reason: 'timeout' }
           : asInput(r),
       ),
-    );
+      // and a failed retry after it, to go with the story: the rewritten trail is one row longer,
+      // so no head of it shares a seq with a head witnessed before (two signed heads for one seq
+      // would be reported as a fork there rather than as the rewrite)
+      {
+        ...asInput(target),
+        type: 'handshake-failed',
+        outcome: 'failure',
+        reason: 'timeout',
+        atMs: Date.now(),
+      },
+    ]);
     s.close();
     for (const ext of ['-wal', '-shm']) rmSync(trail('node-a') + ext, { force: true });
     renameSync(rebuilt, trail('node-a'));
@@ -496,6 +506,21 @@ describe('cluster-wide audit on three nodes with the relay in its own namespace'
     const [from, to] = bad.report.problem!.range!;
     expect(from).toBeLessThanOrEqual(target.seq);
     expect(to).toBe(firstDivergent);
+    // the operator's text report says the same
+    const text = cli([
+      'audit',
+      'verify',
+      '--db',
+      trail('node-a'),
+      '--node-id',
+      SELF['node-a'],
+      '--witnesses',
+      witnessesOf('node-a')
+        .map((w) => w.address)
+        .join(','),
+    ]);
+    expect(text.status).toBe(1);
+    expect(text.stdout).toContain(`first divergent seq ${firstDivergent} (rewritten)`);
     // the honest nodes' trails still verify against the same witnesses
     const b = verify('node-b', trail('node-b'));
     expect(b.status, b.stdout + b.stderr).toBe(0);
