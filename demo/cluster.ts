@@ -63,6 +63,8 @@ export interface ClusterOptions {
    * Default: all of root's.
    */
   capabilities?: readonly string[];
+  /** Extra environment of a node's meshauthd (set with env(1) inside the namespace), e.g. LD_PRELOAD. */
+  daemonEnv?: (node: string) => Record<string, string> | undefined;
 }
 
 export interface LogLine {
@@ -251,7 +253,14 @@ export class Cluster {
 
   /** Starts meshauthd inside the node namespace and waits until it logs that it is ready. */
   async start(node: string, timeoutMs = 30_000): Promise<DaemonHandle> {
-    const daemon = ['node', join(DIST, 'src/cmd/meshauthd.js'), '--config', this.configPath(node)];
+    const env = Object.entries(this.opts.daemonEnv?.(node) ?? {}).map(([k, v]) => `${k}=${v}`);
+    const daemon = [
+      ...(env.length > 0 ? ['env', ...env] : []),
+      'node',
+      join(DIST, 'src/cmd/meshauthd.js'),
+      '--config',
+      this.configPath(node),
+    ];
     const caps = this.opts.capabilities;
     const [cmd, ...args] = caps
       ? [

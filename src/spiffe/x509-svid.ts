@@ -7,6 +7,7 @@ import {
   parseCertificates,
   type ParsedCertificate,
 } from './certificate.js';
+import { systemClock } from '../time.js';
 import { X509SvidError, type X509SvidReason } from './errors.js';
 import { parseSpiffeId, type SpiffeId } from './id.js';
 import { validatePath, X509_V, type CertRef, type PathResult } from './openssl.js';
@@ -214,7 +215,7 @@ export function verifyX509Svid(
   bundles: TrustBundles,
   opts: VerifyX509SvidOptions = {},
 ): VerifiedX509Svid {
-  const now = opts.now ?? new Date();
+  const now = opts.now ?? new Date(systemClock.now());
   const maxLen = opts.maxChainLength ?? 8;
   let ders: readonly Buffer[];
   if (Buffer.isBuffer(chainInput)) {

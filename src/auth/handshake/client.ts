@@ -1,6 +1,7 @@
 import { connect, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { silentLogger } from '../../log.js';
+import { systemClock } from '../../time.js';
 import {
   MESHAUTH_ALPN,
   MESHAUTH_TLS_VERSION,
@@ -73,7 +74,7 @@ export class HandshakeClient {
   constructor(private readonly opts: HandshakeClientOptions) {
     if (!(opts.maxEntryTtlMs > 0)) throw new RangeError('handshake client: maxEntryTtlMs must be > 0');
     if (!(opts.timeoutMs > 0)) throw new RangeError('handshake client: timeoutMs must be > 0');
-    this.now = opts.now ?? Date.now;
+    this.now = opts.now ?? systemClock.now;
     this.logger = (opts.logger ?? silentLogger()).child({ component: 'handshake-client' });
   }
 

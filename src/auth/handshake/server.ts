@@ -115,7 +115,7 @@ export class HandshakeServer {
     validateLimits(this.limits);
     if (!(opts.maxEntryTtlMs > 0)) throw new RangeError('handshake server: maxEntryTtlMs must be > 0');
     this.logger = (opts.logger ?? silentLogger()).child({ component: 'handshake-server' });
-    this.now = opts.now ?? Date.now;
+    this.now = opts.now ?? systemClock.now;
     this.clock = opts.clock ?? systemClock;
     this.limiter = new TokenBucketLimiter({
       ratePerSec: this.limits.perPeerRatePerSec,

@@ -177,7 +177,12 @@ describe('verification failures never write an entry', () => {
 
   it('server refuses a client SVID from an untrusted CA (svid-untrusted) and says so', async () => {
     const s = await server(new StaticIdentity(pki.bundles).add(db), [DB]);
-    const client = makeClient(new StaticIdentity(pki.bundles).add(rogueWeb));
+    // The client trusts the rogue CA too (else it refuses its own SVID before the server sees it,
+    // reason bundle-revoked); the server does not.
+    const both = new Map([
+      ['demo.local', [...pki.bundles.get('demo.local')!, ...rogue.bundles.get('demo.local')!]],
+    ]);
+    const client = makeClient(new StaticIdentity(both).add(rogueWeb));
     const e = await failure(client.authenticate(request(s.port)));
     expect(e.reason).toBe('peer-rejected');
     expect(e.details['peerReason']).toBe('svid-untrusted');
