@@ -116,9 +116,15 @@ export async function runDatapathBench(opts: DatapathBenchOptions): Promise<Data
       { n: 2, name: 'hit@ipcache', description: 'hit packet, stop after the two ipcache lookups' },
       { n: 3, name: 'hit@policy', description: 'hit packet, stop after the policy lookup' },
       { n: 4, name: 'hit@auth', description: 'hit packet, stop after the auth lookup (no counter)' },
+      { n: 5, name: 'hit@cache', description: 'hit packet, verdict-cache hit, stop before the clock' },
     ].filter((st) => existsSync(join(bpfDir, `bench_stage_${st.n}.bpf.o`)));
     for (const st of stages)
       stageObjects.push(BpfObject.load(join(bpfDir, `bench_stage_${st.n}.bpf.o`), { pinDir }));
+    // The program whose verdict cache never hits (MA_BENCH_CACHE_MISS): every packet of a flow
+    // costs what it costs when two flows alternate on one CPU.
+    const cacheMissPath = join(bpfDir, 'bench_cache_miss.bpf.o');
+    const cacheMiss = existsSync(cacheMissPath) ? BpfObject.load(cacheMissPath, { pinDir }) : undefined;
+    if (cacheMiss) stageObjects.push(cacheMiss);
     const cases: Array<{ name: string; description: string; fd: number; data: Buffer; expect: number }> = [
       {
         name: 'empty',
@@ -152,14 +158,25 @@ export async function runDatapathBench(opts: DatapathBenchOptions): Promise<Data
       },
       {
         name: 'hit',
-        description: 'IPv4 required pair, live entry: pass_authenticated',
+        description: 'IPv4 required pair, live entry: pass_authenticated (steady flow: cache hit)',
         fd: tcEgress,
         data: hitPacket,
         expect: -1,
       },
+      ...(cacheMiss
+        ? [
+            {
+              name: 'hit-uncached',
+              description: 'the same, verdict cache never hits (flows alternating on a CPU)',
+              fd: cacheMiss.programFd(wire.PROGRAMS.tcEgress),
+              data: hitPacket,
+              expect: -1,
+            },
+          ]
+        : []),
       {
         name: 'hit-ipv6',
-        description: 'IPv6 required pair, live entry: pass_authenticated',
+        description: 'IPv6 required pair, live entry: pass_authenticated (cache hit)',
         fd: tcEgress,
         data: buildTcpSyn({ src: 'fd00:1::1', dst: 'fd00:2::7' }),
         expect: -1,
