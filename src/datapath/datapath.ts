@@ -204,7 +204,7 @@ export class KernelAuthMap implements AuthMap {
   constructor(
     private readonly map: BpfMap<AuthKey, { expiryBootNs: bigint }>,
     private readonly clocks: Clocks,
-    private readonly changed: () => void = () => {},
+    private readonly changed: () => void,
   ) {}
 
   lookup(key: AuthKey): AuthValue | undefined {
