@@ -115,8 +115,9 @@ struct {
 } ma_generation SEC(".maps");
 
 /*
- * Per-CPU verdict cache: per program, the last flow that passed as pass_authenticated on this CPU,
- * with the auth entry's expiry and the generation read before the lookups that gave the verdict.
+ * Per-CPU verdict cache: per program, 256 slots, each keeping the last flow hashed to it that
+ * passed as pass_authenticated on this CPU, with the auth entry's expiry and the generation read
+ * before the lookups that gave the verdict.
  * A packet of the same flow while the generation is unchanged skips the ipcache, policy and auth
  * lookups, but still reads the clock and compares the expiry: a cached entry is never honoured past
  * its expiry, and an expired one goes the full way (drop_auth_expired, signal).
@@ -203,6 +204,17 @@ static __always_inline struct ma_ipcache_value *lookup_ipcache(const __u8 *addr)
 #define MA_BARRIER() asm volatile("" ::: "memory")
 #define MA_READ_ONCE(x) (*(volatile typeof(x) *)&(x))
 #define MA_WRITE_ONCE(x, v) (*(volatile typeof(x) *)&(x) = (v))
+
+/* Slot of a flow within its program's slots: a multiplicative hash of the key's 32-bit words
+ * (little-endian); src/datapath/wire.ts flowCacheIndex computes the same. */
+static __always_inline __u32 flow_hash(const struct ma_flow_key *k)
+{
+	const __u32 *w = (const __u32 *)k;
+	__u32 s = w[0] ^ w[1] ^ w[2] ^ w[3], d = w[4] ^ w[5] ^ w[6] ^ w[7];
+	__u32 h = (s * 0x9e3779b1U) ^ d ^ (w[8] * 0x85ebca77U);
+
+	return (h * 0x9e3779b1U) >> (32 - MA_FLOW_CACHE_BITS);
+}
 
 static __always_inline int flow_eq(const struct ma_flow_key *a, const struct ma_flow_key *b)
 {
@@ -362,8 +374,9 @@ static __always_inline int decide(struct __sk_buff *skb, enum ma_semantics sem, 
 		fk.ifindex = skb->ingress_ifindex;
 	genp = bpf_map_lookup_elem(&ma_generation, &zero);
 	gen = genp ? MA_READ_ONCE(*genp) : 0;
-	slot_idx = is_tc ? (sem == MA_SEM_EGRESS ? MA_SLOT_TC_EGRESS : MA_SLOT_TC_INGRESS)
-			 : (sem == MA_SEM_EGRESS ? MA_SLOT_CGROUP_EGRESS : MA_SLOT_CGROUP_INGRESS);
+	slot_idx = is_tc ? (sem == MA_SEM_EGRESS ? MA_PROG_TC_EGRESS : MA_PROG_TC_INGRESS)
+			 : (sem == MA_SEM_EGRESS ? MA_PROG_CGROUP_EGRESS : MA_PROG_CGROUP_INGRESS);
+	slot_idx = (slot_idx << MA_FLOW_CACHE_BITS) | flow_hash(&fk);
 	slot = bpf_map_lookup_elem(&ma_flow_cache, &slot_idx);
 	if (slot && cache_hit(slot, &fk, gen, &expiry)) {
 		MA_BENCH_STOP(5, expiry != 0);

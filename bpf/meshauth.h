@@ -90,12 +90,16 @@ struct ma_flow_cache_slot {
 	struct ma_flow_key key;
 };
 
-/* ma_flow_cache slots, one per program. */
-#define MA_SLOT_TC_EGRESS 0
-#define MA_SLOT_TC_INGRESS 1
-#define MA_SLOT_CGROUP_EGRESS 2
-#define MA_SLOT_CGROUP_INGRESS 3
-#define MA_FLOW_CACHE_SLOTS 4
+/*
+ * ma_flow_cache: per program, 2^MA_FLOW_CACHE_BITS slots (direct-mapped by a hash of the flow key,
+ * mirrored in src/datapath/wire.ts flowCacheIndex); slot index = program * 2^bits + hash.
+ */
+#define MA_PROG_TC_EGRESS 0
+#define MA_PROG_TC_INGRESS 1
+#define MA_PROG_CGROUP_EGRESS 2
+#define MA_PROG_CGROUP_INGRESS 3
+#define MA_FLOW_CACHE_BITS 8
+#define MA_FLOW_CACHE_SLOTS (4 << MA_FLOW_CACHE_BITS)
 
 /* ipcache value (ma_ipcache and ma_hosts); mirrored in src/datapath/wire.ts (8 bytes). node_id 0 = this node. */
 struct ma_ipcache_value {

@@ -50,7 +50,8 @@ import {
   DEFAULT_HZ,
   DEFAULT_SYN_RTO_MS,
   FLAG_STRICT_WIREGUARD,
-  FLOW_CACHE_SLOTS,
+  FLOW_CACHE_PROGRAMS,
+  flowCacheIndex,
   hostKey,
   ipcacheKey,
   ipcacheValue,
@@ -63,6 +64,7 @@ import {
   type Codec,
   type WireConfig,
   type WireFlowCacheSlot,
+  type WireFlowKey,
 } from './wire.js';
 import { parseCidr, formatCidr } from './cidr.js';
 
@@ -399,12 +401,12 @@ export class Datapath {
   }
 
   /**
-   * The verdict-cache slot of an skb program on every possible CPU (index = CPU number), for
-   * inspection and tests.
+   * The verdict-cache slot that a flow of an skb program maps to, on every possible CPU (array
+   * index = CPU number), for inspection and tests. The slot may hold another flow (key).
    */
-  flowCache(program: keyof typeof FLOW_CACHE_SLOTS): WireFlowCacheSlot[] {
+  flowCache(program: keyof typeof FLOW_CACHE_PROGRAMS, flow: WireFlowKey): WireFlowCacheSlot[] {
     this.object('read flow cache');
-    return this.flowCacheMap.lookup(FLOW_CACHE_SLOTS[program]);
+    return this.flowCacheMap.lookup(flowCacheIndex(program, flow));
   }
 
   /** Runs `write` and writes a new generation afterwards, whether or not it threw. */

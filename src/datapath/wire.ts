@@ -204,13 +204,29 @@ export const flowCacheSlot: Codec<WireFlowCacheSlot> = checked(
   }),
 );
 
-/** ma_flow_cache slot index of each skb program (MA_SLOT_*). */
-export const FLOW_CACHE_SLOTS = {
+/** Program number of each skb program in ma_flow_cache (MA_PROG_*). */
+export const FLOW_CACHE_PROGRAMS = {
   tcEgress: 0,
   tcIngress: 1,
   cgroupEgress: 2,
   cgroupIngress: 3,
 } as const;
+
+/** Slots per program in ma_flow_cache: 2^MA_FLOW_CACHE_BITS. */
+export const FLOW_CACHE_BITS = 8;
+
+/**
+ * ma_flow_cache index of a flow's slot for `program`: program * 2^FLOW_CACHE_BITS + flow_hash(key),
+ * the hash of bpf/meshauth.bpf.c (u32 arithmetic over the key's little-endian 32-bit words).
+ */
+export function flowCacheIndex(program: keyof typeof FLOW_CACHE_PROGRAMS, key: WireFlowKey): number {
+  const w = (b: Buffer, i: number): number => b.readUInt32LE(i * 4);
+  const s = (w(key.src, 0) ^ w(key.src, 1) ^ w(key.src, 2) ^ w(key.src, 3)) >>> 0;
+  const d = (w(key.dst, 0) ^ w(key.dst, 1) ^ w(key.dst, 2) ^ w(key.dst, 3)) >>> 0;
+  const h = (Math.imul(s, 0x9e3779b1) ^ d ^ Math.imul(key.ifindex, 0x85ebca77)) >>> 0;
+  const slot = Math.imul(h, 0x9e3779b1) >>> (32 - FLOW_CACHE_BITS);
+  return (FLOW_CACHE_PROGRAMS[program] << FLOW_CACHE_BITS) | slot;
+}
 
 /** ma_generation value (8 bytes): u64, 0 = verdict cache off. */
 export const u64Value: Codec<bigint> = checked(
@@ -349,7 +365,7 @@ export const MAPS = {
   counters: { name: 'ma_counters', maxEntries: VERDICT_NAMES.length },
   config: { name: 'ma_config', maxEntries: 1 },
   generation: { name: 'ma_generation', maxEntries: 1 },
-  flowCache: { name: 'ma_flow_cache', maxEntries: 4 },
+  flowCache: { name: 'ma_flow_cache', maxEntries: 4 << 8 },
 } as const;
 
 /** Program names of bpf/meshauth.bpf.c. */

@@ -82,24 +82,31 @@ describe.skipIf(!isPrivileged() || !VERDICT_CACHE_SUPPORTED)('verdict cache (BPF
     dp.resetCounters();
   });
 
-  type Program = keyof typeof wire.FLOW_CACHE_SLOTS;
+  type Program = keyof typeof wire.FLOW_CACHE_PROGRAMS;
+  /** The flows of the test packets as the programs key them. */
+  const EGRESS_FLOW: wire.WireFlowKey = { src: mapped(LOCAL), dst: mapped(REMOTE), ifindex: 0 };
+  const INGRESS_FLOW: wire.WireFlowKey = { src: mapped(REMOTE), dst: mapped(LOCAL), ifindex: 3 };
 
-  /** Copies the one filled slot of `program` to every CPU (optionally changed). */
-  function spread(program: Program, change: Partial<wire.WireFlowCacheSlot> = {}): wire.WireFlowCacheSlot {
+  /** Copies the flow's slot, filled on one CPU, to every CPU (optionally changed). */
+  function spread(
+    program: Program,
+    flow: wire.WireFlowKey,
+    change: Partial<wire.WireFlowCacheSlot> = {},
+  ): wire.WireFlowCacheSlot {
     const gen = dp.generation();
-    const filled = dp.flowCache(program).filter((s) => s.generation === gen && s.seq % 2n === 0n);
+    const filled = dp.flowCache(program, flow).filter((s) => s.generation === gen && s.seq % 2n === 0n);
     expect(filled.length, 'slots written under the current generation').toBeGreaterThanOrEqual(1);
     const slot = { ...filled[0]!, ...change };
-    put(program, slot);
+    put(program, flow, slot);
     return slot;
   }
 
-  /** Writes `slot` as every CPU's copy of the program's slot. */
-  function put(program: Program, slot: wire.WireFlowCacheSlot): void {
+  /** Writes `slot` as every CPU's copy of the slot that `flow` maps to. */
+  function put(program: Program, flow: wire.WireFlowKey, slot: wire.WireFlowCacheSlot): void {
     const value = Buffer.concat(
       Array.from({ length: numPossibleCpus() }, () => wire.flowCacheSlot.encode(slot)),
     );
-    const key = wire.u32Key.encode(wire.FLOW_CACHE_SLOTS[program]);
+    const key = wire.u32Key.encode(wire.flowCacheIndex(program, flow));
     expect(lib().bpf_map_update_elem(cacheFd, key, value, 0n)).toBe(0);
   }
 
@@ -116,23 +123,32 @@ describe.skipIf(!isPrivileged() || !VERDICT_CACHE_SUPPORTED)('verdict cache (BPF
 
   it('keeps the flow, the entry expiry and the generation of an authenticated packet', () => {
     expect(run(wire.PROGRAMS.tcEgress, LOCAL, REMOTE)).toBe(TC_ACT_UNSPEC);
-    const filled = dp.flowCache('tcEgress').filter((s) => s.generation === dp.generation());
+    // found where the user-space mirror of the slot hash says
+    const filled = dp.flowCache('tcEgress', EGRESS_FLOW).filter((s) => s.generation === dp.generation());
     expect(filled).toHaveLength(1);
     const s = filled[0]!;
     expect(s.generation).toBe(dp.generation());
     expect(s.expiryBootNs).toBe(dp.auth.lookupBootNs(KEY));
     expect(s.seq % 2n).toBe(0n);
-    expect(s.key).toEqual({ src: mapped(LOCAL), dst: mapped(REMOTE), ifindex: 0 });
+    expect(s.key).toEqual(EGRESS_FLOW);
     // ingress semantics key the interface too; other programs have their own slot
     expect(run(wire.PROGRAMS.tcIngress, REMOTE, LOCAL, 3)).toBe(TC_ACT_UNSPEC);
-    const ingress = dp.flowCache('tcIngress').filter((x) => x.generation === dp.generation());
-    expect(ingress.map((x) => x.key)).toEqual([{ src: mapped(REMOTE), dst: mapped(LOCAL), ifindex: 3 }]);
-    expect(dp.flowCache('cgroupEgress').every((x) => x.generation === 0n)).toBe(true);
+    const ingress = dp.flowCache('tcIngress', INGRESS_FLOW).filter((x) => x.generation === dp.generation());
+    expect(ingress.map((x) => x.key)).toEqual([INGRESS_FLOW]);
+    expect(dp.flowCache('cgroupEgress', EGRESS_FLOW).every((x) => x.generation === 0n)).toBe(true);
+    // distinct flows spread over the slots of a program
+    const slots = new Set(
+      Array.from({ length: 64 }, (_x, i) =>
+        wire.flowCacheIndex('tcEgress', { ...EGRESS_FLOW, dst: mapped(`10.2.0.${i + 1}`) }),
+      ),
+    );
+    expect(slots.size).toBeGreaterThan(48);
+    expect([...slots].every((i) => i >= 0 && i < 1 << wire.FLOW_CACHE_BITS)).toBe(true);
   });
 
   it('serves a cached verdict while the generation stands, and not after a new one', () => {
     expect(run(wire.PROGRAMS.tcEgress, LOCAL, REMOTE)).toBe(TC_ACT_UNSPEC);
-    spread('tcEgress');
+    spread('tcEgress', EGRESS_FLOW);
     deleteAuthRaw();
     dp.resetCounters();
     // the cache answers for the deleted entry: this is what the generation is for
@@ -153,30 +169,30 @@ describe.skipIf(!isPrivileged() || !VERDICT_CACHE_SUPPORTED)('verdict cache (BPF
 
   it('never hits a slot that is being written (odd seq) or of another flow', () => {
     expect(run(wire.PROGRAMS.cgroupEgress, LOCAL, REMOTE)).toBe(CG_ALLOW);
-    const s = spread('cgroupEgress', {});
-    spread('cgroupEgress', { seq: s.seq + 1n });
+    const s = spread('cgroupEgress', EGRESS_FLOW);
+    spread('cgroupEgress', EGRESS_FLOW, { seq: s.seq + 1n });
     deleteAuthRaw();
     dp.resetCounters();
     expect(run(wire.PROGRAMS.cgroupEgress, LOCAL, REMOTE)).toBe(0);
     expect(dp.counters()).toEqual({ ...zero(), drop_auth_missing: 1n, signal_sent: 1n });
-    // a live slot of the same pair's reverse flow is another key
+    // a live slot holding the same pair's reverse flow (where this flow's slot is) is another key
     dp.auth.update(KEY, { expiresAtMs: Date.now() + 600_000 });
-    put('cgroupEgress', {
+    put('cgroupEgress', EGRESS_FLOW, {
       seq: 0n,
       generation: dp.generation(),
       expiryBootNs: bootNowNs() + 600_000_000_000n,
-      key: { src: mapped(REMOTE), dst: mapped(LOCAL), ifindex: 0 },
+      key: { ...EGRESS_FLOW, src: EGRESS_FLOW.dst, dst: EGRESS_FLOW.src },
     });
     deleteAuthRaw();
     dp.resetCounters();
     expect(run(wire.PROGRAMS.cgroupEgress, LOCAL, REMOTE)).toBe(0);
     expect(dp.counters()).toEqual({ ...zero(), drop_auth_missing: 1n, signal_throttled: 1n });
     // and the same slot with the flow's own key is served
-    put('cgroupEgress', {
+    put('cgroupEgress', EGRESS_FLOW, {
       seq: 0n,
       generation: dp.generation(),
       expiryBootNs: bootNowNs() + 600_000_000_000n,
-      key: { src: mapped(LOCAL), dst: mapped(REMOTE), ifindex: 0 },
+      key: EGRESS_FLOW,
     });
     expect(run(wire.PROGRAMS.cgroupEgress, LOCAL, REMOTE)).toBe(CG_ALLOW);
   });
@@ -185,7 +201,7 @@ describe.skipIf(!isPrivileged() || !VERDICT_CACHE_SUPPORTED)('verdict cache (BPF
     const expiry = bootNowNs() + 30_000_000n;
     dp.auth.updateBootNs(KEY, expiry);
     expect(run(wire.PROGRAMS.tcEgress, LOCAL, REMOTE)).toBe(TC_ACT_UNSPEC);
-    const slot = spread('tcEgress');
+    const slot = spread('tcEgress', EGRESS_FLOW);
     expect(slot.expiryBootNs).toBe(expiry);
     const gen = dp.generation();
     while (bootNowNs() <= expiry) await new Promise((r) => setTimeout(r, 5));
@@ -257,7 +273,7 @@ describe.skipIf(!isPrivileged() || !VERDICT_CACHE_SUPPORTED)('verdict cache (BPF
     '%s ends with a new generation: the next packet gets the new verdict',
     (_name, change, want) => {
       expect(run(wire.PROGRAMS.tcEgress, LOCAL, REMOTE)).toBe(TC_ACT_UNSPEC);
-      spread('tcEgress');
+      spread('tcEgress', EGRESS_FLOW);
       const gen = dp.generation();
       change();
       expect(dp.generation()).not.toBe(gen);
@@ -269,7 +285,7 @@ describe.skipIf(!isPrivileged() || !VERDICT_CACHE_SUPPORTED)('verdict cache (BPF
 
   it('setSettings ends with a new generation (strict WireGuard mode applies to a cached flow)', () => {
     expect(run(wire.PROGRAMS.tcIngress, REMOTE, LOCAL, 3)).toBe(TC_ACT_UNSPEC);
-    spread('tcIngress');
+    spread('tcIngress', INGRESS_FLOW);
     const gen = dp.generation();
     dp.setSettings({ signalThrottleMs: 600_000, wireguardIfindex: WG_IFINDEX, strictWireguard: true });
     expect(dp.generation()).not.toBe(gen);

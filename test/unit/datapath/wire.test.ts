@@ -112,7 +112,17 @@ describe('wire codecs mirror bpf/meshauth.h', () => {
       wire.flowCacheSlot.encode({ ...slot, key: { src: Buffer.alloc(4), dst, ifindex: 0 } }),
     ).toThrow(DatapathInputError);
     expect(() => wire.flowCacheSlot.decode(Buffer.alloc(63))).toThrow(DatapathInputError);
-    expect(wire.FLOW_CACHE_SLOTS).toEqual({ tcEgress: 0, tcIngress: 1, cgroupEgress: 2, cgroupIngress: 3 });
+    expect(wire.FLOW_CACHE_PROGRAMS).toEqual({
+      tcEgress: 0,
+      tcIngress: 1,
+      cgroupEgress: 2,
+      cgroupIngress: 3,
+    });
+    // program p's slots are p * 2^bits .. (p + 1) * 2^bits - 1
+    const key = { src, dst, ifindex: 0 };
+    expect(wire.flowCacheIndex('cgroupIngress', key) >> wire.FLOW_CACHE_BITS).toBe(3);
+    expect(wire.flowCacheIndex('tcEgress', key) >> wire.FLOW_CACHE_BITS).toBe(0);
+    expect(wire.flowCacheIndex('tcIngress', key) & 0xff).toBe(wire.flowCacheIndex('tcEgress', key));
   });
 
   it('keep existing verdict indexes and append new verdicts last', () => {
