@@ -120,8 +120,9 @@ export async function runDatapathBench(opts: DatapathBenchOptions): Promise<Data
     ].filter((st) => existsSync(join(bpfDir, `bench_stage_${st.n}.bpf.o`)));
     for (const st of stages)
       stageObjects.push(BpfObject.load(join(bpfDir, `bench_stage_${st.n}.bpf.o`), { pinDir }));
-    // The program whose verdict cache never hits (MA_BENCH_CACHE_MISS): every packet of a flow
-    // costs what it costs when two flows alternate on one CPU.
+    // The program whose verdict cache never hits (MA_BENCH_CACHE_MISS): every packet costs what a
+    // flow's first packet after a map change costs, or a packet of two flows that share a slot
+    // and alternate on one CPU.
     const cacheMissPath = join(bpfDir, 'bench_cache_miss.bpf.o');
     const cacheMiss = existsSync(cacheMissPath) ? BpfObject.load(cacheMissPath, { pinDir }) : undefined;
     if (cacheMiss) stageObjects.push(cacheMiss);
@@ -167,7 +168,7 @@ export async function runDatapathBench(opts: DatapathBenchOptions): Promise<Data
         ? [
             {
               name: 'hit-uncached',
-              description: 'the same, verdict cache never hits (flows alternating on a CPU)',
+              description: 'the same, verdict cache miss (new flow, or flows sharing a slot)',
               fd: cacheMiss.programFd(wire.PROGRAMS.tcEgress),
               data: hitPacket,
               expect: -1,
