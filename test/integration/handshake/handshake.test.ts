@@ -937,11 +937,11 @@ describe('verified-chain cache', () => {
   it('a repeated chain is answered from the cache; a bundle change or expiry is not', async () => {
     const serverVerifier = new X509SvidVerifier();
     const clientVerifier = new X509SvidVerifier();
-    let serverNowMs: number | undefined;
+    const serverClock: { nowMs?: number } = {};
     const serverIdentity = new StaticIdentity(pki.bundles).add(db);
     const s = await server(serverIdentity, [DB], {
       verifier: serverVerifier,
-      now: () => serverNowMs ?? Date.now(),
+      now: () => serverClock.nowMs ?? Date.now(),
     });
     const clientIdentity = new StaticIdentity(pki.bundles).add(web);
     const client = makeClient(clientIdentity, { verifier: clientVerifier });
@@ -964,7 +964,7 @@ describe('verified-chain cache', () => {
     clientIdentity.trust = pki.bundles;
 
     // At a time past the client SVID's notAfter, the server refuses the chain it verified before.
-    serverNowMs = web.notAfter.getTime() + 1000;
+    serverClock.nowMs = web.notAfter.getTime() + 1000;
     const expired = await failure(client.authenticate(request(s.port)));
     expect(expired.details['peerReason']).toBe('svid-expired');
     expect(s.authenticated).toHaveLength(2);
