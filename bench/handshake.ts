@@ -47,6 +47,8 @@ export interface HandshakeBenchResult {
   nodeTlsPerSec: number;
   /** The same with `concurrency` in flight. */
   nodeTlsConcurrentPerSec: number;
+  /** Bare node:tls mutual handshakes that verify no chain (attribution), 1 in flight. */
+  nodeTlsUnverifiedPerSec: number;
   ratioSequential: number;
   ratioConcurrent: number;
   /** meshauth per-pair / bare node:tls, 1 in flight: median over rounds of the ratio within a round. */
@@ -242,26 +244,34 @@ export async function measureMeshauth(
  * both ends completed it: the server ends the connection once it accepted the client's
  * certificate, and the client waits for that end. That is the point at which a meshauth
  * handshake's result arrives, so both columns count the same event.
+ * `verifyPeer: false` (attribution only) trusts nothing and verifies no chain: the same handshake
+ * without the cost of chain verification.
  */
 export async function measureNodeTls(
   pki: Pki,
   seconds: number,
   concurrency: number,
   cpu?: CpuSample,
+  opts: { verifyPeer?: boolean } = {},
 ): Promise<number> {
+  const verify = opts.verifyPeer ?? true;
   disableSessionTickets();
-  const base = { minVersion: 'TLSv1.3' as const, maxVersion: 'TLSv1.3' as const, ca: [pki.caPem] };
+  const base = {
+    minVersion: 'TLSv1.3' as const,
+    maxVersion: 'TLSv1.3' as const,
+    ca: verify ? [pki.caPem] : [],
+  };
   const server = createTlsServer({
     ...base,
     cert: pki.server.chainPem,
     key: pki.server.keyPem,
     requestCert: true,
-    rejectUnauthorized: true,
+    rejectUnauthorized: verify,
   });
   server.on('secureConnection', (sock) => {
     sock.on('error', () => {});
     // What an application authorizing its peer reads: the verified client certificate.
-    if (!sock.authorized || !sock.getPeerX509Certificate()) sock.destroy();
+    if ((verify && !sock.authorized) || !sock.getPeerX509Certificate()) sock.destroy();
     else sock.end();
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -274,12 +284,12 @@ export async function measureNodeTls(
         host: '127.0.0.1',
         port,
         secureContext: clientContext,
-        rejectUnauthorized: true,
+        rejectUnauthorized: verify,
         checkServerIdentity: (_host, cert) =>
           cert.subjectaltname === expectedSan ? undefined : new Error('bench: unexpected server identity'),
       });
       c.once('secureConnect', () => {
-        if (!c.authorized) {
+        if (verify && !c.authorized) {
           c.destroy();
           reject(new Error(`bench: server not authorized: ${String(c.authorizationError)}`));
         }
@@ -429,6 +439,7 @@ export async function runHandshakeBench(opts: HandshakeBenchOptions): Promise<Ha
   const ossl: number[] = [];
   const bare: number[] = [];
   const bareConc: number[] = [];
+  const unverified: number[] = [];
   const meshCpu: CpuSample = { cpuUs: 0, handshakes: 0 };
   const bareCpu: CpuSample = { cpuUs: 0, handshakes: 0 };
   try {
@@ -447,6 +458,7 @@ export async function runHandshakeBench(opts: HandshakeBenchOptions): Promise<Ha
       };
       await pair(1, seq, bare);
       await pair(opts.concurrency, conc, bareConc);
+      unverified.push(await measureNodeTls(pki, opts.seconds, 1, undefined, { verifyPeer: false }));
       ossl.push(await measureOpenssl(pki, opts.seconds, opts.cpu, commands));
     }
   } finally {
@@ -461,6 +473,7 @@ export async function runHandshakeBench(opts: HandshakeBenchOptions): Promise<Ha
     opensslPerSec,
     nodeTlsPerSec: median(bare),
     nodeTlsConcurrentPerSec: median(bareConc),
+    nodeTlsUnverifiedPerSec: median(unverified),
     ratioSequential: meshauthSequentialPerSec / opensslPerSec,
     ratioConcurrent: meshauthConcurrentPerSec / opensslPerSec,
     ratioBareSequential: median(seq.map((x, i) => x / bare[i]!)),
@@ -510,6 +523,9 @@ async function main(): Promise<void> {
   );
   console.log(
     `  bare node:tls mutual, ${n} in flight   ${f(r.nodeTlsConcurrentPerSec)}   ratio vs openssl ${(r.nodeTlsConcurrentPerSec / r.opensslPerSec).toFixed(2)}`,
+  );
+  console.log(
+    `  bare node:tls, no chain verified, 1  ${f(r.nodeTlsUnverifiedPerSec)}   ratio vs openssl ${(r.nodeTlsUnverifiedPerSec / r.opensslPerSec).toFixed(2)}   (attribution only)`,
   );
   console.log(`  openssl s_server + s_time -new       ${f(r.opensslPerSec)}`);
   console.log(
