@@ -14,16 +14,19 @@
  *   - the bundle of the trust domain holds exactly the same authorities, in the same order (SHA-256
  *     over them, recomputed on every lookup: a bundle update, an added or removed authority, or a
  *     trust domain whose bundle is gone is a miss and a full verification), and
- *   - the verification time lies inside the window in which every certificate of the validated path
- *     is valid: notBefore <= t < notAfter at one-second resolution, exactly the rule OpenSSL applies
- *     (X509_cmp_time in x509_vfy.c with the integer time src/spiffe/openssl.ts sets). Outside the
- *     window the chain is verified in full again, so an expired chain fails with the same reason.
+ *   - the verification time lies inside the window in which no certificate involved (presented or
+ *     bundle authority) changes its validity status: OpenSSL reads the time only to compare it with
+ *     certificates' notBefore and notAfter (valid when notBefore <= t < notAfter, at the one-second
+ *     resolution of the integer time src/spiffe/openssl.ts sets), both for the certificates of the
+ *     path and to prefer a currently valid issuer among several candidates. Inside the window every
+ *     comparison comes out as it did; outside it the chain is verified in full again, so an
+ *     expired chain fails with the same reason.
  * Failures are never cached: a refused chain is verified in full each time it is presented.
  *
  * The cache is bounded (least recently used entries go first) and an entry past its window is
  * dropped when it is next looked up.
  */
-import { createHash } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { TrustBundles } from './svid.js';
 import { verifyX509Svid, type VerifiedX509Svid, type VerifyX509SvidOptions } from './x509-svid.js';
@@ -55,9 +58,12 @@ interface CachedVerification {
   trustDomain: string;
   /** SHA-256 of the trust-domain bundle's authorities the chain was validated against. */
   bundleDigest: string;
-  /** Validity window of the validated path, epoch seconds: notBefore <= t < notAfter. */
-  notBeforeSec: number;
-  notAfterSec: number;
+  /**
+   * Epoch seconds fromSec <= t < untilSec in which no certificate involved (presented or bundle
+   * authority) changes between not yet valid, valid and expired (stableWindow).
+   */
+  fromSec: number;
+  untilSec: number;
 }
 
 /** SHA-256 over the length-prefixed DER of each certificate (no two lists share an input). */
@@ -76,6 +82,44 @@ function digestOf(ders: readonly Buffer[], extra: number): string {
 
 function epochSeconds(text: string): number {
   return Math.floor(Date.parse(text) / 1000);
+}
+
+/**
+ * The interval of verification times, around `nowSec`, in which every certificate OpenSSL may
+ * consider (each presented one and each authority of the bundle) keeps the validity status it has
+ * at `nowSec`: from the latest notBefore/notAfter at or before nowSec to the first one after it.
+ * Time enters path validation only through those statuses (x509_vfy.c: the validity of each
+ * certificate of the path, and the preference for a currently valid issuer when several could
+ * sign), so inside this interval OpenSSL builds the same path and reaches the same verdict. The
+ * validated path's certificates are all valid at nowSec, so the interval never reaches past the
+ * earliest of their notAfter. Undefined when a certificate's dates cannot be read.
+ */
+function stableWindow(
+  ders: readonly Buffer[],
+  result: VerifiedX509Svid,
+  nowSec: number,
+): { fromSec: number; untilSec: number } | undefined {
+  let fromSec = -Infinity;
+  let untilSec = Infinity;
+  const byDer = new Map<Buffer, X509Certificate>();
+  result.chain.forEach((c, i) => {
+    const d = ders[i];
+    if (d) byDer.set(d, c);
+  });
+  for (const der of ders) {
+    let cert = byDer.get(der);
+    try {
+      cert ??= new X509Certificate(der);
+    } catch {
+      return undefined;
+    }
+    for (const t of [epochSeconds(cert.validFrom), epochSeconds(cert.validTo)]) {
+      if (!Number.isFinite(t)) return undefined;
+      if (t <= nowSec) fromSec = Math.max(fromSec, t);
+      else untilSec = Math.min(untilSec, t);
+    }
+  }
+  return fromSec <= nowSec && nowSec < untilSec ? { fromSec, untilSec } : undefined;
 }
 
 /**
@@ -118,8 +162,8 @@ export class X509SvidVerifier {
     if (hit) {
       const authorities = bundles.get(hit.trustDomain);
       if (
-        hit.notBeforeSec <= nowSec &&
-        nowSec < hit.notAfterSec &&
+        hit.fromSec <= nowSec &&
+        nowSec < hit.untilSec &&
         authorities !== undefined &&
         authorities.length > 0 &&
         digestOf(authorities, 0) === hit.bundleDigest
@@ -134,26 +178,14 @@ export class X509SvidVerifier {
     const result = verifyX509Svid(chainDer, bundles, { now, maxChainLength: maxLen });
     const trustDomain = result.spiffeId.trustDomain.name;
     const authorities = bundles.get(trustDomain);
-    let notBeforeSec = -Infinity;
-    let notAfterSec = Infinity;
-    for (const c of result.path) {
-      notBeforeSec = Math.max(notBeforeSec, epochSeconds(c.validFrom));
-      notAfterSec = Math.min(notAfterSec, epochSeconds(c.validTo));
-    }
-    // Only a window that is known and holds the time just verified is remembered.
-    if (
-      authorities &&
-      Number.isFinite(notBeforeSec) &&
-      Number.isFinite(notAfterSec) &&
-      notBeforeSec <= nowSec &&
-      nowSec < notAfterSec
-    ) {
+    const window = authorities ? stableWindow([...chainDer, ...authorities], result, nowSec) : undefined;
+    if (authorities && window) {
       cache.set(key, {
         result: copyOf(result),
         trustDomain,
         bundleDigest: digestOf(authorities, 0),
-        notBeforeSec,
-        notAfterSec,
+        fromSec: window.fromSec,
+        untilSec: window.untilSec,
       });
     }
     return result;

@@ -174,6 +174,38 @@ describe('X509SvidVerifier: expiry', () => {
   });
 });
 
+describe('X509SvidVerifier: validity changes anywhere in the inputs end the window', () => {
+  it('verifies in full again when a bundle authority becomes valid or expires, though the path did not change', async () => {
+    const t0 = atSecond(Date.now());
+    const MIN = 60_000;
+    // Not valid yet at t0: OpenSSL prefers currently valid issuers, so its validity matters.
+    const future = await makeRootCa(TD, {
+      subject: 'O=test,CN=future root',
+      notBefore: new Date(t0.getTime() + 10 * MIN),
+      notAfter: new Date(t0.getTime() + 48 * HOUR),
+    });
+    // Still valid at t0, expires 20 minutes later.
+    const ending = await makeRootCa(TD, {
+      subject: 'O=test,CN=ending root',
+      notBefore: new Date(t0.getTime() - HOUR),
+      notAfter: new Date(t0.getTime() + 20 * MIN),
+    });
+    const leaf = await makeLeaf(root, WEB, { notAfter: new Date(t0.getTime() + HOUR) });
+    const b: TrustBundles = new Map([[TD, [root.der, future.der, ending.der]]]);
+    const at = (minutes: number): Date => new Date(t0.getTime() + minutes * MIN);
+    const v = new X509SvidVerifier();
+    v.verify([leaf.der], b, { now: at(0) });
+    v.verify([leaf.der], b, { now: at(5) });
+    expect(v.stats()).toMatchObject({ hits: 1, misses: 1 });
+    v.verify([leaf.der], b, { now: at(10) }); // the future root became valid
+    v.verify([leaf.der], b, { now: at(15) });
+    expect(v.stats()).toMatchObject({ hits: 2, misses: 2 });
+    v.verify([leaf.der], b, { now: at(20) }); // the ending root expired
+    v.verify([leaf.der], b, { now: at(30) });
+    expect(v.stats()).toMatchObject({ hits: 3, misses: 3 });
+  });
+});
+
 describe('X509SvidVerifier: bound', () => {
   it('holds at most maxEntries results, dropping the least recently used', async () => {
     const a = await makeLeaf(root, WEB);
