@@ -31,6 +31,10 @@ export interface VerifiedX509Svid {
   anchorDer: Buffer;
 }
 
+/**
+ * Options of a verification. X509SvidVerifier (verify-cache.ts) keys its cache on every option
+ * except `now`: a new option that changes the verdict must be added to its key.
+ */
 export interface VerifyX509SvidOptions {
   /** Time at which validity is checked (default: now). */
   now?: Date;
