@@ -346,7 +346,7 @@ export class HandshakeServer {
       node: f.peerNode,
     };
     if (FLOOD_REASONS.has(f.reason)) {
-      const nowMs = Date.now();
+      const nowMs = this.now();
       const s = this.floodLog.get(f.reason) ?? { lastMs: 0, suppressed: 0 };
       if (nowMs - s.lastMs < 1000) {
         s.suppressed++;
