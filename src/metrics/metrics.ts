@@ -28,6 +28,7 @@ export class Metrics {
   readonly svidExpiry: Gauge<'spiffe_id'>;
   readonly mirrorRepairs: Counter<'reason'>;
   readonly entriesRevoked: Counter<'trigger'>;
+  readonly channelEvictions: Counter;
   private verdictSource: VerdictSource | undefined;
   private readonly notAfter = new Map<string, number>();
   private droppedSeen = 0;
@@ -62,6 +63,11 @@ export class Metrics {
       name: 'meshauth_auth_entries_revoked_total',
       help: 'Auth entries deleted because an authority they relied on left the trust bundle, by trigger (bundle-changed, reauth-failed)',
       labelNames: ['trigger'],
+      registers,
+    });
+    this.channelEvictions = new Counter({
+      name: 'meshauth_channel_evictions_total',
+      help: 'Node channels closed to stay under auth.channel.maxChannels (least recently used first); their peers dial again on the next pair',
       registers,
     });
     this.signalsReceived = new Counter({

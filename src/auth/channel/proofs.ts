@@ -177,6 +177,16 @@ export class ProofExchange {
     return !!l && !!svid && l.svid === svid && l.state === 'accepted' && l.expiresAtMs > this.o.clock.now();
   }
 
+  /**
+   * Whether a proof exchange is in flight: one of our authenticators is queued or awaits the
+   * peer's verdict, or an identity we asked the peer for has neither arrived nor been refused.
+   */
+  inFlight(): boolean {
+    for (const l of this.local.values()) if (l.state === 'queued' || l.state === 'sent') return true;
+    for (const id of this.wanted) if (!this.remote.has(id) && !this.unavailable.has(id)) return true;
+    return false;
+  }
+
   /** Whether the pair can be authenticated now from this channel's proofs, and with which. */
   pairReady(localId: string, remoteId: string): PairReadiness {
     const now = this.o.clock.now();
@@ -441,6 +451,8 @@ export class ProofExchange {
     const peerNode = this.o.channel.peerNode;
     const refuse = (reason: string, message: string, serial = '-'): void => {
       this.counters.refused++;
+      // Asked for again by the next pair that needs it (the prover re-proves on a want).
+      this.wanted.delete(id);
       this.o.channel.send({ t: 'auth-result', id, serial, ok: false, reason });
       this.o.onEvent({ reason, message: `proof of ${id}: ${message}`, stage: 'proof', remoteId: id });
     };
