@@ -45,7 +45,7 @@ export const DEFAULTS = {
   authMode: 'per-pair',
   authChannelPort: 4251,
   authChannelNodeId: 'spiffe://{trustDomain}/meshauth/node/{node}',
-  // About 320 KiB of heap per channel end (BENCHMARKS.md, node channels): ~320 MiB at the cap.
+  // At most about 350 KiB of heap per channel end (BENCHMARKS.md, node channels): ~350 MiB at the cap.
   authChannelMaxChannels: 1000,
   identitySource: 'dev-ca',
   devCaTrustDomain: 'demo.local',
