@@ -25,10 +25,10 @@ export class Metrics {
   readonly datapathVerdicts: Counter<'verdict'>;
   readonly auditQueueDepth: Gauge;
   readonly auditEventsDropped: Counter;
+  readonly channelEvictions: Counter;
   readonly svidExpiry: Gauge<'spiffe_id'>;
   readonly mirrorRepairs: Counter<'reason'>;
   readonly entriesRevoked: Counter<'trigger'>;
-  readonly channelEvictions: Counter;
   private verdictSource: VerdictSource | undefined;
   private readonly notAfter = new Map<string, number>();
   private droppedSeen = 0;
@@ -63,11 +63,6 @@ export class Metrics {
       name: 'meshauth_auth_entries_revoked_total',
       help: 'Auth entries deleted because an authority they relied on left the trust bundle, by trigger (bundle-changed, reauth-failed)',
       labelNames: ['trigger'],
-      registers,
-    });
-    this.channelEvictions = new Counter({
-      name: 'meshauth_channel_evictions_total',
-      help: 'Node channels closed to stay under auth.channel.maxChannels (least recently used first); their peers dial again on the next pair',
       registers,
     });
     this.signalsReceived = new Counter({
@@ -119,6 +114,11 @@ export class Metrics {
     this.auditEventsDropped = new Counter({
       name: 'meshauth_audit_events_dropped_total',
       help: 'Audit events lost because the queue was full or a write failed (each loss is also a gap event)',
+      registers,
+    });
+    this.channelEvictions = new Counter({
+      name: 'meshauth_channel_evictions_total',
+      help: 'Node channels closed to stay under auth.channel.maxChannels (least recently used first); their peers dial again on the next pair',
       registers,
     });
     const notAfter = this.notAfter;
