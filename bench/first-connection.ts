@@ -5,7 +5,14 @@
  * entry, SYN retransmitted), next to the same connect once the pair is authenticated, and next to
  * a pair policy does not cover. Every cold sample uses a fresh pair (entries flushed between rounds).
  *
- *   node dist/bench/first-connection.js [--rounds 5] [--json]
+ * Runs both auth modes one after the other, each on its own pair of daemons: per-pair (one TLS
+ * handshake per cold pair) and channel (a warm node channel whose proofs of both identities are
+ * held: the cold pair costs no handshake, only the local entry and one pair message). One
+ * discarded round first warms each mode (TLS contexts; in channel mode the channel and proofs).
+ *
+ *   node dist/bench/first-connection.js [--rounds 5] [--modes per-pair,channel] [--json]
+ *
+ * A mode may name a datapath.synRto to run with: --modes per-pair,channel,channel:4ms.
  *
  * Needs root. MESHAUTH_BENCH_SMOKE=1: one round.
  */
@@ -19,8 +26,13 @@ import { buildTopology, PODS } from '../demo/topology.js';
 import { NetnsLab } from '../test/helpers/netns.js';
 
 export interface FirstConnectionResult {
+  mode: 'per-pair' | 'channel';
+  /** datapath.synRto, when not the daemon's default. */
+  synRto?: string;
   rounds: number;
   coldMs: number[];
+  /** Packets of the cold pair dropped for want of an entry, per cold sample, on node-a (client) and node-b. */
+  coldDrops: Array<[number, number]>;
   warmMs: number[];
   uncoveredMs: number[];
   coldMedianMs: number;
@@ -34,7 +46,12 @@ const median = (xs: number[]): number => {
 };
 const id = (name: string): string => PODS.find((p) => p.name === name)!.spiffeId;
 
-export async function runFirstConnectionBench(opts: { rounds: number }): Promise<FirstConnectionResult> {
+export async function runFirstConnectionBench(opts: {
+  rounds: number;
+  mode?: 'per-pair' | 'channel';
+  synRto?: string;
+}): Promise<FirstConnectionResult> {
+  const mode = opts.mode ?? 'per-pair';
   const lab = new NetnsLab('fc');
   const workDir = mkdtempSync(join(tmpdir(), 'meshauth-bench-fc-'));
   const unmount = mountBpffs(join(workDir, 'bpffs'));
@@ -42,6 +59,8 @@ export async function runFirstConnectionBench(opts: { rounds: number }): Promise
     workDir,
     bpffs: join(workDir, 'bpffs'),
     rules: [{ name: 'web-to-db', from: id('web'), to: id('db') }],
+    authMode: mode,
+    ...(opts.synRto ? { synRto: opts.synRto } : {}),
   });
   try {
     await cluster.init();
@@ -51,22 +70,34 @@ export async function runFirstConnectionBench(opts: { rounds: number }): Promise
     cluster.serve('cache', 8080);
     await new Promise((r) => setTimeout(r, 300));
     const r: FirstConnectionResult = {
+      mode,
+      ...(opts.synRto ? { synRto: opts.synRto } : {}),
       rounds: opts.rounds,
       coldMs: [],
+      coldDrops: [],
       warmMs: [],
       uncoveredMs: [],
       coldMedianMs: 0,
       warmMedianMs: 0,
       uncoveredMedianMs: 0,
     };
-    for (let i = 0; i < opts.rounds; i++) {
+    for (let i = -1; i < opts.rounds; i++) {
       cluster.flushEntries();
+      const drops = (): [number, number] => {
+        const [a, b] = ['node-a', 'node-b'].map((node) => cluster.counters(node)['drop_auth_missing'] ?? 0);
+        return [a!, b!];
+      };
+      const dropsBefore = drops();
       const cold = await cluster.connect('web', 'db', 8080, 10_000);
+      const dropsAfter = drops();
+      const coldDrops: [number, number] = [dropsAfter[0] - dropsBefore[0], dropsAfter[1] - dropsBefore[1]];
       const warm = await cluster.connect('web', 'db', 8080, 10_000);
       const unc = await cluster.connect('web', 'cache', 8080, 10_000);
       if (!cold.ok || !warm.ok || !unc.ok)
         throw new Error(`bench: a connection failed: ${JSON.stringify({ cold, warm, unc })}`);
+      if (i < 0) continue; // warm-up round
       r.coldMs.push(cold.ms);
+      r.coldDrops.push(coldDrops);
       r.warmMs.push(warm.ms);
       r.uncoveredMs.push(unc.ms);
     }
@@ -84,25 +115,53 @@ export async function runFirstConnectionBench(opts: { rounds: number }): Promise
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { rounds: { type: 'string' }, json: { type: 'boolean', default: false } },
+    options: {
+      rounds: { type: 'string' },
+      modes: { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
   });
   const smoke = process.env['MESHAUTH_BENCH_SMOKE'] === '1';
-  const r = await runFirstConnectionBench({ rounds: Number(values.rounds ?? (smoke ? 1 : 5)) });
+  const rounds = Number(values.rounds ?? (smoke ? 1 : 5));
+  const modes = (values.modes ?? 'per-pair,channel').split(',');
+  const results: FirstConnectionResult[] = [];
+  for (const spec of modes) {
+    const [mode, synRto] = spec.split(':');
+    if (mode !== 'per-pair' && mode !== 'channel') throw new Error(`bench: unknown mode ${spec}`);
+    results.push(await runFirstConnectionBench({ rounds, mode, ...(synRto ? { synRto } : {}) }));
+  }
   if (values.json) {
-    console.log(JSON.stringify(r));
+    console.log(JSON.stringify(results));
     return;
   }
-  console.log(`first connection of a cold pair (pod connect + reply, ms; median of ${r.rounds} rounds)`);
-  console.log(
-    `  cold required pair   ${r.coldMedianMs.toFixed(1).padStart(8)}   samples ${r.coldMs.join(', ')}`,
-  );
-  console.log(
-    `  warm required pair   ${r.warmMedianMs.toFixed(1).padStart(8)}   samples ${r.warmMs.join(', ')}`,
-  );
-  console.log(
-    `  pair without policy  ${r.uncoveredMedianMs.toFixed(1).padStart(8)}   samples ${r.uncoveredMs.join(', ')}`,
-  );
-  console.log(`  cold / warm          ${(r.coldMedianMs / r.warmMedianMs).toFixed(1).padStart(8)}x`);
+  for (const r of results) {
+    const what =
+      (r.mode === 'channel' ? 'auth.mode channel, warm channel' : 'auth.mode per-pair') +
+      `, datapath.synRto ${r.synRto ?? 'default'}`;
+    console.log(
+      `first connection of a cold pair, ${what} (pod connect + reply, ms; median of ${r.rounds} rounds)`,
+    );
+    console.log(
+      `  cold required pair   ${r.coldMedianMs.toFixed(1).padStart(8)}   samples ${r.coldMs.join(', ')}`,
+    );
+    console.log(
+      `  warm required pair   ${r.warmMedianMs.toFixed(1).padStart(8)}   samples ${r.warmMs.join(', ')}`,
+    );
+    console.log(
+      `  pair without policy  ${r.uncoveredMedianMs.toFixed(1).padStart(8)}   samples ${r.uncoveredMs.join(', ')}`,
+    );
+    console.log(`  cold / warm          ${(r.coldMedianMs / r.warmMedianMs).toFixed(1).padStart(8)}x`);
+    console.log(
+      `  cold pair drops      ${' '.repeat(8)}   samples (node-a+node-b) ${r.coldDrops.map(([a, b]) => `${a}+${b}`).join(', ')}`,
+    );
+  }
+  const label = (r: FirstConnectionResult): string => `${r.mode}${r.synRto ? `:${r.synRto}` : ''}`;
+  const base = results[0];
+  for (const r of results.slice(1))
+    if (base)
+      console.log(
+        `cold pair, ${label(r)} / ${label(base)}: ${(r.coldMedianMs / base.coldMedianMs).toFixed(2)} (medians, same run)`,
+      );
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

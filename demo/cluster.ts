@@ -48,6 +48,8 @@ export interface ClusterOptions {
   /** 0 disables proactive re-authentication before expiry. */
   reauthAt?: number;
   signalThrottle?: string;
+  /** datapath.synRto of every node (default the daemon's). */
+  synRto?: string;
   svidTtl?: string;
   /** Authenticate policy-implied pairs before their first packet. */
   preauthenticate?: boolean;
@@ -205,6 +207,7 @@ export class Cluster {
           ],
           strictWireguard: this.opts.wireguard?.strict ?? false,
           signalThrottle: this.opts.signalThrottle ?? '250ms',
+          ...(this.opts.synRto ? { synRto: this.opts.synRto } : {}),
         },
         handshake: { listen: n.underlayIp, port: 4250, maxEntryTtl: this.opts.maxEntryTtl ?? '1h' },
         auth: {

@@ -3,6 +3,10 @@
  * would and answers for the node's workloads with a certificate that must NOT be accepted.
  *
  *   impostor --kind untrusted-ca|wrong-id|critical-extension --listen <addr> --ca-dir <dev CA dir> --ids <id,...>
+ *            [--port 4250] [--channel-port <port>]
+ *
+ * With --channel-port it also accepts node channels there (auth.mode channel), presenting a node
+ * SVID of the same kind (rogue CA, another node's ID, a critical extension) for the node it poses as.
  *
  * untrusted-ca: SVIDs with the right SPIFFE IDs from a freshly made CA of the same trust domain.
  * wrong-id:     SVIDs from the real CA, but for spiffe://<td>/ns/demo/sa/impostor.
@@ -13,6 +17,7 @@
 import 'reflect-metadata';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
+import { NodeChannels, nodeSpiffeIdFor } from '../src/auth/channel/index.js';
 import { HandshakeServer } from '../src/auth/handshake/index.js';
 import { DevCa } from '../src/identity/index.js';
 import type { Svid } from '../src/spiffe/index.js';
@@ -40,15 +45,20 @@ const realCa = await DevCa.load({
 const ids = arg('ids').split(',');
 const node = arg('node');
 const svids = new Map<string, Svid>();
+const nodeId = nodeSpiffeIdFor(`spiffe://${realCa.trustDomain}/meshauth/node/{node}`);
+let nodeSvid: Svid;
 if (kind === 'untrusted-ca') {
   const rogue = await DevCa.create(realCa.trustDomain);
   for (const id of ids) svids.set(id, await rogue.issue(id));
+  nodeSvid = await rogue.issue(nodeId(node));
 } else if (kind === 'critical-extension') {
   const critical = new x509.Extension('1.3.6.1.4.1.55555.1', true, new Uint8Array([0x05, 0x00]));
   for (const id of ids) svids.set(id, await realCa.issue(id, { extensions: [critical] }));
+  nodeSvid = await realCa.issue(nodeId(node), { extensions: [critical] });
 } else {
   const wrong = await realCa.issue(`spiffe://${realCa.trustDomain}/ns/demo/sa/impostor`);
   for (const id of ids) svids.set(id, wrong);
+  nodeSvid = await realCa.issue(nodeId('impostor'));
 }
 const logger = createLogger({ level: 'info', name: 'impostor' });
 const server = new HandshakeServer({
@@ -65,7 +75,24 @@ await server.listen({
   host: arg('listen'),
   port: Number(process.argv.includes('--port') ? arg('port') : '4250'),
 });
+let channels: NodeChannels | undefined;
+if (process.argv.includes('--channel-port')) {
+  channels = new NodeChannels({
+    nodeName: node,
+    nodeSvid: () => nodeSvid,
+    nodeSpiffeId: nodeId,
+    identity: { svid: (id) => svids.get(id), bundles: () => realCa.bundles() },
+    channelEndpoint: () => undefined,
+    nodeForAddress: () => 'any',
+    isWorkloadOnNode: () => true,
+    onPairRequested: () => undefined,
+    maxEntryTtlMs: 3_600_000,
+    idleTimeoutMs: 0,
+    logger,
+  });
+  await channels.listen({ host: arg('listen'), port: Number(arg('channel-port')) });
+}
 process.stdout.write('listening\n');
-const stop = (): void => void server.close().then(() => process.exit(0));
+const stop = (): void => void Promise.all([server.close(), channels?.close()]).then(() => process.exit(0));
 process.once('SIGTERM', stop);
 process.once('SIGINT', stop);

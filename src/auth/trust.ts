@@ -8,7 +8,7 @@
  * SPIFFE replaces CRL/OCSP with short-lived SVIDs and bundle updates: removing an authority from a
  * bundle is how trust in it is withdrawn (SPIFFE Trust Domain and Bundle §4).
  */
-import { X509Certificate } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { TrustBundles } from '../spiffe/index.js';
 
@@ -34,7 +34,9 @@ const parsed = new LRUCache<string, X509Certificate>({ max: 4096 });
 const issuedBy = new LRUCache<string, boolean>({ max: 8192 });
 
 function cert(der: Buffer): X509Certificate {
-  const k = der.toString('base64');
+  // Keyed by the DER's SHA-256, not the DER itself: a key string as long as the certificate would
+  // double what the cache holds per certificate.
+  const k = createHash('sha256').update(der).digest('base64');
   let c = parsed.get(k);
   if (!c) {
     c = new X509Certificate(der);

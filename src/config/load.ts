@@ -171,6 +171,7 @@ function finalize(p: ParsedConfig, file: string | undefined): DaemonConfig {
       channel: {
         port: p.auth.channel.port,
         nodeId: p.auth.channel.nodeId,
+        maxChannels: p.auth.channel.maxChannels,
       },
     },
     identity: {

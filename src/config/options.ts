@@ -243,6 +243,14 @@ const SPECS: readonly Spec[] = [
       'SPIFFE ID of node daemons; {node} is the node name, {trustDomain} the dev CA trust domain (dev-ca only)',
   },
   {
+    path: 'auth.channel.maxChannels',
+    kind: 'int',
+    valueName: '<n>',
+    default: DEFAULTS.authChannelMaxChannels,
+    description:
+      'Node channels kept open at once (1..1000000); a new one at the cap closes the least recently used channel first (idle before busy), whose next pair dials again',
+  },
+  {
     path: 'identity.source',
     kind: 'string',
     valueName: '<source>',

@@ -45,6 +45,8 @@ export const DEFAULTS = {
   authMode: 'per-pair',
   authChannelPort: 4251,
   authChannelNodeId: 'spiffe://{trustDomain}/meshauth/node/{node}',
+  // At most about 350 KiB of heap per channel end (BENCHMARKS.md, node channels): ~350 MiB at the cap.
+  authChannelMaxChannels: 1000,
   identitySource: 'dev-ca',
   devCaTrustDomain: 'demo.local',
   devCaSvidTtl: '1h',
@@ -208,6 +210,7 @@ export const configSchema = z
               (t) => /^spiffe:\/\/[^/]+\/\S*\{node\}/.test(t) && !/\s/.test(t),
               { message: 'must be a spiffe:// ID template whose path contains {node}' },
             ),
+            maxChannels: intField(1, 1_000_000, DEFAULTS.authChannelMaxChannels),
           })
           .prefault(EMPTY_SECTION),
       })

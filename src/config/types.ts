@@ -76,6 +76,8 @@ export interface DaemonConfig {
       port: number;
       /** SPIFFE ID template of node daemons ({node}; {trustDomain} only with the dev CA). */
       nodeId: string;
+      /** Node channels kept open at once; at the cap the least recently used is closed first. */
+      maxChannels: number;
     };
   };
   identity: {

@@ -242,6 +242,8 @@ export class Daemon {
             fallback: client,
             maxEntryTtlMs: config.handshake.maxEntryTtlMs,
             timeoutMs: config.handshake.timeoutMs,
+            maxChannels: config.auth.channel.maxChannels,
+            onEvicted: () => ops.current?.metrics.channelEvictions.inc(),
             audit: audit.sink,
             logger,
           })

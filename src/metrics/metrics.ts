@@ -25,6 +25,7 @@ export class Metrics {
   readonly datapathVerdicts: Counter<'verdict'>;
   readonly auditQueueDepth: Gauge;
   readonly auditEventsDropped: Counter;
+  readonly channelEvictions: Counter;
   readonly svidExpiry: Gauge<'spiffe_id'>;
   readonly mirrorRepairs: Counter<'reason'>;
   readonly entriesRevoked: Counter<'trigger'>;
@@ -126,6 +127,11 @@ export class Metrics {
     this.auditEventsDropped = new Counter({
       name: 'meshauth_audit_events_dropped_total',
       help: 'Audit events lost because the queue was full or a write failed (each loss is also a gap event)',
+      registers,
+    });
+    this.channelEvictions = new Counter({
+      name: 'meshauth_channel_evictions_total',
+      help: 'Node channels closed to stay under auth.channel.maxChannels (least recently used first); their peers dial again on the next pair',
       registers,
     });
     const notAfter = this.notAfter;

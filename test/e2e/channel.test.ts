@@ -87,6 +87,41 @@ describe('two nodes in channel mode', () => {
     await expect.poll(() => cluster.authEntries('node-b').length).toBe(2);
   });
 
+  it('refuses an impostor on the channel port (a node SVID of another node), and on the handshake it falls back to', async () => {
+    await cluster.stop('node-b', 'SIGTERM');
+    const impostor = await startImpostor(cluster.topo, cluster, {
+      node: 'node-b',
+      kind: 'wrong-id',
+      channelPort: 4251,
+    });
+    try {
+      const r = await cluster.connect('api', 'cache', 8080, 1500);
+      expect(r.ok).toBe(false);
+      // The channel is refused at its opening: the node SVID is not node-b's.
+      await expect
+        .poll(
+          () =>
+            cluster
+              .logs('node-a', 'channel_refused')
+              .filter((l) => l['stage'] === 'open')
+              .map((l) => l['reason']),
+          { timeout: 10_000 },
+        )
+        .toContain('spiffe-id-mismatch');
+      // The per-pair handshake it falls back to refuses the workload SVID the same way.
+      await expect
+        .poll(() => cluster.logs('node-a', 'auth_failed').map((l) => l['reason']), { timeout: 10_000 })
+        .toContain('spiffe-id-mismatch');
+      expect(cluster.authEntries('node-a')).toHaveLength(2);
+      expect(audit(cluster, 'node-a', 'handshake-failed').map((e) => e['reason'])).toContain(
+        'spiffe-id-mismatch',
+      );
+    } finally {
+      await impostor.stop();
+    }
+    await cluster.start('node-b');
+  }, 60_000);
+
   it('falls back to the per-pair handshake with a peer that has no channel, and rejects an impostor there', async () => {
     await cluster.stop('node-b', 'SIGTERM');
     const impostor = await startImpostor(cluster.topo, cluster, { node: 'node-b', kind: 'untrusted-ca' });
@@ -101,6 +136,101 @@ describe('two nodes in channel mode', () => {
       await impostor.stop();
     }
   }, 60_000);
+});
+
+describe('channel mode: SVID rotation', () => {
+  let env: DemoCluster | undefined;
+  let cluster: Cluster;
+  /** The dev CA's shortest SVID lifetime; it renews at half of it. */
+  const SVID_TTL_MS = 60_000;
+
+  beforeAll(async () => {
+    env = await startDemoCluster('e2echrot', {
+      authMode: 'channel',
+      rules: [{ name: 'web-to-db', from: id('web'), to: id('db') }],
+      svidTtl: '60s',
+      serve: ['db'],
+    });
+    cluster = env.cluster;
+  });
+
+  afterAll(async () => {
+    await env?.teardown();
+  });
+
+  it('proves renewed SVIDs over the channel and renews the entries before they expire, with zero drops', async () => {
+    const first = await cluster.connect('web', 'db', 8080, 8000);
+    expect(first, summarize(cluster.logs('node-a'))).toMatchObject({ ok: true, reply: 'ok db' });
+    const entry0 = JSON.parse(cluster.cli('node-a', ['entries', '-o', 'json']).trim().split('\n')[0]!) as {
+      expiresAtMs: number;
+    };
+    // The entry cannot outlive the SVIDs (60 s), so it must be renewed for traffic to keep passing.
+    expect(entry0.expiresAtMs - Date.now()).toBeLessThanOrEqual(SVID_TTL_MS);
+    const before = { a: cluster.counters('node-a'), b: cluster.counters('node-b') };
+    // Past the first SVIDs' notAfter: workload and node SVIDs renew at 30 s, the entry renews
+    // after rotation, and the channel (bound to the node SVIDs it opened with) is replaced at 60 s.
+    const deadline = entry0.expiresAtMs + 8_000;
+    let connects = 0;
+    while (Date.now() < deadline) {
+      const r = await cluster.connect('web', 'db', 8080, 3000);
+      expect(r, summarize(cluster.logs('node-a'))).toMatchObject({ ok: true });
+      connects++;
+      await new Promise((res) => setTimeout(res, 250));
+    }
+    const after = { a: cluster.counters('node-a'), b: cluster.counters('node-b') };
+    // Not one packet of the pair was dropped meanwhile, on either node.
+    for (const n of ['a', 'b'] as const) {
+      expect(after[n]['drop_auth_missing']).toBe(before[n]['drop_auth_missing']);
+      expect(after[n]['drop_auth_expired']).toBe(before[n]['drop_auth_expired']);
+    }
+    expect(connects).toBeGreaterThan(40);
+    // Both workload SVIDs rotated ...
+    const renewed = (node: string, wl: string): string[] =>
+      cluster
+        .logs(node, 'svid_updated')
+        .filter((l) => l['local_id'] === id(wl) && l['rotated'] === true)
+        .map((l) => l['serial'] as string);
+    const webSerials = renewed('node-a', 'web');
+    const dbSerials = renewed('node-b', 'db');
+    expect(webSerials.length).toBeGreaterThanOrEqual(1);
+    expect(dbSerials.length).toBeGreaterThanOrEqual(1);
+    // ... the renewed SVIDs were proved over a channel and the pair's entries written from those
+    // proofs on both nodes (audit: channel, our proof's serial, the peer's).
+    type ChannelDetails = { localProof?: { serial?: string }; remoteProof?: { serials?: string[] } };
+    const proofs = (node: string) =>
+      audit(cluster, node, 'handshake-succeeded')
+        .map((e) => e['channel'] as ChannelDetails | undefined)
+        .filter((c): c is ChannelDetails => c !== undefined);
+    const aProofs = proofs('node-a');
+    expect(aProofs.some((c) => webSerials.includes(c.localProof?.serial ?? ''))).toBe(true);
+    expect(aProofs.some((c) => dbSerials.includes(c.remoteProof?.serials?.[0] ?? ''))).toBe(true);
+    await expect
+      .poll(() => proofs('node-b').some((c) => dbSerials.includes(c.localProof?.serial ?? '')))
+      .toBe(true);
+    // The live entries now outlive the first SVIDs: renewed before they expired.
+    for (const node of ['node-a', 'node-b']) {
+      const live = cluster
+        .cli(node, ['entries', '-o', 'json'])
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { expiresAtMs: number });
+      expect(live.length).toBeGreaterThanOrEqual(1);
+      expect(Math.max(...live.map((e) => e.expiresAtMs))).toBeGreaterThan(entry0.expiresAtMs);
+    }
+    // The channel opened with the first node SVIDs closed when the peer's expired, and was
+    // replaced by one opened with the renewed ones, without a drop.
+    // (The node whose timer fires first closes it; the other sees the connection close.)
+    const closed = ['node-a', 'node-b'].flatMap((n) =>
+      cluster.logs(n, 'channel_closed').map((l) => l['reason']),
+    );
+    expect(closed).toContain('svid-expired');
+    expect(cluster.logs('node-a', 'channel_open').length).toBeGreaterThanOrEqual(2);
+    // Entries were never written by a per-pair handshake: every success came over a channel.
+    expect(audit(cluster, 'node-a', 'handshake-succeeded').every((e) => e['channel'] !== undefined)).toBe(
+      true,
+    );
+  }, 150_000);
 });
 
 describe('channel mode over WireGuard', () => {

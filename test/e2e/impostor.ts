@@ -8,11 +8,16 @@ export interface Impostor {
   stop(): Promise<void>;
 }
 
-/** Starts demo/impostor on a node's handshake address (the node's meshauthd must be stopped). */
+/** Starts demo/impostor on a node's handshake (and channel) address (the node's meshauthd must be stopped). */
 export async function startImpostor(
   topo: Topology,
   cluster: Cluster,
-  opts: { node: string; kind: 'untrusted-ca' | 'wrong-id' | 'critical-extension' },
+  opts: {
+    node: string;
+    kind: 'untrusted-ca' | 'wrong-id' | 'critical-extension';
+    /** Also accept node channels on this port (auth.mode channel). */
+    channelPort?: number;
+  },
 ): Promise<Impostor> {
   const node = NODES.find((n) => n.name === opts.node)!;
   const ids = PODS.filter((p) => p.node === opts.node).map((p) => p.spiffeId);
@@ -28,6 +33,7 @@ export async function startImpostor(
     cluster.caDir,
     '--ids',
     ids.join(','),
+    ...(opts.channelPort !== undefined ? ['--channel-port', String(opts.channelPort)] : []),
   ]);
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));

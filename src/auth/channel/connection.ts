@@ -68,6 +68,8 @@ export class ChannelConnection implements AuthenticatorConnection {
   private expiryTimer: Timer | undefined;
   private pingSeq = 0;
   private closedReason: string | undefined;
+  /** The close was announced with a `bye` (by either end): nobody re-dials it. */
+  private leaving = false;
   private handler: ((m: ChannelMessage) => void) | undefined;
   private readonly closeListeners: Array<(reason: string) => void> = [];
   /** Messages refused (bad schema) without closing: bounded before the channel gives up. */
@@ -351,6 +353,29 @@ export class ChannelConnection implements AuthenticatorConnection {
     return this.closedReason;
   }
 
+  /** Whether the channel was closed on purpose by either end (`bye`), not lost. */
+  get left(): boolean {
+    return this.leaving;
+  }
+
+  /**
+   * Close on purpose, telling the peer why in a `bye` frame so that it closes without re-dialling.
+   * The socket is ended after the frame (the peer's close finishes it) and destroyed after the
+   * ping deadline at the latest. Idempotent, like close().
+   */
+  leave(reason: string): void {
+    if (this.closedReason !== undefined) return;
+    this.leaving = true;
+    const socket = this.socket;
+    if (!socket.destroyed) {
+      // end() uncorks: the frame leaves before the FIN.
+      socket.end(encodeFrame(message({ t: 'bye', reason })));
+      const t = this.timers.clock.setTimeout(() => socket.destroy(), this.timers.pingTimeoutMs);
+      socket.once('close', () => t.cancel());
+    }
+    this.finish(reason);
+  }
+
   onClose(fn: (reason: string) => void): void {
     if (this.closedReason !== undefined) fn(this.closedReason);
     else this.closeListeners.push(fn);
@@ -379,14 +404,18 @@ export class ChannelConnection implements AuthenticatorConnection {
 
   close(reason: string = 'closed'): void {
     if (this.closedReason !== undefined) return;
-    this.closedReason = reason;
-    this.pingTimer?.cancel();
-    this.pongTimer?.cancel();
-    this.expiryTimer?.cancel();
     if (!this.socket.destroyed) {
       if (reason !== 'channel-closed') this.socket.end();
       this.socket.destroy();
     }
+    this.finish(reason);
+  }
+
+  private finish(reason: string): void {
+    this.closedReason = reason;
+    this.pingTimer?.cancel();
+    this.pongTimer?.cancel();
+    this.expiryTimer?.cancel();
     for (const l of this.closeListeners.splice(0)) l(reason);
   }
 
@@ -433,6 +462,11 @@ export class ChannelConnection implements AuthenticatorConnection {
     }
     if (m.t === 'ping') {
       this.send({ t: 'pong', seq: m.seq });
+      return;
+    }
+    if (m.t === 'bye') {
+      this.leaving = true;
+      this.close(`peer-${m.reason}`.slice(0, 64));
       return;
     }
     if (m.t === 'pong') {

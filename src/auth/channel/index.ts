@@ -1,4 +1,10 @@
-export { NodeChannels, type NodeChannelsOptions, type ChannelEvent } from './node-channels.js';
+export {
+  NodeChannels,
+  type NodeChannelsOptions,
+  type ChannelEvent,
+  type ChannelEviction,
+} from './node-channels.js';
+export { channelsToEvict, DEFAULT_MAX_CHANNELS, type EvictionCandidate } from './eviction.js';
 export { ChannelConnection, type ChannelPeerCheck, type ChannelTimers } from './connection.js';
 export {
   ProofExchange,

@@ -13,6 +13,7 @@ import type { AuthenticateRequest } from '../handshake/index.js';
 import type { AuthenticateResult, Authenticator, ServerAuthenticated } from '../manager.js';
 import { trustLost, bundleFingerprints } from '../trust.js';
 import { ChannelConnection, type ChannelPeerCheck, type ChannelTimers } from './connection.js';
+import { channelsToEvict, DEFAULT_MAX_CHANNELS, type EvictionCandidate } from './eviction.js';
 import { CHANNEL_ALPN, MAX_REQUESTS_PER_FRAME, type ChannelMessage } from './protocol.js';
 import { ProofExchange, type ChannelUse, type ProofEvent } from './proofs.js';
 
@@ -53,6 +54,14 @@ export interface NodeChannelsOptions {
    * next pair opens it again. Default 10 minutes; 0 keeps channels open.
    */
   idleTimeoutMs?: number;
+  /**
+   * Channels kept open at once (both directions, dials in progress included). A new channel at the
+   * cap first closes the least recently used one, idle before busy (see channelsToEvict); the
+   * evicted peer is not re-dialled until a pair needs it again. Default DEFAULT_MAX_CHANNELS.
+   */
+  maxChannels?: number;
+  /** A channel was closed to make room (meshauth_channel_evictions_total). */
+  onEvicted?: (e: ChannelEviction) => void;
   clock?: Clock;
   audit?: AuditSink;
   logger?: Logger;
@@ -67,6 +76,19 @@ export interface ChannelEvent {
   localId?: string | undefined;
   remoteId?: string | undefined;
   stage: 'open' | 'proof' | 'pair' | 'message';
+}
+
+/** A channel closed to stay under maxChannels, as logged and counted. */
+export interface ChannelEviction {
+  /** The evicted channel's peer node and channel id. */
+  node: string;
+  channel: string;
+  /** Time since the channel's last pair (ms). */
+  idleMs: number;
+  /** Whether a proof exchange or pair was in flight on it (only when no idle channel was left). */
+  busy: boolean;
+  /** The node whose channel needed the room. */
+  for: string;
 }
 
 interface PeerState {
@@ -108,10 +130,14 @@ export class NodeChannels implements Authenticator {
   private readonly timers: ChannelTimers;
   private readonly check: ChannelPeerCheck;
   /** Channels opened (both directions) and pair messages sent (bench, tests). */
-  readonly counters = { opened: 0, pairsSent: 0, pairsReceived: 0, fallbacks: 0 };
+  readonly counters = { opened: 0, pairsSent: 0, pairsReceived: 0, fallbacks: 0, evictions: 0 };
+  private readonly maxChannels: number;
 
   constructor(private readonly opts: NodeChannelsOptions) {
     if (!(opts.maxEntryTtlMs > 0)) throw new RangeError('node channels: maxEntryTtlMs must be > 0');
+    this.maxChannels = opts.maxChannels ?? DEFAULT_MAX_CHANNELS;
+    if (!(Number.isInteger(this.maxChannels) && this.maxChannels >= 1))
+      throw new RangeError(`node channels: maxChannels must be an integer >= 1 (got ${opts.maxChannels})`);
     this.clock = opts.clock ?? systemClock;
     this.logger = (opts.logger ?? silentLogger()).child({ component: 'node-channel' });
     this.timers = {
@@ -143,7 +169,7 @@ export class NodeChannels implements Authenticator {
       const c = st.channel;
       if (!c || c.closed || now - st.lastUsedMs < idleMs) continue;
       st.wanted = false;
-      c.close('idle');
+      c.leave('idle');
       n++;
     }
     return n;
@@ -182,6 +208,13 @@ export class NodeChannels implements Authenticator {
     return c && !c.closed ? c : undefined;
   }
 
+  /** Open channels (tests, metrics). */
+  get openChannels(): number {
+    let n = 0;
+    for (const st of this.peers.values()) if (st.channel && !st.channel.closed) n++;
+    return n;
+  }
+
   /** Whether a channel to a node is open, being dialled, or waiting for a re-dial (tests, metrics). */
   peerState(node: string): { open: boolean; dialing: boolean; redialScheduled: boolean } {
     const st = this.peers.get(node);
@@ -205,6 +238,7 @@ export class NodeChannels implements Authenticator {
     st.lastUsedMs = this.clock.now();
     if (st.channel && !st.channel.closed) return Promise.resolve(st.channel);
     if (st.dialing) return st.dialing;
+    this.makeRoom(node);
     const p = this.dial(node).finally(() => {
       if (st.dialing === p) st.dialing = undefined;
     });
@@ -233,6 +267,16 @@ export class NodeChannels implements Authenticator {
         // Replaced (simultaneous open, reconnect): carry on over the channel in use now.
         channel = st.channel;
         proofs = st.proofs;
+      } else if (channel.closed && channel.left && deadline > this.clock.now()) {
+        // Closed on purpose under us (evicted by either end, idle): dial again, fresh proofs.
+        try {
+          channel = await this.ensureChannel(req.peerNode);
+        } catch (err) {
+          if (this.opts.fallback && !(err instanceof HandshakeError && err.reason === 'aborted'))
+            return this.fallBack(req);
+          throw err;
+        }
+        proofs = st.proofs!;
       }
       const ready = proofs.pairReady(req.localId, req.remoteId);
       if (ready.ok) {
@@ -295,6 +339,58 @@ export class NodeChannels implements Authenticator {
       this.peers.set(node, st);
     }
     return st;
+  }
+
+  /**
+   * Close least recently used channels until one more (to `node`) fits under maxChannels. Dials in
+   * progress count against the cap but are not closed; a channel with a proof exchange or a pair
+   * in flight is closed only when no idle one is left. An evicted peer is not re-dialled: its next
+   * pair dials again (fresh proofs on a fresh exporter), or is served per-pair if it cannot.
+   */
+  private makeRoom(node: string): void {
+    const open: EvictionCandidate[] = [];
+    let dialing = 0;
+    for (const [n, st] of this.peers) {
+      if (n === node) continue;
+      if (st.channel && !st.channel.closed)
+        open.push({
+          node: n,
+          lastUsedMs: st.lastUsedMs,
+          busy: st.waiters.length > 0 || !!st.proofs?.inFlight(),
+        });
+      else if (st.dialing) dialing++;
+    }
+    if (open.length + dialing < this.maxChannels) return;
+    const now = this.clock.now();
+    for (const victim of channelsToEvict(open, this.maxChannels, dialing)) {
+      const st = this.peers.get(victim)!;
+      const c = st.channel!;
+      const e: ChannelEviction = {
+        node: victim,
+        channel: c.id,
+        idleMs: now - st.lastUsedMs,
+        busy: open.find((o) => o.node === victim)!.busy,
+        for: node,
+      };
+      st.wanted = false;
+      st.retryTimer?.cancel();
+      st.retryTimer = undefined;
+      this.counters.evictions++;
+      this.logger.info(
+        {
+          event: 'channel_evicted',
+          node: e.node,
+          channel: e.channel,
+          idleMs: e.idleMs,
+          busy: e.busy,
+          forNode: e.for,
+          maxChannels: this.maxChannels,
+        },
+        'node channel closed to stay under auth.channel.maxChannels (least recently used)',
+      );
+      c.leave('evicted');
+      this.opts.onEvicted?.(e);
+    }
   }
 
   private fallBack(req: AuthenticateRequest): Promise<AuthenticateResult> {
@@ -450,6 +546,9 @@ export class NodeChannels implements Authenticator {
       c.close('closed');
       return c;
     }
+    // An inbound channel (or a dial that raced others) may find the cap reached.
+    if (!existing || existing.closed) this.makeRoom(c.peerNode);
+    st.lastUsedMs = this.clock.now();
     this.counters.opened++;
     st.channel = c;
     st.attempts = 0;
@@ -475,7 +574,8 @@ export class NodeChannels implements Authenticator {
       if (st.channel === c) {
         st.channel = undefined;
         st.proofs = undefined;
-        if (reason !== 'duplicate-channel') this.scheduleReconnect(c.peerNode);
+        // Closed on purpose by either end (idle, evicted): the next pair dials again, nobody re-dials now.
+        if (reason !== 'duplicate-channel' && !c.left) this.scheduleReconnect(c.peerNode);
       }
       this.logger.info(
         { event: 'channel_closed', node: c.peerNode, channel: c.id, reason },

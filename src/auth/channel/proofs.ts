@@ -110,10 +110,13 @@ export const REFUSAL_HOLD_MS = 5000;
 const MAX_PEER_REQUESTS = 4 * MAX_REQUESTS_PER_FRAME;
 
 // Path validation of a chain already verified under the same bundle object is not repeated
-// (the bundle object is replaced on every update, so a new bundle verifies afresh).
-const verifiedChains = new WeakMap<TrustBundles, LRUCache<string, VerifiedPeer>>();
+// (the bundle object is replaced on every update, so a new bundle verifies afresh). The cache keeps
+// the verdict's fields only, not the chain: the caller has the chain it just received, and a
+// cached Buffer would pin the pooled slab it was cut from (kilobytes per proof).
+type VerifiedFields = Omit<VerifiedPeer, 'chainDer'>;
+const verifiedChains = new WeakMap<TrustBundles, LRUCache<string, VerifiedFields>>();
 
-function verifyCached(chainDer: Buffer[], bundles: TrustBundles, id: string, nowMs: number): VerifiedPeer {
+function verifyCached(chainDer: Buffer[], bundles: TrustBundles, id: string, nowMs: number): VerifiedFields {
   let cache = verifiedChains.get(bundles);
   if (!cache) {
     cache = new LRUCache({ max: 4096 });
@@ -125,8 +128,14 @@ function verifyCached(chainDer: Buffer[], bundles: TrustBundles, id: string, now
   const hit = cache.get(key);
   if (hit && hit.earliestNotAfterMs > nowMs) return hit;
   const v = verifyPeerChain(chainDer, bundles, id, new Date(nowMs));
-  cache.set(key, v);
-  return v;
+  const fields: VerifiedFields = {
+    spiffeId: v.spiffeId,
+    serials: v.serials,
+    notAfterMs: v.notAfterMs,
+    earliestNotAfterMs: v.earliestNotAfterMs,
+  };
+  cache.set(key, fields);
+  return fields;
 }
 
 /**
@@ -175,6 +184,16 @@ export class ProofExchange {
     const l = this.local.get(spiffeId);
     const svid = this.o.identity.svid(spiffeId);
     return !!l && !!svid && l.svid === svid && l.state === 'accepted' && l.expiresAtMs > this.o.clock.now();
+  }
+
+  /**
+   * Whether a proof exchange is in flight: one of our authenticators is queued or awaits the
+   * peer's verdict, or an identity we asked the peer for has neither arrived nor been refused.
+   */
+  inFlight(): boolean {
+    for (const l of this.local.values()) if (l.state === 'queued' || l.state === 'sent') return true;
+    for (const id of this.wanted) if (!this.remote.has(id) && !this.unavailable.has(id)) return true;
+    return false;
   }
 
   /** Whether the pair can be authenticated now from this channel's proofs, and with which. */
@@ -441,6 +460,8 @@ export class ProofExchange {
     const peerNode = this.o.channel.peerNode;
     const refuse = (reason: string, message: string, serial = '-'): void => {
       this.counters.refused++;
+      // Asked for again by the next pair that needs it (the prover re-proves on a want).
+      this.wanted.delete(id);
       this.o.channel.send({ t: 'auth-result', id, serial, ok: false, reason });
       this.o.onEvent({ reason, message: `proof of ${id}: ${message}`, stage: 'proof', remoteId: id });
     };
@@ -460,7 +481,7 @@ export class ProofExchange {
       const v = verifyAuthenticator(this.o.channel, this.peerRole, request, raw);
       const serial = v.leaf.serialNumber;
       const now = this.o.clock.now();
-      let verified: VerifiedPeer;
+      let verified: VerifiedFields;
       try {
         verified = verifyCached(v.chainDer, this.o.identity.bundles(), id, now);
       } catch (err) {
@@ -468,7 +489,7 @@ export class ProofExchange {
       }
       if (!this.o.isWorkloadOnNode(id, peerNode))
         return refuse('workload-not-on-node', `the inventory does not place ${id} on ${peerNode}`, serial);
-      const anchors = chainAnchors(verified.chainDer, this.o.identity.bundles(), trustDomainOf(id));
+      const anchors = chainAnchors(v.chainDer, this.o.identity.bundles(), trustDomainOf(id));
       if (anchors.anchorsDer.length === 0)
         return refuse('svid-untrusted', 'reaches no authority of its bundle', serial);
       const expiresAtMs = Math.min(verified.earliestNotAfterMs, earliestNotAfterMs(anchors.anchorsDer));

@@ -70,6 +70,11 @@ const messageSchema = z.discriminatedUnion('t', [
   }),
   z.strictObject({ v, t: z.literal('ping'), seq }),
   z.strictObject({ v, t: z.literal('pong'), seq }),
+  /**
+   * The sender closes the channel on purpose (reason: idle, evicted): the receiver closes too and
+   * does not re-dial; its next pair opens a channel again.
+   */
+  z.strictObject({ v, t: z.literal('bye'), reason }),
   /** A frame the sender refused (the channel stays up): reason code and the refused frame's type. */
   z.strictObject({ v, t: z.literal('error'), reason, ref: z.string().max(32).optional() }),
 ]);

@@ -74,7 +74,7 @@ describe('loadConfig: defaults', () => {
       gcIntervalMs: 5000,
       preauthenticate: false,
       mode: 'per-pair',
-      channel: { port: 4251, nodeId: 'spiffe://{trustDomain}/meshauth/node/{node}' },
+      channel: { port: 4251, nodeId: 'spiffe://{trustDomain}/meshauth/node/{node}', maxChannels: 1000 },
     });
     expect(c.identity).toEqual({
       source: 'dev-ca',
@@ -287,6 +287,11 @@ describe('loadConfig: bad files', () => {
       'channel port equal to the handshake port',
       `${MINIMAL}auth: { mode: channel, channel: { port: 4250 } }\n`,
       'auth.channel.port: must differ from handshake.port (4250): both listen',
+    ],
+    [
+      'no room for a single node channel',
+      `${MINIMAL}auth: { channel: { maxChannels: 0 } }\n`,
+      'auth.channel.maxChannels: must be an integer between 1 and 1000000 (got 0)',
     ],
     [
       'node id template without {node}',

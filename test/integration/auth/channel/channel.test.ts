@@ -3,6 +3,8 @@ import { randomBytes } from 'node:crypto';
 import {
   createAuthenticator,
   encodeRequest,
+  REFUSAL_HOLD_MS,
+  type ChannelEviction,
   verifyAuthenticator,
   type ChannelMessage,
 } from '../../../../src/auth/channel/index.js';
@@ -520,5 +522,143 @@ describe('node channel over loopback TLS', () => {
       }),
     );
     expect(e.reason).toBe('remote-identity-unavailable');
+  });
+});
+
+describe('node channels bounded by maxChannels (loopback TLS, fake clock)', () => {
+  const CW = `spiffe://${TD}/ns/c/sa/cache`;
+  const DW = `spiffe://${TD}/ns/d/sa/queue`;
+  let nodeC: Svid;
+  let nodeD: Svid;
+  let cw: Svid;
+  let dw: Svid;
+  beforeAll(async () => {
+    [nodeC, nodeD, cw, dw] = await Promise.all([
+      pki.issue(nodeId('node-c')),
+      pki.issue(nodeId('node-d')),
+      pki.issue(CW),
+      pki.issue(DW),
+    ]);
+  });
+
+  /** node-a (cap 2) and three peers, one workload each; `placed` is node-a's inventory. */
+  async function star() {
+    const clock = new FakeClock();
+    const evictions: ChannelEviction[] = [];
+    const placed = new Map([
+      ['node-b', new Set([DB])],
+      ['node-c', new Set([CW])],
+      ['node-d', new Set([DW])],
+    ]);
+    cluster = new Cluster();
+    const common = { clock, pingIntervalMs: 3_600_000, idleTimeoutMs: 0 };
+    const a = await cluster.node({
+      name: 'node-a',
+      peer: 'node-b',
+      nodeSvid: nodeA,
+      identity: new Identities(pki.bundles).add(web),
+      peerWorkloads: [],
+      overrides: {
+        ...common,
+        maxChannels: 2,
+        onEvicted: (e) => evictions.push(e),
+        isWorkloadOnNode: (id, n) => placed.get(n)?.has(id) ?? false,
+        // Every peer dials from 127.0.0.1: node-a learns the dialler from the hello (node-d here).
+        nodeForAddress: () => 'node-d',
+      },
+    });
+    const leaf = (name: string, svid: Svid, wl: Svid) =>
+      cluster.node({
+        name,
+        peer: 'node-a',
+        nodeSvid: svid,
+        identity: new Identities(pki.bundles).add(wl),
+        peerWorkloads: [WEB],
+        overrides: common,
+      });
+    const b = await leaf('node-b', nodeB, db);
+    const c = await leaf('node-c', nodeC, cw);
+    const d = await leaf('node-d', nodeD, dw);
+    return { clock, evictions, placed, a, b, c, d };
+  }
+
+  const req = (peerNode: string, localId: string, remoteId: string) => ({
+    peerNode,
+    peerAddress: '127.0.0.1',
+    peerPort: 0,
+    localId,
+    remoteId,
+  });
+
+  it('closes the least recently used channel at the cap; its next pair dials again and needs fresh, valid proofs', async () => {
+    const t = await star();
+    await t.a.channels.authenticate(req('node-b', WEB, DB));
+    t.clock.advance(1000);
+    const first = await t.a.channels.authenticate(req('node-c', WEB, CW));
+    // node-c uses the channel too (it would re-dial a channel it lost).
+    await t.c.channels.authenticate(req('node-a', CW, WEB));
+    const toC = t.a.channels.channel('node-c')!;
+    t.clock.advance(1000);
+    await t.a.channels.authenticate(req('node-b', WEB, DB));
+    expect(t.a.channels.openChannels).toBe(2);
+    expect(t.a.channels.counters.evictions).toBe(0);
+
+    // A third peer at the cap: node-c (last used before node-b) is closed first.
+    t.clock.advance(1000);
+    const r = await t.a.channels.authenticate(req('node-d', WEB, DW));
+    expect(r.channel?.peerNode).toBe('node-d');
+    expect(t.a.channels.openChannels).toBe(2);
+    expect(toC.closeReason).toBe('evicted');
+    expect(t.a.channels.channel('node-b')).toBeDefined();
+    expect(t.evictions).toEqual([
+      { node: 'node-c', channel: toC.id, idleMs: 2000, busy: false, for: 'node-d' },
+    ]);
+    // node-c was told (bye): it closes and does not re-dial, although it used the channel.
+    await until(() => t.c.channels.channel('node-a') === undefined, 3000, 'node-c side closed');
+    t.clock.advance(60_000);
+    expect(t.c.channels.peerState('node-a')).toEqual({ open: false, dialing: false, redialScheduled: false });
+    expect(t.a.channels.peerState('node-c')).toEqual({ open: false, dialing: false, redialScheduled: false });
+
+    // The proofs died with the channel: node-a's inventory no longer places the cache on node-c,
+    // and the next pair (a new channel, evicting node-b now) gets no entry from the old proof.
+    t.placed.get('node-c')!.delete(CW);
+    t.clock.advance(1000);
+    const pending = failure(t.a.channels.authenticate(req('node-c', WEB, CW)));
+    await until(() => audited(t.a, 'workload-not-on-node'), 3000, 'fresh proof refused');
+    const again = t.a.channels.channel('node-c')!;
+    expect(again.id).not.toBe(toC.id);
+    expect(t.evictions.map((e) => e.node)).toEqual(['node-c', 'node-b']);
+    t.clock.advance(3000);
+    expect((await pending).reason).toBe('proof-missing');
+    // Placed again: the fresh proof is accepted and the pair authenticated over the new channel.
+    t.placed.get('node-c')!.add(CW);
+    t.clock.advance(REFUSAL_HOLD_MS);
+    const ok = await t.a.channels.authenticate(req('node-c', WEB, CW));
+    expect(ok.channel?.id).toBe(again.id);
+    expect(ok.channel?.remoteProof.proofId).not.toBe(first.channel?.remoteProof.proofId);
+  });
+
+  it('spares a channel with a proof exchange in flight, and makes room for an inbound channel too', async () => {
+    const t = await star();
+    await t.a.channels.authenticate(req('node-c', WEB, CW));
+    t.clock.advance(1000);
+    await t.a.channels.authenticate(req('node-b', WEB, DB));
+    // node-c stops reading: a pair with a workload node-c has not proved yet stays in flight.
+    t.c.channels.channel('node-a')!.socket.pause();
+    const CW2 = `spiffe://${TD}/ns/c/sa/cache2`;
+    t.placed.get('node-c')!.add(CW2);
+    const inFlight = failure(t.a.channels.authenticate(req('node-c', WEB, CW2)));
+    await until(() => t.a.channels.proofs('node-c')!.inFlight(), 3000, 'proof exchange in flight');
+    // node-d dials node-a: node-c is the least recently used but busy, so node-b is closed.
+    t.clock.advance(1000);
+    await t.d.channels.authenticate(req('node-a', DW, WEB));
+    await until(() => t.a.channels.channel('node-d') !== undefined, 3000, 'inbound channel adopted');
+    expect(t.a.channels.openChannels).toBe(2);
+    expect(t.evictions).toMatchObject([{ node: 'node-b', busy: false, for: 'node-d' }]);
+    expect(t.a.channels.channel('node-c')).toBeDefined();
+    t.c.channels.channel('node-a')!.socket.resume();
+    t.clock.advance(3000);
+    // node-c does not hold cache2: its answer settles the exchange (no entry).
+    expect(['remote-identity-unavailable', 'proof-missing']).toContain((await inFlight).reason);
   });
 });

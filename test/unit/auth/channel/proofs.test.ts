@@ -123,6 +123,25 @@ describe('ProofExchange (fake channel)', () => {
     ).toEqual([4, 1]);
   });
 
+  it('reports a proof exchange in flight until every proof sent and asked for is settled', () => {
+    const t = setUp();
+    t.a.start([]);
+    t.b.start([]);
+    expect(t.a.inFlight()).toBe(false);
+    // Our proof queued/sent and the peer's asked for: in flight until both verdicts are in.
+    t.a.request(WEB, DB);
+    expect(t.a.inFlight()).toBe(true);
+    t.link.pump();
+    expect(t.a.pairReady(WEB, DB)).toMatchObject({ ok: true });
+    expect(t.a.inFlight()).toBe(false);
+    expect(t.b.inFlight()).toBe(false);
+    // An identity the peer does not hold settles as unavailable: no longer in flight.
+    t.a.request(WEB, `spiffe://${TD}/ns/b/sa/gone`);
+    expect(t.a.inFlight()).toBe(true);
+    t.link.pump();
+    expect(t.a.inFlight()).toBe(false);
+  });
+
   it('writes the reverse entry for a pair message only from its own proofs', () => {
     const t = setUp();
     t.a.start([WEB]);
