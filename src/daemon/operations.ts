@@ -251,6 +251,7 @@ export async function startOperations(deps: OperationsDeps): Promise<DaemonOpera
       store: deps.audit.store,
       sink: deps.audit.sink,
       bundles,
+      observer: metrics.witnessObserver(),
       ...(selfId && tcp?.svid
         ? {
             self: {
