@@ -337,11 +337,7 @@ describe('meshauth-relay over three nodes', () => {
     const c = relayClient();
     try {
       const stream = c.followEvents({ afterSeqByNode: { '': 5 } }, new AbortController().signal);
-      await expect(
-        (async () => {
-          for await (const _ of stream) break;
-        })(),
-      ).rejects.toThrow(/after_seq_by_node/);
+      await expect(stream[Symbol.asyncIterator]().next()).rejects.toThrow(/after_seq_by_node/);
     } finally {
       c.close();
     }
