@@ -190,6 +190,8 @@ beforeAll(async () => {
     auditPath: join(dir, 'relay.db'),
     nodeDeadlineMs: 3000,
     followRetryMs: 200,
+    // 5 refusal rows per submitter, (practically) never refilled here; summaries every 300 ms
+    witness: { refusalLimit: { burst: 5, perMinute: 0.001, summaryIntervalMs: 300 } },
   });
 }, 60_000);
 
@@ -367,6 +369,41 @@ describe('meshauth-relay over three nodes', () => {
       await expect(extraC.status()).rejects.toMatchObject({ grpcCode: 7 });
     } finally {
       for (const c of [adminC, nodeC, extraC]) c.close();
+    }
+  });
+
+  it('does not let a node fill its trail with refused heads: 5 rows, then one summary with the count', async () => {
+    const b = nodes.get('node-b')!;
+    const good = publisherOf(b).signNow()!;
+    const lines = good.note.split('\n');
+    lines[1] = String(Number(lines[1]) + 1000); // the signature no longer covers the text
+    const forged = { ...good, note: lines.join('\n') };
+    const c = new ApiClient({
+      address: `127.0.0.1:${relay.port}`,
+      tls: { ...tlsOf(b.svid), serverSpiffeId: RELAY_ID },
+      timeoutMs: 5000,
+    });
+    try {
+      // every caller still learns why its head was refused
+      for (let i = 0; i < 20; i++)
+        expect(await c.submitHead(forged)).toMatchObject({ accepted: false, reason: 'bad-signature' });
+    } finally {
+      c.close();
+    }
+    const trail = AuditStore.open({ path: join(dir, 'relay.db'), readonly: true });
+    try {
+      const fromB = () =>
+        trail
+          .query({ types: ['head-rejected'], identity: idOf('node-b'), limit: 1000 })
+          .filter((e) => e.remoteId === idOf('node-b'));
+      await waitFor(() => fromB().some((e) => e.reason === 'rate-limited'));
+      const rows = fromB();
+      expect(rows.filter((e) => e.reason === 'bad-signature')).toHaveLength(5);
+      const summary = rows.filter((e) => e.reason === 'rate-limited');
+      expect(summary).toHaveLength(1);
+      expect(summary[0]!.details).toMatchObject({ refused: 15, reasons: { 'bad-signature': 15 } });
+    } finally {
+      trail.close();
     }
   });
 
