@@ -294,8 +294,9 @@ export async function startOperations(deps: OperationsDeps): Promise<DaemonOpera
     api: apiServer,
     async close() {
       unsubscribe();
-      witnessing.close();
+      // the API first: no head arrives after the witness wrote its pending refusal summaries
       await apiServer.close();
+      witnessing.close();
       await metricsServer?.close();
     },
   };
