@@ -21,7 +21,13 @@ export interface WitnessedHeadRecord extends SignedHeadEnvelope {
 
 export type SubmitResult =
   | { accepted: true; duplicate: boolean; head: AuditHead }
-  | { accepted: false; reason: SignedHeadReason; message: string };
+  | {
+      accepted: false;
+      reason: SignedHeadReason;
+      message: string;
+      /** Over the submitter's refusal-row limit: only counted and summarised (log it quietly too). */
+      summarised?: true;
+    };
 
 export interface WitnessOptions {
   /** Where accepted heads (`head-witnessed`) and refusals (`head-rejected`) are recorded. */
@@ -163,7 +169,7 @@ export class Witness {
       const key = submitter ?? '';
       if (this.closed || !this.takeToken(key, now)) {
         this.opts.observer?.refused(reason, false);
-        if (this.closed) return { accepted: false, reason, message };
+        if (this.closed) return { accepted: false, reason, message, summarised: true };
         const sum = this.summaries.get(key) ?? {
           count: 0,
           reasons: {},
@@ -177,7 +183,7 @@ export class Witness {
         sum.lastMessage = message;
         this.summaries.set(key, sum);
         this.summaryTimer ??= this.clock.setTimeout(() => this.flushRefusals(), this.summaryMs);
-        return { accepted: false, reason, message };
+        return { accepted: false, reason, message, summarised: true };
       }
       this.opts.observer?.refused(reason, true);
       this.opts.sink.record({
