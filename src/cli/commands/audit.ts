@@ -166,6 +166,12 @@ Examples:
         maxSkew: string;
       }) => {
         const format = parseOutput(o.output);
+        // the trail is read from its file: the relay has none of the nodes' files to point at
+        if (ctx.globals().relay && !o.db)
+          throw new CliError(
+            "audit verify reads one node's audit database: run it on that node, or pass --db <path>; --relay has no database to verify",
+            2,
+          );
         if (o.witnesses?.length) {
           await verifyWitnessed(ctx, o, format);
           return;

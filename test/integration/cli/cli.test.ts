@@ -247,6 +247,10 @@ describe('meshauth CLI (in process, real daemon API)', () => {
     );
     expect(relay.err).toContain('--relay host:port');
     expect(relay.err).not.toMatch(/--socket|MESHAUTH_SOCKET/);
+    // audit verify through the relay would have no file to read: said at once, not "the daemon"
+    const verify = await cli(['--relay', '127.0.0.1:1', ...tls, 'audit', 'verify']);
+    expect(verify.code).toBe(2);
+    expect(verify.err).toMatch(/audit verify reads one node's audit database.*--relay has no database/);
     const node = await cli(['--address', '127.0.0.1:1', ...tls, '--timeout', '1', 'status']);
     expect(node.err).toContain('cannot reach meshauthd on address 127.0.0.1:1');
     expect(node.err).toContain('--address host:port');
