@@ -116,9 +116,16 @@ export async function runDatapathBench(opts: DatapathBenchOptions): Promise<Data
       { n: 2, name: 'hit@ipcache', description: 'hit packet, stop after the two ipcache lookups' },
       { n: 3, name: 'hit@policy', description: 'hit packet, stop after the policy lookup' },
       { n: 4, name: 'hit@auth', description: 'hit packet, stop after the auth lookup (no counter)' },
+      { n: 5, name: 'hit@cache', description: 'hit packet, verdict-cache hit, stop before the clock' },
     ].filter((st) => existsSync(join(bpfDir, `bench_stage_${st.n}.bpf.o`)));
     for (const st of stages)
       stageObjects.push(BpfObject.load(join(bpfDir, `bench_stage_${st.n}.bpf.o`), { pinDir }));
+    // The program whose verdict cache never hits (MA_BENCH_CACHE_MISS): every packet costs what a
+    // flow's first packet after a map change costs, or a packet of two flows that share a slot
+    // and alternate on one CPU.
+    const cacheMissPath = join(bpfDir, 'bench_cache_miss.bpf.o');
+    const cacheMiss = existsSync(cacheMissPath) ? BpfObject.load(cacheMissPath, { pinDir }) : undefined;
+    if (cacheMiss) stageObjects.push(cacheMiss);
     const cases: Array<{ name: string; description: string; fd: number; data: Buffer; expect: number }> = [
       {
         name: 'empty',
@@ -152,14 +159,25 @@ export async function runDatapathBench(opts: DatapathBenchOptions): Promise<Data
       },
       {
         name: 'hit',
-        description: 'IPv4 required pair, live entry: pass_authenticated',
+        description: 'IPv4 required pair, live entry: pass_authenticated (steady flow: cache hit)',
         fd: tcEgress,
         data: hitPacket,
         expect: -1,
       },
+      ...(cacheMiss
+        ? [
+            {
+              name: 'hit-uncached',
+              description: 'the same, verdict cache miss (new flow, or flows sharing a slot)',
+              fd: cacheMiss.programFd(wire.PROGRAMS.tcEgress),
+              data: hitPacket,
+              expect: -1,
+            },
+          ]
+        : []),
       {
         name: 'hit-ipv6',
-        description: 'IPv6 required pair, live entry: pass_authenticated',
+        description: 'IPv6 required pair, live entry: pass_authenticated (cache hit)',
         fd: tcEgress,
         data: buildTcpSyn({ src: 'fd00:1::1', dst: 'fd00:2::7' }),
         expect: -1,

@@ -7,6 +7,9 @@
  *   node dist/bench/handshake.js [--seconds 5] [--rounds 2] [--concurrency 16] [--cpu 0]
  *
  * meshauth: client and server in this one process (one thread does both ends' work).
+ * bare node:tls: the same, with TLS 1.3 mutual handshakes that verify the peer chain in TLS and
+ * nothing else (measureNodeTls): the baseline of the per-pair mode, alternated with it in each
+ * round; the ratio is taken within each round, then the median over rounds.
  * openssl:  s_server and s_time are two processes, both pinned to the same core with taskset.
  * So both columns measure "complete mutual handshakes (both ends) per second of one core".
  * MESHAUTH_BENCH_SMOKE=1 runs a one-second round (CI smoke run).
@@ -21,6 +24,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { HandshakeClient, HandshakeServer } from '../src/auth/handshake/index.js';
+import { disableSessionTickets } from '../src/tls/session-tickets.js';
 import type { Svid, TrustBundles } from '../src/spiffe/index.js';
 
 const TRUST_DOMAIN = 'bench.local';
@@ -39,10 +43,21 @@ export interface HandshakeBenchResult {
   meshauthSequentialPerSec: number;
   meshauthConcurrentPerSec: number;
   opensslPerSec: number;
-  /** Bare node:tls mTLS handshakes (1 in flight), for attribution. */
+  /** Bare node:tls mutual handshakes (measureNodeTls), 1 in flight. */
   nodeTlsPerSec: number;
+  /** The same with `concurrency` in flight. */
+  nodeTlsConcurrentPerSec: number;
+  /** Bare node:tls mutual handshakes that verify no chain (attribution), 1 in flight. */
+  nodeTlsUnverifiedPerSec: number;
   ratioSequential: number;
   ratioConcurrent: number;
+  /** meshauth per-pair / bare node:tls, 1 in flight: median over rounds of the ratio within a round. */
+  ratioBareSequential: number;
+  /** The same with `concurrency` in flight. */
+  ratioBareConcurrent: number;
+  /** CPU time (user + system) per handshake, both ends, µs, over all rounds at 1 in flight. */
+  meshauthCpuUsPerHandshake: number;
+  nodeTlsCpuUsPerHandshake: number;
   commands: string[];
   pinnedCpu: number | undefined;
 }
@@ -159,7 +174,18 @@ function identityOf(svid: Svid, bundles: TrustBundles) {
 }
 
 /** meshauth handshakes per second with `concurrency` in flight, client and server in this process. */
-export async function measureMeshauth(pki: Pki, seconds: number, concurrency: number): Promise<number> {
+/** CPU time (user + system, this process) spent in a measured loop, and handshakes completed in it. */
+export interface CpuSample {
+  cpuUs: number;
+  handshakes: number;
+}
+
+export async function measureMeshauth(
+  pki: Pki,
+  seconds: number,
+  concurrency: number,
+  cpu?: CpuSample,
+): Promise<number> {
   const server = new HandshakeServer({
     identity: identityOf(pki.server, pki.bundles),
     nodeName: 'node-b',
@@ -195,8 +221,10 @@ export async function measureMeshauth(pki: Pki, seconds: number, concurrency: nu
       }
     };
     const started = performance.now();
+    const cpu0 = process.cpuUsage();
     await Promise.all(Array.from({ length: concurrency }, worker));
     const elapsed = (performance.now() - started) / 1000;
+    recordCpu(cpu, cpu0, done);
     const failed = Object.values(server.stats().failed).reduce((a, b) => a + b, 0);
     if (failed > 0)
       throw new Error(`bench: ${failed} server-side failures: ${JSON.stringify(server.stats().failed)}`);
@@ -207,35 +235,67 @@ export async function measureMeshauth(pki: Pki, seconds: number, concurrency: nu
 }
 
 /**
- * Bare node:tls TLS 1.3 mTLS handshakes per second (same certificates, no SPIFFE verification, no
- * frames): what node itself costs, so the meshauth overhead on top of it is visible.
+ * Bare node:tls TLS 1.3 mutual handshakes per second: the fair baseline for meshauth's per-pair mode.
+ * Same certificates and keys (ECDSA P-256), TLS 1.3 only, no session tickets (as meshauth), and the
+ * peer chain verified on both ends by TLS itself: each side trusts the bench CA
+ * (`rejectUnauthorized: true`), so OpenSSL validates the chain inside the handshake, and the client
+ * accepts the server's identity when its URI SAN is the expected SPIFFE ID (node's
+ * checkServerIdentity, which runs on every verified client connection). A handshake counts when
+ * both ends completed it: the server ends the connection once it accepted the client's
+ * certificate, and the client waits for that end. That is the point at which a meshauth
+ * handshake's result arrives, so both columns count the same event.
+ * `verifyPeer: false` (attribution only) trusts nothing and verifies no chain: the same handshake
+ * without the cost of chain verification.
  */
-export async function measureNodeTls(pki: Pki, seconds: number, concurrency: number): Promise<number> {
-  const base = { minVersion: 'TLSv1.3' as const, maxVersion: 'TLSv1.3' as const, ca: [] as string[] };
+export async function measureNodeTls(
+  pki: Pki,
+  seconds: number,
+  concurrency: number,
+  cpu?: CpuSample,
+  opts: { verifyPeer?: boolean } = {},
+): Promise<number> {
+  const verify = opts.verifyPeer ?? true;
+  disableSessionTickets();
+  const base = {
+    minVersion: 'TLSv1.3' as const,
+    maxVersion: 'TLSv1.3' as const,
+    ca: verify ? [pki.caPem] : [],
+  };
   const server = createTlsServer({
     ...base,
     cert: pki.server.chainPem,
     key: pki.server.keyPem,
     requestCert: true,
-    rejectUnauthorized: false,
+    rejectUnauthorized: verify,
   });
   server.on('secureConnection', (sock) => {
     sock.on('error', () => {});
-    sock.end();
+    // What an application authorizing its peer reads: the verified client certificate.
+    if ((verify && !sock.authorized) || !sock.getPeerX509Certificate()) sock.destroy();
+    else sock.end();
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as { port: number }).port;
   const clientContext = createSecureContext({ ...base, cert: pki.client.chainPem, key: pki.client.keyPem });
+  const expectedSan = `URI:${SERVER_ID}`;
   const once = (): Promise<void> =>
     new Promise((resolve, reject) => {
       const c = tlsConnect({
         host: '127.0.0.1',
         port,
         secureContext: clientContext,
-        rejectUnauthorized: false,
+        rejectUnauthorized: verify,
+        checkServerIdentity: (_host, cert) =>
+          cert.subjectaltname === expectedSan ? undefined : new Error('bench: unexpected server identity'),
       });
       c.once('secureConnect', () => {
-        c.getPeerCertificate(true);
+        if (verify && !c.authorized) {
+          c.destroy();
+          reject(new Error(`bench: server not authorized: ${String(c.authorizationError)}`));
+        }
+      });
+      c.on('data', () => {});
+      c.once('end', () => {
         c.destroy();
         resolve();
       });
@@ -246,6 +306,7 @@ export async function measureNodeTls(pki: Pki, seconds: number, concurrency: num
     let done = 0;
     const deadline = performance.now() + seconds * 1000;
     const started = performance.now();
+    const cpu0 = process.cpuUsage();
     await Promise.all(
       Array.from({ length: concurrency }, async () => {
         while (performance.now() < deadline) {
@@ -254,10 +315,19 @@ export async function measureNodeTls(pki: Pki, seconds: number, concurrency: num
         }
       }),
     );
-    return done / ((performance.now() - started) / 1000);
+    const elapsed = (performance.now() - started) / 1000;
+    recordCpu(cpu, cpu0, done);
+    return done / elapsed;
   } finally {
     await new Promise((r) => server.close(r));
   }
+}
+
+function recordCpu(out: CpuSample | undefined, since: NodeJS.CpuUsage, handshakes: number): void {
+  if (!out) return;
+  const used = process.cpuUsage(since);
+  out.cpuUs += used.user + used.system;
+  out.handshakes += handshakes;
 }
 
 function freePort(): Promise<number> {
@@ -368,12 +438,28 @@ export async function runHandshakeBench(opts: HandshakeBenchOptions): Promise<Ha
   const conc: number[] = [];
   const ossl: number[] = [];
   const bare: number[] = [];
+  const bareConc: number[] = [];
+  const unverified: number[] = [];
+  const meshCpu: CpuSample = { cpuUs: 0, handshakes: 0 };
+  const bareCpu: CpuSample = { cpuUs: 0, handshakes: 0 };
   try {
     for (let r = 0; r < opts.rounds; r++) {
-      seq.push(await measureMeshauth(pki, opts.seconds, 1));
-      conc.push(await measureMeshauth(pki, opts.seconds, opts.concurrency));
+      // Alternate which of the two goes first, so that a drift in machine load favours neither.
+      const pair = async (c: number, mesh: number[], nodeTls: number[]): Promise<void> => {
+        const m = (): Promise<number> => measureMeshauth(pki, opts.seconds, c, c === 1 ? meshCpu : undefined);
+        const b = (): Promise<number> => measureNodeTls(pki, opts.seconds, c, c === 1 ? bareCpu : undefined);
+        if (r % 2 === 0) {
+          mesh.push(await m());
+          nodeTls.push(await b());
+        } else {
+          nodeTls.push(await b());
+          mesh.push(await m());
+        }
+      };
+      await pair(1, seq, bare);
+      await pair(opts.concurrency, conc, bareConc);
+      unverified.push(await measureNodeTls(pki, opts.seconds, 1, undefined, { verifyPeer: false }));
       ossl.push(await measureOpenssl(pki, opts.seconds, opts.cpu, commands));
-      bare.push(await measureNodeTls(pki, opts.seconds, 1));
     }
   } finally {
     rmSync(pki.dir, { recursive: true, force: true });
@@ -386,8 +472,14 @@ export async function runHandshakeBench(opts: HandshakeBenchOptions): Promise<Ha
     meshauthConcurrentPerSec,
     opensslPerSec,
     nodeTlsPerSec: median(bare),
+    nodeTlsConcurrentPerSec: median(bareConc),
+    nodeTlsUnverifiedPerSec: median(unverified),
     ratioSequential: meshauthSequentialPerSec / opensslPerSec,
     ratioConcurrent: meshauthConcurrentPerSec / opensslPerSec,
+    ratioBareSequential: median(seq.map((x, i) => x / bare[i]!)),
+    ratioBareConcurrent: median(conc.map((x, i) => x / bareConc[i]!)),
+    meshauthCpuUsPerHandshake: meshCpu.cpuUs / meshCpu.handshakes,
+    nodeTlsCpuUsPerHandshake: bareCpu.cpuUs / bareCpu.handshakes,
     commands,
     pinnedCpu: opts.cpu,
   };
@@ -416,20 +508,32 @@ async function main(): Promise<void> {
     return;
   }
   const f = (x: number): string => x.toFixed(0).padStart(8);
+  const n = String(opts.concurrency).padEnd(2);
   console.log(
     `handshakes per second on one core (cpu ${r.pinnedCpu ?? 'unpinned'}; ${opts.rounds} × ${opts.seconds}s rounds, median)`,
   );
   console.log(
-    `  meshauth, 1 in flight            ${f(r.meshauthSequentialPerSec)}   ratio vs openssl ${r.ratioSequential.toFixed(2)}`,
+    `  meshauth per-pair, 1 in flight       ${f(r.meshauthSequentialPerSec)}   ratio vs openssl ${r.ratioSequential.toFixed(2)}   vs bare node:tls ${r.ratioBareSequential.toFixed(2)}`,
   );
   console.log(
-    `  meshauth, ${String(opts.concurrency).padEnd(2)} in flight           ${f(r.meshauthConcurrentPerSec)}   ratio vs openssl ${r.ratioConcurrent.toFixed(2)}`,
+    `  meshauth per-pair, ${n} in flight      ${f(r.meshauthConcurrentPerSec)}   ratio vs openssl ${r.ratioConcurrent.toFixed(2)}   vs bare node:tls ${r.ratioBareConcurrent.toFixed(2)}`,
   );
-  console.log(`  openssl s_server + s_time -new   ${f(r.opensslPerSec)}`);
   console.log(
-    `  bare node:tls mTLS, 1 in flight  ${f(r.nodeTlsPerSec)}   ratio vs openssl ${(r.nodeTlsPerSec / r.opensslPerSec).toFixed(2)}`,
+    `  bare node:tls mutual, 1 in flight    ${f(r.nodeTlsPerSec)}   ratio vs openssl ${(r.nodeTlsPerSec / r.opensslPerSec).toFixed(2)}`,
   );
-  console.log('  meshauth: client and server in one node process; openssl: two processes on the same core');
+  console.log(
+    `  bare node:tls mutual, ${n} in flight   ${f(r.nodeTlsConcurrentPerSec)}   ratio vs openssl ${(r.nodeTlsConcurrentPerSec / r.opensslPerSec).toFixed(2)}`,
+  );
+  console.log(
+    `  bare node:tls, no chain verified, 1  ${f(r.nodeTlsUnverifiedPerSec)}   ratio vs openssl ${(r.nodeTlsUnverifiedPerSec / r.opensslPerSec).toFixed(2)}   (attribution only)`,
+  );
+  console.log(`  openssl s_server + s_time -new       ${f(r.opensslPerSec)}`);
+  console.log(
+    `  CPU per handshake (both ends, 1 in flight): meshauth ${r.meshauthCpuUsPerHandshake.toFixed(0)} µs, bare node:tls ${r.nodeTlsCpuUsPerHandshake.toFixed(0)} µs (ratio ${(r.nodeTlsCpuUsPerHandshake / r.meshauthCpuUsPerHandshake).toFixed(2)})`,
+  );
+  console.log(
+    '  meshauth and bare node:tls: client and server in one node process; openssl: two processes on the same core',
+  );
   for (const c of r.commands) console.log(`  $ ${c}`);
 }
 

@@ -101,11 +101,61 @@ struct {
 } ma_config SEC(".maps");
 
 /*
+ * Map generation: a 64-bit value that user space replaces with a fresh random one after every
+ * write or delete of ma_ipcache, ma_hosts, ma_policy, ma_auth or ma_config returns from the kernel
+ * (src/datapath/datapath.ts). 0 turns the verdict cache off (never bumped, or a CPU architecture on
+ * which the ordering argument below does not hold).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ma_generation SEC(".maps");
+
+/*
+ * Per-CPU verdict cache: per program, 256 slots, each keeping the last flow hashed to it that
+ * passed as pass_authenticated on this CPU, with the auth entry's expiry and the generation read
+ * before the lookups that gave the verdict.
+ * A packet of the same flow while the generation is unchanged skips the ipcache, policy and auth
+ * lookups, but still reads the clock and compares the expiry: a cached entry is never honoured past
+ * its expiry, and an expired one goes the full way (drop_auth_expired, signal).
+ *
+ * Why a verdict from the cache is the verdict the maps give:
+ *  - every input of the verdict is in the key (addresses, ingress interface) or in a map whose
+ *    every change is followed by a new generation (the expiry is compared per packet);
+ *  - the generation is read before the lookups, so a map change that overlaps the lookups leaves a
+ *    slot stamped with the old generation, which the change's new generation invalidates;
+ *  - a program that reads the new generation also sees the change made before it: user space
+ *    writes the generation only after the change's syscall returned, and on x86-64 (TSO: stores
+ *    become visible in order, loads are not reordered with loads) the program's later map lookups
+ *    see the change. User space writes a non-zero generation only on x86-64 (see
+ *    src/datapath/datapath.ts); elsewhere the cache stays off;
+ *  - generations are random, not counted, so several writing processes need no read-modify-write:
+ *    any write ends with a value different from every earlier one (but with probability 2^-64).
+ * A slot is written only by programs on its CPU; a program may be interrupted or (cgroup programs
+ * on a preemptible kernel) preempted by another on the same CPU, which the slot's seqcount covers.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MA_FLOW_CACHE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct ma_flow_cache_slot);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ma_flow_cache SEC(".maps");
+
+/*
  * Benchmark-only builds (bpf/Makefile: bench_stage_*.bpf.o, never loaded by meshauthd) compile
  * with MA_BENCH_STAGE=N and return from decide() right after stage N, so that the per-stage cost
  * of a packet is measured by BPF_PROG_TEST_RUN in one run (bench/datapath.ts):
  *   1 after parsing the addresses, 2 after the ipcache lookups, 3 after the policy lookup,
- *   4 after the auth-map lookup (everything except the verdict counter).
+ *   4 after the auth-map lookup (everything except the verdict counter),
+ *   5 on a verdict-cache hit, after the cache check and before the clock.
+ * Stages 2-4 never take a cache hit and return before the cache is written, so they measure the
+ * uncached path. A build with
+ * MA_BENCH_CACHE_MISS (bench_cache_miss.bpf.o) reads and writes the cache like the real program
+ * but never takes a hit: the cost of every packet when two flows alternate on one CPU.
  * The value returned depends on the stage's results so that the compiler keeps the work.
  */
 #ifdef MA_BENCH_STAGE
@@ -118,6 +168,12 @@ struct {
 #define MA_BENCH_STOP(stage, live)                                                                 \
 	do {                                                                                       \
 	} while (0)
+#endif
+#if defined(MA_BENCH_CACHE_MISS) || (defined(MA_BENCH_STAGE) && MA_BENCH_STAGE >= 2 && MA_BENCH_STAGE <= 4)
+/* (stages 2-4 measure the uncached path even when another build filled the shared slot) */
+#define MA_CACHE_HIT_ALLOWED 0
+#else
+#define MA_CACHE_HIT_ALLOWED 1
 #endif
 
 enum ma_semantics {
@@ -133,13 +189,80 @@ static __always_inline void count(__u32 verdict)
 		*c += 1;
 }
 
-/* ipcache entry of a full-length (prefixlen 128) key: the exact host entry, else the trie's
+/* ipcache entry of an address (16 bytes, IPv4-mapped): the exact host entry, else the trie's
  * longest-prefix match. */
-static __always_inline struct ma_ipcache_value *lookup_ipcache(struct ma_ipcache_key *k)
+static __always_inline struct ma_ipcache_value *lookup_ipcache(const __u8 *addr)
 {
-	struct ma_ipcache_value *v = bpf_map_lookup_elem(&ma_hosts, k->addr);
+	struct ma_ipcache_value *v = bpf_map_lookup_elem(&ma_hosts, addr);
+	struct ma_ipcache_key k;
 
-	return v ? v : bpf_map_lookup_elem(&ma_ipcache, k);
+	if (v)
+		return v;
+	k.prefixlen = 128;
+	__builtin_memcpy(k.addr, addr, 16);
+	return bpf_map_lookup_elem(&ma_ipcache, &k);
+}
+
+#define MA_BARRIER() asm volatile("" ::: "memory")
+#define MA_READ_ONCE(x) (*(volatile typeof(x) *)&(x))
+#define MA_WRITE_ONCE(x, v) (*(volatile typeof(x) *)&(x) = (v))
+
+/* Slot of a flow within its program's slots: a multiplicative hash of the key's 32-bit words
+ * (little-endian); src/datapath/wire.ts flowCacheIndex computes the same. */
+static __always_inline __u32 flow_hash(const struct ma_flow_key *k)
+{
+	const __u32 *w = (const __u32 *)k;
+	__u32 s = w[0] ^ w[1] ^ w[2] ^ w[3], d = w[4] ^ w[5] ^ w[6] ^ w[7];
+	__u32 h = (s * 0x9e3779b1U) ^ d ^ (w[8] * 0x85ebca77U);
+
+	return (h * 0x9e3779b1U) >> (32 - MA_FLOW_CACHE_BITS);
+}
+
+static __always_inline int flow_eq(const struct ma_flow_key *a, const struct ma_flow_key *b)
+{
+	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
+
+	return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]) | (x[4] ^ y[4])) == 0;
+}
+
+/*
+ * Whether the slot holds `k` under generation `gen` (non-zero); sets *expiry. The slot's seq is
+ * read before and after: an odd seq (a write in progress on this CPU) or a changed one (a write
+ * ran in between) is a miss, so a slot torn by an interrupting or preempting writer never hits.
+ */
+static __always_inline int cache_hit(struct ma_flow_cache_slot *s, const struct ma_flow_key *k, __u64 gen,
+				     __u64 *expiry)
+{
+	__u64 seq = MA_READ_ONCE(s->seq);
+
+	if ((seq & 1) || gen == 0)
+		return 0;
+	MA_BARRIER();
+	if (s->generation != gen || !flow_eq(&s->key, k))
+		return 0;
+	*expiry = s->expiry_boot_ns;
+	MA_BARRIER();
+	return MA_READ_ONCE(s->seq) == seq && MA_CACHE_HIT_ALLOWED;
+}
+
+/*
+ * Writes the slot. A writer claims it by moving seq from even to odd with a compare-and-swap and
+ * gives up when another writer holds it (or won the race): a preempted writer never resumes into
+ * a slot someone else has half written.
+ */
+static __always_inline void cache_store(struct ma_flow_cache_slot *s, const struct ma_flow_key *k, __u64 gen,
+					__u64 expiry)
+{
+	__u64 seq = MA_READ_ONCE(s->seq);
+
+	if ((seq & 1) || __sync_val_compare_and_swap(&s->seq, seq, seq + 1) != seq)
+		return;
+	MA_BARRIER();
+	s->generation = gen;
+	s->expiry_boot_ns = expiry;
+	s->key = *k;
+	MA_BARRIER();
+	MA_WRITE_ONCE(s->seq, seq + 2);
 }
 
 /* Policy of the pair: the exact pair first, then the wildcard "any remote" (remote_id 0). */
@@ -162,13 +285,12 @@ static __always_inline struct ma_policy_value *lookup_policy(__u32 local_id, __u
 /* 802.1Q and 802.1ad tags parsed in front of the IP header (one tag, or QinQ). */
 #define MA_MAX_VLAN_TAGS 2
 
-/* Reads source and destination addresses as IPv4-mapped or native IPv6 LPM keys, behind up to
+/* Reads source and destination addresses as IPv4-mapped or native IPv6 addresses, behind up to
  * MA_MAX_VLAN_TAGS in-band 802.1Q/802.1ad tags (a tag the NIC stripped is not in the packet and
  * skb->protocol is already the inner type).
  * Returns 0 on success, -1 when the packet is not IP (or too short to hold the header), -2 when it
  * is an encapsulation that may carry IP but is not parsed: more VLAN tags, MPLS, PPPoE session. */
-static __always_inline int load_addrs(struct __sk_buff *skb, struct ma_ipcache_key *src,
-				      struct ma_ipcache_key *dst)
+static __always_inline int load_addrs(struct __sk_buff *skb, struct ma_flow_key *fk)
 {
 	__u16 proto = skb->protocol;
 	__u32 off = 0;
@@ -197,16 +319,13 @@ static __always_inline int load_addrs(struct __sk_buff *skb, struct ma_ipcache_k
 
 		if (bpf_skb_load_bytes_relative(skb, off, h, sizeof(h), BPF_HDR_START_NET) < 0 || (h[0] >> 4) != 4)
 			return -1;
-		src->prefixlen = 128;
-		dst->prefixlen = 128;
-		__builtin_memset(src->addr, 0, 10);
-		__builtin_memset(dst->addr, 0, 10);
-		src->addr[10] = 0xff;
-		src->addr[11] = 0xff;
-		dst->addr[10] = 0xff;
-		dst->addr[11] = 0xff;
-		__builtin_memcpy(&src->addr[12], &h[12], 4);
-		__builtin_memcpy(&dst->addr[12], &h[16], 4);
+		/* fk is zeroed by the caller */
+		fk->src[10] = 0xff;
+		fk->src[11] = 0xff;
+		fk->dst[10] = 0xff;
+		fk->dst[11] = 0xff;
+		__builtin_memcpy(&fk->src[12], &h[12], 4);
+		__builtin_memcpy(&fk->dst[12], &h[16], 4);
 		return 0;
 	}
 	if (proto == bpf_htons(ETH_P_IPV6)) {
@@ -215,10 +334,8 @@ static __always_inline int load_addrs(struct __sk_buff *skb, struct ma_ipcache_k
 
 		if (bpf_skb_load_bytes_relative(skb, off, h, sizeof(h), BPF_HDR_START_NET) < 0 || (h[0] >> 4) != 6)
 			return -1;
-		src->prefixlen = 128;
-		dst->prefixlen = 128;
-		__builtin_memcpy(src->addr, &h[8], 16);
-		__builtin_memcpy(dst->addr, &h[24], 16);
+		__builtin_memcpy(fk->src, &h[8], 16);
+		__builtin_memcpy(fk->dst, &h[24], 16);
 		return 0;
 	}
 	return -1;
@@ -231,17 +348,18 @@ static __always_inline int load_addrs(struct __sk_buff *skb, struct ma_ipcache_k
  */
 static __always_inline int decide(struct __sk_buff *skb, enum ma_semantics sem, int is_tc)
 {
-	struct ma_ipcache_key src = {}, dst = {};
+	struct ma_flow_key fk __attribute__((aligned(8))) = {};
 	struct ma_ipcache_value *local, *remote;
 	struct ma_policy_value *pol;
+	struct ma_flow_cache_slot *slot;
 	struct ma_auth_key ak = {};
 	struct ma_auth_value *av;
 	struct ma_config *cfg;
-	__u32 zero = 0, verdict;
-	__u64 now, throttle_ns, *last;
+	__u32 zero = 0, verdict, slot_idx;
+	__u64 now, throttle_ns, *last, *genp, gen, expiry = 0;
 	int unresolved, pass;
 
-	switch (load_addrs(skb, &src, &dst)) {
+	switch (load_addrs(skb, &fk)) {
 	case 0:
 		break;
 	case -2:
@@ -251,16 +369,34 @@ static __always_inline int decide(struct __sk_buff *skb, enum ma_semantics sem, 
 		count(MA_PASS_NOT_IP);
 		return 1;
 	}
-	MA_BENCH_STOP(1, src.addr[15] != dst.addr[15]);
+	MA_BENCH_STOP(1, fk.src[15] != fk.dst[15]);
+
+	/* Verdict cache: the generation first, before any lookup whose result the slot may keep. */
+	if (sem == MA_SEM_INGRESS)
+		fk.ifindex = skb->ingress_ifindex;
+	genp = bpf_map_lookup_elem(&ma_generation, &zero);
+	gen = genp ? MA_READ_ONCE(*genp) : 0;
+	slot_idx = is_tc ? (sem == MA_SEM_EGRESS ? MA_PROG_TC_EGRESS : MA_PROG_TC_INGRESS)
+			 : (sem == MA_SEM_EGRESS ? MA_PROG_CGROUP_EGRESS : MA_PROG_CGROUP_INGRESS);
+	slot_idx = (slot_idx << MA_FLOW_CACHE_BITS) | flow_hash(&fk);
+	slot = bpf_map_lookup_elem(&ma_flow_cache, &slot_idx);
+	if (slot && cache_hit(slot, &fk, gen, &expiry)) {
+		MA_BENCH_STOP(5, expiry != 0);
+		if (expiry > bpf_ktime_get_boot_ns()) {
+			count(MA_PASS_AUTHENTICATED);
+			return 1;
+		}
+		/* Expired: the full path below drops and signals. */
+	}
 
 	cfg = bpf_map_lookup_elem(&ma_config, &zero);
 
 	if (sem == MA_SEM_EGRESS) {
-		local = lookup_ipcache(&src);
-		remote = lookup_ipcache(&dst);
+		local = lookup_ipcache(fk.src);
+		remote = lookup_ipcache(fk.dst);
 	} else {
-		local = lookup_ipcache(&dst);
-		remote = lookup_ipcache(&src);
+		local = lookup_ipcache(fk.dst);
+		remote = lookup_ipcache(fk.src);
 	}
 	MA_BENCH_STOP(2, local && remote);
 
@@ -301,9 +437,14 @@ static __always_inline int decide(struct __sk_buff *skb, enum ma_semantics sem, 
 	} else {
 		av = bpf_map_lookup_elem(&ma_auth, &ak);
 		MA_BENCH_STOP(4, av && av->expiry_boot_ns > now);
-		if (av && av->expiry_boot_ns > now) {
-			count(MA_PASS_AUTHENTICATED);
-			return 1;
+		if (av) {
+			expiry = av->expiry_boot_ns;
+			if (expiry > now) {
+				if (slot)
+					cache_store(slot, &fk, gen, expiry);
+				count(MA_PASS_AUTHENTICATED);
+				return 1;
+			}
 		}
 		/* Permissive: the packet passes but is counted, and the handshake is still asked for. */
 		count(pass ? MA_PASS_PERMISSIVE : av ? MA_DROP_AUTH_EXPIRED : MA_DROP_AUTH_MISSING);
@@ -390,19 +531,18 @@ int ma_cgrp_ingress(struct __sk_buff *skb)
  * SYN is dropped until the pod is known and authenticated). Other sockets, other ops and other programs' replies are
  * left alone; the program always returns 1 (never rejects).
  */
-static __always_inline void sock_ops_addr(struct ma_ipcache_key *k, __u32 family, __u32 ip4, const __u32 ip6[4])
+static __always_inline void sock_ops_addr(__u8 addr[16], __u32 family, __u32 ip4, const __u32 ip6[4])
 {
-	k->prefixlen = 128;
 	if (family == 2 /* AF_INET */) {
-		__builtin_memset(k->addr, 0, 10);
-		k->addr[10] = 0xff;
-		k->addr[11] = 0xff;
-		__builtin_memcpy(&k->addr[12], &ip4, 4);
+		__builtin_memset(addr, 0, 10);
+		addr[10] = 0xff;
+		addr[11] = 0xff;
+		__builtin_memcpy(&addr[12], &ip4, 4);
 	} else {
-		__builtin_memcpy(&k->addr[0], &ip6[0], 4);
-		__builtin_memcpy(&k->addr[4], &ip6[1], 4);
-		__builtin_memcpy(&k->addr[8], &ip6[2], 4);
-		__builtin_memcpy(&k->addr[12], &ip6[3], 4);
+		__builtin_memcpy(&addr[0], &ip6[0], 4);
+		__builtin_memcpy(&addr[4], &ip6[1], 4);
+		__builtin_memcpy(&addr[8], &ip6[2], 4);
+		__builtin_memcpy(&addr[12], &ip6[3], 4);
 	}
 }
 
@@ -433,7 +573,7 @@ static __always_inline int syn_retries_for(__u64 rto_ms)
 SEC("sockops")
 int ma_sockops(struct bpf_sock_ops *skops)
 {
-	struct ma_ipcache_key lk = {}, rk = {};
+	struct ma_flow_key fk __attribute__((aligned(8))) = {};
 	struct ma_ipcache_value *local, *remote;
 	struct ma_policy_value *pol;
 	struct ma_auth_key ak = {};
@@ -446,25 +586,26 @@ int ma_sockops(struct bpf_sock_ops *skops)
 		return 1;
 	family = skops->family;
 	if (family == 10 /* AF_INET6 */) {
-		lip6[0] = skops->local_ip6[0];
-		lip6[1] = skops->local_ip6[1];
-		lip6[2] = skops->local_ip6[2];
-		lip6[3] = skops->local_ip6[3];
-		rip6[0] = skops->remote_ip6[0];
-		rip6[1] = skops->remote_ip6[1];
-		rip6[2] = skops->remote_ip6[2];
-		rip6[3] = skops->remote_ip6[3];
-		sock_ops_addr(&lk, family, 0, lip6);
-		sock_ops_addr(&rk, family, 0, rip6);
+		/* One 4-byte context load each (the verifier refuses the 8-byte loads clang would merge them into). */
+		lip6[0] = MA_READ_ONCE(skops->local_ip6[0]);
+		lip6[1] = MA_READ_ONCE(skops->local_ip6[1]);
+		lip6[2] = MA_READ_ONCE(skops->local_ip6[2]);
+		lip6[3] = MA_READ_ONCE(skops->local_ip6[3]);
+		rip6[0] = MA_READ_ONCE(skops->remote_ip6[0]);
+		rip6[1] = MA_READ_ONCE(skops->remote_ip6[1]);
+		rip6[2] = MA_READ_ONCE(skops->remote_ip6[2]);
+		rip6[3] = MA_READ_ONCE(skops->remote_ip6[3]);
+		sock_ops_addr(fk.src, family, 0, lip6);
+		sock_ops_addr(fk.dst, family, 0, rip6);
 	} else if (family == 2 /* AF_INET */) {
-		sock_ops_addr(&lk, family, skops->local_ip4, lip6);
-		sock_ops_addr(&rk, family, skops->remote_ip4, rip6);
+		sock_ops_addr(fk.src, family, skops->local_ip4, lip6);
+		sock_ops_addr(fk.dst, family, skops->remote_ip4, rip6);
 	} else {
 		return 1;
 	}
 
-	local = lookup_ipcache(&lk);
-	remote = lookup_ipcache(&rk);
+	local = lookup_ipcache(fk.src);
+	remote = lookup_ipcache(fk.dst);
 	if (!local || !remote || local->node_id != 0 || remote->node_id == 0 || local->identity == 0 ||
 	    remote->identity == 0)
 		return 1;

@@ -65,6 +65,42 @@ struct ma_host_key {
 	__u8 addr[16];
 };
 
+/*
+ * Flow key of the per-CPU verdict cache; mirrored in src/datapath/wire.ts (40 bytes): the packet's
+ * source and destination addresses (IPv4 as ::ffff:a.b.c.d) and, for ingress semantics, the
+ * interface it arrived on (strict WireGuard mode depends on it; 0 for egress semantics).
+ */
+struct ma_flow_key {
+	__u8 src[16];
+	__u8 dst[16];
+	__u32 ifindex;
+	__u32 pad;
+};
+
+/*
+ * One slot of ma_flow_cache (one per program per CPU); mirrored in src/datapath/wire.ts (64
+ * bytes). It remembers the last pass_authenticated verdict of its program on its CPU: the flow, the
+ * auth entry's expiry, and the map generation (ma_generation) read before the lookups that gave the
+ * verdict. seq is odd while a program writes the slot (a seqcount, see cache_store()).
+ */
+struct ma_flow_cache_slot {
+	__u64 seq;
+	__u64 generation;
+	__u64 expiry_boot_ns;
+	struct ma_flow_key key;
+};
+
+/*
+ * ma_flow_cache: per program, 2^MA_FLOW_CACHE_BITS slots (direct-mapped by a hash of the flow key,
+ * mirrored in src/datapath/wire.ts flowCacheIndex); slot index = program * 2^bits + hash.
+ */
+#define MA_PROG_TC_EGRESS 0
+#define MA_PROG_TC_INGRESS 1
+#define MA_PROG_CGROUP_EGRESS 2
+#define MA_PROG_CGROUP_INGRESS 3
+#define MA_FLOW_CACHE_BITS 8
+#define MA_FLOW_CACHE_SLOTS (4 << MA_FLOW_CACHE_BITS)
+
 /* ipcache value (ma_ipcache and ma_hosts); mirrored in src/datapath/wire.ts (8 bytes). node_id 0 = this node. */
 struct ma_ipcache_value {
 	__u32 identity;

@@ -11,7 +11,7 @@ import { stringify } from 'yaml';
 import { VERDICT_NAMES } from '../src/datapath/wire.js';
 import { DevCa } from '../src/identity/index.js';
 import { run } from '../test/helpers/netns.js';
-import { NODES, PODS, TRUST_DOMAIN, type Topology } from './topology.js';
+import { TRUST_DOMAIN, type Topology } from './topology.js';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '../..'); // demo/x.ts -> repo root; dist/demo/x.js -> dist
 export const PACKAGE_ROOT = ROOT.endsWith('/dist') ? resolve(ROOT, '..') : ROOT;
@@ -63,6 +63,8 @@ export interface ClusterOptions {
    * Default: all of root's.
    */
   capabilities?: readonly string[];
+  /** Extra environment of a node's meshauthd (set with env(1) inside the namespace), e.g. LD_PRELOAD. */
+  daemonEnv?: (node: string) => Record<string, string> | undefined;
 }
 
 export interface LogLine {
@@ -101,7 +103,7 @@ export class Cluster {
    * namespace), so the name carries the lab's random tag.
    */
   wgInterface(node: string): string {
-    return `${this.topo.lab.tag}${NODES.findIndex((n) => n.name === node)}`.slice(-15);
+    return `${this.topo.lab.tag}${this.topo.nodes.findIndex((n) => n.name === node)}`.slice(-15);
   }
 
   pinDir(node: string): string {
@@ -131,7 +133,7 @@ export class Cluster {
       mkdirSync(mnt, { recursive: true });
       run('mount', ['-t', 'cgroup2', 'none', mnt]);
       this.topo.lab.onCleanup(() => void run('umount', [mnt]));
-      for (const n of NODES) {
+      for (const n of this.topo.nodes) {
         const dir = this.topo.lab.addCgroup(`${n.name}-pods`);
         this.cgroups.set(n.name, dir);
         this.daemonCgroups.set(n.name, join(mnt, basename(dir)));
@@ -139,7 +141,7 @@ export class Cluster {
     }
     const wgKeys = new Map<string, string>();
     if (this.opts.wireguard) {
-      for (const n of NODES) {
+      for (const n of this.topo.nodes) {
         const priv = run('wg', ['genkey']).trim();
         const file = join(this.stateDir(n.name), 'wireguard', 'private.key');
         mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
@@ -148,13 +150,13 @@ export class Cluster {
       }
     }
     const inventory = {
-      nodes: NODES.map((n) => ({
+      nodes: this.topo.nodes.map((n) => ({
         name: n.name,
         address: n.underlayIp,
         podCIDRs: [n.podCidr],
         ...(wgKeys.has(n.name) ? { wireguardPublicKey: wgKeys.get(n.name) } : {}),
       })),
-      workloads: PODS.map((p) => ({
+      workloads: this.topo.pods.map((p) => ({
         name: p.name,
         spiffeId: p.spiffeId,
         node: p.node,
@@ -167,7 +169,7 @@ export class Cluster {
       join(this.opts.workDir, 'policy.yaml'),
       stringify({ rules: this.opts.rules.map((r) => ({ ...r, auth: 'mutual' })) }),
     );
-    for (const n of NODES) {
+    for (const n of this.topo.nodes) {
       mkdirSync(join(this.opts.workDir, n.name), { recursive: true });
       const config = {
         node: n.name,
@@ -230,7 +232,7 @@ export class Cluster {
               wireguard: {
                 enabled: true,
                 interface: this.wgInterface(n.name),
-                address: `10.99.0.${NODES.indexOf(n) + 1}/32`,
+                address: `10.99.0.${this.topo.nodes.indexOf(n) + 1}/32`,
               },
             }
           : {}),
@@ -251,7 +253,14 @@ export class Cluster {
 
   /** Starts meshauthd inside the node namespace and waits until it logs that it is ready. */
   async start(node: string, timeoutMs = 30_000): Promise<DaemonHandle> {
-    const daemon = ['node', join(DIST, 'src/cmd/meshauthd.js'), '--config', this.configPath(node)];
+    const env = Object.entries(this.opts.daemonEnv?.(node) ?? {}).map(([k, v]) => `${k}=${v}`);
+    const daemon = [
+      ...(env.length > 0 ? ['env', ...env] : []),
+      'node',
+      join(DIST, 'src/cmd/meshauthd.js'),
+      '--config',
+      this.configPath(node),
+    ];
     const caps = this.opts.capabilities;
     const [cmd, ...args] = caps
       ? [

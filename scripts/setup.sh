@@ -23,6 +23,8 @@ command -v wg >/dev/null || need_pkgs+=(wireguard-tools)
 command -v tcpdump >/dev/null || need_pkgs+=(tcpdump)
 command -v iperf3 >/dev/null || need_pkgs+=(iperf3)
 command -v openssl >/dev/null || need_pkgs+=(openssl)
+# libfaketime steps the wall clock of one meshauthd (test/faults/clock-step.test.ts), not the machine's.
+[ -f /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || need_pkgs+=(libfaketime)
 # protoc compiles the API's descriptor set (scripts/gen-proto.sh --check runs in the test command).
 command -v protoc >/dev/null || need_pkgs+=(protobuf-compiler)
 command -v make >/dev/null || need_pkgs+=(make)

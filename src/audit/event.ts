@@ -14,6 +14,7 @@ export const AUDIT_EVENT_TYPES: readonly AuditEventType[] = [
   'retention',
   'head-witnessed',
   'head-rejected',
+  'clock-step',
 ];
 
 export const AUDIT_OUTCOMES = ['success', 'failure', 'info'] as const;

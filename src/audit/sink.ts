@@ -18,7 +18,9 @@ export type AuditEventType =
   /** A signed audit head of another node this node witnessed (src/audit/witness.ts). */
   | 'head-witnessed'
   /** A signed audit head this node refused to witness, with the reason. */
-  | 'head-rejected';
+  | 'head-rejected'
+  /** The wall clock was stepped (details: stepMs, behindMs); src/time.ts WallClockGuard. */
+  | 'clock-step';
 
 export interface AuditEventInput {
   type: AuditEventType;

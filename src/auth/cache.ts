@@ -1,5 +1,6 @@
 import { LRUCache } from 'lru-cache';
 import type { AuthKey, AuthMap, AuthValue } from '../datapath/index.js';
+import { systemClock } from '../time.js';
 import { pairKey } from './pair.js';
 import type { EntryTrust } from './trust.js';
 
@@ -57,7 +58,7 @@ export class AuthCache {
       onRepair?: (reason: MirrorRepairReason, key: AuthKey) => void;
     } = {},
   ) {
-    this.now = opts.now ?? Date.now;
+    this.now = opts.now ?? systemClock.now;
     this.onRepair = opts.onRepair;
     // The LRU bound protects memory; the kernel map has its own max_entries. An entry pushed out of
     // the mirror is still in the kernel: checkLive()/reconcile() adopt it again ('kernel-extra').

@@ -27,7 +27,7 @@ import {
   wireguardKeyAgreement,
   type WireguardTunnel,
 } from '../wireguard/index.js';
-import { systemClock } from '../time.js';
+import { systemClock, wallClock } from '../time.js';
 import { errorForLog } from '../errors.js';
 import { Closers } from './closers.js';
 
@@ -384,6 +384,26 @@ export class Daemon {
       }
     }, config.auth.gcIntervalMs);
     closers.push('gc-timer', () => gcTimer.cancel());
+    // A wall-clock step is logged, counted and audited; the time the daemon goes by never steps back
+    // (src/time.ts WallClockGuard), and the kernel's entries are in CLOCK_BOOTTIME, which no step moves.
+    const unwatchClock = wallClock.onStep((s) => {
+      const direction = s.stepMs > 0 ? 'forward' : 'backward';
+      log.warn(
+        { event: 'wall_clock_step', step_ms: s.stepMs, behind_ms: s.behindMs, direction },
+        s.behindMs > 0
+          ? 'the wall clock was stepped back: not followed (certificate validity and entry expiry go on from the later time until restart)'
+          : 'the wall clock was stepped forward: followed (certificates and entries expire earlier by as much)',
+      );
+      ops.current?.metrics.wallClockSteps.inc({ direction });
+      ops.current?.metrics.wallClockBehind.set(s.behindMs / 1000);
+      audit.sink.record({
+        type: 'clock-step',
+        outcome: 'info',
+        reason: `wall-clock-${direction}`,
+        details: { stepMs: s.stepMs, behindMs: s.behindMs },
+      });
+    });
+    closers.push('wall-clock-watch', () => void unwatchClock());
 
     ops.current = await startOperations({
       config,

@@ -4,6 +4,7 @@
  * attachments, and the signal stream. close() keeps pins and attachments: enforcement continues
  * while the daemon is away.
  */
+import { randomFillSync } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
@@ -43,10 +44,14 @@ import type {
 import {
   authKey,
   authValue,
+  flowCacheSlot,
+  u64Value,
   config as configCodec,
   DEFAULT_HZ,
   DEFAULT_SYN_RTO_MS,
   FLAG_STRICT_WIREGUARD,
+  FLOW_CACHE_PROGRAMS,
+  flowCacheIndex,
   hostKey,
   ipcacheKey,
   ipcacheValue,
@@ -58,6 +63,8 @@ import {
   VERDICT_NAMES,
   type Codec,
   type WireConfig,
+  type WireFlowCacheSlot,
+  type WireFlowKey,
 } from './wire.js';
 import { parseCidr, formatCidr } from './cidr.js';
 
@@ -153,6 +160,20 @@ export interface DeltaResult {
   policy: SyncResult;
 }
 
+/** The per-CPU values of one ma_flow_cache slot, by CPU. */
+function perCpuSlots(cpus: number): Codec<WireFlowCacheSlot[]> {
+  const size = flowCacheSlot.size;
+  return {
+    size: size * cpus,
+    encode(v: WireFlowCacheSlot[]): Buffer {
+      return Buffer.concat(v.map((s) => flowCacheSlot.encode(s)));
+    },
+    decode(b: Buffer, o = 0): WireFlowCacheSlot[] {
+      return Array.from({ length: cpus }, (_x, i) => flowCacheSlot.decode(b, o + i * size));
+    },
+  };
+}
+
 /** Sums a per-CPU u64 value. */
 function perCpuSum(cpus: number): Codec<bigint> {
   return {
@@ -170,11 +191,22 @@ function perCpuSum(cpus: number): Codec<bigint> {
   };
 }
 
-/** The kernel auth map with wall-clock expiry (AuthMap of src/datapath/types.ts). */
+/**
+ * Whether this CPU architecture keeps the verdict cache correct: x86-64 only (TSO; see the
+ * ma_flow_cache comment in bpf/meshauth.bpf.c). Elsewhere the generation stays 0, which turns the
+ * cache off: every packet takes the full lookups.
+ */
+export const VERDICT_CACHE_SUPPORTED = process.arch === 'x64';
+
+/**
+ * The kernel auth map with wall-clock expiry (AuthMap of src/datapath/types.ts). Every write and
+ * delete calls `changed` once it returned (the datapath's new map generation).
+ */
 export class KernelAuthMap implements AuthMap {
   constructor(
     private readonly map: BpfMap<AuthKey, { expiryBootNs: bigint }>,
     private readonly clocks: Clocks,
+    private readonly changed: () => void,
   ) {}
 
   lookup(key: AuthKey): AuthValue | undefined {
@@ -188,16 +220,24 @@ export class KernelAuthMap implements AuthMap {
   }
 
   update(key: AuthKey, value: AuthValue): void {
-    this.map.update(key, { expiryBootNs: wallMsToBootNs(value.expiresAtMs, this.clocks) });
+    this.updateBootNs(key, wallMsToBootNs(value.expiresAtMs, this.clocks));
   }
 
   /** Writes a raw kernel expiry (CLOCK_BOOTTIME ns). */
   updateBootNs(key: AuthKey, expiryBootNs: bigint): void {
-    this.map.update(key, { expiryBootNs });
+    try {
+      this.map.update(key, { expiryBootNs });
+    } finally {
+      this.changed();
+    }
   }
 
   delete(key: AuthKey): boolean {
-    return this.map.tryDelete(key);
+    try {
+      return this.map.tryDelete(key);
+    } finally {
+      this.changed();
+    }
   }
 
   /** CLOCK_BOOTTIME in ms: the clock bpf_ktime_get_boot_ns() reads in the datapath. */
@@ -228,6 +268,9 @@ export class Datapath {
   private readonly countersMap: BpfMap<number, bigint>;
   private readonly configMap: BpfMap<number, WireConfig>;
   private readonly authRaw: BpfMap<AuthKey, { expiryBootNs: bigint }>;
+  private readonly generationMap: BpfMap<number, bigint>;
+  private readonly flowCacheMap: BpfMap<number, WireFlowCacheSlot[]>;
+  private readonly generationBuf = Buffer.alloc(8);
   private readonly sources = new Set<RingBufSignalSource>();
   private readonly log: Logger | undefined;
   private fullSyncCount = 0;
@@ -251,7 +294,9 @@ export class Datapath {
     });
     this.countersMap = obj.map(MAPS.counters.name, u32Key, perCpuSum(numPossibleCpus()));
     this.configMap = obj.map(MAPS.config.name, u32Key, configCodec);
-    this.auth = new KernelAuthMap(this.authRaw, opts.clocks ?? systemClocks);
+    this.generationMap = obj.map(MAPS.generation.name, u32Key, u64Value);
+    this.flowCacheMap = obj.map(MAPS.flowCache.name, u32Key, perCpuSlots(numPossibleCpus()));
+    this.auth = new KernelAuthMap(this.authRaw, opts.clocks ?? systemClocks, () => this.bumpGeneration());
   }
 
   /** Loads the object, reusing maps pinned in pinDir (creating and pinning the missing ones). */
@@ -262,6 +307,9 @@ export class Datapath {
     });
     try {
       const dp = new Datapath(obj, opts);
+      // A fresh generation: slots written under an earlier one (another build, another process's
+      // writes) never hit, and the cache is on (x86-64) or off from here.
+      dp.bumpGeneration();
       // ma_hosts is created empty on an upgrade (safe: a missing host entry falls back to the trie)
       // and may be stale after a build without it wrote the trie; either way, derive it afresh.
       const hosts = dp.reconcileHosts();
@@ -323,6 +371,53 @@ export class Datapath {
     if (Datapath.isHost(cidr)) this.hosts.update(cidr, v);
   }
 
+  // ---- map generation (verdict cache) ----
+  //
+  // The programs keep the last authenticated flow's verdict per CPU (ma_flow_cache) stamped with
+  // the generation in ma_generation, read before their lookups. Every method here that writes or
+  // deletes entries of ma_ipcache, ma_hosts, ma_policy, ma_auth or ma_config writes a new
+  // generation after the last write returned and before it returns itself (also when a write
+  // throws): from then on no packet is passed on a verdict computed before the change.
+
+  /**
+   * Writes a fresh random non-zero generation (0 on architectures without the ordering the cache
+   * relies on: VERDICT_CACHE_SUPPORTED). Random rather than counted, so that writers in several
+   * processes need no atomic read-modify-write. Public for tools that write the pinned maps by
+   * other means; the methods of this class call it themselves.
+   */
+  bumpGeneration(): void {
+    this.object('bump generation');
+    let g = 0n;
+    if (VERDICT_CACHE_SUPPORTED) {
+      while (g === 0n) g = randomFillSync(this.generationBuf).readBigUInt64LE(0);
+    }
+    this.generationMap.update(0, g);
+  }
+
+  /** The current map generation (0: verdict cache off). */
+  generation(): bigint {
+    this.object('read generation');
+    return this.generationMap.lookup(0);
+  }
+
+  /**
+   * The verdict-cache slot that a flow of an skb program maps to, on every possible CPU (array
+   * index = CPU number), for inspection and tests. The slot may hold another flow (key).
+   */
+  flowCache(program: keyof typeof FLOW_CACHE_PROGRAMS, flow: WireFlowKey): WireFlowCacheSlot[] {
+    this.object('read flow cache');
+    return this.flowCacheMap.lookup(flowCacheIndex(program, flow));
+  }
+
+  /** Runs `write` and writes a new generation afterwards, whether or not it threw. */
+  private changing<T>(write: () => T): T {
+    try {
+      return write();
+    } finally {
+      this.bumpGeneration();
+    }
+  }
+
   private removeIpcache(cidr: string): boolean {
     if (Datapath.isHost(cidr)) this.hosts.tryDelete(cidr);
     return this.ipcache.tryDelete(cidr);
@@ -331,7 +426,7 @@ export class Datapath {
   /** Inserts or replaces the prefix → (identity, node) entry. */
   upsertIpcache(e: IpcacheEntry): void {
     this.object('upsert ipcache');
-    this.writeIpcache(e.cidr, { identity: e.identity, nodeId: e.nodeId });
+    this.changing(() => this.writeIpcache(e.cidr, { identity: e.identity, nodeId: e.nodeId }));
   }
 
   /**
@@ -347,7 +442,7 @@ export class Datapath {
   /** Returns false when the prefix was not present. */
   deleteIpcache(cidr: string): boolean {
     this.object('delete ipcache');
-    return this.removeIpcache(cidr);
+    return this.changing(() => this.removeIpcache(cidr));
   }
 
   listIpcache(): IpcacheEntry[] {
@@ -369,6 +464,10 @@ export class Datapath {
    */
   reconcileHosts(): SyncResult {
     this.object('reconcile hosts');
+    return this.changing(() => this.reconcileHostsNow());
+  }
+
+  private reconcileHostsNow(): SyncResult {
     const want = new Map(
       this.listIpcache()
         .filter((e) => Datapath.isHost(e.cidr))
@@ -404,6 +503,10 @@ export class Datapath {
   syncIpcache(desired: readonly IpcacheEntry[]): SyncResult {
     this.object('sync ipcache');
     this.fullSyncCount++;
+    return this.changing(() => this.syncIpcacheNow(desired));
+  }
+
+  private syncIpcacheNow(desired: readonly IpcacheEntry[]): SyncResult {
     const want = new Map<string, IpcacheEntry>();
     for (const e of desired) want.set(formatCidr(parseCidr(e.cidr)), e);
     const have = new Map(this.listIpcache().map((e) => [e.cidr, e]));
@@ -432,12 +535,12 @@ export class Datapath {
 
   setPolicy(key: PolicyKey, authType: number, mode: PolicyMode = 'enforce'): void {
     this.object('set policy');
-    this.policy.update(key, { authType, mode });
+    this.changing(() => this.policy.update(key, { authType, mode }));
   }
 
   deletePolicy(key: PolicyKey): boolean {
     this.object('delete policy');
-    return this.policy.tryDelete(key);
+    return this.changing(() => this.policy.tryDelete(key));
   }
 
   listPolicy(): PolicyEntry[] {
@@ -449,6 +552,10 @@ export class Datapath {
   syncPolicy(desired: readonly PolicyEntry[]): SyncResult {
     this.object('sync policy');
     this.fullSyncCount++;
+    return this.changing(() => this.syncPolicyNow(desired));
+  }
+
+  private syncPolicyNow(desired: readonly PolicyEntry[]): SyncResult {
     const key = (k: PolicyKey): string => `${k.localId}:${k.remoteId}`;
     const want = new Map(desired.map((e) => [key(e), e]));
     const have = new Map(this.listPolicy().map((e) => [key(e), e]));
@@ -474,6 +581,10 @@ export class Datapath {
    */
   applyDelta(d: DatapathDelta): DeltaResult {
     this.object('apply delta');
+    return this.changing(() => this.applyDeltaNow(d));
+  }
+
+  private applyDeltaNow(d: DatapathDelta): DeltaResult {
     const r: DeltaResult = {
       ipcache: { added: 0, updated: 0, removed: 0 },
       policy: { added: 0, updated: 0, removed: 0 },
@@ -523,13 +634,15 @@ export class Datapath {
     }
     // 0 in the map means "kernel default"; a configured 0 ms becomes 1 ns (no throttling).
     const ns = BigInt(Math.round(s.signalThrottleMs * 1e6));
-    this.configMap.update(0, {
-      throttleNs: ns === 0n ? 1n : ns,
-      wgIfindex: s.wireguardIfindex,
-      flags: s.strictWireguard ? FLAG_STRICT_WIREGUARD : 0,
-      synRtoMs,
-      hz,
-    });
+    this.changing(() =>
+      this.configMap.update(0, {
+        throttleNs: ns === 0n ? 1n : ns,
+        wgIfindex: s.wireguardIfindex,
+        flags: s.strictWireguard ? FLAG_STRICT_WIREGUARD : 0,
+        synRtoMs,
+        hz,
+      }),
+    );
   }
 
   settings(): DatapathSettings {
@@ -685,6 +798,8 @@ export class Datapath {
       this.throttle,
       this.countersMap,
       this.configMap,
+      this.generationMap,
+      this.flowCacheMap,
     ])
       m.close();
     this.obj.close();

@@ -3,6 +3,7 @@ export * from './types.js';
 export {
   Datapath,
   KernelAuthMap,
+  VERDICT_CACHE_SUPPORTED,
   DEFAULT_SETTINGS,
   SYN_RTO_MS_MIN,
   SYN_RTO_MS_MAX,

@@ -157,6 +157,87 @@ export const bootNsValue: Codec<bigint> = checked(
   (b, o) => b.readBigUInt64LE(o),
 );
 
+/** Decoded struct ma_flow_key: addresses as 16 bytes (IPv4 as ::ffff:a.b.c.d). */
+export interface WireFlowKey {
+  src: Buffer;
+  dst: Buffer;
+  /** skb->ingress_ifindex for ingress semantics, 0 for egress. */
+  ifindex: number;
+}
+
+/** Decoded struct ma_flow_cache_slot. */
+export interface WireFlowCacheSlot {
+  /** Odd while a program writes the slot. */
+  seq: bigint;
+  /** ma_generation value the verdict was computed under (0: never written). */
+  generation: bigint;
+  expiryBootNs: bigint;
+  key: WireFlowKey;
+}
+
+/**
+ * struct ma_flow_cache_slot (64 bytes): u64 seq; u64 generation; u64 expiry_boot_ns; then struct
+ * ma_flow_key (40 bytes): u8 src[16]; u8 dst[16]; u32 ifindex; u32 pad.
+ */
+export const flowCacheSlot: Codec<WireFlowCacheSlot> = checked(
+  'ma_flow_cache_slot',
+  64,
+  (v, b) => {
+    b.writeBigUInt64LE(v.seq, 0);
+    b.writeBigUInt64LE(v.generation, 8);
+    b.writeBigUInt64LE(v.expiryBootNs, 16);
+    if (v.key.src.length !== 16 || v.key.dst.length !== 16)
+      throw new DatapathInputError('encode ma_flow_cache_slot', 'addresses must be 16 bytes');
+    v.key.src.copy(b, 24);
+    v.key.dst.copy(b, 40);
+    b.writeUInt32LE(u32('ma_flow_cache_slot', 'ifindex', v.key.ifindex), 56);
+  },
+  (b, o) => ({
+    seq: b.readBigUInt64LE(o),
+    generation: b.readBigUInt64LE(o + 8),
+    expiryBootNs: b.readBigUInt64LE(o + 16),
+    key: {
+      src: Buffer.from(b.subarray(o + 24, o + 40)),
+      dst: Buffer.from(b.subarray(o + 40, o + 56)),
+      ifindex: b.readUInt32LE(o + 56),
+    },
+  }),
+);
+
+/** Program number of each skb program in ma_flow_cache (MA_PROG_*). */
+export const FLOW_CACHE_PROGRAMS = {
+  tcEgress: 0,
+  tcIngress: 1,
+  cgroupEgress: 2,
+  cgroupIngress: 3,
+} as const;
+
+/** Slots per program in ma_flow_cache: 2^MA_FLOW_CACHE_BITS. */
+export const FLOW_CACHE_BITS = 8;
+
+/**
+ * ma_flow_cache index of a flow's slot for `program`: program * 2^FLOW_CACHE_BITS + flow_hash(key),
+ * the hash of bpf/meshauth.bpf.c (u32 arithmetic over the key's little-endian 32-bit words).
+ */
+export function flowCacheIndex(program: keyof typeof FLOW_CACHE_PROGRAMS, key: WireFlowKey): number {
+  const w = (b: Buffer, i: number): number => b.readUInt32LE(i * 4);
+  const s = (w(key.src, 0) ^ w(key.src, 1) ^ w(key.src, 2) ^ w(key.src, 3)) >>> 0;
+  const d = (w(key.dst, 0) ^ w(key.dst, 1) ^ w(key.dst, 2) ^ w(key.dst, 3)) >>> 0;
+  const h = (Math.imul(s, 0x9e3779b1) ^ d ^ Math.imul(key.ifindex, 0x85ebca77)) >>> 0;
+  const slot = Math.imul(h, 0x9e3779b1) >>> (32 - FLOW_CACHE_BITS);
+  return (FLOW_CACHE_PROGRAMS[program] << FLOW_CACHE_BITS) | slot;
+}
+
+/** ma_generation value (8 bytes): u64, 0 = verdict cache off. */
+export const u64Value: Codec<bigint> = checked(
+  'u64',
+  8,
+  (v, b) => {
+    b.writeBigUInt64LE(v, 0);
+  },
+  (b, o) => b.readBigUInt64LE(o),
+);
+
 /** Array-map key (4 bytes): u32 index. */
 export const u32Key: Codec<number> = checked(
   'u32',
@@ -283,6 +364,8 @@ export const MAPS = {
   signals: { name: 'ma_signals', bytes: 256 * 1024 },
   counters: { name: 'ma_counters', maxEntries: VERDICT_NAMES.length },
   config: { name: 'ma_config', maxEntries: 1 },
+  generation: { name: 'ma_generation', maxEntries: 1 },
+  flowCache: { name: 'ma_flow_cache', maxEntries: 4 << 8 },
 } as const;
 
 /** Program names of bpf/meshauth.bpf.c. */

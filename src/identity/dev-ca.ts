@@ -3,6 +3,7 @@ import { createPrivateKey, KeyObject, webcrypto, X509Certificate } from 'node:cr
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { systemClock } from '../time.js';
 import * as x509 from '@peculiar/x509';
 import type { Logger } from 'pino';
 import {
@@ -174,7 +175,7 @@ export class DevCa {
     if (id.isRoot) throw new DevCaError(`dev CA issue: ${spiffeId} has no path`);
     const ttl = opts.ttlMs ?? DEV_CA_DEFAULT_SVID_TTL_MS;
     if (!(ttl > 0)) throw new DevCaError(`dev CA issue: TTL must be positive (got ${ttl})`);
-    const now = (opts.now ?? new Date()).getTime();
+    const now = (opts.now ?? new Date(systemClock.now())).getTime();
     const keys = await generateKeys();
     const notAfter = Math.min(now + ttl, this.cert.notAfter.getTime());
     const cert = await x509.X509CertificateGenerator.create({

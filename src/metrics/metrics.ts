@@ -29,6 +29,8 @@ export class Metrics {
   readonly mirrorRepairs: Counter<'reason'>;
   readonly entriesRevoked: Counter<'trigger'>;
   readonly witnessHeadsRefused: Counter<'reason' | 'recorded'>;
+  readonly wallClockSteps: Counter<'direction'>;
+  readonly wallClockBehind: Gauge;
   private verdictSource: VerdictSource | undefined;
   private readonly notAfter = new Map<string, number>();
   private droppedSeen = 0;
@@ -63,6 +65,17 @@ export class Metrics {
       name: 'meshauth_auth_entries_revoked_total',
       help: 'Auth entries deleted because an authority they relied on left the trust bundle, by trigger (bundle-changed, reauth-failed)',
       labelNames: ['trigger'],
+      registers,
+    });
+    this.wallClockSteps = new Counter({
+      name: 'meshauth_wall_clock_steps_total',
+      help: 'Steps of the wall clock against the monotonic clock (1 s or more), by direction (forward: followed; backward: not followed until restart)',
+      labelNames: ['direction'],
+      registers,
+    });
+    this.wallClockBehind = new Gauge({
+      name: 'meshauth_wall_clock_behind_seconds',
+      help: 'How far the wall clock is behind the time meshauthd goes by (it does not follow a step back; 0 normally)',
       registers,
     });
     this.signalsReceived = new Counter({

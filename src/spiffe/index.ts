@@ -28,4 +28,10 @@ export {
   type VerifiedX509Svid,
   type VerifyX509SvidOptions,
 } from './x509-svid.js';
+export {
+  X509SvidVerifier,
+  DEFAULT_VERIFY_CACHE_ENTRIES,
+  type X509SvidVerifierOptions,
+  type X509SvidVerifierStats,
+} from './verify-cache.js';
 export { parseBundle, parseJwksBundle, formatJwksBundle, type X509Bundle } from './bundle.js';

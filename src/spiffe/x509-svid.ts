@@ -7,6 +7,7 @@ import {
   parseCertificates,
   type ParsedCertificate,
 } from './certificate.js';
+import { systemClock } from '../time.js';
 import { X509SvidError, type X509SvidReason } from './errors.js';
 import { parseSpiffeId, type SpiffeId } from './id.js';
 import { validatePath, X509_V, type CertRef, type PathResult } from './openssl.js';
@@ -30,6 +31,10 @@ export interface VerifiedX509Svid {
   anchorDer: Buffer;
 }
 
+/**
+ * Options of a verification. X509SvidVerifier (verify-cache.ts) keys its cache on every option
+ * except `now`: a new option that changes the verdict must be added to its key.
+ */
 export interface VerifyX509SvidOptions {
   /** Time at which validity is checked (default: now). */
   now?: Date;
@@ -214,7 +219,7 @@ export function verifyX509Svid(
   bundles: TrustBundles,
   opts: VerifyX509SvidOptions = {},
 ): VerifiedX509Svid {
-  const now = opts.now ?? new Date();
+  const now = opts.now ?? new Date(systemClock.now());
   const maxLen = opts.maxChainLength ?? 8;
   let ders: readonly Buffer[];
   if (Buffer.isBuffer(chainInput)) {

@@ -5,8 +5,8 @@
  * node of every event; with node-b's daemon stopped the answer still comes, flagged PARTIAL with
  * node-b named as missing.
  *
- * Two nodes: the demo topology (demo/topology.ts) is built for node-a and node-b (one underlay veth
- * pair between them, pods and routes per node); a third node would mean a bridged underlay there.
+ * Two nodes over the default veth underlay, the relay on a link of its own to each; the three-node
+ * cluster on a bridged underlay, with witnessed heads, is test/e2e/cluster-audit.test.ts.
  */
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';

@@ -2,11 +2,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cluster, mountBpffs, type ClusterOptions } from '../../demo/cluster.js';
-import { buildTopology, PODS, type TopologyOptions } from '../../demo/topology.js';
+import { buildTopology, podSpiffeId, type TopologyOptions } from '../../demo/topology.js';
 import { NetnsLab } from '../helpers/netns.js';
 
-/** SPIFFE ID of a demo pod. */
-export const idOf = (name: string): string => PODS.find((p) => p.name === name)!.spiffeId;
+/** SPIFFE ID of a demo pod (of any node count: web, db, queue, ...). */
+export const idOf = (name: string): string => podSpiffeId(name);
 
 export interface DemoCluster {
   cluster: Cluster;
@@ -16,12 +16,15 @@ export interface DemoCluster {
 }
 
 /**
- * The demo topology with one meshauthd per node (started in `startOrder`) and TCP servers on port
- * 8080 in the pods listed in `serve`.
+ * The demo topology (`nodes` nodes, default 2) with one meshauthd per node (started in
+ * `startOrder`, default every node in order) and TCP servers on port 8080 in the pods listed in
+ * `serve`.
  */
 export async function startDemoCluster(
   prefix: string,
   opts: Omit<ClusterOptions, 'workDir' | 'bpffs'> & {
+    /** How many nodes (default 2: node-a and node-b over a veth pair; more share a bridge). */
+    nodes?: number;
     startOrder?: string[];
     serve?: string[];
     /** Pod interfaces from a reference CNI plugin instead of the hand-built bridge. */
@@ -42,12 +45,13 @@ export async function startDemoCluster(
   try {
     unmount = mountBpffs(bpffs);
     const topo = buildTopology(lab, {
+      ...(opts.nodes !== undefined ? { nodes: opts.nodes } : {}),
       podRoutes: !opts.wireguard,
       ...(opts.cni ? { cni: { ...opts.cni, dataDir: join(workDir, 'cni') } } : {}),
     });
     cluster = new Cluster(topo, { ...opts, workDir, bpffs });
     await cluster.init();
-    for (const node of opts.startOrder ?? ['node-a', 'node-b']) await cluster.start(node);
+    for (const node of opts.startOrder ?? topo.nodes.map((n) => n.name)) await cluster.start(node);
     for (const pod of opts.serve ?? ['db', 'cache']) cluster.serve(pod, 8080);
     await new Promise((r) => setTimeout(r, 300));
     return { cluster, lab, teardown };

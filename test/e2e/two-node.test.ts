@@ -30,11 +30,17 @@ describe('two nodes, one meshauthd each', () => {
 
   it('drops the first SYN of a required pair, authenticates once, writes entries on both nodes, then connects', async () => {
     const before = cluster.counters('node-a');
+    const t0 = Date.now();
     const r = await cluster.connect('web', 'db', 8080, 8000);
+    const elapsed = Date.now() - t0;
     expect(r, summarize(cluster.logs('node-a'))).toMatchObject({ ok: true, reply: 'ok db' });
     const after = cluster.counters('node-a');
     expect(after['drop_auth_missing']! - before['drop_auth_missing']!).toBeGreaterThanOrEqual(1);
-    expect(after['signal_sent']! - before['signal_sent']!).toBe(1);
+    // One signal per 250 ms throttle window of the pair: exactly one when the handshake beats the
+    // first window, one more per window a loaded machine makes it wait (the retransmitted SYNs).
+    const signals = after['signal_sent']! - before['signal_sent']!;
+    expect(signals).toBeGreaterThanOrEqual(1);
+    expect(signals).toBeLessThanOrEqual(Math.ceil(elapsed / 250));
     expect(after['pass_authenticated']!).toBeGreaterThan(before['pass_authenticated']!);
     // One handshake: node-a was the client, node-b the server.
     await expect

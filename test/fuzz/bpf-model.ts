@@ -10,6 +10,9 @@
  * - ipcache longest-prefix match; strict WireGuard mode on tc ingress; unknown identities pass;
  *   policy exact pair, then the wildcard remote 0; auth entry live when its expiry is in the future;
  *   enforce drops, permissive passes; every unauthenticated packet signals unless throttled.
+ *
+ * The model has no verdict cache: the programs' per-CPU cache of the last authenticated flow
+ * (ma_flow_cache) must be invisible, whatever changed in the maps between two packets.
  */
 
 export const ID_UNRESOLVED = 0xffffffff;

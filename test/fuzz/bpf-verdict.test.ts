@@ -6,7 +6,13 @@
  */
 import ipaddr from 'ipaddr.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Datapath, DatapathError, wire, type VerdictCounters } from '../../src/datapath/index.js';
+import {
+  Datapath,
+  DatapathError,
+  buildTcpSyn,
+  wire,
+  type VerdictCounters,
+} from '../../src/datapath/index.js';
 import { bootNowNs } from '../../src/datapath/clock.js';
 import { c, lib } from '../../src/datapath/libbpf.js';
 import { RingBufReader } from '../../src/datapath/ringbuf.js';
@@ -169,6 +175,78 @@ const packet = fc.record({
   frame,
 });
 
+/**
+ * Map changes between packets. The programs keep the last authenticated flow's verdict per CPU
+ * (ma_flow_cache) until a map write brings a new generation; the model has no cache, so any
+ * verdict served from a slot the change should have invalidated shows up as a disagreement.
+ */
+type Change =
+  | { kind: 'authSet'; auth: ModelAuth }
+  | { kind: 'authDelete'; auth: ModelAuth }
+  | { kind: 'ipcacheUpsert'; entry: ModelIpcacheEntry }
+  | { kind: 'ipcacheDelete'; entry: ModelIpcacheEntry }
+  | { kind: 'policySet'; policy: ModelPolicy }
+  | { kind: 'policyDelete'; policy: ModelPolicy }
+  | { kind: 'strict'; on: boolean };
+
+const authEntry: fc.Arbitrary<ModelAuth> = fc.record({
+  localId: fc.constantFrom(10, 20, 30),
+  remoteId: fc.constantFrom(10, 20, 30),
+  remoteNode: nodeId,
+  authType: fc.constantFrom(1, 2),
+  live: fc.boolean(),
+});
+const policyEntry: fc.Arbitrary<ModelPolicy> = fc.record({
+  localId: fc.constantFrom(10, 20, 30),
+  remoteId: fc.constantFrom(0, 10, 20, 30, ID_UNRESOLVED),
+  authType: fc.constantFrom(0, 1, 2),
+  mode: fc.constantFrom('enforce' as const, 'permissive' as const),
+});
+/** Host entries of the hot flows' addresses, and the wider prefixes around them. */
+const hotIpcacheEntry: fc.Arbitrary<ModelIpcacheEntry> = fc
+  .record({ ip: fc.constantFrom('10.1.0.1', '10.2.0.7'), len: fc.constantFrom(24, 32) })
+  .map(({ ip, len }) => ({ prefixLen: len + 96, addr: masked(bytes16(ip), len + 96) }))
+  .chain((k) => fc.record({ identity, nodeId }).map((v) => ({ ...k, ...v })));
+
+const change: fc.Arbitrary<Change> = fc.oneof(
+  { weight: 3, arbitrary: authEntry.map((auth) => ({ kind: 'authSet' as const, auth })) },
+  { weight: 2, arbitrary: authEntry.map((auth) => ({ kind: 'authDelete' as const, auth })) },
+  { weight: 2, arbitrary: hotIpcacheEntry.map((entry) => ({ kind: 'ipcacheUpsert' as const, entry })) },
+  { weight: 1, arbitrary: hotIpcacheEntry.map((entry) => ({ kind: 'ipcacheDelete' as const, entry })) },
+  { weight: 2, arbitrary: policyEntry.map((policy) => ({ kind: 'policySet' as const, policy })) },
+  { weight: 1, arbitrary: policyEntry.map((policy) => ({ kind: 'policyDelete' as const, policy })) },
+  { weight: 1, arbitrary: fc.boolean().map((on) => ({ kind: 'strict' as const, on })) },
+);
+
+/** A base state in which the hot flows (10.1.0.1 <-> 10.2.0.7) are authenticated. */
+const AUTHENTICATED_BASE = {
+  ipcache: [
+    { prefixLen: 128, addr: bytes16('10.1.0.1'), identity: 10, nodeId: 0 },
+    { prefixLen: 128, addr: bytes16('10.2.0.7'), identity: 20, nodeId: 2 },
+    { prefixLen: 120, addr: masked(bytes16('10.2.0.0'), 120), identity: ID_UNRESOLVED, nodeId: 2 },
+  ],
+  policy: [{ localId: 10, remoteId: 20, authType: 1, mode: 'enforce' as const }],
+  auth: [{ localId: 10, remoteId: 20, remoteNode: 2, authType: 1, live: true }],
+  strictWireguard: false,
+};
+
+const hotPacket = fc.record({
+  program: fc.constantFrom<Program>('tcEgress', 'tcIngress', 'cgroupEgress', 'cgroupIngress'),
+  ifindex: fc.constantFrom(0, WG_IFINDEX, 3),
+  v6: fc.boolean(),
+});
+
+function hotFrame(p: { program: Program; v6: boolean }): Buffer {
+  const egress = p.program === 'tcEgress' || p.program === 'cgroupEgress';
+  const [local, remote] = p.v6 ? ['::ffff:10.1.0.1', '::ffff:10.2.0.7'] : ['10.1.0.1', '10.2.0.7'];
+  return buildTcpSyn(egress ? { src: local!, dst: remote! } : { src: remote!, dst: local! });
+}
+
+const step = fc.oneof(
+  { weight: 3, arbitrary: fc.record({ packet: hotPacket, times: fc.integer({ min: 1, max: 3 }) }) },
+  { weight: 2, arbitrary: fc.record({ change }) },
+);
+
 const PROGRAM_NAMES: Record<Program, string> = {
   tcEgress: wire.PROGRAMS.tcEgress,
   tcIngress: wire.PROGRAMS.tcIngress,
@@ -251,6 +329,53 @@ describe.skipIf(!isPrivileged())('fuzz: BPF program verdicts against the referen
     }
   }
 
+  /** Applies a change through the Datapath (which ends each write with a new generation) and to the model. */
+  function applyChange(st: ModelState, ch: Change): void {
+    const sameKey = (a: ModelAuth, b: ModelAuth): boolean => pairKeyOf(a) === pairKeyOf(b);
+    const samePrefix = (a: ModelIpcacheEntry, b: ModelIpcacheEntry): boolean =>
+      a.prefixLen === b.prefixLen && a.addr.equals(b.addr);
+    const samePolicy = (a: ModelPolicy, b: ModelPolicy): boolean =>
+      a.localId === b.localId && a.remoteId === b.remoteId;
+    switch (ch.kind) {
+      case 'authSet': {
+        const { live, ...key } = ch.auth;
+        dp.auth.update(key, { expiresAtMs: Date.now() + (live ? 600_000 : -600_000) });
+        st.auth = [...st.auth.filter((a) => !sameKey(a, ch.auth)), ch.auth];
+        break;
+      }
+      case 'authDelete': {
+        const { localId, remoteId, remoteNode, authType } = ch.auth;
+        dp.auth.delete({ localId, remoteId, remoteNode, authType });
+        st.auth = st.auth.filter((a) => !sameKey(a, ch.auth));
+        break;
+      }
+      case 'ipcacheUpsert':
+        dp.upsertIpcache({ cidr: cidrText(ch.entry), identity: ch.entry.identity, nodeId: ch.entry.nodeId });
+        st.ipcache = [...st.ipcache.filter((e) => !samePrefix(e, ch.entry)), ch.entry];
+        break;
+      case 'ipcacheDelete':
+        dp.deleteIpcache(cidrText(ch.entry));
+        st.ipcache = st.ipcache.filter((e) => !samePrefix(e, ch.entry));
+        break;
+      case 'policySet':
+        dp.setPolicy(
+          { localId: ch.policy.localId, remoteId: ch.policy.remoteId },
+          ch.policy.authType,
+          ch.policy.mode,
+        );
+        st.policy = [...st.policy.filter((p) => !samePolicy(p, ch.policy)), ch.policy];
+        break;
+      case 'policyDelete':
+        dp.deletePolicy({ localId: ch.policy.localId, remoteId: ch.policy.remoteId });
+        st.policy = st.policy.filter((p) => !samePolicy(p, ch.policy));
+        break;
+      case 'strict':
+        dp.setSettings({ signalThrottleMs: 600_000, wireguardIfindex: WG_IFINDEX, strictWireguard: ch.on });
+        st.strictWireguard = ch.on;
+        break;
+    }
+  }
+
   it('regression frames of the corpus', () => {
     // Each file: a JSON state and packets, as a failing run printed them.
     const files = corpus(TARGET);
@@ -289,6 +414,43 @@ describe.skipIf(!isPrivileged())('fuzz: BPF program verdicts against the referen
         },
         20,
       );
+    },
+    timeoutFor(CI_SECONDS),
+  );
+
+  it(
+    'map changes between packets of the same flows: the verdict cache never outlives a change',
+    () => {
+      let authenticatedRuns = 0;
+      fuzzSync(
+        `${TARGET}-sequence`,
+        CI_SECONDS,
+        fc.record({
+          base: fc.oneof(
+            { weight: 3, arbitrary: fc.constant(AUTHENTICATED_BASE) },
+            { weight: 1, arbitrary: state },
+          ),
+          steps: fc.array(step, { minLength: 1, maxLength: 16 }),
+        }),
+        ({ base, steps }) => {
+          const st = load(base);
+          for (const s of steps) {
+            if ('change' in s) {
+              applyChange(st, s.change);
+              continue;
+            }
+            const frame = hotFrame(s.packet);
+            for (let i = 0; i < s.times; i++) {
+              const before = dp.counters().pass_authenticated;
+              runOne(st, { program: s.packet.program, ifindex: s.packet.ifindex, frame });
+              if (dp.counters().pass_authenticated > before) authenticatedRuns++;
+            }
+          }
+        },
+        20,
+      );
+      // the property is about cached verdicts: enough packets must have been authenticated ones
+      expect(authenticatedRuns).toBeGreaterThan(20);
     },
     timeoutFor(CI_SECONDS),
   );

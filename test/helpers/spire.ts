@@ -287,6 +287,17 @@ plugins {
     a.proc = undefined;
   }
 
+  /** Kill a node's agent with `signal` (default SIGKILL: no clean shutdown) and wait until it exited. */
+  async killAgent(node?: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const a = this.proc(node);
+    const p = a.proc;
+    a.proc = undefined;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => p.once('exit', () => resolve()));
+    p.kill(signal);
+    await exited;
+  }
+
   agentRunning(node?: string): boolean {
     const p = this.proc(node).proc;
     return p !== undefined && p.exitCode === null && p.signalCode === null;

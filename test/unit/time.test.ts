@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { MAX_TIMER_MS, systemClock } from '../../src/time.js';
+import {
+  MAX_TIMER_MS,
+  systemClock,
+  WALL_CLOCK_STEP_REPORT_MS,
+  WallClockGuard,
+  type WallClockStep,
+} from '../../src/time.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 
 describe('systemClock', () => {
@@ -58,5 +64,81 @@ describe('FakeClock', () => {
     clock.advance(100);
     expect(seen.at(-1)).toEqual(['b', 1_020]);
     expect(clock.pending).toBe(0);
+  });
+});
+
+describe('WallClockGuard', () => {
+  /** A wall clock and a monotonic clock the test moves by hand. */
+  function clocks(): { wall: number; mono: number; guard: WallClockGuard } {
+    const c = { wall: 1_800_000_000_000, mono: 5_000, guard: undefined as unknown as WallClockGuard };
+    c.guard = new WallClockGuard(
+      () => c.wall,
+      () => c.mono,
+    );
+    return c;
+  }
+  const advance = (c: { wall: number; mono: number }, ms: number): void => {
+    c.wall += ms;
+    c.mono += ms;
+  };
+
+  it('follows the wall clock while it is not stepped', () => {
+    const c = clocks();
+    expect(c.guard.now()).toBe(c.wall);
+    advance(c, 1234);
+    expect(c.guard.now()).toBe(c.wall);
+    expect(c.guard.behindMs()).toBe(0);
+  });
+
+  it('does not follow a step back: goes on from the later time, reports the step once', () => {
+    const c = clocks();
+    const steps: WallClockStep[] = [];
+    c.guard.onStep((s) => steps.push(s));
+    c.guard.now();
+    const real = (): number => c.wall + 1_800_000; // what the clock said before the step
+    c.wall -= 1_800_000;
+    expect(c.guard.now()).toBe(real());
+    advance(c, 5000);
+    expect(c.guard.now()).toBe(real());
+    expect(c.guard.behindMs()).toBe(1_800_000);
+    expect(steps).toEqual([{ stepMs: -1_800_000, behindMs: 1_800_000 }]);
+    // Set right again: caught up, reported, nothing behind.
+    c.wall += 1_800_000;
+    expect(c.guard.now()).toBe(c.wall);
+    expect(steps[1]).toEqual({ stepMs: 1_800_000, behindMs: 0 });
+  });
+
+  it('follows a step forward at once and keeps it when the clock is set back later', () => {
+    const c = clocks();
+    const steps: WallClockStep[] = [];
+    c.guard.onStep((s) => steps.push(s));
+    c.guard.now();
+    c.wall += 3_600_000;
+    expect(c.guard.now()).toBe(c.wall);
+    const ahead = c.wall;
+    c.wall -= 3_600_000;
+    expect(c.guard.now()).toBe(ahead);
+    expect(steps.map((s) => s.stepMs)).toEqual([3_600_000, -3_600_000]);
+    expect(steps[1]!.behindMs).toBe(3_600_000);
+  });
+
+  it('ignores read jitter below the report threshold and survives a throwing listener', () => {
+    const c = clocks();
+    const steps: WallClockStep[] = [];
+    c.guard.onStep(() => {
+      throw new Error('listener failed');
+    });
+    const off = c.guard.onStep((s) => steps.push(s));
+    c.guard.now();
+    c.wall -= WALL_CLOCK_STEP_REPORT_MS - 1;
+    c.guard.now();
+    expect(steps).toEqual([]);
+    c.wall -= WALL_CLOCK_STEP_REPORT_MS;
+    expect(() => c.guard.now()).not.toThrow();
+    expect(steps).toHaveLength(1);
+    off();
+    c.wall -= 5000;
+    c.guard.now();
+    expect(steps).toHaveLength(1);
   });
 });

@@ -1,6 +1,7 @@
 import { connect, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { silentLogger } from '../../log.js';
+import { systemClock } from '../../time.js';
 import {
   MESHAUTH_ALPN,
   MESHAUTH_TLS_VERSION,
@@ -10,6 +11,7 @@ import {
   TLS_ALERT,
   tlsAlertOf,
 } from '../../tls/index.js';
+import { X509SvidVerifier } from '../../spiffe/index.js';
 import { HandshakeError, messageOf, protocolError, type HandshakeReason } from './errors.js';
 import type { EntryTrust } from '../trust.js';
 import type { WireguardKeyAgreement } from '../../wireguard/index.js';
@@ -40,6 +42,11 @@ export interface HandshakeClientOptions {
   maxEntryTtlMs: number;
   /** Budget for TCP connect + TLS + hello + result. */
   timeoutMs: number;
+  /**
+   * Verifies the servers' chains, remembering chains already verified under the same bundle
+   * (src/spiffe/verify-cache.ts). Default: a verifier of this client's own.
+   */
+  verifier?: X509SvidVerifier;
   now?: () => number;
   logger?: Logger;
 }
@@ -67,13 +74,15 @@ const UNREACHABLE_CODES = new Set([
  */
 export class HandshakeClient {
   private readonly contexts = new SecureContextCache();
+  private readonly verifier: X509SvidVerifier;
   private readonly now: () => number;
   private readonly logger: Logger;
 
   constructor(private readonly opts: HandshakeClientOptions) {
     if (!(opts.maxEntryTtlMs > 0)) throw new RangeError('handshake client: maxEntryTtlMs must be > 0');
     if (!(opts.timeoutMs > 0)) throw new RangeError('handshake client: timeoutMs must be > 0');
-    this.now = opts.now ?? Date.now;
+    this.now = opts.now ?? systemClock.now;
+    this.verifier = opts.verifier ?? new X509SvidVerifier();
     this.logger = (opts.logger ?? silentLogger()).child({ component: 'handshake-client' });
   }
 
@@ -172,7 +181,7 @@ export class HandshakeClient {
         if (s.alpnProtocol !== MESHAUTH_ALPN)
           throw protocolError(`authenticate: server did not negotiate ALPN ${MESHAUTH_ALPN}`);
         const bundles = this.opts.identity.bundles();
-        verified = verifyPeerChain(peerChainDer(s), bundles, p.remoteId, new Date(this.now()));
+        verified = verifyPeerChain(peerChainDer(s), bundles, p.remoteId, new Date(this.now()), this.verifier);
         reliedOn = reliedOnTrust(verified, svid.chainDer, p.localId, bundles);
         const own = this.opts.wireguard;
         const peerKey = this.opts.expectedPeerWireguardKey?.(p.peerNode);
@@ -291,8 +300,12 @@ export class HandshakeClient {
       const s = socket;
       s.once('connect', () => (tcpConnected = true));
       s.once('secureConnect', () => guard(() => onSecure(s)));
-      s.on('error', (err: Error) => finish(classifySocketError(err, tcpConnected, secured, p)));
+      s.on('error', (err: Error) => {
+        if (!settled) finish(classifySocketError(err, tcpConnected, secured, p));
+      });
       s.on('close', () => {
+        // The normal end of every handshake: the result settled it; build no error for nothing.
+        if (settled) return;
         if (secured)
           finish(protocolError(`authenticate: ${p.peerNode} closed the connection before sending a result`));
         else

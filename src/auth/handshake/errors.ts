@@ -23,7 +23,10 @@ export const HANDSHAKE_REASONS = [
   'identity-removed',
   /** At the moment of the entry write the peer workload was no longer on the peer node. */
   'workload-moved',
-  /** At the moment of the entry write an authority the decision relied on had left the trust bundle. */
+  /**
+   * At the moment of the entry write an authority the decision relied on had left the trust bundle,
+   * or the authority of our own SVID had left it before the handshake (the SVID still held).
+   */
   'bundle-revoked',
   /** At the moment of the entry write no enforce or permissive policy rule covered the pair. */
   'not-required-by-policy',

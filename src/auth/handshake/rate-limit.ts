@@ -1,3 +1,4 @@
+import { isIPv4 } from 'node:net';
 import { ipToBigInt } from '../../config/index.js';
 
 export interface TokenBucketOptions {
@@ -26,6 +27,9 @@ interface Bucket {
  * parse as an IP address is its own key.
  */
 export function rateLimitKey(address: string, ipv6PrefixLength = 64): string {
+  // The common case, checked first because it runs on every accepted connection: a plain IPv4
+  // address is its own key (the general parse below would return it unchanged).
+  if (isIPv4(address)) return address;
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
   if (mapped) return mapped[1]!;
   const ip = ipToBigInt(address);

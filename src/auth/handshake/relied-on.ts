@@ -5,8 +5,9 @@ import type { VerifiedPeer } from './verify-peer.js';
 
 /**
  * The authorities both verified chains rest on (the peer's, verified just now, and our own SVID's)
- * in our bundles. Fails closed when the peer's reaches none (it passed path validation, so that
- * means the bundles changed in between).
+ * in our bundles. Fails closed when either reaches none: the peer's passed path validation, so the
+ * bundles changed in between (`svid-untrusted`); ours was verified when it was taken, so its
+ * authority left the bundle since (`bundle-revoked`).
  */
 export function reliedOnTrust(
   peer: VerifiedPeer,
@@ -22,11 +23,19 @@ export function reliedOnTrust(
     );
   }
   const ours = chainAnchors(ownChainDer, bundles, trustDomainOf(ownId));
-  // Our own chain is judged by the peer against its bundle; when ours does not anchor it (a
-  // misconfiguration the peer will refuse), only the peer's chain is recorded.
-  const chains = ours.anchorsDer.length > 0 ? [theirs.anchors, ours.anchors] : [theirs.anchors];
+  // Our SVID was verified against our bundle when the identity source took it, so a chain that
+  // reaches none of its authorities now means the authority left the bundle while the SVID is
+  // still held (the files source keeps presenting it until its files change). A peer with an older
+  // bundle may still accept it; the entry would then rest on an authority this node no longer
+  // trusts, and a later bundle change could not revoke it: fail closed.
+  if (ours.anchorsDer.length === 0) {
+    throw new HandshakeError(
+      'bundle-revoked',
+      `own SVID ${ownId} reaches no authority of the "${ours.anchors.trustDomain}" bundle: the authority it rests on left the bundle`,
+    );
+  }
   return {
-    trust: { chains },
+    trust: { chains: [theirs.anchors, ours.anchors] },
     anchorsDer: [...theirs.anchorsDer, ...ours.anchorsDer],
   };
 }

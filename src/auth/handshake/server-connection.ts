@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import { TLSSocket, type SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
-import type { Svid } from '../../spiffe/index.js';
+import type { Svid, X509SvidVerifier } from '../../spiffe/index.js';
 import {
   MESHAUTH_ALPN,
   MESHAUTH_TLS_VERSION,
@@ -44,6 +44,8 @@ export interface ConnectionHost {
   readonly maxFrameBytes: number;
   readonly maxEntryTtlMs: number;
   readonly logger: Logger;
+  /** Verifies client chains (with its cache of chains already verified). */
+  readonly verifier: X509SvidVerifier;
   now(): number;
   /**
    * Map a server name to the identity it asks for; throws (or rejects with) HandshakeError when
@@ -197,7 +199,13 @@ export class ServerConnection {
       );
     }
     const bundles = this.host.identity.bundles();
-    this.verified = verifyPeerChain(peerChainDer(this.tls), bundles, undefined, new Date(this.host.now()));
+    this.verified = verifyPeerChain(
+      peerChainDer(this.tls),
+      bundles,
+      undefined,
+      new Date(this.host.now()),
+      this.host.verifier,
+    );
     this.reliedOn = reliedOnTrust(
       this.verified,
       this.requested.svid.chainDer,

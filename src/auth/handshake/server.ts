@@ -2,6 +2,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import type { SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import { silentLogger } from '../../log.js';
+import { X509SvidVerifier } from '../../spiffe/index.js';
 import { systemClock, type Clock } from '../../time.js';
 import {
   anonymousSecureContext,
@@ -80,6 +81,11 @@ export interface HandshakeServerOptions {
   /** Every refused connection and failed handshake (audit, metrics). Must not throw (it is caught). */
   onFailure?: (f: HandshakeFailureEvent) => void;
   limits?: Partial<HandshakeServerLimits>;
+  /**
+   * Verifies the clients' chains, remembering chains already verified under the same bundle
+   * (src/spiffe/verify-cache.ts). Default: a verifier of this server's own.
+   */
+  verifier?: X509SvidVerifier;
   logger?: Logger;
   now?: () => number;
   /** Timers (the SVID wait); default the system clock. */
@@ -115,7 +121,7 @@ export class HandshakeServer {
     validateLimits(this.limits);
     if (!(opts.maxEntryTtlMs > 0)) throw new RangeError('handshake server: maxEntryTtlMs must be > 0');
     this.logger = (opts.logger ?? silentLogger()).child({ component: 'handshake-server' });
-    this.now = opts.now ?? Date.now;
+    this.now = opts.now ?? systemClock.now;
     this.clock = opts.clock ?? systemClock;
     this.limiter = new TokenBucketLimiter({
       ratePerSec: this.limits.perPeerRatePerSec,
@@ -234,6 +240,7 @@ export class HandshakeServer {
       maxFrameBytes: this.limits.maxFrameBytes,
       maxEntryTtlMs: opts.maxEntryTtlMs,
       logger: this.logger,
+      verifier: opts.verifier ?? new X509SvidVerifier(),
       now: this.now,
       selectIdentity: (name) => this.selectIdentity(name),
       nodeForAddress: (a) => opts.nodeForAddress(a),

@@ -1,5 +1,5 @@
 import type { TrustBundles } from '../../spiffe/index.js';
-import { verifyX509Svid, X509SvidError } from '../../spiffe/index.js';
+import { verifyX509Svid, X509SvidError, type X509SvidVerifier } from '../../spiffe/index.js';
 import { HandshakeError, messageOf } from './errors.js';
 import { earliestNotAfterMs } from './expiry.js';
 
@@ -19,17 +19,23 @@ export interface VerifiedPeer {
 /**
  * Verify the peer's presented chain (leaf FIRST) against the bundle of its trust domain and,
  * when `expectedId` is given, that its SPIFFE ID is exactly that. Fails closed: every problem,
- * including an unexpected exception, throws a HandshakeError.
+ * including an unexpected exception, throws a HandshakeError. With a `verifier`, a chain it has
+ * already verified under the same bundle, inside the validity window of its path, is not validated
+ * again (src/spiffe/verify-cache.ts explains why that is the same verdict); every other check here
+ * runs on each call.
  */
 export function verifyPeerChain(
   chainDer: readonly Buffer[],
   bundles: TrustBundles,
   expectedId: string | undefined,
   now: Date,
+  verifier?: X509SvidVerifier,
 ): VerifiedPeer {
   let verified: ReturnType<typeof verifyX509Svid>;
   try {
-    verified = verifyX509Svid(chainDer, bundles, { now });
+    verified = verifier
+      ? verifier.verify(chainDer, bundles, { now })
+      : verifyX509Svid(chainDer, bundles, { now });
   } catch (err) {
     if (err instanceof X509SvidError) {
       throw new HandshakeError(`svid-${err.reason}`, `verify peer SVID: ${err.message}`, { cause: err });

@@ -14,7 +14,7 @@ import {
   type HandshakeFailureEvent,
   type HandshakeServerStats,
 } from '../../../src/auth/handshake/index.js';
-import type { Svid } from '../../../src/spiffe/index.js';
+import { X509SvidVerifier, type Svid } from '../../../src/spiffe/index.js';
 import { MESHAUTH_ALPN, sniForSpiffeId } from '../../../src/tls/index.js';
 import {
   generatePrivateKey,
@@ -177,7 +177,12 @@ describe('verification failures never write an entry', () => {
 
   it('server refuses a client SVID from an untrusted CA (svid-untrusted) and says so', async () => {
     const s = await server(new StaticIdentity(pki.bundles).add(db), [DB]);
-    const client = makeClient(new StaticIdentity(pki.bundles).add(rogueWeb));
+    // The client trusts the rogue CA too (else it refuses its own SVID before the server sees it,
+    // reason bundle-revoked); the server does not.
+    const both = new Map([
+      ['demo.local', [...pki.bundles.get('demo.local')!, ...rogue.bundles.get('demo.local')!]],
+    ]);
+    const client = makeClient(new StaticIdentity(both).add(rogueWeb));
     const e = await failure(client.authenticate(request(s.port)));
     expect(e.reason).toBe('peer-rejected');
     expect(e.details['peerReason']).toBe('svid-untrusted');
@@ -930,5 +935,43 @@ describe('bad input on the server port', () => {
     const r = await pending;
     expect(r.closedAfterMs).toBeLessThan(1000);
     expect(s.server.stats().active).toBe(0);
+  });
+});
+
+describe('verified-chain cache', () => {
+  it('a repeated chain is answered from the cache; a bundle change or expiry is not', async () => {
+    const serverVerifier = new X509SvidVerifier();
+    const clientVerifier = new X509SvidVerifier();
+    const serverClock: { nowMs?: number } = {};
+    const serverIdentity = new StaticIdentity(pki.bundles).add(db);
+    const s = await server(serverIdentity, [DB], {
+      verifier: serverVerifier,
+      now: () => serverClock.nowMs ?? Date.now(),
+    });
+    const clientIdentity = new StaticIdentity(pki.bundles).add(web);
+    const client = makeClient(clientIdentity, { verifier: clientVerifier });
+    await client.authenticate(request(s.port));
+    await client.authenticate(request(s.port));
+    await until(() => s.authenticated.length === 2);
+    expect(serverVerifier.stats()).toMatchObject({ hits: 1, misses: 1 });
+    expect(clientVerifier.stats()).toMatchObject({ hits: 1, misses: 1 });
+
+    // The server's bundle no longer holds the authority of the client's (cached) chain.
+    serverIdentity.trust = rogue.bundles;
+    const refused = await failure(client.authenticate(request(s.port)));
+    expect(refused.reason).toBe('peer-rejected');
+    expect(refused.details['peerReason']).toBe('svid-untrusted');
+    serverIdentity.trust = pki.bundles;
+
+    // The client's bundle changed the same way: the server's cached chain is refused too.
+    clientIdentity.trust = rogue.bundles;
+    expect((await failure(client.authenticate(request(s.port)))).reason).toBe('svid-untrusted');
+    clientIdentity.trust = pki.bundles;
+
+    // At a time past the client SVID's notAfter, the server refuses the chain it verified before.
+    serverClock.nowMs = web.notAfter.getTime() + 1000;
+    const expired = await failure(client.authenticate(request(s.port)));
+    expect(expired.details['peerReason']).toBe('svid-expired');
+    expect(s.authenticated).toHaveLength(2);
   });
 });

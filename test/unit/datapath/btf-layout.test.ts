@@ -90,6 +90,8 @@ describe('BPF object layout against the TypeScript wire codecs', () => {
     ['throttle', wire.MapType.LruHash, wire.authKey.size, wire.bootNsValue.size],
     ['counters', wire.MapType.PercpuArray, wire.u32Key.size, 8],
     ['config', wire.MapType.Array, wire.u32Key.size, wire.config.size],
+    ['generation', wire.MapType.Array, wire.u32Key.size, wire.u64Value.size],
+    ['flowCache', wire.MapType.PercpuArray, wire.u32Key.size, wire.flowCacheSlot.size],
   ] as const)('%s: type, key and value sizes, max entries', (map, mapType, keySize, valueSize) => {
     const spec = wire.MAPS[map];
     const def = defs.get(spec.name);
@@ -123,5 +125,7 @@ describe('BPF object layout against the TypeScript wire codecs', () => {
     expect(struct('ma_policy_key')).toBe(wire.policyKey.size);
     expect(struct('ma_policy_value')).toBe(wire.policyValue.size);
     expect(struct('ma_config')).toBe(wire.config.size);
+    expect(struct('ma_flow_cache_slot')).toBe(wire.flowCacheSlot.size);
+    expect(struct('ma_flow_key')).toBe(40);
   });
 });

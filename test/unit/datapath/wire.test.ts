@@ -89,6 +89,42 @@ describe('wire codecs mirror bpf/meshauth.h', () => {
     expect(b.toString('hex')).toBe('0100000000000000' + '02000000' + '03000000' + '32000000' + 'fa000000');
   });
 
+  it('lay out ma_flow_cache_slot as u64 seq, generation, expiry_boot_ns, then src[16] dst[16] u32 ifindex u32 pad', () => {
+    const src = Buffer.alloc(16, 0xaa);
+    const dst = Buffer.alloc(16, 0xbb);
+    const slot = {
+      seq: 2n,
+      generation: 0x0102030405060708n,
+      expiryBootNs: 9n,
+      key: { src, dst, ifindex: 7 },
+    };
+    const b = wire.flowCacheSlot.encode(slot);
+    expect(b).toHaveLength(64);
+    expect(b.readBigUInt64LE(0)).toBe(2n);
+    expect(b.readBigUInt64LE(8)).toBe(0x0102030405060708n);
+    expect(b.readBigUInt64LE(16)).toBe(9n);
+    expect(b.subarray(24, 40)).toEqual(src);
+    expect(b.subarray(40, 56)).toEqual(dst);
+    expect(b.readUInt32LE(56)).toBe(7);
+    expect(b.readUInt32LE(60)).toBe(0);
+    expect(wire.flowCacheSlot.decode(b)).toEqual(slot);
+    expect(() =>
+      wire.flowCacheSlot.encode({ ...slot, key: { src: Buffer.alloc(4), dst, ifindex: 0 } }),
+    ).toThrow(DatapathInputError);
+    expect(() => wire.flowCacheSlot.decode(Buffer.alloc(63))).toThrow(DatapathInputError);
+    expect(wire.FLOW_CACHE_PROGRAMS).toEqual({
+      tcEgress: 0,
+      tcIngress: 1,
+      cgroupEgress: 2,
+      cgroupIngress: 3,
+    });
+    // program p's slots are p * 2^bits .. (p + 1) * 2^bits - 1
+    const key = { src, dst, ifindex: 0 };
+    expect(wire.flowCacheIndex('cgroupIngress', key) >> wire.FLOW_CACHE_BITS).toBe(3);
+    expect(wire.flowCacheIndex('tcEgress', key) >> wire.FLOW_CACHE_BITS).toBe(0);
+    expect(wire.flowCacheIndex('tcIngress', key) & 0xff).toBe(wire.flowCacheIndex('tcEgress', key));
+  });
+
   it('keep existing verdict indexes and append new verdicts last', () => {
     expect(wire.VERDICT_NAMES.indexOf('signal_ringbuf_full')).toBe(9);
     expect(wire.VERDICT_NAMES.indexOf('syn_rto_shortened')).toBe(10);

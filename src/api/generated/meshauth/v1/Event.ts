@@ -7,7 +7,8 @@ export interface Event {
   'atMs'?: (number | string | Long);
   /**
    * signal, handshake-succeeded, handshake-failed, entry-written, entry-expired, entry-removed,
-   * svid-rotated, reauth, peer-unreachable, gap, retention, head-witnessed, head-rejected;
+   * svid-rotated, reauth, peer-unreachable, gap, retention, head-witnessed, head-rejected,
+   * clock-step;
    * from meshauth-relay during a follow also node-unavailable / node-available (seq 0: a status
    * change of the origin node's stream, not a stored event)
    */
@@ -38,7 +39,8 @@ export interface Event__Output {
   'atMs': (number);
   /**
    * signal, handshake-succeeded, handshake-failed, entry-written, entry-expired, entry-removed,
-   * svid-rotated, reauth, peer-unreachable, gap, retention, head-witnessed, head-rejected;
+   * svid-rotated, reauth, peer-unreachable, gap, retention, head-witnessed, head-rejected,
+   * clock-step;
    * from meshauth-relay during a follow also node-unavailable / node-available (seq 0: a status
    * change of the origin node's stream, not a stored event)
    */
