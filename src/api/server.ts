@@ -46,6 +46,12 @@ export interface TcpListenerOptions {
   bundles: () => BundleMap;
   /** Client SPIFFE IDs allowed to call; everyone else gets PERMISSION_DENIED. */
   allow: readonly string[];
+  /**
+   * When set, the SPIFFE IDs allowed to call meshauth.v1.Witness/SubmitHead (read on every call),
+   * and only they: `allow` then no longer covers SubmitHead, and these IDs reach no other method
+   * (meshauth-relay: nodes submitting heads are not query clients, and query clients submit none).
+   */
+  submitAllow?: () => ReadonlySet<string>;
   /** How often svid() and bundles() are re-read into the TLS context for new connections. Default 30 s. */
   refreshMs?: number;
 }
@@ -131,17 +137,17 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
 
   /** A server with every service; `guard` wraps each handler (the TCP listener's authorization). */
   const newServer = (
-    guard?: (h: grpc.UntypedServiceImplementation) => grpc.UntypedServiceImplementation,
+    guard?: (h: grpc.UntypedServiceImplementation, service: string) => grpc.UntypedServiceImplementation,
   ): grpc.Server => {
     const s = new grpc.Server({ 'grpc.max_concurrent_streams': 256 });
     const wrap = guard ?? ((h: grpc.UntypedServiceImplementation) => h);
-    s.addService(services.audit.service, wrap(auditHandlers));
-    if (witnessHandlers) s.addService(services.witness.service, wrap(witnessHandlers));
-    s.addService(services.health.service, wrap(health.handlers()));
+    s.addService(services.audit.service, wrap(auditHandlers, AUDIT_SERVICE));
+    if (witnessHandlers) s.addService(services.witness.service, wrap(witnessHandlers, WITNESS_SERVICE));
+    s.addService(services.health.service, wrap(health.handlers(), 'grpc.health.v1.Health'));
     // the reflection service registers itself; route it through the same guard
     reflection.addToServer({
       addService: (def: grpc.ServiceDefinition, impl: grpc.UntypedServiceImplementation) =>
-        s.addService(def, wrap(impl)),
+        s.addService(def, wrap(impl, 'grpc.reflection')),
     } as unknown as grpc.Server);
     servers.push(s);
     return s;
@@ -227,8 +233,26 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
           opts.logger?.error({ event: 'api_tls_refresh_failed', err }, 'API TCP listener TLS refresh failed');
         }
       };
-      const server = newServer((h) =>
-        guardHandlers(h, (call) => authorizeCall(call, verify, t.bundles(), allow)),
+      const submitAllow = t.submitAllow;
+      const server = newServer((h, service) =>
+        guardHandlers(h, (call, method) => {
+          if (!submitAllow) return authorizeCall(call, verify, t.bundles(), allow);
+          const isSubmit = service === WITNESS_SERVICE && method === 'SubmitHead';
+          // health checks answer either list: both kinds of client may probe the listener
+          const ids =
+            service === 'grpc.health.v1.Health'
+              ? new Set([...allow, ...submitAllow()])
+              : isSubmit
+                ? submitAllow()
+                : allow;
+          const r = authorizeCall(call, verify, t.bundles(), ids);
+          if (r.ok || r.spiffeId === undefined) return r;
+          if (!isSubmit && submitAllow().has(r.spiffeId))
+            return { ...r, message: `${r.message} of query clients (it may only submit audit heads)` };
+          if (isSubmit && allow.has(r.spiffeId))
+            return { ...r, message: `${r.message} of nodes that submit audit heads (it is a query client)` };
+          return r;
+        }),
       );
       const host = t.host ?? '127.0.0.1';
       const hostPart = host.includes(':') ? `[${host}]` : host;

@@ -57,7 +57,9 @@ export class SpiffeServerCredentials extends grpc.ServerCredentials {
   }
 }
 
-export type CallAuthorization = { ok: true; spiffeId: string } | { ok: false; message: string };
+/** On refusal, spiffeId is the client's when its certificate verified (it is only not on the list). */
+export type CallAuthorization =
+  { ok: true; spiffeId: string } | { ok: false; message: string; spiffeId?: string };
 
 /** Check the client certificate of a call: a valid X509-SVID whose SPIFFE ID is on the allow-list. */
 export function authorizeCall(
@@ -78,7 +80,8 @@ export function authorizeCall(
     const reason = (err as { reason?: string }).reason ?? (err as Error).message;
     return { ok: false, message: `api: client certificate rejected: ${reason}` };
   }
-  if (!allow.has(spiffeId)) return { ok: false, message: `api: client ${spiffeId} is not on the allow-list` };
+  if (!allow.has(spiffeId))
+    return { ok: false, message: `api: client ${spiffeId} is not on the allow-list`, spiffeId };
   return { ok: true, spiffeId };
 }
 
@@ -92,17 +95,20 @@ export function peerSpiffeIdOf(call: object): string | undefined {
   return authorizedPeers.get(call);
 }
 
-/** Wrap every handler of a service so calls from unauthorized clients get PERMISSION_DENIED. */
+/**
+ * Wrap every handler of a service so calls from unauthorized clients get PERMISSION_DENIED. `check`
+ * gets the method name (e.g. "SubmitHead") for allow-lists that differ per method.
+ */
 export function guardHandlers(
   handlers: grpc.UntypedServiceImplementation,
-  check: (call: PeerCall) => CallAuthorization,
+  check: (call: PeerCall, method: string) => CallAuthorization,
 ): grpc.UntypedServiceImplementation {
   const out: grpc.UntypedServiceImplementation = {};
   for (const [name, h] of Object.entries(handlers)) {
     if (typeof h !== 'function') continue;
     const fn = h as unknown as AnyHandler;
     out[name] = ((call: PeerCall & EventEmitter, cb?: grpc.sendUnaryData<unknown>) => {
-      const auth = check(call);
+      const auth = check(call, name);
       if (!auth.ok) {
         const err = { code: grpc.status.PERMISSION_DENIED, details: auth.message };
         if (cb) cb(err);

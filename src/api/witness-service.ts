@@ -61,7 +61,8 @@ export function witnessServiceHandlers(
       if (r.accepted) {
         cb(null, { accepted: true, duplicate: r.duplicate, reason: '', message: '' });
       } else {
-        logger?.warn(
+        // past the submitter's refusal-row limit the log is as quiet as the trail (debug)
+        logger?.[r.summarised ? 'debug' : 'warn'](
           {
             event: 'witness_head_refused',
             remote_id: submitter,

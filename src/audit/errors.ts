@@ -26,7 +26,8 @@ export class AuditQueryError extends MeshauthError {
  * untrusted-signer (the SVID chain does not verify against the trust bundles), wrong-node (origin,
  * signer and submitter differ), bad-signature (no valid signature by the signer's key), replayed
  * (older than a head already witnessed for that node), conflicting-head (same seq as a witnessed
- * head but another hash: the node forked its trail), not-allowed (the submitter may not submit).
+ * head but another hash: the node forked its trail), not-allowed (the submitter may not submit),
+ * clock-skew (the head's meshauth-time is too far from the witness's clock at receipt).
  */
 export type SignedHeadReason =
   | 'malformed'
@@ -35,7 +36,8 @@ export type SignedHeadReason =
   | 'bad-signature'
   | 'replayed'
   | 'conflicting-head'
-  | 'not-allowed';
+  | 'not-allowed'
+  | 'clock-skew';
 
 /** A signed audit head that was not accepted; `reason` is stable. */
 export class SignedHeadError extends MeshauthError {

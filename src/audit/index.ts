@@ -36,11 +36,13 @@ export {
   type SignedHeadEnvelope,
   type SubmitResult,
   type WitnessedHeadRecord,
+  type WitnessObserver,
   type WitnessOptions,
 } from './witness.js';
 export {
   verifyAgainstHeads,
   type FetchedHead,
+  type VerifyAgainstHeadsOptions,
   type WitnessProblemKind,
   type WitnessReport,
 } from './witness-check.js';

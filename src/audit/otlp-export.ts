@@ -1,3 +1,4 @@
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { Logger } from '../log.js';
 import { systemClock, type Clock, type Timer } from '../time.js';
 import type { StoredAuditEvent } from './event.js';
@@ -14,8 +15,16 @@ import type { AuditStore } from './store.js';
  * batch is retried with exponential backoff (retryable: network errors, 429, 502, 503, 504) and the
  * cursor only moves on success, so the receiver gets every event at least once, in seq order, as
  * long as retention has not removed it meanwhile (then the skipped range is logged and counted).
- * A batch the receiver rejects as bad (other 4xx) is logged, counted and skipped. The cursor is kept
- * in memory: after a restart export resumes at the chain head (startAfterSeq to override).
+ * A batch the receiver rejects as bad (other 4xx) is logged, counted and skipped.
+ *
+ * The cursor (last seq the receiver acknowledged, and that row's hash) is written to `cursorFile`
+ * after every acknowledged batch (a temporary file renamed over it: never half written), so a
+ * restarted exporter resumes right after the last acknowledged event: delivery is at-least-once
+ * (a batch acknowledged just before a crash, whose cursor was not yet written, is sent again;
+ * receivers can deduplicate on meshauth.audit.seq + host.name). A cursor whose row has another hash
+ * than the trail's (the database was replaced) is not trusted: export starts at seq 1 of the new
+ * trail. Without a cursor file (first start, or none configured) export starts at the chain head,
+ * or after startAfterSeq.
  */
 export interface OtlpExporterOptions {
   store: AuditStore;
@@ -32,8 +41,10 @@ export interface OtlpExporterOptions {
   maxBackoffMs?: number;
   /** Per-request timeout. Default 10 s. */
   timeoutMs?: number;
-  /** Export events with seq above this (default: the chain head when started). */
+  /** Export events with seq above this when there is no cursor file (default: the chain head). */
   startAfterSeq?: number;
+  /** Where the cursor is kept across restarts (the daemon: <audit db>.otlp-cursor). */
+  cursorFile?: string;
   clock?: Clock;
   fetch?: typeof fetch;
   logger?: Logger;
@@ -127,10 +138,62 @@ export class OtlpLogExporter {
 
   start(): void {
     if (this.unsubscribe || this.closed) return;
-    this.cursor = this.opts.startAfterSeq ?? this.opts.store.lastSeq();
+    this.cursor = this.savedCursor() ?? this.opts.startAfterSeq ?? this.opts.store.lastSeq();
     this.stats_.exportedSeq = this.cursor;
     this.unsubscribe = this.opts.store.onAppend(() => this.kick());
     this.kick();
+  }
+
+  /** The cursor of the file, checked against the trail; undefined = none (or unreadable). */
+  private savedCursor(): number | undefined {
+    const file = this.opts.cursorFile;
+    if (!file) return undefined;
+    let saved: { seq?: unknown; hash?: unknown };
+    try {
+      saved = JSON.parse(readFileSync(file, 'utf8')) as typeof saved;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+        this.opts.logger?.warn(
+          { event: 'otlp_cursor_unreadable', file, err },
+          'OTLP export cursor unreadable; starting at the chain head',
+        );
+      return undefined;
+    }
+    const { seq, hash } = saved;
+    if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0 || typeof hash !== 'string') {
+      this.opts.logger?.warn(
+        { event: 'otlp_cursor_unreadable', file },
+        'OTLP export cursor malformed; starting at the chain head',
+      );
+      return undefined;
+    }
+    if (seq === 0) return 0;
+    const stats = this.opts.store.stats();
+    // retention removed the row (the anchor is the last removed one): resume there, the loop
+    // reports the range removed before it was exported
+    if (seq <= stats.anchorSeq) return seq;
+    const row = this.opts.store.query({ afterSeq: seq - 1, limit: 1 })[0];
+    if (row?.seq === seq && row.hash === hash) return seq;
+    this.opts.logger?.warn(
+      { event: 'otlp_cursor_foreign', file, seq, last_seq: stats.lastSeq },
+      'OTLP export cursor does not match this audit trail (replaced?); exporting it from seq 1',
+    );
+    return 0;
+  }
+
+  private saveCursor(seq: number, hash: string): void {
+    const file = this.opts.cursorFile;
+    if (!file) return;
+    try {
+      writeFileSync(`${file}.tmp`, JSON.stringify({ seq, hash }) + '\n', { mode: 0o600 });
+      renameSync(`${file}.tmp`, file);
+    } catch (err) {
+      // the events were delivered; a lost cursor only means they are sent again after a restart
+      this.opts.logger?.warn(
+        { event: 'otlp_cursor_write_failed', file, err },
+        'could not save the OTLP export cursor',
+      );
+    }
   }
 
   stats(): OtlpExporterStats {
@@ -209,6 +272,7 @@ export class OtlpLogExporter {
       else this.stats_.exported += batch.length;
       this.cursor = batch.at(-1)!.seq;
       this.stats_.exportedSeq = this.cursor;
+      this.saveCursor(this.cursor, batch.at(-1)!.hash);
     }
   }
 

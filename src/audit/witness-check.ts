@@ -9,6 +9,13 @@ import type { TrustBundles } from '../spiffe/index.js';
 export interface FetchedHead extends SignedHeadEnvelope {
   /** The witness it came from (address), for the report. */
   witness: string;
+  /** When that witness received it (its own clock), ms since the epoch; 0 or absent = unknown. */
+  witnessedAtMs?: number;
+}
+
+export interface VerifyAgainstHeadsOptions {
+  /** Most a head's meshauth-time may differ from its witness receive time, ms. Default 5 min. */
+  maxSkewMs?: number;
 }
 
 export type WitnessProblemKind = ChainProblemKind | 'rewritten' | 'truncated' | 'fork';
@@ -36,9 +43,11 @@ export interface WitnessReport {
 /**
  * Check a node's trail against heads witnessed elsewhere (`meshauth audit verify --witnesses`).
  * Each head's signature is checked first (against `spiffeId`'s X509-SVID chain carried with it and
- * the trust bundles, at the head's own time): a head that does not verify is listed in `refused`
- * and otherwise ignored, so a witness that alters what it received cannot make an honest trail
- * look rewritten. The verified heads are then compared with the rows: first divergent witnessed
+ * the trust bundles, at the witness's receive time, not the time the head claims; a head without a
+ * receive time, or dated more than maxSkewMs from it, is refused): a head that does not verify is
+ * listed in `refused` and otherwise ignored, so a witness that alters what it received cannot make
+ * an honest trail look rewritten, and a head signed with a stolen key and back-dated does not
+ * count. The verified heads are then compared with the rows: first divergent witnessed
  * seq, with the range (last matching witnessed seq + 1 .. that seq) the rewrite started in.
  */
 export function verifyAgainstHeads(
@@ -46,20 +55,29 @@ export function verifyAgainstHeads(
   spiffeId: string,
   fetched: readonly FetchedHead[],
   bundles: TrustBundles,
+  opts: VerifyAgainstHeadsOptions = {},
 ): WitnessReport {
+  const maxSkewMs = opts.maxSkewMs ?? 300_000;
   const refused: WitnessReport['refused'] = [];
   const bySeq = new Map<number, AuditHead & { witness: string }>();
   let fork: WitnessReport['problem'];
   for (const f of fetched) {
     let head: AuditHead;
     try {
-      // the chain is checked at the time the head says it was signed: a head outlives its SVID
-      const { text } = { text: f.note };
-      const atMs = /\nmeshauth-time ([0-9]{1,16})\n/.exec(text)?.[1];
+      // the chain is checked at the time the witness received the head (a head outlives its
+      // SVID), never at the time the head claims: that one the key holder chooses
+      const at = f.witnessedAtMs;
+      if (at === undefined || !Number.isSafeInteger(at) || at <= 0)
+        throw new SignedHeadError('malformed', 'audit verify: the witness gave no receive time for the head');
       head = openSignedHead(f.note, f.certChain, bundles, {
-        ...(atMs ? { now: new Date(Number(atMs)) } : {}),
+        now: new Date(at),
         expectSpiffeId: spiffeId,
       }).head;
+      if (Math.abs(head.atMs - at) > maxSkewMs)
+        throw new SignedHeadError(
+          'clock-skew',
+          `audit verify: head signed at ${new Date(head.atMs).toISOString()} but received by the witness at ${new Date(at).toISOString()} (more than ${maxSkewMs} ms apart)`,
+        );
     } catch (err) {
       const reason = err instanceof SignedHeadError ? err.reason : 'malformed';
       refused.push({ witness: f.witness, reason, message: (err as Error).message });

@@ -1,5 +1,5 @@
 import type { TrustBundles } from '../spiffe/index.js';
-import type { Clock } from '../time.js';
+import { systemClock, type Clock, type Timer } from '../time.js';
 import { SignedHeadError, type SignedHeadReason } from './errors.js';
 import { openSignedHead, type AuditHead } from './signed-head.js';
 import type { AuditSink } from './sink.js';
@@ -21,7 +21,13 @@ export interface WitnessedHeadRecord extends SignedHeadEnvelope {
 
 export type SubmitResult =
   | { accepted: true; duplicate: boolean; head: AuditHead }
-  | { accepted: false; reason: SignedHeadReason; message: string };
+  | {
+      accepted: false;
+      reason: SignedHeadReason;
+      message: string;
+      /** Over the submitter's refusal-row limit: only counted and summarised (log it quietly too). */
+      summarised?: true;
+    };
 
 export interface WitnessOptions {
   /** Where accepted heads (`head-witnessed`) and refusals (`head-rejected`) are recorded. */
@@ -33,13 +39,37 @@ export interface WitnessOptions {
   /** This witness's own SPIFFE ID (recorded as local_id), when it has one. */
   selfId?: string;
   /**
-   * Most a head's meshauth-time may differ from this witness's clock, ms. Default 5 min. A head is
-   * checked later (audit verify --witnesses) against the signer's SVID at that time, so the time
-   * must be the time it was witnessed: a head dated into the future would outlive the SVID and
-   * fail to verify, one dated into the past could be signed with a key long since rotated.
+   * Most a head's meshauth-time may differ from this witness's clock at receipt, ms (refused as
+   * clock-skew). Default 5 min. The signer's SVID is checked at the receive time, and the row is
+   * dated with it: `audit verify --witnesses` checks the SVID at the witness's receive time, not at
+   * the time the head claims, so a stolen key (expired or not) cannot sign heads back-dated to
+   * before the theft and have them count.
    */
   maxSkewMs?: number;
+  /**
+   * How many refusals per submitter become one `head-rejected` row each: a token bucket of `burst`
+   * rows, refilled at `perMinute`. Refusals past it are counted (observer) and summarised in one
+   * `head-rejected` row per submitter per `summaryIntervalMs` (reason `rate-limited`, details: the
+   * count per reason, first and last time, the last message), so a peer submitting garbage cannot
+   * fill this trail. Accepted heads are never limited. Defaults: burst 10, 10 per minute, 60 s.
+   */
+  refusalLimit?: { burst?: number; perMinute?: number; summaryIntervalMs?: number };
+  observer?: WitnessObserver;
   clock?: Clock;
+}
+
+/** Counts refusals (meshauth_witness_heads_refused_total): `recorded` false = only in a summary row. */
+export interface WitnessObserver {
+  refused(reason: SignedHeadReason, recorded: boolean): void;
+}
+
+/** Refusals of one submitter past the limit, waiting for the summary row. */
+interface RefusalSummary {
+  count: number;
+  reasons: Record<string, number>;
+  firstAtMs: number;
+  lastAtMs: number;
+  lastMessage: string;
 }
 
 /**
@@ -48,25 +78,114 @@ export interface WitnessOptions {
  * details: seq, hash, the note and the signer chain, so anyone can re-check the signature later).
  *
  * A head is refused, with a stable reason and never recorded as witnessed, when it is malformed,
- * its chain does not verify (untrusted-signer), origin / signer / submitter differ (wrong-node),
+ * its chain does not verify at the witness's receive time (untrusted-signer: also an SVID expired
+ * or not yet valid then), its meshauth-time is more than maxSkewMs from that time (clock-skew),
+ * origin / signer / submitter differ (wrong-node),
  * the signature does not verify (bad-signature), its seq is below the newest head witnessed for
  * that node (replayed), or it has the seq of a witnessed head with another hash
- * (conflicting-head: the node signed two different trails). Refusals are recorded as
+ * (conflicting-head: the node signed two different trails). Refusals are recorded (up to the
+ * refusal limit per submitter, the rest summarised: see refusalLimit) as
  * `head-rejected` failure events with that reason. Only equal seqs can be compared here: the
  * witness does not hold the rows between two heads, `meshauth audit verify --witnesses` does.
  */
 export class Witness {
   private readonly newest = new Map<string, { seq: number; hash: string }>();
+  private readonly clock: Clock;
+  private readonly burst: number;
+  private readonly refillPerMs: number;
+  private readonly summaryMs: number;
+  /** Token bucket per submitter (key: SPIFFE ID, or '' for calls without one). */
+  private readonly buckets = new Map<string, { tokens: number; atMs: number }>();
+  private readonly summaries = new Map<string, RefusalSummary>();
+  private summaryTimer: Timer | undefined;
+  private closed = false;
 
-  constructor(private readonly opts: WitnessOptions) {}
+  constructor(private readonly opts: WitnessOptions) {
+    this.clock = opts.clock ?? systemClock;
+    const l = opts.refusalLimit ?? {};
+    this.burst = l.burst ?? 10;
+    this.refillPerMs = (l.perMinute ?? 10) / 60_000;
+    this.summaryMs = l.summaryIntervalMs ?? 60_000;
+  }
+
+  /** Take one refusal row from the submitter's bucket; false = over the limit. */
+  private takeToken(key: string, now: number): boolean {
+    // a bucket refilled to full says nothing: drop it, so the map holds only recent submitters
+    for (const [k, b] of this.buckets)
+      if (b.tokens + (now - b.atMs) * this.refillPerMs >= this.burst) this.buckets.delete(k);
+    const b = this.buckets.get(key) ?? { tokens: this.burst, atMs: now };
+    b.tokens = Math.min(this.burst, b.tokens + Math.max(0, now - b.atMs) * this.refillPerMs);
+    b.atMs = now;
+    this.buckets.set(key, b);
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
+  }
+
+  /** Write one `head-rejected` row per submitter for the refusals summarised since the last flush. */
+  flushRefusals(): void {
+    this.summaryTimer?.cancel();
+    this.summaryTimer = undefined;
+    const now = this.clock.now();
+    for (const [key, sum] of this.summaries) {
+      this.opts.sink.record({
+        type: 'head-rejected',
+        outcome: 'failure',
+        reason: 'rate-limited',
+        atMs: now,
+        ...(this.opts.selfId ? { localId: this.opts.selfId } : {}),
+        ...(key ? { remoteId: key } : {}),
+        details: {
+          refused: sum.count,
+          reasons: sum.reasons,
+          firstAtMs: sum.firstAtMs,
+          lastAtMs: sum.lastAtMs,
+          message:
+            `witness: ${sum.count} more refused heads from ${key || 'unauthenticated callers'} (over the refusal-row limit); last: ${sum.lastMessage}`.slice(
+              0,
+              512,
+            ),
+        },
+      });
+    }
+    this.summaries.clear();
+  }
+
+  /** Write pending refusal summaries and stop the summary timer. Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.flushRefusals();
+    this.closed = true;
+  }
 
   /**
    * Check and record one submission. `submitter` is the SPIFFE ID of the authenticated mTLS peer
    * (undefined when the call came without one, e.g. the Unix socket: refused as not-allowed).
    */
   submit(env: SignedHeadEnvelope, submitter: string | undefined): SubmitResult {
-    const now = this.opts.clock?.now() ?? Date.now();
+    const now = this.clock.now();
     const refuse = (reason: SignedHeadReason, message: string, spiffeId?: string): SubmitResult => {
+      // rows are limited per authenticated caller: that is who pays for them, whatever it signed
+      const key = submitter ?? '';
+      if (this.closed || !this.takeToken(key, now)) {
+        this.opts.observer?.refused(reason, false);
+        if (this.closed) return { accepted: false, reason, message, summarised: true };
+        const sum = this.summaries.get(key) ?? {
+          count: 0,
+          reasons: {},
+          firstAtMs: now,
+          lastAtMs: now,
+          lastMessage: '',
+        };
+        sum.count++;
+        sum.reasons[reason] = (sum.reasons[reason] ?? 0) + 1;
+        sum.lastAtMs = now;
+        sum.lastMessage = message;
+        this.summaries.set(key, sum);
+        this.summaryTimer ??= this.clock.setTimeout(() => this.flushRefusals(), this.summaryMs);
+        return { accepted: false, reason, message, summarised: true };
+      }
+      this.opts.observer?.refused(reason, true);
       this.opts.sink.record({
         type: 'head-rejected',
         outcome: 'failure',
@@ -99,7 +218,7 @@ export class Witness {
     const skew = this.opts.maxSkewMs ?? 300_000;
     if (Math.abs(head.atMs - now) > skew)
       return refuse(
-        'malformed',
+        'clock-skew',
         `witness: head signed at ${new Date(head.atMs).toISOString()}, but the witness time is ${new Date(now).toISOString()} (more than ${skew} ms apart: is the node's clock right?)`,
         spiffeId,
       );
@@ -133,6 +252,7 @@ export class Witness {
       details: {
         seq: head.treeSize,
         hash: hashHex,
+        // the row's own time (atMs) is the witness's receive time; the signer's claim is kept apart
         headAtMs: head.atMs,
         note: env.note,
         certChain: env.certChain.map((c) => c.toString('base64')),

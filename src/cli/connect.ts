@@ -108,19 +108,36 @@ export function connect(g: GlobalOptions, io: CliIo): ApiClient {
   return new ApiClient({ socket: socketPathOf(g, io), timeoutMs });
 }
 
+/** What a client talks to, for messages: a node over its socket or TCP API, the relay, a witness. */
+export type ApiPeer = 'socket' | 'address' | 'relay' | 'witness';
+
+/** The peer kind of the global options (see connect). */
+export function peerOf(g: GlobalOptions): ApiPeer {
+  return g.relay && !g.address ? 'relay' : g.address ? 'address' : 'socket';
+}
+
+/** How to point the CLI elsewhere, per peer kind: only the options that apply to it. */
+const POINT_ELSEWHERE: Record<ApiPeer, string> = {
+  socket: 'is the daemon running? (use --socket or MESHAUTH_SOCKET to point elsewhere)',
+  address: 'is meshauthd running with api.tcp.listen at that address? (--address host:port)',
+  relay: 'is meshauth-relay running and listening there? (--relay host:port)',
+  witness: "is that witness's TCP API listening there? (--witnesses host:port,...)",
+};
+
 /** Turn an API failure into a message a person can act on. */
-export function explain(err: unknown, client: ApiClient | undefined): CliError {
+export function explain(err: unknown, client: ApiClient | undefined, peer: ApiPeer = 'socket'): CliError {
   if (err instanceof CliError) return err;
   if (err instanceof ApiClientError) {
-    const where = client?.target ?? 'the daemon';
+    const who = peer === 'relay' ? 'meshauth-relay' : peer === 'witness' ? 'witness' : 'meshauthd';
+    const where = client?.target ?? (peer === 'socket' ? 'the daemon' : 'the given address');
     switch (err.grpcCode) {
       case grpc.status.UNAVAILABLE:
       case grpc.status.DEADLINE_EXCEEDED:
         return new CliError(
-          `cannot reach meshauthd on ${where}: is the daemon running? (use --socket or MESHAUTH_SOCKET to point elsewhere)\n  cause: ${err.message}`,
+          `cannot reach ${who} on ${where}: ${POINT_ELSEWHERE[peer]}\n  cause: ${err.message}`,
         );
       case grpc.status.PERMISSION_DENIED:
-        return new CliError(`meshauthd on ${where} refused the request: ${err.message}`);
+        return new CliError(`${who} on ${where} refused the request: ${err.message}`);
       case grpc.status.INVALID_ARGUMENT:
         return new CliError(`invalid request: ${err.message}`, 2);
       default:

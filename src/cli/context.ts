@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { ApiClient } from '../api/index.js';
-import { connect, explain, type GlobalOptions } from './connect.js';
+import { connect, explain, peerOf, type GlobalOptions } from './connect.js';
 import type { CliIo } from './io.js';
 
 export interface CliContext {
@@ -22,7 +22,7 @@ export function makeContext(program: Command, io: CliIo): CliContext {
         client = connect(program.opts<GlobalOptions>(), io);
         return await fn(client);
       } catch (err) {
-        throw explain(err, client);
+        throw explain(err, client, peerOf(program.opts<GlobalOptions>()));
       } finally {
         client?.close();
       }

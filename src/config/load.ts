@@ -204,7 +204,10 @@ function finalize(p: ParsedConfig, file: string | undefined): DaemonConfig {
       maxEvents: p.audit.maxEvents,
       witnesses: p.audit.witnesses.filter((w): w is HostPort => w !== null),
       headIntervalMs: p.audit.headInterval,
+      witnessMaxSkewMs: p.audit.witnessMaxSkew,
       otlpEndpoint: p.audit.otlpEndpoint,
+      otlpBatchSize: p.audit.otlpBatchSize,
+      otlpTimeoutMs: p.audit.otlpTimeout,
     },
     api: {
       socket: p.api.socket,

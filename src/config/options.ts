@@ -409,11 +409,32 @@ const SPECS: readonly Spec[] = [
     description: 'How often the audit head is signed and handed to the witnesses',
   },
   {
+    path: 'audit.witnessMaxSkew',
+    kind: 'duration',
+    valueName: '<duration>',
+    default: DEFAULTS.auditWitnessMaxSkew,
+    description: "Witness: refuse a head dated further than this from this node's clock at receipt (1s..1d)",
+  },
+  {
     path: 'audit.otlpEndpoint',
     kind: 'string',
     valueName: '<url>',
     description:
-      'Ship committed audit events as OTLP/HTTP JSON logs to this endpoint (http://collector:4318/v1/logs)',
+      'Ship committed audit events as OTLP/HTTP JSON logs to this endpoint (http://collector:4318/v1/logs); the last acknowledged seq is kept in <audit.path>.otlp-cursor',
+  },
+  {
+    path: 'audit.otlpBatchSize',
+    kind: 'int',
+    valueName: '<n>',
+    default: DEFAULTS.auditOtlpBatchSize,
+    description: 'Audit events per OTLP request, at most (1..10000)',
+  },
+  {
+    path: 'audit.otlpTimeout',
+    kind: 'duration',
+    valueName: '<duration>',
+    default: DEFAULTS.auditOtlpTimeout,
+    description: 'Deadline of one OTLP request (a timed-out request is retried)',
   },
   {
     path: 'api.socket',

@@ -55,6 +55,9 @@ export const DEFAULTS = {
   workloadApiAddress: 'unix:///run/spire/agent.sock',
   auditMaxAge: '30d',
   auditMaxEvents: 10_000_000,
+  auditWitnessMaxSkew: '5m',
+  auditOtlpBatchSize: 512,
+  auditOtlpTimeout: '10s',
   apiSocket: '/run/meshauth/api.sock',
   apiSocketMode: '0600',
   metricsListen: '127.0.0.1:9090',
@@ -324,7 +327,13 @@ export const configSchema = z
             });
           }),
         headInterval: durationField('60s', { minMs: 1000 }),
+        witnessMaxSkew: durationField(DEFAULTS.auditWitnessMaxSkew, { minMs: 1000 }).refine(
+          (ms) => ms <= 86_400_000,
+          { message: 'must be at most 1d' },
+        ),
         otlpEndpoint: optionalHttpUrlField(),
+        otlpBatchSize: intField(1, 10_000, DEFAULTS.auditOtlpBatchSize),
+        otlpTimeout: durationField(DEFAULTS.auditOtlpTimeout, { minMs: 100 }),
       })
       .prefault(EMPTY_SECTION),
     api: z

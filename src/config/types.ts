@@ -116,8 +116,14 @@ export interface DaemonConfig {
      */
     witnesses: HostPort[];
     headIntervalMs: number;
+    /** Most a head submitted to this node's witness may be dated from its clock, ms. */
+    witnessMaxSkewMs: number;
     /** OTLP/HTTP logs endpoint committed events are shipped to (http(s)://host:4318/v1/logs); undefined = off. */
     otlpEndpoint: string | undefined;
+    /** Events per OTLP request, at most. */
+    otlpBatchSize: number;
+    /** Deadline of one OTLP request, ms. */
+    otlpTimeoutMs: number;
   };
   api: {
     socket: string;

@@ -51,6 +51,10 @@ export function openAudit(config: DaemonConfig, logger: Logger): DaemonAudit {
       store,
       endpoint: config.audit.otlpEndpoint,
       node: config.node,
+      batchSize: config.audit.otlpBatchSize,
+      timeoutMs: config.audit.otlpTimeoutMs,
+      // resumes after the last acknowledged event across restarts (at-least-once)
+      cursorFile: `${config.audit.path}.otlp-cursor`,
       logger: logger.child({ component: 'otlp' }),
     });
     otlp.start();

@@ -251,6 +251,7 @@ export async function startOperations(deps: OperationsDeps): Promise<DaemonOpera
       store: deps.audit.store,
       sink: deps.audit.sink,
       bundles,
+      observer: metrics.witnessObserver(),
       ...(selfId && tcp?.svid
         ? {
             self: {
@@ -293,8 +294,9 @@ export async function startOperations(deps: OperationsDeps): Promise<DaemonOpera
     api: apiServer,
     async close() {
       unsubscribe();
-      witnessing.close();
+      // the API first: no head arrives after the witness wrote its pending refusal summaries
       await apiServer.close();
+      witnessing.close();
       await metricsServer?.close();
     },
   };

@@ -1,6 +1,12 @@
 import type { Logger } from 'pino';
 import { ApiClient, type WitnessView } from '../api/index.js';
-import { HeadPublisher, Witness, type AuditSink, type AuditStore } from '../audit/index.js';
+import {
+  HeadPublisher,
+  Witness,
+  type AuditSink,
+  type AuditStore,
+  type WitnessObserver,
+} from '../audit/index.js';
 import type { DaemonConfig } from '../config/index.js';
 import { toPem, type TrustBundles } from '../spiffe/index.js';
 
@@ -12,6 +18,8 @@ export interface DaemonWitnessDeps {
   bundles: () => TrustBundles;
   /** The SPIFFE ID the TCP listener presents (api.tcp.identity) and its current SVID. */
   self?: { spiffeId: string; svid: () => { certChainPem: string; keyPem: string } | undefined };
+  /** Counts refused heads (meshauth_witness_heads_refused_total). */
+  observer?: WitnessObserver;
 }
 
 export interface DaemonWitness {
@@ -31,6 +39,8 @@ export function daemonWitness(deps: DaemonWitnessDeps): DaemonWitness {
     sink: deps.sink,
     store: deps.store,
     bundles: deps.bundles,
+    maxSkewMs: deps.config.audit.witnessMaxSkewMs,
+    ...(deps.observer ? { observer: deps.observer } : {}),
     ...(deps.self ? { selfId: deps.self.spiffeId } : {}),
   });
   const self = deps.self;
@@ -109,6 +119,10 @@ export function daemonWitness(deps: DaemonWitnessDeps): DaemonWitness {
       ...(p ? { publish: () => p.publish() } : {}),
     },
     publisher,
-    close: () => publisher?.close(),
+    close: () => {
+      publisher?.close();
+      // pending refusal summaries go into the trail before the writer closes
+      witness.close();
+    },
   };
 }

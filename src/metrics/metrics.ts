@@ -29,6 +29,7 @@ export class Metrics {
   readonly svidExpiry: Gauge<'spiffe_id'>;
   readonly mirrorRepairs: Counter<'reason'>;
   readonly entriesRevoked: Counter<'trigger'>;
+  readonly witnessHeadsRefused: Counter<'reason' | 'recorded'>;
   readonly wallClockSteps: Counter<'direction'>;
   readonly wallClockBehind: Gauge;
   private verdictSource: VerdictSource | undefined;
@@ -119,6 +120,12 @@ export class Metrics {
         for (const [verdict, v] of Object.entries(counts)) this.inc({ verdict }, Number(v));
       },
     });
+    this.witnessHeadsRefused = new Counter({
+      name: 'meshauth_witness_heads_refused_total',
+      help: 'Signed audit heads this witness refused, by reason; recorded="false" = over the per-submitter refusal-row limit, counted only in a summary row',
+      labelNames: ['reason', 'recorded'],
+      registers,
+    });
     this.auditQueueDepth = new Gauge({
       name: 'meshauth_audit_queue_depth',
       help: 'Audit events waiting to be written',
@@ -178,6 +185,13 @@ export class Metrics {
       signal: (outcome) => this.signalsReceived.inc({ outcome }),
       handshake: (result, reason, durationMs) => this.recordHandshake(result, reason, durationMs),
       entries: (count) => this.authEntries.set(count),
+    };
+  }
+
+  /** Observer for the witness (WitnessObserver). */
+  witnessObserver(): { refused(reason: string, recorded: boolean): void } {
+    return {
+      refused: (reason, recorded) => this.witnessHeadsRefused.inc({ reason, recorded: String(recorded) }),
     };
   }
 

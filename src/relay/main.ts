@@ -25,58 +25,74 @@ function hostPort(v: string): { host: string; port: number } {
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'];
 
 export function buildRelayProgram(): Command {
-  return new Command('meshauth-relay')
-    .description(
-      'Cluster-wide meshauth audit API: queries fan out to every node and merge by time, follow\n' +
-        'streams all nodes, answers name the node of every event and say when a node is missing.\n' +
-        "Also witnesses the nodes' signed audit heads in its own audit trail.",
-    )
-    .version(VERSION, '-V, --version')
-    .option('--listen <host:port>', 'mTLS TCP listener of the relay API', '0.0.0.0:4252')
-    .option(
-      '--node <name=host:port[=spiffe-id]>',
-      "a node's meshauthd TCP API (repeatable, or comma-separated)",
-      (v: string, prev: string[] = []) => [...prev, v],
-    )
-    .option(
-      '--nodes-file <file>',
-      'node list file, one name=host:port[=spiffe-id] per line; re-read when it changes',
-    )
-    .option(
-      '--kubernetes',
-      'find the nodes from the Kubernetes Node objects (watched: nodes joining and leaving are ' +
-        'picked up): each node API at its InternalIP and --api-port. Needs list/watch on nodes',
-    )
-    .option('--kubeconfig <file>', 'kubeconfig for --kubernetes (default: the in-cluster service account)')
-    .option(
-      '--api-port <port>',
-      "meshauthd's TCP API port on every node (port of api.tcp.listen), with --kubernetes",
-    )
-    .option(
-      '--node-id-template <spiffe-id>',
-      "SPIFFE ID a node's API must present, {node} = Node name, with --kubernetes " +
-        '(e.g. spiffe://example.org/meshauth/node/{node}; default: any ID of the trust domain)',
-    )
-    .requiredOption(
-      '--tls-cert <file>',
-      "the relay's X509-SVID chain (PEM); its SPIFFE ID must be on each node's api.tcp.allowedIds",
-    )
-    .requiredOption('--tls-key <file>', 'its private key (PEM)')
-    .requiredOption('--tls-bundle <file>', 'trust bundle CA certificates (PEM)')
-    .option(
-      '--allow <spiffe-id>',
-      'client SPIFFE ID allowed to call the relay (repeatable)',
-      (v: string, prev: string[] = []) => [...prev, v],
-    )
-    .option(
-      '--audit-db <file>',
-      "the relay's own audit trail (witnessed heads)",
-      '/var/lib/meshauth-relay/audit.db',
-    )
-    .option('--node-deadline <seconds>', 'how long one node may take to answer', '5')
-    .option('--log-level <level>', 'trace, debug, info, warn, error', 'info')
-    .allowExcessArguments(false)
-    .exitOverride();
+  return (
+    new Command('meshauth-relay')
+      .description(
+        'Cluster-wide meshauth audit API: queries fan out to every node and merge by time, follow\n' +
+          'streams all nodes, answers name the node of every event and say when a node is missing.\n' +
+          "Also witnesses the nodes' signed audit heads in its own audit trail.",
+      )
+      .version(VERSION, '-V, --version')
+      .option('--listen <host:port>', 'mTLS TCP listener of the relay API', '0.0.0.0:4252')
+      .option(
+        '--node <name=host:port[=spiffe-id]>',
+        "a node's meshauthd TCP API (repeatable, or comma-separated)",
+        (v: string, prev: string[] = []) => [...prev, v],
+      )
+      .option(
+        '--nodes-file <file>',
+        'node list file, one name=host:port[=spiffe-id] per line; re-read when it changes',
+      )
+      .option(
+        '--kubernetes',
+        'find the nodes from the Kubernetes Node objects (watched: nodes joining and leaving are ' +
+          'picked up): each node API at its InternalIP and --api-port. Needs list/watch on nodes',
+      )
+      .option('--kubeconfig <file>', 'kubeconfig for --kubernetes (default: the in-cluster service account)')
+      .option(
+        '--api-port <port>',
+        "meshauthd's TCP API port on every node (port of api.tcp.listen), with --kubernetes",
+      )
+      .option(
+        '--node-id-template <spiffe-id>',
+        "SPIFFE ID a node's API must present, {node} = Node name, with --kubernetes " +
+          '(e.g. spiffe://example.org/meshauth/node/{node}; default: any ID of the trust domain)',
+      )
+      // required, but checked after parsing: commander reports a missing required option before an
+      // unknown one, so `--bogus` would be answered with "--tls-cert not specified"
+      .option(
+        '--tls-cert <file>',
+        "the relay's X509-SVID chain (PEM); its SPIFFE ID must be on each node's api.tcp.allowedIds (required)",
+      )
+      .option('--tls-key <file>', 'its private key (PEM) (required)')
+      .option('--tls-bundle <file>', 'trust bundle CA certificates (PEM) (required)')
+      .option(
+        '--allow <spiffe-id>',
+        'query client SPIFFE ID allowed to call the Audit API and list witnessed heads (repeatable; ' +
+          'operators, `meshauth --relay`, `audit verify --witnesses`); cannot submit heads',
+        (v: string, prev: string[] = []) => [...prev, v],
+      )
+      .option(
+        '--witness-allow <spiffe-id>',
+        'node SPIFFE ID allowed to submit signed audit heads (repeatable), besides the SPIFFE ID ' +
+          'given for each node (--node, --nodes-file, --node-id-template); cannot query',
+        (v: string, prev: string[] = []) => [...prev, v],
+      )
+      .option(
+        '--witness-max-skew <seconds>',
+        "refuse a submitted head dated further than this from the relay's clock",
+        '300',
+      )
+      .option(
+        '--audit-db <file>',
+        "the relay's own audit trail (witnessed heads)",
+        '/var/lib/meshauth-relay/audit.db',
+      )
+      .option('--node-deadline <seconds>', 'how long one node may take to answer', '5')
+      .option('--log-level <level>', 'trace, debug, info, warn, error', 'info')
+      .allowExcessArguments(false)
+      .exitOverride()
+  );
 }
 
 /** Entry point of the `meshauth-relay` binary. */
@@ -90,10 +106,12 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     kubeconfig?: string;
     apiPort?: string;
     nodeIdTemplate?: string;
-    tlsCert: string;
-    tlsKey: string;
-    tlsBundle: string;
+    tlsCert?: string;
+    tlsKey?: string;
+    tlsBundle?: string;
     allow?: string[];
+    witnessAllow?: string[];
+    witnessMaxSkew: string;
     auditDb: string;
     nodeDeadline: string;
     logLevel: string;
@@ -101,22 +119,45 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   let listen: { host: string; port: number };
   let flagNodes;
   let deadlineMs: number;
+  let skewMs: number;
+  let tls: { certFile: string; keyFile: string; bundleFile: string };
   let apiPort = 0;
   try {
     program.parse(argv, { from: 'user' });
     o = program.opts();
+    const missing = (['--tls-cert', '--tls-key', '--tls-bundle'] as const).filter(
+      (f) => !{ '--tls-cert': o.tlsCert, '--tls-key': o.tlsKey, '--tls-bundle': o.tlsBundle }[f],
+    );
+    if (missing.length > 0)
+      throw new Error(
+        `${missing.join(', ')}: required (the relay's X509-SVID, its key and the trust bundle)`,
+      );
+    tls = { certFile: o.tlsCert!, keyFile: o.tlsKey!, bundleFile: o.tlsBundle! };
     listen = hostPort(o.listen);
     flagNodes = parseNodeList((o.node ?? []).join('\n'));
     deadlineMs = Math.round(Number(o.nodeDeadline) * 1000);
     if (!(deadlineMs > 0 && deadlineMs <= 600_000)) throw new Error('--node-deadline: seconds in (0, 600]');
-    if (!o.allow?.length) throw new Error('--allow: at least one client SPIFFE ID');
-    for (const id of o.allow) {
-      try {
-        parseSpiffeId(id);
-      } catch (err) {
-        throw new Error(`--allow ${id}: ${(err as Error).message}`, { cause: err });
+    if (!o.allow?.length) throw new Error('--allow: at least one query client SPIFFE ID');
+    for (const [flag, ids] of [
+      ['--allow', o.allow],
+      ['--witness-allow', o.witnessAllow ?? []],
+    ] as const) {
+      for (const id of ids) {
+        try {
+          parseSpiffeId(id);
+        } catch (err) {
+          throw new Error(`${flag} ${id}: ${(err as Error).message}`, { cause: err });
+        }
       }
     }
+    const both = o.allow.filter((id) => o.witnessAllow?.includes(id));
+    if (both.length > 0)
+      throw new Error(
+        `--allow and --witness-allow both list ${both.join(', ')}: a query client and a node submitting heads are different identities`,
+      );
+    skewMs = /^[0-9]+(\.[0-9]+)?$/.test(o.witnessMaxSkew) ? Math.round(Number(o.witnessMaxSkew) * 1000) : NaN;
+    if (!(skewMs >= 1000 && skewMs <= 86_400_000))
+      throw new Error(`--witness-max-skew ${o.witnessMaxSkew}: seconds in [1, 86400]`);
     if (!LOG_LEVELS.includes(o.logLevel))
       throw new Error(`--log-level ${o.logLevel}: expected one of ${LOG_LEVELS.join(', ')}`);
     if (o.kubernetes) {
@@ -180,8 +221,10 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   try {
     server = await startRelay({
       listen,
-      tls: { certFile: o.tlsCert, keyFile: o.tlsKey, bundleFile: o.tlsBundle },
+      tls,
       allow: o.allow!,
+      witnessAllow: o.witnessAllow ?? [],
+      witness: { maxSkewMs: skewMs },
       nodes,
       auditPath: o.auditDb,
       nodeDeadlineMs: deadlineMs,

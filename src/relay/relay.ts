@@ -302,8 +302,16 @@ export class Relay {
    * sends a malformed event is reported once with a `node-unavailable` marker (seq 0, reason) and
    * reconnected after followRetryMs, resuming after the last seq it delivered, so nothing it wrote
    * meanwhile is missed; `node-available` marks its return. Ends when signal aborts.
+   *
+   * `resume` resumes a follow: each node first replays its stored events with seq above
+   * `resume.byNode[name]`, else above `resume.all`; a node named in neither is followed from now on.
    */
-  async *followEvents(filter: EventFilterMsg | undefined, signal: AbortSignal): AsyncGenerator<EventMsg> {
+  async *followEvents(
+    filter: EventFilterMsg | undefined,
+    signal: AbortSignal,
+    resume: { all?: number; byNode?: Readonly<Record<string, number>> } = {},
+  ): AsyncGenerator<EventMsg> {
+    const byNode = new Map(Object.entries(resume.byNode ?? {}));
     const queue: EventMsg[] = [];
     let wake: (() => void) | undefined;
     const push = (e: EventMsg) => {
@@ -348,7 +356,8 @@ export class Relay {
     });
     const running = new Map<string, AbortController>();
     const followNode = async (node: RelayNode): Promise<void> => {
-      let after: number | undefined;
+      // the client's cursor for this node; then the last seq this node delivered
+      let after: number | undefined = byNode.get(node.name) ?? resume.all;
       let down = false;
       while (!signal.aborted && this.nodes().some((n) => n.name === node.name)) {
         const ctl = new AbortController();

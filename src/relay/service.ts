@@ -29,6 +29,35 @@ async function write(call: grpc.ServerWritableStream<unknown, unknown>, msg: unk
   });
 }
 
+const isSeq = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+
+/** The resume cursors of a follow request (after_seq, after_seq_by_node); a string = what is wrong. */
+function resumeOf(r: FollowEventsRequestMsg): { all?: number; byNode: Record<string, number> } | string {
+  const out: { all?: number; byNode: Record<string, number> } = {
+    byNode: Object.create(null) as Record<string, number>,
+  };
+  // proto3 optional: with the loader's defaults an unset after_seq reads as 0; the oneof says
+  // whether it was set (0 itself is a valid cursor: replay everything)
+  const set =
+    r._afterSeq === 'afterSeq' ||
+    (r.afterSeq !== undefined && r.afterSeq !== null && Number(r.afterSeq) !== 0);
+  const all = set ? Number(r.afterSeq) : undefined;
+  if (all !== undefined) {
+    if (!isSeq(all)) return 'after_seq must be a non-negative seq';
+    out.all = all;
+  }
+  const by = (r.afterSeqByNode ?? {}) as Record<string, unknown>;
+  const names = Object.keys(by);
+  if (names.length > 10_000) return 'after_seq_by_node names more than 10000 nodes';
+  for (const name of names) {
+    const v = Number(by[name]);
+    if (!name || name.length > 253 || !isSeq(v))
+      return `after_seq_by_node: ${JSON.stringify(name.slice(0, 64))} needs a node name and a non-negative seq`;
+    out.byNode[name] = v;
+  }
+  return out;
+}
+
 /**
  * meshauth.v1.Audit served by meshauth-relay for the whole cluster: QueryEvents, FollowEvents,
  * ListEntries and GetStatus fan out to every node (see Relay); FlushEntries is refused
@@ -83,6 +112,11 @@ export function relayAuditHandlers(relay: Relay, logger?: Logger): AuditHandlers
     },
 
     FollowEvents: async (call: grpc.ServerWritableStream<FollowEventsRequestMsg, unknown>) => {
+      const resume = resumeOf(call.request);
+      if (typeof resume === 'string') {
+        call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: `FollowEvents: ${resume}` });
+        return;
+      }
       const ctl = new AbortController();
       followers.add(ctl);
       const stop = () => ctl.abort();
@@ -92,6 +126,7 @@ export function relayAuditHandlers(relay: Relay, logger?: Logger): AuditHandlers
         for await (const e of relay.followEvents(
           call.request.filter as EventFilterMsg | undefined,
           ctl.signal,
+          resume,
         )) {
           if (!(await write(call, e))) break;
         }

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { startApiServer, type ApiServer, type ApiClientTls } from '../api/index.js';
-import { AuditStore, AuditWriter, Witness } from '../audit/index.js';
+import { AuditStore, AuditWriter, Witness, type WitnessOptions } from '../audit/index.js';
 import type { Logger } from '../log.js';
 import { parseCertificates, parseSpiffeId, toPem, type TrustBundles } from '../spiffe/index.js';
 import type { Clock } from '../time.js';
@@ -21,8 +21,19 @@ export interface StartRelayOptions {
   /** host and port of the relay's own TCP API (mTLS). Port 0 = any free port. */
   listen: { host: string; port: number };
   tls: RelayTls;
-  /** Client SPIFFE IDs allowed to call the relay (operators, and the nodes submitting heads). */
+  /**
+   * Query clients: SPIFFE IDs allowed to call meshauth.v1.Audit and Witness/ListWitnessedHeads
+   * (operators, `meshauth --relay`, `audit verify --witnesses`). They cannot submit heads.
+   */
   allow: readonly string[];
+  /**
+   * Nodes: SPIFFE IDs allowed to call Witness/SubmitHead, besides the SPIFFE ID pinned for each
+   * node of `nodes` (a node the relay queries under a known ID may hand it its heads). They reach
+   * no other method: a node's SVID does not read the cluster's audit trail.
+   */
+  witnessAllow?: readonly string[];
+  /** Witness limits (clock skew, refusals recorded per submitter); see WitnessOptions. */
+  witness?: Pick<WitnessOptions, 'maxSkewMs' | 'refusalLimit'>;
   /** The nodes now; re-read on every request. */
   nodes: () => readonly RelayNode[];
   /** The relay's own audit trail, where the heads it witnesses are recorded. */
@@ -63,13 +74,13 @@ export function readRelayTls(tls: RelayTls): {
   );
   if (cas.length === 0) throw new Error(`${tls.bundleFile}: the trust bundle holds no certificate`);
   const [leaf] = named(tls.certFile, 'not a PEM certificate chain', () => parseCertificates(certChainPem));
-  if (!leaf) throw new Error(`meshauth-relay: ${tls.certFile} holds no certificate`);
+  if (!leaf) throw new Error(`${tls.certFile}: holds no certificate`);
   const leafCert = named(tls.certFile, 'not an X.509 certificate', () => new X509Certificate(leaf));
   const key = named(tls.keyFile, 'not a PEM private key', () => createPrivateKey(keyPem));
   if (!leafCert.checkPrivateKey(key))
     throw new Error(`${tls.keyFile}: the private key does not belong to the certificate in ${tls.certFile}`);
   const uri = (leafCert.subjectAltName ?? '').split(', ').find((s) => s.startsWith('URI:spiffe://'));
-  if (!uri) throw new Error(`meshauth-relay: ${tls.certFile} is not an X509-SVID (no SPIFFE ID)`);
+  if (!uri) throw new Error(`${tls.certFile}: not an X509-SVID (no SPIFFE ID)`);
   const spiffeId = uri.slice(4);
   const td = parseSpiffeId(spiffeId).trustDomain.name;
   return {
@@ -81,7 +92,8 @@ export function readRelayTls(tls: RelayTls): {
 
 /**
  * Start meshauth-relay: meshauth.v1.Audit for the whole cluster (see Relay) and meshauth.v1.Witness
- * (the relay witnesses nodes' signed audit heads in its own trail), on one mTLS TCP listener.
+ * (the relay witnesses nodes' signed audit heads in its own trail), on one mTLS TCP listener with
+ * two allow-lists: query clients (`allow`) and nodes submitting heads (`witnessAllow`).
  */
 export async function startRelay(opts: StartRelayOptions): Promise<RelayServer> {
   const first = readRelayTls(opts.tls);
@@ -110,8 +122,15 @@ export async function startRelay(opts: StartRelayOptions): Promise<RelayServer> 
     store,
     bundles: () => current.bundles,
     selfId: first.spiffeId,
+    ...(opts.witness ?? {}),
     ...(opts.clock ? { clock: opts.clock } : {}),
   });
+  const witnessAllow = opts.witnessAllow ?? [];
+  const submitters = (): ReadonlySet<string> => {
+    const ids = new Set(witnessAllow);
+    for (const n of opts.nodes()) if (n.spiffeId) ids.add(n.spiffeId);
+    return ids;
+  };
   let api: ApiServer;
   try {
     api = await startApiServer({
@@ -135,6 +154,7 @@ export async function startRelay(opts: StartRelayOptions): Promise<RelayServer> 
         },
         bundles: () => new Map([...current.bundles].map(([td, d]) => [td, [...d]])),
         allow: opts.allow,
+        submitAllow: submitters,
       },
       ...(opts.logger ? { logger: opts.logger } : {}),
     });
@@ -153,6 +173,7 @@ export async function startRelay(opts: StartRelayOptions): Promise<RelayServer> 
       (closed ??= (async () => {
         await api.close();
         relay.close();
+        witness.close();
         await writer.close();
         store.close();
       })()),

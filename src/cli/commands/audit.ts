@@ -77,10 +77,11 @@ async function fetchHeads(
             note: h.head.note,
             certChain: h.head.certChain.map((c) => Buffer.from(c)),
             witness: address,
+            witnessedAtMs: Number(h.witnessedAtMs),
           });
         }
       } catch (err) {
-        out.failed.push({ witness: address, message: explain(err, client).message });
+        out.failed.push({ witness: address, message: explain(err, client, 'witness').message });
       } finally {
         client.close();
       }
@@ -131,6 +132,11 @@ export function registerAuditCommands(program: Command, ctx: CliContext): void {
       parseTargets,
     )
     .option(
+      '--max-skew <seconds>',
+      "with --witnesses: most a head's signing time may differ from the time its witness received it (the witnesses' own limit, default 300)",
+      '300',
+    )
+    .option(
       '--node-id <spiffe-id>',
       "this node's SPIFFE ID (the heads' signer); default: asked from the daemon",
     )
@@ -157,8 +163,15 @@ Examples:
         checkpoint?: ChainCheckpoint[];
         witnesses?: string[];
         nodeId?: string;
+        maxSkew: string;
       }) => {
         const format = parseOutput(o.output);
+        // the trail is read from its file: the relay has none of the nodes' files to point at
+        if (ctx.globals().relay && !o.db)
+          throw new CliError(
+            "audit verify reads one node's audit database: run it on that node, or pass --db <path>; --relay has no database to verify",
+            2,
+          );
         if (o.witnesses?.length) {
           await verifyWitnessed(ctx, o, format);
           return;
@@ -196,10 +209,13 @@ Examples:
 
 async function verifyWitnessed(
   ctx: CliContext,
-  o: { db?: string; witnesses?: string[]; nodeId?: string; checkpoint?: ChainCheckpoint[] },
+  o: { db?: string; witnesses?: string[]; nodeId?: string; checkpoint?: ChainCheckpoint[]; maxSkew: string },
   format: string,
 ): Promise<void> {
   const targets = o.witnesses!;
+  const skewS = /^[0-9]+(\.[0-9]+)?$/.test(o.maxSkew) ? Number(o.maxSkew) : NaN;
+  if (!(skewS > 0 && skewS <= 86_400))
+    throw new CliError(`audit verify: --max-skew ${JSON.stringify(o.maxSkew)}: seconds in (0, 86400]`, 2);
   let nodeId = o.nodeId;
   let path = o.db;
   if (!nodeId || !path) {
@@ -232,7 +248,9 @@ async function verifyWitnessed(
   const store = AuditStore.open({ path, readonly: true });
   let r: WitnessReport;
   try {
-    r = verifyAgainstHeads(store, nodeId, fetched.heads, new Map([[trustDomain, cas]]));
+    r = verifyAgainstHeads(store, nodeId, fetched.heads, new Map([[trustDomain, cas]]), {
+      maxSkewMs: Math.round(skewS * 1000),
+    });
   } finally {
     store.close();
   }

@@ -144,7 +144,15 @@ Examples:
           );
         }
         if (!o.follow) return;
-        const stream = client.followEvents(relay ? { filter } : { filter, afterSeq: head }, ctx.io.signal);
+        // through the relay: resume each node right after the newest of its events shown above, so
+        // nothing it wrote between the query and the follow is lost or shown twice
+        const byNode: Record<string, number> = {};
+        if (relay)
+          for (const e of initial) if (e.origin) byNode[e.origin] = Math.max(byNode[e.origin] ?? 0, e.seq);
+        const stream = client.followEvents(
+          relay ? { filter, afterSeqByNode: byNode } : { filter, afterSeq: head },
+          ctx.io.signal,
+        );
         for await (const e of stream) {
           if (relay && e.seq === 0 && e.type === 'node-unavailable') {
             ctx.io.err(

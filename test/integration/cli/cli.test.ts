@@ -1,5 +1,5 @@
 import { spawnSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApiServer, type ApiServer } from '../../../src/api/index.js';
 import { AuditStore, AuditWriter } from '../../../src/audit/index.js';
 import { run, type CliIo } from '../../../src/cli/main.js';
+import { DevCa } from '../../../src/identity/index.js';
 import { FakeDaemon } from '../api/fake-daemon.js';
 import { buildDist, CLI_JS, ROOT } from './build-dist.js';
 
@@ -222,6 +223,38 @@ describe('meshauth CLI (in process, real daemon API)', () => {
     expect(r.err).toContain(
       `cannot reach meshauthd on unix socket ${join(dir, 'down.sock')}: is the daemon running?`,
     );
+  });
+
+  it('names the relay and --relay, not the socket, when the relay is unreachable; likewise --address', async () => {
+    const ca = await DevCa.create('cli.test');
+    const me = await ca.issue('spiffe://cli.test/ops/admin');
+    writeFileSync(join(dir, 'me.crt'), me.chainPem);
+    writeFileSync(join(dir, 'me.key'), me.keyPem, { mode: 0o600 });
+    writeFileSync(join(dir, 'ca.pem'), ca.caPem);
+    const tls = [
+      '--tls-cert',
+      join(dir, 'me.crt'),
+      '--tls-key',
+      join(dir, 'me.key'),
+      '--tls-bundle',
+      join(dir, 'ca.pem'),
+    ];
+    // port 1 on loopback: nothing listens there
+    const relay = await cli(['--relay', '127.0.0.1:1', ...tls, '--timeout', '1', 'events']);
+    expect(relay.code).toBe(1);
+    expect(relay.err).toContain(
+      'cannot reach meshauth-relay on address 127.0.0.1:1: is meshauth-relay running',
+    );
+    expect(relay.err).toContain('--relay host:port');
+    expect(relay.err).not.toMatch(/--socket|MESHAUTH_SOCKET/);
+    // audit verify through the relay would have no file to read: said at once, not "the daemon"
+    const verify = await cli(['--relay', '127.0.0.1:1', ...tls, 'audit', 'verify']);
+    expect(verify.code).toBe(2);
+    expect(verify.err).toMatch(/audit verify reads one node's audit database.*--relay has no database/);
+    const node = await cli(['--address', '127.0.0.1:1', ...tls, '--timeout', '1', 'status']);
+    expect(node.err).toContain('cannot reach meshauthd on address 127.0.0.1:1');
+    expect(node.err).toContain('--address host:port');
+    expect(node.err).not.toMatch(/--socket|MESHAUTH_SOCKET/);
   });
 
   it('has help with examples', async () => {

@@ -195,6 +195,68 @@ describe.skipIf(!helm)('Helm chart deploy/helm/meshauth', () => {
     expect(podSpec(devObjs).volumes.find((v) => v.name === 'dev-ca')?.secret?.secretName).toBe(
       secret.metadata.name,
     );
+
+    // the daemon's defaults come through the chart unchanged
+    expect(defaults.datapath.maps).toEqual({
+      auth: 65536,
+      ipcache: 65536,
+      policy: 16384,
+      throttle: 65536,
+      signalRingBytes: 262144,
+    });
+    expect(defaults.auth.mode).toBe('per-pair');
+    expect(defaults.audit).toMatchObject({
+      witnesses: [],
+      headIntervalMs: 60_000,
+      witnessMaxSkewMs: 300_000,
+      otlpEndpoint: undefined,
+    });
+    expect(defaults.api.tcp).toBeUndefined();
+    expect(defaults.api.socketMode).toBe(0o600);
+
+    // every setting of the cluster-audit case reaches the daemon as set
+    const full = await cfg('cluster audit');
+    expect(full.datapath.maps).toEqual({
+      auth: 131072,
+      ipcache: 32768,
+      policy: 4096,
+      throttle: 8192,
+      signalRingBytes: 1048576,
+    });
+    expect(full.datapath.synRtoMs).toBe(20);
+    expect(full.handshake).toMatchObject({ maxConnections: 512, perPeerRate: 20, perPeerBurst: 40 });
+    expect(full.auth).toMatchObject({
+      mode: 'channel',
+      channel: { port: 4260, nodeId: 'spiffe://example.org/meshauth/nodes/{node}' },
+      maxConcurrent: 32,
+      queueSize: 8192,
+      retryBaseMs: 100,
+      retryMaxMs: 60_000,
+      gcIntervalMs: 10_000,
+    });
+    expect(full.audit).toMatchObject({
+      witnesses: [
+        { host: 'meshauth-relay.meshauth.svc', port: 4252 },
+        { host: '10.0.0.2', port: 4251 },
+      ],
+      headIntervalMs: 30_000,
+      witnessMaxSkewMs: 120_000,
+      otlpEndpoint: 'http://otel-collector.observability:4318/v1/logs',
+      otlpBatchSize: 256,
+      otlpTimeoutMs: 5_000,
+    });
+    expect(full.api.socketMode).toBe(0o660);
+    expect(full.api.tcp).toEqual({
+      listen: { host: '0.0.0.0', port: 4251 },
+      identity: 'spiffe://example.org/ns/meshauth/sa/meshauth',
+      allowedIds: ['spiffe://example.org/meshauth/relay', 'spiffe://example.org/ns/meshauth/sa/meshauth'],
+    });
+    const fullPorts = (
+      container(await renderChart(bin, VALUE_CASES['cluster audit'])) as unknown as {
+        ports: { name: string; containerPort: number }[];
+      }
+    ).ports;
+    expect(fullPorts).toContainEqual(expect.objectContaining({ name: 'api-tcp', containerPort: 4251 }));
   });
 
   it('changes the pod template when the configuration changes (rolling update)', async () => {
@@ -234,6 +296,34 @@ describe.skipIf(!helm)('Helm chart deploy/helm/meshauth', () => {
       /'\/relay\/allowedIds\/0': 'spiffe:\/\/' does not match/,
     ],
     ['two relay replicas', { relay: { ...RELAY_OK, replicas: 2 } }, /'\/relay\/replicas': maximum/],
+    [
+      'an unknown auth mode',
+      { auth: { mode: 'mesh' } },
+      /'\/auth\/mode': value must be one of 'per-pair', 'channel'/,
+    ],
+    [
+      'a signal ring that is not a power of two',
+      { datapath: { maps: { signalRingBytes: 100000 } } },
+      /'\/datapath\/maps\/signalRingBytes'/,
+    ],
+    ['a map below 16 entries', { datapath: { maps: { auth: 8 } } }, /'\/datapath\/maps\/auth': minimum/],
+    ['a witness without a port', { audit: { witnesses: ['relay.svc'] } }, /'\/audit\/witnesses\/0'/],
+    [
+      'an OTLP endpoint of another scheme',
+      { audit: { otlpEndpoint: 'grpc://collector:4317' } },
+      /'\/audit\/otlpEndpoint'/,
+    ],
+    ['a socket mode that is not octal', { api: { socketMode: '600x' } }, /'\/api\/socketMode'/],
+    [
+      'a TCP API client ID that is not a SPIFFE ID',
+      { api: { tcp: { enabled: true, allowedIds: ['relay'] } } },
+      /'\/api\/tcp\/allowedIds\/0'/,
+    ],
+    [
+      'a relay node submitter ID that is not a SPIFFE ID',
+      { relay: { ...RELAY_OK, witnessAllowedIds: ['node-a'] } },
+      /'\/relay\/witnessAllowedIds\/0'/,
+    ],
   ])('rejects %s at template time with a message naming the value', async (_what, values, naming) => {
     const r = await withValuesFile(values, (file) =>
       runHelm(bin, ['template', 'meshauth', CHART_DIR, '-f', file]),
@@ -250,6 +340,11 @@ describe.skipIf(!helm)('Helm chart deploy/helm/meshauth', () => {
       /relay\.tls\.secretName: the relay needs a Secret/,
     ],
     ['no client IDs', { ...RELAY_OK, allowedIds: [] }, /relay\.allowedIds: list at least one/],
+    [
+      'one ID on both allow-lists',
+      { ...RELAY_OK, witnessAllowedIds: RELAY_OK.allowedIds },
+      /relay\.allowedIds and relay\.witnessAllowedIds both list spiffe:\/\/cluster\.local\/ops\/admin/,
+    ],
   ])('refuses an enabled relay with %s, naming the value', async (_what, relay, naming) => {
     const r = await withValuesFile({ relay }, (file) =>
       runHelm(bin, ['template', 'meshauth', CHART_DIR, '-f', file]),
@@ -258,14 +353,57 @@ describe.skipIf(!helm)('Helm chart deploy/helm/meshauth', () => {
     expect(r.stderr).toMatch(naming);
   });
 
+  it.each([
+    [
+      'witnesses without the TCP API',
+      { audit: { witnesses: ['10.0.0.2:4251'] } },
+      /audit\.witnesses: needs api\.tcp\.enabled and api\.tcp\.identity/,
+    ],
+    [
+      'witnesses without the signing identity',
+      {
+        audit: { witnesses: ['10.0.0.2:4251'] },
+        api: { tcp: { enabled: true, allowedIds: ['spiffe://example.org/meshauth/relay'] } },
+      },
+      /audit\.witnesses: needs api\.tcp\.enabled and api\.tcp\.identity/,
+    ],
+    [
+      'a TCP API without clients',
+      { api: { tcp: { enabled: true } } },
+      /api\.tcp\.allowedIds: list at least one/,
+    ],
+    [
+      'the TCP API and the node channel on one port',
+      {
+        auth: { mode: 'channel' },
+        api: { tcp: { enabled: true, allowedIds: ['spiffe://example.org/meshauth/relay'] } },
+      },
+      /api\.tcp\.port and auth\.channel\.port are both 4251/,
+    ],
+  ])('refuses %s at template time, naming the values', async (_what, values, naming) => {
+    const r = await withValuesFile(values, (file) =>
+      runHelm(bin, ['template', 'meshauth', CHART_DIR, '-f', file]),
+    );
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(naming);
+  });
+
   it('renders an enabled relay with its nodes and client IDs as flags', async () => {
-    const docs = await renderChart(bin, { relay: RELAY_OK });
+    const docs = await renderChart(bin, {
+      relay: {
+        ...RELAY_OK,
+        witnessAllowedIds: ['spiffe://cluster.local/meshauth/node/node-z'],
+        witnessMaxSkewSeconds: 60,
+      },
+    });
     const dep = docs.find(
       (d) => d.kind === 'Deployment' && (d.metadata as { name: string }).name.endsWith('-relay'),
     ) as { spec: { template: { spec: { containers: { args: string[] }[] } } } } | undefined;
     expect(dep?.spec.template.spec.containers[0]!.args).toEqual(
       expect.arrayContaining([
         '--allow=spiffe://cluster.local/ops/admin',
+        '--witness-allow=spiffe://cluster.local/meshauth/node/node-z',
+        '--witness-max-skew=60',
         '--node=node-a=10.0.0.1:4251=spiffe://cluster.local/meshauth/node/node-a',
       ]),
     );

@@ -86,7 +86,18 @@ const tls = () => [
 
 describe('meshauth-relay binary', () => {
   it.each([
-    [['--allow', ADMIN, '--node', 'a=127.0.0.1:1'], /required option/],
+    [['--allow', ADMIN, '--node', 'a=127.0.0.1:1'], /--tls-cert, --tls-key, --tls-bundle: required/],
+    // an unknown flag is named as such, not hidden behind the missing required ones
+    [['--bogus'], /unknown option '--bogus'/],
+    [['--allow', ADMIN, '--node', 'a=127.0.0.1:1', '--witness-allow', ADMIN], /both list/],
+    [
+      ['--allow', ADMIN, '--node', 'a=127.0.0.1:1', '--witness-allow', 'node-b'],
+      /--witness-allow node-b: parse SPIFFE ID/,
+    ],
+    [
+      ['--allow', ADMIN, '--node', 'a=127.0.0.1:1', '--witness-max-skew', '0'],
+      /--witness-max-skew 0: seconds/,
+    ],
     [['--node', 'a=127.0.0.1:1'], /--allow/],
     [['--allow', ADMIN], /--node, --nodes-file or --kubernetes/],
     [['--allow', ADMIN, '--node', 'not a node'], /name=host:port/],
@@ -105,7 +116,7 @@ describe('meshauth-relay binary', () => {
       /--log-level loud: expected one of/,
     ],
   ])('exits 2 on bad usage %j', (args, message) => {
-    const withTls = !(message as RegExp).source.includes('required');
+    const withTls = !/required|bogus/.test((message as RegExp).source);
     const r = spawnSync(process.execPath, [BIN, ...(withTls ? tls() : []), ...(args as string[])], {
       encoding: 'utf8',
       timeout: 30_000,

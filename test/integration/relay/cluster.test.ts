@@ -29,6 +29,8 @@ type NodeName = (typeof NODES)[number];
 const idOf = (n: string) => `spiffe://${TD}/meshauth/node/${n}`;
 const RELAY_ID = `spiffe://${TD}/meshauth/relay`;
 const ADMIN_ID = `spiffe://${TD}/ops/admin`;
+/** A node the relay does not query, allowed to hand it heads (--witness-allow). */
+const SUBMITTER_ID = `spiffe://${TD}/meshauth/node/node-x`;
 const T0 = Date.now() - 3_600_000;
 
 interface TestNode {
@@ -44,6 +46,7 @@ interface TestNode {
 let dir: string;
 let ca: DevCa;
 let admin: Svid;
+let submitter: Svid;
 const nodes = new Map<NodeName, TestNode>();
 let relay: RelayServer;
 const bundles = () => new Map([[TD, [ca.caDer]]]);
@@ -161,6 +164,7 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'meshauth-relay-'));
   ca = await DevCa.create(TD);
   admin = await ca.issue(ADMIN_ID);
+  submitter = await ca.issue(SUBMITTER_ID);
   writeFileSync(join(dir, 'admin.crt'), admin.chainPem);
   writeFileSync(join(dir, 'admin.key'), admin.keyPem, { mode: 0o600 });
   writeFileSync(join(dir, 'ca.pem'), ca.caPem);
@@ -179,11 +183,15 @@ beforeAll(async () => {
       keyFile: join(dir, 'relay.key'),
       bundleFile: join(dir, 'ca.pem'),
     },
-    allow: [ADMIN_ID, ...NODES.map(idOf)],
+    // query clients only; the nodes (pinned below) and SUBMITTER_ID may submit heads and nothing else
+    allow: [ADMIN_ID],
+    witnessAllow: [SUBMITTER_ID],
     nodes: () => [...nodes.values()].map((n) => ({ name: n.name, address: addr(n), spiffeId: idOf(n.name) })),
     auditPath: join(dir, 'relay.db'),
     nodeDeadlineMs: 3000,
     followRetryMs: 200,
+    // 5 refusal rows per submitter, (practically) never refilled here; summaries every 300 ms
+    witness: { refusalLimit: { burst: 5, perMinute: 0.001, summaryIntervalMs: 300 } },
   });
 }, 60_000);
 
@@ -279,6 +287,124 @@ describe('meshauth-relay over three nodes', () => {
       c.close();
     }
     expect(got.sort()).toEqual(['node-b:follow-b', 'node-c:follow-c']);
+  });
+
+  it(
+    "resumes a follow exactly after each node's cursor (after_seq_by_node, then after_seq)",
+    { timeout: 15_000 },
+    async () => {
+      const last = Object.fromEntries(NODES.map((n) => [n, nodes.get(n)!.store.lastSeq()])) as Record<
+        NodeName,
+        number
+      >;
+      const c = relayClient();
+      const ctl = new AbortController();
+      const got: string[] = [];
+      try {
+        // the client saw all but the last 3 events of node-a and the last 1 of node-b (named), and
+        // all but the last 2 of node-c (after_seq, for every node not named)
+        const stream = c.followEvents(
+          {
+            afterSeqByNode: { 'node-a': last['node-a'] - 3, 'node-b': last['node-b'] - 1 },
+            afterSeq: last['node-c'] - 2,
+          },
+          ctl.signal,
+        );
+        const it = stream[Symbol.asyncIterator]();
+        let pending = it.next();
+        await Promise.all(NODES.map((n) => waitFor(() => nodes.get(n)!.store['listeners'].size > 0)));
+        // one live event on node-b and node-c closes their window (a node streams in seq order);
+        // node-a's trail is left as the witness tests below expect it
+        for (const n of ['node-b', 'node-c'] as const)
+          nodes.get(n)!.store.append([{ type: 'reauth', outcome: 'info', reason: 'live', atMs: Date.now() }]);
+        let live = 0;
+        while (live < 2 || got.filter((g) => g.startsWith('node-a:')).length < 3) {
+          const r = await pending;
+          if (r.done) break;
+          pending = it.next();
+          if (r.value.seq === 0) continue;
+          const at = `${r.value.origin}:${r.value.seq - last[r.value.origin as NodeName]}`;
+          if (r.value.reason === 'live') live++;
+          else got.push(at);
+        }
+      } finally {
+        ctl.abort();
+        c.close();
+      }
+      expect(got.sort()).toEqual(['node-a:-1', 'node-a:-2', 'node-a:0', 'node-b:0', 'node-c:-1', 'node-c:0']);
+    },
+  );
+
+  it('refuses a follow cursor that is not a seq', async () => {
+    const c = relayClient();
+    try {
+      const stream = c.followEvents({ afterSeqByNode: { '': 5 } }, new AbortController().signal);
+      await expect(stream[Symbol.asyncIterator]().next()).rejects.toThrow(/after_seq_by_node/);
+    } finally {
+      c.close();
+    }
+  });
+
+  it('keeps query clients and nodes submitting heads apart: neither list reaches the other service', async () => {
+    const at = `127.0.0.1:${relay.port}`;
+    const a = nodes.get('node-a')!;
+    const head = publisherOf(a).signNow()!;
+    const as = (svid: Svid) =>
+      new ApiClient({ address: at, tls: { ...tlsOf(svid), serverSpiffeId: RELAY_ID }, timeoutMs: 5000 });
+    const adminC = as(admin);
+    const nodeC = as(a.svid);
+    const extraC = as(submitter);
+    try {
+      // a query client cannot submit a head, even a correctly signed one
+      await expect(adminC.submitHead(head)).rejects.toMatchObject({ grpcCode: 7 });
+      await expect(adminC.submitHead(head)).rejects.toThrow(/query client/);
+      // ... but reads the heads the relay witnessed
+      expect(Array.isArray(await adminC.listWitnessedHeads(idOf('node-a')))).toBe(true);
+      // a node (pinned in the node list) submits, and can neither query nor list
+      expect(await nodeC.submitHead(head)).toMatchObject({ accepted: true });
+      await expect(nodeC.queryEvents({ pageSize: 1 })).rejects.toThrow(/may only submit audit heads/);
+      await expect(nodeC.listWitnessedHeads(idOf('node-a'))).rejects.toMatchObject({ grpcCode: 7 });
+      // an ID on --witness-allow reaches SubmitHead (refused on the head's merits, not the caller)
+      expect(await extraC.submitHead(head)).toMatchObject({ accepted: false, reason: 'wrong-node' });
+      await expect(extraC.status()).rejects.toMatchObject({ grpcCode: 7 });
+    } finally {
+      for (const c of [adminC, nodeC, extraC]) c.close();
+    }
+  });
+
+  it('does not let a node fill its trail with refused heads: 5 rows, then one summary with the count', async () => {
+    const b = nodes.get('node-b')!;
+    const good = publisherOf(b).signNow()!;
+    const lines = good.note.split('\n');
+    lines[1] = String(Number(lines[1]) + 1000); // the signature no longer covers the text
+    const forged = { ...good, note: lines.join('\n') };
+    const c = new ApiClient({
+      address: `127.0.0.1:${relay.port}`,
+      tls: { ...tlsOf(b.svid), serverSpiffeId: RELAY_ID },
+      timeoutMs: 5000,
+    });
+    try {
+      // every caller still learns why its head was refused
+      for (let i = 0; i < 20; i++)
+        expect(await c.submitHead(forged)).toMatchObject({ accepted: false, reason: 'bad-signature' });
+    } finally {
+      c.close();
+    }
+    const trail = AuditStore.open({ path: join(dir, 'relay.db'), readonly: true });
+    try {
+      const fromB = () =>
+        trail
+          .query({ types: ['head-rejected'], identity: idOf('node-b'), limit: 1000 })
+          .filter((e) => e.remoteId === idOf('node-b'));
+      await waitFor(() => fromB().some((e) => e.reason === 'rate-limited'));
+      const rows = fromB();
+      expect(rows.filter((e) => e.reason === 'bad-signature')).toHaveLength(5);
+      const summary = rows.filter((e) => e.reason === 'rate-limited');
+      expect(summary).toHaveLength(1);
+      expect(summary[0]!.details).toMatchObject({ refused: 15, reasons: { 'bad-signature': 15 } });
+    } finally {
+      trail.close();
+    }
   });
 
   it('marks the answer partial when a node is down, and names it', async () => {

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -74,6 +74,54 @@ const append = (n: number) =>
   );
 
 describe('OtlpLogExporter', () => {
+  it('keeps its cursor in a file: resumes after it, distrusts one of another trail, ignores a garbled one', async () => {
+    const cursorFile = join(dir, 'audit.db.otlp-cursor');
+    const exporter = (fetchFn: typeof fetch) =>
+      new OtlpLogExporter({
+        store,
+        endpoint: 'http://127.0.0.1:4318/v1/logs',
+        node: 'node-a',
+        fetch: fetchFn,
+        cursorFile,
+      });
+    append(5);
+    // no cursor yet: from the head
+    const r1 = receiver([]);
+    const x1 = exporter(r1.fetchFn);
+    x1.start();
+    append(3);
+    await x1.settled();
+    x1.close();
+    expect(r1.got.flatMap((g) => g.seqs)).toEqual([6, 7, 8]);
+    const saved = JSON.parse(readFileSync(cursorFile, 'utf8')) as { seq: number; hash: string };
+    expect(saved).toEqual({ seq: 8, hash: store.query({ afterSeq: 7, limit: 1 })[0]!.hash });
+    // restarted: exactly the events after the cursor
+    append(2);
+    const r2 = receiver([]);
+    const x2 = exporter(r2.fetchFn);
+    x2.start();
+    await x2.settled();
+    x2.close();
+    expect(r2.got.flatMap((g) => g.seqs)).toEqual([9, 10]);
+    // a cursor whose row has another hash belongs to a replaced trail: all of this one is sent
+    writeFileSync(cursorFile, JSON.stringify({ seq: 4, hash: 'ff'.repeat(32) }));
+    const r3 = receiver([]);
+    const x3 = exporter(r3.fetchFn);
+    x3.start();
+    await x3.settled();
+    x3.close();
+    expect(r3.got.flatMap((g) => g.seqs)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    // a garbled cursor is not trusted either way: from the head, as on a first start
+    writeFileSync(cursorFile, '{"seq": "ten"');
+    const r4 = receiver([]);
+    const x4 = exporter(r4.fetchFn);
+    x4.start();
+    append(1);
+    await x4.settled();
+    x4.close();
+    expect(r4.got.flatMap((g) => g.seqs)).toEqual([11]);
+  });
+
   it('ships committed events in seq order, retrying a busy or unreachable receiver without losing any', async () => {
     const clock = manualClock();
     const { got, fetchFn } = receiver([503, 429]);

@@ -18,6 +18,7 @@ import {
   type SignedHeadEnvelope,
 } from '../../../src/audit/index.js';
 import { DevCa } from '../../../src/identity/index.js';
+import { FakeClock } from '../../helpers/fake-clock.js';
 import type { Svid } from '../../../src/spiffe/index.js';
 
 const NODE_A = 'spiffe://cluster.test/meshauth/node/node-a';
@@ -177,7 +178,7 @@ describe('Witness', () => {
     const witness = new Witness({ sink, store, bundles, clock: fixedClock(T0 + 3_600_000) });
     for (const atMs of [T0 + 3_600_000 - 300_001, T0 + 3_600_000 + 300_001]) {
       const r = witness.submit(env(signHead(headOf(30, 1, atMs), a), a), NODE_A);
-      expect(r).toMatchObject({ accepted: false, reason: 'malformed' });
+      expect(r).toMatchObject({ accepted: false, reason: 'clock-skew' });
       expect(!r.accepted && r.message).toMatch(/more than 300000 ms apart/);
     }
     expect(
@@ -186,6 +187,100 @@ describe('Witness', () => {
       accepted: true,
     });
     expect(sink.events.filter((e) => e.type === 'head-witnessed')).toHaveLength(1);
+    store.close();
+  });
+
+  it('checks the SVID at its own receive time and dates the row with it: back-dated heads do not pass', async () => {
+    const store = openStore('witness-backdate');
+    const sink = new MemoryAuditSink();
+    // a key stolen from an SVID that expired at T0 + 1h
+    const stolen = await ca.issue(NODE_A, { now: new Date(T0), ttlMs: 3_600_000 });
+    const later = T0 + 2 * 3_600_000;
+    // even a witness that allows any skew refuses it: the SVID is not valid when the head arrives
+    const lax = new Witness({ sink, store, bundles, maxSkewMs: 86_400_000, clock: fixedClock(later) });
+    const backdated = lax.submit(env(signHead(headOf(40, 1, T0 + 1000), stolen), stolen), NODE_A);
+    expect(backdated).toMatchObject({ accepted: false, reason: 'untrusted-signer' });
+    // with a valid SVID, a head dated an hour back is refused by the skew limit (configurable)
+    const strict = new Witness({
+      sink,
+      store,
+      bundles,
+      maxSkewMs: 60_000,
+      clock: fixedClock(T0 + 3_600_000),
+    });
+    expect(strict.submit(env(signHead(headOf(40, 1, T0 + 1000), a), a), NODE_A)).toMatchObject({
+      accepted: false,
+      reason: 'clock-skew',
+    });
+    const ok = strict.submit(env(signHead(headOf(40, 1, T0 + 3_600_000 - 59_000), a), a), NODE_A);
+    expect(ok).toMatchObject({ accepted: true });
+    const row = sink.events.find((e) => e.type === 'head-witnessed')!;
+    expect(row.atMs).toBe(T0 + 3_600_000);
+    expect(row.details).toMatchObject({ headAtMs: T0 + 3_600_000 - 59_000 });
+    store.close();
+  });
+
+  it('records refusals per submitter up to a limit, then one summary row per interval; accepted heads are never limited', () => {
+    const store = openStore('witness-flood');
+    const sink = new MemoryAuditSink();
+    const clock = new FakeClock(T0 + 5000);
+    const counted: [string, boolean][] = [];
+    const witness = new Witness({
+      sink,
+      store,
+      bundles,
+      clock,
+      refusalLimit: { burst: 3, perMinute: 60, summaryIntervalMs: 10_000 },
+      observer: { refused: (reason, recorded) => counted.push([reason, recorded]) },
+    });
+    const tampered = signHead(headOf(12), a).replace('\n12\n', '\n13\n');
+    // node A floods the witness with 10 forged heads and 2 submitted under another name
+    const flood = Array.from({ length: 10 }, () => witness.submit(env(tampered, a), NODE_A));
+    expect(flood.every((r) => !r.accepted && r.reason === 'bad-signature')).toBe(true);
+    // the caller is told the reason either way; the result says which ones were only summarised
+    expect(flood.map((r) => !r.accepted && r.summarised === true)).toEqual([
+      false,
+      false,
+      false,
+      true,
+      true,
+      true,
+      true,
+      true,
+      true,
+      true,
+    ]);
+    for (let i = 0; i < 2; i++)
+      expect(witness.submit(env(signHead(headOf(11), b), b), NODE_A)).toMatchObject({ reason: 'wrong-node' });
+    const rejected = () => sink.events.filter((e) => e.type === 'head-rejected');
+    expect(rejected().map((e) => e.reason)).toEqual(['bad-signature', 'bad-signature', 'bad-signature']);
+    // another submitter has its own bucket
+    expect(witness.submit(env(tampered, a), NODE_B)).toMatchObject({ accepted: false });
+    expect(rejected()).toHaveLength(4);
+    // nothing accepted is dropped, whatever the flood
+    expect(witness.submit(env(signHead(headOf(10), a), a), NODE_A)).toMatchObject({ accepted: true });
+    expect(sink.events.filter((e) => e.type === 'head-witnessed')).toHaveLength(1);
+    expect(counted.filter(([, rec]) => !rec)).toHaveLength(9);
+    expect(counted.filter(([, rec]) => rec)).toHaveLength(4);
+    // the interval ends: one summary row for node A with every reason counted
+    clock.advance(10_000);
+    const summary = rejected().slice(4);
+    expect(summary).toHaveLength(1);
+    expect(summary[0]).toMatchObject({
+      outcome: 'failure',
+      reason: 'rate-limited',
+      remoteId: NODE_A,
+      details: { refused: 9, reasons: { 'bad-signature': 7, 'wrong-node': 2 } },
+    });
+    // the bucket refilled meanwhile (1 a second): the next refusal is a row of its own again
+    expect(witness.submit(env(tampered, a), NODE_A)).toMatchObject({ reason: 'bad-signature' });
+    expect(rejected().at(-1)).toMatchObject({ reason: 'bad-signature', remoteId: NODE_A });
+    // pending summaries are written on close
+    for (let i = 0; i < 5; i++) witness.submit(env(tampered, a), NODE_A);
+    const before = rejected().length;
+    witness.close();
+    expect(rejected().length).toBe(before + 1);
+    expect(rejected().at(-1)).toMatchObject({ reason: 'rate-limited' });
     store.close();
   });
 
@@ -255,7 +350,7 @@ function events(n: number, variant?: { from: number }): AuditEventInput[] {
 function headAt(store: AuditStore, seq: number, witness = 'node-b'): FetchedHead {
   const rows = store.query({ afterSeq: seq - 1, limit: 1 });
   const note = signHead({ ...headOf(seq), hash: Buffer.from(rows[0]!.hash, 'hex'), atMs: T0 + 10_000 }, a);
-  return { note, certChain: a.chainDer, witness };
+  return { note, certChain: a.chainDer, witness, witnessedAtMs: T0 + 10_500 };
 }
 
 describe('verifyAgainstHeads', () => {
@@ -311,6 +406,7 @@ describe('verifyAgainstHeads', () => {
       note: signHead({ ...headOf(50, 7), atMs: T0 + 10_000 }, b),
       certChain: b.chainDer,
       witness: 'node-c',
+      witnessedAtMs: T0 + 10_500,
     };
     const r = verifyAgainstHeads(s, NODE_A, [good, lie, selfSigned], bundles());
     expect(r.ok).toBe(true);
@@ -318,6 +414,37 @@ describe('verifyAgainstHeads', () => {
       ['node-c', 'bad-signature'],
       ['node-c', 'wrong-node'],
     ]);
+    s.close();
+  });
+
+  it("checks each head's SVID at the witness's receive time, not the time the head claims", async () => {
+    const s = openStore('receive-time');
+    s.append(events(50));
+    const stolen = await ca.issue(NODE_A, { now: new Date(T0), ttlMs: 3_600_000 });
+    const hash = Buffer.from(s.query({ afterSeq: 49, limit: 1 })[0]!.hash, 'hex');
+    const note = signHead({ ...headOf(50), hash, atMs: T0 + 10_000 }, stolen);
+    // signed while valid and received then: counts
+    const fresh: FetchedHead = {
+      note,
+      certChain: stolen.chainDer,
+      witness: 'node-b',
+      witnessedAtMs: T0 + 10_500,
+    };
+    expect(verifyAgainstHeads(s, NODE_A, [fresh], bundles())).toMatchObject({ ok: true, headsMatched: 1 });
+    // the same back-dated head received after the SVID expired (a witness without the check kept
+    // it): refused, as is one without a receive time, and one dated far from its receipt
+    const late = { ...fresh, witness: 'node-c', witnessedAtMs: T0 + 2 * 3_600_000 };
+    const noTime = { ...fresh, witness: 'node-d', witnessedAtMs: 0 };
+    const skewed = { ...fresh, witness: 'node-e', witnessedAtMs: T0 + 10_000 + 301_000 };
+    const r = verifyAgainstHeads(s, NODE_A, [late, noTime, skewed], bundles());
+    expect(r.refused.map((x) => [x.witness, x.reason])).toEqual([
+      ['node-c', 'untrusted-signer'],
+      ['node-d', 'malformed'],
+      ['node-e', 'clock-skew'],
+    ]);
+    expect(r.headsMatched).toBe(0);
+    // the verifier's skew limit is an option (the witnesses' own limit)
+    expect(verifyAgainstHeads(s, NODE_A, [skewed], bundles(), { maxSkewMs: 600_000 }).headsMatched).toBe(1);
     s.close();
   });
 

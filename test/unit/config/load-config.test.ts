@@ -96,7 +96,10 @@ describe('loadConfig: defaults', () => {
       maxEvents: 10_000_000,
       witnesses: [],
       headIntervalMs: 60_000,
+      witnessMaxSkewMs: 300_000,
       otlpEndpoint: undefined,
+      otlpBatchSize: 512,
+      otlpTimeoutMs: 10_000,
     });
     expect(c.api).toEqual({ socket: '/run/meshauth/api.sock', socketMode: 0o600, tcp: undefined });
     expect(c.metrics.listen).toEqual({ host: '127.0.0.1', port: 9090 });
@@ -322,6 +325,16 @@ describe('loadConfig: bad files', () => {
       'OTLP endpoint that is not a URL',
       `${MINIMAL}audit: { otlpEndpoint: "collector 4318" }\n`,
       'audit.otlpEndpoint: must be an http:// or https:// URL (got "collector 4318")',
+    ],
+    [
+      'witness clock skew above a day',
+      `${MINIMAL}audit: { witnessMaxSkew: 2d }\n`,
+      'audit.witnessMaxSkew: must be at most 1d',
+    ],
+    [
+      'OTLP batch size of zero',
+      `${MINIMAL}audit: { otlpBatchSize: 0 }\n`,
+      'audit.otlpBatchSize: must be an integer between 1 and 10000 (got 0)',
     ],
     [
       'OTLP endpoint of another scheme',

@@ -28,6 +28,10 @@ describe('Metrics', () => {
     audit.queueDepth(12);
     audit.dropped(5);
     audit.dropped(8);
+    const witness = m.witnessObserver();
+    witness.refused('bad-signature', true);
+    witness.refused('bad-signature', false);
+    witness.refused('bad-signature', false);
     m.setSvidNotAfter('spiffe://a.test/ns/x/sa/web', Date.now() + 3600_000);
     const t = await m.text();
     expect(t).toMatch(/meshauth_handshakes_total\{result="failure",reason="svid-expired"\} 2/);
@@ -41,6 +45,8 @@ describe('Metrics', () => {
     expect(t).toMatch(/meshauth_signals_throttled_total\{stage="ringbuf_full"\} 1/);
     expect(t).toMatch(/meshauth_audit_queue_depth 12/);
     expect(t).toMatch(/meshauth_audit_events_dropped_total 8/);
+    expect(t).toMatch(/meshauth_witness_heads_refused_total\{reason="bad-signature",recorded="true"\} 1/);
+    expect(t).toMatch(/meshauth_witness_heads_refused_total\{reason="bad-signature",recorded="false"\} 2/);
     const exp = /meshauth_svid_expiry_seconds\{spiffe_id="spiffe:\/\/a.test\/ns\/x\/sa\/web"\} ([\d.]+)/.exec(
       t,
     );

@@ -93,22 +93,52 @@ the WireGuard address come from the pod's environment (downward API).
 {{- end -}}
 {{- $_ := set $identity "devCa" $devCa -}}
 {{- end -}}
+{{- if eq $v.identity.source "spire-delegated" -}}
+{{- $_ := set $identity.spire "maxMessageBytes" (int64 $v.identity.spire.maxMessageBytes) -}}
+{{- end -}}
 {{- $metricsListen := "" -}}
 {{- if $v.metrics.enabled -}}
 {{- $metricsListen = printf "0.0.0.0:%d" (int $v.metrics.port) -}}
 {{- end -}}
+{{- $m := $v.datapath.maps -}}
+{{- $maps := dict "auth" (int64 $m.auth) "ipcache" (int64 $m.ipcache) "policy" (int64 $m.policy) "throttle" (int64 $m.throttle) "signalRingBytes" (int64 $m.signalRingBytes) -}}
+{{- $a := $v.auth -}}
+{{- $auth := dict "reauthAt" $a.reauthAt "preauthenticate" $a.preauthenticate "mode" $a.mode "channel" (dict "port" (int $a.channel.port) "nodeId" (replace "{trustDomain}" $v.trustDomain $a.channel.nodeId)) "maxConcurrent" (int64 $a.maxConcurrent) "queueSize" (int64 $a.queueSize) "retryBase" $a.retryBase "retryMax" $a.retryMax "gcInterval" $a.gcInterval -}}
+{{- $au := $v.audit -}}
+{{- $audit := dict "maxAge" $au.maxAge "maxEvents" (int64 $au.maxEvents) "witnesses" $au.witnesses "headInterval" $au.headInterval "witnessMaxSkew" $au.witnessMaxSkew "otlpBatchSize" (int64 $au.otlpBatchSize) "otlpTimeout" $au.otlpTimeout -}}
+{{- if $au.otlpEndpoint -}}
+{{- $_ := set $audit "otlpEndpoint" $au.otlpEndpoint -}}
+{{- end -}}
+{{- $api := dict "socket" "/run/meshauth/api.sock" "socketMode" $v.api.socketMode -}}
+{{- $t := $v.api.tcp -}}
+{{- if $t.enabled -}}
+{{- if not $t.allowedIds -}}
+{{- fail "api.tcp.allowedIds: list at least one client SPIFFE ID allowed to call the TCP API (the relay, other nodes, operators)" -}}
+{{- end -}}
+{{- if and (eq $a.mode "channel") (eq (int $t.port) (int $a.channel.port)) -}}
+{{- fail (printf "api.tcp.port and auth.channel.port are both %d: the TCP API and the node channel each need a port of their own" (int $t.port)) -}}
+{{- end -}}
+{{- $tcp := dict "listen" (printf "0.0.0.0:%d" (int $t.port)) "allowedIds" $t.allowedIds -}}
+{{- if $t.identity -}}
+{{- $_ := set $tcp "identity" $t.identity -}}
+{{- end -}}
+{{- $_ := set $api "tcp" $tcp -}}
+{{- end -}}
+{{- if and $au.witnesses (not (and $t.enabled $t.identity)) -}}
+{{- fail "audit.witnesses: needs api.tcp.enabled and api.tcp.identity (the SVID that signs the audit head)" -}}
+{{- end -}}
 {{- $config := dict
   "stateDir" "/var/lib/meshauth"
   "bpf" (dict "pinDir" "/sys/fs/bpf/meshauth")
-  "datapath" (dict "attach" $attach "signalThrottle" $v.datapath.signalThrottle "synRto" $v.datapath.synRto "strictWireguard" $v.strict)
-  "handshake" (dict "listen" "0.0.0.0" "port" (int $v.handshake.port) "timeout" $v.handshake.timeout "maxEntryTtl" $v.handshake.maxEntryTtl)
-  "auth" (dict "reauthAt" $v.auth.reauthAt "preauthenticate" $v.auth.preauthenticate)
+  "datapath" (dict "attach" $attach "signalThrottle" $v.datapath.signalThrottle "synRto" $v.datapath.synRto "strictWireguard" $v.strict "maps" $maps)
+  "handshake" (dict "listen" "0.0.0.0" "port" (int $v.handshake.port) "timeout" $v.handshake.timeout "maxEntryTtl" $v.handshake.maxEntryTtl "maxConnections" (int64 $v.handshake.maxConnections) "perPeerRate" $v.handshake.perPeerRate "perPeerBurst" (int64 $v.handshake.perPeerBurst))
+  "auth" $auth
   "identity" $identity
   "inventory" (dict "source" $v.inventory.source)
   "policy" (dict "source" $v.policy.source)
   "kubernetes" (dict "trustDomain" $v.trustDomain "spiffeIdTemplate" $v.kubernetes.spiffeIdTemplate "nodeAddressType" $v.kubernetes.nodeAddressType "publishWireguardKey" $v.kubernetes.publishWireguardKey "reportPolicyStatus" $v.kubernetes.reportPolicyStatus)
-  "audit" (dict "maxAge" $v.audit.maxAge "maxEvents" (int64 $v.audit.maxEvents))
-  "api" (dict "socket" "/run/meshauth/api.sock")
+  "audit" $audit
+  "api" $api
   "metrics" (dict "listen" $metricsListen)
   "wireguard" (dict "enabled" $v.wireguard.enabled "interface" $v.wireguard.interface "listenPort" (int $v.wireguard.listenPort))
   "log" (dict "level" $v.log.level)

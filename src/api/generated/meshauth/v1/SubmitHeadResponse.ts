@@ -8,8 +8,9 @@ export interface SubmitHeadResponse {
    */
   'duplicate'?: (boolean);
   /**
-   * When refused: malformed, untrusted-signer, wrong-node, bad-signature, replayed,
-   * conflicting-head, not-allowed.
+   * When refused: malformed, untrusted-signer (also: the SVID is not valid at the witness's receive
+   * time), wrong-node, bad-signature, replayed, conflicting-head, not-allowed, clock-skew (the
+   * head's meshauth-time is too far from the witness's clock).
    */
   'reason'?: (string);
   'message'?: (string);
@@ -22,8 +23,9 @@ export interface SubmitHeadResponse__Output {
    */
   'duplicate': (boolean);
   /**
-   * When refused: malformed, untrusted-signer, wrong-node, bad-signature, replayed,
-   * conflicting-head, not-allowed.
+   * When refused: malformed, untrusted-signer (also: the SVID is not valid at the witness's receive
+   * time), wrong-node, bad-signature, replayed, conflicting-head, not-allowed, clock-skew (the
+   * head's meshauth-time is too far from the witness's clock).
    */
   'reason': (string);
   'message': (string);

@@ -5,6 +5,10 @@ import type { Long } from '@grpc/proto-loader';
 
 export interface WitnessedHead {
   'head'?: (_meshauth_v1_SignedHead | null);
+  /**
+   * When this witness received the head, by its own clock (ms since the epoch): the time the
+   * signer's SVID is checked at, not the time the head claims.
+   */
   'witnessedAtMs'?: (number | string | Long);
   /**
    * Seq of the head-witnessed event in this witness's trail.
@@ -14,6 +18,10 @@ export interface WitnessedHead {
 
 export interface WitnessedHead__Output {
   'head': (_meshauth_v1_SignedHead__Output | null);
+  /**
+   * When this witness received the head, by its own clock (ms since the epoch): the time the
+   * signer's SVID is checked at, not the time the head claims.
+   */
   'witnessedAtMs': (number);
   /**
    * Seq of the head-witnessed event in this witness's trail.
