@@ -30,6 +30,8 @@ export interface WitnessReport {
   headsPruned: number;
   /** Highest witnessed seq whose hash the trail still has. */
   lastMatchedSeq: number | null;
+  /** Seqs at which the node signed two heads with different hashes (ascending; empty when none). */
+  forkedSeqs?: number[];
   /** Heads refused because their signature or signer did not verify: a witness cannot frame the node. */
   refused: { witness: string; reason: string; message: string }[];
   /**
@@ -60,7 +62,8 @@ export function verifyAgainstHeads(
   const maxSkewMs = opts.maxSkewMs ?? 300_000;
   const refused: WitnessReport['refused'] = [];
   const bySeq = new Map<number, AuditHead & { witness: string }>();
-  let fork: WitnessReport['problem'];
+  // seqs at which the node signed two heads with different hashes, with the first two seen
+  const forks = new Map<number, { a: AuditHead & { witness: string }; b: AuditHead & { witness: string } }>();
   for (const f of fetched) {
     let head: AuditHead;
     try {
@@ -84,13 +87,8 @@ export function verifyAgainstHeads(
       continue;
     }
     const seen = bySeq.get(head.treeSize);
-    if (seen && !seen.hash.equals(head.hash) && !fork) {
-      fork = {
-        seq: head.treeSize,
-        kind: 'fork',
-        message: `audit verify: the node signed two heads for seq ${head.treeSize} (${seen.witness}: ${seen.hash.toString('hex')}, ${f.witness}: ${head.hash.toString('hex')}): its trail forked`,
-      };
-    }
+    if (seen && !seen.hash.equals(head.hash) && !forks.has(head.treeSize))
+      forks.set(head.treeSize, { a: seen, b: { ...head, witness: f.witness } });
     if (!seen) bySeq.set(head.treeSize, { ...head, witness: f.witness });
   }
   const stats = store.stats();
@@ -99,7 +97,9 @@ export function verifyAgainstHeads(
   // a head at seq 0 (an empty trail) says nothing to compare
   const headsPruned = seqs.filter((s) => s > 0 && s < stats.anchorSeq).length;
   const past = inRange.filter((s) => s > stats.lastSeq);
-  const checkable = inRange.filter((s) => s <= stats.lastSeq);
+  // a forked seq has no single witnessed hash to compare the row with: it is reported as a fork,
+  // and the rows are compared with every other witnessed seq, so a rewrite before it still shows
+  const checkable = inRange.filter((s) => s <= stats.lastSeq && !forks.has(s));
   const chain = store.verifyChain(
     checkable.map((s) => ({ seq: s, hash: bySeq.get(s)!.hash.toString('hex') })),
   );
@@ -117,7 +117,21 @@ export function verifyAgainstHeads(
     report.headsMatched++;
     report.lastMatchedSeq = s;
   }
-  if (fork) return { ...report, ok: false, problem: fork };
+  report.forkedSeqs = [...forks.keys()].sort((a, b) => a - b);
+  const firstFork = report.forkedSeqs[0];
+  // the earliest divergence wins: a fork after a rewritten seq is reported as the rewrite
+  if (firstFork !== undefined && (chain.ok || firstFork < chain.problem!.seq)) {
+    const { a, b } = forks.get(firstFork)!;
+    return {
+      ...report,
+      ok: false,
+      problem: {
+        seq: firstFork,
+        kind: 'fork',
+        message: `audit verify: the node signed two heads for seq ${firstFork} (${a.witness}: ${a.hash.toString('hex')}, ${b.witness}: ${b.hash.toString('hex')}): its trail forked`,
+      },
+    };
+  }
   if (!chain.ok) {
     const p = chain.problem!;
     if (p.kind === 'checkpoint') {

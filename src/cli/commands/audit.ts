@@ -111,6 +111,9 @@ function printWitnessReport(
       `audit trail DIVERGES from its witnessed heads: first divergent seq ${p.seq} (${p.kind})${p.range ? `, rewritten at a seq in ${p.range[0]}..${p.range[1]}` : ''}\n  ${p.message}\n`,
     );
   }
+  const forks = r.forkedSeqs ?? [];
+  if (forks.length > 0 && !(r.problem?.kind === 'fork' && forks.length === 1))
+    ctx.io.out(`  the node signed two different heads at seq ${forks.join(', ')} (fork)\n`);
 }
 
 export function registerAuditCommands(program: Command, ctx: CliContext): void {

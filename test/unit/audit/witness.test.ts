@@ -389,7 +389,28 @@ describe('verifyAgainstHeads', () => {
       bundles(),
     );
     expect(f.problem).toMatchObject({ kind: 'fork', seq: 80 });
-    for (const x of [s, long, other]) x.close();
+    expect(f.forkedSeqs).toEqual([80]);
+    // a rewrite before the fork is the first divergence: reported as such, the fork listed too
+    const f2 = verifyAgainstHeads(
+      other,
+      NODE_A,
+      [headAt(long, 70, 'node-b'), headAt(long, 80, 'node-b'), headAt(other, 80, 'node-c')],
+      bundles(),
+    );
+    expect(f2.problem).toMatchObject({ kind: 'rewritten', seq: 70 });
+    expect(f2.forkedSeqs).toEqual([80]);
+    // and a fork before a rewrite is reported as the fork
+    const early = openStore('fork-early');
+    early.append(events(80, { from: 50 }));
+    const f3 = verifyAgainstHeads(
+      other,
+      NODE_A,
+      [headAt(long, 60, 'node-b'), headAt(early, 60, 'node-c'), headAt(long, 80, 'node-b')],
+      bundles(),
+    );
+    expect(f3.problem).toMatchObject({ kind: 'fork', seq: 60 });
+    expect(f3.forkedSeqs).toEqual([60]);
+    for (const x of [s, long, other, early]) x.close();
   });
 
   it('ignores heads a lying witness altered: it cannot frame an honest node', () => {
