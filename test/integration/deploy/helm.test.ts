@@ -227,7 +227,7 @@ describe.skipIf(!helm)('Helm chart deploy/helm/meshauth', () => {
     expect(full.handshake).toMatchObject({ maxConnections: 512, perPeerRate: 20, perPeerBurst: 40 });
     expect(full.auth).toMatchObject({
       mode: 'channel',
-      channel: { port: 4260, nodeId: 'spiffe://example.org/meshauth/nodes/{node}' },
+      channel: { port: 4260, nodeId: 'spiffe://example.org/meshauth/nodes/{node}', maxChannels: 64 },
       maxConcurrent: 32,
       queueSize: 8192,
       retryBaseMs: 100,

@@ -28,7 +28,7 @@ export const HELM_VALUE_CASES: Record<string, Record<string, unknown>> = {
     handshake: { maxConnections: 512, perPeerRate: 20, perPeerBurst: 40 },
     auth: {
       mode: 'channel',
-      channel: { port: 4260, nodeId: 'spiffe://{trustDomain}/meshauth/nodes/{node}' },
+      channel: { port: 4260, nodeId: 'spiffe://{trustDomain}/meshauth/nodes/{node}', maxChannels: 64 },
       maxConcurrent: 32,
       queueSize: 8192,
       retryBase: '100ms',

@@ -103,7 +103,7 @@ the WireGuard address come from the pod's environment (downward API).
 {{- $m := $v.datapath.maps -}}
 {{- $maps := dict "auth" (int64 $m.auth) "ipcache" (int64 $m.ipcache) "policy" (int64 $m.policy) "throttle" (int64 $m.throttle) "signalRingBytes" (int64 $m.signalRingBytes) -}}
 {{- $a := $v.auth -}}
-{{- $auth := dict "reauthAt" $a.reauthAt "preauthenticate" $a.preauthenticate "mode" $a.mode "channel" (dict "port" (int $a.channel.port) "nodeId" (replace "{trustDomain}" $v.trustDomain $a.channel.nodeId)) "maxConcurrent" (int64 $a.maxConcurrent) "queueSize" (int64 $a.queueSize) "retryBase" $a.retryBase "retryMax" $a.retryMax "gcInterval" $a.gcInterval -}}
+{{- $auth := dict "reauthAt" $a.reauthAt "preauthenticate" $a.preauthenticate "mode" $a.mode "channel" (dict "port" (int $a.channel.port) "nodeId" (replace "{trustDomain}" $v.trustDomain $a.channel.nodeId) "maxChannels" (int64 $a.channel.maxChannels)) "maxConcurrent" (int64 $a.maxConcurrent) "queueSize" (int64 $a.queueSize) "retryBase" $a.retryBase "retryMax" $a.retryMax "gcInterval" $a.gcInterval -}}
 {{- $au := $v.audit -}}
 {{- $audit := dict "maxAge" $au.maxAge "maxEvents" (int64 $au.maxEvents) "witnesses" $au.witnesses "headInterval" $au.headInterval "witnessMaxSkew" $au.witnessMaxSkew "otlpBatchSize" (int64 $au.otlpBatchSize) "otlpTimeout" $au.otlpTimeout -}}
 {{- if $au.otlpEndpoint -}}
