@@ -157,7 +157,7 @@ Examples:
   meshauth audit verify
   meshauth audit verify --db /var/lib/meshauth/audit.db -o json
   meshauth audit verify --checkpoint 120344:9f0c…(64 hex digits)
-  meshauth audit verify --witnesses node-b:4251,node-c:4251,relay:4251 --tls-cert me.crt --tls-key me.key --tls-bundle ca.pem`,
+  meshauth audit verify --witnesses node-b:4251,node-c:4251,relay:4252 --tls-cert me.crt --tls-key me.key --tls-bundle ca.pem`,
     )
     .action(
       async (o: {
