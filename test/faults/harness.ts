@@ -214,3 +214,46 @@ export function unearnedEntries(cluster: Cluster, node: string): NamedEntry[] {
   );
   return namedAuthEntries(cluster, node).filter((e) => !written.has(`${e.localId}|${e.remoteId}|${e.node}`));
 }
+
+/** Port a node's Prometheus endpoint listens on inside its namespace (see `metricsPatch`). */
+export const METRICS_PORT = 9464;
+/** A `configPatch` that turns a node's Prometheus endpoint on (127.0.0.1 in its namespace). */
+export const metricsPatch = { metrics: { listen: `127.0.0.1:${METRICS_PORT}` } };
+
+/**
+ * A node's Prometheus samples (name{labels} → value), scraped from inside its namespace with a
+ * short Node.js fetch, so that nothing beyond Node is needed. Needs `metricsPatch` applied.
+ */
+export function scrapeMetrics(cluster: Cluster, node: string): Map<string, number> {
+  const text = cluster.topo.lab.exec(
+    cluster.topo.nodeNs[node]!,
+    process.execPath,
+    [
+      '-e',
+      `fetch('http://127.0.0.1:${METRICS_PORT}/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))`,
+    ],
+    { timeoutMs: 10_000 },
+  );
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const i = line.lastIndexOf(' ');
+    out.set(line.slice(0, i), Number(line.slice(i + 1)));
+  }
+  return out;
+}
+
+/** Least-squares slope of `ys` over `xs` (units of y per unit of x); 0 for fewer than 2 points. */
+export function slope(xs: number[], ys: number[]): number {
+  const n = xs.length;
+  if (n < 2) return 0;
+  const mx = xs.reduce((a, b) => a + b, 0) / n;
+  const my = ys.reduce((a, b) => a + b, 0) / n;
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < n; i++) {
+    num += (xs[i]! - mx) * (ys[i]! - my);
+    den += (xs[i]! - mx) ** 2;
+  }
+  return den === 0 ? 0 : num / den;
+}
