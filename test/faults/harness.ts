@@ -48,6 +48,11 @@ export async function startFaultCluster(
     clients?: number;
     /** Merged into a node's generated configuration (objects key by key, anything else replaced). */
     configPatch?: (node: string) => Record<string, unknown>;
+    /** Edits the generated inventory (nodes, workloads) before the daemons start. */
+    inventoryPatch?: (inv: {
+      nodes: Array<Record<string, unknown>>;
+      workloads: Array<Record<string, unknown>>;
+    }) => void;
     startOrder?: string[];
     serve?: string[];
   },
@@ -69,9 +74,13 @@ export async function startFaultCluster(
     cluster = new Cluster(topo, { sockops: false, ...opts, workDir, bpffs });
     await cluster.init();
     const clients = opts.clients ?? 0;
-    if (clients > 0) {
+    if (clients > 0 || opts.inventoryPatch) {
       const file = join(workDir, 'inventory.yaml');
-      const inv = parse(readFileSync(file, 'utf8')) as { workloads: Array<Record<string, unknown>> };
+      const inv = parse(readFileSync(file, 'utf8')) as {
+        nodes: Array<Record<string, unknown>>;
+        workloads: Array<Record<string, unknown>>;
+      };
+      opts.inventoryPatch?.(inv);
       for (let i = 0; i < clients; i++) {
         inv.workloads.push({
           name: `c-${i}`,
@@ -232,7 +241,7 @@ export function scrapeMetrics(cluster: Cluster, node: string): Map<string, numbe
       '-e',
       `fetch('http://127.0.0.1:${METRICS_PORT}/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))`,
     ],
-    { timeoutMs: 10_000 },
+    { timeoutMs: 30_000 },
   );
   const out = new Map<string, number>();
   for (const line of text.split('\n')) {
