@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
-import { Cluster, mountBpffs, type ClusterOptions } from '../../demo/cluster.js';
+import { Cluster, mountBpffs, PACKAGE_ROOT, type ClusterOptions } from '../../demo/cluster.js';
 import { buildTopology, PODS, TRUST_DOMAIN } from '../../demo/topology.js';
 import { AuditStore, type StoredAuditEvent } from '../../src/audit/index.js';
 import { NetnsLab } from '../helpers/netns.js';
@@ -22,7 +22,8 @@ export const clientIp = (i: number): string => `${CLIENT_PREFIX}${CLIENT_FIRST +
 /** Every client workload, as a policy pattern. */
 export const CLIENTS_PATTERN = `spiffe://${TRUST_DOMAIN}/ns/demo/sa/c-*`;
 
-const TRAFFIC = join(import.meta.dirname, 'fixtures', 'traffic.mjs');
+// From the source tree, also when this module runs compiled (bench/load.ts under dist/).
+const TRAFFIC = join(PACKAGE_ROOT, 'test', 'faults', 'fixtures', 'traffic.mjs');
 
 export interface FaultCluster {
   cluster: Cluster;
