@@ -9,9 +9,10 @@
  * node-b (never restarted) is sampled every 5 s: open fds (/proc), RSS (/proc) and V8 heap used
  * (its own `meshauth_nodejs_heap_size_used_bytes`). The least-squares slope of each over the run
  * after the first minute is printed per minute, with the other numbers RELIABILITY.md records;
- * MESHAUTH_SOAK_REPORT names a file the same JSON line is also written to.
+ * MESHAUTH_SOAK_REPORT names a file the same JSON line is also written to (and `<file>.samples`
+ * gets each sample as it is taken).
  */
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { summarize } from '../../demo/cluster.js';
 import {
@@ -30,6 +31,7 @@ import {
 } from './harness.js';
 
 const MINUTES = Number(process.env['MESHAUTH_SOAK_MINUTES'] ?? 3);
+const reportFile = process.env['MESHAUTH_SOAK_REPORT'];
 const CLIENTS = 20;
 
 const rssKb = (pid: number): number =>
@@ -83,17 +85,22 @@ describe(`soak: ${MINUTES} minutes of rotations, churn and restarts`, () => {
         ]);
         if (tick % 12 === 0) {
           await cluster.stop('node-a', 'SIGKILL');
-          await cluster.start('node-a');
+          // A start may take long on a loaded machine; readiness, not speed, is the guarantee here.
+          await cluster.start('node-a', 120_000);
           restarts++;
         }
         await Promise.all([batch.exited, sleep(5000)]);
         churn.push(...batch.lines);
-        samples.push({
+        const sample = {
           min: (Date.now() - started) / 60_000,
           fds: fdCount(pidB),
           rssKb: rssKb(pidB),
           heapMiB: scrapeMetrics(cluster, 'node-b').get('meshauth_nodejs_heap_size_used_bytes')! / 2 ** 20,
-        });
+        };
+        samples.push(sample);
+        // Progress of a long run, readable before it ends.
+        if (reportFile)
+          appendFileSync(`${reportFile}.samples`, JSON.stringify({ ...sample, restarts }) + '\n');
       }
       const sent = Number((await sender.stop())['sent']);
       await expect
@@ -176,8 +183,7 @@ describe(`soak: ${MINUTES} minutes of rotations, churn and restarts`, () => {
         },
       });
       console.info(report);
-      const file = process.env['MESHAUTH_SOAK_REPORT'];
-      if (file) writeFileSync(file, report + '\n');
+      if (reportFile) writeFileSync(reportFile, report + '\n');
     },
     (MINUTES + 3) * 60_000,
   );
