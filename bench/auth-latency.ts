@@ -87,6 +87,9 @@ class StampingMap implements AuthMap {
   expiryClockMs(key: AuthKey): number | undefined {
     return this.inner.expiryClockMs(key);
   }
+  expiriesClockMs(): Iterable<[AuthKey, number]> {
+    return this.inner.expiriesClockMs();
+  }
 }
 
 async function startPeer(

@@ -3,7 +3,7 @@
  * cannot affect another), and prints their reports.
  *
  *   node dist/bench/main.js [name ...]        names: datapath handshake auth-latency first-connection audit wireguard kubernetes
- *                                                   kubernetes-first-packet relay channel
+ *                                                   kubernetes-first-packet relay channel load
  *
  * MESHAUTH_BENCH_SMOKE=1 makes every benchmark run a tiny round (the CI smoke run).
  */
@@ -23,6 +23,7 @@ const ALL = [
   'kubernetes-first-packet',
   'relay',
   'channel',
+  'load',
 ];
 const here = dirname(fileURLToPath(import.meta.url));
 const wanted = process.argv.slice(2);

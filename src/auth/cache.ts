@@ -69,8 +69,9 @@ export class AuthCache {
   restore(): number {
     this.mirror.clear();
     let n = 0;
-    for (const [key] of this.map.entries()) {
-      if (this.adopt(key)) n++;
+    for (const [key, expiresAtClockMs] of this.map.expiriesClockMs()) {
+      this.adopt(key, expiresAtClockMs);
+      n++;
     }
     return n;
   }
@@ -142,9 +143,9 @@ export class AuthCache {
       return false;
     }
     if (!mirrored) {
-      const adopted = this.adopt(key);
-      if (adopted) this.repaired('kernel-extra', key);
-      return adopted !== undefined && !this.isExpired(adopted);
+      const adopted = this.adopt(key, kernel);
+      this.repaired('kernel-extra', key);
+      return !this.isExpired(adopted);
     }
     if (Math.abs(mirrored.expiresAtClockMs - kernel) > SAME_EXPIRY_MS) {
       const wasLive = !this.isExpired(mirrored);
@@ -165,14 +166,14 @@ export class AuthCache {
       this.repaired(r, key);
     };
     const seen = new Set<string>();
-    for (const [key] of this.map.entries()) {
+    // One batched read of the whole map (see AuthMap.expiriesClockMs), not a lookup per key.
+    for (const [key, kernel] of this.map.expiriesClockMs()) {
       const id = pairKey(key);
       seen.add(id);
-      const kernel = this.map.expiryClockMs(key);
-      if (kernel === undefined) continue; // deleted while iterating
       const mirrored = this.mirror.peek(id);
       if (!mirrored) {
-        if (this.adopt(key)) count('kernel-extra', key);
+        this.adopt(key, kernel);
+        count('kernel-extra', key);
       } else if (Math.abs(mirrored.expiresAtClockMs - kernel) > SAME_EXPIRY_MS) {
         this.takeKernelExpiry(mirrored, kernel, this.map.clockNowMs());
         count('expiry-differs', key);
@@ -201,10 +202,8 @@ export class AuthCache {
     return this.mirror.size;
   }
 
-  /** Takes a kernel entry into the mirror as 'restored' (no trust provenance known). */
-  private adopt(key: AuthKey): CachedEntry | undefined {
-    const expiresAtClockMs = this.map.expiryClockMs(key);
-    if (expiresAtClockMs === undefined) return undefined;
+  /** Takes a kernel entry (with its expiry as just read) into the mirror as 'restored' (no trust provenance known). */
+  private adopt(key: AuthKey, expiresAtClockMs: number): CachedEntry {
     const clockNow = this.map.clockNowMs();
     const wallNow = this.now();
     const entry: CachedEntry = {

@@ -100,6 +100,8 @@ interface PairState {
   attempts: number;
   nextAttemptAtMs: number;
   lastSignalAtMs: number;
+  /** What the first failed attempt of this run was for: a retry's failure keeps it. */
+  origin?: WorkReason;
   retryTimer?: Timer;
 }
 
@@ -348,12 +350,16 @@ export class AuthManager {
     return { revoked, reauthenticating: requeued };
   }
 
-  /** Queue depth, in-flight handshakes and pairs in backoff. */
-  stats(): { queued: number; inFlight: number; backoff: number } {
+  /**
+   * Queue depth, in-flight handshakes, pairs in backoff, and pairs whose failures are remembered
+   * (tracked: in backoff, or waiting for their retry; a pair nobody signals within the retry window
+   * is forgotten at its next retry time).
+   */
+  stats(): { queued: number; inFlight: number; backoff: number; tracked: number } {
     const now = this.now();
     let backoff = 0;
     for (const s of this.pairs.values()) if (s.nextAttemptAtMs > now) backoff++;
-    return { queued: this.queue.length, inFlight: this.inFlight.size, backoff };
+    return { queued: this.queue.length, inFlight: this.inFlight.size, backoff, tracked: this.pairs.size };
   }
 
   /** Resolves when nothing is queued or in flight (tests, graceful shutdown). */
@@ -376,13 +382,15 @@ export class AuthManager {
 
   private enqueue(item: WorkItem): void {
     const id = pairKey(item.key);
-    if (this.pending.has(id)) return this.observe('pending');
+    // Signal outcomes count signals only: retries and re-authentications queue without one.
+    const signal = item.reason === 'signal';
+    if (this.pending.has(id)) return signal ? this.observe('pending') : undefined;
     if (this.queue.length >= this.deps.options.queueSize) {
-      return this.deps.reporter.queueFull(id, this.queue.length);
+      return this.deps.reporter.queueFull(id, this.queue.length, item.reason);
     }
     this.pending.add(id);
     this.queue.push(item);
-    this.observe('queued');
+    if (signal) this.observe('queued');
     this.pump();
   }
 
@@ -506,6 +514,9 @@ export class AuthManager {
     const delay = backoffMs(state.attempts, this.deps.options.retryBaseMs, this.deps.options.retryMaxMs);
     state.attempts++;
     state.nextAttemptAtMs = now + delay;
+    if (why !== 'retry') state.origin = why;
+    // A retry of a signalled pair is retried again only while signals for it go on, like the first.
+    const origin = state.origin ?? why;
     if (why === 'signal') state.lastSignalAtMs = Math.max(state.lastSignalAtMs, now);
     this.pairs.set(id, state);
     if (why !== 'signal' && why !== 'preauth') this.revokeIfTrustLost(key, names, reason);
@@ -522,9 +533,15 @@ export class AuthManager {
     state.retryTimer = this.clock.setTimeout(() => {
       state.retryTimer = undefined;
       const window = this.deps.options.retryWindowMs ?? 30_000;
-      const stillWanted = why !== 'signal' || this.now() - state.lastSignalAtMs <= window;
-      if (!this.closed && stillWanted && !this.deps.cache.checkLive(key))
+      const stillWanted = origin !== 'signal' || this.now() - state.lastSignalAtMs <= window;
+      if (!this.closed && stillWanted && !this.deps.cache.checkLive(key)) {
         this.enqueue({ key, reason: 'retry' });
+        return;
+      }
+      // Nobody asks for the pair any more (or it is live): forget its failures, so that the pairs
+      // tracked stay those failing now and not every pair that ever failed. A later signal starts
+      // over from the base delay.
+      if (this.pairs.get(id) === state) this.pairs.delete(id);
     }, delay);
   }
 

@@ -10,6 +10,8 @@ export interface AuthObserver {
   entries?(count: number): void;
   /** An entry was revoked because an authority it relied on left the trust bundle. */
   revoked?(trigger: 'bundle-changed' | 'reauth-failed'): void;
+  /** Work other than a signal (a retry, re-authentication, pre-authentication) found the queue full. */
+  workDropped?(why: WorkReason): void;
 }
 
 /** What became of an auth-required signal. */
@@ -132,12 +134,17 @@ export class AuthReporter {
     this.deps.audit.record({ type: 'signal', outcome: 'info', ...names, direction, details: { mode } });
   }
 
-  queueFull(pair: string, depth: number): void {
+  /**
+   * The queue was full: the work is dropped. A signal's drop is one of its outcomes; other work is
+   * counted apart (workDropped), so that signal outcomes add up to the signals the datapath sent.
+   */
+  queueFull(pair: string, depth: number, why: WorkReason = 'signal'): void {
     this.deps.logger.warn(
-      { event: 'auth_queue_full', pair, queue: depth },
+      { event: 'auth_queue_full', pair, queue: depth, why },
       'auth queue full: dropping request (the next signal retries)',
     );
-    this.signalOutcome('queue-full');
+    if (why === 'signal') this.signalOutcome('queue-full');
+    else this.deps.observer?.workDropped?.(why);
   }
 
   unresolved(pair: string, names: PairNames): void {

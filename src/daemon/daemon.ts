@@ -131,6 +131,9 @@ export class Daemon {
     dpRef.current = datapath;
     const ops: { current: DaemonOperations | undefined } = { current: undefined };
     const cache = new AuthCache(datapath.auth, {
+      // The mirror holds as many entries as the kernel map can: a smaller mirror would push live
+      // entries out, and every full comparison would adopt them again as repairs.
+      maxEntries: config.datapath.maps.auth,
       onRepair: (reason: MirrorRepairReason) => {
         ops.current?.metrics.mirrorRepairs.inc({ reason });
         log.warn(
@@ -189,6 +192,7 @@ export class Daemon {
     const observer: AuthObserver = {
       revoked: (trigger) => ops.current?.metrics.entriesRevoked.inc({ trigger }),
       signal: (outcome) => ops.current?.metrics.signalsReceived.inc({ outcome }),
+      workDropped: (reason) => ops.current?.metrics.authWorkDropped.inc({ reason }),
       handshake: (result, reason, ms) => ops.current?.metrics.recordHandshake(result, reason, ms),
       entries: (n) => ops.current?.metrics.authEntries.set(n),
     };

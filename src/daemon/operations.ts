@@ -181,6 +181,7 @@ export async function startOperations(deps: OperationsDeps): Promise<DaemonOpera
   const { config, logger } = deps;
   const metrics = new Metrics();
   metrics.setVerdictSource(() => deps.datapath.counters());
+  metrics.setAuthQueueSource(() => deps.manager.stats());
   deps.sources?.registerMetrics(metrics.registry, () => deps.datapath.fullSyncs());
   deps.audit.setObserver(metrics.auditObserver());
   const startedAtMs = Date.now();

@@ -141,6 +141,12 @@ export interface AuthMap {
   clockNowMs(): number;
   /** The entry's expiry exactly as the datapath holds it, in clockNowMs() units; undefined when absent. */
   expiryClockMs(key: AuthKey): number | undefined;
+  /**
+   * Every entry with its expiry as expiryClockMs() gives it, read in as few calls as the map
+   * allows (the kernel map: BPF_MAP_LOOKUP_BATCH, 256 entries a call). What a full comparison
+   * with the mirror walks: per-key lookups cost three system calls an entry.
+   */
+  expiriesClockMs(): Iterable<[AuthKey, number]>;
 }
 
 /** A source of auth-required signals (the ring buffer reader, or a fake). */

@@ -8,6 +8,9 @@ export interface MetricsOptions {
 /** Kernel verdict counters by name (cumulative, as read from the per-CPU map). */
 export type VerdictSource = () => Record<string, number | bigint>;
 
+/** The auth manager's work: queued pairs, handshakes in flight, pairs in backoff (counts now). */
+export type AuthQueueSource = () => { queued: number; inFlight: number; backoff: number };
+
 type SignalOutcome =
   'queued' | 'pending' | 'live' | 'backoff' | 'queue-full' | 'unresolved' | 'unresolved-address';
 
@@ -26,6 +29,8 @@ export class Metrics {
   readonly auditQueueDepth: Gauge;
   readonly auditEventsDropped: Counter;
   readonly channelEvictions: Counter;
+  readonly authQueue: Gauge<'state'>;
+  readonly authWorkDropped: Counter<'reason'>;
   readonly svidExpiry: Gauge<'spiffe_id'>;
   readonly mirrorRepairs: Counter<'reason'>;
   readonly entriesRevoked: Counter<'trigger'>;
@@ -33,6 +38,7 @@ export class Metrics {
   readonly wallClockSteps: Counter<'direction'>;
   readonly wallClockBehind: Gauge;
   private verdictSource: VerdictSource | undefined;
+  private authQueueSource: AuthQueueSource | undefined;
   private readonly notAfter = new Map<string, number>();
   private droppedSeen = 0;
 
@@ -126,6 +132,26 @@ export class Metrics {
       labelNames: ['reason', 'recorded'],
       registers,
     });
+    const readAuthQueue = () => this.authQueueSource?.();
+    this.authQueue = new Gauge({
+      name: 'meshauth_auth_queue',
+      help: 'Pairs the auth manager holds, by state (queued: waiting for a handshake slot, bounded by auth.queueSize, a signal beyond it is counted as meshauth_signals_received_total{outcome="queue-full"}; in_flight: handshakes running, bounded by auth.maxConcurrent; backoff: pairs waiting to retry after a failure)',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const q = readAuthQueue();
+        if (!q) return;
+        this.set({ state: 'queued' }, q.queued);
+        this.set({ state: 'in_flight' }, q.inFlight);
+        this.set({ state: 'backoff' }, q.backoff);
+      },
+    });
+    this.authWorkDropped = new Counter({
+      name: 'meshauth_auth_work_dropped_total',
+      help: 'Retries, re-authentications and pre-authentications dropped because the auth queue was full, by reason (a signal dropped so is meshauth_signals_received_total{outcome="queue-full"})',
+      labelNames: ['reason'],
+      registers,
+    });
     this.auditQueueDepth = new Gauge({
       name: 'meshauth_audit_queue_depth',
       help: 'Audit events waiting to be written',
@@ -159,6 +185,11 @@ export class Metrics {
   /** Where meshauth_datapath_verdicts_total reads the kernel counters from. */
   setVerdictSource(fn: VerdictSource | undefined): void {
     this.verdictSource = fn;
+  }
+
+  /** Where meshauth_auth_queue reads the auth manager's queue from. */
+  setAuthQueueSource(fn: AuthQueueSource | undefined): void {
+    this.authQueueSource = fn;
   }
 
   recordHandshake(result: 'success' | 'failure', reason: string, durationMs: number): void {

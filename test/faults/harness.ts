@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
-import { Cluster, mountBpffs, type ClusterOptions } from '../../demo/cluster.js';
+import { Cluster, mountBpffs, PACKAGE_ROOT, type ClusterOptions } from '../../demo/cluster.js';
 import { buildTopology, PODS, TRUST_DOMAIN } from '../../demo/topology.js';
 import { AuditStore, type StoredAuditEvent } from '../../src/audit/index.js';
 import { NetnsLab } from '../helpers/netns.js';
@@ -22,7 +22,8 @@ export const clientIp = (i: number): string => `${CLIENT_PREFIX}${CLIENT_FIRST +
 /** Every client workload, as a policy pattern. */
 export const CLIENTS_PATTERN = `spiffe://${TRUST_DOMAIN}/ns/demo/sa/c-*`;
 
-const TRAFFIC = join(import.meta.dirname, 'fixtures', 'traffic.mjs');
+// From the source tree, also when this module runs compiled (bench/load.ts under dist/).
+const TRAFFIC = join(PACKAGE_ROOT, 'test', 'faults', 'fixtures', 'traffic.mjs');
 
 export interface FaultCluster {
   cluster: Cluster;
@@ -48,6 +49,11 @@ export async function startFaultCluster(
     clients?: number;
     /** Merged into a node's generated configuration (objects key by key, anything else replaced). */
     configPatch?: (node: string) => Record<string, unknown>;
+    /** Edits the generated inventory (nodes, workloads) before the daemons start. */
+    inventoryPatch?: (inv: {
+      nodes: Array<Record<string, unknown>>;
+      workloads: Array<Record<string, unknown>>;
+    }) => void;
     startOrder?: string[];
     serve?: string[];
   },
@@ -69,9 +75,13 @@ export async function startFaultCluster(
     cluster = new Cluster(topo, { sockops: false, ...opts, workDir, bpffs });
     await cluster.init();
     const clients = opts.clients ?? 0;
-    if (clients > 0) {
+    if (clients > 0 || opts.inventoryPatch) {
       const file = join(workDir, 'inventory.yaml');
-      const inv = parse(readFileSync(file, 'utf8')) as { workloads: Array<Record<string, unknown>> };
+      const inv = parse(readFileSync(file, 'utf8')) as {
+        nodes: Array<Record<string, unknown>>;
+        workloads: Array<Record<string, unknown>>;
+      };
+      opts.inventoryPatch?.(inv);
       for (let i = 0; i < clients; i++) {
         inv.workloads.push({
           name: `c-${i}`,
@@ -213,4 +223,47 @@ export function unearnedEntries(cluster: Cluster, node: string): NamedEntry[] {
       .map((e) => `${e.localId}|${e.remoteId}|${e.node}`),
   );
   return namedAuthEntries(cluster, node).filter((e) => !written.has(`${e.localId}|${e.remoteId}|${e.node}`));
+}
+
+/** Port a node's Prometheus endpoint listens on inside its namespace (see `metricsPatch`). */
+export const METRICS_PORT = 9464;
+/** A `configPatch` that turns a node's Prometheus endpoint on (127.0.0.1 in its namespace). */
+export const metricsPatch = { metrics: { listen: `127.0.0.1:${METRICS_PORT}` } };
+
+/**
+ * A node's Prometheus samples (name{labels} → value), scraped from inside its namespace with a
+ * short Node.js fetch, so that nothing beyond Node is needed. Needs `metricsPatch` applied.
+ */
+export function scrapeMetrics(cluster: Cluster, node: string): Map<string, number> {
+  const text = cluster.topo.lab.exec(
+    cluster.topo.nodeNs[node]!,
+    process.execPath,
+    [
+      '-e',
+      `fetch('http://127.0.0.1:${METRICS_PORT}/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))`,
+    ],
+    { timeoutMs: 30_000 },
+  );
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const i = line.lastIndexOf(' ');
+    out.set(line.slice(0, i), Number(line.slice(i + 1)));
+  }
+  return out;
+}
+
+/** Least-squares slope of `ys` over `xs` (units of y per unit of x); 0 for fewer than 2 points. */
+export function slope(xs: number[], ys: number[]): number {
+  const n = xs.length;
+  if (n < 2) return 0;
+  const mx = xs.reduce((a, b) => a + b, 0) / n;
+  const my = ys.reduce((a, b) => a + b, 0) / n;
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < n; i++) {
+    num += (xs[i]! - mx) * (ys[i]! - my);
+    den += (xs[i]! - mx) ** 2;
+  }
+  return den === 0 ? 0 : num / den;
 }

@@ -6,11 +6,18 @@
  * Budget per target: the target's CI seconds, or MESHAUTH_FUZZ_SECONDS for every target (longer
  * runs on demand). MESHAUTH_FUZZ_SEED replays one run; a failure prints the seed and the path of
  * the shrunk counterexample (fast-check's report). MESHAUTH_FUZZ_REPORT names a file that gets one
- * JSON line per target (target, executions, seconds, seed): RELIABILITY.md's numbers come from it.
+ * JSON line per target (target, executions, seconds, seed, heap): RELIABILITY.md's numbers come from it.
+ *
+ * Bounded memory: every target samples the V8 heap after a full collection (about 20 samples over
+ * its budget, at most 2 per second) and fails when the heap after the run exceeds the heap after
+ * the first sample (warm: modules loaded, code compiled) by more than HEAP_BOUND_MIB; the report
+ * carries both and the least-squares slope, so a long run shows a slow leak a short one hides.
  */
 import { appendFileSync, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import fc from 'fast-check';
 import { expect } from 'vitest';
 import { MeshauthError } from '../../src/errors.js';
@@ -39,15 +46,98 @@ function seed(): number {
   return (Date.now() ^ (Math.random() * 0x7fffffff)) | 0;
 }
 
+/** Heap growth a target may show over its run (after full collections), MiB. */
+export const HEAP_BOUND_MIB = 32;
+
+// A full collection on demand without --expose-gc on the command line (vitest starts the workers):
+// the flag is set at run time and a fresh context picks up the `gc` global it creates.
+setFlagsFromString('--expose-gc');
+const collect = runInNewContext('gc') as () => void;
+
+/** Heap samples after full collections, taken at most every `intervalMs` from `tick()`. */
+export class HeapWatch {
+  private readonly started = performance.now();
+  private next: number;
+  readonly samples: Array<{ s: number; mib: number }> = [];
+
+  constructor(private readonly intervalMs: number) {
+    this.next = this.started;
+  }
+
+  /** Takes a sample when one is due; cheap otherwise. */
+  tick(): void {
+    const now = performance.now();
+    if (now < this.next) return;
+    this.sample();
+    this.next = performance.now() + this.intervalMs;
+  }
+
+  sample(): void {
+    collect();
+    this.samples.push({
+      s: (performance.now() - this.started) / 1000,
+      mib: process.memoryUsage().heapUsed / 2 ** 20,
+    });
+  }
+
+  /** Warm and final heap (MiB), the slope over the samples after the first (KiB per minute). */
+  summary(): { warmMiB: number; endMiB: number; kibPerMin: number } {
+    this.sample();
+    const warm = this.samples.slice(1);
+    const round = (x: number) => Number(x.toFixed(1));
+    return {
+      warmMiB: round(warm[0]!.mib),
+      endMiB: round(warm[warm.length - 1]!.mib),
+      kibPerMin: round(
+        slope(
+          warm.map((x) => x.s / 60),
+          warm.map((x) => x.mib * 1024),
+        ),
+      ),
+    };
+  }
+}
+
+function slope(xs: number[], ys: number[]): number {
+  const n = xs.length;
+  if (n < 2) return 0;
+  const mx = xs.reduce((a, b) => a + b, 0) / n;
+  const my = ys.reduce((a, b) => a + b, 0) / n;
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < n; i++) {
+    num += (xs[i]! - mx) * (ys[i]! - my);
+    den += (xs[i]! - mx) ** 2;
+  }
+  return den === 0 ? 0 : num / den;
+}
+
+function heapWatch(ciSeconds: number): HeapWatch {
+  return new HeapWatch(Math.max(500, budgetMs(ciSeconds) / 20));
+}
+
 export interface FuzzReport {
   target: string;
   executions: number;
   seconds: number;
   seed: number;
+  heap: { warmMiB: number; endMiB: number; kibPerMin: number };
+}
+
+function finish(r: FuzzReport, minExecutions: number, ciSeconds: number): FuzzReport {
+  report(r);
+  expect(r.executions).toBeGreaterThanOrEqual(minimumFor(minExecutions, ciSeconds));
+  expect(r.heap.endMiB - r.heap.warmMiB, `${r.target}: heap growth (MiB) over the run`).toBeLessThan(
+    HEAP_BOUND_MIB,
+  );
+  return r;
 }
 
 function report(r: FuzzReport): void {
-  console.log(`[fuzz] ${r.target}: ${r.executions} executions in ${r.seconds.toFixed(1)} s (seed ${r.seed})`);
+  console.log(
+    `[fuzz] ${r.target}: ${r.executions} executions in ${r.seconds.toFixed(1)} s (seed ${r.seed}), ` +
+      `heap ${r.heap.warmMiB} → ${r.heap.endMiB} MiB (${r.heap.kibPerMin} KiB/min)`,
+  );
   const file = process.env['MESHAUTH_FUZZ_REPORT'];
   if (file) appendFileSync(file, JSON.stringify(r) + '\n');
 }
@@ -68,18 +158,18 @@ export function fuzzSync<T>(
 ): FuzzReport {
   let executions = 0;
   const s = seed();
+  const heap = heapWatch(ciSeconds);
   const started = performance.now();
   fc.assert(
     fc.property(arb, (v) => {
       executions++;
+      heap.tick();
       check(v);
     }),
     { numRuns: RUNS, interruptAfterTimeLimit: budgetMs(ciSeconds), markInterruptAsFailure: false, seed: s },
   );
-  const r = { target, executions, seconds: (performance.now() - started) / 1000, seed: s };
-  report(r);
-  expect(executions).toBeGreaterThanOrEqual(minimumFor(minExecutions, ciSeconds));
-  return r;
+  const seconds = (performance.now() - started) / 1000;
+  return finish({ target, executions, seconds, seed: s, heap: heap.summary() }, minExecutions, ciSeconds);
 }
 
 /** The minimum scaled down for a budget shorter than the CI one (never below one execution). */
@@ -97,18 +187,18 @@ export async function fuzzAsync<T>(
 ): Promise<FuzzReport> {
   let executions = 0;
   const s = seed();
+  const heap = heapWatch(ciSeconds);
   const started = performance.now();
   await fc.assert(
     fc.asyncProperty(arb, async (v) => {
       executions++;
+      heap.tick();
       await check(v);
     }),
     { numRuns: RUNS, interruptAfterTimeLimit: budgetMs(ciSeconds), markInterruptAsFailure: false, seed: s },
   );
-  const r = { target, executions, seconds: (performance.now() - started) / 1000, seed: s };
-  report(r);
-  expect(executions).toBeGreaterThanOrEqual(minimumFor(minExecutions, ciSeconds));
-  return r;
+  const seconds = (performance.now() - started) / 1000;
+  return finish({ target, executions, seconds, seed: s, heap: heap.summary() }, minExecutions, ciSeconds);
 }
 
 export interface CorpusFile {

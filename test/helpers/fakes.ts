@@ -42,6 +42,9 @@ export class MemoryAuthMap implements AuthMap {
   expiryClockMs(key: AuthKey): number | undefined {
     return this.clock.get(this.k(key));
   }
+  *expiriesClockMs(): Iterable<[AuthKey, number]> {
+    for (const [id, [key]] of this.data) yield [key, this.clock.get(id)!];
+  }
   /** Sets an entry's expiry in the map's clock directly (another tool writing the map). */
   setExpiryClockMs(key: AuthKey, expiryClockMs: number): void {
     this.data.set(this.k(key), [

@@ -181,6 +181,8 @@ export function run(cmd: string, args: string[], opts: { input?: string; timeout
       input: opts.input,
       timeout: opts.timeoutMs ?? 30_000,
       stdio: ['pipe', 'pipe', 'pipe'],
+      // bpftool's JSON dump of a map of 100,000 entries is tens of MiB.
+      maxBuffer: 256 * 2 ** 20,
     });
   } catch (err) {
     const e = err as { stderr?: string; stdout?: string; message: string };

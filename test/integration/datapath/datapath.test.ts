@@ -361,6 +361,32 @@ describe.skipIf(!isPrivileged())('datapath (BPF_PROG_TEST_RUN)', () => {
     expect(dp.auth.delete(KEY_10_20)).toBe(true);
   });
 
+  it('auth map: batched reads give every entry with the expiry a per-key lookup gives', () => {
+    // More entries than one BPF_MAP_LOOKUP_BATCH call returns (256), with distinct expiries.
+    const keys = Array.from({ length: 1000 }, (_, i) => ({
+      localId: 1000 + i,
+      remoteId: 7,
+      remoteNode: 1 + (i % 3),
+      authType: 1,
+    }));
+    const base = Date.now() + 60_000;
+    keys.forEach((k, i) => dp.auth.update(k, { expiresAtMs: base + i * 1000 }));
+    try {
+      const batched = new Map([...dp.auth.expiriesClockMs()].map(([k, v]) => [k.localId, v]));
+      expect(batched.size).toBe(keys.length);
+      for (const k of keys) expect(batched.get(k.localId), String(k.localId)).toBe(dp.auth.expiryClockMs(k));
+      const wall = new Map([...dp.auth.entries()].map(([k, v]) => [k.localId, v.expiresAtMs]));
+      expect(wall.size).toBe(keys.length);
+      // Wall-clock expiries are converted from the boot clock at the time of each read: a
+      // millisecond or two apart.
+      for (const k of keys)
+        expect(Math.abs(wall.get(k.localId)! - dp.auth.lookup(k)!.expiresAtMs)).toBeLessThanOrEqual(2);
+    } finally {
+      for (const k of keys) dp.auth.delete(k);
+    }
+    expect([...dp.auth.expiriesClockMs()]).toEqual([]);
+  });
+
   it('close() of a signal source unblocks its pending read and run() resolves', async () => {
     const src = dp.signals();
     const run = src.run(() => undefined);

@@ -2,15 +2,27 @@
  * File-descriptor leak check: each handle type is opened and closed several times and the process
  * must hold exactly the descriptors it held before (/proc/self/fd), as cilium/ebpf traces its fds.
  * Handles: the BPF object with its maps (Datapath), the ring-buffer reader, the SQLite audit store
- * and its writer thread, the TLS handshake server with a client handshake through it.
+ * and its writer thread, the TLS handshake server with a client handshake through it, and the
+ * WireGuard tunnel on wireguard-go (its UAPI socket probes, the `ip`/`wg` child processes and
+ * their pipes, the key files) through set-up, a peer published, the peer's key changed, the node's
+ * own key changed (a new key file each round), status, and teardown.
  */
-import { readdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { readdirSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuditStore, AuditWriter } from '../../../src/audit/index.js';
 import { Datapath } from '../../../src/datapath/index.js';
+import { Inventory, type InventoryData } from '../../../src/inventory/index.js';
+import {
+  createExec,
+  generatePrivateKey,
+  privateKeyPath,
+  publicKeyFromPrivate,
+  startWireguard,
+} from '../../../src/wireguard/index.js';
 import { isPrivileged } from '../../helpers/netns.js';
+import { twoNodeLab } from '../wireguard/two-nodes.js';
 import { OBJECT_PATH, randomPinDir } from '../datapath/helpers.js';
 import { makeClient, NODE_B, startServer, StaticIdentity } from '../handshake/harness.js';
 import { newPki } from '../handshake/pki.js';
@@ -95,4 +107,73 @@ describe('file descriptors of every handle type are released on close', () => {
       await s.server.close();
     });
   });
+
+  it.skipIf(!isPrivileged())(
+    'WireGuard tunnel on wireguard-go: start, peer key published and changed, own key changed, teardown',
+    async () => {
+      const { lab, a, b } = twoNodeLab('wgfd');
+      const data = (own: string, peer: string): InventoryData => ({
+        nodes: [
+          {
+            name: a.name,
+            address: a.underlayIp,
+            podCIDRs: [a.podCidr],
+            wireguardPublicKey: own,
+            handshakePort: undefined,
+          },
+          {
+            name: b.name,
+            address: b.underlayIp,
+            podCIDRs: [b.podCidr],
+            wireguardPublicKey: peer,
+            handshakePort: undefined,
+          },
+        ],
+        workloads: [],
+      });
+      const keyFile = privateKeyPath(a.stateDir);
+      mkdirSync(dirname(keyFile), { recursive: true, mode: 0o700 });
+      try {
+        await expectNoLeak(async () => {
+          // The node's own key changes every round: a new key file before each start.
+          const own = generatePrivateKey();
+          writeFileSync(keyFile, `${own}\n`, { mode: 0o600 });
+          const inventory = new Inventory(
+            data(publicKeyFromPrivate(own), publicKeyFromPrivate(generatePrivateKey())),
+          );
+          const t = await startWireguard({
+            config: {
+              wireguard: {
+                enabled: true,
+                interface: a.wgIf,
+                listenPort: 51820,
+                address: '10.99.0.1/32',
+                privateKeyFile: keyFile,
+                userspaceBinary: 'wireguard-go',
+              },
+            },
+            inventory,
+            nodeName: a.name,
+            stateDir: a.stateDir,
+            netns: a.ns,
+            exec: createExec({ netns: a.ns }),
+            resyncIntervalMs: 0,
+            mode: 'userspace',
+          });
+          expect(t.publicKey).toBe(publicKeyFromPrivate(own));
+          expect((await t.status()).peers).toHaveLength(1);
+          // The peer's key changes: the old peer goes, the new one comes.
+          const peerKey = publicKeyFromPrivate(generatePrivateKey());
+          inventory.replace(data(t.publicKey, peerKey));
+          await t.reconcile();
+          expect((await t.status()).peers.map((p) => p.publicKey)).toEqual([peerKey]);
+          await t.close({ teardown: true });
+          await t.close({ teardown: true });
+        });
+      } finally {
+        await lab.cleanup();
+      }
+    },
+    120_000,
+  );
 });

@@ -176,6 +176,39 @@ describe('AuthManager', () => {
     expect(t.auth.calls.length).toBeGreaterThanOrEqual(2);
   });
 
+  it('forgets the failures of pairs nobody signals any more (tracked pairs stay bounded)', async () => {
+    const t = (current = setup({ retryBaseMs: 60 }));
+    t.auth.fail = 'peer-unreachable';
+    const pairs = [
+      { localId: 1, remoteId: 2, remoteNode: 7 },
+      { localId: 1, remoteId: 3, remoteNode: 7 },
+      { localId: 2, remoteId: 3, remoteNode: 7 },
+    ];
+    for (const p of pairs) t.signals.emit(p);
+    await t.manager.idle();
+    expect(t.manager.stats()).toMatchObject({ backoff: 3, tracked: 3 });
+    // One pair keeps being signalled (its packets keep being retransmitted), the others fall silent.
+    for (let ms = 0; ms < 40_000; ms += 100) {
+      t.clock.advance(100);
+      if (ms % 1000 === 0) t.signals.emit(pairs[0]!);
+      await t.manager.idle();
+    }
+    expect(t.manager.stats().tracked).toBe(1);
+    // Silent too: after the retry window and the longest delay, nothing is remembered.
+    for (let ms = 0; ms < 31_000; ms += 100) {
+      t.clock.advance(100);
+      await t.manager.idle();
+    }
+    expect(t.manager.stats()).toMatchObject({ backoff: 0, tracked: 0 });
+    expect(t.map.data.size).toBe(0);
+    // A new signal starts over (one more handshake) and still fails closed.
+    const calls = t.auth.calls.length;
+    t.signals.emit(pairs[1]!);
+    await t.manager.idle();
+    expect(t.auth.calls).toHaveLength(calls + 1);
+    expect(t.manager.stats().tracked).toBe(1);
+  });
+
   it('treats a handshake result that is already expired as a failure', async () => {
     const t = (current = setup());
     t.auth.ttlMs = -1000;

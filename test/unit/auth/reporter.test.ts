@@ -23,6 +23,7 @@ function setup() {
     signal: (o) => metrics.push(['signal', o]),
     handshake: (r, reason, ms) => metrics.push(['handshake', r, reason, ms]),
     entries: (n) => metrics.push(['entries', n]),
+    workDropped: (why) => metrics.push(['work-dropped', why]),
   };
   const reporter = new AuthReporter({ audit, logger, observer });
   // pino writes through the stream asynchronously: settle on the stream's own queue.
@@ -128,16 +129,20 @@ describe('AuthReporter', () => {
     t.reporter.signalOutcome('live');
     t.reporter.queueFull('1:2@7/1', 100);
     t.reporter.unresolved('9:2@7/1', { remoteId: DB, node: 'node-b' });
+    // Work that is not a signal is counted apart: signal outcomes add up to signals received.
+    t.reporter.queueFull('1:3@7/1', 100, 'reauth-expiry');
     expect(t.metrics).toEqual([
       ['signal', 'live'],
       ['signal', 'queue-full'],
       ['signal', 'unresolved'],
+      ['work-dropped', 'reauth-expiry'],
     ]);
     expect(t.audit.events).toEqual([]);
     await t.flushed();
     expect(t.lines.map((l) => [l['event'], l['pair']])).toEqual([
       ['auth_queue_full', '1:2@7/1'],
       ['auth_unresolved', '9:2@7/1'],
+      ['auth_queue_full', '1:3@7/1'],
     ]);
   });
 });

@@ -66,6 +66,19 @@ describe('Metrics', () => {
     expect(await m.text()).not.toMatch(/meshauth_svid_expiry_seconds\{/);
   });
 
+  it("exports the auth manager's queue, in-flight and backoff counts as read at scrape time", async () => {
+    const m = new Metrics({ processMetrics: false });
+    expect(await m.text()).not.toMatch(/meshauth_auth_queue\{/);
+    let q = { queued: 4096, inFlight: 16, backoff: 3 };
+    m.setAuthQueueSource(() => q);
+    const t = await m.text();
+    expect(t).toMatch(/meshauth_auth_queue\{state="queued"\} 4096/);
+    expect(t).toMatch(/meshauth_auth_queue\{state="in_flight"\} 16/);
+    expect(t).toMatch(/meshauth_auth_queue\{state="backoff"\} 3/);
+    q = { queued: 0, inFlight: 1, backoff: 0 };
+    expect(await m.text()).toMatch(/meshauth_auth_queue\{state="queued"\} 0/);
+  });
+
   it('serves /metrics, /healthz and /readyz over HTTP', async () => {
     const m = new Metrics();
     let ready: boolean | { ready: boolean; reason: string } = {
