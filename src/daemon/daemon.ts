@@ -28,6 +28,7 @@ import {
   type WireguardTunnel,
 } from '../wireguard/index.js';
 import { systemClock, wallClock } from '../time.js';
+import { RawSocketSender, SynReplay } from '../datapath/index.js';
 import { errorForLog } from '../errors.js';
 import { Closers } from './closers.js';
 
@@ -257,7 +258,24 @@ export class Daemon {
       obsolete: (k) => resolver.obsoleteReason(k),
     });
 
+    // datapath.synReplay: the raw sockets are opened in the daemon's network namespace (the node's).
+    const synReplay = config.datapath.synReplay
+      ? new SynReplay({
+          sender: new RawSocketSender(),
+          clock: systemClock,
+          onReplayed: (key) => {
+            ops.current?.metrics.synReplayed.inc();
+            log.info({ event: 'syn_replayed', pair: resolver.names(key) }, 'SYN replayed');
+          },
+          onNotReplayed: (reason, err) => {
+            ops.current?.metrics.synNotReplayed.inc({ reason });
+            if (err) log.warn({ event: 'syn_replay_failed', err }, 'SYN replay: send failed');
+          },
+        })
+      : undefined;
+    if (synReplay) closers.push('syn-replay', () => synReplay.close());
     const manager = new AuthManager({
+      ...(synReplay ? { synReplay } : {}),
       cache,
       resolver,
       authenticator: channels ?? client,
