@@ -259,9 +259,21 @@ export class Daemon {
     });
 
     // datapath.synReplay: the raw sockets are opened in the daemon's network namespace (the node's).
-    const synReplay = config.datapath.synReplay
+    // Without CAP_NET_RAW the daemon runs on without replay (the SYN retransmission still works).
+    let rawSender: RawSocketSender | undefined;
+    if (config.datapath.synReplay) {
+      try {
+        rawSender = new RawSocketSender().open();
+      } catch (err) {
+        log.warn(
+          { event: 'syn_replay_unavailable', err },
+          'datapath.synReplay: cannot open a raw socket (CAP_NET_RAW?); cold pairs wait for the SYN retransmission',
+        );
+      }
+    }
+    const synReplay = rawSender
       ? new SynReplay({
-          sender: new RawSocketSender(),
+          sender: rawSender,
           clock: systemClock,
           onReplayed: (key) => {
             ops.current?.metrics.synReplayed.inc();

@@ -112,9 +112,17 @@ export class RawSocketSender implements RawPacketSender {
   private fds = new Map<number, number>();
   private closed = false;
 
-  send(packet: Buffer): void {
-    if (this.closed) throw new DatapathError('raw socket send', 0, 'closed');
-    const family = packet[0]! >> 4 === 4 ? AF_INET : AF_INET6;
+  /**
+   * Opens the IPv4 socket now, in the calling thread's network namespace, so that a missing
+   * CAP_NET_RAW (EPERM) shows at start rather than on the first replay. Throws DatapathError.
+   */
+  open(): this {
+    this.socketFor(AF_INET);
+    return this;
+  }
+
+  private socketFor(family: number): number {
+    if (this.closed) throw new DatapathError('raw socket', 0, 'closed');
     let fd = this.fds.get(family);
     if (fd === undefined) {
       fd = c().socket(family, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
@@ -125,6 +133,11 @@ export class RawSocketSender implements RawPacketSender {
         );
       this.fds.set(family, fd);
     }
+    return fd;
+  }
+
+  send(packet: Buffer): void {
+    const fd = this.socketFor(packet[0]! >> 4 === 4 ? AF_INET : AF_INET6);
     const addr = sockaddrFor(packet);
     const n = c().sendto(fd, packet, packet.length, 0, addr, addr.length);
     if (n !== packet.length)
