@@ -28,7 +28,7 @@ import {
   type WireguardTunnel,
 } from '../wireguard/index.js';
 import { systemClock, wallClock } from '../time.js';
-import { RawSocketSender, SynReplay } from '../datapath/index.js';
+import { RawSocketSender, SynReplay, synReplayBlocker } from '../datapath/index.js';
 import { errorForLog } from '../errors.js';
 import { Closers } from './closers.js';
 
@@ -261,7 +261,10 @@ export class Daemon {
     // datapath.synReplay: the raw sockets are opened in the daemon's network namespace (the node's).
     // Without CAP_NET_RAW the daemon runs on without replay (the SYN retransmission still works).
     let rawSender: RawSocketSender | undefined;
-    if (config.datapath.synReplay) {
+    const blocker = synReplayBlocker(config.datapath.attach);
+    if (config.datapath.synReplay && blocker) {
+      log.warn({ event: 'syn_replay_unavailable', reason: blocker }, `datapath.synReplay off: ${blocker}`);
+    } else if (config.datapath.synReplay) {
       try {
         rawSender = new RawSocketSender().open();
       } catch (err) {

@@ -25,6 +25,7 @@ export {
   SynReplay,
   RawSocketSender,
   prepareSyn,
+  synReplayBlocker,
   type RawPacketSender,
   type SynReplayOptions,
   type SynNotReplayedReason,

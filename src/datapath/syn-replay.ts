@@ -280,3 +280,19 @@ export class SynReplay {
     this.o.onNotReplayed?.(reason, err);
   }
 }
+
+/**
+ * Why replay cannot be used with these tc attach points, or undefined. A SYN sent from the node's
+ * network namespace leaves through the routing of the node: it crosses a program of egress
+ * semantics on an egress hook (the uplink, the WireGuard interface) again, but not one on an
+ * ingress hook (a pod interface's host side), where the original was dropped. Replay would then
+ * skip the check that dropped it, so it is refused for such a configuration.
+ */
+export function synReplayBlocker(
+  attach: ReadonlyArray<{ type: string; hook?: string; semantics?: string; interface?: string }>,
+): string | undefined {
+  const p = attach.find((a) => a.type === 'tc' && a.semantics === 'egress' && a.hook === 'ingress');
+  return p
+    ? `tc attach point ${p.interface ?? '?'} (hook ingress, semantics egress): a replayed SYN would not cross it`
+    : undefined;
+}

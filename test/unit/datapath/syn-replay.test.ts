@@ -3,6 +3,7 @@ import { buildTcpSyn } from '../../../src/datapath/packets.js';
 import {
   prepareSyn,
   SynReplay,
+  synReplayBlocker,
   type RawPacketSender,
   type SynNotReplayedReason,
 } from '../../../src/datapath/syn-replay.js';
@@ -176,5 +177,22 @@ describe('SynReplay', () => {
     t.r.close();
     t.r.close();
     expect(t.sender.closed).toBe(1);
+  });
+});
+
+describe('synReplayBlocker', () => {
+  it('refuses egress semantics on an ingress hook, where a replayed SYN would not cross the program', () => {
+    const uplink = [
+      { type: 'tc', interface: 'eth0', hook: 'egress', semantics: 'egress' },
+      { type: 'tc', interface: 'eth0', hook: 'ingress', semantics: 'ingress' },
+      { type: 'cgroup', path: '/sys/fs/cgroup/pods', hook: 'egress' },
+    ];
+    expect(synReplayBlocker(uplink)).toBeUndefined();
+    expect(
+      synReplayBlocker([
+        ...uplink,
+        { type: 'tc', interface: 'veth-web', hook: 'ingress', semantics: 'egress' },
+      ]),
+    ).toMatch(/veth-web/);
   });
 });
