@@ -12,14 +12,22 @@ import { idOf as id, startDemoCluster, type DemoCluster } from './setup.js';
 const RULES = [{ name: 'web-to-db', from: id('web'), to: id('db') }];
 
 describe.each([
-  { mode: 'per-pair' as const, prefix: 'e2esr' },
-  { mode: 'channel' as const, prefix: 'e2esrch' },
-])('SYN replay, auth.mode $mode', ({ mode, prefix }) => {
+  { mode: 'per-pair' as const, prefix: 'e2esr', wireguard: false },
+  { mode: 'channel' as const, prefix: 'e2esrch', wireguard: false },
+  // The programs on the WireGuard interface: the replayed SYN is routed into the tunnel.
+  { mode: 'channel' as const, prefix: 'e2esrwg', wireguard: true },
+])('SYN replay, auth.mode $mode, WireGuard $wireguard', ({ mode, prefix, wireguard }) => {
   let env: DemoCluster | undefined;
   let cluster: Cluster;
 
   beforeAll(async () => {
-    env = await startDemoCluster(prefix, { rules: RULES, serve: ['db'], synRto: '1s', authMode: mode });
+    env = await startDemoCluster(prefix, {
+      rules: RULES,
+      serve: ['db'],
+      synRto: '1s',
+      authMode: mode,
+      ...(wireguard ? { wireguard: { strict: true } } : {}),
+    });
     cluster = env.cluster;
   });
 
