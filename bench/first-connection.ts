@@ -12,7 +12,9 @@
  *
  *   node dist/bench/first-connection.js [--rounds 5] [--modes per-pair,channel] [--json]
  *
- * A mode may name a datapath.synRto to run with: --modes per-pair,channel,channel:4ms.
+ * A mode may name a datapath.synRto to run with, and `noreplay` for datapath.synReplay off:
+ * --modes per-pair,per-pair:noreplay,channel,channel:noreplay,channel:4ms:noreplay (the default
+ * is the first four).
  *
  * Needs root. MESHAUTH_BENCH_SMOKE=1: one round.
  */
@@ -29,6 +31,10 @@ export interface FirstConnectionResult {
   mode: 'per-pair' | 'channel';
   /** datapath.synRto, when not the daemon's default. */
   synRto?: string;
+  /** datapath.synReplay. */
+  synReplay: boolean;
+  /** SYNs node-a replayed over the measured rounds (syn_replayed log lines). */
+  replayed: number;
   rounds: number;
   coldMs: number[];
   /** Packets of the cold pair dropped for want of an entry, per cold sample, on node-a (client) and node-b. */
@@ -50,7 +56,9 @@ export async function runFirstConnectionBench(opts: {
   rounds: number;
   mode?: 'per-pair' | 'channel';
   synRto?: string;
+  synReplay?: boolean;
 }): Promise<FirstConnectionResult> {
+  const synReplay = opts.synReplay ?? true;
   const mode = opts.mode ?? 'per-pair';
   const lab = new NetnsLab('fc');
   const workDir = mkdtempSync(join(tmpdir(), 'meshauth-bench-fc-'));
@@ -61,6 +69,7 @@ export async function runFirstConnectionBench(opts: {
     rules: [{ name: 'web-to-db', from: id('web'), to: id('db') }],
     authMode: mode,
     ...(opts.synRto ? { synRto: opts.synRto } : {}),
+    synReplay,
   });
   try {
     await cluster.init();
@@ -72,6 +81,8 @@ export async function runFirstConnectionBench(opts: {
     const r: FirstConnectionResult = {
       mode,
       ...(opts.synRto ? { synRto: opts.synRto } : {}),
+      synReplay,
+      replayed: 0,
       rounds: opts.rounds,
       coldMs: [],
       coldDrops: [],
@@ -81,7 +92,9 @@ export async function runFirstConnectionBench(opts: {
       warmMedianMs: 0,
       uncoveredMedianMs: 0,
     };
+    let replayedBefore = 0;
     for (let i = -1; i < opts.rounds; i++) {
+      if (i === 0) replayedBefore = cluster.logs('node-a', 'syn_replayed').length;
       cluster.flushEntries();
       const drops = (): [number, number] => {
         const [a, b] = ['node-a', 'node-b'].map((node) => cluster.counters(node)['drop_auth_missing'] ?? 0);
@@ -101,6 +114,7 @@ export async function runFirstConnectionBench(opts: {
       r.warmMs.push(warm.ms);
       r.uncoveredMs.push(unc.ms);
     }
+    r.replayed = cluster.logs('node-a', 'syn_replayed').length - replayedBefore;
     r.coldMedianMs = median(r.coldMs);
     r.warmMedianMs = median(r.warmMs);
     r.uncoveredMedianMs = median(r.uncoveredMs);
@@ -123,12 +137,14 @@ async function main(): Promise<void> {
   });
   const smoke = process.env['MESHAUTH_BENCH_SMOKE'] === '1';
   const rounds = Number(values.rounds ?? (smoke ? 1 : 5));
-  const modes = (values.modes ?? 'per-pair,channel').split(',');
+  const modes = (values.modes ?? 'per-pair,per-pair:noreplay,channel,channel:noreplay').split(',');
   const results: FirstConnectionResult[] = [];
   for (const spec of modes) {
-    const [mode, synRto] = spec.split(':');
+    const [mode, ...rest] = spec.split(':');
     if (mode !== 'per-pair' && mode !== 'channel') throw new Error(`bench: unknown mode ${spec}`);
-    results.push(await runFirstConnectionBench({ rounds, mode, ...(synRto ? { synRto } : {}) }));
+    const synReplay = !rest.includes('noreplay');
+    const synRto = rest.find((t) => t !== 'noreplay');
+    results.push(await runFirstConnectionBench({ rounds, mode, synReplay, ...(synRto ? { synRto } : {}) }));
   }
   if (values.json) {
     console.log(JSON.stringify(results));
@@ -137,7 +153,7 @@ async function main(): Promise<void> {
   for (const r of results) {
     const what =
       (r.mode === 'channel' ? 'auth.mode channel, warm channel' : 'auth.mode per-pair') +
-      `, datapath.synRto ${r.synRto ?? 'default'}`;
+      `, datapath.synRto ${r.synRto ?? 'default'}, synReplay ${r.synReplay ? 'on' : 'off'}`;
     console.log(
       `first connection of a cold pair, ${what} (pod connect + reply, ms; median of ${r.rounds} rounds)`,
     );
@@ -151,11 +167,13 @@ async function main(): Promise<void> {
       `  pair without policy  ${r.uncoveredMedianMs.toFixed(1).padStart(8)}   samples ${r.uncoveredMs.join(', ')}`,
     );
     console.log(`  cold / warm          ${(r.coldMedianMs / r.warmMedianMs).toFixed(1).padStart(8)}x`);
+    console.log(`  SYNs replayed        ${String(r.replayed).padStart(8)}   of ${r.rounds} cold samples`);
     console.log(
       `  cold pair drops      ${' '.repeat(8)}   samples (node-a+node-b) ${r.coldDrops.map(([a, b]) => `${a}+${b}`).join(', ')}`,
     );
   }
-  const label = (r: FirstConnectionResult): string => `${r.mode}${r.synRto ? `:${r.synRto}` : ''}`;
+  const label = (r: FirstConnectionResult): string =>
+    `${r.mode}${r.synRto ? `:${r.synRto}` : ''}${r.synReplay ? '' : ':noreplay'}`;
   const base = results[0];
   for (const r of results.slice(1))
     if (base)

@@ -342,6 +342,51 @@ static __always_inline int load_addrs(struct __sk_buff *skb, struct ma_flow_key 
 }
 
 /*
+ * Copies a TCP SYN without payload (SYN set; ACK, RST and FIN clear; IP total length = IP header +
+ * TCP header) into out, from the IP header on, and returns its length; returns 0 for anything else
+ * (other protocols, fragments, IPv6 extension headers, VLAN-tagged frames, payload, more than
+ * MA_SYN_MAX bytes). Only these bytes are ever sent again by user space (datapath.synReplay).
+ */
+static __always_inline __u32 capture_syn(struct __sk_buff *skb, __u8 *out)
+{
+	__u32 ip_len, total, doff;
+	__u8 tcp[14];
+
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		__u8 ip[20];
+
+		if (bpf_skb_load_bytes_relative(skb, 0, ip, sizeof(ip), BPF_HDR_START_NET) < 0 ||
+		    (ip[0] >> 4) != 4 || ip[9] != 6 /* IPPROTO_TCP */ || (ip[6] & 0x3f) != 0 || ip[7] != 0)
+			return 0;
+		ip_len = (ip[0] & 0xf) * 4;
+		total = ((__u32)ip[2] << 8) | ip[3];
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		__u8 ip[8];
+
+		if (bpf_skb_load_bytes_relative(skb, 0, ip, sizeof(ip), BPF_HDR_START_NET) < 0 ||
+		    (ip[0] >> 4) != 6 || ip[6] != 6 /* next header TCP */)
+			return 0;
+		ip_len = 40;
+		total = 40 + (((__u32)ip[4] << 8) | ip[5]);
+	} else {
+		return 0;
+	}
+	if (ip_len < 20 || bpf_skb_load_bytes_relative(skb, ip_len, tcp, sizeof(tcp), BPF_HDR_START_NET) < 0)
+		return 0;
+	/* flags byte: FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10 */
+	if ((tcp[13] & 0x17) != 0x02)
+		return 0;
+	doff = (tcp[12] >> 4) * 4;
+	if (doff < 20 || total != ip_len + doff)
+		return 0;
+	if (total < 40 || total > MA_SYN_MAX)
+		return 0;
+	if (bpf_skb_load_bytes_relative(skb, 0, out, total, BPF_HDR_START_NET) < 0)
+		return 0;
+	return total;
+}
+
+/*
  * Returns 1 to pass, 0 to drop. A pair whose policy is permissive passes unauthenticated, counted
  * as pass_permissive and signalled like a drop, so the handshake runs and operators see what
  * enforcement would drop.
@@ -467,6 +512,10 @@ static __always_inline int decide(struct __sk_buff *skb, enum ma_semantics sem, 
 		.flags = (pass ? MA_SIG_PERMISSIVE : 0) | (unresolved ? MA_SIG_UNRESOLVED : 0),
 		.boot_ns = now,
 	};
+	/* The dropped SYN of an egress-semantics tc program crossed no program of this node yet
+	 * but this one: sent again from the node's network namespace, it takes the same route. */
+	if (is_tc && sem == MA_SEM_EGRESS && !pass && !unresolved)
+		sig.syn_len = capture_syn(skb, sig.syn);
 	if (bpf_ringbuf_output(&ma_signals, &sig, sizeof(sig), 0) < 0) {
 		/* Let the next packet try again instead of waiting out the window. */
 		bpf_map_delete_elem(&ma_throttle, &ak);

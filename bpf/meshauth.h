@@ -134,7 +134,19 @@ struct ma_auth_value {
 	__u64 expiry_boot_ns;
 };
 
-/* ring buffer record; mirrored in src/datapath/wire.ts (24 bytes). */
+/*
+ * Largest dropped SYN (IP header + TCP header with options, no payload) a signal carries: an IPv4
+ * header with options (60) plus a full TCP header (60) fits, as does IPv6 (40, no extension
+ * headers) plus 60.
+ */
+#define MA_SYN_MAX 128
+
+/*
+ * ring buffer record; mirrored in src/datapath/wire.ts (160 bytes). syn_len > 0 when the packet
+ * that raised the signal was a TCP SYN without payload (SYN set, ACK clear) dropped by a tc program
+ * of egress semantics: syn holds its first syn_len bytes from the IP header on (the rest is zero),
+ * so that user space can send it again once the pair is authenticated.
+ */
 struct ma_signal {
 	__u32 local_id;
 	__u32 remote_id;
@@ -144,6 +156,9 @@ struct ma_signal {
 	__u8 flags;	/* MA_SIG_* */
 	__u8 pad;
 	__u64 boot_ns;
+	__u16 syn_len;
+	__u8 pad2[6];
+	__u8 syn[MA_SYN_MAX];
 };
 
 /* config (ARRAY of one element); mirrored in src/datapath/wire.ts (24 bytes). */

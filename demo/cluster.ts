@@ -50,6 +50,8 @@ export interface ClusterOptions {
   signalThrottle?: string;
   /** datapath.synRto of every node (default the daemon's). */
   synRto?: string;
+  /** datapath.synReplay of every node (default the daemon's). */
+  synReplay?: boolean;
   svidTtl?: string;
   /** Authenticate policy-implied pairs before their first packet. */
   preauthenticate?: boolean;
@@ -208,6 +210,7 @@ export class Cluster {
           strictWireguard: this.opts.wireguard?.strict ?? false,
           signalThrottle: this.opts.signalThrottle ?? '250ms',
           ...(this.opts.synRto ? { synRto: this.opts.synRto } : {}),
+          ...(this.opts.synReplay !== undefined ? { synReplay: this.opts.synReplay } : {}),
         },
         handshake: { listen: n.underlayIp, port: 4250, maxEntryTtl: this.opts.maxEntryTtl ?? '1h' },
         auth: {

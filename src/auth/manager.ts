@@ -49,6 +49,18 @@ export interface AuthenticateResult {
   trust?: EntryTrust;
   /** The node channel and proofs used instead of a handshake (auth.mode channel). */
   channel?: ChannelProvenance;
+  /**
+   * Resolves true once the peer confirmed it wrote the reverse entry (channel mode: its pair-result
+   * ok). Absent when the authentication itself implies it (per-pair handshake).
+   */
+  peerEntryWritten?: Promise<boolean>;
+}
+
+/** What the manager asks of datapath.synReplay (SynReplay in src/datapath/syn-replay.ts). */
+export interface SynReplayHook {
+  signalled(key: AuthKey, syn: Buffer): void;
+  authenticated(key: AuthKey, peerWritten?: Promise<boolean>): Promise<void>;
+  failed(key: AuthKey): void;
 }
 
 /** The client half of the handshake, as the manager uses it. */
@@ -147,6 +159,8 @@ export class AuthManager {
        * more. Returns how many entries were freed.
        */
       onMapFull?: () => number;
+      /** Sends a pair's dropped SYN again once both entries exist (datapath.synReplay). */
+      synReplay?: SynReplayHook;
     },
   ) {
     this.clock = deps.clock ?? systemClock;
@@ -185,7 +199,15 @@ export class AuthManager {
     const state = this.pairs.get(id);
     if (state) state.lastSignalAtMs = now;
 
-    if (this.pending.has(id)) return this.observe('pending');
+    // A dropped SYN of an enforced pair waits for the pair's entries (datapath.synReplay).
+    const keepSyn = (): void => {
+      if (signal.syn && signal.direction === 'egress' && !signal.permissive)
+        this.deps.synReplay?.signalled(key, signal.syn);
+    };
+    if (this.pending.has(id)) {
+      keepSyn();
+      return this.observe('pending');
+    }
     // Asked of the kernel map, not the mirror: an entry removed behind our back must not be
     // answered from memory (the mirror is repaired and the repair counted).
     if (this.deps.cache.checkLive(key)) {
@@ -199,6 +221,7 @@ export class AuthManager {
       signal.direction,
       signal.permissive ? 'permissive' : 'enforce',
     );
+    keepSyn();
     this.enqueue({ key, reason: 'signal' });
   }
 
@@ -475,6 +498,7 @@ export class AuthManager {
         return;
       }
       this.clearFailures(pairKey(key));
+      void this.deps.synReplay?.authenticated(key, r.peerEntryWritten);
       this.deps.reporter.clientSucceeded(
         names,
         {
@@ -508,6 +532,7 @@ export class AuthManager {
     message: string,
     durationMs: number,
   ): void {
+    this.deps.synReplay?.failed(key);
     const id = pairKey(key);
     const now = this.now();
     const state = this.pairs.get(id) ?? { attempts: 0, nextAttemptAtMs: 0, lastSignalAtMs: now };

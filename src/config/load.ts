@@ -148,6 +148,7 @@ function finalize(p: ParsedConfig, file: string | undefined): DaemonConfig {
       signalThrottleMs: p.datapath.signalThrottle,
       strictWireguard: p.datapath.strictWireguard,
       synRtoMs: p.datapath.synRto,
+      synReplay: p.datapath.synReplay,
       maps: { ...p.datapath.maps },
     },
     handshake: {

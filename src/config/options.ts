@@ -77,6 +77,14 @@ const SPECS: readonly Spec[] = [
     description: 'Initial SYN timeout for sockets of unauthenticated pairs in sockops cgroups (1ms..1s)',
   },
   {
+    path: 'datapath.synReplay',
+    kind: 'bool',
+    valueName: '<bool>',
+    default: true,
+    description:
+      "Send a cold pair's dropped SYN again once both entries exist, instead of waiting for the SYN retransmission",
+  },
+  {
     path: 'datapath.maps.auth',
     kind: 'int',
     valueName: '<n>',

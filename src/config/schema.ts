@@ -167,6 +167,7 @@ export const configSchema = z
         attach: z.array(z.discriminatedUnion('type', [tcAttach, cgroupAttach, sockOpsAttach])).min(1),
         signalThrottle: durationField(DEFAULTS.signalThrottle),
         strictWireguard: boolField(false),
+        synReplay: boolField(true),
         // Upper bounds keep one map's memory under a few hundred MiB (kernel limit: 2^32 - 1).
         maps: z
           .strictObject({

@@ -46,6 +46,11 @@ export interface DaemonConfig {
     strictWireguard: boolean;
     /** Initial SYN retransmission timeout for sockets of unauthenticated pairs (sockops attach points). */
     synRtoMs: number;
+    /**
+     * Send a cold pair's dropped SYN again (raw socket, node network namespace) once both entries
+     * exist, instead of waiting for the client's retransmission (tc egress-semantics drops only).
+     */
+    synReplay: boolean;
     /** Map sizes (entries; the signal ring in bytes), checked by the schema. */
     maps: { auth: number; ipcache: number; policy: number; throttle: number; signalRingBytes: number };
   };

@@ -28,6 +28,7 @@ import {
   type WireguardTunnel,
 } from '../wireguard/index.js';
 import { systemClock, wallClock } from '../time.js';
+import { RawSocketSender, SynReplay, synReplayBlocker } from '../datapath/index.js';
 import { errorForLog } from '../errors.js';
 import { Closers } from './closers.js';
 
@@ -261,7 +262,39 @@ export class Daemon {
       obsolete: (k) => resolver.obsoleteReason(k),
     });
 
+    // datapath.synReplay: the raw sockets are opened in the daemon's network namespace (the node's).
+    // Without CAP_NET_RAW the daemon runs on without replay (the SYN retransmission still works).
+    let rawSender: RawSocketSender | undefined;
+    const blocker = synReplayBlocker(config.datapath.attach);
+    if (config.datapath.synReplay && blocker) {
+      log.warn({ event: 'syn_replay_unavailable', reason: blocker }, `datapath.synReplay off: ${blocker}`);
+    } else if (config.datapath.synReplay) {
+      try {
+        rawSender = new RawSocketSender().open();
+      } catch (err) {
+        log.warn(
+          { event: 'syn_replay_unavailable', err },
+          'datapath.synReplay: cannot open a raw socket (CAP_NET_RAW?); cold pairs wait for the SYN retransmission',
+        );
+      }
+    }
+    const synReplay = rawSender
+      ? new SynReplay({
+          sender: rawSender,
+          clock: systemClock,
+          onReplayed: (key) => {
+            ops.current?.metrics.synReplayed.inc();
+            log.info({ event: 'syn_replayed', pair: resolver.names(key) }, 'SYN replayed');
+          },
+          onNotReplayed: (reason, err) => {
+            ops.current?.metrics.synNotReplayed.inc({ reason });
+            if (err) log.warn({ event: 'syn_replay_failed', err }, 'SYN replay: send failed');
+          },
+        })
+      : undefined;
+    if (synReplay) closers.push('syn-replay', () => synReplay.close());
     const manager = new AuthManager({
+      ...(synReplay ? { synReplay } : {}),
       cache,
       resolver,
       authenticator: channels ?? client,

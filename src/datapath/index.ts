@@ -22,6 +22,15 @@ export { BpfMap, UpdateFlags, numPossibleCpus, type MapInfo } from './map.js';
 export { RingBufReader, type RingBufReaderOptions } from './ringbuf.js';
 export { RingBufSignalSource } from './signals.js';
 export {
+  SynReplay,
+  RawSocketSender,
+  prepareSyn,
+  synReplayBlocker,
+  type RawPacketSender,
+  type SynReplayOptions,
+  type SynNotReplayedReason,
+} from './syn-replay.js';
+export {
   attachTcProgram,
   detachTcProgram,
   queryTcProgram,

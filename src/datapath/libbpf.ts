@@ -148,6 +148,8 @@ export interface Libc {
   close: Fn<[fd: number], number>;
   open: Fn<[path: string, flags: number], number>;
   setns: Fn<[fd: number, nstype: number], number>;
+  socket: Fn<[domain: number, type: number, protocol: number], number>;
+  sendto: Fn<[fd: number, buf: Buffer, len: number, flags: number, addr: Buffer, addrlen: number], number>;
 }
 
 let libbpf: Libbpf | undefined;
@@ -327,6 +329,8 @@ export function c(): Libc {
     close: f('close', 'int', ['int']),
     open: f('open', 'int', ['str', 'int']),
     setns: f('setns', 'int', ['int', 'int']),
+    socket: f('socket', 'int', ['int', 'int', 'int']),
+    sendto: f('sendto', 'intptr_t', ['int', 'void *', 'size_t', 'int', 'void *', 'uint32_t']),
   };
   return libc;
 }

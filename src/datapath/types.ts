@@ -60,6 +60,11 @@ export interface AuthSignal {
   unresolved?: boolean;
   /** Kernel CLOCK_BOOTTIME of the drop, nanoseconds. */
   bootNs: bigint;
+  /**
+   * The dropped packet, from the IP header on, when it was a TCP SYN without payload dropped by a
+   * tc program of egress semantics (at most 128 bytes); what datapath.synReplay sends again.
+   */
+  syn?: Buffer;
 }
 
 /** ipcache: which identity and node an address prefix belongs to. */

@@ -260,7 +260,15 @@ export interface WireSignal {
   /** MA_SIG_UNRESOLVED: the remote address is in a pod CIDR but has no identity yet. */
   unresolved: boolean;
   bootNs: bigint;
+  /**
+   * The dropped packet when it was a TCP SYN without payload dropped by a tc program of egress
+   * semantics: its bytes from the IP header on (IPv4 or IPv6, at most SYN_MAX), else undefined.
+   */
+  syn?: Buffer;
 }
+
+/** MA_SYN_MAX: the largest SYN a signal carries, bytes. */
+export const SYN_MAX = 128;
 
 /** ma_signal.flags bits (MA_SIG_*). */
 export const SIGNAL_PERMISSIVE = 1;
@@ -271,12 +279,13 @@ export const DIRECTION_EGRESS = 0;
 export const DIRECTION_INGRESS = 1;
 
 /**
- * struct ma_signal (24 bytes): u32 local_id, remote_id, remote_node; u8 auth_type, direction,
- * flags (MA_SIG_*); u8 pad; u64 boot_ns.
+ * struct ma_signal (160 bytes): u32 local_id, remote_id, remote_node; u8 auth_type, direction,
+ * flags (MA_SIG_*); u8 pad; u64 boot_ns; u16 syn_len; u8 pad2[6]; u8 syn[MA_SYN_MAX]. A syn_len
+ * above MA_SYN_MAX (never written by the datapath) decodes as no SYN.
  */
 export const signal: Codec<WireSignal> = checked(
   'ma_signal',
-  24,
+  32 + SYN_MAX,
   (v, b) => {
     b.writeUInt32LE(u32('ma_signal', 'localId', v.localId), 0);
     b.writeUInt32LE(u32('ma_signal', 'remoteId', v.remoteId), 4);
@@ -285,17 +294,25 @@ export const signal: Codec<WireSignal> = checked(
     b.writeUInt8(v.direction === 'ingress' ? DIRECTION_INGRESS : DIRECTION_EGRESS, 13);
     b.writeUInt8((v.permissive ? SIGNAL_PERMISSIVE : 0) | (v.unresolved ? SIGNAL_UNRESOLVED : 0), 14);
     b.writeBigUInt64LE(v.bootNs, 16);
+    const syn = v.syn ?? Buffer.alloc(0);
+    if (syn.length > SYN_MAX) throw new RangeError(`ma_signal.syn: ${syn.length} bytes, at most ${SYN_MAX}`);
+    b.writeUInt16LE(syn.length, 24);
+    syn.copy(b, 32);
   },
-  (b, o) => ({
-    localId: b.readUInt32LE(o),
-    remoteId: b.readUInt32LE(o + 4),
-    remoteNode: b.readUInt32LE(o + 8),
-    authType: b.readUInt8(o + 12),
-    direction: b.readUInt8(o + 13) === DIRECTION_INGRESS ? 'ingress' : 'egress',
-    permissive: (b.readUInt8(o + 14) & SIGNAL_PERMISSIVE) !== 0,
-    unresolved: (b.readUInt8(o + 14) & SIGNAL_UNRESOLVED) !== 0,
-    bootNs: b.readBigUInt64LE(o + 16),
-  }),
+  (b, o) => {
+    const synLen = b.readUInt16LE(o + 24);
+    return {
+      localId: b.readUInt32LE(o),
+      remoteId: b.readUInt32LE(o + 4),
+      remoteNode: b.readUInt32LE(o + 8),
+      authType: b.readUInt8(o + 12),
+      direction: b.readUInt8(o + 13) === DIRECTION_INGRESS ? 'ingress' : 'egress',
+      permissive: (b.readUInt8(o + 14) & SIGNAL_PERMISSIVE) !== 0,
+      unresolved: (b.readUInt8(o + 14) & SIGNAL_UNRESOLVED) !== 0,
+      bootNs: b.readBigUInt64LE(o + 16),
+      ...(synLen > 0 && synLen <= SYN_MAX ? { syn: Buffer.from(b.subarray(o + 32, o + 32 + synLen)) } : {}),
+    };
+  },
 );
 
 /** Decoded struct ma_config. */

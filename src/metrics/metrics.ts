@@ -31,6 +31,8 @@ export class Metrics {
   readonly channelEvictions: Counter;
   readonly authQueue: Gauge<'state'>;
   readonly authWorkDropped: Counter<'reason'>;
+  readonly synReplayed: Counter;
+  readonly synNotReplayed: Counter<'reason'>;
   readonly svidExpiry: Gauge<'spiffe_id'>;
   readonly mirrorRepairs: Counter<'reason'>;
   readonly entriesRevoked: Counter<'trigger'>;
@@ -165,6 +167,17 @@ export class Metrics {
     this.channelEvictions = new Counter({
       name: 'meshauth_channel_evictions_total',
       help: 'Node channels closed to stay under auth.channel.maxChannels (least recently used first); their peers dial again on the next pair',
+      registers,
+    });
+    this.synReplayed = new Counter({
+      name: 'meshauth_syn_replayed_total',
+      help: 'Dropped SYNs of cold pairs sent again once both entries existed (datapath.synReplay)',
+      registers,
+    });
+    this.synNotReplayed = new Counter({
+      name: 'meshauth_syn_not_replayed_total',
+      help: 'Captured SYNs not sent again, by reason (expired, auth-failed, peer-not-written, replaced, table-full, malformed, send-failed)',
+      labelNames: ['reason'],
       registers,
     });
     const notAfter = this.notAfter;

@@ -1,5 +1,5 @@
 /**
- * Fuzz target: auth-required records of the ma_signals ring buffer (struct ma_signal, 24 bytes),
+ * Fuzz target: auth-required records of the ma_signals ring buffer (struct ma_signal, 160 bytes),
  * decoded by src/datapath/wire.ts and consumed by the AuthManager. Records are random, mutated
  * seeds, or built from small pools of known and unknown identities, nodes, auth types and flags.
  * Invariants: decoding a short record is a DatapathInputError, a full one decodes to in-range
@@ -80,9 +80,10 @@ const built = fc
     flags: fc.integer({ min: 0, max: 255 }),
     pad: fc.integer({ min: 0, max: 255 }),
     bootNs: fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }),
+    syn: fc.uint8Array({ minLength: 0, maxLength: wire.SYN_MAX }),
   })
   .map((r) => {
-    const b = Buffer.alloc(24);
+    const b = Buffer.alloc(wire.signal.size);
     b.writeUInt32LE(r.localId, 0);
     b.writeUInt32LE(r.remoteId, 4);
     b.writeUInt32LE(r.remoteNode, 8);
@@ -91,11 +92,13 @@ const built = fc
     b.writeUInt8(r.flags, 14);
     b.writeUInt8(r.pad, 15);
     b.writeBigUInt64LE(r.bootNs, 16);
+    b.writeUInt16LE(r.syn.length, 24);
+    Buffer.from(r.syn).copy(b, 32);
     return b;
   });
 const record = fc.oneof(
   built,
-  fc.uint8Array({ minLength: 24, maxLength: 24 }).map((u) => Buffer.from(u)),
+  fc.uint8Array({ minLength: wire.signal.size, maxLength: wire.signal.size }).map((u) => Buffer.from(u)),
   mutatedBytes(seeds(TARGET), 3),
 );
 
@@ -105,10 +108,10 @@ function decodeChecked(rec: Buffer): AuthSignal | undefined {
     s = wire.signal.decode(rec);
   } catch (err) {
     assertTyped(err, ['MESHAUTH_ERR_DATAPATH_INPUT']);
-    expect(rec.length).toBeLessThan(24);
+    expect(rec.length).toBeLessThan(wire.signal.size);
     return undefined;
   }
-  expect(rec.length).toBeGreaterThanOrEqual(24);
+  expect(rec.length).toBeGreaterThanOrEqual(wire.signal.size);
   for (const v of [s.localId, s.remoteId, s.remoteNode]) expect(v >>> 0).toBe(v);
   expect(s.authType).toBe(rec[12]);
   expect(['egress', 'ingress']).toContain(s.direction);
@@ -120,6 +123,10 @@ function decodeChecked(rec: Buffer): AuthSignal | undefined {
   // Unknown direction values and flag bits are not kept; everything else round-trips.
   expect(again.subarray(0, 13)).toEqual(rec.subarray(0, 13));
   expect(again.subarray(16, 24)).toEqual(rec.subarray(16, 24));
+  // A SYN decodes to exactly syn_len bytes; a syn_len of 0 or above MA_SYN_MAX to none.
+  const synLen = rec.readUInt16LE(24);
+  if (synLen > 0 && synLen <= wire.SYN_MAX) expect(s.syn).toEqual(rec.subarray(32, 32 + synLen));
+  else expect(s.syn).toBeUndefined();
   return s;
 }
 

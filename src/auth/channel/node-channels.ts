@@ -407,6 +407,7 @@ export class NodeChannels implements Authenticator {
   ): AuthenticateResult {
     const now = this.clock.now();
     const seq = proofs.sendPair(req.localId, req.remoteId);
+    const peerEntryWritten = proofs.peerWrote(seq);
     return {
       expiresAtMs: Math.min(use.expiresAtMs, now + this.opts.maxEntryTtlMs),
       durationMs: now - started,
@@ -423,6 +424,7 @@ export class NodeChannels implements Authenticator {
         localProof: use.localProof,
         remoteProof: use.remoteProof,
       },
+      peerEntryWritten,
     };
   }
 

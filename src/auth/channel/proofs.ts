@@ -149,6 +149,14 @@ function verifyCached(chainDer: Buffer[], bundles: TrustBundles, id: string, now
  * node, and answers with its verdict. A proof lives as long as the channel and its certificates;
  * a renewed SVID is proved again.
  */
+/** Pair messages of one channel whose acknowledgement someone waits for (peerWrote). */
+const PAIR_ACK_WAITERS = 1024;
+
+interface PairAck {
+  promise: Promise<boolean>;
+  resolve: (ok: boolean) => void;
+}
+
 export class ProofExchange {
   private readonly outstanding = new Map<string, AuthenticatorRequest>();
   private readonly peerRequests: AuthenticatorRequest[] = [];
@@ -157,6 +165,7 @@ export class ProofExchange {
   private readonly remote = new Map<string, RemoteProof>();
   private readonly unavailable = new Map<string, { reason: string; atMs: number }>();
   private readonly wanted = new Set<string>();
+  private readonly pairAcks = new Map<number, PairAck>();
   private pairSeq = 0;
   /** Authenticators verified and refused on this channel (bench, metrics). */
   readonly counters = { verified: 0, refused: 0, signed: 0, pairsIn: 0, pairsRefused: 0 };
@@ -263,6 +272,26 @@ export class ProofExchange {
     return seq;
   }
 
+  /**
+   * Resolves true when the peer answers pair message `seq` with pair-result ok (it wrote the
+   * reverse entry), false when it refuses it or when PAIR_ACK_WAITERS newer waiters pushed this one
+   * out. Bounded: at most PAIR_ACK_WAITERS waiters per channel; a channel that closes leaves its
+   * waiters unresolved for the caller's own timeout (datapath.synReplay expires them).
+   */
+  peerWrote(seq: number): Promise<boolean> {
+    const known = this.pairAcks.get(seq);
+    if (known) return known.promise;
+    let resolve!: (ok: boolean) => void;
+    const promise = new Promise<boolean>((r) => (resolve = r));
+    this.pairAcks.set(seq, { promise, resolve });
+    if (this.pairAcks.size > PAIR_ACK_WAITERS) {
+      const [oldest, w] = this.pairAcks.entries().next().value as [number, PairAck];
+      this.pairAcks.delete(oldest);
+      w.resolve(false);
+    }
+    return promise;
+  }
+
   localSvidChanged(spiffeId: string): void {
     const l = this.local.get(spiffeId);
     if (!l) return;
@@ -302,6 +331,8 @@ export class ProofExchange {
       case 'pair':
         return this.onPair(m.seq, m.from, m.to);
       case 'pair-result':
+        this.pairAcks.get(m.seq)?.resolve(m.ok);
+        this.pairAcks.delete(m.seq);
         if (!m.ok)
           this.o.onEvent({
             reason: m.reason ?? 'peer-rejected',
@@ -547,7 +578,10 @@ export class ProofExchange {
       const reason = (err as { reason?: unknown }).reason;
       return refuse(typeof reason === 'string' ? reason : 'entry-write-failed', messageOf(err));
     }
-    // Success needs no answer (the initiator wrote its entry already); refusals are answered.
+    // The initiator wrote its entry already; the acknowledgement tells it that ours exists too, so
+    // that it may send the pair's dropped SYN again (datapath.synReplay). Peers that predate it
+    // ignore an ok pair-result.
+    this.o.channel.send({ t: 'pair-result', seq, ok: true, expiresAtMs });
   }
 }
 

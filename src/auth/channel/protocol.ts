@@ -58,7 +58,10 @@ const messageSchema = z.discriminatedUnion('t', [
   z.strictObject({ v, t: z.literal('want'), id: spiffeId }),
   /** The sender no longer holds `id`: forget its proof. */
   z.strictObject({ v, t: z.literal('drop'), id: spiffeId }),
-  /** The sender wrote the entry (from = its workload, to = ours): write the reverse one. */
+  /**
+   * The sender wrote the entry (from = its workload, to = ours): write the reverse one, then answer
+   * with pair-result (ok once written, so the sender knows both entries exist; or the refusal).
+   */
   z.strictObject({ v, t: z.literal('pair'), seq, from: spiffeId, to: spiffeId }),
   z.strictObject({
     v,

@@ -196,6 +196,42 @@ describe.skipIf(!isPrivileged())('datapath (BPF_PROG_TEST_RUN)', () => {
     expect(signals[0]).toMatchObject({ localId: 10, remoteId: 20, remoteNode: 2, direction: 'ingress' });
   });
 
+  it('carries the bytes of a dropped SYN from the IP header on (tc, egress semantics, IPv4 and IPv6)', async () => {
+    dp.setPolicy({ localId: 10, remoteId: 20 }, AuthType.SpiffeMtls);
+    const v4 = syn(LOCAL, REMOTE);
+    const v6 = syn(LOCAL6, REMOTE6);
+    const signals = await collectSignals(dp, 2, () => {
+      expect(dp.testRun(wire.PROGRAMS.tcEgress, { data: v4 }).retval).toBe(TC_ACT_STOLEN);
+      dp.clearThrottle(); // same pair
+      expect(dp.testRun(wire.PROGRAMS.tcEgress, { data: v6 }).retval).toBe(TC_ACT_STOLEN);
+    });
+    expect(signals).toHaveLength(2);
+    // the Ethernet header (14 bytes) is not part of what is captured
+    expect(signals[0]!.syn).toEqual(v4.subarray(14));
+    expect(signals[0]!.syn).toHaveLength(40);
+    expect(signals[1]!.syn).toEqual(v6.subarray(14));
+    expect(signals[1]!.syn).toHaveLength(60);
+  });
+
+  it('carries no packet bytes for ingress semantics, cgroup programs or a SYN with ACK or payload', async () => {
+    dp.setPolicy({ localId: 10, remoteId: 20 }, AuthType.SpiffeMtls);
+    const synAck = syn(LOCAL, REMOTE);
+    synAck[14 + 20 + 13] = 0x12; // SYN+ACK
+    const withPayload = Buffer.concat([syn(LOCAL6, REMOTE6), Buffer.from('data')]);
+    withPayload.writeUInt16BE(24, 14 + 4); // IPv6 payload length: TCP header + 4 bytes
+    const signals = await collectSignals(dp, 4, () => {
+      dp.testRun(wire.PROGRAMS.tcIngress, { data: syn(REMOTE, LOCAL) });
+      dp.clearThrottle();
+      dp.testRun(wire.PROGRAMS.cgroupEgress, { data: syn(LOCAL, REMOTE) });
+      dp.clearThrottle();
+      dp.testRun(wire.PROGRAMS.tcEgress, { data: synAck });
+      dp.clearThrottle();
+      dp.testRun(wire.PROGRAMS.tcEgress, { data: withPayload });
+    });
+    expect(signals).toHaveLength(4);
+    expect(signals.map((s) => s.syn)).toEqual([undefined, undefined, undefined, undefined]);
+  });
+
   it('throttles signals per pair within the window and signals again after it', async () => {
     dp.setSettings({ signalThrottleMs: 300, wireguardIfindex: 0, strictWireguard: false });
     dp.setPolicy({ localId: 10, remoteId: 20 }, AuthType.SpiffeMtls);
@@ -233,6 +269,7 @@ describe.skipIf(!isPrivileged())('datapath (BPF_PROG_TEST_RUN)', () => {
       const v4 = buildTcpSyn({ src: LOCAL, dst: REMOTE, vlanTags });
       const v6 = buildTcpSyn({ src: LOCAL6, dst: REMOTE6, vlanTags });
       expect(dp.testRun(wire.PROGRAMS.tcEgress, { data: v4 }).retval).toBe(TC_ACT_STOLEN);
+      dp.clearThrottle(); // same pair
       expect(dp.testRun(wire.PROGRAMS.tcEgress, { data: v6 }).retval).toBe(TC_ACT_STOLEN);
       expect(
         dp.testRun(wire.PROGRAMS.tcIngress, { data: buildTcpSyn({ src: REMOTE, dst: LOCAL, vlanTags }) })
@@ -400,7 +437,7 @@ describe.skipIf(!isPrivileged())('datapath (BPF_PROG_TEST_RUN)', () => {
 
   it('counts and skips ring-buffer records of the wrong size', async () => {
     dp.setPolicy({ localId: 10, remoteId: 20 }, AuthType.SpiffeMtls);
-    // A reader that expects 16-byte records sees the kernel's 24-byte records as malformed.
+    // A reader that expects 16-byte records sees the kernel's 160-byte records as malformed.
     const reader = new RingBufReader((dp as unknown as { obj: BpfObject }).obj.mapInfo('ma_signals').fd, {
       recordSize: 16,
     });

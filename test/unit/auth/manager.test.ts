@@ -9,6 +9,7 @@ import {
   type AuthenticateResult,
   type PairResolver,
 } from '../../../src/auth/index.js';
+import type { AuthKey } from '../../../src/datapath/index.js';
 import type { Svid } from '../../../src/spiffe/index.js';
 import { silentLogger } from '../../../src/log.js';
 import { sleep } from '../../../src/sync.js';
@@ -60,6 +61,23 @@ class FakeAuthenticator {
   }
 }
 
+/** Records what the manager tells datapath.synReplay. */
+class SynReplayRecorder {
+  calls: string[] = [];
+  peerWritten: Array<Promise<boolean> | undefined> = [];
+  signalled(k: AuthKey, syn: Buffer): void {
+    this.calls.push(`signalled ${k.localId}->${k.remoteId} ${syn.length}`);
+  }
+  authenticated(k: AuthKey, peerWritten?: Promise<boolean>): Promise<void> {
+    this.calls.push(`authenticated ${k.localId}->${k.remoteId}`);
+    this.peerWritten.push(peerWritten);
+    return Promise.resolve();
+  }
+  failed(k: AuthKey): void {
+    this.calls.push(`failed ${k.localId}->${k.remoteId}`);
+  }
+}
+
 function setup(opts: Partial<{ maxConcurrent: number; queueSize: number; retryBaseMs: number }> = {}) {
   // Manager, cache and handshakes share a clock that moves only when a test advances it (the
   // handshakes themselves still take a few real milliseconds).
@@ -70,7 +88,9 @@ function setup(opts: Partial<{ maxConcurrent: number; queueSize: number; retryBa
   const auth = new FakeAuthenticator(clock);
   const res = resolver();
   const signals = new ManualSignals();
+  const synReplay = new SynReplayRecorder();
   const manager = new AuthManager({
+    synReplay,
     cache,
     resolver: res,
     authenticator: auth,
@@ -86,7 +106,7 @@ function setup(opts: Partial<{ maxConcurrent: number; queueSize: number; retryBa
     },
   });
   manager.start(signals);
-  return { clock, map, cache, audit, auth, res, signals, manager };
+  return { clock, map, cache, audit, auth, res, signals, manager, synReplay };
 }
 
 let current: ReturnType<typeof setup> | undefined;
@@ -113,6 +133,26 @@ describe('AuthManager', () => {
     const v = t.map.lookup({ localId: 1, remoteId: 2, remoteNode: 7, authType: 1 });
     expect(v?.expiresAtMs).toBeGreaterThan(Date.now() + 50_000);
     expect(t.audit.events.map((e) => e.type)).toEqual(['signal', 'handshake-succeeded', 'entry-written']);
+  });
+
+  it('hands a dropped SYN to synReplay, and the pair outcome after the entry write or the failure', async () => {
+    const t = (current = setup());
+    const syn = Buffer.alloc(40);
+    t.signals.emit({ localId: 1, remoteId: 2, remoteNode: 7, syn });
+    // Not kept: an ingress-direction drop, a permissive pair, a signal without bytes.
+    t.signals.emit({ localId: 1, remoteId: 3, remoteNode: 7, syn, direction: 'ingress' });
+    t.signals.emit({ localId: 2, remoteId: 1, remoteNode: 7, syn, permissive: true });
+    t.signals.emit({ localId: 2, remoteId: 3, remoteNode: 7 });
+    await t.manager.idle();
+    expect(t.synReplay.calls.filter((c) => c.startsWith('signalled'))).toEqual(['signalled 1->2 40']);
+    expect(t.synReplay.calls).toContain('authenticated 1->2');
+    expect(t.map.lookup({ localId: 1, remoteId: 2, remoteNode: 7, authType: 1 })).toBeDefined();
+    // The per-pair handshake implies the peer's entry: no confirmation to wait for.
+    expect(t.synReplay.peerWritten[0]).toBeUndefined();
+    t.auth.fail = 'peer-rejected';
+    t.signals.emit({ localId: 3, remoteId: 2, remoteNode: 7, syn: Buffer.alloc(60) });
+    await t.manager.idle();
+    expect(t.synReplay.calls.filter((c) => c.includes('3->2'))).toEqual(['signalled 3->2 60', 'failed 3->2']);
   });
 
   it('pre-authenticates pairs before any signal, skipping live ones', async () => {

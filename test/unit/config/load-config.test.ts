@@ -54,6 +54,7 @@ describe('loadConfig: defaults', () => {
       signalThrottleMs: 250,
       strictWireguard: false,
       synRtoMs: 8,
+      synReplay: true,
       maps: { auth: 65536, ipcache: 65536, policy: 16384, throttle: 65536, signalRingBytes: 262144 },
     });
     expect(c.handshake).toEqual({

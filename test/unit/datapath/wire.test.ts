@@ -16,7 +16,7 @@ describe('wire codecs mirror bpf/meshauth.h', () => {
     expect(wire.policyValue.size).toBe(4);
     expect(wire.authKey.size).toBe(16);
     expect(wire.authValue.size).toBe(8);
-    expect(wire.signal.size).toBe(24);
+    expect(wire.signal.size).toBe(160);
     expect(wire.config.size).toBe(24);
     expect(wire.VERDICT_NAMES).toHaveLength(14);
   });
@@ -35,7 +35,7 @@ describe('wire codecs mirror bpf/meshauth.h', () => {
         unresolved: false,
         bootNs: 5n,
       }),
-    ).toHaveLength(24);
+    ).toHaveLength(160);
   });
 
   it('lay out the auth key as u32 u32 u32 u8 pad[3], little-endian', () => {
@@ -140,7 +140,7 @@ describe('wire codecs mirror bpf/meshauth.h', () => {
   });
 
   it('read the signal flags byte at offset 14 (MA_SIG_PERMISSIVE 1, MA_SIG_UNRESOLVED 2)', () => {
-    const b = Buffer.alloc(24);
+    const b = Buffer.alloc(wire.signal.size);
     b[14] = 1;
     expect(wire.signal.decode(b)).toMatchObject({ permissive: true, unresolved: false });
     b[14] = 2;
@@ -159,13 +159,42 @@ describe('wire codecs mirror bpf/meshauth.h', () => {
   });
 
   it('decode signal direction bytes 0 and 1 and read boot_ns at offset 16', () => {
-    const b = Buffer.alloc(24);
+    const b = Buffer.alloc(wire.signal.size);
     b.writeUInt32LE(10, 0);
     b[13] = 0;
     b.writeBigUInt64LE(42n, 16);
     expect(wire.signal.decode(b)).toMatchObject({ localId: 10, direction: 'egress', bootNs: 42n });
     b[13] = 1;
     expect(wire.signal.decode(b).direction).toBe('ingress');
+  });
+
+  it('carry a dropped SYN: syn_len (u16) at offset 24, its bytes from offset 32', () => {
+    const syn = Buffer.from(Array.from({ length: 60 }, (_, i) => i + 1));
+    const sig = {
+      localId: 1,
+      remoteId: 2,
+      remoteNode: 3,
+      authType: 1,
+      direction: 'egress' as const,
+      permissive: false,
+      unresolved: false,
+      bootNs: 7n,
+      syn,
+    };
+    const b = wire.signal.encode(sig);
+    expect(b.readUInt16LE(24)).toBe(60);
+    expect(b.subarray(32, 92)).toEqual(syn);
+    expect(b.subarray(92).every((x) => x === 0)).toBe(true);
+    expect(wire.signal.decode(b)).toEqual(sig);
+    // The decoded bytes are a copy: the ring buffer's memory is reused after the callback.
+    b[32] = 0xff;
+    expect(wire.signal.decode(wire.signal.encode(sig)).syn![0]).toBe(1);
+    // syn_len 0, or above MA_SYN_MAX (never written by the datapath): no SYN
+    b.writeUInt16LE(0, 24);
+    expect(wire.signal.decode(b).syn).toBeUndefined();
+    b.writeUInt16LE(wire.SYN_MAX + 1, 24);
+    expect(wire.signal.decode(b).syn).toBeUndefined();
+    expect(() => wire.signal.encode({ ...sig, syn: Buffer.alloc(wire.SYN_MAX + 1) })).toThrow(RangeError);
   });
 
   it('reject out-of-range fields and short buffers', () => {
@@ -176,7 +205,7 @@ describe('wire codecs mirror bpf/meshauth.h', () => {
       /u8/,
     );
     expect(() => wire.ipcacheValue.encode({ identity: 2 ** 32, nodeId: 0 })).toThrow(/u32/);
-    expect(() => wire.signal.decode(Buffer.alloc(23))).toThrow(/need 24 bytes/);
+    expect(() => wire.signal.decode(Buffer.alloc(159))).toThrow(/need 160 bytes/);
   });
 });
 

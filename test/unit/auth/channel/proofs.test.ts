@@ -142,22 +142,28 @@ describe('ProofExchange (fake channel)', () => {
     expect(t.a.inFlight()).toBe(false);
   });
 
-  it('writes the reverse entry for a pair message only from its own proofs', () => {
+  it('writes the reverse entry for a pair message only from its own proofs, and acknowledges it', async () => {
     const t = setUp();
     t.a.start([WEB]);
     t.b.start([DB]);
     t.link.pump();
-    t.a.sendPair(WEB, DB);
+    const seq = t.a.sendPair(WEB, DB);
+    const acked = t.a.peerWrote(seq);
     t.link.pump();
     expect(t.written.b).toHaveLength(1);
     expect(t.written.b[0]).toMatchObject({ localId: DB, remoteId: WEB, peerNode: 'node-a' });
     expect(t.written.b[0]!.channel).toMatchObject({ id: 'fake', pairSeq: 1 });
+    // Written: acknowledged with ok, so that node-a knows both entries exist.
+    expect(t.link.sent.b.find((m) => m.t === 'pair-result')).toMatchObject({ seq: 1, ok: true });
+    await expect(acked).resolves.toBe(true);
     // A pair naming an identity node-a never proved: refused, answered, nothing written.
+    const refusedAck = t.a.peerWrote(7);
     t.link.channel('a').send({ t: 'pair', seq: 7, from: `spiffe://${TD}/ns/a/sa/api`, to: DB });
     t.link.pump();
     expect(t.written.b).toHaveLength(1);
     expect(t.events.b).toContain('proof-missing');
-    expect(t.link.sent.b.find((m) => m.t === 'pair-result')).toMatchObject({
+    await expect(refusedAck).resolves.toBe(false);
+    expect(t.link.sent.b.find((m) => m.t === 'pair-result' && m.seq === 7)).toMatchObject({
       seq: 7,
       ok: false,
       reason: 'proof-missing',
