@@ -196,6 +196,6 @@ enum ma_verdict {
 #define MA_POLICY_MAX 16384
 #define MA_AUTH_MAX 65536
 #define MA_THROTTLE_MAX 65536
-#define MA_SIGNALS_BYTES (256 * 1024)
+#define MA_SIGNALS_BYTES (1024 * 1024)
 
 #endif /* MESHAUTH_H */

@@ -35,7 +35,7 @@ export const DEFAULTS = {
   mapIpcache: 65536,
   mapPolicy: 16384,
   mapThrottle: 65536,
-  mapSignalRingBytes: 256 * 1024,
+  mapSignalRingBytes: 1024 * 1024,
   authMaxConcurrent: 16,
   authQueueSize: 4096,
   authRetryBase: '200ms',

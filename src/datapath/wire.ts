@@ -378,7 +378,7 @@ export const MAPS = {
   policy: { name: 'ma_policy', maxEntries: 16384 },
   auth: { name: 'ma_auth', maxEntries: 65536 },
   throttle: { name: 'ma_throttle', maxEntries: 65536 },
-  signals: { name: 'ma_signals', bytes: 256 * 1024 },
+  signals: { name: 'ma_signals', bytes: 1024 * 1024 },
   counters: { name: 'ma_counters', maxEntries: VERDICT_NAMES.length },
   config: { name: 'ma_config', maxEntries: 1 },
   generation: { name: 'ma_generation', maxEntries: 1 },

@@ -202,7 +202,7 @@ describe.skipIf(!helm)('Helm chart deploy/helm/meshauth', () => {
       ipcache: 65536,
       policy: 16384,
       throttle: 65536,
-      signalRingBytes: 262144,
+      signalRingBytes: 1048576,
     });
     expect(defaults.auth.mode).toBe('per-pair');
     expect(defaults.audit).toMatchObject({

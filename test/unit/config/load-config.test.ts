@@ -55,7 +55,7 @@ describe('loadConfig: defaults', () => {
       strictWireguard: false,
       synRtoMs: 8,
       synReplay: true,
-      maps: { auth: 65536, ipcache: 65536, policy: 16384, throttle: 65536, signalRingBytes: 262144 },
+      maps: { auth: 65536, ipcache: 65536, policy: 16384, throttle: 65536, signalRingBytes: 1048576 },
     });
     expect(c.handshake).toEqual({
       listen: '0.0.0.0',
