@@ -53,13 +53,17 @@ export const WALL_CLOCK_STEP_REPORT_MS = 1000;
  * expired certificate valid again, nor make a certificate's notAfter look further away than it is
  * when an entry's expiry is converted to CLOCK_BOOTTIME. The price: a wrong step forward that is
  * corrected later keeps this process ahead (it refuses what it should accept) until it restarts.
- * Every step of at least WALL_CLOCK_STEP_REPORT_MS is reported to the onStep listeners.
+ * Every step of at least WALL_CLOCK_STEP_REPORT_MS is reported to the onStep listeners, measured
+ * against the offset of the last report (or of the first reading), not of the last reading: a
+ * clock moved in many steps each under the threshold is reported once they add up to it.
  *
  * Hand-written: no library offers this; it is a comparison of two clocks Node reads natively.
  */
 export class WallClockGuard {
   private highestOffsetMs: number | undefined;
   private lastOffsetMs = 0;
+  /** Offset when a step was last reported (or at the first reading): steps are measured from it. */
+  private reportedOffsetMs = 0;
   private readonly listeners = new Set<(step: WallClockStep) => void>();
 
   constructor(
@@ -74,11 +78,13 @@ export class WallClockGuard {
     if (this.highestOffsetMs === undefined) {
       this.highestOffsetMs = offset;
       this.lastOffsetMs = offset;
+      this.reportedOffsetMs = offset;
     }
-    const stepMs = offset - this.lastOffsetMs;
+    const stepMs = offset - this.reportedOffsetMs;
     this.lastOffsetMs = offset;
     if (offset > this.highestOffsetMs) this.highestOffsetMs = offset;
     if (Math.abs(stepMs) >= WALL_CLOCK_STEP_REPORT_MS) {
+      this.reportedOffsetMs = offset;
       const step = { stepMs: Math.round(stepMs), behindMs: Math.round(this.highestOffsetMs - offset) };
       for (const l of this.listeners) {
         try {

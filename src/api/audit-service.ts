@@ -120,6 +120,15 @@ export function auditServiceHandlers(deps: AuditServiceDeps): grpc.UntypedServic
           throw new InvalidArgument('after_seq must be a non-negative seq');
         }
         cursor = hasAfter ? Number(after) : store.lastSeq();
+        // A cursor past the head was not handed out by this trail (it was replaced, or the cursor
+        // belongs to another node): following from it would skip every event up to it, silently.
+        if (hasAfter && cursor > store.lastSeq()) {
+          call.emit('error', {
+            code: grpc.status.OUT_OF_RANGE,
+            details: `FollowEvents: after_seq ${cursor} is past the head of this audit trail (seq ${store.lastSeq()}): a cursor of another trail? resume without it, or from a seq this trail has`,
+          });
+          return;
+        }
       } catch (err) {
         call.emit('error', grpcError(err, 'FollowEvents'));
         return;

@@ -1,4 +1,13 @@
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  openSync,
+  readSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import type { Logger } from '../log.js';
 import { systemClock, type Clock, type Timer } from '../time.js';
 import type { StoredAuditEvent } from './event.js';
@@ -150,7 +159,7 @@ export class OtlpLogExporter {
     if (!file) return undefined;
     let saved: { seq?: unknown; hash?: unknown };
     try {
-      saved = JSON.parse(readFileSync(file, 'utf8')) as typeof saved;
+      saved = JSON.parse(readCursorFile(file)) as typeof saved;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
         this.opts.logger?.warn(
@@ -185,7 +194,10 @@ export class OtlpLogExporter {
     const file = this.opts.cursorFile;
     if (!file) return;
     try {
-      writeFileSync(`${file}.tmp`, JSON.stringify({ seq, hash }) + '\n', { mode: 0o600 });
+      // a fresh file (O_EXCL): whatever stood at the temporary name, a symlink planted there
+      // included, is never written through
+      rmSync(`${file}.tmp`, { force: true });
+      writeFileSync(`${file}.tmp`, JSON.stringify({ seq, hash }) + '\n', { mode: 0o600, flag: 'wx' });
       renameSync(`${file}.tmp`, file);
     } catch (err) {
       // the events were delivered; a lost cursor only means they are sent again after a restart
@@ -317,5 +329,29 @@ export class OtlpLogExporter {
     this.wakeTimer?.cancel();
     this.wakeTimer = undefined;
     for (const r of this.idle.splice(0)) r();
+  }
+}
+
+/** Longest cursor file read: the JSON of one seq and one hash is under 200 bytes. */
+const MAX_CURSOR_BYTES = 4096;
+
+/**
+ * The cursor file's text. Only a regular file of at most MAX_CURSOR_BYTES is read, not through a
+ * symlink and without blocking: a FIFO, a device (/dev/zero) or a link put in its place is refused
+ * (an error, so the exporter starts as with an unreadable cursor) instead of hanging or filling
+ * the heap at start-up.
+ */
+function readCursorFile(file: string): string {
+  const fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new Error(`${file} is not a regular file`);
+    if (st.size > MAX_CURSOR_BYTES)
+      throw new Error(`${file} is ${st.size} bytes (at most ${MAX_CURSOR_BYTES})`);
+    const buf = Buffer.alloc(MAX_CURSOR_BYTES);
+    const n = readSync(fd, buf, 0, buf.length, 0);
+    return buf.subarray(0, n).toString('utf8');
+  } finally {
+    closeSync(fd);
   }
 }

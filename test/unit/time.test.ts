@@ -122,6 +122,23 @@ describe('WallClockGuard', () => {
     expect(steps[1]!.behindMs).toBe(3_600_000);
   });
 
+  it('reports a clock set back in steps each under the threshold once they add up to it', () => {
+    const c = clocks();
+    const steps: WallClockStep[] = [];
+    c.guard.onStep((s) => steps.push(s));
+    const start = c.guard.now();
+    // an hour back, 900 ms at a time: no single reading sees a step of a second
+    for (let i = 0; i < 4000; i++) {
+      c.wall -= 900;
+      expect(c.guard.now()).toBe(start);
+    }
+    expect(c.guard.behindMs()).toBe(3_600_000);
+    // every second reading has moved it 1,800 ms since the last report
+    expect(steps.length).toBe(2000);
+    expect(steps.every((s) => s.stepMs === -1800)).toBe(true);
+    expect(steps.at(-1)).toEqual({ stepMs: -1800, behindMs: 3_600_000 });
+  });
+
   it('ignores read jitter below the report threshold and survives a throwing listener', () => {
     const c = clocks();
     const steps: WallClockStep[] = [];

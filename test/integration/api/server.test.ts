@@ -253,6 +253,20 @@ describe('API server on a Unix socket', () => {
     expect(seen).toEqual(Array.from({ length: 600 }, (_, i) => base + 1 + i));
   });
 
+  it('refuses a follow cursor past the head (another trail) instead of skipping up to it', async () => {
+    const head = store.lastSeq();
+    const ctl = new AbortController();
+    await expect(
+      collect(client.followEvents({ afterSeq: head + 1000 }, ctl.signal), 1, ctl),
+    ).rejects.toMatchObject({ grpcCode: grpc.status.OUT_OF_RANGE });
+    // the head itself is a valid cursor: the next event is delivered
+    const ctl2 = new AbortController();
+    const got = collect(client.followEvents({ afterSeq: head }, ctl2.signal), 1, ctl2);
+    await new Promise((r) => setTimeout(r, 100));
+    writer.record({ type: 'reauth', outcome: 'info' });
+    expect((await got)[0]!.seq).toBe(head + 1);
+  });
+
   it('a separate client process view: follow without cursor starts at the head', async () => {
     const ctl = new AbortController();
     const head = store.lastSeq();

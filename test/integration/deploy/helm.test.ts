@@ -19,7 +19,7 @@ import {
   withValuesFile,
   type K8sObject,
 } from '../../helpers/helm.js';
-import { DEV_CA_CERT, HELM_VALUE_CASES } from './value-cases.js';
+import { DEV_CA_CERT, DEV_CA_KEY, HELM_VALUE_CASES } from './value-cases.js';
 
 const helm = helmBinary();
 const VALUE_CASES = HELM_VALUE_CASES;
@@ -320,6 +320,11 @@ describe.skipIf(!helm)('Helm chart deploy/helm/meshauth', () => {
       /'\/api\/tcp\/allowedIds\/0'/,
     ],
     [
+      'a per-peer handshake rate of 0 (the daemon needs more than 0)',
+      { handshake: { perPeerRate: 0 } },
+      /'\/handshake\/perPeerRate': exclusiveMinimum/,
+    ],
+    [
       'a relay node submitter ID that is not a SPIFFE ID',
       { relay: { ...RELAY_OK, witnessAllowedIds: ['node-a'] } },
       /'\/relay\/witnessAllowedIds\/0'/,
@@ -379,6 +384,59 @@ describe.skipIf(!helm)('Helm chart deploy/helm/meshauth', () => {
         api: { tcp: { enabled: true, allowedIds: ['spiffe://example.org/meshauth/relay'] } },
       },
       /api\.tcp\.port and auth\.channel\.port are both 4251/,
+    ],
+    // durations the schema's pattern lets through but meshauthd's loader refuses: each pod would
+    // crash-loop on its config instead of the install failing
+    [
+      'a handshake timeout of 0s',
+      { handshake: { timeout: '0s' } },
+      /handshake\.timeout: must be at least 1ms \(got "0s"\)/,
+    ],
+    [
+      'an entry lifetime under a second',
+      { handshake: { maxEntryTtl: '500ms' } },
+      /handshake\.maxEntryTtl: must be at least 1000ms \(got "500ms"\)/,
+    ],
+    [
+      'a SYN RTO over a second',
+      { datapath: { synRto: '2s' } },
+      /datapath\.synRto: must be at most 1000ms \(got "2s"\)/,
+    ],
+    [
+      'a signal throttle of 0s',
+      { datapath: { signalThrottle: '0s' } },
+      /datapath\.signalThrottle: must be at least 1ms/,
+    ],
+    [
+      'a retry ceiling below the retry base',
+      { auth: { retryBase: '1m', retryMax: '30s' } },
+      /auth\.retryMax: must be at least auth\.retryBase \(1m, got "30s"\)/,
+    ],
+    ['a GC interval of 0s', { auth: { gcInterval: '0s' } }, /auth\.gcInterval: must be at least 1ms/],
+    [
+      'an audit retention under a minute',
+      { audit: { maxAge: '30s' } },
+      /audit\.maxAge: must be at least 60000ms/,
+    ],
+    [
+      'a head interval of 0s',
+      { audit: { headInterval: '0s' } },
+      /audit\.headInterval: must be at least 1000ms/,
+    ],
+    [
+      'a witness skew over a day',
+      { audit: { witnessMaxSkew: '2d' } },
+      /audit\.witnessMaxSkew: must be at most 86400000ms \(got "2d"\)/,
+    ],
+    [
+      'an OTLP timeout under 100ms',
+      { audit: { otlpTimeout: '50ms' } },
+      /audit\.otlpTimeout: must be at least 100ms/,
+    ],
+    [
+      'a development SVID lifetime under a minute',
+      { identity: { source: 'dev-ca', devCa: { caCert: DEV_CA_CERT, caKey: DEV_CA_KEY, svidTtl: '30s' } } },
+      /identity\.devCa\.svidTtl: must be at least 60000ms \(got "30s"\)/,
     ],
   ])('refuses %s at template time, naming the values', async (_what, values, naming) => {
     const r = await withValuesFile(values, (file) =>

@@ -1,4 +1,5 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { lstatSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -120,6 +121,51 @@ describe('OtlpLogExporter', () => {
     await x4.settled();
     x4.close();
     expect(r4.got.flatMap((g) => g.seqs)).toEqual([11]);
+  });
+
+  it('reads its cursor only from a regular file: a FIFO, a device or a symlink in its place neither hangs nor is followed', async () => {
+    const cursorFile = join(dir, 'audit.db.otlp-cursor');
+    const run = async (): Promise<number[]> => {
+      const r = receiver([]);
+      const x = new OtlpLogExporter({
+        store,
+        endpoint: 'http://127.0.0.1:4318/v1/logs',
+        node: 'node-a',
+        fetch: r.fetchFn,
+        cursorFile,
+      });
+      x.start();
+      append(1);
+      await x.settled();
+      x.close();
+      return r.got.flatMap((g) => g.seqs);
+    };
+    append(3);
+    // a FIFO: a blocking read would never return (start() is synchronous)
+    execFileSync('mkfifo', [cursorFile]);
+    expect(await run()).toEqual([4]);
+    expect(lstatSync(cursorFile).isFile()).toBe(true);
+    // a device that never ends
+    rmSync(cursorFile);
+    symlinkSync('/dev/zero', cursorFile);
+    expect(await run()).toEqual([5]);
+    // a symlink to a cursor that would skip nothing is not followed either
+    rmSync(cursorFile);
+    const elsewhere = join(dir, 'elsewhere');
+    writeFileSync(
+      elsewhere,
+      JSON.stringify({ seq: 1, hash: store.query({ afterSeq: 0, limit: 1 })[0]!.hash }),
+    );
+    symlinkSync(elsewhere, cursorFile);
+    expect(await run()).toEqual([6]);
+    expect(lstatSync(cursorFile).isFile()).toBe(true);
+    // the temporary name planted as a symlink: the file it points to is not written
+    const victim = join(dir, 'victim');
+    writeFileSync(victim, 'keep');
+    symlinkSync(victim, `${cursorFile}.tmp`);
+    expect(await run()).toEqual([7]);
+    expect(readFileSync(victim, 'utf8')).toBe('keep');
+    expect(JSON.parse(readFileSync(cursorFile, 'utf8'))).toMatchObject({ seq: 7 });
   });
 
   it('ships committed events in seq order, retrying a busy or unreachable receiver without losing any', async () => {

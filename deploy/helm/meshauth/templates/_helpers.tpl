@@ -67,6 +67,37 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 The daemon's configuration file (meshauthd --config), as YAML. The node name and, unless given,
 the WireGuard address come from the pod's environment (downward API).
 */}}
+{{/*
+A duration value in milliseconds, as meshauthd's config loader reads it (src/config/duration.ts:
+the number times its unit, rounded to a whole millisecond). The schema has already checked the
+shape ("250ms", "5s", "1m", "1h", "1d"); JSON Schema cannot compare a number with a unit, so the
+bounds the daemon enforces are checked here (meshauth.checkDuration), at template time, instead of
+by every pod crash-looping on its config.
+*/}}
+{{- define "meshauth.durationMs" -}}
+{{- $unit := regexFind "(ms|s|m|h|d)$" . -}}
+{{- $n := float64 (trimSuffix $unit .) -}}
+{{- $ms := mulf $n (get (dict "ms" 1 "s" 1000 "m" 60000 "h" 3600000 "d" 86400000) $unit) -}}
+{{- printf "%.0f" (round $ms 0) -}}
+{{- end -}}
+
+{{/* list NAME VALUE MIN-MS [MAX-MS]: fails naming the value when it is out of the daemon's range. */}}
+{{- define "meshauth.checkDuration" -}}
+{{- $name := index . 0 -}}
+{{- $value := index . 1 -}}
+{{- $ms := include "meshauth.durationMs" $value | int64 -}}
+{{- $min := index . 2 | int64 -}}
+{{- if lt $ms $min -}}
+{{- fail (printf "%s: must be at least %dms (got %q)" $name $min $value) -}}
+{{- end -}}
+{{- if gt (len .) 3 -}}
+{{- $max := index . 3 | int64 -}}
+{{- if gt $ms $max -}}
+{{- fail (printf "%s: must be at most %dms (got %q)" $name $max $value) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "meshauth.config" -}}
 {{- $v := .Values -}}
 {{- $attach := list -}}
@@ -86,6 +117,7 @@ the WireGuard address come from the pod's environment (downward API).
 {{- else if eq $v.identity.source "workload-api" -}}
 {{- $_ := set $identity "workloadApi" (dict "address" (printf "unix:///run/spire/agent-sockets/%s" $v.identity.workloadApi.socketName)) -}}
 {{- else if eq $v.identity.source "dev-ca" -}}
+{{- include "meshauth.checkDuration" (list "identity.devCa.svidTtl" $v.identity.devCa.svidTtl 60000) -}}
 {{- $devCa := dict "trustDomain" $v.trustDomain "svidTtl" $v.identity.devCa.svidTtl -}}
 {{- if include "meshauth.devCaSecret" . -}}
 {{- $_ := set $devCa "caCert" "/etc/meshauth/dev-ca/ca.crt" -}}
@@ -105,6 +137,21 @@ the WireGuard address come from the pod's environment (downward API).
 {{- $a := $v.auth -}}
 {{- $auth := dict "reauthAt" $a.reauthAt "preauthenticate" $a.preauthenticate "mode" $a.mode "channel" (dict "port" (int $a.channel.port) "nodeId" (replace "{trustDomain}" $v.trustDomain $a.channel.nodeId) "maxChannels" (int64 $a.channel.maxChannels)) "maxConcurrent" (int64 $a.maxConcurrent) "queueSize" (int64 $a.queueSize) "retryBase" $a.retryBase "retryMax" $a.retryMax "gcInterval" $a.gcInterval -}}
 {{- $au := $v.audit -}}
+{{- /* the lower and upper bounds of src/config/schema.ts */ -}}
+{{- include "meshauth.checkDuration" (list "datapath.signalThrottle" $v.datapath.signalThrottle 1) -}}
+{{- include "meshauth.checkDuration" (list "datapath.synRto" $v.datapath.synRto 1 1000) -}}
+{{- include "meshauth.checkDuration" (list "handshake.timeout" $v.handshake.timeout 1) -}}
+{{- include "meshauth.checkDuration" (list "handshake.maxEntryTtl" $v.handshake.maxEntryTtl 1000) -}}
+{{- include "meshauth.checkDuration" (list "auth.retryBase" $a.retryBase 1) -}}
+{{- include "meshauth.checkDuration" (list "auth.retryMax" $a.retryMax 1) -}}
+{{- include "meshauth.checkDuration" (list "auth.gcInterval" $a.gcInterval 1) -}}
+{{- if lt (include "meshauth.durationMs" $a.retryMax | int64) (include "meshauth.durationMs" $a.retryBase | int64) -}}
+{{- fail (printf "auth.retryMax: must be at least auth.retryBase (%s, got %q)" $a.retryBase $a.retryMax) -}}
+{{- end -}}
+{{- include "meshauth.checkDuration" (list "audit.maxAge" $au.maxAge 60000) -}}
+{{- include "meshauth.checkDuration" (list "audit.headInterval" $au.headInterval 1000) -}}
+{{- include "meshauth.checkDuration" (list "audit.witnessMaxSkew" $au.witnessMaxSkew 1000 86400000) -}}
+{{- include "meshauth.checkDuration" (list "audit.otlpTimeout" $au.otlpTimeout 100) -}}
 {{- $audit := dict "maxAge" $au.maxAge "maxEvents" (int64 $au.maxEvents) "witnesses" $au.witnesses "headInterval" $au.headInterval "witnessMaxSkew" $au.witnessMaxSkew "otlpBatchSize" (int64 $au.otlpBatchSize) "otlpTimeout" $au.otlpTimeout -}}
 {{- if $au.otlpEndpoint -}}
 {{- $_ := set $audit "otlpEndpoint" $au.otlpEndpoint -}}
