@@ -43,10 +43,10 @@ function alive(p: ChildProcess | undefined): p is ChildProcess {
   return p !== undefined && p.exitCode === null && p.signalCode === null;
 }
 
-async function stop(p: ChildProcess | undefined): Promise<void> {
+async function stop(p: ChildProcess | undefined, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
   if (!alive(p)) return;
   const exited = new Promise<void>((resolve) => p.once('exit', () => resolve()));
-  p.kill('SIGTERM');
+  p.kill(signal);
   const t = setTimeout(() => p.kill('SIGKILL'), 5_000);
   await exited;
   clearTimeout(t);
@@ -265,9 +265,12 @@ export class KubeApiServer {
     );
   }
 
-  /** Stop the API server only (SIGTERM, SIGKILL after 5 s); etcd and its data stay. */
-  async stopApiServer(): Promise<void> {
-    await stop(this.apiserver);
+  /**
+   * Stop the API server only (`signal`, default SIGTERM: a graceful shutdown; SIGKILL after 5 s);
+   * etcd and its data stay.
+   */
+  async stopApiServer(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    await stop(this.apiserver, signal);
     this.apiserver = undefined;
   }
 
