@@ -111,6 +111,7 @@ describe('the audit disk full', () => {
     for (let i = 0; i < 8; i++)
       expect(written.has(`spiffe://demo.local/ns/demo/sa/c-${i}`), `c-${i}`).toBe(true);
     expect(cluster.logs('node-a', 'audit_write_recovered')).toHaveLength(1);
-    for (const node of ['node-a', 'node-b']) expect(unearnedEntries(cluster, node), node).toEqual([]);
+    for (const node of ['node-a', 'node-b'])
+      await expect.poll(() => unearnedEntries(cluster, node), { message: node, timeout: 5_000 }).toEqual([]);
   }, 90_000);
 });

@@ -230,7 +230,7 @@ describe('a trust bundle changed while handshakes run', () => {
         node,
       ).toEqual([]);
       expect(new Set(left).size, node).toBe(MOVED);
-      expect(unearnedEntries(cluster, node), node).toEqual([]);
+      await expect.poll(() => unearnedEntries(cluster, node), { message: node, timeout: 5_000 }).toEqual([]);
     }
     // Why the A1 pairs failed, as node-a recorded it: each with a stable reason.
     const reasons = new Set(failedSince('node-a').map((e) => e.reason));

@@ -144,7 +144,7 @@ describe.skipIf(!existsSync(LIBFAKETIME))('wall-clock steps under a running mesh
     expect(peerNotAfterMs).toBeGreaterThan(Date.now());
     expect(expiresRealMs).toBeLessThanOrEqual(peerNotAfterMs + 1000);
     expect(expiresRealMs).toBeLessThanOrEqual(Date.now() + SVID_TTL_MS + 1000);
-    expect(unearnedEntries(cluster, 'node-a')).toEqual([]);
+    await expect.poll(() => unearnedEntries(cluster, 'node-a'), { timeout: 5_000 }).toEqual([]);
   }, 60_000);
 
   it('refuses a certificate that really expired although the stepped-back clock calls it valid', async () => {
@@ -168,7 +168,8 @@ describe.skipIf(!existsSync(LIBFAKETIME))('wall-clock steps under a running mesh
     step('node-b', 0);
     await cluster.stop('node-b');
     await cluster.start('node-b');
-    for (const node of ['node-a', 'node-b']) expect(unearnedEntries(cluster, node), node).toEqual([]);
+    for (const node of ['node-a', 'node-b'])
+      await expect.poll(() => unearnedEntries(cluster, node), { message: node, timeout: 5_000 }).toEqual([]);
   }, 60_000);
 
   it('fails closed on a step forward past notAfter and stays up; a restart takes the right clock again', async () => {
@@ -217,7 +218,7 @@ describe.skipIf(!existsSync(LIBFAKETIME))('wall-clock steps under a running mesh
     expect(steps).toEqual(['wall-clock-backward', 'wall-clock-forward', 'wall-clock-backward']);
     expect(events.some((e, i) => i > 0 && e.atMs < events[i - 1]!.atMs)).toBe(true);
     for (const node of ['node-a', 'node-b']) {
-      expect(unearnedEntries(cluster, node), node).toEqual([]);
+      await expect.poll(() => unearnedEntries(cluster, node), { message: node, timeout: 5_000 }).toEqual([]);
       expect(readAudit(cluster, node).verified, node).toBe(true);
     }
   }, 90_000);

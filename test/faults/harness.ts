@@ -213,7 +213,10 @@ export function readAudit(cluster: Cluster, node: string): { events: StoredAudit
 
 /**
  * Kernel entries that no `entry-written` audit event of the same pair accounts for: the
- * entries that would have been let in without a verified handshake on record.
+ * entries that would have been let in without a verified handshake on record. The entry is
+ * written before its audit event is committed (the writer batches), so a live daemon can show an
+ * entry for a few milliseconds before its record: callers poll until the list is empty, and an
+ * entry that is really unearned stays in the list.
  */
 export function unearnedEntries(cluster: Cluster, node: string): NamedEntry[] {
   const { events } = readAudit(cluster, node);

@@ -94,7 +94,8 @@ describe(`${JUNK} junk connections on the handshake port`, () => {
     expect(maxRss - rss0).toBeLessThan(200 * 1024);
     // The junk really was there and really was shed.
     expect(junkStats['closedByPeer']).toBeGreaterThan(JUNK / 3);
-    for (const node of ['node-a', 'node-b']) expect(unearnedEntries(cluster, node), node).toEqual([]);
+    for (const node of ['node-a', 'node-b'])
+      await expect.poll(() => unearnedEntries(cluster, node), { message: node, timeout: 5_000 }).toEqual([]);
     console.info(
       JSON.stringify({
         load: 'handshake-port-junk',

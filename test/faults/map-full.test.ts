@@ -107,7 +107,7 @@ describe('the auth map full', () => {
     expect(freed).toBeGreaterThanOrEqual(4);
     expect(namedAuthEntries(cluster, 'node-a').length).toBeLessThanOrEqual(SIZE);
     for (const node of ['node-a', 'node-b']) {
-      expect(unearnedEntries(cluster, node), node).toEqual([]);
+      await expect.poll(() => unearnedEntries(cluster, node), { message: node, timeout: 5_000 }).toEqual([]);
       expect(readAudit(cluster, node).verified, node).toBe(true);
     }
   }, 90_000);

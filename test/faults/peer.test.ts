@@ -85,7 +85,8 @@ describe('the peer daemon stopped or killed during handshakes', () => {
           .map((e) => [e.type, e.reason]),
       )
       .toContainEqual(['peer-unreachable', 'timeout']);
-    for (const node of ['node-a', 'node-b']) expect(unearnedEntries(cluster, node), node).toEqual([]);
+    for (const node of ['node-a', 'node-b'])
+      await expect.poll(() => unearnedEntries(cluster, node), { message: node, timeout: 5_000 }).toEqual([]);
   }, 60_000);
 
   it('fails a handshake whose peer is killed mid-way with reason peer-unreachable, and authenticates after the restart', async () => {
@@ -112,7 +113,7 @@ describe('the peer daemon stopped or killed during handshakes', () => {
     expect(conn.lines[0], summarize(cluster.logs('node-a'))).toMatchObject({ ok: true });
     expect(entriesOf('node-a', 1)).toHaveLength(1);
     for (const node of ['node-a', 'node-b']) {
-      expect(unearnedEntries(cluster, node), node).toEqual([]);
+      await expect.poll(() => unearnedEntries(cluster, node), { message: node, timeout: 5_000 }).toEqual([]);
       expect(readAudit(cluster, node).verified, node).toBe(true);
     }
   }, 60_000);

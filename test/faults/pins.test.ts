@@ -45,6 +45,6 @@ describe('bpffs pins removed under a running daemon', () => {
     const after = cluster.counters('node-a');
     expect(after['drop_auth_missing']).toBe(before['drop_auth_missing']);
     expect(after['signal_sent']).toBe(before['signal_sent']);
-    expect(unearnedEntries(cluster, 'node-a')).toEqual([]);
+    await expect.poll(() => unearnedEntries(cluster, 'node-a'), { timeout: 5_000 }).toEqual([]);
   }, 60_000);
 });

@@ -75,7 +75,7 @@ describe('the signal ring buffer overrun by a storm', () => {
     ).toEqual([]);
     expect(namedAuthEntries(cluster, 'node-a')).toHaveLength(PAIRS);
     for (const node of ['node-a', 'node-b']) {
-      expect(unearnedEntries(cluster, node), node).toEqual([]);
+      await expect.poll(() => unearnedEntries(cluster, node), { message: node, timeout: 5_000 }).toEqual([]);
       expect(readAudit(cluster, node).verified, node).toBe(true);
     }
   }, 90_000);

@@ -136,7 +136,9 @@ describe(`soak: ${MINUTES} minutes of rotations, churn and restarts`, () => {
           node,
         ).toEqual([]);
         expect(events.filter((e) => e.type === 'svid-rotated').length, node).toBeGreaterThan(0);
-        expect(unearnedEntries(cluster, node), node).toEqual([]);
+        await expect
+          .poll(() => unearnedEntries(cluster, node), { message: node, timeout: 5_000 })
+          .toEqual([]);
       }
       // Flat: after the first minute (warm-up), node-b's fds and RSS do not grow.
       const warm = samples.slice(Math.min(12, Math.floor(samples.length / 2)));

@@ -157,7 +157,7 @@ describe.skipIf(!bin)('the SPIRE agent killed during a rotation', () => {
 
     for (const node of ['node-a', 'node-b']) {
       expect(cluster.daemons.get(node)!.child.exitCode, node).toBeNull();
-      expect(unearnedEntries(cluster, node), node).toEqual([]);
+      await expect.poll(() => unearnedEntries(cluster, node), { message: node, timeout: 5_000 }).toEqual([]);
       expect(readAudit(cluster, node).verified, node).toBe(true);
     }
   }, 150_000);
