@@ -32,8 +32,9 @@ import type { AuditStore } from './store.js';
  * (a batch acknowledged just before a crash, whose cursor was not yet written, is sent again;
  * receivers can deduplicate on meshauth.audit.seq + host.name). A cursor whose row has another hash
  * than the trail's (the database was replaced) is not trusted: export starts at seq 1 of the new
- * trail. Without a cursor file (first start, or none configured) export starts at the chain head,
- * or after startAfterSeq.
+ * trail, and so does a cursor file that exists but cannot be read or parsed (sent again rather
+ * than skipped). Without a cursor file (first start, or none configured) export starts at the
+ * chain head, or after startAfterSeq.
  */
 export interface OtlpExporterOptions {
   store: AuditStore;
@@ -161,20 +162,22 @@ export class OtlpLogExporter {
     try {
       saved = JSON.parse(readCursorFile(file)) as typeof saved;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
-        this.opts.logger?.warn(
-          { event: 'otlp_cursor_unreadable', file, err },
-          'OTLP export cursor unreadable; starting at the chain head',
-        );
-      return undefined;
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      // a cursor existed but cannot be trusted: everything is sent again rather than anything
+      // skipped (at-least-once; receivers deduplicate on seq and node)
+      this.opts.logger?.warn(
+        { event: 'otlp_cursor_unreadable', file, err },
+        'OTLP export cursor unreadable; exporting the trail from seq 1',
+      );
+      return 0;
     }
     const { seq, hash } = saved;
     if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0 || typeof hash !== 'string') {
       this.opts.logger?.warn(
         { event: 'otlp_cursor_unreadable', file },
-        'OTLP export cursor malformed; starting at the chain head',
+        'OTLP export cursor malformed; exporting the trail from seq 1',
       );
-      return undefined;
+      return 0;
     }
     if (seq === 0) return 0;
     const stats = this.opts.store.stats();
