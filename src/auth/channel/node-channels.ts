@@ -130,7 +130,14 @@ export class NodeChannels implements Authenticator {
   private readonly timers: ChannelTimers;
   private readonly check: ChannelPeerCheck;
   /** Channels opened (both directions) and pair messages sent (bench, tests). */
-  readonly counters = { opened: 0, pairsSent: 0, pairsReceived: 0, fallbacks: 0, evictions: 0 };
+  readonly counters = {
+    opened: 0,
+    pairsSent: 0,
+    pairsReceived: 0,
+    fallbacks: 0,
+    evictions: 0,
+    refusedAtCap: 0,
+  };
   private readonly maxChannels: number;
 
   constructor(private readonly opts: NodeChannelsOptions) {
@@ -268,6 +275,14 @@ export class NodeChannels implements Authenticator {
         channel = st.channel;
         proofs = st.proofs;
       } else if (channel.closed && channel.left && deadline > this.clock.now()) {
+        // The peer is at its channel cap with every channel busy: per-pair for a while.
+        if (st.unsupportedUntilMs > this.clock.now()) {
+          if (this.opts.fallback) return this.fallBack(req);
+          throw new HandshakeError(
+            'channel-unsupported',
+            `node channel to ${req.peerNode}: refused (${channel.closeReason ?? 'closed'})`,
+          );
+        }
         // Closed on purpose under us (evicted by either end, idle): dial again, fresh proofs.
         try {
           channel = await this.ensureChannel(req.peerNode);
@@ -346,8 +361,12 @@ export class NodeChannels implements Authenticator {
    * progress count against the cap but are not closed; a channel with a proof exchange or a pair
    * in flight is closed only when no idle one is left. An evicted peer is not re-dialled: its next
    * pair dials again (fresh proofs on a fresh exporter), or is served per-pair if it cannot.
+   *
+   * With `idleOnly` (a channel the peer dialled) only idle channels are closed, and false is
+   * returned when that cannot make room: peers that keep dialling in cannot push out channels
+   * this node's own pairs are using.
    */
-  private makeRoom(node: string): void {
+  private makeRoom(node: string, idleOnly = false): boolean {
     const open: EvictionCandidate[] = [];
     let dialing = 0;
     for (const [n, st] of this.peers) {
@@ -360,9 +379,11 @@ export class NodeChannels implements Authenticator {
         });
       else if (st.dialing) dialing++;
     }
-    if (open.length + dialing < this.maxChannels) return;
+    if (open.length + dialing < this.maxChannels) return true;
+    const victims = channelsToEvict(open, this.maxChannels, dialing);
+    if (idleOnly && victims.some((v) => open.find((o) => o.node === v)!.busy)) return false;
     const now = this.clock.now();
-    for (const victim of channelsToEvict(open, this.maxChannels, dialing)) {
+    for (const victim of victims) {
       const st = this.peers.get(victim)!;
       const c = st.channel!;
       const e: ChannelEviction = {
@@ -391,6 +412,7 @@ export class NodeChannels implements Authenticator {
       c.leave('evicted');
       this.opts.onEvicted?.(e);
     }
+    return open.length - victims.length + dialing < this.maxChannels;
   }
 
   private fallBack(req: AuthenticateRequest): Promise<AuthenticateResult> {
@@ -548,8 +570,17 @@ export class NodeChannels implements Authenticator {
       c.close('closed');
       return c;
     }
-    // An inbound channel (or a dial that raced others) may find the cap reached.
-    if (!existing || existing.closed) this.makeRoom(c.peerNode);
+    // An inbound channel (or a dial that raced others) may find the cap reached. An inbound one
+    // may only displace idle channels; otherwise it is refused and the peer's pairs go per-pair.
+    if ((!existing || existing.closed) && !this.makeRoom(c.peerNode, c.role === 'server')) {
+      this.counters.refusedAtCap++;
+      this.logger.info(
+        { event: 'channel_refused_at_cap', node: c.peerNode, channel: c.id, maxChannels: this.maxChannels },
+        'inbound node channel refused: auth.channel.maxChannels reached and every channel is busy',
+      );
+      c.leave('at-capacity');
+      return c;
+    }
     st.lastUsedMs = this.clock.now();
     this.counters.opened++;
     st.channel = c;
@@ -578,6 +609,10 @@ export class NodeChannels implements Authenticator {
         st.proofs = undefined;
         // Closed on purpose by either end (idle, evicted): the next pair dials again, nobody re-dials now.
         if (reason !== 'duplicate-channel' && !c.left) this.scheduleReconnect(c.peerNode);
+        // Refused by a peer at its cap: its pairs go per-pair until the retry time, as with a
+        // peer that has no channel listener.
+        if (reason === 'peer-at-capacity')
+          st.unsupportedUntilMs = this.clock.now() + (this.opts.unsupportedRetryMs ?? 60_000);
       }
       this.logger.info(
         { event: 'channel_closed', node: c.peerNode, channel: c.id, reason },

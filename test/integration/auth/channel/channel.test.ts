@@ -567,6 +567,8 @@ describe('node channels bounded by maxChannels (loopback TLS, fake clock)', () =
         nodeForAddress: () => 'node-d',
       },
     });
+    // per-pair stand-in of the leaves: a leaf refused a channel authenticates there
+    const fallbacks: string[] = [];
     const leaf = (name: string, svid: Svid, wl: Svid) =>
       cluster.node({
         name,
@@ -575,11 +577,17 @@ describe('node channels bounded by maxChannels (loopback TLS, fake clock)', () =
         identity: new Identities(pki.bundles).add(wl),
         peerWorkloads: [WEB],
         overrides: common,
+        fallback: {
+          authenticate: (r) => {
+            fallbacks.push(`${name}:${r.localId}>${r.remoteId}`);
+            return Promise.resolve({ expiresAtMs: Date.now() + 60_000, durationMs: 1 });
+          },
+        },
       });
     const b = await leaf('node-b', nodeB, db);
     const c = await leaf('node-c', nodeC, cw);
     const d = await leaf('node-d', nodeD, dw);
-    return { clock, evictions, placed, a, b, c, d };
+    return { clock, evictions, placed, a, b, c, d, fallbacks };
   }
 
   const req = (peerNode: string, localId: string, remoteId: string) => ({
@@ -660,5 +668,40 @@ describe('node channels bounded by maxChannels (loopback TLS, fake clock)', () =
     t.clock.advance(3000);
     // node-c does not hold cache2: its answer settles the exchange (no entry).
     expect(['remote-identity-unavailable', 'proof-missing']).toContain((await inFlight).reason);
+  });
+
+  it('refuses an inbound channel when every channel is busy: peers dialling in cannot push out channels in use', async () => {
+    const t = await star();
+    await t.a.channels.authenticate(req('node-c', WEB, CW));
+    t.clock.advance(1000);
+    await t.a.channels.authenticate(req('node-b', WEB, DB));
+    // both channels busy: each peer stops reading while a pair with an unproved workload waits
+    const busy: Promise<HandshakeError>[] = [];
+    for (const [node, wl] of [
+      ['node-c', `spiffe://${TD}/ns/c/sa/cache2`],
+      ['node-b', `spiffe://${TD}/ns/b/sa/db2`],
+    ] as const) {
+      const leafNode = node === 'node-c' ? t.c : t.b;
+      leafNode.channels.channel('node-a')!.socket.pause();
+      t.placed.get(node)!.add(wl);
+      busy.push(failure(t.a.channels.authenticate(req(node, WEB, wl))));
+      await until(() => t.a.channels.proofs(node)!.inFlight(), 3000, `${node} exchange in flight`);
+    }
+    // node-d dials in: refused with a bye, nothing evicted; its pair goes per-pair.
+    t.clock.advance(1000);
+    const r = await t.d.channels.authenticate(req('node-a', DW, WEB));
+    expect(r.channel).toBeUndefined();
+    expect(t.fallbacks).toEqual([`node-d:${DW}>${WEB}`]);
+    expect(t.a.channels.counters.refusedAtCap).toBe(1);
+    expect(t.evictions).toEqual([]);
+    expect(t.a.channels.channel('node-b')).toBeDefined();
+    expect(t.a.channels.channel('node-c')).toBeDefined();
+    // node-d does not dial again for its next pair while the refusal holds
+    const again = await t.d.channels.authenticate(req('node-a', DW, WEB));
+    expect(again.channel).toBeUndefined();
+    expect(t.a.channels.counters.refusedAtCap).toBe(1);
+    for (const n of [t.b, t.c]) n.channels.channel('node-a')!.socket.resume();
+    t.clock.advance(3000);
+    for (const p of busy) expect((await p).reason).toBeDefined();
   });
 });
