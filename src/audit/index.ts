@@ -65,6 +65,7 @@ export {
   type AuditWriterObserver,
   type AuditWriterOptions,
   type AuditWriterStats,
+  DROPPABLE_AUDIT_EVENTS,
 } from './writer.js';
 export {
   SignalAggregator,

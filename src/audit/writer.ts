@@ -1,12 +1,29 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../log.js';
 import type { StoredAuditEvent } from './event.js';
-import type { AuditEventInput, AuditSink } from './sink.js';
+import type { AuditEventInput, AuditEventType, AuditSink } from './sink.js';
 import type { AuditStore } from './store.js';
 import type { FromWriterThread, ToWriterThread, WriterThreadData } from './writer-thread.js';
 
+/**
+ * The event types record() may drop when the queue is full: summaries and notices that no kernel
+ * entry depends on (`signal`: a pair was signalled, already aggregated per window; `reauth`: a
+ * re-authentication starts). Every other type records a decision (an entry written, expired,
+ * removed or revoked; a handshake that earned an entry or was refused; an SVID rotation; a
+ * witnessed or refused head; a clock step) and is queued even beyond maxQueue: its bound is the
+ * auth path's, which starts no new work while the queue is above its high-water mark
+ * (AuthManager, auditBackpressure).
+ */
+export const DROPPABLE_AUDIT_EVENTS: ReadonlySet<AuditEventType> = new Set<AuditEventType>([
+  'signal',
+  'reauth',
+]);
+
 export interface AuditWriterOptions {
-  /** Events held in memory at most; beyond that record() drops and counts. Default 10,000. */
+  /**
+   * Events held in memory before record() drops events of DROPPABLE_AUDIT_EVENTS (counted, marked
+   * by a gap event). Other events are never dropped by this bound. Default 10,000.
+   */
   maxQueue?: number;
   /**
    * Events per transaction at most. Default 2,000. With `thread`, events per message to the thread
@@ -62,7 +79,8 @@ export interface AuditWriterStats {
  */
 export class AuditWriter implements AuditSink {
   private queue: AuditEventInput[] = [];
-  private readonly maxQueue: number;
+  /** Events queued before droppable ones are dropped (AuditWriterOptions.maxQueue). */
+  readonly maxQueue: number;
   private readonly batchSize: number;
   private readonly flushIntervalMs: number;
   private timer: NodeJS.Timeout | undefined;
@@ -79,8 +97,9 @@ export class AuditWriter implements AuditSink {
   private nextBatchId = 0;
   private readonly idleWaiters: (() => void)[] = [];
   private closing: Promise<void> | undefined;
-  /** Dropped since the last gap event. */
-  private gap: { count: number; firstAtMs: number; lastAtMs: number } | undefined;
+  /** Dropped since the last gap event, with counts by event type ('unknown' if not known). */
+  private gap:
+    { count: number; firstAtMs: number; lastAtMs: number; types: Record<string, number> } | undefined;
   /** Events of batches posted to the thread and not answered yet, by batch id. */
   private readonly posted = new Map<number, AuditEventInput[]>();
   /** Batches that failed with a retryable error while others were in flight, by batch id. */
@@ -121,7 +140,8 @@ export class AuditWriter implements AuditSink {
         { event: 'audit_writer_thread_exit', code, lost: this.inFlight },
         'audit writer thread exited; writing in the main thread from now on',
       );
-      if (this.inFlight > 0) this.lose(this.inFlight);
+      if (this.inFlight > 0) this.lose(this.inFlight, [...this.posted.values()].flat());
+      this.posted.clear();
       this.inFlight = 0;
       this.batchesInFlight = 0;
       this.schedule();
@@ -158,7 +178,7 @@ export class AuditWriter implements AuditSink {
           this.retryBatches.set(m.id, events);
           this.noteRetry(err, m.count);
         } else {
-          this.writeFailed(m.count, err);
+          this.writeFailed(m.count, err, events);
         }
         break;
       }
@@ -174,21 +194,20 @@ export class AuditWriter implements AuditSink {
     this.settleIdle();
   }
 
+  /**
+   * Queues the event. With the queue at maxQueue an event of DROPPABLE_AUDIT_EVENTS is dropped
+   * (counted, by type, in the next gap event); any other event is queued all the same. After
+   * close() every event is dropped and counted.
+   */
   record(event: AuditEventInput): void {
     try {
       const now = Date.now();
-      if (this.closed || this.queue.length + this.inFlight >= this.maxQueue) {
-        this.droppedTotal++;
-        if (this.gap) {
-          this.gap.count++;
-          this.gap.lastAtMs = now;
-        } else {
-          this.gap = { count: 1, firstAtMs: now, lastAtMs: now };
-        }
-        this.opts.observer?.dropped?.(this.droppedTotal);
+      const full = this.queue.length + this.inFlight >= this.maxQueue;
+      if (this.closed || (full && DROPPABLE_AUDIT_EVENTS.has(event.type))) {
+        this.lose(1, [event], now);
         return;
       }
-      if (this.gap) this.pushGap();
+      if (this.gap && !full) this.pushGap();
       this.queue.push(event.atMs === undefined ? { ...event, atMs: now } : event);
       this.schedule();
     } catch {
@@ -205,7 +224,12 @@ export class AuditWriter implements AuditSink {
       outcome: 'failure',
       reason: 'audit-queue-overflow',
       atMs: g.lastAtMs,
-      details: { dropped: g.count, firstDroppedAtMs: g.firstAtMs, lastDroppedAtMs: g.lastAtMs },
+      details: {
+        dropped: g.count,
+        droppedByType: g.types,
+        firstDroppedAtMs: g.firstAtMs,
+        lastDroppedAtMs: g.lastAtMs,
+      },
     });
   }
 
@@ -269,23 +293,29 @@ export class AuditWriter implements AuditSink {
       this.batchesInFlight++;
     } catch (err) {
       // an event that cannot be cloned (a function in details, say): the batch is lost, counted
-      this.writeFailed(events.length, err);
+      this.writeFailed(events.length, err, events);
     }
   }
 
-  private lose(n: number): void {
+  /** Counts n events lost (by type when `events` holds them) for the next gap event. */
+  private lose(n: number, events?: readonly AuditEventInput[], now = Date.now()): void {
     this.droppedTotal += n;
-    const now = Date.now();
-    this.gap = this.gap
-      ? { ...this.gap, count: this.gap.count + n, lastAtMs: now }
-      : { count: n, firstAtMs: now, lastAtMs: now };
+    const g = (this.gap ??= { count: 0, firstAtMs: now, lastAtMs: now, types: {} });
+    g.count += n;
+    g.lastAtMs = now;
+    let known = 0;
+    for (const e of events ?? []) {
+      g.types[e.type] = (g.types[e.type] ?? 0) + 1;
+      known++;
+    }
+    if (known < n) g.types['unknown'] = (g.types['unknown'] ?? 0) + n - known;
     this.opts.observer?.dropped?.(this.droppedTotal);
   }
 
-  private writeFailed(n: number, err: unknown): void {
+  private writeFailed(n: number, err: unknown, events?: readonly AuditEventInput[]): void {
     // The batch is lost: count it as dropped and mark the hole with a gap event when writing works again.
     this.writeErrors++;
-    this.lose(n);
+    this.lose(n, events);
     this.opts.logger?.error({ event: 'audit_write_failed', err, dropped: n }, 'audit batch write failed');
   }
 
@@ -351,7 +381,7 @@ export class AuditWriter implements AuditSink {
         this.opts.observer?.queueDepth?.(this.queue.length);
         return 0;
       }
-      this.writeFailed(batch.length, err);
+      this.writeFailed(batch.length, err, batch);
     }
     this.opts.observer?.queueDepth?.(this.queue.length);
     return batch.length;

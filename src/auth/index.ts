@@ -1,6 +1,7 @@
 export { AuthCache, type CachedEntry, type EntryOrigin, type MirrorRepairReason } from './cache.js';
 export {
   AuthManager,
+  type AuditBackpressure,
   type AuthManagerOptions,
   type Authenticator,
   type AuthenticateRequest,

@@ -108,6 +108,21 @@ export interface AuthManagerOptions {
   retryWindowMs?: number;
 }
 
+/**
+ * The audit writer's queue as the auth path sees it, for backpressure: at `highWater` queued events
+ * or more the manager starts no new handshake (pairs stay queued), and starts again once the depth
+ * is at `lowWater` or below, so entries are never written faster than their audit records are
+ * saved. Events (numbers of audit events).
+ */
+export interface AuditBackpressure {
+  /** Audit events waiting to be written (AuditWriter.queueDepth). */
+  depth(): number;
+  highWater: number;
+  lowWater: number;
+  /** How often the depth is checked again while paused, ms. Default 20. */
+  pollMs?: number;
+}
+
 interface PairState {
   attempts: number;
   nextAttemptAtMs: number;
@@ -139,6 +154,10 @@ export class AuthManager {
   private idleWaiters: Array<() => void> = [];
   /** Authorities of the trust bundles as last seen (onTrustBundlesChanged / noteTrustBundles). */
   private bundleFps: BundleFingerprints | undefined;
+  /** Since when no handshake starts because the audit queue is above its high-water mark. */
+  private auditPausedAtMs: number | undefined;
+  private auditPauseTimer: Timer | undefined;
+  private auditPauses = 0;
 
   constructor(
     private readonly deps: {
@@ -161,6 +180,8 @@ export class AuthManager {
       onMapFull?: () => number;
       /** Sends a pair's dropped SYN again once both entries exist (datapath.synReplay). */
       synReplay?: SynReplayHook;
+      /** Holds new handshakes back while the audit writer is behind (see AuditBackpressure). */
+      auditBackpressure?: AuditBackpressure;
     },
   ) {
     this.clock = deps.clock ?? systemClock;
@@ -378,11 +399,27 @@ export class AuthManager {
    * (tracked: in backoff, or waiting for their retry; a pair nobody signals within the retry window
    * is forgotten at its next retry time).
    */
-  stats(): { queued: number; inFlight: number; backoff: number; tracked: number } {
+  stats(): {
+    queued: number;
+    inFlight: number;
+    backoff: number;
+    tracked: number;
+    /** 1 while no handshake starts because the audit queue is behind (AuditBackpressure), else 0. */
+    auditBackpressure: number;
+    /** Episodes of audit backpressure since start. */
+    auditPauses: number;
+  } {
     const now = this.now();
     let backoff = 0;
     for (const s of this.pairs.values()) if (s.nextAttemptAtMs > now) backoff++;
-    return { queued: this.queue.length, inFlight: this.inFlight.size, backoff, tracked: this.pairs.size };
+    return {
+      queued: this.queue.length,
+      inFlight: this.inFlight.size,
+      backoff,
+      tracked: this.pairs.size,
+      auditBackpressure: this.auditPausedAtMs === undefined ? 0 : 1,
+      auditPauses: this.auditPauses,
+    };
   }
 
   /** Resolves when nothing is queued or in flight (tests, graceful shutdown). */
@@ -398,6 +435,8 @@ export class AuthManager {
     this.pending.clear();
     for (const c of this.inFlight.values()) c.abort(new Error('auth manager closed'));
     for (const s of this.pairs.values()) if (s.retryTimer) s.retryTimer.cancel();
+    this.auditPauseTimer?.cancel();
+    this.auditPauseTimer = undefined;
     this.source?.close();
     await this.runner;
     this.notifyIdle();
@@ -418,7 +457,12 @@ export class AuthManager {
   }
 
   private pump(): void {
-    while (!this.closed && this.inFlight.size < this.deps.options.maxConcurrent && this.queue.length > 0) {
+    while (
+      !this.closed &&
+      this.inFlight.size < this.deps.options.maxConcurrent &&
+      this.queue.length > 0 &&
+      this.auditKeepsUp()
+    ) {
       const item = this.queue.shift()!;
       const id = pairKey(item.key);
       const ctrl = new AbortController();
@@ -430,6 +474,49 @@ export class AuthManager {
         this.notifyIdle();
       });
     }
+  }
+
+  /**
+   * Whether a new handshake may start as far as the audit trail is concerned. Above the high-water
+   * mark: pauses (one log line), re-checks every pollMs; resumes at the low-water mark (one line).
+   * In-flight handshakes finish meanwhile, so at most maxConcurrent entries are written past it.
+   */
+  private auditKeepsUp(): boolean {
+    const bp = this.deps.auditBackpressure;
+    if (!bp) return true;
+    const depth = bp.depth();
+    if (this.auditPausedAtMs === undefined) {
+      if (depth < bp.highWater) return true;
+      this.auditPausedAtMs = this.now();
+      this.auditPauses++;
+      this.deps.logger.warn(
+        {
+          event: 'auth_audit_backpressure',
+          audit_queue: depth,
+          high_water: bp.highWater,
+          queued: this.queue.length,
+        },
+        'audit queue above its high-water mark: no new handshake starts until it drains',
+      );
+    } else if (depth <= bp.lowWater) {
+      this.deps.logger.info(
+        {
+          event: 'auth_audit_backpressure_end',
+          audit_queue: depth,
+          low_water: bp.lowWater,
+          paused_ms: this.now() - this.auditPausedAtMs,
+          queued: this.queue.length,
+        },
+        'audit queue drained: handshakes start again',
+      );
+      this.auditPausedAtMs = undefined;
+      return true;
+    }
+    this.auditPauseTimer ??= this.clock.setTimeout(() => {
+      this.auditPauseTimer = undefined;
+      this.pump();
+    }, bp.pollMs ?? 20);
+    return false;
   }
 
   private notifyIdle(): void {

@@ -307,6 +307,13 @@ export class Daemon {
         isWorkloadOnNode: (id, node) => inventory.current.isWorkloadOnNode(id, node),
         requiresPair: (local, remote) => policy.current.requires(local, remote),
       }),
+      // No entry is written faster than its audit record can be saved: new handshakes wait while the
+      // writer's queue is above 80% of its bound, until it is back under 50%.
+      auditBackpressure: {
+        depth: () => audit.writer.queueDepth,
+        highWater: Math.floor(audit.writer.maxQueue * 0.8),
+        lowWater: Math.floor(audit.writer.maxQueue * 0.5),
+      },
       // GC pressure: a full auth map first drops what expired or became obsolete.
       onMapFull: () => {
         const r = gc.run();

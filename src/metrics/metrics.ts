@@ -9,7 +9,13 @@ export interface MetricsOptions {
 export type VerdictSource = () => Record<string, number | bigint>;
 
 /** The auth manager's work: queued pairs, handshakes in flight, pairs in backoff (counts now). */
-export type AuthQueueSource = () => { queued: number; inFlight: number; backoff: number };
+export type AuthQueueSource = () => {
+  queued: number;
+  inFlight: number;
+  backoff: number;
+  /** 1 while no handshake starts because the audit queue is behind, else 0. */
+  auditBackpressure?: number;
+};
 
 type SignalOutcome =
   'queued' | 'pending' | 'live' | 'backoff' | 'queue-full' | 'unresolved' | 'unresolved-address';
@@ -137,7 +143,7 @@ export class Metrics {
     const readAuthQueue = () => this.authQueueSource?.();
     this.authQueue = new Gauge({
       name: 'meshauth_auth_queue',
-      help: 'Pairs the auth manager holds, by state (queued: waiting for a handshake slot, bounded by auth.queueSize, a signal beyond it is counted as meshauth_signals_received_total{outcome="queue-full"}; in_flight: handshakes running, bounded by auth.maxConcurrent; backoff: pairs waiting to retry after a failure)',
+      help: 'Pairs the auth manager holds, by state (queued: waiting for a handshake slot, bounded by auth.queueSize, a signal beyond it is counted as meshauth_signals_received_total{outcome="queue-full"}; in_flight: handshakes running, bounded by auth.maxConcurrent; backoff: pairs waiting to retry after a failure; audit_backpressure: 1 while no handshake starts because the audit queue is above its high-water mark, else 0)',
       labelNames: ['state'],
       registers,
       collect() {
@@ -146,6 +152,7 @@ export class Metrics {
         this.set({ state: 'queued' }, q.queued);
         this.set({ state: 'in_flight' }, q.inFlight);
         this.set({ state: 'backoff' }, q.backoff);
+        this.set({ state: 'audit_backpressure' }, q.auditBackpressure ?? 0);
       },
     });
     this.authWorkDropped = new Counter({

@@ -16,7 +16,8 @@
  *  - kernel: every dropped packet was signalled, or counted as throttled or ring-buffer-full;
  *  - daemon: every signal that reached it is in exactly one meshauth_signals_received_total
  *    outcome (queued, pending, live, backoff, queue-full), and queue-full is one of them;
- *  - audit: no event dropped (meshauth_audit_events_dropped_total, gap events), chain verifies.
+ *  - audit: every entry has its record (no unearned entry); only droppable summary events dropped,
+ *    each counted (meshauth_audit_events_dropped_total = the gap events' droppedByType), chain verifies.
  * Bounded: the auth queue (sampled every round) never exceeds auth.queueSize, handshakes in flight
  * never exceed auth.maxConcurrent; peak RSS (VmHWM) and heap are printed with the recovery time,
  * the numbers RELIABILITY.md records.
@@ -25,6 +26,7 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { summarize } from '../../demo/cluster.js';
 import { TRUST_DOMAIN } from '../../demo/topology.js';
+import { DROPPABLE_AUDIT_EVENTS } from '../../src/audit/index.js';
 import { BpfObject, buildTcpSyn, mapMaxEntries, testRun } from '../../src/datapath/index.js';
 import { PROGRAMS } from '../../src/datapath/wire.js';
 import {
@@ -39,9 +41,9 @@ import {
 
 const PAIRS = Number(process.env['MESHAUTH_STORM_PAIRS'] ?? 20_000);
 /**
- * On demand only, until the audit trail keeps up with a storm: today node-a's audit writer drops
- * events beyond its 10,000-event queue (counted, marked by gap events), which leaves kernel entries
- * without their `entry-written` record, and the test fails on that (RELIABILITY.md, Load).
+ * On demand only (minutes of work on a loaded machine). The audit writer may drop summary events
+ * (DROPPABLE_AUDIT_EVENTS) beyond its queue bound, counted and marked by gap events; never a
+ * decision about an entry, and the auth path holds back new handshakes while it is behind.
  */
 const ENABLED = process.env['MESHAUTH_STORM_PAIRS'] !== undefined;
 const LOCAL = Math.ceil(Math.sqrt(PAIRS));
@@ -248,16 +250,33 @@ describe.runIf(ENABLED)(`${PAIRS} distinct pairs signalled at once`, () => {
       const wanted = namedAuthEntries(cluster, 'node-a').filter((e) => e.localId.includes('/ns/storm/'));
       const audit: Record<
         string,
-        { events: number; gaps: number; verified: boolean; unearned: number; dropped: number }
+        {
+          events: number;
+          gaps: number;
+          verified: boolean;
+          unearned: number;
+          dropped: number;
+          droppedByType: Record<string, number>;
+        }
       > = {};
       for (const node of ['node-a', 'node-b']) {
         const { events, verified } = readAudit(cluster, node);
+        const gaps = events.filter((e) => e.type === 'gap');
+        const droppedByType: Record<string, number> = {};
+        for (const g of gaps) {
+          const by = (g.details?.['droppedByType'] ?? { unknown: g.details?.['dropped'] }) as Record<
+            string,
+            number
+          >;
+          for (const [t, n] of Object.entries(by)) droppedByType[t] = (droppedByType[t] ?? 0) + n;
+        }
         audit[node] = {
           events: events.length,
-          gaps: events.filter((e) => e.type === 'gap').length,
+          gaps: gaps.length,
           verified,
           unearned: unearnedEntries(cluster, node).length,
           dropped: scrapeMetrics(cluster, node).get('meshauth_audit_events_dropped_total') ?? 0,
+          droppedByType,
         };
       }
       const repairs = [...metrics]
@@ -289,10 +308,16 @@ describe.runIf(ENABLED)(`${PAIRS} distinct pairs signalled at once`, () => {
         audit,
       };
       console.info(JSON.stringify(report));
-      // Every pair has its entry; nothing unearned; no audit event lost; chains verify.
+      // Every pair has its entry; nothing unearned (no entry without its audit record); chains
+      // verify; what the audit writer dropped under pressure is only of the droppable summary types,
+      // every dropped event accounted for in the gap events.
       expect(wanted).toHaveLength(PAIRS);
       for (const node of ['node-a', 'node-b']) {
-        expect(audit[node], node).toMatchObject({ verified: true, unearned: 0, dropped: 0, gaps: 0 });
+        expect(audit[node], node).toMatchObject({ verified: true, unearned: 0 });
+        const { dropped, droppedByType } = audit[node]!;
+        expect(sum(droppedByType), node).toBe(dropped);
+        for (const t of Object.keys(droppedByType))
+          expect(DROPPABLE_AUDIT_EVENTS.has(t as never), `${node} ${t}`).toBe(true);
       }
       // The mirror holds every entry the kernel map holds: no full comparison had to repair it.
       expect(repairs).toBe(0);

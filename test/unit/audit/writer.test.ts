@@ -2,7 +2,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AuditStore, AuditWriter, MemoryAuditSink, SignalAggregator } from '../../../src/audit/index.js';
+import {
+  AuditStore,
+  AuditWriter,
+  DROPPABLE_AUDIT_EVENTS,
+  MemoryAuditSink,
+  SignalAggregator,
+} from '../../../src/audit/index.js';
 
 let dir: string;
 let store: AuditStore;
@@ -71,6 +77,40 @@ describe('AuditWriter', () => {
     });
     expect(depths.at(-1)).toBe(0);
     expect(w.stats()).toMatchObject({ dropped: 15, written: 12 });
+  });
+
+  it('a full queue still takes events that record a decision; only signal and reauth are dropped', () => {
+    const w = new AuditWriter(store, { maxQueue: 4, batchSize: 100 });
+    for (let i = 0; i < 4; i++) w.record({ type: 'signal', details: { i } });
+    // Full: summaries are dropped, decisions are queued beyond the bound.
+    w.record({ type: 'signal' });
+    w.record({ type: 'entry-written', outcome: 'success', localId: 'spiffe://a/x' });
+    w.record({ type: 'reauth', outcome: 'info' });
+    w.record({ type: 'handshake-succeeded', outcome: 'success' });
+    w.record({ type: 'handshake-failed', outcome: 'failure', reason: 'svid-untrusted' });
+    w.record({ type: 'entry-removed', outcome: 'info', reason: 'bundle-revoked' });
+    w.record({ type: 'entry-expired', outcome: 'info' });
+    w.record({ type: 'signal' });
+    expect(DROPPABLE_AUDIT_EVENTS).toEqual(new Set(['signal', 'reauth']));
+    expect(w.dropped).toBe(3);
+    expect(w.queueDepth).toBe(9);
+    w.flush();
+    const all = store.query({ limit: 100 });
+    expect(all.map((e) => e.type)).toEqual([
+      ...Array(4).fill('signal'),
+      'entry-written',
+      'handshake-succeeded',
+      'handshake-failed',
+      'entry-removed',
+      'entry-expired',
+      'gap',
+    ]);
+    expect(all.at(-1)).toMatchObject({
+      reason: 'audit-queue-overflow',
+      details: { dropped: 3, droppedByType: { signal: 2, reauth: 1 } },
+    });
+    expect(w.stats()).toMatchObject({ dropped: 3, written: 10 });
+    void w.close();
   });
 
   it('close() flushes synchronously, records a pending gap, and later records are dropped', () => {

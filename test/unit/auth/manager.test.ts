@@ -5,6 +5,7 @@ import {
   AuthGc,
   AuthManager,
   AuthReporter,
+  type AuditBackpressure,
   type AuthenticateRequest,
   type AuthenticateResult,
   type PairResolver,
@@ -78,7 +79,14 @@ class SynReplayRecorder {
   }
 }
 
-function setup(opts: Partial<{ maxConcurrent: number; queueSize: number; retryBaseMs: number }> = {}) {
+function setup(
+  opts: Partial<{
+    maxConcurrent: number;
+    queueSize: number;
+    retryBaseMs: number;
+    auditBackpressure: AuditBackpressure;
+  }> = {},
+) {
   // Manager, cache and handshakes share a clock that moves only when a test advances it (the
   // handshakes themselves still take a few real milliseconds).
   const clock = new FakeClock(Date.now());
@@ -90,6 +98,7 @@ function setup(opts: Partial<{ maxConcurrent: number; queueSize: number; retryBa
   const signals = new ManualSignals();
   const synReplay = new SynReplayRecorder();
   const manager = new AuthManager({
+    ...(opts.auditBackpressure ? { auditBackpressure: opts.auditBackpressure } : {}),
     synReplay,
     cache,
     resolver: res,
@@ -114,6 +123,62 @@ afterEach(async () => {
   current?.signals.close();
   await current?.manager.close();
   current = undefined;
+});
+
+describe('AuthManager audit backpressure', () => {
+  const waitFor = async (cond: () => boolean): Promise<void> => {
+    const end = Date.now() + 2000;
+    while (!cond()) {
+      if (Date.now() > end) throw new Error('timeout');
+      await sleep(2);
+    }
+  };
+
+  it('starts no handshake while the audit queue is above its high-water mark, resumes at the low one', async () => {
+    let depth = 90;
+    const t = (current = setup({
+      auditBackpressure: { depth: () => depth, highWater: 80, lowWater: 50, pollMs: 20 },
+    }));
+    t.signals.emit({ localId: 1, remoteId: 2, remoteNode: 7 });
+    t.signals.emit({ localId: 1, remoteId: 3, remoteNode: 7 });
+    t.signals.emit({ localId: 2, remoteId: 3, remoteNode: 7 });
+    // Queued, none started: the pairs wait, their signals are audited (droppable) as before.
+    expect(t.auth.calls).toHaveLength(0);
+    expect(t.manager.stats()).toMatchObject({ queued: 3, inFlight: 0, auditBackpressure: 1, auditPauses: 1 });
+    expect(t.audit.events.map((e) => e.type)).toEqual(['signal', 'signal', 'signal']);
+    // Below the high-water mark but above the low one: still paused (hysteresis).
+    depth = 60;
+    t.clock.advance(20);
+    expect(t.auth.calls).toHaveLength(0);
+    expect(t.manager.stats().auditBackpressure).toBe(1);
+    depth = 50;
+    t.clock.advance(20);
+    expect(t.auth.calls).toHaveLength(3);
+    expect(t.manager.stats()).toMatchObject({ queued: 0, inFlight: 3, auditBackpressure: 0, auditPauses: 1 });
+    await t.manager.idle();
+    expect(t.map.data.size).toBe(3);
+  });
+
+  it('lets in-flight handshakes finish but starts no queued one once the mark is crossed', async () => {
+    let depth = 0;
+    const t = (current = setup({
+      maxConcurrent: 2,
+      auditBackpressure: { depth: () => depth, highWater: 80, lowWater: 50 },
+    }));
+    for (const remoteId of [2, 3]) t.signals.emit({ localId: 1, remoteId, remoteNode: 7 });
+    for (const remoteId of [1, 3]) t.signals.emit({ localId: 2, remoteId, remoteNode: 7 });
+    expect(t.auth.calls).toHaveLength(2);
+    depth = 80;
+    await waitFor(() => t.map.data.size === 2);
+    expect(t.auth.calls).toHaveLength(2);
+    expect(t.manager.stats()).toMatchObject({ queued: 2, inFlight: 0, auditBackpressure: 1 });
+    depth = 10;
+    t.clock.advance(20);
+    await t.manager.idle();
+    expect(t.auth.calls).toHaveLength(4);
+    expect(t.map.data.size).toBe(4);
+    expect(t.manager.stats()).toMatchObject({ auditBackpressure: 0, auditPauses: 1 });
+  });
 });
 
 describe('AuthManager', () => {

@@ -69,14 +69,22 @@ describe('Metrics', () => {
   it("exports the auth manager's queue, in-flight and backoff counts as read at scrape time", async () => {
     const m = new Metrics({ processMetrics: false });
     expect(await m.text()).not.toMatch(/meshauth_auth_queue\{/);
-    let q = { queued: 4096, inFlight: 16, backoff: 3 };
+    let q: { queued: number; inFlight: number; backoff: number; auditBackpressure?: number } = {
+      queued: 4096,
+      inFlight: 16,
+      backoff: 3,
+      auditBackpressure: 1,
+    };
     m.setAuthQueueSource(() => q);
     const t = await m.text();
     expect(t).toMatch(/meshauth_auth_queue\{state="queued"\} 4096/);
     expect(t).toMatch(/meshauth_auth_queue\{state="in_flight"\} 16/);
     expect(t).toMatch(/meshauth_auth_queue\{state="backoff"\} 3/);
+    expect(t).toMatch(/meshauth_auth_queue\{state="audit_backpressure"\} 1/);
     q = { queued: 0, inFlight: 1, backoff: 0 };
-    expect(await m.text()).toMatch(/meshauth_auth_queue\{state="queued"\} 0/);
+    const t2 = await m.text();
+    expect(t2).toMatch(/meshauth_auth_queue\{state="queued"\} 0/);
+    expect(t2).toMatch(/meshauth_auth_queue\{state="audit_backpressure"\} 0/);
   });
 
   it('serves /metrics, /healthz and /readyz over HTTP', async () => {
