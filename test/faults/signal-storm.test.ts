@@ -296,6 +296,8 @@ describe.runIf(ENABLED)(`${PAIRS} distinct pairs signalled at once`, () => {
           .filter(([n]) => n.startsWith('meshauth_auth_work_dropped_total'))
           .reduce((a, [, v]) => a + v, 0),
         mirrorRepairs: repairs,
+        // Episodes in which node-a held new handshakes back for its audit writer.
+        auditBackpressure: cluster.logs('node-a').filter((l) => l.event === 'auth_audit_backpressure').length,
         peak: {
           queued: peakQueued,
           inFlight: peakInFlight,
