@@ -73,9 +73,15 @@ want="$(sha256sum package-lock.json | cut -d' ' -f1) node-abi-$(node -p process.
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   log "npm ci"
   # A native addon that compiles from source must use the headers of the node that runs it.
+  # Set for this one command only: exported, it makes every later npm/npx warn
+  # 'Unknown env config "nodedir"'.
   nodedir="$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")"
-  [ -f "$nodedir/include/node/node.h" ] && export npm_config_nodedir="$nodedir"
-  npm ci --no-audit --no-fund --loglevel=error
+  [ -f "$nodedir/include/node/node.h" ] || nodedir=""
+  if [ -n "$nodedir" ]; then
+    npm_config_nodedir="$nodedir" npm ci --no-audit --no-fund --loglevel=error
+  else
+    npm ci --no-audit --no-fund --loglevel=error
+  fi
   echo "$want" >"$stamp"
 fi
 # Every native addon must load in the runtime the project runs on, not just have installed.
@@ -87,7 +93,7 @@ node -e "
   if (typeof koffi.load !== 'function') throw new Error('koffi has no load()');
 " || {
   echo "setup: native npm packages (better-sqlite3, koffi) did not build for node $(node --version)" >&2
-  echo "setup: remove node_modules and run setup again; npm_config_nodedir=${npm_config_nodedir:-unset}" >&2
+  echo "setup: remove node_modules and run setup again; node headers: ${nodedir:-unset}" >&2
   exit 1
 }
 
