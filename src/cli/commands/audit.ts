@@ -136,7 +136,7 @@ export function registerAuditCommands(program: Command, ctx: CliContext): void {
     )
     .option(
       '--max-skew <seconds>',
-      "with --witnesses: most a head's signing time may differ from the time its witness received it (the witnesses' own limit, default 300)",
+      "with --witnesses: most a head's signing time may differ from the time its witness received it (the witnesses' own limit)",
       '300',
     )
     .option(
