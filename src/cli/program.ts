@@ -80,7 +80,9 @@ export async function run(
     await program.parseAsync([...argv], { from: 'user' });
     return 0;
   } catch (err) {
-    if (err instanceof CommanderError) return err.exitCode;
+    // Commander reports usage errors (missing option, unknown flag) with status 1; the help
+    // promises 2 for usage errors and keeps 1 for "checked and found bad".
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
     if (err instanceof CliError) {
       if (err.message) io.err(`meshauth: ${err.message}\n`);
       return err.exitCode;

@@ -82,7 +82,7 @@ describe('meshauth dev-ca init', () => {
     expect(bad.code).toBe(2);
     expect(bad.err).toContain('dev-ca init: --trust-domain: parse trust domain "Demo.Local"');
     const missing = await meshauth('dev-ca', 'init', '--dir', tmp());
-    expect(missing.code).toBe(1);
+    expect(missing.code).toBe(2);
     expect(missing.err).toContain("required option '--trust-domain <td>' not specified");
   });
 });

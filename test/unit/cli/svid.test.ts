@@ -351,7 +351,7 @@ describe('meshauth svid verify', () => {
     expect(noBundle.err).toContain('absent.pem: no such file');
 
     const noFlag = await meshauth('svid', 'verify', chain);
-    expect(noFlag.code).toBe(1);
+    expect(noFlag.code).toBe(2);
     expect(noFlag.err).toContain("required option '--bundle <file>' not specified");
 
     const badTd = await meshauth(
@@ -376,6 +376,17 @@ describe('meshauth svid verify', () => {
       chain,
     );
     expect(badAt.code).toBe(2);
+  });
+
+  it('exits 2 on usage errors: a missing required option or an unknown flag', async () => {
+    const chain = file('usage-chain.pem', pemOf(leaf, inter));
+    const noBundle = await meshauth('svid', 'verify', chain);
+    expect(noBundle.err).toContain('--bundle');
+    expect(noBundle.code).toBe(2);
+    const bundle = file('usage-bundle.pem', root.pem);
+    const unknown = await meshauth('svid', 'verify', '--bundle', bundle, '--no-such-flag', chain);
+    expect(unknown.err).toContain('--no-such-flag');
+    expect(unknown.code).toBe(2);
   });
 
   it('documents itself in --help', async () => {
