@@ -399,6 +399,25 @@ export const configSchema = z
         });
       }
     }
+    // api.tcp binds every address, like the handshake and channel listeners: one port for two
+    // would fail at start with EADDRINUSE, which names neither setting.
+    const tcpPort = c.api.tcp?.listen?.port;
+    if (tcpPort !== undefined) {
+      if (tcpPort === c.handshake.port) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['api', 'tcp', 'listen'],
+          message: `port ${tcpPort} is also handshake.port: both listen`,
+        });
+      }
+      if (c.auth.mode === 'channel' && tcpPort === c.auth.channel.port) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['api', 'tcp', 'listen'],
+          message: `port ${tcpPort} is also auth.channel.port: both listen`,
+        });
+      }
+    }
     // The head is signed with the TCP listener's SVID: without it nothing would be witnessed, and
     // an operator who listed witnesses would believe the trail is witnessed when it is not.
     if (c.audit.witnesses.length > 0 && !c.api.tcp?.identity) {

@@ -288,6 +288,16 @@ describe('loadConfig: bad files', () => {
       'auth.mode: must be one of "per-pair", "channel" (got "both")',
     ],
     [
+      'api.tcp on the handshake port',
+      `${MINIMAL}api: { tcp: { listen: "0.0.0.0:4250", allowedIds: ["spiffe://example.org/relay"] } }\n`,
+      'api.tcp.listen: port 4250 is also handshake.port: both listen',
+    ],
+    [
+      'api.tcp on the node channel port',
+      `${MINIMAL}auth: { mode: channel, channel: { port: 4260 } }\napi: { tcp: { listen: "0.0.0.0:4260", allowedIds: ["spiffe://example.org/relay"] } }\n`,
+      'api.tcp.listen: port 4260 is also auth.channel.port: both listen',
+    ],
+    [
       'channel port equal to the handshake port',
       `${MINIMAL}auth: { mode: channel, channel: { port: 4250 } }\n`,
       'auth.channel.port: must differ from handshake.port (4250): both listen',
