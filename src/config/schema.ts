@@ -43,7 +43,7 @@ export const DEFAULTS = {
   authReauthAt: 0.8,
   authGcInterval: '5s',
   authMode: 'per-pair',
-  authChannelPort: 4251,
+  authChannelPort: 4253,
   authChannelNodeId: 'spiffe://{trustDomain}/meshauth/node/{node}',
   // At most about 350 KiB of heap per channel end (BENCHMARKS.md, node channels): ~350 MiB at the cap.
   authChannelMaxChannels: 1000,

@@ -23,7 +23,11 @@ describe.skipIf(!binDir || !isPrivileged()).each<CniPlugin>(['bridge', 'ptp'])(
     beforeAll(async () => {
       env = await startDemoCluster(`cni${plugin[0]}`, {
         attach: 'cgroup',
-        capabilities: [...CHART_CAPABILITIES.base, ...CHART_CAPABILITIES.sockops],
+        capabilities: [
+          ...CHART_CAPABILITIES.base,
+          ...CHART_CAPABILITIES.sockops,
+          ...CHART_CAPABILITIES.synReplay,
+        ],
         cni: { plugin, binDir: binDir as string },
         rules: [{ name: 'web-to-db', from: id('web'), to: id('db') }],
         serve: ['db', 'cache'],
@@ -118,7 +122,7 @@ describe.skipIf(!binDir || !isPrivileged())('without CAP_SYS_ADMIN, sock_ops on'
   it('starts once, but a restart cannot replace its sock_ops program (why the chart adds SYS_ADMIN)', async () => {
     env = await startDemoCluster('cnicap', {
       attach: 'cgroup',
-      capabilities: [...CHART_CAPABILITIES.base],
+      capabilities: [...CHART_CAPABILITIES.base, ...CHART_CAPABILITIES.synReplay],
       cni: { plugin: 'bridge', binDir: binDir as string },
       rules: [{ name: 'web-to-db', from: id('web'), to: id('db') }],
       startOrder: ['node-a'],

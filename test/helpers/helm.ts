@@ -14,6 +14,7 @@ const execFileP = promisify(execFile);
 export const CHART_CAPABILITIES = {
   base: ['BPF', 'PERFMON', 'NET_ADMIN'],
   sockops: ['SYS_ADMIN'],
+  synReplay: ['NET_RAW'],
 } as const;
 
 /** The chart in the repository. */

@@ -136,7 +136,11 @@ describe.skipIf(!helm)('Helm chart deploy/helm/meshauth', () => {
       expect(config.metrics.listen).toEqual({ host: '0.0.0.0', port: 9464 });
       const caps = c.securityContext.capabilities.add;
       const sockops = config.datapath.attach.some((a) => a.type === 'sockops');
-      expect(caps).toEqual([...CHART_CAPABILITIES.base, ...(sockops ? CHART_CAPABILITIES.sockops : [])]);
+      expect(caps).toEqual([
+        ...CHART_CAPABILITIES.base,
+        ...(sockops ? CHART_CAPABILITIES.sockops : []),
+        ...(config.datapath.synReplay ? CHART_CAPABILITIES.synReplay : []),
+      ]);
       // the cgroup v2 hierarchy is mounted exactly when a cgroup or sock_ops attach point uses it
       const cgroupPaths = config.datapath.attach.flatMap((a) => (a.type === 'tc' ? [] : [a.path]));
       for (const p of cgroupPaths) expect(p.startsWith('/host/sys/fs/cgroup')).toBe(true);
@@ -224,6 +228,8 @@ describe.skipIf(!helm)('Helm chart deploy/helm/meshauth', () => {
       signalRingBytes: 1048576,
     });
     expect(full.datapath.synRtoMs).toBe(20);
+    expect(full.datapath.synReplay).toBe(false);
+    expect(defaults.datapath.synReplay).toBe(true);
     expect(full.handshake).toMatchObject({ maxConnections: 512, perPeerRate: 20, perPeerBurst: 40 });
     expect(full.auth).toMatchObject({
       mode: 'channel',
@@ -380,7 +386,7 @@ describe.skipIf(!helm)('Helm chart deploy/helm/meshauth', () => {
     [
       'the TCP API and the node channel on one port',
       {
-        auth: { mode: 'channel' },
+        auth: { mode: 'channel', channel: { port: 4251 } },
         api: { tcp: { enabled: true, allowedIds: ['spiffe://example.org/meshauth/relay'] } },
       },
       /api\.tcp\.port and auth\.channel\.port are both 4251/,

@@ -24,6 +24,7 @@ export const HELM_VALUE_CASES: Record<string, Record<string, unknown>> = {
     datapath: {
       maps: { auth: 131072, ipcache: 32768, policy: 4096, throttle: 8192, signalRingBytes: 1048576 },
       synRto: '20ms',
+      synReplay: false,
     },
     handshake: { maxConnections: 512, perPeerRate: 20, perPeerBurst: 40 },
     auth: {

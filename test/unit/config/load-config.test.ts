@@ -75,7 +75,7 @@ describe('loadConfig: defaults', () => {
       gcIntervalMs: 5000,
       preauthenticate: false,
       mode: 'per-pair',
-      channel: { port: 4251, nodeId: 'spiffe://{trustDomain}/meshauth/node/{node}', maxChannels: 1000 },
+      channel: { port: 4253, nodeId: 'spiffe://{trustDomain}/meshauth/node/{node}', maxChannels: 1000 },
     });
     expect(c.identity).toEqual({
       source: 'dev-ca',

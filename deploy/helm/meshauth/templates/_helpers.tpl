@@ -177,7 +177,7 @@ by every pod crash-looping on its config.
 {{- $config := dict
   "stateDir" "/var/lib/meshauth"
   "bpf" (dict "pinDir" "/sys/fs/bpf/meshauth")
-  "datapath" (dict "attach" $attach "signalThrottle" $v.datapath.signalThrottle "synRto" $v.datapath.synRto "strictWireguard" $v.strict "maps" $maps)
+  "datapath" (dict "attach" $attach "signalThrottle" $v.datapath.signalThrottle "synRto" $v.datapath.synRto "synReplay" $v.datapath.synReplay "strictWireguard" $v.strict "maps" $maps)
   "handshake" (dict "listen" "0.0.0.0" "port" (int $v.handshake.port) "timeout" $v.handshake.timeout "maxEntryTtl" $v.handshake.maxEntryTtl "maxConnections" (int64 $v.handshake.maxConnections) "perPeerRate" $v.handshake.perPeerRate "perPeerBurst" (int64 $v.handshake.perPeerBurst))
   "auth" $auth
   "identity" $identity
