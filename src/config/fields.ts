@@ -146,6 +146,31 @@ export function ipField(def?: string) {
     });
 }
 
+/**
+ * A SPIFFE ID, or a template of one per node: `{node}` stands for the node name (`node`) and
+ * `{trustDomain}` for the dev CA's trust domain; the loader substitutes both. Checked as the ID it
+ * becomes for a node named "node" in trust domain "example.org".
+ */
+export function spiffeIdTemplateField() {
+  return z
+    .unknown()
+    .optional()
+    .transform((v, ctx): string => {
+      if (v === undefined) return fail(ctx, 'is required');
+      if (typeof v !== 'string') return fail(ctx, `must be a SPIFFE ID string (got ${showValue(v)})`);
+      const problem = spiffeIdProblem(
+        v.replaceAll('{node}', 'node').replaceAll('{trustDomain}', 'example.org'),
+        true,
+      );
+      if (problem)
+        return fail(
+          ctx,
+          `is not a valid SPIFFE ID or template ({node}, {trustDomain}): ${problem} (got ${showValue(v)})`,
+        );
+      return v;
+    });
+}
+
 export function spiffeIdField(requirePath = true) {
   return z
     .unknown()

@@ -217,7 +217,9 @@ function finalize(p: ParsedConfig, file: string | undefined): DaemonConfig {
         ? {
             listen: p.api.tcp.listen as NonNullable<typeof p.api.tcp.listen>,
             allowedIds: [...p.api.tcp.allowedIds],
-            identity: p.api.tcp.identity,
+            identity: p.api.tcp.identity
+              ?.replaceAll('{node}', p.node)
+              .replaceAll('{trustDomain}', p.identity.devCa.trustDomain),
           }
         : undefined,
     },

@@ -475,7 +475,7 @@ const SPECS: readonly Spec[] = [
     kind: 'string',
     valueName: '<spiffe-id>',
     description:
-      'SPIFFE ID whose SVID the TCP API presents (default: the first workload of this node with an SVID)',
+      'SPIFFE ID whose SVID the TCP API presents and signs audit heads with; {node} = this node, {trustDomain} = the dev CA trust domain (default: the first workload of this node with an SVID)',
   },
   {
     path: 'metrics.listen',

@@ -13,6 +13,7 @@ import {
   fractionOrOffField,
   optionalStringField,
   spiffeIdField,
+  spiffeIdTemplateField,
   stringField,
 } from './fields.js';
 import { parseCidr, showValue } from './validate.js';
@@ -345,7 +346,8 @@ export const configSchema = z
           .strictObject({
             listen: hostPortField(undefined),
             allowedIds: z.array(spiffeIdField()).min(1),
-            identity: spiffeIdField().optional(),
+            // one DaemonSet config for every node: {node} makes each node's ID its own
+            identity: spiffeIdTemplateField().optional(),
           })
           .optional(),
       })
@@ -391,6 +393,13 @@ export const configSchema = z
         });
       }
       // Only the dev CA names the trust domain itself; other sources need it written out.
+      if (c.identity.source !== 'dev-ca' && c.api.tcp?.identity?.includes('{trustDomain}')) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['api', 'tcp', 'identity'],
+          message: `must name the trust domain (not {trustDomain}) with identity.source ${c.identity.source}`,
+        });
+      }
       if (c.identity.source !== 'dev-ca' && c.auth.channel.nodeId.includes('{trustDomain}')) {
         ctx.addIssue({
           code: 'custom',

@@ -486,6 +486,26 @@ describe.skipIf(!helm)('Helm chart deploy/helm/meshauth', () => {
     expect(dep?.spec.template.spec.serviceAccountName).toMatch(/-relay$/);
   });
 
+  it('gives each node its own API identity from a {node} template, and the relay pins it per node', async () => {
+    const template = 'spiffe://{trustDomain}/meshauth/node/{node}';
+    const docs = await renderChart(bin, {
+      trustDomain: 'cluster.local',
+      auth: { mode: 'channel' },
+      api: { tcp: { enabled: true, identity: template, allowedIds: ['spiffe://cluster.local/ops/admin'] } },
+      audit: { witnesses: ['meshauth-relay.meshauth.svc:4252'] },
+      relay: { ...RELAY_OK, nodes: [] },
+    });
+    // the ConfigMap keeps {node}; meshauthd on node-a (the rendered env) resolves it
+    expect(configText(docs)).toContain('spiffe://cluster.local/meshauth/node/{node}');
+    expect(loadRendered(docs).api.tcp?.identity).toBe('spiffe://cluster.local/meshauth/node/node-a');
+    const dep = docs.find(
+      (d) => d.kind === 'Deployment' && (d.metadata as { name: string }).name.endsWith('-relay'),
+    ) as { spec: { template: { spec: { containers: { args: string[] }[] } } } } | undefined;
+    expect(dep?.spec.template.spec.containers[0]!.args).toEqual(
+      expect.arrayContaining(['--node-id-template=spiffe://cluster.local/meshauth/node/{node}']),
+    );
+  });
+
   it('documents every value of values.yaml in the chart README', () => {
     const values = parse(readFileSync(join(CHART_DIR, 'values.yaml'), 'utf8')) as Record<string, unknown>;
     const readme = readFileSync(join(CHART_DIR, 'README.md'), 'utf8');

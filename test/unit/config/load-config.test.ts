@@ -504,6 +504,33 @@ describe('loadConfig: environment and flags', () => {
     ).toMatch(/^config flag --api-tcp-identity: api\.tcp\.identity: is not a valid SPIFFE ID/);
   });
 
+  it('resolves {node} and {trustDomain} in api.tcp.identity per node (one DaemonSet config for all)', () => {
+    const load = (node: string, identity: string, source?: string) =>
+      loadConfig({
+        env: {
+          MESHAUTH_NODE: node,
+          MESHAUTH_INVENTORY_FILE: '/i',
+          MESHAUTH_POLICY_FILE: '/p',
+          ...(source ? { MESHAUTH_IDENTITY_SOURCE: source } : {}),
+        },
+        argvOverrides: {
+          datapathAttach: 'tc:eth0:egress',
+          apiTcpListen: '127.0.0.1:4251',
+          apiTcpAllowedIds: 'spiffe://d/x',
+          apiTcpIdentity: identity,
+        },
+      });
+    const template = 'spiffe://{trustDomain}/meshauth/node/{node}';
+    expect(load('node-a', template).api.tcp?.identity).toBe('spiffe://demo.local/meshauth/node/node-a');
+    expect(load('node-b', template).api.tcp?.identity).toBe('spiffe://demo.local/meshauth/node/node-b');
+    expect(load('node-b', 'spiffe://example.org/node/{node}').api.tcp?.identity).toBe(
+      'spiffe://example.org/node/node-b',
+    );
+    expect(errorOf(() => load('n', 'spiffe://example.org/a/{node}/../b')).message).toMatch(
+      /api\.tcp\.identity: is not a valid SPIFFE ID or template/,
+    );
+  });
+
   it('names the environment variable or flag when its value is bad', () => {
     const file = writeConfig(MINIMAL);
     expect(errorOf(() => loadConfig({ file, env: { MESHAUTH_HANDSHAKE_PORT: 'abc' } })).message).toBe(

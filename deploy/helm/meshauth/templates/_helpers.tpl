@@ -167,7 +167,7 @@ by every pod crash-looping on its config.
 {{- end -}}
 {{- $tcp := dict "listen" (printf "0.0.0.0:%d" (int $t.port)) "allowedIds" $t.allowedIds -}}
 {{- if $t.identity -}}
-{{- $_ := set $tcp "identity" $t.identity -}}
+{{- $_ := set $tcp "identity" (replace "{trustDomain}" $v.trustDomain $t.identity) -}}
 {{- end -}}
 {{- $_ := set $api "tcp" $tcp -}}
 {{- end -}}
