@@ -60,6 +60,42 @@ export interface ModelSignal {
   direction: 'egress' | 'ingress';
   permissive: boolean;
   unresolved: boolean;
+  /** The dropped TCP SYN from the IP header on, when the program captures it (see captureSyn). */
+  syn?: Buffer;
+}
+
+/** MA_SYN_MAX: the most bytes of a dropped SYN a signal carries. */
+const SYN_MAX = 128;
+
+/**
+ * The bytes capture_syn() copies: a TCP SYN without payload (SYN set; ACK, RST, FIN clear; IP
+ * total length = IP header + TCP header), IPv4 without fragmentation or IPv6 without extension
+ * headers, untagged, 40..SYN_MAX bytes, from the IP header on; undefined for anything else.
+ */
+function captureSyn(frame: Buffer): Buffer | undefined {
+  if (frame.length < 14) return undefined;
+  const ethertype = frame.readUInt16BE(12);
+  const net = frame.subarray(14);
+  let ipLen: number;
+  let total: number;
+  if (ethertype === 0x0800) {
+    if (net.length < 20 || net[0]! >> 4 !== 4 || net[9] !== 6 || (net[6]! & 0x3f) !== 0 || net[7] !== 0)
+      return undefined;
+    ipLen = (net[0]! & 0xf) * 4;
+    total = net.readUInt16BE(2);
+  } else if (ethertype === 0x86dd) {
+    if (net.length < 8 || net[0]! >> 4 !== 6 || net[6] !== 6) return undefined;
+    ipLen = 40;
+    total = 40 + net.readUInt16BE(4);
+  } else {
+    return undefined;
+  }
+  if (ipLen < 20 || net.length < ipLen + 14) return undefined;
+  if ((net[ipLen + 13]! & 0x17) !== 0x02) return undefined;
+  const doff = (net[ipLen + 12]! >> 4) * 4;
+  if (doff < 20 || total !== ipLen + doff) return undefined;
+  if (total < 40 || total > SYN_MAX || net.length < total) return undefined;
+  return Buffer.from(net.subarray(0, total));
 }
 
 export interface ModelVerdict {
@@ -211,9 +247,17 @@ export function predict(
   const k = pairKeyOf(key);
   if (state.throttled.has(k)) return { retval: ret(pass), counters: [...counters, 'signal_throttled'] };
   state.throttled.add(k);
+  // only a tc program of egress semantics captures, and only the SYN it drops on a resolved pair
+  const syn = isTc && egress && !pass && !unresolved ? captureSyn(frame) : undefined;
   return {
     retval: ret(pass),
     counters: [...counters, 'signal_sent'],
-    signal: { ...key, direction: egress ? 'egress' : 'ingress', permissive: pass, unresolved },
+    signal: {
+      ...key,
+      direction: egress ? 'egress' : 'ingress',
+      permissive: pass,
+      unresolved,
+      ...(syn ? { syn } : {}),
+    },
   };
 }
