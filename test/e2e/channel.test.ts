@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { summarize, type Cluster } from '../../demo/cluster.js';
 import { AuditStore } from '../../src/audit/index.js';
+import { DEFAULTS } from '../../src/config/schema.js';
 import { run } from '../helpers/netns.js';
 import { startImpostor } from './impostor.js';
 import { idOf as id, startDemoCluster, type DemoCluster } from './setup.js';
@@ -92,7 +93,7 @@ describe('two nodes in channel mode', () => {
     const impostor = await startImpostor(cluster.topo, cluster, {
       node: 'node-b',
       kind: 'wrong-id',
-      channelPort: 4251,
+      channelPort: DEFAULTS.authChannelPort,
     });
     try {
       const r = await cluster.connect('api', 'cache', 8080, 1500);
