@@ -62,21 +62,25 @@ describe('two nodes in channel mode', () => {
     expect(open).toHaveLength(1);
     const channelId = open[0]!['channel'];
     expect(cluster.logs('node-b', 'channel_open').map((l) => l['channel'])).toEqual([channelId]);
+    // node-a's side as the client (a retransmitted SYN that reached node-b before its reverse
+    // entry may add a pair node-b asks for, audited on node-a as the server: same channel)
+    const asClient = (node: string) =>
+      audit(cluster, node, 'handshake-succeeded').filter((e) => e['direction'] === 'client');
+    const asServer = (node: string) =>
+      audit(cluster, node, 'handshake-succeeded').filter((e) => e['direction'] === 'server');
     await expect
-      .poll(() =>
-        audit(cluster, 'node-a', 'handshake-succeeded').map((e) => (e['channel'] as { id?: string })?.id),
-      )
+      .poll(() => asClient('node-a').map((e) => (e['channel'] as { id?: string })?.id))
       .toEqual([channelId]);
-    const a = audit(cluster, 'node-a', 'handshake-succeeded')[0]!;
+    for (const e of audit(cluster, 'node-a', 'handshake-succeeded'))
+      expect((e['channel'] as { id?: string })?.id).toBe(channelId);
+    const a = asClient('node-a')[0]!;
     expect(a['channel']).toMatchObject({
       peerNode: 'node-b',
       localProof: { spiffeId: id('web') },
       remoteProof: { spiffeId: id('db') },
     });
     await expect
-      .poll(() =>
-        audit(cluster, 'node-b', 'handshake-succeeded').map((e) => (e['channel'] as { id?: string })?.id),
-      )
+      .poll(() => asServer('node-b').map((e) => (e['channel'] as { id?: string })?.id))
       .toEqual([channelId]);
   });
 

@@ -136,10 +136,15 @@ describe.skipIf(!bin)('the SPIRE agent killed during a rotation', () => {
     // The agent comes back: node-b reconnects on its own, takes fresh SVIDs, pairs authenticate.
     const updatesBefore = cluster.logs('node-b', 'svid_updated').length;
     await spire!.startAgent('node-b');
+    // db's own SVID, the one the pair needs (the agent hands SVIDs back one workload at a time)
     await waitFor(
-      () => cluster.logs('node-b', 'svid_updated').length > updatesBefore,
-      40_000,
-      'node-b took new SVIDs from the restarted agent',
+      () =>
+        cluster
+          .logs('node-b', 'svid_updated')
+          .slice(updatesBefore)
+          .some((l) => String(l['local_id']).endsWith('/sa/db')),
+      60_000,
+      "node-b took db's new SVID from the restarted agent",
     );
     expect(latestNotAfterMs('node-b')).toBeGreaterThan(Date.now());
     expect(await cluster.connect('web', 'db', 8080, 15_000), summarize(cluster.logs('node-a'))).toMatchObject(
