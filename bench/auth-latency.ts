@@ -16,7 +16,6 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
 import { AuthCache, AuthManager, AuthReporter, type PairResolver } from '../src/auth/index.js';
 import { HandshakeClient } from '../src/auth/handshake/index.js';
 import { MemoryAuditSink } from '../src/audit/sink.js';
@@ -33,6 +32,7 @@ import {
 import type { AuthKey, AuthMap, AuthValue } from '../src/datapath/types.js';
 import { DevCa } from '../src/identity/index.js';
 import { silentLogger } from '../src/log.js';
+import { benchArgs } from './args.js';
 
 const TD = 'bench.local';
 const LOCAL_IP = '10.200.0.1';
@@ -264,13 +264,31 @@ export async function runAuthLatencyBench(opts: {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      pairs: { type: 'string' },
-      concurrency: { type: 'string', default: '8' },
-      json: { type: 'boolean', default: false },
+  const { values } = benchArgs(
+    {
+      name: 'auth-latency',
+      summary:
+        'Signal -> entry latency: from the kernel dropping a packet of an unauthenticated pair to the\n' +
+        'auth map entry written after a real mTLS handshake with a peer daemon (paced and burst runs).',
+      notes: 'Needs root. MESHAUTH_BENCH_SMOKE=1: 50 pairs.',
     },
-  });
+    {
+      pairs: {
+        type: 'string',
+        value: 'n',
+        number: { min: 1, integer: true },
+        help: 'fresh pairs per run (default: 1000)',
+      },
+      concurrency: {
+        type: 'string',
+        value: 'n',
+        default: '8',
+        number: { min: 1, integer: true },
+        help: 'handshakes in flight at once',
+      },
+      json: { type: 'boolean', default: false, help: 'print the results as JSON' },
+    },
+  );
   const smoke = process.env['MESHAUTH_BENCH_SMOKE'] === '1';
   const pairs = Number(values.pairs ?? (smoke ? 50 : 1000));
   const r = await runAuthLatencyBench({ pairs, concurrency: Number(values.concurrency) });

@@ -24,7 +24,6 @@
 import { execFileSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { NodeChannels } from '../src/auth/channel/index.js';
@@ -34,6 +33,7 @@ import { DevCa } from '../src/identity/index.js';
 import type { Svid, TrustBundles } from '../src/spiffe/index.js';
 import { generatePrivateKey, wireguardKeyAgreement } from '../src/wireguard/index.js';
 import { makePki, measureMeshauth, measureNodeTls, measureOpenssl } from './handshake.js';
+import { benchArgs } from './args.js';
 
 const TD = 'bench.local';
 const nodeId = (n: string): string => `spiffe://${TD}/meshauth/node/${n}`;
@@ -292,15 +292,42 @@ export async function runChannelBench(o: Opts) {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      identities: { type: 'string' },
-      burst: { type: 'string' },
-      samples: { type: 'string' },
-      seconds: { type: 'string' },
-      cpu: { type: 'string', default: '0' },
+  const { values } = benchArgs(
+    {
+      name: 'channel',
+      summary:
+        'Node channels (auth.mode channel): pair authentications over a warm channel, next to full\n' +
+        'mutual TLS handshakes measured in the same run on the same core.',
+      notes: 'MESHAUTH_BENCH_SMOKE=1: 10 x 10 identities, short rounds.',
     },
-  });
+    {
+      identities: {
+        type: 'string',
+        value: 'n',
+        number: { min: 1, integer: true },
+        help: 'workloads on each node (default: 100)',
+      },
+      burst: {
+        type: 'string',
+        value: 'n',
+        number: { min: 1, integer: true },
+        help: 'pairs requested at once (default: 1000)',
+      },
+      samples: {
+        type: 'string',
+        value: 'n',
+        number: { min: 1, integer: true },
+        help: 'cold pairs timed one at a time (default: 2000)',
+      },
+      seconds: {
+        type: 'string',
+        value: 's',
+        number: { min: 0.1 },
+        help: 'length of each baseline round (default: 3)',
+      },
+      cpu: { type: 'string', value: 'n|none', default: '0', help: 'core to pin to (none: no pinning)' },
+    },
+  );
   const smoke = process.env['MESHAUTH_BENCH_SMOKE'] === '1';
   const r = await runChannelBench({
     identities: Number(values.identities ?? (smoke ? 10 : 100)),

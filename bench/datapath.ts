@@ -11,7 +11,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { packageRoot } from '../src/package-root.js';
 import {
@@ -25,6 +24,7 @@ import {
   testRun,
   wire,
 } from '../src/datapath/index.js';
+import { benchArgs } from './args.js';
 
 export interface DatapathBenchOptions {
   /** Runs per measurement (kernel-side loop). */
@@ -239,14 +239,35 @@ export async function runDatapathBench(opts: DatapathBenchOptions): Promise<Data
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      repeat: { type: 'string' },
-      rounds: { type: 'string' },
-      'object-dir': { type: 'string' },
-      json: { type: 'boolean', default: false },
+  const { values } = benchArgs(
+    {
+      name: 'datapath',
+      summary:
+        'Per-packet cost of the meshauth datapath, measured in the kernel with BPF_PROG_TEST_RUN, next\n' +
+        'to an empty tc program on the same machine in the same run.',
+      notes: 'Needs root (loads BPF programs, pins under /sys/fs/bpf). MESHAUTH_BENCH_SMOKE=1: a tiny round.',
     },
-  });
+    {
+      repeat: {
+        type: 'string',
+        value: 'n',
+        number: { min: 1, integer: true },
+        help: 'runs of the program per measurement (default: 1000000)',
+      },
+      rounds: {
+        type: 'string',
+        value: 'n',
+        number: { min: 1, integer: true },
+        help: 'measurements per case (default: 5)',
+      },
+      'object-dir': {
+        type: 'string',
+        value: 'dir',
+        help: 'BPF objects of another build, to compare versions',
+      },
+      json: { type: 'boolean', default: false, help: 'print the results as JSON' },
+    },
+  );
   const smoke = process.env['MESHAUTH_BENCH_SMOKE'] === '1';
   const r = await runDatapathBench({
     repeat: Number(values.repeat ?? (smoke ? 10_000 : 1_000_000)),

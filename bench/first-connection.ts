@@ -22,10 +22,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
 import { Cluster, mountBpffs } from '../demo/cluster.js';
 import { buildTopology, PODS } from '../demo/topology.js';
 import { NetnsLab } from '../test/helpers/netns.js';
+import { benchArgs } from './args.js';
 
 export interface FirstConnectionResult {
   mode: 'per-pair' | 'channel';
@@ -128,13 +128,32 @@ export async function runFirstConnectionBench(opts: {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      rounds: { type: 'string' },
-      modes: { type: 'string' },
-      json: { type: 'boolean', default: false },
+  const { values } = benchArgs(
+    {
+      name: 'first-connection',
+      summary:
+        'First-connection latency of a cold identity pair, end to end, in the two-node demo topology,\n' +
+        'next to the same connect once the pair is authenticated and a pair no policy covers.',
+      notes:
+        'A mode may name a datapath.synRto and `noreplay` (datapath.synReplay off), e.g.\n' +
+        '--modes per-pair,per-pair:noreplay,channel,channel:4ms:noreplay.\n' +
+        'Needs root. MESHAUTH_BENCH_SMOKE=1: one round.',
     },
-  });
+    {
+      rounds: {
+        type: 'string',
+        value: 'n',
+        number: { min: 1, integer: true },
+        help: 'cold samples per mode (default: 5)',
+      },
+      modes: {
+        type: 'string',
+        value: 'list',
+        help: 'comma-separated auth modes (default: per-pair,per-pair:noreplay,channel,channel:noreplay)',
+      },
+      json: { type: 'boolean', default: false, help: 'print the results as JSON' },
+    },
+  );
   const smoke = process.env['MESHAUTH_BENCH_SMOKE'] === '1';
   const rounds = Number(values.rounds ?? (smoke ? 1 : 5));
   const modes = (values.modes ?? 'per-pair,per-pair:noreplay,channel,channel:noreplay').split(',');

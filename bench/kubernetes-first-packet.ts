@@ -24,12 +24,12 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { Cluster, mountBpffs } from '../demo/cluster.js';
 import { buildTopology, NODES, PODS } from '../demo/topology.js';
 import { KubeControlPlane } from '../test/helpers/kube-cluster.js';
 import { kubeBinDir } from '../test/helpers/kube-apiserver.js';
 import { cgroup2Root, NetnsLab, run } from '../test/helpers/netns.js';
+import { benchArgs } from './args.js';
 
 const SMOKE = process.env['MESHAUTH_BENCH_SMOKE'] === '1';
 const TARGET = '10.90.2.11';
@@ -231,7 +231,26 @@ async function variant(
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { rounds: { type: 'string', default: SMOKE ? '2' : '20' } } });
+  const { values } = benchArgs(
+    {
+      name: 'kubernetes-first-packet',
+      summary:
+        "A new pod's way to its first authenticated packet in Kubernetes mode (two-node namespace\n" +
+        'cluster, real kube-apiserver), from the status.podIPs write: first UDP datagram let through\n' +
+        'and TCP connection established, with and without pre-authentication.',
+      notes:
+        'Needs root and scripts/build-kubernetes.sh. MESHAUTH_BENCH_SMOKE=1: first-SYN path only, 2 rounds.',
+    },
+    {
+      rounds: {
+        type: 'string',
+        value: 'n',
+        default: SMOKE ? '2' : '20',
+        number: { min: 1, integer: true },
+        help: 'rounds of each kind',
+      },
+    },
+  );
   const rounds = Number(values.rounds);
   const bin = kubeBinDir();
   if (!bin)

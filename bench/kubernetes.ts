@@ -26,6 +26,7 @@ import {
 import { KubernetesClient, KubernetesInventorySource, loadKubeConfig } from '../src/kubernetes/index.js';
 import { compileNodeState, parsePolicy, type HandleAllocator, type NodeState } from '../src/policy/index.js';
 import { KubeApiServer, kubeBinDir } from '../test/helpers/kube-apiserver.js';
+import { benchArgs } from './args.js';
 
 const SMOKE = process.env['MESHAUTH_BENCH_SMOKE'] === '1';
 const PODS = SMOKE ? 200 : 10_000;
@@ -66,6 +67,17 @@ function pct(xs: number[], p: number): number {
 }
 
 async function main(): Promise<void> {
+  benchArgs(
+    {
+      name: 'kubernetes',
+      summary:
+        'Kubernetes inventory at scale against a real kube-apiserver: initial sync of N pods on M nodes\n' +
+        'into the kernel maps, then pod churn (status.podIPs write -> kernel ipcache latency, CPU).',
+      notes:
+        'Needs root and scripts/build-kubernetes.sh. MESHAUTH_BENCH_SMOKE=1: 200 pods on 4 nodes, 3 s of churn.',
+    },
+    {},
+  );
   const bin = kubeBinDir();
   if (!bin) throw new Error('bench kubernetes: kube-apiserver not built (scripts/build-kubernetes.sh)');
   const kube = await KubeApiServer.start(bin);

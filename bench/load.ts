@@ -15,7 +15,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
 import { PACKAGE_ROOT } from '../demo/cluster.js';
 import {
   CLIENT_FIRST,
@@ -26,6 +25,7 @@ import {
   waitFor,
   type FaultCluster,
 } from '../test/faults/harness.js';
+import { benchArgs } from './args.js';
 
 export interface LoadResult {
   connections: number;
@@ -115,13 +115,33 @@ export async function runLoadBench(opts: { connections: number; pairs: number })
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      connections: { type: 'string', default: '10000' },
-      pairs: { type: 'string', default: '20' },
-      json: { type: 'boolean', default: false },
+  const { values } = benchArgs(
+    {
+      name: 'load',
+      summary:
+        'The handshake port under load: concurrent junk connections (idle, slowloris, garbage) to a\n' +
+        "node's handshake port while real pairs connect; their completion time and rate, and the\n" +
+        "node's descriptors and memory, unloaded and under load in the same run.",
+      notes: 'Needs root. MESHAUTH_BENCH_SMOKE=1: 300 connections, 5 pairs.',
     },
-  });
+    {
+      connections: {
+        type: 'string',
+        value: 'n',
+        default: '10000',
+        number: { min: 1, integer: true },
+        help: 'junk connections',
+      },
+      pairs: {
+        type: 'string',
+        value: 'n',
+        default: '20',
+        number: { min: 1, integer: true },
+        help: 'real pairs timed',
+      },
+      json: { type: 'boolean', default: false, help: 'print the results as JSON' },
+    },
+  );
   const smoke = process.env['MESHAUTH_BENCH_SMOKE'] === '1';
   const r = await runLoadBench({
     connections: smoke ? 300 : Number(values.connections),

@@ -11,6 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { benchArgs } from './args.js';
 
 const ALL = [
   'datapath',
@@ -26,10 +27,23 @@ const ALL = [
   'load',
 ];
 const here = dirname(fileURLToPath(import.meta.url));
-const wanted = process.argv.slice(2);
+const { positionals: wanted } = benchArgs(
+  {
+    name: 'main',
+    summary:
+      'Runs the named benchmarks (all when none is named) in turn, each in its own process, and\n' +
+      `prints their reports. Names: ${ALL.join(', ')}.\n` +
+      'Each benchmark has flags of its own: node dist/bench/<name>.js --help.',
+    notes: 'MESHAUTH_BENCH_SMOKE=1 makes every benchmark run a tiny round (the CI smoke run).',
+    positionals: '[name ...]',
+  },
+  {},
+);
 for (const w of wanted) {
   if (!ALL.includes(w)) {
-    console.error(`bench: unknown benchmark "${w}" (known: ${ALL.join(', ')})`);
+    console.error(
+      `bench main: unknown benchmark "${w}" (known: ${ALL.join(', ')}) (run node dist/bench/main.js --help for usage)`,
+    );
     process.exit(2);
   }
 }

@@ -6,20 +6,32 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { HandshakeServer } from '../src/auth/handshake/index.js';
 import { DevCa } from '../src/identity/index.js';
 import type { Svid } from '../src/spiffe/index.js';
+import { benchArgs } from './args.js';
 
-const { values } = parseArgs({
-  options: {
-    'ca-dir': { type: 'string' },
-    'ids-file': { type: 'string' },
-    'client-node': { type: 'string', default: 'bench-a' },
+const { values } = benchArgs(
+  {
+    name: 'peer-server',
+    summary:
+      "The peer node's handshake server for bench/auth-latency (started by it): SVIDs from a dev CA\n" +
+      'for the listed SPIFFE IDs, handshakes accepted on 127.0.0.1; prints {"port":N} when listening.',
   },
-});
+  {
+    'ca-dir': { type: 'string', value: 'dir', help: 'directory of the dev CA (ca.crt, ca.key); required' },
+    'ids-file': {
+      type: 'string',
+      value: 'file',
+      help: 'SPIFFE IDs to hold SVIDs for, one per line; required',
+    },
+    'client-node': { type: 'string', value: 'name', default: 'bench-a', help: 'node name of the client' },
+  },
+);
 if (!values['ca-dir'] || !values['ids-file']) {
-  process.stderr.write('peer-server: --ca-dir and --ids-file are required\n');
+  process.stderr.write(
+    'bench peer-server: --ca-dir and --ids-file are required (run node dist/bench/peer-server.js --help for usage)\n',
+  );
   process.exit(2);
 }
 const dir = values['ca-dir'];

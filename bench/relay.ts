@@ -14,12 +14,12 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { ApiClient, startApiServer, type ApiServer, type EventMsg } from '../src/api/index.js';
 import { AuditStore, HeadPublisher, openSignedHead, type AuditEventInput } from '../src/audit/index.js';
 import { DevCa } from '../src/identity/index.js';
 import { startRelay } from '../src/relay/index.js';
 import type { DaemonView } from '../src/api/index.js';
+import { benchArgs } from './args.js';
 
 const TD = 'bench.local';
 const HOUR = 3_600_000;
@@ -62,14 +62,46 @@ function eventsFor(node: number, n: number, now: number): AuditEventInput[] {
 
 async function main(): Promise<void> {
   const smoke = process.env['MESHAUTH_BENCH_SMOKE'] === '1';
-  const { values } = parseArgs({
-    options: {
-      nodes: { type: 'string', default: smoke ? '3' : '10' },
-      events: { type: 'string', default: smoke ? '2000' : '100000' },
-      queries: { type: 'string', default: smoke ? '10' : '50' },
-      follows: { type: 'string', default: smoke ? '20' : '200' },
+  const count = { min: 1, integer: true };
+  const { values } = benchArgs(
+    {
+      name: 'relay',
+      summary:
+        'meshauth-relay numbers on loopback in one process: cluster-wide query latency, follow latency,\n' +
+        'and witness traffic (bytes per head, sign and verify time).',
+      notes: 'MESHAUTH_BENCH_SMOKE=1: 3 nodes x 2,000 events.',
     },
-  });
+    {
+      nodes: {
+        type: 'string',
+        value: 'n',
+        default: smoke ? '3' : '10',
+        number: count,
+        help: 'node API servers',
+      },
+      events: {
+        type: 'string',
+        value: 'n',
+        default: smoke ? '2000' : '100000',
+        number: count,
+        help: 'events per node',
+      },
+      queries: {
+        type: 'string',
+        value: 'n',
+        default: smoke ? '10' : '50',
+        number: count,
+        help: 'queries of each kind',
+      },
+      follows: {
+        type: 'string',
+        value: 'n',
+        default: smoke ? '20' : '200',
+        number: count,
+        help: 'follow latency samples',
+      },
+    },
+  );
   const N = Number(values.nodes);
   const E = Number(values.events);
   const Q = Number(values.queries);

@@ -11,7 +11,6 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { WireguardManager, processCpuSeconds } from '../src/wireguard/index.js';
 import type { NetnsLab } from '../test/helpers/netns.js';
@@ -22,6 +21,7 @@ import {
   twoNodeLab,
   type LabNode,
 } from '../test/integration/wireguard/two-nodes.js';
+import { benchArgs } from './args.js';
 
 const ECHO_PORT = 7000;
 const IPERF_PORT = 5201;
@@ -347,14 +347,37 @@ function printTable(r: WireguardBenchResult): void {
 
 async function main(): Promise<void> {
   const smoke = process.env['MESHAUTH_BENCH_SMOKE'] === '1';
-  const { values } = parseArgs({
-    options: {
-      seconds: { type: 'string' },
-      rtt: { type: 'string' },
-      connects: { type: 'string' },
-      json: { type: 'boolean', default: false },
+  const { values } = benchArgs(
+    {
+      name: 'wireguard',
+      summary:
+        'WireGuard transport: pod-to-pod throughput, latency and CPU cost over the tunnel, next to the\n' +
+        'same pods routed in clear over the same underlay link, in the same run.',
+      notes:
+        'Needs root, iperf3 and wireguard-go (or the kernel module). MESHAUTH_BENCH_SMOKE=1: a few seconds.',
     },
-  });
+    {
+      seconds: {
+        type: 'string',
+        value: 's',
+        number: { min: 1 },
+        help: 'length of each throughput run (default: 10)',
+      },
+      rtt: {
+        type: 'string',
+        value: 'n',
+        number: { min: 1, integer: true },
+        help: 'round trips timed (default: 5000)',
+      },
+      connects: {
+        type: 'string',
+        value: 'n',
+        number: { min: 1, integer: true },
+        help: 'TCP connects timed (default: 300)',
+      },
+      json: { type: 'boolean', default: false, help: 'print the results as JSON' },
+    },
+  );
   const r = await run({
     smoke,
     ...(values.seconds === undefined ? {} : { seconds: Number(values.seconds) }),

@@ -10,6 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cluster, mountBpffs } from './cluster.js';
+import { howSynPassed, synReplays } from './narration.js';
 import { buildTopology, NODES, PODS } from './topology.js';
 import { NetnsLab } from '../test/helpers/netns.js';
 import { startImpostor } from '../test/e2e/impostor.js';
@@ -73,12 +74,16 @@ async function main(): Promise<void> {
 
     step(2, 'web -> db: a required pair with no auth entry yet');
     let before = cluster.counters('node-a');
+    const replaysBefore = synReplays(cluster);
     let r = await cluster.connect('web', 'db', 8080, 8000);
     const after = cluster.counters('node-a');
     console.log(`   connect: ${r.ok ? 'ok' : 'FAILED'} in ${r.ms} ms (reply "${r.reply ?? r.error}")`);
     console.log(`   node-a kernel counters: ${delta(before, after)}`);
     console.log('   the first SYN was dropped and signalled; meshauthd ran one mTLS handshake with node-b;');
-    console.log('   TCP retransmitted the SYN and it passed. Entries now on both nodes:');
+    console.log(
+      `   ${r.ok ? await howSynPassed(cluster, replaysBefore) : 'the connection did not complete'}.`,
+    );
+    console.log('   Entries now on both nodes:');
     for (const n of ['node-a', 'node-b']) console.log(`   ${n}:\n${indent(cluster.cli(n, ['entries']))}`);
 
     step(3, 'web -> db again: the entry is live, packets pass at kernel speed');
@@ -121,6 +126,11 @@ async function main(): Promise<void> {
     );
 
     step(7, 'The audit trail is hash-chained');
+    console.log(
+      "   node-a's last 8 events in the order they were written (SEQ), the order the hash chain\n" +
+        '   links them in. TIME is when each happened: a signal summary is dated at its first signal\n' +
+        '   and written when its window closes, so it can be earlier than the rows written before it.',
+    );
     console.log(indent(cluster.cli('node-a', ['events', '-n', '8'])));
     console.log(indent(cluster.cli('node-a', ['audit', 'verify'])));
     console.log(`\n${bold('Done.')} Removing namespaces, pins and files.`);

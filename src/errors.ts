@@ -49,3 +49,66 @@ export function errorForLog(err: unknown): unknown {
   if (causes.length > 0) brief.causes = causes;
   return brief;
 }
+
+/**
+ * Why a file could not be read, without the path: Node's message repeats it ("ENOENT: no such file
+ * or directory, open '/etc/x'") after the caller has already named the file and the option it came
+ * from. "no such file", "permission denied", "is a directory", ...; other errors as they are.
+ */
+export function fileErrorReason(err: unknown): string {
+  const e = err as NodeJS.ErrnoException | undefined;
+  if (e?.code === 'ENOENT') return 'no such file';
+  if (e?.code === 'EACCES' || e?.code === 'EPERM') return 'permission denied';
+  if (e?.code === 'EISDIR') return 'is a directory, not a file';
+  const m = e?.code ? /^[A-Z0-9_]+: (.*?)(?:, \w+ '.*')?$/s.exec(e.message ?? '') : null;
+  return m?.[1] ?? (e instanceof Error ? e.message : String(err));
+}
+
+/** What a failed connect(2) errno means, for messages. */
+const CONNECT_ERRNO: Readonly<Record<string, string>> = {
+  ENOENT: 'no such socket',
+  ECONNREFUSED: 'connection refused',
+  EACCES: 'permission denied',
+  EPERM: 'permission denied',
+  ENOTSOCK: 'not a socket',
+  ETIMEDOUT: 'connection timed out',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  ECONNRESET: 'connection reset',
+  ENOTFOUND: 'host name not found',
+  EAI_AGAIN: 'host name lookup failed',
+};
+
+/**
+ * gRPC status details made readable. grpc-js reports a channel that never connected as
+ * "No connection established. Last error: Error: connect ENOENT /run/x.sock. Resolution note: "
+ * (the note is empty unless name resolution had something to say) and a target that resolved to
+ * nothing as "No addresses resolved. Resolution note: ...". Those become the last error alone,
+ * with a failed connect(2) said in words ("no such socket (connect ENOENT)"), and the
+ * resolution note only when it has text. "Deadline exceeded after 1.002s,Waiting for LB pick" (a peer
+ * that accepted the connection but never answered, or answered too late) becomes "no answer within
+ * 1 s (deadline exceeded)": grpc-js measures the time itself, and its timer may fire a few
+ * milliseconds before or after the deadline asked for (0.498 s for --timeout 0.5), so it is rounded
+ * to 0.1 s. Any other details are returned as they are.
+ */
+export function grpcDetailsReason(details: string): string {
+  const noConn = /^No connection established\. Last error: (.*?)\.? Resolution note: ?(.*)$/s.exec(details);
+  if (noConn) {
+    const last = noConn[1]!.replace(/^(?:[A-Za-z]*Error: )+/, '');
+    const connect = /^(?:connect|getaddrinfo) ([A-Z_]+) (.+)$/.exec(last);
+    const words = connect ? CONNECT_ERRNO[connect[1]!] : undefined;
+    // the caller names the socket or address it dialled: the reason does not repeat it
+    const reason = connect && words ? `${words} (connect ${connect[1]})` : last;
+    const note = noConn[2]!.trim();
+    return note ? `${reason}; ${note}` : reason;
+  }
+  const noAddr = /^No addresses resolved\. Resolution note: ?(.*)$/s.exec(details);
+  if (noAddr)
+    return noAddr[1]!.trim() ? `no addresses resolved: ${noAddr[1]!.trim()}` : 'no addresses resolved';
+  const deadline = /^Deadline exceeded after ([0-9.]+)s\b/.exec(details);
+  if (deadline) {
+    const s = Math.round(Number(deadline[1]) * 10) / 10;
+    return `no answer within ${s} s (deadline exceeded)`;
+  }
+  return details;
+}

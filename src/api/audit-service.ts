@@ -13,6 +13,7 @@ import {
   statusToMsg,
 } from './convert.js';
 import type { DaemonView } from './daemon-view.js';
+import { writeMessage } from './stream-write.js';
 import type {
   FlushEntriesRequestIn,
   FollowEventsRequestIn,
@@ -47,23 +48,6 @@ function grpcError(err: unknown, op: string): Partial<grpc.StatusObject> {
   if (code === 'MESHAUTH_ERR_CLOSED')
     return { code: grpc.status.UNAVAILABLE, details: `${op}: shutting down` };
   return { code: grpc.status.INTERNAL, details: `${op}: ${(err as Error).message ?? String(err)}` };
-}
-
-/** Write to a server stream honouring back-pressure; false when the call is gone. */
-async function writeMsg(call: grpc.ServerWritableStream<unknown, unknown>, msg: unknown): Promise<boolean> {
-  if (call.cancelled || call.destroyed) return false;
-  if (call.write(msg)) return true;
-  return new Promise<boolean>((resolve) => {
-    const done = (ok: boolean) => {
-      call.off('drain', onDrain);
-      call.off('cancelled', onCancel);
-      resolve(ok);
-    };
-    const onDrain = () => done(true);
-    const onCancel = () => done(false);
-    call.once('drain', onDrain);
-    call.once('cancelled', onCancel);
-  });
 }
 
 export function auditServiceHandlers(deps: AuditServiceDeps): grpc.UntypedServiceImplementation & {
@@ -102,10 +86,10 @@ export function auditServiceHandlers(deps: AuditServiceDeps): grpc.UntypedServic
       const more = events.length > limit;
       if (more) events = events.slice(0, limit);
       for (const e of events) {
-        if (!(await writeMsg(call, { event: eventToMsg(e) }))) return;
+        if (!(await writeMessage(call, { event: eventToMsg(e) }))) return;
       }
       const next = more ? encodePageToken(events.at(-1)!.seq) : '';
-      if (await writeMsg(call, { pageEnd: { nextPageToken: next } })) call.end();
+      if (await writeMessage(call, { pageEnd: { nextPageToken: next } })) call.end();
     },
 
     FollowEvents: async (call: grpc.ServerWritableStream<FollowEventsRequestIn, unknown>) => {
@@ -148,7 +132,7 @@ export function auditServiceHandlers(deps: AuditServiceDeps): grpc.UntypedServic
           const head = store.lastSeq();
           const page = store.query({ ...query, afterSeq: cursor, limit: FOLLOW_BATCH });
           for (const e of page) {
-            if (!(await writeMsg(call, eventToMsg(e)))) {
+            if (!(await writeMessage(call, eventToMsg(e)))) {
               stopped = true;
               break;
             }

@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import { grpcDetailsReason } from '../errors.js';
 import { ApiClientError } from './errors.js';
 import type {
   EntryMsg,
@@ -141,7 +142,8 @@ export class ApiClient {
   }
 
   private wrap(op: string, err: grpc.ServiceError): ApiClientError {
-    return new ApiClientError(`${op}: ${err.details || err.message}`, err.code, { cause: err });
+    const reason = grpcDetailsReason(err.details || err.message);
+    return new ApiClientError(`${op}: ${reason}`, err.code, { cause: err, reason });
   }
 
   /** One page of stored events. */

@@ -7,13 +7,19 @@ export class ApiServerError extends MeshauthError {
   }
 }
 
-/** A client call failed; `grpcCode` is the gRPC status code. */
+/**
+ * A client call failed; `grpcCode` is the gRPC status code. `message` is "<operation>: <reason>";
+ * `reason` alone is what the server or the channel said (see grpcDetailsReason).
+ */
 export class ApiClientError extends MeshauthError {
+  readonly reason: string;
+
   constructor(
     message: string,
     readonly grpcCode: number,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; reason?: string },
   ) {
     super('MESHAUTH_ERR_API_CLIENT', message, options);
+    this.reason = options?.reason ?? message;
   }
 }

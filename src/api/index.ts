@@ -10,6 +10,7 @@ export {
   type UnixListenerOptions,
 } from './server.js';
 export type { AuditQueueView } from './audit-service.js';
+export { writeMessage } from './stream-write.js';
 export { ApiClient, type ApiClientOptions, type ApiClientTls, type EventPage } from './client.js';
 export { ApiClientError, ApiServerError } from './errors.js';
 export { AUDIT_SERVICE, loadApiPackageDefinition, protoDir, WITNESS_SERVICE } from './proto.js';

@@ -10,6 +10,14 @@ export {
   type PairResolver,
   type ServerAuthenticated,
 } from './manager.js';
+export {
+  isPacedRefusal,
+  ResponderAuditPacer,
+  type ResponderAuditPacerOptions,
+  type ResponderPacerStats,
+  type ResponderPair,
+  type ResponderPath,
+} from './audit-pacing.js';
 export { AuthGc } from './gc.js';
 export { pairKey, pairNames, type PairNames } from './pair.js';
 export {

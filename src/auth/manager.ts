@@ -6,6 +6,7 @@ import type { IdentityEvent } from '../identity/index.js';
 import type { TrustBundles } from '../spiffe/index.js';
 import { backoffMs } from '../sync.js';
 import { systemClock, type Clock, type Timer } from '../time.js';
+import type { AuditBackpressure } from './audit-pacing.js';
 import type { AuthCache, CachedEntry } from './cache.js';
 import { pairKey, pairNames, type PairNames } from './pair.js';
 import type { AuthenticateRequest } from './handshake/types.js';
@@ -97,6 +98,8 @@ export type EntryWriteCheck = (names: {
   node: string;
 }) => { reason: string; message: string } | undefined;
 
+export type { AuditBackpressure } from './audit-pacing.js';
+
 export interface AuthManagerOptions {
   maxConcurrent: number;
   queueSize: number;
@@ -106,21 +109,6 @@ export interface AuthManagerOptions {
   reauthAt: number;
   /** Keep retrying a failed pair while signals for it arrived within this window. */
   retryWindowMs?: number;
-}
-
-/**
- * The audit writer's queue as the auth path sees it, for backpressure: at `highWater` queued events
- * or more the manager starts no new handshake (pairs stay queued), and starts again once the depth
- * is at `lowWater` or below, so entries are never written faster than their audit records are
- * saved. Events (numbers of audit events).
- */
-export interface AuditBackpressure {
-  /** Audit events waiting to be written (AuditWriter.queueDepth). */
-  depth(): number;
-  highWater: number;
-  lowWater: number;
-  /** How often the depth is checked again while paused, ms. Default 20. */
-  pollMs?: number;
 }
 
 interface PairState {

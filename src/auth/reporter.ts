@@ -1,5 +1,8 @@
 import type { Logger } from 'pino';
 import type { AuditSink } from '../audit/index.js';
+import type { Clock } from '../time.js';
+import { AcceptRefusalAudit } from './accept-refusals.js';
+import { isPacedRefusal } from './audit-pacing.js';
 import type { HandshakeFailureEvent } from './handshake/types.js';
 import type { PairNames } from './pair.js';
 
@@ -12,6 +15,8 @@ export interface AuthObserver {
   revoked?(trigger: 'bundle-changed' | 'reauth-failed'): void;
   /** Work other than a signal (a retry, re-authentication, pre-authentication) found the queue full. */
   workDropped?(why: WorkReason): void;
+  /** The node channel listener refused a connection at accept (meshauth_channel_accept_refused_total). */
+  channelAcceptRefused?(reason: string): void;
 }
 
 /** What became of an auth-required signal. */
@@ -106,14 +111,52 @@ export interface ServerSuccess {
  * Metrics bind late (the metrics registry starts after the auth path): `observer` is read at each call.
  */
 export class AuthReporter {
+  private readonly acceptRefusals: AcceptRefusalAudit;
+
   constructor(
     private readonly deps: {
       audit: AuditSink;
       /** The auth component's logger. */
       logger: Logger;
       observer?: AuthObserver;
+      /** Timers of the accept-refusal windows (AcceptRefusalAudit); default the system clock. */
+      clock?: Clock;
+      /** Window of the accept-refusal records (ms); default 10,000. */
+      acceptRefusalWindowMs?: number;
     },
-  ) {}
+  ) {
+    this.acceptRefusals = new AcceptRefusalAudit({
+      audit: deps.audit,
+      ...(deps.clock ? { clock: deps.clock } : {}),
+      ...(deps.acceptRefusalWindowMs !== undefined ? { windowMs: deps.acceptRefusalWindowMs } : {}),
+    });
+  }
+
+  /**
+   * The node channel listener refused a connection at accept, before any TLS (NodeChannels
+   * `onAcceptRefused`): counted in the metric, audited in the accept-refusal windows (one record
+   * per reason and window, listener `channel`), never one record each.
+   */
+  channelAcceptRefused(f: HandshakeFailureEvent): void {
+    this.deps.observer?.channelAcceptRefused?.(f.reason);
+    if (this.acceptRefusals.take(f, 'channel')) return;
+    // After close(), or a reason that is no accept refusal: one record each, nothing lost.
+    this.deps.audit.record({
+      type: 'handshake-failed',
+      outcome: 'failure',
+      reason: f.reason,
+      direction: 'server',
+      details: { message: f.message, peer: f.peer, stage: f.stage, listener: 'channel' },
+    });
+  }
+
+  /**
+   * Writes the records of the accept refusals counted so far (AcceptRefusalAudit); later ones are
+   * recorded one each. Call after the handshake server closed, before the audit writer. Idempotent.
+   */
+  close(): void {
+    this.acceptRefusals.close();
+  }
 
   /** The audit sink outcome events go to (the GC writes its own removals there too). */
   get audit(): AuditSink {
@@ -287,6 +330,11 @@ export class AuthReporter {
   /** Server side: a refused connection or failed handshake (the server logs it itself, rate-limited). */
   serverFailed(f: HandshakeFailureEvent): void {
     this.deps.observer?.handshake?.('failure', f.reason, f.durationMs);
+    // Refused because this node's audit queue is behind: counted in the pacer's one record per
+    // episode instead of a record each (audit-pacing.ts, ResponderAuditPacer).
+    if (isPacedRefusal(f.reason)) return;
+    // Refused at accept (no credential needed to cause it): one record per reason and window.
+    if (this.acceptRefusals.take(f)) return;
     this.deps.audit.record({
       type: 'handshake-failed',
       outcome: 'failure',

@@ -1,9 +1,11 @@
-import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { readInputFileSync } from '../read-file.js';
 import { resolve } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { ApiClient, ApiClientError, DEFAULT_SOCKET_PATH } from '../api/index.js';
-import { parseCertificates } from '../spiffe/index.js';
+import { fileErrorReason } from '../errors.js';
+import { formatDuration, parseDuration } from '../config/index.js';
+import { parseCertificates, parsePrivateKey } from '../spiffe/index.js';
 import { CliError } from './errors.js';
 import type { CliIo } from './io.js';
 
@@ -26,21 +28,30 @@ export function socketPathOf(g: GlobalOptions, io: CliIo): string {
   return resolve(g.socket ?? io.env['MESHAUTH_SOCKET'] ?? DEFAULT_SOCKET_PATH);
 }
 
-/** Longest --timeout accepted, seconds. */
-const MAX_TIMEOUT_S = 3600;
+/** Longest --timeout accepted, milliseconds (1h). */
+const MAX_TIMEOUT_MS = 3_600_000;
 
-/** --timeout in milliseconds: a number of seconds in (0, 3600]; anything else is a usage error (exit 2). */
-export function timeoutMsOf(g: GlobalOptions): number {
-  if (g.timeout === undefined) return 10_000;
-  const text = g.timeout.trim();
-  const s = /^[0-9]+(\.[0-9]+)?$/.test(text) ? Number(text) : NaN;
-  if (!(s > 0 && s <= MAX_TIMEOUT_S)) {
+/**
+ * A CLI duration flag in milliseconds: a duration with its unit (`500ms`, `5s`, `2m`, `1h`) or a
+ * bare number of seconds (`5`, `1.5`), the form these flags took first and that scripts pass.
+ * Throws CliError (usage, exit 2) naming the flag, the range and the value outside (0, maxMs].
+ */
+export function cliDurationMs(flag: string, value: string, maxMs: number): number {
+  const text = value.trim();
+  const ms = /^[0-9]+(\.[0-9]+)?$/.test(text) ? Math.round(Number(text) * 1000) : parseDuration(text);
+  if (ms === undefined || !(ms > 0 && ms <= maxMs)) {
     throw new CliError(
-      `--timeout ${JSON.stringify(g.timeout)}: expected a number of seconds greater than 0 and at most ${MAX_TIMEOUT_S}`,
+      `${flag}: must be a duration greater than 0 and at most ${formatDuration(maxMs)} (e.g. 5s, 500ms; a bare number is seconds) (got ${JSON.stringify(value)})`,
       2,
     );
   }
-  return Math.round(s * 1000);
+  return ms;
+}
+
+/** --timeout in milliseconds: a duration or a bare number of seconds in (0, 1h]; else exit 2. */
+export function timeoutMsOf(g: GlobalOptions): number {
+  if (g.timeout === undefined) return 10_000;
+  return cliDurationMs('--timeout', g.timeout, MAX_TIMEOUT_MS);
 }
 
 /**
@@ -57,12 +68,12 @@ export function readPem(
   if (!path) throw new CliError(`${neededBy} ${flag}`, 2);
   let data: Buffer;
   try {
-    data = readFileSync(path);
+    data = readInputFileSync(path);
   } catch (err) {
-    throw new CliError(`${flag} ${path}: ${(err as Error).message}`, 2);
+    throw new CliError(`${flag} ${path}: ${fileErrorReason(err)}`, 2);
   }
   try {
-    if (kind === 'key') createPrivateKey(data);
+    if (kind === 'key') parsePrivateKey(data);
     else {
       const certs = parseCertificates(data);
       if (certs.length === 0) throw new Error('no certificate');
@@ -79,12 +90,19 @@ export function readPem(
 
 const HOST_PORT_RE = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$/;
 
-/** host:port of --address, --relay or --witnesses (port 1..65535); usage error (exit 2) otherwise. */
-export function hostPortOf(flag: string, text: string): string {
+/** What is wrong with a host:port (port 1..65535), or undefined when nothing is. */
+export function hostPortProblem(text: string): string | undefined {
   const m = HOST_PORT_RE.exec(text);
   const port = m ? Number(m[2]) : 0;
-  if (!m || port < 1 || port > 65535)
-    throw new CliError(`${flag} ${JSON.stringify(text)}: expected host:port with a port in 1..65535`, 2);
+  return !m || port < 1 || port > 65535
+    ? `must be host:port with a port between 1 and 65535 (got ${JSON.stringify(text)})`
+    : undefined;
+}
+
+/** host:port of --address or --relay; usage error (exit 2) otherwise. */
+export function hostPortOf(flag: string, text: string): string {
+  const problem = hostPortProblem(text);
+  if (problem) throw new CliError(`${flag}: ${problem}`, 2);
   return text;
 }
 
@@ -118,7 +136,7 @@ export function peerOf(g: GlobalOptions): ApiPeer {
 
 /** How to point the CLI elsewhere, per peer kind: only the options that apply to it. */
 const POINT_ELSEWHERE: Record<ApiPeer, string> = {
-  socket: 'is the daemon running? (use --socket or MESHAUTH_SOCKET to point elsewhere)',
+  socket: 'is meshauthd running? (use --socket or MESHAUTH_SOCKET to point elsewhere)',
   address: 'is meshauthd running with api.tcp.listen at that address? (--address host:port)',
   relay: 'is meshauth-relay running and listening there? (--relay host:port)',
   witness: "is that witness's TCP API listening there? (--witnesses host:port,...)",
@@ -133,9 +151,7 @@ export function explain(err: unknown, client: ApiClient | undefined, peer: ApiPe
     switch (err.grpcCode) {
       case grpc.status.UNAVAILABLE:
       case grpc.status.DEADLINE_EXCEEDED:
-        return new CliError(
-          `cannot reach ${who} on ${where}: ${POINT_ELSEWHERE[peer]}\n  cause: ${err.message}`,
-        );
+        return new CliError(`cannot reach ${who} on ${where}: ${err.reason}\n  ${POINT_ELSEWHERE[peer]}`);
       case grpc.status.PERMISSION_DENIED:
         return new CliError(`${who} on ${where} refused the request: ${err.message}`);
       case grpc.status.INVALID_ARGUMENT:

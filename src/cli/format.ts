@@ -11,6 +11,20 @@ export function renderTable(header: readonly string[], rows: readonly (readonly 
   return [line(header), ...rows.map(line)].join('\n') + '\n';
 }
 
+/**
+ * A table under a blank line, or nothing at all when there are no rows: output never ends with a
+ * heading that nothing follows.
+ */
+export function renderSection(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  return rows.length === 0 ? '' : `\n${renderTable(header, rows)}`;
+}
+
+/** FIELD VALUE lines without a header; a field whose value is empty is left out, not shown blank. */
+export function renderFields(rows: readonly (readonly [string, string])[]): string {
+  const shown = rows.filter(([, v]) => v.trim() !== '');
+  return shown.length === 0 ? '' : renderTable(['FIELD', 'VALUE'], shown).split('\n').slice(1).join('\n');
+}
+
 /** Pad cells to fixed widths (streaming output, where later rows are not known yet). */
 export function renderRow(cells: readonly string[], widths: readonly number[]): string {
   return (
@@ -60,20 +74,32 @@ export function isoTime(ms: number): string {
   return ms > 0 ? new Date(ms).toISOString() : '-';
 }
 
-/** 3725000 → "1h2m5s"; negative → "expired". */
-export function formatTtl(ms: number): string {
-  if (ms <= 0) return 'expired';
+/**
+ * A non-negative span of time, whole units largest first with zero units left out:
+ * 3725000 → "1h2m5s", 3590000 → "59m50s", 3600000 → "1h", 90061000 → "1d1h1m1s". Spans under a
+ * second are "<1s" (or "0s" when exactly zero); sub-second remainders of longer spans are dropped.
+ */
+export function formatSpan(ms: number): string {
+  if (ms <= 0) return '0s';
+  if (ms < 1000) return '<1s';
   let s = Math.floor(ms / 1000);
-  const d = Math.floor(s / 86400);
-  s -= d * 86400;
-  const h = Math.floor(s / 3600);
-  s -= h * 3600;
-  const m = Math.floor(s / 60);
-  s -= m * 60;
-  return (
-    [d ? `${d}d` : '', h ? `${h}h` : '', m ? `${m}m` : '', `${s}s`].join('').replace(/^(.+?)0s$/, '$1') ||
-    '0s'
-  );
+  const parts: string[] = [];
+  for (const [unit, size] of [
+    ['d', 86_400],
+    ['h', 3_600],
+    ['m', 60],
+    ['s', 1],
+  ] as const) {
+    const n = Math.floor(s / size);
+    s -= n * size;
+    if (n > 0) parts.push(`${n}${unit}`);
+  }
+  return parts.join('');
+}
+
+/** Time left until an expiry: formatSpan of it, or "expired" once it is zero or less. */
+export function formatTtl(ms: number): string {
+  return ms <= 0 ? 'expired' : formatSpan(ms);
 }
 
 /** Compact one-line "k=v k=v" of a details object, truncated. */
@@ -95,5 +121,5 @@ export type OutputFormat = 'table' | 'json';
 
 export function parseOutput(v: string): OutputFormat {
   if (v === 'table' || v === 'json') return v;
-  throw new CliError(`-o/--output must be table or json, got "${v}"`, 2);
+  throw new CliError(`-o/--output: must be table or json (got ${JSON.stringify(v)})`, 2);
 }

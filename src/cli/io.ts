@@ -6,6 +6,8 @@ export interface CliIo {
   /** Aborted on SIGINT (ends --follow). */
   signal?: AbortSignal;
   now?: () => number;
+  /** Terminal width of `out`, for help; undefined when it is not a terminal. */
+  columns?: () => number | undefined;
 }
 
 /**
@@ -33,6 +35,7 @@ export function processIo(signal?: AbortSignal, onClosed?: () => void): CliIo {
       if (open.err) process.stderr.write(t);
     },
     env: process.env,
+    columns: () => (process.stdout.isTTY ? process.stdout.columns : undefined),
     ...(signal ? { signal } : {}),
   };
 }

@@ -7,6 +7,7 @@ import { registerStatusCommand } from './commands/status.js';
 import { makeContext } from './context.js';
 import { CliError } from './errors.js';
 import type { CliIo } from './io.js';
+import { configureUsage, exitStatusHelp, USAGE_EXIT, usageErrorText } from '../usage.js';
 
 export const VERSION = '0.1.0';
 
@@ -33,10 +34,7 @@ export function buildProgram(io: CliIo, extra: readonly CommandRegistrar[] = [])
     .option('--tls-key <file>', 'client private key (PEM)')
     .option('--tls-bundle <file>', 'CA bundle (PEM) the daemon certificate must chain to')
     .option('--server-id <spiffe-id>', "expected SPIFFE ID of the daemon's certificate")
-    .option('--timeout <seconds>', 'deadline for each request', '10')
-    .showHelpAfterError('(run with --help for usage)')
-    .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) })
-    .exitOverride()
+    .option('--timeout <duration>', 'deadline for each request (5s, 500ms; a bare number is seconds)', '10')
     .addHelpText(
       'after',
       `
@@ -48,7 +46,12 @@ Examples:
   meshauth flush --pair spiffe://example.org/ns/a/sa/web,spiffe://example.org/ns/b/sa/db
   meshauth audit verify --db /var/lib/meshauth/audit.db
   meshauth --address node1:4251 --tls-cert me.pem --tls-key me.key --tls-bundle ca.pem status
-  meshauth --relay relay:4252 --tls-cert me.pem --tls-key me.key --tls-bundle ca.pem events --outcome failure --since 1h`,
+  meshauth --relay relay:4252 --tls-cert me.pem --tls-key me.key --tls-bundle ca.pem events --outcome failure --since 1h
+${exitStatusHelp(
+  'success',
+  'failed: daemon unreachable or refusing, a file unreadable, or a check found a problem',
+  'usage error: unknown command or option, missing or bad option value',
+)}`,
     );
   const ctx = makeContext(program, io);
   registerEventsCommand(program, ctx);
@@ -57,13 +60,8 @@ Examples:
   registerFlushCommand(program, ctx);
   registerAuditCommands(program, ctx);
   for (const r of extra) r(program);
-  // subcommands share the parent's output and exit handling
-  for (const c of program.commands) {
-    c.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
-    for (const sub of c.commands)
-      sub.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
-  }
-  return program;
+  // every command shares the output, help layout and usage errors (src/usage.ts)
+  return configureUsage(program, io);
 }
 
 /**
@@ -82,9 +80,12 @@ export async function run(
   } catch (err) {
     // Commander reports usage errors (missing option, unknown flag) with status 1; the help
     // promises 2 for usage errors and keeps 1 for "checked and found bad".
-    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : USAGE_EXIT;
     if (err instanceof CliError) {
-      if (err.message) io.err(`meshauth: ${err.message}\n`);
+      if (err.message)
+        io.err(
+          err.exitCode === USAGE_EXIT ? usageErrorText(program, err.message) : `meshauth: ${err.message}\n`,
+        );
       return err.exitCode;
     }
     io.err(`meshauth: ${(err as Error).message ?? String(err)}\n`);

@@ -4,59 +4,21 @@
  * daemon, and shuts it down gracefully on SIGTERM/SIGINT (BPF maps stay pinned, enforcement
  * continues). Exit codes: 0 clean stop, 1 runtime failure, 2 bad configuration or usage.
  */
-import { Command, Option } from 'commander';
-import { ConfigError, describeOptions, loadConfig, type DaemonConfig } from '../config/index.js';
+import { ConfigError, loadConfig, type DaemonConfig } from '../config/index.js';
 import { Daemon } from '../daemon/index.js';
-import { errorForLog, MeshauthError } from '../errors.js';
+import { MeshauthError } from '../errors.js';
 import { createLogger } from '../log.js';
-import { VERSION } from '../version.js';
-
-function buildProgram(): Command {
-  const program = new Command('meshauthd')
-    .description(
-      'Out-of-band mutual authentication daemon, one per node.\n\n' +
-        'Loads the BPF datapath, keeps the auth cache of (local identity, remote identity, remote node),\n' +
-        'answers auth-required signals with TLS 1.3 mutual handshakes to the peer node daemon, and\n' +
-        'records every decision in the audit trail.\n\n' +
-        'Every setting can come from the config file, an environment variable or a flag\n' +
-        '(precedence: defaults < file < environment < flags). Durations accept 250ms, 5s, 1h.',
-    )
-    .version(VERSION, '-V, --version')
-    .helpOption('-h, --help', 'Show this help')
-    .showHelpAfterError('(run meshauthd --help for the options)')
-    .configureHelp({ sortOptions: false, helpWidth: 110 })
-    .allowExcessArguments(false);
-  for (const o of describeOptions()) {
-    const flags =
-      o.kind === 'bool' ? `${o.flag} [${o.valueName.replace(/[<>]/g, '')}]` : `${o.flag} ${o.valueName}`;
-    const extra = [
-      o.path ? `file: ${o.path}` : undefined,
-      `env: ${o.env}`,
-      o.default !== undefined ? `default: ${o.default}` : undefined,
-    ]
-      .filter(Boolean)
-      .join('; ');
-    // No commander defaults: a default here would override the config file.
-    program.addOption(new Option(flags, `${o.description} (${extra})`));
-  }
-  program.addHelpText(
-    'after',
-    '\nExamples:\n' +
-      '  meshauthd --config /etc/meshauth/config.yaml\n' +
-      '  MESHAUTH_LOG_LEVEL=debug meshauthd --config config.yaml --handshake-port 4250\n' +
-      '\nSignals: SIGTERM/SIGINT stop gracefully (maps stay pinned, programs stay attached).\n',
-  );
-  return program;
-}
+import { USAGE_EXIT, usageHint } from '../usage.js';
+import { buildDaemonProgram } from './program.js';
 
 async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
-  program.exitOverride();
+  const program = buildDaemonProgram();
   try {
     program.parse(argv);
   } catch (err) {
+    // --help and --version exit 0; any other commander error is a usage error
     const code = (err as { exitCode?: number }).exitCode;
-    return code === 0 ? 0 : 2;
+    return code === 0 ? 0 : USAGE_EXIT;
   }
   const opts = program.opts<Record<string, string | boolean | undefined>>();
   const { config: file, ...overrides } = opts;
@@ -69,8 +31,8 @@ async function main(argv: string[]): Promise<number> {
     });
   } catch (err) {
     if (err instanceof ConfigError) {
-      process.stderr.write(`meshauthd: invalid configuration:\n${err.message}\n`);
-      return 2;
+      process.stderr.write(`meshauthd: invalid configuration:\n${err.message}\n${usageHint(program)}\n`);
+      return USAGE_EXIT;
     }
     throw err;
   }
@@ -79,10 +41,12 @@ async function main(argv: string[]): Promise<number> {
   try {
     daemon = await Daemon.start(config, logger);
   } catch (err) {
+    // printed once, on stderr: a log line as well would show it twice on a terminal and in
+    // `kubectl logs`; the log keeps the event and its code, and the stack of an unexpected error
     const e = err as Error & { code?: string };
     logger.fatal(
-      { event: 'daemon_start_failed', err: errorForLog(err), code: e.code },
-      `meshauthd failed to start: ${e.message}`,
+      { event: 'daemon_start_failed', code: e.code, ...(err instanceof MeshauthError ? {} : { err }) },
+      'meshauthd failed to start (the reason is on stderr)',
     );
     process.stderr.write(`meshauthd: failed to start: ${e.message}\n`);
     return err instanceof ConfigError ? 2 : 1;

@@ -5,6 +5,7 @@ import { packageRoot } from '../package-root.js';
 import { configSchema, type ParsedConfig } from './schema.js';
 import type { AttachPoint, DaemonConfig, HostPort } from './types.js';
 import { formatPath, readYamlFile, validateDocument, type DocPath } from './yaml-document.js';
+import { levenshtein } from './validate.js';
 
 /** A value given on the command line: commander gives strings, booleans, or arrays for repeats. */
 export type OverrideValue = string | number | boolean | readonly string[] | undefined;
@@ -237,9 +238,45 @@ function finalize(p: ParsedConfig, file: string | undefined): DaemonConfig {
 }
 
 /**
+ * MESHAUTH_* names that are not configuration settings but are read by meshauth itself: the CLI's
+ * socket, the file given by --config, and the host IP the Helm chart exports for
+ * MESHAUTH_WIREGUARD_ADDRESS to expand.
+ */
+export const NON_CONFIG_ENV: readonly string[] = ['MESHAUTH_CONFIG', 'MESHAUTH_SOCKET', 'MESHAUTH_HOST_IP'];
+
+/**
+ * Problems for MESHAUTH_* variables that are not a setting but within two edits of one
+ * (MESHAUTH_HANDSHAKE_PROT): a typo that would otherwise be ignored while the default applies.
+ * Other unknown MESHAUTH_* names are left alone: the prefix is open-ended (build, test and
+ * benchmark scripts use it for their own knobs, and they share a shell with meshauthd), so only a
+ * near miss of a setting is a sure mistake.
+ */
+function misspeltEnv(
+  env: Readonly<Record<string, string | undefined>>,
+  options: ReadonlyArray<{ env: string }>,
+): string[] {
+  const known = new Set([...options.map((o) => o.env), ...NON_CONFIG_ENV]);
+  const problems: string[] = [];
+  for (const name of Object.keys(env).sort()) {
+    if (!name.startsWith('MESHAUTH_') || known.has(name) || env[name] === undefined) continue;
+    let best: string | undefined;
+    let bestD = 3;
+    for (const k of known) {
+      const d = levenshtein(name, k);
+      if (d < bestD) [best, bestD] = [k, d];
+    }
+    if (best !== undefined) problems.push(`config env ${name}: not a setting (did you mean ${best}?)`);
+  }
+  return problems;
+}
+
+/**
  * Loads the daemon configuration: defaults < file < environment (MESHAUTH_*) < flags.
  * Throws ConfigError (MESHAUTH_ERR_CONFIG) whose lines read "config <file>: <path>: <reason>",
  * or "config env MESHAUTH_X: ..." / "config flag --x: ..." when the bad value came from there.
+ * Settings valid alone that conflict read "config: conflict between auth.channel.port (file <file>)
+ * and handshake.port (default): <reason>", each with where its value came from (file, env, flag,
+ * default, not set).
  */
 export function loadConfig(opts: LoadConfigOptions = {}): DaemonConfig {
   const cwd = opts.cwd ?? process.cwd();
@@ -260,6 +297,8 @@ export function loadConfig(opts: LoadConfigOptions = {}): DaemonConfig {
     setPath(doc, opt.path, coerce(opt, v));
     sources.set(opt.path, `config env ${opt.env}`);
   }
+  const misspelt = misspeltEnv(opts.env ?? {}, options);
+  if (misspelt.length > 0) throw new ConfigError(misspelt);
   const unknownFlags: string[] = [];
   for (const [key, v] of Object.entries(opts.argvOverrides ?? {})) {
     const opt = findOption(key, options);
@@ -289,10 +328,22 @@ export function loadConfig(opts: LoadConfigOptions = {}): DaemonConfig {
     sourceOf(dotted.replace(/\.(\d+)(?=\.|$)/g, '[$1]')) !== undefined ? cwd : fileDir,
   );
 
+  /** Where a setting's value came from, for conflicts: a flag, the environment, the file, a default. */
+  const originOf = (dotted: string): string => {
+    const from = sourceOf(dotted);
+    if (from !== undefined) return from.replace(/^config /, '');
+    let node: unknown = doc; // environment and flags are found above: what is left is the file's
+
+    for (const part of dotted.split('.')) node = isObj(node) ? node[part] : undefined;
+    if (node !== undefined) return file !== undefined ? `file ${file}` : 'set';
+    return options.find((o) => o.path === dotted)?.default !== undefined ? 'default' : 'not set';
+  };
   const parsed = validateDocument(
     configSchema,
     doc,
     (path: DocPath) => sourceOf(formatPath(path)) ?? fileLabel,
+    undefined,
+    { label: 'config', originOf },
   );
   return finalize(parsed, file);
 }

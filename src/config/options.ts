@@ -1,4 +1,5 @@
-import { DEFAULTS } from './schema.js';
+import { formatDuration } from './duration.js';
+import { DEFAULTS, DURATION_LIMITS } from './schema.js';
 
 export type OptionKind = 'string' | 'int' | 'number' | 'duration' | 'bool' | 'list' | 'attach';
 
@@ -74,7 +75,7 @@ const SPECS: readonly Spec[] = [
     kind: 'duration',
     valueName: '<duration>',
     default: DEFAULTS.synRto,
-    description: 'Initial SYN timeout for sockets of unauthenticated pairs in sockops cgroups (1ms..1s)',
+    description: 'Initial SYN timeout for sockets of unauthenticated pairs in sockops cgroups',
   },
   {
     path: 'datapath.synReplay',
@@ -324,7 +325,8 @@ const SPECS: readonly Spec[] = [
     path: 'inventory.file',
     kind: 'string',
     valueName: '<file>',
-    description: 'Static inventory of nodes and workloads (required when inventory.source is file)',
+    description:
+      'Static inventory of nodes and workloads, re-read when it changes (required when inventory.source is file)',
   },
   {
     path: 'policy.source',
@@ -338,7 +340,8 @@ const SPECS: readonly Spec[] = [
     path: 'policy.file',
     kind: 'string',
     valueName: '<file>',
-    description: 'Mutual authentication policy (required when policy.source is file)',
+    description:
+      'Mutual authentication policy, re-read when it changes; a bad new file keeps the last good policy (required when policy.source is file)',
   },
   {
     path: 'kubernetes.kubeconfig',
@@ -365,7 +368,7 @@ const SPECS: readonly Spec[] = [
     kind: 'string',
     valueName: '<type>',
     default: DEFAULTS.kubernetesNodeAddressType,
-    description: "Node status.addresses type used as the node's handshake address",
+    description: "Node status.addresses type used as the node's handshake address: InternalIP or ExternalIP",
   },
   {
     path: 'kubernetes.publishWireguardKey',
@@ -421,7 +424,7 @@ const SPECS: readonly Spec[] = [
     kind: 'duration',
     valueName: '<duration>',
     default: DEFAULTS.auditWitnessMaxSkew,
-    description: "Witness: refuse a head dated further than this from this node's clock at receipt (1s..1d)",
+    description: "Witness: refuse a head dated further than this from this node's clock at receipt",
   },
   {
     path: 'audit.otlpEndpoint',
@@ -456,7 +459,7 @@ const SPECS: readonly Spec[] = [
     kind: 'string',
     valueName: '<mode>',
     default: DEFAULTS.apiSocketMode,
-    description: 'File mode of the API socket (octal)',
+    description: 'File mode of the API socket (octal; no access for other users: 0600 or 0660)',
   },
   {
     path: 'api.tcp.listen',
@@ -538,6 +541,13 @@ function kebab(s: string): string {
   return s.replace(/([a-z0-9])([A-Z])/g, '$1-$2').toLowerCase();
 }
 
+/** "1ms..5m": the bounds of a duration setting (schema.ts DURATION_LIMITS). */
+function durationRange(path: string): string {
+  const limits = (DURATION_LIMITS as Record<string, { minMs: number; maxMs: number } | undefined>)[path];
+  if (!limits) throw new Error(`options: duration ${path} has no bounds in DURATION_LIMITS`);
+  return `${formatDuration(limits.minMs)}..${formatDuration(limits.maxMs)}`;
+}
+
 function describe(spec: Spec): OptionDescription {
   const words = spec.path.split('.').map(kebab).join('-');
   return {
@@ -548,7 +558,8 @@ function describe(spec: Spec): OptionDescription {
     kind: spec.kind,
     valueName: spec.valueName,
     default: spec.default === undefined ? undefined : String(spec.default),
-    description: spec.description,
+    description:
+      spec.kind === 'duration' ? `${spec.description} (${durationRange(spec.path)})` : spec.description,
   };
 }
 

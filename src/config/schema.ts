@@ -12,11 +12,14 @@ import {
   numberField,
   fractionOrOffField,
   optionalStringField,
+  powerOfTwoField,
   spiffeIdField,
   spiffeIdTemplateField,
   stringField,
 } from './fields.js';
-import { parseCidr, showValue } from './validate.js';
+import { formatDuration } from './duration.js';
+import { parsePrefix } from '../net/index.js';
+import { normalizeIp, parseCidr, showValue } from './validate.js';
 
 /** Defaults, shared by the schema and `describeOptions()`. */
 export const DEFAULTS = {
@@ -70,11 +73,38 @@ export const DEFAULTS = {
   kubernetesNodeAddressType: 'InternalIP',
 } as const;
 
+/**
+ * Bounds of every duration setting, in milliseconds, by config path. The upper bounds keep each
+ * value where it still means what the setting says (a 100-day handshake deadline is a typo) and,
+ * for the durations that arm a timer, under Node's timer limit (2^31 - 1 ms, about 24.8 days: a
+ * longer timeout fires at once). `meshauthd --help` prints them (options.ts).
+ */
+export const DURATION_LIMITS = {
+  'datapath.signalThrottle': { minMs: 1, maxMs: 60_000 },
+  'datapath.synRto': { minMs: 1, maxMs: 1000 },
+  'handshake.timeout': { minMs: 1, maxMs: 300_000 },
+  'handshake.maxEntryTtl': { minMs: 1000, maxMs: 7 * 86_400_000 },
+  'auth.retryBase': { minMs: 1, maxMs: 60_000 },
+  'auth.retryMax': { minMs: 1, maxMs: 3_600_000 },
+  'auth.gcInterval': { minMs: 1, maxMs: 3_600_000 },
+  'identity.devCa.svidTtl': { minMs: 60_000, maxMs: 7 * 86_400_000 },
+  'audit.maxAge': { minMs: 60_000, maxMs: 3650 * 86_400_000 },
+  'audit.headInterval': { minMs: 1000, maxMs: 86_400_000 },
+  'audit.witnessMaxSkew': { minMs: 1000, maxMs: 86_400_000 },
+  'audit.otlpTimeout': { minMs: 100, maxMs: 300_000 },
+} as const satisfies Record<string, { minMs: number; maxMs: number }>;
+
 export const SOURCES = ['file', 'kubernetes'] as const;
 
 export const IDENTITY_SOURCES = ['dev-ca', 'spire-delegated', 'workload-api', 'files'] as const;
 /** auth.mode: one TLS handshake per identity pair, or node channels with RFC 9261 identity proofs. */
 export const AUTH_MODES = ['per-pair', 'channel'] as const;
+/**
+ * kubernetes.nodeAddressType: the Node status.addresses types that hold an IP address (the
+ * handshake and WireGuard endpoint); a name of another type (Hostname, InternalDNS) or a typo would
+ * leave every node without an address, found only once the informer runs.
+ */
+export const NODE_ADDRESS_TYPES = ['InternalIP', 'ExternalIP'] as const;
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 const HOOKS = ['ingress', 'egress'] as const;
 
@@ -87,10 +117,41 @@ const TEMPLATE_PLACEHOLDERS: readonly string[] = [
   'nodeName',
 ];
 
-function fileWhenFileSource(v: { source: string; file: string | undefined }, ctx: z.RefinementCtx): void {
-  if (v.source === 'file' && v.file === undefined) {
-    ctx.addIssue({ code: 'custom', path: ['file'], message: 'is required when source is "file"' });
-  }
+/**
+ * A problem of two or more settings together (no value is wrong alone): reported as a conflict
+ * between `fields` (config paths, the first is where the issue sits), each with where its value
+ * came from (yaml-document.ts validateDocument). Only from the top-level refinement, so that the
+ * issue path is the first field's full path.
+ */
+function conflict(
+  ctx: z.RefinementCtx,
+  fields: readonly [string, string, ...string[]],
+  message: string,
+): void {
+  ctx.addIssue({ code: 'custom', path: fields[0].split('.'), message, params: { conflict: fields } });
+}
+
+/** A TCP listener of the daemon, for the port conflict check. */
+interface Listener {
+  field: string;
+  host: string;
+  port: number;
+}
+
+/**
+ * Whether two TCP listen addresses would contend for one port on Linux: equal addresses; the IPv4
+ * wildcard `0.0.0.0` with any IPv4 address (IPv4-mapped IPv6 counts as IPv4); the IPv6 wildcard
+ * `::` with anything (it is dual-stack unless IPV6_V6ONLY, which meshauth does not set); a host
+ * name with anything (it may resolve to the other address). A specific IPv6 address and
+ * `0.0.0.0` bind side by side.
+ */
+export function addressesOverlap(a: string, b: string): boolean {
+  const na = normalizeIp(a);
+  const nb = normalizeIp(b);
+  if (na === undefined || nb === undefined) return true;
+  if (na === nb || na === '::' || nb === '::') return true;
+  const v4 = (ip: string): boolean => !ip.includes(':');
+  return (na === '0.0.0.0' && v4(nb)) || (nb === '0.0.0.0' && v4(na));
 }
 
 /** A missing section is parsed as an empty mapping, so its fields get their defaults. */
@@ -137,16 +198,27 @@ const sockOpsAttach = z.strictObject({
   path: stringField(),
 });
 
-const cidrField = () =>
+/**
+ * wireguard.address: this node's own address on the tunnel, a host prefix (/32 or /128). The
+ * interface carries only it: peers' traffic is routed by their pod CIDRs (AllowedIPs), so a
+ * wider prefix would add a connected route for a subnet no peer owns.
+ */
+const tunnelAddressField = () =>
   z
     .unknown()
     .optional()
     .transform((v, ctx): string => {
       const c = typeof v === 'string' ? parseCidr(v) : undefined;
-      if (!c) {
+      if (!c || c.prefix !== (c.family === 4 ? 32 : 128)) {
+        // the library's reason (no prefix length, bad length, not an address); a shorter prefix
+        // is named as such
+        const p =
+          typeof v === 'string' ? parsePrefix(v.trim(), { hostBits: 'clear', mapped: 'unmap' }) : undefined;
+        const why =
+          p && !p.ok ? `: ${p.reason}` : p?.ok ? `: a /${p.value.length} is a subnet, not one address` : '';
         ctx.addIssue({
           code: 'custom',
-          message: `must be an address with a prefix length, like 10.99.0.1/32 (got ${showValue(v)})`,
+          message: `must be this node's tunnel address as /32 (IPv4) or /128 (IPv6), like 10.99.0.1/32 or fd00:99::1/128 (got ${showValue(v)}${why})`,
         });
         return z.NEVER;
       }
@@ -166,7 +238,7 @@ export const configSchema = z
     datapath: z
       .strictObject({
         attach: z.array(z.discriminatedUnion('type', [tcAttach, cgroupAttach, sockOpsAttach])).min(1),
-        signalThrottle: durationField(DEFAULTS.signalThrottle),
+        signalThrottle: durationField(DEFAULTS.signalThrottle, DURATION_LIMITS['datapath.signalThrottle']),
         strictWireguard: boolField(false),
         synReplay: boolField(true),
         // Upper bounds keep one map's memory under a few hundred MiB (kernel limit: 2^32 - 1).
@@ -176,36 +248,31 @@ export const configSchema = z
             ipcache: intField(16, 16_777_216, DEFAULTS.mapIpcache),
             policy: intField(16, 16_777_216, DEFAULTS.mapPolicy),
             throttle: intField(16, 16_777_216, DEFAULTS.mapThrottle),
-            signalRingBytes: intField(4096, 1 << 30, DEFAULTS.mapSignalRingBytes).refine(
-              (n) => (n & (n - 1)) === 0,
-              { message: 'must be a power of two (4096 bytes at least)' },
-            ),
+            signalRingBytes: powerOfTwoField(4096, 1 << 30, DEFAULTS.mapSignalRingBytes),
           })
           .prefault(EMPTY_SECTION),
-        synRto: durationField(DEFAULTS.synRto).refine((ms) => ms >= 1 && ms <= 1000, {
-          message: 'must be between 1ms and 1s',
-        }),
+        synRto: durationField(DEFAULTS.synRto, DURATION_LIMITS['datapath.synRto']),
       })
       .prefault(EMPTY_SECTION),
     handshake: z
       .strictObject({
         listen: ipField(DEFAULTS.handshakeListen),
         port: intField(1, 65535, DEFAULTS.handshakePort),
-        timeout: durationField(DEFAULTS.handshakeTimeout),
+        timeout: durationField(DEFAULTS.handshakeTimeout, DURATION_LIMITS['handshake.timeout']),
         maxConnections: intField(1, 1_000_000, DEFAULTS.handshakeMaxConnections),
         perPeerRate: numberField(0, 1_000_000, DEFAULTS.handshakePerPeerRate),
         perPeerBurst: intField(1, 1_000_000, DEFAULTS.handshakePerPeerBurst),
-        maxEntryTtl: durationField(DEFAULTS.handshakeMaxEntryTtl, { minMs: 1000 }),
+        maxEntryTtl: durationField(DEFAULTS.handshakeMaxEntryTtl, DURATION_LIMITS['handshake.maxEntryTtl']),
       })
       .prefault(EMPTY_SECTION),
     auth: z
       .strictObject({
         maxConcurrent: intField(1, 100_000, DEFAULTS.authMaxConcurrent),
         queueSize: intField(1, 10_000_000, DEFAULTS.authQueueSize),
-        retryBase: durationField(DEFAULTS.authRetryBase),
-        retryMax: durationField(DEFAULTS.authRetryMax),
+        retryBase: durationField(DEFAULTS.authRetryBase, DURATION_LIMITS['auth.retryBase']),
+        retryMax: durationField(DEFAULTS.authRetryMax, DURATION_LIMITS['auth.retryMax']),
         reauthAt: fractionOrOffField(0.99, DEFAULTS.authReauthAt),
-        gcInterval: durationField(DEFAULTS.authGcInterval),
+        gcInterval: durationField(DEFAULTS.authGcInterval, DURATION_LIMITS['auth.gcInterval']),
         preauthenticate: boolField(false),
         mode: enumField(AUTH_MODES, DEFAULTS.authMode as (typeof AUTH_MODES)[number]),
         channel: z
@@ -219,16 +286,7 @@ export const configSchema = z
           })
           .prefault(EMPTY_SECTION),
       })
-      .prefault(EMPTY_SECTION)
-      .superRefine((a, ctx) => {
-        if (a.retryMax < a.retryBase) {
-          ctx.addIssue({
-            code: 'custom',
-            path: ['retryMax'],
-            message: `must be at least auth.retryBase (${a.retryBase}ms)`,
-          });
-        }
-      }),
+      .prefault(EMPTY_SECTION),
     identity: z
       .strictObject({
         source: enumField(IDENTITY_SOURCES, DEFAULTS.identitySource),
@@ -237,7 +295,7 @@ export const configSchema = z
             trustDomain: stringField(DEFAULTS.devCaTrustDomain),
             caCert: optionalStringField(),
             caKey: optionalStringField(),
-            svidTtl: durationField(DEFAULTS.devCaSvidTtl, { minMs: 60_000 }),
+            svidTtl: durationField(DEFAULTS.devCaSvidTtl, DURATION_LIMITS['identity.devCa.svidTtl']),
           })
           .prefault(EMPTY_SECTION),
         spire: z
@@ -262,13 +320,6 @@ export const configSchema = z
       })
       .prefault(EMPTY_SECTION)
       .superRefine((id, ctx) => {
-        if (id.source === 'files' && !id.files) {
-          ctx.addIssue({
-            code: 'custom',
-            path: ['files'],
-            message: 'is required when identity.source is "files"',
-          });
-        }
         if (!/^[a-z0-9._-]+$/.test(id.devCa.trustDomain)) {
           ctx.addIssue({
             code: 'custom',
@@ -276,31 +327,28 @@ export const configSchema = z
             message: `must be a trust domain of a-z 0-9 . - _ (got ${showValue(id.devCa.trustDomain)})`,
           });
         }
-        if ((id.devCa.caCert === undefined) !== (id.devCa.caKey === undefined)) {
-          ctx.addIssue({
-            code: 'custom',
-            path: ['devCa'],
-            message: 'caCert and caKey must be given together',
-          });
-        }
       }),
-    inventory: z
-      .strictObject({ source: enumField(SOURCES, 'file'), file: optionalStringField() })
-      .superRefine(fileWhenFileSource),
-    policy: z
-      .strictObject({ source: enumField(SOURCES, 'file'), file: optionalStringField() })
-      .superRefine(fileWhenFileSource),
+    inventory: z.strictObject({ source: enumField(SOURCES, 'file'), file: optionalStringField() }),
+    policy: z.strictObject({ source: enumField(SOURCES, 'file'), file: optionalStringField() }),
     kubernetes: z
       .strictObject({
         kubeconfig: optionalStringField(),
         trustDomain: optionalStringField(),
         spiffeIdTemplate: stringField(DEFAULTS.kubernetesSpiffeIdTemplate),
-        nodeAddressType: stringField(DEFAULTS.kubernetesNodeAddressType),
+        nodeAddressType: enumField(NODE_ADDRESS_TYPES, DEFAULTS.kubernetesNodeAddressType),
         publishWireguardKey: boolField(true),
         reportPolicyStatus: boolField(true),
       })
       .prefault(EMPTY_SECTION)
       .superRefine((k, ctx) => {
+        // the trust domain of every pod's SPIFFE ID: a bad one would be found per pod, at run time
+        if (k.trustDomain !== undefined && !/^[a-z0-9._-]+$/.test(k.trustDomain)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['trustDomain'],
+            message: `must be a trust domain of a-z 0-9 . - _ (got ${showValue(k.trustDomain)})`,
+          });
+        }
         for (const m of k.spiffeIdTemplate.matchAll(/\{([^}]*)\}/g)) {
           if (!TEMPLATE_PLACEHOLDERS.includes(m[1] as string)) {
             ctx.addIssue({
@@ -314,7 +362,7 @@ export const configSchema = z
     audit: z
       .strictObject({
         path: optionalStringField(),
-        maxAge: durationField(DEFAULTS.auditMaxAge, { minMs: 60_000 }),
+        maxAge: durationField(DEFAULTS.auditMaxAge, DURATION_LIMITS['audit.maxAge']),
         maxEvents: intField(1000, Number.MAX_SAFE_INTEGER, DEFAULTS.auditMaxEvents),
         witnesses: z
           .array(hostPortField(undefined))
@@ -328,20 +376,21 @@ export const configSchema = z
               seen.add(key);
             });
           }),
-        headInterval: durationField('60s', { minMs: 1000 }),
-        witnessMaxSkew: durationField(DEFAULTS.auditWitnessMaxSkew, { minMs: 1000 }).refine(
-          (ms) => ms <= 86_400_000,
-          { message: 'must be at most 1d' },
-        ),
+        headInterval: durationField('60s', DURATION_LIMITS['audit.headInterval']),
+        witnessMaxSkew: durationField(DEFAULTS.auditWitnessMaxSkew, DURATION_LIMITS['audit.witnessMaxSkew']),
         otlpEndpoint: optionalHttpUrlField(),
         otlpBatchSize: intField(1, 10_000, DEFAULTS.auditOtlpBatchSize),
-        otlpTimeout: durationField(DEFAULTS.auditOtlpTimeout, { minMs: 100 }),
+        otlpTimeout: durationField(DEFAULTS.auditOtlpTimeout, DURATION_LIMITS['audit.otlpTimeout']),
       })
       .prefault(EMPTY_SECTION),
     api: z
       .strictObject({
         socket: stringField(DEFAULTS.apiSocket),
-        socketMode: fileModeField(DEFAULTS.apiSocketMode),
+        socketMode: fileModeField(DEFAULTS.apiSocketMode, {
+          noOtherAccess: {
+            why: 'any local user could then call the API (read the audit trail, flush auth entries, have heads signed)',
+          },
+        }),
         tcp: z
           .strictObject({
             listen: hostPortField(undefined),
@@ -360,81 +409,98 @@ export const configSchema = z
         enabled: boolField(false),
         interface: interfaceField(DEFAULTS.wireguardInterface),
         listenPort: intField(1, 65535, DEFAULTS.wireguardListenPort),
-        address: cidrField().optional(),
+        address: tunnelAddressField().optional(),
         privateKeyFile: optionalStringField(),
         userspaceBinary: stringField(DEFAULTS.wireguardUserspaceBinary),
       })
-      .prefault(EMPTY_SECTION)
-      .superRefine((wg, ctx) => {
-        if (wg.enabled && wg.address === undefined) {
-          ctx.addIssue({
-            code: 'custom',
-            path: ['address'],
-            message: 'is required when wireguard.enabled is true',
-          });
-        }
-      }),
+      .prefault(EMPTY_SECTION),
     log: z.strictObject({ level: enumField(LOG_LEVELS, DEFAULTS.logLevel) }).prefault(EMPTY_SECTION),
   })
   .superRefine((c, ctx) => {
+    // Settings that are each valid but do not go together: named as a conflict between them.
     if (c.datapath.strictWireguard && !c.wireguard.enabled) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['datapath', 'strictWireguard'],
-        message: 'needs wireguard.enabled: true',
-      });
+      conflict(
+        ctx,
+        ['datapath.strictWireguard', 'wireguard.enabled'],
+        'strictWireguard drops pod traffic between nodes that did not come through WireGuard: it needs wireguard.enabled: true',
+      );
     }
-    if (c.auth.mode === 'channel') {
-      if (c.auth.channel.port === c.handshake.port) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['auth', 'channel', 'port'],
-          message: `must differ from handshake.port (${c.handshake.port}): both listen`,
-        });
+    if (c.wireguard.enabled && c.wireguard.address === undefined) {
+      conflict(
+        ctx,
+        ['wireguard.address', 'wireguard.enabled'],
+        "wireguard.enabled: true needs wireguard.address (this node's tunnel address, like 10.99.0.1/32)",
+      );
+    }
+    for (const doc of ['inventory', 'policy'] as const) {
+      if (c[doc].source === 'file' && c[doc].file === undefined) {
+        conflict(ctx, [`${doc}.file`, `${doc}.source`], `${doc}.source "file" needs ${doc}.file`);
       }
+    }
+    if (c.auth.retryMax < c.auth.retryBase) {
+      conflict(
+        ctx,
+        ['auth.retryMax', 'auth.retryBase'],
+        `auth.retryMax (${formatDuration(c.auth.retryMax)}) must be at least auth.retryBase (${formatDuration(c.auth.retryBase)})`,
+      );
+    }
+    if (c.identity.source === 'files' && !c.identity.files) {
+      conflict(
+        ctx,
+        ['identity.files', 'identity.source'],
+        'identity.source "files" needs identity.files (bundle and svids)',
+      );
+    }
+    if ((c.identity.devCa.caCert === undefined) !== (c.identity.devCa.caKey === undefined)) {
+      conflict(
+        ctx,
+        ['identity.devCa.caCert', 'identity.devCa.caKey'],
+        'the development CA certificate and its key are given together or not at all',
+      );
+    }
+    if (c.auth.mode === 'channel' && c.identity.source !== 'dev-ca') {
       // Only the dev CA names the trust domain itself; other sources need it written out.
-      if (c.identity.source !== 'dev-ca' && c.api.tcp?.identity?.includes('{trustDomain}')) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['api', 'tcp', 'identity'],
-          message: `must name the trust domain (not {trustDomain}) with identity.source ${c.identity.source}`,
-        });
-      }
-      if (c.identity.source !== 'dev-ca' && c.auth.channel.nodeId.includes('{trustDomain}')) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['auth', 'channel', 'nodeId'],
-          message: `must name the trust domain (not {trustDomain}) with identity.source ${c.identity.source}`,
-        });
+      for (const [field, value] of [
+        ['api.tcp.identity', c.api.tcp?.identity],
+        ['auth.channel.nodeId', c.auth.channel.nodeId],
+      ] as const) {
+        if (value?.includes('{trustDomain}')) {
+          conflict(
+            ctx,
+            [field, 'identity.source', 'auth.mode'],
+            `with auth.mode "channel" and identity.source "${c.identity.source}", ${field} must name the trust domain, not {trustDomain} (only the dev CA fills it in)`,
+          );
+        }
       }
     }
-    // api.tcp binds every address, like the handshake and channel listeners: one port for two
-    // would fail at start with EADDRINUSE, which names neither setting.
-    const tcpPort = c.api.tcp?.listen?.port;
-    if (tcpPort !== undefined) {
-      if (tcpPort === c.handshake.port) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['api', 'tcp', 'listen'],
-          message: `port ${tcpPort} is also handshake.port: both listen`,
-        });
+    // Every TCP listener binds its own port: two on one port (on overlapping addresses) would fail
+    // at start with EADDRINUSE, which names neither setting.
+    const listeners: Listener[] = [
+      { field: 'handshake.port', host: c.handshake.listen, port: c.handshake.port },
+    ];
+    if (c.auth.mode === 'channel')
+      listeners.push({ field: 'auth.channel.port', host: c.handshake.listen, port: c.auth.channel.port });
+    if (c.api.tcp?.listen) listeners.push({ field: 'api.tcp.listen', ...c.api.tcp.listen });
+    if (c.metrics.listen) listeners.push({ field: 'metrics.listen', ...c.metrics.listen });
+    listeners.forEach((a, i) => {
+      for (const b of listeners.slice(0, i)) {
+        if (a.port === b.port && addressesOverlap(a.host, b.host)) {
+          conflict(
+            ctx,
+            [a.field, b.field],
+            `both would listen on TCP port ${a.port}${a.host === b.host ? '' : ` (addresses ${a.host} and ${b.host} overlap)`}: give each its own port`,
+          );
+        }
       }
-      if (c.auth.mode === 'channel' && tcpPort === c.auth.channel.port) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['api', 'tcp', 'listen'],
-          message: `port ${tcpPort} is also auth.channel.port: both listen`,
-        });
-      }
-    }
+    });
     // The head is signed with the TCP listener's SVID: without it nothing would be witnessed, and
     // an operator who listed witnesses would believe the trail is witnessed when it is not.
     if (c.audit.witnesses.length > 0 && !c.api.tcp?.identity) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['audit', 'witnesses'],
-        message: 'needs api.tcp.identity (the SVID that signs the audit head)',
-      });
+      conflict(
+        ctx,
+        ['audit.witnesses', 'api.tcp.identity'],
+        'witnesses need api.tcp.identity (the SVID that signs the audit head)',
+      );
     }
   });
 

@@ -131,7 +131,8 @@ export function closestName(name: string, candidates: readonly string[]): string
   return best !== undefined && bestD <= Math.max(2, Math.floor(name.length / 3)) ? best : undefined;
 }
 
-function levenshtein(a: string, b: string): number {
+/** Levenshtein distance between two strings. */
+export function levenshtein(a: string, b: string): number {
   const row = Array.from({ length: b.length + 1 }, (_, i) => i);
   for (let i = 1; i <= a.length; i++) {
     let prev = row[0] as number;

@@ -1,6 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import type * as z from 'zod';
+import { fileErrorReason } from '../errors.js';
+import { readInputFileSync } from '../read-file.js';
 import { ConfigError } from './errors.js';
 import { closestName, showValue } from './validate.js';
 
@@ -20,14 +21,18 @@ export function formatPath(path: DocPath): string {
 /**
  * Reads and parses a YAML file. Syntax errors (and duplicate keys) become a ConfigError
  * "<label>: line L, column C: <reason>". An empty file parses as an empty mapping.
+ *
+ * Only a regular file of at most MAX_INPUT_FILE_BYTES is read (symlinks followed): a FIFO, a
+ * device such as /dev/zero or a larger file is refused with a ConfigError ("cannot read: not a
+ * regular file (a FIFO)") instead of blocking the event loop, or reading for ever, in the
+ * synchronous read. Files are re-read on change while the daemon runs (policy, inventory).
  */
 export function readYamlFile(file: string, label: string, code?: string): unknown {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    text = readInputFileSync(file).toString('utf8');
   } catch (err) {
-    const reason =
-      (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : (err as Error).message;
+    const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : fileErrorReason(err);
     throw new ConfigError([`${label}: cannot read: ${reason}`], { cause: err, ...(code ? { code } : {}) });
   }
   return parseYamlText(text, label, code);
@@ -163,22 +168,60 @@ function describeIssue(issue: z.core.$ZodIssue, schema: unknown): Array<{ path: 
 }
 
 /**
+ * How a document reports problems of several settings together (issues whose params carry
+ * `conflict`: the config paths involved): one line "<label>: conflict between <a> (<origin of a>)
+ * and <b> (<origin of b>): <reason>", blaming no one source, since each value may come from
+ * another (the file, the environment, a flag, a default).
+ */
+export interface ConflictReporting {
+  label: string;
+  /** Where a setting's value came from, e.g. "default", "flag --handshake-port". */
+  originOf: (dottedPath: string) => string;
+}
+
+function conflictFields(issue: z.core.$ZodIssue): readonly string[] | undefined {
+  if (issue.code !== 'custom') return undefined;
+  const fields = (issue.params as { conflict?: unknown } | undefined)?.conflict;
+  return Array.isArray(fields) && fields.every((f) => typeof f === 'string')
+    ? (fields as string[])
+    : undefined;
+}
+
+/** "a (x) and b (y)", "a (x), b (y) and c (z)". */
+function listFields(fields: readonly string[], originOf: (f: string) => string): string {
+  const parts = fields.map((f) => `${f} (${originOf(f)})`);
+  return parts.length === 1 ? (parts[0] as string) : `${parts.slice(0, -1).join(', ')} and ${parts.at(-1)}`;
+}
+
+/**
  * Validates a parsed document with a zod schema. Every problem becomes one line
  * "<source>: <path>: <reason>", where `sourceFor(path)` names where the value came from (the file,
- * an environment variable, a flag). Throws ConfigError listing all problems.
+ * an environment variable, a flag); a conflict between settings is worded as `conflicts` says
+ * (default: on the first field's source, naming the others). Throws ConfigError listing all problems.
  */
 export function validateDocument<S extends z.ZodType>(
   schema: S,
   data: unknown,
   sourceFor: (path: DocPath) => string,
   code?: string,
+  conflicts?: ConflictReporting,
 ): z.output<S> {
   const result = schema.safeParse(data, { reportInput: true });
   if (result.success) return result.data;
-  const problems = result.error.issues.flatMap((issue) =>
-    describeIssue(issue, schema).map(
+  const problems = result.error.issues.flatMap((issue) => {
+    const fields = conflictFields(issue);
+    if (fields) {
+      if (conflicts)
+        return [
+          `${conflicts.label}: conflict between ${listFields(fields, conflicts.originOf)}: ${issue.message}`,
+        ];
+      return [
+        `${sourceFor(issue.path)}: ${formatPath(issue.path)}: conflicts with ${fields.slice(1).join(', ')}: ${issue.message}`,
+      ];
+    }
+    return describeIssue(issue, schema).map(
       ({ path, reason }) => `${sourceFor(path)}: ${formatPath(path)}: ${reason}`,
-    ),
-  );
+    );
+  });
   throw new ConfigError([...new Set(problems)], code ? { code } : undefined);
 }

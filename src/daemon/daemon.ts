@@ -4,6 +4,7 @@ import {
   AuthCache,
   AuthGc,
   AuthManager,
+  ResponderAuditPacer,
   AuthReporter,
   entryWriteCheck,
   type AuthObserver,
@@ -29,8 +30,8 @@ import {
 } from '../wireguard/index.js';
 import { systemClock, wallClock } from '../time.js';
 import { RawSocketSender, SynReplay, synReplayBlocker } from '../datapath/index.js';
-import { errorForLog } from '../errors.js';
 import { Closers } from './closers.js';
+import { preflight } from './preflight.js';
 
 /** How long start-up waits for the identity source's first complete state. */
 const IDENTITY_READY_TIMEOUT_MS = 30_000;
@@ -50,20 +51,26 @@ export class Daemon {
   ) {}
 
   /**
-   * Opens and starts everything, in data-flow order. Each step that opens something registers
+   * Checks the configuration against the node first (preflight.ts: files, attach points, listeners;
+   * ConfigError), then opens and starts everything, in data-flow order. Each step that opens something registers
    * how to close it; when a later step fails, what was opened is closed again in reverse order
    * (closer errors are logged, the step's error is thrown) and the daemon leaves nothing running:
-   * no listening socket, no open map or database fd, no watcher or timer. As on a graceful stop,
-   * pinned maps, attached programs and a running WireGuard interface stay.
+   * no listening socket, no open map or database fd, no watcher or timer. The datapath is put back
+   * as this start found it: a first start detaches its programs and removes its pins, a restart
+   * writes back the ipcache and policy entries the pinned maps held (the previous run's programs
+   * keep enforcing them). A running WireGuard interface stays.
    */
   static async start(config: DaemonConfig, logger: Logger): Promise<Daemon> {
     const log = logger.child({ component: 'daemon' });
     const closers = new Closers(log);
+    const start = { failed: false };
     try {
-      await Daemon.open(config, logger, closers);
+      await Daemon.open(config, logger, closers, start);
     } catch (err) {
+      start.failed = true;
+      // the error itself is reported once, by whoever called start
       log.error(
-        { event: 'daemon_start_unwound', err: errorForLog(err), steps: closers.size },
+        { event: 'daemon_start_unwound', err_code: (err as { code?: string }).code, steps: closers.size },
         'start failed: closing what was opened',
       );
       await closers.closeAll();
@@ -72,8 +79,16 @@ export class Daemon {
     return new Daemon(config, logger, closers);
   }
 
-  private static async open(config: DaemonConfig, logger: Logger, closers: Closers): Promise<void> {
+  private static async open(
+    config: DaemonConfig,
+    logger: Logger,
+    closers: Closers,
+    start: { readonly failed: boolean },
+  ): Promise<void> {
     const log = logger.child({ component: 'daemon' });
+    // Configuration mistakes (files, attach points, ports) fail here, exit 2, before any pinned map
+    // is written or program replaced: the enforcement a previous run left attached stays as it was.
+    await preflight(config);
     mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
 
     // Inventory and policy from files or from the Kubernetes API (informers), same shape either way.
@@ -128,7 +143,19 @@ export class Daemon {
     const datapath = await openDatapath(config, state.current, logger, {
       wireguardIfindex: wg?.ifindex ?? 0,
     });
-    closers.push('datapath', () => datapath.close());
+    closers.push('datapath', () => {
+      // A failed start leaves the kernel as it found it (no pins or filters of its own, the
+      // previous run's map entries); a graceful stop leaves pins and programs enforcing.
+      if (start.failed) {
+        try {
+          datapath.unwindStart();
+        } finally {
+          datapath.close();
+        }
+      } else {
+        datapath.close();
+      }
+    });
     dpRef.current = datapath;
     const ops: { current: DaemonOperations | undefined } = { current: undefined };
     const cache = new AuthCache(datapath.auth, {
@@ -196,12 +223,30 @@ export class Daemon {
       workDropped: (reason) => ops.current?.metrics.authWorkDropped.inc({ reason }),
       handshake: (result, reason, ms) => ops.current?.metrics.recordHandshake(result, reason, ms),
       entries: (n) => ops.current?.metrics.authEntries.set(n),
+      channelAcceptRefused: (reason) => ops.current?.metrics.channelAcceptRefused.inc({ reason }),
     };
     const reporter = new AuthReporter({
       audit: audit.sink,
       logger: logger.child({ component: 'auth' }),
       observer,
     });
+    // Its accept-refusal records are written when it closes: after the handshake server (closers run last-in first).
+    closers.push('auth-reporter', () => reporter.close());
+
+    // Entries written for pairs peers initiate (per-pair server and node channels) are paced by the
+    // same audit queue marks as the handshakes this node starts (AuthManager, auditBackpressure).
+    const auditBackpressure = {
+      depth: () => audit.writer.queueDepth,
+      highWater: Math.floor(audit.writer.maxQueue * 0.8),
+      lowWater: Math.floor(audit.writer.maxQueue * 0.5),
+    };
+    const auditPacer = new ResponderAuditPacer({
+      backpressure: auditBackpressure,
+      audit: audit.sink,
+      logger,
+      onOutcome: (outcome, path) => ops.current?.metrics.responderAuditBackpressure.inc({ outcome, path }),
+    });
+    closers.push('auth-responder-pacer', () => auditPacer.close());
 
     // With WireGuard, both handshake halves prove possession of this node's private key and check
     // the peer's proof against the key the inventory holds for it (wireguard-proof.ts).
@@ -249,6 +294,9 @@ export class Daemon {
             timeoutMs: config.handshake.timeoutMs,
             maxChannels: config.auth.channel.maxChannels,
             onEvicted: () => ops.current?.metrics.channelEvictions.inc(),
+            // Counted (meshauth_channel_accept_refused_total) and audited per reason and window.
+            onAcceptRefused: (f) => reporter.channelAcceptRefused(f),
+            auditPacer,
             audit: audit.sink,
             logger,
           })
@@ -309,11 +357,7 @@ export class Daemon {
       }),
       // No entry is written faster than its audit record can be saved: new handshakes wait while the
       // writer's queue is above 80% of its bound, until it is back under 50%.
-      auditBackpressure: {
-        depth: () => audit.writer.queueDepth,
-        highWater: Math.floor(audit.writer.maxQueue * 0.8),
-        lowWater: Math.floor(audit.writer.maxQueue * 0.5),
-      },
+      auditBackpressure,
       // GC pressure: a full auth map first drops what expired or became obsolete.
       onMapFull: () => {
         const r = gc.run();
@@ -346,6 +390,7 @@ export class Daemon {
         perPeerBurst: config.handshake.perPeerBurst,
       },
       ...wireguardBinding,
+      auditPacer,
       logger,
       onAuthenticated: (r) => {
         manager.onServerAuthenticated(r);

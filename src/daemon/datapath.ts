@@ -28,6 +28,13 @@ export interface DaemonDatapath {
   counters(): VerdictCounters;
   /** Closes fds; pins and attachments stay so enforcement continues. */
   close(): void;
+  /**
+   * Undoes what this start did to the kernel, for a start that fails after the datapath opened
+   * (call before close()): a first start detaches the programs it attached and removes the pins it
+   * made; a restart over existing pins writes back the ipcache and policy entries the pinned maps
+   * held before it (the previous run's programs, or this build's replacing them, enforce those).
+   */
+  unwindStart(): void;
 }
 
 export interface OpenDatapathExtras {
@@ -38,7 +45,8 @@ export interface OpenDatapathExtras {
 /**
  * Loads the BPF object (reusing pinned maps), writes settings, ipcache and policy, then attaches the
  * programs at the configured points. Order matters: maps are filled before any program can see
- * traffic, so a restart never enforces against an empty ipcache.
+ * traffic, so a restart never enforces against an empty ipcache. The attach points were checked
+ * before (preflight.ts); should attaching still fail, what this start changed is undone (unwindStart).
  */
 export async function openDatapath(
   config: DaemonConfig,
@@ -78,6 +86,34 @@ export async function openDatapath(
     ensurePinDir(config.bpf.pinDir);
     datapath = Datapath.open(options);
   }
+  // What a restart found in the pinned maps: written back if this start fails after changing them.
+  const previous = hadPins ? { ipcache: datapath.listIpcache(), policy: datapath.listPolicy() } : undefined;
+  const unwind = (): void => {
+    if (previous) {
+      datapath.syncIpcache(previous.ipcache);
+      datapath.syncPolicy(previous.policy);
+      log.info(
+        { event: 'maps_restored', pin_dir: config.bpf.pinDir },
+        'start failed: wrote back the ipcache and policy entries the pinned maps held before',
+      );
+      return;
+    }
+    for (const a of config.datapath.attach.slice(0, attached)) {
+      try {
+        if (a.type === 'tc') datapath.detachTc(a.interface, a.hook);
+        else if (a.type === 'sockops') datapath.detachSockOps(a.path);
+        else datapath.detachCgroup(a.path, a.hook);
+      } catch (err) {
+        log.error({ event: 'detach_failed', err }, 'start failed: a program this start attached stays');
+      }
+    }
+    datapath.close();
+    Datapath.removePins(config.bpf.pinDir);
+    log.info(
+      { event: 'pins_removed', pin_dir: config.bpf.pinDir },
+      'start failed: detached the programs and removed the maps this start attached and pinned',
+    );
+  };
   try {
     const maps = (s: NodeState): MapsState => ({
       ipcache: s.ipcache,
@@ -146,15 +182,13 @@ export async function openDatapath(
       fullSyncs: () => fullSyncs,
       counters: () => datapath.counters(),
       close: () => datapath.close(),
+      unwindStart: unwind,
     };
   } catch (err) {
-    datapath.close();
-    if (!hadPins && attached === 0) {
-      Datapath.removePins(config.bpf.pinDir);
-      log.info(
-        { event: 'pins_removed', pin_dir: config.bpf.pinDir },
-        'start failed before any program was attached: removed the maps this start pinned',
-      );
+    try {
+      unwind();
+    } finally {
+      datapath.close();
     }
     throw err;
   }

@@ -21,12 +21,14 @@ import {
   type PolicyResource,
   type WatchStatus,
 } from '../kubernetes/index.js';
-import { loadPolicyFile, type Policy } from '../policy/index.js';
+import { FileReloadMetrics } from '../metrics/index.js';
+import { loadPolicyFile, watchPolicyFile, type Policy } from '../policy/index.js';
 
 /**
  * Where inventory and policy come from, behind one shape for the daemon: the current values, a
- * change signal, readiness and status. File sources read (and, for the inventory, watch) the
- * files; Kubernetes sources watch the API server through informers.
+ * change signal, readiness and status. File sources read the files at start and re-read them when
+ * they change (a bad new file is logged and the last good content stays); Kubernetes sources watch
+ * the API server through informers.
  */
 export interface DaemonSources {
   /** Stable object; its content is replaced in place (listen with inventory.onChange). */
@@ -66,6 +68,9 @@ export async function openSources(
   const log = logger.child({ component: 'kubernetes' });
   const closers: Array<() => void | Promise<void>> = [];
   const policyListeners = new Set<() => void>();
+  const notifyPolicyListeners = (): void => {
+    for (const l of [...policyListeners]) l();
+  };
   let inventory: Inventory;
   let policy: { current: Policy };
   let client: KubernetesClient | undefined;
@@ -79,6 +84,7 @@ export async function openSources(
     ...(polSource ? [polSource.status()] : []),
   ];
   const metrics = new KubernetesMetrics(ownRegistry, { watches, fullSyncs: () => fullSyncs() });
+  const fileMetrics = new FileReloadMetrics(ownRegistry);
   let publication: NodeKeyPublication | undefined;
 
   try {
@@ -131,7 +137,13 @@ export async function openSources(
     } else {
       inventory = loadInventoryFile(config.inventory.file as string);
       assertNodeListed(inventory, config.node, config.file ?? '(flags)');
-      const watcher = watchInventoryFile(inventory, config.inventory.file as string, { log: logger });
+      // A reloaded file is checked as above (this node listed) before it replaces the inventory.
+      const watcher = watchInventoryFile(inventory, config.inventory.file as string, {
+        log: logger,
+        node: config.node,
+        configFile: config.file ?? '(flags)',
+        observe: fileMetrics.follow('inventory'),
+      });
       closers.push(() => watcher.close());
     }
 
@@ -155,11 +167,19 @@ export async function openSources(
         src.onChange((next) => {
           p.current = next;
           log.info({ event: 'policy_changed', rules: next.rules.length }, 'policy changed');
-          for (const l of [...policyListeners]) l();
+          notifyPolicyListeners();
         }),
       );
     } else {
-      policy = { current: loadPolicyFile(config.policy.file as string) };
+      const file = config.policy.file as string;
+      policy = { current: loadPolicyFile(file) };
+      // Same path as a Kubernetes policy change: the daemon recompiles its maps on the listeners.
+      const watcher = watchPolicyFile(policy, file, {
+        log: logger,
+        onChange: notifyPolicyListeners,
+        observe: fileMetrics.follow('policy'),
+      });
+      closers.push(() => watcher.close());
     }
   } catch (err) {
     for (const c of closers.reverse()) await c();
@@ -202,12 +222,14 @@ export async function openSources(
     },
     registerMetrics(registry, datapathFullSyncs) {
       fullSyncs = datapathFullSyncs;
-      const names = new Set(
-        client ? [] : ['meshauth_datapath_full_syncs_total'], // file mode: only the datapath counter
-      );
+      // Kubernetes metrics only with a Kubernetes source; file reload metrics only with a followed file.
+      const names = new Set(client ? [] : ['meshauth_datapath_full_syncs_total']);
+      if (config.inventory.source !== 'kubernetes' || config.policy.source !== 'kubernetes')
+        names.add('meshauth_file_reload_total').add('meshauth_file_reload_failing');
       for (const { name } of ownRegistry.getMetricsAsArray()) {
         const m = ownRegistry.getSingleMetric(name);
-        if (m && (client || names.has(name))) registry.registerMetric(m);
+        const fileMetric = name.startsWith('meshauth_file_reload_');
+        if (m && (fileMetric ? names.has(name) : client || names.has(name))) registry.registerMetric(m);
       }
     },
     async close() {

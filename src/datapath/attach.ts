@@ -46,6 +46,14 @@ export interface TcTarget {
   netns?: string;
 }
 
+/**
+ * ifindex of the interface named `ifname` in the caller's network namespace (if_nametoindex(3)).
+ * Throws DatapathInputError when there is none.
+ */
+export function interfaceIndex(ifname: string): number {
+  return ifindexOf(ifname);
+}
+
 function ifindexOf(ifname: string): number {
   const idx = c().if_nametoindex(ifname);
   if (idx === 0) throw new DatapathInputError(`find interface ${ifname}`, 'no such interface');

@@ -41,6 +41,7 @@ export {
   querySockOpsPrograms,
   programInfo,
   programIdOf,
+  interfaceIndex,
   mapIdOf,
   TC_HANDLE,
   TC_PRIORITY,

@@ -8,6 +8,7 @@ import * as x509 from '@peculiar/x509';
 import type { Logger } from 'pino';
 import {
   parseCertificates,
+  parsePrivateKey,
   parseSpiffeId,
   parseTrustDomain,
   toPem,
@@ -126,7 +127,7 @@ export class DevCa {
       const uri = node.subjectAltName?.match(/URI:spiffe:\/\/([^,/\s]+)/);
       if (!uri) throw new Error(`${opts.caCert} has no spiffe://<trust-domain> URI SAN`);
       const td = parseTrustDomain(uri[1]!).name;
-      const keyObj = createPrivateKey(keyPem);
+      const keyObj = parsePrivateKey(keyPem);
       if (!node.checkPrivateKey(keyObj)) throw new Error(`${opts.caKey} does not belong to ${opts.caCert}`);
       const pkcs8 = keyObj.export({ format: 'der', type: 'pkcs8' });
       const signingKey = await webcrypto.subtle.importKey('pkcs8', pkcs8, ALG, false, ['sign']);

@@ -1,4 +1,4 @@
-import { createHash, createPrivateKey, type KeyObject } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
@@ -10,6 +10,7 @@ import {
   parseBundle,
   parseCertificate,
   parseCertificates,
+  parsePrivateKey,
   parseSpiffeId,
   toPem,
   verifyX509Svid,
@@ -79,15 +80,6 @@ function digestOf(...parts: Buffer[]): string {
   const h = createHash('sha256');
   for (const p of parts) h.update(createHash('sha256').update(p).digest());
   return h.digest('hex');
-}
-
-function loadKey(data: Buffer): KeyObject {
-  if (data.includes('-----BEGIN')) return createPrivateKey(data);
-  try {
-    return createPrivateKey({ key: data, format: 'der', type: 'pkcs8' });
-  } catch {
-    return createPrivateKey({ key: data, format: 'der', type: 'sec1' });
-  }
 }
 
 function isMissing(err: unknown): boolean {
@@ -560,7 +552,7 @@ export class FilesSource extends IdentitySourceBase {
     }
     let key: KeyObject;
     try {
-      key = loadKey(keyData);
+      key = parsePrivateKey(keyData);
     } catch (err) {
       return {
         problem: { reason: 'bad-key', message: `${files.key}: not a private key: ${(err as Error).message}` },

@@ -1,53 +1,88 @@
-import { watchFile, type FileWatch } from '../config/index.js';
+import { followFile, reloadErrorFields, type ReloadOutcome, type ReloadResult } from '../config/index.js';
 import type { Logger } from '../log.js';
 import type { Clock } from '../time.js';
-import type { Inventory } from './inventory.js';
+import { Inventory } from './inventory.js';
 import { readInventoryFile } from './load.js';
+import { assertNodeListed } from './node-check.js';
 
 export interface InventoryWatcher {
   /**
    * Re-reads the file now. On success the inventory is replaced (listeners run); on failure the
    * current content stays and the error is logged and returned.
    */
-  reload(): { ok: true } | { ok: false; error: Error };
+  reload(): ReloadResult;
   close(): void;
 }
 
-/** Keeps `inventory` in step with `file`; a bad new file is logged and ignored. */
+export interface WatchInventoryFileOptions {
+  log: Logger;
+  /**
+   * This node's name: a new file that leaves it out is refused, as start-up refuses it
+   * (assertNodeListed); the node's maps cannot be compiled without it.
+   */
+  node?: string;
+  /** The daemon's config file, named in the "node is not in the inventory" reason. */
+  configFile?: string;
+  /** Told the outcome of every reload (metrics); `failing` is true while the file is refused. */
+  observe?: (outcome: ReloadOutcome, failing: boolean) => void;
+  debounceMs?: number;
+  clock?: Clock;
+}
+
+/**
+ * Keeps `inventory` in step with `file`. A new file is checked as at start (schema, cross
+ * references, this node listed) before anything is swapped; a bad one is logged
+ * (`inventory_reload_failed`) and the previous inventory stays. A file fixed back to the current
+ * content logs `inventory_reloaded` with `unchanged: true`. When the new inventory was taken but a
+ * listener (the daemon's map resync) threw, `inventory_reload_failed` with `applied: true` says so.
+ */
 export function watchInventoryFile(
   inventory: Inventory,
   file: string,
-  opts: { log: Logger; debounceMs?: number; clock?: Clock },
+  opts: WatchInventoryFileOptions,
 ): InventoryWatcher {
   const log = opts.log;
-  const reload = (): { ok: true } | { ok: false; error: Error } => {
-    try {
-      const { data } = readInventoryFile(file);
-      if (JSON.stringify(data) === JSON.stringify(inventory.data)) return { ok: true };
-      inventory.replace(data);
-      log.info(
-        { event: 'inventory-reloaded', nodes: data.nodes.length, workloads: data.workloads.length },
-        'inventory reloaded',
-      );
-      return { ok: true };
-    } catch (err) {
-      const error = err instanceof Error ? err : new Error(String(err));
+  return followFile(file, {
+    read(f) {
+      const { data, label } = readInventoryFile(f);
+      if (opts.node !== undefined) assertNodeListed(new Inventory(data, label), opts.node, opts.configFile);
+      return data;
+    },
+    apply(data, { previousFailed }): ReloadOutcome {
+      const counts = { nodes: data.nodes.length, workloads: data.workloads.length };
+      if (JSON.stringify(data) === JSON.stringify(inventory.data)) {
+        if (previousFailed) {
+          log.info(
+            { event: 'inventory_reloaded', file, unchanged: true, ...counts },
+            'inventory file is valid again (same content as the inventory in use)',
+          );
+        }
+        return 'unchanged';
+      }
+      const before = inventory.data;
+      try {
+        inventory.replace(data);
+      } catch (err) {
+        // Not swapped: refused like a bad file (followFile logs it; the previous inventory stays).
+        if (inventory.data === before) throw err;
+        const error = err instanceof Error ? err : new Error(String(err));
+        log.error(
+          { event: 'inventory_reload_failed', file, applied: true, ...reloadErrorFields(error) },
+          'inventory file taken, but acting on it failed: the node maps may not match it',
+        );
+        return 'failed';
+      }
+      log.info({ event: 'inventory_reloaded', file, ...counts }, 'inventory reloaded');
+      return 'applied';
+    },
+    rejected(error) {
       log.error(
-        { event: 'inventory-reload-failed', reason: error.message, err: error },
+        { event: 'inventory_reload_failed', file, ...reloadErrorFields(error) },
         'inventory reload failed; keeping the previous inventory',
       );
-      return { ok: false, error };
-    }
-  };
-  let watch: FileWatch | undefined = watchFile(file, () => void reload(), {
+    },
+    ...(opts.observe ? { observe: opts.observe } : {}),
     debounceMs: opts.debounceMs,
     clock: opts.clock,
   });
-  return {
-    reload,
-    close() {
-      watch?.close();
-      watch = undefined;
-    },
-  };
 }

@@ -15,7 +15,7 @@ import {
   setHeaderOptions,
   type KubernetesObject,
 } from '@kubernetes/client-node';
-import { MeshauthError } from '../errors.js';
+import { fileErrorReason, MeshauthError } from '../errors.js';
 import { EventRecorder } from './events.js';
 import type { ResourceInformer } from './informer.js';
 import type { NodeObject, PodObject } from './objects.js';
@@ -51,7 +51,7 @@ export function loadKubeConfig(kubeconfig: string | undefined, env = process.env
       kc.loadFromFile(kubeconfig);
     } catch (err) {
       throw new KubernetesAccessError(
-        `kubernetes: cannot read kubeconfig ${kubeconfig}: ${(err as Error).message}`,
+        `kubernetes: cannot read kubeconfig ${kubeconfig}: ${fileErrorReason(err)}`,
         {
           cause: err,
         },

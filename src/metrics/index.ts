@@ -6,3 +6,4 @@ export {
   type MetricsServerOptions,
   type ReadinessCheck,
 } from './http-server.js';
+export { FileReloadMetrics, type ReloadedFile } from './file-reload.js';

@@ -35,6 +35,8 @@ export class Metrics {
   readonly auditQueueDepth: Gauge;
   readonly auditEventsDropped: Counter;
   readonly channelEvictions: Counter;
+  readonly channelAcceptRefused: Counter<'reason'>;
+  readonly responderAuditBackpressure: Counter<'outcome' | 'path'>;
   readonly authQueue: Gauge<'state'>;
   readonly authWorkDropped: Counter<'reason'>;
   readonly synReplayed: Counter;
@@ -174,6 +176,18 @@ export class Metrics {
     this.channelEvictions = new Counter({
       name: 'meshauth_channel_evictions_total',
       help: 'Node channels closed to stay under auth.channel.maxChannels (least recently used first); their peers dial again on the next pair',
+      registers,
+    });
+    this.channelAcceptRefused = new Counter({
+      name: 'meshauth_channel_accept_refused_total',
+      help: 'Connections to the node channel port closed at accept, before any TLS, by reason (too-many-connections: the listener holds its limit of connections still opening; too-many-connections-from-address: that source address does; rate-limited: its token bucket is empty)',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.responderAuditBackpressure = new Counter({
+      name: 'meshauth_auth_responder_audit_backpressure_total',
+      help: "Pairs initiated by peers (path: handshake = per-pair server, channel = node channel pair message) whose entry waited because this node's audit queue was above its high-water mark, by outcome (paced: written once it drained; refused: not drained before the deadline, nothing written, reason audit-busy)",
+      labelNames: ['outcome', 'path'],
       registers,
     });
     this.synReplayed = new Counter({

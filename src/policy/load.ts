@@ -40,7 +40,9 @@ const policySchema = z
         from: pattern(),
         to: pattern(),
         auth: fields.enumField(['mutual'] as const, 'mutual'),
-        mode: fields.enumField(['required', 'permissive', 'disabled'] as const, 'required'),
+        mode: fields.enumField(['required', 'permissive', 'disabled'] as const, 'required', {
+          enforce: '"enforce" is the MutualAuthPolicy word; in the policy file it is "required"',
+        }),
       }),
     ),
   })

@@ -54,7 +54,7 @@ export class KubernetesNodeSource {
 
   constructor(opts: KubernetesNodeSourceOptions) {
     if (!(Number.isInteger(opts.apiPort) && opts.apiPort >= 1 && opts.apiPort <= 65535))
-      throw new RangeError(`node API port ${opts.apiPort}: expected 1..65535`);
+      throw new RangeError(`node API port: must be between 1 and 65535 (got ${opts.apiPort})`);
     if (opts.nodeIdTemplate !== undefined) checkNodeIdTemplate(opts.nodeIdTemplate);
     this.opts = opts;
     const log = opts.logger;

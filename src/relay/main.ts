@@ -1,12 +1,15 @@
 /**
  * meshauth-relay: the cluster-wide audit API. Serves meshauth.v1.Audit for every node at once and
- * witnesses the nodes' signed audit heads. Exit codes: 0 clean stop, 1 runtime failure, 2 usage.
+ * witnesses the nodes' signed audit heads. Exit codes: 0 clean stop, 1 runtime failure, 2 usage or
+ * configuration (a TLS file missing or invalid), as meshauthd.
  */
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { createLogger } from '../log.js';
 import { parseSpiffeId } from '../spiffe/index.js';
+import { ConfigError, formatDuration, parseDuration } from '../config/index.js';
+import { configureUsage, exitStatusHelp, USAGE_EXIT, usageErrorText, type UsageOutput } from '../usage.js';
 import { VERSION } from '../version.js';
 import { KubernetesClient, loadKubeConfig, MUTUAL_AUTH_POLICY } from '../kubernetes/index.js';
 import { systemClock } from '../time.js';
@@ -18,18 +21,37 @@ import { startRelay } from './start.js';
 function hostPort(v: string): { host: string; port: number } {
   const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$/.exec(v);
   const port = m ? Number(m[2]) : NaN;
-  if (!m || port > 65535) throw new Error(`--listen ${v}: expected host:port (port 0..65535)`);
+  if (!m || port > 65535)
+    throw new Error(`--listen: must be host:port with a port between 0 and 65535 (got ${JSON.stringify(v)})`);
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
 }
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'];
 
-export function buildRelayProgram(): Command {
-  return (
+/**
+ * A duration flag's value in milliseconds: a duration with its unit (`250ms`, `5s`, `2m`, `1h`,
+ * `1d`, as everywhere else in meshauth) or a bare number of seconds (`300`, `1.5`), the form these
+ * flags took before they accepted units and that existing command lines and the Helm chart pass.
+ * Throws an Error naming the flag, the accepted range and the value when the value is not one of
+ * these forms or falls outside [minMs, maxMs].
+ */
+export function secondsOrDuration(flag: string, value: string, minMs: number, maxMs: number): number {
+  const v = value.trim();
+  const ms = /^[0-9]+(\.[0-9]+)?$/.test(v) ? Math.round(Number(v) * 1000) : parseDuration(v);
+  if (ms === undefined || !(ms >= minMs && ms <= maxMs))
+    throw new Error(
+      `${flag}: must be a duration between ${formatDuration(minMs)} and ${formatDuration(maxMs)} ` +
+        `(e.g. 30s, 5m; a bare number is seconds) (got ${JSON.stringify(value)})`,
+    );
+  return ms;
+}
+
+export function buildRelayProgram(output?: UsageOutput): Command {
+  return configureUsage(
     new Command('meshauth-relay')
       .description(
-        'Cluster-wide meshauth audit API: queries fan out to every node and merge by time, follow\n' +
-          'streams all nodes, answers name the node of every event and say when a node is missing.\n' +
+        'Cluster-wide meshauth audit API: queries fan out to every node and merge by time, follow ' +
+          'streams all nodes, answers name the node of every event and say when a node is missing. ' +
           "Also witnesses the nodes' signed audit heads in its own audit trail.",
       )
       .version(VERSION, '-V, --version')
@@ -69,7 +91,7 @@ export function buildRelayProgram(): Command {
       .option(
         '--allow <spiffe-id>',
         'query client SPIFFE ID allowed to call the Audit API and list witnessed heads (repeatable; ' +
-          'operators, `meshauth --relay`, `audit verify --witnesses`); cannot submit heads',
+          'operators, `meshauth --relay`, `audit verify --witnesses`); cannot submit heads (required)',
         (v: string, prev: string[] = []) => [...prev, v],
       )
       .option(
@@ -79,25 +101,39 @@ export function buildRelayProgram(): Command {
         (v: string, prev: string[] = []) => [...prev, v],
       )
       .option(
-        '--witness-max-skew <seconds>',
-        "refuse a submitted head dated further than this from the relay's clock",
-        '300',
+        '--witness-max-skew <duration>',
+        "refuse a submitted head dated further than this from the relay's clock (1s..1d; " +
+          'a bare number is seconds)',
+        '5m',
       )
       .option(
         '--audit-db <file>',
         "the relay's own audit trail (witnessed heads)",
         '/var/lib/meshauth-relay/audit.db',
       )
-      .option('--node-deadline <seconds>', 'how long one node may take to answer', '5')
+      .option(
+        '--node-deadline <duration>',
+        'how long one node may take to answer (up to 10m; a bare number is seconds)',
+        '5s',
+      )
       .option('--log-level <level>', 'trace, debug, info, warn, error', 'info')
       .allowExcessArguments(false)
-      .exitOverride()
+      .addHelpText(
+        'after',
+        exitStatusHelp(
+          'stopped cleanly',
+          'runtime failure (e.g. the port is taken, the audit trail cannot be opened)',
+          'usage or configuration error (bad option; a TLS file missing or invalid)',
+        ),
+      ),
+    output,
   );
 }
 
 /** Entry point of the `meshauth-relay` binary. */
-export async function main(argv = process.argv.slice(2)): Promise<number> {
-  const program = buildRelayProgram();
+export async function main(argv = process.argv.slice(2), output?: UsageOutput): Promise<number> {
+  const program = buildRelayProgram(output);
+  const writeErr = output?.err ?? ((t: string) => void process.stderr.write(t));
   let o: {
     listen: string;
     node?: string[];
@@ -135,9 +171,8 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     tls = { certFile: o.tlsCert!, keyFile: o.tlsKey!, bundleFile: o.tlsBundle! };
     listen = hostPort(o.listen);
     flagNodes = parseNodeList((o.node ?? []).join('\n'));
-    deadlineMs = Math.round(Number(o.nodeDeadline) * 1000);
-    if (!(deadlineMs > 0 && deadlineMs <= 600_000)) throw new Error('--node-deadline: seconds in (0, 600]');
-    if (!o.allow?.length) throw new Error('--allow: at least one query client SPIFFE ID');
+    deadlineMs = secondsOrDuration('--node-deadline', o.nodeDeadline, 1, 600_000);
+    if (!o.allow?.length) throw new Error('--allow: required (at least one query client SPIFFE ID)');
     for (const [flag, ids] of [
       ['--allow', o.allow],
       ['--witness-allow', o.witnessAllow ?? []],
@@ -155,9 +190,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
       throw new Error(
         `--allow and --witness-allow both list ${both.join(', ')}: a query client and a node submitting heads are different identities`,
       );
-    skewMs = /^[0-9]+(\.[0-9]+)?$/.test(o.witnessMaxSkew) ? Math.round(Number(o.witnessMaxSkew) * 1000) : NaN;
-    if (!(skewMs >= 1000 && skewMs <= 86_400_000))
-      throw new Error(`--witness-max-skew ${o.witnessMaxSkew}: seconds in [1, 86400]`);
+    skewMs = secondsOrDuration('--witness-max-skew', o.witnessMaxSkew, 1_000, 86_400_000);
     if (!LOG_LEVELS.includes(o.logLevel))
       throw new Error(`--log-level ${o.logLevel}: expected one of ${LOG_LEVELS.join(', ')}`);
     if (o.kubernetes) {
@@ -165,7 +198,9 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
         throw new Error('--kubernetes: do not combine with --node or --nodes-file');
       apiPort = /^[0-9]{1,5}$/.test(o.apiPort ?? '') ? Number(o.apiPort) : NaN;
       if (!(apiPort >= 1 && apiPort <= 65535))
-        throw new Error('--api-port: a port 1..65535 (with --kubernetes)');
+        throw new Error(
+          `--api-port: must be a port between 1 and 65535 with --kubernetes (got ${o.apiPort === undefined ? 'none' : JSON.stringify(o.apiPort)})`,
+        );
       if (o.nodeIdTemplate !== undefined) checkNodeIdTemplate(o.nodeIdTemplate);
     } else {
       if (o.kubeconfig || o.apiPort || o.nodeIdTemplate)
@@ -175,9 +210,9 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     }
   } catch (err) {
     // --help and --version exit 0; any other commander error is a usage error
-    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
-    process.stderr.write(`meshauth-relay: ${(err as Error).message}\n`);
-    return 2;
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : USAGE_EXIT;
+    writeErr(usageErrorText(program, (err as Error).message));
+    return USAGE_EXIT;
   }
   const logger = createLogger({ level: o.logLevel as 'info' }).child({ component: 'relay' });
   const stopped = new Promise<void>((resolve) => {
@@ -197,7 +232,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
         logger,
       }).start();
     } catch (err) {
-      logger.error({ event: 'relay_start_failed', err }, 'meshauth-relay could not reach Kubernetes');
+      writeErr(`meshauth-relay: could not start: ${(err as Error).message}\n`);
       return 1;
     }
     const source = kubeNodes;
@@ -210,12 +245,20 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
       return 0;
     }
   } else {
-    nodes = staticNodes(flagNodes, o.nodesFile, (err) =>
-      logger.warn(
-        { event: 'relay_nodes_file_failed', err },
-        'node list file unreadable; keeping the previous list',
-      ),
-    );
+    try {
+      nodes = staticNodes(flagNodes, o.nodesFile, (err) =>
+        logger.warn(
+          { event: 'relay_nodes_file_failed', err },
+          'node list file unreadable; keeping the previous list',
+        ),
+      );
+      if (nodes().length === 0)
+        throw new ConfigError([`--nodes-file ${o.nodesFile}: lists no nodes (and no --node given)`]);
+    } catch (err) {
+      // one line, exit 2: the file is named on the command line, for its caller to fix
+      writeErr(`meshauth-relay: could not start: ${(err as Error).message}\n`);
+      return USAGE_EXIT;
+    }
   }
   let server;
   try {
@@ -232,18 +275,22 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     });
   } catch (err) {
     // expected start-up failures (a TLS file missing or not an X509-SVID, the port taken, the
-    // audit trail unwritable) are one line naming the cause, without a stack trace
-    const e = err as NodeJS.ErrnoException;
-    logger.error(
-      { event: 'relay_start_failed', err: { message: e.message, ...(e.code ? { code: e.code } : {}) } },
-      'meshauth-relay could not start',
-    );
-    process.stderr.write(`meshauth-relay: could not start: ${e.message}\n`);
+    // audit trail unwritable) are one line naming the cause, without a stack trace, printed once:
+    // on stderr, not also as a log line (both end up on the same terminal or in `kubectl logs`)
+    writeErr(`meshauth-relay: could not start: ${(err as Error).message}\n`);
     await kubeNodes?.close();
-    return 1;
+    // a file named on the command line that is missing or wrong is for its caller to change
+    return err instanceof ConfigError ? USAGE_EXIT : 1;
   }
   logger.info(
-    { event: 'relay_started', port: server.port, local_id: server.spiffeId, nodes: nodes().length },
+    {
+      event: 'relay_started',
+      port: server.port,
+      local_id: server.spiffeId,
+      nodes: nodes().length,
+      node_deadline_ms: deadlineMs,
+      witness_max_skew_ms: skewMs,
+    },
     'meshauth-relay serving',
   );
   await stopped;

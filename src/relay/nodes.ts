@@ -1,4 +1,6 @@
 import { readFileSync, statSync } from 'node:fs';
+import { ConfigError } from '../config/index.js';
+import { fileErrorReason } from '../errors.js';
 import { parseSpiffeId } from '../spiffe/index.js';
 import type { RelayNode } from './node-api.js';
 
@@ -19,7 +21,8 @@ export function parseNodeList(text: string): RelayNode[] {
       );
     if (!m) throw new Error(`node list: "${item}" is not name=host:port[=spiffe://id]`);
     const port = Number(m[2]!.slice(m[2]!.lastIndexOf(':') + 1));
-    if (port < 1 || port > 65535) throw new Error(`node list: "${item}": port ${port} is not in 1..65535`);
+    if (port < 1 || port > 65535)
+      throw new Error(`node list: "${item}": the port must be between 1 and 65535 (got ${port})`);
     if (m[3]) {
       try {
         parseSpiffeId(m[3]);
@@ -36,7 +39,10 @@ export function parseNodeList(text: string): RelayNode[] {
 
 /**
  * Nodes from flags plus, when given, a file re-read whenever it changes (nodes joining and leaving
- * are picked up without a restart). A file that cannot be read or parsed keeps the previous list.
+ * are picked up without a restart). The file is read once here: when it is missing, unreadable or
+ * not a node list, this throws ConfigError naming `--nodes-file`, the path and the reason (a relay
+ * serving with no nodes would answer every query with an empty, complete-looking result). Later
+ * reads that fail keep the last good list and call `onError`.
  */
 export function staticNodes(
   flagNodes: readonly RelayNode[],
@@ -45,14 +51,25 @@ export function staticNodes(
 ): () => RelayNode[] {
   let mtime = -1;
   let fromFile: RelayNode[] = [];
+  const read = (): void => {
+    const m = statSync(file!).mtimeMs;
+    if (m !== mtime) {
+      fromFile = parseNodeList(readFileSync(file!, 'utf8'));
+      mtime = m;
+    }
+  };
+  if (file) {
+    try {
+      read();
+    } catch (err) {
+      const reason = (err as NodeJS.ErrnoException).code ? fileErrorReason(err) : (err as Error).message;
+      throw new ConfigError([`--nodes-file ${file}: ${reason}`], { cause: err });
+    }
+  }
   return () => {
     if (file) {
       try {
-        const m = statSync(file).mtimeMs;
-        if (m !== mtime) {
-          fromFile = parseNodeList(readFileSync(file, 'utf8'));
-          mtime = m;
-        }
+        read();
       } catch (err) {
         onError?.(err as Error);
       }

@@ -1,10 +1,11 @@
 import * as grpc from '@grpc/grpc-js';
-import type {
-  AuditHandlers,
-  EventFilterMsg,
-  FollowEventsRequestMsg,
-  QueryEventsRequestMsg,
-  StatusMsg,
+import {
+  writeMessage,
+  type AuditHandlers,
+  type EventFilterMsg,
+  type FollowEventsRequestMsg,
+  type QueryEventsRequestMsg,
+  type StatusMsg,
 } from '../api/index.js';
 import type { Logger } from '../log.js';
 import { VERSION } from '../version.js';
@@ -12,22 +13,6 @@ import { RelayTokenError, type Relay } from './relay.js';
 
 /** Largest page the relay asks for (the nodes' own limit, api/convert.ts MAX_PAGE_SIZE). */
 const MAX_PAGE_SIZE = 10_000;
-
-async function write(call: grpc.ServerWritableStream<unknown, unknown>, msg: unknown): Promise<boolean> {
-  if (call.cancelled || call.destroyed) return false;
-  if (call.write(msg)) return true;
-  return new Promise<boolean>((resolve) => {
-    const done = (ok: boolean) => {
-      call.off('drain', onDrain);
-      call.off('cancelled', onCancel);
-      resolve(ok);
-    };
-    const onDrain = () => done(true);
-    const onCancel = () => done(false);
-    call.once('drain', onDrain);
-    call.once('cancelled', onCancel);
-  });
-}
 
 const isSeq = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 
@@ -100,11 +85,11 @@ export function relayAuditHandlers(relay: Relay, logger?: Logger): AuditHandlers
         call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: refused[0]!.message });
         return;
       }
-      for (const e of page.events) if (!(await write(call, { event: e }))) return;
+      for (const e of page.events) if (!(await writeMessage(call, { event: e }))) return;
       const end = {
         pageEnd: { nextPageToken: page.nextPageToken, nodes: page.nodes, partial: page.partial },
       };
-      if (await write(call, end)) {
+      if (await writeMessage(call, end)) {
         const md = new grpc.Metadata();
         md.set('meshauth-partial', String(page.partial));
         call.end(md);
@@ -128,7 +113,7 @@ export function relayAuditHandlers(relay: Relay, logger?: Logger): AuditHandlers
           ctl.signal,
           resume,
         )) {
-          if (!(await write(call, e))) break;
+          if (!(await writeMessage(call, e))) break;
         }
       } catch (err) {
         logger?.error({ event: 'relay_follow_failed', err }, 'relay follow stream failed');

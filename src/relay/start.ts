@@ -1,9 +1,17 @@
 import { readFileSync } from 'node:fs';
-import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import { startApiServer, type ApiServer, type ApiClientTls } from '../api/index.js';
 import { AuditStore, AuditWriter, Witness, type WitnessOptions } from '../audit/index.js';
+import { ConfigError } from '../config/index.js';
+import { fileErrorReason } from '../errors.js';
 import type { Logger } from '../log.js';
-import { parseCertificates, parseSpiffeId, toPem, type TrustBundles } from '../spiffe/index.js';
+import {
+  parseCertificates,
+  parsePrivateKey,
+  parseSpiffeId,
+  toPem,
+  type TrustBundles,
+} from '../spiffe/index.js';
 import type { Clock } from '../time.js';
 import { tcpNodeApi, type NodeApi, type RelayNode } from './node-api.js';
 import { Relay } from './relay.js';
@@ -67,16 +75,23 @@ export function readRelayTls(tls: RelayTls): {
       throw new Error(`${file}: ${what}: ${(err as Error).message}`, { cause: err });
     }
   };
-  const certChainPem = named(tls.certFile, 'unreadable', () => readFileSync(tls.certFile));
-  const keyPem = named(tls.keyFile, 'unreadable', () => readFileSync(tls.keyFile));
-  const cas = named(tls.bundleFile, 'not a PEM certificate bundle', () =>
-    parseCertificates(named(tls.bundleFile, 'unreadable', () => readFileSync(tls.bundleFile))),
-  );
+  // a file that cannot be read: the reason once, without Node's repetition of the path
+  const read = (flag: string, file: string): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new Error(`${flag} ${file}: ${fileErrorReason(err)}`, { cause: err });
+    }
+  };
+  const certChainPem = read('--tls-cert', tls.certFile);
+  const keyPem = read('--tls-key', tls.keyFile);
+  const bundlePem = read('--tls-bundle', tls.bundleFile);
+  const cas = named(tls.bundleFile, 'not a PEM certificate bundle', () => parseCertificates(bundlePem));
   if (cas.length === 0) throw new Error(`${tls.bundleFile}: the trust bundle holds no certificate`);
   const [leaf] = named(tls.certFile, 'not a PEM certificate chain', () => parseCertificates(certChainPem));
   if (!leaf) throw new Error(`${tls.certFile}: holds no certificate`);
   const leafCert = named(tls.certFile, 'not an X.509 certificate', () => new X509Certificate(leaf));
-  const key = named(tls.keyFile, 'not a PEM private key', () => createPrivateKey(keyPem));
+  const key = named(tls.keyFile, 'not a PEM private key', () => parsePrivateKey(keyPem));
   if (!leafCert.checkPrivateKey(key))
     throw new Error(`${tls.keyFile}: the private key does not belong to the certificate in ${tls.certFile}`);
   const uri = (leafCert.subjectAltName ?? '').split(', ').find((s) => s.startsWith('URI:spiffe://'));
@@ -93,10 +108,17 @@ export function readRelayTls(tls: RelayTls): {
 /**
  * Start meshauth-relay: meshauth.v1.Audit for the whole cluster (see Relay) and meshauth.v1.Witness
  * (the relay witnesses nodes' signed audit heads in its own trail), on one mTLS TCP listener with
- * two allow-lists: query clients (`allow`) and nodes submitting heads (`witnessAllow`).
+ * two allow-lists: query clients (`allow`) and nodes submitting heads (`witnessAllow`). Throws
+ * ConfigError when a TLS file is missing or invalid, other errors when serving fails.
  */
 export async function startRelay(opts: StartRelayOptions): Promise<RelayServer> {
-  const first = readRelayTls(opts.tls);
+  let first: ReturnType<typeof readRelayTls>;
+  try {
+    first = readRelayTls(opts.tls);
+  } catch (err) {
+    // the TLS files come from the command line: a configuration error (exit 2), not a runtime one
+    throw new ConfigError([(err as Error).message], { cause: err });
+  }
   let current = first;
   const refresh = () => {
     try {

@@ -1,4 +1,4 @@
-import { BundleError } from './errors.js';
+import { BundleError, PublicKeyError } from './errors.js';
 import { parseCertificate, parseCertificates } from './certificate.js';
 import { parseTrustDomain } from './id.js';
 
@@ -32,6 +32,13 @@ function checkAuthorities(ders: Buffer[], trustDomain: string, what: string): Bu
     try {
       p = parseCertificate(d);
     } catch (err) {
+      // a certificate can parse while its key does not (e.g. an unknown curve): such an authority
+      // verifies nothing and cannot be written back as JWK
+      if (err instanceof PublicKeyError)
+        throw new BundleError(
+          `${what}: authority ${i} of "${trustDomain}" has an unusable public key: ${err.message}`,
+          { cause: err },
+        );
       throw new BundleError(
         `${what}: authority ${i} of "${trustDomain}" is not a valid certificate: ${(err as Error).message}`,
         { cause: err },
@@ -45,16 +52,6 @@ function checkAuthorities(ders: Buffer[], trustDomain: string, what: string): Bu
     if (!p.x509.ca) {
       throw new BundleError(
         `${what}: authority ${i} of "${trustDomain}" is not a usable CA certificate (OpenSSL rejects its extensions or KeyUsage)`,
-      );
-    }
-    // A certificate can parse while its key does not (e.g. an unknown curve): such an authority
-    // verifies nothing and cannot be written back as JWK, so the bundle is refused here.
-    try {
-      void p.x509.publicKey;
-    } catch (err) {
-      throw new BundleError(
-        `${what}: authority ${i} of "${trustDomain}" has an unusable public key: ${(err as Error).message}`,
-        { cause: err },
       );
     }
   });

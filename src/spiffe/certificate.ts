@@ -1,5 +1,6 @@
-import { X509Certificate } from 'node:crypto';
+import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { children, DerError, oidString, readTlv, splitDer } from './der.js';
+import { PublicKeyError } from './errors.js';
 
 /** KeyUsage bits (RFC 5280 4.2.1.3), as bit positions. */
 export const KeyUsage = {
@@ -126,16 +127,109 @@ export function parseCertificates(data: Buffer | string): Buffer[] {
     }
   }
   const out: Buffer[] = [];
-  for (const m of buf.toString('latin1').matchAll(PEM_RE))
-    out.push(Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64'));
+  const text = buf.toString('latin1');
+  for (const m of text.matchAll(PEM_RE)) out.push(pemBody(text, m, 1, `CERTIFICATE block ${out.length}`));
   if (out.length === 0) throw new DerError('no CERTIFICATE block in PEM input');
   return out;
 }
 
-/** Parse one DER certificate fully. Throws DerError or node's error on malformed input. */
+/**
+ * The DER of one PEM block (`m` a match of a BEGIN..END regex, body in group `bodyGroup`). Its body
+ * must be strict base64 (RFC 7468 §3): Node's decoder skips characters outside the alphabet, and
+ * the garbage it then hands to OpenSSL is reported as "PEM routines::no start line" or "DECODER
+ * routines::unsupported", which name the wrong problem. RFC 1421 header lines ("Proc-Type: ...")
+ * before a blank line are skipped. Throws DerError naming the block and the line of the file the
+ * bad character is on.
+ */
+function pemBody(text: string, m: RegExpMatchArray, bodyGroup: number, where: string): Buffer {
+  let body = m[bodyGroup]!;
+  // the body starts after the BEGIN line's closing dashes
+  let bodyAt = m.index! + m[0].indexOf('-----', 5) + 5;
+  const headers = /^\s*(?:[A-Za-z][\w-]*:[^\n]*\n(?:[ \t][^\n]*\n)*)+\s*?\n/.exec(body);
+  if (headers) {
+    bodyAt += headers[0].length;
+    body = body.slice(headers[0].length);
+  }
+  const bad = /[^A-Za-z0-9+/=\s]|=(?=[\s=]*[^\s=])/.exec(body);
+  if (bad) {
+    const line = text.slice(0, bodyAt + bad.index).split('\n').length;
+    const what = bad[0] === '=' ? '"=" padding before the end' : `character ${JSON.stringify(bad[0])}`;
+    throw new DerError(`${where}: bad base64 in the PEM body: ${what} on line ${line}`);
+  }
+  const b64 = body.replace(/\s+/g, '');
+  if (b64.length === 0) throw new DerError(`${where}: empty PEM body`);
+  if (b64.length % 4 !== 0)
+    throw new DerError(
+      `${where}: bad base64 in the PEM body: ${b64.length} characters, not a multiple of 4 (cut short?)`,
+    );
+  return Buffer.from(b64, 'base64');
+}
+
+const ANY_PEM_RE = /-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END \1-----/g;
+
+/**
+ * A private key from PEM (PKCS#8, SEC1 "EC PRIVATE KEY", PKCS#1 "RSA PRIVATE KEY") or DER
+ * (PKCS#8, then SEC1). Throws an Error whose message says what is wrong without OpenSSL's
+ * "error:1E08010C:" prefix; for a PEM body that is not base64 it says so, with the line, where
+ * OpenSSL would only say "DECODER routines::unsupported".
+ */
+export function parsePrivateKey(data: Buffer | string): KeyObject {
+  const buf = typeof data === 'string' ? Buffer.from(data, 'latin1') : data;
+  const pem = buf.includes('-----BEGIN');
+  try {
+    if (pem) return createPrivateKey(buf);
+    try {
+      return createPrivateKey({ key: buf, format: 'der', type: 'pkcs8' });
+    } catch {
+      return createPrivateKey({ key: buf, format: 'der', type: 'sec1' });
+    }
+  } catch (err) {
+    if (pem) {
+      const text = buf.toString('latin1');
+      let n = 0;
+      for (const m of text.matchAll(ANY_PEM_RE)) pemBody(text, m, 2, `${m[1]} block ${n++}`);
+      if (n === 0) throw new Error('no PEM block with a matching END line', { cause: err });
+    }
+    throw new Error(opensslReason(err), { cause: err });
+  }
+}
+
+/** OpenSSL's reason from a Node crypto error, without its "error:1E08010C:" code prefix. */
+function opensslReason(err: unknown): string {
+  return ((err as Error).message ?? String(err)).replace(/^error:[0-9A-Fa-f]+:/, '');
+}
+
+/**
+ * The public key of a certificate. Node parses it only when asked, so a certificate can parse
+ * while its key does not; throws PublicKeyError naming the SubjectPublicKeyInfo, with OpenSSL's
+ * reason without its "error:03000072:" prefix.
+ */
+export function publicKeyOf(x509: X509Certificate): KeyObject {
+  try {
+    return x509.publicKey;
+  } catch (err) {
+    throw new PublicKeyError(`the SubjectPublicKeyInfo does not parse as a key: ${opensslReason(err)}`, {
+      cause: err,
+    });
+  }
+}
+
+/**
+ * Parse one DER certificate fully, its public key included. Throws DerError or node's error on
+ * malformed input, PublicKeyError when only the public key is unusable.
+ */
 export function parseCertificate(der: Buffer): ParsedCertificate {
-  const x509 = new X509Certificate(der);
-  return { der, x509, ext: readExtensions(der) };
+  // the DER structure first: for bytes that are not DER, OpenSSL's own complaint comes from its
+  // PEM fallback ("no start line") and says nothing about what is wrong with them
+  const ext = readExtensions(der);
+  let x509: X509Certificate;
+  try {
+    x509 = new X509Certificate(der);
+  } catch (err) {
+    throw new DerError('the DER does not parse as an X.509 certificate', { cause: err });
+  }
+  publicKeyOf(x509);
+  return { der, x509, ext };
 }
 
 /** PEM text for DER certificates. */

@@ -27,6 +27,8 @@ export type X509SvidReason =
   | 'not-yet-valid'
   | 'bad-intermediate'
   | 'key-mismatch'
+  // a certificate of the chain or bundle whose SubjectPublicKeyInfo does not parse (PublicKeyError)
+  | 'bad-public-key'
   // RFC 5280 path validation refusals (reported by OpenSSL, see src/spiffe/openssl.ts):
   | 'bad-signature'
   | 'unhandled-critical-extension'
@@ -55,6 +57,17 @@ export class X509SvidError extends MeshauthError {
     );
     this.reason = reason;
     this.details = options?.details ?? {};
+  }
+}
+
+/**
+ * A certificate whose SubjectPublicKeyInfo (RFC 5280 4.1.2.7) does not parse as a public key: a
+ * garbled or unsupported key (an EC point off its curve, an unknown curve or algorithm). The
+ * certificate itself may parse; nothing signed by the key can be checked.
+ */
+export class PublicKeyError extends MeshauthError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('MESHAUTH_ERR_PUBLIC_KEY', message, options);
   }
 }
 

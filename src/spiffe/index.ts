@@ -1,6 +1,6 @@
 /** SPIFFE: IDs, trust domains, X509-SVID verification and trust bundles. */
 export type { Svid, TrustBundles } from './svid.js';
-export { SpiffeIdError, X509SvidError, BundleError, type X509SvidReason } from './errors.js';
+export { SpiffeIdError, X509SvidError, BundleError, PublicKeyError, type X509SvidReason } from './errors.js';
 export {
   SpiffeId,
   TrustDomain,
@@ -14,6 +14,8 @@ export {
 export {
   parseCertificates,
   parseCertificate,
+  parsePrivateKey,
+  publicKeyOf,
   readExtensions,
   toPem,
   KeyUsage,
@@ -25,6 +27,7 @@ export {
   verifyX509Svid,
   checkLeaf,
   keyMatchesLeaf,
+  parseSvidCertificate,
   type VerifiedX509Svid,
   type VerifyX509SvidOptions,
 } from './x509-svid.js';
@@ -34,4 +37,5 @@ export {
   type X509SvidVerifierOptions,
   type X509SvidVerifierStats,
 } from './verify-cache.js';
+export { criticalExtensions, type CriticalExtension } from './openssl.js';
 export { parseBundle, parseJwksBundle, formatJwksBundle, type X509Bundle } from './bundle.js';

@@ -128,6 +128,12 @@ interface Libcrypto {
   OPENSSL_sk_num: (sk: Ptr) => number;
   OPENSSL_sk_value: (sk: Ptr, i: number) => Ptr;
   ERR_clear_error: () => void;
+  X509_get_ext_count: (x: Ptr) => number;
+  X509_get_ext: (x: Ptr, loc: number) => Ptr;
+  X509_EXTENSION_get_critical: (ex: Ptr) => number;
+  X509_supported_extension: (ex: Ptr) => number;
+  X509_EXTENSION_get_object: (ex: Ptr) => Ptr;
+  OBJ_obj2txt: (buf: Buffer, len: number, obj: Ptr, noName: number) => number;
 }
 
 let lib: Libcrypto | undefined;
@@ -173,6 +179,12 @@ function load(): Libcrypto {
       OPENSSL_sk_num: f('int OPENSSL_sk_num(void *sk)'),
       OPENSSL_sk_value: f('void *OPENSSL_sk_value(void *sk, int i)'),
       ERR_clear_error: f('void ERR_clear_error()'),
+      X509_get_ext_count: f('int X509_get_ext_count(void *x)'),
+      X509_get_ext: f('void *X509_get_ext(void *x, int loc)'),
+      X509_EXTENSION_get_critical: f('int X509_EXTENSION_get_critical(void *ex)'),
+      X509_supported_extension: f('int X509_supported_extension(void *ex)'),
+      X509_EXTENSION_get_object: f('void *X509_EXTENSION_get_object(void *ex)'),
+      OBJ_obj2txt: f('int OBJ_obj2txt(_Out_ uint8_t *buf, int len, void *a, int no_name)'),
     };
     return lib;
   } catch (err) {
@@ -351,4 +363,46 @@ export function validatePath(input: PathInput): PathResult {
 function undecodable(c: Libcrypto, cert: CertRef, depth: number): PathResult {
   c.ERR_clear_error();
   return { ok: false, code: -1, text: 'OpenSSL cannot decode the certificate', depth, cert };
+}
+
+/** One critical extension of a certificate, as path validation sees it. */
+export interface CriticalExtension {
+  /** Dotted OID. */
+  oid: string;
+  /** Whether OpenSSL's path validation processes it (X509_supported_extension); if not, it refuses the certificate (X509_V_ERR_UNHANDLED_CRITICAL_EXTENSION, RFC 5280 §4.2). */
+  handled: boolean;
+}
+
+/**
+ * The critical extensions of a DER certificate, in certificate order, each with whether the path
+ * validation validatePath runs handles it: the same OpenSSL call decides both, so a certificate
+ * listed here with `handled: false` is one that verification refuses with
+ * `unhandled-critical-extension`. Throws when OpenSSL cannot decode the certificate or be used.
+ */
+export function criticalExtensions(der: Buffer): CriticalExtension[] {
+  const c = load();
+  const bio = c.BIO_new_mem_buf(der, der.length);
+  if (!bio) throw new Error('OpenSSL: BIO_new_mem_buf failed');
+  let x: Ptr = null;
+  try {
+    x = c.d2i_X509_bio(bio, null);
+    if (!x) throw new Error('OpenSSL cannot decode the certificate');
+    const out: CriticalExtension[] = [];
+    const buf = Buffer.alloc(256);
+    const n = c.X509_get_ext_count(x);
+    for (let i = 0; i < n; i++) {
+      const ext = c.X509_get_ext(x, i);
+      if (!ext || c.X509_EXTENSION_get_critical(ext) <= 0) continue;
+      const len = c.OBJ_obj2txt(buf, buf.length, c.X509_EXTENSION_get_object(ext), 1);
+      out.push({
+        oid: len > 0 ? buf.toString('latin1', 0, Math.min(len, buf.length - 1)) : '?',
+        handled: c.X509_supported_extension(ext) === 1,
+      });
+    }
+    return out;
+  } finally {
+    if (x) c.X509_free(x);
+    c.BIO_free(bio);
+    c.ERR_clear_error();
+  }
 }

@@ -8,7 +8,7 @@ import {
   type ParsedCertificate,
 } from './certificate.js';
 import { systemClock } from '../time.js';
-import { X509SvidError, type X509SvidReason } from './errors.js';
+import { PublicKeyError, X509SvidError, type X509SvidReason } from './errors.js';
 import { parseSpiffeId, type SpiffeId } from './id.js';
 import { validatePath, X509_V, type CertRef, type PathResult } from './openssl.js';
 
@@ -44,7 +44,12 @@ export interface VerifyX509SvidOptions {
 
 const cache = new WeakMap<Buffer, ParsedCertificate>();
 
-function parse(der: Buffer, what: string): ParsedCertificate {
+/**
+ * One certificate of an X509-SVID chain or bundle, `what` naming it in messages ("leaf", "chain
+ * certificate 1"). Throws X509SvidError: `bad-public-key` when only its public key is unusable,
+ * `malformed` otherwise.
+ */
+export function parseSvidCertificate(der: Buffer, what: string): ParsedCertificate {
   const hit = cache.get(der);
   if (hit) return hit;
   try {
@@ -52,6 +57,12 @@ function parse(der: Buffer, what: string): ParsedCertificate {
     cache.set(der, p);
     return p;
   } catch (err) {
+    if (err instanceof PublicKeyError)
+      throw new X509SvidError(
+        'bad-public-key',
+        `verify X509-SVID: ${what} has an unusable public key: ${err.message}`,
+        { cause: err },
+      );
     throw new X509SvidError(
       'malformed',
       `verify X509-SVID: ${what} is not a valid certificate: ${(err as Error).message}`,
@@ -241,7 +252,7 @@ export function verifyX509Svid(
       'malformed',
       `verify X509-SVID: chain has ${ders.length} certificates (max ${maxLen})`,
     );
-  const chain = ders.map((d, i) => parse(d, i === 0 ? 'leaf' : `chain certificate ${i}`));
+  const chain = ders.map((d, i) => parseSvidCertificate(d, i === 0 ? 'leaf' : `chain certificate ${i}`));
   const leaf = chain[0]!;
   const id = checkLeaf(leaf);
 
@@ -250,7 +261,7 @@ export function verifyX509Svid(
   if (!authorityDers || authorityDers.length === 0) {
     throw new X509SvidError('no-bundle', `verify X509-SVID: no trust bundle for trust domain "${td}"`);
   }
-  const authorities = authorityDers.map((d, i) => parse(d, `bundle authority ${i} of ${td}`));
+  const authorities = authorityDers.map((d, i) => parseSvidCertificate(d, `bundle authority ${i} of ${td}`));
 
   let result: PathResult;
   try {

@@ -108,7 +108,7 @@ export class WireguardInterface {
    */
   async ensurePresent(): Promise<boolean> {
     if ((await this.device.link()) !== undefined) return false;
-    this.log.warn({ event: 'wireguard.interface.lost', interface: this.name }, 'interface gone; recreating');
+    this.log.warn({ event: 'wireguard_interface_lost', interface: this.name }, 'interface gone; recreating');
     this.ensured = await ensureLink(this.device, this.exec, this.opts, this.log);
     await this.configureOrUndo();
     return true;
@@ -163,7 +163,7 @@ export class WireguardInterface {
       if (state.interface.publicKey !== undefined) {
         this.log.warn(
           {
-            event: 'wireguard.rekey',
+            event: 'wireguard_rekey',
             interface: this.name,
             reason: 'key-differs',
             old_public_key: state.interface.publicKey,
@@ -191,7 +191,7 @@ export class WireguardInterface {
     if (link !== undefined) this.noteLink(link);
     this.log.info(
       {
-        event: 'wireguard.interface.ready',
+        event: 'wireguard_interface_ready',
         interface: this.name,
         mode: this.mode,
         ifindex: this.ifindex,
@@ -228,7 +228,7 @@ async function ensureLink(
       );
     }
     log.info(
-      { event: 'wireguard.interface.adopted', interface: name, mode, ifindex: link.ifindex },
+      { event: 'wireguard_interface_adopted', interface: name, mode, ifindex: link.ifindex },
       'adopted running interface',
     );
     return { mode, link, created: false };
@@ -257,7 +257,7 @@ async function createInterface(
     const res = await device.addKernelLink();
     if (res.ok) {
       log.info(
-        { event: 'wireguard.interface.created', interface: device.name, mode: 'kernel' },
+        { event: 'wireguard_interface_created', interface: device.name, mode: 'kernel' },
         'created kernel WireGuard interface',
       );
       return 'kernel';
@@ -270,13 +270,13 @@ async function createInterface(
       );
     }
     log.info(
-      { event: 'wireguard.kernel.unavailable', interface: device.name, reason: res.output },
+      { event: 'wireguard_kernel_unavailable', interface: device.name, reason: res.output },
       'no kernel WireGuard; using wireguard-go',
     );
   }
   await startWireguardGo(exec, opts.wireguardGo ?? 'wireguard-go', device.name);
   log.info(
-    { event: 'wireguard.interface.created', interface: device.name, mode: 'userspace' },
+    { event: 'wireguard_interface_created', interface: device.name, mode: 'userspace' },
     'started wireguard-go',
   );
   return 'userspace';

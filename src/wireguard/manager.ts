@@ -91,7 +91,7 @@ export class WireguardManager {
       opts.privateKeyFile === undefined ? {} : { privateKeyFile: opts.privateKeyFile },
     );
     if (key.created) {
-      log.info({ event: 'wireguard.key.created', public_key: key.publicKey }, 'generated node WireGuard key');
+      log.info({ event: 'wireguard_key_created', public_key: key.publicKey }, 'generated node WireGuard key');
     }
     const iface = await WireguardInterface.bringUp(device, exec, opts, log, key);
     return new WireguardManager(device, iface, log, key);
@@ -175,7 +175,7 @@ export class WireguardManager {
     this.closed = true;
     await this.queue;
     this.log.info(
-      { event: 'wireguard.closed', interface: this.interfaceName },
+      { event: 'wireguard_closed', interface: this.interfaceName },
       'left WireGuard interface running',
     );
   }
@@ -186,7 +186,7 @@ export class WireguardManager {
     await this.queue;
     await this.iface.remove();
     this.log.info(
-      { event: 'wireguard.interface.destroyed', interface: this.interfaceName },
+      { event: 'wireguard_interface_destroyed', interface: this.interfaceName },
       'removed WireGuard interface',
     );
   }
@@ -201,7 +201,7 @@ export class WireguardManager {
     for (const change of plan.peers.filter((c) => c.kind === 'remove')) {
       await this.device.applyPeer(change);
       this.log.info(
-        { event: 'wireguard.peer.removed', interface: this.interfaceName, public_key: change.publicKey },
+        { event: 'wireguard_peer_removed', interface: this.interfaceName, public_key: change.publicKey },
         'removed peer',
       );
     }
@@ -214,7 +214,7 @@ export class WireguardManager {
       }
       this.log.info(
         {
-          event: change.kind === 'add' ? 'wireguard.peer.added' : 'wireguard.peer.updated',
+          event: change.kind === 'add' ? 'wireguard_peer_added' : 'wireguard_peer_updated',
           interface: this.interfaceName,
           node: change.peer.name,
           public_key: change.peer.publicKey,
@@ -230,7 +230,7 @@ export class WireguardManager {
       else await this.device.deleteRoute(r.cidr);
       this.log.info(
         {
-          event: r.kind === 'add' ? 'wireguard.route.added' : 'wireguard.route.removed',
+          event: r.kind === 'add' ? 'wireguard_route_added' : 'wireguard_route_removed',
           interface: this.interfaceName,
           cidr: r.cidr,
         },

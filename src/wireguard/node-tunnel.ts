@@ -199,7 +199,7 @@ class NodeTunnel implements WireguardTunnel {
       if (res.changed) {
         this.log.info(
           {
-            event: 'wireguard.reconciled',
+            event: 'wireguard_reconciled',
             interface: this.interfaceName,
             peer_changes: res.plan.peers.length,
             route_changes: res.plan.routes.length,
@@ -236,7 +236,7 @@ class NodeTunnel implements WireguardTunnel {
     this.reconcile().catch((err: unknown) => {
       if (this.closed) return;
       this.log.error(
-        { event: 'wireguard.reconcile.failed', interface: this.interfaceName, reason, err: toError(err) },
+        { event: 'wireguard_reconcile_failed', interface: this.interfaceName, reason, err: toError(err) },
         'WireGuard reconcile failed; will retry',
       );
     });
@@ -258,7 +258,7 @@ class NodeTunnel implements WireguardTunnel {
     }
     if (withoutKey.join(',') !== this.withoutKey.join(',') && withoutKey.length > 0) {
       this.log.warn(
-        { event: 'wireguard.peer.no-key', interface: this.interfaceName, nodes: withoutKey },
+        { event: 'wireguard_peer_no_key', interface: this.interfaceName, nodes: withoutKey },
         'inventory nodes without a WireGuard key get no tunnel',
       );
     }
@@ -281,7 +281,7 @@ class NodeTunnel implements WireguardTunnel {
     if (state === 'match') return;
     this.log.warn(
       {
-        event: 'wireguard.inventory.key',
+        event: 'wireguard_inventory_key',
         interface: this.interfaceName,
         node: this.opts.nodeName,
         reason: state,
@@ -298,7 +298,7 @@ class NodeTunnel implements WireguardTunnel {
     if (now === this.lastIfindex) return;
     this.log.warn(
       {
-        event: 'wireguard.ifindex.changed',
+        event: 'wireguard_ifindex_changed',
         interface: this.interfaceName,
         old: this.lastIfindex,
         ifindex: now,

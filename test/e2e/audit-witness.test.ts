@@ -97,8 +97,7 @@ describe('witnessed audit heads between two meshauthd', () => {
   };
 
   it("node-b witnesses node-a's heads; the trail matches them, a rebuilt copy does not", async () => {
-    for (let i = 0; i < 100 && witnessedOnB() < 3; i++) await new Promise((r) => setTimeout(r, 200));
-    expect(witnessedOnB()).toBeGreaterThanOrEqual(3);
+    await expect.poll(witnessedOnB, { timeout: 20_000, interval: 200 }).toBeGreaterThanOrEqual(3);
     expect(cluster.logs('node-a', 'audit_head_refused')).toHaveLength(0);
 
     // node-a stops: its trail is final, node-b keeps the heads it witnessed

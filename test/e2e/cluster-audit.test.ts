@@ -284,10 +284,16 @@ describe('cluster-wide audit on three nodes with the relay in its own namespace'
     expect(toDb, summarize(cluster.logs('node-a'))).toMatchObject({ ok: true, reply: 'ok db' });
     const toQueue = await cluster.connect('web', 'queue', 8080, 8000);
     expect(toQueue, summarize(cluster.logs('node-a'))).toMatchObject({ ok: true, reply: 'ok queue' });
-    const succeeded = (node: NodeName) => rowsOf(trail(node)).filter((r) => r.type === 'handshake-succeeded');
-    await waitFor('handshakes in all three trails', () => NODE_NAMES.every((n) => succeeded(n).length > 0));
-    expect(succeeded('node-b').map((r) => r.node)).toContain('node-a');
-    expect(succeeded('node-c').map((r) => r.node)).toContain('node-a');
+    // The audit writer commits a handshake's record after its entry: wait for each peer's record
+    // (node-a's of both handshakes, which the rewrite test below relies on, too).
+    const peersOf = (node: NodeName) =>
+      new Set(rowsOf(trail(node)).flatMap((r) => (r.type === 'handshake-succeeded' ? [r.node] : [])));
+    await waitFor('every handshake in all three trails', () => {
+      const a = peersOf('node-a');
+      return a.has('node-b') && a.has('node-c') && peersOf('node-b').size > 0 && peersOf('node-c').size > 0;
+    });
+    expect([...peersOf('node-b')]).toContain('node-a');
+    expect([...peersOf('node-c')]).toContain('node-a');
   });
 
   it('answers one query for all three nodes, merged by time, the node named on each event', () => {
@@ -359,14 +365,25 @@ describe('cluster-wide audit on three nodes with the relay in its own namespace'
 
   it("records each node's heads at the relay and both other nodes; a lying witness cannot frame node-b", async () => {
     // node-c is still down; node-a and node-b go on witnessing each other and reach the relay
+    // (the relay's trail was not waited on before: poll each witness until it holds a head)
     for (const n of NODE_NAMES)
       for (const w of witnessesOf(n))
-        expect(witnessedSeqs(w.trail, SELF[n]).length, `${n} at ${w.address}`).toBeGreaterThan(0);
+        await expect
+          .poll(() => witnessedSeqs(w.trail, SELF[n]).length, {
+            message: `${n} at ${w.address}`,
+            timeout: 30_000,
+          })
+          .toBeGreaterThan(0);
     // the witnesses name the node on what they recorded
-    const onB = rowsOf(trail('node-b')).filter((r) => r.type === 'head-witnessed');
-    expect(new Set(onB.map((r) => `${r.node} ${r.remoteId}`))).toEqual(
-      new Set([`node-a ${SELF['node-a']}`, `node-c ${SELF['node-c']}`]),
-    );
+    const onB = () =>
+      new Set(
+        rowsOf(trail('node-b'))
+          .filter((r) => r.type === 'head-witnessed')
+          .map((r) => `${r.node} ${r.remoteId}`),
+      );
+    await expect
+      .poll(onB, { timeout: 30_000 })
+      .toEqual(new Set([`node-a ${SELF['node-a']}`, `node-c ${SELF['node-c']}`]));
     for (const n of ['node-a', 'node-b'] as const)
       expect(cluster.logs(n, 'audit_head_refused'), n).toHaveLength(0);
 

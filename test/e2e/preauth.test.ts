@@ -35,6 +35,10 @@ describe('pre-authentication of policy-implied pairs', () => {
     await expect
       .poll(() => cluster.logs('node-a', 'auth_succeeded').length, { timeout: 5_000, interval: 50 })
       .toBe(2);
+    // Checked once node-b's log has got as far as its side of both handshakes.
+    await expect
+      .poll(() => cluster.logs('node-b', 'server_auth_succeeded').length, { timeout: 5_000, interval: 50 })
+      .toBe(2);
     expect(cluster.logs('node-b', 'auth_succeeded')).toHaveLength(0);
     expect(cluster.counters('node-a')['signal_sent']).toBe(0);
   });

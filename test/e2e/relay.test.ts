@@ -129,10 +129,20 @@ describe('meshauth-relay in its own namespace', () => {
     // web (node-a) -> db (node-b): both nodes record the mutual handshake in their trails
     const r = await cluster.connect('web', 'db', 8080, 8000);
     expect(r.ok).toBe(true);
-    const all = events();
+    // The audit writers commit the handshake's records after the entries that let the connection
+    // through: ask again until both trails answer with events.
+    let all = events();
+    await expect
+      .poll(
+        () => {
+          all = events();
+          return new Set(all.origins);
+        },
+        { timeout: 30_000 },
+      )
+      .toEqual(new Set(['node-a', 'node-b']));
     expect(all.status, all.stderr).toBe(0);
     expect(all.stderr).not.toMatch(/PARTIAL/);
-    expect(new Set(all.origins)).toEqual(new Set(['node-a', 'node-b']));
 
     expect(await cluster.stop('node-b')).toBe(0);
     const partial = events();

@@ -1,9 +1,8 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Cluster, mountBpffs, type ClusterOptions } from '../../demo/cluster.js';
+import { Cluster, type ClusterOptions } from '../../demo/cluster.js';
 import { buildTopology, podSpiffeId, type TopologyOptions } from '../../demo/topology.js';
-import { NetnsLab } from '../helpers/netns.js';
+import { buildInDemoLab } from '../helpers/demo-lab.js';
+import type { NetnsLab } from '../helpers/netns.js';
 
 /** SPIFFE ID of a demo pod (of any node count: web, db, queue, ...). */
 export const idOf = (name: string): string => podSpiffeId(name);
@@ -31,32 +30,17 @@ export async function startDemoCluster(
     cni?: Omit<NonNullable<TopologyOptions['cni']>, 'dataDir'>;
   },
 ): Promise<DemoCluster> {
-  const lab = new NetnsLab(prefix);
-  const workDir = mkdtempSync(join(tmpdir(), `meshauth-${prefix}-`));
-  const bpffs = join(workDir, 'bpffs');
-  let unmount: () => void = () => {};
-  let cluster: Cluster | undefined;
-  const teardown = async (): Promise<void> => {
-    await cluster?.stopAll();
-    await lab.cleanup();
-    unmount();
-    rmSync(workDir, { recursive: true, force: true });
-  };
-  try {
-    unmount = mountBpffs(bpffs);
+  return buildInDemoLab(prefix, async ({ lab, workDir, bpffs, own }) => {
     const topo = buildTopology(lab, {
       ...(opts.nodes !== undefined ? { nodes: opts.nodes } : {}),
       podRoutes: !opts.wireguard,
       ...(opts.cni ? { cni: { ...opts.cni, dataDir: join(workDir, 'cni') } } : {}),
     });
-    cluster = new Cluster(topo, { ...opts, workDir, bpffs });
+    const cluster = own(new Cluster(topo, { ...opts, workDir, bpffs }));
     await cluster.init();
     for (const node of opts.startOrder ?? topo.nodes.map((n) => n.name)) await cluster.start(node);
     for (const pod of opts.serve ?? ['db', 'cache']) cluster.serve(pod, 8080);
     await new Promise((r) => setTimeout(r, 300));
-    return { cluster, lab, teardown };
-  } catch (err) {
-    await teardown();
-    throw err;
-  }
+    return { cluster };
+  });
 }

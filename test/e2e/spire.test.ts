@@ -27,14 +27,7 @@ describe.skipIf(!bin)('meshauthd with SVIDs from SPIRE', () => {
       nodes: ['node-a', 'node-b'],
     });
     const lab = spire;
-    const uid = process.getuid?.() ?? 0;
-    for (const node of ['node-a', 'node-b']) {
-      await lab.createEntry({
-        spiffeId: MESHAUTHD,
-        selectors: [`unix:uid:${uid}`],
-        parentId: lab.agent(node).nodeId,
-      });
-    }
+    await lab.registerDelegate(MESHAUTHD, ['node-a', 'node-b']);
     // Every demo workload but "api", which stays without a registration entry.
     for (const p of PODS.filter((p) => p.name !== 'api')) {
       entryIds.set(
@@ -53,7 +46,7 @@ describe.skipIf(!bin)('meshauthd with SVIDs from SPIRE', () => {
         { name: 'web-to-cache', from: id('web'), to: id('cache') },
       ],
       extraConfig: (node) => ({
-        identity: { source: 'spire-delegated', spire: { adminSocket: lab.agent(node).adminSocket } },
+        identity: lab.delegatedIdentityConfig(node),
       }),
     });
     cluster = env.cluster;

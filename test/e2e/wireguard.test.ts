@@ -118,7 +118,14 @@ describe('meshauth over WireGuard', () => {
       .poll(() => cluster.logs('node-a', 'auth_failed').map((l) => l['reason']), { timeout: 5000 })
       .toContain('wireguard-key-mismatch');
     expect(cluster.authEntries('node-a')).toHaveLength(0);
-    const failures = cluster.cli('node-a', ['events', '--reason', 'wireguard-key-mismatch', '-o', 'json']);
-    expect(failures.trim().split('\n').length).toBeGreaterThanOrEqual(1);
+    // The audit writer commits the failure's record after its log line: ask until it is there (an
+    // empty answer is no line, not one).
+    const failures = () =>
+      cluster
+        .cli('node-a', ['events', '--reason', 'wireguard-key-mismatch', '-o', 'json'])
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => (JSON.parse(l) as { reason?: string }).reason);
+    await expect.poll(failures, { timeout: 10_000 }).toContain('wireguard-key-mismatch');
   }, 60_000);
 });

@@ -20,9 +20,8 @@ import { summarize } from '../../demo/cluster.js';
 import { PODS, TRUST_DOMAIN } from '../../demo/topology.js';
 import { DevCa } from '../../src/identity/dev-ca.js';
 import {
-  CLIENT_FIRST,
-  CLIENT_PREFIX,
   CLIENTS_PATTERN,
+  fromClients,
   clientId,
   idOf,
   namedAuthEntries,
@@ -123,8 +122,9 @@ describe('a trust bundle changed while handshakes run', () => {
     const { cluster } = env!;
     const pairs = env!.traffic('web', [
       'pairs',
-      ...['--host', cluster.topo.pod('db').ip, '--port', '8080', '--from', CLIENT_PREFIX],
-      ...['--first', String(CLIENT_FIRST), '--count', String(CLIENTS), '--every', '20', '--timeout', '15000'],
+      ...['--host', cluster.topo.pod('db').ip, '--port', '8080'],
+      ...fromClients(),
+      ...['--count', String(CLIENTS), '--every', '20', '--timeout', '15000'],
     ]);
     await pairs.exited;
     expect(

@@ -5,20 +5,30 @@
  * Also: reading a node's kernel auth map and audit trail by name, and the traffic fixture.
  */
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
-import { Cluster, mountBpffs, PACKAGE_ROOT, type ClusterOptions } from '../../demo/cluster.js';
+import { Cluster, PACKAGE_ROOT, type ClusterOptions } from '../../demo/cluster.js';
 import { buildTopology, PODS, TRUST_DOMAIN } from '../../demo/topology.js';
 import { AuditStore, type StoredAuditEvent } from '../../src/audit/index.js';
-import { NetnsLab } from '../helpers/netns.js';
+import { buildInDemoLab } from '../helpers/demo-lab.js';
+import type { NetnsLab } from '../helpers/netns.js';
 
 export const idOf = (name: string): string => PODS.find((p) => p.name === name)!.spiffeId;
 export const clientId = (i: number): string => `spiffe://${TRUST_DOMAIN}/ns/demo/sa/c-${i}`;
 export const CLIENT_PREFIX = '10.90.1.';
 export const CLIENT_FIRST = 100;
 export const clientIp = (i: number): string => `${CLIENT_PREFIX}${CLIENT_FIRST + i}`;
+/**
+ * Traffic fixture arguments that connect from client workloads c-<first>, c-<first+1>, ... (each
+ * from its own address, clientIp(i)); `--count` says how many.
+ */
+export const fromClients = (first = 0): string[] => [
+  '--from',
+  CLIENT_PREFIX,
+  '--first',
+  String(CLIENT_FIRST + first),
+];
 /** Every client workload, as a policy pattern. */
 export const CLIENTS_PATTERN = `spiffe://${TRUST_DOMAIN}/ns/demo/sa/c-*`;
 
@@ -58,21 +68,9 @@ export async function startFaultCluster(
     serve?: string[];
   },
 ): Promise<FaultCluster> {
-  const lab = new NetnsLab(prefix);
-  const workDir = mkdtempSync(join(tmpdir(), `meshauth-${prefix}-`));
-  const bpffs = join(workDir, 'bpffs');
-  let unmount: () => void = () => {};
-  let cluster: Cluster | undefined;
-  const teardown = async (): Promise<void> => {
-    await cluster?.stopAll();
-    await lab.cleanup();
-    unmount();
-    rmSync(workDir, { recursive: true, force: true });
-  };
-  try {
-    unmount = mountBpffs(bpffs);
+  return buildInDemoLab(prefix, async ({ lab, workDir, bpffs, own }) => {
     const topo = buildTopology(lab);
-    cluster = new Cluster(topo, { sockops: false, ...opts, workDir, bpffs });
+    const cluster = own(new Cluster(topo, { sockops: false, ...opts, workDir, bpffs }));
     await cluster.init();
     const clients = opts.clients ?? 0;
     if (clients > 0 || opts.inventoryPatch) {
@@ -126,12 +124,9 @@ export async function startFaultCluster(
         },
       };
     };
-    await waitFor(() => portOpen(cluster!, 'db'), 5000, 'db server listening');
-    return { cluster, lab, workDir, traffic, teardown };
-  } catch (err) {
-    await teardown();
-    throw err;
-  }
+    await waitFor(() => portOpen(cluster, 'db'), 5000, 'db server listening');
+    return { cluster, traffic };
+  });
 }
 
 function merge(base: unknown, patch: unknown): unknown {

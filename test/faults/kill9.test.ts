@@ -9,17 +9,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { summarize } from '../../demo/cluster.js';
 import {
-  CLIENT_FIRST,
-  CLIENT_PREFIX,
   CLIENTS_PATTERN,
+  fromClients,
   idOf,
   namedAuthEntries,
-  readAudit,
   startFaultCluster,
   unearnedEntries,
   waitFor,
   type FaultCluster,
 } from './harness.js';
+import { expectEarnedAndVerified } from './checks.js';
 
 const PAIRS = 60;
 
@@ -52,7 +51,8 @@ describe('meshauthd under SIGKILL with new pairs and live traffic', () => {
     const sender = traffic('web', ['udp-send', '--host', db, '--port', '9000', '--every', '5']);
     const pairs = traffic('web', [
       'pairs',
-      ...['--host', db, '--port', '8080', '--from', CLIENT_PREFIX, '--first', String(CLIENT_FIRST)],
+      ...['--host', db, '--port', '8080'],
+      ...fromClients(),
       ...['--count', String(PAIRS), '--every', '100', '--timeout', '45000'],
     ]);
 
@@ -112,10 +112,7 @@ describe('meshauthd under SIGKILL with new pairs and live traffic', () => {
       .toBe(sent);
 
     // (3) and (4), on both nodes.
-    for (const node of ['node-a', 'node-b']) {
-      await expect.poll(() => unearnedEntries(cluster, node), { message: node, timeout: 5_000 }).toEqual([]);
-      expect(readAudit(cluster, node).verified, node).toBe(true);
-    }
+    for (const node of ['node-a', 'node-b']) await expectEarnedAndVerified(cluster, node);
     // No more removals than the crash could have cost (the writer commits every 20 ms), and a
     // pair whose entry was removed for want of a record authenticates again, on the record.
     const removed = cluster.logs('node-a', 'entry_unaudited_removed').map((l) => String(l['local_id']));
@@ -124,7 +121,8 @@ describe('meshauthd under SIGKILL with new pairs and live traffic', () => {
       const i = Number(/c-(\d+)$/.exec(id)?.[1]);
       const again = traffic('web', [
         'pairs',
-        ...['--host', db, '--port', '8080', '--from', CLIENT_PREFIX, '--first', String(CLIENT_FIRST + i)],
+        ...['--host', db, '--port', '8080'],
+        ...fromClients(i),
         ...['--count', '1', '--timeout', '15000'],
       ]);
       await again.exited;

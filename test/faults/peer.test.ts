@@ -10,9 +10,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { summarize } from '../../demo/cluster.js';
 import {
-  CLIENT_FIRST,
-  CLIENT_PREFIX,
   CLIENTS_PATTERN,
+  fromClients,
   clientId,
   idOf,
   namedAuthEntries,
@@ -22,6 +21,7 @@ import {
   waitFor,
   type FaultCluster,
 } from './harness.js';
+import { expectEarnedAndVerified } from './checks.js';
 
 describe('the peer daemon stopped or killed during handshakes', () => {
   let env: FaultCluster | undefined;
@@ -48,8 +48,9 @@ describe('the peer daemon stopped or killed during handshakes', () => {
   const connectFrom = (i: number) =>
     env!.traffic('web', [
       'pairs',
-      ...['--host', env!.cluster.topo.pod('db').ip, '--port', '8080', '--from', CLIENT_PREFIX],
-      ...['--first', String(CLIENT_FIRST + i), '--count', '1', '--timeout', '40000'],
+      ...['--host', env!.cluster.topo.pod('db').ip, '--port', '8080'],
+      ...fromClients(i),
+      ...['--count', '1', '--timeout', '40000'],
     ]);
   const failuresOf = (i: number) =>
     env!.cluster.logs('node-a', 'auth_failed').filter((l) => l['local_id'] === clientId(i));
@@ -112,9 +113,6 @@ describe('the peer daemon stopped or killed during handshakes', () => {
     await conn.exited;
     expect(conn.lines[0], summarize(cluster.logs('node-a'))).toMatchObject({ ok: true });
     expect(entriesOf('node-a', 1)).toHaveLength(1);
-    for (const node of ['node-a', 'node-b']) {
-      await expect.poll(() => unearnedEntries(cluster, node), { message: node, timeout: 5_000 }).toEqual([]);
-      expect(readAudit(cluster, node).verified, node).toBe(true);
-    }
+    for (const node of ['node-a', 'node-b']) await expectEarnedAndVerified(cluster, node);
   }, 60_000);
 });

@@ -8,16 +8,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { summarize } from '../../demo/cluster.js';
 import {
-  CLIENT_FIRST,
-  CLIENT_PREFIX,
   CLIENTS_PATTERN,
+  fromClients,
   idOf,
   namedAuthEntries,
-  readAudit,
   startFaultCluster,
-  unearnedEntries,
   type FaultCluster,
 } from './harness.js';
+import { expectEarnedAndVerified } from './checks.js';
 
 const PAIRS = 60;
 
@@ -46,7 +44,8 @@ describe('the signal ring buffer overrun by a storm', () => {
     try {
       const storm = traffic('web', [
         'storm',
-        ...['--host', db, '--port', '9', '--from', CLIENT_PREFIX, '--first', String(CLIENT_FIRST)],
+        ...['--host', db, '--port', '9'],
+        ...fromClients(),
         ...['--count', String(PAIRS), '--ms', '1500'],
       ]);
       await storm.exited;
@@ -65,7 +64,8 @@ describe('the signal ring buffer overrun by a storm', () => {
     // After the storm: every pair connects (authenticated from the ring's backlog or re-signalled).
     const pairs = traffic('web', [
       'pairs',
-      ...['--host', db, '--port', '8080', '--from', CLIENT_PREFIX, '--first', String(CLIENT_FIRST)],
+      ...['--host', db, '--port', '8080'],
+      ...fromClients(),
       ...['--count', String(PAIRS), '--every', '0', '--timeout', '30000'],
     ]);
     await pairs.exited;
@@ -74,9 +74,6 @@ describe('the signal ring buffer overrun by a storm', () => {
       summarize(cluster.logs('node-a'), 30),
     ).toEqual([]);
     expect(namedAuthEntries(cluster, 'node-a')).toHaveLength(PAIRS);
-    for (const node of ['node-a', 'node-b']) {
-      await expect.poll(() => unearnedEntries(cluster, node), { message: node, timeout: 5_000 }).toEqual([]);
-      expect(readAudit(cluster, node).verified, node).toBe(true);
-    }
+    for (const node of ['node-a', 'node-b']) await expectEarnedAndVerified(cluster, node);
   }, 90_000);
 });

@@ -298,6 +298,24 @@ describe.runIf(ENABLED)(`${PAIRS} distinct pairs signalled at once`, () => {
         mirrorRepairs: repairs,
         // Episodes in which node-a held new handshakes back for its audit writer.
         auditBackpressure: cluster.logs('node-a').filter((l) => l.event === 'auth_audit_backpressure').length,
+        // Node-b's responders pacing the reverse entries of node-a's pairs by node-b's own audit
+        // queue: episodes, and pairs paced (written once it drained) or refused (audit-busy, retried).
+        responderPacing: ((m: Map<string, number>) => {
+          const sumOf = (outcome: string): number =>
+            [...m]
+              .filter(
+                ([n]) =>
+                  n.startsWith('meshauth_auth_responder_audit_backpressure_total') &&
+                  n.includes(`outcome="${outcome}"`),
+              )
+              .reduce((a, [, v]) => a + v, 0);
+          return {
+            episodes: cluster.logs('node-b').filter((l) => l.event === 'auth_responder_audit_backpressure')
+              .length,
+            paced: sumOf('paced'),
+            refused: sumOf('refused'),
+          };
+        })(scrapeMetrics(cluster, 'node-b')),
         peak: {
           queued: peakQueued,
           inFlight: peakInFlight,

@@ -159,3 +159,17 @@ export async function makeLeaf(
 export function pemOf(...certs: TestCert[]): string {
   return certs.map((c) => c.pem).join('');
 }
+
+/**
+ * A copy of a P-256 certificate whose SubjectPublicKeyInfo no longer holds a usable key: the x
+ * coordinate of its EC point is inverted, so the point is off the curve. The DER (and the
+ * signature over it, which no one can check any more) stays well-formed.
+ */
+export function withGarbledPublicKey(der: Buffer): Buffer {
+  // BIT STRING of 66 bytes, no unused bits, uncompressed point (04 || x || y)
+  const at = der.indexOf(Buffer.from([0x03, 0x42, 0x00, 0x04]));
+  if (at < 0) throw new Error('not a P-256 certificate');
+  const out = Buffer.from(der);
+  for (let i = at + 4; i < at + 4 + 32; i++) out[i] = out[i]! ^ 0xff;
+  return out;
+}

@@ -56,6 +56,15 @@ export function deployManifests(file: string): Record<string, unknown>[] {
 /** Path of the MutualAuthPolicy collection (cluster-scoped). */
 export const POLICIES = `/apis/${MUTUAL_AUTH_POLICY.apiVersion}/${MUTUAL_AUTH_POLICY.plural}`;
 
+/** A MutualAuthPolicy selector of a service account in the demo namespace. */
+export const demoServiceAccount = (name: string) => ({ namespace: 'demo', serviceAccount: name });
+/** A MutualAuthPolicy rule `<from>-to-<to>` between two service accounts of the demo namespace. */
+export const demoRule = (from: string, to: string) => ({
+  name: `${from}-to-${to}`,
+  from: demoServiceAccount(from),
+  to: demoServiceAccount(to),
+});
+
 /** A 192.168.x.0/24 prefix ("192.168.x") with no route in the root namespace. */
 function unusedNet(): string {
   const routes = run('ip', ['-4', 'route', 'show', 'table', 'all']);

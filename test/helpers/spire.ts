@@ -314,6 +314,22 @@ plugins {
     return m[1]!;
   }
 
+  /**
+   * Registers `spiffeId` on each of `nodes` for the processes of this test's uid (unix workload
+   * attestor, parented to that node's agent): the ID meshauthd, run as this user, presents to the
+   * agent as one of its authorized delegates.
+   */
+  async registerDelegate(spiffeId: string, nodes: string[]): Promise<void> {
+    const uid = process.getuid?.() ?? 0;
+    for (const node of nodes)
+      await this.createEntry({ spiffeId, selectors: [`unix:uid:${uid}`], parentId: this.agent(node).nodeId });
+  }
+
+  /** meshauthd's `identity` configuration taking SVIDs from `node`'s agent (Delegated Identity API). */
+  delegatedIdentityConfig(node: string): { source: 'spire-delegated'; spire: { adminSocket: string } } {
+    return { source: 'spire-delegated', spire: { adminSocket: this.agent(node).adminSocket } };
+  }
+
   async deleteEntry(entryId: string): Promise<void> {
     await this.serverCmd(['entry', 'delete', '-entryID', entryId]);
   }

@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { createLogger, oneValuePerKey } from '../../src/log.js';
+import { createLogger, oneValuePerKey, silentLogger } from '../../src/log.js';
 
 /** Keys of every JSON object in `text`, in order of appearance, per object (a small JSON scanner). */
 function keysPerObject(text: string): string[][] {
@@ -112,5 +112,37 @@ describe('log lines', () => {
     expect(oneValuePerKey('not json\n')).toBe('not json\n');
     expect(oneValuePerKey('{"a":1,"a":2}\n')).toBe('{"a":2}\n');
     expect(oneValuePerKey('{"a":1,"b":{"c":1,"c":"x"}}')).toBe('{"a":1,"b":{"c":"x"}}');
+  });
+});
+
+describe('silentLogger', () => {
+  // Regression (fuzz, ring-buffer target): a pino instance per call retained its stdout stream,
+  // about 1.4 KiB each, so components defaulting to it leaked per object.
+  it('is one shared instance that writes nothing', () => {
+    const a = silentLogger();
+    expect(silentLogger()).toBe(a);
+    expect(a.isLevelEnabled('fatal')).toBe(false);
+    expect(a.child({ component: 'x' }).isLevelEnabled('fatal')).toBe(false);
+  });
+});
+
+describe('log event names', () => {
+  it('are snake_case in every source file (the field name operators filter on)', async () => {
+    const { readdirSync, readFileSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const root = join(import.meta.dirname, '..', '..', 'src');
+    const names: Array<{ file: string; name: string }> = [];
+    for (const entry of readdirSync(root, { recursive: true, withFileTypes: true })) {
+      if (!entry.isFile() || !entry.name.endsWith('.ts')) continue;
+      const file = join(entry.parentPath, entry.name);
+      const text = readFileSync(file, 'utf8');
+      // `event: 'name'` and `event: cond ? 'a' : 'b'` in a log call's fields
+      for (const m of text.matchAll(/\bevent:\s*([^,}\n]*)/g))
+        for (const s of m[1]!.matchAll(/'([^']*)'|"([^"]*)"|`([^`]*)`/g))
+          names.push({ file: file.slice(root.length + 1), name: s[1] ?? s[2] ?? s[3]! });
+    }
+    // the scan finds the log events (about 180), so a broken pattern cannot pass by finding none
+    expect(names.length).toBeGreaterThan(150);
+    expect(names.filter((n) => !/^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$/.test(n.name))).toEqual([]);
   });
 });

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { connect, createServer, type Server, type TLSSocket } from 'node:tls';
+import { createServer, type Server, type Socket } from 'node:net';
+import { connect, TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { AuditSink } from '../../audit/index.js';
 import { silentLogger } from '../../log.js';
@@ -8,14 +9,62 @@ import { backoffMs } from '../../sync.js';
 import { systemClock, type Clock, type Timer } from '../../time.js';
 import { SecureContextCache } from '../../tls/index.js';
 import type { WireguardKeyAgreement } from '../../wireguard/index.js';
-import { HandshakeError, messageOf, type HandshakeReason } from '../handshake/index.js';
-import type { AuthenticateRequest } from '../handshake/index.js';
+import {
+  HandshakeError,
+  messageOf,
+  rateLimitKey,
+  TokenBucketLimiter,
+  type HandshakeReason,
+} from '../handshake/index.js';
+import type { AuthenticateRequest, HandshakeFailureEvent } from '../handshake/index.js';
+import { isPacedRefusal, type ResponderAuditPacer } from '../audit-pacing.js';
 import type { AuthenticateResult, Authenticator, ServerAuthenticated } from '../manager.js';
 import { trustLost, bundleFingerprints } from '../trust.js';
 import { ChannelConnection, type ChannelPeerCheck, type ChannelTimers } from './connection.js';
 import { channelsToEvict, DEFAULT_MAX_CHANNELS, type EvictionCandidate } from './eviction.js';
+import { ChannelEventAudit, UNKNOWN_NODE } from './event-audit.js';
 import { CHANNEL_ALPN, MAX_REQUESTS_PER_FRAME, type ChannelMessage } from './protocol.js';
 import { ProofExchange, type ChannelUse, type ProofEvent } from './proofs.js';
+
+/**
+ * Bounds on the connections the channel listener holds before they are channels (TCP accepted,
+ * TLS and hello not done yet): anyone who can reach the port can open them, nothing verified.
+ * Checked at accept, before any TLS work, as the per-pair handshake server checks its own
+ * (handshake/server.ts). Established channels are bounded by maxChannels instead.
+ */
+export interface ChannelAcceptLimits {
+  /**
+   * Opening connections at most from sources that are not peer nodes (nodeForAddress), all
+   * together; more are closed at once (too-many-connections). A peer node's own address is bounded
+   * by maxPendingPerAddress alone, so that strangers filling this bound cannot lock the nodes out.
+   */
+  maxPending: number;
+  /**
+   * Opening connections at most from one source address (a peer node's own address by itself,
+   * any other IPv6 source by its /64, see acceptKey); more are closed at once
+   * (too-many-connections-from-address). A peer node dials one channel at a time.
+   */
+  maxPendingPerAddress: number;
+  /** Token bucket per source address: refill rate of accepted connections (rate-limited when empty). */
+  perAddressRatePerSec: number;
+  /** Token bucket per source address: size. */
+  perAddressBurst: number;
+  /** Source addresses whose buckets are remembered (see TokenBucketLimiter), peer nodes' and others' each. */
+  maxTrackedAddresses: number;
+}
+
+/**
+ * Defaults of ChannelAcceptLimits (not configurable: a peer node opens one channel and re-dials
+ * with backoff, reconnectBaseMs 200 ms and up, so these leave legitimate peers far below the bounds).
+ * maxPending matches the handshake server's maxConnections default.
+ */
+export const DEFAULT_CHANNEL_ACCEPT_LIMITS: Readonly<ChannelAcceptLimits> = Object.freeze({
+  maxPending: 256,
+  maxPendingPerAddress: 8,
+  perAddressRatePerSec: 10,
+  perAddressBurst: 20,
+  maxTrackedAddresses: 4096,
+});
 
 export interface NodeChannelsOptions {
   nodeName: string;
@@ -37,6 +86,11 @@ export interface NodeChannelsOptions {
   expectedPeerWireguardKey?: (node: string) => string | undefined;
   /** Writes the reverse entry a peer asked for (through the same write check as every entry). Throws a `{reason}` error to refuse. */
   onPairRequested: (r: ServerAuthenticated) => void;
+  /**
+   * Paces the reverse entries peers ask for by this node's audit queue (the ResponderAuditPacer
+   * shared with the handshake server); a pair message waits at most timeoutMs. See ProofExchange.
+   */
+  auditPacer?: Pick<ResponderAuditPacer, 'admit'>;
   /** When the channel cannot be used (peer does not speak it): the per-pair handshake. */
   fallback?: Authenticator;
   maxEntryTtlMs: number;
@@ -62,6 +116,14 @@ export interface NodeChannelsOptions {
   maxChannels?: number;
   /** A channel was closed to make room (meshauth_channel_evictions_total). */
   onEvicted?: (e: ChannelEviction) => void;
+  /** Bounds on connections still opening (see ChannelAcceptLimits); defaults DEFAULT_CHANNEL_ACCEPT_LIMITS. */
+  acceptLimits?: Partial<ChannelAcceptLimits>;
+  /**
+   * A connection refused at accept (stage `accept`, reason `too-many-connections`,
+   * `too-many-connections-from-address` or `rate-limited`), before any TLS: for metrics and the
+   * accept-refusal audit windows (AuthReporter.channelAcceptRefused). Must not throw (it is caught).
+   */
+  onAcceptRefused?: (f: HandshakeFailureEvent) => void;
   clock?: Clock;
   audit?: AuditSink;
   logger?: Logger;
@@ -137,8 +199,24 @@ export class NodeChannels implements Authenticator {
     fallbacks: 0,
     evictions: 0,
     refusedAtCap: 0,
+    /** Connections refused at accept (any reason), and closed for not finishing TLS in time. */
+    refusedAtAccept: 0,
+    openTimeouts: 0,
   };
+  private readonly acceptLimits: ChannelAcceptLimits;
+  /** Token buckets of sources that are not peer nodes, and of peer nodes' own addresses. */
+  private readonly limiter: TokenBucketLimiter;
+  private readonly nodeLimiter: TokenBucketLimiter;
+  /** Accepted connections not yet channels (TLS or hello in progress), and their count per address key. */
+  private readonly pending = new Set<Socket>();
+  /** Those of `pending` from sources that are not peer nodes (bounded by maxPending). */
+  private pendingFromOthers = 0;
+  private readonly pendingByAddress = new Map<string, number>();
+  /** Accept refusals logged at most once per second each, with the count of those not logged. */
+  private readonly refusalLog = new Map<string, { lastMs: number; suppressed: number }>();
   private readonly maxChannels: number;
+  /** Bounds the refusal records per peer (ChannelEventAudit). */
+  private readonly eventAudit: ChannelEventAudit | undefined;
 
   constructor(private readonly opts: NodeChannelsOptions) {
     if (!(opts.maxEntryTtlMs > 0)) throw new RangeError('node channels: maxEntryTtlMs must be > 0');
@@ -147,6 +225,22 @@ export class NodeChannels implements Authenticator {
       throw new RangeError(`node channels: maxChannels must be an integer >= 1 (got ${opts.maxChannels})`);
     this.clock = opts.clock ?? systemClock;
     this.logger = (opts.logger ?? silentLogger()).child({ component: 'node-channel' });
+    this.acceptLimits = { ...DEFAULT_CHANNEL_ACCEPT_LIMITS, ...(opts.acceptLimits ?? {}) };
+    for (const [k, v] of Object.entries(this.acceptLimits))
+      if (!(typeof v === 'number' && v > 0))
+        throw new RangeError(`node channels: acceptLimits.${k} must be > 0 (got ${String(v)})`);
+    const buckets = {
+      ratePerSec: this.acceptLimits.perAddressRatePerSec,
+      burst: this.acceptLimits.perAddressBurst,
+      maxKeys: this.acceptLimits.maxTrackedAddresses,
+    };
+    // Two tables: a flood from fresh addresses fills only the others' (whose overflow bucket it
+    // then shares), never the table of the nodes' addresses.
+    this.limiter = new TokenBucketLimiter(buckets);
+    this.nodeLimiter = new TokenBucketLimiter(buckets);
+    this.eventAudit = opts.audit
+      ? new ChannelEventAudit({ audit: opts.audit, clock: this.clock })
+      : undefined;
     this.timers = {
       clock: this.clock,
       openTimeoutMs: opts.openTimeoutMs ?? 5000,
@@ -185,19 +279,12 @@ export class NodeChannels implements Authenticator {
   /** Accept channels on addr; resolves with the bound port (0 = any). */
   listen(addr: { host: string; port: number }): Promise<{ port: number }> {
     if (this.server) return Promise.reject(new Error('node channels: already listening'));
-    const server = createServer({
-      requestCert: true,
-      // The client's node SVID is verified against the SPIFFE bundle (ChannelConnection.open).
-      rejectUnauthorized: false,
-      ALPNProtocols: [CHANNEL_ALPN],
-      SNICallback: (_name, cb) => {
-        const svid = this.opts.nodeSvid();
-        if (!svid) return cb(new Error('no node SVID held'));
-        cb(null, this.contexts.get(svid));
-      },
-    });
-    server.on('secureConnection', (socket: TLSSocket) => this.accept(socket));
-    server.on('tlsClientError', () => undefined);
+    // Plain TCP first, TLS per socket (onTcpConnection): the accept limits are checked before any
+    // TLS work, which tls.Server would start for every connection it accepts.
+    const server = createServer({ noDelay: true }, (socket) => this.onTcpConnection(socket));
+    server.on('error', (err) =>
+      this.logger.error({ event: 'channel_listener_error', err }, 'node channel listener error'),
+    );
     this.server = server;
     return new Promise((resolve, reject) => {
       server.once('error', reject);
@@ -207,6 +294,11 @@ export class NodeChannels implements Authenticator {
         resolve({ port: typeof a === 'object' && a ? a.port : addr.port });
       });
     });
+  }
+
+  /** Connections accepted and still opening (TLS or hello), all addresses (tests, metrics). */
+  get pendingConnections(): number {
+    return this.pending.size;
   }
 
   /** The established channel to a node, if any. */
@@ -340,9 +432,12 @@ export class NodeChannels implements Authenticator {
       st.channel?.close('closed');
       for (const w of st.waiters.splice(0)) w();
     }
+    for (const socket of [...this.pending]) socket.destroy();
     const server = this.server;
     this.server = undefined;
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    // The refusals counted in open windows get their summary records now.
+    this.eventAudit?.close();
   }
 
   // --- internals ---
@@ -535,18 +630,167 @@ export class NodeChannels implements Authenticator {
     });
   }
 
-  private accept(socket: TLSSocket): void {
-    if (this.closed) return void socket.destroy();
+  /**
+   * A TCP connection to the channel port. Refused at once, before any TLS, when the listener holds
+   * acceptLimits.maxPending opening connections from sources that are not peer nodes (and this is
+   * one of them), or maxPendingPerAddress from this source address,
+   * or the address's token bucket is empty. Otherwise TLS runs with openTimeoutMs from accept to
+   * finish (then the hello gets its own openTimeoutMs, ChannelConnection.open); the connection
+   * counts against the limits until it is a channel or closed.
+   */
+  private onTcpConnection(raw: Socket): void {
+    raw.on('error', () => {
+      // Reported through the TLS socket or its close; a raw socket error must never be unhandled.
+    });
+    if (this.closed) return void raw.destroy();
+    try {
+      const address = raw.remoteAddress ?? 'unknown';
+      const { key, fromNode } = this.acceptKey(address);
+      const l = this.acceptLimits;
+      const fromAddress = this.pendingByAddress.get(key) ?? 0;
+      let refusal: { reason: HandshakeReason; message: string } | undefined;
+      if (!fromNode && this.pendingFromOthers >= l.maxPending)
+        refusal = {
+          reason: 'too-many-connections',
+          message: `accept channel: ${this.pendingFromOthers} connections opening from sources that are not peer nodes (limit ${l.maxPending})`,
+        };
+      else if (fromAddress >= l.maxPendingPerAddress)
+        refusal = {
+          reason: 'too-many-connections-from-address',
+          message: `accept channel: ${fromAddress} connections opening from ${key} (limit ${l.maxPendingPerAddress})`,
+        };
+      else if (!(fromNode ? this.nodeLimiter : this.limiter).takeKey(key, this.clock.now()))
+        refusal = {
+          reason: 'rate-limited',
+          message: `accept channel: ${address} exceeded ${l.perAddressRatePerSec}/s (burst ${l.perAddressBurst})`,
+        };
+      if (refusal) {
+        raw.destroy();
+        this.refusedAtAccept(refusal.reason, refusal.message, address, raw.remotePort);
+        return;
+      }
+      this.pending.add(raw);
+      if (!fromNode) this.pendingFromOthers++;
+      this.pendingByAddress.set(key, fromAddress + 1);
+      let released = false;
+      const release = (): void => {
+        if (released) return;
+        released = true;
+        this.pending.delete(raw);
+        if (!fromNode) this.pendingFromOthers--;
+        const n = (this.pendingByAddress.get(key) ?? 1) - 1;
+        if (n > 0) this.pendingByAddress.set(key, n);
+        else this.pendingByAddress.delete(key);
+      };
+      raw.once('close', release);
+      const tls = new TLSSocket(raw, {
+        isServer: true,
+        requestCert: true,
+        // The client's node SVID is verified against the SPIFFE bundle (ChannelConnection.open).
+        rejectUnauthorized: false,
+        ALPNProtocols: [CHANNEL_ALPN],
+        SNICallback: (_name, cb) => {
+          const svid = this.opts.nodeSvid();
+          if (!svid) return cb(new Error('no node SVID held'));
+          cb(null, this.contexts.get(svid));
+        },
+      });
+      // tls.Server's own handshakeTimeout defaults to 120 s; a connection that sends nothing would
+      // hold its place that long. This one is openTimeoutMs, on the injected clock.
+      const tlsTimer = this.clock.setTimeout(() => {
+        this.counters.openTimeouts++;
+        this.logger.debug(
+          { event: 'channel_tls_timeout', peer: `${address}:${raw.remotePort ?? 0}` },
+          `accept channel: TLS not completed within ${this.timers.openTimeoutMs} ms`,
+        );
+        tls.destroy();
+        raw.destroy();
+      }, this.timers.openTimeoutMs);
+      raw.once('close', () => tlsTimer.cancel());
+      // TLS failures before the channel opens are not audited (anonymous, nothing verified).
+      tls.on('error', () => tls.destroy());
+      tls.once('secure', () => {
+        tlsTimer.cancel();
+        this.accept(tls, release);
+      });
+    } catch (err) {
+      raw.destroy();
+      this.logger.error({ event: 'channel_accept_failed', err }, 'accept channel: unexpected error');
+    }
+  }
+
+  /**
+   * The key a source address counts under for the accept limits: a peer node's own address (the
+   * inventory's, nodeForAddress) by itself, any other source as rateLimitKey has it (IPv6 by its
+   * /64, so that one host cannot mint fresh places from its interface identifiers). The nodes of
+   * an IPv6 cluster commonly share one /64 (a /64 is one link's prefix, RFC 4291 §2.5.1, not one
+   * host's): keyed by it, one host of that subnet holding maxPendingPerAddress connections would
+   * lock every peer node on it out of this listener, and peers re-dialling together would share
+   * one token bucket. `fromNode`: the source is a peer node (not bounded by maxPending).
+   */
+  private acceptKey(address: string): { key: string; fromNode: boolean } {
+    let node: string | undefined;
+    try {
+      node = this.opts.nodeForAddress(address);
+    } catch (err) {
+      this.logger.error({ event: 'channel_node_for_address_threw', err }, 'nodeForAddress threw');
+    }
+    return node === undefined
+      ? { key: rateLimitKey(address), fromNode: false }
+      : { key: rateLimitKey(address, 128), fromNode: true };
+  }
+
+  private refusedAtAccept(reason: HandshakeReason, message: string, address: string, port?: number): void {
+    this.counters.refusedAtAccept++;
+    const f: HandshakeFailureEvent = {
+      reason,
+      message,
+      peer: `${address}:${port ?? 0}`,
+      peerAddress: address,
+      stage: 'accept',
+      durationMs: 0,
+    };
+    try {
+      this.opts.onAcceptRefused?.(f);
+    } catch (err) {
+      this.logger.error({ event: 'channel_on_accept_refused_threw', err }, 'onAcceptRefused callback threw');
+    }
+    // These come in floods: logged at most once per second per reason, with the count not logged.
+    const now = this.clock.now();
+    const s = this.refusalLog.get(reason) ?? { lastMs: -Infinity, suppressed: 0 };
+    if (now - s.lastMs < 1000) {
+      s.suppressed++;
+      this.refusalLog.set(reason, s);
+      return;
+    }
+    this.refusalLog.set(reason, { lastMs: now, suppressed: 0 });
+    this.logger.warn(
+      { event: 'channel_accept_refused', reason, peer: f.peer, suppressed: s.suppressed },
+      message,
+    );
+  }
+
+  /** A connection whose TLS is done: run the hello; `release` once it is a channel or failed. */
+  private accept(socket: TLSSocket, release: () => void): void {
+    if (this.closed) {
+      release();
+      return void socket.destroy();
+    }
     ChannelConnection.open(socket, 'server', undefined, this.check, this.timers, (r, m) =>
       this.event({ reason: r, message: m, stage: 'message' }),
     ).then(
-      (c) => this.adopt(c),
-      (err: unknown) =>
+      (c) => {
+        release();
+        this.adopt(c);
+      },
+      (err: unknown) => {
+        release();
         this.event({
           reason: reasonOf(err),
           message: `${socket.remoteAddress ?? '?'}: ${messageOf(err)}`,
           stage: 'open',
-        }),
+        });
+      },
     );
   }
 
@@ -598,12 +842,16 @@ export class NodeChannels implements Authenticator {
         st.lastUsedMs = this.clock.now();
         this.opts.onPairRequested(r);
       },
+      ...(this.opts.auditPacer ? { auditPacer: this.opts.auditPacer } : {}),
+      pairBudgetMs: this.opts.timeoutMs ?? 5000,
       onEvent: (e: ProofEvent) => this.event({ ...e, peerNode: c.peerNode, channel: c.id }),
       onChange: () => this.notify(c.peerNode),
     });
     st.proofs = proofs;
     c.start((m: ChannelMessage) => proofs.handle(m));
     c.onClose((reason) => {
+      // Pair messages of this channel waiting for the audit queue stop waiting (nothing written).
+      proofs.close();
       if (st.channel === c) {
         st.channel = undefined;
         st.proofs = undefined;
@@ -649,7 +897,12 @@ export class NodeChannels implements Authenticator {
       { event: 'channel_refused', reason: e.reason, node: e.peerNode, channel: e.channel, stage: e.stage },
       e.message,
     );
-    this.opts.audit?.record({
+    // A pair this node refused because its audit queue is behind is counted in the pacer's episode
+    // record instead (audit-pacing.ts: a record each would add to the overflow that refused it).
+    // A peer's audit-busy answer to our pair message is recorded here: it is the peer's queue.
+    if (e.stage === 'pair' && e.localId !== undefined && isPacedRefusal(e.reason)) return;
+    // At most a window's share one each per peer node; the rest in one summary (event-audit.ts).
+    this.eventAudit?.record(e.peerNode ?? UNKNOWN_NODE, e.stage, {
       type: 'handshake-failed',
       outcome: 'failure',
       reason: e.reason,

@@ -5,6 +5,7 @@ import type { Clock } from '../../time.js';
 import { HandshakeError, messageOf } from '../handshake/index.js';
 import { earliestNotAfterMs } from '../handshake/index.js';
 import { verifyPeerChain, type VerifiedPeer } from '../handshake/index.js';
+import type { ResponderAuditPacer } from '../audit-pacing.js';
 import type { ServerAuthenticated } from '../manager.js';
 import {
   chainAnchors,
@@ -37,6 +38,8 @@ export interface ProofChannel extends AuthenticatorConnection {
   readonly peerNode: string;
   readonly tlsVersion: string;
   readonly cipher: string;
+  /** The channel has closed (a pair that waited for the audit queue is then not written). */
+  readonly closed?: boolean;
   send(body: ChannelMessageBody): boolean;
 }
 
@@ -94,6 +97,15 @@ export interface ProofExchangeOptions {
   /** Authenticator requests kept outstanding toward the peer. */
   requestPool: number;
   onPairRequested: (r: ServerAuthenticated) => void;
+  /**
+   * Paces the reverse entries by this node's audit queue (the ResponderAuditPacer shared with the
+   * handshake server): a pair message waits while the queue is above its high-water mark, for at
+   * most pairBudgetMs, and is answered pair-result ok:false reason `audit-busy` when it has not
+   * drained by then (nothing written).
+   */
+  auditPacer?: Pick<ResponderAuditPacer, 'admit'>;
+  /** How long a pair message may wait for the audit queue (ms). Default 5000. */
+  pairBudgetMs?: number;
   onEvent: (e: ProofEvent) => void;
   /** Any proof or acceptance changed (wakes pairs waiting on this channel). */
   onChange: () => void;
@@ -166,6 +178,8 @@ export class ProofExchange {
   private readonly unavailable = new Map<string, { reason: string; atMs: number }>();
   private readonly wanted = new Set<string>();
   private readonly pairAcks = new Map<number, PairAck>();
+  /** Ends the waits of this channel's pair messages for the audit queue when the channel closes. */
+  private readonly ended = new AbortController();
   private pairSeq = 0;
   /** Authenticators verified and refused on this channel (bench, metrics). */
   readonly counters = { verified: 0, refused: 0, signed: 0, pairsIn: 0, pairsRefused: 0 };
@@ -174,6 +188,15 @@ export class ProofExchange {
 
   private get peerRole(): 'client' | 'server' {
     return this.o.channel.role === 'client' ? 'server' : 'client';
+  }
+
+  /**
+   * The channel closed: pair messages still waiting for the audit queue leave the wait at once
+   * (aborted, nothing written, not counted as refused), so a closed channel holds none of the
+   * pacer's places (ResponderAuditPacer maxWaiting) for the rest of their budget. Idempotent.
+   */
+  close(): void {
+    this.ended.abort();
   }
 
   /** Offer the peer our requests and prove the identities it will need. */
@@ -545,14 +568,50 @@ export class ProofExchange {
   private onPair(seq: number, from: string, to: string): void {
     const peerNode = this.o.channel.peerNode;
     this.counters.pairsIn++;
-    // Never the message alone: our own view of both proofs decides.
+    if (this.ended.signal.aborted || this.o.channel.closed)
+      return this.refusePair(seq, from, to, 'channel-closed', `pair ${seq}: channel closed`);
+    // A pair our own proofs do not support is refused before it may take a place in the wait.
     const ready = this.pairReady(to, from);
-    const refuse = (reason: string, message: string): void => {
-      this.counters.pairsRefused++;
-      this.o.channel.send({ t: 'pair-result', seq, ok: false, reason });
-      this.o.onEvent({ reason, message, stage: 'pair', localId: to, remoteId: from });
-    };
-    if (!ready.ok) return refuse(ready.reason, `pair ${seq}: ${ready.message}`);
+    if (!ready.ok) return this.refusePair(seq, from, to, ready.reason, `pair ${seq}: ${ready.message}`);
+    // Then this node's audit queue (audit-pacing.ts); pairs that need not wait are written at once.
+    let paced: Promise<void> | undefined;
+    try {
+      paced = this.o.auditPacer?.admit(
+        { path: 'channel', peerNode, localId: to, remoteId: from },
+        this.o.pairBudgetMs ?? 5000,
+        this.ended.signal,
+      );
+    } catch (err) {
+      return this.refusePair(seq, from, to, reasonOf(err), `pair ${seq}: ${messageOf(err)}`);
+    }
+    if (!paced) return this.writePair(seq, from, to);
+    paced.then(
+      () => {
+        if (this.o.channel.closed)
+          return this.refusePair(
+            seq,
+            from,
+            to,
+            'channel-closed',
+            `pair ${seq}: channel closed while it waited`,
+          );
+        this.writePair(seq, from, to);
+      },
+      (err: unknown) => this.refusePair(seq, from, to, reasonOf(err), `pair ${seq}: ${messageOf(err)}`),
+    );
+  }
+
+  private refusePair(seq: number, from: string, to: string, reason: string, message: string): void {
+    this.counters.pairsRefused++;
+    this.o.channel.send({ t: 'pair-result', seq, ok: false, reason });
+    this.o.onEvent({ reason, message, stage: 'pair', localId: to, remoteId: from });
+  }
+
+  private writePair(seq: number, from: string, to: string): void {
+    const peerNode = this.o.channel.peerNode;
+    // Never the message alone: our own view of both proofs decides (after any wait: as of now).
+    const ready = this.pairReady(to, from);
+    if (!ready.ok) return this.refusePair(seq, from, to, ready.reason, `pair ${seq}: ${ready.message}`);
     const expiresAtMs = Math.min(ready.use.expiresAtMs, this.o.clock.now() + this.o.maxEntryTtlMs);
     try {
       this.o.onPairRequested({
@@ -576,7 +635,13 @@ export class ProofExchange {
       });
     } catch (err) {
       const reason = (err as { reason?: unknown }).reason;
-      return refuse(typeof reason === 'string' ? reason : 'entry-write-failed', messageOf(err));
+      return this.refusePair(
+        seq,
+        from,
+        to,
+        typeof reason === 'string' ? reason : 'entry-write-failed',
+        messageOf(err),
+      );
     }
     // The initiator wrote its entry already; the acknowledgement tells it that ours exists too, so
     // that it may send the pair's dropped SYN again (datapath.synReplay). Peers that predate it

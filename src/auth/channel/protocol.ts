@@ -63,6 +63,11 @@ const messageSchema = z.discriminatedUnion('t', [
    * with pair-result (ok once written, so the sender knows both entries exist; or the refusal).
    */
   z.strictObject({ v, t: z.literal('pair'), seq, from: spiffeId, to: spiffeId }),
+  /**
+   * The answer to `pair`: ok once the reverse entry is written, or the refusal's reason (a proof or
+   * write-check reason; `audit-busy` when the responder's audit queue did not drain in time,
+   * audit-pacing.ts). Nothing is written on a refusal; older peers treat every reason alike.
+   */
   z.strictObject({
     v,
     t: z.literal('pair-result'),

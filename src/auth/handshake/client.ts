@@ -226,8 +226,11 @@ export class HandshakeClient {
           );
         }
         if (!r.ok) {
+          // audit-busy: the server's audit queue is behind (audit-pacing.ts). Kept as the reason so
+          // that it is told apart from a refusal of the pair itself; like every failure it is
+          // retried with the manager's backoff, and nothing is written meanwhile.
           throw new HandshakeError(
-            'peer-rejected',
+            r.reason === 'audit-busy' ? 'audit-busy' : 'peer-rejected',
             `authenticate: ${p.peerNode} rejected the handshake: ${r.reason ?? 'unknown'}`,
             {
               details: { peerReason: r.reason },

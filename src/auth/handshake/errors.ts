@@ -33,7 +33,16 @@ export const HANDSHAKE_REASONS = [
   'peer-rejected',
   'rate-limited',
   'too-many-connections',
+  /** The node channel listener holds its limit of opening connections from the peer address. */
+  'too-many-connections-from-address',
   'entry-write-failed',
+  /**
+   * This node's audit queue stayed above its high-water mark for the rest of the handshake's
+   * deadline: nothing written (fail closed); the initiator retries with its backoff
+   * (src/auth/audit-pacing.ts). Sent to the peer as the refusal's reason; a client that receives it
+   * reports it under this reason too.
+   */
+  'audit-busy',
   /** The auth map had no free slot for the entry, even after a GC pass: nothing written (fail closed). */
   'auth-map-full',
   /** The caller's AbortSignal fired (e.g. shutdown). */

@@ -61,7 +61,7 @@ export {
   type EntryExpiry,
   type EntryExpiryInput,
 } from './expiry.js';
-export { TokenBucketLimiter, type TokenBucketOptions } from './rate-limit.js';
+export { rateLimitKey, TokenBucketLimiter, type TokenBucketOptions } from './rate-limit.js';
 export {
   WIREGUARD_BINDING_BYTES,
   WIREGUARD_BINDING_LABEL,

@@ -97,7 +97,11 @@ export function okResult(
 }
 
 /**
- * A refusal. `wgPublicKey` (the server node's key) lets the client tell a server whose key is not
+ * A refusal. `reason` is any reason code (REASON_CODE_RE): a client reports the server's reason
+ * as `peer-rejected` with details.peerReason, except `audit-busy` (the server's audit queue is
+ * behind, audit-pacing.ts), which it reports under that reason; both are retried with backoff.
+ * Adding a reason changes no schema: an older client fails closed on it as on any refusal.
+ * `wgPublicKey` (the server node's key) lets the client tell a server whose key is not
  * the inventory's (wireguard-key-mismatch) from any other refusal.
  */
 export function failedResult(reason: string, wgPublicKey?: string | undefined): ResultMessage {

@@ -70,7 +70,11 @@ export class TokenBucketLimiter {
 
   /** Take one token for the peer at `address`; false when its bucket is empty. */
   take(address: string, nowMs: number): boolean {
-    const key = rateLimitKey(address, this.prefix);
+    return this.takeKey(rateLimitKey(address, this.prefix), nowMs);
+  }
+
+  /** take() for a bucket key the caller chose (e.g. a known peer's full address, not its /64). */
+  takeKey(key: string, nowMs: number): boolean {
     let b = this.buckets.get(key);
     if (b) {
       // Most recently used last.

@@ -9,6 +9,7 @@ import {
   sendPlaintextAlert,
   TLS_ALERT,
 } from '../../tls/index.js';
+import type { ResponderPair } from '../audit-pacing.js';
 import type { EntryTrust } from '../trust.js';
 import type { WireguardKeyAgreement } from '../../wireguard/index.js';
 import { reliedOnTrust } from './relied-on.js';
@@ -57,6 +58,12 @@ export interface ConnectionHost {
   /** This node's WireGuard key (public half sent, private half proves possession), if any. */
   wireguard(): WireguardKeyAgreement | undefined;
   expectedPeerWireguardKey(node: string): string | undefined;
+  /**
+   * Whether the entry may be written now as far as this node's audit queue is concerned
+   * (ResponderAuditPacer.admit): undefined = at once; a promise = after the queue drained; rejects
+   * with audit-busy (or aborted) = not at all.
+   */
+  paceEntry(pair: ResponderPair, budgetMs: number, signal: AbortSignal): Promise<void> | undefined;
   onAuthenticated(r: ServerAuthResult): void | Promise<void>;
   failed(f: HandshakeFailureEvent): void;
   succeeded(r: ServerAuthResult): void;
@@ -82,6 +89,8 @@ export class ServerConnection {
   private verified: VerifiedPeer | undefined;
   private reliedOn: { trust: EntryTrust; anchorsDer: Buffer[] } | undefined;
   private hello: HelloMessage | undefined;
+  /** Ends a wait for the audit queue when the connection ends first. */
+  private readonly ended = new AbortController();
 
   constructor(
     private readonly raw: Socket,
@@ -331,14 +340,62 @@ export class ServerConnection {
       cipher: cipher.standardName ?? cipher.name,
     };
     this.stage = 'entry';
-    void this.writeEntry(result, { publicKey: own?.publicKey, proof: serverProof });
+    void this.writeEntry(result, { publicKey: own?.publicKey, proof: serverProof, expectedKey });
+  }
+
+  /**
+   * After a wait for the audit queue (up to most of the handshake deadline), what the inventory said
+   * of the client when its hello was checked may have changed: its address may belong to another
+   * node now, its workload may have left that node, its node's WireGuard key may have been replaced.
+   * The entry is written only if all of it still holds (fail closed, as in onHello).
+   */
+  private recheckPeerAfterWait(result: ServerAuthResult, expectedKey: string | undefined): void {
+    const host = this.host;
+    const sourceNode = callback(() => host.nodeForAddress(this.peerAddress), 'nodeForAddress');
+    if (sourceNode !== result.peerNode) {
+      throw new HandshakeError(
+        'node-mismatch',
+        `accept handshake: ${this.peerAddress} belongs to ${sourceNode ?? 'no known node'} now, not ${result.peerNode} (changed while the entry waited for the audit queue)`,
+      );
+    }
+    if (!callback(() => host.isWorkloadOnNode(result.remoteId, result.peerNode), 'isWorkloadOnNode')) {
+      throw new HandshakeError(
+        'workload-not-on-node',
+        `accept handshake: ${result.remoteId} is no longer a workload of node ${result.peerNode} (changed while the entry waited for the audit queue)`,
+      );
+    }
+    const key = callback(() => host.expectedPeerWireguardKey(result.peerNode), 'expectedPeerWireguardKey');
+    if (key !== expectedKey) {
+      throw new HandshakeError(
+        'wireguard-key-mismatch',
+        `accept handshake: node ${result.peerNode} has WireGuard key ${key ?? '(none)'} now, the client proved ${expectedKey ?? '(none)'} (changed while the entry waited for the audit queue)`,
+      );
+    }
   }
 
   private async writeEntry(
     result: ServerAuthResult,
-    wg: { publicKey: string | undefined; proof: string | undefined },
+    wg: { publicKey: string | undefined; proof: string | undefined; expectedKey: string | undefined },
   ): Promise<void> {
     try {
+      // This node's audit queue first: a peer's pair waits while it is above its high-water mark,
+      // until the deadline less a tenth of the handshake budget (to send the refusal before the
+      // client's own timeout, which started earlier). Trust is re-checked after the wait.
+      const budgetMs = this.startedMs + this.host.handshakeTimeoutMs * 0.9 - this.host.now();
+      const paced = this.host.paceEntry(
+        { path: 'handshake', peerNode: result.peerNode, localId: result.localId, remoteId: result.remoteId },
+        budgetMs,
+        this.ended.signal,
+      );
+      if (paced) await paced;
+      if (this.settled) return; // timed out or shut down while waiting: nothing written
+      if (paced && result.expiresAtMs <= this.host.now()) {
+        throw new HandshakeError(
+          'svid-expired',
+          'accept handshake: a presented certificate expired while the entry waited for the audit queue',
+        );
+      }
+      if (paced) this.recheckPeerAfterWait(result, wg.expectedKey);
       // Trust is re-checked at the moment of the write: our SVID may have gone while the client spoke.
       if (!this.host.identity.svid(result.localId)) {
         throw new HandshakeError(
@@ -392,6 +449,7 @@ export class ServerConnection {
     if (this.settled) return;
     this.settled = true;
     this.clearTimer();
+    this.ended.abort();
     this.host.failed({
       reason: err.reason,
       message: err.message,
@@ -431,6 +489,8 @@ export class ServerConnection {
 
   private onRawClose(): void {
     this.clearTimer();
+    // A pair still waiting for the audit queue is dropped (aborted): the client has gone.
+    this.ended.abort();
     if (this.lingerTimer) clearTimeout(this.lingerTimer);
     if (!this.settled && this.stage !== 'entry') {
       this.fail(protocolError(`accept handshake: connection closed by the peer during ${this.stage}`));

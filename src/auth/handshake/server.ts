@@ -11,9 +11,10 @@ import {
   sniHashOf,
 } from '../../tls/index.js';
 import type { WireguardKeyAgreement } from '../../wireguard/index.js';
+import type { ResponderAuditPacer } from '../audit-pacing.js';
 import { HandshakeError } from './errors.js';
 import { MAX_FRAME_BYTES } from './frame.js';
-import { TokenBucketLimiter } from './rate-limit.js';
+import { rateLimitKey, TokenBucketLimiter } from './rate-limit.js';
 import { ServerConnection, type ConnectionHost, type SelectedIdentity } from './server-connection.js';
 import {
   ServerCounters,
@@ -78,6 +79,13 @@ export interface HandshakeServerOptions {
   maxEntryTtlMs: number;
   /** Write the reverse entry. Throwing (or rejecting) makes the result ok:false, entry-write-failed. */
   onAuthenticated: (r: ServerAuthResult) => void | Promise<void>;
+  /**
+   * Paces the reverse entries by this node's audit queue (the ResponderAuditPacer shared with the
+   * node channels): a verified client's entry waits while the queue is above its high-water mark,
+   * for at most what is left of handshakeTimeoutMs (less a tenth of it, to send the refusal in
+   * time), and is refused with `audit-busy` (nothing written) when the queue has not drained by then.
+   */
+  auditPacer?: Pick<ResponderAuditPacer, 'admit'>;
   /** Every refused connection and failed handshake (audit, metrics). Must not throw (it is caught). */
   onFailure?: (f: HandshakeFailureEvent) => void;
   limits?: Partial<HandshakeServerLimits>;
@@ -93,7 +101,7 @@ export interface HandshakeServerOptions {
 }
 
 /** Reasons that can come in floods: logged at most once per second each, with a count. */
-const FLOOD_REASONS = new Set(['rate-limited', 'too-many-connections']);
+const FLOOD_REASONS = new Set(['rate-limited', 'too-many-connections', 'audit-busy']);
 
 /**
  * The server half of the meshauth handshake: accepts TCP, enforces connection and per-peer rate
@@ -187,6 +195,23 @@ export class HandshakeServer {
     return this.closing;
   }
 
+  /**
+   * The token bucket a source address takes from: a node's own address (the inventory's,
+   * nodeForAddress) its own, any other source rateLimitKey's (IPv6: its /64, so that one host cannot
+   * mint fresh buckets from its interface identifiers). The nodes of an IPv6 cluster commonly share
+   * one /64 (one subnet's prefix, RFC 4291 §2.5.1): keyed by it, they would share one bucket, and any
+   * host of that subnet could empty it for all of them.
+   */
+  private rateKey(address: string): string {
+    let node: string | undefined;
+    try {
+      node = this.opts.nodeForAddress(address);
+    } catch (err) {
+      this.logger.error({ event: 'handshake_node_for_address_threw', err }, 'nodeForAddress threw');
+    }
+    return node === undefined ? rateLimitKey(address) : rateLimitKey(address, 128);
+  }
+
   private onConnection(socket: Socket): void {
     try {
       this.counters.accepted++;
@@ -209,7 +234,7 @@ export class HandshakeServer {
         });
         return;
       }
-      if (!this.limiter.take(address, this.now())) {
+      if (!this.limiter.takeKey(this.rateKey(address), this.now())) {
         socket.destroy();
         this.recordFailure({
           reason: 'rate-limited',
@@ -247,6 +272,7 @@ export class HandshakeServer {
       isWorkloadOnNode: (id, node) => opts.isWorkloadOnNode(id, node),
       wireguard: () => opts.wireguard,
       expectedPeerWireguardKey: (node) => opts.expectedPeerWireguardKey?.(node),
+      paceEntry: (pair, budgetMs, signal) => opts.auditPacer?.admit(pair, budgetMs, signal),
       onAuthenticated: (r) => opts.onAuthenticated(r),
       failed: (f) => this.recordFailure(f),
       succeeded: (r) => this.recordSuccess(r),

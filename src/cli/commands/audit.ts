@@ -9,11 +9,13 @@ import {
   type FetchedHead,
   type WitnessReport,
 } from '../../audit/index.js';
+import { fileErrorReason } from '../../errors.js';
 import { parseCertificates, parseSpiffeId } from '../../spiffe/index.js';
-import { explain, hostPortOf, readPem, timeoutMsOf } from '../connect.js';
+import { cliDurationMs, explain, hostPortProblem, readPem, timeoutMsOf } from '../connect.js';
 import type { CliContext } from '../context.js';
 import { CliError } from '../errors.js';
 import { parseOutput } from '../format.js';
+import { flagValue } from '../../usage.js';
 
 function verifyFile(path: string, checkpoints: readonly ChainCheckpoint[]): ChainReport {
   if (!existsSync(path)) throw new CliError(`audit verify: ${path}: no such file`);
@@ -27,9 +29,9 @@ function verifyFile(path: string, checkpoints: readonly ChainCheckpoint[]): Chai
 
 function parseCheckpoint(text: string, prev: ChainCheckpoint[] = []): ChainCheckpoint[] {
   const m = /^(\d+):([0-9a-fA-F]{64})$/.exec(text.trim());
-  if (!m) {
-    throw new CliError(
-      `audit verify: --checkpoint ${JSON.stringify(text)}: expected <seq>:<hash>, the hash as 64 hex digits (from an earlier report)`,
+  if (!m || !(Number(m[1]) > 0)) {
+    throw new Error(
+      'expected <seq>:<hash>, a seq of 1 or more and the hash as 64 hex digits (from an earlier report)',
     );
   }
   return [...prev, { seq: Number(m[1]), hash: m[2]!.toLowerCase() }];
@@ -41,9 +43,11 @@ function parseTargets(text: string, prev: string[] = []): string[] {
     .split(',')
     .map((t) => t.trim())
     .filter(Boolean);
-  if (out.length === 0)
-    throw new CliError(`audit verify: --witnesses ${JSON.stringify(text)}: no host:port`, 2);
-  for (const t of out) hostPortOf('audit verify: --witnesses', t);
+  if (out.length === 0) throw new Error('no host:port');
+  for (const t of out) {
+    const problem = hostPortProblem(t);
+    if (problem) throw new Error(problem);
+  }
   return [...prev, ...out];
 }
 
@@ -101,7 +105,7 @@ function printWitnessReport(
   for (const x of r.refused) ctx.io.out(`  witness ${x.witness}: head refused (${x.reason}): ${x.message}\n`);
   if (r.ok) {
     ctx.io.out(
-      `audit trail matches ${r.headsMatched} witnessed heads (up to seq ${r.lastMatchedSeq ?? '-'}) from ${targets.length - fetched.failed.length}/${targets.length} witnesses; ${r.chain.checked} events verified in ${path}\n`,
+      `audit trail matches ${r.headsMatched} witnessed heads${r.lastMatchedSeq === null ? '' : ` (up to seq ${r.lastMatchedSeq})`} from ${targets.length - fetched.failed.length}/${targets.length} witnesses; ${r.chain.checked} events verified in ${path}\n`,
     );
     if (r.headsPruned > 0)
       ctx.io.out(`  ${r.headsPruned} witnessed heads predate retention (anchor seq ${r.chain.anchorSeq})\n`);
@@ -127,16 +131,16 @@ export function registerAuditCommands(program: Command, ctx: CliContext): void {
     .option(
       '--checkpoint <seq:hash>',
       'a seq and hash an earlier report printed, kept off the node; detects a trail rewritten from there on with recomputed hashes (repeatable)',
-      parseCheckpoint,
+      flagValue(parseCheckpoint),
     )
     .option(
       '--witnesses <host:port,...>',
       "witnesses (other nodes' or the relay's TCP API) to fetch this node's signed heads from; the trail must match every head whose signature verifies (uses --tls-cert, --tls-key, --tls-bundle)",
-      parseTargets,
+      flagValue(parseTargets),
     )
     .option(
-      '--max-skew <seconds>',
-      "with --witnesses: most a head's signing time may differ from the time its witness received it (the witnesses' own limit)",
+      '--max-skew <duration>',
+      "with --witnesses: most a head's signing time may differ from the time its witness received it (the witnesses' own limit; a bare number is seconds)",
       '300',
     )
     .option(
@@ -192,6 +196,9 @@ Examples:
         const r = verifyFile(path, o.checkpoint ?? []);
         if (format === 'json') {
           ctx.io.out(JSON.stringify({ path, ...r }) + '\n');
+        } else if (r.ok && r.checked === 0) {
+          // intact, and nothing in it: no rows, no retention anchor, a chain head at seq 0
+          ctx.io.out(`audit trail is empty: no events to verify in ${path}\n`);
         } else if (r.ok) {
           ctx.io.out(
             `audit chain OK: ${r.checked} events verified (seq ${r.firstSeq ?? '-'}..${r.lastSeq ?? '-'}${
@@ -216,9 +223,7 @@ async function verifyWitnessed(
   format: string,
 ): Promise<void> {
   const targets = o.witnesses!;
-  const skewS = /^[0-9]+(\.[0-9]+)?$/.test(o.maxSkew) ? Number(o.maxSkew) : NaN;
-  if (!(skewS > 0 && skewS <= 86_400))
-    throw new CliError(`audit verify: --max-skew ${JSON.stringify(o.maxSkew)}: seconds in (0, 86400]`, 2);
+  const skewMs = cliDurationMs('audit verify: --max-skew', o.maxSkew, 86_400_000);
   let nodeId = o.nodeId;
   let path = o.db;
   if (!nodeId || !path) {
@@ -245,14 +250,14 @@ async function verifyWitnessed(
   try {
     cas = parseCertificates(readFileSync(bundlePath));
   } catch (err) {
-    throw new CliError(`--tls-bundle ${bundlePath}: ${(err as Error).message}`, 2);
+    throw new CliError(`--tls-bundle ${bundlePath}: ${fileErrorReason(err)}`, 2);
   }
   if (!existsSync(path)) throw new CliError(`audit verify: ${path}: no such file`);
   const store = AuditStore.open({ path, readonly: true });
   let r: WitnessReport;
   try {
     r = verifyAgainstHeads(store, nodeId, fetched.heads, new Map([[trustDomain, cas]]), {
-      maxSkewMs: Math.round(skewS * 1000),
+      maxSkewMs: skewMs,
     });
   } finally {
     store.close();

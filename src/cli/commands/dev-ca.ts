@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { DevCa } from '../../identity/index.js';
 import { parseSpiffeId, parseTrustDomain } from '../../spiffe/index.js';
 import { CliError } from '../errors.js';
-import { formatTtl, parseDurationMs, parseOutput } from '../format.js';
+import { formatSpan, parseDurationMs, parseOutput } from '../format.js';
 import type { CommandRegistrar } from '../program.js';
 
 /** Write a file atomically (temporary file + rename) with the given mode. */
@@ -113,7 +113,7 @@ Examples:
       const ttlMs = parseDurationMs(o.ttl);
       if (ttlMs === undefined || ttlMs < 1000) {
         throw new CliError(
-          `dev-ca issue: --ttl must be a duration of at least 1s (30m, 1h, 1d), got "${o.ttl}"`,
+          `dev-ca issue: --ttl: must be a duration of at least 1s, like 30m, 1h, 1d (got ${JSON.stringify(o.ttl)})`,
           2,
         );
       }
@@ -157,7 +157,7 @@ Examples:
       out(
         `issued ${svid.spiffeId}\n` +
           `  serial       ${serial}\n` +
-          `  valid        ${svid.notBefore.toISOString()} .. ${svid.notAfter.toISOString()} (${formatTtl(ttlMs)})\n` +
+          `  valid        ${svid.notBefore.toISOString()} .. ${svid.notAfter.toISOString()} (${formatSpan(ttlMs)})\n` +
           `  certificate  ${crt}\n` +
           `  key          ${key} (mode 0600)\n`,
       );

@@ -18,6 +18,11 @@ export function registerEntriesCommand(program: Command, ctx: CliContext): void 
             ctx.io.out(JSON.stringify({ ...e, expires: isoTime(e.expiresAtMs) }) + '\n');
           return;
         }
+        // no heading over nothing
+        if (entries.length === 0) {
+          ctx.io.err('meshauth: no auth entries\n');
+          return;
+        }
         ctx.io.out(
           renderTable(
             ['LOCAL', 'REMOTE', 'NODE', 'EXPIRES', 'TTL'],

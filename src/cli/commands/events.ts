@@ -76,7 +76,12 @@ function filterOf(o: EventsOptions, now: number): EventFilterMsg {
 export function registerEventsCommand(program: Command, ctx: CliContext): void {
   program
     .command('events')
-    .description('Show audit events (newest last); --follow keeps streaming new ones')
+    .description(
+      'Show audit events in the order they were written to the trail (SEQ, the last written last); ' +
+        '--follow keeps streaming new ones. TIME is when an event happened, which can be earlier ' +
+        'than rows written before it: a signal summary is dated at its first signal and written ' +
+        'when its window closes. Through --relay, events of all nodes are merged by TIME',
+    )
     .option('-f, --follow', 'after the matching events, stream new ones as they are written (Ctrl-C to stop)')
     .option(
       '--identity <spiffe-id>',
@@ -88,7 +93,7 @@ export function registerEventsCommand(program: Command, ctx: CliContext): void {
     .option('--type <type...>', `event type(s): ${AUDIT_EVENT_TYPES.join(', ')}`)
     .option('--since <when>', 'only events at or after: a duration ago (10m, 2h, 1d) or an ISO time')
     .option('--until <when>', 'only events before: a duration ago or an ISO time')
-    .option('-n, --limit <n>', 'show the newest N matching events (0 = all)', '50')
+    .option('-n, --limit <n>', 'show the last N matching events written (0 = all)', '50')
     .option('-o, --output <format>', 'table or json (one object per line)', 'table')
     .addHelpText(
       'after',
@@ -103,11 +108,11 @@ Examples:
       const format = parseOutput(o.output);
       const limit = Number(o.limit);
       if (!Number.isInteger(limit) || limit < 0)
-        throw new CliError(`--limit must be a whole number, got "${o.limit}"`, 2);
+        throw new CliError(`--limit: must be a whole number, 0 for all (got ${JSON.stringify(o.limit)})`, 2);
       const filter = filterOf(o, ctx.now());
       const relay = Boolean(ctx.globals().relay);
       await ctx.withClient(async (client) => {
-        const printer = new EventPrinter(format, ctx, relay);
+        const printer = new EventPrinter(format, ctx, relay, Boolean(o.follow));
         let head = 0;
         if (o.follow && !relay) head = (await client.status()).audit?.lastSeq ?? 0;
         const missing = new Map<string, NodeAnswerMsg>();
@@ -177,6 +182,7 @@ class EventPrinter {
     private readonly format: OutputFormat,
     private readonly ctx: CliContext,
     private readonly relay = false,
+    private readonly follow = false,
   ) {
     this.header = relay ? RELAY_HEADER : HEADER;
   }
@@ -187,6 +193,11 @@ class EventPrinter {
       return;
     }
     const rows = events.map((e) => cells(e, this.relay));
+    // no heading over nothing: without --follow no rows will come under it
+    if (rows.length === 0 && !this.follow) {
+      this.ctx.io.err('meshauth: no events match\n');
+      return;
+    }
     this.ctx.io.out(renderTable(this.header, rows));
     this.widths = this.header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   }

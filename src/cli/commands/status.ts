@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
-import { formatTtl, isoTime, parseOutput, renderTable } from '../format.js';
+import { formatSpan, formatTtl, isoTime, parseOutput, renderFields, renderSection } from '../format.js';
 
 export function registerStatusCommand(program: Command, ctx: CliContext): void {
   program
@@ -16,10 +16,10 @@ export function registerStatusCommand(program: Command, ctx: CliContext): void {
           return;
         }
         const now = ctx.now();
-        const rows: string[][] = [
+        const rows: [string, string][] = [
           ['node', s.node],
           ['version', s.version],
-          ['started', `${isoTime(s.startedAtMs)} (up ${formatTtl(now - s.startedAtMs)})`],
+          ['started', `${isoTime(s.startedAtMs)} (up ${formatSpan(now - s.startedAtMs)})`],
           [
             'datapath',
             `${s.datapathAttached ? 'attached' : 'NOT attached'} (${s.datapathMode})${s.datapathDetail ? ` ${s.datapathDetail}` : ''}`,
@@ -41,30 +41,25 @@ export function registerStatusCommand(program: Command, ctx: CliContext): void {
           );
         }
         for (const [k, v] of Object.entries(s.versions).sort()) rows.push([`version ${k}`, v]);
-        ctx.io.out(renderTable(['FIELD', 'VALUE'], rows).split('\n').slice(1).join('\n'));
-        if (s.identities.length > 0) {
-          ctx.io.out('\n');
-          ctx.io.out(
-            renderTable(
-              ['IDENTITY', 'NOT AFTER', 'EXPIRES IN'],
-              s.identities.map((i) => [
-                i.spiffeId,
-                isoTime(i.notAfterMs),
-                i.notAfterMs ? formatTtl(i.notAfterMs - now) : '-',
-              ]),
-            ),
-          );
-        }
+        // a field or section with nothing in it is left out (a peer may leave any of them empty)
+        ctx.io.out(renderFields(rows));
+        ctx.io.out(
+          renderSection(
+            ['IDENTITY', 'NOT AFTER', 'EXPIRES IN'],
+            s.identities.map((i) => [
+              i.spiffeId,
+              isoTime(i.notAfterMs),
+              i.notAfterMs ? formatTtl(i.notAfterMs - now) : '-',
+            ]),
+          ),
+        );
         const counters = Object.entries(s.counters).sort(([a], [b]) => a.localeCompare(b));
-        if (counters.length > 0) {
-          ctx.io.out('\n');
-          ctx.io.out(
-            renderTable(
-              ['COUNTER', 'VALUE'],
-              counters.map(([k, v]) => [k, String(v)]),
-            ),
-          );
-        }
+        ctx.io.out(
+          renderSection(
+            ['COUNTER', 'VALUE'],
+            counters.map(([k, v]) => [k, String(v)]),
+          ),
+        );
       });
     });
 }

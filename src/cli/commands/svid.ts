@@ -1,21 +1,26 @@
-import { createPrivateKey, type KeyObject, type X509Certificate } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import type { KeyObject, X509Certificate } from 'node:crypto';
 import type { Command } from 'commander';
+import { readInputFile } from '../../read-file.js';
 import {
   BundleError,
   X509SvidError,
   checkLeaf,
+  criticalExtensions,
   keyMatchesLeaf,
   parseBundle,
   parseCertificate,
   parseCertificates,
+  parsePrivateKey,
   parseSpiffeId,
+  parseSvidCertificate,
   parseTrustDomain,
+  PublicKeyError,
   verifyX509Svid,
   type ParsedCertificate,
   type SpiffeId,
   type X509SvidReason,
 } from '../../spiffe/index.js';
+import { fileErrorReason } from '../../errors.js';
 import { CliError } from '../errors.js';
 import { formatTtl, parseOutput, renderTable } from '../format.js';
 import type { CommandRegistrar } from '../program.js';
@@ -27,6 +32,22 @@ const EKU_NAMES: Record<string, string> = {
   '1.3.6.1.5.5.7.3.4': 'emailProtection',
   '1.3.6.1.5.5.7.3.8': 'timeStamping',
   '1.3.6.1.5.5.7.3.9': 'OCSPSigning',
+};
+
+/** Names of the extensions RFC 5280 §4.2 defines, for display; others are shown by OID. */
+const EXTENSION_NAMES: Record<string, string> = {
+  '2.5.29.14': 'subjectKeyIdentifier',
+  '2.5.29.15': 'keyUsage',
+  '2.5.29.17': 'subjectAltName',
+  '2.5.29.19': 'basicConstraints',
+  '2.5.29.30': 'nameConstraints',
+  '2.5.29.31': 'cRLDistributionPoints',
+  '2.5.29.32': 'certificatePolicies',
+  '2.5.29.33': 'policyMappings',
+  '2.5.29.35': 'authorityKeyIdentifier',
+  '2.5.29.36': 'policyConstraints',
+  '2.5.29.37': 'extKeyUsage',
+  '2.5.29.54': 'inhibitAnyPolicy',
 };
 
 const CURVE_NAMES: Record<string, string> = { prime256v1: 'P-256', secp384r1: 'P-384', secp521r1: 'P-521' };
@@ -48,6 +69,11 @@ export interface CertificateReport {
   extKeyUsage: string[] | null;
   publicKey: string;
   sha256: string;
+  /**
+   * Every extension marked critical, with whether path validation handles it; one it does not
+   * handle makes `meshauth svid verify` refuse the chain (unhandled-critical-extension).
+   */
+  criticalExtensions: { oid: string; name: string | null; handled: boolean }[];
 }
 
 /** What `svid inspect` reports about a chain (leaf first). */
@@ -55,7 +81,10 @@ export interface SvidReport {
   file: string;
   spiffeId: string | null;
   trustDomain: string | null;
-  /** The X509-SVID leaf rules (not trust): ok, or the reason they fail. */
+  /**
+   * The X509-SVID leaf rules and, for every certificate, RFC 5280 §4.2's refusal of critical
+   * extensions validation does not handle (not trust): ok, or the reason the first check fails.
+   */
   svidRules: { ok: true } | { ok: false; reason: X509SvidReason; message: string };
   /** Validity of the leaf now. */
   validity: 'valid' | 'expired' | 'not-yet-valid';
@@ -114,15 +143,19 @@ function certificateReport(c: ParsedCertificate, index: number): CertificateRepo
     extKeyUsage: c.ext.extKeyUsage ? c.ext.extKeyUsage.map((oid) => EKU_NAMES[oid] ?? oid) : null,
     publicKey: describeKey(c.x509),
     sha256: c.x509.fingerprint256,
+    criticalExtensions: criticalExtensions(c.der).map((e) => ({
+      oid: e.oid,
+      name: EXTENSION_NAMES[e.oid] ?? null,
+      handled: e.handled,
+    })),
   };
 }
 
 async function readInput(what: string, path: string): Promise<Buffer> {
   try {
-    return await readFile(path);
+    return await readInputFile(path);
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    throw new CliError(`${what}: ${path}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
+    throw new CliError(`${what}: ${path}: ${fileErrorReason(err)}`);
   }
 }
 
@@ -137,6 +170,11 @@ function parseChain(what: string, path: string, data: Buffer): ParsedCertificate
     try {
       return parseCertificate(der);
     } catch (err) {
+      // the reason code svid verify and audit events use for it
+      if (err instanceof PublicKeyError)
+        throw new CliError(
+          `${what}: ${path}: bad-public-key: certificate ${i} has an unusable public key: ${err.message}`,
+        );
       throw new CliError(`${what}: ${path}: certificate ${i} is malformed (${(err as Error).message})`);
     }
   });
@@ -164,6 +202,22 @@ export function inspectChain(file: string, data: Buffer, now: Date = new Date())
   }
   const nb = new Date(leaf.x509.validFrom);
   const na = new Date(leaf.x509.validTo);
+  const certificates = chain.map(certificateReport);
+  // RFC 5280 §4.2: a critical extension validation does not handle makes the certificate
+  // unusable, whatever else it says; svid verify refuses it, so inspect does not call it ok
+  const unhandled = certificates.flatMap((c) =>
+    c.criticalExtensions.filter((e) => !e.handled).map((e) => ({ c, e })),
+  );
+  if (svidRules.ok && unhandled.length > 0) {
+    const { c, e } = unhandled[0]!;
+    svidRules = {
+      ok: false,
+      reason: 'unhandled-critical-extension',
+      message: `certificate ${c.index} (${c.role}) has critical extension ${e.oid}, which validation does not handle (RFC 5280 §4.2)${
+        unhandled.length > 1 ? ` (and ${unhandled.length - 1} more)` : ''
+      }`,
+    };
+  }
   return {
     file,
     spiffeId: id ? id.toString() : null,
@@ -171,7 +225,7 @@ export function inspectChain(file: string, data: Buffer, now: Date = new Date())
     svidRules,
     validity: now < nb ? 'not-yet-valid' : now > na ? 'expired' : 'valid',
     serials: chain.map((c) => c.x509.serialNumber.toUpperCase()),
-    certificates: chain.map(certificateReport),
+    certificates,
   };
 }
 
@@ -205,6 +259,12 @@ function renderReport(r: SvidReport, now: Date): string {
       ['CA', c.ca ? `true${c.pathLen !== null ? ` (path length ${c.pathLen})` : ''}` : 'false'],
       ['key usage', c.keyUsage ? c.keyUsage.join(', ') || '(empty)' : '(absent)'],
       ['ext key usage', c.extKeyUsage ? c.extKeyUsage.join(', ') || '(empty)' : '(absent)'],
+      [
+        'critical',
+        c.criticalExtensions
+          .map((e) => `${e.name ?? e.oid}${e.handled ? '' : ' (NOT HANDLED)'}`)
+          .join(', ') || '(none)',
+      ],
       ['public key', c.publicKey],
       ['sha256', c.sha256],
     ];
@@ -220,7 +280,7 @@ function renderReport(r: SvidReport, now: Date): string {
 
 function loadKey(path: string, data: Buffer): KeyObject {
   try {
-    return createPrivateKey(data);
+    return parsePrivateKey(data);
   } catch (err) {
     throw new CliError(`svid verify: --key ${path}: not a private key (${(err as Error).message})`);
   }
@@ -251,8 +311,10 @@ export const registerSvidCommands: CommandRegistrar = (program: Command) => {
     .addHelpText(
       'after',
       `
-The first certificate is the leaf. The X509-SVID leaf rules are checked (trust is not: use
-"meshauth svid verify" for that). Exit status: 0 when the file holds certificates, 1 otherwise.
+The first certificate is the leaf. The X509-SVID leaf rules are checked, and every certificate's
+critical extensions: one that validation does not handle (RFC 5280 §4.2) is listed as NOT HANDLED
+and fails the rules (unhandled-critical-extension). Trust is not checked: use
+"meshauth svid verify" for that. Exit status: 0 when the file holds certificates, 1 otherwise.
 
 Examples:
   meshauth svid inspect web.crt
@@ -322,7 +384,7 @@ Examples:
         let td = bundleTd;
         if (td === undefined) {
           try {
-            const leaf = parseCertificate(parseCertificates(chainData)[0]!);
+            const leaf = parseSvidCertificate(parseCertificates(chainData)[0]!, 'leaf');
             td = checkLeaf(leaf).trustDomain.name;
           } catch (err) {
             if (err instanceof X509SvidError) fail(err.reason, err.message);

@@ -1,8 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { ClosedError } from '../../errors.js';
 import { parseWorkloadEndpoint, type WorkloadEndpoint } from './address.js';
-import { channelOptions, DEFAULT_MAX_MESSAGE_BYTES } from './channel.js';
+import { WatchedChannel, type UpdateHandlers } from './channel.js';
 import { decodeBundleMap, decodeDelegatedX509Svids, type ReceivedX509Svid } from './decode.js';
 import type { ResponseRejection } from './errors.js';
 import {
@@ -11,13 +10,7 @@ import {
   type SubscribeToX509SvidsResponseMessage,
 } from './proto.js';
 import { formatSelector, parseSelector, SelectorError, type Selector } from './selector.js';
-import {
-  DEFAULT_RETRY,
-  watchStream,
-  type RetryPolicy,
-  type StreamState,
-  type StreamWatch,
-} from './stream-watch.js';
+import type { RetryPolicy, StreamWatch } from './stream-watch.js';
 import type { X509BundlesUpdate } from './workload-client.js';
 
 export interface DelegatedIdentityClientOptions {
@@ -43,42 +36,22 @@ export interface DelegatedX509Update {
  */
 export class DelegatedIdentityClient {
   readonly endpoint: WorkloadEndpoint;
-  private readonly client: grpc.Client;
-  private readonly retry: RetryPolicy;
-  private readonly logger: Logger | undefined;
-  private readonly watches = new Set<StreamWatch>();
-  private closed = false;
+  private readonly channel: WatchedChannel;
 
   constructor(opts: DelegatedIdentityClientOptions) {
     this.endpoint = parseWorkloadEndpoint(opts.adminSocket);
-    this.retry = opts.retry ?? DEFAULT_RETRY;
-    this.logger = opts.logger;
-    const Ctor = delegatedIdentityService();
-    this.client = new Ctor(
-      this.endpoint.grpcTarget,
-      grpc.credentials.createInsecure(),
-      channelOptions(opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES, this.retry),
+    this.channel = new WatchedChannel(
+      'delegated identity client',
+      delegatedIdentityService(),
+      this.endpoint,
+      opts,
     );
   }
 
   private open<T>(method: string, request: object): grpc.ClientReadableStream<T> {
-    const fn = (this.client as unknown as Record<string, (req: object) => grpc.ClientReadableStream<T>>)[
-      method
-    ]!;
-    return fn.call(this.client, request);
-  }
-
-  private track(w: StreamWatch): StreamWatch {
-    this.watches.add(w);
-    return {
-      close: () => {
-        w.close();
-        this.watches.delete(w);
-      },
-      get closed() {
-        return w.closed;
-      },
-    };
+    const client = this.channel.client;
+    const fn = (client as unknown as Record<string, (req: object) => grpc.ClientReadableStream<T>>)[method]!;
+    return fn.call(client, request);
   }
 
   /**
@@ -87,59 +60,41 @@ export class DelegatedIdentityClient {
    */
   subscribeX509Svids(
     selectors: ReadonlyArray<Selector | string>,
-    handlers: { onUpdate(update: DelegatedX509Update): void; onState?(s: StreamState): void },
+    handlers: UpdateHandlers<DelegatedX509Update>,
   ): StreamWatch {
-    if (this.closed) throw new ClosedError('delegated identity client');
+    this.channel.checkOpen();
     const parsed = selectors.map((s) => (typeof s === 'string' ? parseSelector(s) : s));
     if (parsed.length === 0)
       throw new SelectorError('subscribe to X509-SVIDs: at least one selector is required');
     const label = parsed.map(formatSelector).join(',');
-    return this.track(
-      watchStream<SubscribeToX509SvidsResponseMessage>(
-        `delegated identity SubscribeToX509SVIDs [${label}]`,
-        () =>
-          this.open('SubscribeToX509SVIDs', {
-            selectors: parsed.map((s) => ({ type: s.type, value: s.value })),
-          }),
-        {
-          onMessage: (m) => handlers.onUpdate(decodeDelegatedX509Svids(m)),
-          ...(handlers.onState ? { onState: handlers.onState } : {}),
-        },
-        { retry: this.retry, logger: this.logger },
-      ),
+    return this.channel.watch(
+      `delegated identity SubscribeToX509SVIDs [${label}]`,
+      () =>
+        this.open<SubscribeToX509SvidsResponseMessage>('SubscribeToX509SVIDs', {
+          selectors: parsed.map((s) => ({ type: s.type, value: s.value })),
+        }),
+      decodeDelegatedX509Svids,
+      handlers,
     );
   }
 
   /** Subscribe to the X.509 CA certificates of the agent's and the federated trust domains. */
-  subscribeX509Bundles(handlers: {
-    onUpdate(update: X509BundlesUpdate): void;
-    onState?(s: StreamState): void;
-  }): StreamWatch {
-    if (this.closed) throw new ClosedError('delegated identity client');
-    return this.track(
-      watchStream<SubscribeToX509BundlesResponseMessage>(
-        'delegated identity SubscribeToX509Bundles',
-        () => this.open('SubscribeToX509Bundles', {}),
-        {
-          onMessage: (m) => handlers.onUpdate(decodeBundleMap(m.caCertificates)),
-          ...(handlers.onState ? { onState: handlers.onState } : {}),
-        },
-        { retry: this.retry, logger: this.logger },
-      ),
+  subscribeX509Bundles(handlers: UpdateHandlers<X509BundlesUpdate>): StreamWatch {
+    return this.channel.watch(
+      'delegated identity SubscribeToX509Bundles',
+      () => this.open<SubscribeToX509BundlesResponseMessage>('SubscribeToX509Bundles', {}),
+      (m): X509BundlesUpdate => decodeBundleMap(m.caCertificates),
+      handlers,
     );
   }
 
   /** Number of open subscriptions (for tests and metrics). */
   get subscriptions(): number {
-    return this.watches.size;
+    return this.channel.size;
   }
 
   /** Cancel every subscription and close the channel. Idempotent. */
   close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    for (const w of this.watches) w.close();
-    this.watches.clear();
-    this.client.close();
+    this.channel.close();
   }
 }

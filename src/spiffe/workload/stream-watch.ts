@@ -1,5 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import { grpcDetailsReason } from '../../errors.js';
 import { backoffMs } from '../../sync.js';
 import { WorkloadApiError } from './errors.js';
 
@@ -86,7 +87,7 @@ export function watchStream<T>(
       const ended = status.code === grpc.status.OK;
       const detail = ended
         ? 'stream ended by the server'
-        : `${grpc.status[status.code] ?? status.code}: ${status.details}`;
+        : `${grpc.status[status.code] ?? status.code}: ${grpcDetailsReason(status.details)}`;
       const error = new WorkloadApiError(`${name}: ${detail}`, { grpcCode: status.code });
       if (status.code === grpc.status.INVALID_ARGUMENT) {
         log?.error(

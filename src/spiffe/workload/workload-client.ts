@@ -1,9 +1,9 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { ClosedError } from '../../errors.js';
+import { ClosedError, grpcDetailsReason } from '../../errors.js';
 import type { TrustBundles } from '../svid.js';
 import { resolveWorkloadEndpoint, type WorkloadEndpoint } from './address.js';
-import { channelOptions, DEFAULT_MAX_MESSAGE_BYTES } from './channel.js';
+import { WatchedChannel, type UpdateHandlers } from './channel.js';
 import { decodeBundleMap, decodeX509SvidResponse, type ReceivedX509Svid } from './decode.js';
 import { WorkloadApiError, type ResponseRejection } from './errors.js';
 import {
@@ -12,13 +12,7 @@ import {
   type X509BundlesResponseMessage,
   type X509SvidResponseMessage,
 } from './proto.js';
-import {
-  DEFAULT_RETRY,
-  watchStream,
-  type RetryPolicy,
-  type StreamState,
-  type StreamWatch,
-} from './stream-watch.js';
+import type { RetryPolicy, StreamWatch } from './stream-watch.js';
 
 export interface WorkloadApiClientOptions {
   /** unix:///path, tcp://ip:port or an absolute socket path; default: SPIFFE_ENDPOINT_SOCKET. */
@@ -52,22 +46,11 @@ export interface X509BundlesUpdate {
  */
 export class WorkloadApiClient {
   readonly endpoint: WorkloadEndpoint;
-  private readonly client: grpc.Client;
-  private readonly retry: RetryPolicy;
-  private readonly logger: Logger | undefined;
-  private readonly watches = new Set<StreamWatch>();
-  private closed = false;
+  private readonly channel: WatchedChannel;
 
   constructor(opts: WorkloadApiClientOptions = {}) {
     this.endpoint = resolveWorkloadEndpoint(opts.address, opts.env);
-    this.retry = opts.retry ?? DEFAULT_RETRY;
-    this.logger = opts.logger;
-    const Ctor = workloadApiService();
-    this.client = new Ctor(
-      this.endpoint.grpcTarget,
-      grpc.credentials.createInsecure(),
-      channelOptions(opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES, this.retry),
-    );
+    this.channel = new WatchedChannel('workload API client', workloadApiService(), this.endpoint, opts);
   }
 
   private metadata(): grpc.Metadata {
@@ -77,63 +60,30 @@ export class WorkloadApiClient {
   }
 
   private open<T>(method: string): grpc.ClientReadableStream<T> {
+    const client = this.channel.client;
     const fn = (
-      this.client as unknown as Record<
-        string,
-        (req: object, md: grpc.Metadata) => grpc.ClientReadableStream<T>
-      >
+      client as unknown as Record<string, (req: object, md: grpc.Metadata) => grpc.ClientReadableStream<T>>
     )[method]!;
-    return fn.call(this.client, {}, this.metadata());
-  }
-
-  private track(w: StreamWatch): StreamWatch {
-    this.watches.add(w);
-    return {
-      close: () => {
-        w.close();
-        this.watches.delete(w);
-      },
-      get closed() {
-        return w.closed;
-      },
-    };
+    return fn.call(client, {}, this.metadata());
   }
 
   /** Stream of the caller's X509-SVIDs; each update is the complete state. */
-  watchX509Context(handlers: {
-    onUpdate(ctx: X509Context): void;
-    onState?(s: StreamState): void;
-  }): StreamWatch {
-    if (this.closed) throw new ClosedError('workload API client');
-    return this.track(
-      watchStream<X509SvidResponseMessage>(
-        'workload API FetchX509SVID',
-        () => this.open('FetchX509SVID'),
-        {
-          onMessage: (m) => handlers.onUpdate(decodeX509SvidResponse(m)),
-          ...(handlers.onState ? { onState: handlers.onState } : {}),
-        },
-        { retry: this.retry, logger: this.logger },
-      ),
+  watchX509Context(handlers: UpdateHandlers<X509Context>): StreamWatch {
+    return this.channel.watch(
+      'workload API FetchX509SVID',
+      () => this.open<X509SvidResponseMessage>('FetchX509SVID'),
+      decodeX509SvidResponse,
+      handlers,
     );
   }
 
   /** Stream of the X.509 trust bundles; each update is the complete state. */
-  watchX509Bundles(handlers: {
-    onUpdate(update: X509BundlesUpdate): void;
-    onState?(s: StreamState): void;
-  }): StreamWatch {
-    if (this.closed) throw new ClosedError('workload API client');
-    return this.track(
-      watchStream<X509BundlesResponseMessage>(
-        'workload API FetchX509Bundles',
-        () => this.open('FetchX509Bundles'),
-        {
-          onMessage: (m) => handlers.onUpdate(decodeBundleMap(m.bundles)),
-          ...(handlers.onState ? { onState: handlers.onState } : {}),
-        },
-        { retry: this.retry, logger: this.logger },
-      ),
+  watchX509Bundles(handlers: UpdateHandlers<X509BundlesUpdate>): StreamWatch {
+    return this.channel.watch(
+      'workload API FetchX509Bundles',
+      () => this.open<X509BundlesResponseMessage>('FetchX509Bundles'),
+      (m): X509BundlesUpdate => decodeBundleMap(m.bundles),
+      handlers,
     );
   }
 
@@ -156,7 +106,7 @@ export class WorkloadApiClient {
   }
 
   private first<M, R>(method: string, decode: (m: M) => R, timeoutMs: number): Promise<R> {
-    if (this.closed) return Promise.reject(new ClosedError('workload API client'));
+    if (this.channel.closed) return Promise.reject(new ClosedError('workload API client'));
     return new Promise<R>((resolve, reject) => {
       const call = this.open<M>(method);
       let done = false;
@@ -191,7 +141,7 @@ export class WorkloadApiClient {
         finish(() =>
           reject(
             new WorkloadApiError(
-              `workload API ${method}: ${grpc.status[err.code] ?? err.code}: ${err.details}`,
+              `workload API ${method}: ${grpc.status[err.code] ?? err.code}: ${grpcDetailsReason(err.details)}`,
               { cause: err, grpcCode: err.code },
             ),
           ),
@@ -205,10 +155,6 @@ export class WorkloadApiClient {
 
   /** Cancel every stream and close the channel. Idempotent. */
   close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    for (const w of this.watches) w.close();
-    this.watches.clear();
-    this.client.close();
+    this.channel.close();
   }
 }

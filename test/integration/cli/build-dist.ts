@@ -9,7 +9,7 @@ export const AUDIT_JS = join(ROOT, 'dist', 'src', 'audit', 'index.js');
 let built = false;
 
 /**
- * Compile the CLI, audit and API modules (and what they import) to dist/ so tests can spawn plain
+ * Compile the CLI, audit and API modules and the bench scripts (and what they import) to dist/ so tests can spawn plain
  * `node` on them. Type errors elsewhere do not stop the emit; a missing output does.
  */
 export function buildDist(): void {

@@ -1,5 +1,6 @@
 import { spawnSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -9,6 +10,7 @@ import { AuditStore, AuditWriter } from '../../../src/audit/index.js';
 import { run, type CliIo } from '../../../src/cli/main.js';
 import { DevCa } from '../../../src/identity/index.js';
 import { FakeDaemon } from '../api/fake-daemon.js';
+import { until } from '../../helpers/until.js';
 import { buildDist, CLI_JS, ROOT } from './build-dist.js';
 
 let dir: string;
@@ -22,11 +24,15 @@ const NOW = Date.parse('2026-06-01T12:00:00Z');
 async function cli(
   args: string[],
   signal?: AbortSignal,
+  onOut?: (t: string) => void,
 ): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
   const io: CliIo = {
-    out: (t) => (out += t),
+    out: (t) => {
+      out += t;
+      onOut?.(t);
+    },
     err: (t) => (err += t),
     env: { MESHAUTH_SOCKET: sock },
     now: () => NOW,
@@ -184,11 +190,19 @@ describe('meshauth CLI (in process, real daemon API)', () => {
 
   it('follows new events after the existing ones', async () => {
     const ctl = new AbortController();
-    const p = cli(['events', '--follow', '--limit', '1', '-o', 'json'], ctl.signal);
-    await new Promise((r) => setTimeout(r, 300));
+    let sofar = '';
+    const p = cli(['events', '--follow', '--limit', '1', '-o', 'json'], ctl.signal, (t) => (sofar += t));
+    // Settle points, not sleeps: the existing event is out (the follow's cursor is set), then the
+    // writer's two records (committed on its next flush) are out too.
+    await until('the existing event followed', () => sofar.split('\n').length > 1);
     writer.record({ type: 'reauth', outcome: 'info', localId: 'spiffe://a.test/ns/x/sa/web' });
     writer.record({ type: 'peer-unreachable', outcome: 'failure', reason: 'timeout', node: 'node-4' });
-    await new Promise((r) => setTimeout(r, 300));
+    await until(
+      'the new events followed',
+      () => sofar.split('\n').length > 3,
+      15_000,
+      () => sofar,
+    );
     ctl.abort();
     const r = await p;
     expect(r.code).toBe(0);
@@ -217,12 +231,47 @@ describe('meshauth CLI (in process, real daemon API)', () => {
     expect(missing).toMatchObject({ code: 1, err: expect.stringMatching(/no such file/) });
   });
 
-  it('says which socket it tried when the daemon is not running', async () => {
+  it('says an empty audit trail is empty, not a seq range of dashes', async () => {
+    const empty = AuditStore.open({ path: join(dir, 'empty.db') });
+    empty.close();
+    const r = await cli(['audit', 'verify', '--db', join(dir, 'empty.db')]);
+    expect(r).toEqual({
+      code: 0,
+      out: `audit trail is empty: no events to verify in ${join(dir, 'empty.db')}\n`,
+      err: '',
+    });
+    const j = await cli(['audit', 'verify', '--db', join(dir, 'empty.db'), '-o', 'json']);
+    expect(JSON.parse(j.out)).toMatchObject({ ok: true, checked: 0, firstSeq: null, lastSeq: null });
+  });
+
+  it('says which socket it tried, and why it failed, when the daemon is not running', async () => {
     const r = await cli(['--socket', join(dir, 'down.sock'), '--timeout', '1', 'status']);
     expect(r.code).toBe(1);
-    expect(r.err).toContain(
-      `cannot reach meshauthd on unix socket ${join(dir, 'down.sock')}: is the daemon running?`,
+    expect(r.err).toBe(
+      `meshauth: cannot reach meshauthd on unix socket ${join(dir, 'down.sock')}: no such socket (connect ENOENT)\n` +
+        '  is meshauthd running? (use --socket or MESHAUTH_SOCKET to point elsewhere)\n',
     );
+    // a file that is not a listening socket is refused, not missing
+    writeFileSync(join(dir, 'plain-file'), '');
+    const f = await cli(['--socket', join(dir, 'plain-file'), '--timeout', '1', 'status']);
+    expect(f.err).toMatch(
+      /^meshauth: cannot reach meshauthd on unix socket .*plain-file: connection refused \(connect ECONNREFUSED\)\n/,
+    );
+  });
+
+  it('says when the daemon accepted the connection but never answered', async () => {
+    const silent = createServer(() => undefined);
+    const path = join(dir, 'silent.sock');
+    await new Promise<void>((resolve) => silent.listen(path, resolve));
+    try {
+      const r = await cli(['--socket', path, '--timeout', '0.5', 'status']);
+      expect(r.code).toBe(1);
+      expect(r.err).toMatch(
+        /^meshauth: cannot reach meshauthd on unix socket .*silent\.sock: no answer within (?:0\.[5-9]|[1-9][\d.]*) s \(deadline exceeded\)\n {2}is meshauthd running\?/,
+      );
+    } finally {
+      silent.close();
+    }
   });
 
   it('names the relay and --relay, not the socket, when the relay is unreachable; likewise --address', async () => {
@@ -243,8 +292,10 @@ describe('meshauth CLI (in process, real daemon API)', () => {
     const relay = await cli(['--relay', '127.0.0.1:1', ...tls, '--timeout', '1', 'events']);
     expect(relay.code).toBe(1);
     expect(relay.err).toContain(
-      'cannot reach meshauth-relay on address 127.0.0.1:1: is meshauth-relay running',
+      'cannot reach meshauth-relay on address 127.0.0.1:1: connection refused (connect ECONNREFUSED)\n' +
+        '  is meshauth-relay running',
     );
+    expect(relay.err).not.toMatch(/Resolution note/);
     expect(relay.err).toContain('--relay host:port');
     expect(relay.err).not.toMatch(/--socket|MESHAUTH_SOCKET/);
     // audit verify through the relay would have no file to read: said at once, not "the daemon"
@@ -252,7 +303,7 @@ describe('meshauth CLI (in process, real daemon API)', () => {
     expect(verify.code).toBe(2);
     expect(verify.err).toMatch(/audit verify reads one node's audit database.*--relay has no database/);
     const node = await cli(['--address', '127.0.0.1:1', ...tls, '--timeout', '1', 'status']);
-    expect(node.err).toContain('cannot reach meshauthd on address 127.0.0.1:1');
+    expect(node.err).toContain('cannot reach meshauthd on address 127.0.0.1:1: connection refused');
     expect(node.err).toContain('--address host:port');
     expect(node.err).not.toMatch(/--socket|MESHAUTH_SOCKET/);
   });

@@ -14,6 +14,7 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +23,7 @@ import { stringify } from 'yaml';
 import { AuditStore } from '../../../src/audit/index.js';
 import { ConfigError, loadConfig, type DaemonConfig } from '../../../src/config/index.js';
 import { Daemon } from '../../../src/daemon/daemon.js';
+import { preflight } from '../../../src/daemon/preflight.js';
 import { Datapath } from '../../../src/datapath/index.js';
 import { DevCa } from '../../../src/identity/index.js';
 import { silentLogger } from '../../../src/log.js';
@@ -119,7 +121,10 @@ async function writeConfig(over: {
   metricsPort: number;
   apiSocket?: string;
   attach?: Array<Record<string, string>>;
+  /** Workloads of node-b that web may reach (mutual auth); default [API]. */
+  peers?: string[];
 }) {
+  const peers = over.peers ?? [API];
   const caDir = join(dir, 'ca');
   await DevCa.init({ dir: caDir, trustDomain: 'demo.local' });
   writeFileSync(
@@ -131,13 +136,13 @@ async function writeConfig(over: {
       ],
       workloads: [
         { spiffeId: WEB, node: 'node-a', ips: ['10.10.1.10'] },
-        { spiffeId: API, node: 'node-b', ips: ['10.10.2.10'] },
+        ...peers.map((spiffeId, i) => ({ spiffeId, node: 'node-b', ips: [`10.10.2.${10 + i}`] })),
       ],
     }),
   );
   writeFileSync(
     join(dir, 'policy.yaml'),
-    stringify({ rules: [{ name: 'web-api', from: WEB, to: API, auth: 'mutual' }] }),
+    stringify({ rules: peers.map((to, i) => ({ name: `web-${i}`, from: WEB, to, auth: 'mutual' })) }),
   );
   const file = join(dir, 'config.yaml');
   writeFileSync(
@@ -197,17 +202,44 @@ async function expectNothingLeft(
   }
 }
 
+/** The pinned policy map as bpftool dumps it (keys and values, sorted). */
+function dumpPolicy(): string[] {
+  const out = execFileSync('bpftool', ['-j', 'map', 'dump', 'pinned', join(pinDir, 'ma_policy')], {
+    encoding: 'utf8',
+  });
+  return (JSON.parse(out) as Array<{ key: unknown; value: unknown }>)
+    .map((e) => JSON.stringify([e.key, e.value]))
+    .sort();
+}
+
+/** Program ids bpftool lists on a cgroup directory. */
+function cgroupPrograms(path: string): number[] {
+  const out = execFileSync('bpftool', ['-j', 'cgroup', 'show', path], { encoding: 'utf8' }).trim();
+  return out ? (JSON.parse(out) as Array<{ id: number }>).map((p) => p.id).sort() : [];
+}
+
+const API2 = 'spiffe://demo.local/ns/demo/sa/api2';
+const API3 = 'spiffe://demo.local/ns/demo/sa/api3';
+
 describe('Daemon.start', () => {
-  it('closes everything it opened when the handshake port is taken', async () => {
+  it('refuses a taken handshake port before it pins or attaches anything', async () => {
     const [handshakePort, metricsPort] = [await freePort(), await freePort()];
     const config = await writeConfig({ handshakePort, metricsPort });
     await occupy(handshakePort);
     const before = { resources: activeResources(), children: children() };
-    await expect(Daemon.start(config, silentLogger())).rejects.toThrow(/handshake server.*EADDRINUSE/);
-    await expectNothingLeft(config, before, [metricsPort]);
+    const err = await Daemon.start(config, silentLogger()).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).message).toBe(
+      `handshake.port: cannot listen on 127.0.0.1:${handshakePort}: address already in use (EADDRINUSE)`,
+    );
+    await expectNothingLeft(config, before, [metricsPort], 'none');
+    expect(cgroupPrograms((config.datapath.attach[0] as { path: string }).path)).toEqual([]);
   });
 
-  it('closes everything it opened, the handshake listener included, when the last step (API) fails', async () => {
+  it('detaches and unpins what a first start made when its last step (API) fails', async () => {
     const [handshakePort, metricsPort] = [await freePort(), await freePort()];
     // The API socket's directory cannot be created: a file is in the way.
     mkdirSync(join(dir, 'run'));
@@ -219,7 +251,34 @@ describe('Daemon.start', () => {
     });
     const before = { resources: activeResources(), children: children() };
     await expect(Daemon.start(config, silentLogger())).rejects.toThrow();
-    await expectNothingLeft(config, before, [handshakePort, metricsPort]);
+    await expectNothingLeft(config, before, [handshakePort, metricsPort], 'none');
+    expect(cgroupPrograms((config.datapath.attach[0] as { path: string }).path)).toEqual([]);
+  });
+
+  it('writes back the policy a restart found when its last step (API) fails', async () => {
+    const [handshakePort, metricsPort] = [await freePort(), await freePort()];
+    const good = await writeConfig({ handshakePort, metricsPort });
+    await (await Daemon.start(good, silentLogger())).close();
+    const policyBefore = dumpPolicy();
+    expect(policyBefore).toHaveLength(1);
+    const cgroup = (good.datapath.attach[0] as { path: string }).path;
+    const programsBefore = cgroupPrograms(cgroup);
+    expect(programsBefore).toHaveLength(1);
+    mkdirSync(join(dir, 'run'), { recursive: true });
+    writeFileSync(join(dir, 'run', 'not-a-dir'), '');
+    const config = await writeConfig({
+      handshakePort,
+      metricsPort,
+      peers: [API, API2, API3],
+      attach: [{ type: 'cgroup', path: cgroup, hook: 'egress' }],
+      apiSocket: join(dir, 'run', 'not-a-dir', 'api.sock'),
+    });
+    const before = { resources: activeResources(), children: children() };
+    await expect(Daemon.start(config, silentLogger())).rejects.toThrow();
+    await expectNothingLeft(config, before, [handshakePort, metricsPort], 'kept');
+    expect(dumpPolicy()).toEqual(policyBefore);
+    // This start's program took the previous one's place on the same pinned maps.
+    expect(cgroupPrograms(cgroup)).toHaveLength(1);
   });
 
   it('leaves the same nothing behind after a start and a graceful stop', async () => {
@@ -247,24 +306,58 @@ describe('Daemon.start', () => {
       (e: unknown) => e,
     );
     expect(err).toBeInstanceOf(ConfigError);
-    expect((err as ConfigError).code).toBe('MESHAUTH_ERR_DATAPATH_INPUT');
-    expect((err as ConfigError).message).toMatch(
-      /^datapath\.attach\[0\] \(tc interface nosuch0\): .*nosuch0/,
+    expect((err as ConfigError).message).toBe(
+      'datapath.attach[0] (tc interface nosuch0): no such interface in this network namespace',
     );
     await expectNothingLeft(config, before, [handshakePort, metricsPort], 'none');
+  });
+
+  it('does not ask for the WireGuard interface it creates itself to exist before start', async () => {
+    const [handshakePort, metricsPort] = [await freePort(), await freePort()];
+    const config = await writeConfig({
+      handshakePort,
+      metricsPort,
+      attach: [{ type: 'tc', interface: 'wgnotyet0', hook: 'egress' }],
+    });
+    const withWireguard: DaemonConfig = {
+      ...config,
+      wireguard: { ...config.wireguard, enabled: true, interface: 'wgnotyet0' },
+    };
+    await expect(preflight(withWireguard)).resolves.toBeUndefined();
+    // Any other missing interface is still refused, WireGuard or not.
+    await expect(
+      preflight({ ...withWireguard, wireguard: { ...withWireguard.wireguard, interface: 'wgother0' } }),
+    ).rejects.toThrow(
+      'datapath.attach[0] (tc interface wgnotyet0): no such interface in this network namespace',
+    );
   });
 
   it('keeps the pins of an earlier run when a restart cannot attach', async () => {
     const [handshakePort, metricsPort] = [await freePort(), await freePort()];
     const good = await writeConfig({ handshakePort, metricsPort });
     await (await Daemon.start(good, silentLogger())).close();
+    const policyBefore = dumpPolicy();
+    expect(policyBefore).toHaveLength(1);
+    // More rules than the running enforcement has, and attach points that cannot be resolved.
     const config = await writeConfig({
       handshakePort,
       metricsPort,
-      attach: [{ type: 'tc', interface: 'nosuch0', hook: 'egress' }],
+      peers: [API, API2, API3],
+      attach: [
+        { type: 'tc', interface: 'nosuch0', hook: 'egress' },
+        { type: 'cgroup', path: join(dir, 'no-such-cgroup'), hook: 'egress' },
+        { type: 'cgroup', path: dir, hook: 'egress' },
+      ],
     });
     const before = { resources: activeResources(), children: children() };
-    await expect(Daemon.start(config, silentLogger())).rejects.toThrow(/^datapath\.attach\[0\]/);
+    await expect(Daemon.start(config, silentLogger())).rejects.toThrow(
+      [
+        'datapath.attach[0] (tc interface nosuch0): no such interface in this network namespace',
+        `datapath.attach[1] (cgroup path ${join(dir, 'no-such-cgroup')}): no such file or directory (ENOENT)`,
+        `datapath.attach[2] (cgroup path ${dir}): not a cgroup v2 directory`,
+      ].join('\n'),
+    );
     await expectNothingLeft(config, before, [handshakePort, metricsPort], 'kept');
+    expect(dumpPolicy()).toEqual(policyBefore);
   });
 });

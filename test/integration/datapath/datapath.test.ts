@@ -414,10 +414,12 @@ describe.skipIf(!isPrivileged())('datapath (BPF_PROG_TEST_RUN)', () => {
       for (const k of keys) expect(batched.get(k.localId), String(k.localId)).toBe(dp.auth.expiryClockMs(k));
       const wall = new Map([...dp.auth.entries()].map(([k, v]) => [k.localId, v.expiresAtMs]));
       expect(wall.size).toBe(keys.length);
-      // Wall-clock expiries are converted from the boot clock at the time of each read: a
-      // millisecond or two apart.
+      // Wall-clock expiries are converted from the boot clock with the clocks' offset sampled at
+      // each read: a millisecond or two apart, more when the process is preempted between the two
+      // clock reads of a sample (3 ms seen on a loaded 2-core machine). A wrong conversion is off
+      // by whole seconds (entries are 1 s apart).
       for (const k of keys)
-        expect(Math.abs(wall.get(k.localId)! - dp.auth.lookup(k)!.expiresAtMs)).toBeLessThanOrEqual(2);
+        expect(Math.abs(wall.get(k.localId)! - dp.auth.lookup(k)!.expiresAtMs)).toBeLessThanOrEqual(50);
     } finally {
       for (const k of keys) dp.auth.delete(k);
     }

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { loadConfig } from '../../../src/config/index.js';
+import { DURATION_LIMITS, loadConfig } from '../../../src/config/index.js';
 import {
   CHART_CAPABILITIES,
   CHART_DIR,
@@ -290,7 +290,11 @@ describe.skipIf(!helm)('Helm chart deploy/helm/meshauth', () => {
     ['a missing trust domain', { trustDomain: null }, /missing property 'trustDomain'/],
     ['an empty trust domain', { trustDomain: '' }, /'\/trustDomain'/],
     ['an unknown value', { datapath: { atach: 'tc' } }, /atach/],
-    ['strict without WireGuard', { strict: true }, /'\/wireguard\/enabled': value must be true/],
+    [
+      'a dev-ca certificate without its key',
+      { identity: { source: 'dev-ca', devCa: { caCert: DEV_CA_CERT } } },
+      /'\/identity\/devCa\/caKey': minLength/,
+    ],
     [
       'a relay node with a port above 65535',
       { relay: { ...RELAY_OK, nodes: ['node-a=10.0.0.1:99999'] } },
@@ -329,6 +333,11 @@ describe.skipIf(!helm)('Helm chart deploy/helm/meshauth', () => {
       'a per-peer handshake rate of 0 (the daemon needs more than 0)',
       { handshake: { perPeerRate: 0 } },
       /'\/handshake\/perPeerRate': exclusiveMinimum/,
+    ],
+    [
+      'extraConfig that is not a mapping',
+      { extraConfig: ['node: x'] },
+      /'\/extraConfig': got array, want object/,
     ],
     [
       'a relay node submitter ID that is not a SPIFFE ID',
@@ -383,13 +392,85 @@ describe.skipIf(!helm)('Helm chart deploy/helm/meshauth', () => {
       { api: { tcp: { enabled: true } } },
       /api\.tcp\.allowedIds: list at least one/,
     ],
+    // the schema's own message would not name strict (helm prints the failed rule's path only)
+    ['strict without WireGuard', { strict: true }, /strict: true needs wireguard\.enabled: true/],
+    // each node would make a CA of its own and no node could authenticate another
+    [
+      'dev-ca without the shared CA',
+      { identity: { source: 'dev-ca' } },
+      /identity\.devCa\.existingSecret: identity\.source dev-ca needs the development CA every node shares/,
+    ],
     [
       'the TCP API and the node channel on one port',
       {
         auth: { mode: 'channel', channel: { port: 4251 } },
         api: { tcp: { enabled: true, allowedIds: ['spiffe://example.org/meshauth/relay'] } },
       },
-      /api\.tcp\.port and auth\.channel\.port are both 4251/,
+      /auth\.channel\.port and api\.tcp\.port are both 4251: each listener of meshauthd \(on the host network\) needs a port of its own/,
+    ],
+    // every two TCP listeners on the host network: meshauthd refuses them at config validation
+    [
+      'the node channel on the handshake port',
+      { auth: { mode: 'channel', channel: { port: 4250 } } },
+      /handshake\.port and auth\.channel\.port are both 4250: each listener/,
+    ],
+    [
+      'metrics on the handshake port',
+      { metrics: { port: 4250 } },
+      /handshake\.port and metrics\.port are both 4250: each listener/,
+    ],
+    [
+      'metrics on the TCP API port',
+      {
+        metrics: { port: 4251 },
+        api: { tcp: { enabled: true, allowedIds: ['spiffe://example.org/meshauth/relay'] } },
+      },
+      /api\.tcp\.port and metrics\.port are both 4251: each listener/,
+    ],
+    [
+      'a WireGuard address that is a subnet',
+      { wireguard: { enabled: true, address: '10.99.0.1/24' } },
+      /wireguard\.address: must be this node's tunnel address as \/32 \(IPv4\) or \/128 \(IPv6\), like 10\.99\.0\.1\/32 or fd00:99::1\/128 \(got "10\.99\.0\.1\/24": a \/24 is a subnet, not one address\)/,
+    ],
+    [
+      'a WireGuard address with an octet above 255',
+      { wireguard: { address: '10.99.0.300/32' } },
+      /wireguard\.address: .*\(got "10\.99\.0\.300\/32": each part of an IPv4 address is 0 to 255\)/,
+    ],
+    [
+      'a WireGuard IPv4 prefix longer than 32',
+      { wireguard: { address: '10.99.0.1/33' } },
+      /wireguard\.address: .*\(got "10\.99\.0\.1\/33": the prefix length of an IPv4 address is 0 to 32\)/,
+    ],
+    [
+      'a WireGuard IPv6 prefix longer than 128',
+      { wireguard: { address: 'fd00::1/129' } },
+      /wireguard\.address: .*\(got "fd00::1\/129": the prefix length of an IPv6 address is 0 to 128\)/,
+    ],
+    [
+      'a WireGuard address that is no address',
+      { wireguard: { address: '10.99/32' } },
+      /wireguard\.address: must be this node's tunnel address .*\(got "10\.99\/32"\)/,
+    ],
+    [
+      'an API socket other users may connect to',
+      { api: { socketMode: '0666' } },
+      /api\.socketMode: must give other users no access \(last digit 0, like "0600" or "0660"\): any local user could then call the API \(got "0666"\)/,
+    ],
+    [
+      'extraConfig setting what the chart sets (handshake.port)',
+      { extraConfig: { handshake: { port: 4300 } } },
+      /extraConfig\.handshake\.port: the chart sets handshake\.port itself, from its values or the pod's layout: set the chart value it comes from instead/,
+    ],
+    [
+      'extraConfig replacing a section the chart sets (datapath.attach)',
+      { extraConfig: { datapath: { attach: [{ type: 'tc', interface: 'eth1', hook: 'egress' }] } } },
+      /extraConfig\.datapath\.attach: the chart sets datapath\.attach itself/,
+    ],
+    [
+      'extraConfig replacing a mapping the chart sets by a scalar',
+      { extraConfig: { metrics: 'off' } },
+      /extraConfig\.metrics: the chart sets metrics itself/,
     ],
     // durations the schema's pattern lets through but meshauthd's loader refuses: each pod would
     // crash-loop on its config instead of the install failing
@@ -439,6 +520,37 @@ describe.skipIf(!helm)('Helm chart deploy/helm/meshauth', () => {
       { audit: { otlpTimeout: '50ms' } },
       /audit\.otlpTimeout: must be at least 100ms/,
     ],
+    // every duration has an upper bound (src/config/schema.ts DURATION_LIMITS)
+    [
+      'a handshake timeout of 100 days',
+      { handshake: { timeout: '100d' } },
+      /handshake\.timeout: must be at most 300000ms \(got "100d"\)/,
+    ],
+    [
+      'an entry lifetime over a week',
+      { handshake: { maxEntryTtl: '8d' } },
+      /handshake\.maxEntryTtl: must be at most 604800000ms \(got "8d"\)/,
+    ],
+    [
+      'a retry ceiling over an hour',
+      { auth: { retryMax: '2h' } },
+      /auth\.retryMax: must be at most 3600000ms \(got "2h"\)/,
+    ],
+    [
+      'an audit retention over ten years',
+      { audit: { maxAge: '3651d' } },
+      /audit\.maxAge: must be at most 315360000000ms \(got "3651d"\)/,
+    ],
+    [
+      'a signal throttle over a minute',
+      { datapath: { signalThrottle: '2m' } },
+      /datapath\.signalThrottle: must be at most 60000ms \(got "2m"\)/,
+    ],
+    [
+      'a development SVID lifetime over a week',
+      { identity: { source: 'dev-ca', devCa: { caCert: DEV_CA_CERT, caKey: DEV_CA_KEY, svidTtl: '8d' } } },
+      /identity\.devCa\.svidTtl: must be at most 604800000ms \(got "8d"\)/,
+    ],
     [
       'a development SVID lifetime under a minute',
       { identity: { source: 'dev-ca', devCa: { caCert: DEV_CA_CERT, caKey: DEV_CA_KEY, svidTtl: '30s' } } },
@@ -450,6 +562,61 @@ describe.skipIf(!helm)('Helm chart deploy/helm/meshauth', () => {
     );
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(naming);
+  });
+
+  it('bounds every duration as meshauthd does (src/config/schema.ts DURATION_LIMITS)', async () => {
+    const devCa = { source: 'dev-ca', devCa: { caCert: DEV_CA_CERT, caKey: DEV_CA_KEY } };
+    for (const [path, { minMs, maxMs }] of Object.entries(DURATION_LIMITS)) {
+      const valuesWith = (text: string): Record<string, unknown> => {
+        const values: Record<string, unknown> = path.startsWith('identity.')
+          ? { identity: structuredClone(devCa) }
+          : {};
+        let node = values;
+        const parts = path.split('.');
+        for (const p of parts.slice(0, -1)) node = (node[p] ??= {}) as Record<string, unknown>;
+        node[parts.at(-1) as string] = text;
+        // a retry base at its maximum needs a retry ceiling at least as long
+        if (path === 'auth.retryBase') (values['auth'] as Record<string, unknown>)['retryMax'] = '1h';
+        return values;
+      };
+      const config = loadRendered(await renderChart(bin, valuesWith(`${maxMs}ms`)));
+      expect(config, path).toBeDefined();
+      for (const [ms, naming] of [
+        [maxMs + 1, `${path}: must be at most ${maxMs}ms`],
+        [minMs - 1, `${path}: must be at least ${minMs}ms`],
+      ] as const) {
+        const r = await withValuesFile(valuesWith(`${ms}ms`), (file) =>
+          runHelm(bin, ['template', 'meshauth', CHART_DIR, '-f', file]),
+        );
+        expect(r.code, `${path} = ${ms}ms`).not.toBe(0);
+        expect(r.stderr).toContain(`${naming} (got "${ms}ms")`);
+      }
+    }
+  });
+
+  it('renders ports that differ, a valid WireGuard address and extraConfig that adds settings, all loaded by meshauthd', async () => {
+    const objs = await renderChart(bin, {
+      wireguard: { enabled: true, address: '10.99.0.1/32' },
+      // per-pair mode: the channel port is not listened on, so equal to nothing
+      auth: { mode: 'per-pair', channel: { port: 4250 } },
+      extraConfig: {
+        bpf: { object: '/opt/meshauth/meshauth.bpf.o' },
+        identity: {
+          files: {
+            bundle: '/etc/x/bundle.pem',
+            svids: [{ spiffeId: 'spiffe://example.org/a', cert: '/etc/x/a.pem', key: '/etc/x/a.key' }],
+          },
+        },
+      },
+    });
+    const config = loadRendered(objs);
+    expect(config.wireguard.address).toBe('10.99.0.1/32');
+    expect(config.bpf.object).toBe('/opt/meshauth/meshauth.bpf.o');
+    expect(config.identity.files?.bundle).toBe('/etc/x/bundle.pem');
+    const v6 = loadRendered(
+      await renderChart(bin, { wireguard: { enabled: true, address: 'fd00:99::1/128' } }),
+    );
+    expect(v6.wireguard.address).toBe('fd00:99::1/128');
   });
 
   it('renders an enabled relay with its nodes and client IDs as flags', async () => {

@@ -1,6 +1,12 @@
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
-import { connect as netConnect, createServer as createNetServer, type Socket } from 'node:net';
+import {
+  connect as netConnect,
+  createServer as createNetServer,
+  type AddressInfo,
+  type Server as NetServer,
+  type Socket,
+} from 'node:net';
 import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
@@ -32,6 +38,9 @@ import {
 } from './harness.js';
 import { newPki, type TestPki } from './pki.js';
 import { FakeClock } from '../../helpers/fake-clock.js';
+import { MemoryAuditSink } from '../../../src/audit/sink.js';
+import { ResponderAuditPacer } from '../../../src/auth/audit-pacing.js';
+import { AuthReporter } from '../../../src/auth/reporter.js';
 import type { IdentityEvent } from '../../../src/identity/index.js';
 
 const WEB = 'spiffe://demo.local/ns/a/sa/web';
@@ -314,6 +323,135 @@ describe('verification failures never write an entry', () => {
       // Delivered too late: nothing is written for the refused handshake.
       identity.deliver(db);
       expect(s.authenticated).toEqual([]);
+    });
+  });
+
+  describe('the responder paces its entry by its own audit queue', () => {
+    function paced() {
+      const queue = { depth: 100 };
+      const clock = new FakeClock();
+      const audit = new MemoryAuditSink();
+      const pacer = new ResponderAuditPacer({
+        backpressure: { depth: () => queue.depth, highWater: 80, lowWater: 50, pollMs: 20 },
+        clock,
+        audit,
+      });
+      return { queue, clock, audit, pacer };
+    }
+
+    it('a verified client waits while the queue is above high-water and is written once it drains', async () => {
+      const p = paced();
+      const s = await server(new StaticIdentity(pki.bundles).add(db), [DB], { auditPacer: p.pacer });
+      const pending = makeClient(new StaticIdentity(pki.bundles).add(web)).authenticate(request(s.port));
+      await until(() => p.pacer.stats().waiting === 1, 10_000, 'the entry to wait for the audit queue');
+      expect(s.authenticated).toEqual([]);
+      p.queue.depth = 50;
+      p.clock.advance(20);
+      const r = await pending;
+      expect(r).toMatchObject({ localId: WEB, remoteId: DB, peerNode: NODE_B });
+      expect(s.authenticated).toHaveLength(1);
+      expect(p.pacer.stats()).toEqual({ waiting: 0, paused: 0, paced: 1, refused: 0 });
+      expect(p.audit.events).toEqual([]);
+    });
+
+    it('refuses audit-busy (nothing written) when it does not drain in time; the client authenticates after', async () => {
+      const p = paced();
+      const s = await server(new StaticIdentity(pki.bundles).add(db), [DB], { auditPacer: p.pacer });
+      const client = makeClient(new StaticIdentity(pki.bundles).add(web));
+      const pending = failure(client.authenticate(request(s.port)));
+      await until(() => p.pacer.stats().waiting === 1, 10_000, 'the entry to wait for the audit queue');
+      // Past any budget the connection can have left (handshakeTimeoutMs 5000 from accept).
+      p.clock.advance(5000);
+      const e = await pending;
+      // The client learns the server's reason, and retries it (AuthManager backoff) like any failure.
+      expect(e.reason).toBe('audit-busy');
+      expect(e.details).toMatchObject({ peerReason: 'audit-busy' });
+      const f = await s.nextFailure();
+      expect(f).toMatchObject({ reason: 'audit-busy', stage: 'entry', localId: DB, remoteId: WEB });
+      expect(s.authenticated).toEqual([]);
+      expect(s.server.stats().failed).toEqual({ 'audit-busy': 1 });
+      // Still over low-water: the refusal adds nothing to the queue yet.
+      expect(p.audit.events).toEqual([]);
+      p.queue.depth = 10;
+      p.clock.advance(20);
+      expect(p.audit.events).toHaveLength(1);
+      expect(p.audit.events[0]).toMatchObject({
+        type: 'handshake-failed',
+        reason: 'audit-busy',
+        direction: 'server',
+        details: { refused: 1, byPath: { handshake: 1, channel: 0 }, byNode: { [NODE_A]: 1 } },
+      });
+      // Drained: the retry goes through at once.
+      const r = await client.authenticate(request(s.port));
+      expect(r).toMatchObject({ localId: WEB, remoteId: DB });
+      expect(s.authenticated).toHaveLength(1);
+      expect(p.pacer.stats()).toMatchObject({ paced: 0, refused: 1, waiting: 0 });
+    });
+
+    it('what the inventory says of the client is checked again after the wait: a change while it waited writes nothing', async () => {
+      const changes: Array<{ name: string; reason: string; change: (v: typeof view) => void }> = [
+        { name: 'WireGuard key replaced', reason: 'wireguard-key-mismatch', change: (v) => (v.key = KEY_B) },
+        { name: 'address now another node', reason: 'node-mismatch', change: (v) => (v.node = 'node-z') },
+        { name: 'workload left the node', reason: 'workload-not-on-node', change: (v) => (v.onNode = false) },
+      ];
+      const view = { key: KEY_A, node: NODE_A, onNode: true };
+      for (const c of changes) {
+        Object.assign(view, { key: KEY_A, node: NODE_A, onNode: true });
+        const p = paced();
+        const s = await server(new StaticIdentity(pki.bundles).add(db), [DB], {
+          auditPacer: p.pacer,
+          wireguard: wgB,
+          expectedPeerWireguardKey: (n) => (n === NODE_A ? view.key : undefined),
+          nodeForAddress: () => view.node,
+          isWorkloadOnNode: () => view.onNode,
+        });
+        const client = makeClient(new StaticIdentity(pki.bundles).add(web), {
+          wireguard: wgA,
+          expectedPeerWireguardKey: (n) => (n === NODE_B ? KEY_B : undefined),
+        });
+        const pending = failure(client.authenticate(request(s.port)));
+        await until(() => p.pacer.stats().waiting === 1, 10_000, `${c.name}: the entry to wait`);
+        c.change(view);
+        p.queue.depth = 0;
+        p.clock.advance(20);
+        const e = await pending;
+        expect(e.details['peerReason'], c.name).toBe(c.reason);
+        const f = await s.nextFailure();
+        expect(f, c.name).toMatchObject({ reason: c.reason, stage: 'entry', localId: DB, remoteId: WEB });
+        expect(s.authenticated, c.name).toEqual([]);
+        expect(p.pacer.stats(), c.name).toMatchObject({ paced: 1, refused: 0 });
+        // Unchanged, the same client is written after the same wait.
+        Object.assign(view, { key: KEY_A, node: NODE_A, onNode: true });
+        p.queue.depth = 100;
+        const ok = client.authenticate(request(s.port));
+        await until(() => p.pacer.stats().waiting === 1, 10_000, `${c.name}: the second entry to wait`);
+        p.queue.depth = 0;
+        p.clock.advance(20);
+        await expect(ok).resolves.toMatchObject({ localId: WEB, remoteId: DB });
+        expect(s.authenticated, c.name).toHaveLength(1);
+      }
+    });
+
+    it('a client that goes away while its entry waits gets nothing written, even after the queue drains', async () => {
+      const p = paced();
+      const s = await server(new StaticIdentity(pki.bundles).add(db), [DB], { auditPacer: p.pacer });
+      const ctrl = new AbortController();
+      const pending = failure(
+        makeClient(new StaticIdentity(pki.bundles).add(web)).authenticate({
+          ...request(s.port),
+          signal: ctrl.signal,
+        }),
+      );
+      await until(() => p.pacer.stats().waiting === 1, 10_000, 'the entry to wait for the audit queue');
+      ctrl.abort();
+      expect((await pending).reason).toBe('aborted');
+      await until(() => p.pacer.stats().waiting === 0, 10_000, 'the wait to end with the connection');
+      p.queue.depth = 0;
+      p.clock.advance(20);
+      const f = await s.nextFailure();
+      expect(f.reason).toBe('aborted');
+      expect(s.authenticated).toEqual([]);
+      expect(p.pacer.stats()).toMatchObject({ paced: 0, refused: 0 });
     });
   });
 
@@ -856,6 +994,63 @@ describe('bad input on the server port', () => {
     for (const e of refused) expect(e.reason).toBe('peer-unreachable');
     const st = await expectCounted(s, 'rate-limited', 3);
     expect(st.succeeded).toBe(3);
+  });
+
+  it('per-peer rate limit: a node has its own bucket, not its IPv6 /64 shared with other hosts', async () => {
+    // The nodes of an IPv6 cluster commonly share one /64. The loopback has no such subnet, so a
+    // front listener on 127.0.0.1 hands each accepted socket to the handshake server as coming from
+    // the next IPv6 source in `sources` (socket, TLS and server code are the real ones).
+    const NODE_A_ADDR = '2001:db8:1:2::a';
+    const sources: string[] = [];
+    const s = await server(new StaticIdentity(pki.bundles).add(db), [DB], {
+      limits: { ...limits, perPeerRatePerSec: 0.001, perPeerBurst: 2 },
+      nodeForAddress: (a) => (a === NODE_A_ADDR ? NODE_A : undefined),
+    });
+    const listener = (s.server as unknown as { server: NetServer }).server;
+    const front = createNetServer((raw) => {
+      Object.defineProperty(raw, 'remoteAddress', { value: sources.shift(), configurable: true });
+      listener.emit('connection', raw);
+    });
+    await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
+    open.push({ close: () => void front.close() });
+    const frontPort = (front.address() as AddressInfo).port;
+    // Another host of that /64 empties its bucket with plain connects.
+    for (let i = 0; i < 3; i++) {
+      sources.push(`2001:db8:1:2::${60 + i}`);
+      await rawConnection(frontPort, (sock) => sock.end());
+    }
+    await expectCounted(s, 'rate-limited', 1);
+    // node-a, in the same /64, still authenticates.
+    sources.push(NODE_A_ADDR);
+    const client = makeClient(new StaticIdentity(pki.bundles).add(web));
+    const r = await client.authenticate(request(frontPort));
+    expect(r.remoteId).toBe(DB);
+    expect(s.server.stats().failed['rate-limited']).toBe(1);
+  });
+
+  it('a flood of TCP connects beyond the rate limit is audited as one record per window, not one each', async () => {
+    const audit = new MemoryAuditSink();
+    const clock = new FakeClock(1_000_000);
+    const reporter = new AuthReporter({ audit, logger: pino({ level: 'silent' }), clock });
+    const s = await server(new StaticIdentity(pki.bundles).add(db), [DB], {
+      limits: { ...limits, perPeerRatePerSec: 0.5, perPeerBurst: 2 },
+      onFailure: (f) => reporter.serverFailed(f),
+    });
+    // Anonymous: plain TCP connects that send nothing, from one address.
+    const flood = 200;
+    await Promise.all(Array.from({ length: flood }, () => rawConnection(s.port, () => {})));
+    const st = await expectCounted(s, 'rate-limited', flood - 4);
+    const refused = st.failed['rate-limited']!;
+    expect(audit.events.filter((e) => e.reason === 'rate-limited')).toEqual([]);
+    clock.advance(10_000);
+    const records = audit.events.filter((e) => e.reason === 'rate-limited');
+    expect(records).toHaveLength(1);
+    expect(records[0]).toMatchObject({
+      type: 'handshake-failed',
+      direction: 'server',
+      details: { stage: 'accept', count: refused, byAddress: { '127.0.0.1': refused } },
+    });
+    reporter.close();
   });
 
   it('maxConnections: further connections are closed at once (too-many-connections)', async () => {

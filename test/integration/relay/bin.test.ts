@@ -96,9 +96,21 @@ describe('meshauth-relay binary', () => {
     ],
     [
       ['--allow', ADMIN, '--node', 'a=127.0.0.1:1', '--witness-max-skew', '0'],
-      /--witness-max-skew 0: seconds/,
+      /--witness-max-skew: must be a duration between 1s and 1d \(e\.g\. 30s, 5m; a bare number is seconds\) \(got "0"\)/,
     ],
-    [['--node', 'a=127.0.0.1:1'], /--allow/],
+    [
+      ['--allow', ADMIN, '--node', 'a=127.0.0.1:1', '--witness-max-skew', '2x'],
+      /--witness-max-skew: must be a duration between 1s and 1d .*\(got "2x"\)/,
+    ],
+    [
+      ['--allow', ADMIN, '--node', 'a=127.0.0.1:1', '--witness-max-skew', '25h'],
+      /--witness-max-skew: must be a duration between 1s and 1d .*\(got "25h"\)/,
+    ],
+    [
+      ['--allow', ADMIN, '--node', 'a=127.0.0.1:1', '--node-deadline', '11m'],
+      /--node-deadline: must be a duration between 1ms and 10m .*\(got "11m"\)/,
+    ],
+    [['--node', 'a=127.0.0.1:1'], /--allow: required \(at least one query client SPIFFE ID\)/],
     [['--allow', ADMIN], /--node, --nodes-file or --kubernetes/],
     [['--allow', ADMIN, '--node', 'not a node'], /name=host:port/],
     [['--allow', ADMIN, '--kubernetes'], /--api-port/],
@@ -109,14 +121,17 @@ describe('meshauth-relay binary', () => {
       /\{node\}/,
     ],
     [['--allow', ADMIN, '--api-port', '4251', '--node', 'a=127.0.0.1:1'], /need --kubernetes/],
-    [['--allow', ADMIN, '--node', 'a=127.0.0.1:70000'], /port 70000 is not in 1\.\.65535/],
+    [
+      ['--allow', ADMIN, '--node', 'a=127.0.0.1:70000'],
+      /"a=127\.0\.0\.1:70000": the port must be between 1 and 65535 \(got 70000\)/,
+    ],
     [['--allow', 'ops-admin', '--node', 'a=127.0.0.1:1'], /--allow ops-admin: parse SPIFFE ID/],
     [
       ['--allow', ADMIN, '--node', 'a=127.0.0.1:1', '--log-level', 'loud'],
       /--log-level loud: expected one of/,
     ],
   ])('exits 2 on bad usage %j', (args, message) => {
-    const withTls = !/required|bogus/.test((message as RegExp).source);
+    const withTls = !/--tls-cert, --tls-key|bogus/.test((message as RegExp).source);
     const r = spawnSync(process.execPath, [BIN, ...(withTls ? tls() : []), ...(args as string[])], {
       encoding: 'utf8',
       timeout: 30_000,
@@ -126,7 +141,9 @@ describe('meshauth-relay binary', () => {
   });
 
   it.each([
-    ['its SVID file is missing', { cert: 'missing.crt' }, /missing\.crt: unreadable: ENOENT/],
+    ['its SVID file is missing', { cert: 'missing.crt' }, /--tls-cert \S*missing\.crt: no such file$/m],
+    ['its key file is missing', { key: 'missing.key' }, /--tls-key \S*missing\.key: no such file$/m],
+    ['its bundle file is a directory', { bundle: '.' }, /--tls-bundle \S*: is a directory, not a file$/m],
     ['its certificate file is not PEM', { cert: 'junk' }, /junk: not a PEM certificate chain/],
     ['its key file is not PEM', { key: 'junk' }, /junk: not a PEM private key/],
     ['its bundle file is not PEM', { bundle: 'junk' }, /junk: not a PEM certificate bundle/],
@@ -135,38 +152,98 @@ describe('meshauth-relay binary', () => {
       { key: 'other.key' },
       /other\.key: the private key does not belong/,
     ],
-  ])('exits 1 with one line naming the file when %s (no stack trace)', async (_what, files, message) => {
-    writeFileSync(join(dir, 'junk'), 'relay\n');
-    writeFileSync(join(dir, 'other.key'), (await ca.issue(RELAY)).keyPem, { mode: 0o600 });
-    const f = { cert: 'relay.crt', key: 'relay.key', bundle: 'ca.pem', ...files };
-    const r = spawnSync(
-      process.execPath,
-      [
-        BIN,
-        '--tls-cert',
-        join(dir, f.cert),
-        '--tls-key',
-        join(dir, f.key),
-        '--tls-bundle',
-        join(dir, f.bundle),
-        '--allow',
-        ADMIN,
-        '--node',
-        'a=127.0.0.1:1',
-        '--listen',
-        '127.0.0.1:0',
-        '--audit-db',
-        join(dir, 'unused.db'),
-      ],
-      { encoding: 'utf8', timeout: 30_000 },
-    );
-    expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/^meshauth-relay: could not start: /m);
-    expect(r.stderr).toMatch(message);
-    expect(r.stderr + r.stdout).not.toMatch(/\n\s+at /);
-  });
+  ])(
+    'exits 2 (a configuration error) with one line naming the file when %s (no stack trace)',
+    async (_what, files, message) => {
+      writeFileSync(join(dir, 'junk'), 'relay\n');
+      writeFileSync(join(dir, 'other.key'), (await ca.issue(RELAY)).keyPem, { mode: 0o600 });
+      const f = { cert: 'relay.crt', key: 'relay.key', bundle: 'ca.pem', ...files };
+      const r = spawnSync(
+        process.execPath,
+        [
+          BIN,
+          '--tls-cert',
+          join(dir, f.cert),
+          '--tls-key',
+          join(dir, f.key),
+          '--tls-bundle',
+          join(dir, f.bundle),
+          '--allow',
+          ADMIN,
+          '--node',
+          'a=127.0.0.1:1',
+          '--listen',
+          '127.0.0.1:0',
+          '--audit-db',
+          join(dir, 'unused.db'),
+        ],
+        { encoding: 'utf8', timeout: 30_000 },
+      );
+      expect(r.status).toBe(2);
+      expect(r.stderr).toMatch(/^meshauth-relay: could not start: /m);
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr + r.stdout).not.toMatch(/\n\s+at /);
+      // printed once: no log line repeating it on stdout
+      expect(r.stdout).toBe('');
+      expect(r.stderr.split('\n').filter(Boolean)).toHaveLength(1);
+    },
+  );
 
-  it('serves its nodes from a node list file and stops on SIGTERM', async () => {
+  it.each([
+    ['is missing', 'missing-nodes', /--nodes-file \S*missing-nodes: no such file$/m],
+    ['is a directory', '.', /--nodes-file \S*: is a directory, not a file$/m],
+    [
+      'is not a node list',
+      'bad-nodes',
+      /--nodes-file \S*bad-nodes: node list: "node-a 127\.0\.0\.1" is not name=host:port/,
+    ],
+    [
+      'lists no nodes',
+      'empty-nodes',
+      /--nodes-file \S*empty-nodes: lists no nodes \(and no --node given\)$/m,
+    ],
+  ])(
+    'exits 2 with one line naming --nodes-file when the file %s (it does not serve with no nodes)',
+    (_what, file, message) => {
+      writeFileSync(join(dir, 'bad-nodes'), 'node-a 127.0.0.1\n');
+      writeFileSync(join(dir, 'empty-nodes'), '# no nodes yet\n');
+      const r = spawnSync(
+        process.execPath,
+        [
+          BIN,
+          ...tls(),
+          '--allow',
+          ADMIN,
+          '--nodes-file',
+          join(dir, file),
+          '--listen',
+          '127.0.0.1:0',
+          '--audit-db',
+          join(dir, 'unused.db'),
+        ],
+        { encoding: 'utf8', timeout: 30_000 },
+      );
+      expect(r.status).toBe(2);
+      expect(r.stderr).toMatch(/^meshauth-relay: could not start: /m);
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr + r.stdout).not.toMatch(/\n\s+at /);
+      expect(r.stdout).toBe('');
+      expect(r.stderr.split('\n').filter(Boolean)).toHaveLength(1);
+    },
+  );
+
+  it('--help into a pipe its reader has closed (| head -1) exits 0 without a stack trace', async () => {
+    const p = spawn(process.execPath, [BIN, '--help'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // close the read end before the relay writes: its write fails with EPIPE
+    p.stdout!.destroy();
+    let err = '';
+    p.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    const code = await new Promise<number | null>((r) => p.once('close', (c) => r(c)));
+    expect(err).toBe('');
+    expect(code).toBe(0);
+  }, 30_000);
+
+  it('serves its nodes from a node list file and stops on SIGTERM; durations with a unit or in bare seconds', async () => {
     const port = await freePort();
     writeFileSync(join(dir, 'nodes'), `# the cluster\nnode-a=127.0.0.1:${node.tcpPort}\n`);
     const p = spawn(
@@ -182,6 +259,10 @@ describe('meshauth-relay binary', () => {
         join(dir, 'nodes'),
         '--audit-db',
         join(dir, 'relay.db'),
+        '--witness-max-skew',
+        '2m',
+        '--node-deadline',
+        '1.5',
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
@@ -192,6 +273,11 @@ describe('meshauth-relay binary', () => {
       for (let i = 0; i < 300 && !log.includes('relay_started'); i++)
         await new Promise((r) => setTimeout(r, 50));
       expect(log).toContain('relay_started');
+      const started = JSON.parse(log.split('\n').find((l) => l.includes('relay_started'))!) as Record<
+        string,
+        unknown
+      >;
+      expect(started).toMatchObject({ witness_max_skew_ms: 120_000, node_deadline_ms: 1_500 });
       const admin = await ca.issue(ADMIN);
       const c = new ApiClient({
         address: `127.0.0.1:${port}`,

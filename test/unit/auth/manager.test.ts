@@ -281,6 +281,25 @@ describe('AuthManager', () => {
     expect(t.auth.calls.length).toBeGreaterThanOrEqual(2);
   });
 
+  it("retries a responder's audit-busy refusal with its backoff, like any failure, and writes nothing meanwhile", async () => {
+    const t = (current = setup({ retryBaseMs: 60 }));
+    t.auth.fail = 'audit-busy';
+    t.signals.emit({ localId: 1, remoteId: 2, remoteNode: 7 });
+    await t.manager.idle();
+    expect(t.map.data.size).toBe(0);
+    expect(t.audit.events.find((e) => e.type === 'handshake-failed')).toMatchObject({
+      reason: 'audit-busy',
+      direction: 'client',
+    });
+    expect(t.manager.stats().backoff).toBe(1);
+    // The responder's queue drained: the retry timer (by the longest delay) authenticates the pair.
+    t.auth.fail = undefined;
+    t.clock.advance(60);
+    await t.manager.idle();
+    expect(t.map.data.size).toBe(1);
+    expect(t.auth.calls).toHaveLength(2);
+  });
+
   it('forgets the failures of pairs nobody signals any more (tracked pairs stay bounded)', async () => {
     const t = (current = setup({ retryBaseMs: 60 }));
     t.auth.fail = 'peer-unreachable';

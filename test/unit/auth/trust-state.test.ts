@@ -4,7 +4,7 @@
  * the moment they happen.
  */
 import { X509Certificate } from 'node:crypto';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { MemoryAuditSink } from '../../../src/audit/sink.js';
 import {
   AuthCache,
@@ -180,6 +180,10 @@ describe('the kernel map is the truth', () => {
     const t = (current = setup());
     let kernel = 1_000_000;
     t.map.kernelNow = () => kernel;
+    // The wall clock stands still (only Date is faked: the manager's timers run for real), so the
+    // handshake's expiry and its conversion to the kernel clock read the same instant.
+    vi.useFakeTimers({ toFake: ['Date'] });
+    onTestFinished(() => void vi.useRealTimers());
     await signal(t);
     expect(t.cache.get(KEY)!.expiresAtClockMs).toBe(1_000_000 + 60_000);
     // CLOCK_BOOTTIME moves on 61 s; the wall clock (Date.now) does not (it was stepped back).

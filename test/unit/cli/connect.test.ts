@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { connect, hostPortOf, socketPathOf, timeoutMsOf } from '../../../src/cli/connect.js';
+import { cliDurationMs, connect, hostPortOf, socketPathOf, timeoutMsOf } from '../../../src/cli/connect.js';
 import { DevCa } from '../../../src/identity/index.js';
 import type { CliIo } from '../../../src/cli/io.js';
 
@@ -16,15 +16,32 @@ describe('global connection options', () => {
     expect(socketPathOf({}, io())).toBe('/run/meshauth/api.sock');
   });
 
-  it('reads --timeout as seconds and refuses anything that is not a positive number up to an hour', () => {
+  it('reads --timeout as a duration or bare seconds and refuses anything not above 0 and up to an hour', () => {
     expect(timeoutMsOf({})).toBe(10_000);
     expect(timeoutMsOf({ timeout: '2.5' })).toBe(2_500);
     expect(timeoutMsOf({ timeout: '3600' })).toBe(3_600_000);
-    for (const bad of ['abc', '', '0', '-5', '1e3', '0x10', 'NaN', 'Infinity', '3601']) {
+    expect(timeoutMsOf({ timeout: '5s' })).toBe(5_000);
+    expect(timeoutMsOf({ timeout: '500ms' })).toBe(500);
+    expect(timeoutMsOf({ timeout: '2m' })).toBe(120_000);
+    expect(timeoutMsOf({ timeout: '1h' })).toBe(3_600_000);
+    for (const bad of ['abc', '', '0', '0s', '-5', '1e3', '0x10', 'NaN', 'Infinity', '3601', '61m', '5x']) {
       expect(() => timeoutMsOf({ timeout: bad }), bad).toThrow(
         expect.objectContaining({ exitCode: 2, message: expect.stringContaining('--timeout') }),
       );
     }
+  });
+
+  it('reads audit verify --max-skew as a duration or bare seconds up to a day', () => {
+    expect(cliDurationMs('--max-skew', '300', 86_400_000)).toBe(300_000);
+    expect(cliDurationMs('--max-skew', '5m', 86_400_000)).toBe(300_000);
+    expect(cliDurationMs('--max-skew', '1d', 86_400_000)).toBe(86_400_000);
+    expect(() => cliDurationMs('--max-skew', '25h', 86_400_000)).toThrow(
+      expect.objectContaining({
+        exitCode: 2,
+        message:
+          '--max-skew: must be a duration greater than 0 and at most 1d (e.g. 5s, 500ms; a bare number is seconds) (got "25h")',
+      }),
+    );
   });
 
   it('refuses an --address or --relay that is not host:port with a port in 1..65535', () => {
@@ -34,7 +51,7 @@ describe('global connection options', () => {
       expect(() => connect({ relay: bad }, io()), bad).toThrow(
         expect.objectContaining({
           exitCode: 2,
-          message: expect.stringMatching(/^--relay .*expected host:port/),
+          message: expect.stringMatching(/^--relay: must be host:port .*\(got ".*"\)$/),
         }),
       );
   });

@@ -222,7 +222,7 @@ describe('meshauth dev-ca issue', () => {
         join(dir, 'x'),
       );
       expect(r.code).toBe(2);
-      expect(r.err).toContain('--ttl must be a duration');
+      expect(r.err).toContain('--ttl: must be a duration of at least 1s');
     }
     // nothing was written by the failed attempts
     expect(readdirSync(dir).sort()).toEqual(['ca.crt', 'ca.key']);

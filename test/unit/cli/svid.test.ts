@@ -1,12 +1,14 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { registerDevCaCommands } from '../../../src/cli/commands/dev-ca.js';
 import { registerSvidCommands } from '../../../src/cli/commands/svid.js';
 import type { CliIo } from '../../../src/cli/io.js';
+import { MAX_INPUT_FILE_BYTES } from '../../../src/read-file.js';
 import { run } from '../../../src/cli/program.js';
-import { formatJwksBundle } from '../../../src/spiffe/index.js';
+import { formatJwksBundle, toPem } from '../../../src/spiffe/index.js';
 import {
   EKU,
   KU,
@@ -14,6 +16,7 @@ import {
   makeLeaf,
   makeRootCa,
   pemOf,
+  withGarbledPublicKey,
   type TestCert,
 } from '../../helpers/certs.js';
 
@@ -134,6 +137,59 @@ describe('meshauth svid inspect', () => {
     expect(j.validity).toBe('expired');
   });
 
+  it('lists critical extensions, marks one validation does not handle, and does not call the rules ok', async () => {
+    const fixtures = join(import.meta.dirname, '..', '..', 'fixtures', 'critical-extension');
+    const r = await meshauth('svid', 'inspect', join(fixtures, 'leaf.pem'));
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out).toContain(
+      'X509-SVID rules  FAILED unhandled-critical-extension: certificate 0 (leaf) has critical extension 1.3.6.1.4.1.55555.1, which validation does not handle (RFC 5280 §4.2)\n',
+    );
+    expect(r.out).toMatch(
+      /\n {2}critical {7}basicConstraints, keyUsage, 1\.3\.6\.1\.4\.1\.55555\.1 \(NOT HANDLED\)\n/,
+    );
+    const j = JSON.parse(
+      (await meshauth('svid', 'inspect', join(fixtures, 'leaf.pem'), '-o', 'json')).out,
+    ) as {
+      svidRules: unknown;
+      certificates: Array<{ criticalExtensions: unknown }>;
+    };
+    expect(j.svidRules).toMatchObject({ ok: false, reason: 'unhandled-critical-extension' });
+    expect(j.certificates[0]!.criticalExtensions).toEqual([
+      { oid: '2.5.29.19', name: 'basicConstraints', handled: true },
+      { oid: '2.5.29.15', name: 'keyUsage', handled: true },
+      { oid: '1.3.6.1.4.1.55555.1', name: null, handled: false },
+    ]);
+    // svid verify refuses it for the same reason
+    const v = await meshauth(
+      'svid',
+      'verify',
+      '--bundle',
+      join(fixtures, 'ca.pem'),
+      join(fixtures, 'leaf.pem'),
+    );
+    expect(v.code).toBe(1);
+    expect(v.out).toMatch(/^invalid: unhandled-critical-extension: /);
+    // the same SVID without that extension: rules ok, nothing marked
+    const control = await meshauth('svid', 'inspect', join(fixtures, 'control.pem'));
+    expect(control.out).toContain('X509-SVID rules  ok\n');
+    expect(control.out).toMatch(/\n {2}critical {7}\S/);
+    expect(control.out).not.toContain('NOT HANDLED');
+  });
+
+  it('checks the critical extensions of every certificate of the chain, not only the leaf', async () => {
+    const fixtures = join(import.meta.dirname, '..', '..', 'fixtures', 'critical-extension');
+    // the fixture leaf placed second: its own leaf rules are not checked there, its extension is
+    const chain = file('crit-second.pem', leaf.pem + readFileSync(join(fixtures, 'leaf.pem'), 'latin1'));
+    const j = JSON.parse((await meshauth('svid', 'inspect', chain, '-o', 'json')).out) as {
+      svidRules: { ok: boolean; reason?: string; message?: string };
+    };
+    expect(j.svidRules).toMatchObject({ ok: false, reason: 'unhandled-critical-extension' });
+    expect(j.svidRules.message).toMatch(
+      /^certificate 1 \(\w+\) has critical extension 1\.3\.6\.1\.4\.1\.55555\.1/,
+    );
+  });
+
   it('fails with exit 1 on a missing file or bytes that are not certificates', async () => {
     const missing = await meshauth('svid', 'inspect', join(dir, 'nope.pem'));
     expect(missing.code).toBe(1);
@@ -147,14 +203,85 @@ describe('meshauth svid inspect', () => {
       file('broken.pem', '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n'),
     );
     expect(broken.code).toBe(1);
-    expect(broken.err).toContain('certificate 0 is malformed');
+    expect(broken.err).toContain('certificate 0 is malformed (certificate is not a SEQUENCE)');
     expect(broken.out).toBe('');
+    // a SEQUENCE, but not a certificate: said so, not OpenSSL's "no start line" from its PEM fallback
+    const seq = await meshauth(
+      'svid',
+      'inspect',
+      file('seq.der', Buffer.from([0x30, 0x03, 0x30, 0x01, 0x00])),
+    );
+    expect(seq.code).toBe(1);
+    expect(seq.err).toMatch(/certificate 0 is malformed \(.+\)\n$/);
+    expect(seq.err).not.toMatch(/no start line/);
+  });
+
+  it('says a PEM body that is not base64 is bad base64, with its line, not "no start line"', async () => {
+    const lines = leaf.pem.split('\n');
+    lines[3] = `${lines[3]!.slice(0, 10)}!@#${lines[3]!.slice(13)}`;
+    const r = await meshauth('svid', 'inspect', file('bad-b64.pem', lines.join('\n')));
+    expect(r).toEqual({
+      code: 1,
+      out: '',
+      err: `meshauth: svid inspect: ${join(dir, 'bad-b64.pem')}: not a PEM or DER certificate chain (CERTIFICATE block 0: bad base64 in the PEM body: character "!" on line 4)\n`,
+    });
+    // the second block of a chain, and a body cut short
+    const second = pemOf(leaf, inter).replace(
+      /(-----BEGIN CERTIFICATE-----\n[\s\S]*?-----BEGIN CERTIFICATE-----\n.{5})./,
+      '$1*',
+    );
+    expect((await meshauth('svid', 'inspect', file('bad-b64-2.pem', second))).err).toMatch(
+      /CERTIFICATE block 1: bad base64 in the PEM body: character "\*" on line \d+\)\n$/,
+    );
+    const body = leaf.pem.replace(/-----[A-Z ]+-----|\s/g, '');
+    const cut = `-----BEGIN CERTIFICATE-----\n${body.slice(0, 201)}\n-----END CERTIFICATE-----\n`;
+    expect((await meshauth('svid', 'inspect', file('cut.pem', cut))).err).toMatch(
+      /CERTIFICATE block 0: bad base64 in the PEM body: 201 characters, not a multiple of 4 \(cut short\?\)\)\n$/,
+    );
+  });
+
+  it('refuses what is not a regular file, or is too large, without blocking: FIFO, device, directory, symlink to one', async () => {
+    const fifo = join(dir, 'chain.fifo');
+    execFileSync('mkfifo', [fifo]);
+    symlinkSync(dir, join(dir, 'dir-link'));
+    const huge = join(dir, 'huge.pem');
+    writeFileSync(huge, '');
+    truncateSync(huge, MAX_INPUT_FILE_BYTES + 1);
+    const cases: Array<[string, string]> = [
+      // A FIFO with no writer used to block the read (and the process, SIGTERM included) for ever.
+      [fifo, 'not a regular file (a FIFO)'],
+      // /dev/zero used to be read until memory ran out.
+      ['/dev/zero', 'not a regular file (a device)'],
+      [dir, 'is a directory, not a file'],
+      [join(dir, 'dir-link'), 'is a directory, not a file'],
+      [huge, `larger than ${MAX_INPUT_FILE_BYTES} bytes (${MAX_INPUT_FILE_BYTES + 1})`],
+    ];
+    for (const [path, why] of cases) {
+      const r = await meshauth('svid', 'inspect', path);
+      expect(r.err, path).toBe(`meshauth: svid inspect: ${path}: ${why}\n`);
+      expect(r.code, path).toBe(1);
+      expect(r.out, path).toBe('');
+    }
+    const bundle = file('fifo-ok.pem', pemOf(root));
+    const v = await meshauth('svid', 'verify', '--bundle', fifo, '--trust-domain', 'example.org', bundle);
+    expect(v.err).toBe(`meshauth: svid verify: --bundle: ${fifo}: not a regular file (a FIFO)\n`);
+    expect(v.code).toBe(1);
+  });
+
+  it('names a certificate whose public key cannot be parsed, with its reason code', async () => {
+    const garbled = file('garbled.pem', toPem([withGarbledPublicKey(leaf.der), inter.der]));
+    const r = await meshauth('svid', 'inspect', garbled);
+    expect(r.code).toBe(1);
+    expect(r.out).toBe('');
+    expect(r.err).toMatch(
+      /^meshauth: svid inspect: .*garbled\.pem: bad-public-key: certificate 0 has an unusable public key: the SubjectPublicKeyInfo does not parse as a key: \S.*\n$/,
+    );
   });
 
   it('refuses an unknown output format with exit 2', async () => {
     const r = await meshauth('svid', 'inspect', file('c.pem', leaf.pem), '-o', 'yaml');
     expect(r.code).toBe(2);
-    expect(r.err).toContain('-o/--output must be table or json, got "yaml"');
+    expect(r.err).toContain('-o/--output: must be table or json (got "yaml")');
   });
 });
 
@@ -197,6 +324,19 @@ describe('meshauth svid verify', () => {
       trustDomain: 'example.org',
       keyChecked: true,
       serials: [leaf.cert.serialNumber.toUpperCase(), inter.cert.serialNumber.toUpperCase()],
+    });
+  });
+
+  it('says a --key whose PEM body is not base64 is bad base64, not "DECODER routines::unsupported"', async () => {
+    const lines = leaf.keyPem.split('\n');
+    lines[2] = `!${lines[2]!.slice(1)}`;
+    const key = file('bad-b64.key', lines.join('\n'));
+    const chain = file('web-chain.pem', pemOf(leaf, inter));
+    const r = await meshauth('svid', 'verify', '--bundle', file('root.pem', root.pem), '--key', key, chain);
+    expect(r).toEqual({
+      code: 1,
+      out: '',
+      err: `meshauth: svid verify: --key ${key}: not a private key (PRIVATE KEY block 0: bad base64 in the PEM body: character "!" on line 3)\n`,
     });
   });
 
@@ -302,6 +442,29 @@ describe('meshauth svid verify', () => {
     const j = await meshauth('svid', 'verify', ...args, '-o', 'json');
     expect(j.code).toBe(1);
     expect(JSON.parse(j.out)).toMatchObject({ ok: false, reason });
+  });
+
+  it('says bad-public-key for a leaf or bundle authority whose public key cannot be parsed', async () => {
+    const bundle = file('root-ok.pem', root.pem);
+    const badLeaf = file('garbled-leaf.pem', toPem([withGarbledPublicKey(leaf.der), inter.der]));
+    // with and without --trust-domain: the leaf's trust domain is read from the garbled leaf
+    for (const td of [[], ['--trust-domain', 'example.org']]) {
+      const r = await meshauth('svid', 'verify', '--bundle', bundle, ...td, badLeaf);
+      expect(r.code).toBe(1);
+      expect(r.err).toBe('');
+      expect(r.out).toMatch(
+        /^invalid: bad-public-key: verify X509-SVID: leaf has an unusable public key: the SubjectPublicKeyInfo does not parse as a key: \S.*\n$/,
+      );
+      const j = await meshauth('svid', 'verify', '--bundle', bundle, ...td, badLeaf, '-o', 'json');
+      expect(JSON.parse(j.out)).toMatchObject({ ok: false, reason: 'bad-public-key' });
+    }
+    const badRoot = file('garbled-root.pem', toPem([withGarbledPublicKey(root.der)]));
+    const chain = file('ok-chain.pem', pemOf(leaf, inter));
+    const b = await meshauth('svid', 'verify', '--bundle', badRoot, chain);
+    expect(b.code).toBe(1);
+    expect(b.out).toMatch(
+      /^error: bundle-invalid: --bundle .*garbled-root\.pem: parse bundle: authority 0 of "example\.org" has an unusable public key: the SubjectPublicKeyInfo does not parse as a key: /,
+    );
   });
 
   it('explains bad bundles, missing files and usage errors', async () => {

@@ -29,4 +29,11 @@ describe('parseDuration', () => {
     expect(formatDuration(3_600_000)).toBe('1h');
     expect(formatDuration(90_000)).toBe('90s');
   });
+
+  it('formats every multiple of 10 s up to two days so that it parses back exactly', () => {
+    for (let ms = 0; ms <= 2 * 86_400_000; ms += 10_000) {
+      expect(parseDuration(formatDuration(ms)), `${ms} -> ${formatDuration(ms)}`).toBe(ms);
+    }
+    for (const ms of [1, 999, 1001, 59_999, 86_400_001]) expect(parseDuration(formatDuration(ms))).toBe(ms);
+  });
 });

@@ -193,22 +193,12 @@ describe('loadConfig: bad files', () => {
     [
       'zero duration',
       `${MINIMAL}auth: { gcInterval: 0s }\n`,
-      'auth.gcInterval: must be at least 1ms (got "0s")',
-    ],
-    [
-      'retryMax below retryBase',
-      `${MINIMAL}auth: { retryBase: 2s, retryMax: 1s }\n`,
-      'auth.retryMax: must be at least auth.retryBase (2000ms)',
+      'auth.gcInterval: must be between 1ms and 1h (got "0s")',
     ],
     [
       'bad enum',
       `${MINIMAL}identity: { source: vault }\n`,
       'identity.source: must be one of "dev-ca", "spire-delegated", "workload-api", "files" (got "vault")',
-    ],
-    [
-      'files source without files',
-      `${MINIMAL}identity: { source: files }\n`,
-      'identity.files: is required when identity.source is "files"',
     ],
     [
       'bad attach type',
@@ -218,7 +208,17 @@ describe('loadConfig: bad files', () => {
     [
       'synRto over one second',
       MINIMAL.replace('datapath:\n', 'datapath:\n  synRto: 2s\n'),
-      'datapath.synRto: must be between 1ms and 1s',
+      'datapath.synRto: must be between 1ms and 1s (got "2s")',
+    ],
+    [
+      'synRto of zero',
+      MINIMAL.replace('datapath:\n', 'datapath:\n  synRto: 0ms\n'),
+      'datapath.synRto: must be between 1ms and 1s (got "0ms")',
+    ],
+    [
+      'signal ring that is not a power of two',
+      MINIMAL.replace('datapath:\n', 'datapath:\n  maps: { signalRingBytes: 12288 }\n'),
+      'datapath.maps.signalRingBytes: must be a power of two between 4096 and 1073741824 (got 12288)',
     ],
     [
       'bad hook',
@@ -267,16 +267,6 @@ describe('loadConfig: bad files', () => {
       'metrics.listen: must be "host:port" with a port between 1 and 65535, or "" to disable (got "localhost")',
     ],
     [
-      'wireguard enabled without address',
-      `${MINIMAL}wireguard: { enabled: true }\n`,
-      'wireguard.address: is required when wireguard.enabled is true',
-    ],
-    [
-      'strict wireguard without wireguard',
-      MINIMAL.replace('datapath:\n', 'datapath:\n  strictWireguard: true\n'),
-      'datapath.strictWireguard: needs wireguard.enabled: true',
-    ],
-    [
       'bool as string',
       MINIMAL.replace('datapath:\n', 'datapath:\n  strictWireguard: "yes"\n'),
       'datapath.strictWireguard: must be true or false (got "yes")',
@@ -286,21 +276,6 @@ describe('loadConfig: bad files', () => {
       'bad auth mode',
       `${MINIMAL}auth: { mode: both }\n`,
       'auth.mode: must be one of "per-pair", "channel" (got "both")',
-    ],
-    [
-      'api.tcp on the handshake port',
-      `${MINIMAL}api: { tcp: { listen: "0.0.0.0:4250", allowedIds: ["spiffe://example.org/relay"] } }\n`,
-      'api.tcp.listen: port 4250 is also handshake.port: both listen',
-    ],
-    [
-      'api.tcp on the node channel port',
-      `${MINIMAL}auth: { mode: channel, channel: { port: 4260 } }\napi: { tcp: { listen: "0.0.0.0:4260", allowedIds: ["spiffe://example.org/relay"] } }\n`,
-      'api.tcp.listen: port 4260 is also auth.channel.port: both listen',
-    ],
-    [
-      'channel port equal to the handshake port',
-      `${MINIMAL}auth: { mode: channel, channel: { port: 4250 } }\n`,
-      'auth.channel.port: must differ from handshake.port (4250): both listen',
     ],
     [
       'no room for a single node channel',
@@ -313,9 +288,14 @@ describe('loadConfig: bad files', () => {
       'auth.channel.nodeId: must be a spiffe:// ID template whose path contains {node}',
     ],
     [
-      'node id template with {trustDomain} outside the dev CA',
-      `${MINIMAL}auth: { mode: channel }\nidentity: { source: workload-api }\n`,
-      'auth.channel.nodeId: must name the trust domain (not {trustDomain}) with identity.source workload-api',
+      'a node address type that holds no IP address',
+      `${MINIMAL}kubernetes: { nodeAddressType: InternalDNS }\n`,
+      'kubernetes.nodeAddressType: must be one of "InternalIP", "ExternalIP" (got "InternalDNS")',
+    ],
+    [
+      'a Kubernetes trust domain with capitals',
+      `${MINIMAL}kubernetes: { trustDomain: Example.org }\n`,
+      'kubernetes.trustDomain: must be a trust domain of a-z 0-9 . - _ (got "Example.org")',
     ],
     [
       'bad log level',
@@ -340,7 +320,7 @@ describe('loadConfig: bad files', () => {
     [
       'witness clock skew above a day',
       `${MINIMAL}audit: { witnessMaxSkew: 2d }\n`,
-      'audit.witnessMaxSkew: must be at most 1d',
+      'audit.witnessMaxSkew: must be between 1s and 1d (got "2d")',
     ],
     [
       'OTLP batch size of zero',
@@ -357,17 +337,219 @@ describe('loadConfig: bad files', () => {
       `${MINIMAL}audit: { witnesses: ["10.0.0.2:4251", "10.0.0.2:4251"] }\n${TCP_IDENTITY}`,
       'audit.witnesses[1]: 10.0.0.2:4251 is listed twice',
     ],
-    [
-      'witnesses without the identity that signs the head',
-      `${MINIMAL}audit: { witnesses: ["10.0.0.2:4251"] }\n`,
-      'audit.witnesses: needs api.tcp.identity (the SVID that signs the audit head)',
-    ],
   ];
   it.each(cases)('%s', (_name, text, expected) => {
     const file = writeConfig(text);
     const err = errorOf(() => loadConfig({ file }));
     expect(err.problems).toEqual([`config ${file}: ${expected}`]);
     expect(err.message).toBe(`config ${file}: ${expected}`);
+  });
+
+  // F stands for the file's path
+  const conflicts: Array<[string, string, string]> = [
+    [
+      'retryMax below retryBase',
+      `${MINIMAL}auth: { retryBase: 2s, retryMax: 1s }\n`,
+      'conflict between auth.retryMax (file F) and auth.retryBase (file F): auth.retryMax (1s) must be at least auth.retryBase (2s)',
+    ],
+    [
+      'files source without files',
+      `${MINIMAL}identity: { source: files }\n`,
+      'conflict between identity.files (not set) and identity.source (file F): identity.source "files" needs identity.files (bundle and svids)',
+    ],
+    [
+      'a dev CA certificate without its key',
+      `${MINIMAL}identity: { devCa: { caCert: ca.crt } }\n`,
+      'conflict between identity.devCa.caCert (file F) and identity.devCa.caKey (not set): the development CA certificate and its key are given together or not at all',
+    ],
+    [
+      'policy from a file without the file',
+      MINIMAL.replace('policy: { file: policy.yaml }', 'policy: { source: file }'),
+      'conflict between policy.file (not set) and policy.source (file F): policy.source "file" needs policy.file',
+    ],
+    [
+      'wireguard enabled without address',
+      `${MINIMAL}wireguard: { enabled: true }\n`,
+      "conflict between wireguard.address (not set) and wireguard.enabled (file F): wireguard.enabled: true needs wireguard.address (this node's tunnel address, like 10.99.0.1/32)",
+    ],
+    [
+      'strict wireguard without wireguard',
+      MINIMAL.replace('datapath:\n', 'datapath:\n  strictWireguard: true\n'),
+      'conflict between datapath.strictWireguard (file F) and wireguard.enabled (default): strictWireguard drops pod traffic between nodes that did not come through WireGuard: it needs wireguard.enabled: true',
+    ],
+    [
+      'api.tcp on the handshake port',
+      `${MINIMAL}api: { tcp: { listen: "0.0.0.0:4250", allowedIds: ["spiffe://example.org/relay"] } }\n`,
+      'conflict between api.tcp.listen (file F) and handshake.port (default): both would listen on TCP port 4250: give each its own port',
+    ],
+    [
+      'api.tcp on the node channel port',
+      `${MINIMAL}auth: { mode: channel, channel: { port: 4260 } }\napi: { tcp: { listen: "0.0.0.0:4260", allowedIds: ["spiffe://example.org/relay"] } }\n`,
+      'conflict between api.tcp.listen (file F) and auth.channel.port (file F): both would listen on TCP port 4260: give each its own port',
+    ],
+    [
+      'channel port equal to the handshake port',
+      `${MINIMAL}auth: { mode: channel, channel: { port: 4250 } }\n`,
+      'conflict between auth.channel.port (file F) and handshake.port (default): both would listen on TCP port 4250: give each its own port',
+    ],
+    [
+      'metrics on the handshake port (loopback inside the wildcard)',
+      `${MINIMAL}metrics: { listen: "127.0.0.1:4250" }\n`,
+      'conflict between metrics.listen (file F) and handshake.port (default): both would listen on TCP port 4250 (addresses 127.0.0.1 and 0.0.0.0 overlap): give each its own port',
+    ],
+    [
+      'metrics on the TCP API port',
+      `${MINIMAL}metrics: { listen: "0.0.0.0:4251" }\n${TCP_IDENTITY}`,
+      'conflict between metrics.listen (file F) and api.tcp.listen (file F): both would listen on TCP port 4251: give each its own port',
+    ],
+    [
+      'node id template with {trustDomain} outside the dev CA',
+      `${MINIMAL}auth: { mode: channel }\nidentity: { source: workload-api }\n`,
+      'conflict between auth.channel.nodeId (default), identity.source (file F) and auth.mode (file F): with auth.mode "channel" and identity.source "workload-api", auth.channel.nodeId must name the trust domain, not {trustDomain} (only the dev CA fills it in)',
+    ],
+    [
+      'witnesses without the identity that signs the head',
+      `${MINIMAL}audit: { witnesses: ["10.0.0.2:4251"] }\n`,
+      'conflict between audit.witnesses (file F) and api.tcp.identity (not set): witnesses need api.tcp.identity (the SVID that signs the audit head)',
+    ],
+  ];
+  it.each(conflicts)(
+    'reports %s as a conflict naming each setting and its origin',
+    (_name, text, expected) => {
+      const file = writeConfig(text);
+      const err = errorOf(() => loadConfig({ file }));
+      expect(err.problems).toEqual([`config: ${expected.replaceAll('file F', `file ${file}`)}`]);
+    },
+  );
+
+  it('accepts metrics on a specific IPv6 address and the handshake port on the IPv4 wildcard (both bind)', () => {
+    const file = writeConfig(`${MINIMAL}metrics: { listen: "[::1]:9090" }\n`);
+    const c = loadConfig({ file, argvOverrides: { handshakePort: '9090' } });
+    expect(c.handshake.port).toBe(9090);
+    expect(c.metrics.listen).toEqual({ host: '::1', port: 9090 });
+  });
+
+  it('names a flag or the environment as the origin of a conflicting value', () => {
+    const file = writeConfig(`${MINIMAL}metrics: { listen: "127.0.0.1:9100" }\n`);
+    expect(errorOf(() => loadConfig({ file, argvOverrides: { handshakePort: '9100' } })).problems).toEqual([
+      `config: conflict between metrics.listen (file ${file}) and handshake.port (flag --handshake-port): both would listen on TCP port 9100 (addresses 127.0.0.1 and 0.0.0.0 overlap): give each its own port`,
+    ]);
+    expect(
+      errorOf(() =>
+        loadConfig({
+          env: {
+            MESHAUTH_HANDSHAKE_PORT: '4253',
+            MESHAUTH_AUTH_MODE: 'channel',
+            MESHAUTH_NODE: 'node-a',
+            MESHAUTH_DATAPATH_ATTACH: 'tc:eth0:egress',
+            MESHAUTH_INVENTORY_FILE: 'i.yaml',
+            MESHAUTH_POLICY_FILE: 'p.yaml',
+          },
+        }),
+      ).problems,
+    ).toEqual([
+      'config: conflict between auth.channel.port (default) and handshake.port (env MESHAUTH_HANDSHAKE_PORT): both would listen on TCP port 4253: give each its own port',
+    ]);
+  });
+
+  it('lets listeners share a port number on distinct addresses', () => {
+    const c = loadConfig({
+      file: writeConfig(
+        `${MINIMAL}handshake: { listen: 10.0.0.1, port: 9090 }\nmetrics: { listen: "127.0.0.1:9090" }\n`,
+      ),
+    });
+    expect(c.handshake.port).toBe(9090);
+    expect(c.metrics.listen).toEqual({ host: '127.0.0.1', port: 9090 });
+  });
+
+  it('refuses an API socket mode that lets other users connect, naming the field and why', () => {
+    for (const mode of ['0666', '0602', '0604', '0601', '777']) {
+      const file = writeConfig(`${MINIMAL}api: { socketMode: "${mode}" }\n`);
+      expect(errorOf(() => loadConfig({ file })).problems).toEqual([
+        `config ${file}: api.socketMode: must give other users no access (last digit 0, like "0600" or "0660"): any local user could then call the API (read the audit trail, flush auth entries, have heads signed) (got "${mode}")`,
+      ]);
+    }
+    for (const [mode, bits] of [
+      ['0600', 0o600],
+      ['0660', 0o660],
+      ['0640', 0o640],
+    ] as const) {
+      expect(
+        loadConfig({ file: writeConfig(`${MINIMAL}api: { socketMode: "${mode}" }\n`) }).api.socketMode,
+      ).toBe(bits);
+    }
+    // the flag is checked the same way
+    expect(
+      errorOf(() => loadConfig({ file: writeConfig(MINIMAL), argvOverrides: { apiSocketMode: '0666' } }))
+        .problems[0],
+    ).toMatch(/^config flag --api-socket-mode: api\.socketMode: must give other users no access/);
+  });
+
+  it.each([
+    ['handshake.timeout', 'handshake: { timeout: 100d }', 'must be between 1ms and 5m (got "100d")'],
+    ['handshake.maxEntryTtl', 'handshake: { maxEntryTtl: 30d }', 'must be between 1s and 7d (got "30d")'],
+    ['datapath.signalThrottle', 'datapath_: { signalThrottle: 2m }', 'must be between 1ms and 1m (got "2m")'],
+    ['auth.retryBase', 'auth: { retryBase: 2m, retryMax: 1h }', 'must be between 1ms and 1m (got "2m")'],
+    ['auth.retryMax', 'auth: { retryMax: 2h }', 'must be between 1ms and 1h (got "2h")'],
+    ['auth.gcInterval', 'auth: { gcInterval: 1d }', 'must be between 1ms and 1h (got "1d")'],
+    [
+      'identity.devCa.svidTtl',
+      'identity: { devCa: { svidTtl: 8d } }',
+      'must be between 1m and 7d (got "8d")',
+    ],
+    ['audit.maxAge', 'audit: { maxAge: 3651d }', 'must be between 1m and 3650d (got "3651d")'],
+    ['audit.headInterval', 'audit: { headInterval: 2d }', 'must be between 1s and 1d (got "2d")'],
+    ['audit.otlpTimeout', 'audit: { otlpTimeout: 6m }', 'must be between 100ms and 5m (got "6m")'],
+    [
+      'handshake.timeout',
+      'handshake: { timeout: 600000 }',
+      'must be between 1ms and 5m (got 600000: a bare number is milliseconds)',
+    ],
+  ])('bounds %s above, saying the range and what it got', (path, yaml, expected) => {
+    const text = yaml.startsWith('datapath_')
+      ? MINIMAL.replace('datapath:\n', `datapath:\n  ${yaml.slice('datapath_: { '.length, -2)}\n`)
+      : `${MINIMAL}${yaml}\n`;
+    const file = writeConfig(text);
+    expect(errorOf(() => loadConfig({ file })).problems).toEqual([`config ${file}: ${path}: ${expected}`]);
+  });
+
+  it('accepts each duration at its upper bound', () => {
+    const c = loadConfig({
+      file: writeConfig(
+        `${MINIMAL}handshake: { timeout: 5m, maxEntryTtl: 7d }\nauth: { retryBase: 1m, retryMax: 1h, gcInterval: 1h }\naudit: { maxAge: 3650d, headInterval: 1d, otlpTimeout: 5m }\n`,
+      ),
+    });
+    expect(c.handshake).toMatchObject({ timeoutMs: 300_000, maxEntryTtlMs: 604_800_000 });
+    expect(c.auth).toMatchObject({ retryBaseMs: 60_000, retryMaxMs: 3_600_000, gcIntervalMs: 3_600_000 });
+    expect(c.audit).toMatchObject({
+      maxAgeMs: 3650 * 86_400_000,
+      headIntervalMs: 86_400_000,
+      otlpTimeoutMs: 300_000,
+    });
+  });
+
+  it('says why a WireGuard address is refused', () => {
+    for (const [addr, why] of [
+      ['10.99.0.1/24', 'a /24 is a subnet, not one address'],
+      ['10.99.0.0/24', 'a /24 is a subnet, not one address'],
+      ['fd00:99::1/64', 'a /64 is a subnet, not one address'],
+      ['10.99.0.1', 'has no prefix length'],
+      ['10.99.0.1/33', 'bad prefix length (0..32)'],
+      ['10.99.0/32', ''],
+    ] as const) {
+      const file = writeConfig(`${MINIMAL}wireguard: { enabled: true, address: "${addr}" }\n`);
+      const [line] = errorOf(() => loadConfig({ file })).problems;
+      expect(line).toMatch(
+        `config ${file}: wireguard.address: must be this node's tunnel address as /32 (IPv4) or /128 (IPv6), like 10.99.0.1/32 or fd00:99::1/128 (got "${addr}"${why ? `: ${why}` : ''}`,
+      );
+    }
+  });
+
+  it('accepts a WireGuard tunnel address as /32 or /128', () => {
+    for (const addr of ['10.99.0.1/32', 'fd00:99::1/128']) {
+      const file = writeConfig(`${MINIMAL}wireguard: { enabled: true, address: "${addr}" }\n`);
+      expect(loadConfig({ file }).wireguard.address).toBe(addr);
+    }
   });
 
   it('reports every problem, one line each', () => {
@@ -542,9 +724,59 @@ describe('loadConfig: environment and flags', () => {
     expect(errorOf(() => loadConfig({ file, argvOverrides: { datapathAttach: 'tc:eth0:up' } })).message).toBe(
       'config flag --datapath-attach: datapath.attach[0].hook: must be one of "ingress", "egress" (got "up")',
     );
+    // out-of-range durations from flags and the environment say what they got, like the file's
+    expect(errorOf(() => loadConfig({ file, argvOverrides: { datapathSynRto: '5s' } })).message).toBe(
+      'config flag --datapath-syn-rto: datapath.synRto: must be between 1ms and 1s (got "5s")',
+    );
+    expect(
+      errorOf(() => loadConfig({ file, env: { MESHAUTH_AUDIT_WITNESS_MAX_SKEW: '500ms' } })).message,
+    ).toBe(
+      'config env MESHAUTH_AUDIT_WITNESS_MAX_SKEW: audit.witnessMaxSkew: must be between 1s and 1d (got "500ms")',
+    );
+    expect(errorOf(() => loadConfig({ file, argvOverrides: { handshakeMaxEntryTtl: '10ms' } })).message).toBe(
+      'config flag --handshake-max-entry-ttl: handshake.maxEntryTtl: must be between 1s and 7d (got "10ms")',
+    );
+    expect(
+      errorOf(() => loadConfig({ file, argvOverrides: { datapathMapsSignalRingBytes: '5000' } })).message,
+    ).toBe(
+      'config flag --datapath-maps-signal-ring-bytes: datapath.maps.signalRingBytes: must be a power of two between 4096 and 1073741824 (got 5000)',
+    );
     expect(errorOf(() => loadConfig({ file, argvOverrides: { handshakePrt: '1' } })).message).toBe(
       'config flags: unknown option "handshakePrt"',
     );
+  });
+
+  it('refuses a MESHAUTH_* variable that is a near miss of a setting, naming the setting', () => {
+    const err = errorOf(() =>
+      loadConfig({
+        file: writeConfig(MINIMAL),
+        env: { MESHAUTH_HANDSHAKE_PROT: '4300', MESHAUTH_LOG_LEVLE: 'debug', MESHAUTH_NODE: 'node-b' },
+      }),
+    );
+    expect(err.problems).toEqual([
+      'config env MESHAUTH_HANDSHAKE_PROT: not a setting (did you mean MESHAUTH_HANDSHAKE_PORT?)',
+      'config env MESHAUTH_LOG_LEVLE: not a setting (did you mean MESHAUTH_LOG_LEVEL?)',
+    ]);
+  });
+
+  it("accepts the MESHAUTH_* names meshauth reads outside the configuration and the scripts' knobs", () => {
+    const c = loadConfig({
+      file: writeConfig(MINIMAL),
+      env: {
+        MESHAUTH_SOCKET: '/run/meshauth/api.sock',
+        MESHAUTH_HOST_IP: '10.0.0.7',
+        MESHAUTH_CONFIG: 'x.yaml',
+        MESHAUTH_SPIRE_BIN: '/opt/spire/bin',
+        MESHAUTH_KUBE_BIN: '/opt/kube/bin',
+        MESHAUTH_CNI_BIN: '/opt/cni/bin',
+        MESHAUTH_GRPCURL: '/opt/grpcurl',
+        MESHAUTH_NODE_DIR: '/opt/node',
+        MESHAUTH_CACHE_DIR: '/var/cache/meshauth',
+        MESHAUTH_BENCH_SMOKE: '1',
+        MESHAUTH_FUZZ_SEED: '7',
+      },
+    });
+    expect(c.node).toBe('node-a');
   });
 
   it('ignores unrelated environment variables', () => {

@@ -142,6 +142,19 @@ describe('WorkloadApiClient / WorkloadApiSource against a stand-in Workload API 
     }
   });
 
+  it('says why it could not connect when no agent listens on the socket, without an empty resolution note', async () => {
+    const client = new WorkloadApiClient({ address: join(dir, 'no-agent.sock') });
+    try {
+      const err = await client.fetchX509Context({ timeoutMs: 2000 }).then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
+      expect(err?.message).toBe('workload API FetchX509SVID: UNAVAILABLE: no such socket (connect ENOENT)');
+    } finally {
+      client.close();
+    }
+  });
+
   it('works over tcp://ip:port as well', async () => {
     const client = new WorkloadApiClient({ address: `tcp://127.0.0.1:${tcpPort}` });
     try {

@@ -2,6 +2,7 @@ import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { pino } from 'pino';
 import { ConfigError } from '../../../src/config/index.js';
 import {
   assertNodeListed,
@@ -12,7 +13,6 @@ import {
   watchInventoryFile,
   type InventoryChange,
 } from '../../../src/inventory/index.js';
-import { silentLogger } from '../../../src/log.js';
 import { FakeClock } from '../../helpers/fake-clock.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'meshauth-inventory-'));
@@ -206,7 +206,9 @@ describe('inventory reload', () => {
     const changes: InventoryChange[] = [];
     inv.onChange((c) => changes.push(c));
     const clock = new FakeClock();
-    const watcher = watchInventoryFile(inv, file, { log: silentLogger(), debounceMs: 20, clock });
+    const logged: Array<{ event?: string; nodes?: number; reason?: string }> = [];
+    const log = pino({ level: 'info' }, { write: (l: string) => void logged.push(JSON.parse(l)) });
+    const watcher = watchInventoryFile(inv, file, { log, debounceMs: 20, clock });
     try {
       // A bad file (workload on a missing node) is refused; lookups keep working.
       writeFileSync(file, GOOD.replace('node: node-b, ips: [10.10.2.10]', 'node: node-c, ips: [10.10.2.10]'));
@@ -215,6 +217,8 @@ describe('inventory reload', () => {
       expect(!bad.ok && bad.error.message).toMatch(/workloads\[2\]\.node: unknown node "node-c"/);
       expect(inv.workloadByIp('10.10.2.10')?.name).toBe('api');
       expect(changes).toHaveLength(0);
+      expect(logged.map((l) => l.event)).toEqual(['inventory_reload_failed']);
+      expect(logged[0]?.reason).toMatch(/unknown node "node-c"/);
 
       // A good new file, written atomically as editors and config managers do; the watcher sees it.
       const tmp = join(dir, 'watched.yaml.tmp');
@@ -227,12 +231,104 @@ describe('inventory reload', () => {
       expect(inv.workloadByIp('10.10.2.10')).toBeUndefined();
       expect(inv.workloadByIp('10.10.2.12')?.name).toBe('api');
       expect(changes[0]?.previous.workloads[2]?.ips).toEqual(['10.10.2.10']);
+      expect(logged.map((l) => l.event)).toEqual(['inventory_reload_failed', 'inventory_reloaded']);
 
       // Reloading identical content does not notify.
       expect(watcher.reload()).toEqual({ ok: true });
       expect(changes).toHaveLength(1);
     } finally {
       watcher.close();
+      watcher.close();
+    }
+  });
+
+  it('refuses a file without this node before swapping, logs the reason once, and logs the fix', () => {
+    const file = join(dir, 'this-node.yaml');
+    writeFileSync(file, GOOD);
+    const inv = loadInventoryFile(file);
+    const first = inv.data;
+    const changes: InventoryChange[] = [];
+    inv.onChange((c) => changes.push(c));
+    const logged: Array<Record<string, unknown>> = [];
+    const log = pino({ level: 'info' }, { write: (l: string) => void logged.push(JSON.parse(l)) });
+    const outcomes: Array<[string, boolean]> = [];
+    const watcher = watchInventoryFile(inv, file, {
+      log,
+      node: 'node-a',
+      configFile: '/etc/meshauth/config.yaml',
+      observe: (o, failing) => outcomes.push([o, failing]),
+      debounceMs: 20,
+      clock: new FakeClock(),
+    });
+    try {
+      // Valid on its own, but start-up would refuse it here: node-a (this node) is gone.
+      const withoutA = `nodes:
+  - { name: node-b, address: 10.0.0.2, podCIDRs: [10.10.2.0/24] }
+workloads:
+  - { name: api, spiffeId: "spiffe://demo.local/ns/demo/sa/api", node: node-b, ips: [10.10.2.10] }
+`;
+      writeFileSync(file, withoutA);
+      const r = watcher.reload();
+      expect(r.ok).toBe(false);
+      expect(!r.ok && r.error).toBeInstanceOf(ConfigError);
+      expect(inv.data).toBe(first);
+      expect(inv.node('node-a')?.address).toBe('10.0.0.1');
+      expect(changes).toHaveLength(0);
+      expect(logged).toHaveLength(1);
+      const failed = logged[0] as Record<string, unknown>;
+      expect(failed['event']).toBe('inventory_reload_failed');
+      expect(failed['reason']).toBe(
+        'config /etc/meshauth/config.yaml: node: "node-a" is not in inventory ' + file + ' (nodes: node-b)',
+      );
+      // An expected error: its code, no stack and no second copy of the message.
+      expect(failed['code']).toBe('MESHAUTH_ERR_CONFIG');
+      expect(failed['err']).toBeUndefined();
+      expect(JSON.stringify(failed).split('is not in').length - 1).toBe(1);
+
+      // Fixed back to the content in use: nothing changes, but the log says the file is good again.
+      writeFileSync(file, GOOD);
+      expect(watcher.reload()).toEqual({ ok: true });
+      expect(changes).toHaveLength(0);
+      expect(logged.at(-1)).toMatchObject({ event: 'inventory_reloaded', unchanged: true, nodes: 2 });
+      // A further identical reload (no failure before it) logs nothing.
+      expect(watcher.reload()).toEqual({ ok: true });
+      expect(logged).toHaveLength(2);
+      expect(outcomes).toEqual([
+        ['failed', true],
+        ['unchanged', false],
+        ['unchanged', false],
+      ]);
+    } finally {
+      watcher.close();
+    }
+  });
+
+  it('says so when a new inventory was taken but a listener failed on it', () => {
+    const file = join(dir, 'listener.yaml');
+    writeFileSync(file, GOOD);
+    const inv = loadInventoryFile(file);
+    inv.onChange(() => {
+      throw new Error('map write failed');
+    });
+    const logged: Array<Record<string, unknown>> = [];
+    const log = pino({ level: 'info' }, { write: (l: string) => void logged.push(JSON.parse(l)) });
+    const outcomes: string[] = [];
+    const watcher = watchInventoryFile(inv, file, {
+      log,
+      node: 'node-a',
+      observe: (o) => outcomes.push(o),
+      clock: new FakeClock(),
+    });
+    try {
+      writeFileSync(file, GOOD.replace('ips: [10.10.2.10]', 'ips: [10.10.2.12]'));
+      expect(watcher.reload()).toEqual({ ok: true });
+      expect(inv.workloadByIp('10.10.2.12')?.name).toBe('api');
+      expect(logged.map((l) => l['event'])).toEqual(['inventory_reload_failed']);
+      expect(logged[0]).toMatchObject({ applied: true, reason: 'map write failed' });
+      // Unexpected: the stack is kept.
+      expect((logged[0]?.['err'] as { stack?: string } | undefined)?.stack).toMatch(/map write failed/);
+      expect(outcomes).toEqual(['failed']);
+    } finally {
       watcher.close();
     }
   });

@@ -121,6 +121,13 @@ describe('policy validation', () => {
       ['rules[0].mode: must be one of "required", "permissive", "disabled" (got "off")'],
     ],
     [
+      'the MutualAuthPolicy mode word',
+      'rules:\n  - { name: a, from: "*", to: "*", mode: enforce }\n',
+      [
+        'rules[0].mode: must be one of "required", "permissive", "disabled" (got "enforce") ("enforce" is the MutualAuthPolicy word; in the policy file it is "required")',
+      ],
+    ],
+    [
       'bad pattern',
       'rules:\n  - { name: a, from: "spiffe://*.x/y", to: "*" }\n',
       ['rules[0].from: may use "*" only in the path, not in the trust domain (got "spiffe://*.x/y")'],

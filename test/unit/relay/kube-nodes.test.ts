@@ -74,8 +74,12 @@ describe('KubernetesNodeSource', () => {
   it('refuses a bad port or node ID template', () => {
     const informer = new FakeInformer<NodeObject>();
     const clock = new FakeClock(0);
-    expect(() => new KubernetesNodeSource({ informer, apiPort: 0, clock })).toThrow(/1\.\.65535/);
-    expect(() => new KubernetesNodeSource({ informer, apiPort: 70000, clock })).toThrow(/1\.\.65535/);
+    expect(() => new KubernetesNodeSource({ informer, apiPort: 0, clock })).toThrow(
+      /must be between 1 and 65535 \(got 0\)/,
+    );
+    expect(() => new KubernetesNodeSource({ informer, apiPort: 70000, clock })).toThrow(
+      /must be between 1 and 65535 \(got 70000\)/,
+    );
     for (const t of ['spiffe://td.test/meshauth/node', 'https://td.test/{node}', 'spiffe://{node}/x'])
       expect(() => checkNodeIdTemplate(t), t).toThrow(RangeError);
     expect(() => checkNodeIdTemplate('spiffe://td.test/meshauth/node/{node}')).not.toThrow();

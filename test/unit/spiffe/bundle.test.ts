@@ -9,7 +9,7 @@ import {
   toPem,
   verifyX509Svid,
 } from '../../../src/spiffe/index.js';
-import { makeLeaf, makeRootCa, pemOf, type TestCert } from '../../helpers/certs.js';
+import { makeLeaf, makeRootCa, pemOf, withGarbledPublicKey, type TestCert } from '../../helpers/certs.js';
 
 const TD = 'example.org';
 
@@ -75,6 +75,21 @@ describe('parseBundle: PEM and DER', () => {
     );
     expect(bundleError(() => parseBundle(leaf.der, TD))).toContain(
       'authority 0 of "example.org" is not a CA certificate',
+    );
+  });
+
+  it('rejects an authority whose public key cannot be parsed, in PEM, DER and JWKS', () => {
+    const bad = withGarbledPublicKey(ca2.der);
+    const unusable = / has an unusable public key: the SubjectPublicKeyInfo does not parse as a key: \S/;
+    expect(bundleError(() => parseBundle(toPem([ca1.der, bad]), TD))).toMatch(
+      new RegExp(`^parse bundle: authority 1 of "example\\.org"${unusable.source}`),
+    );
+    expect(bundleError(() => parseBundle(Buffer.concat([bad, ca1.der]), TD))).toMatch(
+      new RegExp(`^parse bundle: authority 0 of "example\\.org"${unusable.source}`),
+    );
+    const doc = jwks([{ use: 'x509-svid', kty: 'EC', x5c: [bad.toString('base64')] }]);
+    expect(bundleError(() => parseJwksBundle(doc, TD))).toMatch(
+      new RegExp(`authority 0 of "example\\.org"${unusable.source}`),
     );
   });
 

@@ -16,6 +16,7 @@ import {
   makeLeaf,
   makeRootCa,
   pemOf,
+  withGarbledPublicKey,
   type TestCert,
 } from '../../helpers/certs.js';
 
@@ -368,6 +369,43 @@ describe('verifyX509Svid: malformed input', () => {
     expect(reasonOf(() => verifyX509Svid([leaf.der], new Map([[TD, [Buffer.from('nope')]]])))).toBe(
       'malformed',
     );
+  });
+});
+
+describe('verifyX509Svid: a public key that cannot be parsed', () => {
+  it('is bad-public-key, naming the certificate, for the leaf, an intermediate and an authority', async () => {
+    const inter = await makeIntermediateCa(root, TD);
+    const leaf = await makeLeaf(inter, WEB);
+    const garbled = (der: Buffer, chain: Buffer[], b: TrustBundles = bundles) => {
+      try {
+        verifyX509Svid(chain, b);
+      } catch (err) {
+        expect(err).toBeInstanceOf(X509SvidError);
+        return { reason: (err as X509SvidError).reason, message: (err as Error).message };
+      }
+      throw new Error(`verified with ${der.length} garbled bytes`);
+    };
+    const badLeaf = withGarbledPublicKey(leaf.der);
+    expect(garbled(badLeaf, [badLeaf, inter.der])).toEqual({
+      reason: 'bad-public-key',
+      message: expect.stringMatching(
+        /^verify X509-SVID: leaf has an unusable public key: the SubjectPublicKeyInfo does not parse as a key: \S/,
+      ),
+    });
+    const badInter = withGarbledPublicKey(inter.der);
+    expect(garbled(badInter, [leaf.der, badInter])).toMatchObject({
+      reason: 'bad-public-key',
+      message: expect.stringMatching(/^verify X509-SVID: chain certificate 1 has an unusable public key/),
+    });
+    const badRoot = withGarbledPublicKey(root.der);
+    expect(garbled(badRoot, [leaf.der, inter.der], new Map([[TD, [badRoot]]]))).toMatchObject({
+      reason: 'bad-public-key',
+      message: expect.stringMatching(
+        /^verify X509-SVID: bundle authority 0 of example\.org has an unusable public key/,
+      ),
+    });
+    // the intact chain still verifies
+    expect(verifyX509Svid([leaf.der, inter.der], bundles).spiffeId.toString()).toBe(WEB);
   });
 });
 

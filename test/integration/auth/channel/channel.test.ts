@@ -1,6 +1,13 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import {
+  connect as tcpConnect,
+  createServer as createTcpServer,
+  type AddressInfo,
+  type Server,
+  type Socket,
+} from 'node:net';
+import {
   createAuthenticator,
   encodeRequest,
   REFUSAL_HOLD_MS,
@@ -8,7 +15,12 @@ import {
   verifyAuthenticator,
   type ChannelMessage,
 } from '../../../../src/auth/channel/index.js';
+import { MemoryAuditSink } from '../../../../src/audit/sink.js';
+import { ResponderAuditPacer } from '../../../../src/auth/audit-pacing.js';
 import { HandshakeError } from '../../../../src/auth/handshake/errors.js';
+import type { HandshakeFailureEvent } from '../../../../src/auth/handshake/types.js';
+import { AuthReporter } from '../../../../src/auth/reporter.js';
+import { silentLogger } from '../../../../src/log.js';
 import { encodeFrame } from '../../../../src/auth/handshake/frame.js';
 import type { Svid } from '../../../../src/spiffe/index.js';
 import { generatePrivateKey, wireguardKeyAgreement } from '../../../../src/wireguard/keys.js';
@@ -309,6 +321,96 @@ describe('node channel over loopback TLS', () => {
     ch.send({ t: 'pair', seq: 100, from: WEB, to: DB });
     await until(() => audited(b, 'not-required-by-policy'), 3000, 'write check refused');
     expect(b.written).toHaveLength(1);
+  });
+
+  it('a peer that floods pair messages nothing supports gets a bounded number of refusal records, the rest counted in one', async () => {
+    const { a, b } = await pair();
+    await a.channels.authenticate({
+      peerNode: 'node-b',
+      peerAddress: '',
+      peerPort: 0,
+      localId: WEB,
+      remoteId: DB,
+    });
+    await until(() => b.written.length === 1, 3000, 'first entry');
+    const proofs = b.channels.proofs('node-a')!;
+    const before = proofs.counters.pairsRefused;
+    const ch = a.channels.channel('node-b')!;
+    // API never proved itself on this channel: every one of these is refused (proof-missing).
+    const flood = 2000;
+    for (let seq = 1000; seq < 1000 + flood; seq++) ch.send({ t: 'pair', seq, from: API, to: DB });
+    await until(() => proofs.counters.pairsRefused - before === flood, 10_000, 'every pair message refused');
+    const own = b.audit.events.filter((e) => e.reason === 'proof-missing');
+    expect(own.length).toBeGreaterThan(0);
+    expect(own.length).toBeLessThanOrEqual(64);
+    expect(b.written).toHaveLength(1);
+    // Shutdown writes the window's summary: every refusal is in a record, its own or the summary.
+    await b.channels.close();
+    const summary = b.audit.events.filter(
+      (e) => e.reason === 'rate-limited' && (e.details as { stage?: string }).stage === 'channel-summary',
+    );
+    expect(summary).toHaveLength(1);
+    expect(summary[0]).toMatchObject({ type: 'handshake-failed', node: 'node-a' });
+    const d = summary[0]!.details as { count: number; byReason: Record<string, number> };
+    expect(d.count + own.length).toBe(flood);
+    expect(d.byReason).toEqual({ 'proof-missing': d.count });
+  });
+
+  it("paces pair messages by the responder's audit queue: waits, refuses audit-busy with nothing written, writes once drained", async () => {
+    // Node-b's audit queue as its pacer sees it, and the pacer's clock (the channels run on real time).
+    const queue = { depth: 100 };
+    const pacerClock = new FakeClock();
+    const pacerAudit = new MemoryAuditSink();
+    const pacer = new ResponderAuditPacer({
+      backpressure: { depth: () => queue.depth, highWater: 80, lowWater: 50, pollMs: 20 },
+      clock: pacerClock,
+      audit: pacerAudit,
+    });
+    const { a, b } = await pair({ b: { overrides: { auditPacer: pacer } } });
+    const req = { peerNode: 'node-b', peerAddress: '', peerPort: 0, localId: WEB, remoteId: DB };
+
+    // Held: node-a has its entry (it earned it); node-b writes nothing while its queue is high.
+    const r1 = await a.channels.authenticate(req);
+    await until(() => pacer.stats().waiting === 1, 5000, 'the pair to wait for the audit queue');
+    expect(b.written).toEqual([]);
+    queue.depth = 50;
+    pacerClock.advance(20);
+    await until(() => b.written.length === 1, 5000, 'the reverse entry once drained');
+    await expect(r1.peerEntryWritten).resolves.toBe(true);
+
+    // Not drained within the pair's budget (timeoutMs 3000): refused, nothing written, node-a told.
+    queue.depth = 100;
+    const r2 = await a.channels.authenticate(req);
+    await until(() => pacer.stats().waiting === 1, 5000, 'the second pair to wait');
+    pacerClock.advance(3000);
+    await expect(r2.peerEntryWritten).resolves.toBe(false);
+    expect(b.written).toHaveLength(1);
+    await until(() => audited(a, 'audit-busy'), 5000, "node-a to record node-b's refusal");
+    // Node-b records no refusal of its own while its queue is over the mark...
+    expect(audited(b, 'audit-busy')).toBe(false);
+    expect(pacerAudit.events).toEqual([]);
+    expect(pacer.stats()).toMatchObject({ paced: 1, refused: 1, paused: 1 });
+
+    // ...and once it drains, authenticates again; the episode's refusals go into the pacer's record.
+    queue.depth = 10;
+    pacerClock.advance(20);
+    const r3 = await a.channels.authenticate(req);
+    await expect(r3.peerEntryWritten).resolves.toBe(true);
+    expect(b.written).toHaveLength(2);
+    expect(pacer.stats()).toMatchObject({ paced: 1, refused: 1, paused: 0 });
+    expect(pacerAudit.events).toHaveLength(1);
+    expect(pacerAudit.events[0]).toMatchObject({
+      type: 'handshake-failed',
+      reason: 'audit-busy',
+      details: {
+        refused: 1,
+        // The first pair was paced in an earlier episode (which refused nothing: no record).
+        paced: 0,
+        byNode: { 'node-a': 1 },
+        pairs: [{ path: 'channel', node: 'node-a', localId: DB, remoteId: WEB }],
+      },
+    });
+    pacer.close();
   });
 
   it('proves a renewed SVID again, and drops proofs and channels whose authority left the bundle', async () => {
@@ -703,5 +805,270 @@ describe('node channels bounded by maxChannels (loopback TLS, fake clock)', () =
     for (const n of [t.b, t.c]) n.channels.channel('node-a')!.socket.resume();
     t.clock.advance(3000);
     for (const p of busy) expect((await p).reason).toBeDefined();
+  });
+});
+
+describe('node channel listener bounds connections still opening (loopback TCP/TLS, fake clock)', () => {
+  /** A TCP connection to node-b's channel port from `from` that never starts TLS. */
+  interface Silent {
+    socket: Socket;
+    /** The client end's address:port (read at connect: a closed socket has none). */
+    peer: string;
+    /** Resolves when the connection is closed (by node-b: we never close it before the end). */
+    closed: Promise<void>;
+    isClosed: () => boolean;
+  }
+
+  async function setup(limits: Parameters<Cluster['node']>[0]['overrides']) {
+    const clock = new FakeClock();
+    const refusals: HandshakeFailureEvent[] = [];
+    const audit = new MemoryAuditSink();
+    const byReason = new Map<string, number>();
+    const reporter = new AuthReporter({
+      audit,
+      logger: silentLogger(),
+      observer: { channelAcceptRefused: (r) => byReason.set(r, (byReason.get(r) ?? 0) + 1) },
+    });
+    const { a, b } = await pair({
+      b: {
+        overrides: {
+          clock,
+          openTimeoutMs: 2000,
+          pingIntervalMs: 3_600_000,
+          // node-a dials from 127.0.0.1; the other loopback addresses are no nodes.
+          nodeForAddress: (addr) => (addr === '127.0.0.1' ? 'node-a' : undefined),
+          onAcceptRefused: (f) => {
+            refusals.push(f);
+            reporter.channelAcceptRefused(f);
+          },
+          ...limits,
+        },
+      },
+    });
+    const silent: Silent[] = [];
+    /** Opens one silent connection and waits until node-b has taken it (held or refused). */
+    const open = async (from: string): Promise<Silent> => {
+      const seen = b.channels.pendingConnections + refusals.length;
+      const socket = tcpConnect({ host: '127.0.0.1', port: b.port, localAddress: from });
+      socket.on('error', () => undefined);
+      let isClosed = false;
+      const closed = new Promise<void>((resolve) =>
+        socket.once('close', () => {
+          isClosed = true;
+          resolve();
+        }),
+      );
+      await new Promise<void>((resolve, reject) => {
+        socket.once('connect', resolve);
+        socket.once('error', reject);
+      });
+      await until(() => b.channels.pendingConnections + refusals.length > seen, 3000, `accept from ${from}`);
+      const s = {
+        socket,
+        peer: `${socket.localAddress}:${socket.localPort}`,
+        closed,
+        isClosed: () => isClosed,
+      };
+      silent.push(s);
+      return s;
+    };
+    const refusedOf = (s: Silent) => refusals.filter((f) => f.peer === s.peer);
+    return { clock, refusals, audit, byReason, reporter, a, b, silent, open, refusedOf };
+  }
+
+  it('refuses connections beyond the per-address and total bounds at accept; a legit peer still gets a channel', async () => {
+    const t = await setup({
+      acceptLimits: {
+        maxPending: 6,
+        maxPendingPerAddress: 4,
+        perAddressBurst: 100,
+        perAddressRatePerSec: 100,
+      },
+    });
+    try {
+      // One address fills its share: the next ones are closed at once, before any TLS.
+      const held = [];
+      for (let i = 0; i < 4; i++) held.push(await t.open('127.0.0.2'));
+      expect(t.b.channels.pendingConnections).toBe(4);
+      const extra = [];
+      for (let i = 0; i < 3; i++) extra.push(await t.open('127.0.0.2'));
+      for (const s of extra) {
+        await s.closed;
+        expect(t.refusedOf(s).map((f) => f.reason)).toEqual(['too-many-connections-from-address']);
+      }
+      expect(held.every((s) => !s.isClosed())).toBe(true);
+      expect(t.b.channels.pendingConnections).toBe(4);
+
+      // A legit peer from another address is under both bounds: its channel opens meanwhile.
+      const r = await t.a.channels.authenticate({
+        peerNode: 'node-b',
+        peerAddress: '127.0.0.1',
+        peerPort: 0,
+        localId: WEB,
+        remoteId: DB,
+      });
+      expect(r.channel?.peerNode).toBe('node-b');
+      await until(() => t.b.written.length === 1, 3000, 'reverse entry');
+      expect(t.b.channels.channel('node-a')?.id).toBe(r.channel?.id);
+      // It no longer counts against the bounds once it is a channel.
+      expect(t.b.channels.pendingConnections).toBe(4);
+
+      // A second address fills the total: 4 + 2 = maxPending 6, the third is refused.
+      const second = [await t.open('127.0.0.3'), await t.open('127.0.0.3')];
+      const over = await t.open('127.0.0.3');
+      await over.closed;
+      expect(t.refusedOf(over).map((f) => f.reason)).toEqual(['too-many-connections']);
+      expect(second.every((s) => !s.isClosed())).toBe(true);
+      expect(t.b.channels.pendingConnections).toBe(6);
+
+      // TLS never started: each held connection is closed openTimeoutMs after accept (injected clock).
+      t.clock.advance(1999);
+      expect([...held, ...second].some((s) => s.isClosed())).toBe(false);
+      t.clock.advance(1);
+      await Promise.all([...held, ...second].map((s) => s.closed));
+      await until(() => t.b.channels.pendingConnections === 0, 3000, 'pending released');
+      expect(t.b.channels.counters.openTimeouts).toBe(6);
+      // The channel is not one of them.
+      expect(t.b.channels.channel('node-a')?.id).toBe(r.channel?.id);
+
+      // Metric per refusal; audit one record per reason and window (written at close).
+      expect(Object.fromEntries(t.byReason)).toEqual({
+        'too-many-connections-from-address': 3,
+        'too-many-connections': 1,
+      });
+      expect(t.b.channels.counters.refusedAtAccept).toBe(4);
+      expect(t.audit.events).toEqual([]);
+      t.reporter.close();
+      const records = t.audit.events.filter((e) => e.type === 'handshake-failed');
+      expect(records).toHaveLength(2);
+      const rec = (reason: string) => records.find((e) => e.reason === reason)!.details;
+      expect(rec('too-many-connections-from-address')).toMatchObject({
+        stage: 'accept',
+        listener: 'channel',
+        count: 3,
+        byAddress: { '127.0.0.2': 3 },
+      });
+      expect(rec('too-many-connections')).toMatchObject({
+        stage: 'accept',
+        listener: 'channel',
+        count: 1,
+        byAddress: { '127.0.0.3': 1 },
+      });
+    } finally {
+      for (const s of t.silent) s.socket.destroy();
+      t.reporter.close();
+    }
+  });
+
+  it('rate-limits connections per source address (token bucket) even when none is held open', async () => {
+    const t = await setup({
+      acceptLimits: { perAddressBurst: 2, perAddressRatePerSec: 0.001 },
+    });
+    try {
+      for (let i = 0; i < 2; i++) {
+        const s = await t.open('127.0.0.4');
+        s.socket.destroy();
+        await s.closed;
+      }
+      await until(() => t.b.channels.pendingConnections === 0, 3000, 'pending released');
+      const third = await t.open('127.0.0.4');
+      await third.closed;
+      expect(t.refusedOf(third).map((f) => f.reason)).toEqual(['rate-limited']);
+      // Another address has its own bucket.
+      const other = await t.open('127.0.0.5');
+      expect(t.refusedOf(other)).toEqual([]);
+      expect(other.isClosed()).toBe(false);
+    } finally {
+      for (const s of t.silent) s.socket.destroy();
+      t.reporter.close();
+    }
+  });
+});
+
+describe('node channel accept limits key a peer node by its own address (IPv6 subnet shared with other hosts)', () => {
+  // The nodes of an IPv6 cluster commonly share one /64 with each other and with other hosts. The
+  // loopback has no such subnet, so a front listener on 127.0.0.1 hands each accepted socket to
+  // node-b's channel listener as a connection from the next IPv6 source in `sources` (the socket,
+  // its TLS and the listener's code are the real ones; only the source address is assigned).
+  const NODE_A_ADDR = '2001:db8:1:2::a';
+  const OTHER_HOST = '2001:db8:1:2::66';
+
+  it('neither a host in the peer nodes’ /64 nor strangers filling the total bound lock a peer node out', async () => {
+    const refusals: HandshakeFailureEvent[] = [];
+    const { a, b } = await pair({
+      b: {
+        overrides: {
+          acceptLimits: {
+            maxPending: 3,
+            maxPendingPerAddress: 2,
+            perAddressBurst: 2,
+            perAddressRatePerSec: 0.001,
+          },
+          openTimeoutMs: 60_000,
+          onAcceptRefused: (f) => refusals.push(f),
+          // The inventory: node-a is the node at NODE_A_ADDR (and at 127.0.0.1, the address the
+          // channel's own socket really has); OTHER_HOST is no node.
+          nodeForAddress: (addr) => (addr === NODE_A_ADDR || addr === '127.0.0.1' ? 'node-a' : undefined),
+        },
+      },
+    });
+    const listener = (b.channels as unknown as { server: Server }).server;
+    const sources: string[] = [];
+    const front = createTcpServer((raw) => {
+      const from = sources.shift() ?? '127.0.0.1';
+      Object.defineProperty(raw, 'remoteAddress', { value: from, configurable: true });
+      listener.emit('connection', raw);
+    });
+    await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
+    const frontPort = (front.address() as AddressInfo).port;
+    const held: Socket[] = [];
+    /** A connection from `from` that never starts TLS, once node-b has taken it (held or refused). */
+    const connectFrom = async (from: string): Promise<void> => {
+      sources.push(from);
+      const seen = b.channels.pendingConnections + refusals.length;
+      const s = tcpConnect({ host: '127.0.0.1', port: frontPort });
+      s.on('error', () => undefined);
+      held.push(s);
+      await until(() => b.channels.pendingConnections + refusals.length > seen, 3000, `accept from ${from}`);
+    };
+    try {
+      // The other host opens connections and never starts TLS: 2 held (its share), the third refused.
+      for (let i = 0; i < 3; i++) await connectFrom(OTHER_HOST);
+      expect(b.channels.pendingConnections).toBe(2);
+      expect(refusals.map((f) => [f.reason, f.peerAddress])).toEqual([
+        ['too-many-connections-from-address', OTHER_HOST],
+      ]);
+      // Another address of that /64 counts as the same source.
+      await connectFrom(`${OTHER_HOST.slice(0, -2)}67`);
+      expect(refusals[1]?.reason).toBe('too-many-connections-from-address');
+      // Strangers elsewhere fill the total bound (3 opening from sources that are no nodes).
+      await connectFrom('2001:db8:9::1');
+      expect(b.channels.pendingConnections).toBe(3);
+      await connectFrom('2001:db8:a::1');
+      expect(refusals.map((f) => f.reason)).toEqual([
+        'too-many-connections-from-address',
+        'too-many-connections-from-address',
+        'too-many-connections',
+      ]);
+
+      // node-a, in the same /64, dials its channel: it counts as itself, not as that /64, and
+      // not against the strangers' total bound.
+      cluster.ports.set('node-b', frontPort);
+      sources.push(NODE_A_ADDR);
+      const r = await a.channels.authenticate({
+        peerNode: 'node-b',
+        peerAddress: '127.0.0.1',
+        peerPort: 0,
+        localId: WEB,
+        remoteId: DB,
+      });
+      expect(r.channel?.peerNode).toBe('node-b');
+      expect(b.channels.channel('node-a')?.id).toBe(r.channel?.id);
+      expect(refusals).toHaveLength(3);
+    } finally {
+      for (const s of held) s.destroy();
+      // Stops accepting; it ends once node-b (closed after the test) has closed the channel.
+      front.close();
+    }
   });
 });

@@ -9,6 +9,7 @@ import {
   type ChannelMessage,
   type ProofChannel,
 } from '../../../../src/auth/channel/index.js';
+import { ResponderAuditPacer } from '../../../../src/auth/audit-pacing.js';
 import type { ServerAuthenticated } from '../../../../src/auth/manager.js';
 import type { Svid, TrustBundles } from '../../../../src/spiffe/index.js';
 import { FakeClock } from '../../../helpers/fake-clock.js';
@@ -73,7 +74,7 @@ beforeAll(async () => {
   [web, db] = await Promise.all([pki.issue(WEB), pki.issue(DB)]);
 });
 
-function setUp(opts: { aHolds?: Svid[]; bPlacesOnA?: string[] } = {}) {
+function setUp(opts: { aHolds?: Svid[]; bPlacesOnA?: string[]; bAuditPacer?: ResponderAuditPacer } = {}) {
   const clock = new FakeClock();
   const link = new FakeLink('k');
   const ids = { a: new Ids(pki.bundles), b: new Ids(pki.bundles) };
@@ -93,6 +94,7 @@ function setUp(opts: { aHolds?: Svid[]; bPlacesOnA?: string[] } = {}) {
       maxEntryTtlMs: 600_000,
       requestPool: 4,
       onPairRequested: (r) => written[side].push(r),
+      ...(side === 'b' && opts.bAuditPacer ? { auditPacer: opts.bAuditPacer, pairBudgetMs: 3000 } : {}),
       onEvent: (e) => events[side].push(e.reason),
       onChange: () => changes[side]++,
     });
@@ -168,6 +170,102 @@ describe('ProofExchange (fake channel)', () => {
       ok: false,
       reason: 'proof-missing',
     });
+  });
+
+  it("paces a pair message by the responder's audit queue: waits, writes once drained, refuses audit-busy in time", async () => {
+    const queue = { depth: 0 };
+    const clock = new FakeClock();
+    const pacer = new ResponderAuditPacer({
+      backpressure: { depth: () => queue.depth, highWater: 8, lowWater: 5, pollMs: 10 },
+      clock,
+    });
+    const t = setUp({ bAuditPacer: pacer });
+    t.a.start([WEB]);
+    t.b.start([DB]);
+    t.link.pump();
+    const settle = (): Promise<void> => new Promise((r) => setImmediate(r));
+    // Held above high-water: no entry, no answer yet.
+    queue.depth = 9;
+    const first = t.a.peerWrote(t.a.sendPair(WEB, DB));
+    t.link.pump();
+    expect(t.written.b).toEqual([]);
+    expect(t.link.sent.b.filter((m) => m.t === 'pair-result')).toEqual([]);
+    expect(pacer.stats().waiting).toBe(1);
+    // Drained (the pacer's clock): written and acknowledged.
+    queue.depth = 5;
+    clock.advance(10);
+    await settle();
+    t.link.pump();
+    expect(t.written.b).toHaveLength(1);
+    await expect(first).resolves.toBe(true);
+    // Above high-water for longer than the pair's budget: refused, nothing written, the initiator told.
+    queue.depth = 50;
+    const second = t.a.peerWrote(t.a.sendPair(WEB, DB));
+    t.link.pump();
+    clock.advance(3000);
+    await settle();
+    t.link.pump();
+    expect(t.written.b).toHaveLength(1);
+    await expect(second).resolves.toBe(false);
+    expect(t.link.sent.b.filter((m) => m.t === 'pair-result').at(-1)).toMatchObject({
+      ok: false,
+      reason: 'audit-busy',
+    });
+    expect(t.events.b).toContain('audit-busy');
+    expect(t.events.a).toContain('audit-busy');
+    expect(pacer.stats()).toMatchObject({ paced: 1, refused: 1 });
+    // A pair its proofs do not support takes no place in the wait: refused at once.
+    t.link.channel('a').send({ t: 'pair', seq: 50, from: `spiffe://${TD}/ns/a/sa/api`, to: DB });
+    t.link.pump();
+    expect(pacer.stats().waiting).toBe(0);
+    expect(t.link.sent.b.filter((m) => m.t === 'pair-result').at(-1)).toMatchObject({
+      seq: 50,
+      ok: false,
+      reason: 'proof-missing',
+    });
+    expect(t.written.b).toHaveLength(1);
+    pacer.close();
+  });
+
+  it('a channel that closes ends its pairs’ waits for the audit queue: no place held, nothing written, no refusal counted', async () => {
+    const queue = { depth: 0 };
+    const clock = new FakeClock();
+    const pacer = new ResponderAuditPacer({
+      backpressure: { depth: () => queue.depth, highWater: 8, lowWater: 5, pollMs: 10 },
+      clock,
+      maxWaiting: 2,
+    });
+    const t = setUp({ bAuditPacer: pacer });
+    t.a.start([WEB]);
+    t.b.start([DB]);
+    t.link.pump();
+    const settle = (): Promise<void> => new Promise((r) => setImmediate(r));
+    queue.depth = 9;
+    // A peer fills the wait with pair messages, then its channel closes.
+    t.a.sendPair(WEB, DB);
+    t.a.sendPair(WEB, DB);
+    t.link.pump();
+    expect(pacer.stats().waiting).toBe(2);
+    t.b.close();
+    t.b.close();
+    await settle();
+    // The places are free at once (not after the 3 s budget), and the pairs were not refused for
+    // the audit queue (nobody is there to retry them): they ended with their channel.
+    expect(pacer.stats()).toMatchObject({ waiting: 0, refused: 0, paced: 0 });
+    expect(t.events.b.filter((r) => r === 'aborted')).toHaveLength(2);
+    // A pair message that arrives after the close takes no place either.
+    t.a.sendPair(WEB, DB);
+    t.link.pump();
+    expect(pacer.stats().waiting).toBe(0);
+    expect(t.events.b.at(-1)).toBe('channel-closed');
+    // Drained later: nothing is written for any of them.
+    queue.depth = 0;
+    clock.advance(3000);
+    await settle();
+    t.link.pump();
+    expect(t.written.b).toEqual([]);
+    expect(t.link.sent.b.filter((m) => m.t === 'pair-result' && m.ok)).toEqual([]);
+    pacer.close();
   });
 
   it('refuses a workload the inventory does not place on the peer node, and reports it to the prover', () => {

@@ -1,0 +1,110 @@
+import { followFile, reloadErrorFields, type ReloadOutcome, type ReloadResult } from '../config/index.js';
+import type { Logger } from '../log.js';
+import type { Clock } from '../time.js';
+import { loadPolicyFile } from './load.js';
+import type { Policy } from './policy.js';
+
+export interface PolicyWatcher {
+  /**
+   * Re-reads the file now. On success `policy.current` is replaced (and `onChange` runs); on
+   * failure the current policy stays and the error is logged and returned.
+   */
+  reload(): ReloadResult;
+  /** Stops watching. Idempotent. */
+  close(): void;
+}
+
+export interface WatchPolicyFileOptions {
+  log: Logger;
+  /** Called after `policy.current` was replaced by a different policy. */
+  onChange: () => void;
+  /** Quiet time after the last change before the file is read (default 200 ms). */
+  debounceMs?: number;
+  clock?: Clock;
+  /** Told the outcome of every reload (metrics); `failing` is true while the file is refused. */
+  observe?: (outcome: ReloadOutcome, failing: boolean) => void;
+}
+
+/** One rule as comparable text (patterns by their source text). */
+function ruleKey(r: Policy['rules'][number]): string {
+  return JSON.stringify([r.from.text, r.to.text, r.auth, r.mode]);
+}
+
+/** The rules as comparable text, in order. */
+function rulesKey(p: Policy): string {
+  return JSON.stringify(p.rules.map((r) => [r.name, ruleKey(r)]));
+}
+
+/**
+ * Rules of `next` against `previous`, matched by name: `added` (new name), `removed` (name gone),
+ * `changed` (same name, another from/to/auth/mode).
+ */
+export function diffRules(
+  previous: Policy,
+  next: Policy,
+): { added: number; removed: number; changed: number } {
+  const before = new Map(previous.rules.map((r) => [r.name, ruleKey(r)]));
+  const after = new Map(next.rules.map((r) => [r.name, ruleKey(r)]));
+  let added = 0;
+  let changed = 0;
+  for (const [name, key] of after) {
+    const old = before.get(name);
+    if (old === undefined) added++;
+    else if (old !== key) changed++;
+  }
+  const removed = [...before.keys()].filter((name) => !after.has(name)).length;
+  return { added, removed, changed };
+}
+
+/**
+ * Keeps `policy.current` in step with the policy file `file`. A new file is read and validated as
+ * at start (loadPolicyFile); a good one replaces the policy (`policy_reloaded`, with the rule
+ * count and how many rules were added, removed and changed by name), a bad one — YAML syntax, schema, unreadable, deleted, empty — is logged
+ * (`policy_reload_failed`, with the file and reason) and ignored: the last good policy stays
+ * enforced, never "no policy", and watching goes on so a fixed file is taken; a file fixed back to the rules in use logs
+ * `policy_reloaded` with `unchanged: true`.
+ */
+export function watchPolicyFile(
+  policy: { current: Policy },
+  file: string,
+  opts: WatchPolicyFileOptions,
+): PolicyWatcher {
+  const log = opts.log;
+  return followFile(file, {
+    read: loadPolicyFile,
+    apply(next, { previousFailed }): ReloadOutcome {
+      if (rulesKey(next) === rulesKey(policy.current)) {
+        if (previousFailed) {
+          log.info(
+            { event: 'policy_reloaded', file, unchanged: true, rules: next.rules.length },
+            'policy file is valid again (same rules as the policy in use)',
+          );
+        }
+        return 'unchanged';
+      }
+      const diff = diffRules(policy.current, next);
+      policy.current = next;
+      try {
+        opts.onChange();
+      } catch (err) {
+        const error = err instanceof Error ? err : new Error(String(err));
+        log.error(
+          { event: 'policy_reload_failed', file, applied: true, ...reloadErrorFields(error) },
+          'policy file taken, but acting on it failed: the node maps may not match it',
+        );
+        return 'failed';
+      }
+      log.info({ event: 'policy_reloaded', file, rules: next.rules.length, ...diff }, 'policy reloaded');
+      return 'applied';
+    },
+    rejected(error) {
+      log.error(
+        { event: 'policy_reload_failed', file, ...reloadErrorFields(error) },
+        'policy reload failed; keeping the previous policy',
+      );
+    },
+    ...(opts.observe ? { observe: opts.observe } : {}),
+    debounceMs: opts.debounceMs,
+    clock: opts.clock,
+  });
+}
