@@ -1,5 +1,6 @@
 import type { AuditSink } from '../audit/index.js';
-import { systemClock, type Clock, type Timer } from '../time.js';
+import { systemClock, type Clock } from '../time.js';
+import { countListed, RefusalWindows } from './refusal-windows.js';
 import type { HandshakeFailureEvent } from './handshake/types.js';
 
 /**
@@ -18,10 +19,10 @@ export type AcceptListener = 'handshake' | 'channel';
 /** Peer addresses named in a window's record; beyond it only counted (otherAddresses). */
 const MAX_LISTED_ADDRESSES = 64;
 
-interface Window {
+/** A window's counts (its key: listener and reason). */
+interface Counts {
   listener: AcceptListener;
   reason: string;
-  startedAtMs: number;
   count: number;
   byAddress: Map<string, number>;
   otherAddresses: number;
@@ -52,16 +53,32 @@ export interface AcceptRefusalAuditOptions {
  * server's own counters still count each refusal.
  */
 export class AcceptRefusalAudit {
-  private readonly clock: Clock;
-  private readonly windowMs: number;
-  private readonly windows = new Map<string, Window>();
-  private timer: Timer | undefined;
-  private closed = false;
+  private readonly windows: RefusalWindows<Counts>;
 
-  constructor(private readonly opts: AcceptRefusalAuditOptions) {
-    this.clock = opts.clock ?? systemClock;
-    this.windowMs = opts.windowMs ?? 10_000;
-    if (!(this.windowMs > 0)) throw new RangeError('accept refusal audit: windowMs must be > 0');
+  constructor(opts: AcceptRefusalAuditOptions) {
+    const audit = opts.audit;
+    this.windows = new RefusalWindows<Counts>({
+      clock: opts.clock ?? systemClock,
+      windowMs: opts.windowMs ?? 10_000,
+      name: 'accept refusal audit',
+      write: (_key, w, span) =>
+        audit.record({
+          type: 'handshake-failed',
+          outcome: 'failure',
+          reason: w.reason,
+          direction: 'server',
+          details: {
+            message: `refused ${w.count} connections at accept (${w.reason}); last: ${w.message}`,
+            stage: 'accept',
+            listener: w.listener,
+            count: w.count,
+            byAddress: Object.fromEntries(w.byAddress),
+            otherAddresses: w.otherAddresses,
+            startedAtMs: span.startedAtMs,
+            endedAtMs: span.endedAtMs,
+          },
+        }),
+    });
   }
 
   /**
@@ -70,63 +87,24 @@ export class AcceptRefusalAudit {
    * one each again (nothing is lost at shutdown).
    */
   take(f: HandshakeFailureEvent, listener: AcceptListener = 'handshake'): boolean {
-    if (f.stage !== 'accept' || !ACCEPT_REFUSALS.has(f.reason) || this.closed) return false;
-    const key = `${listener}:${f.reason}`;
-    let w = this.windows.get(key);
-    if (!w) {
-      w = {
-        listener,
-        reason: f.reason,
-        startedAtMs: this.clock.now(),
-        count: 0,
-        byAddress: new Map(),
-        otherAddresses: 0,
-        message: '',
-      };
-      this.windows.set(key, w);
-    }
+    if (f.stage !== 'accept' || !ACCEPT_REFUSALS.has(f.reason)) return false;
+    const w = this.windows.at(`${listener}:${f.reason}`, () => ({
+      listener,
+      reason: f.reason,
+      count: 0,
+      byAddress: new Map(),
+      otherAddresses: 0,
+      message: '',
+    }));
+    if (!w) return false;
     w.count++;
     w.message = f.message;
-    const address = f.peerAddress;
-    if (w.byAddress.has(address) || w.byAddress.size < MAX_LISTED_ADDRESSES)
-      w.byAddress.set(address, (w.byAddress.get(address) ?? 0) + 1);
-    else w.otherAddresses++;
-    this.timer ??= this.clock.setTimeout(() => {
-      this.timer = undefined;
-      this.flush();
-    }, this.windowMs);
+    if (!countListed(w.byAddress, f.peerAddress, MAX_LISTED_ADDRESSES)) w.otherAddresses++;
     return true;
   }
 
   /** Writes the open windows' records and records later refusals one each. Idempotent. */
   close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.timer?.cancel();
-    this.timer = undefined;
-    this.flush();
-  }
-
-  private flush(): void {
-    const now = this.clock.now();
-    for (const w of this.windows.values()) {
-      this.opts.audit.record({
-        type: 'handshake-failed',
-        outcome: 'failure',
-        reason: w.reason,
-        direction: 'server',
-        details: {
-          message: `refused ${w.count} connections at accept (${w.reason}); last: ${w.message}`,
-          stage: 'accept',
-          listener: w.listener,
-          count: w.count,
-          byAddress: Object.fromEntries(w.byAddress),
-          otherAddresses: w.otherAddresses,
-          startedAtMs: w.startedAtMs,
-          endedAtMs: now,
-        },
-      });
-    }
-    this.windows.clear();
+    this.windows.close();
   }
 }

@@ -1,5 +1,6 @@
 import type { AuditEventInput, AuditSink } from '../../audit/index.js';
-import type { Clock, Timer } from '../../time.js';
+import type { Clock } from '../../time.js';
+import { countListed, RefusalWindows } from '../refusal-windows.js';
 
 export interface ChannelEventAuditOptions {
   audit: AuditSink;
@@ -11,12 +12,11 @@ export interface ChannelEventAuditOptions {
 }
 
 /** A source's window: its records so far, and what was counted instead of recorded. */
-interface Window {
+interface Counts {
   recorded: number;
   counted: number;
   byReason: Map<string, number>;
   byStage: Map<string, number>;
-  startedAtMs: number;
 }
 
 /** Reasons counted by name in a summary; beyond it only counted. */
@@ -39,16 +39,37 @@ const MAX_LISTED_REASONS = 32;
  */
 export class ChannelEventAudit {
   private readonly perWindow: number;
-  private readonly windowMs: number;
-  private readonly windows = new Map<string, Window>();
-  private timer: Timer | undefined;
-  private closed = false;
+  private readonly windows: RefusalWindows<Counts>;
 
   constructor(private readonly opts: ChannelEventAuditOptions) {
     this.perWindow = opts.perWindow ?? 64;
-    this.windowMs = opts.windowMs ?? 10_000;
+    const windowMs = opts.windowMs ?? 10_000;
     if (!(this.perWindow >= 0)) throw new RangeError('channel event audit: perWindow must be >= 0');
-    if (!(this.windowMs > 0)) throw new RangeError('channel event audit: windowMs must be > 0');
+    this.windows = new RefusalWindows<Counts>({
+      clock: opts.clock,
+      windowMs,
+      name: 'channel event audit',
+      write: (source, w, span) => {
+        if (w.counted === 0) return;
+        opts.audit.record({
+          type: 'handshake-failed',
+          outcome: 'failure',
+          reason: 'rate-limited',
+          ...(source === UNKNOWN_NODE ? {} : { node: source }),
+          details: {
+            message: `node channels: ${w.counted} further refusals from ${source} within ${windowMs} ms, counted here instead of one record each (the first ${w.recorded} were recorded)`,
+            stage: 'channel-summary',
+            source,
+            count: w.counted,
+            recorded: w.recorded,
+            byReason: Object.fromEntries(w.byReason),
+            byStage: Object.fromEntries(w.byStage),
+            startedAtMs: span.startedAtMs,
+            endedAtMs: span.endedAtMs,
+          },
+        });
+      },
+    });
   }
 
   /**
@@ -56,22 +77,13 @@ export class ChannelEventAudit {
    * source's window. After close() every event is recorded on its own (nothing lost at shutdown).
    */
   record(source: string, stage: string, event: AuditEventInput): void {
-    if (this.closed) return this.opts.audit.record(event);
-    let w = this.windows.get(source);
-    if (!w) {
-      w = {
-        recorded: 0,
-        counted: 0,
-        byReason: new Map(),
-        byStage: new Map(),
-        startedAtMs: this.opts.clock.now(),
-      };
-      this.windows.set(source, w);
-      this.timer ??= this.opts.clock.setTimeout(() => {
-        this.timer = undefined;
-        this.flush();
-      }, this.windowMs);
-    }
+    const w = this.windows.at(source, () => ({
+      recorded: 0,
+      counted: 0,
+      byReason: new Map(),
+      byStage: new Map(),
+    }));
+    if (!w) return this.opts.audit.record(event);
     if (w.recorded < this.perWindow) {
       w.recorded++;
       this.opts.audit.record(event);
@@ -79,44 +91,14 @@ export class ChannelEventAudit {
     }
     w.counted++;
     const reason = event.reason ?? 'unknown';
-    if (w.byReason.has(reason) || w.byReason.size < MAX_LISTED_REASONS)
-      w.byReason.set(reason, (w.byReason.get(reason) ?? 0) + 1);
-    else w.byReason.set('other', (w.byReason.get('other') ?? 0) + 1);
+    if (!countListed(w.byReason, reason, MAX_LISTED_REASONS))
+      w.byReason.set('other', (w.byReason.get('other') ?? 0) + 1);
     w.byStage.set(stage, (w.byStage.get(stage) ?? 0) + 1);
   }
 
   /** Writes the open windows' summaries. Idempotent. */
   close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.timer?.cancel();
-    this.timer = undefined;
-    this.flush();
-  }
-
-  private flush(): void {
-    const now = this.opts.clock.now();
-    for (const [source, w] of this.windows) {
-      if (w.counted === 0) continue;
-      this.opts.audit.record({
-        type: 'handshake-failed',
-        outcome: 'failure',
-        reason: 'rate-limited',
-        ...(source === UNKNOWN_NODE ? {} : { node: source }),
-        details: {
-          message: `node channels: ${w.counted} further refusals from ${source} within ${this.windowMs} ms, counted here instead of one record each (the first ${w.recorded} were recorded)`,
-          stage: 'channel-summary',
-          source,
-          count: w.counted,
-          recorded: w.recorded,
-          byReason: Object.fromEntries(w.byReason),
-          byStage: Object.fromEntries(w.byStage),
-          startedAtMs: w.startedAtMs,
-          endedAtMs: now,
-        },
-      });
-    }
-    this.windows.clear();
+    this.windows.close();
   }
 }
 
