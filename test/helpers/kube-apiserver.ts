@@ -3,11 +3,11 @@ import { generateKeyPairSync } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
-import { createServer } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { EKU, makeCert, makeRootCa, type TestCert } from './certs.js';
+import { freePort } from './ports.js';
 
 /** The Kubernetes release scripts/build-kubernetes.sh builds. */
 export const KUBERNETES_VERSION = '1.37.2';
@@ -25,18 +25,6 @@ export function kubeBinDir(): string | undefined {
       'bin',
     );
   return ['etcd', 'kube-apiserver', 'kubectl'].every((b) => existsSync(join(dir, b))) ? dir : undefined;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 function alive(p: ChildProcess | undefined): p is ChildProcess {

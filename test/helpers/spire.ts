@@ -1,12 +1,12 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parseAllDocuments } from 'yaml';
 import type { KubeApiServer } from './kube-apiserver.js';
+import { freePort } from './ports.js';
 
 const execFileP = promisify(execFile);
 
@@ -16,18 +16,6 @@ export function spireBinDir(): string | undefined {
     process.env['MESHAUTH_SPIRE_BIN'] ??
     join(process.env['MESHAUTH_CACHE_DIR'] ?? join(homedir(), '.cache', 'meshauth'), 'spire-v1.15.3', 'bin');
   return existsSync(join(dir, 'spire-server')) && existsSync(join(dir, 'spire-agent')) ? dir : undefined;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 async function waitFor(

@@ -6,11 +6,11 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuditStore, OtlpLogExporter } from '../../../src/audit/index.js';
+import { freePort } from '../../helpers/ports.js';
 
 const ROOT = join(import.meta.dirname, '../../..');
 let bin: string;
@@ -18,17 +18,6 @@ let dir: string;
 let port: number;
 let collector: ChildProcess | undefined;
 let output = '';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-    s.on('error', reject);
-  });
-}
 
 async function startCollector(): Promise<void> {
   output = '';

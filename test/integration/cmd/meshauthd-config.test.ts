@@ -5,7 +5,6 @@
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -13,10 +12,9 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { stringify } from 'yaml';
 import { loadConfig } from '../../../src/config/index.js';
 import { Daemon } from '../../../src/daemon/daemon.js';
-import { Datapath } from '../../../src/datapath/index.js';
 import { silentLogger } from '../../../src/log.js';
-import { NetnsLab } from '../../helpers/netns.js';
-import { OBJECT_PATH } from '../datapath/helpers.js';
+import { API, DaemonTestNode, WEB, type AttachSetting } from '../../helpers/daemon-node.js';
+import { freePort } from '../../helpers/ports.js';
 
 const ROOT = join(import.meta.dirname, '..', '..', '..');
 const MESHAUTHD_JS = join(ROOT, 'dist', 'src', 'cmd', 'meshauthd.js');
@@ -91,95 +89,43 @@ describe('meshauthd: configuration refused before start (exit 2)', () => {
   });
 });
 
-/** A bpffs pin directory that does not exist yet. */
-function pinDirName(): string {
-  return `/sys/fs/bpf/meshauth-test-${Math.random().toString(36).slice(2, 10)}`;
-}
-
 /** Pinned maps in pinDir (none when the directory does not exist). */
 function pins(pinDir: string): string[] {
   return existsSync(pinDir) ? readdirSync(pinDir) : [];
 }
 
-/** A TCP port that was free a moment ago. */
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-const WEB = 'spiffe://demo.local/ns/demo/sa/web';
-
 describe('meshauthd: the node refuses the configuration before the datapath is touched (exit 2)', () => {
-  let work: string;
-  let pinDir: string;
-  let lab: NetnsLab;
-  const blockers: Server[] = [];
+  let node: DaemonTestNode;
 
   beforeEach(() => {
-    work = mkdtempSync(join(dir, 'node-'));
-    pinDir = pinDirName();
-    lab = new NetnsLab('mc');
+    // The pin directory does not exist yet: the daemon would have to make it.
+    node = new DaemonTestNode({ prefix: 'node-', parent: dir, labPrefix: 'mc', makePinDir: false });
   });
 
-  afterEach(async () => {
-    for (const b of blockers.splice(0)) await new Promise((r) => b.close(r));
-    await lab.cleanup();
-    Datapath.removePins(pinDir);
-    rmSync(pinDir, { recursive: true, force: true });
-  });
+  afterEach(() => node.cleanup());
 
   /** A complete configuration: files inventory and policy (web may reach `peers`), dev CA, one cgroup. */
   async function nodeConfig(over: {
-    attach?: Array<Record<string, string>>;
+    attach?: AttachSetting[];
     peers?: string[];
     handshakePort?: number;
     identity?: Record<string, unknown>;
     inventory?: Record<string, unknown>;
   }): Promise<string> {
-    const peers = over.peers ?? ['spiffe://demo.local/ns/demo/sa/api'];
-    writeFileSync(
-      join(work, 'inventory.yaml'),
-      stringify({
-        nodes: [
-          { name: 'node-a', address: '127.0.0.1', podCIDRs: ['10.10.1.0/24'] },
-          { name: 'node-b', address: '127.0.0.2', podCIDRs: ['10.10.2.0/24'] },
-        ],
-        workloads: [
-          { spiffeId: WEB, node: 'node-a', ips: ['10.10.1.10'] },
-          ...peers.map((spiffeId, i) => ({ spiffeId, node: 'node-b', ips: [`10.10.2.${10 + i}`] })),
-        ],
-      }),
+    const peers = over.peers ?? [API];
+    node.writeInventory(peers);
+    node.writeMutualPolicy(peers);
+    return stringify(
+      node.config(
+        { handshakePort: over.handshakePort ?? (await freePort()), attach: over.attach },
+        {
+          identity: over.identity ?? { source: 'dev-ca', devCa: { trustDomain: 'demo.local' } },
+          ...(over.inventory ? { inventory: over.inventory } : {}),
+          metrics: { listen: '' },
+          log: { level: 'silent' },
+        },
+      ),
     );
-    writeFileSync(
-      join(work, 'policy.yaml'),
-      stringify({ rules: peers.map((to, i) => ({ name: `web-${i}`, from: WEB, to, auth: 'mutual' })) }),
-    );
-    return stringify({
-      node: 'node-a',
-      stateDir: join(work, 'state'),
-      bpf: { pinDir, object: OBJECT_PATH },
-      datapath: { attach: over.attach ?? [{ type: 'cgroup', path: lab.addCgroup('pods'), hook: 'egress' }] },
-      handshake: { listen: '127.0.0.1', port: over.handshakePort ?? (await freePort()) },
-      identity: over.identity ?? { source: 'dev-ca', devCa: { trustDomain: 'demo.local' } },
-      inventory: over.inventory ?? { file: join(work, 'inventory.yaml') },
-      policy: { file: join(work, 'policy.yaml') },
-      api: { socket: join(work, 'run', 'api.sock') },
-      metrics: { listen: '' },
-      log: { level: 'silent' },
-    });
-  }
-
-  /** The pinned policy map as bpftool dumps it. */
-  function dumpPolicy(): string[] {
-    const out = execFileSync('bpftool', ['-j', 'map', 'dump', 'pinned', join(pinDir, 'ma_policy')], {
-      encoding: 'utf8',
-    });
-    return (JSON.parse(out) as Array<{ key: unknown; value: unknown }>)
-      .map((e) => JSON.stringify([e.key, e.value]))
-      .sort();
   }
 
   it('missing files, naming each setting, with no pin made', async () => {
@@ -187,23 +133,23 @@ describe('meshauthd: the node refuses the configuration before the datapath is t
       '--bpf-object',
       '/nonexistent/x.o',
       '--identity-dev-ca-ca-cert',
-      join(work, 'missing', 'ca.crt'),
+      join(node.dir, 'missing', 'ca.crt'),
       '--identity-dev-ca-ca-key',
-      join(work, 'missing', 'ca.key'),
+      join(node.dir, 'missing', 'ca.key'),
     ]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('bpf.object: /nonexistent/x.o: no such file or directory (ENOENT)');
     expect(r.stderr).toContain(
-      `identity.devCa.caCert: ${join(work, 'missing', 'ca.crt')}: no such file or directory (ENOENT)\n` +
-        `identity.devCa.caKey: ${join(work, 'missing', 'ca.key')}: no such file or directory (ENOENT)\n`,
+      `identity.devCa.caCert: ${join(node.dir, 'missing', 'ca.crt')}: no such file or directory (ENOENT)\n` +
+        `identity.devCa.caKey: ${join(node.dir, 'missing', 'ca.key')}: no such file or directory (ENOENT)\n`,
     );
-    expect(existsSync(join(work, 'missing'))).toBe(false);
+    expect(existsSync(join(node.dir, 'missing'))).toBe(false);
     expect(r.stderr).not.toMatch(/build:bpf|\n\s+at /);
-    expect(pins(pinDir)).toEqual([]);
+    expect(pins(node.pinDir)).toEqual([]);
   });
 
   it('identity files and a kubeconfig that are missing, each named, with no pin made', async () => {
-    const missing = (f: string): string => join(work, 'missing', f);
+    const missing = (f: string): string => join(node.dir, 'missing', f);
     const r = await meshauthd(
       await nodeConfig({
         identity: {
@@ -226,17 +172,17 @@ describe('meshauthd: the node refuses the configuration before the datapath is t
     ]) {
       expect(r.stderr).toContain(`${setting}: ${missing(file ?? '')}: no such file or directory (ENOENT)\n`);
     }
-    expect(pins(pinDir)).toEqual([]);
+    expect(pins(node.pinDir)).toEqual([]);
   });
 
   it('attach points that do not resolve, leaving the pinned policy of the previous run as it was', async () => {
     // A previous run: its program stays attached and its maps pinned after it stops.
-    const firstFile = join(work, 'first.yaml');
+    const firstFile = join(node.dir, 'first.yaml');
     writeFileSync(firstFile, await nodeConfig({}));
     await (await Daemon.start(loadConfig({ file: firstFile, env: {} }), silentLogger())).close();
-    const before = dumpPolicy();
+    const before = node.dumpPolicy();
     expect(before).toHaveLength(1);
-    const missingCgroup = join(lab.addCgroup('gone'), 'missing');
+    const missingCgroup = join(node.lab.addCgroup('gone'), 'missing');
     const r = await meshauthd(
       await nodeConfig({
         peers: ['api', 'db', 'cache'].map((sa) => `spiffe://demo.local/ns/demo/sa/${sa}`),
@@ -251,20 +197,18 @@ describe('meshauthd: the node refuses the configuration before the datapath is t
       'datapath.attach[0] (tc interface eth9): no such interface in this network namespace\n' +
         `datapath.attach[1] (cgroup path ${missingCgroup}): no such file or directory (ENOENT)\n`,
     );
-    expect(dumpPolicy()).toEqual(before);
+    expect(node.dumpPolicy()).toEqual(before);
   });
 
   it('a handshake port in use: one line, and a fresh start pins nothing', async () => {
     const port = await freePort();
-    const blocker = createServer();
-    await new Promise<void>((r) => blocker.listen(port, '127.0.0.1', r));
-    blockers.push(blocker);
-    mkdirSync(join(work, 'run'), { recursive: true });
+    await node.occupy(port);
+    mkdirSync(join(node.dir, 'run'), { recursive: true });
     const r = await meshauthd(await nodeConfig({ handshakePort: port }));
     expect(r.code).toBe(2);
     expect(r.stderr).toBe(
       `meshauthd: failed to start: handshake.port: cannot listen on 127.0.0.1:${port}: address already in use (EADDRINUSE)\n`,
     );
-    expect(pins(pinDir)).toEqual([]);
+    expect(pins(node.pinDir)).toEqual([]);
   });
 });

@@ -3,56 +3,34 @@
  * reaches the kernel policy map (read with bpftool) through the same resync as a Kubernetes policy
  * change, and a bad file leaves the map as the last good policy made it.
  */
-import { createServer } from 'node:net';
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { loadConfig } from '../../../src/config/index.js';
 import { Daemon } from '../../../src/daemon/daemon.js';
-import { Datapath } from '../../../src/datapath/index.js';
-import { DevCa } from '../../../src/identity/index.js';
-import { isPrivileged, NetnsLab, run } from '../../helpers/netns.js';
-import { OBJECT_PATH, randomPinDir } from '../datapath/helpers.js';
+import { API, DaemonTestNode, WEB } from '../../helpers/daemon-node.js';
+import { isPrivileged, run } from '../../helpers/netns.js';
+import { freePort } from '../../helpers/ports.js';
 
-const WEB = 'spiffe://demo.local/ns/demo/sa/web';
-const API = 'spiffe://demo.local/ns/demo/sa/api';
-
-let dir: string;
-let pinDir: string;
-let lab: NetnsLab;
+let node: DaemonTestNode;
 let daemon: Daemon | undefined;
 
 beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'meshauth-policy-reload-'));
-  pinDir = randomPinDir();
-  lab = new NetnsLab('pr');
+  node = new DaemonTestNode({ prefix: 'meshauth-policy-reload-', labPrefix: 'pr' });
 });
 
 afterEach(async () => {
   await daemon?.close();
   daemon = undefined;
-  await lab.cleanup();
-  Datapath.removePins(pinDir);
-  rmSync(pinDir, { recursive: true, force: true });
-  rmSync(dir, { recursive: true, force: true });
+  await node.cleanup();
 });
-
-/** A TCP port that was free a moment ago. */
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 /** Modes (0 enforce, 1 permissive) of the kernel policy entries, read with bpftool. */
 function policyModes(): number[] {
   const rows = JSON.parse(
-    run('bpftool', ['-j', 'map', 'dump', 'pinned', join(pinDir, 'ma_policy')]),
+    run('bpftool', ['-j', 'map', 'dump', 'pinned', join(node.pinDir, 'ma_policy')]),
   ) as Array<{ formatted?: { value: { mode: number } } }>;
   return rows.map((r) => {
     if (!r.formatted) throw new Error('bpftool: map dump without BTF formatting');
@@ -66,43 +44,20 @@ function policyText(mode: string): string {
 
 describe.skipIf(!isPrivileged())('meshauthd policy file reload', () => {
   it('brings the kernel policy map in line with a changed file and keeps it on a bad one', async () => {
-    const caDir = join(dir, 'ca');
-    await DevCa.init({ dir: caDir, trustDomain: 'demo.local' });
-    writeFileSync(
-      join(dir, 'inventory.yaml'),
-      stringify({
-        nodes: [
-          { name: 'node-a', address: '127.0.0.1', podCIDRs: ['10.10.1.0/24'] },
-          { name: 'node-b', address: '127.0.0.2', podCIDRs: ['10.10.2.0/24'] },
-        ],
-        workloads: [
-          { spiffeId: WEB, node: 'node-a', ips: ['10.10.1.10'] },
-          { spiffeId: API, node: 'node-b', ips: ['10.10.2.10'] },
-        ],
-      }),
-    );
-    const policyFile = join(dir, 'policy.yaml');
+    const identity = await node.devCaIdentity();
+    node.writeInventory([API]);
+    const policyFile = join(node.dir, 'policy.yaml');
     writeFileSync(policyFile, policyText('required'));
-    const configFile = join(dir, 'config.yaml');
-    writeFileSync(
-      configFile,
-      stringify({
-        node: 'node-a',
-        stateDir: join(dir, 'state'),
-        bpf: { pinDir, object: OBJECT_PATH },
-        datapath: { attach: [{ type: 'cgroup', path: lab.addCgroup('pods'), hook: 'egress' }] },
-        handshake: { listen: '127.0.0.1', port: await freePort() },
-        auth: { preauthenticate: false },
-        identity: {
-          source: 'dev-ca',
-          devCa: { trustDomain: 'demo.local', caCert: join(caDir, 'ca.crt'), caKey: join(caDir, 'ca.key') },
+    const configFile = node.writeConfig(
+      node.config(
+        { handshakePort: await freePort() },
+        {
+          auth: { preauthenticate: false },
+          identity,
+          audit: { path: join(node.dir, 'state', 'audit.db') },
+          metrics: { listen: '' },
         },
-        inventory: { file: join(dir, 'inventory.yaml') },
-        policy: { file: policyFile },
-        audit: { path: join(dir, 'state', 'audit.db') },
-        api: { socket: join(dir, 'run', 'api.sock') },
-        metrics: { listen: '' },
-      }),
+      ),
     );
     const config = loadConfig({ file: configFile, env: {} });
     const events: Array<{ event?: string; rules?: number; reason?: string }> = [];

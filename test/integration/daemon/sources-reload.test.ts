@@ -15,21 +15,11 @@ import { Registry } from 'prom-client';
 import { loadConfig, watchFile } from '../../../src/config/index.js';
 import { openSources, type DaemonSources } from '../../../src/daemon/sources.js';
 import { configMapVolume } from '../../helpers/configmap-volume.js';
+import { API, twoNodeInventory, WEB } from '../../helpers/daemon-node.js';
 
-const WEB = 'spiffe://demo.local/ns/demo/sa/web';
-const API = 'spiffe://demo.local/ns/demo/sa/api';
 const DB = 'spiffe://demo.local/ns/demo/sa/db';
 
-const INVENTORY = {
-  nodes: [
-    { name: 'node-a', address: '127.0.0.1', podCIDRs: ['10.10.1.0/24'] },
-    { name: 'node-b', address: '127.0.0.2', podCIDRs: ['10.10.2.0/24'] },
-  ],
-  workloads: [
-    { spiffeId: WEB, node: 'node-a', ips: ['10.10.1.10'] },
-    { spiffeId: API, node: 'node-b', ips: ['10.10.2.10'] },
-  ],
-};
+const INVENTORY = twoNodeInventory([API]);
 const ONE_RULE = stringify({ rules: [{ name: 'web-api', from: WEB, to: API }] });
 const TWO_RULES = stringify({
   rules: [

@@ -4,69 +4,26 @@
  * everything opened before it is closed again (no fd, listening socket, watcher or child process
  * left) while the pinned maps stay, as they do on a graceful stop.
  */
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  readlinkSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
 import { AuditStore } from '../../../src/audit/index.js';
 import { ConfigError, loadConfig, type DaemonConfig } from '../../../src/config/index.js';
 import { Daemon } from '../../../src/daemon/daemon.js';
 import { preflight } from '../../../src/daemon/preflight.js';
-import { Datapath } from '../../../src/datapath/index.js';
-import { DevCa } from '../../../src/identity/index.js';
 import { silentLogger } from '../../../src/log.js';
-import { NetnsLab } from '../../helpers/netns.js';
-import { OBJECT_PATH, randomPinDir } from '../datapath/helpers.js';
+import { API, DaemonTestNode, type AttachSetting } from '../../helpers/daemon-node.js';
+import { freePort } from '../../helpers/ports.js';
 
-const WEB = 'spiffe://demo.local/ns/demo/sa/web';
-const API = 'spiffe://demo.local/ns/demo/sa/api';
-
-let dir: string;
-let pinDir: string;
-let lab: NetnsLab;
-const blockers: Server[] = [];
+let node: DaemonTestNode;
 
 beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'meshauth-daemon-'));
-  pinDir = randomPinDir();
-  lab = new NetnsLab('du');
+  node = new DaemonTestNode({ prefix: 'meshauth-daemon-', labPrefix: 'du' });
 });
 
-afterEach(async () => {
-  for (const b of blockers.splice(0)) await new Promise((r) => b.close(r));
-  await lab.cleanup();
-  Datapath.removePins(pinDir);
-  rmSync(pinDir, { recursive: true, force: true });
-  rmSync(dir, { recursive: true, force: true });
-});
-
-/** A TCP port that was free a moment ago. */
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-/** Keeps 127.0.0.1:port busy until the test ends. */
-async function occupy(port: number): Promise<void> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(port, '127.0.0.1', r));
-  blockers.push(s);
-}
+afterEach(() => node.cleanup());
 
 /** Whether a TCP listener can be opened on 127.0.0.1:port (nobody holds it). */
 async function canListen(port: number): Promise<boolean> {
@@ -87,7 +44,7 @@ function daemonFds(): string[] {
     } catch {
       continue; // closed while listing
     }
-    if (target.startsWith(dir) || target.startsWith(pinDir) || /^anon_inode:bpf/.test(target))
+    if (target.startsWith(node.dir) || target.startsWith(node.pinDir) || /^anon_inode:bpf/.test(target))
       out.push(target);
   }
   return out.sort();
@@ -120,48 +77,20 @@ async function writeConfig(over: {
   handshakePort: number;
   metricsPort: number;
   apiSocket?: string;
-  attach?: Array<Record<string, string>>;
+  attach?: AttachSetting[];
   /** Workloads of node-b that web may reach (mutual auth); default [API]. */
   peers?: string[];
 }) {
   const peers = over.peers ?? [API];
-  const caDir = join(dir, 'ca');
-  await DevCa.init({ dir: caDir, trustDomain: 'demo.local' });
-  writeFileSync(
-    join(dir, 'inventory.yaml'),
-    stringify({
-      nodes: [
-        { name: 'node-a', address: '127.0.0.1', podCIDRs: ['10.10.1.0/24'] },
-        { name: 'node-b', address: '127.0.0.2', podCIDRs: ['10.10.2.0/24'] },
-      ],
-      workloads: [
-        { spiffeId: WEB, node: 'node-a', ips: ['10.10.1.10'] },
-        ...peers.map((spiffeId, i) => ({ spiffeId, node: 'node-b', ips: [`10.10.2.${10 + i}`] })),
-      ],
-    }),
-  );
-  writeFileSync(
-    join(dir, 'policy.yaml'),
-    stringify({ rules: peers.map((to, i) => ({ name: `web-${i}`, from: WEB, to, auth: 'mutual' })) }),
-  );
-  const file = join(dir, 'config.yaml');
-  writeFileSync(
-    file,
-    stringify({
-      node: 'node-a',
-      stateDir: join(dir, 'state'),
-      bpf: { pinDir, object: OBJECT_PATH },
-      datapath: { attach: over.attach ?? [{ type: 'cgroup', path: lab.addCgroup('pods'), hook: 'egress' }] },
-      handshake: { listen: '127.0.0.1', port: over.handshakePort },
+  const identity = await node.devCaIdentity();
+  node.writeInventory(peers);
+  node.writeMutualPolicy(peers);
+  const file = node.writeConfig(
+    node.config(over, {
       auth: { gcInterval: '1s', preauthenticate: true },
-      identity: {
-        source: 'dev-ca',
-        devCa: { trustDomain: 'demo.local', caCert: join(caDir, 'ca.crt'), caKey: join(caDir, 'ca.key') },
-      },
-      inventory: { file: join(dir, 'inventory.yaml') },
-      policy: { file: join(dir, 'policy.yaml') },
-      audit: { path: join(dir, 'state', 'audit.db') },
-      api: { socket: over.apiSocket ?? join(dir, 'run', 'api.sock') },
+      identity,
+      audit: { path: join(node.dir, 'state', 'audit.db') },
+      api: { socket: over.apiSocket ?? join(node.dir, 'run', 'api.sock') },
       metrics: { listen: `127.0.0.1:${over.metricsPort}` },
       log: { level: 'silent' },
     }),
@@ -186,12 +115,12 @@ async function expectNothingLeft(
   expect(children()).toEqual(before.children);
   if (pins === 'kept') {
     // As designed, the maps stay pinned (enforcement continues with what was earned).
-    expect(readdirSync(pinDir).sort()).toEqual(
+    expect(readdirSync(node.pinDir).sort()).toEqual(
       expect.arrayContaining(['ma_auth', 'ma_ipcache', 'ma_policy']),
     );
   } else {
     // A first start that attached nothing leaves no maps pinned (and removes the empty directory).
-    expect(existsSync(pinDir) ? readdirSync(pinDir) : []).toEqual([]);
+    expect(existsSync(node.pinDir) ? readdirSync(node.pinDir) : []).toEqual([]);
   }
   // The audit trail was closed cleanly: it opens again and its hash chain verifies.
   const store = AuditStore.open({ path: config.audit.path });
@@ -200,16 +129,6 @@ async function expectNothingLeft(
   } finally {
     store.close();
   }
-}
-
-/** The pinned policy map as bpftool dumps it (keys and values, sorted). */
-function dumpPolicy(): string[] {
-  const out = execFileSync('bpftool', ['-j', 'map', 'dump', 'pinned', join(pinDir, 'ma_policy')], {
-    encoding: 'utf8',
-  });
-  return (JSON.parse(out) as Array<{ key: unknown; value: unknown }>)
-    .map((e) => JSON.stringify([e.key, e.value]))
-    .sort();
 }
 
 /** Program ids bpftool lists on a cgroup directory. */
@@ -225,7 +144,7 @@ describe('Daemon.start', () => {
   it('refuses a taken handshake port before it pins or attaches anything', async () => {
     const [handshakePort, metricsPort] = [await freePort(), await freePort()];
     const config = await writeConfig({ handshakePort, metricsPort });
-    await occupy(handshakePort);
+    await node.occupy(handshakePort);
     const before = { resources: activeResources(), children: children() };
     const err = await Daemon.start(config, silentLogger()).then(
       () => undefined,
@@ -242,12 +161,12 @@ describe('Daemon.start', () => {
   it('detaches and unpins what a first start made when its last step (API) fails', async () => {
     const [handshakePort, metricsPort] = [await freePort(), await freePort()];
     // The API socket's directory cannot be created: a file is in the way.
-    mkdirSync(join(dir, 'run'));
-    writeFileSync(join(dir, 'run', 'not-a-dir'), '');
+    mkdirSync(join(node.dir, 'run'));
+    writeFileSync(join(node.dir, 'run', 'not-a-dir'), '');
     const config = await writeConfig({
       handshakePort,
       metricsPort,
-      apiSocket: join(dir, 'run', 'not-a-dir', 'api.sock'),
+      apiSocket: join(node.dir, 'run', 'not-a-dir', 'api.sock'),
     });
     const before = { resources: activeResources(), children: children() };
     await expect(Daemon.start(config, silentLogger())).rejects.toThrow();
@@ -259,24 +178,24 @@ describe('Daemon.start', () => {
     const [handshakePort, metricsPort] = [await freePort(), await freePort()];
     const good = await writeConfig({ handshakePort, metricsPort });
     await (await Daemon.start(good, silentLogger())).close();
-    const policyBefore = dumpPolicy();
+    const policyBefore = node.dumpPolicy();
     expect(policyBefore).toHaveLength(1);
     const cgroup = (good.datapath.attach[0] as { path: string }).path;
     const programsBefore = cgroupPrograms(cgroup);
     expect(programsBefore).toHaveLength(1);
-    mkdirSync(join(dir, 'run'), { recursive: true });
-    writeFileSync(join(dir, 'run', 'not-a-dir'), '');
+    mkdirSync(join(node.dir, 'run'), { recursive: true });
+    writeFileSync(join(node.dir, 'run', 'not-a-dir'), '');
     const config = await writeConfig({
       handshakePort,
       metricsPort,
       peers: [API, API2, API3],
       attach: [{ type: 'cgroup', path: cgroup, hook: 'egress' }],
-      apiSocket: join(dir, 'run', 'not-a-dir', 'api.sock'),
+      apiSocket: join(node.dir, 'run', 'not-a-dir', 'api.sock'),
     });
     const before = { resources: activeResources(), children: children() };
     await expect(Daemon.start(config, silentLogger())).rejects.toThrow();
     await expectNothingLeft(config, before, [handshakePort, metricsPort], 'kept');
-    expect(dumpPolicy()).toEqual(policyBefore);
+    expect(node.dumpPolicy()).toEqual(policyBefore);
     // This start's program took the previous one's place on the same pinned maps.
     expect(cgroupPrograms(cgroup)).toHaveLength(1);
   });
@@ -336,7 +255,7 @@ describe('Daemon.start', () => {
     const [handshakePort, metricsPort] = [await freePort(), await freePort()];
     const good = await writeConfig({ handshakePort, metricsPort });
     await (await Daemon.start(good, silentLogger())).close();
-    const policyBefore = dumpPolicy();
+    const policyBefore = node.dumpPolicy();
     expect(policyBefore).toHaveLength(1);
     // More rules than the running enforcement has, and attach points that cannot be resolved.
     const config = await writeConfig({
@@ -345,19 +264,19 @@ describe('Daemon.start', () => {
       peers: [API, API2, API3],
       attach: [
         { type: 'tc', interface: 'nosuch0', hook: 'egress' },
-        { type: 'cgroup', path: join(dir, 'no-such-cgroup'), hook: 'egress' },
-        { type: 'cgroup', path: dir, hook: 'egress' },
+        { type: 'cgroup', path: join(node.dir, 'no-such-cgroup'), hook: 'egress' },
+        { type: 'cgroup', path: node.dir, hook: 'egress' },
       ],
     });
     const before = { resources: activeResources(), children: children() };
     await expect(Daemon.start(config, silentLogger())).rejects.toThrow(
       [
         'datapath.attach[0] (tc interface nosuch0): no such interface in this network namespace',
-        `datapath.attach[1] (cgroup path ${join(dir, 'no-such-cgroup')}): no such file or directory (ENOENT)`,
-        `datapath.attach[2] (cgroup path ${dir}): not a cgroup v2 directory`,
+        `datapath.attach[1] (cgroup path ${join(node.dir, 'no-such-cgroup')}): no such file or directory (ENOENT)`,
+        `datapath.attach[2] (cgroup path ${node.dir}): not a cgroup v2 directory`,
       ].join('\n'),
     );
     await expectNothingLeft(config, before, [handshakePort, metricsPort], 'kept');
-    expect(dumpPolicy()).toEqual(policyBefore);
+    expect(node.dumpPolicy()).toEqual(policyBefore);
   });
 });

@@ -4,7 +4,6 @@
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,6 +11,7 @@ import { ApiClient, startApiServer, type ApiServer } from '../../../src/api/inde
 import { AuditStore } from '../../../src/audit/index.js';
 import { DevCa } from '../../../src/identity/index.js';
 import { FakeDaemon } from '../api/fake-daemon.js';
+import { freePort } from '../../helpers/ports.js';
 
 const ROOT = join(import.meta.dirname, '..', '..', '..');
 const BIN = join(ROOT, 'bin', 'meshauth-relay.js');
@@ -24,15 +24,19 @@ let ca: DevCa;
 let store: AuditStore;
 let node: ApiServer;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-    s.on('error', reject);
-  });
+/**
+ * Runs the relay with `args` and expects it to refuse to start on a configuration error: exit 2,
+ * one line on stderr ("could not start", matching `message`), no stack trace, nothing on stdout
+ * (no log line repeating it).
+ */
+function expectRefusedToStart(args: string[], message: RegExp): void {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 30_000 });
+  expect(r.status).toBe(2);
+  expect(r.stderr).toMatch(/^meshauth-relay: could not start: /m);
+  expect(r.stderr).toMatch(message);
+  expect(r.stderr + r.stdout).not.toMatch(/\n\s+at /);
+  expect(r.stdout).toBe('');
+  expect(r.stderr.split('\n').filter(Boolean)).toHaveLength(1);
 }
 
 beforeAll(async () => {
@@ -158,10 +162,8 @@ describe('meshauth-relay binary', () => {
       writeFileSync(join(dir, 'junk'), 'relay\n');
       writeFileSync(join(dir, 'other.key'), (await ca.issue(RELAY)).keyPem, { mode: 0o600 });
       const f = { cert: 'relay.crt', key: 'relay.key', bundle: 'ca.pem', ...files };
-      const r = spawnSync(
-        process.execPath,
+      expectRefusedToStart(
         [
-          BIN,
           '--tls-cert',
           join(dir, f.cert),
           '--tls-key',
@@ -177,15 +179,8 @@ describe('meshauth-relay binary', () => {
           '--audit-db',
           join(dir, 'unused.db'),
         ],
-        { encoding: 'utf8', timeout: 30_000 },
+        message,
       );
-      expect(r.status).toBe(2);
-      expect(r.stderr).toMatch(/^meshauth-relay: could not start: /m);
-      expect(r.stderr).toMatch(message);
-      expect(r.stderr + r.stdout).not.toMatch(/\n\s+at /);
-      // printed once: no log line repeating it on stdout
-      expect(r.stdout).toBe('');
-      expect(r.stderr.split('\n').filter(Boolean)).toHaveLength(1);
     },
   );
 
@@ -207,10 +202,8 @@ describe('meshauth-relay binary', () => {
     (_what, file, message) => {
       writeFileSync(join(dir, 'bad-nodes'), 'node-a 127.0.0.1\n');
       writeFileSync(join(dir, 'empty-nodes'), '# no nodes yet\n');
-      const r = spawnSync(
-        process.execPath,
+      expectRefusedToStart(
         [
-          BIN,
           ...tls(),
           '--allow',
           ADMIN,
@@ -221,14 +214,8 @@ describe('meshauth-relay binary', () => {
           '--audit-db',
           join(dir, 'unused.db'),
         ],
-        { encoding: 'utf8', timeout: 30_000 },
+        message,
       );
-      expect(r.status).toBe(2);
-      expect(r.stderr).toMatch(/^meshauth-relay: could not start: /m);
-      expect(r.stderr).toMatch(message);
-      expect(r.stderr + r.stdout).not.toMatch(/\n\s+at /);
-      expect(r.stdout).toBe('');
-      expect(r.stderr.split('\n').filter(Boolean)).toHaveLength(1);
     },
   );
 
