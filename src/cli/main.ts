@@ -1,7 +1,6 @@
-import { realpathSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { processIo } from './io.js';
 import { run, type CommandRegistrar } from './program.js';
+import { invokedDirectly } from '../invoked-directly.js';
 
 export { run, buildProgram, VERSION, type CommandRegistrar } from './program.js';
 export type { CliIo } from './io.js';
@@ -29,14 +28,4 @@ export async function main(): Promise<void> {
   process.exitCode = code;
 }
 
-function invokedDirectly(): boolean {
-  const arg = process.argv[1];
-  if (!arg) return false;
-  try {
-    return realpathSync(arg) === realpathSync(fileURLToPath(import.meta.url));
-  } catch {
-    return false;
-  }
-}
-
-if (invokedDirectly()) await main();
+if (invokedDirectly(import.meta.url)) await main();

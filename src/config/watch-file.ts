@@ -130,16 +130,20 @@ export interface FollowFileOptions<T> extends WatchFileOptions {
  */
 export function followFile<T>(file: string, opts: FollowFileOptions<T>): FileFollower {
   let failing = false;
+  /** The file was refused: reported, and the previous value stays. */
+  const refuse = (err: unknown): ReloadResult => {
+    const error = err instanceof Error ? err : new Error(String(err));
+    failing = true;
+    opts.rejected(error);
+    opts.observe?.('failed', true);
+    return { ok: false, error };
+  };
   const reload = (): ReloadResult => {
     let next: T;
     try {
       next = opts.read(file);
     } catch (err) {
-      const error = err instanceof Error ? err : new Error(String(err));
-      failing = true;
-      opts.rejected(error);
-      opts.observe?.('failed', true);
-      return { ok: false, error };
+      return refuse(err);
     }
     const previousFailed = failing;
     failing = false;
@@ -148,11 +152,7 @@ export function followFile<T>(file: string, opts: FollowFileOptions<T>): FileFol
       outcome = opts.apply(next, { previousFailed }) ?? 'applied';
     } catch (err) {
       // A value `read` accepted but `apply` refused (before taking it): the previous value stays.
-      const error = err instanceof Error ? err : new Error(String(err));
-      failing = true;
-      opts.rejected(error);
-      opts.observe?.('failed', true);
-      return { ok: false, error };
+      return refuse(err);
     }
     opts.observe?.(outcome, false);
     return { ok: true };

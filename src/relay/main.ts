@@ -3,8 +3,6 @@
  * witnesses the nodes' signed audit heads. Exit codes: 0 clean stop, 1 runtime failure, 2 usage or
  * configuration (a TLS file missing or invalid), as meshauthd.
  */
-import { realpathSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { createLogger } from '../log.js';
 import { parseSpiffeId } from '../spiffe/index.js';
@@ -17,6 +15,7 @@ import { checkNodeIdTemplate, KubernetesNodeSource } from './kube-nodes.js';
 import type { RelayNode } from './node-api.js';
 import { parseNodeList, staticNodes } from './nodes.js';
 import { startRelay } from './start.js';
+import { invokedDirectly } from '../invoked-directly.js';
 
 function hostPort(v: string): { host: string; port: number } {
   const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$/.exec(v);
@@ -299,14 +298,4 @@ export async function main(argv = process.argv.slice(2), output?: UsageOutput): 
   return 0;
 }
 
-function invokedDirectly(): boolean {
-  const arg = process.argv[1];
-  if (!arg) return false;
-  try {
-    return realpathSync(arg) === realpathSync(fileURLToPath(import.meta.url));
-  } catch {
-    return false;
-  }
-}
-
-if (invokedDirectly()) process.exitCode = await main();
+if (invokedDirectly(import.meta.url)) process.exitCode = await main();

@@ -355,8 +355,7 @@ export class NodeChannels implements Authenticator {
     } catch (err) {
       // No channel (the peer does not speak it, holds no node SVID, refused ours, or is down):
       // the per-pair handshake makes the same checks, so falling back loses no guarantee.
-      if (this.opts.fallback && !(err instanceof HandshakeError && err.reason === 'aborted'))
-        return this.fallBack(req);
+      if (this.mayFallBackFrom(err)) return this.fallBack(req);
       throw err;
     }
     let proofs = st.proofs!;
@@ -379,8 +378,7 @@ export class NodeChannels implements Authenticator {
         try {
           channel = await this.ensureChannel(req.peerNode);
         } catch (err) {
-          if (this.opts.fallback && !(err instanceof HandshakeError && err.reason === 'aborted'))
-            return this.fallBack(req);
+          if (this.mayFallBackFrom(err)) return this.fallBack(req);
           throw err;
         }
         proofs = st.proofs!;
@@ -508,6 +506,12 @@ export class NodeChannels implements Authenticator {
       this.opts.onEvicted?.(e);
     }
     return open.length - victims.length + dialing < this.maxChannels;
+  }
+
+  /** Whether a failure to get a channel goes on per pair: when there is a fallback, unless aborted. */
+  private mayFallBackFrom(err: unknown): boolean {
+    if (!this.opts.fallback) return false;
+    return !(err instanceof HandshakeError && err.reason === 'aborted');
   }
 
   private fallBack(req: AuthenticateRequest): Promise<AuthenticateResult> {
