@@ -15,7 +15,7 @@ export function buildDaemonProgram(output?: UsageOutput): Command {
         '(precedence: defaults < file < environment < flags).\n\n' +
         'Durations are a number and a unit: ms, s, m, h or d (250ms, 5s, 1.5h, 30d); a bare number ' +
         'is milliseconds ("5000" is 5s, not 5000 seconds). Each duration setting has the range ' +
-        'printed with it, like (1ms..5m).\n\n' +
+        'printed with it, like (100ms..5m).\n\n' +
         'identity.source files takes SVIDs that another tool writes to disk, set in the config file only ' +
         '(a list has no flag or environment variable): identity.files.bundle is the trust bundle (PEM, ' +
         'concatenated DER or SPIFFE JWKS), identity.files.svids lists per workload identity of this node ' +

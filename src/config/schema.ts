@@ -77,16 +77,27 @@ export const DEFAULTS = {
  * Bounds of every duration setting, in milliseconds, by config path. The upper bounds keep each
  * value where it still means what the setting says (a 100-day handshake deadline is a typo) and,
  * for the durations that arm a timer, under Node's timer limit (2^31 - 1 ms, about 24.8 days: a
- * longer timeout fires at once). `meshauthd --help` prints them (options.ts).
+ * longer timeout fires at once). The lower bounds refuse values that leave the daemon useless or
+ * busy with itself:
+ * - `handshake.timeout` >= 100 ms: a TLS 1.3 handshake with certificate checks and a signature
+ *   takes milliseconds of CPU plus a round trip; below that every handshake times out;
+ * - `datapath.signalThrottle` >= 10 ms: at most 100 auth-required signals per second per pair
+ *   (the ring buffer and the handshake queue are shared by all pairs);
+ * - `auth.retryBase` / `auth.retryMax` >= 10 ms: a retry sooner meets the same failure and only
+ *   loads the peer;
+ * - `auth.gcInterval` >= 100 ms: each run walks the whole auth map (65,536 entries by default) and
+ *   checks the pins; entry expiry itself is enforced by the kernel, not by the GC.
+ * `meshauthd --help` prints them (options.ts); the Helm chart checks the same bounds
+ * (deploy/helm/meshauth/templates/_helpers.tpl).
  */
 export const DURATION_LIMITS = {
-  'datapath.signalThrottle': { minMs: 1, maxMs: 60_000 },
+  'datapath.signalThrottle': { minMs: 10, maxMs: 60_000 },
   'datapath.synRto': { minMs: 1, maxMs: 1000 },
-  'handshake.timeout': { minMs: 1, maxMs: 300_000 },
+  'handshake.timeout': { minMs: 100, maxMs: 300_000 },
   'handshake.maxEntryTtl': { minMs: 1000, maxMs: 7 * 86_400_000 },
-  'auth.retryBase': { minMs: 1, maxMs: 60_000 },
-  'auth.retryMax': { minMs: 1, maxMs: 3_600_000 },
-  'auth.gcInterval': { minMs: 1, maxMs: 3_600_000 },
+  'auth.retryBase': { minMs: 10, maxMs: 60_000 },
+  'auth.retryMax': { minMs: 10, maxMs: 3_600_000 },
+  'auth.gcInterval': { minMs: 100, maxMs: 3_600_000 },
   'identity.devCa.svidTtl': { minMs: 60_000, maxMs: 7 * 86_400_000 },
   'audit.maxAge': { minMs: 60_000, maxMs: 3650 * 86_400_000 },
   'audit.headInterval': { minMs: 1000, maxMs: 86_400_000 },

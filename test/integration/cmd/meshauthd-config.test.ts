@@ -75,7 +75,7 @@ describe('meshauthd: configuration refused before start (exit 2)', () => {
     const r = await meshauthd(MINIMAL, ['--handshake-timeout', '600000']);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(
-      'config flag --handshake-timeout: handshake.timeout: must be between 1ms and 5m (got "600000": a bare number is milliseconds)',
+      'config flag --handshake-timeout: handshake.timeout: must be between 100ms and 5m (got "600000": a bare number is milliseconds)',
     );
   });
 

@@ -477,7 +477,7 @@ describe.skipIf(!helm)('Helm chart deploy/helm/meshauth', () => {
     [
       'a handshake timeout of 0s',
       { handshake: { timeout: '0s' } },
-      /handshake\.timeout: must be at least 1ms \(got "0s"\)/,
+      /handshake\.timeout: must be at least 100ms \(got "0s"\)/,
     ],
     [
       'an entry lifetime under a second',
@@ -490,16 +490,21 @@ describe.skipIf(!helm)('Helm chart deploy/helm/meshauth', () => {
       /datapath\.synRto: must be at most 1000ms \(got "2s"\)/,
     ],
     [
+      'a handshake timeout of 50ms (every handshake would time out)',
+      { handshake: { timeout: '50ms' } },
+      /handshake\.timeout: must be at least 100ms \(got "50ms"\)/,
+    ],
+    [
       'a signal throttle of 0s',
       { datapath: { signalThrottle: '0s' } },
-      /datapath\.signalThrottle: must be at least 1ms/,
+      /datapath\.signalThrottle: must be at least 10ms/,
     ],
     [
       'a retry ceiling below the retry base',
       { auth: { retryBase: '1m', retryMax: '30s' } },
       /auth\.retryMax: must be at least auth\.retryBase \(1m, got "30s"\)/,
     ],
-    ['a GC interval of 0s', { auth: { gcInterval: '0s' } }, /auth\.gcInterval: must be at least 1ms/],
+    ['a GC interval of 0s', { auth: { gcInterval: '0s' } }, /auth\.gcInterval: must be at least 100ms/],
     [
       'an audit retention under a minute',
       { audit: { maxAge: '30s' } },

@@ -361,7 +361,7 @@ describe('meshauthd --help describes durations', () => {
     const help = r.out.replace(/\s+/g, ' ');
     expect(help).toContain('a bare number is milliseconds ("5000" is 5s, not 5000 seconds)');
     expect(help).toMatch(
-      /--handshake-timeout <duration> +Deadline for one complete handshake \(1ms\.\.5m\) \(file: handshake\.timeout/,
+      /--handshake-timeout <duration> +Deadline for one complete handshake \(100ms\.\.5m\) \(file: handshake\.timeout/,
     );
     expect(help).toMatch(
       /--audit-max-age <duration> +Audit events older than this are deleted \(1m\.\.3650d\)/,
