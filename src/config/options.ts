@@ -512,7 +512,8 @@ const SPECS: readonly Spec[] = [
     path: 'wireguard.address',
     kind: 'string',
     valueName: '<cidr>',
-    description: 'Address of the WireGuard interface (required when enabled)',
+    description:
+      "This node's address on the WireGuard interface, /32 or /128; a bare address means that host prefix (required when enabled)",
   },
   {
     path: 'wireguard.privateKeyFile',

@@ -212,13 +212,19 @@ const sockOpsAttach = z.strictObject({
 /**
  * wireguard.address: this node's own address on the tunnel, a host prefix (/32 or /128). The
  * interface carries only it: peers' traffic is routed by their pod CIDRs (AllowedIPs), so a
- * wider prefix would add a connected route for a subnet no peer owns.
+ * wider prefix would add a connected route for a subnet no peer owns. A bare address is that
+ * host prefix ("10.99.0.1" is "10.99.0.1/32", "fd00:99::1" is "fd00:99::1/128"), so one setting
+ * (the Helm chart's default, the node's status.hostIP) fits IPv4 and IPv6 nodes alike.
  */
 const tunnelAddressField = () =>
   z
     .unknown()
     .optional()
     .transform((v, ctx): string => {
+      if (typeof v === 'string' && !v.includes('/')) {
+        const ip = normalizeIp(v);
+        if (ip !== undefined) v = `${ip}/${ip.includes(':') ? 128 : 32}`;
+      }
       const c = typeof v === 'string' ? parseCidr(v) : undefined;
       if (!c || c.prefix !== (c.family === 4 ? 32 : 128)) {
         // the library's reason (no prefix length, bad length, not an address); a shorter prefix

@@ -571,9 +571,11 @@ describe('loadConfig: bad files', () => {
       ['10.99.0.1/24', 'a /24 is a subnet, not one address'],
       ['10.99.0.0/24', 'a /24 is a subnet, not one address'],
       ['fd00:99::1/64', 'a /64 is a subnet, not one address'],
-      ['10.99.0.1', 'has no prefix length'],
       ['10.99.0.1/33', 'bad prefix length (0..32)'],
       ['10.99.0/32', ''],
+      // a bare string that is no address is not taken for one
+      ['10.99.0', 'has no prefix length'],
+      ['node-a', 'has no prefix length'],
     ] as const) {
       const file = writeConfig(`${MINIMAL}wireguard: { enabled: true, address: "${addr}" }\n`);
       const [line] = errorOf(() => loadConfig({ file })).problems;
@@ -588,6 +590,23 @@ describe('loadConfig: bad files', () => {
       const file = writeConfig(`${MINIMAL}wireguard: { enabled: true, address: "${addr}" }\n`);
       expect(loadConfig({ file }).wireguard.address).toBe(addr);
     }
+  });
+
+  it('takes a bare WireGuard address as its host prefix, /32 for IPv4 and /128 for IPv6', () => {
+    for (const [addr, want] of [
+      ['10.99.0.1', '10.99.0.1/32'],
+      ['fd00:99::1', 'fd00:99::1/128'],
+      ['FD00:99:0:0::1', 'fd00:99::1/128'],
+      ['::ffff:10.99.0.1', '10.99.0.1/32'],
+    ] as const) {
+      const file = writeConfig(`${MINIMAL}wireguard: { enabled: true, address: "${addr}" }\n`);
+      expect(loadConfig({ file }).wireguard.address, addr).toBe(want);
+    }
+    // as the Helm chart gives it: the node's status.hostIP through the environment
+    const file = writeConfig(`${MINIMAL}wireguard: { enabled: true }\n`);
+    expect(loadConfig({ file, env: { MESHAUTH_WIREGUARD_ADDRESS: 'fd00:10::3' } }).wireguard.address).toBe(
+      'fd00:10::3/128',
+    );
   });
 
   it('reports every problem, one line each', () => {
