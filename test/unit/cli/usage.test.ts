@@ -371,3 +371,24 @@ describe('meshauthd --help describes durations', () => {
     }
   });
 });
+
+describe('meshauthd --help describes the attach points', () => {
+  it('says what each form of --datapath-attach does', async () => {
+    const r = await meshauthd(['--help'], 100);
+    expect(r.code).toBe(0);
+    const help = r.out.replace(/\s+/g, ' ');
+    const attach = help.slice(
+      help.indexOf('--datapath-attach '),
+      help.indexOf('--datapath-signal-throttle '),
+    );
+    expect(attach).toContain(
+      'tc:<iface>:<ingress|egress>[:<semantics>] checks the packets at that tc hook, <semantics> (default: the hook) naming the local end: egress the source, ingress the destination;',
+    );
+    expect(attach).toContain(
+      'cgroup:<path>[:<ingress|egress>] checks the packets the sockets of a cgroup v2 subtree send (egress, default) or receive;',
+    );
+    expect(attach).toContain(
+      'sockops:<cgroup path> checks nothing, it shortens the first SYN timeout of unauthenticated pairs (datapath.synRto)',
+    );
+  });
+});
