@@ -21,7 +21,12 @@ export function buildDaemonProgram(output?: UsageOutput): Command {
         'concatenated DER or SPIFFE JWKS), identity.files.svids lists per workload identity of this node ' +
         'its spiffeId, cert (the chain, leaf first, PEM or DER) and key (PEM or DER). The files are watched ' +
         'and re-read on change; a chain is used only once it verifies as an X509-SVID of its spiffeId ' +
-        'against the bundle and the key matches its leaf. examples/config.yaml has an example.',
+        'against the bundle and the key matches its leaf. examples/config.yaml has an example.\n\n' +
+        'A fatal error is one message on stderr. "meshauthd: invalid configuration:" and one line per ' +
+        'problem (exit status 2): a setting, or what the start found unusable in one (a file it names, ' +
+        'the inventory or policy, an attach point, a listen port in use). "meshauthd: failed to start: ' +
+        '<reason>" (exit status 1): anything else that stops the start, such as the kernel refusing the ' +
+        'BPF programs or a port taken after the start-up check.',
     )
     .version(VERSION, '-V, --version')
     .helpOption('-h, --help', 'Show this help')
@@ -47,8 +52,8 @@ export function buildDaemonProgram(output?: UsageOutput): Command {
       '\nSignals: SIGTERM/SIGINT stop gracefully (maps stay pinned, programs stay attached).\n' +
       exitStatusHelp(
         'stopped cleanly',
-        'runtime failure (e.g. BPF or a port unavailable at start, an unclean stop)',
-        'usage or configuration error (bad option; invalid configuration, inventory or policy)',
+        'runtime failure ("failed to start: ..."), or an unclean stop',
+        'usage or configuration error (a bad option; "invalid configuration: ...")',
       ),
   );
   return configureUsage(program, output);

@@ -192,6 +192,7 @@ describe('meshauthd: the node refuses the configuration before the datapath is t
       join(work, 'missing', 'ca.key'),
     ]);
     expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^meshauthd: invalid configuration:\n/);
     expect(r.stderr).toContain('bpf.object: /nonexistent/x.o: no such file or directory (ENOENT)');
     expect(r.stderr).toContain(
       `identity.devCa.caCert: ${join(work, 'missing', 'ca.crt')}: no such file or directory (ENOENT)\n` +
@@ -263,7 +264,7 @@ describe('meshauthd: the node refuses the configuration before the datapath is t
     const r = await meshauthd(await nodeConfig({ handshakePort: port }));
     expect(r.code).toBe(2);
     expect(r.stderr).toBe(
-      `meshauthd: failed to start: handshake.port: cannot listen on 127.0.0.1:${port}: address already in use (EADDRINUSE)\n`,
+      `meshauthd: invalid configuration:\nhandshake.port: cannot listen on 127.0.0.1:${port}: address already in use (EADDRINUSE)\n(run meshauthd --help for usage)\n`,
     );
     expect(pins(pinDir)).toEqual([]);
   });

@@ -392,3 +392,17 @@ describe('meshauthd --help describes the attach points', () => {
     );
   });
 });
+
+describe('meshauthd --help names its fatal headings', () => {
+  it('says which heading goes with which exit status', async () => {
+    const r = await meshauthd(['--help'], 100);
+    expect(r.code).toBe(0);
+    const help = r.out.replace(/\s+/g, ' ');
+    expect(help).toContain(
+      'A fatal error is one message on stderr. "meshauthd: invalid configuration:" and one line per problem (exit status 2)',
+    );
+    expect(help).toContain('"meshauthd: failed to start: <reason>" (exit status 1)');
+    expect(help).toContain('1 runtime failure ("failed to start: ..."), or an unclean stop');
+    expect(help).toContain('2 usage or configuration error (a bad option; "invalid configuration: ...")');
+  });
+});
