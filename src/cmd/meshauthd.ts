@@ -2,7 +2,10 @@
 /**
  * meshauthd: the per-node daemon. Parses flags, loads and validates the configuration, starts the
  * daemon, and shuts it down gracefully on SIGTERM/SIGINT (BPF maps stay pinned, enforcement
- * continues). Exit codes: 0 clean stop, 1 runtime failure, 2 bad configuration or usage.
+ * continues). Exit codes: 0 clean stop, 1 runtime failure, 2 bad configuration or usage. The
+ * stderr heading follows the exit code: "invalid configuration:" for every ConfigError (exit 2),
+ * whether the loader found it or the start (inventory, policy, files, attach points, listen
+ * ports); "failed to start:" for any other start failure (exit 1).
  */
 import { ConfigError, loadConfig, type DaemonConfig } from '../config/index.js';
 import { Daemon } from '../daemon/index.js';
@@ -10,6 +13,15 @@ import { MeshauthError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { USAGE_EXIT, usageHint } from '../usage.js';
 import { buildDaemonProgram } from './program.js';
+
+/**
+ * A configuration the operator has to change (found while loading it or while starting): the
+ * heading, one line per problem and the --help hint on stderr; returns the exit status (2).
+ */
+function invalidConfiguration(err: ConfigError, program: ReturnType<typeof buildDaemonProgram>): number {
+  process.stderr.write(`meshauthd: invalid configuration:\n${err.message}\n${usageHint(program)}\n`);
+  return USAGE_EXIT;
+}
 
 async function main(argv: string[]): Promise<number> {
   const program = buildDaemonProgram();
@@ -30,10 +42,7 @@ async function main(argv: string[]): Promise<number> {
       env: process.env,
     });
   } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`meshauthd: invalid configuration:\n${err.message}\n${usageHint(program)}\n`);
-      return USAGE_EXIT;
-    }
+    if (err instanceof ConfigError) return invalidConfiguration(err, program);
     throw err;
   }
   const logger = createLogger({ level: config.log.level, name: 'meshauthd' });
@@ -48,8 +57,9 @@ async function main(argv: string[]): Promise<number> {
       { event: 'daemon_start_failed', code: e.code, ...(err instanceof MeshauthError ? {} : { err }) },
       'meshauthd failed to start (the reason is on stderr)',
     );
+    if (err instanceof ConfigError) return invalidConfiguration(err, program);
     process.stderr.write(`meshauthd: failed to start: ${e.message}\n`);
-    return err instanceof ConfigError ? 2 : 1;
+    return 1;
   }
   return new Promise<number>((resolve) => {
     let stopping = false;

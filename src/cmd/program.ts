@@ -15,13 +15,18 @@ export function buildDaemonProgram(output?: UsageOutput): Command {
         '(precedence: defaults < file < environment < flags).\n\n' +
         'Durations are a number and a unit: ms, s, m, h or d (250ms, 5s, 1.5h, 30d); a bare number ' +
         'is milliseconds ("5000" is 5s, not 5000 seconds). Each duration setting has the range ' +
-        'printed with it, like (1ms..5m).\n\n' +
+        'printed with it, like (100ms..5m).\n\n' +
         'identity.source files takes SVIDs that another tool writes to disk, set in the config file only ' +
         '(a list has no flag or environment variable): identity.files.bundle is the trust bundle (PEM, ' +
         'concatenated DER or SPIFFE JWKS), identity.files.svids lists per workload identity of this node ' +
         'its spiffeId, cert (the chain, leaf first, PEM or DER) and key (PEM or DER). The files are watched ' +
         'and re-read on change; a chain is used only once it verifies as an X509-SVID of its spiffeId ' +
-        'against the bundle and the key matches its leaf. examples/config.yaml has an example.',
+        'against the bundle and the key matches its leaf. examples/config.yaml has an example.\n\n' +
+        'A fatal error is one message on stderr. "meshauthd: invalid configuration:" and one line per ' +
+        'problem (exit status 2): a setting, or what the start found unusable in one (a file it names, ' +
+        'the inventory or policy, an attach point, a listen port in use). "meshauthd: failed to start: ' +
+        '<reason>" (exit status 1): anything else that stops the start, such as the kernel refusing the ' +
+        'BPF programs or a port taken after the start-up check.',
     )
     .version(VERSION, '-V, --version')
     .helpOption('-h, --help', 'Show this help')
@@ -47,8 +52,8 @@ export function buildDaemonProgram(output?: UsageOutput): Command {
       '\nSignals: SIGTERM/SIGINT stop gracefully (maps stay pinned, programs stay attached).\n' +
       exitStatusHelp(
         'stopped cleanly',
-        'runtime failure (e.g. BPF or a port unavailable at start, an unclean stop)',
-        'usage or configuration error (bad option; invalid configuration, inventory or policy)',
+        'runtime failure ("failed to start: ..."), or an unclean stop',
+        'usage or configuration error (a bad option; "invalid configuration: ...")',
       ),
   );
   return configureUsage(program, output);

@@ -61,7 +61,10 @@ const SPECS: readonly Spec[] = [
     kind: 'attach',
     valueName: '<spec,...>',
     description:
-      'Attach points: tc:<iface>:<ingress|egress>[:<semantics>], cgroup:<path>[:<hook>] or sockops:<cgroup path>; comma-separated or repeated (required)',
+      'Attach points, comma-separated or repeated (required): ' +
+      'tc:<iface>:<ingress|egress>[:<semantics>] checks the packets at that tc hook, <semantics> (default: the hook) naming the local end: egress the source, ingress the destination; ' +
+      'cgroup:<path>[:<ingress|egress>] checks the packets the sockets of a cgroup v2 subtree send (egress, default) or receive; ' +
+      'sockops:<cgroup path> checks nothing, it shortens the first SYN timeout of unauthenticated pairs (datapath.synRto)',
   },
   {
     path: 'datapath.signalThrottle',
@@ -512,7 +515,8 @@ const SPECS: readonly Spec[] = [
     path: 'wireguard.address',
     kind: 'string',
     valueName: '<cidr>',
-    description: 'Address of the WireGuard interface (required when enabled)',
+    description:
+      "This node's address on the WireGuard interface, /32 or /128; a bare address means that host prefix (required when enabled)",
   },
   {
     path: 'wireguard.privateKeyFile',

@@ -77,16 +77,27 @@ export const DEFAULTS = {
  * Bounds of every duration setting, in milliseconds, by config path. The upper bounds keep each
  * value where it still means what the setting says (a 100-day handshake deadline is a typo) and,
  * for the durations that arm a timer, under Node's timer limit (2^31 - 1 ms, about 24.8 days: a
- * longer timeout fires at once). `meshauthd --help` prints them (options.ts).
+ * longer timeout fires at once). The lower bounds refuse values that leave the daemon useless or
+ * busy with itself:
+ * - `handshake.timeout` >= 100 ms: a TLS 1.3 handshake with certificate checks and a signature
+ *   takes milliseconds of CPU plus a round trip; below that every handshake times out;
+ * - `datapath.signalThrottle` >= 10 ms: at most 100 auth-required signals per second per pair
+ *   (the ring buffer and the handshake queue are shared by all pairs);
+ * - `auth.retryBase` / `auth.retryMax` >= 10 ms: a retry sooner meets the same failure and only
+ *   loads the peer;
+ * - `auth.gcInterval` >= 100 ms: each run walks the whole auth map (65,536 entries by default) and
+ *   checks the pins; entry expiry itself is enforced by the kernel, not by the GC.
+ * `meshauthd --help` prints them (options.ts); the Helm chart checks the same bounds
+ * (deploy/helm/meshauth/templates/_helpers.tpl).
  */
 export const DURATION_LIMITS = {
-  'datapath.signalThrottle': { minMs: 1, maxMs: 60_000 },
+  'datapath.signalThrottle': { minMs: 10, maxMs: 60_000 },
   'datapath.synRto': { minMs: 1, maxMs: 1000 },
-  'handshake.timeout': { minMs: 1, maxMs: 300_000 },
+  'handshake.timeout': { minMs: 100, maxMs: 300_000 },
   'handshake.maxEntryTtl': { minMs: 1000, maxMs: 7 * 86_400_000 },
-  'auth.retryBase': { minMs: 1, maxMs: 60_000 },
-  'auth.retryMax': { minMs: 1, maxMs: 3_600_000 },
-  'auth.gcInterval': { minMs: 1, maxMs: 3_600_000 },
+  'auth.retryBase': { minMs: 10, maxMs: 60_000 },
+  'auth.retryMax': { minMs: 10, maxMs: 3_600_000 },
+  'auth.gcInterval': { minMs: 100, maxMs: 3_600_000 },
   'identity.devCa.svidTtl': { minMs: 60_000, maxMs: 7 * 86_400_000 },
   'audit.maxAge': { minMs: 60_000, maxMs: 3650 * 86_400_000 },
   'audit.headInterval': { minMs: 1000, maxMs: 86_400_000 },
@@ -201,13 +212,19 @@ const sockOpsAttach = z.strictObject({
 /**
  * wireguard.address: this node's own address on the tunnel, a host prefix (/32 or /128). The
  * interface carries only it: peers' traffic is routed by their pod CIDRs (AllowedIPs), so a
- * wider prefix would add a connected route for a subnet no peer owns.
+ * wider prefix would add a connected route for a subnet no peer owns. A bare address is that
+ * host prefix ("10.99.0.1" is "10.99.0.1/32", "fd00:99::1" is "fd00:99::1/128"), so one setting
+ * (the Helm chart's default, the node's status.hostIP) fits IPv4 and IPv6 nodes alike.
  */
 const tunnelAddressField = () =>
   z
     .unknown()
     .optional()
     .transform((v, ctx): string => {
+      if (typeof v === 'string' && !v.includes('/')) {
+        const ip = normalizeIp(v);
+        if (ip !== undefined) v = `${ip}/${ip.includes(':') ? 128 : 32}`;
+      }
       const c = typeof v === 'string' ? parseCidr(v) : undefined;
       if (!c || c.prefix !== (c.family === 4 ? 32 : 128)) {
         // the library's reason (no prefix length, bad length, not an address); a shorter prefix

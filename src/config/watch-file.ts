@@ -98,6 +98,12 @@ export interface FileFollower {
    * `rejected` and is returned; the previous value then stays.
    */
   reload(): ReloadResult;
+  /**
+   * Tells the follower that the content in use has since been acted on (e.g. a later map resync
+   * for another reason succeeded): a file whose content was taken but not acted on stops failing.
+   * Nothing when the file is refused or was acted on.
+   */
+  acted(): void;
   /** Stops watching. Idempotent. */
   close(): void;
 }
@@ -112,13 +118,19 @@ export interface FollowFileOptions<T> extends WatchFileOptions {
    * Takes a good value (and returns `unchanged`, without effect, when it equals the current one;
    * `failed` when it was taken but acting on it failed, already reported). `previousFailed` is true
    * when the attempt before this one was refused, so a file fixed back to the current content can be
-   * reported as good again.
+   * reported as good again. `notActed` is true when the current value was taken but acting on it
+   * failed (and nothing acted on it since): `apply` then acts on a value equal to the current one
+   * again instead of returning `unchanged`.
    */
-  apply(next: T, ctx: { previousFailed: boolean }): ReloadOutcome | void;
+  apply(next: T, ctx: { previousFailed: boolean; notActed: boolean }): ReloadOutcome | void;
   /** Told about a file that was not taken; the caller keeps its previous value. */
   rejected(error: Error): void;
-  /** Told the outcome of every reload (after `apply` or `rejected`); `failing` is true while the file is refused. */
-  observe?(outcome: ReloadOutcome, failing: boolean): void;
+  /**
+   * Told the outcome of every reload (after `apply` or `rejected`), and `undefined` when only
+   * `failing` changed without a reload (acted). `failing` is true while the file is refused, or its
+   * content was taken but acting on it failed, until a later reload or `acted` succeeds.
+   */
+  observe?(outcome: ReloadOutcome | undefined, failing: boolean): void;
 }
 
 /**
@@ -129,11 +141,14 @@ export interface FollowFileOptions<T> extends WatchFileOptions {
  * symlink swaps included.
  */
 export function followFile<T>(file: string, opts: FollowFileOptions<T>): FileFollower {
-  let failing = false;
+  /** The file on disk was refused (the previous value stays). */
+  let refused = false;
+  /** The value in use was taken, but acting on it failed and nothing acted on it since. */
+  let notActed = false;
   /** The file was refused: reported, and the previous value stays. */
   const refuse = (err: unknown): ReloadResult => {
     const error = err instanceof Error ? err : new Error(String(err));
-    failing = true;
+    refused = true;
     opts.rejected(error);
     opts.observe?.('failed', true);
     return { ok: false, error };
@@ -145,16 +160,19 @@ export function followFile<T>(file: string, opts: FollowFileOptions<T>): FileFol
     } catch (err) {
       return refuse(err);
     }
-    const previousFailed = failing;
-    failing = false;
+    const previousFailed = refused;
+    refused = false;
     let outcome: ReloadOutcome;
     try {
-      outcome = opts.apply(next, { previousFailed }) ?? 'applied';
+      outcome = opts.apply(next, { previousFailed, notActed }) ?? 'applied';
     } catch (err) {
       // A value `read` accepted but `apply` refused (before taking it): the previous value stays.
       return refuse(err);
     }
-    opts.observe?.(outcome, false);
+    // Taken but not acted on: failing until a later reload or resync acts on the content in use.
+    if (outcome === 'failed') notActed = true;
+    else if (outcome === 'applied') notActed = false;
+    opts.observe?.(outcome, notActed);
     return { ok: true };
   };
   let watch: FileWatch | undefined = watchFile(file, () => void reload(), {
@@ -163,6 +181,11 @@ export function followFile<T>(file: string, opts: FollowFileOptions<T>): FileFol
   });
   return {
     reload,
+    acted() {
+      if (!notActed) return;
+      notActed = false;
+      if (!refused) opts.observe?.(undefined, false);
+    },
     close() {
       watch?.close();
       watch = undefined;

@@ -429,7 +429,12 @@ export class Daemon {
         }),
       );
     };
-    /** Recompiles ipcache and policy after an inventory change and updates the wanted identities. */
+    /**
+     * Recompiles ipcache and policy after an inventory or policy change and updates the wanted
+     * identities. Logs `state_resync_failed` and throws when the maps could not be brought in line,
+     * so a file reload reports the change as taken but failed (`*_reload_failed`, `applied: true`);
+     * a later successful resync tells the followed files the maps match them again.
+     */
     const resync = (): void => {
       try {
         state.current = compile();
@@ -440,8 +445,13 @@ export class Daemon {
         gc.run();
         preauthenticate();
       } catch (err) {
-        log.error({ event: 'state_resync_failed', err }, 'inventory change not applied');
+        log.error(
+          { event: 'state_resync_failed', err },
+          'inventory or policy change not applied to the maps',
+        );
+        throw err;
       }
+      sources.acted();
     };
 
     // Inventory and policy changes recompile the node's maps (written entry by entry).

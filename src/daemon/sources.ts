@@ -34,8 +34,16 @@ export interface DaemonSources {
   /** Stable object; its content is replaced in place (listen with inventory.onChange). */
   inventory: Inventory;
   policy: { current: Policy };
-  /** Called after policy.current changed. Returns the unsubscribe function. */
+  /**
+   * Called after policy.current changed; `cb` throws when acting on the change failed (a followed
+   * policy file then reports the reload as taken but failed). Returns the unsubscribe function.
+   */
   onPolicyChange(cb: () => void): () => void;
+  /**
+   * The daemon acted on the current inventory and policy (its maps match them): a followed file
+   * whose content was taken but not acted on stops failing (meshauth_file_reload_failing 0).
+   */
+  acted(): void;
   /**
    * Whether addresses inside pod CIDRs without a workload entry fail closed (IDENTITY_UNRESOLVED):
    * true with the Kubernetes inventory, where pods appear all the time.
@@ -68,9 +76,24 @@ export async function openSources(
   const log = logger.child({ component: 'kubernetes' });
   const closers: Array<() => void | Promise<void>> = [];
   const policyListeners = new Set<() => void>();
+  /** Runs every policy listener; throws (after all ran) when one failed to act on the change. */
   const notifyPolicyListeners = (): void => {
-    for (const l of [...policyListeners]) l();
+    const errors: unknown[] = [];
+    for (const l of [...policyListeners]) {
+      try {
+        l();
+      } catch (err) {
+        errors.push(err);
+      }
+    }
+    if (errors.length === 1) throw errors[0];
+    if (errors.length > 1) {
+      const text = errors.map((e) => (e instanceof Error ? e.message : String(e))).join('; ');
+      throw new AggregateError(errors, `${errors.length} policy listeners failed: ${text}`);
+    }
   };
+  /** Followed files, told when the daemon acted on the content in use (a resync succeeded). */
+  const followers: Array<{ acted(): void }> = [];
   let inventory: Inventory;
   let policy: { current: Policy };
   let client: KubernetesClient | undefined;
@@ -144,6 +167,7 @@ export async function openSources(
         configFile: config.file ?? '(flags)',
         observe: fileMetrics.follow('inventory'),
       });
+      followers.push(watcher);
       closers.push(() => watcher.close());
     }
 
@@ -167,7 +191,12 @@ export async function openSources(
         src.onChange((next) => {
           p.current = next;
           log.info({ event: 'policy_changed', rules: next.rules.length }, 'policy changed');
-          notifyPolicyListeners();
+          try {
+            notifyPolicyListeners();
+          } catch {
+            // A listener that failed to act on the change reported it (the daemon's resync logs
+            // state_resync_failed); the next change or resync tries again.
+          }
         }),
       );
     } else {
@@ -179,6 +208,7 @@ export async function openSources(
         onChange: notifyPolicyListeners,
         observe: fileMetrics.follow('policy'),
       });
+      followers.push(watcher);
       closers.push(() => watcher.close());
     }
   } catch (err) {
@@ -192,6 +222,9 @@ export async function openSources(
     onPolicyChange(cb) {
       policyListeners.add(cb);
       return () => policyListeners.delete(cb);
+    },
+    acted() {
+      for (const f of followers) f.acted();
     },
     unresolvedPodCidrs: config.inventory.source === 'kubernetes',
     publishWireguardKey(publicKey, port) {

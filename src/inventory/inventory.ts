@@ -138,15 +138,32 @@ export class Inventory {
     return [...(this.ix.idsByNode.get(node) ?? [])].sort();
   }
 
-  /** Replaces the content after validating it (throws InventoryError and keeps the old one). */
+  /**
+   * Replaces the content after validating it (throws InventoryError and keeps the old one), then
+   * tells every listener. A listener that throws does not stop the others; the content stays
+   * replaced and the error is thrown after all ran (an AggregateError when several threw), so the
+   * caller learns that acting on the new content failed.
+   */
   replace(data: InventoryData): void {
     const next = index(Inventory.validated(data, this.label));
     const previous = this.ix.data;
     this.ix = next;
-    for (const l of [...this.listeners]) l({ previous, current: next.data });
+    const errors: unknown[] = [];
+    for (const l of [...this.listeners]) {
+      try {
+        l({ previous, current: next.data });
+      } catch (err) {
+        errors.push(err);
+      }
+    }
+    if (errors.length === 1) throw errors[0];
+    if (errors.length > 1) {
+      const text = errors.map((e) => (e instanceof Error ? e.message : String(e))).join('; ');
+      throw new AggregateError(errors, `${errors.length} inventory listeners failed: ${text}`);
+    }
   }
 
-  /** Listens for replacements. Returns the unsubscribe function. */
+  /** Listens for replacements; a listener throws when acting on the change failed. Returns the unsubscribe function. */
   onChange(listener: (change: InventoryChange) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);

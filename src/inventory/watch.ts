@@ -11,6 +11,8 @@ export interface InventoryWatcher {
    * current content stays and the error is logged and returned.
    */
   reload(): ReloadResult;
+  /** The inventory in use was acted on since (a later resync succeeded): see FileFollower.acted. */
+  acted(): void;
   close(): void;
 }
 
@@ -23,8 +25,11 @@ export interface WatchInventoryFileOptions {
   node?: string;
   /** The daemon's config file, named in the "node is not in the inventory" reason. */
   configFile?: string;
-  /** Told the outcome of every reload (metrics); `failing` is true while the file is refused. */
-  observe?: (outcome: ReloadOutcome, failing: boolean) => void;
+  /**
+   * Told the outcome of every reload (metrics), and `undefined` when only `failing` changed;
+   * `failing` is true while the file is refused or its content was taken but not acted on.
+   */
+  observe?: (outcome: ReloadOutcome | undefined, failing: boolean) => void;
   debounceMs?: number;
   clock?: Clock;
 }
@@ -34,7 +39,9 @@ export interface WatchInventoryFileOptions {
  * references, this node listed) before anything is swapped; a bad one is logged
  * (`inventory_reload_failed`) and the previous inventory stays. A file fixed back to the current
  * content logs `inventory_reloaded` with `unchanged: true`. When the new inventory was taken but a
- * listener (the daemon's map resync) threw, `inventory_reload_failed` with `applied: true` says so.
+ * listener (the daemon's map resync) threw, `inventory_reload_failed` with `applied: true` says so
+ * and the outcome is `failed`; the next reload of the same content tells the listeners again
+ * (Inventory.replace with equal content).
  */
 export function watchInventoryFile(
   inventory: Inventory,
@@ -48,9 +55,10 @@ export function watchInventoryFile(
       if (opts.node !== undefined) assertNodeListed(new Inventory(data, label), opts.node, opts.configFile);
       return data;
     },
-    apply(data, { previousFailed }): ReloadOutcome {
+    apply(data, { previousFailed, notActed }): ReloadOutcome {
       const counts = { nodes: data.nodes.length, workloads: data.workloads.length };
-      if (JSON.stringify(data) === JSON.stringify(inventory.data)) {
+      const same = JSON.stringify(data) === JSON.stringify(inventory.data);
+      if (same && !notActed) {
         if (previousFailed) {
           log.info(
             { event: 'inventory_reloaded', file, unchanged: true, ...counts },
@@ -72,7 +80,14 @@ export function watchInventoryFile(
         );
         return 'failed';
       }
-      log.info({ event: 'inventory_reloaded', file, ...counts }, 'inventory reloaded');
+      if (same) {
+        log.info(
+          { event: 'inventory_reloaded', file, unchanged: true, retried: true, ...counts },
+          'inventory in use acted on again (the last attempt failed): the node maps match it now',
+        );
+      } else {
+        log.info({ event: 'inventory_reloaded', file, ...counts }, 'inventory reloaded');
+      }
       return 'applied';
     },
     rejected(error) {

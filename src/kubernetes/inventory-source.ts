@@ -214,10 +214,17 @@ export class KubernetesInventorySource {
     for (const [id, reason] of this.excluded) {
       if (!seen.has(id) && isConflictReason(reason)) this.excluded.delete(id);
     }
+    const before = this.inv?.data;
     try {
       if (!this.inv) this.inv = new Inventory(data, 'kubernetes inventory');
       else this.inv.replace(data);
     } catch (err) {
+      // Taken, but a listener failed to act on it and reported it (the daemon's resync logs
+      // state_resync_failed); the next change tries again.
+      if (this.inv && this.inv.data !== before) {
+        this.opts.observer?.applied?.(events, performance.now() - t0);
+        return;
+      }
       // buildInventory resolves every conflict the checks know; reaching this is a bug. Keep the
       // last good inventory (enforcement continues) and say why.
       this.log.error(

@@ -10,19 +10,28 @@ export interface PolicyWatcher {
    * failure the current policy stays and the error is logged and returned.
    */
   reload(): ReloadResult;
+  /** The policy in use was acted on since (a later resync succeeded): see FileFollower.acted. */
+  acted(): void;
   /** Stops watching. Idempotent. */
   close(): void;
 }
 
 export interface WatchPolicyFileOptions {
   log: Logger;
-  /** Called after `policy.current` was replaced by a different policy. */
+  /**
+   * Called after `policy.current` was replaced by a different policy (or, after a failed attempt,
+   * to act on the same policy again). Throws when acting on the policy failed: the reload is then
+   * reported as taken but failed (`applied: true`).
+   */
   onChange: () => void;
   /** Quiet time after the last change before the file is read (default 200 ms). */
   debounceMs?: number;
   clock?: Clock;
-  /** Told the outcome of every reload (metrics); `failing` is true while the file is refused. */
-  observe?: (outcome: ReloadOutcome, failing: boolean) => void;
+  /**
+   * Told the outcome of every reload (metrics), and `undefined` when only `failing` changed;
+   * `failing` is true while the file is refused or its content was taken but not acted on.
+   */
+  observe?: (outcome: ReloadOutcome | undefined, failing: boolean) => void;
 }
 
 /** One rule as comparable text (patterns by their source text). */
@@ -62,7 +71,9 @@ export function diffRules(
  * count and how many rules were added, removed and changed by name), a bad one — YAML syntax, schema, unreadable, deleted, empty — is logged
  * (`policy_reload_failed`, with the file and reason) and ignored: the last good policy stays
  * enforced, never "no policy", and watching goes on so a fixed file is taken; a file fixed back to the rules in use logs
- * `policy_reloaded` with `unchanged: true`.
+ * `policy_reloaded` with `unchanged: true`. When the new policy was taken but `onChange` (the
+ * daemon's map resync) threw, `policy_reload_failed` with `applied: true` and the reason says so
+ * and the outcome is `failed`; the next reload of the same rules runs `onChange` again.
  */
 export function watchPolicyFile(
   policy: { current: Policy },
@@ -72,8 +83,9 @@ export function watchPolicyFile(
   const log = opts.log;
   return followFile(file, {
     read: loadPolicyFile,
-    apply(next, { previousFailed }): ReloadOutcome {
-      if (rulesKey(next) === rulesKey(policy.current)) {
+    apply(next, { previousFailed, notActed }): ReloadOutcome {
+      const same = rulesKey(next) === rulesKey(policy.current);
+      if (same && !notActed) {
         if (previousFailed) {
           log.info(
             { event: 'policy_reloaded', file, unchanged: true, rules: next.rules.length },
@@ -83,7 +95,7 @@ export function watchPolicyFile(
         return 'unchanged';
       }
       const diff = diffRules(policy.current, next);
-      policy.current = next;
+      if (!same) policy.current = next;
       try {
         opts.onChange();
       } catch (err) {
@@ -94,7 +106,14 @@ export function watchPolicyFile(
         );
         return 'failed';
       }
-      log.info({ event: 'policy_reloaded', file, rules: next.rules.length, ...diff }, 'policy reloaded');
+      if (same) {
+        log.info(
+          { event: 'policy_reloaded', file, unchanged: true, retried: true, rules: next.rules.length },
+          'policy in use acted on again (the last attempt failed): the node maps match it now',
+        );
+      } else {
+        log.info({ event: 'policy_reloaded', file, rules: next.rules.length, ...diff }, 'policy reloaded');
+      }
       return 'applied';
     },
     rejected(error) {

@@ -73,7 +73,7 @@ describe('meshauthd: configuration refused before start (exit 2)', () => {
     const r = await meshauthd(MINIMAL, ['--handshake-timeout', '600000']);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(
-      'config flag --handshake-timeout: handshake.timeout: must be between 1ms and 5m (got "600000": a bare number is milliseconds)',
+      'config flag --handshake-timeout: handshake.timeout: must be between 100ms and 5m (got "600000": a bare number is milliseconds)',
     );
   });
 
@@ -138,6 +138,7 @@ describe('meshauthd: the node refuses the configuration before the datapath is t
       join(node.dir, 'missing', 'ca.key'),
     ]);
     expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^meshauthd: invalid configuration:\n/);
     expect(r.stderr).toContain('bpf.object: /nonexistent/x.o: no such file or directory (ENOENT)');
     expect(r.stderr).toContain(
       `identity.devCa.caCert: ${join(node.dir, 'missing', 'ca.crt')}: no such file or directory (ENOENT)\n` +
@@ -207,7 +208,7 @@ describe('meshauthd: the node refuses the configuration before the datapath is t
     const r = await meshauthd(await nodeConfig({ handshakePort: port }));
     expect(r.code).toBe(2);
     expect(r.stderr).toBe(
-      `meshauthd: failed to start: handshake.port: cannot listen on 127.0.0.1:${port}: address already in use (EADDRINUSE)\n`,
+      `meshauthd: invalid configuration:\nhandshake.port: cannot listen on 127.0.0.1:${port}: address already in use (EADDRINUSE)\n(run meshauthd --help for usage)\n`,
     );
     expect(pins(node.pinDir)).toEqual([]);
   });

@@ -90,4 +90,83 @@ describe.skipIf(!isPrivileged())('meshauthd policy file reload', () => {
     expect(count('policy_reloaded')).toBe(2);
     expect(count('state_resync_failed')).toBe(0);
   });
+
+  it('reports a policy the full kernel map cannot hold as taken but failed, and recovers on a fitting one', async () => {
+    const caDir = join(dir, 'ca');
+    await DevCa.init({ dir: caDir, trustDomain: 'demo.local' });
+    const ids = (sa: string) => [0, 1, 2, 3, 4].map((i) => `spiffe://demo.local/ns/demo/sa/${sa}-${i}`);
+    writeFileSync(
+      join(dir, 'inventory.yaml'),
+      stringify({
+        nodes: [
+          { name: 'node-a', address: '127.0.0.1', podCIDRs: ['10.10.1.0/24'] },
+          { name: 'node-b', address: '127.0.0.2', podCIDRs: ['10.10.2.0/24'] },
+        ],
+        workloads: [
+          ...ids('web').map((spiffeId, i) => ({ spiffeId, node: 'node-a', ips: [`10.10.1.${10 + i}`] })),
+          ...ids('api').map((spiffeId, i) => ({ spiffeId, node: 'node-b', ips: [`10.10.2.${10 + i}`] })),
+        ],
+      }),
+    );
+    const one = (mode: string) =>
+      stringify({ rules: [{ name: 'web-api', from: ids('web')[0], to: ids('api')[0], mode }] });
+    // 5 local x 10 identities: far more entries than a 16-entry policy map holds.
+    const all = stringify({
+      rules: [{ name: 'all', from: 'spiffe://demo.local/ns/demo/*', to: 'spiffe://demo.local/ns/demo/*' }],
+    });
+    const policyFile = join(dir, 'policy.yaml');
+    writeFileSync(policyFile, one('required'));
+    const configFile = join(dir, 'config.yaml');
+    writeFileSync(
+      configFile,
+      stringify({
+        node: 'node-a',
+        stateDir: join(dir, 'state'),
+        bpf: { pinDir, object: OBJECT_PATH },
+        datapath: {
+          attach: [{ type: 'cgroup', path: lab.addCgroup('pods'), hook: 'egress' }],
+          maps: { policy: 16 },
+        },
+        handshake: { listen: '127.0.0.1', port: await freePort() },
+        auth: { preauthenticate: false },
+        identity: {
+          source: 'dev-ca',
+          devCa: { trustDomain: 'demo.local', caCert: join(caDir, 'ca.crt'), caKey: join(caDir, 'ca.key') },
+        },
+        inventory: { file: join(dir, 'inventory.yaml') },
+        policy: { file: policyFile },
+        audit: { path: join(dir, 'state', 'audit.db') },
+        api: { socket: join(dir, 'run', 'api.sock') },
+        metrics: { listen: '' },
+      }),
+    );
+    const config = loadConfig({ file: configFile, env: {} });
+    const events: Array<{ event?: string; applied?: boolean; reason?: string; code?: string }> = [];
+    const logger = pino({ level: 'info' }, { write: (l: string) => void events.push(JSON.parse(l)) });
+    daemon = await Daemon.start(config, logger);
+    const count = (event: string) => events.filter((e) => e.event === event).length;
+    const enforced = policyModes();
+    expect(enforced.length).toBeGreaterThan(0);
+    expect(enforced.length).toBeLessThanOrEqual(16);
+
+    // A valid file the map cannot hold: taken, but acting on it failed, and the log says so.
+    writeFileSync(policyFile, all);
+    await expect.poll(() => count('policy_reload_failed'), { timeout: 10_000 }).toBe(1);
+    const failed = events.find((e) => e.event === 'policy_reload_failed');
+    // the kernel's answer to a write into a full hash map, as the reason and its stable code
+    expect(failed).toMatchObject({
+      applied: true,
+      reason: 'update ma_policy: E2BIG',
+      code: 'MESHAUTH_ERR_DATAPATH',
+    });
+    expect(count('state_resync_failed')).toBe(1);
+    expect(count('policy_reloaded')).toBe(0);
+
+    // A policy that fits: the maps are reconciled to it and the reload is reported as done.
+    writeFileSync(policyFile, one('permissive'));
+    await expect.poll(() => count('policy_reloaded'), { timeout: 10_000 }).toBe(1);
+    expect(new Set(policyModes())).toEqual(new Set([1]));
+    expect(policyModes()).toHaveLength(enforced.length);
+    expect(count('state_resync_failed')).toBe(1);
+  });
 });

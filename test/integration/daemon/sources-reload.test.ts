@@ -218,6 +218,41 @@ describe('file sources reload', () => {
     expect(await registry.metrics()).toContain('meshauth_file_reload_failing{file="inventory"} 0');
   });
 
+  it('reports a policy taken but not acted on (a listener threw) as failed until a resync succeeds', async () => {
+    const inventoryFile = join(dir, 'inventory.yaml');
+    const policyFile = join(dir, 'policy.yaml');
+    writeFileSync(inventoryFile, stringify(INVENTORY));
+    writeFileSync(policyFile, ONE_RULE);
+    const s = await open(inventoryFile, policyFile);
+    const registry = new Registry();
+    s.sources.registerMetrics(registry, () => 0);
+    // The daemon's resync: throws when the maps cannot be brought in line.
+    s.sources.onPolicyChange(() => {
+      throw new Error('policy map full');
+    });
+    writeFileSync(policyFile, TWO_RULES);
+    await expect.poll(() => s.events('policy_reload_failed').length, { timeout: 10_000 }).toBe(1);
+    expect(s.logged.find((l) => l.event === 'policy_reload_failed')).toMatchObject({
+      file: policyFile,
+      applied: true,
+      reason: 'policy map full',
+    });
+    expect(s.events('policy_reloaded')).toEqual([]);
+    expect(s.sources.policy.current.rules).toHaveLength(2);
+    // The other listener still ran.
+    expect(s.policyChanges()).toBe(1);
+    let metrics = await registry.metrics();
+    expect(metrics).toContain('meshauth_file_reload_total{file="policy",outcome="failed"} 1');
+    expect(metrics).toContain('meshauth_file_reload_total{file="policy",outcome="applied"} 0');
+    expect(metrics).toContain('meshauth_file_reload_failing{file="policy"} 1');
+
+    // A later successful resync (for any reason) clears it without counting a reload.
+    s.sources.acted();
+    metrics = await registry.metrics();
+    expect(metrics).toContain('meshauth_file_reload_failing{file="policy"} 0');
+    expect(metrics).toContain('meshauth_file_reload_total{file="policy",outcome="failed"} 1');
+  });
+
   it('stops reloading on close()', async () => {
     const inventoryFile = join(dir, 'inventory.yaml');
     const policyFile = join(dir, 'policy.yaml');

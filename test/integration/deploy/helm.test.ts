@@ -57,9 +57,9 @@ const container = (objs: K8sObject[]): Container => podSpec(objs).containers[0] 
 const configText = (objs: K8sObject[]): string =>
   (only(objs, 'ConfigMap').data as Record<string, string>)['config.yaml'] as string;
 
-/** The container's environment as the kubelet would give it on node `node-a` with IP 10.1.2.3. */
-function containerEnv(c: Container): Record<string, string> {
-  const field: Record<string, string> = { 'spec.nodeName': 'node-a', 'status.hostIP': '10.1.2.3' };
+/** The container's environment as the kubelet would give it on node `node-a` with IP `hostIP`. */
+function containerEnv(c: Container, hostIP = '10.1.2.3'): Record<string, string> {
+  const field: Record<string, string> = { 'spec.nodeName': 'node-a', 'status.hostIP': hostIP };
   const env: Record<string, string> = {};
   for (const e of c.env ?? []) {
     const path = e.valueFrom?.fieldRef?.fieldPath;
@@ -75,12 +75,12 @@ function containerEnv(c: Container): Record<string, string> {
 }
 
 /** Loads the rendered ConfigMap's config.yaml with meshauthd's loader and the container's env. */
-function loadRendered(objs: K8sObject[]): ReturnType<typeof loadConfig> {
+function loadRendered(objs: K8sObject[], hostIP?: string): ReturnType<typeof loadConfig> {
   const dir = mkdtempSync(join(tmpdir(), 'meshauth-chart-config-'));
   try {
     const file = join(dir, 'config.yaml');
     writeFileSync(file, configText(objs));
-    return loadConfig({ file, env: containerEnv(container(objs)) });
+    return loadConfig({ file, env: containerEnv(container(objs), hostIP) });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -175,6 +175,8 @@ describe.skipIf(!helm)('Helm chart deploy/helm/meshauth', () => {
     expect(strict.wireguard).toMatchObject({ enabled: true, address: '10.1.2.3/32', listenPort: 51820 });
     expect(strict.datapath.strictWireguard).toBe(true);
     const strictObjs = await renderChart(bin, VALUE_CASES['wireguard strict']);
+    // The default address on an IPv6-only node: its IP as a /128, which meshauthd accepts.
+    expect(loadRendered(strictObjs, 'fd00:10::3').wireguard.address).toBe('fd00:10::3/128');
     const strictMounts = container(strictObjs).volumeMounts.map((m) => m.mountPath);
     expect(strictMounts).toEqual(expect.arrayContaining(['/dev/net/tun', '/var/run/wireguard']));
 
@@ -477,7 +479,7 @@ describe.skipIf(!helm)('Helm chart deploy/helm/meshauth', () => {
     [
       'a handshake timeout of 0s',
       { handshake: { timeout: '0s' } },
-      /handshake\.timeout: must be at least 1ms \(got "0s"\)/,
+      /handshake\.timeout: must be at least 100ms \(got "0s"\)/,
     ],
     [
       'an entry lifetime under a second',
@@ -490,16 +492,21 @@ describe.skipIf(!helm)('Helm chart deploy/helm/meshauth', () => {
       /datapath\.synRto: must be at most 1000ms \(got "2s"\)/,
     ],
     [
+      'a handshake timeout of 50ms (every handshake would time out)',
+      { handshake: { timeout: '50ms' } },
+      /handshake\.timeout: must be at least 100ms \(got "50ms"\)/,
+    ],
+    [
       'a signal throttle of 0s',
       { datapath: { signalThrottle: '0s' } },
-      /datapath\.signalThrottle: must be at least 1ms/,
+      /datapath\.signalThrottle: must be at least 10ms/,
     ],
     [
       'a retry ceiling below the retry base',
       { auth: { retryBase: '1m', retryMax: '30s' } },
       /auth\.retryMax: must be at least auth\.retryBase \(1m, got "30s"\)/,
     ],
-    ['a GC interval of 0s', { auth: { gcInterval: '0s' } }, /auth\.gcInterval: must be at least 1ms/],
+    ['a GC interval of 0s', { auth: { gcInterval: '0s' } }, /auth\.gcInterval: must be at least 100ms/],
     [
       'an audit retention under a minute',
       { audit: { maxAge: '30s' } },

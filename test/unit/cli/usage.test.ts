@@ -361,7 +361,7 @@ describe('meshauthd --help describes durations', () => {
     const help = r.out.replace(/\s+/g, ' ');
     expect(help).toContain('a bare number is milliseconds ("5000" is 5s, not 5000 seconds)');
     expect(help).toMatch(
-      /--handshake-timeout <duration> +Deadline for one complete handshake \(1ms\.\.5m\) \(file: handshake\.timeout/,
+      /--handshake-timeout <duration> +Deadline for one complete handshake \(100ms\.\.5m\) \(file: handshake\.timeout/,
     );
     expect(help).toMatch(
       /--audit-max-age <duration> +Audit events older than this are deleted \(1m\.\.3650d\)/,
@@ -369,5 +369,40 @@ describe('meshauthd --help describes durations', () => {
     for (const o of describeOptions().filter((d) => d.kind === 'duration')) {
       expect(o.description, o.flag).toMatch(/\(\d+(ms|s|m|h|d)\.\.\d+(ms|s|m|h|d)\)$/);
     }
+  });
+});
+
+describe('meshauthd --help describes the attach points', () => {
+  it('says what each form of --datapath-attach does', async () => {
+    const r = await meshauthd(['--help'], 100);
+    expect(r.code).toBe(0);
+    const help = r.out.replace(/\s+/g, ' ');
+    const attach = help.slice(
+      help.indexOf('--datapath-attach '),
+      help.indexOf('--datapath-signal-throttle '),
+    );
+    expect(attach).toContain(
+      'tc:<iface>:<ingress|egress>[:<semantics>] checks the packets at that tc hook, <semantics> (default: the hook) naming the local end: egress the source, ingress the destination;',
+    );
+    expect(attach).toContain(
+      'cgroup:<path>[:<ingress|egress>] checks the packets the sockets of a cgroup v2 subtree send (egress, default) or receive;',
+    );
+    expect(attach).toContain(
+      'sockops:<cgroup path> checks nothing, it shortens the first SYN timeout of unauthenticated pairs (datapath.synRto)',
+    );
+  });
+});
+
+describe('meshauthd --help names its fatal headings', () => {
+  it('says which heading goes with which exit status', async () => {
+    const r = await meshauthd(['--help'], 100);
+    expect(r.code).toBe(0);
+    const help = r.out.replace(/\s+/g, ' ');
+    expect(help).toContain(
+      'A fatal error is one message on stderr. "meshauthd: invalid configuration:" and one line per problem (exit status 2)',
+    );
+    expect(help).toContain('"meshauthd: failed to start: <reason>" (exit status 1)');
+    expect(help).toContain('1 runtime failure ("failed to start: ..."), or an unclean stop');
+    expect(help).toContain('2 usage or configuration error (a bad option; "invalid configuration: ...")');
   });
 });

@@ -193,7 +193,7 @@ describe('loadConfig: bad files', () => {
     [
       'zero duration',
       `${MINIMAL}auth: { gcInterval: 0s }\n`,
-      'auth.gcInterval: must be between 1ms and 1h (got "0s")',
+      'auth.gcInterval: must be between 100ms and 1h (got "0s")',
     ],
     [
       'bad enum',
@@ -486,12 +486,16 @@ describe('loadConfig: bad files', () => {
   });
 
   it.each([
-    ['handshake.timeout', 'handshake: { timeout: 100d }', 'must be between 1ms and 5m (got "100d")'],
+    ['handshake.timeout', 'handshake: { timeout: 100d }', 'must be between 100ms and 5m (got "100d")'],
     ['handshake.maxEntryTtl', 'handshake: { maxEntryTtl: 30d }', 'must be between 1s and 7d (got "30d")'],
-    ['datapath.signalThrottle', 'datapath_: { signalThrottle: 2m }', 'must be between 1ms and 1m (got "2m")'],
-    ['auth.retryBase', 'auth: { retryBase: 2m, retryMax: 1h }', 'must be between 1ms and 1m (got "2m")'],
-    ['auth.retryMax', 'auth: { retryMax: 2h }', 'must be between 1ms and 1h (got "2h")'],
-    ['auth.gcInterval', 'auth: { gcInterval: 1d }', 'must be between 1ms and 1h (got "1d")'],
+    [
+      'datapath.signalThrottle',
+      'datapath_: { signalThrottle: 2m }',
+      'must be between 10ms and 1m (got "2m")',
+    ],
+    ['auth.retryBase', 'auth: { retryBase: 2m, retryMax: 1h }', 'must be between 10ms and 1m (got "2m")'],
+    ['auth.retryMax', 'auth: { retryMax: 2h }', 'must be between 10ms and 1h (got "2h")'],
+    ['auth.gcInterval', 'auth: { gcInterval: 1d }', 'must be between 100ms and 1h (got "1d")'],
     [
       'identity.devCa.svidTtl',
       'identity: { devCa: { svidTtl: 8d } }',
@@ -503,7 +507,7 @@ describe('loadConfig: bad files', () => {
     [
       'handshake.timeout',
       'handshake: { timeout: 600000 }',
-      'must be between 1ms and 5m (got 600000: a bare number is milliseconds)',
+      'must be between 100ms and 5m (got 600000: a bare number is milliseconds)',
     ],
   ])('bounds %s above, saying the range and what it got', (path, yaml, expected) => {
     const text = yaml.startsWith('datapath_')
@@ -511,6 +515,40 @@ describe('loadConfig: bad files', () => {
       : `${MINIMAL}${yaml}\n`;
     const file = writeConfig(text);
     expect(errorOf(() => loadConfig({ file })).problems).toEqual([`config ${file}: ${path}: ${expected}`]);
+  });
+
+  it.each([
+    ['handshake.timeout', 'handshake: { timeout: 99ms }', 'must be between 100ms and 5m (got "99ms")'],
+    [
+      'handshake.timeout',
+      'handshake: { timeout: 1 }',
+      'must be between 100ms and 5m (got 1: a bare number is milliseconds)',
+    ],
+    [
+      'datapath.signalThrottle',
+      'datapath_: { signalThrottle: 9ms }',
+      'must be between 10ms and 1m (got "9ms")',
+    ],
+    ['auth.retryBase', 'auth: { retryBase: 9ms, retryMax: 1s }', 'must be between 10ms and 1m (got "9ms")'],
+    ['auth.retryMax', 'auth: { retryBase: 10ms, retryMax: 9ms }', 'must be between 10ms and 1h (got "9ms")'],
+    ['auth.gcInterval', 'auth: { gcInterval: 99ms }', 'must be between 100ms and 1h (got "99ms")'],
+  ])('bounds %s below where the daemon would be useless or busy with itself', (path, yaml, expected) => {
+    const text = yaml.startsWith('datapath_')
+      ? MINIMAL.replace('datapath:\n', `datapath:\n  ${yaml.slice('datapath_: { '.length, -2)}\n`)
+      : `${MINIMAL}${yaml}\n`;
+    const file = writeConfig(text);
+    expect(errorOf(() => loadConfig({ file })).problems).toEqual([`config ${file}: ${path}: ${expected}`]);
+  });
+
+  it('accepts each duration at its lower bound', () => {
+    const c = loadConfig({
+      file: writeConfig(
+        `${MINIMAL.replace('datapath:\n', 'datapath:\n  signalThrottle: 10ms\n')}handshake: { timeout: 100ms }\nauth: { retryBase: 10ms, retryMax: 10ms, gcInterval: 100ms }\n`,
+      ),
+    });
+    expect(c.handshake.timeoutMs).toBe(100);
+    expect(c.datapath.signalThrottleMs).toBe(10);
+    expect(c.auth).toMatchObject({ retryBaseMs: 10, retryMaxMs: 10, gcIntervalMs: 100 });
   });
 
   it('accepts each duration at its upper bound', () => {
@@ -533,9 +571,11 @@ describe('loadConfig: bad files', () => {
       ['10.99.0.1/24', 'a /24 is a subnet, not one address'],
       ['10.99.0.0/24', 'a /24 is a subnet, not one address'],
       ['fd00:99::1/64', 'a /64 is a subnet, not one address'],
-      ['10.99.0.1', 'has no prefix length'],
       ['10.99.0.1/33', 'bad prefix length (0..32)'],
       ['10.99.0/32', ''],
+      // a bare string that is no address is not taken for one
+      ['10.99.0', 'has no prefix length'],
+      ['node-a', 'has no prefix length'],
     ] as const) {
       const file = writeConfig(`${MINIMAL}wireguard: { enabled: true, address: "${addr}" }\n`);
       const [line] = errorOf(() => loadConfig({ file })).problems;
@@ -550,6 +590,23 @@ describe('loadConfig: bad files', () => {
       const file = writeConfig(`${MINIMAL}wireguard: { enabled: true, address: "${addr}" }\n`);
       expect(loadConfig({ file }).wireguard.address).toBe(addr);
     }
+  });
+
+  it('takes a bare WireGuard address as its host prefix, /32 for IPv4 and /128 for IPv6', () => {
+    for (const [addr, want] of [
+      ['10.99.0.1', '10.99.0.1/32'],
+      ['fd00:99::1', 'fd00:99::1/128'],
+      ['FD00:99:0:0::1', 'fd00:99::1/128'],
+      ['::ffff:10.99.0.1', '10.99.0.1/32'],
+    ] as const) {
+      const file = writeConfig(`${MINIMAL}wireguard: { enabled: true, address: "${addr}" }\n`);
+      expect(loadConfig({ file }).wireguard.address, addr).toBe(want);
+    }
+    // as the Helm chart gives it: the node's status.hostIP through the environment
+    const file = writeConfig(`${MINIMAL}wireguard: { enabled: true }\n`);
+    expect(loadConfig({ file, env: { MESHAUTH_WIREGUARD_ADDRESS: 'fd00:10::3' } }).wireguard.address).toBe(
+      'fd00:10::3/128',
+    );
   });
 
   it('reports every problem, one line each', () => {

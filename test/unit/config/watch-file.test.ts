@@ -141,7 +141,7 @@ describe('followFile', () => {
     const file = join(dir, 'outcomes.txt');
     writeFileSync(file, 'one');
     const seen: Array<[string, boolean]> = [];
-    const outcomes: Array<[string, boolean]> = [];
+    const outcomes: Array<[string | undefined, boolean]> = [];
     const rejected: string[] = [];
     const f = followFile(file, {
       read: (p) => {

@@ -251,7 +251,7 @@ describe('inventory reload', () => {
     inv.onChange((c) => changes.push(c));
     const logged: Array<Record<string, unknown>> = [];
     const log = pino({ level: 'info' }, { write: (l: string) => void logged.push(JSON.parse(l)) });
-    const outcomes: Array<[string, boolean]> = [];
+    const outcomes: Array<[string | undefined, boolean]> = [];
     const watcher = watchInventoryFile(inv, file, {
       log,
       node: 'node-a',
@@ -303,33 +303,69 @@ workloads:
     }
   });
 
-  it('says so when a new inventory was taken but a listener failed on it', () => {
+  it('says so when a new inventory was taken but a listener failed on it, and tells the listeners again', () => {
     const file = join(dir, 'listener.yaml');
     writeFileSync(file, GOOD);
     const inv = loadInventoryFile(file);
+    let fail = true;
+    const heard: string[] = [];
     inv.onChange(() => {
-      throw new Error('map write failed');
+      heard.push('first');
+      if (fail) throw new Error('map write failed');
     });
+    // A listener after the failing one still hears about the change.
+    inv.onChange(() => heard.push('second'));
     const logged: Array<Record<string, unknown>> = [];
     const log = pino({ level: 'info' }, { write: (l: string) => void logged.push(JSON.parse(l)) });
-    const outcomes: string[] = [];
+    const outcomes: Array<[string | undefined, boolean]> = [];
     const watcher = watchInventoryFile(inv, file, {
       log,
       node: 'node-a',
-      observe: (o) => outcomes.push(o),
+      observe: (o, failing) => outcomes.push([o, failing]),
       clock: new FakeClock(),
     });
     try {
       writeFileSync(file, GOOD.replace('ips: [10.10.2.10]', 'ips: [10.10.2.12]'));
       expect(watcher.reload()).toEqual({ ok: true });
       expect(inv.workloadByIp('10.10.2.12')?.name).toBe('api');
+      expect(heard).toEqual(['first', 'second']);
       expect(logged.map((l) => l['event'])).toEqual(['inventory_reload_failed']);
       expect(logged[0]).toMatchObject({ applied: true, reason: 'map write failed' });
       // Unexpected: the stack is kept.
       expect((logged[0]?.['err'] as { stack?: string } | undefined)?.stack).toMatch(/map write failed/);
-      expect(outcomes).toEqual(['failed']);
+      expect(outcomes).toEqual([['failed', true]]);
+
+      // The same file once acting works: the listeners hear it again; applied, no longer failing.
+      fail = false;
+      expect(watcher.reload()).toEqual({ ok: true });
+      expect(heard).toEqual(['first', 'second', 'first', 'second']);
+      expect(logged.at(-1)).toMatchObject({ event: 'inventory_reloaded', unchanged: true, retried: true });
+      expect(outcomes.at(-1)).toEqual(['applied', false]);
+      expect(watcher.reload()).toEqual({ ok: true });
+      expect(heard).toHaveLength(4);
+      expect(outcomes.at(-1)).toEqual(['unchanged', false]);
     } finally {
       watcher.close();
     }
+  });
+
+  it('replace tells every listener and then throws what the failing ones threw', () => {
+    const file = join(dir, 'replace-listeners.yaml');
+    writeFileSync(file, GOOD);
+    const inv = loadInventoryFile(file);
+    const heard: number[] = [];
+    inv.onChange(() => {
+      heard.push(1);
+      throw new Error('one');
+    });
+    inv.onChange(() => heard.push(2));
+    inv.onChange(() => {
+      heard.push(3);
+      throw new Error('three');
+    });
+    const next = { ...inv.data, workloads: inv.data.workloads.slice(0, 1) };
+    expect(() => inv.replace(next)).toThrow('2 inventory listeners failed: one; three');
+    expect(heard).toEqual([1, 2, 3]);
+    expect(inv.workloads()).toHaveLength(1);
   });
 });

@@ -23,7 +23,7 @@ const pod = (
   status: { phase: 'Running', podIPs: [{ ip }] },
 });
 
-function setup() {
+function setup(logger = pino({ level: 'silent' })) {
   const pods = new FakeInformer<PodObject>();
   const nodes = new FakeInformer<NodeObject>();
   const clock = new FakeClock(1_000_000);
@@ -36,7 +36,7 @@ function setup() {
       spiffeIdTemplate: DEFAULT_SPIFFE_ID_TEMPLATE,
       addressType: 'InternalIP',
     },
-    logger: pino({ level: 'silent' }),
+    logger,
     observer: { skipped: (kind, reason) => skipped.push(`${kind}:${reason}`) },
     clock,
     batchMs: 5,
@@ -171,6 +171,27 @@ describe('KubernetesInventorySource', () => {
     clock.advance(5);
     expect(inv.workloadByIp('10.1.0.9')?.name).toBe('demo/bad-ip');
     expect(src.exclusions().has('pod/demo/bad-ip')).toBe(false);
+  });
+
+  it('keeps new content a listener failed to act on, without calling it rejected', async () => {
+    const logged: Array<{ event?: string }> = [];
+    const { pods, nodes, clock, src } = setup(
+      pino({ level: 'info' }, { write: (l: string) => void logged.push(JSON.parse(l)) }),
+    );
+    nodes.emit('add', node('node-a', '192.168.0.1', '10.1.0.0/24'));
+    const inv = await src.start();
+    let fail = true;
+    inv.onChange(() => {
+      if (fail) throw new Error('map write failed');
+    });
+    pods.emit('add', pod('web-1', 'node-a', '10.1.0.5'));
+    clock.advance(5);
+    expect(inv.workloadByIp('10.1.0.5')?.name).toBe('demo/web-1');
+    expect(logged.map((l) => l.event)).not.toContain('kubernetes_inventory_rejected');
+    fail = false;
+    pods.emit('add', pod('web-2', 'node-a', '10.1.0.6'));
+    clock.advance(5);
+    expect(inv.workloadByIp('10.1.0.6')?.name).toBe('demo/web-2');
   });
 
   it('close() stops both informers and is idempotent', async () => {

@@ -23,4 +23,17 @@ describe('file reload metrics', () => {
     expect(await text()).toContain('meshauth_file_reload_total{file="policy",outcome="applied"} 1');
     expect(await text()).toContain('meshauth_file_reload_failing{file="policy"} 0');
   });
+
+  it('holds failing at 1 after content taken but not acted on, and clears it without counting a reload', async () => {
+    const registry = new Registry();
+    const inventory = new FileReloadMetrics(registry).follow('inventory');
+    const text = async (): Promise<string> => registry.metrics();
+    inventory('failed', true);
+    expect(await text()).toContain('meshauth_file_reload_failing{file="inventory"} 1');
+    inventory(undefined, false);
+    expect(await text()).toContain('meshauth_file_reload_failing{file="inventory"} 0');
+    expect(await text()).toContain('meshauth_file_reload_total{file="inventory",outcome="failed"} 1');
+    expect(await text()).toContain('meshauth_file_reload_total{file="inventory",outcome="applied"} 0');
+    expect(await text()).toContain('meshauth_file_reload_total{file="inventory",outcome="unchanged"} 0');
+  });
 });

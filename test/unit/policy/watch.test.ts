@@ -265,7 +265,7 @@ describe('policy file reload', () => {
     const first = policy.current;
     const logged: Array<Record<string, unknown>> = [];
     const log = pino({ level: 'info' }, { write: (l: string) => void logged.push(JSON.parse(l)) });
-    const outcomes: Array<[string, boolean]> = [];
+    const outcomes: Array<[string | undefined, boolean]> = [];
     let changes = 0;
     const watcher = watchPolicyFile(policy, file, {
       log,
@@ -302,19 +302,22 @@ describe('policy file reload', () => {
     }
   });
 
-  it('does not log a taken policy as reloaded when acting on it failed', () => {
+  it('does not log a taken policy as reloaded when acting on it failed, and acts on it again', () => {
     const file = join(dir, 'listener.yaml');
     writeFileSync(file, ONE_RULE);
     const policy = { current: loadPolicyFile(file) };
     const logged: Array<Record<string, unknown>> = [];
     const log = pino({ level: 'info' }, { write: (l: string) => void logged.push(JSON.parse(l)) });
-    const outcomes: string[] = [];
+    const outcomes: Array<[string | undefined, boolean]> = [];
+    let failWith: string | undefined = 'map write failed';
+    let acts = 0;
     const watcher = watchPolicyFile(policy, file, {
       log,
       onChange: () => {
-        throw new Error('map write failed');
+        acts++;
+        if (failWith !== undefined) throw new Error(failWith);
       },
-      observe: (o) => outcomes.push(o),
+      observe: (o, failing) => outcomes.push([o, failing]),
       clock: new FakeClock(),
     });
     try {
@@ -323,7 +326,77 @@ describe('policy file reload', () => {
       expect(policy.current.rules).toHaveLength(2);
       expect(logged.map((l) => l['event'])).toEqual(['policy_reload_failed']);
       expect(logged[0]).toMatchObject({ applied: true, reason: 'map write failed' });
-      expect(outcomes).toEqual(['failed']);
+      // Failing until something acts on the policy in use.
+      expect(outcomes).toEqual([['failed', true]]);
+
+      // The same file again: acted on again (not "unchanged"), and still failing.
+      const taken = policy.current;
+      expect(watcher.reload()).toEqual({ ok: true });
+      expect(acts).toBe(2);
+      expect(policy.current).toBe(taken);
+      expect(outcomes.at(-1)).toEqual(['failed', true]);
+
+      // Acting succeeds now: reported as applied, no longer failing; the next reload is unchanged.
+      failWith = undefined;
+      expect(watcher.reload()).toEqual({ ok: true });
+      expect(acts).toBe(3);
+      expect(logged.at(-1)).toMatchObject({
+        event: 'policy_reloaded',
+        unchanged: true,
+        retried: true,
+        rules: 2,
+      });
+      expect(outcomes.at(-1)).toEqual(['applied', false]);
+      expect(watcher.reload()).toEqual({ ok: true });
+      expect(acts).toBe(3);
+      expect(outcomes.at(-1)).toEqual(['unchanged', false]);
+    } finally {
+      watcher.close();
+    }
+  });
+
+  it('stops failing when the policy in use is acted on by a later resync, not while the file is refused', () => {
+    const file = join(dir, 'acted.yaml');
+    writeFileSync(file, ONE_RULE);
+    const policy = { current: loadPolicyFile(file) };
+    const log = pino({ level: 'silent' });
+    const outcomes: Array<[string | undefined, boolean]> = [];
+    let fail = true;
+    const watcher = watchPolicyFile(policy, file, {
+      log,
+      onChange: () => {
+        if (fail) throw new Error('map write failed');
+      },
+      observe: (o, failing) => outcomes.push([o, failing]),
+      clock: new FakeClock(),
+    });
+    try {
+      writeFileSync(file, TWO_RULES);
+      watcher.reload();
+      expect(outcomes).toEqual([['failed', true]]);
+      watcher.acted();
+      expect(outcomes).toEqual([
+        ['failed', true],
+        [undefined, false],
+      ]);
+      watcher.acted(); // nothing left to clear
+      expect(outcomes).toHaveLength(2);
+
+      // Taken-but-failed, then a refused file: an acted resync does not clear the refusal.
+      writeFileSync(file, ONE_RULE);
+      watcher.reload();
+      writeFileSync(file, 'rules: [');
+      expect(watcher.reload().ok).toBe(false);
+      watcher.acted();
+      expect(outcomes.slice(2)).toEqual([
+        ['failed', true],
+        ['failed', true],
+      ]);
+      fail = false;
+      writeFileSync(file, ONE_RULE);
+      expect(watcher.reload()).toEqual({ ok: true });
+      // The rules equal the policy in use, which was acted on since: unchanged, no longer failing.
+      expect(outcomes.at(-1)).toEqual(['unchanged', false]);
     } finally {
       watcher.close();
     }

@@ -222,13 +222,13 @@ silently. Mappings are compared key by key; anything else is one setting.
 {{- $auth := dict "reauthAt" $a.reauthAt "preauthenticate" $a.preauthenticate "mode" $a.mode "channel" (dict "port" (int $a.channel.port) "nodeId" (replace "{trustDomain}" $v.trustDomain $a.channel.nodeId) "maxChannels" (int64 $a.channel.maxChannels)) "maxConcurrent" (int64 $a.maxConcurrent) "queueSize" (int64 $a.queueSize) "retryBase" $a.retryBase "retryMax" $a.retryMax "gcInterval" $a.gcInterval -}}
 {{- $au := $v.audit -}}
 {{- /* the bounds of src/config/schema.ts DURATION_LIMITS */ -}}
-{{- include "meshauth.checkDuration" (list "datapath.signalThrottle" $v.datapath.signalThrottle 1 60000) -}}
+{{- include "meshauth.checkDuration" (list "datapath.signalThrottle" $v.datapath.signalThrottle 10 60000) -}}
 {{- include "meshauth.checkDuration" (list "datapath.synRto" $v.datapath.synRto 1 1000) -}}
-{{- include "meshauth.checkDuration" (list "handshake.timeout" $v.handshake.timeout 1 300000) -}}
+{{- include "meshauth.checkDuration" (list "handshake.timeout" $v.handshake.timeout 100 300000) -}}
 {{- include "meshauth.checkDuration" (list "handshake.maxEntryTtl" $v.handshake.maxEntryTtl 1000 604800000) -}}
-{{- include "meshauth.checkDuration" (list "auth.retryBase" $a.retryBase 1 60000) -}}
-{{- include "meshauth.checkDuration" (list "auth.retryMax" $a.retryMax 1 3600000) -}}
-{{- include "meshauth.checkDuration" (list "auth.gcInterval" $a.gcInterval 1 3600000) -}}
+{{- include "meshauth.checkDuration" (list "auth.retryBase" $a.retryBase 10 60000) -}}
+{{- include "meshauth.checkDuration" (list "auth.retryMax" $a.retryMax 10 3600000) -}}
+{{- include "meshauth.checkDuration" (list "auth.gcInterval" $a.gcInterval 100 3600000) -}}
 {{- if lt (include "meshauth.durationMs" $a.retryMax | int64) (include "meshauth.durationMs" $a.retryBase | int64) -}}
 {{- fail (printf "auth.retryMax: must be at least auth.retryBase (%s, got %q)" $a.retryBase $a.retryMax) -}}
 {{- end -}}
