@@ -92,11 +92,10 @@ describe.skipIf(!isPrivileged())('meshauthd policy file reload', () => {
   });
 
   it('reports a policy the full kernel map cannot hold as taken but failed, and recovers on a fitting one', async () => {
-    const caDir = join(dir, 'ca');
-    await DevCa.init({ dir: caDir, trustDomain: 'demo.local' });
+    const identity = await node.devCaIdentity();
     const ids = (sa: string) => [0, 1, 2, 3, 4].map((i) => `spiffe://demo.local/ns/demo/sa/${sa}-${i}`);
     writeFileSync(
-      join(dir, 'inventory.yaml'),
+      join(node.dir, 'inventory.yaml'),
       stringify({
         nodes: [
           { name: 'node-a', address: '127.0.0.1', podCIDRs: ['10.10.1.0/24'] },
@@ -114,32 +113,17 @@ describe.skipIf(!isPrivileged())('meshauthd policy file reload', () => {
     const all = stringify({
       rules: [{ name: 'all', from: 'spiffe://demo.local/ns/demo/*', to: 'spiffe://demo.local/ns/demo/*' }],
     });
-    const policyFile = join(dir, 'policy.yaml');
+    const policyFile = join(node.dir, 'policy.yaml');
     writeFileSync(policyFile, one('required'));
-    const configFile = join(dir, 'config.yaml');
-    writeFileSync(
-      configFile,
-      stringify({
-        node: 'node-a',
-        stateDir: join(dir, 'state'),
-        bpf: { pinDir, object: OBJECT_PATH },
-        datapath: {
-          attach: [{ type: 'cgroup', path: lab.addCgroup('pods'), hook: 'egress' }],
-          maps: { policy: 16 },
-        },
-        handshake: { listen: '127.0.0.1', port: await freePort() },
-        auth: { preauthenticate: false },
-        identity: {
-          source: 'dev-ca',
-          devCa: { trustDomain: 'demo.local', caCert: join(caDir, 'ca.crt'), caKey: join(caDir, 'ca.key') },
-        },
-        inventory: { file: join(dir, 'inventory.yaml') },
-        policy: { file: policyFile },
-        audit: { path: join(dir, 'state', 'audit.db') },
-        api: { socket: join(dir, 'run', 'api.sock') },
-        metrics: { listen: '' },
-      }),
-    );
+    const base = node.config({ handshakePort: await freePort() });
+    const configFile = node.writeConfig({
+      ...base,
+      datapath: { ...(base['datapath'] as Record<string, unknown>), maps: { policy: 16 } },
+      auth: { preauthenticate: false },
+      identity,
+      audit: { path: join(node.dir, 'state', 'audit.db') },
+      metrics: { listen: '' },
+    });
     const config = loadConfig({ file: configFile, env: {} });
     const events: Array<{ event?: string; applied?: boolean; reason?: string; code?: string }> = [];
     const logger = pino({ level: 'info' }, { write: (l: string) => void events.push(JSON.parse(l)) });
