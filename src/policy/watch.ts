@@ -2,6 +2,7 @@ import { followFile, reloadErrorFields, type ReloadOutcome, type ReloadResult } 
 import type { Logger } from '../log.js';
 import type { Clock } from '../time.js';
 import { loadPolicyFile } from './load.js';
+import { diffRules, policyDigest } from './diff.js';
 import type { Policy } from './policy.js';
 
 export interface PolicyWatcher {
@@ -34,44 +35,14 @@ export interface WatchPolicyFileOptions {
   observe?: (outcome: ReloadOutcome | undefined, failing: boolean) => void;
 }
 
-/** One rule as comparable text (patterns by their source text). */
-function ruleKey(r: Policy['rules'][number]): string {
-  return JSON.stringify([r.from.text, r.to.text, r.auth, r.mode]);
-}
-
-/** The rules as comparable text, in order. */
-function rulesKey(p: Policy): string {
-  return JSON.stringify(p.rules.map((r) => [r.name, ruleKey(r)]));
-}
-
-/**
- * Rules of `next` against `previous`, matched by name: `added` (new name), `removed` (name gone),
- * `changed` (same name, another from/to/auth/mode).
- */
-export function diffRules(
-  previous: Policy,
-  next: Policy,
-): { added: number; removed: number; changed: number } {
-  const before = new Map(previous.rules.map((r) => [r.name, ruleKey(r)]));
-  const after = new Map(next.rules.map((r) => [r.name, ruleKey(r)]));
-  let added = 0;
-  let changed = 0;
-  for (const [name, key] of after) {
-    const old = before.get(name);
-    if (old === undefined) added++;
-    else if (old !== key) changed++;
-  }
-  const removed = [...before.keys()].filter((name) => !after.has(name)).length;
-  return { added, removed, changed };
-}
-
 /**
  * Keeps `policy.current` in step with the policy file `file`. A new file is read and validated as
  * at start (loadPolicyFile); a good one replaces the policy (`policy_reloaded`, with the rule
- * count and how many rules were added, removed and changed by name), a bad one — YAML syntax, schema, unreadable, deleted, empty — is logged
+ * count and how many rules were added, removed and changed by name: diffRules), a bad one — YAML syntax, schema, unreadable, deleted, empty — is logged
  * (`policy_reload_failed`, with the file and reason) and ignored: the last good policy stays
- * enforced, never "no policy", and watching goes on so a fixed file is taken; a file fixed back to the rules in use logs
- * `policy_reloaded` with `unchanged: true`. When the new policy was taken but `onChange` (the
+ * enforced, never "no policy", and watching goes on so a fixed file is taken; a file with the
+ * rules in use (the same policyDigest: fixed back, or only reordered) is not taken again and, after
+ * a refused file, logs `policy_reloaded` with `unchanged: true`. When the new policy was taken but `onChange` (the
  * daemon's map resync) threw, `policy_reload_failed` with `applied: true` and the reason says so
  * and the outcome is `failed`; the next reload of the same rules runs `onChange` again.
  */
@@ -84,7 +55,8 @@ export function watchPolicyFile(
   return followFile(file, {
     read: loadPolicyFile,
     apply(next, { previousFailed, notActed }): ReloadOutcome {
-      const same = rulesKey(next) === rulesKey(policy.current);
+      // Rule order does not change enforcement: a reordered file is the policy in use (policyDigest).
+      const same = policyDigest(next) === policyDigest(policy.current);
       if (same && !notActed) {
         if (previousFailed) {
           log.info(
@@ -94,7 +66,8 @@ export function watchPolicyFile(
         }
         return 'unchanged';
       }
-      const diff = diffRules(policy.current, next);
+      const { added, removed, changed } = diffRules(policy.current, next);
+      const diff = { added: added.length, removed: removed.length, changed: changed.length };
       if (!same) policy.current = next;
       try {
         opts.onChange();

@@ -258,6 +258,32 @@ describe('policy file reload', () => {
     }
   });
 
+  it('takes a file that only reorders the rules in use as unchanged (order does not change enforcement)', () => {
+    const file = join(dir, 'reorder.yaml');
+    writeFileSync(file, TWO_RULES);
+    const policy = { current: loadPolicyFile(file) };
+    const first = policy.current;
+    const outcomes: string[] = [];
+    let changes = 0;
+    const watcher = watchPolicyFile(policy, file, {
+      log: pino({ level: 'silent' }),
+      onChange: () => changes++,
+      observe: (o) => outcomes.push(o),
+      clock: new FakeClock(),
+    });
+    try {
+      const [head, ...rules] = TWO_RULES.split('\n  - ');
+      writeFileSync(file, [head, ...rules.reverse()].join('\n  - ').replace(/\n*$/, '\n'));
+      expect(loadPolicyFile(file).rules.map((r) => r.name)).toEqual(['api-db', 'web-api']);
+      expect(watcher.reload()).toEqual({ ok: true });
+      expect(policy.current).toBe(first);
+      expect(changes).toBe(0);
+      expect(outcomes).toEqual(['unchanged']);
+    } finally {
+      watcher.close();
+    }
+  });
+
   it('logs the reason once without a stack, and that a file fixed back to the rules in use is good', () => {
     const file = join(dir, 'recover.yaml');
     writeFileSync(file, ONE_RULE);
