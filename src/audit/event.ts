@@ -15,6 +15,7 @@ export const AUDIT_EVENT_TYPES: readonly AuditEventType[] = [
   'head-witnessed',
   'head-rejected',
   'clock-step',
+  'policy-changed',
 ];
 
 export const AUDIT_OUTCOMES = ['success', 'failure', 'info'] as const;

@@ -20,7 +20,12 @@ export type AuditEventType =
   /** A signed audit head this node refused to witness, with the reason. */
   | 'head-rejected'
   /** The wall clock was stepped (details: stepMs, behindMs); src/time.ts WallClockGuard. */
-  | 'clock-step';
+  | 'clock-step'
+  /**
+   * The policy in force changed (outcome info): at daemon start, on an applied policy file reload,
+   * on a change of the MutualAuthPolicy-derived rules (details: src/daemon/policy-trail.ts).
+   */
+  | 'policy-changed';
 
 export interface AuditEventInput {
   type: AuditEventType;

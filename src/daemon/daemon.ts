@@ -21,6 +21,7 @@ import { createIdentitySource } from './identity.js';
 import { DaemonResolver } from './resolver.js';
 import { openDatapath, type DaemonDatapath } from './datapath.js';
 import { entryTrail, openAudit } from './audit.js';
+import { PolicyTrail } from './policy-trail.js';
 import { startOperations, type DaemonOperations } from './operations.js';
 import {
   readKeyFile,
@@ -120,6 +121,23 @@ export class Daemon {
 
     const audit = openAudit(config, logger);
     closers.push('audit', () => audit.close());
+    // The policy in force is a decision record (`policy-changed`, never dropped): the one taken at
+    // start, then every change of it, heard before the maps are resynced (so the trail shows the
+    // change ahead of the entries it removes). Subscribed now, so no change is missed while the
+    // rest starts.
+    const policyTrail = new PolicyTrail(
+      audit.sink,
+      config.policy.source === 'kubernetes'
+        ? { kind: 'kubernetes' }
+        : { kind: 'file', file: config.policy.file as string },
+    );
+    policyTrail.start(policy.current);
+    closers.push(
+      'policy-trail',
+      sources.onPolicyChange(() => {
+        policyTrail.changed(policy.current);
+      }),
+    );
     // WireGuard first: the datapath's strict mode needs the tunnel's ifindex.
     let wg: WireguardTunnel | undefined;
     const dpRef: { current: DaemonDatapath | undefined } = { current: undefined };

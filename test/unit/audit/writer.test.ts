@@ -90,10 +90,11 @@ describe('AuditWriter', () => {
     w.record({ type: 'handshake-failed', outcome: 'failure', reason: 'svid-untrusted' });
     w.record({ type: 'entry-removed', outcome: 'info', reason: 'bundle-revoked' });
     w.record({ type: 'entry-expired', outcome: 'info' });
+    w.record({ type: 'policy-changed', outcome: 'info', reason: 'file-reload' });
     w.record({ type: 'signal' });
     expect(DROPPABLE_AUDIT_EVENTS).toEqual(new Set(['signal', 'reauth']));
     expect(w.dropped).toBe(3);
-    expect(w.queueDepth).toBe(9);
+    expect(w.queueDepth).toBe(10);
     w.flush();
     const all = store.query({ limit: 100 });
     expect(all.map((e) => e.type)).toEqual([
@@ -103,13 +104,14 @@ describe('AuditWriter', () => {
       'handshake-failed',
       'entry-removed',
       'entry-expired',
+      'policy-changed',
       'gap',
     ]);
     expect(all.at(-1)).toMatchObject({
       reason: 'audit-queue-overflow',
       details: { dropped: 3, droppedByType: { signal: 2, reauth: 1 } },
     });
-    expect(w.stats()).toMatchObject({ dropped: 3, written: 10 });
+    expect(w.stats()).toMatchObject({ dropped: 3, written: 11 });
     void w.close();
   });
 

@@ -263,7 +263,7 @@ describe('policy file reload', () => {
     writeFileSync(file, TWO_RULES);
     const policy = { current: loadPolicyFile(file) };
     const first = policy.current;
-    const outcomes: string[] = [];
+    const outcomes: Array<string | undefined> = [];
     let changes = 0;
     const watcher = watchPolicyFile(policy, file, {
       log: pino({ level: 'silent' }),

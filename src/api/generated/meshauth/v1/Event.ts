@@ -8,7 +8,7 @@ export interface Event {
   /**
    * signal, handshake-succeeded, handshake-failed, entry-written, entry-expired, entry-removed,
    * svid-rotated, reauth, peer-unreachable, gap, retention, head-witnessed, head-rejected,
-   * clock-step;
+   * clock-step, policy-changed;
    * from meshauth-relay during a follow also node-unavailable / node-available (seq 0: a status
    * change of the origin node's stream, not a stored event)
    */
@@ -40,7 +40,7 @@ export interface Event__Output {
   /**
    * signal, handshake-succeeded, handshake-failed, entry-written, entry-expired, entry-removed,
    * svid-rotated, reauth, peer-unreachable, gap, retention, head-witnessed, head-rejected,
-   * clock-step;
+   * clock-step, policy-changed;
    * from meshauth-relay during a follow also node-unavailable / node-available (seq 0: a status
    * change of the origin node's stream, not a stored event)
    */
