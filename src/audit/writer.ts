@@ -10,9 +10,10 @@ import type { FromWriterThread, ToWriterThread, WriterThreadData } from './write
  * entry depends on (`signal`: a pair was signalled, already aggregated per window; `reauth`: a
  * re-authentication starts). Every other type records a decision (an entry written, expired,
  * removed or revoked; a handshake that earned an entry or was refused; an SVID rotation; a
- * witnessed or refused head; a clock step; a change of the policy in force) and is queued even beyond maxQueue: its bound is the
- * auth path's, which starts no new work while the queue is above its high-water mark
- * (AuthManager, auditBackpressure).
+ * witnessed or refused head; a clock step; a change of the policy in force) and is queued even
+ * beyond maxQueue: its bound is the auth path's, which starts no new work while the queue is above
+ * its high-water mark (AuthManager, auditBackpressure); a policy change is one event per policy
+ * taken.
  */
 export const DROPPABLE_AUDIT_EVENTS: ReadonlySet<AuditEventType> = new Set<AuditEventType>([
   'signal',

@@ -15,10 +15,12 @@ export type PolicySourceKind = 'file' | 'kubernetes';
  */
 export type PolicyChangeReason = 'daemon-start' | 'file-reload' | 'kubernetes-update';
 
+/** `name`, or its first POLICY_RECORD_MAX_NAME_CHARS - 1 UTF-16 units and "…" (never half a surrogate pair). */
 function cut(name: string): string {
-  return name.length > POLICY_RECORD_MAX_NAME_CHARS
-    ? `${name.slice(0, POLICY_RECORD_MAX_NAME_CHARS - 1)}…`
-    : name;
+  if (name.length <= POLICY_RECORD_MAX_NAME_CHARS) return name;
+  let head = name.slice(0, POLICY_RECORD_MAX_NAME_CHARS - 1);
+  if (/[\uD800-\uDBFF]$/.test(head)) head = head.slice(0, -1);
+  return `${head}…`;
 }
 
 /** A bounded list: the first POLICY_RECORD_MAX_NAMES names (sorted) and how many there are. */

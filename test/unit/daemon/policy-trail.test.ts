@@ -119,6 +119,19 @@ describe('policyChangedEvent', () => {
     // 3,000 rules with 2 KB names (~6 MB of names) make a record of well under 100 KB.
     expect(JSON.stringify(e).length).toBeLessThan(100_000);
   });
+  it('never cuts a name inside a surrogate pair', () => {
+    const name = `${'a'.repeat(POLICY_RECORD_MAX_NAME_CHARS - 2)}\u{1F600}${'b'.repeat(10)}`;
+    const e = policyChangedEvent(
+      undefined,
+      policy([{ name, from: WEB, to: API }]),
+      { kind: 'kubernetes' },
+      'daemon-start',
+    );
+    const [cutName] = (e.details as { added: { names: string[] } }).added.names;
+    expect(cutName).toBe(`${'a'.repeat(POLICY_RECORD_MAX_NAME_CHARS - 2)}…`);
+    // A lone surrogate would not survive a UTF-8 round trip.
+    expect(Buffer.from(cutName!, 'utf8').toString('utf8')).toBe(cutName);
+  });
 });
 
 describe('PolicyTrail', () => {
