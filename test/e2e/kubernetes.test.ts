@@ -86,6 +86,29 @@ describe.skipIf(!bin || !isPrivileged())('two nodes in Kubernetes mode against a
     return ['pods', 'nodes', 'mutualauthpolicies'].map((r) => s.counters[`kubernetes_${r}_synced`] === 1);
   };
   const logsOf = () => NODES.map((n) => `${n.name}:\n${summarize(cluster.logs(n.name))}`).join('\n');
+  type PolicyRecord = { reason?: string; details: Record<string, unknown> };
+  /** A node's `policy-changed` audit records, oldest first, through its API (meshauth events). */
+  const policyRecords = (node: string): PolicyRecord[] =>
+    cluster
+      .cli(node, ['events', '--type', 'policy-changed', '-o', 'json'])
+      .split('\n')
+      .filter((l) => l.trim() !== '')
+      .map((l) => JSON.parse(l) as PolicyRecord);
+  /** Waits until every node's trail holds `n` policy-changed records; returns the last of each. */
+  const lastPolicyRecords = async (n: number): Promise<PolicyRecord[]> => {
+    await until(
+      `${n} policy-changed records on every node`,
+      () => NODES.every((x) => policyRecords(x.name).length >= n),
+      15_000,
+      () => NODES.map((x) => `${x.name}: ${JSON.stringify(policyRecords(x.name))}`).join('\n'),
+    );
+    return NODES.map((x) => {
+      const records = policyRecords(x.name);
+      expect(records, x.name).toHaveLength(n);
+      return records.at(-1)!;
+    });
+  };
+  const noNames = { count: 0, names: [] };
 
   beforeAll(async () => {
     kubeconfigDir = mkdtempSync(join(tmpdir(), 'meshauth-e2e-kubeconfig-'));
@@ -157,6 +180,26 @@ describe.skipIf(!bin || !isPrivileged())('two nodes in Kubernetes mode against a
   it('enforce: the first SYN of the pair is dropped and exactly one handshake runs', async () => {
     await cp.applyPolicy(POLICY, { mode: 'enforce', rules: [rule('web', 'db')] });
     await until('enforce policy in both kernels', policyInForce('enforce'), 15_000, logsOf);
+    // The audit trail: the (empty) policy at start, then one record for the new object, however
+    // many object events (its status write comes back as an update) it took.
+    for (const n of NODES) {
+      expect(policyRecords(n.name)[0], n.name).toMatchObject({
+        reason: 'daemon-start',
+        details: { source: 'kubernetes', rules: 0, added: noNames },
+      });
+    }
+    for (const r of await lastPolicyRecords(2)) {
+      expect(r).toMatchObject({
+        reason: 'kubernetes-update',
+        details: {
+          source: 'kubernetes',
+          rules: 1,
+          modes: { required: 1, permissive: 0, disabled: 0 },
+          added: { count: 1, names: [`${POLICY}/web-to-db`] },
+          removed: noNames,
+        },
+      });
+    }
     const before = { a: counters('node-a'), b: counters('node-b') };
     const r = await cluster.connect('web', 'db', 8080, 10_000);
     expect(r, logsOf()).toMatchObject({ ok: true, reply: 'ok db' });
@@ -179,6 +222,19 @@ describe.skipIf(!bin || !isPrivileged())('two nodes in Kubernetes mode against a
   it('permissive: an unauthenticated pair passes, counted as pass_permissive, and is still authenticated', async () => {
     await cp.applyPolicy(POLICY, { mode: 'permissive' });
     await until('permissive policy in both kernels', policyInForce('permissive'), 15_000, logsOf);
+    for (const r of await lastPolicyRecords(3)) {
+      expect(r).toMatchObject({
+        reason: 'kubernetes-update',
+        details: {
+          rules: 1,
+          changed: { count: 1, names: [`${POLICY}/web-to-db`] },
+          modeChanged: {
+            count: 1,
+            rules: [{ name: `${POLICY}/web-to-db`, from: 'required', to: 'permissive' }],
+          },
+        },
+      });
+    }
     cluster.flushEntries();
     expect(cluster.authEntries('node-a')).toHaveLength(0);
     const handshakes = cluster.logs('node-a', 'auth_succeeded').length;
@@ -199,6 +255,12 @@ describe.skipIf(!bin || !isPrivileged())('two nodes in Kubernetes mode against a
   it('deleting the policy stops enforcement', async () => {
     await cp.deletePolicy(POLICY);
     await until('no policy in either kernel', policyInForce('none'), 15_000, logsOf);
+    for (const r of await lastPolicyRecords(4)) {
+      expect(r).toMatchObject({
+        reason: 'kubernetes-update',
+        details: { rules: 0, added: noNames, removed: { count: 1, names: [`${POLICY}/web-to-db`] } },
+      });
+    }
     cluster.flushEntries();
     const before = counters('node-a');
     const r = await cluster.connect('web', 'db', 8080, 10_000);
