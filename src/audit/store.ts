@@ -1,4 +1,3 @@
-import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { ClosedError } from '../errors.js';
@@ -12,6 +11,7 @@ import { toEvent, type EventRow, type HeadRow } from './rows.js';
 import { migrate, schemaVersion, SCHEMA_VERSION } from './schema.js';
 import type { AuditEventInput } from './sink.js';
 import { checkCheckpoints, verifyChainRows, type ChainCheckpoint, type ChainReport } from './verify.js';
+import { makeDirsSync } from '../make-dirs.js';
 
 export interface AuditStoreOptions {
   /** Database file; its directory is created (0700) when missing. */
@@ -89,7 +89,7 @@ export class AuditStore {
     const readonly = opts.readonly ?? false;
     let db: Database.Database;
     try {
-      if (!readonly) mkdirSync(dirname(opts.path), { recursive: true, mode: 0o700 });
+      if (!readonly) makeDirsSync(dirname(opts.path), 0o700);
       db = new Database(opts.path, { readonly, fileMustExist: readonly });
     } catch (err) {
       throw new AuditStoreError(`audit: open ${opts.path}: ${(err as Error).message}`, { cause: err });
