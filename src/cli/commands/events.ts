@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import type { EventFilterMsg, EventMsg, NodeAnswerMsg } from '../../api/index.js';
+import { MAX_PAGE_SIZE, type EventFilterMsg, type EventMsg, type NodeAnswerMsg } from '../../api/index.js';
 import { AUDIT_EVENT_TYPES } from '../../audit/index.js';
 import type { CliContext } from '../context.js';
 import { CliError } from '../errors.js';
@@ -68,8 +68,16 @@ function filterOf(o: EventsOptions, now: number): EventFilterMsg {
   if (o.outcome) f.outcome = o.outcome;
   if (o.reason) f.reason = o.reason;
   if (o.type?.length) f.types = o.type;
-  if (o.since) f.sinceMs = parseTimeArg('--since', o.since, now);
-  if (o.until) f.untilMs = parseTimeArg('--until', o.until, now);
+  const since = o.since ? parseTimeArg('--since', o.since, now) : undefined;
+  const until = o.until ? parseTimeArg('--until', o.until, now) : undefined;
+  if (since !== undefined && until !== undefined && until <= since) {
+    throw new CliError(
+      `--until ${o.until} (${isoTime(until)}) must be later than --since ${o.since} (${isoTime(since)})`,
+      2,
+    );
+  }
+  if (since !== undefined) f.sinceMs = since;
+  if (until !== undefined) f.untilMs = until;
   return f;
 }
 
@@ -106,8 +114,8 @@ Examples:
     )
     .action(async (o: EventsOptions) => {
       const format = parseOutput(o.output);
-      const limit = Number(o.limit);
-      if (!Number.isInteger(limit) || limit < 0)
+      const limit = /^[0-9]+$/.test(o.limit.trim()) ? Number(o.limit) : Number.NaN;
+      if (!Number.isSafeInteger(limit) || limit < 0)
         throw new CliError(`--limit: must be a whole number, 0 for all (got ${JSON.stringify(o.limit)})`, 2);
       const filter = filterOf(o, ctx.now());
       const relay = Boolean(ctx.globals().relay);
@@ -132,14 +140,24 @@ Examples:
             token = p.nextPageToken;
           }
         } else {
-          const p = await client.queryEvents({
-            filter,
-            pageSize: limit,
-            newestFirst: true,
-            ...(o.follow && !relay ? { pageToken: `s${head + 1}` } : {}),
-          });
-          note(p);
-          initial.push(...p.events.reverse());
+          // the last `limit` events, newest first, in pages the API accepts (a page size past
+          // MAX_PAGE_SIZE is refused; before, one past 2^31 was sent wrapped and showed fewer)
+          const newest: EventMsg[] = [];
+          let token = o.follow && !relay ? `s${head + 1}` : '';
+          for (;;) {
+            const p = await client.queryEvents({
+              filter,
+              pageSize: Math.min(limit - newest.length, MAX_PAGE_SIZE),
+              newestFirst: true,
+              ...(token ? { pageToken: token } : {}),
+            });
+            note(p);
+            newest.push(...p.events);
+            if (limit <= MAX_PAGE_SIZE || newest.length >= limit) break;
+            if (!p.nextPageToken || p.events.length === 0) break;
+            token = p.nextPageToken;
+          }
+          initial.push(...newest.reverse());
         }
         printer.batch(initial);
         // a relay answer without some node says so, never silently short
