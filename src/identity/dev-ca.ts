@@ -1,9 +1,11 @@
 import 'reflect-metadata';
 import { createPrivateKey, KeyObject, webcrypto, X509Certificate } from 'node:crypto';
-import { chmod, readFile, writeFile } from 'node:fs/promises';
+import { chmod, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileErrorReason } from '../errors.js';
 import { makeDirs } from '../make-dirs.js';
+import { readInputFile } from '../read-file.js';
 import { systemClock } from '../time.js';
 import * as x509 from '@peculiar/x509';
 import type { Logger } from 'pino';
@@ -114,13 +116,14 @@ export class DevCa {
 
   /** Load a CA certificate and its PKCS#8 key (PEM). */
   static async load(opts: { caCert: string; caKey: string }): Promise<DevCa> {
-    let certPem: string;
+    let certPem: string | undefined;
     let keyPem: string;
     try {
-      certPem = await readFile(opts.caCert, 'utf8');
-      keyPem = await readFile(opts.caKey, 'utf8');
+      certPem = (await readInputFile(opts.caCert)).toString('utf8');
+      keyPem = (await readInputFile(opts.caKey)).toString('utf8');
     } catch (err) {
-      throw new DevCaError(`dev CA load: ${(err as Error).message}`, { cause: err });
+      const file = (err as NodeJS.ErrnoException).path ?? (certPem === undefined ? opts.caCert : opts.caKey);
+      throw new DevCaError(`dev CA load: ${file}: ${fileErrorReason(err)}`, { cause: err });
     }
     try {
       const der = parseCertificates(certPem)[0]!;

@@ -1,5 +1,6 @@
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -110,7 +111,25 @@ describe('DevCa certificates follow the X509-SVID profile', () => {
     const dir = mkdtempSync(join(tmpdir(), 'meshauth-devca-'));
     dirs.push(dir);
     await expect(DevCa.load({ caCert: join(dir, 'none.crt'), caKey: join(dir, 'none.key') })).rejects.toThrow(
-      /^dev CA load: /,
+      `dev CA load: ${join(dir, 'none.crt')}: no such file`,
+    );
+  });
+
+  it('regression: a FIFO or a device as the CA key is refused at once, naming it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'meshauth-devca-'));
+    dirs.push(dir);
+    await DevCa.init({ dir, trustDomain: 'demo.local' });
+    const caKey = join(dir, 'ca.key');
+    // before: readFile of a FIFO blocked for ever (the daemon's start and the CLI hung)
+    rmSync(caKey);
+    execFileSync('mkfifo', [caKey]);
+    await expect(DevCa.load({ caCert: join(dir, 'ca.crt'), caKey })).rejects.toThrow(
+      `dev CA load: ${caKey}: not a regular file (a FIFO)`,
+    );
+    rmSync(caKey);
+    symlinkSync('/dev/zero', caKey);
+    await expect(DevCa.load({ caCert: join(dir, 'ca.crt'), caKey })).rejects.toThrow(
+      `dev CA load: ${caKey}: not a regular file (a device)`,
     );
   });
 });
