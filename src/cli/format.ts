@@ -82,8 +82,15 @@ export function parseTimeArg(flag: string, text: string, now: number): number {
   );
 }
 
+/**
+ * An API time (ms since the epoch) as ISO 8601; "-" for none (0); a number no Date can hold (past
+ * the year 275760, a peer gone wrong) is shown as it is, marked, instead of failing the command
+ * with "Invalid time value".
+ */
 export function isoTime(ms: number): string {
-  return ms > 0 ? new Date(ms).toISOString() : '-';
+  if (!(ms > 0)) return '-';
+  const d = new Date(ms);
+  return Number.isNaN(d.getTime()) ? `(not a time: ${ms})` : d.toISOString();
 }
 
 /**

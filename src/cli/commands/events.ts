@@ -55,7 +55,14 @@ export function eventJson(e: EventMsg): string {
   if (e.remoteId) o['remoteId'] = e.remoteId;
   if (e.node) o['node'] = e.node;
   if (e.direction) o['direction'] = e.direction;
-  if (e.detailsJson) o['details'] = JSON.parse(e.detailsJson);
+  if (e.detailsJson) {
+    // a peer's details that are not JSON are passed on as the text they are, not a failed command
+    try {
+      o['details'] = JSON.parse(e.detailsJson);
+    } catch {
+      o['detailsText'] = e.detailsJson;
+    }
+  }
   o['hash'] = e.hash;
   if (e.origin) o['origin'] = e.origin;
   return JSON.stringify(o);
