@@ -1,4 +1,4 @@
-import { statSync } from 'node:fs';
+import { accessSync, constants, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { ClosedError } from '../errors.js';
@@ -37,14 +37,33 @@ export interface AuditStoreStats {
   bytes: number;
 }
 
+/** True when `dir` is on a file system mounted read-only. */
+function onReadOnlyFileSystem(dir: string): boolean {
+  try {
+    accessSync(dir, constants.W_OK);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EROFS';
+  }
+}
+
 /**
  * Why a database file could not be opened, in words an operator can act on: SQLite's own
  * messages ("file is not a database", "database disk image is malformed") say what it found, not
  * what to do.
  */
-function openFailure(err: unknown): string {
+function openFailure(err: unknown, path: string, readonly: boolean): string {
   const e = err as { code?: string; message?: string };
   switch (e.code) {
+    case 'SQLITE_CANTOPEN':
+      // SQLite says only "unable to open database file"; a read-only file system is the usual
+      // cause: read-write the trail cannot be written there, and even read-only a WAL-mode
+      // database needs its -shm file beside it
+      if (onReadOnlyFileSystem(dirname(path)))
+        return readonly
+          ? `its directory is on a read-only file system, where SQLite cannot create ${path}-shm, which it needs to read a WAL-mode database: copy the file to a writable directory and use the copy`
+          : 'its directory is on a read-only file system; audit.path must be writable';
+      return e.message ?? String(err);
     case 'SQLITE_NOTADB':
       return 'not an SQLite database (some other file?); point audit.path at a new file or at an audit trail';
     case 'SQLITE_CORRUPT':
@@ -113,7 +132,9 @@ export class AuditStore {
         throw Object.assign(new Error('is a directory, not a database file'), { code: 'EISDIR' });
       db = new Database(opts.path, { readonly, fileMustExist: readonly });
     } catch (err) {
-      throw new AuditStoreError(`audit: open ${opts.path}: ${openFailure(err)}`, { cause: err });
+      throw new AuditStoreError(`audit: open ${opts.path}: ${openFailure(err, opts.path, readonly)}`, {
+        cause: err,
+      });
     }
     try {
       db.pragma('busy_timeout = 5000');
@@ -153,7 +174,9 @@ export class AuditStore {
       db.close();
       if (err instanceof AuditStoreError || (err as { code?: string }).code === 'MESHAUTH_ERR_AUDIT_SCHEMA')
         throw err;
-      throw new AuditStoreError(`audit: open ${opts.path}: ${openFailure(err)}`, { cause: err });
+      throw new AuditStoreError(`audit: open ${opts.path}: ${openFailure(err, opts.path, readonly)}`, {
+        cause: err,
+      });
     }
   }
 
