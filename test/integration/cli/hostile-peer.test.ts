@@ -3,7 +3,8 @@
  * answer on): times no Date can hold and details that are not JSON are shown as they are, and the
  * command still prints every row, instead of failing with "Invalid time value" or a JSON error.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
@@ -108,5 +109,43 @@ describe('meshauth against a peer that sends times past the Date range and detai
   it('the relay refuses such a node event as malformed', () => {
     expect(eventProblem(ev(2, FAR))).toBe(`seq 2: at_ms ${FAR} is not a time`);
     expect(eventProblem(ev(2, 8.64e15))).toBeUndefined();
+  });
+});
+
+describe('meshauth --socket at something that is not meshauthd', () => {
+  it('regression: a directory or a regular file is named as such, not "connection refused"', async () => {
+    const file = join(dir, 'plain');
+    writeFileSync(file, 'x');
+    for (const [path, kind] of [
+      [dir, 'a directory'],
+      [file, 'a regular file'],
+    ] as const) {
+      const r = await cli(['--socket', path, 'status']);
+      expect(r.code).toBe(1);
+      expect(r.err).toBe(
+        `meshauth: --socket ${path}: not a Unix socket (${kind}); meshauthd's api.socket is a socket file\n`,
+      );
+    }
+  });
+
+  it('regression: a socket that answers in something other than gRPC is named as such', async () => {
+    const path = join(dir, 'http.sock');
+    const srv = createServer((c) => {
+      c.on('error', () => {});
+      c.end('HTTP/1.1 400 Bad Request\r\n\r\n');
+    });
+    await new Promise<void>((resolve) => srv.listen(path, resolve));
+    try {
+      const r = await cli(['--socket', path, '--timeout', '5s', 'status']);
+      expect(r.code).toBe(1);
+      // before: "cannot reach meshauthd ...: Protocol error ... is meshauthd running?"
+      expect(r.err).toMatch(
+        new RegExp(
+          `^meshauth: unix socket ${path} answered, but not as meshauthd's gRPC API: Protocol error`,
+        ),
+      );
+    } finally {
+      srv.close();
+    }
   });
 });
