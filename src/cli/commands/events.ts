@@ -194,6 +194,14 @@ Examples:
             );
           } else printer.one(e);
         }
+        // Ctrl-C, SIGTERM or a reader gone away end a follow as asked; the server ending it
+        // (meshauthd or the relay stopping) is not the end of what the reader wanted: before,
+        // that exited 0 without a word, and a script watching the trail stopped seeing events
+        if (!ctx.io.signal?.aborted) {
+          throw new CliError(
+            `${relay ? 'meshauth-relay' : 'meshauthd'} ended the event stream (it stopped or restarted): events written from now on are not shown; run the command again to go on following`,
+          );
+        }
       });
     });
 }

@@ -18,6 +18,7 @@ import {
 import { AuditStore, type AuditEventInput } from '../../../src/audit/index.js';
 import { run, type CliIo } from '../../../src/cli/main.js';
 import { FakeDaemon } from '../api/fake-daemon.js';
+import { until } from '../../helpers/until.js';
 
 const NOW = Date.parse('2026-06-01T12:00:00Z');
 const EVENTS = MAX_PAGE_SIZE + 150;
@@ -161,5 +162,54 @@ describe('meshauth events --since / --until at their extremes', () => {
     const r = await cli(['events', '--type', 'bogus']);
     expect(r.code).toBe(2);
     expect(r.err).toMatch(/^meshauth: invalid request: QueryEvents: filter\.types: unknown type\(s\) bogus;/);
+  });
+});
+
+describe('meshauth events --follow when the server ends the stream', () => {
+  it('regression: exits 1 saying the stream ended, instead of 0 without a word; Ctrl-C still exits 0', async () => {
+    const sub = mkdtempSync(join(tmpdir(), 'meshauth-cli-follow-end-'));
+    const path = join(sub, 'api.sock');
+    const own = AuditStore.open({ path: join(sub, 'audit.db') });
+    own.append([{ type: 'peer-unreachable', outcome: 'failure', reason: 'timeout', atMs: NOW }]);
+    let srv: ApiServer | undefined = await startApiServer({
+      store: own,
+      daemon: new FakeDaemon(),
+      unix: { path },
+      followPollMs: 20,
+    });
+    const follow = (signal?: AbortSignal) => {
+      let out = '';
+      let err = '';
+      const io: CliIo = {
+        out: (t) => (out += t),
+        err: (t) => (err += t),
+        env: { MESHAUTH_SOCKET: path },
+        now: () => NOW,
+        signal: signal ?? new AbortController().signal,
+      };
+      return { done: run(['events', '-f', '-o', 'json'], io), out: () => out, err: () => err };
+    };
+    try {
+      const f = follow();
+      await until('the first event', () => f.out().includes('"seq":1'));
+      await srv.close(); // meshauthd stopping: its follow streams end
+      srv = undefined;
+      expect(await f.done).toBe(1);
+      expect(f.err()).toBe(
+        'meshauth: meshauthd ended the event stream (it stopped or restarted): events written from now on are not shown; run the command again to go on following\n',
+      );
+
+      srv = await startApiServer({ store: own, daemon: new FakeDaemon(), unix: { path }, followPollMs: 20 });
+      const ctl = new AbortController();
+      const g = follow(ctl.signal);
+      await until('the first event', () => g.out().includes('"seq":1'));
+      ctl.abort(); // Ctrl-C
+      expect(await g.done).toBe(0);
+      expect(g.err()).toBe('');
+    } finally {
+      await srv?.close();
+      own.close();
+      rmSync(sub, { recursive: true, force: true });
+    }
   });
 });
