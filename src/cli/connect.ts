@@ -26,7 +26,10 @@ export interface GlobalOptions {
  * as an authority, not a relative path.
  */
 export function socketPathOf(g: GlobalOptions, io: CliIo): string {
-  return resolve(g.socket ?? io.env['MESHAUTH_SOCKET'] ?? DEFAULT_SOCKET_PATH);
+  // an empty path would resolve to the working directory
+  if (g.socket === '') throw new CliError('--socket: must be a path (got "")', 2);
+  // MESHAUTH_SOCKET= (set, empty) is as good as unset, as for most variables scripts clear so
+  return resolve(g.socket ?? (io.env['MESHAUTH_SOCKET'] || DEFAULT_SOCKET_PATH));
 }
 
 /** Longest --timeout accepted, milliseconds (1h). */
@@ -131,11 +134,7 @@ export function connect(g: GlobalOptions, io: CliIo): ApiClient {
   if (st && !st.isSocket()) {
     const kind = st.isDirectory() ? 'a directory' : st.isFile() ? 'a regular file' : 'not a socket';
     const from =
-      g.socket !== undefined
-        ? '--socket'
-        : io.env['MESHAUTH_SOCKET'] !== undefined
-          ? 'MESHAUTH_SOCKET'
-          : 'the API socket';
+      g.socket !== undefined ? '--socket' : io.env['MESHAUTH_SOCKET'] ? 'MESHAUTH_SOCKET' : 'the API socket';
     throw new CliError(
       `${from} ${socket}: not a Unix socket (${kind}); meshauthd's api.socket is a socket file`,
     );
