@@ -134,13 +134,29 @@ Examples:
         const note = (p: { partial: boolean; nodes: NodeAnswerMsg[] }) => {
           if (p.partial) for (const n of p.nodes) if (!n.ok) missing.set(n.node, n);
         };
-        const initial: EventMsg[] = [];
+        // through the relay: resume each node right after the newest of its events shown, so
+        // nothing it wrote between the query and the follow is lost or shown twice
+        const byNode: Record<string, number> = {};
+        const shown = (events: readonly EventMsg[]) => {
+          if (relay)
+            for (const e of events) if (e.origin) byNode[e.origin] = Math.max(byNode[e.origin] ?? 0, e.seq);
+        };
         if (limit === 0) {
+          // every matching event: printed page by page as it comes, never all held at once (a
+          // trail holds up to audit.maxEvents, ten million by default; before, the CLI kept them
+          // all before printing the first)
           let token = '';
+          let first = true;
           for (;;) {
             const p = await client.queryEvents({ filter, pageSize: 1000, pageToken: token });
             note(p);
-            initial.push(...p.events.filter((e) => relay || !o.follow || e.seq <= head));
+            const page = p.events.filter((e) => relay || !o.follow || e.seq <= head);
+            if (first) printer.batch(page);
+            else for (const e of page) printer.one(e);
+            first = false;
+            shown(page);
+            // the reader went away (| head) or Ctrl-C: fetch no more
+            if (ctx.io.signal?.aborted) return;
             if (!p.nextPageToken || (!relay && o.follow && p.events.some((e) => e.seq > head))) break;
             // through the relay a missing node keeps the token alive: stop once only it is left
             if (relay && p.events.length === 0) break;
@@ -164,9 +180,10 @@ Examples:
             if (!p.nextPageToken || p.events.length === 0) break;
             token = p.nextPageToken;
           }
-          initial.push(...newest.reverse());
+          const initial = newest.reverse();
+          printer.batch(initial);
+          shown(initial);
         }
-        printer.batch(initial);
         // a relay answer without some node says so, never silently short
         for (const n of missing.values()) {
           ctx.io.err(
@@ -174,11 +191,6 @@ Examples:
           );
         }
         if (!o.follow) return;
-        // through the relay: resume each node right after the newest of its events shown above, so
-        // nothing it wrote between the query and the follow is lost or shown twice
-        const byNode: Record<string, number> = {};
-        if (relay)
-          for (const e of initial) if (e.origin) byNode[e.origin] = Math.max(byNode[e.origin] ?? 0, e.seq);
         const stream = client.followEvents(
           relay ? { filter, afterSeqByNode: byNode } : { filter, afterSeq: head },
           ctx.io.signal,

@@ -107,6 +107,31 @@ describe('meshauth events --limit beyond one page', () => {
     ]);
   });
 
+  it('regression: --limit 0 prints page by page and stops fetching once the reader is gone', async () => {
+    // before: every matching event was fetched and held before the first was printed (up to the
+    // trail's ten million), also when the reader had gone away (| head -1)
+    const ctl = new AbortController();
+    let out = '';
+    const io: CliIo = {
+      out: (t) => {
+        out += t;
+        ctl.abort(); // what processIo does when stdout's reader goes away
+      },
+      err: () => {},
+      env: { MESHAUTH_SOCKET: sock },
+      now: () => NOW,
+      signal: ctl.signal,
+    };
+    expect(await run(['events', '-n', '0', '-o', 'json'], io)).toBe(0);
+    const seqs = seqsOf(out);
+    expect(seqs).toHaveLength(1000); // the first page, and no further page fetched
+    expect(seqs[0]).toBe(1);
+    // without the reader going away, every event, in order
+    const all = seqsOf((await cli(['events', '-n', '0', '-o', 'json'])).out);
+    expect(all).toHaveLength(EVENTS);
+    expect(all).toEqual([...all].sort((a, b) => a - b));
+  });
+
   it('a limit that is not a whole number of digits is a usage error', async () => {
     for (const bad of ['-1', '1.5', 'NaN', '0x10', '1e3', '', '9'.repeat(20)]) {
       const r = await cli(['events', '-n', bad]);
