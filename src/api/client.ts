@@ -143,11 +143,22 @@ export class ApiClient {
 
   private wrap(op: string, err: grpc.ServiceError): ApiClientError {
     const reason = grpcDetailsReason(err.details || err.message);
-    return new ApiClientError(`${op}: ${reason}`, err.code, { cause: err, reason });
+    // the server's details often name the operation already ("QueryEvents: ...")
+    const message = reason.toLowerCase().startsWith(`${op.toLowerCase()}: `) ? reason : `${op}: ${reason}`;
+    return new ApiClientError(message, err.code, { cause: err, reason });
   }
 
   /** One page of stored events. */
   async queryEvents(req: QueryEventsRequestMsg): Promise<EventPage> {
+    // page_size is an int32 on the wire: a larger number would be sent wrapped (2^32 + 1 as 1)
+    // and answered with fewer events than asked, silently
+    const size = req.pageSize ?? 0;
+    if (!Number.isInteger(size) || size < 0 || size > MAX_PAGE_SIZE) {
+      throw new ApiClientError(
+        `QueryEvents: page_size must be 0..${MAX_PAGE_SIZE} (0 = ${DEFAULT_PAGE_SIZE}), got ${size}`,
+        grpc.status.INVALID_ARGUMENT,
+      );
+    }
     const call = this.stream('queryEvents', req, { deadline: Date.now() + this.timeoutMs * 6 });
     const events: EventMsg[] = [];
     let nextPageToken = '';

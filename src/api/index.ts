@@ -13,6 +13,7 @@ export type { AuditQueueView } from './audit-service.js';
 export { writeMessage } from './stream-write.js';
 export { ApiClient, type ApiClientOptions, type ApiClientTls, type EventPage } from './client.js';
 export { ApiClientError, ApiServerError } from './errors.js';
+export { MAX_PAGE_SIZE } from './convert.js';
 export { AUDIT_SERVICE, loadApiPackageDefinition, protoDir, WITNESS_SERVICE } from './proto.js';
 export { witnessServiceHandlers, type WitnessView } from './witness-service.js';
 export { peerSpiffeIdOf } from './tcp-auth.js';

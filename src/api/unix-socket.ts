@@ -1,7 +1,8 @@
-import { chmodSync, chownSync, lstatSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { chmodSync, chownSync, lstatSync, readFileSync, unlinkSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import { ApiServerError } from './errors.js';
+import { makeDirsSync } from '../make-dirs.js';
 
 /** True when something accepts connections on the Unix socket at path. */
 function socketAlive(path: string): Promise<boolean> {
@@ -20,7 +21,7 @@ function socketAlive(path: string): Promise<boolean> {
  * is a socket and nobody answers on it. Refuses to touch a regular file or a live socket.
  */
 export async function prepareSocketPath(path: string): Promise<void> {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
+  makeDirsSync(dirname(path), 0o755);
   let st;
   try {
     st = lstatSync(path);

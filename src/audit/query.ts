@@ -20,13 +20,18 @@ export interface AuditQuery {
   afterSeq?: number;
   /** Only rows with seq less than this (paging backwards). */
   beforeSeq?: number;
-  /** Default 100, at most 10,000. */
+  /** Default 100, at most 10,001 (an API page of 10,000 and one more row that tells whether another page follows). */
   limit?: number;
   /** Highest seq first (default: ascending seq). */
   newestFirst?: boolean;
 }
 
-const MAX_LIMIT = 10_000;
+/**
+ * Most rows one query returns: the API's largest page (MAX_PAGE_SIZE, 10,000) plus the one row
+ * QueryEvents asks for beyond it to know whether another page follows. With 10,000 here a
+ * QueryEvents of page_size 10,000, which the API accepts, failed inside with this limit.
+ */
+const MAX_LIMIT = 10_001;
 const GLOB_CHARS = /[*?[]/;
 
 /** True when the identity filter is a glob pattern rather than an exact SPIFFE ID. */

@@ -128,6 +128,29 @@ export function schemaVersion(db: Database.Database): number {
   return row?.version ?? 0;
 }
 
+/**
+ * Tables of a database that has no meshauth schema (version 0): any table there belongs to
+ * something else. Empty for a new (or empty) file.
+ */
+export function tablesOfAnotherSchema(db: Database.Database): string[] {
+  if (schemaVersion(db) !== 0) return [];
+  return (
+    db
+      .prepare(
+        `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name`,
+      )
+      .all() as { name: string }[]
+  ).map((r) => r.name);
+}
+
+/** The refusal of a database that holds something other than an audit trail. */
+export function notAnAuditTrail(path: string, tables: readonly string[]): AuditSchemaError {
+  const shown = tables.slice(0, 5).join(', ') + (tables.length > 5 ? `, ... (${tables.length} tables)` : '');
+  return new AuditSchemaError(
+    `audit: open ${path}: not a meshauth audit trail: an SQLite database of something else (tables ${shown}); point audit.path at a new file or at an audit trail`,
+  );
+}
+
 /** Bring the database to SCHEMA_VERSION (or to `target`, for tests of older files). Returns the migrations applied. */
 export function migrate(db: Database.Database, path: string, target = SCHEMA_VERSION): number {
   const current = schemaVersion(db);
@@ -136,6 +159,9 @@ export function migrate(db: Database.Database, path: string, target = SCHEMA_VER
       `audit: open ${path}: schema version ${current} is newer than this build supports (${SCHEMA_VERSION})`,
     );
   }
+  // never add the trail's tables to another program's database (a mistyped audit.path)
+  const foreign = tablesOfAnotherSchema(db);
+  if (foreign.length > 0) throw notAnAuditTrail(path, foreign);
   let applied = 0;
   for (let v = current; v < Math.min(target, SCHEMA_VERSION); v++) {
     db.transaction(() => {

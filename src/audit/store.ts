@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { accessSync, constants, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { ClosedError } from '../errors.js';
@@ -9,9 +9,10 @@ import { NameTable } from './names.js';
 import { buildQuery, runQuery, type AuditQuery, type QueryContext } from './query.js';
 import { applyRetention, type RetentionPolicy, type RetentionResult } from './retention.js';
 import { toEvent, type EventRow, type HeadRow } from './rows.js';
-import { migrate, schemaVersion, SCHEMA_VERSION } from './schema.js';
+import { migrate, notAnAuditTrail, schemaVersion, SCHEMA_VERSION, tablesOfAnotherSchema } from './schema.js';
 import type { AuditEventInput } from './sink.js';
 import { checkCheckpoints, verifyChainRows, type ChainCheckpoint, type ChainReport } from './verify.js';
+import { makeDirsSync } from '../make-dirs.js';
 
 export interface AuditStoreOptions {
   /** Database file; its directory is created (0700) when missing. */
@@ -34,6 +35,42 @@ export interface AuditStoreStats {
   anchorSeq: number;
   /** Bytes used by live pages. */
   bytes: number;
+}
+
+/** True when `dir` is on a file system mounted read-only. */
+function onReadOnlyFileSystem(dir: string): boolean {
+  try {
+    accessSync(dir, constants.W_OK);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EROFS';
+  }
+}
+
+/**
+ * Why a database file could not be opened, in words an operator can act on: SQLite's own
+ * messages ("file is not a database", "database disk image is malformed") say what it found, not
+ * what to do.
+ */
+function openFailure(err: unknown, path: string, readonly: boolean): string {
+  const e = err as { code?: string; message?: string };
+  switch (e.code) {
+    case 'SQLITE_CANTOPEN':
+      // SQLite says only "unable to open database file"; a read-only file system is the usual
+      // cause: read-write the trail cannot be written there, and even read-only a WAL-mode
+      // database needs its -shm file beside it
+      if (onReadOnlyFileSystem(dirname(path)))
+        return readonly
+          ? `its directory is on a read-only file system, where SQLite cannot create ${path}-shm, which it needs to read a WAL-mode database: copy the file to a writable directory and use the copy`
+          : 'its directory is on a read-only file system; audit.path must be writable';
+      return e.message ?? String(err);
+    case 'SQLITE_NOTADB':
+      return 'not an SQLite database (some other file?); point audit.path at a new file or at an audit trail';
+    case 'SQLITE_CORRUPT':
+      return 'the database file is damaged (truncated or overwritten: "database disk image is malformed"); move it aside to start a new trail, and keep it for inspection';
+    default:
+      return e.message ?? String(err);
+  }
 }
 
 /**
@@ -89,13 +126,22 @@ export class AuditStore {
     const readonly = opts.readonly ?? false;
     let db: Database.Database;
     try {
-      if (!readonly) mkdirSync(dirname(opts.path), { recursive: true, mode: 0o700 });
+      if (!readonly) makeDirsSync(dirname(opts.path), 0o700);
+      // SQLite calls a directory a "disk I/O error"
+      if (statSync(opts.path, { throwIfNoEntry: false })?.isDirectory())
+        throw Object.assign(new Error('is a directory, not a database file'), { code: 'EISDIR' });
       db = new Database(opts.path, { readonly, fileMustExist: readonly });
     } catch (err) {
-      throw new AuditStoreError(`audit: open ${opts.path}: ${(err as Error).message}`, { cause: err });
+      throw new AuditStoreError(`audit: open ${opts.path}: ${openFailure(err, opts.path, readonly)}`, {
+        cause: err,
+      });
     }
     try {
       db.pragma('busy_timeout = 5000');
+      // another program's database (a mistyped audit.path) is left exactly as it is: not even
+      // switched to WAL, let alone given the trail's tables
+      const foreign = tablesOfAnotherSchema(db);
+      if (foreign.length > 0) throw notAnAuditTrail(opts.path, foreign);
       if (!readonly) {
         db.pragma('journal_mode = WAL');
         db.pragma(`synchronous = ${opts.synchronous ?? 'NORMAL'}`);
@@ -109,6 +155,12 @@ export class AuditStore {
         migrate(db, opts.path);
       } else {
         const v = schemaVersion(db);
+        if (v === 0) {
+          // no meshauth schema and no tables (another program's were refused above)
+          throw new AuditSchemaError(
+            `audit: open ${opts.path}: not a meshauth audit trail: the database is empty (no trail was ever written to it)`,
+          );
+        }
         if (v !== SCHEMA_VERSION) {
           throw new AuditSchemaError(
             v > SCHEMA_VERSION
@@ -122,7 +174,9 @@ export class AuditStore {
       db.close();
       if (err instanceof AuditStoreError || (err as { code?: string }).code === 'MESHAUTH_ERR_AUDIT_SCHEMA')
         throw err;
-      throw new AuditStoreError(`audit: open ${opts.path}: ${(err as Error).message}`, { cause: err });
+      throw new AuditStoreError(`audit: open ${opts.path}: ${openFailure(err, opts.path, readonly)}`, {
+        cause: err,
+      });
     }
   }
 

@@ -1,4 +1,5 @@
 import { X509Certificate } from 'node:crypto';
+import { statSync } from 'node:fs';
 import { readInputFileSync } from '../read-file.js';
 import { resolve } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -25,7 +26,10 @@ export interface GlobalOptions {
  * as an authority, not a relative path.
  */
 export function socketPathOf(g: GlobalOptions, io: CliIo): string {
-  return resolve(g.socket ?? io.env['MESHAUTH_SOCKET'] ?? DEFAULT_SOCKET_PATH);
+  // an empty path would resolve to the working directory
+  if (g.socket === '') throw new CliError('--socket: must be a path (got "")', 2);
+  // MESHAUTH_SOCKET= (set, empty) is as good as unset, as for most variables scripts clear so
+  return resolve(g.socket ?? (io.env['MESHAUTH_SOCKET'] || DEFAULT_SOCKET_PATH));
 }
 
 /** Longest --timeout accepted, milliseconds (1h). */
@@ -123,7 +127,19 @@ export function connect(g: GlobalOptions, io: CliIo): ApiClient {
       },
     });
   }
-  return new ApiClient({ socket: socketPathOf(g, io), timeoutMs });
+  const socket = socketPathOf(g, io);
+  // connect(2) to a path that is not a socket fails with ECONNREFUSED, "connection refused",
+  // which sends the reader looking for a stopped daemon: say what the path is instead
+  const st = statSync(socket, { throwIfNoEntry: false });
+  if (st && !st.isSocket()) {
+    const kind = st.isDirectory() ? 'a directory' : st.isFile() ? 'a regular file' : 'not a socket';
+    const from =
+      g.socket !== undefined ? '--socket' : io.env['MESHAUTH_SOCKET'] ? 'MESHAUTH_SOCKET' : 'the API socket';
+    throw new CliError(
+      `${from} ${socket}: not a Unix socket (${kind}); meshauthd's api.socket is a socket file`,
+    );
+  }
+  return new ApiClient({ socket, timeoutMs });
 }
 
 /** What a client talks to, for messages: a node over its socket or TCP API, the relay, a witness. */
@@ -151,6 +167,11 @@ export function explain(err: unknown, client: ApiClient | undefined, peer: ApiPe
     switch (err.grpcCode) {
       case grpc.status.UNAVAILABLE:
       case grpc.status.DEADLINE_EXCEEDED:
+        // grpc-js's "Protocol error": something answered, but not in HTTP/2
+        if (/^Protocol error\b/.test(err.reason))
+          return new CliError(
+            `${where} answered, but not as ${who}'s gRPC API: ${err.reason} (another program's socket or port?)`,
+          );
         return new CliError(`cannot reach ${who} on ${where}: ${err.reason}\n  ${POINT_ELSEWHERE[peer]}`);
       case grpc.status.PERMISSION_DENIED:
         return new CliError(`${who} on ${where} refused the request: ${err.message}`);

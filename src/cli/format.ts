@@ -56,13 +56,25 @@ export function parseDurationMs(text: string): number | undefined {
   return matched === text.length && matched > 0 ? total : undefined;
 }
 
-/** --since / --until: a duration before now ("10m") or an ISO 8601 time. */
+/**
+ * --since / --until: a duration before now ("10m") or an ISO 8601 time, as ms since the epoch.
+ * Usage error (exit 2) for anything else, and for a time before 1970-01-01 (a duration longer than
+ * the time since then, or an ISO time before it): the API takes only times after the epoch.
+ */
 export function parseTimeArg(flag: string, text: string, now: number): number {
   const d = parseDurationMs(text);
-  if (d !== undefined) return now - d;
-  if (/^\d{4}-\d{2}-\d{2}/.test(text)) {
-    const t = Date.parse(text);
-    if (!Number.isNaN(t)) return t;
+  let t: number | undefined;
+  if (d !== undefined) t = now - d;
+  else if (/^\d{4}-\d{2}-\d{2}/.test(text)) {
+    const parsed = Date.parse(text);
+    if (!Number.isNaN(parsed)) t = parsed;
+  }
+  if (t !== undefined) {
+    if (t >= 0) return t;
+    throw new CliError(
+      `${flag}: "${text}" is before 1970-01-01T00:00:00Z, earlier than any event${flag === '--since' ? ' (leave --since out for all events)' : ''}`,
+      2,
+    );
   }
   throw new CliError(
     `${flag}: "${text}" is neither a duration (10m, 2h, 1d) nor an ISO time (2026-01-02T15:04:05Z)`,
@@ -70,8 +82,15 @@ export function parseTimeArg(flag: string, text: string, now: number): number {
   );
 }
 
+/**
+ * An API time (ms since the epoch) as ISO 8601; "-" for none (0); a number no Date can hold (past
+ * the year 275760, a peer gone wrong) is shown as it is, marked, instead of failing the command
+ * with "Invalid time value".
+ */
 export function isoTime(ms: number): string {
-  return ms > 0 ? new Date(ms).toISOString() : '-';
+  if (!(ms > 0)) return '-';
+  const d = new Date(ms);
+  return Number.isNaN(d.getTime()) ? `(not a time: ${ms})` : d.toISOString();
 }
 
 /**

@@ -1,4 +1,3 @@
-import { mkdirSync } from 'node:fs';
 import type { Logger } from 'pino';
 import {
   AuthCache,
@@ -33,6 +32,7 @@ import { systemClock, wallClock } from '../time.js';
 import { RawSocketSender, SynReplay, synReplayBlocker } from '../datapath/index.js';
 import { Closers } from './closers.js';
 import { preflight } from './preflight.js';
+import { makeDirsSync } from '../make-dirs.js';
 
 /** How long start-up waits for the identity source's first complete state. */
 const IDENTITY_READY_TIMEOUT_MS = 30_000;
@@ -90,7 +90,7 @@ export class Daemon {
     // Configuration mistakes (files, attach points, ports) fail here, exit 2, before any pinned map
     // is written or program replaced: the enforcement a previous run left attached stays as it was.
     await preflight(config);
-    mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
+    makeDirsSync(config.stateDir, 0o700);
 
     // Inventory and policy from files or from the Kubernetes API (informers), same shape either way.
     const sources = await openSources(config, logger);

@@ -3,6 +3,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { ConfigError, type DaemonConfig } from '../config/index.js';
 import { interfaceIndex } from '../datapath/index.js';
+import { makeDirsSync } from '../make-dirs.js';
 
 /** statfs(2) f_type of a cgroup v2 mount (linux/magic.h CGROUP2_SUPER_MAGIC). */
 const CGROUP2_SUPER_MAGIC = 0x63677270;
@@ -18,8 +19,26 @@ const CGROUP2_SUPER_MAGIC = 0x63677270;
  * process may still take the port before the daemon binds it, which then fails the start late.
  */
 export async function preflight(config: DaemonConfig): Promise<void> {
-  const problems = [...checkFiles(config), ...checkAttachPoints(config), ...(await checkListeners(config))];
+  const problems = [
+    ...checkStateDir(config),
+    ...checkFiles(config),
+    ...checkAttachPoints(config),
+    ...(await checkListeners(config)),
+  ];
   if (problems.length > 0) throw new ConfigError(problems);
+}
+
+/**
+ * stateDir exists as a directory or can be made (it is made here, as the start would make it next):
+ * a start that cannot make it failed later with a bare "ENOENT ... mkdir" naming no setting.
+ */
+function checkStateDir(config: DaemonConfig): string[] {
+  try {
+    makeDirsSync(config.stateDir, 0o700);
+    return [];
+  } catch (err) {
+    return [`stateDir: ${config.stateDir}: cannot create it: ${reason(err)}`];
+  }
 }
 
 function fileProblem(setting: string, path: string): string | undefined {

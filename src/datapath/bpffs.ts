@@ -1,8 +1,9 @@
 /** The BPF filesystem that holds meshauth's pinned maps. */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { BpffsError } from './errors.js';
+import { makeDirsSync } from '../make-dirs.js';
 
 export const DEFAULT_BPFFS = '/sys/fs/bpf';
 
@@ -61,7 +62,7 @@ export function ensurePinDir(pinDir: string): void {
   if (!isOnBpffs(dir)) {
     throw new BpffsError(`prepare pin dir ${dir}`, 'not on a bpffs mount (mount -t bpf bpf <dir>)');
   }
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  makeDirsSync(dir, 0o700);
 }
 
 /** Removes the given pins (file names) from pinDir, then the directory when it is empty. */

@@ -1,15 +1,7 @@
-import {
-  closeSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  unlinkSync,
-  writeSync,
-} from 'node:fs';
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { AllocatorError } from './errors.js';
+import { makeDirsSync } from '../make-dirs.js';
 
 /**
  * Node-local numeric handles for strings (SPIFFE IDs, node names), as the BPF maps key them.
@@ -220,7 +212,7 @@ export function openStateAllocators(stateDir: string): { identities: IdAllocator
 /** Write to a temporary file, fsync it, rename over `file`, fsync the directory. */
 export function writeFileAtomic(file: string, content: string, mode = 0o600): void {
   const dir = dirname(file);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  makeDirsSync(dir, 0o700);
   const tmp = join(dir, `.${basename(file)}.${process.pid}.${Date.now()}.tmp`);
   try {
     const fd = openSync(tmp, 'wx', mode);

@@ -1,8 +1,11 @@
 import 'reflect-metadata';
 import { createPrivateKey, KeyObject, webcrypto, X509Certificate } from 'node:crypto';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileErrorReason } from '../errors.js';
+import { makeDirs } from '../make-dirs.js';
+import { readInputFile } from '../read-file.js';
 import { systemClock } from '../time.js';
 import * as x509 from '@peculiar/x509';
 import type { Logger } from 'pino';
@@ -26,6 +29,8 @@ const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 export const DEV_CA_DEFAULT_SVID_TTL_MS = 3_600_000;
 /** Lifetime of a newly created development CA certificate. */
 export const DEV_CA_CERT_TTL_MS = 365 * 24 * 3_600_000;
+/** Shortest SVID the CA issues near its own expiry, ms: with less left it refuses to issue. */
+const MIN_SVID_MS = 1_000;
 /** Leaves are back-dated this much so that small clock differences between nodes do not matter. */
 const BACKDATE_MS = 30_000;
 
@@ -111,13 +116,14 @@ export class DevCa {
 
   /** Load a CA certificate and its PKCS#8 key (PEM). */
   static async load(opts: { caCert: string; caKey: string }): Promise<DevCa> {
-    let certPem: string;
+    let certPem: string | undefined;
     let keyPem: string;
     try {
-      certPem = await readFile(opts.caCert, 'utf8');
-      keyPem = await readFile(opts.caKey, 'utf8');
+      certPem = (await readInputFile(opts.caCert)).toString('utf8');
+      keyPem = (await readInputFile(opts.caKey)).toString('utf8');
     } catch (err) {
-      throw new DevCaError(`dev CA load: ${(err as Error).message}`, { cause: err });
+      const file = (err as NodeJS.ErrnoException).path ?? (certPem === undefined ? opts.caCert : opts.caKey);
+      throw new DevCaError(`dev CA load: ${file}: ${fileErrorReason(err)}`, { cause: err });
     }
     try {
       const der = parseCertificates(certPem)[0]!;
@@ -150,7 +156,7 @@ export class DevCa {
     const keyPem = createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' })
       .export({ format: 'pem', type: 'pkcs8' })
       .toString();
-    for (const p of [paths.caCert, paths.caKey]) await mkdir(join(p, '..'), { recursive: true, mode: 0o700 });
+    for (const p of [paths.caCert, paths.caKey]) await makeDirs(join(p, '..'), 0o700);
     await writeFile(paths.caKey, keyPem, { mode: 0o600 });
     await chmod(paths.caKey, 0o600);
     await writeFile(paths.caCert, this.caPem, { mode: 0o644 });
@@ -177,8 +183,16 @@ export class DevCa {
     const ttl = opts.ttlMs ?? DEV_CA_DEFAULT_SVID_TTL_MS;
     if (!(ttl > 0)) throw new DevCaError(`dev CA issue: TTL must be positive (got ${ttl})`);
     const now = (opts.now ?? new Date(systemClock.now())).getTime();
+    const caNotAfter = this.cert.notAfter.getTime();
+    // An SVID never outlives the CA. Once the CA has less than MIN_SVID_MS left, the SVID would be
+    // expired at birth (and its holder would renew it at once, again and again): refuse instead.
+    if (caNotAfter - now < MIN_SVID_MS) {
+      throw new DevCaError(
+        `dev CA issue: the development CA certificate (trust domain "${this.trustDomain}") expires at ${new Date(caNotAfter).toISOString()}, ${caNotAfter <= now ? 'already past' : 'less than a second from now'}: create a new CA (remove ca.crt and ca.key, then run meshauth dev-ca init) and copy it to every node`,
+      );
+    }
     const keys = await generateKeys();
-    const notAfter = Math.min(now + ttl, this.cert.notAfter.getTime());
+    const notAfter = Math.min(now + ttl, caNotAfter);
     const cert = await x509.X509CertificateGenerator.create({
       serialNumber: serial(),
       subject: 'O=meshauth workload',

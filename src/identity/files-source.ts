@@ -1,10 +1,13 @@
 import { createHash, type KeyObject } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import type { Logger } from 'pino';
+import { fileErrorReason } from '../errors.js';
+import { readInputFile } from '../read-file.js';
 import {
   BundleError,
+  MAX_BUNDLE_BYTES,
   X509SvidError,
   keyMatchesLeaf,
   parseBundle,
@@ -81,6 +84,14 @@ function digestOf(...parts: Buffer[]): string {
   for (const p of parts) h.update(createHash('sha256').update(p).digest());
   return h.digest('hex');
 }
+
+/**
+ * Largest bundle, certificate or key file read, bytes (a bundle's own limit; a certificate chain or
+ * key is far smaller). Files are read with readInputFile: a FIFO, a device or a directory put in a
+ * file's place is refused at once instead of blocking a read for ever (which hung every later
+ * reload and close(), so the daemon could not stop) or reading without end (/dev/zero).
+ */
+const MAX_FILE_BYTES = MAX_BUNDLE_BYTES;
 
 function isMissing(err: unknown): boolean {
   return (err as NodeJS.ErrnoException).code === 'ENOENT';
@@ -349,14 +360,16 @@ export class FilesSource extends IdentitySourceBase {
   private async reloadBundle(): Promise<boolean> {
     let data: Buffer;
     try {
-      data = await readFile(this.bundlePath);
+      data = await readInputFile(this.bundlePath, MAX_FILE_BYTES);
     } catch (err) {
       const problem = {
         reason: isMissing(err) ? 'bundle-missing' : 'bundle-unreadable',
-        message: (err as Error).message,
+        message: fileErrorReason(err),
       };
-      if (this.bundleTriedDigest !== problem.reason) {
-        this.bundleTriedDigest = problem.reason;
+      // logged once per cause, not once per poll
+      const tag = `${problem.reason}:${problem.message}`;
+      if (this.bundleTriedDigest !== tag) {
+        this.bundleTriedDigest = tag;
         this.bundleProblem = problem;
         this.logger?.error(
           { event: 'bundle_rejected', file: this.bundlePath, reason: problem.reason, err },
@@ -439,13 +452,15 @@ export class FilesSource extends IdentitySourceBase {
     const id = st.files.spiffeId;
     let certData: Buffer;
     let keyData: Buffer;
+    let reading = st.files.cert;
     try {
       // One after the other, so that a missing file is always reported the same way.
-      certData = await readFile(st.files.cert);
-      keyData = await readFile(st.files.key);
+      certData = await readInputFile(reading, MAX_FILE_BYTES);
+      reading = st.files.key;
+      keyData = await readInputFile(reading, MAX_FILE_BYTES);
     } catch (err) {
       if (isMissing(err)) {
-        const path = (err as NodeJS.ErrnoException).path ?? st.files.cert;
+        const path = reading;
         if (st.triedDigest !== 'missing') {
           this.logger?.warn(
             { event: 'svid_files_missing', local_id: id, reason: 'files-missing', file: path },
@@ -460,7 +475,9 @@ export class FilesSource extends IdentitySourceBase {
         this.drop(id, `file removed: ${path}`);
         return;
       }
-      this.reject(st, 'unreadable', (err as Error).message, 'unreadable');
+      // a file that cannot be used until it changes: the SVID held so far is kept, as for a bad one
+      const tag = `unreadable:${reading}:${fileErrorReason(err)}`;
+      if (st.triedDigest !== tag) this.reject(st, 'unreadable', `${reading}: ${fileErrorReason(err)}`, tag);
       return;
     }
     if (this.closed) return;

@@ -1,6 +1,7 @@
-import { readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { ConfigError } from '../config/index.js';
 import { fileErrorReason } from '../errors.js';
+import { readInputFileSync } from '../read-file.js';
 import { parseSpiffeId } from '../spiffe/index.js';
 import type { RelayNode } from './node-api.js';
 
@@ -37,6 +38,9 @@ export function parseNodeList(text: string): RelayNode[] {
   return out;
 }
 
+/** Largest --nodes-file read, bytes (about 10,000 nodes with their SPIFFE IDs). */
+const MAX_NODE_LIST_BYTES = 1024 * 1024;
+
 /**
  * Nodes from flags plus, when given, a file re-read whenever it changes (nodes joining and leaving
  * are picked up without a restart). The file is read once here: when it is missing, unreadable or
@@ -54,7 +58,8 @@ export function staticNodes(
   const read = (): void => {
     const m = statSync(file!).mtimeMs;
     if (m !== mtime) {
-      fromFile = parseNodeList(readFileSync(file!, 'utf8'));
+      // never blocks on a FIFO nor reads a device without end: the relay serves from this thread
+      fromFile = parseNodeList(readInputFileSync(file!, MAX_NODE_LIST_BYTES).toString('utf8'));
       mtime = m;
     }
   };

@@ -63,11 +63,15 @@ class NodeError extends Error {
   }
 }
 
+/** Largest time a Date holds, ms since the epoch (ECMA-262 §21.4.1.1: 100,000,000 days). */
+const MAX_DATE_MS = 8.64e15;
+
 /** Checks one event a node sent; returns why it is malformed, or undefined. */
 export function eventProblem(e: EventMsg): string | undefined {
   if (!e || typeof e !== 'object') return 'not an event';
   if (!Number.isSafeInteger(e.seq) || e.seq <= 0) return `seq ${String(e.seq)} is not a positive integer`;
-  if (!Number.isSafeInteger(e.atMs) || e.atMs < 0)
+  // a Date holds at most 8.64e15 ms: beyond it a time cannot be shown or merged by
+  if (!Number.isSafeInteger(e.atMs) || e.atMs < 0 || e.atMs > MAX_DATE_MS)
     return `seq ${e.seq}: at_ms ${String(e.atMs)} is not a time`;
   if (typeof e.type !== 'string' || e.type === '') return `seq ${e.seq}: no type`;
   if (!HASH_RE.test(e.hash) || !HASH_RE.test(e.prevHash))

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { startApiServer, type ApiServer, type ApiClientTls } from '../api/index.js';
 import { AuditStore, AuditWriter, Witness, type WitnessOptions } from '../audit/index.js';
@@ -16,6 +15,7 @@ import type { Clock } from '../time.js';
 import { tcpNodeApi, type NodeApi, type RelayNode } from './node-api.js';
 import { Relay } from './relay.js';
 import { relayAuditHandlers } from './service.js';
+import { readInputFileSync } from '../read-file.js';
 
 export interface RelayTls {
   /** The relay's X509-SVID chain (PEM, leaf first) and key (PEM): re-read on every refresh. */
@@ -78,7 +78,7 @@ export function readRelayTls(tls: RelayTls): {
   // a file that cannot be read: the reason once, without Node's repetition of the path
   const read = (flag: string, file: string): Buffer => {
     try {
-      return readFileSync(file);
+      return readInputFileSync(file);
     } catch (err) {
       throw new Error(`${flag} ${file}: ${fileErrorReason(err)}`, { cause: err });
     }

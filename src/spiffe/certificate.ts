@@ -175,7 +175,14 @@ const ANY_PEM_RE = /-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END \1-----/g;
  */
 export function parsePrivateKey(data: Buffer | string): KeyObject {
   const buf = typeof data === 'string' ? Buffer.from(data, 'latin1') : data;
+  // OpenSSL calls these "asn1 encoding routines::not enough data" and "DECODER routines::unsupported"
+  if (buf.length === 0) throw new Error('empty input');
   const pem = buf.includes('-----BEGIN');
+  if (pem) {
+    const labels = [...buf.toString('latin1').matchAll(/-----BEGIN ([A-Z0-9 ]+)-----/g)].map((m) => m[1]!);
+    if (!labels.some((l) => l.endsWith('PRIVATE KEY')))
+      throw new Error(`no PRIVATE KEY PEM block (found ${[...new Set(labels)].join(', ') || 'none'})`);
+  }
   try {
     if (pem) return createPrivateKey(buf);
     try {

@@ -38,4 +38,10 @@ export {
   type X509SvidVerifierStats,
 } from './verify-cache.js';
 export { criticalExtensions, type CriticalExtension } from './openssl.js';
-export { parseBundle, parseJwksBundle, formatJwksBundle, type X509Bundle } from './bundle.js';
+export {
+  MAX_BUNDLE_BYTES,
+  parseBundle,
+  parseJwksBundle,
+  formatJwksBundle,
+  type X509Bundle,
+} from './bundle.js';

@@ -9,7 +9,6 @@ import {
   closeSync,
   fsyncSync,
   lstatSync,
-  mkdirSync,
   openSync,
   readFileSync,
   renameSync,
@@ -18,6 +17,7 @@ import {
 } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { WireguardError } from './errors.js';
+import { makeDirsSync } from '../make-dirs.js';
 
 /** Length in bytes of every WireGuard key (Curve25519). */
 export const WIREGUARD_KEY_BYTES = 32;
@@ -166,8 +166,8 @@ export function privateKeyPath(stateDir: string): string {
  */
 export function loadOrCreateNodeKey(stateDir: string, opts: { privateKeyFile?: string } = {}): NodeKey {
   const file = opts.privateKeyFile ?? privateKeyPath(stateDir);
-  mkdirSync(join(stateDir, 'wireguard'), { recursive: true, mode: 0o700 });
-  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  makeDirsSync(join(stateDir, 'wireguard'), 0o700);
+  makeDirsSync(dirname(file), 0o700);
   let created = false;
   if (!exists(file)) {
     created = writeNewKeyFile(file, generatePrivateKey());

@@ -34,6 +34,9 @@ function parseCheckpoint(text: string, prev: ChainCheckpoint[] = []): ChainCheck
       'expected <seq>:<hash>, a seq of 1 or more and the hash as 64 hex digits (from an earlier report)',
     );
   }
+  // past 2^53 the seq would be rounded to another one (and reported as that)
+  if (!Number.isSafeInteger(Number(m[1])))
+    throw new Error(`the seq ${m[1]} is larger than any seq a trail has (${Number.MAX_SAFE_INTEGER})`);
   return [...prev, { seq: Number(m[1]), hash: m[2]!.toLowerCase() }];
 }
 

@@ -1,9 +1,11 @@
 import { randomBytes, X509Certificate } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { chmod, mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { existsSync, statSync } from 'node:fs';
+import { chmod, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
+import { fileErrorReason } from '../../errors.js';
 import { DevCa } from '../../identity/index.js';
+import { makeDirs } from '../../make-dirs.js';
 import { parseSpiffeId, parseTrustDomain } from '../../spiffe/index.js';
 import { CliError } from '../errors.js';
 import { formatSpan, parseDurationMs, parseOutput } from '../format.js';
@@ -24,6 +26,40 @@ async function writeAtomic(path: string, data: string, mode: number): Promise<vo
 
 function caFiles(dir: string): { caCert: string; caKey: string } {
   return { caCert: join(dir, 'ca.crt'), caKey: join(dir, 'ca.key') };
+}
+
+/** The same existing file (also through a symlink or a hard link), or the same path. */
+function sameFile(a: string, b: string): boolean {
+  if (resolve(a) === resolve(b)) return true;
+  try {
+    const x = statSync(a);
+    const y = statSync(b);
+    return x.dev === y.dev && x.ino === y.ino;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * What is wrong with `dev-ca issue --out`, or undefined: it is a prefix of two files, so a
+ * directory (an existing one, or a path ending in "/") would silently become "<dir>.crt" beside
+ * it, and a prefix whose files are the CA's own would replace the CA with a leaf, for good.
+ */
+function outProblem(out: string, ca: { caCert: string; caKey: string }): string | undefined {
+  const prefix = resolve(out);
+  let isDir = false;
+  try {
+    isDir = statSync(prefix).isDirectory();
+  } catch {
+    // nothing there: a prefix
+  }
+  if (out.endsWith('/') || isDir)
+    return `--out ${out}: is a directory; --out is a path prefix for <prefix>.crt and <prefix>.key (e.g. --out ${join(out, 'web')})`;
+  for (const f of [`${prefix}.crt`, `${prefix}.key`]) {
+    if (sameFile(f, ca.caCert) || sameFile(f, ca.caKey))
+      return `--out ${out}: would overwrite the development CA's own ${sameFile(f, ca.caCert) ? ca.caCert : ca.caKey}; choose another prefix`;
+  }
+  return undefined;
 }
 
 /** `meshauth dev-ca init` and `meshauth dev-ca issue`: the embedded development CA on disk. */
@@ -59,7 +95,11 @@ Examples:
         throw new CliError(`dev-ca init: --trust-domain: ${(err as Error).message}`, 2);
       }
       const dir = resolve(o.dir);
-      await mkdir(dir, { recursive: true, mode: 0o700 });
+      try {
+        await makeDirs(dir, 0o700);
+      } catch (err) {
+        throw new CliError(`dev-ca init: --dir ${o.dir}: cannot create it: ${fileErrorReason(err)}`);
+      }
       const { ca, created } = await DevCa.init({ dir, trustDomain: td });
       const { caCert, caKey } = caFiles(dir);
       const info = new X509Certificate(ca.caDer);
@@ -129,18 +169,39 @@ Examples:
           `dev-ca issue: no development CA in ${dir} (create it with: meshauth dev-ca init --dir ${o.dir} --trust-domain <td>)`,
         );
       }
+      const problem = outProblem(o.out, files);
+      if (problem) throw new CliError(`dev-ca issue: ${problem}`, 2);
       const ca = await DevCa.load(files);
-      const svid = await ca.issue(o.spiffeId, { ttlMs });
+      const issuedAt = Date.now();
+      const svid = await ca.issue(o.spiffeId, { ttlMs, now: new Date(issuedAt) });
       const prefix = resolve(o.out);
       const crt = `${prefix}.crt`;
       const key = `${prefix}.key`;
-      await mkdir(dirname(prefix), { recursive: true });
+      try {
+        await makeDirs(dirname(prefix));
+      } catch (err) {
+        throw new CliError(
+          `dev-ca issue: --out ${o.out}: cannot create ${dirname(prefix)}: ${fileErrorReason(err)}`,
+        );
+      }
       // Key first: a watcher that sees the new certificate must find the matching key already there.
       // A read between the two renames sees the new key with the old certificate; the files
       // identity source holds such a pair back until the certificate follows (pairSettleMs).
-      await writeAtomic(key, svid.keyPem, 0o600);
-      await writeAtomic(crt, svid.chainPem, 0o644);
+      for (const [file, data, mode] of [
+        [key, svid.keyPem, 0o600],
+        [crt, svid.chainPem, 0o644],
+      ] as const) {
+        try {
+          await writeAtomic(file, data, mode);
+        } catch (err) {
+          throw new CliError(`dev-ca issue: cannot write ${file}: ${fileErrorReason(err)}`);
+        }
+      }
       const serial = svid.leaf.serialNumber.toUpperCase();
+      // the CA caps the lifetime at its own expiry: say what was issued, not what was asked
+      // (certificate times are whole seconds: a notAfter up to 1 s early is not a cap)
+      const capped = svid.notAfter.getTime() < issuedAt + ttlMs - 1000;
+      const lifetimeMs = capped ? svid.notAfter.getTime() - issuedAt : ttlMs;
       if (format === 'json') {
         out(
           `${JSON.stringify({
@@ -157,7 +218,7 @@ Examples:
       out(
         `issued ${svid.spiffeId}\n` +
           `  serial       ${serial}\n` +
-          `  valid        ${svid.notBefore.toISOString()} .. ${svid.notAfter.toISOString()} (${formatSpan(ttlMs)})\n` +
+          `  valid        ${svid.notBefore.toISOString()} .. ${svid.notAfter.toISOString()} (${formatSpan(lifetimeMs)}${capped ? `; --ttl ${o.ttl} capped at the CA's expiry` : ''})\n` +
           `  certificate  ${crt}\n` +
           `  key          ${key} (mode 0600)\n`,
       );

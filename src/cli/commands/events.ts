@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import type { EventFilterMsg, EventMsg, NodeAnswerMsg } from '../../api/index.js';
+import { MAX_PAGE_SIZE, type EventFilterMsg, type EventMsg, type NodeAnswerMsg } from '../../api/index.js';
 import { AUDIT_EVENT_TYPES } from '../../audit/index.js';
 import type { CliContext } from '../context.js';
 import { CliError } from '../errors.js';
@@ -55,7 +55,14 @@ export function eventJson(e: EventMsg): string {
   if (e.remoteId) o['remoteId'] = e.remoteId;
   if (e.node) o['node'] = e.node;
   if (e.direction) o['direction'] = e.direction;
-  if (e.detailsJson) o['details'] = JSON.parse(e.detailsJson);
+  if (e.detailsJson) {
+    // a peer's details that are not JSON are passed on as the text they are, not a failed command
+    try {
+      o['details'] = JSON.parse(e.detailsJson);
+    } catch {
+      o['detailsText'] = e.detailsJson;
+    }
+  }
   o['hash'] = e.hash;
   if (e.origin) o['origin'] = e.origin;
   return JSON.stringify(o);
@@ -68,8 +75,16 @@ function filterOf(o: EventsOptions, now: number): EventFilterMsg {
   if (o.outcome) f.outcome = o.outcome;
   if (o.reason) f.reason = o.reason;
   if (o.type?.length) f.types = o.type;
-  if (o.since) f.sinceMs = parseTimeArg('--since', o.since, now);
-  if (o.until) f.untilMs = parseTimeArg('--until', o.until, now);
+  const since = o.since ? parseTimeArg('--since', o.since, now) : undefined;
+  const until = o.until ? parseTimeArg('--until', o.until, now) : undefined;
+  if (since !== undefined && until !== undefined && until <= since) {
+    throw new CliError(
+      `--until ${o.until} (${isoTime(until)}) must be later than --since ${o.since} (${isoTime(since)})`,
+      2,
+    );
+  }
+  if (since !== undefined) f.sinceMs = since;
+  if (until !== undefined) f.untilMs = until;
   return f;
 }
 
@@ -106,8 +121,8 @@ Examples:
     )
     .action(async (o: EventsOptions) => {
       const format = parseOutput(o.output);
-      const limit = Number(o.limit);
-      if (!Number.isInteger(limit) || limit < 0)
+      const limit = /^[0-9]+$/.test(o.limit.trim()) ? Number(o.limit) : Number.NaN;
+      if (!Number.isSafeInteger(limit) || limit < 0)
         throw new CliError(`--limit: must be a whole number, 0 for all (got ${JSON.stringify(o.limit)})`, 2);
       const filter = filterOf(o, ctx.now());
       const relay = Boolean(ctx.globals().relay);
@@ -119,29 +134,56 @@ Examples:
         const note = (p: { partial: boolean; nodes: NodeAnswerMsg[] }) => {
           if (p.partial) for (const n of p.nodes) if (!n.ok) missing.set(n.node, n);
         };
-        const initial: EventMsg[] = [];
+        // through the relay: resume each node right after the newest of its events shown, so
+        // nothing it wrote between the query and the follow is lost or shown twice
+        const byNode: Record<string, number> = {};
+        const shown = (events: readonly EventMsg[]) => {
+          if (relay)
+            for (const e of events) if (e.origin) byNode[e.origin] = Math.max(byNode[e.origin] ?? 0, e.seq);
+        };
         if (limit === 0) {
+          // every matching event: printed page by page as it comes, never all held at once (a
+          // trail holds up to audit.maxEvents, ten million by default; before, the CLI kept them
+          // all before printing the first)
           let token = '';
+          let first = true;
           for (;;) {
             const p = await client.queryEvents({ filter, pageSize: 1000, pageToken: token });
             note(p);
-            initial.push(...p.events.filter((e) => relay || !o.follow || e.seq <= head));
+            const page = p.events.filter((e) => relay || !o.follow || e.seq <= head);
+            if (first) printer.batch(page);
+            else for (const e of page) printer.one(e);
+            first = false;
+            shown(page);
+            // the reader went away (| head) or Ctrl-C: fetch no more
+            if (ctx.io.signal?.aborted) return;
             if (!p.nextPageToken || (!relay && o.follow && p.events.some((e) => e.seq > head))) break;
             // through the relay a missing node keeps the token alive: stop once only it is left
             if (relay && p.events.length === 0) break;
             token = p.nextPageToken;
           }
         } else {
-          const p = await client.queryEvents({
-            filter,
-            pageSize: limit,
-            newestFirst: true,
-            ...(o.follow && !relay ? { pageToken: `s${head + 1}` } : {}),
-          });
-          note(p);
-          initial.push(...p.events.reverse());
+          // the last `limit` events, newest first, in pages the API accepts (a page size past
+          // MAX_PAGE_SIZE is refused; before, one past 2^31 was sent wrapped and showed fewer)
+          const newest: EventMsg[] = [];
+          let token = o.follow && !relay ? `s${head + 1}` : '';
+          for (;;) {
+            const p = await client.queryEvents({
+              filter,
+              pageSize: Math.min(limit - newest.length, MAX_PAGE_SIZE),
+              newestFirst: true,
+              ...(token ? { pageToken: token } : {}),
+            });
+            note(p);
+            newest.push(...p.events);
+            if (limit <= MAX_PAGE_SIZE || newest.length >= limit) break;
+            if (!p.nextPageToken || p.events.length === 0) break;
+            token = p.nextPageToken;
+          }
+          const initial = newest.reverse();
+          printer.batch(initial);
+          shown(initial);
         }
-        printer.batch(initial);
         // a relay answer without some node says so, never silently short
         for (const n of missing.values()) {
           ctx.io.err(
@@ -149,11 +191,6 @@ Examples:
           );
         }
         if (!o.follow) return;
-        // through the relay: resume each node right after the newest of its events shown above, so
-        // nothing it wrote between the query and the follow is lost or shown twice
-        const byNode: Record<string, number> = {};
-        if (relay)
-          for (const e of initial) if (e.origin) byNode[e.origin] = Math.max(byNode[e.origin] ?? 0, e.seq);
         const stream = client.followEvents(
           relay ? { filter, afterSeqByNode: byNode } : { filter, afterSeq: head },
           ctx.io.signal,
@@ -168,6 +205,14 @@ Examples:
               `meshauth: node ${e.origin} is streaming again (nothing it wrote meanwhile is missed)\n`,
             );
           } else printer.one(e);
+        }
+        // Ctrl-C, SIGTERM or a reader gone away end a follow as asked; the server ending it
+        // (meshauthd or the relay stopping) is not the end of what the reader wanted: before,
+        // that exited 0 without a word, and a script watching the trail stopped seeing events
+        if (!ctx.io.signal?.aborted) {
+          throw new CliError(
+            `${relay ? 'meshauth-relay' : 'meshauthd'} ended the event stream (it stopped or restarted): events written from now on are not shown; run the command again to go on following`,
+          );
         }
       });
     });

@@ -231,6 +231,20 @@ describe('Daemon.start', () => {
     await expectNothingLeft(config, before, [handshakePort, metricsPort], 'none');
   });
 
+  it('regression: a stateDir that cannot be made is a configuration error naming it (it hung under /proc)', async () => {
+    const [handshakePort, metricsPort] = [await freePort(), await freePort()];
+    const config = await writeConfig({ handshakePort, metricsPort });
+    // before: Node's recursive mkdir looped for ever on /proc/1 (ENOENT from a parent that exists)
+    for (const [stateDir, why] of [
+      ['/proc/1/meshauth-state', 'no such file or directory (ENOENT)'],
+      [join(config.inventory.file!, 'state'), 'a path component is not a directory (ENOTDIR)'],
+    ] as const) {
+      await expect(preflight({ ...config, stateDir })).rejects.toThrow(
+        new ConfigError([`stateDir: ${stateDir}: cannot create it: ${why}`]),
+      );
+    }
+  });
+
   it('does not ask for the WireGuard interface it creates itself to exist before start', async () => {
     const [handshakePort, metricsPort] = [await freePort(), await freePort()];
     const config = await writeConfig({

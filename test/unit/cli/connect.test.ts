@@ -14,6 +14,9 @@ describe('global connection options', () => {
     expect(socketPathOf({}, io({ MESHAUTH_SOCKET: 'run/x.sock' }))).toBe(resolve('run/x.sock'));
     expect(socketPathOf({ socket: '/run/meshauth/api.sock' }, io())).toBe('/run/meshauth/api.sock');
     expect(socketPathOf({}, io())).toBe('/run/meshauth/api.sock');
+    // regression: an empty MESHAUTH_SOCKET or --socket resolved to the working directory
+    expect(socketPathOf({}, io({ MESHAUTH_SOCKET: '' }))).toBe('/run/meshauth/api.sock');
+    expect(() => socketPathOf({ socket: '' }, io())).toThrow('--socket: must be a path (got "")');
   });
 
   it('reads --timeout as a duration or bare seconds and refuses anything not above 0 and up to an hour', () => {

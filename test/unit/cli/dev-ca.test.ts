@@ -1,7 +1,7 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { registerDevCaCommands } from '../../../src/cli/commands/dev-ca.js';
 import { registerSvidCommands } from '../../../src/cli/commands/svid.js';
@@ -226,5 +226,119 @@ describe('meshauth dev-ca issue', () => {
     }
     // nothing was written by the failed attempts
     expect(readdirSync(dir).sort()).toEqual(['ca.crt', 'ca.key']);
+  });
+
+  it("regression: --out naming the CA's own files or a directory is refused and the CA stays", async () => {
+    const dir = tmp();
+    await meshauth('dev-ca', 'init', '--dir', dir, '--trust-domain', 'demo.local');
+    const before = { crt: readFileSync(join(dir, 'ca.crt')), key: readFileSync(join(dir, 'ca.key')) };
+    // before: <dir>/ca.crt and ca.key were replaced by a leaf and its key, the CA lost for good
+    for (const out of [join(dir, 'ca'), `${dir}/../${basename(dir)}/ca`]) {
+      const r = await meshauth('dev-ca', 'issue', '--dir', dir, '--spiffe-id', WEB, '--out', out);
+      expect(r.code).toBe(2);
+      expect(r.err).toContain(`dev-ca issue: --out ${out}: would overwrite the development CA's own`);
+    }
+    // a symlink to the CA certificate is the CA certificate
+    symlinkSync(join(dir, 'ca.crt'), join(dir, 'alias.crt'));
+    const viaLink = await meshauth(
+      'dev-ca',
+      'issue',
+      '--dir',
+      dir,
+      '--spiffe-id',
+      WEB,
+      '--out',
+      join(dir, 'alias'),
+    );
+    expect(viaLink.code).toBe(2);
+    expect(viaLink.err).toContain(`would overwrite the development CA's own ${join(dir, 'ca.crt')}`);
+    // before: "--out <dir>/" wrote <dir>.crt and <dir>.key beside the directory
+    for (const out of [`${dir}/`, dir]) {
+      const r = await meshauth('dev-ca', 'issue', '--dir', dir, '--spiffe-id', WEB, '--out', out);
+      expect(r.code).toBe(2);
+      expect(r.err).toContain(`--out ${out}: is a directory; --out is a path prefix`);
+    }
+    expect(existsSync(`${dir}.crt`)).toBe(false);
+    expect(readFileSync(join(dir, 'ca.crt'))).toEqual(before.crt);
+    expect(readFileSync(join(dir, 'ca.key'))).toEqual(before.key);
+    expect(readdirSync(dir).sort()).toEqual(['alias.crt', 'ca.crt', 'ca.key']);
+  });
+
+  it("regression: a --ttl past the CA's expiry prints the lifetime issued and says it was capped", async () => {
+    const dir = tmp();
+    await meshauth('dev-ca', 'init', '--dir', dir, '--trust-domain', 'demo.local');
+    const caNotAfter = new Date(new X509Certificate(readFileSync(join(dir, 'ca.crt'))).validTo).getTime();
+    for (const ttl of ['1000w', `${'9'.repeat(30)}w`]) {
+      const r = await meshauth(
+        'dev-ca',
+        'issue',
+        '--dir',
+        dir,
+        '--spiffe-id',
+        WEB,
+        '--ttl',
+        ttl,
+        '--out',
+        join(dir, 'w'),
+      );
+      expect(r.code).toBe(0);
+      const leaf = new X509Certificate(readFileSync(join(dir, 'w.crt')));
+      expect(new Date(leaf.validTo).getTime()).toBe(caNotAfter);
+      // before: "(7000d)" and "(6.999999999999999e+23d)", lifetimes never issued
+      expect(r.out).toMatch(
+        new RegExp(`\\((364d23h59m5\\ds|365d); --ttl ${ttl} capped at the CA's expiry\\)\\n`),
+      );
+    }
+    const plain = await meshauth(
+      'dev-ca',
+      'issue',
+      '--dir',
+      dir,
+      '--spiffe-id',
+      WEB,
+      '--ttl',
+      '2h',
+      '--out',
+      join(dir, 'w'),
+    );
+    expect(plain.out).toMatch(/ \(2h\)\n/);
+  });
+
+  it('regression: a directory that cannot be made fails with its reason instead of hanging', async () => {
+    // before: Node's recursive mkdir retried /proc/1 for ever (ENOENT from a parent that exists)
+    const init = await meshauth(
+      'dev-ca',
+      'init',
+      '--dir',
+      '/proc/1/meshauth-dev-ca',
+      '--trust-domain',
+      'demo.local',
+    );
+    expect(init.code).toBe(1);
+    expect(init.err).toBe(
+      'meshauth: dev-ca init: --dir /proc/1/meshauth-dev-ca: cannot create it: no such file\n',
+    );
+
+    const dir = tmp();
+    await meshauth('dev-ca', 'init', '--dir', dir, '--trust-domain', 'demo.local');
+    const out = await meshauth('dev-ca', 'issue', '--dir', dir, '--spiffe-id', WEB, '--out', '/proc/1/x/web');
+    expect(out.code).toBe(1);
+    expect(out.err).toBe(
+      'meshauth: dev-ca issue: --out /proc/1/x/web: cannot create /proc/1/x: no such file\n',
+    );
+    // a file the key cannot be written to is named, not the temporary file beside it
+    const unwritable = await meshauth(
+      'dev-ca',
+      'issue',
+      '--dir',
+      dir,
+      '--spiffe-id',
+      WEB,
+      '--out',
+      '/proc/web',
+    );
+    expect(unwritable.code).toBe(1);
+    expect(unwritable.err).toMatch(/^meshauth: dev-ca issue: cannot write \/proc\/web\.key: /);
+    expect(unwritable.err).not.toContain('.tmp');
   });
 });

@@ -168,6 +168,12 @@ describe('flag values checked while parsing are usage errors too', () => {
       `option '--checkpoint <seq:hash>' argument '0:${HASH}' is invalid. expected <seq>:<hash>, a seq of 1 or more and the hash as 64 hex digits (from an earlier report)`,
     ],
     [
+      // regression: before, exit 1 after reading the file, quoting the seq rounded (1e20, 2^53)
+      'a checkpoint whose seq is past 2^53',
+      ['--checkpoint', `9007199254740993:${HASH}`],
+      `option '--checkpoint <seq:hash>' argument '9007199254740993:${HASH}' is invalid. the seq 9007199254740993 is larger than any seq a trail has (9007199254740991)`,
+    ],
+    [
       'a witness without a port',
       ['--witnesses', 'w:1,w'],
       `option '--witnesses <host:port,...>' argument 'w:1,w' is invalid. must be host:port with a port between 1 and 65535 (got "w")`,

@@ -1,5 +1,6 @@
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -72,6 +73,23 @@ describe('DevCa certificates follow the X509-SVID profile', () => {
       await expect(ca.issue(WEB, { ttlMs })).rejects.toBeInstanceOf(DevCaError);
   });
 
+  it('regression: an expired CA refuses to issue instead of issuing SVIDs expired at birth', async () => {
+    const ca = await DevCa.create('demo.local', { ttlMs: 3_600_000 });
+    const caNotAfter = new Date(new X509Certificate(ca.caDer).validTo).getTime();
+    // before: a certificate with notAfter = the CA's (past) notAfter; the dev CA source renewed it
+    // at once (renewal delay max(0, negative)), issuing expired SVIDs in a tight loop
+    for (const at of [caNotAfter, caNotAfter + 1, caNotAfter + 86_400_000, caNotAfter - 999]) {
+      const err = await ca.issue(WEB, { now: new Date(at) }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(DevCaError);
+      expect((err as Error).message).toContain(
+        `dev CA issue: the development CA certificate (trust domain "demo.local") expires at ${new Date(caNotAfter).toISOString()}`,
+      );
+      expect((err as Error).message).toContain('create a new CA');
+    }
+    const last = await ca.issue(WEB, { now: new Date(caNotAfter - 1000) });
+    expect(last.notAfter.getTime()).toBe(caNotAfter);
+  });
+
   it('a CA loaded from disk issues SVIDs that chain to the saved certificate', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'meshauth-devca-'));
     dirs.push(dir);
@@ -93,7 +111,25 @@ describe('DevCa certificates follow the X509-SVID profile', () => {
     const dir = mkdtempSync(join(tmpdir(), 'meshauth-devca-'));
     dirs.push(dir);
     await expect(DevCa.load({ caCert: join(dir, 'none.crt'), caKey: join(dir, 'none.key') })).rejects.toThrow(
-      /^dev CA load: /,
+      `dev CA load: ${join(dir, 'none.crt')}: no such file`,
+    );
+  });
+
+  it('regression: a FIFO or a device as the CA key is refused at once, naming it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'meshauth-devca-'));
+    dirs.push(dir);
+    await DevCa.init({ dir, trustDomain: 'demo.local' });
+    const caKey = join(dir, 'ca.key');
+    // before: readFile of a FIFO blocked for ever (the daemon's start and the CLI hung)
+    rmSync(caKey);
+    execFileSync('mkfifo', [caKey]);
+    await expect(DevCa.load({ caCert: join(dir, 'ca.crt'), caKey })).rejects.toThrow(
+      `dev CA load: ${caKey}: not a regular file (a FIFO)`,
+    );
+    rmSync(caKey);
+    symlinkSync('/dev/zero', caKey);
+    await expect(DevCa.load({ caCert: join(dir, 'ca.crt'), caKey })).rejects.toThrow(
+      `dev CA load: ${caKey}: not a regular file (a device)`,
     );
   });
 });

@@ -1,4 +1,14 @@
-import { mkdirSync, mkdtempSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
@@ -12,7 +22,7 @@ import {
   type FilesSourceOptions,
   type IdentityEvent,
 } from '../../../src/identity/index.js';
-import { formatJwksBundle, verifyX509Svid } from '../../../src/spiffe/index.js';
+import { formatJwksBundle, MAX_BUNDLE_BYTES, verifyX509Svid } from '../../../src/spiffe/index.js';
 import { makeIntermediateCa, makeLeaf, makeRootCa, pemOf, type TestCert } from '../../helpers/certs.js';
 import { FakeClock } from '../../helpers/fake-clock.js';
 
@@ -629,6 +639,65 @@ describe('FilesSource: bundle changes', () => {
     expect(s.source.bundles().get(TD)).toEqual([root.der]);
     expect(s.events.filter((e) => e.type === 'bundles-updated')).toHaveLength(1);
     expect(s.source.svid(WEB)).toBeDefined();
+  });
+
+  it("regression: a FIFO, a device, a directory or an oversized file in a file's place is refused; close() still returns", async () => {
+    const s = await setup({ wanted: [WEB] });
+    await s.source.ready();
+    const held = s.source.svid(WEB)!;
+    const goodCert = readFileSync(s.web.cert);
+    const goodBundle = readFileSync(s.bundle);
+    const rejected = (reason: string, file: string, why: string) =>
+      waitFor(`${file}: ${why}`, () =>
+        s.lines.find(
+          (l) =>
+            l.reason === reason &&
+            (l as { err?: string }).err === `${file}: ${why}` &&
+            (l.event === 'svid_rejected' || l.event === 'bundle_rejected'),
+        ),
+      );
+    const put = (path: string, make: (p: string) => void) => {
+      rmSync(path, { recursive: true, force: true });
+      make(path);
+    };
+    // before: readFile of a FIFO blocked for ever: no reload ran again and close() never returned
+    put(s.web.cert, (p) => execFileSync('mkfifo', [p]));
+    await rejected('unreadable', s.web.cert, 'not a regular file (a FIFO)');
+    // before: /dev/zero was read without end
+    put(s.web.cert, (p) => symlinkSync('/dev/zero', p));
+    await rejected('unreadable', s.web.cert, 'not a regular file (a device)');
+    put(s.web.cert, (p) => mkdirSync(p));
+    await rejected('unreadable', s.web.cert, 'is a directory, not a file');
+    put(s.web.key, (p) => execFileSync('mkfifo', [p]));
+    put(s.web.cert, (p) => writeFileSync(p, goodCert));
+    await rejected('unreadable', s.web.key, 'not a regular file (a FIFO)');
+    // the SVID held before is kept throughout
+    expect(s.source.svid(WEB)).toBe(held);
+
+    put(s.bundle, (p) => execFileSync('mkfifo', [p]));
+    await waitFor('bundle FIFO refused', () =>
+      s.lines.find(
+        (l) =>
+          l.event === 'bundle_rejected' &&
+          l.reason === 'bundle-unreadable' &&
+          JSON.stringify(l).includes('not a regular file (a FIFO)'),
+      ),
+    );
+    put(s.bundle, (p) => writeFileSync(p, Buffer.alloc(MAX_BUNDLE_BYTES + 1, 0x41)));
+    await waitFor('oversized bundle refused', () =>
+      s.lines.find((l) => l.event === 'bundle_rejected' && JSON.stringify(l).includes('larger than')),
+    );
+    expect(s.source.bundles().get(TD)).toEqual([root.der]);
+
+    // good files again: usable at once
+    put(s.bundle, (p) => writeFileSync(p, goodBundle));
+    put(s.web.key, (p) => writeFileSync(p, held.keyPem));
+    await s.source.ready();
+    expect(s.source.svid(WEB)?.leaf.serialNumber).toBe(held.leaf.serialNumber);
+    // and with a FIFO in place again, close() returns
+    put(s.web.cert, (p) => execFileSync('mkfifo', [p]));
+    await rejected('unreadable', s.web.cert, 'not a regular file (a FIFO)');
+    await s.source.close();
   });
 
   it('groups authorities by the trust domain their spiffe:// URI SAN names', async () => {

@@ -1,3 +1,7 @@
+import { execFileSync } from 'node:child_process';
+import { lstatSync, mkdtempSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { EventMsg, EventPage, QueryEventsRequestMsg } from '../../../src/api/index.js';
 import {
@@ -5,6 +9,7 @@ import {
   RelayTokenError,
   decodeRelayToken,
   parseNodeList,
+  staticNodes,
   type NodeApi,
   type RelayNode,
 } from '../../../src/relay/index.js';
@@ -178,5 +183,44 @@ describe('parseNodeList', () => {
     expect(() => parseNodeList('a=h:1=spiffe://UPPER.td/n')).toThrow(
       /"a=h:1=spiffe:\/\/UPPER.td\/n".*SPIFFE ID/,
     );
+  });
+});
+
+describe('staticNodes: the --nodes-file changed while the relay runs', () => {
+  it('regression: a FIFO, a device or an oversized file in its place keeps the last good list, at once', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'meshauth-relay-nodes-'));
+    try {
+      const file = join(dir, 'nodes');
+      writeFileSync(file, 'a=10.0.0.1:4251\n');
+      const errors: string[] = [];
+      const nodes = staticNodes([], file, (err) => errors.push(err.message));
+      expect(nodes()).toEqual([{ name: 'a', address: '10.0.0.1:4251' }]);
+      const put = (make: (p: string) => void, mtimeS: number) => {
+        rmSync(file, { force: true });
+        make(file);
+        if (!lstatSync(file).isSymbolicLink()) utimesSync(file, mtimeS, mtimeS);
+      };
+      // before: readFileSync of a FIFO blocked the relay's only thread for ever; /dev/zero was
+      // read without end
+      put((p) => execFileSync('mkfifo', [p]), 1_000);
+      expect(nodes()).toEqual([{ name: 'a', address: '10.0.0.1:4251' }]);
+      put((p) => symlinkSync('/dev/zero', p), 0);
+      expect(nodes()).toEqual([{ name: 'a', address: '10.0.0.1:4251' }]);
+      put((p) => writeFileSync(p, `b=10.0.0.2:4251 ${'#'.repeat(1024 * 1024)}\n`), 2_000);
+      expect(nodes()).toEqual([{ name: 'a', address: '10.0.0.1:4251' }]);
+      expect(errors).toEqual([
+        'not a regular file (a FIFO)',
+        'not a regular file (a device)',
+        `larger than ${1024 * 1024} bytes (${1024 * 1024 + 17})`,
+      ]);
+      put((p) => writeFileSync(p, 'b=10.0.0.2:4251\n'), 3_000);
+      expect(nodes()).toEqual([{ name: 'b', address: '10.0.0.2:4251' }]);
+
+      // at start, the same refusals name --nodes-file
+      put((p) => execFileSync('mkfifo', [p]), 4_000);
+      expect(() => staticNodes([], file)).toThrow(`--nodes-file ${file}: not a regular file (a FIFO)`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

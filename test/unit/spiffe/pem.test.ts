@@ -34,6 +34,19 @@ describe('parsePrivateKey', () => {
     );
     expect(() => parsePrivateKey(Buffer.from('hello'))).toThrow(/^[a-z0-9 ]+ routines::/i);
   });
+
+  it('regression: an empty file and a certificate given as a key are named, not in OpenSSL terms', async () => {
+    // before: "asn1 encoding routines::not enough data" and "DECODER routines::unsupported"
+    expect(() => parsePrivateKey(Buffer.alloc(0))).toThrow(/^empty input$/);
+    expect(() => parsePrivateKey('')).toThrow(/^empty input$/);
+    const cert = (await makeRootCa('k.test')).pem;
+    expect(() => parsePrivateKey(cert + cert)).toThrow(/^no PRIVATE KEY PEM block \(found CERTIFICATE\)$/);
+    expect(() => parsePrivateKey('-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n')).toThrow(
+      /^no PRIVATE KEY PEM block \(found PUBLIC KEY\)$/,
+    );
+    // an EC, RSA or PKCS#8 key block is parsed as before
+    expect(parsePrivateKey(ec.export({ format: 'pem', type: 'sec1' })).asymmetricKeyType).toBe('ec');
+  });
 });
 
 describe('parseCertificates (PEM)', () => {
